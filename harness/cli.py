@@ -1,0 +1,66 @@
+"""The `squall` command line: the composition root of the project.
+
+This is the only module that knows every command, workload, nemesis,
+database and backend by name. Subcommands live in their own modules and are
+imported lazily, so `squall check` does not pay for the harness's imports.
+
+Exit codes: 0 valid, 1 invalid, 2 unknown, 3 and above for bad input, usage
+errors and failed setups (click's default of 2 for usage errors is remapped
+to 3, so that 2 always means "unknown").
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+EXIT_VALID = 0
+EXIT_INVALID = 1
+EXIT_UNKNOWN = 2
+EXIT_BAD_INPUT = 3
+
+# command name -> (module, attribute) of a click command
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("harness.check_cmd", "check"),
+    "node": ("node.cli", "node_command"),
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in _COMMANDS:
+            module_name, attr = _COMMANDS[name]
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="squall")
+def cli() -> None:
+    """squall: a ZooKeeper-compatible node and a chaos tester for consensus systems."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point; maps click's usage errors to exit code 3."""
+    try:
+        rc = cli.main(args=argv, prog_name="squall", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:  # usage and bad-parameter errors
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Run reports: the self-contained report.html, plots and junit.xml."""

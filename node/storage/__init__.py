@@ -1,0 +1,1 @@
+"""Durable state: a checksummed write-ahead log with group-commit fsync, and snapshots."""

@@ -1,0 +1,101 @@
+"""The import directions of the design (docs/architecture.md), enforced.
+
+harness -> workloads -> checkers; harness -> nemesis; harness -> checkers;
+node and checkers import nothing else of the project; nemesis imports nothing
+else of the project; nothing imports harness.cli (the composition root),
+except harness.cli itself.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("node", "harness", "nemesis", "checkers", "workloads")
+
+# package -> the project packages it may import (besides itself)
+ALLOWED = {
+    "node": set(),
+    "checkers": set(),
+    "nemesis": set(),
+    "workloads": {"checkers"},
+    # the composition root (harness/cli.py) may also name node's CLI entry points
+    "harness": {"workloads", "nemesis", "checkers"},
+}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def _python_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _lazy_command_targets() -> list[str]:
+    """Modules that harness/cli.py imports by name (lazy subcommands)."""
+    tree = ast.parse((ROOT / "harness" / "cli.py").read_text(encoding="utf-8"))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value.split(".")[0] in PACKAGES and "." in node.value:
+                names.append(node.value)
+    return names
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_has_docstring(package: str) -> None:
+    init = ROOT / package / "__init__.py"
+    assert init.exists(), f"{package}/__init__.py is missing"
+    assert ast.get_docstring(ast.parse(init.read_text())), f"{package}/__init__.py needs a docstring saying what lives there"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_import_directions(package: str) -> None:
+    violations = []
+    for path in _python_files(package):
+        rel = path.relative_to(ROOT)
+        for lineno, module in _imports(path):
+            top = module.split(".")[0]
+            if top not in PACKAGES or top == package:
+                continue
+            if rel.as_posix() == "harness/cli.py" and top == "node":
+                continue  # the composition root wires the node's CLI in
+            if top not in ALLOWED[package]:
+                violations.append(f"{rel}:{lineno} imports {module}")
+    assert not violations, f"{package}/ may import only {sorted(ALLOWED[package]) or 'nothing'} of the project:\n" + "\n".join(violations)
+
+
+def test_nothing_imports_the_composition_root() -> None:
+    offenders = []
+    for package in PACKAGES:
+        for path in _python_files(package):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == "harness/cli.py":
+                continue
+            for lineno, module in _imports(path):
+                if module == "harness.cli":
+                    offenders.append(f"{rel}:{lineno}")
+    assert not offenders, "only the console script may import harness.cli:\n" + "\n".join(offenders)
+
+
+def test_lazy_commands_respect_directions() -> None:
+    """harness/cli.py's lazily imported command modules are named, not hidden."""
+    for target in _lazy_command_targets():
+        top = target.split(".")[0]
+        assert top in ("harness", "node"), f"harness/cli.py wires in {target}, outside harness/ and node/"
+
+
+def test_results_folder_is_ignored_but_documented() -> None:
+    assert (ROOT / "results" / "README.md").exists()
+    assert "/results/*" in (ROOT / ".gitignore").read_text()
