@@ -1,1 +1,32 @@
-"""Leader election and log replication as a pure state machine (step/tick/propose/ready/advance)."""
+"""Leader election and log replication as a pure state machine (step/tick/propose/ready/advance).
+
+Raft with pre-vote and check-quorum, in the etcd-raft style: no I/O, no clock,
+injected randomness. See docs/protocol.md for the protocol and its invariants.
+"""
+
+from .log import LogError, RaftLog
+from .messages import (
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    MessageDecodeError,
+    MessageType,
+    NotLeader,
+    PersistentState,
+    Ready,
+    ReadState,
+    Snapshot,
+    SnapshotMeta,
+    SoftState,
+    make_zxid,
+    zxid_counter,
+    zxid_epoch,
+)
+from .raft import Progress, ProgressState, RaftNode, Role
+
+__all__ = [
+    "Entry", "EntryKind", "HardState", "LogError", "Message", "MessageDecodeError", "MessageType",
+    "NotLeader", "PersistentState", "Progress", "ProgressState", "RaftLog", "RaftNode", "ReadState",
+    "Ready", "Role", "Snapshot", "SnapshotMeta", "SoftState", "make_zxid", "zxid_counter", "zxid_epoch",
+]

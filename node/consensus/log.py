@@ -1,0 +1,192 @@
+"""The replicated log as one node sees it: a snapshot, then entries.
+
+Pure bookkeeping, no I/O. Indexes are 1-based; index 0 / term 0 is the empty
+log. Entries up to `stabled` are known to be on disk; entries after it are
+handed to the shell in the next `Ready`. `committed` only moves forward;
+`applied` trails it and is advanced by the shell through `advance()`.
+"""
+
+from __future__ import annotations
+
+from .messages import Entry, Snapshot, SnapshotMeta
+
+
+class LogError(Exception):
+    """A caller asked the log for something it cannot do (a programming error)."""
+
+
+class RaftLog:
+    def __init__(self, snapshot: Snapshot, entries: tuple[Entry, ...] | list[Entry], commit: int, applied: int) -> None:
+        self.snapshot = snapshot
+        self.entries: list[Entry] = list(entries)
+        expected = snapshot.meta.index + 1
+        for e in self.entries:
+            if e.index != expected:
+                raise LogError(
+                    f"persisted entries must follow the snapshot (index {snapshot.meta.index}) "
+                    f"without gaps: expected index {expected}, found {e.index}"
+                )
+            expected += 1
+        self.stabled = self.last_index()
+        # A persisted commit index can never exceed what is on disk, but clamp
+        # defensively so a damaged hard state cannot make us apply nothing-at-all.
+        self.committed = max(snapshot.meta.index, min(commit, self.last_index()))
+        self.applied = max(snapshot.meta.index, min(applied, self.committed))
+        self.pending_snapshot: Snapshot | None = None  # received, not yet persisted
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def offset(self) -> int:
+        return self.snapshot.meta.index
+
+    def first_index(self) -> int:
+        return self.offset + 1
+
+    def last_index(self) -> int:
+        return self.offset + len(self.entries)
+
+    def term(self, index: int) -> int | None:
+        """Term of the entry at `index`, or None if compacted away or not there yet."""
+        if index == self.offset:
+            return self.snapshot.meta.term
+        if self.offset < index <= self.last_index():
+            return self.entries[index - self.offset - 1].term
+        return None
+
+    def last_term(self) -> int:
+        t = self.term(self.last_index())
+        assert t is not None
+        return t
+
+    def zxid(self, index: int) -> int | None:
+        if index == self.offset:
+            return self.snapshot.meta.zxid
+        if self.offset < index <= self.last_index():
+            return self.entries[index - self.offset - 1].zxid
+        return None
+
+    def last_zxid(self) -> int:
+        z = self.zxid(self.last_index())
+        assert z is not None
+        return z
+
+    def entry(self, index: int) -> Entry | None:
+        if self.offset < index <= self.last_index():
+            return self.entries[index - self.offset - 1]
+        return None
+
+    def slice(self, lo: int, hi: int) -> list[Entry]:
+        """Entries with lo <= index < hi; lo must not be compacted."""
+        if lo <= self.offset:
+            raise LogError(f"entries from {lo} are compacted (snapshot covers 1..{self.offset})")
+        hi = min(hi, self.last_index() + 1)
+        if lo >= hi:
+            return []
+        return self.entries[lo - self.offset - 1:hi - self.offset - 1]
+
+    def match_term(self, index: int, term: int) -> bool:
+        return self.term(index) == term
+
+    def is_up_to_date(self, last_index: int, last_term: int) -> bool:
+        """Raft's voting rule (§5.4.1): the candidate's log is at least as up to date."""
+        mine = self.last_term()
+        return last_term > mine or (last_term == mine and last_index >= self.last_index())
+
+    def find_conflict_by_term(self, index: int, term: int) -> tuple[int, int]:
+        """Largest index <= `index` whose term is <= `term` (and that term).
+
+        Lets a follower that rejects an append tell the leader how far back to
+        jump in one round trip instead of one entry at a time.
+        """
+        index = min(index, self.last_index())
+        while index > self.offset:
+            t = self.term(index)
+            assert t is not None
+            if t <= term:
+                return index, t
+            index -= 1
+        return self.offset, self.snapshot.meta.term
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def append(self, entries: list[Entry]) -> None:
+        """Append after the last index, truncating a conflicting suffix first."""
+        if not entries:
+            return
+        first = entries[0].index
+        if first <= self.committed:
+            raise LogError(f"refusing to overwrite committed entry {first} (committed={self.committed})")
+        if first > self.last_index() + 1:
+            raise LogError(f"append at {first} would leave a gap after last index {self.last_index()}")
+        del self.entries[first - self.offset - 1:]
+        self.entries.extend(entries)
+        self.stabled = min(self.stabled, first - 1)
+
+    def maybe_append(self, prev_index: int, prev_term: int, commit: int, entries: tuple[Entry, ...]) -> int | None:
+        """Follower side of AppendEntries. Returns the new last matched index, or
+        None if our log has no entry (prev_index, prev_term)."""
+        if not self.match_term(prev_index, prev_term):
+            return None
+        last_new = prev_index + len(entries)
+        conflict = self._find_conflict(entries)
+        if conflict:
+            # Entries at or below our snapshot/commit are already ours: skip them.
+            self.append([e for e in entries if e.index >= conflict])
+        self.commit_to(min(commit, last_new))
+        return last_new
+
+    def _find_conflict(self, entries: tuple[Entry, ...]) -> int:
+        """First index in `entries` that we lack or hold with another term; 0 if none."""
+        for e in entries:
+            if e.index <= self.offset:
+                continue  # compacted: committed, so it matches by log matching
+            if not self.match_term(e.index, e.term):
+                return e.index
+        return 0
+
+    def commit_to(self, index: int) -> bool:
+        index = min(index, self.last_index())
+        if index > self.committed:
+            self.committed = index
+            return True
+        return False
+
+    def unstable_entries(self) -> list[Entry]:
+        return self.entries[self.stabled - self.offset:] if self.stabled < self.last_index() else []
+
+    def stable_to(self, index: int, term: int) -> None:
+        # Only if the entry is still the one we handed out: a truncation between
+        # ready() and advance() must not mark a replaced entry as persisted.
+        if self.term(index) == term and index > self.stabled:
+            self.stabled = index
+
+    def next_committed_entries(self) -> list[Entry]:
+        lo = max(self.applied, self.offset) + 1
+        return self.slice(lo, self.committed + 1) if self.committed >= lo else []
+
+    def applied_to(self, index: int) -> None:
+        if index > self.committed:
+            raise LogError(f"cannot mark {index} applied: only {self.committed} is committed")
+        self.applied = max(self.applied, index)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Replace the whole log by a snapshot received from the leader."""
+        self.snapshot = snapshot
+        self.entries = []
+        self.committed = snapshot.meta.index
+        self.stabled = snapshot.meta.index
+        self.pending_snapshot = snapshot
+
+    def compact(self, index: int, data: bytes) -> Snapshot:
+        """Drop entries up to `index` (already applied), keeping a snapshot instead."""
+        if index <= self.offset:
+            raise LogError(f"index {index} is already compacted (snapshot at {self.offset})")
+        if index > self.applied:
+            raise LogError(f"cannot compact to {index}: only {self.applied} is applied; compact applied state only")
+        term, zxid = self.term(index), self.zxid(index)
+        assert term is not None and zxid is not None
+        snap = Snapshot(SnapshotMeta(index, term, zxid), data)
+        del self.entries[:index - self.offset]
+        self.snapshot = snap
+        return snap

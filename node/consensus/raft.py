@@ -1,0 +1,727 @@
+"""Raft with pre-vote and check-quorum, as a pure state machine (etcd-raft style).
+
+The core never touches a socket, a disk or a clock. The shell feeds it
+`tick()` (its only notion of time), `step(message)` (peer input),
+`propose(data)` and `read_index(context)` (client input), then drains
+`ready()`: persist, send, apply, `advance()`. Randomness (election timeout
+jitter) comes from the injected `random.Random`, so a seed replays a run.
+
+The protocol, its invariants and the zxid mapping are written down in
+docs/protocol.md; comments here say why a rule exists, not what Raft is.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .log import RaftLog
+from .messages import (
+    COUNTER_MASK,
+    MAX_TERM,
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    MessageType as MT,
+    NotLeader,
+    PersistentState,
+    Ready,
+    ReadState,
+    Snapshot,
+    SoftState,
+    make_zxid,
+)
+
+
+class Role(str, enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class ProgressState(str, enum.Enum):
+    PROBE = "probe"  # one append in flight until the follower answers
+    REPLICATE = "replicate"  # stream entries optimistically
+    SNAPSHOT = "snapshot"  # a snapshot is on its way; wait for its ack
+
+
+@dataclass(slots=True)
+class Progress:
+    """The leader's view of one follower."""
+
+    match: int = 0
+    next: int = 1
+    state: ProgressState = ProgressState.PROBE
+    probe_sent: bool = False
+    pending_snapshot: int = 0
+    recent_active: bool = False
+    snapshot_elapsed: int = 0  # ticks since the snapshot was sent
+
+    def become_probe(self) -> None:
+        if self.state is ProgressState.SNAPSHOT:
+            self.next = max(self.match + 1, self.pending_snapshot + 1)
+        else:
+            self.next = self.match + 1
+        self.state = ProgressState.PROBE
+        self.probe_sent = False
+        self.pending_snapshot = 0
+
+    def become_replicate(self) -> None:
+        self.state = ProgressState.REPLICATE
+        self.next = self.match + 1
+        self.probe_sent = False
+
+    def become_snapshot(self, index: int) -> None:
+        self.state = ProgressState.SNAPSHOT
+        self.pending_snapshot = index
+        self.probe_sent = False
+        self.snapshot_elapsed = 0
+
+    def maybe_update(self, index: int) -> bool:
+        updated = index > self.match
+        if updated:
+            self.match = index
+            self.probe_sent = False
+        self.next = max(self.next, index + 1)
+        return updated
+
+    def maybe_decrease(self, rejected: int, hint: int) -> bool:
+        """Move `next` back after a rejection; False if the rejection is stale."""
+        if self.state is ProgressState.REPLICATE:
+            if rejected <= self.match:
+                return False
+            self.next = self.match + 1
+            return True
+        if self.next - 1 != rejected:
+            return False  # answers an older probe
+        self.next = max(min(rejected, hint + 1), self.match + 1)
+        self.probe_sent = False
+        return True
+
+
+@dataclass(slots=True)
+class _ReadRequest:
+    context: bytes
+    index: int
+    frm: int  # the node that asked (self for local reads)
+    acks: set[int] = field(default_factory=set)
+
+
+class RaftNode:
+    """One member of a fixed-membership Raft group.
+
+    `peers` lists every member id (this node's own id may be included or not).
+    `storage_state` is what the node's disk holds (None for a brand-new node).
+    `election_ticks` must exceed `heartbeat_ticks`; the actual timeout is drawn
+    from [election_ticks, 2*election_ticks) after every reset, so that two
+    followers rarely time out together.
+
+    `unsafe_commit_without_quorum` is a TEST-ONLY fault injection: a leader
+    that has it commits every entry as soon as it appends it, without waiting
+    for a quorum. It exists so tests can prove the randomized checker catches
+    a real safety bug. Never set it outside tests.
+    """
+
+    def __init__(
+        self,
+        id: int,
+        peers: Iterable[int],
+        storage_state: PersistentState | None,
+        rng: random.Random,
+        election_ticks: int = 10,
+        heartbeat_ticks: int = 1,
+        *,
+        pre_vote: bool = True,
+        check_quorum: bool = True,
+        max_entries_per_message: int = 64,
+        unsafe_commit_without_quorum: bool = False,
+    ) -> None:
+        if id <= 0:
+            raise ValueError(f"node id must be a positive integer, got {id}")
+        if heartbeat_ticks < 1 or election_ticks <= heartbeat_ticks:
+            raise ValueError(
+                f"need 1 <= heartbeat_ticks < election_ticks, got heartbeat_ticks={heartbeat_ticks}, "
+                f"election_ticks={election_ticks}"
+            )
+        if max_entries_per_message < 1:
+            raise ValueError(f"max_entries_per_message must be >= 1, got {max_entries_per_message}")
+        self.id = id
+        self.voters: frozenset[int] = frozenset(peers) | {id}
+        if any(p <= 0 for p in self.voters):
+            raise ValueError(f"peer ids must be positive integers, got {sorted(self.voters)}")
+        self.rng = rng
+        self.election_ticks = election_ticks
+        self.heartbeat_ticks = heartbeat_ticks
+        self.pre_vote = pre_vote
+        self.check_quorum = check_quorum
+        self.max_entries = max_entries_per_message
+        self.unsafe_commit_without_quorum = unsafe_commit_without_quorum
+
+        st = storage_state or PersistentState()
+        self.log = RaftLog(st.snapshot, st.entries, st.hard_state.commit, st.applied)
+        self.term = st.hard_state.term
+        self.vote: int | None = st.hard_state.vote
+        self.role = Role.FOLLOWER
+        self.leader: int | None = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout = election_ticks
+        self.votes: dict[int, bool] = {}
+        self.progress: dict[int, Progress] = {}
+        self.zxid_counter = 0
+        self.msgs: list[Message] = []
+        self.read_states: list[ReadState] = []
+        self.pending_reads: list[_ReadRequest] = []  # leader: awaiting a quorum of heartbeat acks
+        self.deferred_reads: list[tuple[int, bytes]] = []  # leader before its first commit
+        self._prev_hard = self.hard_state()
+        self._prev_soft = self.soft_state()
+        self._outstanding: Ready | None = None  # handed out by ready(), not yet advanced
+        self._step: Callable[[Message], None] = self._step_follower
+        self._tick: Callable[[], None] = self._tick_election
+        self._become_follower(self.term, None)
+
+    # -- public interface -------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance logical time by one tick."""
+        self._tick()
+
+    def step(self, m: Message) -> None:
+        """Feed one message from a peer. Messages not addressed to us, from
+        non-members or of the wrong shape are ignored (a bad peer must not be
+        able to crash the node)."""
+        if m.to != self.id or m.frm not in self.voters or m.frm == self.id:
+            return
+        if m.term > self.term:
+            if m.type in (MT.VOTE, MT.PRE_VOTE) and self._in_lease():
+                # check-quorum: we heard from a live leader within the election
+                # timeout, so this candidate is disruptive (e.g. it was
+                # partitioned away); don't let it bump our term.
+                return
+            if m.type is MT.PRE_VOTE or (m.type is MT.PRE_VOTE_RESP and not m.reject):
+                # Pre-votes are for a future term: they never change ours.
+                pass
+            elif m.type in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT):
+                self._become_follower(m.term, m.frm)
+            else:
+                self._become_follower(m.term, None)
+        elif m.term < self.term:
+            if (self.check_quorum or self.pre_vote) and m.type in (MT.HEARTBEAT, MT.APPEND):
+                # A stale leader (or a node that was partitioned and whose
+                # pre-votes can't win) learns our term and steps down, instead
+                # of both sides waiting forever.
+                self._send(MT.APPEND_RESP, m.frm)
+            elif m.type is MT.PRE_VOTE:
+                self._send(MT.PRE_VOTE_RESP, m.frm, reject=True)
+            return
+
+        if m.type in (MT.VOTE, MT.PRE_VOTE):
+            self._handle_vote_request(m)
+        else:
+            self._step(m)
+
+    def propose(self, data: bytes) -> int | NotLeader:
+        """Append `data` as a new entry. Returns its log index on the leader;
+        otherwise a NotLeader naming the leader to forward to (if known)."""
+        if self.role is not Role.LEADER:
+            return NotLeader(self.leader)
+        if self.zxid_counter >= COUNTER_MASK:
+            # ZooKeeper forces a new epoch when the 32-bit counter would roll
+            # over; so do we, by stepping down so that a new term starts.
+            self._become_follower(self.term, None)
+            return NotLeader(None, "zxid counter exhausted for this term; electing a new leader")
+        return self._append_entry(EntryKind.NORMAL, bytes(data))
+
+    def read_index(self, context: bytes) -> NotLeader | None:
+        """Ask for the leader's commit index (ZooKeeper `sync`, linearizable reads).
+
+        The answer arrives later as a `ReadState(context, index)` in a Ready:
+        wait until applied >= index. `context` must be unique per request.
+        Returns NotLeader when no leader is known (retry later); the request
+        may also be lost with a message or a leader change, so the shell
+        retries on a timeout with a fresh context.
+        """
+        context = bytes(context)
+        if self.role is Role.LEADER:
+            self._leader_read_index(self.id, context)
+            return None
+        if self.leader is None:
+            return NotLeader(None, "no leader known")
+        self._send(MT.READ_INDEX, self.leader, context=context)
+        return None
+
+    def compact(self, index: int, snapshot_data: bytes) -> Snapshot:
+        """Replace log entries up to `index` (<= applied) with a snapshot of the
+        state machine at `index`. The shell persists the returned snapshot and
+        may then drop those entries from its WAL."""
+        return self.log.compact(index, bytes(snapshot_data))
+
+    def report_snapshot(self, to: int, failed: bool) -> None:
+        """The shell tells the leader whether sending a snapshot to `to` failed
+        (a broken connection); a failed one is retried by probing again."""
+        pr = self.progress.get(to) if self.role is Role.LEADER else None
+        if pr is not None and pr.state is ProgressState.SNAPSHOT and failed:
+            pr.pending_snapshot = 0
+            pr.become_probe()
+
+    def has_ready(self) -> bool:
+        if self._outstanding is not None:
+            return False
+        return (
+            self.soft_state() != self._prev_soft
+            or self.hard_state() != self._prev_hard
+            or bool(self.msgs)
+            or bool(self.read_states)
+            or self.log.pending_snapshot is not None
+            or bool(self.log.unstable_entries())
+            or bool(self.log.next_committed_entries())
+        )
+
+    def ready(self) -> Ready:
+        """Collect what the shell must persist, send and apply (see Ready).
+
+        Call it again only after `advance()`: a second Ready before that would
+        hand out the same committed entries twice."""
+        if self._outstanding is not None:
+            raise RuntimeError("ready() called again before advance() of the previous Ready")
+        soft = self.soft_state()
+        hard = self.hard_state()
+        rd = Ready(
+            soft_state=soft if soft != self._prev_soft else None,
+            hard_state=hard if hard != self._prev_hard else None,
+            entries=list(self.log.unstable_entries()),
+            snapshot=self.log.pending_snapshot,
+            committed_entries=self.log.next_committed_entries(),
+            messages=self.msgs,
+            read_states=self.read_states,
+        )
+        self.msgs = []
+        self.read_states = []
+        if rd.soft_state is not None:
+            self._prev_soft = soft
+        self._outstanding = rd
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The shell has persisted, sent and applied everything in `rd`."""
+        if rd is not self._outstanding:
+            raise RuntimeError("advance() must be given the Ready that the last ready() returned")
+        self._outstanding = None
+        if rd.hard_state is not None:
+            self._prev_hard = rd.hard_state
+        if rd.snapshot is not None:
+            if self.log.pending_snapshot == rd.snapshot:
+                self.log.pending_snapshot = None
+            self.log.applied = max(self.log.applied, rd.snapshot.meta.index)
+        if rd.entries:
+            last = rd.entries[-1]
+            self.log.stable_to(last.index, last.term)
+        if rd.committed_entries:
+            self.log.applied_to(rd.committed_entries[-1].index)
+
+    def hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.log.committed)
+
+    def soft_state(self) -> SoftState:
+        return SoftState(self.role.value, self.leader, self.term)
+
+    def status(self) -> dict:
+        """A summary for four-letter words and the admin API."""
+        return {
+            "id": self.id,
+            "role": self.role.value,
+            "term": self.term,
+            "leader": self.leader,
+            "last_index": self.log.last_index(),
+            "last_zxid": self.log.last_zxid(),
+            "commit": self.log.committed,
+            "applied": self.log.applied,
+            "snapshot_index": self.log.offset,
+        }
+
+    # -- roles ------------------------------------------------------------------------------
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.leader = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout = self.election_ticks + self.rng.randrange(self.election_ticks)
+        self.votes = {}
+        self.pending_reads = []
+        self.deferred_reads = []
+
+    def _become_follower(self, term: int, leader: int | None) -> None:
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.leader = leader
+        self._step = self._step_follower
+        self._tick = self._tick_election
+
+    def _become_pre_candidate(self) -> None:
+        # Term and vote stay as they are: a failed pre-campaign leaves no trace.
+        self.role = Role.PRE_CANDIDATE
+        self.votes = {}
+        self.leader = None
+        self._step = self._step_candidate
+        self._tick = self._tick_election
+
+    def _become_candidate(self) -> None:
+        if self.term >= MAX_TERM:
+            # The term is the zxid epoch and must fit 32 bits; refuse to go on
+            # rather than produce zxids that would collide.
+            return
+        self._reset(self.term + 1)
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+        self._step = self._step_candidate
+        self._tick = self._tick_election
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader = self.id
+        self._step = self._step_leader
+        self._tick = self._tick_heartbeat
+        last = self.log.last_index()
+        self.progress = {p: Progress(match=0, next=last + 1) for p in self.voters}
+        self.progress[self.id] = Progress(match=last, next=last + 1, state=ProgressState.REPLICATE, recent_active=True)
+        # The no-op lets this leader commit entries of earlier terms (Raft only
+        # commits by counting replicas of a current-term entry) and marks the
+        # start of the epoch: its zxid is (term << 32) | 0, like ZooKeeper's
+        # NEWLEADER zxid, so the first client transaction gets counter 1.
+        self.zxid_counter = -1
+        self._append_entry(EntryKind.NOOP, b"")
+
+    # -- elections --------------------------------------------------------------------------
+
+    def _tick_election(self) -> None:
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.randomized_timeout:
+            self.election_elapsed = 0
+            self._campaign(pre=self.pre_vote)
+
+    def _campaign(self, pre: bool) -> None:
+        if pre:
+            self._become_pre_candidate()
+            vote_type, term = MT.PRE_VOTE, self.term + 1
+        else:
+            self._become_candidate()
+            if self.role is not Role.CANDIDATE:
+                return
+            vote_type, term = MT.VOTE, self.term
+        # The randomized timeout also paces pre-campaigns.
+        self.randomized_timeout = self.election_ticks + self.rng.randrange(self.election_ticks)
+        self.election_elapsed = 0
+        if self._record_vote(self.id, True) == "won":
+            self._on_election_won()
+            return
+        for p in sorted(self.voters - {self.id}):
+            self.msgs.append(Message(
+                type=vote_type, frm=self.id, to=p, term=term,
+                index=self.log.last_index(), log_term=self.log.last_term(),
+            ))
+
+    def _on_election_won(self) -> None:
+        if self.role is Role.PRE_CANDIDATE:
+            self._campaign(pre=False)
+        else:
+            self._become_leader()
+
+    def _record_vote(self, voter: int, granted: bool) -> str:
+        self.votes.setdefault(voter, granted)
+        yes = sum(1 for v in self.votes.values() if v)
+        no = len(self.votes) - yes
+        q = self._quorum()
+        if yes >= q:
+            return "won"
+        if no >= q:
+            return "lost"
+        return "pending"
+
+    def _handle_vote_request(self, m: Message) -> None:
+        is_pre = m.type is MT.PRE_VOTE
+        can_vote = (
+            self.vote == m.frm
+            or (self.vote is None and self.leader is None)
+            or (is_pre and m.term > self.term)
+        )
+        resp = MT.PRE_VOTE_RESP if is_pre else MT.VOTE_RESP
+        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
+            # Grants carry the candidate's term so it can count them; a
+            # pre-vote grant changes nothing here.
+            self.msgs.append(Message(type=resp, frm=self.id, to=m.frm, term=m.term))
+            if not is_pre:
+                self.election_elapsed = 0
+                self.vote = m.frm
+        else:
+            self._send(resp, m.frm, reject=True)
+
+    def _step_candidate(self, m: Message) -> None:
+        expected = MT.PRE_VOTE_RESP if self.role is Role.PRE_CANDIDATE else MT.VOTE_RESP
+        if m.type in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT):
+            # Someone already won this term.
+            self._become_follower(m.term, m.frm)
+            self._step_follower(m)
+        elif m.type is expected:
+            outcome = self._record_vote(m.frm, not m.reject)
+            if outcome == "won":
+                self._on_election_won()
+            elif outcome == "lost":
+                self._become_follower(self.term, None)
+        # Anything else (late responses, read requests) has no leader to serve it.
+
+    # -- follower ---------------------------------------------------------------------------
+
+    def _step_follower(self, m: Message) -> None:
+        if m.type is MT.APPEND:
+            self.election_elapsed = 0
+            self.leader = m.frm
+            self._handle_append(m)
+        elif m.type is MT.HEARTBEAT:
+            self.election_elapsed = 0
+            self.leader = m.frm
+            self.log.commit_to(m.commit)
+            self._send(MT.HEARTBEAT_RESP, m.frm, context=m.context)
+        elif m.type is MT.SNAPSHOT:
+            self.election_elapsed = 0
+            self.leader = m.frm
+            self._handle_snapshot(m)
+        elif m.type is MT.READ_INDEX_RESP:
+            self.read_states.append(ReadState(m.context, m.index))
+        elif m.type is MT.READ_INDEX:
+            # We are not the leader; the asker will time out and retry.
+            pass
+
+    def _handle_append(self, m: Message) -> None:
+        if m.index < self.log.committed:
+            self._send(MT.APPEND_RESP, m.frm, index=self.log.committed)
+            return
+        if not _entries_well_formed(m):
+            return
+        last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+        if last_new is not None:
+            self._send(MT.APPEND_RESP, m.frm, index=last_new)
+            return
+        hint_index, hint_term = self.log.find_conflict_by_term(min(m.index, self.log.last_index()), m.log_term)
+        self._send(MT.APPEND_RESP, m.frm, index=m.index, reject=True, reject_hint=hint_index, log_term=hint_term)
+
+    def _handle_snapshot(self, m: Message) -> None:
+        snap = m.snapshot
+        if snap is None:
+            return
+        meta = snap.meta
+        if meta.index <= self.log.committed:
+            self._send(MT.APPEND_RESP, m.frm, index=self.log.committed)
+            return
+        if self.log.match_term(meta.index, meta.term):
+            # We already hold that prefix: just learn that it is committed.
+            self.log.commit_to(meta.index)
+        else:
+            self.log.restore(snap)
+        self._send(MT.APPEND_RESP, m.frm, index=self.log.last_index())
+
+    # -- leader -----------------------------------------------------------------------------
+
+    def _tick_heartbeat(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        for pr in self.progress.values():
+            if pr.state is ProgressState.SNAPSHOT:
+                pr.snapshot_elapsed += 1
+                if pr.snapshot_elapsed >= self.election_ticks:
+                    # No ack within an election timeout: assume the snapshot
+                    # was lost and probe again (which resends it if needed).
+                    pr.pending_snapshot = 0
+                    pr.become_probe()
+        if self.election_elapsed >= self.election_ticks:
+            self.election_elapsed = 0
+            if self.check_quorum:
+                active = sum(1 for p, pr in self.progress.items() if p == self.id or pr.recent_active)
+                if active < self._quorum():
+                    # We may be on the minority side of a partition: stop
+                    # accepting writes and reads that could never commit.
+                    self._become_follower(self.term, None)
+                    return
+                for p, pr in self.progress.items():
+                    pr.recent_active = p == self.id
+        if self.heartbeat_elapsed >= self.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            # Carry the newest pending read so that a lost read heartbeat is
+            # retried; its quorum of acks also confirms every earlier read.
+            self._broadcast_heartbeat(self.pending_reads[-1].context if self.pending_reads else b"")
+
+    def _step_leader(self, m: Message) -> None:
+        pr = self.progress.get(m.frm)
+        if pr is None:
+            return
+        if m.type is MT.APPEND_RESP:
+            pr.recent_active = True
+            self._handle_append_resp(m, pr)
+        elif m.type is MT.HEARTBEAT_RESP:
+            pr.recent_active = True
+            pr.probe_sent = False
+            if pr.match < self.log.last_index():
+                self._send_append(m.frm)
+            if m.context:
+                self._ack_read(m.frm, m.context)
+        elif m.type is MT.READ_INDEX:
+            self._leader_read_index(m.frm, m.context)
+
+    def _handle_append_resp(self, m: Message, pr: Progress) -> None:
+        if m.index > self.log.last_index():
+            return  # acknowledges entries we never sent: a broken peer
+        if m.reject:
+            hint = m.reject_hint
+            if m.log_term > 0:
+                hint, _ = self.log.find_conflict_by_term(m.reject_hint, m.log_term)
+            if pr.maybe_decrease(m.index, hint):
+                if pr.state is ProgressState.REPLICATE:
+                    pr.become_probe()
+                self._send_append(m.frm)
+            return
+        if not pr.maybe_update(m.index):
+            # A duplicate or late ack: it still proves the follower is there.
+            if pr.state is ProgressState.PROBE and pr.probe_sent:
+                pr.probe_sent = False
+                self._send_append(m.frm)
+            return
+        if pr.state is ProgressState.PROBE:
+            pr.become_replicate()
+        elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
+            pr.become_probe()
+            pr.become_replicate()
+        if self._maybe_commit():
+            self._release_deferred_reads()
+            self._broadcast_append()
+        elif pr.next <= self.log.last_index():
+            self._send_append(m.frm)
+
+    def _maybe_commit(self) -> bool:
+        matches = sorted((pr.match for pr in self.progress.values()), reverse=True)
+        index = matches[self._quorum() - 1]
+        # Only entries of the current term commit by counting (Raft §5.4.2);
+        # earlier ones commit with them.
+        if self.log.term(index) == self.term:
+            return self.log.commit_to(index)
+        return False
+
+    def _append_entry(self, kind: EntryKind, data: bytes) -> int:
+        self.zxid_counter += 1
+        index = self.log.last_index() + 1
+        entry = Entry(self.term, index, make_zxid(self.term, self.zxid_counter), kind, data)
+        self.log.append([entry])
+        me = self.progress[self.id]
+        me.maybe_update(index)
+        if self.unsafe_commit_without_quorum:
+            self.log.commit_to(index)  # TEST-ONLY BUG, see the class docstring
+        elif self._maybe_commit():
+            self._release_deferred_reads()
+        self._broadcast_append()
+        return index
+
+    def _broadcast_append(self) -> None:
+        for p in sorted(self.voters - {self.id}):
+            self._send_append(p)
+
+    def _broadcast_heartbeat(self, context: bytes) -> None:
+        for p in sorted(self.voters - {self.id}):
+            pr = self.progress[p]
+            # Never tell a follower to commit past what it is known to hold.
+            commit = min(pr.match, self.log.committed)
+            self.msgs.append(Message(type=MT.HEARTBEAT, frm=self.id, to=p, term=self.term, commit=commit, context=context))
+
+    def _send_append(self, to: int) -> None:
+        pr = self.progress[to]
+        if pr.state is ProgressState.SNAPSHOT or (pr.state is ProgressState.PROBE and pr.probe_sent):
+            return
+        prev = pr.next - 1
+        prev_term = self.log.term(prev)
+        if prev_term is None or prev < self.log.offset:
+            self._send_snapshot(to, pr)
+            return
+        entries = self.log.slice(pr.next, pr.next + self.max_entries)
+        self.msgs.append(Message(
+            type=MT.APPEND, frm=self.id, to=to, term=self.term, index=prev, log_term=prev_term,
+            entries=tuple(entries), commit=self.log.committed,
+        ))
+        if pr.state is ProgressState.REPLICATE:
+            if entries:
+                pr.next = entries[-1].index + 1
+        else:
+            pr.probe_sent = True
+
+    def _send_snapshot(self, to: int, pr: Progress) -> None:
+        snap = self.log.snapshot
+        pr.become_snapshot(snap.meta.index)
+        self.msgs.append(Message(type=MT.SNAPSHOT, frm=self.id, to=to, term=self.term, snapshot=snap))
+
+    # -- read index -------------------------------------------------------------------------
+
+    def _leader_read_index(self, frm: int, context: bytes) -> None:
+        if self.log.term(self.log.committed) != self.term:
+            # Until our no-op commits we don't know the true commit index:
+            # entries of earlier terms may be committed without our knowing it.
+            self.deferred_reads.append((frm, context))
+            return
+        if len(self.voters) == 1:
+            self._answer_read(_ReadRequest(context, self.log.committed, frm))
+            return
+        if any(r.context == context for r in self.pending_reads):
+            return
+        self.pending_reads.append(_ReadRequest(context, self.log.committed, frm, {self.id}))
+        self._broadcast_heartbeat(context)
+
+    def _release_deferred_reads(self) -> None:
+        deferred, self.deferred_reads = self.deferred_reads, []
+        for frm, ctx in deferred:
+            self._leader_read_index(frm, ctx)
+
+    def _ack_read(self, frm: int, context: bytes) -> None:
+        for i, req in enumerate(self.pending_reads):
+            if req.context == context:
+                req.acks.add(frm)
+                if len(req.acks) >= self._quorum():
+                    # A quorum still follows us, so no newer leader existed when
+                    # this request (and every earlier one) was taken.
+                    done, self.pending_reads = self.pending_reads[:i + 1], self.pending_reads[i + 1:]
+                    for r in done:
+                        self._answer_read(r)
+                return
+
+    def _answer_read(self, req: _ReadRequest) -> None:
+        if req.frm == self.id:
+            self.read_states.append(ReadState(req.context, req.index))
+        else:
+            self.msgs.append(Message(
+                type=MT.READ_INDEX_RESP, frm=self.id, to=req.frm, term=self.term,
+                index=req.index, context=req.context,
+            ))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _quorum(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    def _in_lease(self) -> bool:
+        return self.check_quorum and self.leader is not None and self.election_elapsed < self.election_ticks
+
+    def _send(self, mtype: MT, to: int, **fields) -> None:
+        self.msgs.append(Message(type=mtype, frm=self.id, to=to, term=self.term, **fields))
+
+
+def _entries_well_formed(m: Message) -> bool:
+    """Entries in an append must be consecutive after m.index and not newer than
+    the sender's term; anything else is a broken or hostile peer: ignore it."""
+    expected = m.index + 1
+    for e in m.entries:
+        if e.index != expected or e.term > m.term:
+            return False
+        expected += 1
+    return True
