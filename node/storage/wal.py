@@ -1,0 +1,268 @@
+"""A segmented write-ahead log of checksummed records, with group-commit sync.
+
+Record layout (big-endian)::
+
+    u32 length | u32 crc32(payload) | u32 crc32(first 8 header bytes) | payload
+
+The header carries its own checksum so that a damaged length field is told
+apart from a record that was still being written when the process died.
+
+Segments are files ``wal-<key:016x>.log`` where ``key`` is the key (the
+zxid, for the node) of the first record appended to the segment; they are
+read in key order. ``append`` only buffers; ``sync`` writes the buffer with
+one ``write`` and ``fdatasync``s it, so many appends share one disk flush
+(group commit). A segment is synced before the log rolls to the next one.
+
+Recovery (``recover``) rules, which decide between a torn tail (cut, with a
+log line) and corruption (refused with ``CorruptLogError``):
+
+* Only the *last* segment may have a torn tail: the writer can die there
+  mid-record. Any damage in an earlier segment is corruption.
+* In the last segment, a damaged record at offset ``p`` (partial header,
+  header checksum mismatch, payload running past the end of the file, or
+  payload checksum mismatch) is a torn tail, and the file is truncated at
+  ``p`` with a log line, when no intact record starts anywhere after ``p``
+  (the bytes after it are zeros, a fragment, or garbage).
+* A damaged record followed by an intact one is a corrupt middle: recovery
+  stops with ``CorruptLogError`` naming the file, the offset and the fix,
+  and nothing is truncated. (An intact record is found by scanning every
+  offset for a header and payload that both verify: 64 bits of checksum, so
+  garbage is not mistaken for a record.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger("squall.node.storage")
+
+_HEADER = struct.Struct(">III")
+_LEN_CRC = struct.Struct(">II")
+_U32 = struct.Struct(">I")
+HEADER_BYTES = _HEADER.size
+MAX_RECORD_BYTES = 256 << 20
+_SEGMENT_RE = re.compile(r"^wal-([0-9a-f]{16})\.log$")
+
+
+class CorruptLogError(Exception):
+    """A record in the middle of the log is damaged; recovery refuses to guess."""
+
+
+def encode_record(payload: bytes) -> bytes:
+    """Frame one payload as a log record (header + payload)."""
+    n = len(payload)
+    head = _LEN_CRC.pack(n, zlib.crc32(payload))
+    return head + _U32.pack(zlib.crc32(head)) + payload
+
+
+def _next_intact_record(data: bytes, start: int) -> int | None:
+    """The first offset >= ``start`` where a whole record verifies, or None."""
+    size = len(data)
+    rest = data[start:]
+    if rest.count(0) == len(rest):
+        return None  # a zero-filled tail holds no records
+    unpack = _HEADER.unpack_from
+    crc32 = zlib.crc32
+    for off in range(start, size - HEADER_BYTES):
+        n, crc, hcrc = unpack(data, off)
+        if n == 0 or off + HEADER_BYTES + n > size:
+            continue
+        if crc32(data[off: off + 8]) == hcrc and crc32(data[off + HEADER_BYTES: off + HEADER_BYTES + n]) == crc:
+            return off
+    return None
+
+
+def _segment_name(key: int) -> str:
+    return f"wal-{key & 0xFFFFFFFFFFFFFFFF:016x}.log"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WriteAheadLog:
+    """Append-only, checksummed, segmented log in one directory.
+
+    Call ``recover()`` once (and exhaust it) before the first ``append``; it
+    yields every intact payload in order and cuts a torn tail.
+    """
+
+    def __init__(self, directory: str | os.PathLike, segment_bytes: int = 64 << 20) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.segment_bytes = segment_bytes
+        self._fd: int | None = None
+        self._seg_size = 0
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._recovered = False
+        self._roll_requested = False
+        self.records_appended = 0
+        self.syncs = 0
+
+    # ------------------------------------------------------------- segments
+
+    def segments(self) -> list[tuple[int, Path]]:
+        """(start key, path) of every segment, in key order."""
+        out = []
+        for p in self.dir.iterdir():
+            m = _SEGMENT_RE.match(p.name)
+            if m:
+                out.append((int(m.group(1), 16), p))
+        return sorted(out)
+
+    # ------------------------------------------------------------- recovery
+
+    def recover(self) -> Iterator[bytes]:
+        """Yield every intact record payload in order; cut a torn tail of the last segment.
+
+        Raises ``CorruptLogError`` for a damaged record followed by more data.
+        """
+        segs = self.segments()
+        for i, (_, path) in enumerate(segs):
+            last = i == len(segs) - 1
+            yield from self._read_segment(path, last)
+        if segs:
+            self._open_segment(segs[-1][1])
+        self._recovered = True
+
+    def _read_segment(self, path: Path, last: bool) -> Iterator[bytes]:
+        data = path.read_bytes()
+        size = len(data)
+        pos = 0
+        while pos < size:
+            problem, torn = self._check_record(data, pos, last)
+            if problem is None:
+                n = _HEADER.unpack_from(data, pos)[0]
+                yield data[pos + HEADER_BYTES: pos + HEADER_BYTES + n]
+                pos += HEADER_BYTES + n
+                continue
+            if torn:
+                log.warning("wal: cutting torn tail of %s at offset %d (%d bytes dropped): %s", path.name, pos, size - pos, problem)
+                with open(path, "r+b") as f:
+                    f.truncate(pos)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return
+            where = "the last segment" if last else "a sealed (non-last) segment"
+            raise CorruptLogError(
+                f"corrupt write-ahead log record in {path} at offset {pos} ({where}): {problem}; "
+                f"{size - pos} bytes from there on are not trusted. The log cannot be recovered past this point "
+                f"automatically: restore the data dir from a replica or backup, or, accepting the loss of every "
+                f"later transaction, truncate {path.name} to {pos} bytes and remove later segments."
+            )
+
+    @staticmethod
+    def _check_record(data: bytes, pos: int, last: bool) -> tuple[str | None, bool]:
+        """(problem, is_torn_tail) for the record at ``pos``; problem None if intact."""
+        size = len(data)
+        remaining = size - pos
+        if remaining < HEADER_BYTES:
+            problem = f"partial header ({remaining} of {HEADER_BYTES} bytes)"
+        else:
+            n, crc, hcrc = _HEADER.unpack_from(data, pos)
+            end = pos + HEADER_BYTES + n
+            if zlib.crc32(data[pos: pos + 8]) != hcrc or n == 0 or n > MAX_RECORD_BYTES:
+                problem = "record header checksum mismatch"
+            elif end > size:
+                problem = f"record of {n} bytes runs past the end of the file ({remaining - HEADER_BYTES} present)"
+            elif zlib.crc32(data[pos + HEADER_BYTES: end]) != crc:
+                problem = "record payload checksum mismatch"
+            else:
+                return None, False
+        if not last:
+            return problem, False
+        after = _next_intact_record(data, pos + 1)
+        if after is None:
+            return problem, True
+        return f"{problem}, yet an intact record follows at offset {after}", False
+
+    # --------------------------------------------------------------- writing    # --------------------------------------------------------------- writing
+
+    def _open_segment(self, path: Path) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._seg_size = os.fstat(self._fd).st_size
+
+    def _new_segment(self, key: int) -> None:
+        path = self.dir / _segment_name(key)
+        if path.exists() and path.stat().st_size > 0:
+            # A key can repeat only if records were discarded; never append
+            # into an older file out of order: pick the next free name.
+            while path.exists():
+                key += 1
+                path = self.dir / _segment_name(key)
+        self._open_segment(path)
+        _fsync_dir(self.dir)
+
+    def append(self, payload: bytes, key: int = 0) -> None:
+        """Buffer one record (``key``, e.g. the zxid, names a new segment). Durable after ``sync``."""
+        if not self._recovered:
+            raise RuntimeError("WriteAheadLog.recover() must run (to the end) before append()")
+        if not payload:
+            raise ValueError("empty log records are not allowed (a zero header must stay detectable)")
+        if self._fd is None or self._roll_requested or (self._seg_size + self._pending_bytes > self.segment_bytes and self._seg_size + self._pending_bytes > 0):
+            self._write_pending(sync=True)
+            self._new_segment(key)
+            self._roll_requested = False
+        rec = encode_record(payload)
+        self._pending.append(rec)
+        self._pending_bytes += len(rec)
+        self.records_appended += 1
+
+    def roll(self) -> None:
+        """Start a new segment at the next append (after a snapshot, so old ones can be purged)."""
+        self._roll_requested = True
+
+    def _write_pending(self, sync: bool) -> None:
+        if self._pending and self._fd is not None:
+            buf = b"".join(self._pending)
+            view = memoryview(buf)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            self._seg_size += len(buf)
+            self._pending.clear()
+            self._pending_bytes = 0
+        if sync and self._fd is not None:
+            os.fdatasync(self._fd)
+            self.syncs += 1
+
+    def sync(self) -> None:
+        """Write every buffered record and fdatasync: all appended records are durable after this."""
+        self._write_pending(sync=True)
+
+    @property
+    def pending(self) -> int:
+        """Bytes appended but not yet synced."""
+        return self._pending_bytes
+
+    def purge_through(self, key: int) -> list[Path]:
+        """Delete segments whose records all have keys <= ``key`` (never the current one)."""
+        segs = self.segments()
+        removed = []
+        for (start, path), (next_start, _) in zip(segs, segs[1:]):
+            if next_start <= key + 1:
+                path.unlink()
+                removed.append(path)
+        if removed:
+            _fsync_dir(self.dir)
+        return removed
+
+    def close(self) -> None:
+        """Sync and close the current segment."""
+        if self._fd is not None:
+            self._write_pending(sync=True)
+            os.close(self._fd)
+            self._fd = None
