@@ -1,0 +1,206 @@
+"""Four-letter words on the client port (ruok, srvr, stat, mntr, conf, cons, envi, isro, wchs, wchc, wchp, dump).
+
+A connection whose first four bytes are one of :data:`WORDS` is an admin
+query, not a client: the server answers with :func:`answer` and closes it.
+Rendering is pure: the server hands over an :class:`AdminView` (a snapshot of
+plain values it collected), so answering never touches sessions or the tree
+and cannot disturb them. Output follows ZooKeeper 3.8's layout closely enough
+for its usual readers (kazoo's ``server_version()`` parses ``envi``; scripts
+grep ``Mode:`` and ``Zxid:`` from ``srvr``; Prometheus-style exporters split
+``mntr`` on tabs).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+
+WORDS = frozenset({"ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "isro", "wchs", "wchc", "wchp", "dump",
+                   "srst", "crst", "dirs", "gtmk"})
+WORD_BYTES = frozenset(w.encode("ascii") for w in WORDS)
+
+# What we claim to be: kazoo compares the version to decide which features exist.
+ZK_VERSION = "3.8.0"
+VERSION_LINE = f"{ZK_VERSION}-squall, built on 01/01/2026 00:00 GMT"
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    address: str  # "ip:port"
+    session_id: int  # 0 before the handshake completes
+    queued: int
+    received: int
+    sent: int
+    timeout_ms: int = 0
+    last_zxid: int = -1
+
+
+@dataclass(frozen=True)
+class AdminView:
+    """Everything the words report, collected by the server at the moment of asking."""
+
+    mode: str = "standalone"
+    zxid: int = 0
+    node_count: int = 0
+    latency_min_ms: float = 0.0
+    latency_avg_ms: float = 0.0
+    latency_max_ms: float = 0.0
+    received: int = 0
+    sent: int = 0
+    outstanding: int = 0
+    connections: tuple[ConnectionInfo, ...] = ()
+    # session id -> ephemeral paths
+    ephemerals: dict[int, list[str]] = field(default_factory=dict)
+    session_timeouts: dict[int, int] = field(default_factory=dict)
+    watch_count: int = 0
+    watched_paths: int = 0
+    # session id -> watched paths, path -> session ids
+    watches_by_session: dict[int, list[str]] = field(default_factory=dict)
+    watches_by_path: dict[str, list[int]] = field(default_factory=dict)
+    config: dict[str, str] = field(default_factory=dict)
+    data_dir_size: int = 0
+    log_dir_size: int = 0
+    approximate_data_size: int = 0
+    ephemerals_count: int = 0
+    open_fds: int = -1
+    max_fds: int = -1
+    fsyncs: int = 0
+    uptime_s: float = 0.0
+
+
+def _srvr(v: AdminView) -> str:
+    return (
+        f"Zookeeper version: {VERSION_LINE}\n"
+        f"Latency min/avg/max: {v.latency_min_ms:.0f}/{v.latency_avg_ms:.4f}/{v.latency_max_ms:.0f}\n"
+        f"Received: {v.received}\n"
+        f"Sent: {v.sent}\n"
+        f"Connections: {len(v.connections)}\n"
+        f"Outstanding: {v.outstanding}\n"
+        f"Zxid: 0x{v.zxid:x}\n"
+        f"Mode: {v.mode}\n"
+        f"Node count: {v.node_count}\n"
+    )
+
+
+def _cons_line(c: ConnectionInfo, full: bool) -> str:
+    if not full:
+        return f" /{c.address}[1](queued={c.queued},recved={c.received},sent={c.sent})\n"
+    return (f" /{c.address}[1](queued={c.queued},recved={c.received},sent={c.sent},"
+            f"sid=0x{c.session_id:x},lop=NA,est=0,to={c.timeout_ms},lzxid=0x{c.last_zxid & 0xFFFFFFFFFFFFFFFF:x})\n")
+
+
+def _stat(v: AdminView) -> str:
+    lines = [f"Zookeeper version: {VERSION_LINE}\n", "Clients:\n"]
+    lines += [_cons_line(c, False) for c in v.connections]
+    lines.append("\n")
+    srvr = _srvr(v).split("\n", 1)[1]
+    return "".join(lines) + srvr
+
+
+def _mntr(v: AdminView) -> str:
+    metrics = [
+        ("zk_version", VERSION_LINE),
+        ("zk_server_state", v.mode),
+        ("zk_avg_latency", f"{v.latency_avg_ms:.4f}"),
+        ("zk_max_latency", f"{v.latency_max_ms:.0f}"),
+        ("zk_min_latency", f"{v.latency_min_ms:.0f}"),
+        ("zk_packets_received", v.received),
+        ("zk_packets_sent", v.sent),
+        ("zk_num_alive_connections", len(v.connections)),
+        ("zk_outstanding_requests", v.outstanding),
+        ("zk_znode_count", v.node_count),
+        ("zk_watch_count", v.watch_count),
+        ("zk_ephemerals_count", v.ephemerals_count),
+        ("zk_approximate_data_size", v.approximate_data_size),
+        ("zk_open_file_descriptor_count", v.open_fds),
+        ("zk_max_file_descriptor_count", v.max_fds),
+        ("zk_last_zxid", f"0x{v.zxid:x}"),
+        ("zk_global_sessions", len(v.session_timeouts)),
+        ("zk_fsync_count", v.fsyncs),
+        ("zk_uptime", int(v.uptime_s * 1000)),
+        ("zk_data_dir_size", v.data_dir_size),
+        ("zk_log_dir_size", v.log_dir_size),
+    ]
+    return "".join(f"{k}\t{val}\n" for k, val in metrics)
+
+
+def _envi(v: AdminView) -> str:
+    env = [
+        ("zookeeper.version", VERSION_LINE),
+        ("host.name", "localhost"),
+        ("python.version", sys.version.split()[0]),
+        ("python.implementation", platform.python_implementation()),
+        ("os.name", platform.system()),
+        ("os.arch", platform.machine()),
+        ("os.version", platform.release()),
+        ("user.dir", os.getcwd()),
+    ]
+    return "Environment:\n" + "".join(f"{k}={val}\n" for k, val in env)
+
+
+def _wchs(v: AdminView) -> str:
+    return (f"{len(v.connections)} connections watching {v.watched_paths} paths\n"
+            f"Total watches:{v.watch_count}\n")
+
+
+def _wchc(v: AdminView) -> str:
+    out = []
+    for sid, paths in sorted(v.watches_by_session.items()):
+        out.append(f"0x{sid:x}\n" + "".join(f"\t{p}\n" for p in sorted(paths)))
+    return "".join(out)
+
+
+def _wchp(v: AdminView) -> str:
+    out = []
+    for path, sids in sorted(v.watches_by_path.items()):
+        out.append(f"{path}\n" + "".join(f"\t0x{s:x}\n" for s in sorted(sids)))
+    return "".join(out)
+
+
+def _dump(v: AdminView) -> str:
+    out = ["SessionTracker dump:\n", f"Session Sets ({len(v.session_timeouts)})/({len(v.session_timeouts)}):\n"]
+    for sid, to in sorted(v.session_timeouts.items()):
+        out.append(f"\t0x{sid:x} (timeout {to} ms)\n")
+    out.append("ephemeral nodes dump:\n")
+    out.append(f"Sessions with Ephemerals ({len(v.ephemerals)}):\n")
+    for sid, paths in sorted(v.ephemerals.items()):
+        out.append(f"0x{sid:x}:\n" + "".join(f"\t{p}\n" for p in sorted(paths)))
+    out.append("Connections ...\n")
+    return "".join(out)
+
+
+def answer(word: str, view: AdminView) -> str:
+    """The text ZooKeeper would send for ``word`` (an unknown word gets an explanation)."""
+    if word == "ruok":
+        return "imok"
+    if word == "isro":
+        return "rw"
+    if word == "srvr":
+        return _srvr(view)
+    if word == "stat":
+        return _stat(view)
+    if word == "mntr":
+        return _mntr(view)
+    if word == "conf":
+        return "".join(f"{k}={val}\n" for k, val in view.config.items())
+    if word == "cons":
+        return "".join(_cons_line(c, True) for c in view.connections) + "\n"
+    if word == "envi":
+        return _envi(view)
+    if word == "wchs":
+        return _wchs(view)
+    if word == "wchc":
+        return _wchc(view)
+    if word == "wchp":
+        return _wchp(view)
+    if word == "dump":
+        return _dump(view)
+    if word in ("srst", "crst"):
+        return "Server stats reset.\n" if word == "srst" else "Connection stats reset.\n"
+    if word == "dirs":
+        return f"datadir_size: {view.data_dir_size}\nlogdir_size: {view.log_dir_size}\n"
+    if word == "gtmk":
+        return "0\n"
+    return f"{word} is not a four-letter word this server knows; known: {', '.join(sorted(WORDS))}\n"

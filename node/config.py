@@ -1,0 +1,114 @@
+"""The node's configuration: a frozen record, and a reader for ZooKeeper-style files.
+
+A config file is ZooKeeper's ``zoo.cfg`` format: ``key=value`` lines, ``#``
+comments. The keys squall understands are in :data:`FILE_KEYS`; ZooKeeper keys
+that make no sense here (``4lw.commands.whitelist``, ``admin.*``, ...) are
+accepted and reported back as ignored, so a real ``zoo.cfg`` can be reused.
+Command-line flags override the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message says what is allowed."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 2181
+    tick_ms: int = 2000
+    max_frame_bytes: int = 1048576
+    max_client_cnxns: int = 60  # per client IP, like maxClientCnxns; 0 = unlimited
+    server_id: int = 1
+    snapshot_every: int = 100_000  # txns between snapshots (ZooKeeper's snapCount)
+    min_session_timeout_ms: int = 0  # 0: 2 ticks
+    max_session_timeout_ms: int = 0  # 0: 20 ticks
+    # "user:base64hash" (ZooKeeper's DigestAuthenticationProvider.superDigest): that digest id is superuser
+    super_digest: str = ""
+    # fsync the log on the event loop's thread rather than in a disk thread (see node.server.Node)
+    fsync_inline: bool = False
+
+    def validate(self) -> "NodeConfig":
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+
+        need(1 <= self.port <= 65535, f"port {self.port} is out of range; allowed: 1..65535")
+        need(10 <= self.tick_ms <= 600_000, f"tick time {self.tick_ms} ms is out of range; allowed: 10..600000")
+        need(1024 <= self.max_frame_bytes <= 256 * 1024 * 1024,
+             f"max frame size {self.max_frame_bytes} is out of range; allowed: 1024..268435456 bytes")
+        need(self.max_client_cnxns >= 0, f"maxClientCnxns {self.max_client_cnxns} is negative; allowed: 0 (unlimited) or more")
+        need(1 <= self.server_id <= 254, f"server id {self.server_id} is out of range; allowed: 1..254")
+        need(self.snapshot_every >= 1, f"snapCount {self.snapshot_every} must be at least 1")
+        return self
+
+    @property
+    def min_timeout_ms(self) -> int:
+        return self.min_session_timeout_ms or 2 * self.tick_ms
+
+    @property
+    def max_timeout_ms(self) -> int:
+        return self.max_session_timeout_ms or 20 * self.tick_ms
+
+
+# zoo.cfg key -> (NodeConfig field, converter)
+FILE_KEYS = {
+    "dataDir": ("data_dir", Path),
+    "clientPort": ("port", int),
+    "clientPortAddress": ("host", str),
+    "tickTime": ("tick_ms", int),
+    "maxClientCnxns": ("max_client_cnxns", int),
+    "jute.maxbuffer": ("max_frame_bytes", int),
+    "snapCount": ("snapshot_every", int),
+    "minSessionTimeout": ("min_session_timeout_ms", int),
+    "maxSessionTimeout": ("max_session_timeout_ms", int),
+    "serverId": ("server_id", int),
+    "superDigest": ("super_digest", str),
+}
+
+
+def parse_zoo_cfg(text: str, origin: str = "config") -> tuple[dict[str, object], list[str]]:
+    """Parse ``key=value`` lines into NodeConfig field values; return (values, ignored keys)."""
+    values: dict[str, object] = {}
+    ignored: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ConfigError(f"{origin}:{lineno}: expected key=value, got {line!r}")
+        key, value = (part.strip() for part in line.split("=", 1))
+        if key not in FILE_KEYS:
+            ignored.append(key)
+            continue
+        name, conv = FILE_KEYS[key]
+        try:
+            values[name] = conv(value)
+        except ValueError:
+            raise ConfigError(f"{origin}:{lineno}: {key}={value!r} is not a valid {conv.__name__}") from None
+    return values, ignored
+
+
+def load_config(path: str | os.PathLike | None, overrides: dict[str, object]) -> tuple[NodeConfig, list[str]]:
+    """Build a config from an optional file plus flag overrides (flags win); validate it."""
+    values: dict[str, object] = {}
+    ignored: list[str] = []
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        values, ignored = parse_zoo_cfg(text, str(path))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "data_dir" not in values:
+        raise ConfigError("no data directory: pass --data-dir DIR or set dataDir in the config file")
+    known = {f.name for f in fields(NodeConfig)}
+    cfg = NodeConfig(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+    return replace(cfg, data_dir=Path(cfg.data_dir)).validate(), ignored

@@ -1,0 +1,1116 @@
+"""The asyncio shell of a standalone node: client port, timers, disk, admin words.
+
+Nothing here decides what the data tree decides. The shell decodes frames
+(``node.wire.protocol``), turns writes into transactions that :class:`Node`
+proposes (stamp zxid + time + identities, apply to the tree, queue for the
+log), serves reads straight from the tree, and carries out the effects:
+watch notifications, replies, fsyncs, session expiry, container cleanup,
+snapshots.
+
+Ordering and durability, in one rule: every outgoing packet carries the zxid
+it depends on, and a connection writes its packets in order, each only once
+that zxid is durable (``Node.committed_zxid``). A write's reply depends on its
+own zxid; a read's reply and a watch notification depend on the newest
+applied zxid at the time they were computed. Hence:
+
+* replies leave in request order per connection;
+* a watch notification is queued when its txn is applied, so it reaches the
+  client before the reply of the write that fired it and before any later
+  read that can see the new data (as ZooKeeper does);
+* nobody sees data that is not yet fsynced (the log is written and fsynced in
+  a worker thread; all txns that arrive during one fsync share the next one:
+  group commit).
+
+An ensemble extends :class:`Node` by replacing the local commit with
+replication; the gating rule above is unchanged (``committed_zxid`` becomes
+the quorum-committed zxid).
+
+TEST-ONLY FAULTS. When the environment variable ``SQUALL_UNSAFE_TEST_FAULT``
+is set, the node misbehaves on purpose so that the harness can prove its
+checkers catch a broken database. Never set it outside such a test:
+
+* ``stale-reads``: exists/getData/getChildren are served from a copy of the
+  tree that lags :data:`STALE_LAG` writes behind;
+* ``lose-writes``: every :data:`LOSE_EVERY`-th setData is acknowledged with a
+  plausible Stat but never applied.
+
+A loud warning is logged at start when either is on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from node import tree as T
+from node.admin import four_letter
+from node.config import NodeConfig
+from node.errors import Err, ZkError
+from node.sessions import SessionTracker
+from node.storage import Storage
+from node.watches import WatchManager
+from node.wire import protocol as P
+from node.wire.jute import INT, JuteError
+
+log = logging.getLogger("squall.node")
+
+FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
+FAULTS = ("stale-reads", "lose-writes")
+STALE_LAG = 3
+LOSE_EVERY = 5
+
+EPOCH = 1  # standalone epoch; an ensemble bumps it per leader term
+ZERO_PASSWORD = b"\x00" * 16
+CONTAINER_CHECK_S = 1.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# ---------------------------------------------------------------- the node (state + propose + durability)
+
+
+@dataclass
+class Committed:
+    txn: Any
+    result: Any
+
+
+class Node:
+    """Owns the tree, the session tracker, the watches and the storage.
+
+    ``propose(op, session_id, identities)`` is the one way anything changes:
+    it stamps a zxid ((epoch << 32) | counter), wall time and the proposer's
+    identities into a ``Txn``, applies it (standalone: locally, at once),
+    hands the watch events to ``on_events`` and queues the txn for the log.
+    ``committed_zxid`` advances when the log is fsynced; ``on_commit`` is
+    called then.
+    """
+
+    def __init__(self, cfg: NodeConfig, storage: Any, tree: Any, last_zxid: int, rng: random.Random) -> None:
+        self.cfg = cfg
+        self.storage = storage
+        self.tree = tree
+        self.rng = rng
+        self.tracker = SessionTracker(cfg.tick_ms, cfg.server_id, _now_ms())
+        self.watches = WatchManager()
+        epoch = last_zxid >> 32
+        self.zxid = last_zxid if epoch >= EPOCH else (EPOCH << 32)
+        self.committed_zxid = self.zxid
+        self.on_events: Callable[[Any, list], None] = lambda txn, events: None
+        self.on_commit: Callable[[int], None] = lambda zxid: None
+        self.on_fatal: Callable[[BaseException], None] = lambda exc: None
+        self._log_pending: list[Any] = []
+        self._log_times: list[float] = []
+        self._flushing = False
+        self._disk = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="squall-disk")
+        self.fsyncs = 0
+        self.latencies = LatencyStats()
+        self.failed: BaseException | None = None
+        # fsync on the loop thread instead of the disk thread: no thread handoff per commit (lower
+        # latency for lone writes on a fast disk) at the price of blocking the loop for each fsync.
+        self.inline_fsync = cfg.fsync_inline
+        fault = os.environ.get(FAULT_ENV, "")
+        if fault and fault not in FAULTS:
+            raise ValueError(f"{FAULT_ENV}={fault!r} is not a known test fault; known: {', '.join(FAULTS)}")
+        self.fault = fault
+        self._stale_tree = None
+        self._stale_queue: collections.deque = collections.deque()
+        self._set_data_count = 0
+        if fault == "stale-reads":
+            self._stale_tree = T.DataTree.deserialize(tree.serialize())
+
+    # -- proposing
+
+    def next_zxid(self) -> int:
+        self.zxid += 1
+        return self.zxid
+
+    def propose(self, op: Any, session_id: int, identities: tuple = ()) -> Committed:
+        txn = T.Txn(self.next_zxid(), _now_ms(), session_id, identities, op)
+        result = self.tree.apply(txn)
+        if self._stale_tree is not None:
+            self._stale_queue.append(txn)
+            while len(self._stale_queue) > STALE_LAG:
+                self._stale_tree.apply(self._stale_queue.popleft())
+        if result.events:
+            self.on_events(txn, result.events)
+        self._log_pending.append(txn)
+        self._log_times.append(time.monotonic())
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        return Committed(txn, result)
+
+    @property
+    def read_tree(self) -> Any:
+        """The tree reads are served from (a lagging copy under the stale-reads test fault)."""
+        return self._stale_tree if self._stale_tree is not None else self.tree
+
+    def lose_this_write(self) -> bool:
+        """Under the lose-writes test fault: True for every LOSE_EVERY-th setData."""
+        if self.fault != "lose-writes":
+            return False
+        self._set_data_count += 1
+        return self._set_data_count % LOSE_EVERY == 0
+
+    # -- durability (group commit)
+
+    def _start_flush(self) -> None:
+        if self.failed is not None:
+            return
+        batch, times = self._log_pending, self._log_times
+        self._log_pending, self._log_times = [], []
+        if not batch:
+            self._flushing = False
+            self._maybe_snapshot()
+            return
+        if self.inline_fsync:
+            try:
+                self._write_batch(batch)
+            except Exception as exc:
+                self._flush_done(exc, batch, times)
+                return
+            self._flush_done(None, batch, times)
+            return
+        fut = asyncio.get_running_loop().run_in_executor(self._disk, self._write_batch, batch)
+        fut.add_done_callback(lambda f: self._flush_done(f.exception(), batch, times))
+
+    def _write_batch(self, batch: list) -> None:
+        """Append every txn, then one fsync for all of them (in the disk thread unless inline)."""
+        for txn in batch:
+            self.storage.log(txn)
+        self.storage.flush()
+
+    def _flush_done(self, exc: BaseException | None, batch: list, times: list[float]) -> None:
+        if exc is not None:
+            # Without a durable log no write may ever be acknowledged again.
+            self.failed = exc
+            log.critical("write-ahead log failed, the node stops acknowledging writes: %r", exc)
+            self.on_fatal(exc)
+            return
+        self.fsyncs += 1
+        self.committed_zxid = batch[-1].zxid
+        now = time.monotonic()
+        for t0 in times:
+            self.latencies.add((now - t0) * 1000.0)
+        self.on_commit(self.committed_zxid)
+        if self.inline_fsync and self._log_pending:
+            asyncio.get_running_loop().call_soon(self._start_flush)  # let the loop read more requests first
+        else:
+            self._start_flush()
+
+    def _maybe_snapshot(self) -> None:
+        """Snapshot when due, only while no log write is in flight (the tree then equals the durable log).
+
+        Runs on the loop thread because the tree must not change while it is
+        serialized; with snapCount txns between snapshots the pause is rare.
+        """
+        if self.failed is not None:
+            return
+        try:
+            if self.storage.maybe_snapshot(self.tree):
+                log.info("snapshot taken at zxid 0x%x (%d znodes)", self.tree.last_zxid, self.tree.node_count)
+        except Exception as exc:  # a failed snapshot is not fatal: the log still has everything
+            log.error("snapshot at zxid 0x%x failed: %r", self.tree.last_zxid, exc)
+
+    async def drain(self) -> None:
+        """Wait until every proposed txn is durable (used at shutdown)."""
+        while self._flushing and self.failed is None:
+            await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        self._disk.shutdown(wait=True)
+        self.storage.close()
+
+
+@dataclass
+class LatencyStats:
+    count: int = 0
+    total: float = 0.0
+    min: float = 0.0
+    max: float = 0.0
+
+    def add(self, ms: float) -> None:
+        if self.count == 0 or ms < self.min:
+            self.min = ms
+        if ms > self.max:
+            self.max = ms
+        self.count += 1
+        self.total += ms
+
+    @property
+    def avg(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+# ---------------------------------------------------------------- one client connection
+
+
+NEW, CONNECTED, CLOSING, CLOSED = 0, 1, 2, 3  # CLOSING: a close is queued behind pending replies
+
+
+class ClientConnection(asyncio.Protocol):
+    """One TCP connection: frames in, replies out in order, gated on durability."""
+
+    def __init__(self, server: "NodeServer") -> None:
+        self.server = server
+        self.node = server.node
+        self.transport: asyncio.Transport | None = None
+        self.state = NEW
+        self.buf = bytearray()
+        self.address = "?"
+        self.ip = "?"
+        self.session_id = 0
+        self.timeout_ms = 0
+        self.identities: list[tuple[str, str]] = []
+        self._out: list[bytes] = []
+        self._pending: collections.deque = collections.deque()  # (required zxid, bytes | None=close)
+        self._flush_scheduled = False
+        self._in_batch = False
+        self.received = 0
+        self.sent = 0
+        self.last_zxid = 0
+        self.counted_ip = False
+
+    # -- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.ip = str(peer[0])
+        self.address = f"{peer[0]}:{peer[1]}"
+        self.identities = [("ip", self.ip)]
+        if not self.server.admit(self):
+            log.warning("too many connections from %s (limit %d per address, maxClientCnxns); closing",
+                        self.ip, self.server.cfg.max_client_cnxns)
+            self.state = CLOSED
+            transport.close()
+            return
+        self.counted_ip = True
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = CLOSED
+        self.server.forget(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state >= CLOSING:
+            return
+        buf = self.buf
+        buf += data
+        off = 0
+        limit = self.server.cfg.max_frame_bytes
+        self._in_batch = True
+        try:
+            while len(buf) - off >= 4:
+                if self.state == NEW and off == 0 and bytes(buf[:4]) in four_letter.WORD_BYTES:
+                    self._four_letter(bytes(buf[:4]).decode("ascii"))
+                    return
+                n = INT.unpack_from(buf, off)[0]
+                if n < 0 or n > limit:
+                    self.abort(f"frame length {n} is outside 0..{limit} (--max-frame-bytes)")
+                    return
+                end = off + 4 + n
+                if len(buf) < end:
+                    break
+                body = bytes(buf[off + 4:end])
+                off = end
+                self.received += 1
+                self.server.received += 1
+                if self.state == NEW:
+                    self._handshake(body)
+                else:
+                    self._request(body)
+                if self.state >= CLOSING:
+                    break  # nothing after a closing request is read, as ZooKeeper
+        except JuteError as exc:
+            self.abort(f"malformed frame: {exc}")
+            return
+        except Exception:  # a bug must cost one connection, never the node
+            log.exception("internal error serving %s (session 0x%x); closing that connection", self.address, self.session_id)
+            self.abort("internal error")
+            return
+        finally:
+            self._in_batch = False
+            if off:
+                del buf[:off]
+        if self.session_id:
+            self.node.tracker.touch(self.session_id, self.server.now_ms())
+        self._flush()
+
+    def pause_writing(self) -> None:
+        # The client does not read its replies: stop reading its requests until it catches up.
+        if self.transport is not None and self.state < CLOSED:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self.state < CLOSED:
+            self.transport.resume_reading()
+
+    # -- output, in order, gated on durability
+
+    def send(self, data: bytes | None, required: int) -> None:
+        """Queue ``data`` (None = close) to go out once ``required`` is durable and all before it went."""
+        if self.state == CLOSED:
+            return
+        if data is None:
+            self.state = CLOSING
+        if not self._pending and data is not None and required <= self.node.committed_zxid:
+            self._out.append(data)
+            self.sent += 1
+            self.server.sent += 1
+        else:
+            self._pending.append((required, data))
+            if len(self._pending) == 1:
+                self.server.waiting.add(self)
+        if not self._in_batch and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def release(self, committed: int) -> None:
+        """Move packets whose zxid is now durable from the pending queue to the socket."""
+        pending = self._pending
+        close = False
+        while pending and pending[0][0] <= committed:
+            _, data = pending.popleft()
+            if data is None:
+                close = True
+                pending.clear()
+                break
+            self._out.append(data)
+            self.sent += 1
+            self.server.sent += 1
+        if not pending:
+            self.server.waiting.discard(self)
+        self._write_out()
+        if close:
+            self.close()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._pending and self._pending[0][0] <= self.node.committed_zxid:
+            self.release(self.node.committed_zxid)
+        else:
+            self._write_out()
+
+    def _write_out(self) -> None:
+        if self._out and self.transport is not None and self.state != CLOSED:
+            out = self._out
+            self._out = []
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def close(self) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self._pending.clear()
+        self.server.waiting.discard(self)
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self, reason: str) -> None:
+        """Bad input: log a line, drop this connection, leave every other client alone."""
+        log.warning("closing connection from %s (session 0x%x): %s", self.address, self.session_id, reason)
+        self._flush()
+        self.close()
+
+    # -- four-letter words
+
+    def _four_letter(self, word: str) -> None:
+        self.state = CLOSED
+        try:
+            if word == "srst":  # the one word that changes something: the server's statistics
+                self.server.reset_stats()
+            text = four_letter.answer(word, self.server.admin_view())
+        except Exception:
+            log.exception("four-letter word %s failed", word)
+            text = ""
+        assert self.transport is not None
+        self.transport.write(text.encode("utf-8"))
+        self.transport.close()
+
+    # -- handshake
+
+    def _handshake(self, body: bytes) -> None:
+        req = P.ConnectRequest.decode(body)
+        srv = self.server
+        node = self.node
+        if req.last_zxid_seen > node.zxid:
+            # Single system image: this client has seen a newer state than ours.
+            log.warning("refusing session request from %s: it has seen zxid 0x%x, our last zxid is 0x%x",
+                        self.address, req.last_zxid_seen, node.zxid)
+            self.close()
+            return
+        timeout = min(max(req.timeout_ms, srv.cfg.min_timeout_ms), srv.cfg.max_timeout_ms)
+        self.state = CONNECTED  # send(None) below turns it into CLOSING
+        if req.session_id == 0:
+            sid = srv.new_session_id()
+            password = node.rng.randbytes(16)
+            c = node.propose(T.CreateSessionOp(sid, timeout, password), sid, tuple(self.identities))
+            node.tracker.add(sid, timeout, srv.now_ms())
+            self._attach(sid, timeout)
+            self.send(P.ConnectResponse(0, timeout, sid, password, False).encode_framed(), c.txn.zxid)
+            return
+        known = srv.session_table().get(req.session_id)
+        if known is None or known[1] != req.password or not node.tracker.touch(req.session_id, srv.now_ms()):
+            why = "unknown or expired session" if known is None else "wrong password or expired session"
+            log.info("session 0x%x from %s: %s; answering expired", req.session_id, self.address, why)
+            self.send(P.ConnectResponse(0, 0, 0, ZERO_PASSWORD, False).encode_framed(), 0)
+            self.send(None, 0)
+            return
+        self._attach(req.session_id, known[0])
+        self.send(P.ConnectResponse(0, known[0], req.session_id, req.password, False).encode_framed(), node.zxid)
+
+    def _attach(self, sid: int, timeout: int) -> None:
+        """Bind the session to this connection; an older connection of the same session is closed."""
+        old = self.server.session_conns.get(sid)
+        if old is not None and old is not self:
+            log.info("session 0x%x moved from %s to %s", sid, old.address, self.address)
+            old.session_id = 0  # it no longer owns the session: its close must not drop our watches
+            old.close()
+            # Watches belong to the connection (as in ZooKeeper); the client re-registers (setWatches).
+            self.node.watches.remove_session(sid)
+        self.session_id = sid
+        self.timeout_ms = timeout
+        self.server.session_conns[sid] = self
+
+    # -- requests
+
+    def _request(self, body: bytes) -> None:
+        try:
+            req = P.decode_request(body)
+        except P.UnknownOpcode as exc:
+            log.warning("closing connection from %s (session 0x%x): %s; answered Unimplemented",
+                        self.address, self.session_id, exc)
+            self.send(P.reply(exc.xid, self.node.zxid, Err.UNIMPLEMENTED), self.node.zxid)
+            self.send(None, self.node.zxid)
+            return
+        handler = _HANDLERS[req.op]
+        handler(self, req.xid, req.record)
+
+    # reads -----------------------------------------------------------
+
+    def _watch(self, path: str, kind: str) -> None:
+        self.node.watches.add(self.session_id, path, kind)
+
+    def _exists(self, xid: int, r: P.PathWatchRequest) -> None:
+        node = self.node
+        zxid = node.zxid
+        try:
+            stat = node.read_tree.exists(r.path)
+        except ZkError as exc:
+            self.send(P.reply(xid, zxid, exc.code), zxid)
+            return
+        if r.watch:
+            self._watch(r.path, "data" if stat is not None else "exist")
+        if stat is None:
+            self.send(P.reply(xid, zxid, Err.NO_NODE), zxid)
+        else:
+            self.send(P.reply_stat(xid, zxid, stat), zxid)
+
+    def _get_data(self, xid: int, r: P.PathWatchRequest) -> None:
+        node = self.node
+        zxid = node.zxid
+        try:
+            data, stat = node.read_tree.get_data(r.path, self.identities)
+        except ZkError as exc:
+            self.send(P.reply(xid, zxid, exc.code), zxid)
+            return
+        if r.watch:
+            self._watch(r.path, "data")
+        self.send(P.reply_data(xid, zxid, data, stat), zxid)
+
+    def _get_children(self, xid: int, r: P.PathWatchRequest, with_stat: bool = False) -> None:
+        node = self.node
+        zxid = node.zxid
+        try:
+            children, stat = node.read_tree.get_children(r.path, self.identities)
+        except ZkError as exc:
+            self.send(P.reply(xid, zxid, exc.code), zxid)
+            return
+        if r.watch:
+            self._watch(r.path, "child")
+        self.send(P.reply_children(xid, zxid, list(children), stat if with_stat else None), zxid)
+
+    def _get_children2(self, xid: int, r: P.PathWatchRequest) -> None:
+        self._get_children(xid, r, True)
+
+    def _get_acl(self, xid: int, r: P.PathRequest) -> None:
+        zxid = self.node.zxid
+        try:
+            acls, stat = self.node.tree.get_acl(r.path, self.identities)
+        except ZkError as exc:
+            self.send(P.reply(xid, zxid, exc.code), zxid)
+            return
+        self.send(P.reply_acl(xid, zxid, acls, stat), zxid)
+
+    def _sync(self, xid: int, r: P.PathRequest) -> None:
+        zxid = self.node.zxid
+        self.send(P.reply_path(xid, zxid, r.path), zxid)
+
+    def _ping(self, xid: int, r: Any) -> None:
+        zxid = self.node.zxid
+        self.send(P.reply(P.PING_XID, zxid, 0), zxid)
+
+    def _get_ephemerals(self, xid: int, r: P.PathRequest) -> None:
+        zxid = self.node.zxid
+        paths = self.node.tree.get_ephemerals(self.session_id, r.path or "/")
+        self.send(P.reply_children(xid, zxid, sorted(paths)), zxid)
+
+    def _all_children_number(self, xid: int, r: P.PathRequest) -> None:
+        zxid = self.node.zxid
+        try:
+            n = self.node.tree.count_all_children(r.path, self.identities)
+        except ZkError as exc:
+            self.send(P.reply(xid, zxid, exc.code), zxid)
+            return
+        self.send(P.reply_int(xid, zxid, n), zxid)
+
+    def _who_am_i(self, xid: int, r: Any) -> None:
+        zxid = self.node.zxid
+        # As ZooKeeper's AuthenticationProvider.getUserName: a digest id shows its user part only.
+        infos = [(scheme, ident.split(":", 1)[0] if scheme == "digest" else ident) for scheme, ident in self.identities]
+        self.send(P.reply_whoami(xid, zxid, infos), zxid)
+
+    def _multi_read(self, xid: int, r: P.MultiRequest) -> None:
+        node = self.node
+        zxid = node.zxid
+        results = []
+        for op, rec in r.ops:
+            if op not in P.MULTI_READ_OPS:
+                self.send(P.reply(xid, zxid, Err.BAD_ARGUMENTS), zxid)
+                return
+            try:
+                if op == P.GET_DATA:
+                    results.append(P.OpResult(P.GET_DATA, 0, node.read_tree.get_data(rec.path, self.identities)))
+                else:
+                    children, _ = node.read_tree.get_children(rec.path, self.identities)
+                    results.append(P.OpResult(P.GET_CHILDREN, 0, list(children)))
+            except ZkError as exc:
+                results.append(P.OpResult(P.ERROR, int(exc.code)))
+        self.send(P.reply_multi(xid, zxid, results), zxid)
+
+    # watches ---------------------------------------------------------
+
+    def _add_watch(self, xid: int, r: P.AddWatchRequest) -> None:
+        zxid = self.node.zxid
+        if r.mode not in (P.ADD_WATCH_PERSISTENT, P.ADD_WATCH_PERSISTENT_RECURSIVE):
+            self.send(P.reply(xid, zxid, Err.BAD_ARGUMENTS), zxid)
+            return
+        self._watch(r.path, "persistent" if r.mode == P.ADD_WATCH_PERSISTENT else "persistent_recursive")
+        self.send(P.reply_int(xid, zxid, 0), zxid)
+
+    def _remove_watches(self, xid: int, r: P.WatchTypeRequest, remove: bool = True) -> None:
+        zxid = self.node.zxid
+        kind = {P.WATCHER_CHILDREN: "child", P.WATCHER_DATA: "data", P.WATCHER_ANY: "any"}.get(r.type)
+        if kind is None:
+            self.send(P.reply(xid, zxid, Err.BAD_ARGUMENTS), zxid)
+            return
+        w = self.node.watches
+        found = w.remove(self.session_id, r.path, kind) if remove else w.contains(self.session_id, r.path, kind)
+        self.send(P.reply(xid, zxid, 0 if found else Err.NO_WATCHER), zxid)
+
+    def _check_watches(self, xid: int, r: P.WatchTypeRequest) -> None:
+        self._remove_watches(xid, r, remove=False)
+
+    def _set_watches(self, xid: int, r: P.SetWatches) -> None:
+        node = self.node
+        events = node.watches.set_watches(self.session_id, r.relative_zxid, list(r.data), list(r.exist),
+                                          list(r.child), list(r.persistent), list(r.persistent_recursive),
+                                          node.tree)
+        zxid = node.zxid
+        for ev in events:
+            self.send(P.notification(ev.type, P.STATE_SYNC_CONNECTED, ev.path, ev.zxid), zxid)
+        self.send(P.reply(xid, zxid, 0), zxid)
+
+    # auth ------------------------------------------------------------
+
+    def _auth(self, xid: int, r: P.AuthPacket) -> None:
+        zxid = self.node.zxid
+        ident = None
+        if r.scheme == "digest":
+            ident = ("digest", _digest_identity(r.auth.decode("utf-8", "replace")))
+            if self.server.cfg.super_digest and ident[1] == self.server.cfg.super_digest:
+                self.identities.append(("super", ""))  # ZooKeeper's superDigest: bypasses every ACL
+        elif r.scheme == "ip":
+            ident = ("ip", self.ip)
+        if ident is None:
+            # As ZooKeeper: an AuthFailed reply (the client turns it into its AUTH_FAILED state), then close.
+            log.info("auth with unknown scheme %r from %s; answering AuthFailed and closing (known: digest, ip)",
+                     r.scheme, self.address)
+            self.send(P.reply(P.AUTH_XID, 0, Err.AUTH_FAILED), zxid)
+            self.send(None, zxid)
+            return
+        if ident not in self.identities:
+            self.identities.append(ident)
+        self.send(P.reply(P.AUTH_XID, 0, 0), zxid)
+
+    # writes ----------------------------------------------------------
+
+    def _propose(self, op: Any) -> Committed:
+        return self.node.propose(op, self.session_id, tuple(self.identities))
+
+    def _create(self, xid: int, r: P.CreateRequest, opcode: int) -> None:
+        c = self._propose(_create_op(r, opcode))
+        zxid = c.txn.zxid
+        err = c.result.err
+        if err:
+            self.send(P.reply(xid, zxid, err), zxid)
+        elif opcode == P.CREATE:
+            self.send(P.reply_path(xid, zxid, c.result.value[0]), zxid)
+        else:
+            path, stat = c.result.value
+            self.send(P.reply_path_stat(xid, zxid, path, stat), zxid)
+
+    def _delete(self, xid: int, r: P.DeleteRequest) -> None:
+        c = self._propose(T.DeleteOp(r.path, r.version))
+        self.send(P.reply(xid, c.txn.zxid, c.result.err), c.txn.zxid)
+
+    def _set_data(self, xid: int, r: P.SetDataRequest) -> None:
+        node = self.node
+        if node.fault and node.lose_this_write():
+            try:
+                stat = node.tree.exists(r.path)
+            except ZkError:
+                stat = None
+            if stat is not None:  # TEST-ONLY FAULT: acknowledge without applying
+                fake = T.Stat(**{**_stat_dict(stat), "version": stat.version + 1,
+                                 "data_length": len(r.data or b"")})
+                self.send(P.reply_stat(xid, node.zxid, fake), node.zxid)
+                return
+        c = self._propose(T.SetDataOp(r.path, r.data, r.version))
+        zxid = c.txn.zxid
+        if c.result.err:
+            self.send(P.reply(xid, zxid, c.result.err), zxid)
+        else:
+            self.send(P.reply_stat(xid, zxid, c.result.value), zxid)
+
+    def _set_acl(self, xid: int, r: P.SetACLRequest) -> None:
+        c = self._propose(T.SetACLOp(r.path, _acls(r.acl), r.version))
+        zxid = c.txn.zxid
+        if c.result.err:
+            self.send(P.reply(xid, zxid, c.result.err), zxid)
+        else:
+            self.send(P.reply_stat(xid, zxid, c.result.value), zxid)
+
+    def _check(self, xid: int, r: P.CheckVersionRequest) -> None:
+        c = self._propose(T.CheckOp(r.path, r.version))
+        self.send(P.reply(xid, c.txn.zxid, c.result.err), c.txn.zxid)
+
+    def _multi(self, xid: int, r: P.MultiRequest) -> None:
+        ops = []
+        for opcode, rec in r.ops:
+            if opcode not in P.MULTI_WRITE_OPS:
+                zxid = self.node.zxid
+                self.send(P.reply(xid, zxid, Err.BAD_ARGUMENTS), zxid)
+                return
+            ops.append(_write_op(opcode, rec))
+        c = self._propose(T.MultiOp(tuple(ops)))
+        zxid = c.txn.zxid
+        results = c.result.value
+        if c.result.err and not results:
+            self.send(P.reply(xid, zxid, c.result.err), zxid)
+            return
+        failed = any(e for e, _ in results)
+        out = []
+        for (opcode, _), (e, value) in zip(r.ops, results):
+            if failed:
+                out.append(P.OpResult(P.ERROR, int(e)))
+            elif opcode == P.CREATE:
+                out.append(P.OpResult(P.CREATE, 0, value[0]))
+            elif opcode in (P.CREATE2, P.CREATE_TTL, P.CREATE_CONTAINER):
+                out.append(P.OpResult(opcode, 0, value))
+            elif opcode == P.SET_DATA:
+                out.append(P.OpResult(P.SET_DATA, 0, value))
+            else:
+                out.append(P.OpResult(opcode))
+        self.send(P.reply_multi(xid, zxid, out), zxid)
+
+    def _reconfig(self, xid: int, r: P.ReconfigRequest) -> None:
+        zxid = self.node.zxid
+        self.send(P.reply(xid, zxid, Err.RECONFIG_DISABLED), zxid)
+
+    def _close_session(self, xid: int, r: Any) -> None:
+        sid = self.session_id
+        c = self.server.close_session(sid)
+        self.send(P.reply(xid, c.txn.zxid, 0), c.txn.zxid)
+        self.send(None, c.txn.zxid)
+
+
+def _digest_identity(text: str) -> str:
+    """ZooKeeper's digest id: ``user:base64(sha1(whole auth string))``, user = text before the first colon."""
+    if ":" in text:
+        user, _, password = text.partition(":")
+        return T.digest_id(user, password)
+    import base64
+    import hashlib
+
+    return f"{text}:{base64.b64encode(hashlib.sha1(text.encode('utf-8')).digest()).decode('ascii')}"
+
+
+def _stat_dict(stat: Any) -> dict:
+    return {name: getattr(stat, name) for name in P.StatRecord._fields}
+
+
+def _acls(records: tuple) -> tuple:
+    return tuple(T.ACL(a.perms, a.scheme, a.id) for a in records)
+
+
+_CREATE_KINDS = {P.CREATE: "create", P.CREATE2: "create2", P.CREATE_CONTAINER: "createContainer",
+                 P.CREATE_TTL: "createTTL"}
+
+
+def _create_op(r: P.CreateRequest, opcode: int) -> Any:
+    return T.CreateOp(r.path, r.data, _acls(r.acl), r.flags, r.ttl, _CREATE_KINDS[opcode])
+
+
+def _write_op(opcode: int, rec: Any) -> Any:
+    if opcode in _CREATE_KINDS:
+        return _create_op(rec, opcode)
+    if opcode == P.DELETE:
+        return T.DeleteOp(rec.path, rec.version)
+    if opcode == P.SET_DATA:
+        return T.SetDataOp(rec.path, rec.data, rec.version)
+    return T.CheckOp(rec.path, rec.version)
+
+
+_HANDLERS: dict[int, Callable] = {
+    P.CREATE: lambda c, x, r: c._create(x, r, P.CREATE),
+    P.CREATE2: lambda c, x, r: c._create(x, r, P.CREATE2),
+    P.CREATE_CONTAINER: lambda c, x, r: c._create(x, r, P.CREATE_CONTAINER),
+    P.CREATE_TTL: lambda c, x, r: c._create(x, r, P.CREATE_TTL),
+    P.DELETE: ClientConnection._delete,
+    P.EXISTS: ClientConnection._exists,
+    P.GET_DATA: ClientConnection._get_data,
+    P.SET_DATA: ClientConnection._set_data,
+    P.GET_ACL: ClientConnection._get_acl,
+    P.SET_ACL: ClientConnection._set_acl,
+    P.GET_CHILDREN: ClientConnection._get_children,
+    P.GET_CHILDREN2: ClientConnection._get_children2,
+    P.SYNC: ClientConnection._sync,
+    P.PING: ClientConnection._ping,
+    P.CHECK: ClientConnection._check,
+    P.MULTI: ClientConnection._multi,
+    P.MULTI_READ: ClientConnection._multi_read,
+    P.RECONFIG: ClientConnection._reconfig,
+    P.CHECK_WATCHES: ClientConnection._check_watches,
+    P.REMOVE_WATCHES: ClientConnection._remove_watches,
+    P.AUTH: ClientConnection._auth,
+    P.SET_WATCHES: ClientConnection._set_watches,
+    P.SET_WATCHES2: ClientConnection._set_watches,
+    P.GET_EPHEMERALS: ClientConnection._get_ephemerals,
+    P.GET_ALL_CHILDREN_NUMBER: ClientConnection._all_children_number,
+    P.ADD_WATCH: ClientConnection._add_watch,
+    P.WHO_AM_I: ClientConnection._who_am_i,
+    P.CLOSE_SESSION: ClientConnection._close_session,
+}
+assert set(_HANDLERS) == set(P.KNOWN_OPS), "every decodable opcode needs a handler"
+
+
+# ---------------------------------------------------------------- the server
+
+
+class NodeServer:
+    """Listens on the client port and runs the timers of one standalone node."""
+
+    def __init__(self, cfg: NodeConfig, node: Node) -> None:
+        self.cfg = cfg
+        self.node = node
+        self.connections: set[ClientConnection] = set()
+        self.session_conns: dict[int, ClientConnection] = {}
+        self.waiting: set[ClientConnection] = set()
+        self.ip_counts: dict[str, int] = collections.Counter()
+        self.sent = 0
+        self.received = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._started = time.monotonic()
+        self.stopped = asyncio.Event()
+        node.on_events = self._dispatch_events
+        node.on_commit = self._committed
+        node.on_fatal = lambda exc: self.stopped.set()
+
+    # -- lifecycle
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: ClientConnection(self), self.cfg.host, self.cfg.port,
+                                                reuse_address=True, backlog=512)
+        now = self.now_ms()
+        for sid, (timeout, _pw) in self.session_table().items():
+            # Recovered sessions get a full timeout to come back, as ZooKeeper gives them.
+            self.node.tracker.add(sid, timeout, now)
+        self._tasks.append(asyncio.create_task(self._ticker()))
+        sock = self._server.sockets[0].getsockname()
+        return sock[0], sock[1]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self._server is not None:
+            self._server.close()
+        await self.node.drain()
+        for conn in list(self.connections):
+            conn.release(self.node.committed_zxid)
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def now_ms(self) -> int:
+        return int(time.monotonic() * 1000)
+
+    # -- connections and sessions
+
+    def admit(self, conn: ClientConnection) -> bool:
+        cap = self.cfg.max_client_cnxns
+        if cap and self.ip_counts[conn.ip] >= cap:
+            return False
+        self.ip_counts[conn.ip] += 1
+        return True
+
+    def forget(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        self.waiting.discard(conn)
+        if conn.counted_ip:
+            conn.counted_ip = False
+            self.ip_counts[conn.ip] -= 1
+            if self.ip_counts[conn.ip] <= 0:
+                del self.ip_counts[conn.ip]
+        sid = conn.session_id
+        if sid and self.session_conns.get(sid) is conn:
+            # ZooKeeper keeps watches per connection: the client re-registers them (setWatches).
+            del self.session_conns[sid]
+            self.node.watches.remove_session(sid)
+
+    def session_table(self) -> dict[int, tuple[int, bytes]]:
+        """session id -> (timeout ms, password), from the replicated state."""
+        return {sid: (s.timeout_ms, s.password) for sid, s in self.node.tree.sessions.items()}
+
+    def new_session_id(self) -> int:
+        """ZooKeeper's layout: high byte = server id, then time-derived bits; never reuse a live id."""
+        table = self.node.tree.sessions
+        while True:
+            sid = self.node.tracker.new_session_id()
+            if sid not in table and sid not in self.session_conns:
+                return sid
+
+    def close_session(self, sid: int) -> Committed:
+        """Propose CloseSessionOp (ephemerals go, watchers fire) and forget the session locally."""
+        c = self.node.propose(T.CloseSessionOp(sid), sid, ())
+        self.node.tracker.remove(sid)
+        self.node.watches.remove_session(sid)
+        return c
+
+    def expire(self, sid: int) -> None:
+        log.info("session 0x%x expired", sid)
+        c = self.close_session(sid)
+        conn = self.session_conns.pop(sid, None)
+        if conn is not None:
+            conn.session_id = 0
+            conn.send(None, c.txn.zxid)
+
+    # -- effects from the node
+
+    def _dispatch_events(self, txn: Any, events: list) -> None:
+        watches = self.node.watches
+        conns = self.session_conns
+        for ev in events:
+            for sid, wev in watches.trigger(ev):
+                conn = conns.get(sid)
+                if conn is not None:
+                    conn.send(P.notification(wev.type, P.STATE_SYNC_CONNECTED, wev.path, wev.zxid), txn.zxid)
+
+    def _committed(self, zxid: int) -> None:
+        for conn in list(self.waiting):
+            conn.release(zxid)
+
+    # -- timers
+
+    async def _ticker(self) -> None:
+        interval = max(0.02, min(self.cfg.tick_ms / 2000.0, 0.5))
+        last_containers = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for sid in self.node.tracker.expired(self.now_ms()):
+                    self.expire(sid)
+                now = time.monotonic()
+                if now - last_containers >= CONTAINER_CHECK_S:
+                    last_containers = now
+                    for path in self.node.tree.expired_containers_and_ttls(_now_ms()):
+                        self.node.propose(T.DeleteContainerOp(path), 0, ())
+            except Exception:
+                log.exception("timer failed; continuing")
+
+    # -- admin
+
+    def reset_stats(self) -> None:
+        self.sent = 0
+        self.received = 0
+        self.node.latencies = LatencyStats()
+
+    def admin_view(self) -> four_letter.AdminView:
+        node = self.node
+        tree = node.tree
+        lat = node.latencies
+        conns = tuple(
+            four_letter.ConnectionInfo(c.address, c.session_id, len(c._pending), c.received, c.sent,
+                                       c.timeout_ms, node.zxid)
+            for c in list(self.connections))
+        eph = {sid: list(paths) for sid, paths in tree.ephemerals_by_session.items() if paths}
+        w = node.watches
+        by_session = w.by_session()
+        by_path = w.by_path()
+        _, _, watch_count = w.summary()
+        cfg = self.cfg
+        return four_letter.AdminView(
+            mode="standalone",
+            zxid=node.zxid,
+            node_count=tree.zk_node_count,
+            latency_min_ms=lat.min, latency_avg_ms=lat.avg, latency_max_ms=lat.max,
+            received=self.received,
+            sent=self.sent,
+            outstanding=sum(len(c._pending) for c in self.connections),
+            connections=conns,
+            ephemerals=eph,
+            ephemerals_count=sum(len(v) for v in eph.values()),
+            session_timeouts={sid: t for sid, (t, _) in self.session_table().items()},
+            watch_count=watch_count,
+            watched_paths=len(by_path),
+            watches_by_session=by_session,
+            watches_by_path=by_path,
+            config={
+                "clientPort": str(cfg.port), "clientPortAddress": cfg.host, "dataDir": str(cfg.data_dir),
+                "dataLogDir": str(cfg.data_dir), "tickTime": str(cfg.tick_ms),
+                "maxClientCnxns": str(cfg.max_client_cnxns), "minSessionTimeout": str(cfg.min_timeout_ms),
+                "maxSessionTimeout": str(cfg.max_timeout_ms), "serverId": str(cfg.server_id),
+                "jute.maxbuffer": str(cfg.max_frame_bytes),
+            },
+            fsyncs=node.fsyncs,
+            uptime_s=time.monotonic() - self._started,
+        )
+
+
+# ---------------------------------------------------------------- running a node
+
+
+async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None,
+                stop: asyncio.Event | None = None, install_signals: bool = True) -> None:
+    """Open storage, recover, serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    storage = Storage.open(cfg.data_dir, snapshot_every=cfg.snapshot_every)
+    tree, last_zxid = storage.tree, storage.tree.last_zxid
+    try:
+        node = Node(cfg, storage, tree, last_zxid, random.Random(os.urandom(16)))
+    except BaseException:
+        storage.close()  # release the data dir's lock
+        raise
+    if node.fault:
+        for _ in range(3):
+            log.warning("!!! %s=%s: THIS NODE IS DELIBERATELY BROKEN (test-only fault); never use it for real data !!!",
+                        FAULT_ENV, node.fault)
+    server = NodeServer(cfg, node)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        host, port = await server.start()
+        log.info("recovered %d znodes, %d sessions, last zxid 0x%x from %s", tree.node_count,
+                 len(tree.sessions), last_zxid, cfg.data_dir)
+        log.info("squall node serving on %s:%d", host, port)
+        if ready is not None:
+            ready(host, port)
+        stopper = asyncio.create_task(stop.wait())
+        fatal = asyncio.create_task(server.stopped.wait())
+        await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        fatal.cancel()
+        log.info("shutting down")
+    finally:
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        await server.stop()
+        node.close()
+    if node.failed is not None:
+        raise RuntimeError(f"the write-ahead log failed: {node.failed!r}")
+
+
+class BackgroundNode:
+    """A node serving from a background thread with its own event loop (tests, benches, embedding).
+
+    ``with BackgroundNode(cfg) as n: KazooClient(n.hosts)...``; leaving the
+    block stops the node and joins the thread, even when the body failed.
+    """
+
+    def __init__(self, cfg: NodeConfig, start_timeout_s: float = 30.0) -> None:
+        self.cfg = cfg
+        self.start_timeout_s = start_timeout_s
+        self.host = cfg.host
+        self.port = cfg.port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: Any = None
+        self._ready: Any = None
+        self.error: BaseException | None = None
+
+    @property
+    def hosts(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> "BackgroundNode":
+        import threading
+
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="squall-node", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(self.start_timeout_s):
+            raise RuntimeError(f"node did not start within {self.start_timeout_s} s")
+        if self.error is not None:
+            raise RuntimeError(f"node failed to start: {self.error!r}") from self.error
+        return self
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+
+            def ready(host: str, port: int) -> None:
+                self.host, self.port = host, port
+                self._ready.set()
+
+            await serve(self.cfg, ready=ready, stop=self._stop, install_signals=False)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported to the starting thread
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass  # loop already closed
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def __enter__(self) -> "BackgroundNode":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
