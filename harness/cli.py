@@ -25,7 +25,87 @@ EXIT_BAD_INPUT = 3
 _COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("harness.check_cmd", "check"),
     "node": ("node.cli", "node_command"),
+    "run": ("harness.run_cmd", "run"),
+    "test-all": ("harness.run_cmd", "test_all"),
+    "analyze": ("harness.run_cmd", "analyze_cmd"),
+    "sim": ("harness.sim_cmd", "sim"),
+    "cluster": ("harness.cluster_cmd", "cluster"),
+    "serve": ("harness.serve_cmd", "serve"),
 }
+
+
+# -- the registry: every concrete backend, database, workload and nemesis by
+# name. Factories import lazily so `squall check` pays for none of them.
+
+def _local_backend(options: dict):
+    from harness.backends.local import LocalBackend
+    return LocalBackend()
+
+
+def _docker_backend(options: dict):
+    from harness.backends import docker
+    return docker.make(options)
+
+
+def _ssh_backend(options: dict):
+    from harness.backends import ssh
+    return ssh.make(options)
+
+
+def _squall_db(options: dict):
+    from harness.dbs import squall
+    return squall.make(options)
+
+
+def _zookeeper_db(options: dict):
+    from harness.dbs import zookeeper
+    return zookeeper.make(options)
+
+
+def _squall_default_nodes() -> int:
+    """3 once the node's ensemble exists (it offers --peers), else 1."""
+    from harness.dbs import squall
+    return 3 if squall.supports_ensemble(squall.node_help()) else 1
+
+
+def _register_workload(options: dict):
+    from workloads import register
+    return register.make(options)
+
+
+def _set_workload(options: dict):
+    from workloads import set as set_workload
+    return set_workload.make(options)
+
+
+def _lock_workload(options: dict):
+    from workloads import lock
+    return lock.make(options)
+
+
+def _session_workload(options: dict):
+    from workloads import session
+    return session.make(options)
+
+
+def _nemesis_package(faults, interval_s, rng):
+    from nemesis.package import package
+    return package(faults, interval_s, rng)
+
+
+def _registry():
+    from harness.registry import Registry
+    return Registry(
+        backends={"local": _local_backend, "docker": _docker_backend, "ssh": _ssh_backend},
+        dbs={"squall": _squall_db, "zookeeper": _zookeeper_db},
+        workloads={"register": _register_workload, "set": _set_workload,
+                   "lock": _lock_workload, "session": _session_workload},
+        nemesis_faults=("partition", "pause", "kill"),
+        nemesis_package=_nemesis_package,
+        default_nodes={"squall": _squall_default_nodes},
+        # test-only broken databases (the node's SQUALL_UNSAFE_TEST_FAULT switch)
+        unsafe_db_faults=("lose-writes", "stale-reads"),
+    )
 
 
 class _LazyGroup(click.Group):
@@ -43,8 +123,11 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="squall")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """squall: a ZooKeeper-compatible node and a chaos tester for consensus systems."""
+    if ctx.obj is None:
+        ctx.obj = _registry()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,471 @@
+"""The Docker backend: one container per node, on a bridge network per run.
+
+Layout of a run ``<id>`` (labels ``squall.run=<id>`` on everything, so
+``squall cluster down`` finds what a crashed run left):
+
+- network ``squall-<id>`` (a private bridge); containers ``squall-<id>-n1``..
+  with hostnames and network aliases ``n1``..``nN``, ``NET_ADMIN`` for
+  iptables, ``init`` (tini) as PID 1 so killed processes are reaped, and
+  ``sleep infinity`` as the main process: the database is a separate process
+  started with ``docker exec``, so killing it leaves the container (and the
+  data) in place.
+- each node's directory (config, data, log) is the host directory
+  ``<run_dir>/nodes/<node>`` bind-mounted at the same path in the container,
+  so the database's ``prepare`` writes paths valid on both sides, data
+  survives kill/restart, and logs are plain files on the host.
+- the client port (2181 in every container) is published on 127.0.0.1 at a
+  free port; peers talk over the bridge at ``nK:2888/3888``.
+
+Faults: a partition ``drop(src, dst)`` is an iptables rule in ``dst``'s
+``SQUALL`` chain dropping packets from ``src``'s address; ``lossy(src, dst,
+p)`` drops a fraction with ``-m statistic --mode random`` (tc netem is not
+available here); ``pause`` is ``docker pause`` (the freezer: every process in
+the container stops at once); ``kill`` is SIGKILL to the database's process
+group; ``start`` runs the same argv again in the same container.
+
+Cleanup is unconditional: ``teardown`` is idempotent, is called by the
+runner's ``finally``, from ``atexit``, and on SIGTERM/SIGHUP (the local
+backend's handlers, shared); a SIGKILLed harness leaves labelled leftovers
+for ``remove_leftovers`` / ``squall cluster down``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import secrets
+import shlex
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import SetupError
+from harness.backends.local import install_signal_handlers, node_names
+from harness.dbs.base import NodePorts, four_letter_word, parse_srvr
+
+CLIENT_PORT = 2181
+PEER_PORT = 2888
+ELECTION_PORT = 3888
+LABEL_RUN = "squall.run"
+LABEL_NODE = "squall.node"
+LABEL_KIND = "squall.kind"  # "run" (a squall run) or "manual" (squall cluster up)
+CHAIN = "SQUALL"
+UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
+VENV_PYTHON = "/opt/squall/bin/python"
+
+_LIVE: "weakref.WeakSet[DockerCluster]" = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def _teardown_all() -> None:
+    with _LIVE_LOCK:
+        clusters = list(_LIVE)
+    for c in clusters:
+        c.teardown()
+
+
+atexit.register(_teardown_all)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(3)
+
+
+# --------------------------------------------------------------- pure parts
+
+def container_ports(all_nodes: list[str], node: str, hosts: dict[str, str] | None = None) -> NodePorts:
+    """Ports as the database sees them inside its host/container: fixed
+    well-known ports, peers by their host name (n1.. on the bridge)."""
+    hosts = hosts or {n: n for n in all_nodes}
+    return NodePorts(client=CLIENT_PORT, peer=PEER_PORT, election=ELECTION_PORT,
+                     peer_addresses={o: (hosts[o], PEER_PORT, ELECTION_PORT) for o in all_nodes if o != node},
+                     client_ports={o: CLIENT_PORT for o in all_nodes})
+
+
+def adapt_argv(db_name: str, argv: list[str], env: dict[str, str], self_host: str,
+               local_python: str, remote_python: str) -> tuple[list[str], dict[str, str]]:
+    """Turn an argv the database prepared for the local backend into one that
+    runs on a separate host: listen on every interface (clients come through
+    a published port or over the network), name itself by its host name in
+    peer lists, use the host's interpreter, and drop PYTHONPATH (the project
+    is installed there, not at this checkout's path)."""
+    out = list(argv)
+    if out and out[0] == local_python:
+        out[0] = remote_python
+    for i, a in enumerate(out[:-1]):
+        if a == "--host" and out[i + 1] == "127.0.0.1":
+            out[i + 1] = "0.0.0.0"
+        if a == "--peers":
+            out[i + 1] = out[i + 1].replace("127.0.0.1", self_host)
+    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    return out, env
+
+
+def adapt_zoo_cfg(text: str, self_host: str) -> str:
+    """zoo.cfg for a node on its own host: listen on every interface, name
+    itself by host name; quorumListenOnAllIPs so the peer/election ports
+    bind on the bridge address too."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("clientPortAddress="):
+            line = "clientPortAddress=0.0.0.0"
+        elif line.startswith("server.") and "=127.0.0.1:" in line:
+            line = line.replace("=127.0.0.1:", f"={self_host}:")
+        lines.append(line)
+    if len([ln for ln in lines if ln.startswith("server.")]) > 0:
+        lines.append("quorumListenOnAllIPs=true")
+    return "\n".join(lines) + "\n"
+
+
+def start_script(node_dir: str, argv: list[str], env: dict[str, str], log_path: str, pid_file: str) -> str:
+    """A POSIX sh script that starts ``argv`` in its own session (so one
+    signal to the group reaches the whole tree), appends to the log and
+    records the pid (== pgid) in ``pid_file``."""
+    env_part = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+    cmd = " ".join(shlex.quote(a) for a in argv)
+    return (f"cd {shlex.quote(node_dir)} && "
+            f"echo \"==== squall harness: starting at $(date +%s.%N)\" >> {shlex.quote(log_path)} && "
+            f"(env {env_part} setsid {cmd} >> {shlex.quote(log_path)} 2>&1 < /dev/null & "
+            f"echo $! > {shlex.quote(pid_file)})")
+
+
+def signal_script(pid_file: str, sig: str) -> str:
+    """Signal the process group recorded in pid_file; for KILL, wait until
+    it is gone so a restart never races the old process for its ports."""
+    q = shlex.quote(pid_file)
+    s = f"[ -f {q} ] || exit 0; p=$(cat {q}); kill -{sig} -- -$p 2>/dev/null || kill -{sig} $p 2>/dev/null; "
+    if sig == "KILL":
+        s += (f"for i in $(seq 1 100); do kill -0 $p 2>/dev/null || break; sleep 0.05; done; rm -f {q}; ")
+    return s + "exit 0"
+
+
+def iptables_setup_script() -> str:
+    return (f"iptables -N {CHAIN} 2>/dev/null; iptables -F {CHAIN}; "
+            f"iptables -C INPUT -j {CHAIN} 2>/dev/null || iptables -I INPUT -j {CHAIN}")
+
+
+def drop_rule(src_ip: str, probability: float | None = None) -> list[str]:
+    """iptables args dropping packets from src_ip (all, or a random share)."""
+    args = ["iptables", "-A", CHAIN, "-s", src_ip]
+    if probability is not None:
+        if not 0.0 < probability <= 1.0:
+            raise ValueError(f"loss probability must be in (0, 1], got {probability}")
+        args += ["-m", "statistic", "--mode", "random", "--probability", f"{probability:.4f}"]
+    return args + ["-j", "DROP"]
+
+
+# --------------------------------------------------------------- the cluster
+
+@dataclass
+class _Node:
+    name: str
+    index: int
+    dir: Path
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path = Path("/dev/null")
+    container: Any = None
+    ip: str = ""
+    host_port: int = 0
+    paused: bool = False
+    pending_heal: bool = False
+
+
+class DockerCluster:
+    """Nodes in containers. Implements the Cluster protocol and FaultTarget."""
+
+    def __init__(self, db: Any, nodes: list[str], run_dir: Path, image: str, client: Any,
+                 run_id: str | None = None, kind: str = "run") -> None:
+        self.db = db
+        self.nodes = list(nodes)
+        self.run_dir = Path(run_dir).resolve()
+        self.image = image
+        self.client = client
+        self.run_id = run_id or new_run_id()
+        self.kind = kind
+        self.network: Any = None
+        self._nodes: dict[str, _Node] = {}
+        self._lock = threading.RLock()
+        self._torn_down = False
+        self.keep_on_exit = False  # squall cluster up: leave it running
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL_RUN: self.run_id, LABEL_KIND: self.kind}
+
+    # ------------------------------------------------------------ lifecycle
+    def launch(self) -> None:
+        self.network = self.client.networks.create(f"squall-{self.run_id}", driver="bridge",
+                                                   labels=self.labels, check_duplicate=True)
+        for index, name in enumerate(self.nodes, start=1):
+            node_dir = self.run_dir / "nodes" / name
+            node_dir.mkdir(parents=True, exist_ok=True)
+            n = _Node(name, index, node_dir)
+            self._nodes[name] = n
+            n.container = self.client.containers.run(
+                self.image, ["sleep", "infinity"], name=f"squall-{self.run_id}-{name}", hostname=name,
+                detach=True, init=True, cap_add=["NET_ADMIN"], labels={**self.labels, LABEL_NODE: name},
+                network=self.network.name, ports={f"{CLIENT_PORT}/tcp": ("127.0.0.1", None)},
+                volumes={str(node_dir): {"bind": str(node_dir), "mode": "rw"}},
+                environment={"LANG": "C.UTF-8"})
+        self.network.reload()
+        for n in self._nodes.values():
+            n.container.reload()
+            n.ip = n.container.attrs["NetworkSettings"]["Networks"][self.network.name]["IPAddress"]
+            n.host_port = int(n.container.attrs["NetworkSettings"]["Ports"][f"{CLIENT_PORT}/tcp"][0]["HostPort"])
+            self._exec(n, iptables_setup_script(), check=True)
+        for n in self._nodes.values():
+            self._prepare(n)
+        for name in self.nodes:
+            self.start(name)
+
+    def _prepare(self, n: _Node) -> None:
+        import sys
+        ports = container_ports(self.nodes, n.name)
+        argv, env, log_path = self.db.prepare(n.name, n.index, list(self.nodes), ports, n.dir)
+        cfg = n.dir / "zoo.cfg"
+        if cfg.exists():
+            cfg.write_text(adapt_zoo_cfg(cfg.read_text(), n.name))
+        n.argv, n.env = adapt_argv(getattr(self.db, "name", ""), argv, env, n.name,
+                                   getattr(self.db, "python", sys.executable), VENV_PYTHON)
+        n.log_path = Path(log_path)
+
+    def teardown(self) -> None:
+        """Remove every container and the network. Idempotent."""
+        with self._lock:
+            if self._torn_down or self.keep_on_exit:
+                return
+            self._torn_down = True
+            errors = remove_run(self.client, self.run_id)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        if errors:
+            raise SetupError("teardown left Docker objects behind: " + "; ".join(errors) +
+                             " (run `squall cluster down`)")
+
+    def __enter__(self) -> "DockerCluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.teardown()
+
+    # ------------------------------------------------------------ helpers
+    def _node(self, name: str) -> _Node:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise ValueError(f"unknown node {name!r}; nodes are {self.nodes}") from None
+
+    def _exec(self, n: _Node, script: str, check: bool = False, detach: bool = False) -> str:
+        with self._lock:  # one SDK session shared by runner and nemesis threads
+            res = n.container.exec_run(["sh", "-c", script], detach=detach)
+        if detach:
+            return ""
+        out = (res.output or b"").decode(errors="replace")
+        if check and res.exit_code != 0:
+            raise SetupError(f"in container {n.container.name}: `{script}` failed "
+                             f"(exit {res.exit_code}): {out.strip()[-300:]}")
+        return out
+
+    # ------------------------------------------------------------ addresses
+    def client_address(self, node: str) -> str:
+        return f"127.0.0.1:{self._node(node).host_port}"
+
+    def connect_string(self, nodes: list[str] | None = None) -> str:
+        return ",".join(self.client_address(n) for n in (nodes or self.nodes))
+
+    def ip(self, node: str) -> str:
+        return self._node(node).ip
+
+    def log_path(self, node: str) -> Path:
+        return self._node(node).log_path
+
+    # --------------------------------------------------------------- health
+    def node_status(self, node: str) -> dict[str, Any]:
+        return parse_srvr(four_letter_word(self.client_address(node), "srvr"))
+
+    def leader(self) -> str | None:
+        return self.db.leader(self)
+
+    def is_running(self, node: str) -> bool:
+        n = self._node(node)
+        if n.paused:
+            return True
+        return self._exec(n, f"p=$(cat {shlex.quote(str(n.dir / 'pid'))} 2>/dev/null) && "
+                             "kill -0 $p 2>/dev/null && echo yes").strip() == "yes"
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Every node runs and serves, and exactly one claims leadership."""
+        deadline = time.monotonic() + timeout_s
+        last_check = 0.0
+        while True:
+            if time.monotonic() - last_check > 2.0:
+                last_check = time.monotonic()
+                for name in self.nodes:
+                    if not self.is_running(name):
+                        n = self._node(name)
+                        raise SetupError(f"node {name} (container {n.container.name}) is not running; "
+                                         f"its log is {n.log_path}{_tail(n.log_path)}")
+            waiting = [n for n in self.nodes if not self.db.is_ready(self.client_address(n))]
+            leaders = [] if waiting else [n for n in self.nodes
+                                          if self.node_status(n).get("mode") in ("leader", "standalone")]
+            if not waiting and len(leaders) == 1:
+                return
+            if time.monotonic() >= deadline:
+                what = (f"nodes {waiting} did not answer as serving" if waiting
+                        else f"expected one leader, nodes claiming it: {leaders}")
+                raise SetupError(f"docker cluster {self.run_id} not ready after {timeout_s:.0f}s: {what}; "
+                                 f"node logs are under {self.run_dir / 'nodes'}")
+            time.sleep(0.25)
+
+    def collect_logs(self, dest_dir: Path) -> list[Path]:
+        import shutil
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        copied = []
+        for n in self._nodes.values():
+            if n.log_path.exists():
+                target = dest_dir / f"{n.name}.log"
+                shutil.copyfile(n.log_path, target)
+                copied.append(target)
+        return copied
+
+    # --------------------------------------------------------------- faults
+    def drop(self, src: str, dst: str) -> None:
+        """dst stops receiving packets from src (TCP to and from src stalls)."""
+        s, d = self._node(src), self._node(dst)
+        self._rule(d, drop_rule(s.ip))
+
+    def lossy(self, src: str, dst: str, probability: float) -> None:
+        """dst drops a random share of src's packets."""
+        s, d = self._node(src), self._node(dst)
+        self._rule(d, drop_rule(s.ip, probability))
+
+    def _rule(self, d: _Node, args: list[str]) -> None:
+        with self._lock:
+            if d.paused:  # a frozen container cannot exec; unfreeze briefly
+                d.container.unpause()
+                try:
+                    self._exec(d, shlex.join(args), check=True)
+                finally:
+                    d.container.pause()
+            else:
+                self._exec(d, shlex.join(args), check=True)
+
+    def heal(self) -> None:
+        with self._lock:
+            for n in self._nodes.values():
+                if n.paused:
+                    n.pending_heal = True  # flushed on resume
+                else:
+                    self._exec(n, f"iptables -F {CHAIN}", check=True)
+
+    def pause(self, node: str) -> None:
+        with self._lock:
+            n = self._node(node)
+            if not n.paused:
+                n.container.pause()
+                n.paused = True
+
+    def resume(self, node: str) -> None:
+        with self._lock:
+            n = self._node(node)
+            if n.paused:
+                n.container.unpause()
+                n.paused = False
+            if n.pending_heal:
+                self._exec(n, f"iptables -F {CHAIN}", check=True)
+                n.pending_heal = False
+
+    def kill(self, node: str) -> None:
+        with self._lock:
+            n = self._node(node)
+            self.resume(node)  # a frozen process cannot be waited for
+            self._exec(n, signal_script(str(n.dir / "pid"), "KILL"))
+
+    def start(self, node: str) -> None:
+        with self._lock:
+            if self._torn_down:
+                raise SetupError("cluster was torn down; cannot start nodes")
+            n = self._node(node)
+            self.resume(node)
+            if self.is_running(node):
+                return
+            env = dict(n.env)
+            import os
+            if os.environ.get(UNSAFE_FAULT_ENV):  # test-only broken db, set by `squall run`
+                env[UNSAFE_FAULT_ENV] = os.environ[UNSAFE_FAULT_ENV]
+            self._exec(n, start_script(str(n.dir), n.argv, env, str(n.log_path), str(n.dir / "pid")), check=True)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n--- last lines of the log ---\n" + "\n".join(text) if text else ""
+
+
+# ------------------------------------------------------------ leftovers
+
+def remove_run(client: Any, run_id: str | None) -> list[str]:
+    """Remove containers and networks labelled with ``run_id`` (every squall
+    run's when None). Returns error strings for what could not be removed."""
+    label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+    errors: list[str] = []
+    for c in client.containers.list(all=True, filters={"label": label}):
+        try:
+            if c.status == "paused":
+                c.unpause()
+            c.remove(force=True, v=True)
+        except Exception as exc:  # noqa: BLE001 - keep removing the rest
+            if "No such container" not in str(exc) and "already in progress" not in str(exc):
+                errors.append(f"container {c.name}: {exc}")
+    for net in client.networks.list(filters={"label": label}):
+        try:
+            net.remove()
+        except Exception as exc:  # noqa: BLE001
+            if "not found" not in str(exc).lower():
+                errors.append(f"network {net.name}: {exc}")
+    return errors
+
+
+def leftovers(client: Any, run_id: str | None = None) -> dict[str, list[str]]:
+    """Names of squall containers and networks still present."""
+    label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+    return {"containers": [c.name for c in client.containers.list(all=True, filters={"label": label})],
+            "networks": [n.name for n in client.networks.list(filters={"label": label})]}
+
+
+class DockerBackend:
+    """``create`` builds (or finds) the image, makes the network and the
+    containers and starts the database; a failure during setup removes what
+    was created. Options: ``docker_image`` (a tag to use instead of
+    building)."""
+
+    name = "docker"
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+
+    def create(self, spec: Any, db: Any, run_dir: Path, kind: str = "run") -> DockerCluster:
+        from harness.backends import images
+        install_signal_handlers()
+        nodes = node_names(getattr(spec, "nodes", spec))
+        client = images.docker_client()
+        image = self.options.get("docker_image") or images.ensure_node_image(client).tag
+        cluster = DockerCluster(db, nodes, Path(run_dir), image, client, kind=kind)
+        try:
+            cluster.launch()
+        except BaseException:
+            cluster.teardown()
+            raise
+        return cluster
+
+
+def make(options: dict[str, Any] | None = None) -> DockerBackend:
+    return DockerBackend(options)

@@ -1,0 +1,330 @@
+"""The local backend: every node a process on this machine.
+
+Each node gets its own directory under ``<run_dir>/nodes/<name>/`` (config,
+data, log) and its own free ports on 127.0.0.1. Peer traffic goes through a
+``ProxyMesh`` (one proxy per directed link and port kind), so partitions need
+no root. Every node runs in its own process group (``start_new_session``),
+so pause/kill reach the whole tree the db started (e.g. a shell wrapper and
+its JVM): pause = SIGSTOP, resume = SIGCONT, kill = SIGKILL, start = the same
+argv again on the same data dir and ports.
+
+Cleanup is unconditional: ``teardown`` (idempotent) kills every process group
+and closes every proxy; the runner calls it in a ``finally``, and every live
+cluster is also torn down from ``atexit``. SIGTERM/SIGHUP are turned into
+``SystemExit`` (if no one else handles them) so ``finally`` blocks and atexit
+run; SIGINT already raises KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import SetupError
+from harness.backends.proxy import ProxyMesh, free_ports
+from harness.dbs.base import NodePorts, four_letter_word, parse_srvr
+
+_LIVE: "weakref.WeakSet[LocalCluster]" = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def _teardown_all() -> None:
+    with _LIVE_LOCK:
+        clusters = list(_LIVE)
+    for cluster in clusters:
+        cluster.teardown()
+
+
+atexit.register(_teardown_all)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    _teardown_all()
+    raise SystemExit(128 + signum)
+
+
+def install_signal_handlers() -> None:
+    """Make SIGTERM/SIGHUP unwind (finally + atexit) instead of dying at once.
+
+    Only from the main thread, and only where the handler is still the
+    default: a caller's own handler wins."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, _exit_on_signal)
+        except (ValueError, OSError):
+            pass
+
+
+@dataclass
+class _Node:
+    name: str
+    index: int
+    ports: NodePorts
+    dir: Path
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    paused: bool = False
+
+
+def node_names(nodes: int | list[str] | tuple[str, ...]) -> list[str]:
+    """``3`` -> ["n1", "n2", "n3"]; a list of names is kept as is."""
+    if isinstance(nodes, int):
+        if nodes < 1:
+            raise SetupError(f"--nodes must be at least 1, got {nodes}")
+        return [f"n{i}" for i in range(1, nodes + 1)]
+    names = [str(n) for n in nodes]
+    if not names or len(set(names)) != len(names):
+        raise SetupError(f"node names must be non-empty and distinct, got {names}")
+    return names
+
+
+class LocalCluster:
+    """Local node processes behind a proxy mesh. Implements FaultTarget."""
+
+    def __init__(self, db: Any, nodes: list[str], run_dir: Path) -> None:
+        self.db = db
+        self.nodes = list(nodes)
+        self.run_dir = Path(run_dir)
+        self.mesh = ProxyMesh()
+        self._nodes: dict[str, _Node] = {}
+        self._lock = threading.RLock()
+        self._torn_down = False
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    # ------------------------------------------------------------ lifecycle
+    def launch(self) -> None:
+        """Pick ports, build the mesh, write configs and start every node."""
+        kinds = tuple(getattr(self.db, "peer_kinds", ("peer", "election")))
+        real = free_ports(3 * len(self.nodes))
+        base: dict[str, tuple[int, int, int]] = {
+            n: (real[3 * i], real[3 * i + 1], real[3 * i + 2]) for i, n in enumerate(self.nodes)}
+        for src in self.nodes:
+            for dst in self.nodes:
+                if src == dst:
+                    continue
+                _, peer, elect = base[dst]
+                self.mesh.add(src, dst, "peer", peer)
+                if "election" in kinds:
+                    self.mesh.add(src, dst, "election", elect)
+        for index, name in enumerate(self.nodes, start=1):
+            client, peer, elect = base[name]
+            peer_addresses = {}
+            for other in self.nodes:
+                if other == name:
+                    continue
+                p = self.mesh.port(name, other, "peer")
+                e = self.mesh.port(name, other, "election") if "election" in kinds else p
+                peer_addresses[other] = ("127.0.0.1", p, e)
+            ports = NodePorts(client=client, peer=peer, election=elect, peer_addresses=peer_addresses,
+                              client_ports={n: base[n][0] for n in self.nodes})
+            node_dir = self.run_dir / "nodes" / name
+            node_dir.mkdir(parents=True, exist_ok=True)
+            argv, env, log_path = self.db.prepare(name, index, list(self.nodes), ports, node_dir)
+            self._nodes[name] = _Node(name, index, ports, node_dir, argv, env, Path(log_path))
+        for name in self.nodes:
+            self.start(name)
+
+    def teardown(self) -> None:
+        """Kill every process group and close every proxy. Idempotent."""
+        with self._lock:
+            if self._torn_down:
+                return
+            self._torn_down = True
+            for node in self._nodes.values():
+                self._kill_proc(node)
+            self.mesh.close()
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
+    def __enter__(self) -> "LocalCluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.teardown()
+
+    # ------------------------------------------------------------ addresses
+    def _node(self, name: str) -> _Node:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise ValueError(f"unknown node {name!r}; nodes are {self.nodes}") from None
+
+    def client_address(self, node: str) -> str:
+        return f"127.0.0.1:{self._node(node).ports.client}"
+
+    def connect_string(self, nodes: list[str] | None = None) -> str:
+        return ",".join(self.client_address(n) for n in (nodes or self.nodes))
+
+    def log_path(self, node: str) -> Path:
+        return self._node(node).log_path
+
+    def pids(self) -> dict[str, int | None]:
+        """Process (group) ids of running nodes, for tests and diagnostics."""
+        return {n.name: (n.proc.pid if n.proc and n.proc.poll() is None else None)
+                for n in self._nodes.values()}
+
+    def listening_ports(self) -> list[int]:
+        """Every port this cluster uses: client/peer/election and proxies."""
+        ports = list(self.mesh.ports())
+        for n in self._nodes.values():
+            ports += [n.ports.client, n.ports.peer, n.ports.election]
+        return ports
+
+    # --------------------------------------------------------------- health
+    def node_status(self, node: str) -> dict[str, Any]:
+        return parse_srvr(four_letter_word(self.client_address(node), "srvr"))
+
+    def is_running(self, node: str) -> bool:
+        n = self._node(node)
+        return n.proc is not None and n.proc.poll() is None
+
+    def leader(self) -> str | None:
+        return self.db.leader(self)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Every node runs and answers as serving, and a leader exists."""
+        deadline = time.monotonic() + timeout_s
+        waiting: list[str] = list(self.nodes)
+        while True:
+            for name in self.nodes:
+                n = self._node(name)
+                if n.proc is None or n.proc.poll() is not None:
+                    code = None if n.proc is None else n.proc.returncode
+                    raise SetupError(
+                        f"node {name} is not running (exit code {code}); "
+                        f"its log is {n.log_path}{_tail(n.log_path)}")
+            waiting = [n for n in self.nodes if not self.db.is_ready(self.client_address(n))]
+            leaders = [] if waiting else self._claimed_leaders()
+            # Exactly one: an old leader cut off by a partition claims to
+            # lead until it notices (ZooKeeper: syncLimit ticks).
+            if not waiting and len(leaders) == 1:
+                return
+            if time.monotonic() >= deadline:
+                what = (f"nodes {waiting} did not answer as serving" if waiting
+                        else f"expected one leader, nodes claiming it: {leaders}")
+                raise SetupError(
+                    f"cluster not ready after {timeout_s:.0f}s: {what}; "
+                    f"node logs are under {self.run_dir / 'nodes'}")
+            time.sleep(0.2)
+
+    def _claimed_leaders(self) -> list[str]:
+        return [n for n in self.nodes
+                if self.node_status(n).get("mode") in ("leader", "standalone")]
+
+    def collect_logs(self, dest_dir: Path) -> list[Path]:
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        copied = []
+        for n in self._nodes.values():
+            if n.log_path.exists():
+                target = dest_dir / f"{n.name}.log"
+                if target.resolve() != n.log_path.resolve():
+                    shutil.copyfile(n.log_path, target)
+                copied.append(target)
+        return copied
+
+    # --------------------------------------------------------------- faults
+    def drop(self, src: str, dst: str) -> None:
+        self._node(src), self._node(dst)
+        self.mesh.drop(src, dst)
+
+    def heal(self) -> None:
+        self.mesh.heal()
+
+    def pause(self, node: str) -> None:
+        with self._lock:
+            n = self._node(node)
+            if n.proc is not None and n.proc.poll() is None:
+                _signal_group(n.proc, signal.SIGSTOP)
+                n.paused = True
+
+    def resume(self, node: str) -> None:
+        with self._lock:
+            n = self._node(node)
+            if n.proc is not None and n.proc.poll() is None:
+                _signal_group(n.proc, signal.SIGCONT)
+            n.paused = False
+
+    def kill(self, node: str) -> None:
+        with self._lock:
+            self._kill_proc(self._node(node))
+
+    def start(self, node: str) -> None:
+        with self._lock:
+            if self._torn_down:
+                raise SetupError("cluster was torn down; cannot start nodes")
+            n = self._node(node)
+            if n.proc is not None and n.proc.poll() is None:
+                if n.paused:  # "start" after "pause" means: make it run again
+                    _signal_group(n.proc, signal.SIGCONT)
+                    n.paused = False
+                return
+            env = dict(os.environ)
+            env.update(n.env)
+            with open(n.log_path, "ab") as log:
+                log.write(f"\n==== squall harness: starting {n.name} at {time.time():.3f}\n".encode())
+                log.flush()
+                n.proc = subprocess.Popen(n.argv, cwd=n.dir, env=env, stdin=subprocess.DEVNULL,
+                                          stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+            n.paused = False
+
+    def _kill_proc(self, n: _Node) -> None:
+        if n.proc is None:
+            return
+        # Signal the group even if its leader exited: children may remain
+        # (a pgid in use is never reused as a pid, so this cannot hit others).
+        _signal_group(n.proc, signal.SIGKILL)
+        try:
+            n.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        n.paused = False
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # pid == pgid: start_new_session=True
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n--- last lines of the log ---\n" + "\n".join(text) if text else ""
+
+
+class LocalBackend:
+    """``create`` starts the nodes (without waiting for them) and returns
+    the cluster; a failure during setup tears down what was started."""
+
+    name = "local"
+
+    def create(self, spec: Any, db: Any, run_dir: Path) -> LocalCluster:
+        install_signal_handlers()
+        nodes = node_names(getattr(spec, "nodes", spec))
+        cluster = LocalCluster(db, nodes, Path(run_dir))
+        try:
+            cluster.launch()
+        except BaseException:
+            cluster.teardown()
+            raise
+        return cluster

@@ -1,0 +1,252 @@
+"""A TCP proxy mesh the harness controls, so partitions need no root.
+
+Every directed peer link ``src -> dst`` gets its own listener(s) on
+127.0.0.1; node ``src``'s config names those listeners as ``dst``'s peer
+addresses, so every byte ``src`` sends on a connection it opened to ``dst``
+passes through a proxy dedicated to that link. ZooKeeper opens peer
+connections in both directions (a follower dials the leader's quorum port;
+election connections are dialled by both sides and the lower sid's is
+dropped), so each node dials every other node through its own link proxies.
+
+``drop(src, dst)`` blackholes the link: its open connections are closed (both
+ends see a reset/EOF, as a partition is eventually noticed) and new
+connections are accepted and closed at once, so ``src`` cannot reach ``dst``.
+TCP carries replies on the same connection, so cutting a link also cuts the
+replies on connections ``src`` opened; connections ``dst`` opens to ``src`` go
+through the link ``dst -> src`` and are cut only by ``drop(dst, src)``. The
+nemesis's partition shapes are symmetric, so they always drop both.
+
+The proxies run on one asyncio loop in a daemon thread; the public methods are
+thread-safe and synchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+
+Link = tuple[str, str]
+_CHUNK = 65536
+UPSTREAM_RETRY_S = 1.5
+
+
+@dataclass
+class _Listener:
+    link: Link
+    kind: str
+    target: tuple[str, int]
+    server: asyncio.AbstractServer | None = None
+    port: int = 0
+    conns: set[asyncio.Transport] = field(default_factory=set)
+
+
+class ProxyMesh:
+    """Listeners for directed links; ``add`` them, then ``drop``/``heal``."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="proxy-mesh", daemon=True)
+        self._thread.start()
+        self._listeners: dict[tuple[Link, str], _Listener] = {}
+        self._dropped: set[Link] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def _call(self, coro, timeout_s: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+
+    # ---------------------------------------------------------------- public
+    def add(self, src: str, dst: str, kind: str, target_port: int, listen_port: int = 0) -> int:
+        """Listen for link ``src -> dst`` (``kind`` e.g. "peer"/"election"),
+        forwarding to 127.0.0.1:target_port; returns the listening port."""
+        if self._closed:
+            raise RuntimeError("proxy mesh is closed")
+        key = ((src, dst), kind)
+        if key in self._listeners:
+            raise ValueError(f"a proxy for {src}->{dst} ({kind}) exists already")
+        lst = _Listener((src, dst), kind, (self.host, target_port))
+        self._call(self._start_listener(lst, listen_port))
+        self._listeners[key] = lst
+        return lst.port
+
+    def port(self, src: str, dst: str, kind: str) -> int:
+        return self._listeners[((src, dst), kind)].port
+
+    def ports(self) -> list[int]:
+        """Every listening port (for leak checks)."""
+        return [lst.port for lst in self._listeners.values()]
+
+    def drop(self, src: str, dst: str) -> None:
+        """Blackhole the link src -> dst: close its connections, refuse new ones."""
+        with self._lock:
+            self._dropped.add((src, dst))
+        self._call(self._close_link_conns((src, dst)))
+
+    def heal(self) -> None:
+        """Forward every link again (new connections go through)."""
+        with self._lock:
+            self._dropped.clear()
+
+    def dropped(self) -> set[Link]:
+        with self._lock:
+            return set(self._dropped)
+
+    def connection_count(self, src: str, dst: str) -> int:
+        return sum(len(l.conns) for (link, _), l in self._listeners.items() if link == (src, dst))
+
+    def close(self) -> None:
+        """Close every listener and connection and stop the loop. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._loop.is_running():
+                self._call(self._shutdown(), timeout_s=10.0)
+        except Exception:  # noqa: BLE001 - closing must not raise
+            pass
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5.0)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    # ----------------------------------------------------------- loop side
+    async def _start_listener(self, lst: _Listener, listen_port: int) -> None:
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await self._serve(lst, reader, writer)
+            except asyncio.CancelledError:
+                # Shutdown cancels handlers; asyncio's stream callback would
+                # report a cancelled handler as an error, so end quietly.
+                _abort(writer.transport)
+
+        lst.server = await asyncio.start_server(on_client, self.host, listen_port,
+                                                reuse_address=True)
+        lst.port = lst.server.sockets[0].getsockname()[1]
+
+    def _is_dropped(self, link: Link) -> bool:
+        with self._lock:
+            return link in self._dropped
+
+    async def _serve(self, lst: _Listener, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        if self._is_dropped(lst.link):
+            _abort(writer.transport)
+            return
+        upstream = await self._connect_upstream(lst)
+        if upstream is None or self._is_dropped(lst.link):
+            if upstream is not None:
+                _abort(upstream[1].transport)
+            _abort(writer.transport)  # dst is down: the dialler sees a reset
+            return
+        up_reader, up_writer = upstream
+        transports = (writer.transport, up_writer.transport)
+        lst.conns.update(transports)
+        try:
+            await asyncio.gather(self._pump(lst.link, reader, up_writer),
+                                 self._pump(lst.link, up_reader, writer))
+        finally:
+            for t in transports:
+                lst.conns.discard(t)
+                _abort(t)
+
+    async def _connect_upstream(self, lst: _Listener):
+        """Dial dst, retrying a refused connect for a short while.
+
+        The dialler's connect already succeeded (the proxy accepted it), so a
+        refusal upstream can only be reported as a reset, which some peers
+        treat harder than a refused connect: a ZooKeeper follower dialling a
+        leader that has not bound its quorum port yet would give up and
+        re-run the election. Retrying for ~1.5 s covers that window; a dead
+        node still costs the dialler only that long."""
+        delay, deadline = 0.02, self._loop.time() + UPSTREAM_RETRY_S
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.open_connection(*lst.target), timeout=2.0)
+            except (OSError, asyncio.TimeoutError):
+                if self._loop.time() + delay > deadline or self._is_dropped(lst.link):
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    async def _pump(self, link: Link, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.read(_CHUNK)
+                if not data or self._is_dropped(link):
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError, ConnectionError):
+            pass
+        finally:
+            _abort(writer.transport)
+
+    async def _close_link_conns(self, link: Link) -> None:
+        for (lk, _), lst in self._listeners.items():
+            if lk == link:
+                for t in list(lst.conns):
+                    _abort(t)
+                lst.conns.clear()
+
+    async def _shutdown(self) -> None:
+        for lst in self._listeners.values():
+            if lst.server is not None:
+                lst.server.close()
+            for t in list(lst.conns):
+                _abort(t)
+            lst.conns.clear()
+        # Connection handlers still pending (e.g. retrying a dead upstream)
+        # are cancelled and awaited, so the loop closes with no task left.
+        tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        for lst in self._listeners.values():
+            if lst.server is not None:
+                try:
+                    await asyncio.wait_for(lst.server.wait_closed(), timeout=2.0)
+                except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                    pass
+
+
+def _abort(transport: asyncio.BaseTransport) -> None:
+    """Close a connection with a RST, so the peer notices at once."""
+    try:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        transport.abort()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports that were free on host a moment ago.
+
+    All sockets are held open until every port is picked, so the list has no
+    duplicates; another process may still take one before we bind it, a race
+    the caller tolerates by retrying setup."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

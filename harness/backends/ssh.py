@@ -1,0 +1,503 @@
+"""The SSH backend: one node per real host, driven over SSH with paramiko.
+
+Options (from the spec's options, else the environment):
+
+==========================  ===========================  ======================
+option                      environment                  meaning
+==========================  ===========================  ======================
+``ssh_hosts``               ``SQUALL_SSH_HOSTS``         host[:port],... (n1 is
+                                                         the first host, ...)
+``ssh_user``                ``SQUALL_SSH_USER``          login (default root)
+``ssh_key``                 ``SQUALL_SSH_KEY``           private key file
+``ssh_port``                ``SQUALL_SSH_PORT``          default 22
+``ssh_strict_host_key_...`` ``SQUALL_SSH_STRICT``        reject unknown host
+                                                         keys (known_hosts)
+==========================  ===========================  ======================
+
+On each host, under ``/var/tmp/squall/``: the node (squall) is installed by
+uploading the project's wheel and its dependencies' wheels and installing
+them into a virtualenv offline (cached by the project's content hash);
+Apache ZooKeeper comes from Debian's ``zookeeper`` package (installed with
+apt-get when missing). The database's files are written locally by its
+``prepare`` (under ``<run_dir>/nodes/<node>``) and uploaded to
+``/var/tmp/squall/<run_id>/<node>`` with local paths rewritten. Processes are
+started in their own session with a pid file; pause/resume/kill are
+SIGSTOP/SIGCONT/SIGKILL to that process group; partitions are iptables rules
+in a ``SQUALL`` chain (root needed); logs are downloaded with SFTP.
+
+Nodes are reached at ``host:2181`` (peers at 2888/3888), so those ports must
+be open between the harness and the hosts. A host that cannot be reached or
+refuses authentication fails setup with a message naming the host and why.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shlex
+import socket
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import SetupError
+from harness.backends.docker import (CHAIN, CLIENT_PORT, UNSAFE_FAULT_ENV, adapt_argv, adapt_zoo_cfg,
+                                     container_ports, drop_rule, iptables_setup_script, new_run_id,
+                                     signal_script, start_script)
+from harness.backends.local import install_signal_handlers, node_names
+from harness.dbs.base import four_letter_word, parse_srvr
+
+REMOTE_ROOT = "/var/tmp/squall"
+CONNECT_TIMEOUT_S = 10.0
+
+_LIVE: "weakref.WeakSet[SshCluster]" = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def _teardown_all() -> None:
+    with _LIVE_LOCK:
+        clusters = list(_LIVE)
+    for c in clusters:
+        c.teardown()
+
+
+atexit.register(_teardown_all)
+
+
+# --------------------------------------------------------------- options
+
+@dataclass(frozen=True)
+class SshOptions:
+    hosts: tuple[tuple[str, int], ...]
+    user: str = "root"
+    key: str | None = None
+    strict_host_key_checking: bool = False
+
+
+def _truthy(v: Any) -> bool:
+    return str(v).strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_hosts(text: str | list[str], default_port: int) -> tuple[tuple[str, int], ...]:
+    """"a,b:2222" -> (("a", default), ("b", 2222)); errors say what is allowed."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    out = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
+        if not sep:
+            host, port = item, ""
+        if not host:
+            raise SetupError(f"ssh host {item!r} has no host name; expected host or host:port")
+        try:
+            p = int(port) if port else default_port
+        except ValueError:
+            raise SetupError(f"ssh host {item!r}: port {port!r} is not a number") from None
+        if not 0 < p < 65536:
+            raise SetupError(f"ssh host {item!r}: port {p} is out of range 1-65535")
+        out.append((host, p))
+    if not out:
+        raise SetupError("the ssh backend needs hosts: --nodes host1,host2,... (or SQUALL_SSH_HOSTS)")
+    if len(set(out)) != len(out):
+        raise SetupError(f"ssh hosts must be distinct, got {[h for h, _ in out]}")
+    return tuple(out)
+
+
+def options_from(options: dict[str, Any], environ: dict[str, str] | None = None) -> SshOptions:
+    """Spec options first, then SQUALL_SSH_* environment variables."""
+    env = os.environ if environ is None else environ
+
+    def get(key: str, env_key: str) -> Any:
+        v = options.get(key)
+        return v if v not in (None, "") else env.get(env_key)
+
+    try:
+        port = int(get("ssh_port", "SQUALL_SSH_PORT") or 22)
+    except ValueError:
+        raise SetupError(f"--ssh-port must be a number, got {get('ssh_port', 'SQUALL_SSH_PORT')!r}") from None
+    hosts = get("ssh_hosts", "SQUALL_SSH_HOSTS") or ""
+    key = get("ssh_key", "SQUALL_SSH_KEY")
+    if key and not Path(key).expanduser().is_file():
+        raise SetupError(f"--ssh-key {key}: no such file")
+    return SshOptions(hosts=parse_hosts(hosts, port), user=str(get("ssh_user", "SQUALL_SSH_USER") or "root"),
+                      key=str(Path(key).expanduser()) if key else None,
+                      strict_host_key_checking=_truthy(get("ssh_strict_host_key_checking", "SQUALL_SSH_STRICT")
+                                                       or False))
+
+
+def rewrite_paths(text: str, local: str, remote: str) -> str:
+    return text.replace(local, remote)
+
+
+# --------------------------------------------------------------- a host
+
+class Host:
+    """One SSH connection; every command on it is serialised by a lock."""
+
+    def __init__(self, host: str, port: int, opts: SshOptions) -> None:
+        self.host, self.port, self.opts = host, port, opts
+        self._lock = threading.RLock()
+        self._client: Any = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.opts.user}@{self.host}:{self.port}"
+
+    def connect(self) -> None:
+        import paramiko
+        client = paramiko.SSHClient()
+        if self.opts.strict_host_key_checking:
+            client.load_system_host_keys()
+            known = Path.home() / ".ssh" / "known_hosts"
+            if known.exists():
+                client.load_host_keys(str(known))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(self.host, port=self.port, username=self.opts.user, key_filename=self.opts.key,
+                           timeout=CONNECT_TIMEOUT_S, banner_timeout=CONNECT_TIMEOUT_S,
+                           auth_timeout=CONNECT_TIMEOUT_S, look_for_keys=self.opts.key is None,
+                           allow_agent=False)
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise SetupError(f"ssh host {self.label}: authentication refused "
+                             f"(user {self.opts.user}, key {self.opts.key or 'default keys'}): {exc}") from None
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise SetupError(f"ssh host {self.label}: host key mismatch: {exc}") from None
+        except (OSError, socket.timeout) as exc:
+            client.close()
+            raise SetupError(f"ssh host {self.label}: cannot connect: {exc.__class__.__name__}: {exc}") from None
+        except paramiko.SSHException as exc:
+            client.close()
+            why = str(exc)
+            if "not found in known_hosts" in why:
+                why += " (strict host key checking is on: add the host to ~/.ssh/known_hosts)"
+            raise SetupError(f"ssh host {self.label}: {why}") from None
+        self._client = client
+
+    def run(self, cmd: str, check: bool = True, timeout_s: float = 120.0) -> tuple[int, str]:
+        with self._lock:
+            if self._client is None:
+                raise SetupError(f"ssh host {self.label}: not connected")
+            try:
+                _, stdout, stderr = self._client.exec_command(cmd, timeout=timeout_s)
+                out = stdout.read().decode(errors="replace")
+                err = stderr.read().decode(errors="replace")
+                rc = stdout.channel.recv_exit_status()
+            except (OSError, socket.timeout, EOFError) as exc:
+                raise SetupError(f"ssh host {self.label}: command failed to run ({exc}): {cmd[:200]}") from None
+        if check and rc != 0:
+            raise SetupError(f"ssh host {self.label}: `{cmd[:200]}` exited {rc}: {(err or out).strip()[-400:]}")
+        return rc, out
+
+    def put(self, local: Path, remote: str) -> None:
+        with self._lock:
+            sftp = self._client.open_sftp()
+            try:
+                sftp.put(str(local), remote)
+            finally:
+                sftp.close()
+
+    def put_text(self, text: str, remote: str) -> None:
+        with self._lock:
+            sftp = self._client.open_sftp()
+            try:
+                with sftp.open(remote, "w") as f:
+                    f.write(text)
+            finally:
+                sftp.close()
+
+    def get(self, remote: str, local: Path) -> bool:
+        with self._lock:
+            sftp = self._client.open_sftp()
+            try:
+                sftp.get(remote, str(local))
+                return True
+            except OSError:
+                return False
+            finally:
+                sftp.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+# --------------------------------------------------------------- the cluster
+
+@dataclass
+class _Node:
+    name: str
+    index: int
+    host: Host
+    ip: str
+    local_dir: Path
+    remote_dir: str
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    remote_log: str = ""
+    paused: bool = False
+
+
+class SshCluster:
+    """Nodes on SSH hosts. Implements the Cluster protocol and FaultTarget."""
+
+    def __init__(self, db: Any, nodes: list[str], hosts: list[Host], run_dir: Path,
+                 run_id: str | None = None) -> None:
+        self.db = db
+        self.nodes = list(nodes)
+        self.run_dir = Path(run_dir).resolve()
+        self.run_id = run_id or new_run_id()
+        self._hosts = hosts
+        self._nodes: dict[str, _Node] = {}
+        self._lock = threading.RLock()
+        self._torn_down = False
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    # ------------------------------------------------------------ lifecycle
+    def launch(self) -> None:
+        for h in self._hosts:
+            h.connect()
+        ips = {}
+        for name, h in zip(self.nodes, self._hosts):
+            try:
+                ips[name] = socket.gethostbyname(h.host)
+            except OSError as exc:
+                raise SetupError(f"ssh host {h.label}: cannot resolve its address: {exc}") from None
+        addrs = {name: h.host for name, h in zip(self.nodes, self._hosts)}
+        for index, (name, h) in enumerate(zip(self.nodes, self._hosts), start=1):
+            local_dir = self.run_dir / "nodes" / name
+            local_dir.mkdir(parents=True, exist_ok=True)
+            self._nodes[name] = _Node(name, index, h, ips[name], local_dir,
+                                      f"{REMOTE_ROOT}/{self.run_id}/{name}")
+        python = self._install()
+        for n in self._nodes.values():
+            n.host.run(iptables_setup_script())
+            self._prepare(n, addrs, python)
+        for name in self.nodes:
+            self.start(name)
+
+    def _install(self) -> str:
+        """Install the database on every host; returns the remote python."""
+        if getattr(self.db, "name", "") == "zookeeper":
+            for n in self._nodes.values():
+                rc, _ = n.host.run("test -f /usr/share/java/zookeeper.jar && command -v java", check=False)
+                if rc != 0:
+                    n.host.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper "
+                               "default-jre-headless", timeout_s=900)
+            return "python3"
+        from harness.backends import images
+        wheels = images.wheelhouse()
+        tag = wheels.name  # wheels-<project hash>
+        venv = f"{REMOTE_ROOT}/venv-{tag}"
+        for n in self._nodes.values():
+            rc, _ = n.host.run(f"test -f {venv}/.complete", check=False)
+            if rc == 0:
+                continue
+            remote_wheels = f"{REMOTE_ROOT}/{tag}"
+            n.host.run(f"mkdir -p {remote_wheels}")
+            for w in sorted(wheels.glob("*.whl")):
+                n.host.put(w, f"{remote_wheels}/{w.name}")
+            n.host.run(f"python3 -m venv {venv} && {venv}/bin/pip install -q --no-index --disable-pip-version-check "
+                       f"--find-links {remote_wheels} squall && touch {venv}/.complete", timeout_s=900)
+        return f"{venv}/bin/python"
+
+    def _prepare(self, n: _Node, addrs: dict[str, str], python: str) -> None:
+        ports = container_ports(self.nodes, n.name, addrs)
+        argv, env, log_path = self.db.prepare(n.name, n.index, list(self.nodes), ports, n.local_dir)
+        local = str(n.local_dir)
+        argv, env = adapt_argv(getattr(self.db, "name", ""), argv, env, n.host.host,
+                               getattr(self.db, "python", sys.executable), python)
+        if getattr(self.db, "name", "") == "zookeeper":
+            argv[0] = "java"  # the host's own JRE, from PATH
+        n.argv = [rewrite_paths(a, local, n.remote_dir) for a in argv]
+        n.env = {k: rewrite_paths(v, local, n.remote_dir) for k, v in env.items()}
+        n.remote_log = rewrite_paths(str(log_path), local, n.remote_dir)
+        n.host.run(f"rm -rf {shlex.quote(n.remote_dir)} && mkdir -p {shlex.quote(n.remote_dir)}")
+        for path in sorted(n.local_dir.rglob("*")):
+            rel = path.relative_to(n.local_dir)
+            remote = f"{n.remote_dir}/{rel.as_posix()}"
+            if path.is_dir():
+                n.host.run(f"mkdir -p {shlex.quote(remote)}")
+            elif path.is_file() and path != Path(log_path):
+                text = path.read_text(errors="replace")
+                if path.name == "zoo.cfg":
+                    text = adapt_zoo_cfg(text, n.host.host)
+                n.host.put_text(rewrite_paths(text, local, n.remote_dir), remote)
+
+    def teardown(self) -> None:
+        """Kill every node, remove the iptables chain and the run's remote
+        directory, close connections. Idempotent; errors are collected."""
+        with self._lock:
+            if self._torn_down:
+                return
+            self._torn_down = True
+            errors = []
+            for n in self._nodes.values():
+                try:
+                    n.host.run(signal_script(f"{n.remote_dir}/pid", "CONT"), check=False)
+                    n.host.run(signal_script(f"{n.remote_dir}/pid", "KILL"), check=False)
+                    n.host.run(f"iptables -D INPUT -j {CHAIN} 2>/dev/null; iptables -F {CHAIN} 2>/dev/null; "
+                               f"iptables -X {CHAIN} 2>/dev/null; rm -rf {REMOTE_ROOT}/{self.run_id}", check=False)
+                except SetupError as exc:
+                    errors.append(str(exc))
+            for h in self._hosts:
+                h.close()
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        if errors:
+            raise SetupError("ssh teardown incomplete: " + "; ".join(errors))
+
+    def __enter__(self) -> "SshCluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.teardown()
+
+    # ------------------------------------------------------------ addresses
+    def _node(self, name: str) -> _Node:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise ValueError(f"unknown node {name!r}; nodes are {self.nodes}") from None
+
+    def client_address(self, node: str) -> str:
+        return f"{self._node(node).ip}:{CLIENT_PORT}"
+
+    def connect_string(self, nodes: list[str] | None = None) -> str:
+        return ",".join(self.client_address(n) for n in (nodes or self.nodes))
+
+    # --------------------------------------------------------------- health
+    def node_status(self, node: str) -> dict[str, Any]:
+        return parse_srvr(four_letter_word(self.client_address(node), "srvr"))
+
+    def leader(self) -> str | None:
+        return self.db.leader(self)
+
+    def is_running(self, node: str) -> bool:
+        n = self._node(node)
+        q = shlex.quote(f"{n.remote_dir}/pid")
+        rc, _ = n.host.run(f"p=$(cat {q} 2>/dev/null) && kill -0 $p 2>/dev/null", check=False)
+        return rc == 0
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        last_check = 0.0
+        while True:
+            if time.monotonic() - last_check > 2.0:
+                last_check = time.monotonic()
+                for name in self.nodes:
+                    if not self._node(name).paused and not self.is_running(name):
+                        n = self._node(name)
+                        self.collect_logs(self.run_dir / "logs")
+                        raise SetupError(f"node {name} on ssh host {n.host.label} is not running; its log is "
+                                         f"{n.host.host}:{n.remote_log} (copied to {self.run_dir / 'logs'})")
+            waiting = [n for n in self.nodes if not self.db.is_ready(self.client_address(n))]
+            leaders = [] if waiting else [n for n in self.nodes
+                                          if self.node_status(n).get("mode") in ("leader", "standalone")]
+            if not waiting and len(leaders) == 1:
+                return
+            if time.monotonic() >= deadline:
+                what = (f"nodes {waiting} did not answer as serving" if waiting
+                        else f"expected one leader, nodes claiming it: {leaders}")
+                raise SetupError(f"ssh cluster not ready after {timeout_s:.0f}s: {what}; "
+                                 f"node logs are under {REMOTE_ROOT}/{self.run_id} on each host")
+            time.sleep(0.25)
+
+    def collect_logs(self, dest_dir: Path) -> list[Path]:
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        copied = []
+        for n in self._nodes.values():
+            target = dest_dir / f"{n.name}.log"
+            if n.remote_log and n.host._client is not None and n.host.get(n.remote_log, target):
+                copied.append(target)
+        return copied
+
+    # --------------------------------------------------------------- faults
+    def drop(self, src: str, dst: str) -> None:
+        s, d = self._node(src), self._node(dst)
+        d.host.run(shlex.join(drop_rule(s.ip)))
+
+    def lossy(self, src: str, dst: str, probability: float) -> None:
+        s, d = self._node(src), self._node(dst)
+        d.host.run(shlex.join(drop_rule(s.ip, probability)))
+
+    def heal(self) -> None:
+        for n in self._nodes.values():
+            n.host.run(f"iptables -F {CHAIN}")
+
+    def pause(self, node: str) -> None:
+        n = self._node(node)
+        n.host.run(signal_script(f"{n.remote_dir}/pid", "STOP"))
+        n.paused = True
+
+    def resume(self, node: str) -> None:
+        n = self._node(node)
+        n.host.run(signal_script(f"{n.remote_dir}/pid", "CONT"))
+        n.paused = False
+
+    def kill(self, node: str) -> None:
+        n = self._node(node)
+        n.host.run(signal_script(f"{n.remote_dir}/pid", "CONT"), check=False)
+        n.host.run(signal_script(f"{n.remote_dir}/pid", "KILL"))
+        n.paused = False
+
+    def start(self, node: str) -> None:
+        with self._lock:
+            if self._torn_down:
+                raise SetupError("cluster was torn down; cannot start nodes")
+            n = self._node(node)
+            if n.paused:
+                self.resume(node)
+            if self.is_running(node):
+                return
+            env = dict(n.env)
+            if os.environ.get(UNSAFE_FAULT_ENV):  # test-only broken db, set by `squall run`
+                env[UNSAFE_FAULT_ENV] = os.environ[UNSAFE_FAULT_ENV]
+            n.host.run(start_script(n.remote_dir, n.argv, env, n.remote_log, f"{n.remote_dir}/pid"))
+
+
+class SshBackend:
+    """``create`` connects to every host (failing with the host's name and
+    the reason), installs the database, uploads configs and starts it."""
+
+    name = "ssh"
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+
+    def create(self, spec: Any, db: Any, run_dir: Path) -> SshCluster:
+        install_signal_handlers()
+        opts = options_from(self.options)
+        nodes = node_names(getattr(spec, "nodes", spec))
+        if len(nodes) > len(opts.hosts):
+            raise SetupError(f"{len(nodes)} nodes asked for but only {len(opts.hosts)} ssh hosts given "
+                             f"({', '.join(h for h, _ in opts.hosts)})")
+        hosts = [Host(h, p, opts) for h, p in opts.hosts[:len(nodes)]]
+        cluster = SshCluster(db, nodes, hosts, Path(run_dir))
+        try:
+            cluster.launch()
+        except BaseException:
+            try:
+                cluster.teardown()
+            except SetupError:
+                pass
+            raise
+        return cluster
+
+
+def make(options: dict[str, Any] | None = None) -> SshBackend:
+    return SshBackend(options)
+
+

@@ -1,0 +1,257 @@
+"""`squall check PATH`: judge recorded histories with squall's checkers.
+
+PATH is a history file or a directory (every history file under it,
+recursively: *.jsonl, *.edn, *.log, *.txt, *.json). Each file is read in
+``--format`` (``auto`` detects it from the content), checked against
+``--model`` for ``--consistency`` (linearizable by default), and reported.
+
+Model defaults, when ``--model`` is not given: the format's own model
+(Porcupine etcd logs -> cas-register starting at nil; Porcupine kv logs ->
+kv, every key starting at ""), else cas-register. ``--initial`` (an EDN or
+JSON literal: ``0``, ``nil``, ``'{:x 0 :y 0}'``) overrides the initial
+state; without it the format's own initial state (if it has one) or the
+model's natural empty state (nil, "", {}, free, #{}, empty queue) is used.
+
+Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or usage. For a
+directory the exit code is the worst verdict (invalid > unknown > valid),
+and 3 if any file could not be read or checked at all (malformed history,
+an operation the model does not know).
+
+``--json`` prints ``{"results": [{"file", "valid", "summary", ...}]}``, where
+``valid`` is true, false or "unknown", or null with an ``error`` for a file
+that could not be checked. ``--html FILE`` writes one self-contained page
+explaining the check: for a single file, that file's; for a directory, the
+first invalid file's (or the first file's when none is invalid).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from checkers import linearizable, sequential
+from checkers.history import FORMATS, History, HistoryError, iter_files, parse_literal, read_history
+from checkers.models import MODEL_NAMES, Model, ModelError, get_model
+from checkers.result import Result, jsonable
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_BAD_INPUT = 0, 1, 2, 3
+_CHECKERS = {"linearizable": linearizable.check, "sequential": sequential.check}
+_DEFAULT_MODEL = "cas-register"
+
+
+class BadInput(click.ClickException):
+    """Bad input or usage: exit code 3 even in click's standalone mode."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+@dataclass
+class FileOutcome:
+    """One file's check: a Result, or the error that prevented one."""
+
+    path: Path
+    result: Result | None = None
+    error: str | None = None
+    model: Model | None = None
+    history: History | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Any:
+        return None if self.result is None else self.result.valid
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"file": str(self.path)}
+        if self.result is None:
+            d.update(valid=None, error=self.error)
+            return d
+        r = self.result
+        d.update(valid=r.valid, checker=r.checker, summary=r.summary, **self.extra,
+                 elapsed_s=round(self.seconds, 6))
+        if r.valid is not True:
+            d["explanation"] = r.explanation
+        if r.counterexample is not None:
+            d["counterexample"] = jsonable(r.counterexample)
+        if r.witness is not None:
+            d["witness"] = jsonable(r.witness)
+        d["details"] = jsonable(r.details)
+        return d
+
+
+def _parse_initial(text: str | None) -> Any:
+    if text is None:
+        return _UNSET
+    try:
+        return parse_literal(text)
+    except ValueError as exc:
+        raise BadInput(f"--initial: {exc}; give an EDN or JSON literal such as 0, nil, "
+                       "'{:x 0 :y 0}' or '{\"x\": 0}'") from None
+
+
+_UNSET = object()
+
+
+def _pick_model(name: str | None, initial: Any, history: History) -> Model:
+    """The model to check with: the explicit choice, else the format's."""
+    if name is None:
+        name = history.default_model or _DEFAULT_MODEL
+        if initial is _UNSET and history.default_model is not None:
+            initial = history.default_initial
+    if initial is _UNSET:
+        return get_model(name)
+    return get_model(name, initial)
+
+
+def check_file(path: Path, *, model_name: str | None, initial: Any, fmt: str,
+               consistency: str, budget: float | None) -> FileOutcome:
+    """Read, check and time one file; bad input becomes ``error``, a checker
+    crash becomes "unknown" (it proved nothing)."""
+    outcome = FileOutcome(path)
+    started = time.monotonic()
+    try:
+        history = read_history(path, fmt)
+        model = _pick_model(model_name, initial, history)
+        outcome.history, outcome.model = history, model
+        outcome.extra = {"model": model.name, "initial": jsonable(model.initial),
+                         "format": history.format, "consistency": consistency}
+        outcome.result = _CHECKERS[consistency](history, model, budget_s=budget)
+    except (HistoryError, ModelError) as exc:
+        msg = str(exc)
+        outcome.error = msg if str(path) in msg else f"{path}: {msg}"
+    except Exception as exc:  # noqa: BLE001 - a checker bug must not become a verdict
+        outcome.result = Result.from_exception(consistency, exc)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def exit_code(outcomes: list[FileOutcome]) -> int:
+    """Worst verdict: bad input > invalid > unknown > valid."""
+    if any(o.result is None for o in outcomes):
+        return EXIT_BAD_INPUT
+    if any(o.verdict is False for o in outcomes):
+        return EXIT_INVALID
+    if any(o.verdict is not True for o in outcomes):
+        return EXIT_UNKNOWN
+    return EXIT_VALID
+
+
+def _label(o: FileOutcome) -> str:
+    if o.result is None:
+        return "ERROR"
+    return {True: "valid", False: "INVALID"}.get(o.verdict, "unknown")  # type: ignore[arg-type]
+
+
+def _ops(o: FileOutcome) -> str:
+    if o.result is None:
+        return "-"
+    return str(o.result.details.get("operations", "-"))
+
+
+def _print_table(outcomes: list[FileOutcome], root: Path) -> None:
+    rows = []
+    for o in outcomes:
+        try:
+            name = str(o.path.relative_to(root))
+        except ValueError:
+            name = str(o.path)
+        note = o.error if o.result is None else o.result.summary
+        rows.append((_label(o), _ops(o), f"{o.seconds:.3f}", name, note or ""))
+    width = max([len("file")] + [len(r[3]) for r in rows])
+    click.echo(f"{'verdict':<8} {'ops':>7} {'secs':>8}  {'file':<{width}}  summary")
+    for label, ops, secs, name, note in rows:
+        click.echo(f"{label:<8} {ops:>7} {secs:>8}  {name:<{width}}  {note[:100]}")
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[_label(o)] = counts.get(_label(o), 0) + 1
+    click.echo(f"{len(outcomes)} files: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+
+
+def _print_one(o: FileOutcome) -> None:
+    if o.result is None:
+        return  # the error is raised as BadInput by the caller
+    r = o.result
+    click.echo(f"{o.path}: {_label(o)}: {r.summary}")
+    if r.valid is not True and r.explanation and r.explanation != r.summary:
+        click.echo(r.explanation)
+
+
+def _write_html(target: Path, outcomes: list[FileOutcome]) -> None:
+    from checkers.render import render_html  # only when asked: it loads jinja2
+
+    checked = [o for o in outcomes if o.result is not None]
+    if not checked:
+        return
+    pick = next((o for o in checked if o.verdict is False), checked[0])
+    page = render_html(pick.result, pick.history, pick.model, title=str(pick.path))
+    try:
+        target.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"--html: cannot write {target}: {exc.strerror}") from None
+    click.echo(f"wrote {target} ({pick.path})", err=True)
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise click.BadParameter(f"must be a positive number of seconds, not {value:g}")
+    return value
+
+
+@click.command("check")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), default=None,
+              help="Model to check against (default: the format's own, else cas-register).")
+@click.option("--initial", default=None, metavar="LITERAL",
+              help="Initial state as an EDN or JSON literal: 0, nil, '{:x 0 :y 0}'.")
+@click.option("--format", "fmt", type=click.Choice(("auto",) + tuple(FORMATS)),
+              default="auto", show_default=True, help="History format.")
+@click.option("--consistency", type=click.Choice(tuple(_CHECKERS)), default="linearizable",
+              show_default=True, help="Consistency model to check.")
+@click.option("--budget", type=float, default=None, callback=_positive, metavar="SECONDS",
+              help="Time budget per file; running out gives 'unknown' (default: none).")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a self-contained HTML page explaining the check.")
+@click.pass_context
+def check(ctx: click.Context, path: Path, model_name: str | None, initial: str | None,
+          fmt: str, consistency: str, budget: float | None, as_json: bool,
+          html: Path | None) -> None:
+    """Check the history at PATH (a file, or a directory of them).
+
+    Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or usage.
+    """
+    init = _parse_initial(initial)
+    is_dir = path.is_dir()
+    files = list(iter_files(path))
+    outcomes = []
+    progress = sys.stderr.isatty()
+    every = max(1, len(files) // 20)  # without a terminal: about 20 lines in all
+    for n, f in enumerate(files, 1):
+        if is_dir:
+            msg = f"[{n}/{len(files)}] {f}"
+            if progress:
+                click.echo(f"\r{msg[:100]:<100}", err=True, nl=False)
+            elif n % every == 0 or n == 1 or n == len(files):
+                click.echo(msg, err=True)
+        outcomes.append(check_file(f, model_name=model_name, initial=init, fmt=fmt,
+                                   consistency=consistency, budget=budget))
+    if is_dir and progress:
+        click.echo("", err=True)
+    if html is not None:
+        _write_html(html, outcomes)
+    if as_json:
+        click.echo(json.dumps({"results": [o.to_json() for o in outcomes]}, indent=1))
+    elif is_dir:
+        _print_table(outcomes, path)
+    else:
+        _print_one(outcomes[0])
+    for o in outcomes:
+        if o.result is None:
+            click.echo(f"error: {o.error}", err=True)
+    ctx.exit(exit_code(outcomes))

@@ -1,0 +1,137 @@
+"""`squall cluster up|down|status`: clusters in containers for manual work.
+
+``up`` starts a labelled Docker cluster, waits until it serves, prints its
+run id and connection string, and leaves it running after the command exits.
+``status`` shows every squall cluster Docker knows about (manual ones and
+what a crashed ``squall run`` left), each node's state, address, role and
+zxid. ``down`` removes clusters by label: all of them, or one ``--run``.
+Concrete databases come from the registry (harness/cli.py) like for `run`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.backends.base import SetupError
+from harness.registry import Registry, UnknownName, lookup
+
+EXIT_SETUP_FAILED = 4
+
+
+def _docker():
+    from harness.backends import docker as docker_backend
+    from harness.backends import images
+    try:
+        return docker_backend, images.docker_client()
+    except SetupError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group("cluster")
+def cluster() -> None:
+    """Start, inspect and remove clusters in containers (manual work)."""
+
+
+@cluster.command("up")
+@click.option("--backend", default="docker", show_default=True, help="Only docker is supported here.")
+@click.option("--db", default="zookeeper", show_default=True, help="squall or zookeeper.")
+@click.option("--nodes", type=int, default=3, show_default=True, help="Node count.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Node directories (config, data, logs) go to RESULTS/clusters/<run id>/.")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
+              help="Seconds to wait until every node serves and a leader exists.")
+@click.pass_context
+def up(ctx: click.Context, backend: str, db: str, nodes: int, results_dir: str, timeout_s: float) -> None:
+    """Start a cluster and leave it running; print how to reach it."""
+    if backend != "docker":
+        raise click.UsageError(f"`squall cluster up` supports --backend docker only, got {backend!r}; "
+                               "for ssh hosts use `squall run --backend ssh`")
+    if nodes < 1:
+        raise click.UsageError(f"--nodes must be at least 1, got {nodes}")
+    reg = ctx.find_object(Registry)
+    if reg is None:
+        raise click.UsageError("internal: no registry in the click context (run through `squall`)")
+    try:
+        database = lookup(reg.dbs, "db", db)({})
+    except UnknownName as exc:
+        raise click.UsageError(str(exc)) from exc
+    docker_backend, client = _docker()
+    run_id = docker_backend.new_run_id()
+    run_dir = Path(results_dir).resolve() / "clusters" / run_id
+    try:
+        c = docker_backend.DockerBackend().create(nodes, database, run_dir, kind="manual")
+    except SetupError as exc:
+        click.echo(f"cluster up failed: {exc}", err=True)
+        ctx.exit(EXIT_SETUP_FAILED)
+    try:
+        c.wait_ready(timeout_s)
+    except SetupError as exc:
+        click.echo(f"cluster up failed: {exc}", err=True)
+        c.teardown()
+        ctx.exit(EXIT_SETUP_FAILED)
+    c.keep_on_exit = True  # the point of `up`: it outlives this command
+    click.echo(f"run id:  {c.run_id}")
+    click.echo(f"nodes:   {', '.join(c.nodes)} (leader: {c.leader()})")
+    click.echo(f"files:   {run_dir}")
+    click.echo(f"connect: {c.connect_string()}")
+    click.echo(f"remove:  squall cluster down --run {c.run_id}")
+
+
+def _published_port(container: Any, port: int) -> int | None:
+    ports = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    binding = ports.get(f"{port}/tcp") or []
+    return int(binding[0]["HostPort"]) if binding else None
+
+
+def cluster_status(client: Any) -> list[dict[str, Any]]:
+    """One row per squall container: run, kind, node, state, address, mode, zxid."""
+    from harness.backends.docker import CLIENT_PORT, LABEL_KIND, LABEL_NODE, LABEL_RUN
+    from harness.dbs.base import four_letter_word, parse_srvr
+    rows = []
+    for c in client.containers.list(all=True, filters={"label": LABEL_RUN}):
+        port = _published_port(c, CLIENT_PORT)
+        address = f"127.0.0.1:{port}" if port else ""
+        status = parse_srvr(four_letter_word(address, "srvr", 0.5)) if (address and c.status == "running") \
+            else {"mode": "down"}
+        rows.append({"run": c.labels.get(LABEL_RUN, "?"), "kind": c.labels.get(LABEL_KIND, "?"),
+                     "node": c.labels.get(LABEL_NODE, c.name), "state": c.status, "address": address,
+                     "mode": status.get("mode"), "zxid": status.get("zxid")})
+    return sorted(rows, key=lambda r: (r["run"], r["node"]))
+
+
+@cluster.command("status")
+def status() -> None:
+    """Show every squall cluster's nodes: state, address, role and zxid."""
+    _, client = _docker()
+    rows = cluster_status(client)
+    if not rows:
+        click.echo("no squall clusters")
+        return
+    by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_run[r["run"]].append(r)
+    for run_id, nodes in by_run.items():
+        click.echo(f"run {run_id} ({nodes[0]['kind']}): "
+                   f"connect {','.join(r['address'] for r in nodes if r['address'])}")
+        for r in nodes:
+            zxid = "-" if r["zxid"] is None else hex(r["zxid"])
+            click.echo(f"  {r['node']:<4} {r['state']:<8} {r['address']:<16} {r['mode']:<12} zxid {zxid}")
+
+
+@cluster.command("down")
+@click.option("--run", "run_id", default=None, help="Remove only this run's cluster [default: every squall cluster].")
+def down(run_id: str | None) -> None:
+    """Remove squall containers and networks (what `up` or a crashed run left)."""
+    docker_backend, client = _docker()
+    before = docker_backend.leftovers(client, run_id)
+    errors = docker_backend.remove_run(client, run_id)
+    after = docker_backend.leftovers(client, run_id)
+    click.echo(f"removed {len(before['containers']) - len(after['containers'])} containers and "
+               f"{len(before['networks']) - len(after['networks'])} networks")
+    if errors or after["containers"] or after["networks"]:
+        raise click.ClickException("could not remove everything: " + "; ".join(
+            errors or [f"left: {after}"]))

@@ -1,0 +1,115 @@
+"""The bundled node (``python -m node``) as a harness database.
+
+Standalone: ``python -m node --data-dir D --host 127.0.0.1 --port P``.
+Ensemble (once the node's CLI accepts ``--peers``): every node also gets
+``--id i`` (or ``--server-id i`` if that is the node's spelling) and
+``--peers 1=host:client:peer,2=...``, where the entry for
+each OTHER node names the proxy dedicated to the link (this -> other), so
+the harness's partitions cut it; the node's own entry has its real ports.
+
+Until the node supports ``--peers``, asking for more than one node fails
+setup with a message saying so (rather than silently running one).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import SetupError
+from harness.dbs.base import SERVING_MODES, NodePorts, four_letter_word, parse_srvr
+
+
+@functools.lru_cache(maxsize=1)
+def node_help(python: str = sys.executable) -> str:
+    """``python -m node --help`` (cached: the CLI does not change mid-run)."""
+    try:
+        out = subprocess.run([python, "-m", "node", "--help"], capture_output=True,
+                             text=True, timeout=30)
+        return out.stdout + out.stderr
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"error: {exc}"
+
+
+def supports_ensemble(help_text: str) -> bool:
+    return "--peers" in help_text
+
+
+def peers_arg(index: int, all_nodes: list[str], node: str, ports: NodePorts) -> str:
+    """``1=127.0.0.1:client:peer,...``; other nodes' peer ports are proxies,
+    their client ports the real ones (clients are not proxied)."""
+    parts = []
+    for i, other in enumerate(all_nodes, start=1):
+        if other == node:
+            parts.append(f"{i}=127.0.0.1:{ports.client}:{ports.peer}")
+        else:
+            host, peer, _ = ports.peer_addresses[other]
+            client = ports.client_ports.get(other, 0)
+            parts.append(f"{i}={host}:{client}:{peer}")
+    return ",".join(parts)
+
+
+class SquallDB:
+    name = "squall"
+    peer_kinds = ("peer",)
+
+    def __init__(self, python: str | None = None, extra_args: list[str] | None = None) -> None:
+        self.python = python or sys.executable
+        self.extra_args = list(extra_args or [])
+
+    def prepare(self, node: str, index: int, all_nodes: list[str], ports: NodePorts,
+                data_dir: Path) -> tuple[list[str], dict[str, str], Path]:
+        help_text = node_help(self.python)
+        if "--data-dir" not in help_text:
+            raise SetupError(
+                "the squall node cannot be started: `python -m node --help` does not offer "
+                f"--data-dir (is node/cli.py there yet?). It said: {help_text[:300]!r}")
+        data = Path(data_dir) / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [self.python, "-m", "node", "--data-dir", str(data),
+                "--host", "127.0.0.1", "--port", str(ports.client)]
+        # Same tuning as the ZooKeeper db: 1 s ticks (session timeouts 2-20 s,
+        # fitting the workloads' 3-5 s kazoo timeouts), and no per-address
+        # connection cap (every harness client comes from 127.0.0.1).
+        if "--tick-ms" in help_text:
+            argv += ["--tick-ms", "1000"]
+        if "--max-client-cnxns" in help_text:
+            argv += ["--max-client-cnxns", "0"]
+        if len(all_nodes) > 1:
+            if not supports_ensemble(help_text):
+                raise SetupError(
+                    f"the squall node's ensemble is not available yet (`python -m node` has no "
+                    f"--peers option), so --nodes {len(all_nodes)} cannot run; use --nodes 1 "
+                    "or --db zookeeper")
+            # The agreed flag is --id; the node may spell it --server-id.
+            id_flag = "--id" if re.search(r"--id\b", help_text) else "--server-id"
+            argv += [id_flag, str(index), "--peers", peers_arg(index, all_nodes, node, ports)]
+        argv += self.extra_args
+        # -m node must resolve to this project's node package.
+        root = str(Path(__file__).resolve().parents[2])
+        pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        return argv, {"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}, Path(data_dir) / f"{node}.log"
+
+    def is_ready(self, address: str) -> bool:
+        if four_letter_word(address, "ruok").strip() != "imok":
+            return False
+        return parse_srvr(four_letter_word(address, "srvr")).get("mode") in SERVING_MODES
+
+    def leader(self, cluster: Any) -> str | None:
+        best: tuple[int, str] | None = None
+        for node in cluster.nodes:
+            status = parse_srvr(four_letter_word(cluster.client_address(node), "srvr", 0.5))
+            if status.get("mode") in ("leader", "standalone"):
+                z = status.get("zxid") or 0
+                if best is None or z > best[0]:
+                    best = (z, node)
+        return None if best is None else best[1]
+
+
+def make(options: dict[str, Any] | None = None) -> SquallDB:
+    return SquallDB()

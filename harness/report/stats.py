@@ -1,0 +1,164 @@
+"""Pure views of a history for the report: op pairs, latencies, quantiles,
+throughput and fault intervals. No plotting here, so all of it is testable."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from checkers.history import INVOKE, NEMESIS, Op
+
+NS = 1e9
+
+# How a nemesis op begins or ends a fault: kind of fault, or None.
+_BEGIN = {"kill": "kill", "pause": "pause"}
+_END = {"start": "kill", "resume": "pause"}
+
+
+def fault_edge(f: str) -> tuple[str, str] | None:
+    """("begin"|"end", kind) for a nemesis op name, else None.
+
+    start-X/stop-X pairs (start-partition/stop-partition) and the process
+    faults kill/start, pause/resume."""
+    if f in _BEGIN:
+        return "begin", _BEGIN[f]
+    if f in _END:
+        return "end", _END[f]
+    if f.startswith("start-"):
+        return "begin", f[len("start-"):]
+    if f.startswith("stop-"):
+        return "end", f[len("stop-"):]
+    if f in ("heal", "heal-all"):
+        return "end", "*"
+    return None
+
+
+@dataclass(frozen=True)
+class Pair:
+    invoke: Op
+    completion: Op | None
+
+    @property
+    def start_s(self) -> float:
+        return self.invoke.time / NS
+
+    @property
+    def end_s(self) -> float | None:
+        return None if self.completion is None else self.completion.time / NS
+
+    @property
+    def type(self) -> str:
+        return "info" if self.completion is None else self.completion.type
+
+    @property
+    def latency_s(self) -> float | None:
+        return None if self.completion is None else (self.completion.time - self.invoke.time) / NS
+
+
+def pairs(history: Iterable[Op], include_nemesis: bool = False) -> list[Pair]:
+    """Match each invocation with its process's next completion."""
+    open_: dict[Any, Op] = {}
+    out: list[Pair] = []
+    for op in history:
+        if op.process == NEMESIS and not include_nemesis:
+            continue
+        if op.type == INVOKE:
+            if op.process in open_:
+                out.append(Pair(open_.pop(op.process), None))
+            open_[op.process] = op
+        elif op.process in open_:
+            out.append(Pair(open_.pop(op.process), op))
+    out.extend(Pair(op, None) for op in open_.values())
+    out.sort(key=lambda p: p.invoke.index)
+    return out
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile of already sorted values (q in [0, 1])."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def latency_quantiles(ps: Iterable[Pair], qs: Sequence[float] = (0.5, 0.95, 0.99, 1.0)) -> dict[str, dict[str, float]]:
+    """type -> {"p50": seconds, ...; "count": n} over completed ops."""
+    by_type: dict[str, list[float]] = {}
+    for p in ps:
+        if p.latency_s is not None:
+            by_type.setdefault(p.type, []).append(p.latency_s)
+    out = {}
+    for t, vals in sorted(by_type.items()):
+        vals.sort()
+        row = {("max" if q == 1.0 else f"p{int(round(q * 100))}"): quantile(vals, q) for q in qs}
+        row["count"] = len(vals)
+        out[t] = row
+    return out
+
+
+def throughput(ps: Iterable[Pair], bucket_s: float = 1.0) -> dict[str, list[tuple[float, float]]]:
+    """type -> [(bucket start s, completions per second)], empty buckets as 0."""
+    counts: dict[str, dict[int, int]] = {}
+    last = 0
+    for p in ps:
+        if p.completion is None:
+            continue
+        b = int(p.end_s // bucket_s)
+        last = max(last, b)
+        counts.setdefault(p.type, {}).setdefault(b, 0)
+        counts[p.type][b] += 1
+    return {t: [(b * bucket_s, c.get(b, 0) / bucket_s) for b in range(last + 1)] for t, c in sorted(counts.items())}
+
+
+@dataclass(frozen=True)
+class FaultInterval:
+    start_s: float
+    end_s: float
+    kind: str
+    label: str
+
+
+def fault_intervals(history: Sequence[Op], end_s: float | None = None) -> list[FaultInterval]:
+    """When each fault was in effect: from the completion of the op that
+    began it to the completion of the op that ended it (or ``end_s``)."""
+    end_s = end_s if end_s is not None else (history[-1].time / NS if history else 0.0)
+    active: dict[str, tuple[float, str]] = {}
+    out: list[FaultInterval] = []
+    for op in history:
+        if op.process != NEMESIS or op.type == INVOKE:
+            continue
+        edge = fault_edge(op.f)
+        if edge is None:
+            continue
+        what, kind = edge
+        t = op.time / NS
+        if what == "begin":
+            if kind not in active:
+                label = op.f if op.value is None else f"{op.f} {_short(op.value)}"
+                active[kind] = (t, label)
+        else:
+            kinds = list(active) if kind == "*" else [kind]
+            for k in kinds:
+                if k in active:
+                    start, label = active.pop(k)
+                    out.append(FaultInterval(start, t, k, label))
+    out.extend(FaultInterval(start, end_s, k, label) for k, (start, label) in active.items())
+    out.sort(key=lambda i: i.start_s)
+    return out
+
+
+def _short(v: Any, n: int = 60) -> str:
+    s = str(v)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def counts(history: Iterable[Op]) -> dict[str, int]:
+    out = {"invoke": 0, "ok": 0, "fail": 0, "info": 0, "nemesis": 0}
+    for op in history:
+        if op.process == NEMESIS:
+            if op.type != INVOKE:
+                out["nemesis"] += 1
+            continue
+        out[op.type] = out.get(op.type, 0) + 1
+    return out

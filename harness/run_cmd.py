@@ -1,0 +1,308 @@
+"""`squall run`, `squall test-all` and `squall analyze`: the thin CLI shell
+around the runner. Every concrete part comes from the ``Registry`` that
+``harness/cli.py`` (the composition root) puts into click's context object.
+
+Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input (usage), 4 setup
+failed (the message names the log), 5 the harness crashed, 130 interrupted
+(SIGINT/SIGTERM: the cluster is torn down and the history recorded so far is
+kept in history.jsonl).
+
+``test-all`` exits with the worst outcome of its runs, ranked
+errors (3 and above, the highest code) > invalid (1) > unknown (2) > valid (0).
+Jepsen's ``test-all`` ranks unknown above invalid; squall ranks a proven
+anomaly above an undecided run, as ``checkers.result.merge`` does, so a CI
+gate never reports "unknown" when some run found a bug.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from harness import store
+from harness.progress import Progress
+from harness.registry import Registry, UnknownName, lookup
+from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SETUP_FAILED, EXIT_UNKNOWN,
+                            EXIT_VALID, RunControl, RunOutcome, analyze, run_test,
+                            write_error_outcome)
+from harness.spec import (READS_MODES, SpecError, TestSpec, default_name, normalize_nodes, parse_concurrency,
+                          parse_nemesis)
+
+EXIT_BAD_INPUT = 3
+UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
+
+
+def _registry(ctx: click.Context) -> Registry:
+    reg = ctx.find_object(Registry)
+    if reg is None:
+        raise click.UsageError("internal: no registry in the click context (run through `squall`)")
+    return reg
+
+
+def _fail(message: str) -> None:
+    raise click.UsageError(message)
+
+
+# -- options shared by run and test-all ---------------------------------------
+
+def _common_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--backend", default="local", show_default=True, help="Where nodes run."),
+        click.option("--db", default="squall", show_default=True, help="squall (the bundled node) or zookeeper."),
+        click.option("--nemesis-interval", type=float, default=5.0, show_default=True,
+                     help="Seconds between fault starts and stops."),
+        click.option("--nodes", type=int, default=None,
+                     help="Node count [default: 3; 1 for the node while its ensemble is not available]."),
+        click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds of client ops."),
+        click.option("--concurrency", default="2n", show_default=True,
+                     help="Client threads: N, or Nn for N times the node count."),
+        click.option("--rate", type=float, default=20.0, show_default=True, help="Target client ops per second, in total."),
+        click.option("--seed", type=int, default=None, help="Seed for every random choice [default: random; stored in test.json]."),
+        click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
+                     help="Results folder."),
+        click.option("--reads", default="local", show_default=True, help=f"Read mode: {', '.join(READS_MODES)}."),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Show the progress line on stderr."),
+        click.option("--unsafe-db-fault", default=None, hidden=True,
+                     help="TEST ONLY: run a deliberately broken database (sets SQUALL_UNSAFE_TEST_FAULT in "
+                          "the nodes' environment) to prove the gate fails."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+@dataclass
+class _Common:
+    backend: str
+    db: str
+    nemesis_interval: float
+    nodes: int | None
+    time_limit: float
+    concurrency: str
+    rate: float
+    seed: int | None
+    results_dir: str
+    reads: str
+    progress: bool
+    unsafe_db_fault: str | None
+
+
+def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str | None) -> TestSpec:
+    """Validate CLI values against the registry and make a spec (raises SpecError)."""
+    for table, kind, value in ((reg.backends, "backend", c.backend), (reg.dbs, "db", c.db),
+                               (reg.workloads, "workload", workload)):
+        if value not in table:
+            raise SpecError(f"unknown {kind} {value!r}; allowed: {', '.join(sorted(table))}")
+    faults = parse_nemesis(nemesis, reg.nemesis_faults)
+    nodes = normalize_nodes(c.nodes if c.nodes is not None else reg.nodes_for(c.db))
+    options: dict[str, Any] = {}
+    if c.unsafe_db_fault:
+        if c.unsafe_db_fault not in reg.unsafe_db_faults:
+            raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r}; allowed: "
+                            f"{', '.join(reg.unsafe_db_faults) or 'none'}")
+        options["unsafe_db_fault"] = c.unsafe_db_fault
+    seed = c.seed if c.seed is not None else random.SystemRandom().randrange(2**31)
+    return TestSpec(
+        name=name or default_name(c.db, workload, faults) + (f"-unsafe-{c.unsafe_db_fault}" if c.unsafe_db_fault else ""),
+        nodes=nodes, backend=c.backend, db=c.db, workload=workload, nemesis=faults,
+        nemesis_interval_s=c.nemesis_interval, time_limit_s=c.time_limit,
+        concurrency=parse_concurrency(c.concurrency, len(nodes)), rate=c.rate, seed=seed, reads=c.reads,
+        options=tuple(sorted(options.items())))
+
+
+@contextmanager
+def _signals_to(control: RunControl) -> Iterator[None]:
+    """SIGINT/SIGTERM interrupt the run (the runner tears down and keeps the history)."""
+    def handler(signum: int, _frame: Any) -> None:
+        control.interrupt(signal.Signals(signum).name)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (e.g. called from a test thread)
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def _unsafe_env(spec: TestSpec) -> Iterator[None]:
+    """Nodes inherit the harness's environment; the test-only fault rides on it."""
+    fault = spec.option_dict.get("unsafe_db_fault")
+    if not fault:
+        yield
+        return
+    old = os.environ.get(UNSAFE_FAULT_ENV)
+    os.environ[UNSAFE_FAULT_ENV] = str(fault)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(UNSAFE_FAULT_ENV, None)
+        else:
+            os.environ[UNSAFE_FAULT_ENV] = old
+
+
+def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunControl, show_progress: bool) -> RunOutcome:
+    """Build the parts for ``spec`` from the registry and run it once."""
+    # absolute: node processes run with their own data dir as cwd
+    results_root = Path(results_root).resolve()
+    run_dir = store.new_run_dir(results_root, spec.name)
+    progress = Progress(spec.time_limit_s, enabled=show_progress)
+    options = spec.option_dict
+    try:
+        backend = lookup(reg.backends, "backend", spec.backend)(options)
+        db = lookup(reg.dbs, "db", spec.db)(options)
+        workload = lookup(reg.workloads, "workload", spec.workload)({**options, "reads": spec.reads, "seed": spec.seed})
+        package = (reg.nemesis_package(list(spec.nemesis), spec.nemesis_interval_s, random.Random(spec.seed))
+                   if spec.nemesis else None)
+    except UnknownName as exc:
+        raise SpecError(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - e.g. a part that is not installed yet
+        msg = f"could not build the test's parts: {type(exc).__name__}: {exc}"
+        store.write_spec(run_dir, spec)
+        write_error_outcome(spec, run_dir, msg, "setup-failed", [], 0.0)
+        store.update_latest(results_root, run_dir)
+        return RunOutcome(run_dir, None, msg, EXIT_SETUP_FAILED, error=msg)
+    with _unsafe_env(spec):
+        return run_test(spec, backend, db, workload, package, run_dir, progress, control, results_root=results_root)
+
+
+def _describe(outcome: RunOutcome) -> str:
+    word = {True: "valid", False: "INVALID", "unknown": "UNKNOWN"}.get(outcome.valid, "ERROR")  # type: ignore[arg-type]
+    if outcome.interrupted:
+        word = "INTERRUPTED"
+    return f"{word}: {outcome.summary}\n  results: {outcome.run_dir}"
+
+
+def worst_exit_code(codes: list[int]) -> int:
+    """errors (>= 3, highest first) > invalid (1) > unknown (2) > valid (0)."""
+    errors = [c for c in codes if c >= 3]
+    if errors:
+        return max(errors)
+    if EXIT_INVALID in codes:
+        return EXIT_INVALID
+    if EXIT_UNKNOWN in codes:
+        return EXIT_UNKNOWN
+    return EXIT_VALID
+
+
+# -- squall run --------------------------------------------------------------
+
+@click.command("run")
+@click.option("--workload", default="register", show_default=True, help="register, set, lock or session.")
+@click.option("--nemesis", default="partition,kill", show_default=True,
+              help="Comma-separated faults (partition, pause, kill) or none.")
+@_common_options
+@click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
+@click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")
+@click.option("--replay", type=click.Path(exists=True), default=None,
+              help="Re-run the spec stored in a run directory or its test.json (other test flags are ignored).")
+@click.pass_context
+def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: str | None, replay: str | None,
+        **common: Any) -> None:
+    """Start a cluster, drive it under faults, check the history, write a report."""
+    reg = _registry(ctx)
+    c = _Common(**common)
+    if test_count < 1:
+        _fail(f"--test-count must be at least 1, got {test_count}")
+    try:
+        spec = TestSpec.load(replay) if replay else build_spec(reg, c, workload, nemesis, name)
+    except SpecError as exc:
+        _fail(str(exc))
+    results_root = Path(c.results_dir)
+    control = RunControl()
+    codes = []
+    with _signals_to(control):
+        for i in range(test_count):
+            this = spec if i == 0 else replace(spec, seed=spec.seed + i)
+            try:
+                outcome = execute(reg, this, results_root, control, c.progress)
+            except SpecError as exc:
+                _fail(str(exc))
+            click.echo(_describe(outcome), err=True)
+            codes.append(outcome.exit_code)
+            if outcome.exit_code == EXIT_INTERRUPTED:
+                break
+    ctx.exit(EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else worst_exit_code(codes))
+
+
+# -- squall test-all ----------------------------------------------------------
+
+@click.command("test-all")
+@click.option("--workloads", default="register,set,lock,session", show_default=True,
+              help="Comma-separated workloads.")
+@click.option("--nemeses", default="partition;pause;kill", show_default=True,
+              help="Semicolon-separated nemesis lists, e.g. 'partition;kill;partition,pause;none'.")
+@_common_options
+@click.pass_context
+def test_all(ctx: click.Context, workloads: str, nemeses: str, **common: Any) -> None:
+    """Run every workload under every nemesis; print a summary table."""
+    reg = _registry(ctx)
+    c = _Common(**common)
+    if c.seed is None:
+        c.seed = random.SystemRandom().randrange(2**31)
+    wls = [w.strip() for w in workloads.split(",") if w.strip()]
+    nems = [n.strip() for n in nemeses.split(";") if n.strip()]
+    if not wls or not nems:
+        _fail("test-all needs at least one workload and one nemesis list")
+    try:
+        specs = [build_spec(reg, c, w, n, None) for w in wls for n in nems]
+    except SpecError as exc:
+        _fail(str(exc))
+    control = RunControl()
+    rows: list[tuple[TestSpec, RunOutcome]] = []
+    with _signals_to(control):
+        for spec in specs:
+            outcome = execute(reg, spec, Path(c.results_dir), control, c.progress)
+            click.echo(_describe(outcome), err=True)
+            rows.append((spec, outcome))
+            if outcome.exit_code == EXIT_INTERRUPTED:
+                break
+    click.echo(summary_table(rows))
+    codes = [o.exit_code for _, o in rows]
+    ctx.exit(EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else worst_exit_code(codes))
+
+
+def summary_table(rows: list[tuple[TestSpec, RunOutcome]]) -> str:
+    header = ("test", "verdict", "exit", "ops", "wall s", "results")
+    lines = [header]
+    for spec, o in rows:
+        verdict = "interrupted" if o.interrupted else {True: "valid", False: "invalid", "unknown": "unknown"}.get(o.valid, "error")  # type: ignore[arg-type]
+        lines.append((spec.name, verdict, str(o.exit_code), str(o.history_len), f"{o.wall_s:.1f}", str(o.run_dir)))
+    widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+# -- squall analyze -----------------------------------------------------------
+
+@click.command("analyze")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.pass_context
+def analyze_cmd(ctx: click.Context, run_dir: str) -> None:
+    """Re-check a stored run's history with the workload named in its test.json."""
+    reg = _registry(ctx)
+    path = Path(run_dir)
+    try:
+        spec = TestSpec.load(path)
+        history = store.read_history(path)
+        workload = lookup(reg.workloads, "workload", spec.workload)({**spec.option_dict, "reads": spec.reads, "seed": spec.seed})
+    except (SpecError, store.StoreError, UnknownName) as exc:
+        _fail(str(exc))
+    outcome = analyze(spec, workload, history, path)
+    click.echo(_describe(outcome), err=True)
+    ctx.exit(outcome.exit_code)

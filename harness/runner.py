@@ -1,0 +1,594 @@
+"""The runner: the interpreter that turns a spec into a history.
+
+Only this module owns threads and the real clock (generators are pure, see
+``harness.generator``). One worker thread per client process, each with its
+own client connected to one node; the nemesis is its own thread and its own
+process ("nemesis") in the history. As in Jepsen, an op that comes back
+``info`` (timeout, lost connection: it may or may not have happened) retires
+its process: the thread continues as process ``p + concurrency`` with a fresh
+client, so no process ever has two ops in flight.
+
+Phases: setup (create the cluster, wait until ready, workload setup) ->
+main (client ops under the rate and time limit, faults every interval) ->
+heal (the nemesis's final ops) -> recovery (wait until ready again) ->
+final (the workload's final reads) -> history.jsonl written -> teardown ->
+check -> results.json, report.html, junit.xml.
+
+Cleanup is unconditional: the cluster is torn down in a ``finally``, also on
+an exception, a failed setup or an interrupt (``RunControl.interrupt``, which
+the CLI wires to SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from checkers.history import INFO, INVOKE, NEMESIS, Op
+from harness import generator as gen
+from harness import store
+from harness.progress import Progress
+from harness.spec import TestSpec
+
+log = logging.getLogger(__name__)
+
+# Exit codes (see harness/cli.py): 0 valid, 1 invalid, 2 unknown, 3 bad input.
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
+EXIT_SETUP_FAILED = 4  # the cluster or the workload could not be set up
+EXIT_CRASHED = 5  # the harness itself failed during the run
+EXIT_INTERRUPTED = 130  # SIGINT/SIGTERM: torn down, what was recorded is kept
+
+SETUP_TIMEOUT_S = 60.0
+RECOVERY_TIMEOUT_S = 60.0
+FINAL_PHASE_LIMIT_S = 60.0
+FINAL_ATTEMPTS = 5
+_POLL_S = 0.1  # how often the interpreter wakes to check for an interrupt
+
+
+class _SetupFailed(Exception):
+    """Internal: leave the run's try block after a reported setup failure."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Raised out of a blocking setup step when the run is interrupted."""
+
+
+@dataclass
+class RunControl:
+    """Interrupt plumbing between signal handlers and the runner.
+
+    ``interrupt()`` always sets ``stop``; while the runner sits in a blocking
+    step it cannot poll (cluster creation, waiting for readiness) it also
+    raises, so the ``finally`` that tears down runs at once.
+    """
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    raise_on_interrupt: bool = False
+    signal_name: str | None = None
+
+    def interrupt(self, signal_name: str = "SIGINT") -> None:
+        first = not self.stop.is_set()
+        self.stop.set()
+        self.signal_name = self.signal_name or signal_name
+        if first and self.raise_on_interrupt:
+            raise RunInterrupted(signal_name)
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    valid: bool | str | None  # None: no verdict (error or interrupt)
+    summary: str
+    exit_code: int
+    error: str | None = None
+    interrupted: bool = False
+    history_len: int = 0
+    wall_s: float = 0.0
+
+
+def verdict_exit_code(valid: Any) -> int:
+    if valid is True:
+        return EXIT_VALID
+    if valid is False:
+        return EXIT_INVALID
+    return EXIT_UNKNOWN
+
+
+class Recorder:
+    """Appends ops with indices and times (ns since the run started)."""
+
+    def __init__(self, clock_ns: Callable[[], int]) -> None:
+        self._clock_ns = clock_ns
+        self._t0 = clock_ns()
+        self.ops: list[Op] = []
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def now_ns(self) -> int:
+        return self._clock_ns() - self._t0
+
+    def now_s(self) -> float:
+        return self.now_ns() / 1e9
+
+    def record(self, type_: str, process: Any, f: str, value: Any, *, at_ns: int | None = None,
+               node: str | None = None, error: Any = None, zxid: int | None = None) -> Op:
+        with self._lock:
+            t = self.now_ns() if at_ns is None else at_ns
+            t = max(t, self._last)  # keep times non-decreasing in index order
+            self._last = t
+            op = Op(len(self.ops), t, type_, process, f, value, node, error, zxid)
+            self.ops.append(op)
+            return op
+
+
+@dataclass
+class _Completion:
+    thread: Any
+    invocation: dict
+    result: dict
+    at_ns: int
+    node: str | None
+
+
+class _Worker(threading.Thread):
+    """Runs ops for one thread; reports completions on the shared queue."""
+
+    def __init__(self, thread_id: Any, execute: Callable[[dict], tuple[dict, str | None]],
+                 completions: "queue.Queue[_Completion]", recorder: Recorder,
+                 on_exit: Callable[[], None] = lambda: None) -> None:
+        super().__init__(name=f"squall-worker-{thread_id}", daemon=True)
+        self.thread_id = thread_id
+        self.inbox: "queue.Queue[dict | None]" = queue.Queue()
+        self._execute = execute
+        self._completions = completions
+        self._recorder = recorder
+        self._on_exit = on_exit
+
+    def run(self) -> None:
+        try:
+            while True:
+                op = self.inbox.get()
+                if op is None:
+                    return
+                try:
+                    result, node = self._execute(op)
+                except Exception as exc:  # noqa: BLE001 - a crashed op is indeterminate, as in Jepsen
+                    result, node = {"type": INFO, "error": f"{type(exc).__name__}: {exc}"}, None
+                self._completions.put(_Completion(self.thread_id, op, result, self._recorder.now_ns(), node))
+        finally:
+            try:
+                self._on_exit()
+            except Exception:  # noqa: BLE001
+                log.exception("closing worker %s", self.thread_id)
+
+
+class _ClientSlot:
+    """One client thread's connection: reopened whenever its process changes."""
+
+    def __init__(self, workload: Any, cluster: Any, nodes: list[str], timeout_s: float) -> None:
+        self._workload = workload
+        self._cluster = cluster
+        self._nodes = nodes
+        self._timeout_s = timeout_s
+        self._client: Any = None
+        self._process: Any = None
+        self._node: str | None = None
+
+    def node_for(self, process: int) -> str:
+        return self._nodes[process % len(self._nodes)]
+
+    def execute(self, op: dict) -> tuple[dict, str | None]:
+        process = op["process"]
+        if self._process != process:
+            self.close()
+            self._process, self._node = process, self.node_for(process)
+            client = self._workload.client()
+            try:
+                client.open(self._cluster.client_address(self._node), self._node, self._timeout_s)
+            except Exception as exc:  # noqa: BLE001 - reported as the op's definite failure
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                self._process = None
+                return {"type": "fail", "error": f"no client: could not connect to {self._node}: {exc}"}, self._node
+            self._client = client
+        result = self._client.invoke({"f": op["f"], "value": op.get("value")})
+        return result, self._node
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - closing must never fail a run
+                log.exception("closing a client")
+            self._client = None
+
+
+def _fault_label(op: dict, result: dict) -> str:
+    value = result.get("value") if result.get("value") is not None else op.get("value")
+    return f"{op['f']} {value}" if value is not None else op["f"]
+
+
+class Interpreter:
+    """Runs generators against worker threads in real time."""
+
+    def __init__(self, *, concurrency: int, client_execute: Callable[[int], Callable[[dict], tuple[dict, str | None]]],
+                 client_close: Callable[[int], None], nemesis_execute: Callable[[dict], tuple[dict, str | None]] | None,
+                 recorder: Recorder, progress: Progress, control: RunControl, rng: random.Random,
+                 drain_timeout_s: float, node_of: Callable[[Any], str | None] = lambda _p: None) -> None:
+        self.concurrency = concurrency
+        self.node_of = node_of
+        self.recorder = recorder
+        self.progress = progress
+        self.control = control
+        self.rng = rng
+        self.drain_timeout_s = drain_timeout_s
+        self.completions: "queue.Queue[_Completion]" = queue.Queue()
+        self.workers: dict[Any, Any] = {t: t for t in range(concurrency)}
+        self.threads: set[Any] = set(range(concurrency))
+        self._pool: dict[Any, _Worker] = {}
+        for t in range(concurrency):
+            self._pool[t] = _Worker(t, client_execute(t), self.completions, recorder, lambda t=t: client_close(t))
+        if nemesis_execute is not None:
+            self.workers[gen.NEMESIS_THREAD] = NEMESIS
+            self.threads.add(gen.NEMESIS_THREAD)
+            self._pool[gen.NEMESIS_THREAD] = _Worker(gen.NEMESIS_THREAD, nemesis_execute, self.completions, recorder)
+        self.free: set[Any] = set(self.threads)
+        self._abandoned: set[Any] = set()  # threads stuck in a hung call (daemon threads, never joined)
+        self.in_flight: dict[Any, tuple[dict, Op]] = {}
+        for w in self._pool.values():
+            w.start()
+
+    # -- completions -----------------------------------------------------
+    def _absorb(self, c: _Completion) -> None:
+        pending = self.in_flight.pop(c.thread, None)
+        if pending is None:
+            return  # this op was already closed as hung at the end of a phase
+        op, invoke = pending
+        r = c.result
+        type_ = r.get("type", INFO)
+        if type_ not in ("ok", "fail", "info"):
+            type_, r = INFO, {**r, "error": f"client returned type {r.get('type')!r}; expected ok, fail or info"}
+        value = r.get("value", op.get("value")) if "value" in r else op.get("value")
+        self.recorder.record(type_, invoke.process, op["f"], value, at_ns=c.at_ns, node=c.node or invoke.node,
+                             error=r.get("error"), zxid=r.get("zxid"))
+        self.free.add(c.thread)
+        if c.thread == gen.NEMESIS_THREAD:
+            self.progress.set_fault(_fault_label(op, r))
+        else:
+            self.progress.completed(type_)
+            if type_ == INFO:  # retire the process: it may still be acting
+                self.workers[c.thread] = invoke.process + self.concurrency
+
+    def _wait(self, until_s: float | None) -> bool:
+        """Wait for one completion until ``until_s`` (run time); True if one came."""
+        while not self.control.stop.is_set():
+            now = self.recorder.now_s()
+            self.progress.tick(now)
+            budget = _POLL_S if until_s is None else min(_POLL_S, until_s - now)
+            if budget <= 0:
+                return False
+            try:
+                c = self.completions.get(timeout=budget)
+            except queue.Empty:
+                continue
+            self._absorb(c)
+            while True:  # absorb everything else that is already there
+                try:
+                    self._absorb(self.completions.get_nowait())
+                except queue.Empty:
+                    return True
+        return False
+
+    def _dispatch(self, op: dict) -> None:
+        process = op["process"]
+        thread = next(t for t, p in self.workers.items() if p == process)
+        if thread not in self.free:
+            raise RuntimeError(f"generator emitted {op} for busy thread {thread!r}")
+        node = None if thread == gen.NEMESIS_THREAD else self.node_of(process)
+        invoke = self.recorder.record(INVOKE, process, op["f"], op.get("value"), node=node)
+        self.free.discard(thread)
+        self.in_flight[thread] = (op, invoke)
+        self._pool[thread].inbox.put(op)
+
+    # -- the loop -----------------------------------------------------------
+    def run(self, generator: Any) -> None:
+        """Interpret ``generator`` until it is exhausted or the run is stopped,
+        then wait (boundedly) for the ops still in flight."""
+        current = gen.lift(generator)
+        while not self.control.stop.is_set():
+            now = self.recorder.now_s()
+            ctx = gen.Context(now, frozenset(self.threads), frozenset(self.free), dict(self.workers), self.rng)
+            r = gen.step(current, ctx)
+            if r is None:
+                break
+            op, nxt = r
+            if isinstance(op, gen.Pending):
+                if op.until is None and not self.in_flight:
+                    # nothing can wake us: a generator bug, not a reason to hang a run
+                    log.error("generator is pending with nothing in flight and no deadline; ending the phase")
+                    break
+                current = nxt
+                self._wait(op.until)
+                continue
+            if op["time"] > now and self._wait(op["time"]):
+                continue  # something completed first: ask the same generator again
+            if self.control.stop.is_set():
+                break
+            self._dispatch(op)
+            current = nxt
+        self.drain()
+
+    def drain(self) -> None:
+        deadline = self.recorder.now_s() + self.drain_timeout_s
+        while self.in_flight and self.recorder.now_s() < deadline:
+            if not self._wait(deadline) and self.control.stop.is_set():
+                # interrupted: give in-flight ops a short grace, then close them
+                end = min(deadline, self.recorder.now_s() + 2.0)
+                while self.in_flight and self.recorder.now_s() < end:
+                    try:
+                        self._absorb(self.completions.get(timeout=0.1))
+                    except queue.Empty:
+                        pass
+                break
+        for thread, (op, invoke) in list(self.in_flight.items()):
+            # A hung call: close it as indeterminate so the history stays
+            # well-formed, and take the thread out of the run.
+            self.recorder.record(INFO, invoke.process, op["f"], op.get("value"), node=invoke.node,
+                                 error="no completion before the end of the phase (the call hung)")
+            del self.in_flight[thread]
+            self.threads.discard(thread)
+            self.free.discard(thread)
+            self._abandoned.add(thread)
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        for w in self._pool.values():
+            w.inbox.put(None)
+        deadline = time.monotonic() + timeout_s
+        for t, w in self._pool.items():
+            if t not in self._abandoned:
+                w.join(max(0.0, deadline - time.monotonic()))
+
+
+# -- the whole run ------------------------------------------------------------
+
+def main_generator(spec: TestSpec, workload: Any, nemesis_package: Any, rng: random.Random) -> Any:
+    """Client ops at the spec's rate plus faults every interval, for the time limit."""
+    client_gen = gen.clients(gen.rate_limit(spec.rate, gen.source(workload.ops(rng))))
+    parts = [client_gen]
+    if nemesis_package is not None:
+        interval = nemesis_package.interval_s
+        parts.append(gen.nemesis([gen.Sleep(interval), gen.Delay(interval, gen.source(nemesis_package.ops(rng)))]))
+    return gen.TimeLimit(spec.time_limit_s, gen.any_(*parts))
+
+
+def run_final_phase(interp: "Interpreter", workload: Any, recorder: Recorder, control: RunControl) -> None:
+    """Run the workload's final reads until they succeed, as Jepsen's until-ok.
+
+    A final read can fail for reasons that prove nothing (a client connecting
+    to a node that has just restarted); a checker would then have to say
+    "unknown". Final ops are reads, so repeating them is harmless: the phase
+    is repeated, with a pause, until every expected read came back ok, at
+    most FINAL_ATTEMPTS times and FINAL_PHASE_LIMIT_S seconds in all.
+    """
+    template = [dict(o) for o in workload.final_ops()]
+    if not template:
+        return
+    each = bool(getattr(workload, "final_each_thread", False))
+    deadline = recorder.now_s() + FINAL_PHASE_LIMIT_S
+    for attempt in range(FINAL_ATTEMPTS):
+        if control.stop.is_set() or recorder.now_s() >= deadline:
+            return
+        start = len(recorder.ops)
+        expected = len(template) * (len([t for t in interp.threads if isinstance(t, int)]) if each else 1)
+        interp.run(gen.TimeLimit(max(0.1, deadline - recorder.now_s()), final_generator(workload)))
+        oks = sum(1 for op in recorder.ops[start:] if op.type == "ok" and op.process != NEMESIS)
+        if oks >= expected:
+            return
+        if attempt + 1 < FINAL_ATTEMPTS:
+            control.stop.wait(1.0)
+
+
+def final_generator(workload: Any) -> Any:
+    ops = [dict(o) for o in workload.final_ops()]
+    if not ops:
+        return None
+    if getattr(workload, "final_each_thread", False):
+        return gen.clients(gen.each_thread(ops))
+    return gen.clients(ops)
+
+
+def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_package: Any, run_dir: Path,
+             progress: Progress | None = None, control: RunControl | None = None, *,
+             results_root: Path | None = None, clock_ns: Callable[[], int] = time.monotonic_ns,
+             setup_timeout_s: float = SETUP_TIMEOUT_S, recovery_timeout_s: float = RECOVERY_TIMEOUT_S) -> RunOutcome:
+    """Run one test end to end and store everything under ``run_dir``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    control = control or RunControl()
+    progress = progress or Progress(spec.time_limit_s, enabled=False)
+    started = time.monotonic()
+    store.write_spec(run_dir, spec)
+    if results_root is not None:
+        store.update_latest(results_root, run_dir)
+    recorder = Recorder(clock_ns)
+    notes: list[str] = []
+    cluster = None
+    interp: Interpreter | None = None
+    outcome: RunOutcome | None = None
+    history_written = False
+    rng = random.Random(spec.seed)
+    client_timeout_s = float(spec.option_dict.get("client_timeout_s", 5.0))
+    try:
+        # -- setup (blocking: an interrupt raises out of it) ----------------
+        control.raise_on_interrupt = True
+        if control.stop.is_set():
+            raise RunInterrupted(control.signal_name or "SIGINT")
+        progress.set_phase("setup", 0.0)
+        try:
+            cluster = backend.create(spec, db, run_dir)
+            cluster.wait_ready(setup_timeout_s)
+            workload.setup(cluster.connect_string())
+            if nemesis_package is not None:
+                nemesis_package.nemesis.setup(cluster)
+        except RunInterrupted:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any setup failure is reported with where to look
+            msg = f"setup failed: {type(exc).__name__}: {exc}"
+            if "log" not in str(exc):
+                msg += f" (node logs: {run_dir / 'nodes'})"
+            progress.message(msg)
+            outcome = RunOutcome(run_dir, None, msg, EXIT_SETUP_FAILED, error=msg)
+            raise _SetupFailed() from exc
+        finally:
+            control.raise_on_interrupt = False
+
+        # -- main, heal, recovery, final ------------------------------------
+        nodes = list(cluster.nodes)
+        slots = {t: _ClientSlot(workload, cluster, nodes, client_timeout_s) for t in range(spec.concurrency)}
+        nemesis_exec = None
+        if nemesis_package is not None:
+            nem = nemesis_package.nemesis
+
+            def nemesis_exec(op: dict) -> tuple[dict, None]:
+                return nem.invoke(cluster, {"f": op["f"], "value": op.get("value")}), None
+
+        interp = Interpreter(concurrency=spec.concurrency, client_execute=lambda t: slots[t].execute,
+                             client_close=lambda t: slots[t].close(), nemesis_execute=nemesis_exec,
+                             recorder=recorder, progress=progress, control=control, rng=rng,
+                             drain_timeout_s=client_timeout_s * 2 + 2.0,
+                             node_of=lambda p: nodes[p % len(nodes)])
+        progress.set_phase("main", recorder.now_s())
+        interp.run(main_generator(spec, workload, nemesis_package, rng))
+        if not control.stop.is_set() and nemesis_package is not None:
+            progress.set_phase("heal", recorder.now_s())
+            interp.run(gen.nemesis(nemesis_package.final_ops()))
+        if not control.stop.is_set():
+            progress.set_phase("recover", recorder.now_s())
+            try:
+                control.raise_on_interrupt = True
+                cluster.wait_ready(recovery_timeout_s)
+            except RunInterrupted:
+                pass
+            except Exception as exc:  # noqa: BLE001 - the final reads will show what this means
+                note = f"the cluster did not recover within {recovery_timeout_s:.0f}s after healing: {exc}"
+                notes.append(note)
+                progress.message(note)
+            finally:
+                control.raise_on_interrupt = False
+        if not control.stop.is_set():
+            progress.set_phase("final", recorder.now_s())
+            run_final_phase(interp, workload, recorder, control)
+        interp.shutdown()
+        store.write_history(run_dir, recorder.ops)
+        history_written = True
+    except _SetupFailed:
+        pass  # outcome is set; the finally below tears down what was started
+    except KeyboardInterrupt:
+        control.stop.set()
+    except Exception as exc:  # noqa: BLE001 - recorded, torn down, reported with exit code 5
+        msg = f"the run crashed: {type(exc).__name__}: {exc}"
+        progress.message(msg + "\n" + traceback.format_exc())
+        outcome = RunOutcome(run_dir, None, msg, EXIT_CRASHED, error=msg)
+    finally:
+        control.raise_on_interrupt = False
+        progress.close()
+        if interp is not None:
+            interp.shutdown(timeout_s=1.0)
+        if not history_written:
+            store.write_history(run_dir, recorder.ops)
+            history_written = True
+        _teardown(cluster, nemesis_package, run_dir, progress)
+    if outcome is not None:
+        status = "crashed" if outcome.exit_code == EXIT_CRASHED else "setup-failed"
+        write_error_outcome(spec, run_dir, outcome.summary, status, recorder.ops, time.monotonic() - started)
+        outcome.history_len = len(recorder.ops)
+        outcome.wall_s = time.monotonic() - started
+        return outcome
+    if control.stop.is_set():
+        msg = f"interrupted by {control.signal_name or 'SIGINT'}; cluster torn down; {len(recorder.ops)} ops recorded in history.jsonl (not checked)"
+        store.write_results(run_dir, _error_results(spec, msg, "interrupted"))
+        progress.message(msg)
+        return RunOutcome(run_dir, None, msg, EXIT_INTERRUPTED, interrupted=True,
+                          history_len=len(recorder.ops), wall_s=time.monotonic() - started)
+    return analyze(spec, workload, recorder.ops, run_dir, progress, notes=notes, control=control,
+                   started=started)
+
+
+def _teardown(cluster: Any, nemesis_package: Any, run_dir: Path, progress: Progress) -> None:
+    """Heal, collect logs, stop everything; every step runs even if one fails."""
+    if cluster is None:
+        return
+    if nemesis_package is not None:
+        try:
+            nemesis_package.nemesis.teardown(cluster)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("nemesis teardown failed: %s", exc)
+    try:
+        cluster.collect_logs(run_dir / "logs")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("collecting node logs failed: %s", exc)
+    try:
+        cluster.teardown()
+    except Exception as exc:  # noqa: BLE001 - must be reported: something may be left running
+        progress.message(f"teardown failed: {type(exc).__name__}: {exc}")
+
+
+def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, progress: Progress | None = None, *,
+            notes: list[str] | None = None, control: RunControl | None = None, started: float | None = None) -> RunOutcome:
+    """Check a history with the workload's checker and write results, report, junit."""
+    from checkers.result import run_checker
+
+    started = time.monotonic() if started is None else started
+    progress = progress or Progress(spec.time_limit_s, enabled=False)
+    if control is not None:
+        control.raise_on_interrupt = True
+    try:
+        result = run_checker(f"{spec.workload}-workload", workload.check, history)
+    except KeyboardInterrupt:
+        msg = "interrupted during analysis; history.jsonl is complete, re-check it with `squall analyze`"
+        store.write_results(run_dir, _error_results(spec, msg, "interrupted"))
+        return RunOutcome(run_dir, None, msg, EXIT_INTERRUPTED, interrupted=True, history_len=len(history))
+    finally:
+        if control is not None:
+            control.raise_on_interrupt = False
+    results = {"valid": result.valid, "summary": result.summary, "status": "checked",
+               "test": spec.name, "notes": list(notes or []), "result": result.to_dict(),
+               "ops": len(history)}
+    store.write_results(run_dir, results)
+    wall = time.monotonic() - started
+    from harness.report import junit
+    junit.write_junit(run_dir / "junit.xml", spec.name, results, wall)
+    try:
+        from harness.report import html
+        html.write_report(run_dir / "report.html", spec.to_dict(), history, results)
+    except Exception as exc:  # noqa: BLE001 - a report bug must not change the verdict
+        progress.message(f"report.html could not be written: {type(exc).__name__}: {exc}")
+    return RunOutcome(run_dir, result.valid, result.summary, verdict_exit_code(result.valid),
+                      history_len=len(history), wall_s=wall)
+
+
+def write_error_outcome(spec: TestSpec, run_dir: Path, message: str, status: str, history: list[Op],
+                        wall_s: float) -> None:
+    """results.json, junit.xml (an error) and report.html for a run without a verdict."""
+    results = _error_results(spec, message, status)
+    store.write_results(run_dir, results)
+    from harness.report import junit
+    junit.write_junit(run_dir / "junit.xml", spec.name, results, wall_s)
+    try:
+        from harness.report import html
+        html.write_report(run_dir / "report.html", spec.to_dict(), history, results)
+    except Exception:  # noqa: BLE001 - the error itself is what matters here
+        log.exception("report.html for a failed run")
+
+
+def _error_results(spec: TestSpec, message: str, status: str) -> dict:
+    return {"valid": None, "summary": message, "status": status, "test": spec.name}

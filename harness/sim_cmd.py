@@ -1,0 +1,284 @@
+"""`squall sim`: run the deterministic ensemble simulator over many seeds and judge each history.
+
+For every seed (S, S+1, ...; alternating 3 and 5 nodes unless --nodes is
+given) the simulator (`node.sim`) runs a safety phase with faults and a
+liveness phase; its history is converted to `checkers.history.Op`s and
+checked twice:
+
+- **linearizable** writes and cas (reads left out: ZooKeeper does not promise
+  linearizable reads), per key, cas-register model;
+- **sequential** consistency in ZooKeeper's sense, reads included, with the
+  zxid fast path (every ok completion carries its zxid);
+- **sync**: a read after `sync` has a zxid at least that of every write
+  acknowledged before the sync was invoked (`check_sync`);
+- **client order**: one client's ok zxids never decrease, across
+  reconnections too (`check_client_zxids`).
+
+A seed fails on an invalid verdict, a liveness failure (the healed cluster did
+not acknowledge a new write within the bound) or a violation the simulator
+found itself (replicas that applied the same log prefix hold different trees,
+or a replica raised). Every failing seed is printed with the command that
+replays it.
+
+The simulator runs as a separate process (`python -m node.sim`, one JSON
+line per seed): the harness may not import node/ (docs/architecture.md), and
+the simulator and the checkers then use two cores.
+
+Exit codes: 0 all valid, 1 any violation or liveness failure, 2 some verdict
+unknown (and nothing failed), 3 bad usage or a simulator process failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+
+from checkers import linearizable, sequential
+from checkers.history import Op
+from checkers.models import get_model
+from checkers.result import Result
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SimulatorError(click.ClickException):
+    """The simulator process failed (not a verdict): exit 3."""
+
+    exit_code = 3
+# Per checker per seed; running out is "unknown", never "valid". The zxid fast
+# path answers almost every seed in milliseconds; a history where an
+# indeterminate write took effect and two keys interleave falls back to the
+# search, which can take seconds to tens of seconds (about 1 seed in 2,000).
+CHECK_BUDGET_S = 30.0
+
+
+@dataclass
+class SeedOutcome:
+    seed: int
+    nodes: int
+    verdict: str  # "valid" | "invalid" | "unknown"
+    problems: list[str] = field(default_factory=list)
+    history_hash: str = ""
+    ops: int = 0
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed": self.seed, "nodes": self.nodes, "verdict": self.verdict, "problems": self.problems,
+                "history_hash": self.history_hash, "ops": self.ops, "elapsed_s": round(self.elapsed_s, 4)}
+
+
+def to_ops(history: list[dict]) -> list[Op]:
+    """The simulator's plain-dict events as checker `Op`s."""
+    return [Op(index=d["index"], time=d["time"], type=d["type"], process=d["process"], f=d["f"],
+               value=d.get("value"), node=d.get("node"), error=d.get("error"), zxid=d.get("zxid"),
+               key=d.get("key")) for d in history]
+
+
+def judge(history: list[dict], budget_s: float = CHECK_BUDGET_S) -> tuple[Result, Result]:
+    """(linearizable writes/cas, sequential consistency) verdicts for one history."""
+    ops = to_ops(history)
+    writes = [o for o in ops if o.f in ("write", "cas")]
+    lin = linearizable.check(writes, get_model("cas-register"), budget_s=budget_s)
+    seq = sequential.check(ops, get_model("cas-register"), budget_s=budget_s)
+    return lin, seq
+
+
+def check_sync(history: list[dict]) -> list[str]:
+    """`sync` then read must see every write acknowledged before the sync was
+    invoked: the read's zxid (the replica's applied point) is at least theirs.
+    (Its value is then judged by the sequential check, which replays reads at
+    their zxid.) Returns one line per violation."""
+    problems = []
+    acked: list[tuple[int, int, int]] = []  # (completion time, zxid, index) of ok writes/cas
+    invoked_at: dict[Any, int] = {}
+    for d in history:
+        if d["type"] == "ok" and d["f"] in ("write", "cas"):
+            acked.append((d["time"], d["zxid"], d["index"]))
+        if d.get("sync") and d["type"] == "invoke":
+            invoked_at[d["process"]] = d["time"]
+        elif d.get("sync") and d["type"] == "ok":
+            t = invoked_at.pop(d["process"], None)
+            if t is None:
+                continue
+            before = [a for a in acked if a[0] < t]
+            if before:
+                top = max(before, key=lambda a: a[1])
+                if d["zxid"] < top[1]:
+                    problems.append(f"sync+read at op index {d['index']} returned zxid {d['zxid']:#x}, below "
+                                    f"the write acknowledged before the sync (op index {top[2]}, zxid {top[1]:#x})")
+    return problems
+
+
+def check_client_zxids(history: list[dict]) -> list[str]:
+    """A ZooKeeper client never sees the tree go back in time, even across
+    reconnections (the server refuses a client ahead of it): the zxids of one
+    client's ok completions never decrease. The sequential check cannot see
+    this across an indeterminate op, after which the client continues as a
+    new process; the simulator records the client too (`client`)."""
+    problems = []
+    last: dict[Any, dict] = {}
+    for d in history:
+        if d["type"] != "ok" or d.get("client") is None or d.get("zxid") is None:
+            continue
+        prev = last.get(d["client"])
+        if prev is not None and d["zxid"] < prev["zxid"]:
+            problems.append(f"client {d['client']} saw zxid {d['zxid']:#x} at op index {d['index']} after "
+                            f"{prev['zxid']:#x} at op index {prev['index']}: the tree went back in time")
+        if prev is None or d["zxid"] >= prev["zxid"]:
+            last[d["client"]] = d
+    return problems
+
+
+def assess(run: dict[str, Any], budget_s: float = CHECK_BUDGET_S) -> SeedOutcome:
+    """Judge one seed's result, as `python -m node.sim` prints it (a dict)."""
+    t0 = time.monotonic()
+    history = run["history"]
+    out = SeedOutcome(run["seed"], run["nodes"], "valid", history_hash=run["history_hash"], ops=len(history))
+    for v in run["violations"]:
+        out.problems.append(f"simulator: {v}")
+    if not run["liveness_ok"]:
+        out.problems.append(f"liveness: {run['liveness_detail']}")
+    for p in check_sync(history):
+        out.problems.append(f"sync: {p}")
+    for p in check_client_zxids(history):
+        out.problems.append(f"client order: {p}")
+    unknown = False
+    try:
+        lin, seq = judge(history, budget_s)
+    except Exception as e:  # noqa: BLE001 - a history the checkers refuse is a failure to report, not a pass
+        out.problems.append(f"checker error: {type(e).__name__}: {e}")
+        unknown = True
+    else:
+        for name, r in (("linearizable", lin), ("sequential", seq)):
+            if r.is_invalid:
+                out.problems.append(f"{name}: {r.summary}")
+            elif r.is_unknown:
+                unknown = True
+                out.problems.append(f"{name} unknown: {r.summary}")
+    if any(not p.startswith(("sequential unknown", "linearizable unknown", "checker error")) for p in out.problems):
+        out.verdict = "invalid"
+    elif unknown:
+        out.verdict = "unknown"
+    out.elapsed_s = time.monotonic() - t0
+    return out
+
+
+def simulator_command(seeds: int, first: int, nodes: int | None, ops: int, unsafe: bool) -> list[str]:
+    """The node's simulator as a process (the harness may not import node/)."""
+    cmd = [sys.executable, "-m", "node.sim", "--seeds", str(seeds), "--seed", str(first), "--ops", str(ops)]
+    if nodes:
+        cmd += ["--nodes", str(nodes)]
+    if unsafe:
+        cmd.append("--unsafe-commit-without-quorum")
+    return cmd
+
+
+def stream_runs(seeds: int, first: int, nodes: int | None, ops: int, unsafe: bool) -> Iterator[dict[str, Any]]:
+    """Run the simulator process and yield each seed's result as it arrives.
+
+    The process is always stopped when the caller stops iterating (fail-fast,
+    an exception, Ctrl-C). A process that dies early is reported as an error.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    errfile = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: it can never fill up and block the child
+    proc = subprocess.Popen(simulator_command(seeds, first, nodes, ops, unsafe), stdout=subprocess.PIPE,
+                            stderr=errfile, text=True, env=env)
+    got = 0
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            got += 1
+            yield json.loads(line)
+        rc = proc.wait()
+        if rc != 0 or got != seeds:
+            errfile.seek(0)
+            err = errfile.read().strip()[-2000:]
+            raise SimulatorError(f"the simulator process exited with {rc} after {got} of {seeds} seeds: {err}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        errfile.close()
+
+
+def replay_command(seed: int, nodes: int, ops: int, unsafe: bool) -> str:
+    cmd = f"squall sim --seeds 1 --seed {seed} --nodes {nodes} --ops {ops}"
+    return cmd + (" --unsafe-commit-without-quorum" if unsafe else "")
+
+
+@click.command("sim")
+@click.option("--seeds", type=click.IntRange(min=1), default=100, show_default=True, help="How many seeds to run.")
+@click.option("--seed", "first", type=int, default=0, show_default=True, help="The first seed.")
+@click.option("--nodes", type=click.Choice(["1", "3", "5"]), default=None,
+              help="Cluster size (default: alternate 3 and 5, starting with 3).")
+@click.option("--ops", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Client operations per seed in the safety phase.")
+@click.option("--unsafe-commit-without-quorum", "unsafe", is_flag=True,
+              help="TEST ONLY: let leaders commit without a quorum, to show the checks catch a real bug.")
+@click.option("--budget", type=click.FloatRange(min=0.1), default=CHECK_BUDGET_S, show_default=True,
+              metavar="SECONDS", help="Time budget per checker per seed; running out gives 'unknown'.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every seed's outcome.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failing seed.")
+@click.pass_context
+def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int, unsafe: bool,
+        budget: float, as_json: bool, fail_fast: bool) -> None:
+    """Run the deterministic ensemble simulator on SEEDS seeds and check every history.
+
+    Exit codes: 0 all valid, 1 any violation or liveness failure, 2 unknown.
+    """
+    if unsafe:
+        click.echo("WARNING: --unsafe-commit-without-quorum injects a safety bug; failures are expected.", err=True)
+    outcomes: list[SeedOutcome] = []
+    t0 = time.monotonic()
+    every = max(1, seeds // 20)
+    tty = sys.stderr.isatty()
+    size_opt = int(nodes) if nodes else None
+    runs = stream_runs(seeds, first, size_opt, ops, unsafe)
+    try:
+        for n, run in enumerate(runs):
+            o = assess(run, budget)
+            outcomes.append(o)
+            if o.verdict != "valid":
+                click.echo(f"seed {o.seed} ({o.nodes} nodes): {o.verdict.upper()}", err=True)
+                for p in o.problems:
+                    click.echo(f"  {p}", err=True)
+                click.echo(f"  replay: {replay_command(o.seed, o.nodes, ops, unsafe)}", err=True)
+            done = n + 1
+            if done % every == 0 or done == seeds:
+                el = time.monotonic() - t0
+                bad = sum(1 for x in outcomes if x.verdict == "invalid")
+                msg = (f"[{done}/{seeds}] {bad} failing, {el:.1f} s, "
+                       f"{done / el * 60 if el else 0:.0f} seeds/min")
+                click.echo(("\r" + msg) if tty else msg, err=True, nl=not tty or done == seeds)
+            if fail_fast and o.verdict == "invalid":
+                break
+    finally:
+        runs.close()  # stops the simulator process if we stopped early
+    elapsed = time.monotonic() - t0
+    invalid = [o for o in outcomes if o.verdict == "invalid"]
+    unknown = [o for o in outcomes if o.verdict == "unknown"]
+    if as_json:
+        click.echo(json.dumps({
+            "seeds": len(outcomes), "invalid": len(invalid), "unknown": len(unknown),
+            "elapsed_s": round(elapsed, 3), "seeds_per_min": round(len(outcomes) / elapsed * 60, 1) if elapsed else None,
+            "outcomes": [o.to_json() for o in outcomes],
+        }, indent=1))
+    else:
+        click.echo(f"{len(outcomes)} seeds in {elapsed:.1f} s: {len(outcomes) - len(invalid) - len(unknown)} valid, "
+                   f"{len(invalid)} failing, {len(unknown)} unknown")
+        for o in invalid:
+            click.echo(f"FAIL seed {o.seed} ({o.nodes} nodes): {replay_command(o.seed, o.nodes, ops, unsafe)}")
+    ctx.exit(EXIT_INVALID if invalid else EXIT_UNKNOWN if unknown else EXIT_VALID)

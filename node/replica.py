@@ -1,0 +1,826 @@
+"""One ensemble member as a pure state machine: Raft core + data tree + sessions.
+
+A `Replica` owns a `RaftNode` (ordering), a `DataTree` (the replicated state,
+session table included) and, while it leads, a `SessionTracker` (expiry). It
+does no I/O and reads no clock: every input carries `now_ms`, randomness comes
+from the injected `random.Random`, and every input returns an `Effects` that
+the shell must carry out **in order**:
+
+1. `persist` (each `Persist` in order, then fsync if `must_sync`);
+2. send `messages` (peer messages, `PeerMsg`);
+3. hand `events` to the watch manager, then deliver `replies` to client
+   connections (events first: a watch event must reach a client before any
+   reply that lets it see the data that triggered it).
+
+Persisting before sending is what makes a Raft vote or acknowledgement a
+promise that survives a crash; persisting before replying is what makes an
+acknowledged write durable. The replica applies committed entries to its tree
+before handing back the effects, which is safe because nothing that depends on
+them leaves the process until the shell has persisted.
+
+Writes. The replica the client is connected to wraps the write in a `Txn`
+(zxid and time left 0) and submits it: proposes it itself if it leads, else
+sends a `Forward` to the leader it knows. The leader wraps it in an envelope
+stamped with its own time (`now_ms`) and proposes that. Every replica applies
+committed entries in log order; the zxid of a transaction is the zxid of its
+Raft entry (stamped at apply time, so it is never guessed). The origin replica
+answers the client once *it* has applied the entry, so the client reads its
+own writes. A submission that was not applied within `retry_ticks` is
+submitted again (lost forward, leader change); duplicates are dropped at apply
+time by their (session id, seq) key, against a bounded per-session window kept
+in the replicated state (and in snapshots), so every replica drops the same
+ones.
+
+Reads are answered from the applied tree (sequentially consistent, possibly
+stale), but in FIFO order behind the same connection's pending writes and
+syncs. `Sync` is Raft's ReadIndex: the reply waits until applied >= the
+leader's commit point at the time of the request.
+
+Sessions. CreateSession and CloseSession are log entries. Touches (requests,
+pings) are batched by followers to the leader once a tick (`Touch`); only the
+leader runs the expiry clock and proposes CloseSession for an expired session,
+so ephemeral removal is replicated. A new leader gives every session a fresh
+full timeout. A client reconnecting (`client_connect`) keeps its session if
+the password matches; a replica whose last applied zxid is behind the client's
+lastZxidSeen refuses it, so a client never sees the tree go back in time.
+
+See docs/protocol.md ("The replica") for the design and its limits.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from node.consensus import (
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    NotLeader,
+    PersistentState,
+    RaftNode,
+    Role,
+    Snapshot,
+)
+from node.errors import Err, ZkError
+from node.sessions import SessionTracker, generate_password, new_session_id
+from node.tree import (
+    ApplyResult,
+    CloseSessionOp,
+    CreateSessionOp,
+    DataTree,
+    Txn,
+    WatchEvent,
+    decode_txn,
+    encode_txn,
+)
+
+# ----------------------------------------------------------------------------
+# Client requests and replies
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A tree write (CreateOp, DeleteOp, SetDataOp, SetACLOp, CheckOp, MultiOp)."""
+
+    op: Any
+    identities: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSession:
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    path: str = "/"
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A local read: `kind` is "get_data", "exists" or "get_children"."""
+
+    kind: str
+    path: str
+    identities: tuple[tuple[str, str], ...] = ()
+
+
+READ_KINDS = ("get_data", "exists", "get_children")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReply:
+    """The answer to request `seq` on connection `conn_id`.
+
+    `err` is a ZooKeeper code (0 = OK). `zxid` is what a ZooKeeper reply header
+    carries: the transaction's zxid for a write, the replica's last applied
+    zxid for reads, syncs and connects. Values: write -> ApplyResult.value;
+    CreateSession -> (session_id, password, timeout_ms); get_data ->
+    (data, Stat); exists -> Stat | None; get_children -> (names, Stat);
+    connect (seq 0) -> session_id; errors -> a message or None.
+    """
+
+    conn_id: int
+    seq: int
+    err: int
+    value: Any
+    zxid: int
+
+
+# ----------------------------------------------------------------------------
+# Peer messages: Raft messages plus the replica's own two
+
+
+@dataclass(frozen=True, slots=True)
+class RaftMsg:
+    msg: Message
+
+    @property
+    def frm(self) -> int:
+        return self.msg.frm
+
+    @property
+    def to(self) -> int:
+        return self.msg.to
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A follower's write for the leader to propose. `txn` is encode_txn()
+    with zxid/time 0; (session_id, seq) is its dedupe key."""
+
+    frm: int
+    to: int
+    session_id: int
+    seq: int
+    txn: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Sessions that showed life on `frm` since its last Touch."""
+
+    frm: int
+    to: int
+    sessions: tuple[int, ...]
+
+
+PeerMsg = RaftMsg | Forward | Touch
+
+PEER_VERSION = 1
+_K_RAFT, _K_FORWARD, _K_TOUCH = 1, 2, 3
+_PEER_HEAD = struct.Struct(">BBII")  # version, kind, from, to
+_FWD = struct.Struct(">qqI")
+_U32 = struct.Struct(">I")
+_Q = struct.Struct(">q")
+
+
+class PeerDecodeError(ValueError):
+    """A peer frame that is not a valid peer message (the shell closes that link)."""
+
+
+def encode_peer(m: PeerMsg) -> bytes:
+    """Versioned bytes for the peer link (the link adds its own framing)."""
+    if isinstance(m, RaftMsg):
+        return _PEER_HEAD.pack(PEER_VERSION, _K_RAFT, m.frm, m.to) + m.msg.to_bytes()
+    if isinstance(m, Forward):
+        return (_PEER_HEAD.pack(PEER_VERSION, _K_FORWARD, m.frm, m.to)
+                + _FWD.pack(m.session_id, m.seq, len(m.txn)) + m.txn)
+    if isinstance(m, Touch):
+        return (_PEER_HEAD.pack(PEER_VERSION, _K_TOUCH, m.frm, m.to) + _U32.pack(len(m.sessions))
+                + b"".join(_Q.pack(s) for s in m.sessions))
+    raise TypeError(f"not a peer message: {type(m).__name__}")
+
+
+def decode_peer(buf: bytes) -> PeerMsg:
+    """Inverse of encode_peer; raises PeerDecodeError naming the problem."""
+    if len(buf) < _PEER_HEAD.size:
+        raise PeerDecodeError(f"peer frame of {len(buf)} bytes is shorter than its {_PEER_HEAD.size}-byte header")
+    version, kind, frm, to = _PEER_HEAD.unpack_from(buf, 0)
+    if version != PEER_VERSION:
+        raise PeerDecodeError(f"peer message version {version} is not supported (allowed: {PEER_VERSION})")
+    body = bytes(buf[_PEER_HEAD.size:])
+    if kind == _K_RAFT:
+        try:
+            msg = Message.from_bytes(body)
+        except ValueError as e:
+            raise PeerDecodeError(f"bad raft message: {e}") from None
+        if msg.frm != frm or msg.to != to:
+            raise PeerDecodeError(f"raft message {msg.frm}->{msg.to} inside a frame addressed {frm}->{to}")
+        return RaftMsg(msg)
+    if kind == _K_FORWARD:
+        if len(body) < _FWD.size:
+            raise PeerDecodeError("truncated forward header")
+        sid, seq, n = _FWD.unpack_from(body, 0)
+        if len(body) != _FWD.size + n:
+            raise PeerDecodeError(f"forward says {n} txn bytes, frame holds {len(body) - _FWD.size}")
+        return Forward(frm, to, sid, seq, body[_FWD.size:])
+    if kind == _K_TOUCH:
+        if len(body) < _U32.size:
+            raise PeerDecodeError("truncated touch header")
+        (n,) = _U32.unpack_from(body, 0)
+        if len(body) != _U32.size + 8 * n:
+            raise PeerDecodeError(f"touch says {n} sessions, frame holds {len(body) - _U32.size} bytes")
+        return Touch(frm, to, tuple(_Q.unpack_from(body, _U32.size + 8 * i)[0] for i in range(n)))
+    raise PeerDecodeError(f"unknown peer message kind {kind} (allowed: 1 raft, 2 forward, 3 touch)")
+
+
+# ----------------------------------------------------------------------------
+# Effects and the disk they describe
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """One durable write, carried out in order with the others.
+
+    `snapshot`: a snapshot received from the leader; it replaces the whole
+    log. `compaction`: a snapshot of our own applied state; entries up to its
+    index may be dropped, later ones kept. `entries`: append, first dropping
+    every persisted entry at or after entries[0].index. `hard_state`: replace.
+    """
+
+    snapshot: Snapshot | None = None
+    compaction: Snapshot | None = None
+    entries: tuple[Entry, ...] = ()
+    hard_state: HardState | None = None
+
+
+@dataclass(slots=True)
+class Effects:
+    persist: list[Persist] = field(default_factory=list)
+    must_sync: bool = False
+    messages: list[PeerMsg] = field(default_factory=list)
+    replies: list[ClientReply] = field(default_factory=list)
+    events: list[WatchEvent] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.persist or self.messages or self.replies or self.events)
+
+
+@dataclass(slots=True)
+class ReplicaDisk:
+    """What a replica's disk holds: the reference implementation of `Persist`.
+
+    The simulator uses it as the simulated disk; a real shell does the same
+    with its write-ahead log and snapshot files.
+    """
+
+    hard_state: HardState = HardState()
+    snapshot: Snapshot = Snapshot()
+    entries: list[Entry] = field(default_factory=list)
+
+    def apply(self, p: Persist) -> None:
+        if p.snapshot is not None:
+            self.snapshot = p.snapshot
+            self.entries = []
+        if p.compaction is not None and p.compaction.meta.index > self.snapshot.meta.index:
+            self.snapshot = p.compaction
+            self.entries = [e for e in self.entries if e.index > p.compaction.meta.index]
+        if p.entries:
+            first = p.entries[0].index
+            self.entries = [e for e in self.entries if e.index < first]
+            self.entries.extend(p.entries)
+        if p.hard_state is not None:
+            self.hard_state = p.hard_state
+
+    def state(self) -> PersistentState:
+        return PersistentState(self.hard_state, self.snapshot, tuple(self.entries), self.snapshot.meta.index)
+
+
+# ----------------------------------------------------------------------------
+# Replicated envelope and snapshot formats
+
+_ENV = struct.Struct(">Bqqq")  # version, leader time_ms, session_id, seq
+_ENV_VERSION = 1
+_SNAP_MAGIC = b"SQREPL1\n"
+DEDUPE_WINDOW = 256  # per-session (seq) keys remembered for duplicate detection
+CLOSED_WINDOW = 4096  # closed session ids remembered, so a late duplicate cannot revive one
+
+
+def _envelope(time_ms: int, session_id: int, seq: int, txn: bytes) -> bytes:
+    return _ENV.pack(_ENV_VERSION, time_ms, session_id, seq) + txn
+
+
+def _open_envelope(data: bytes) -> tuple[int, int, int, bytes]:
+    if len(data) < _ENV.size:
+        raise ValueError(f"entry of {len(data)} bytes is shorter than its envelope")
+    version, time_ms, sid, seq = _ENV.unpack_from(data, 0)
+    if version != _ENV_VERSION:
+        raise ValueError(f"entry envelope version {version} is not supported (allowed: {_ENV_VERSION})")
+    return time_ms, sid, seq, data[_ENV.size:]
+
+
+@dataclass(slots=True)
+class _Seen:
+    """The last DEDUPE_WINDOW seqs applied for one session."""
+
+    order: deque = field(default_factory=lambda: deque(maxlen=DEDUPE_WINDOW))
+    keys: set = field(default_factory=set)
+
+    def add(self, seq: int) -> None:
+        if len(self.order) == DEDUPE_WINDOW:
+            self.keys.discard(self.order[0])
+        self.order.append(seq)
+        self.keys.add(seq)
+
+
+# ----------------------------------------------------------------------------
+# Per-connection bookkeeping
+
+
+@dataclass(slots=True)
+class _Pending:
+    seq: int
+    kind: str  # "write" | "sync" | "read"
+    read: Read | None = None
+    reply: ClientReply | None = None
+    sync_index: int | None = None  # sync: the leader's commit point, once known
+
+
+@dataclass(slots=True)
+class _Conn:
+    session_id: int
+    queue: deque = field(default_factory=deque)
+
+
+@dataclass(slots=True)
+class _Submission:
+    """A write this replica must see applied; resubmitted until it is."""
+
+    conn_id: int
+    session_id: int
+    seq: int
+    txn: bytes
+    age: int = 0
+
+
+@dataclass(slots=True)
+class _SyncReq:
+    conn_id: int
+    seq: int
+    context: bytes = b""
+    age: int = 0
+    index: int | None = None
+
+
+class Replica:
+    """One ensemble member. See the module docstring for the contract.
+
+    `disk` is what this replica's disk holds (None for a fresh one).
+    `tick_ms` is the real time of one `tick()` (the shell's timer period);
+    it rounds session deadlines. `retry_ticks` is how long a submitted write
+    or sync may go unanswered before it is submitted again.
+    `compact_every`: take a snapshot once this many entries were applied
+    since the last one (0 = never). `unsafe_commit_without_quorum` is the
+    Raft core's TEST-ONLY fault injection (see RaftNode): never set it
+    outside tests.
+    """
+
+    def __init__(
+        self,
+        id: int,
+        peers: list[int] | tuple[int, ...],
+        disk: PersistentState | None,
+        rng: random.Random,
+        *,
+        tick_ms: int = 100,
+        election_ticks: int = 10,
+        heartbeat_ticks: int = 1,
+        retry_ticks: int | None = None,
+        compact_every: int = 1000,
+        unsafe_commit_without_quorum: bool = False,
+    ) -> None:
+        self.id = id
+        self.rng = rng
+        self.tick_ms = tick_ms
+        self.retry_ticks = retry_ticks if retry_ticks is not None else election_ticks
+        self.compact_every = compact_every
+        self.raft = RaftNode(
+            id, peers, disk, random.Random(rng.getrandbits(64)),
+            election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
+            unsafe_commit_without_quorum=unsafe_commit_without_quorum,
+        )
+        self.tree = DataTree()
+        self.last_zxid = 0
+        self._seen: dict[int, _Seen] = {}
+        self._closed: dict[int, None] = {}  # insertion-ordered, at most CLOSED_WINDOW
+        self._conns: dict[int, _Conn] = {}
+        self._submissions: dict[tuple[int, int], _Submission] = {}
+        self._syncs: list[_SyncReq] = []
+        self._sync_counter = 0
+        # ReadIndex contexts must never repeat across restarts, or a late
+        # answer to a request of a previous incarnation (an older, smaller
+        # index) could be taken for a new sync's answer.
+        self._ctx_prefix = rng.getrandbits(64)
+        self._touched: set[int] = set()
+        self._tracker: SessionTracker | None = None
+        self._was_leader = False
+        self._now = 0
+        self._fx = Effects()
+        if disk is not None and disk.snapshot.meta.index > 0:
+            # Entries after the snapshot come back as committed entries in the
+            # first Ready (the core starts with applied = snapshot index).
+            self._install(disk.snapshot)
+
+    # -- public interface -------------------------------------------------------------------
+
+    @property
+    def role(self) -> str:
+        return self.raft.role.value
+
+    @property
+    def is_leader(self) -> bool:
+        return self.raft.role is Role.LEADER
+
+    def status(self) -> dict:
+        """Role, epoch and last zxid for srvr/mntr and the harness."""
+        st = self.raft.status()
+        return {
+            "id": self.id, "role": st["role"], "epoch": st["term"], "leader": st["leader"],
+            "last_zxid": self.last_zxid, "applied": st["applied"], "commit": st["commit"],
+            "last_index": st["last_index"], "sessions": len(self.tree.sessions),
+            "znodes": self.tree.node_count, "connections": len(self._conns),
+        }
+
+    def tick(self, now_ms: int) -> Effects:
+        """One timer tick (every `tick_ms`): Raft time, retries, touches, expiry."""
+        self._now = now_ms
+        self.raft.tick()
+        self._retry()
+        self._send_touches()
+        self._expire()
+        return self._drain()
+
+    def peer_message(self, m: PeerMsg, now_ms: int) -> Effects:
+        self._now = now_ms
+        if isinstance(m, RaftMsg):
+            self.raft.step(m.msg)
+        elif m.to != self.id or m.frm not in self.raft.voters or m.frm == self.id:
+            pass  # misaddressed or from a non-member: a bad peer must not be able to inject writes
+        elif isinstance(m, Forward):
+            if self.is_leader:
+                self.raft.propose(_envelope(now_ms, m.session_id, m.seq, m.txn))
+            # Not the leader: drop it; the origin resubmits after retry_ticks.
+        elif isinstance(m, Touch):
+            if self._tracker is not None:
+                for sid in m.sessions:
+                    self._tracker.touch(sid, now_ms)
+        return self._drain()
+
+    def client_connect(self, conn_id: int, session_id: int, password: bytes, last_zxid_seen: int,
+                       now_ms: int) -> Effects:
+        """A client (re)attaches to an existing session. Replies with seq 0."""
+        self._now = now_ms
+        if last_zxid_seen > self.last_zxid:
+            # ZooKeeper closes such a connection: the client must find a server
+            # that has seen at least what it has.
+            self._fx.replies.append(ClientReply(
+                conn_id, 0, Err.CONNECTION_LOSS,
+                f"server is behind the client: last zxid {self.last_zxid:#x} < client's {last_zxid_seen:#x}",
+                self.last_zxid))
+        else:
+            info = self.tree.sessions.get(session_id)
+            if info is None or info.password != bytes(password):
+                self._fx.replies.append(ClientReply(conn_id, 0, Err.SESSION_EXPIRED,
+                                                    f"session {session_id:#x} is not live", self.last_zxid))
+            else:
+                self._conns[conn_id] = _Conn(session_id)
+                self._touch(session_id)
+                self._fx.replies.append(ClientReply(conn_id, 0, Err.OK, session_id, self.last_zxid))
+        return self._drain()
+
+    def client_disconnect(self, conn_id: int) -> Effects:
+        """The connection went away: forget its queue (its writes may still apply)."""
+        self._conns.pop(conn_id, None)
+        for key in [k for k, s in self._submissions.items() if s.conn_id == conn_id]:
+            del self._submissions[key]
+        self._syncs = [s for s in self._syncs if s.conn_id != conn_id]
+        return self._drain()
+
+    def client_ping(self, conn_id: int, now_ms: int) -> Effects:
+        self._now = now_ms
+        c = self._conns.get(conn_id)
+        if c is not None:
+            self._touch(c.session_id)
+        return self._drain()
+
+    def client_request(self, conn_id: int, session_id: int, seq: int, request: Any, now_ms: int) -> Effects:
+        """A write, CreateSession, CloseSession or Sync. `seq` must be unique
+        within the session (the client's xid counter): it is the dedupe key."""
+        self._now = now_ms
+        if isinstance(request, CreateSession):
+            sid = new_session_id(self.id, self.rng.getrandbits(56))
+            password = generate_password(self.rng)
+            conn = self._conns.setdefault(conn_id, _Conn(sid))
+            conn.session_id = sid
+            txn = Txn(0, 0, sid, (), CreateSessionOp(sid, int(request.timeout_ms), password))
+            self._enqueue_write(conn_id, conn, sid, seq, txn)
+            return self._drain()
+        conn = self._checked_conn(conn_id, session_id, seq)
+        if conn is None:
+            return self._drain()
+        if isinstance(request, Sync):
+            conn.queue.append(_Pending(seq, "sync"))
+            req = _SyncReq(conn_id, seq)
+            self._syncs.append(req)
+            self._ask_read_index(req)
+        elif isinstance(request, CloseSession):
+            self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, (), CloseSessionOp(session_id)))
+        elif isinstance(request, Write):
+            self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, tuple(request.identities), request.op))
+        else:
+            self._reply_now(conn_id, conn, seq, Err.BAD_ARGUMENTS,
+                            f"unknown request {type(request).__name__} (allowed: Write, CreateSession, CloseSession, Sync)")
+        return self._drain()
+
+    def client_read(self, conn_id: int, session_id: int, seq: int, read: Read, now_ms: int) -> Effects:
+        """A local read, answered after this connection's earlier requests."""
+        self._now = now_ms
+        conn = self._checked_conn(conn_id, session_id, seq)
+        if conn is None:
+            return self._drain()
+        conn.queue.append(_Pending(seq, "read", read=read))
+        self._flush(conn_id)
+        return self._drain()
+
+    def _checked_conn(self, conn_id: int, session_id: int, seq: int) -> _Conn | None:
+        """The connection a request arrived on, if it may be served here.
+
+        A connection this replica does not know (it restarted, or the client
+        never attached here) is refused: the client must attach with
+        `client_connect`, which checks that we are not behind it.
+        """
+        conn = self._conns.get(conn_id)
+        if conn is None or conn.session_id != session_id:
+            self._fx.replies.append(ClientReply(
+                conn_id, seq, Err.CONNECTION_LOSS,
+                f"connection {conn_id} is not attached to session {session_id:#x} here: connect first",
+                self.last_zxid))
+            return None
+        if session_id not in self.tree.sessions:
+            self._reply_now(conn_id, conn, seq, Err.SESSION_EXPIRED, f"session {session_id:#x} is not live")
+            return None
+        self._touch(session_id)
+        return conn
+
+    # -- submission of writes ---------------------------------------------------------------
+
+    def _enqueue_write(self, conn_id: int, conn: _Conn, sid: int, seq: int, txn: Txn) -> None:
+        conn.queue.append(_Pending(seq, "write"))
+        sub = _Submission(conn_id, sid, seq, encode_txn(txn))
+        self._submissions[(sid, seq)] = sub
+        self._submit(sub)
+
+    def _submit(self, sub: _Submission) -> None:
+        sub.age = 0
+        if self.is_leader:
+            self.raft.propose(_envelope(self._now, sub.session_id, sub.seq, sub.txn))
+        elif self.raft.leader is not None:
+            self._fx.messages.append(Forward(self.id, self.raft.leader, sub.session_id, sub.seq, sub.txn))
+        # No leader known: the retry timer submits it once one is.
+
+    def _retry(self) -> None:
+        for sub in list(self._submissions.values()):
+            sub.age += 1
+            if sub.age >= self.retry_ticks:
+                self._submit(sub)
+        for req in self._syncs:
+            if req.index is None:
+                req.age += 1
+                if req.age >= self.retry_ticks or not req.context:
+                    self._ask_read_index(req)
+
+    def _ask_read_index(self, req: _SyncReq) -> None:
+        self._sync_counter += 1
+        req.context = struct.pack(">IQQ", self.id, self._ctx_prefix, self._sync_counter)
+        req.age = 0
+        if isinstance(self.raft.read_index(req.context), NotLeader):
+            req.context = b""  # no leader known: ask again next tick
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def _touch(self, sid: int) -> None:
+        if self._tracker is not None:
+            self._tracker.touch(sid, self._now)
+        else:
+            self._touched.add(sid)
+
+    def _send_touches(self) -> None:
+        if self._touched and not self.is_leader and self.raft.leader is not None:
+            self._fx.messages.append(Touch(self.id, self.raft.leader, tuple(sorted(self._touched))))
+            self._touched = set()
+
+    def _expire(self) -> None:
+        if self._tracker is None:
+            return
+        for sid in self._tracker.expired(self._now):
+            txn = Txn(0, 0, sid, (), CloseSessionOp(sid))
+            # seq 0: system transactions are not deduplicated (closing twice is harmless)
+            self.raft.propose(_envelope(self._now, sid, 0, encode_txn(txn)))
+
+    def _on_role(self) -> None:
+        leader = self.is_leader
+        if leader and not self._was_leader:
+            # We cannot know when followers last heard from a client: give every
+            # session a full timeout from now (as ZooKeeper's new leader does).
+            self._tracker = SessionTracker(self.tick_ms, self.id if self.id <= 254 else 0, self._now)
+            for sid, info in self.tree.sessions.items():
+                self._tracker.add(sid, info.timeout_ms, self._now)
+            for sid in self._touched:
+                self._tracker.touch(sid, self._now)
+            self._touched = set()
+        elif not leader and self._was_leader:
+            self._tracker = None
+        self._was_leader = leader
+
+    # -- the Ready loop ---------------------------------------------------------------------
+
+    def _drain(self) -> Effects:
+        raft = self.raft
+        self._on_role()
+        while raft.has_ready():
+            rd = raft.ready()
+            if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+                self._fx.persist.append(Persist(snapshot=rd.snapshot, entries=tuple(rd.entries),
+                                                hard_state=rd.hard_state))
+                self._fx.must_sync = True
+            self._fx.messages.extend(RaftMsg(m) for m in rd.messages)
+            if rd.snapshot is not None:
+                self._install(rd.snapshot)
+            for e in rd.committed_entries:
+                self._apply(e)
+            for rs in rd.read_states:
+                for req in self._syncs:
+                    if req.context == rs.context:
+                        req.index = rs.index
+            raft.advance(rd)
+            self._on_role()
+            self._maybe_compact()
+        self._answer_syncs()
+        for conn_id in list(self._conns):
+            self._flush(conn_id)
+        fx, self._fx = self._fx, Effects()
+        return fx
+
+    def _apply(self, e: Entry) -> None:
+        if e.kind is EntryKind.NOOP:
+            self.last_zxid = e.zxid
+            return
+        try:
+            time_ms, sid, seq, body = _open_envelope(e.data)
+            txn = replace(decode_txn(body), zxid=e.zxid, time_ms=time_ms)
+        except ValueError:
+            # Every replica decodes the same bytes, so every replica skips the
+            # same entry: skipping keeps them identical, crashing would not.
+            self.last_zxid = e.zxid
+            return
+        self.last_zxid = e.zxid
+        if seq != 0:
+            seen = self._seen.setdefault(sid, _Seen())
+            if seq in seen.keys:
+                return  # a resubmitted duplicate: applied already
+            seen.add(seq)
+        op = txn.op
+        if isinstance(op, CreateSessionOp) and op.session_id in self._closed:
+            # A late duplicate of the CreateSession of a session that has
+            # since been closed or expired: a dead session stays dead.
+            res = ApplyResult(Err.SESSION_EXPIRED)
+        else:
+            res = self.tree.apply(txn)
+        self._fx.events.extend(res.events)
+        if isinstance(op, CreateSessionOp) and res.err == Err.OK:
+            if self._tracker is not None:
+                self._tracker.add(op.session_id, op.timeout_ms, self._now)
+            value: Any = (op.session_id, op.password, op.timeout_ms)
+        else:
+            value = res.value
+            if isinstance(op, CloseSessionOp):
+                self._seen.pop(op.session_id, None)
+                self._closed[op.session_id] = None
+                if len(self._closed) > CLOSED_WINDOW:
+                    del self._closed[next(iter(self._closed))]
+                if self._tracker is not None:
+                    self._tracker.remove(op.session_id)
+        sub = self._submissions.pop((sid, seq), None) if seq != 0 else None
+        if sub is not None:
+            conn = self._conns.get(sub.conn_id)
+            if conn is not None:
+                for p in conn.queue:
+                    if p.kind == "write" and p.seq == seq and p.reply is None:
+                        p.reply = ClientReply(sub.conn_id, seq, int(res.err), value, e.zxid)
+                        break
+
+    def _answer_syncs(self) -> None:
+        applied = self.raft.log.applied
+        done = [r for r in self._syncs if r.index is not None and r.index <= applied]
+        if not done:
+            return
+        self._syncs = [r for r in self._syncs if not (r.index is not None and r.index <= applied)]
+        for r in done:
+            conn = self._conns.get(r.conn_id)
+            if conn is None:
+                continue
+            for p in conn.queue:
+                if p.kind == "sync" and p.seq == r.seq and p.reply is None:
+                    p.reply = ClientReply(r.conn_id, r.seq, Err.OK, None, self.last_zxid)
+                    break
+
+    def _flush(self, conn_id: int) -> None:
+        """Release replies in request order: a read waits behind earlier writes."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            return
+        q = conn.queue
+        while q:
+            head = q[0]
+            if head.kind == "read" and head.reply is None:
+                head.reply = self._serve_read(conn_id, head.seq, head.read)
+            if head.reply is None:
+                return
+            self._fx.replies.append(head.reply)
+            q.popleft()
+
+    def _reply_now(self, conn_id: int, conn: _Conn, seq: int, err: int, value: Any) -> None:
+        conn.queue.append(_Pending(seq, "read", reply=ClientReply(conn_id, seq, int(err), value, self.last_zxid)))
+        self._flush(conn_id)
+
+    def _serve_read(self, conn_id: int, seq: int, read: Read | None) -> ClientReply:
+        z = self.last_zxid
+        try:
+            if read is None or read.kind not in READ_KINDS:
+                kind = None if read is None else read.kind
+                return ClientReply(conn_id, seq, Err.BAD_ARGUMENTS,
+                                   f"unknown read {kind!r} (allowed: {', '.join(READ_KINDS)})", z)
+            if read.kind == "get_data":
+                return ClientReply(conn_id, seq, Err.OK, self.tree.get_data(read.path, read.identities), z)
+            if read.kind == "exists":
+                return ClientReply(conn_id, seq, Err.OK, self.tree.exists(read.path), z)
+            return ClientReply(conn_id, seq, Err.OK, self.tree.get_children(read.path, read.identities), z)
+        except ZkError as e:
+            return ClientReply(conn_id, seq, int(e.code), e.message, z)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def _snapshot_bytes(self) -> bytes:
+        parts = [_SNAP_MAGIC, _U32.pack(len(self._seen))]
+        for sid in sorted(self._seen):
+            seqs = list(self._seen[sid].order)
+            parts.append(_Q.pack(sid) + _U32.pack(len(seqs)) + b"".join(_Q.pack(s) for s in seqs))
+        parts.append(_U32.pack(len(self._closed)))
+        parts.extend(_Q.pack(sid) for sid in self._closed)
+        parts.append(self.tree.serialize())
+        return b"".join(parts)
+
+    def _install(self, snap: Snapshot) -> None:
+        data = snap.data
+        if not data.startswith(_SNAP_MAGIC):
+            raise ValueError("not a squall replica snapshot (bad magic)")
+        pos = len(_SNAP_MAGIC)
+        (n,) = _U32.unpack_from(data, pos)
+        pos += 4
+        seen: dict[int, _Seen] = {}
+        for _ in range(n):
+            (sid,) = _Q.unpack_from(data, pos)
+            (k,) = _U32.unpack_from(data, pos + 8)
+            pos += 12
+            s = _Seen()
+            for i in range(k):
+                s.add(_Q.unpack_from(data, pos + 8 * i)[0])
+            pos += 8 * k
+            seen[sid] = s
+        (n,) = _U32.unpack_from(data, pos)
+        pos += 4
+        self._closed = {_Q.unpack_from(data, pos + 8 * i)[0]: None for i in range(n)}
+        pos += 8 * n
+        self.tree = DataTree.deserialize(data[pos:])
+        self._seen = seen
+        self.last_zxid = snap.meta.zxid
+        if self._tracker is not None:
+            self._tracker = None
+            self._was_leader = False
+            self._on_role()
+
+    def _maybe_compact(self) -> None:
+        if self.compact_every <= 0 or self.raft.has_ready():
+            return
+        log = self.raft.log
+        if log.applied - log.offset >= self.compact_every:
+            snap = self.raft.compact(log.applied, self._snapshot_bytes())
+            self._fx.persist.append(Persist(compaction=snap))
+            self._fx.must_sync = True
+
+
+__all__ = [
+    "ClientReply", "CloseSession", "CreateSession", "Effects", "Forward", "PeerDecodeError", "PeerMsg", "Persist",
+    "RaftMsg", "Read", "Replica", "ReplicaDisk", "Sync", "Touch", "Write", "decode_peer", "encode_peer",
+]

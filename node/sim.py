@@ -1,0 +1,657 @@
+"""Deterministic simulator: N real replicas in one process over a simulated world.
+
+Everything is driven by one event queue on a simulated millisecond clock and
+one `random.Random(seed)`: message delay, loss, duplication and reordering,
+partitions, crashes and restarts, client think times. The same seed therefore
+replays the identical run and history (`SimResult.history_hash()`).
+
+What is real: `node.replica.Replica` (the Raft core, the data tree, sessions,
+forwarding, sync) exactly as the server will run it. What is simulated:
+
+- the **network** between replicas: each message is delivered after a random
+  delay (sometimes a long one, which reorders), or lost, or delivered twice;
+  a partition drops messages between sides at delivery time;
+- the **disks**: each replica's `ReplicaDisk` holds exactly what its
+  `Effects.persist` said; a crash drops the replica object (everything in
+  memory, unsent messages, pending client requests) and a restart builds a new
+  replica from the disk alone;
+- **clients**: each is connected to one replica at a time and issues register
+  operations on a few keys: `write` (setData), `cas` (getData, then setData
+  conditioned on the version read), `read` (a local getData) and sometimes
+  sync + read. An operation unanswered within `op_timeout_ms` completes as
+  `info` (indeterminate); the client then reconnects, possibly to another
+  replica, with its session and lastZxidSeen, and continues as a new process
+  (as Jepsen does after an indeterminate op). Client links are not
+  partitioned but a crashed replica answers nothing.
+
+A run is a **safety phase** (faults, until the clients have issued `ops`
+operations) and then a **liveness phase** (heal every partition, restart every
+replica, no loss: some client write invoked after healing must be
+acknowledged within `liveness_ms`, else it is a liveness failure). At the end
+the replicas that applied the same prefix of the log must hold identical
+trees (`divergence` otherwise), and a replica that raised is a violation.
+
+The history is recorded as plain dicts with the fields of
+`checkers.history.Op` (node/ may not import checkers); the `squall sim`
+command converts and checks them. `unsafe_commit_without_quorum=True` is a
+TEST-ONLY switch that passes the Raft core's bug injection through, to show
+the whole pipeline catches a real safety bug.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from node.consensus import MessageType
+from node.errors import Err
+from node.replica import (
+    ClientReply,
+    CreateSession,
+    Effects,
+    PeerMsg,
+    RaftMsg,
+    Read,
+    Replica,
+    ReplicaDisk,
+    Sync,
+    Write,
+)
+from node.tree import CreateOp, OPEN_ACL_UNSAFE, SetDataOp
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    nodes: int = 3
+    ops: int = 30  # client operations issued in the safety phase
+    clients: int = 3
+    keys: int = 2
+    tick_ms: int = 100
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    compact_every: int = 16  # small, so that snapshots and catch-up by snapshot happen
+    loss: float = 0.03
+    dup: float = 0.02
+    min_delay_ms: int = 1
+    max_delay_ms: int = 15
+    slow_prob: float = 0.08  # a message takes a long path (reordering)
+    slow_max_ms: int = 250
+    client_delay_ms: int = 2
+    think_max_ms: int = 500
+    op_timeout_ms: int = 2500
+    session_timeout_ms: int = 4000
+    nemesis_min_ms: int = 150
+    nemesis_max_ms: int = 900
+    liveness_ms: int = 15000
+    safety_max_ms: int = 120_000  # the safety phase ends here even if ops were not all issued
+    unsafe_commit_without_quorum: bool = False
+
+    def __post_init__(self) -> None:
+        if self.nodes not in (1, 3, 5):
+            raise ValueError(f"nodes must be 1, 3 or 5, got {self.nodes}")
+        if self.ops < 1 or self.clients < 1 or self.keys < 1:
+            raise ValueError("ops, clients and keys must be >= 1")
+
+
+@dataclass
+class SimResult:
+    seed: int
+    config: SimConfig
+    history: list[dict]
+    violations: list[str]  # the simulator's own findings (divergence, a replica raised)
+    liveness_ok: bool
+    liveness_detail: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def history_hash(self) -> str:
+        blob = json.dumps(self.history, sort_keys=True, separators=(",", ":"), default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class _Stop(Exception):
+    pass
+
+
+_IDLE, _WAIT_SESSION, _WAIT_CONNECT, _WAIT_OP = "idle", "session", "connect", "op"
+
+
+@dataclass
+class _Client:
+    cid: int
+    process: int
+    replica: int
+    conn_id: int = 0
+    session_id: int = 0
+    password: bytes = b""
+    seq: int = 0
+    last_zxid: int = 0
+    state: str = _IDLE
+    token: int = 0  # identifies the current wait; stale timeouts/replies carry an old one
+    wait_seq: int = -1
+    op: dict | None = None  # the invoked op awaiting completion
+    step: str = ""  # "write", "read", "cas-read", "cas-write", "sync", "synced-read"
+    cas_old: Any = None
+    cas_version: int = -1
+    cas_new: Any = None
+
+
+class Simulation:
+    def __init__(self, seed: int, config: SimConfig | None = None) -> None:
+        self.seed = seed
+        self.cfg = cfg = config or SimConfig()
+        self.rng = random.Random(seed)
+        self.ids = list(range(1, cfg.nodes + 1))
+        self.now = 0
+        self._queue: list[tuple[int, int, Callable[..., None], tuple]] = []
+        self._n = 0
+        self.disks = {i: ReplicaDisk() for i in self.ids}
+        self.replicas: dict[int, Replica | None] = {i: None for i in self.ids}
+        self.incarnation = {i: 0 for i in self.ids}
+        self.cut: set[tuple[int, int]] = set()
+        self.faulty = True  # loss/dup/partitions/crashes allowed (safety phase)
+        self.history: list[dict] = []
+        self.violations: list[str] = []
+        self.next_conn = 1
+        self.conn_owner: dict[int, int] = {}  # conn id -> client id
+        self.next_process = cfg.clients
+        self.clients = [_Client(c, c, self.ids[c % len(self.ids)]) for c in range(cfg.clients)]
+        self.issued = 0
+        self.heal_time: int | None = None
+        self.live_write_ok_at: int | None = None
+        self.stats = {"messages": 0, "delivered": 0, "crashes": 0, "partitions": 0, "timeouts": 0,
+                      "snapshots_sent": 0, "connects_ok": 0, "connects_refused": 0, "sessions_expired": 0}
+        self.value_counter = 0
+        for i in self.ids:
+            self._start(i)
+
+    # -- event queue ------------------------------------------------------------------------
+
+    def _at(self, t: int, fn: Callable[..., None], *args: Any) -> None:
+        self._n += 1
+        heapq.heappush(self._queue, (t, self._n, fn, args))
+
+    def _run_until(self, t_end: int, done: Callable[[], bool] | None = None) -> None:
+        q = self._queue
+        while q and q[0][0] <= t_end:
+            t, _n, fn, args = heapq.heappop(q)
+            self.now = t
+            fn(*args)
+            if done is not None and done():
+                return
+        self.now = max(self.now, t_end)
+
+    # -- replicas ---------------------------------------------------------------------------
+
+    def _start(self, i: int) -> None:
+        cfg = self.cfg
+        self.incarnation[i] += 1
+        self.replicas[i] = Replica(
+            i, self.ids, self.disks[i].state(), random.Random(self.rng.getrandbits(64)),
+            tick_ms=cfg.tick_ms, election_ticks=cfg.election_ticks, heartbeat_ticks=cfg.heartbeat_ticks,
+            compact_every=cfg.compact_every, unsafe_commit_without_quorum=cfg.unsafe_commit_without_quorum,
+        )
+        self._at(self.now + self.rng.randrange(1, cfg.tick_ms + 1), self._tick, i, self.incarnation[i])
+
+    def _crash(self, i: int) -> None:
+        self.replicas[i] = None
+        self.incarnation[i] += 1
+        self.stats["crashes"] += 1
+
+    def _call(self, i: int, fn_name: str, *args: Any) -> None:
+        """Call a replica input and carry out its effects; a raise is a violation."""
+        r = self.replicas[i]
+        if r is None:
+            return
+        try:
+            fx = getattr(r, fn_name)(*args)
+        except Exception as e:  # noqa: BLE001 - any raise from a pure core is a bug to report
+            self.violations.append(f"replica {i} raised in {fn_name} at t={self.now}ms: {type(e).__name__}: {e}")
+            raise _Stop() from e
+        self._effects(i, fx)
+
+    def _effects(self, i: int, fx: Effects) -> None:
+        disk = self.disks[i]
+        for p in fx.persist:  # 1. persist (the simulated fsync is instant)
+            disk.apply(p)
+        for m in fx.messages:  # 2. send
+            self._send(m)
+        for rep in fx.replies:  # 3. answer clients
+            cid = self.conn_owner.get(rep.conn_id)
+            if cid is not None:
+                self._at(self.now + self.cfg.client_delay_ms, self._client_reply, cid, rep)
+
+    def _tick(self, i: int, inc: int) -> None:
+        if self.incarnation[i] != inc:
+            return
+        self._call(i, "tick", self.now)
+        self._at(self.now + self.cfg.tick_ms, self._tick, i, inc)
+
+    # -- network ----------------------------------------------------------------------------
+
+    def _send(self, m: PeerMsg) -> None:
+        cfg, rng = self.cfg, self.rng
+        self.stats["messages"] += 1
+        if isinstance(m, RaftMsg) and m.msg.type is MessageType.SNAPSHOT:
+            self.stats["snapshots_sent"] += 1
+        copies = 1
+        if self.faulty:
+            r = rng.random()
+            if r < cfg.loss:
+                return
+            if r < cfg.loss + cfg.dup:
+                copies = 2
+        for _ in range(copies):
+            if self.faulty and rng.random() < cfg.slow_prob:
+                delay = rng.randrange(cfg.max_delay_ms, cfg.slow_max_ms + 1)
+            else:
+                delay = rng.randrange(cfg.min_delay_ms, cfg.max_delay_ms + 1)
+            self._at(self.now + delay, self._deliver, m)
+
+    def _deliver(self, m: PeerMsg) -> None:
+        if (m.frm, m.to) in self.cut or self.replicas.get(m.to) is None:
+            return
+        self.stats["delivered"] += 1
+        self._call(m.to, "peer_message", m, self.now)
+
+    # -- nemesis ----------------------------------------------------------------------------
+
+    def _nemesis(self) -> None:
+        if not self.faulty:
+            return
+        rng = self.rng
+        r = rng.random()
+        if r < 0.3:
+            self.cut = set()
+        elif r < 0.55:
+            order = self.ids[:]
+            rng.shuffle(order)
+            k = rng.randrange(1, len(order)) if len(order) > 1 else 1
+            self._partition(order[:k], order[k:])
+        elif r < 0.7:
+            lead = self._leader()
+            if lead is not None:
+                self._partition([lead], [i for i in self.ids if i != lead])
+        elif r < 0.85:
+            live = [i for i in self.ids if self.replicas[i] is not None]
+            if live:
+                self._crash(rng.choice(live))
+        else:
+            dead = [i for i in self.ids if self.replicas[i] is None]
+            if dead:
+                self._start(rng.choice(dead))
+        self._at(self.now + rng.randrange(self.cfg.nemesis_min_ms, self.cfg.nemesis_max_ms + 1), self._nemesis)
+
+    def _partition(self, a: list[int], b: list[int]) -> None:
+        self.stats["partitions"] += 1
+        self.cut = {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
+
+    def _leader(self) -> int | None:
+        best = None
+        for i in self.ids:
+            r = self.replicas[i]
+            if r is not None and r.is_leader and (best is None or r.raft.term > self.replicas[best].raft.term):
+                best = i
+        return best
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def _record(self, c: _Client, type_: str, f: str, key: str | None, value: Any, **extra: Any) -> dict:
+        d = {"index": len(self.history), "time": self.now * 1_000_000, "type": type_, "process": c.process,
+             "f": f, "value": value, "client": c.cid}
+        if key is not None:
+            d["key"] = key
+        d.update({k: v for k, v in extra.items() if v is not None})
+        self.history.append(d)
+        return d
+
+    def _to_replica(self, c: _Client, fn_name: str, *args: Any) -> None:
+        """A client request travels a short, lossless link; a dead replica drops it."""
+        target, inc = c.replica, self.incarnation[c.replica]
+
+        def arrive() -> None:
+            if self.incarnation[target] == inc:
+                self._call(target, fn_name, *args)
+        self._at(self.now + self.cfg.client_delay_ms, arrive)
+
+    def _new_conn(self, c: _Client) -> None:
+        if c.conn_id:
+            old, rep = c.conn_id, c.replica
+            self.conn_owner.pop(old, None)
+            inc = self.incarnation[rep]
+            self._at(self.now + self.cfg.client_delay_ms,
+                     lambda: self.incarnation[rep] == inc and self._call(rep, "client_disconnect", old))
+        c.conn_id = self.next_conn
+        self.next_conn += 1
+        self.conn_owner[c.conn_id] = c.cid
+
+    def _wait(self, c: _Client, state: str, seq: int) -> None:
+        c.state, c.wait_seq = state, seq
+        c.token += 1
+        self._at(self.now + self.cfg.op_timeout_ms, self._client_timeout, c.cid, c.token)
+
+    def _client_next(self, cid: int) -> None:
+        c = self.clients[cid]
+        if c.state != _IDLE:
+            return
+        if not c.session_id:
+            self._new_conn(c)
+            c.seq += 1
+            self._to_replica(c, "client_request", c.conn_id, 0, c.seq,
+                             CreateSession(self.cfg.session_timeout_ms), self.now)
+            self._wait(c, _WAIT_SESSION, c.seq)
+            return
+        if self.heal_time is None and self.issued >= self.cfg.ops:
+            return  # the safety phase's budget is spent; the liveness phase restarts us
+        if self.heal_time is not None and self.live_write_ok_at is not None:
+            return  # liveness shown: let the run drain
+        self.issued += 1
+        rng = self.rng
+        key = f"k{rng.randrange(self.cfg.keys)}"
+        r = rng.random()
+        if r < 0.4:
+            self.value_counter += 1
+            v = self.value_counter
+            c.op = self._record(c, "invoke", "write", key, v)
+            c.step = "write"
+            self._issue(c, "client_request", Write(SetDataOp("/" + key, str(v).encode(), -1)))
+        elif r < 0.65:
+            c.op = self._record(c, "invoke", "read", key, None)
+            c.step = "cas-read"
+            self._issue(c, "client_read", Read("get_data", "/" + key))
+        elif r < 0.9:
+            c.op = self._record(c, "invoke", "read", key, None)
+            c.step = "read"
+            self._issue(c, "client_read", Read("get_data", "/" + key))
+        else:
+            c.op = self._record(c, "invoke", "read", key, None, sync=True)
+            c.step = "sync"
+            self._issue(c, "client_request", Sync("/" + key))
+
+    def _issue(self, c: _Client, fn_name: str, request: Any) -> None:
+        c.seq += 1
+        self._to_replica(c, fn_name, c.conn_id, c.session_id, c.seq, request, self.now)
+        self._wait(c, _WAIT_OP, c.seq)
+
+    def _idle(self, c: _Client) -> None:
+        c.state = _IDLE
+        c.token += 1
+        self._at(self.now + self.rng.randrange(0, self.cfg.think_max_ms + 1), self._client_next, c.cid)
+
+    def _client_reply(self, cid: int, rep: ClientReply) -> None:
+        c = self.clients[cid]
+        if rep.conn_id != c.conn_id or rep.seq != c.wait_seq:
+            return  # an answer to a request we gave up on
+        if rep.err == Err.OK:
+            c.last_zxid = max(c.last_zxid, rep.zxid)
+        if c.state == _WAIT_SESSION:
+            if rep.err == Err.OK:
+                c.session_id, c.password, _t = rep.value
+            self._idle(c)
+        elif c.state == _WAIT_CONNECT:
+            self.stats["connects_ok" if rep.err == Err.OK else "connects_refused"] += 1
+            if rep.err == Err.SESSION_EXPIRED:
+                c.session_id = 0
+            elif rep.err != Err.OK:
+                self._switch_replica(c)  # refused (behind): try another one
+            self._idle(c)
+        elif c.state == _WAIT_OP:
+            self._op_reply(c, rep)
+
+    def _op_reply(self, c: _Client, rep: ClientReply) -> None:
+        op = c.op
+        assert op is not None
+        key = op.get("key")
+        if rep.err == Err.CONNECTION_LOSS:
+            # The replica refused the request before submitting it (it does
+            # not know this connection: it restarted): a definite failure.
+            f = "cas" if c.step == "cas-write" else op["f"]
+            self._record(c, "fail", f, key, op["value"], error="connection-loss")
+            c.op = None
+            self._reconnect(c)
+            return
+        if rep.err == Err.SESSION_EXPIRED:
+            self.stats["sessions_expired"] += 1
+            # A definite answer: the tree (or the replica) refused the op.
+            self._record(c, "fail", op["f"], key, op["value"], error="session-expired")
+            c.session_id = 0
+            self._idle(c)
+            return
+        if c.step == "write":
+            if rep.err == Err.OK:
+                self._record(c, "ok", "write", key, op["value"], zxid=rep.zxid, node=f"n{c.replica}")
+            else:
+                self._record(c, "fail", "write", key, op["value"], error=f"err {rep.err}")
+            self._idle(c)
+        elif c.step in ("read", "cas-read", "synced-read"):
+            if rep.err != Err.OK:
+                self._record(c, "fail", "read", key, None, error=f"err {rep.err}")
+                self._idle(c)
+                return
+            data, stat = rep.value
+            value = None if not data else int(data)
+            self._record(c, "ok", "read", key, value, zxid=rep.zxid, node=f"n{c.replica}",
+                         sync=True if c.step == "synced-read" else None)
+            if c.step in ("read", "synced-read"):
+                self._idle(c)
+                return
+            self.value_counter += 1
+            c.cas_old, c.cas_new = value, self.value_counter
+            c.op = self._record(c, "invoke", "cas", key, [c.cas_old, c.cas_new])
+            c.step = "cas-write"
+            self._issue(c, "client_request", Write(SetDataOp("/" + key, str(c.cas_new).encode(), stat.version)))
+        elif c.step == "cas-write":
+            if rep.err == Err.OK:
+                self._record(c, "ok", "cas", key, [c.cas_old, c.cas_new], zxid=rep.zxid, node=f"n{c.replica}")
+            else:
+                self._record(c, "fail", "cas", key, [c.cas_old, c.cas_new], error=f"err {rep.err}")
+            self._idle(c)
+        elif c.step == "sync":
+            if rep.err != Err.OK:
+                self._record(c, "fail", "read", key, None, error=f"sync err {rep.err}")
+                self._idle(c)
+                return
+            c.step = "synced-read"
+            c.seq += 1
+            self._to_replica(c, "client_read", c.conn_id, c.session_id, c.seq, Read("get_data", "/" + key), self.now)
+            c.wait_seq = c.seq  # same deadline: the sync+read is one op
+        if self.heal_time is not None and self.live_write_ok_at is None and c.op is not None:
+            last = self.history[-1]
+            if last["type"] == "ok" and last["f"] in ("write", "cas") and c.op["time"] >= self.heal_time * 1_000_000:
+                self.live_write_ok_at = self.now
+
+    def _client_timeout(self, cid: int, token: int) -> None:
+        c = self.clients[cid]
+        if c.token != token:
+            return
+        self.stats["timeouts"] += 1
+        if c.state == _WAIT_OP and c.op is not None:
+            op = c.op
+            f = "cas" if c.step == "cas-write" else op["f"]
+            self._record(c, "info", f, op.get("key"), op["value"], error="timeout")
+            # Jepsen's rule: after an indeterminate op the process is replaced,
+            # since the old op may still take effect after later ones.
+            c.process = self.next_process
+            self.next_process += 1
+            c.op = None
+        self._reconnect(c)
+
+    def _reconnect(self, c: _Client) -> None:
+        self._switch_replica(c)
+        if c.session_id:
+            self._new_conn(c)
+            self._to_replica(c, "client_connect", c.conn_id, c.session_id, c.password, c.last_zxid, self.now)
+            self._wait(c, _WAIT_CONNECT, 0)
+        else:
+            self._idle(c)
+
+    def _switch_replica(self, c: _Client) -> None:
+        if len(self.ids) > 1 and self.rng.random() < 0.7:
+            c.replica = self.rng.choice([i for i in self.ids if i != c.replica])
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        """Before faults: elect a leader and create the register znodes (not in the history)."""
+        deadline = self.now + 30_000
+        self._run_until(deadline, lambda: self._leader() is not None)
+        lead = self._leader()
+        if lead is None:
+            raise _Stop()
+        conn = self.next_conn
+        self.next_conn += 1
+        self.conn_owner[conn] = -1
+        got: list[ClientReply] = []
+        orig = self._client_reply
+
+        def capture(cid: int, rep: ClientReply) -> None:
+            if cid == -1:
+                got.append(rep)
+            else:
+                orig(cid, rep)
+        self._client_reply = capture  # type: ignore[method-assign]
+        try:
+            self._call(lead, "client_request", conn, 0, 1, CreateSession(self.cfg.session_timeout_ms), self.now)
+            self._run_until(self.now + 10_000, lambda: bool(got))
+            if not got or got[0].err != Err.OK:
+                raise _Stop()
+            sid = got[0].value[0]
+            for k in range(self.cfg.keys):
+                self._call(lead, "client_request", conn, sid, 2 + k,
+                           Write(CreateOp(f"/k{k}", b"", OPEN_ACL_UNSAFE)), self.now)
+            self._run_until(self.now + 10_000, lambda: len(got) >= 1 + self.cfg.keys)
+            # Every replica must hold the keys before clients read them.
+            self._run_until(self.now + 10_000, lambda: all(
+                r is not None and r.tree.exists(f"/k{self.cfg.keys - 1}") is not None for r in self.replicas.values()))
+        finally:
+            self._client_reply = orig  # type: ignore[method-assign]
+        self.conn_owner.pop(conn, None)
+
+    def run(self) -> SimResult:
+        cfg = self.cfg
+        detail = ""
+        live_ok = False
+        try:
+            self._setup()
+            t0 = self.now
+            for c in self.clients:
+                self._at(self.now + self.rng.randrange(0, 50), self._client_next, c.cid)
+            self._at(self.now + self.rng.randrange(cfg.nemesis_min_ms, cfg.nemesis_max_ms + 1), self._nemesis)
+            self._run_until(t0 + cfg.safety_max_ms, lambda: self.issued >= cfg.ops)
+            # -- liveness phase: heal everything
+            self.faulty = False
+            self.cut = set()
+            for i in self.ids:
+                if self.replicas[i] is None:
+                    self._start(i)
+            self.heal_time = self.now
+            for c in self.clients:
+                if c.state == _IDLE:
+                    self._at(self.now + 1, self._client_next, c.cid)
+            self._run_until(self.now + cfg.liveness_ms, lambda: self.live_write_ok_at is not None)
+            if self.live_write_ok_at is not None:
+                live_ok = True
+                detail = f"a write invoked after healing was acknowledged {self.live_write_ok_at - self.heal_time} ms after healing"
+            else:
+                detail = f"no write invoked after healing was acknowledged within {cfg.liveness_ms} ms"
+            # let outstanding operations finish or time out, and followers catch up
+            self._run_until(self.now + cfg.op_timeout_ms + 2 * cfg.tick_ms * cfg.election_ticks)
+            self._close_open_ops()
+            self._check_convergence()
+        except _Stop:
+            if not self.violations:
+                detail = "setup failed: no leader or no key creation within 30 s of a fault-free start"
+            else:
+                detail = "stopped at a violation"
+            self._close_open_ops()
+        self.stats["sim_ms"] = self.now
+        self.stats["ops_issued"] = self.issued
+        return SimResult(self.seed, cfg, self.history, self.violations, live_ok, detail, self.stats)
+
+    def _close_open_ops(self) -> None:
+        """An op still open at the end completes as info (it may or may not have happened)."""
+        for c in self.clients:
+            if c.state == _WAIT_OP and c.op is not None:
+                f = "cas" if c.step == "cas-write" else c.op["f"]
+                self._record(c, "info", f, c.op.get("key"), c.op["value"], error="run ended")
+                c.op = None
+                c.state = _IDLE
+                c.token += 1
+
+    def _check_convergence(self) -> None:
+        by_applied: dict[int, tuple[int, tuple]] = {}
+        for i in self.ids:
+            r = self.replicas[i]
+            if r is None:
+                continue
+            applied = r.raft.log.applied
+            d = r.tree.digest()
+            if applied in by_applied and by_applied[applied][1] != d:
+                self.violations.append(
+                    f"divergence: replicas {by_applied[applied][0]} and {i} applied the log up to index "
+                    f"{applied} but hold different trees")
+            by_applied.setdefault(applied, (i, d))
+
+
+def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:
+    """Run one seed; the same (seed, config) always gives the same result."""
+    return Simulation(seed, config).run()
+
+
+
+# ----------------------------------------------------------------------------
+# Command line: `python -m node.sim` streams one JSON line per seed.
+#
+# This is how `squall sim` (harness/sim_cmd.py) drives the simulator: the
+# harness may not import node/ (docs/architecture.md), so it runs this as a
+# process and judges the histories with the checkers as they arrive.
+
+
+def result_to_json(r: SimResult) -> dict[str, Any]:
+    return {
+        "seed": r.seed, "nodes": r.config.nodes, "ops": r.config.ops,
+        "unsafe_commit_without_quorum": r.config.unsafe_commit_without_quorum,
+        "history_hash": r.history_hash(), "violations": r.violations, "liveness_ok": r.liveness_ok,
+        "liveness_detail": r.liveness_detail, "stats": r.stats, "history": r.history,
+    }
+
+
+def nodes_for(n: int, nodes: int | None) -> int:
+    """The cluster size of the n-th seed of a run: `nodes`, or 3 and 5 alternately."""
+    return nodes if nodes else (3 if n % 2 == 0 else 5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m node.sim", description=(
+        "Run the deterministic ensemble simulator; print one JSON object per seed (history included)."))
+    ap.add_argument("--seeds", type=int, default=1, help="how many seeds (default 1)")
+    ap.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+    ap.add_argument("--nodes", type=int, choices=(1, 3, 5), default=None,
+                    help="cluster size (default: 3 and 5 alternately)")
+    ap.add_argument("--ops", type=int, default=SimConfig.ops, help=f"client ops per seed (default {SimConfig.ops})")
+    ap.add_argument("--unsafe-commit-without-quorum", action="store_true",
+                    help="TEST ONLY: leaders commit without a quorum (a planted safety bug)")
+    args = ap.parse_args(argv)
+    if args.seeds < 1 or args.ops < 1:
+        ap.error("--seeds and --ops must be >= 1")
+    out = sys.stdout
+    for n in range(args.seeds):
+        cfg = SimConfig(nodes=nodes_for(n, args.nodes), ops=args.ops,
+                        unsafe_commit_without_quorum=args.unsafe_commit_without_quorum)
+        r = run_seed(args.seed + n, cfg)
+        out.write(json.dumps(result_to_json(r), separators=(",", ":"), default=repr) + "\n")
+        out.flush()
+    return 0
+
+
+__all__ = ["SimConfig", "SimResult", "Simulation", "main", "nodes_for", "result_to_json", "run_seed"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""A node with its admin HTTP server, in a background thread, built the way ``node.server.serve`` builds one.
+
+Until ``node/server.py`` wires ``--admin-port`` itself, tests need a node whose
+``NodeServer`` object they can hand to ``start_admin``: this launcher opens the
+storage, builds ``Node`` and ``NodeServer`` exactly as ``serve()`` does, starts
+the client port and then the admin server on the same event loop.
+``stop()`` tears both down whatever happened (used from fixture teardowns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AdminNode:
+    def __init__(self, data_dir: Path, admin_host: str = "127.0.0.1", token: str | None = None,
+                 tick_ms: int = 200) -> None:
+        self.data_dir = Path(data_dir)
+        self.admin_host = admin_host
+        self.token = token
+        self.tick_ms = tick_ms
+        self.client_port = 0
+        self.admin_url = ""
+        self.server: Any = None
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="admin-node", daemon=True)
+
+    @property
+    def hosts(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def start(self, timeout_s: float = 30.0) -> "AdminNode":
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"node + admin did not start within {timeout_s} s")
+        if self.error is not None:
+            self.stop()
+            raise self.error
+        return self
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        from node.admin.http import start_admin
+        from node.config import NodeConfig
+        from node.server import Node, NodeServer
+        from node.storage import Storage
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        node = server = admin = None
+        try:
+            cfg = NodeConfig(data_dir=self.data_dir, host="127.0.0.1", port=_free_port(),
+                             tick_ms=self.tick_ms).validate()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            storage = Storage.open(cfg.data_dir, snapshot_every=cfg.snapshot_every)
+            try:
+                node = Node(cfg, storage, storage.tree, storage.tree.last_zxid, random.Random(os.urandom(16)))
+            except BaseException:
+                storage.close()
+                raise
+            server = NodeServer(cfg, node)
+            self.server = server
+            _, self.client_port = await server.start()
+            admin = await start_admin(server, self.admin_host, 0, token=self.token)
+            self.admin_url = admin.url
+        except BaseException as exc:  # reported to the starting thread
+            self.error = exc
+        finally:
+            self._ready.set()
+        try:
+            if self.error is None:
+                await self._stop.wait()
+        finally:
+            if admin is not None:
+                await admin.close()
+            if server is not None:
+                await server.stop()
+            if node is not None:
+                node.close()
+
+    def stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:
+                pass
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+
+class ServeThread:
+    """`squall serve`'s app on a free loopback port in a background thread (stopped by ``stop()``)."""
+
+    def __init__(self, root: Path, token: str | None = None, host: str = "127.0.0.1") -> None:
+        self.root = Path(root)
+        self.token = token
+        self.host = host
+        self.port = 0
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="serve", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> "ServeThread":
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"squall serve did not start within {timeout_s} s")
+        if self.error is not None:
+            self.stop()
+            raise self.error
+        return self
+
+    async def _main(self) -> None:
+        from harness.serve_cmd import start_serve
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        runner = None
+        try:
+            runner, self.port = await start_serve(self.root, self.host, 0, self.token)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._ready.set()
+        try:
+            if runner is not None:
+                await self._stop.wait()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+
+    def stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:
+                pass
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)

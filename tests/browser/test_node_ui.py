@@ -1,0 +1,158 @@
+"""The node's web UI in a real browser: create, edit, delete a znode and see it with kazoo; a stale edit is
+refused with its message; digest credentials open a protected znode; the ensemble and status pages."""
+
+from __future__ import annotations
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.security import make_digest_acl
+
+from tests.browser.launcher import AdminNode
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture()
+def node(tmp_path):
+    n = AdminNode(tmp_path / "data").start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+@pytest.fixture()
+def zk(node):
+    client = KazooClient(hosts=node.hosts, timeout=10)
+    client.start(timeout=15)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
+
+
+def open_tree(page, node, path: str = "/") -> None:
+    page.goto(f"{node.admin_url}/ui/tree#{path}")
+    page.wait_for_function("p => document.getElementById('znode-path').textContent === p", arg=path)
+
+
+def test_create_edit_delete_through_the_ui_seen_by_kazoo(page, node, zk, screenshot):
+    open_tree(page, node, "/")
+    screenshot("node-tree-root")
+    page.click("#create-box summary")
+    page.fill("#create-name", "webapp")
+    page.fill("#create-data", '{"replicas": 3}')
+    page.click("#create-button")
+    page.wait_for_function("() => document.getElementById('znode-path').textContent === '/webapp'")
+    data, stat = zk.get("/webapp")
+    assert data == b'{"replicas": 3}' and stat.version == 0
+    assert page.inner_text("#data-kind") == "json"
+    assert '"replicas": 3' in page.inner_text("#data-view")
+    assert page.inner_text("#acl-table tbody") .split() == ["world", "anyone", "cdrwa"]
+    screenshot("node-tree-created")
+
+    page.fill("#edit-data", "edited in the browser")
+    page.click("#save-button")
+    page.wait_for_selector("#message.ok")
+    assert "now version 1" in page.inner_text("#message")
+    data, stat = zk.get("/webapp")
+    assert data == b"edited in the browser" and stat.version == 1
+    assert page.inner_text("#edit-version") == "1"
+    assert page.inner_text("#stat-table tr[data-field=version] td:last-child") == "1"
+    screenshot("node-tree-edited")
+
+    zk.create("/webapp/child", b"c")  # the page, still open on /webapp, has not seen this child
+    page.click("#delete-box summary")
+    page.check("#delete-recursive")
+    dialogs: list[str] = []
+    page.once("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    page.click("#delete-button")
+    page.wait_for_function("() => document.getElementById('message').textContent.includes('deleted /webapp')")
+    assert dialogs and dialogs[0] == "Delete /webapp and everything under it (1 children)?"
+    assert zk.exists("/webapp") is None
+    assert page.inner_text("#znode-path") == "/"
+    screenshot("node-tree-deleted")
+
+
+def test_stale_version_edit_is_refused_and_the_message_shown(page, node, zk, screenshot):
+    zk.create("/race", b"original")
+    open_tree(page, node, "/race")
+    assert page.inner_text("#edit-version") == "0"
+    zk.set("/race", b"changed by another client")  # after the page loaded version 0
+    page.fill("#edit-data", "my stale edit")
+    page.click("#save-button")
+    page.wait_for_selector("#message.error")
+    message = page.inner_text("#message")
+    assert "changed since you loaded it" in message and "now at version 1" in message
+    assert zk.get("/race")[0] == b"changed by another client"
+    screenshot("node-tree-stale-edit")
+
+
+def test_digest_credentials_open_a_protected_znode(page, node, zk, screenshot):
+    zk.create("/vault", b"gold", acl=[make_digest_acl("alice", "pw", all=True)])
+    page.goto(f"{node.admin_url}/ui/tree#/vault")
+    page.wait_for_selector("#message.error")
+    assert "not authorised" in page.inner_text("#message")
+    page.fill("#auth-input", "alice:pw")
+    page.click("#auth-apply")
+    page.wait_for_function("() => document.getElementById('znode-path').textContent === '/vault'")
+    assert page.inner_text("#data-view") == "gold"
+    assert page.is_hidden("#message")
+    assert page.inner_text("#auth-state") == "as alice"
+    page.fill("#edit-data", "silver")
+    page.click("#save-button")
+    page.wait_for_selector("#message.ok")
+    alice = KazooClient(hosts=node.hosts, auth_data=[("digest", "alice:pw")])
+    alice.start(timeout=15)
+    try:
+        assert alice.get("/vault")[0] == b"silver"
+    finally:
+        alice.stop()
+        alice.close()
+    screenshot("node-tree-acl")
+
+
+def test_search_by_path_in_the_ui(page, node, zk):
+    zk.create("/services/payments/config", b"", makepath=True)
+    open_tree(page, node, "/")
+    page.fill("#search-q", "payments")
+    page.click("#search-form button")
+    page.wait_for_selector("#search-hits li")
+    assert page.inner_text("#search-hits").split() == ["/services/payments", "/services/payments/config"]
+    page.click("#search-hits a[data-path='/services/payments/config']")
+    page.wait_for_function("() => document.getElementById('znode-path').textContent === '/services/payments/config'")
+
+
+def test_ensemble_page_shows_the_node_as_leader(page, node, zk, screenshot):
+    page.goto(f"{node.admin_url}/ui/ensemble")
+    row = page.wait_for_selector("#peers tbody tr[data-peer='1']")
+    assert row.get_attribute("data-role") == "standalone"
+    assert "leader" in (row.get_attribute("class") or "")
+    assert page.inner_text("#ens-mode") == "standalone"
+    assert page.inner_text("#ens-leader") == "id 1"
+    cells = [c.inner_text() for c in row.query_selector_all("td")]
+    assert cells[0] == "1" and cells[2] == "standalone" and cells[5] == "0"  # lag 0
+    assert int(cells[6]) >= 1  # the kazoo session
+    assert "started" in page.inner_text("#changes tbody")
+    # live refresh: a write moves the zxid shown without reloading the page
+    before = page.inner_text("#ens-zxid")
+    zk.create("/bump", b"")
+    page.wait_for_function("z => document.getElementById('ens-zxid').textContent !== z", arg=before, timeout=15_000)
+    screenshot("node-ensemble")
+
+
+def test_ensemble_page_follows_a_leader_change(page, node):
+    from node.server import NodeServer
+
+    if not hasattr(NodeServer, "ensemble_view"):
+        pytest.skip("ensemble not available: the node does not report peers yet (NodeServer.ensemble_view)")
+    pytest.fail("the node now reports peers: write the kill-the-leader scenario against the ensemble launcher")
+
+
+def test_status_page_shows_commands(page, node, screenshot):
+    page.goto(f"{node.admin_url}/ui/status")
+    page.wait_for_function("() => document.getElementById('command-output').textContent.includes('zk_server_state')")
+    page.click("button[data-command='srvr']")
+    page.wait_for_function("() => document.getElementById('command-output').textContent.includes('\"mode\": \"standalone\"')")
+    screenshot("node-status")

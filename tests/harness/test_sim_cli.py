@@ -1,0 +1,96 @@
+"""`squall sim` end to end through the composition root."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from click.testing import CliRunner
+
+from harness.cli import cli
+
+
+def _run(args):
+    return CliRunner().invoke(cli, ["sim", *args], catch_exceptions=False)
+
+
+def test_sim_reports_valid_seeds_as_json_and_exits_0():
+    res = _run(["--seeds", "4", "--seed", "20", "--ops", "15", "--json"])
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout)
+    assert body["seeds"] == 4 and body["invalid"] == 0
+    assert [o["nodes"] for o in body["outcomes"]] == [3, 5, 3, 5]
+    assert [o["seed"] for o in body["outcomes"]] == [20, 21, 22, 23]
+    assert all(o["verdict"] == "valid" and len(o["history_hash"]) == 64 for o in body["outcomes"])
+
+
+def test_sim_prints_a_failing_seed_with_a_replay_command_that_reproduces_it():
+    # Leaders committing without a quorum lose acknowledged writes; the run
+    # must say which seed failed and how to replay it, and the replay must
+    # fail the same way with the same history.
+    res = _run(["--seeds", "40", "--nodes", "3", "--unsafe-commit-without-quorum", "--fail-fast", "--json"])
+    assert res.exit_code == 1, res.output
+    body = json.loads(res.stdout)
+    bad = [o for o in body["outcomes"] if o["verdict"] == "invalid"]
+    assert len(bad) == 1 and bad[0] == body["outcomes"][-1]  # fail-fast stopped there
+    replay = f"squall sim --seeds 1 --seed {bad[0]['seed']} --nodes 3 --ops 30 --unsafe-commit-without-quorum"
+    assert f"replay: {replay}" in res.stderr
+    again = _run(replay.split()[2:] + ["--json"])
+    assert again.exit_code == 1
+    assert json.loads(again.stdout)["outcomes"][0]["history_hash"] == bad[0]["history_hash"]
+
+
+def test_a_failing_simulator_process_is_an_error_not_a_verdict(monkeypatch):
+    import harness.sim_cmd as sim_cmd
+
+    monkeypatch.setattr(sim_cmd, "simulator_command",
+                        lambda *a: [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(4)"])
+    res = _run(["--seeds", "2"])
+    assert res.exit_code == 3
+    assert "exited with 4 after 0 of 2 seeds" in res.output and "boom" in res.output
+
+
+def test_sim_refuses_a_bad_cluster_size():
+    res = CliRunner().invoke(cli, ["sim", "--nodes", "4"])
+    assert res.exit_code != 0 and "4" in res.output
+
+
+def test_check_sync_flags_a_sync_read_older_than_an_acknowledged_write():
+    from harness.sim_cmd import check_sync
+
+    ok_hist = [
+        {"index": 0, "time": 10, "type": "invoke", "process": 0, "f": "write", "value": 1, "key": "k0"},
+        {"index": 1, "time": 20, "type": "ok", "process": 0, "f": "write", "value": 1, "key": "k0", "zxid": 0x105},
+        {"index": 2, "time": 30, "type": "invoke", "process": 1, "f": "read", "value": None, "key": "k0", "sync": True},
+        {"index": 3, "time": 40, "type": "ok", "process": 1, "f": "read", "value": 1, "key": "k0", "zxid": 0x105,
+         "sync": True},
+    ]
+    assert check_sync(ok_hist) == []
+    stale = [dict(d) for d in ok_hist]
+    stale[3]["zxid"] = 0x104
+    problems = check_sync(stale)
+    assert len(problems) == 1 and "op index 1" in problems[0]
+    # A write acknowledged only after the sync was invoked does not bind it.
+    late = [ok_hist[0], ok_hist[2], dict(ok_hist[1], time=35), dict(ok_hist[3], zxid=0x104)]
+    assert check_sync(late) == []
+
+
+def test_the_simulator_issues_sync_reads():
+    from node.sim import SimConfig, run_seed
+
+    n = sum(1 for s in range(4) for d in run_seed(s, SimConfig(nodes=3)).history
+            if d.get("sync") and d["type"] == "ok")
+    assert n > 0
+
+
+def test_check_client_zxids_flags_a_client_seeing_time_go_backwards():
+    from harness.sim_cmd import check_client_zxids
+
+    def ok(i, process, client, zxid):
+        return {"index": i, "time": i, "type": "ok", "process": process, "f": "read", "value": None,
+                "key": "k0", "zxid": zxid, "client": client}
+
+    # Process 0 became process 3 after a timeout: still client 0.
+    assert check_client_zxids([ok(0, 0, 0, 5), ok(1, 1, 1, 2), ok(2, 3, 0, 5), ok(3, 3, 0, 6)]) == []
+    problems = check_client_zxids([ok(0, 0, 0, 5), ok(1, 3, 0, 4)])
+    assert len(problems) == 1 and "client 0" in problems[0] and "back in time" in problems[0]

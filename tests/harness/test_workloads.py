@@ -1,0 +1,334 @@
+"""Workload checkers on hand-made histories, op sources, and (integration)
+every workload against a real Apache ZooKeeper ensemble."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from checkers.history import Op
+from workloads import lock, register, session
+from workloads import set as set_workload
+from workloads.checks import (check_lock, check_sessions, check_set, linearizable_per_key,
+                              sequential_registers)
+
+
+class H:
+    """A tiny history builder: ``h.op(p, f, value, result, ...)`` appends an
+    invoke and its completion; ``h.invoke``/``h.complete`` interleave."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+
+    def invoke(self, p, f, value=None):
+        self.ops.append(Op(len(self.ops), len(self.ops) * 1000, "invoke", p, f, value))
+
+    def complete(self, p, f, typ, value=None, zxid=None, error=None):
+        self.ops.append(Op(len(self.ops), len(self.ops) * 1000, typ, p, f, value,
+                           error=error, zxid=zxid))
+
+    def op(self, p, f, value, typ="ok", out=None, zxid=None, error=None):
+        self.invoke(p, f, value)
+        self.complete(p, f, typ, value if out is None else out, zxid, error)
+        return self
+
+
+# --------------------------------------------------------------------- set
+def _set_history(final, extra=()):
+    h = H()
+    h.op(0, "add", 0).op(1, "add", 1).op(0, "add", 2, "info").op(1, "add", 3, "fail")
+    for e in extra:
+        h.op(*e)
+    h.op(0, "final-read", None, out=final)
+    return h.ops
+
+
+def test_set_valid_with_recovered_indeterminate_add():
+    r = check_set(_set_history([0, 1, 2]))
+    assert r.valid is True and r.details["recovered"] == 1 and r.details["lost"] == 0
+
+
+def test_set_lost_acknowledged_add_is_invalid():
+    r = check_set(_set_history([1]))
+    assert r.valid is False and r.counterexample["lost"] == [0]
+    assert "missing from the final read" in r.explanation
+
+
+def test_set_unexpected_and_failed_elements_are_invalid():
+    r = check_set(_set_history([0, 1, 3, 99]))
+    assert r.valid is False and r.counterexample["unexpected"] == [3, 99]
+
+
+def test_set_stale_reads_counted_but_own_stale_read_invalid():
+    r = check_set(_set_history([0, 1], extra=[(1, "read", None, "ok", [1])]))
+    assert r.valid is True and r.details["stale_reads"] == 1
+    r = check_set(_set_history([0, 1], extra=[(0, "read", None, "ok", [1])]))
+    assert r.valid is False and r.counterexample["own_stale"]
+
+
+def test_set_without_final_read_is_unknown():
+    h = H().op(0, "add", 0).op(0, "final-read", None, "info")
+    assert check_set(h.ops).valid == "unknown"
+
+
+# -------------------------------------------------------------------- lock
+def _w(read, zxid, lock_node="lock-1"):
+    return {"read": read, "wrote": read + 1, "lock": lock_node, "write_zxid": zxid}
+
+
+def test_lock_fenced_chain_valid():
+    h = H()
+    for i in range(4):
+        h.op(i % 2, "fenced-write", None, out=_w(i, 10 + i))
+    h.op(0, "fenced-write", None, "fail", out=None, error="fence-rejected: ['NoNode']")
+    r = check_lock(h.ops)
+    assert r.valid is True and r.details["counts"]["fenced-write"]["fence_rejected"] == 1
+
+
+def test_lock_overlapping_fenced_writes_are_invalid():
+    h = H().op(0, "fenced-write", None, out=_w(0, 10)).op(1, "fenced-write", None, out=_w(0, 11))
+    r = check_lock(h.ops)
+    assert r.valid is False and r.counterexample["fenced"][0]["kind"] == "overlap"
+
+
+def test_lock_fenced_writes_going_backwards_are_invalid():
+    h = H().op(0, "fenced-write", None, out=_w(0, 10)).op(1, "fenced-write", None, out=_w(1, 11))
+    h.op(0, "fenced-write", None, out=_w(2, 12)).op(1, "fenced-write", None, out=_w(1, 13))
+    r = check_lock(h.ops)
+    assert r.valid is False
+    kinds = {p["kind"] for p in r.counterexample["fenced"]}
+    assert "overlap" in kinds or "backwards" in kinds
+
+
+def test_lock_gap_needs_an_indeterminate_write():
+    h = H().op(0, "fenced-write", None, out=_w(0, 10)).op(1, "fenced-write", None, out=_w(2, 12))
+    assert check_lock(h.ops).valid is False
+    h.op(0, "fenced-write", None, "info")
+    assert check_lock(h.ops).valid is True
+
+
+def test_lock_unfenced_overlap_is_a_finding_not_a_failure():
+    h = H().op(0, "unfenced-write", None, out=_w(0, 10)).op(1, "unfenced-write", None, out=_w(0, 11))
+    r = check_lock(h.ops)
+    assert r.valid is True and r.details["unfenced_findings"][0]["kind"] == "overlap"
+    assert "unfenced finding" in r.summary
+
+
+# ----------------------------------------------------------------- session
+def _sessions(final_nodes, close_type="ok"):
+    h = H()
+    h.op(0, "create", None, out={"node": "e-a-1", "session": "0x1"})
+    h.op(0, "close", None, close_type, out={"closed": "0x1", "session": "0x2"})
+    h.op(0, "create", None, out={"node": "e-a-2", "session": "0x2"})
+    h.op(1, "create", None, out={"node": "e-b-1", "session": "0x3"})
+    h.op(0, "final-read", None, out={"session": "0x2", "nodes": final_nodes})
+    return h.ops
+
+
+def test_session_valid():
+    r = check_sessions(_sessions({"e-a-2": "0x2", "e-b-1": "0x3"}))
+    assert r.valid is True and r.details["dead_sessions"] == 1
+
+
+def test_session_ephemeral_of_closed_session_surviving_is_invalid():
+    r = check_sessions(_sessions({"e-a-1": "0x1", "e-a-2": "0x2"}))
+    assert r.valid is False and r.counterexample["problems"][0]["kind"] == "survived"
+
+
+def test_session_ephemeral_of_live_session_vanishing_is_invalid():
+    r = check_sessions(_sessions({}))
+    assert r.valid is False and r.counterexample["problems"][0]["kind"] == "vanished"
+
+
+def test_session_unconfirmed_close_is_not_judged():
+    ops = _sessions({"e-a-1": "0x1", "e-a-2": "0x2"}, close_type="info")
+    # the info close's completion carries no new session: the next create
+    # shows 0x2, but the close was not confirmed, so 0x1 is not known dead
+    assert check_sessions(ops).valid is True
+
+
+def test_session_expired_session_replaced_is_dead():
+    h = H()
+    h.op(0, "create", None, out={"node": "e-a-1", "session": "0x1"})
+    h.op(0, "create", None, out={"node": "e-a-2", "session": "0x5"})  # kazoo re-created it
+    h.op(0, "final-read", None, out={"session": "0x5", "nodes": {"e-a-1": "0x1", "e-a-2": "0x5"}})
+    r = check_sessions(h.ops)
+    assert r.valid is False and "expired" in r.explanation
+
+
+# ---------------------------------------------------------------- register
+def test_register_valid_history_passes_both_checks():
+    h = H()
+    h.op(0, "write", [0, 1], zxid=10)
+    h.op(1, "read", [0, None], out=[0, 1], zxid=10)
+    h.op(1, "cas", [0, [1, 2]], zxid=11)
+    h.op(0, "cas", [0, [1, 3]], "fail", zxid=12, error="BadVersion")
+    h.op(0, "read", [0, None], out=[0, 2], zxid=12)
+    h.op(1, "write", [1, 7], zxid=13)
+    r = register.RegisterWorkload().check(h.ops)
+    assert r.valid is True, r.explanation
+
+
+def test_register_cas_from_a_value_never_held_is_not_linearizable():
+    h = H()
+    h.op(0, "write", [0, 1], zxid=10)
+    h.op(1, "cas", [0, [5, 6]], zxid=11)
+    r = linearizable_per_key(h.ops, budget_s=10)
+    assert r.valid is False
+
+
+def test_register_process_reading_back_in_time_is_not_sequential():
+    h = H()
+    h.op(0, "write", [0, 1], zxid=10)
+    h.op(0, "write", [0, 2], zxid=11)
+    h.op(1, "read", [0, None], out=[0, 2], zxid=11)
+    h.op(1, "read", [0, None], out=[0, 1], zxid=11)
+    r = sequential_registers(h.ops, budget_s=10)
+    assert r.valid is False
+    # the same reads by two different processes (one stale) are fine
+    h2 = H()
+    h2.op(0, "write", [0, 1], zxid=10)
+    h2.op(0, "write", [0, 2], zxid=11)
+    h2.op(1, "read", [0, None], out=[0, 2], zxid=11)
+    h2.op(2, "read", [0, None], out=[0, 1], zxid=10)
+    assert sequential_registers(h2.ops, budget_s=10).valid is True
+
+
+def test_register_ops_unique_values_and_rotating_keys():
+    w = register.make({"keys": 2, "ops_per_key": 10})
+    ops = list(itertools.islice(w.ops(random.Random(3)), 200))
+    written: dict = {}
+    for op in ops:
+        k, arg = op["value"]
+        if op["f"] == "write":
+            written.setdefault(k, []).append(arg)
+        elif op["f"] == "cas":
+            assert arg[0] in written.get(k, []), "cas expects a value written before"
+            written.setdefault(k, []).append(arg[1])
+    values = [v for vs in written.values() for v in vs]
+    assert len(values) == len(set(values)), "written values must be unique (cas soundness)"
+    per_key = {}
+    for op in ops:
+        per_key[op["value"][0]] = per_key.get(op["value"][0], 0) + 1
+    assert max(per_key.values()) <= 10 and len(per_key) >= 20
+    with pytest.raises(ValueError, match="local' or 'sync"):
+        register.make({"reads": "quorum"})
+
+
+def test_clients_refuse_malformed_ops_without_connecting():
+    assert register.RegisterClient().invoke({"f": "incr", "value": 1})["type"] == "fail"
+    assert set_workload.SetClient().invoke({"f": "add", "value": "x"})["type"] == "fail"
+    assert lock.LockClient().invoke({"f": "write"})["type"] == "fail"
+    assert session.SessionClient().invoke({"f": "nap"})["type"] == "fail"
+
+
+def test_unopened_client_fails_definitely():
+    out = register.RegisterClient().invoke({"f": "read", "value": [0, None]})
+    assert out["type"] == "fail" and out["error"].startswith("not-connected")
+
+
+# ------------------------------------------------------------ integration
+ZK_JAR = Path("/usr/share/java/zookeeper.jar")
+
+
+def drive(cluster, w, n_ops: int, procs: int, rng: random.Random, fault=None) -> list[Op]:
+    """A minimal sequential driver (the real runner is harness/runner.py):
+    round-robin over ``procs`` clients, each on its own node; ``fault(i)`` is
+    called before op i (to inject faults mid-run). A process whose op came
+    back info is replaced, as the runner does."""
+    w.setup(cluster.connect_string())
+    hist: list[Op] = []
+    t0 = time.monotonic_ns()
+
+    def rec(typ, p, f, v, node, err=None, z=None):
+        hist.append(Op(len(hist), time.monotonic_ns() - t0, typ, p, f, v, node, err, z))
+
+    clients = {}
+
+    def fresh(p):
+        node = cluster.nodes[p % len(cluster.nodes)]
+        c = w.client()
+        c.open(cluster.client_address(node), node, 4.0)
+        return c, node
+
+    try:
+        for p in range(procs):
+            clients[p] = fresh(p)
+        src = w.ops(rng)
+        for i in range(n_ops):
+            if fault:
+                fault(i)
+            slot = i % procs
+            p = sorted(clients)[slot]
+            c, node = clients[p]
+            op = next(src)
+            rec("invoke", p, op["f"], op.get("value"), node)
+            r = c.invoke(op)
+            rec(r["type"], p, op["f"], r.get("value"), node, r.get("error"), r.get("zxid"))
+            if r["type"] == "info":
+                c.close()
+                del clients[p]
+                clients[p + procs] = fresh(p + procs)
+        for p in (sorted(clients) if w.final_each_thread else sorted(clients)[:1]):
+            c, node = clients[p]
+            for op in w.final_ops():
+                rec("invoke", p, op["f"], op.get("value"), node)
+                r = c.invoke(op)
+                rec(r["type"], p, op["f"], r.get("value"), node, r.get("error"), r.get("zxid"))
+    finally:
+        for c, _ in clients.values():
+            c.close()
+    return hist
+
+
+@pytest.fixture(scope="module")
+def zk_cluster(tmp_path_factory):
+    if not ZK_JAR.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{ZK_JAR} is missing and CI=true requires it")
+        pytest.skip(f"Debian's zookeeper package is not installed ({ZK_JAR} missing)")
+    from harness.backends.local import LocalBackend
+    from harness.dbs.zookeeper import ZooKeeperDB
+
+    cluster = LocalBackend().create(3, ZooKeeperDB(), tmp_path_factory.mktemp("zk"))
+    try:
+        cluster.wait_ready(90)
+        yield cluster
+    finally:
+        cluster.teardown()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.zookeeper
+@pytest.mark.parametrize("module", [register, set_workload, lock, session],
+                         ids=["register", "set", "lock", "session"])
+def test_workload_against_zookeeper_with_a_pause_is_valid(zk_cluster, module):
+    w = module.make({})
+    paused = []
+
+    def fault(i):  # pause one follower for a stretch of the run, then resume
+        if i == 20:
+            leader = zk_cluster.leader()
+            victim = next(n for n in zk_cluster.nodes if n != leader)
+            zk_cluster.pause(victim)
+            paused.append(victim)
+        elif i == 40 and paused:
+            zk_cluster.resume(paused.pop())
+
+    try:
+        hist = drive(zk_cluster, w, 80, 3, random.Random(5), fault)
+    finally:
+        for n in paused:
+            zk_cluster.resume(n)
+        zk_cluster.wait_ready(90)
+    result = w.check(hist)
+    oks = sum(1 for o in hist if o.type == "ok")
+    assert oks > 20, f"too few ok ops ({oks}): {[o.error for o in hist if o.error][:5]}"
+    assert result.valid is True, result.explanation

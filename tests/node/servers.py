@@ -1,0 +1,256 @@
+"""Start, stop and restart real coordination servers for tests and benchmarks.
+
+Two kinds: the squall node (``python -m harness.cli node ...``) and Apache
+ZooKeeper 3.8 standalone from Debian's ``zookeeper`` package (the reference).
+Both run as subprocesses in their own process group, so a kill takes every
+child with it; readiness means the port accepts *and* ``ruok`` answers
+``imok``.
+
+This module is shared by ``tests/node/conftest.py`` (the fixtures) and
+``bench/node.py`` (the kazoo probe); it imports nothing of the project, so it
+never drags the node's code into the test process: the node under test is
+always a separate process, as a real client would see it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
+# The jar's manifest lacks the servlet API (AdminServer) and an SLF4J binding.
+ZOOKEEPER_CLASSPATH = ":".join(
+    [str(ZOOKEEPER_JAR), "/usr/share/java/servlet-api.jar", "/usr/share/java/slf4j-simple.jar"]
+)
+ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
+# kazoo's own harness gives Apache ZooKeeper this superuser ("super:test");
+# passing the same property keeps kazoo's tests comparable between servers.
+ZOOKEEPER_SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+
+READY_TIMEOUT_S = 30.0
+# node/server.py misbehaves on purpose when this is set (for the harness's own
+# tests); a conformance test must never inherit it by accident.
+UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
+
+
+class ServerStartError(RuntimeError):
+    """A server process exited or never answered ``ruok``; carries its log tail."""
+
+
+def zookeeper_installed() -> bool:
+    return ZOOKEEPER_JAR.exists()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out; tiny race, acceptable for tests."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> str:
+    """Send a four-letter word on the client port; return the whole answer."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(word.encode("ascii"))
+        chunks = []
+        while True:
+            try:
+                data = s.recv(65536)
+            except socket.timeout:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+@dataclass
+class ServerProcess:
+    """One server process that can be killed and restarted on the same data dir and port."""
+
+    kind: str  # "squall" or "zookeeper"
+    host: str
+    port: int
+    data_dir: Path
+    argv: list[str]
+    log_path: Path
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
+        if self.running:
+            raise RuntimeError(f"{self.kind} server on {self.address} is already running")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts + 1}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self._environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: a kill takes the children too
+            )
+        self.starts += 1
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != UNSAFE_FAULT_ENV}
+        return {**env, **self.env}  # a fault is injected only when asked for explicitly
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last_error = "no attempt yet"
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise ServerStartError(
+                    f"{self.kind} server exited with code {self.proc.returncode} before it was ready;"
+                    f" log tail:\n{self.log_tail()}"
+                )
+            try:
+                answer = four_letter_word(self.host, self.port, "ruok", timeout=1.0)
+                if answer.strip() == "imok":
+                    return
+                last_error = f"ruok answered {answer!r}"
+            except OSError as exc:
+                last_error = str(exc)
+            time.sleep(0.05)
+        raise ServerStartError(
+            f"{self.kind} server on {self.address} not ready after {timeout:.0f}s ({last_error});"
+            f" log tail:\n{self.log_tail()}"
+        )
+
+    def _signal_group(self, sig: int) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a crash: no shutdown code runs)."""
+        if self.proc is None:
+            return
+        self._signal_group(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; always leaves nothing running."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def restart(self, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
+        """Start again on the same port and data dir (after a kill or stop)."""
+        if self.running:
+            self.kill()
+        return self.start(timeout)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def squall_node(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    extra_args: list[str] | None = None,
+    log_path: Path | None = None,
+) -> ServerProcess:
+    """A squall node process (not started yet); its data dir is ``data_dir``."""
+    port = port or free_port(host)
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable, "-m", "harness.cli", "node",
+        "--data-dir", str(data_dir), "--host", host, "--port", str(port),
+        *(extra_args or []),
+    ]
+    pythonpath = os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p)
+    return ServerProcess(
+        kind="squall", host=host, port=port, data_dir=data_dir, argv=argv,
+        log_path=log_path or data_dir.parent / f"squall-{port}.out",
+        cwd=REPO_ROOT, env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def zookeeper_standalone(
+    base_dir: Path,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    tick_ms: int = 2000,
+    super_digest: bool = True,
+    extra_config: dict[str, str] | None = None,
+) -> ServerProcess:
+    """An Apache ZooKeeper 3.8 standalone process (not started yet) under ``base_dir``."""
+    if not zookeeper_installed():
+        raise FileNotFoundError(f"{ZOOKEEPER_JAR} is missing: install Debian's zookeeper package")
+    port = port or free_port(host)
+    base_dir = Path(base_dir)
+    data_dir = base_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cfg = base_dir / "zoo.cfg"
+    cfg.write_text(
+        "\n".join(
+            [
+                f"tickTime={tick_ms}",
+                f"dataDir={data_dir}",
+                f"clientPort={port}",
+                f"clientPortAddress={host}",
+                "admin.enableServer=false",  # no Jetty: faster start, no extra port
+                "4lw.commands.whitelist=*",
+                "maxClientCnxns=0",
+                *(f"{k}={v}" for k, v in (extra_config or {}).items()),
+                "",
+            ]
+        )
+    )
+    java_props = ["-Xmx512m"]
+    if super_digest:
+        java_props.append(f"-Dzookeeper.DigestAuthenticationProvider.superDigest={ZOOKEEPER_SUPER_DIGEST}")
+    argv = [
+        "java", *java_props, "-cp", ZOOKEEPER_CLASSPATH,
+        "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg),
+    ]
+    return ServerProcess(
+        kind="zookeeper", host=host, port=port, data_dir=data_dir, argv=argv,
+        log_path=base_dir / "server.log", cwd=base_dir,
+    )

@@ -1,0 +1,151 @@
+"""A kazoo connection for workload clients: one node, short timeouts, and
+the mapping of kazoo's outcomes to ok / fail / info.
+
+Why short timeouts: under faults an op must end quickly as ``info`` so the
+runner can retire the process and move on. Every call goes through the async
+API with an explicit wait bound, so a paused server cannot block a worker
+forever. ``zxid`` is the reply header's zxid (kazoo stores it in
+``client.last_zxid`` before completing the call; a client has one call in
+flight at a time, so after a call it is that reply's zxid) -- for a read, the
+server's last applied zxid; for a write, the write's own zxid.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import (BadVersionError, ConnectionClosedError, ConnectionLoss,
+                              NoNodeError, NodeExistsError, NotEmptyError,
+                              OperationTimeoutError, RolledBackError, SessionExpiredError,
+                              SessionMovedError, KazooException)
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.retry import KazooRetry
+
+logging.getLogger("kazoo").setLevel(logging.CRITICAL)
+
+# Definite refusals: the server decided and nothing was applied.
+DEFINITE = (BadVersionError, NoNodeError, NodeExistsError, NotEmptyError, RolledBackError)
+# Indeterminate: the request may or may not have been applied.
+INDETERMINATE = (ConnectionLoss, ConnectionClosedError, OperationTimeoutError,
+                 SessionExpiredError, SessionMovedError, KazooTimeoutError)
+
+
+class Definite(Exception):
+    """A workload-level definite failure (e.g. a cas whose expected value is
+    not there, confirmed through the leader): reported as ``fail``."""
+
+
+class NotConnected(Exception):
+    """Raised before sending anything: safe to report as ``fail``."""
+
+
+def error_name(exc: BaseException) -> str:
+    name = type(exc).__name__
+    return name[:-5] if name.endswith("Error") else name
+
+
+class ZkConn:
+    """A kazoo client bound to one node address."""
+
+    def __init__(self) -> None:
+        self.zk: KazooClient | None = None
+        self.timeout_s = 5.0
+        self.hosts = ""
+
+    def open(self, hosts: str, timeout_s: float) -> None:
+        """Connect; a failure to connect is not raised: ``call`` then fails
+        fast with NotConnected (nothing was sent, so ``fail``)."""
+        self.hosts, self.timeout_s = hosts, timeout_s
+        self.zk = KazooClient(
+            hosts=hosts, timeout=timeout_s,
+            connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0, ignore_expire=False),
+            command_retry=None)
+        try:
+            self.zk.start(timeout=timeout_s)
+        except Exception:  # noqa: BLE001 - reported per op as not-connected
+            pass
+
+    @property
+    def connected(self) -> bool:
+        return self.zk is not None and self.zk.connected
+
+    def session_id(self) -> int | None:
+        if self.zk is None:
+            return None
+        sid = self.zk.client_id
+        return None if not sid else sid[0]
+
+    def wait_connected(self) -> None:
+        if self.zk is None:
+            raise NotConnected("client not opened")
+        if self.zk.connected:
+            return
+        if not self.zk._live.wait(self.timeout_s):  # kazoo's connected event
+            raise NotConnected(f"not connected to {self.hosts} within {self.timeout_s}s")
+
+    def wait(self, async_result: Any) -> Any:
+        """Wait for an async kazoo result, bounded by the session timeout."""
+        return async_result.get(timeout=self.timeout_s * 1.5)
+
+    def last_zxid(self) -> int | None:
+        z = getattr(self.zk, "last_zxid", None)
+        return z if z else None
+
+    def close(self) -> None:
+        zk, self.zk = self.zk, None
+        if zk is None:
+            return
+        for step in (zk.stop, zk.close):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - closing must not raise
+                pass
+
+
+def run(conn: ZkConn, body: Callable[[], Any], fail_value: Any = None) -> dict[str, Any]:
+    """Run ``body`` (which returns the ok value) and map exceptions.
+
+    Definite errors (and ``Definite``) -> fail; NotConnected -> fail (nothing sent);
+    anything else -> info (conservative: it may have taken effect)."""
+    try:
+        conn.wait_connected()
+        value = body()
+    except NotConnected as exc:
+        return {"type": "fail", "value": fail_value, "error": f"not-connected: {exc}", "zxid": None}
+    except Definite as exc:
+        return {"type": "fail", "value": fail_value, "error": str(exc), "zxid": conn.last_zxid()}
+    except DEFINITE as exc:
+        return {"type": "fail", "value": fail_value, "error": error_name(exc), "zxid": conn.last_zxid()}
+    except INDETERMINATE as exc:
+        return {"type": "info", "value": fail_value, "error": error_name(exc), "zxid": None}
+    except (KazooException, Exception) as exc:  # noqa: BLE001 - unknown outcome
+        return {"type": "info", "value": fail_value, "error": f"{type(exc).__name__}: {exc}",
+                "zxid": None}
+    return {"type": "ok", "value": value, "error": None, "zxid": conn.last_zxid()}
+
+
+
+def run_bounded(conn: ZkConn, body: Callable[[], Any], limit_s: float,
+                fail_value: Any = None) -> dict[str, Any]:
+    """``run`` with a hard time bound, for bodies that call kazoo's blocking
+    APIs (recipes such as Lock call sync methods without timeouts, which wait
+    forever while the client is disconnected from a paused server). On
+    timeout the connection is closed -- which fails kazoo's pending calls and
+    so ends the body's thread -- and the op is ``info``."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        box["out"] = run(conn, body, fail_value)
+
+    worker = threading.Thread(target=target, name="zk-op", daemon=True)
+    worker.start()
+    worker.join(limit_s)
+    if worker.is_alive():
+        conn.close()
+        worker.join(conn.timeout_s)
+        return {"type": "info", "value": fail_value, "zxid": None,
+                "error": f"timeout: no answer within {limit_s:.1f}s"}
+    return box["out"]

@@ -1,0 +1,56 @@
+"""The client and workload protocols every workload implements.
+
+A workload bundles a client (kazoo, so it runs against the node and against
+Apache ZooKeeper alike), an op source and a checker. The harness's runner
+drives it; nothing here knows about processes, threads or the clock.
+
+Client results: ``{"type": "ok"|"fail"|"info", "value": ..., "error":
+str|None, "zxid": int|None}``. A timeout or a lost connection is ``info``
+(the op may or may not have taken effect); only a definite refusal from
+the server (BadVersion, NoNode, NodeExists...) is ``fail``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+from checkers.history import Op
+
+OpDict = dict[str, Any]
+
+
+@runtime_checkable
+class Client(Protocol):
+    """One process's connection to ONE node of the cluster."""
+
+    def open(self, hosts: str, node: str, timeout_s: float) -> None:
+        """Connect to ``hosts`` (one node's "127.0.0.1:port")."""
+
+    def invoke(self, op: OpDict) -> OpDict:
+        """Perform ``op``; never raises for a server or connection error."""
+
+    def close(self) -> None:
+        """Release the connection; idempotent, never raises."""
+
+
+@runtime_checkable
+class Workload(Protocol):
+    """A client factory, an op source and a checker."""
+
+    name: str
+    final_each_thread: bool
+
+    def setup(self, hosts: str) -> None:
+        """Create the workload's base znodes (``hosts`` = a connect string)."""
+
+    def client(self) -> Client:
+        """A fresh, unopened client."""
+
+    def ops(self, rng: Any) -> Iterator[OpDict]:
+        """The main phase's endless op source (the runner limits it)."""
+
+    def final_ops(self) -> list[OpDict]:
+        """Ops to run after healing (e.g. a final read)."""
+
+    def check(self, history: list[Op]) -> Any:
+        """Judge the history; returns a ``checkers.result.Result``."""

@@ -1,0 +1,168 @@
+"""The session workload: ephemeral znodes live exactly as long as their session.
+
+Each process holds one kazoo session and:
+
+- ``{"f": "create"}`` creates an ephemeral ``/squall/session/p<process>-<n>``
+  -> ok ``{"node": name, "session": sid}`` (sid as a hex string);
+- ``{"f": "close"}`` closes its session and opens a new one -> ok
+  ``{"closed": old_sid, "session": new_sid}``; every ephemeral of the closed
+  session must then be gone;
+- the final op, run by every live process (``final_each_thread``),
+  ``{"f": "final-read"}`` -> ok ``{"session": sid, "nodes": {name: owner}}``:
+  the children of ``/squall/session`` and their ``ephemeralOwner``.
+
+Sessions are known dead when closed by an ok ``close`` or replaced (kazoo
+opens a new session only after the old one expired): a later op of the same
+process reports a different sid without a close in between. Their ephemerals
+must be absent at the final reads; ephemerals created by a session that is
+still the reading process's current session must be present. Sessions of
+retired processes (closed by the runner, or left to expire) are not judged:
+the history does not say whether they had ended by the final read.
+Check: ``workloads.checks.check_sessions``.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from kazoo.exceptions import NoNodeError
+from kazoo.protocol.serialization import Close
+
+from checkers.history import Op
+from workloads import _zk
+from workloads.checks import check_sessions
+
+BASE = "/squall/session"
+
+
+class _ConfirmedClose(Close):
+    """kazoo's Close request, made truthy and given a reply decoder: kazoo
+    completes a request's async result only when the request object is
+    truthy, and an empty namedtuple is not."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return True
+
+    @classmethod
+    def deserialize(cls, data: bytes, offset: int) -> bool:
+        return True
+
+
+def sid_hex(sid: int | None) -> str | None:
+    return None if sid is None else f"{sid:#x}"
+
+
+class SessionClient:
+    def __init__(self) -> None:
+        self.conn = _zk.ZkConn()
+        self.counter = 0
+        self.tag = uuid.uuid4().hex[:12]  # node names unique across clients
+
+    def open(self, hosts: str, node: str, timeout_s: float) -> None:
+        self.hosts, self.timeout_s = hosts, timeout_s
+        self.conn.open(hosts, timeout_s)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
+        f = op.get("f")
+        if f == "create":
+            self.counter += 1
+            name = f"{self.tag}-{self.counter}"
+            return _zk.run(self.conn, lambda: self._create(name), fail_value={"node": f"e-{name}"})
+        if f == "close":
+            return _zk.run(self.conn, self._close_session, fail_value=None)
+        if f == "final-read":
+            return _zk.run(self.conn, self._final_read, fail_value=None)
+        return {"type": "fail", "value": op.get("value"), "zxid": None,
+                "error": f"bad session op {op!r}: f must be create, close or final-read"}
+
+    def _sid(self) -> str | None:
+        return sid_hex(self.conn.session_id())
+
+    def _create(self, name: str) -> dict[str, Any]:
+        sid = self._sid()
+        path = self.conn.wait(self.conn.zk.create_async(f"{BASE}/e-{name}", b"", ephemeral=True))
+        after = self._sid()
+        if after != sid:  # the session changed under us: which one owns it is unclear
+            raise RuntimeError(f"session changed during create ({sid} -> {after})")
+        return {"node": path.rsplit("/", 1)[1], "session": sid}
+
+    def _close_session(self) -> dict[str, Any]:
+        """Close the session and confirm the server's reply to closeSession.
+
+        kazoo's ``stop()`` sends closeSession but does not say whether the
+        reply came; without it the session may live on until it expires, and
+        claiming "closed" would make the checker expect its ephemerals gone
+        too early. So the Close request is queued with our own async result
+        (kazoo's internal ``_call``), and only its reply makes the op ok."""
+        old = self._sid()
+        zk = self.conn.zk
+        reply = zk.handler.async_result()
+        zk._call(_ConfirmedClose(), reply)
+        try:
+            self.conn.wait(reply)
+        finally:
+            self.conn.close()
+            self.conn = _zk.ZkConn()
+            self.conn.open(self.hosts, self.timeout_s)
+        self.conn.wait_connected()
+        return {"closed": old, "session": self._sid()}
+
+    def _final_read(self) -> dict[str, Any]:
+        zk = self.conn.zk
+        sid = self._sid()
+        # sync first: this session's server must have applied every close and
+        # expiry the leader committed before now (local reads may lag).
+        self.conn.wait(zk.sync_async(BASE))
+        try:
+            children = self.conn.wait(zk.get_children_async(BASE))
+        except NoNodeError:
+            children = []
+        nodes: dict[str, str | None] = {}
+        for name in children:
+            stat = self.conn.wait(zk.exists_async(f"{BASE}/{name}"))
+            if stat is not None:
+                nodes[name] = sid_hex(stat.ephemeralOwner) if stat.ephemeralOwner else None
+        if self._sid() != sid:
+            raise RuntimeError("session changed during the final read")
+        return {"session": sid, "nodes": nodes}
+
+
+@dataclass
+class SessionWorkload:
+    name: str = "session"
+    close_fraction: float = 0.1
+    final_each_thread: bool = True
+
+    def setup(self, hosts: str) -> None:
+        conn = _zk.ZkConn()
+        try:
+            conn.open(hosts, 10.0)
+            conn.wait_connected()
+            conn.zk.ensure_path(BASE)
+        finally:
+            conn.close()
+
+    def client(self) -> SessionClient:
+        return SessionClient()
+
+    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
+        while True:
+            yield {"f": "close" if rng.random() < self.close_fraction else "create", "value": None}
+
+    def final_ops(self) -> list[dict[str, Any]]:
+        return [{"f": "final-read", "value": None}]
+
+    def check(self, history: list[Op]) -> Any:
+        return check_sessions(history)
+
+
+def make(options: dict[str, Any] | None = None) -> SessionWorkload:
+    return SessionWorkload()
