@@ -70,8 +70,14 @@ def _loop_factory(kind: str):
                    "or in a disk thread (default).")
 @click.option("--loop", "loop_kind", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto",
               show_default=True, help="Event loop: uvloop when installed (auto), or the standard asyncio loop.")
+@click.option("--admin-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve the admin JSON API, /metrics and the web UI on this port (off unless given; 0 = any free port).")
+@click.option("--admin-host", default="127.0.0.1", show_default=True,
+              help="Admin address; anything but loopback requires --admin-token.")
+@click.option("--admin-token", envvar="SQUALL_ADMIN_TOKEN", default=None,
+              help="Token every admin request must carry (env SQUALL_ADMIN_TOKEN).")
 def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxns, config_file, server_id,
-                 snapshot_every, super_digest, fsync_inline, loop_kind) -> None:
+                 snapshot_every, super_digest, fsync_inline, loop_kind, admin_port, admin_host, admin_token) -> None:
     """Run a standalone ZooKeeper-compatible node until Ctrl-C or SIGTERM."""
     from pathlib import Path
 
@@ -83,6 +89,13 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         cfg, ignored = load_config(config_file, overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    admin = None
+    if admin_port is not None:
+        from node.admin.http import AdminConfigError, check_admin_options
+        try:
+            admin = check_admin_options(admin_host, admin_port, admin_token)
+        except AdminConfigError as exc:
+            raise click.UsageError(str(exc)) from None
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     _setup_logging(cfg.data_dir)
     log = logging.getLogger("squall.node")
@@ -100,7 +113,7 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
     log.info("event loop: %s", "uvloop" if loop_factory is not None else "asyncio")
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(serve(cfg))
+            runner.run(serve(cfg, admin=admin))
     except (StorageLockedError, CorruptLogError) as exc:  # expected failures: the message says it all
         log.error("%s", exc)
         raise click.ClickException(str(exc)) from None

@@ -1005,7 +1005,8 @@ class NodeServer:
 
 
 async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None,
-                stop: asyncio.Event | None = None, install_signals: bool = True) -> None:
+                stop: asyncio.Event | None = None, install_signals: bool = True,
+                admin: tuple[str, int, str | None] | None = None) -> None:
     """Open storage, recover, serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     storage = Storage.open(cfg.data_dir, snapshot_every=cfg.snapshot_every)
@@ -1025,8 +1026,12 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    admin_runner = None
     try:
         host, port = await server.start()
+        if admin is not None:  # (host, port, token): the admin HTTP API and web UI
+            from node.admin.http import start_admin
+            admin_runner = await start_admin(server, *admin)
         log.info("recovered %d znodes, %d sessions, last zxid 0x%x from %s", tree.node_count,
                  len(tree.sessions), last_zxid, cfg.data_dir)
         log.info("squall node serving on %s:%d", host, port)
@@ -1042,6 +1047,8 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+        if admin_runner is not None:
+            await admin_runner.close()
         await server.stop()
         node.close()
     if node.failed is not None:

@@ -69,6 +69,7 @@ LEADER_CHANGES_KEPT = 50
 SAMPLE_INTERVAL_S = 1.0
 MAX_BODY_BYTES = 2 * 1024 * 1024
 KAZOO_TIMEOUT_S = 10.0
+MAX_PENDING_TIMINGS = 100_000  # proposals awaiting their commit, for the write latency histogram
 
 
 class AdminConfigError(ValueError):
@@ -336,6 +337,8 @@ class Instruments:
                 self.txns[name] += 1
                 zxid = getattr(getattr(result, "txn", None), "zxid", None)
                 if zxid is not None:
+                    if len(self._pending) >= MAX_PENDING_TIMINGS:  # commits stopped (failed log): stay bounded
+                        self._pending.popleft()
                     self._pending.append((zxid, name, time.monotonic()))
                 return result
 
@@ -413,6 +416,27 @@ class RoleTracker:
                                  "event": "changed", "previous": {"role": self.last[0], "leader": self.last[1],
                                                                   "epoch": self.last[2]}})
             self.last = key
+
+
+def ensemble_from_statuses(self_id: int, addresses: dict[int, str], statuses: dict[int, dict | None]) -> dict:
+    """Build the ``ensemble_view()`` dict from per-member ``Replica.status()`` dicts (None = unreachable).
+
+    ``status()`` keys used: role, epoch, leader, last_zxid, sessions, connections. A shell that collects its
+    peers' statuses can implement ``NodeServer.ensemble_view`` as one call to this.
+    """
+    me = statuses.get(self_id) or {}
+    peers = []
+    for pid in sorted(addresses):
+        st = statuses.get(pid)
+        peer: dict[str, Any] = {"id": pid, "address": addresses[pid]}
+        if st is None:
+            peer.update({"role": "unknown", "state": "unreachable"})
+        else:
+            peer.update({"role": st.get("role", "unknown"), "state": "serving", "last_zxid": st.get("last_zxid"),
+                         "sessions": st.get("sessions"), "connections": st.get("connections")})
+        peers.append(peer)
+    return {"mode": me.get("role", "unknown"), "server_id": self_id, "epoch": me.get("epoch"),
+            "last_zxid": me.get("last_zxid", 0), "leader": me.get("leader"), "peers": peers}
 
 
 def ensemble_view(server: Any, view: four_letter.AdminView) -> dict:
@@ -679,10 +703,7 @@ def read_znode(client: Any, path: str) -> dict:
     def op() -> dict:
         data, stat = client.get(path)
         acls, _ = client.get_acls(path)
-        try:
-            children = sorted(client.get_children(path))
-        except Exception:  # noqa: BLE001 - may lack READ on children listing? show data anyway
-            children = []
+        children = sorted(client.get_children(path))
         return {"path": path, "data": describe_data(data), "stat": stat_dict(stat), "acl": _acl_dicts(acls),
                 "children": children}
     return run_tree_op(op)

@@ -163,3 +163,56 @@ class ServeThread:
                 pass
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+
+
+class AdminOnly:
+    """``start_admin`` for any server-like object (e.g. a fake ensemble member) on a background loop."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.admin_url = ""
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="admin-only", daemon=True)
+
+    def start(self, timeout_s: float = 30.0) -> "AdminOnly":
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"admin server did not start within {timeout_s} s")
+        if self.error is not None:
+            self.stop()
+            raise self.error
+        return self
+
+    async def _main(self) -> None:
+        from node.admin.http import start_admin
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        admin = None
+        try:
+            admin = await start_admin(self.server, "127.0.0.1", 0)
+            self.admin_url = admin.url
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._ready.set()
+        try:
+            if admin is not None:
+                await self._stop.wait()
+        finally:
+            if admin is not None:
+                await admin.close()
+
+    def stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:
+                pass
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)

@@ -150,6 +150,59 @@ def test_ensemble_page_follows_a_leader_change(page, node):
     pytest.fail("the node now reports peers: write the kill-the-leader scenario against the ensemble launcher")
 
 
+class FakeEnsembleMember:
+    """A server-like object reporting three peers (the ensemble_view protocol), to drive the page's rendering.
+
+    It checks the UI only: the real kill-the-leader scenario is the test above, once the node has peers.
+    """
+
+    def __init__(self) -> None:
+        from node.admin.http import ensemble_from_statuses
+
+        self._build = ensemble_from_statuses
+        self.statuses = {n: {"role": "leader" if n == 1 else "follower", "epoch": 1, "leader": 1,
+                             "last_zxid": (1 << 32) + (9 if n != 3 else 6), "sessions": 2, "connections": 1}
+                         for n in (1, 2, 3)}
+
+    def admin_view(self):
+        from node.admin.four_letter import AdminView
+        return AdminView(mode=self.statuses[2]["role"], zxid=self.statuses[2]["last_zxid"])
+
+    def ensemble_view(self) -> dict:
+        return self._build(2, {1: "127.0.0.1:1", 2: "127.0.0.1:2", 3: "127.0.0.1:3"}, self.statuses)
+
+    def kill_leader(self) -> None:
+        self.statuses = {1: None, **{n: {**self.statuses[n], "epoch": 2, "leader": 3,
+                                         "role": "leader" if n == 3 else "follower",
+                                         "last_zxid": (2 << 32) + 1} for n in (2, 3)}}
+
+
+def test_ensemble_page_renders_peers_and_follows_a_leader_change(page, screenshot):
+    from tests.browser.launcher import AdminOnly
+
+    member = FakeEnsembleMember()
+    admin_server = AdminOnly(member).start()
+    try:
+        page.goto(admin_server.admin_url + "/ui/ensemble")
+        page.wait_for_selector("#peers tbody tr[data-peer='3']")
+        rows = page.query_selector_all("#peers tbody tr")
+        assert [r.get_attribute("data-role") for r in rows] == ["leader", "follower", "follower"]
+        assert "leader" in page.get_attribute("#peers tr[data-peer='1']", "class")
+        assert page.inner_text("#peers tr[data-peer='3'] td:nth-child(6)") == "3"  # 3 txns behind the leader
+        assert page.inner_text("#ens-leader") == "id 1"
+        screenshot("node-ensemble-three")
+        member.kill_leader()
+        page.wait_for_function("() => document.getElementById('ens-leader').textContent === 'id 3'",
+                               timeout=15_000)
+        assert page.inner_text("#peers tr[data-peer='1'] td:nth-child(4)") == "unreachable"
+        assert page.inner_text("#ens-epoch") == "2"
+        page.wait_for_function("() => document.getElementById('changes').textContent.includes('changed')",
+                               timeout=15_000)
+        screenshot("node-ensemble-after-leader-change")
+    finally:
+        admin_server.stop()
+
+
 def test_status_page_shows_commands(page, node, screenshot):
     page.goto(f"{node.admin_url}/ui/status")
     page.wait_for_function("() => document.getElementById('command-output').textContent.includes('zk_server_state')")

@@ -346,3 +346,21 @@ def test_foreign_host_header_is_refused_without_token(node):
     assert jcall(node.admin_url + "/commands/ruok", headers={"Host": "localhost:1"})[0] == 200
     assert admin.host_is_loopback("[::1]:80") and admin.host_is_loopback("127.0.0.1")
     assert not admin.host_is_loopback("10.0.0.1:80") and not admin.host_is_loopback(None)
+
+
+def test_ensemble_from_replica_statuses():
+    z = lambda n: (2 << 32) + n  # noqa: E731
+    raw = admin.ensemble_from_statuses(
+        2, {1: "h:1", 2: "h:2", 3: "h:3"},
+        {1: {"role": "leader", "epoch": 2, "leader": 1, "last_zxid": z(10), "sessions": 4, "connections": 2},
+         2: {"role": "follower", "epoch": 2, "leader": 1, "last_zxid": z(7), "sessions": 4, "connections": 1},
+         3: None})
+    assert raw["mode"] == "follower" and raw["leader"] == 1 and raw["epoch"] == 2
+
+    class Ensemble:
+        def ensemble_view(self):
+            return raw
+    view = admin.ensemble_view(Ensemble(), admin.four_letter.AdminView())
+    by_id = {p["id"]: p for p in view["peers"]}
+    assert by_id[1]["lag"] == 0 and by_id[2]["lag"] == 3 and by_id[3]["lag"] is None
+    assert by_id[3]["state"] == "unreachable" and by_id[2]["self"] and not by_id[1]["self"]
