@@ -11,6 +11,7 @@ to 3, so that 2 always means "unknown").
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
@@ -62,8 +63,9 @@ def _zookeeper_db(options: dict):
     return zookeeper.make(options)
 
 
+@functools.lru_cache(maxsize=1)
 def _squall_default_nodes() -> int:
-    """3 once the node's ensemble exists (it offers --peers), else 1."""
+    """3 once the node's ensemble exists (it offers --peers), else 1 (asked once)."""
     from harness.dbs import squall
     return 3 if squall.supports_ensemble(squall.node_help()) else 1
 

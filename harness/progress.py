@@ -58,6 +58,7 @@ class Progress:
     fault: str | None = None
     phase: str = "setup"
     main_start_s: float | None = None
+    _active: dict = field(default_factory=dict)
     _last_print: float = -1e9
     _dirty_line: bool = False
 
@@ -71,6 +72,22 @@ class Progress:
 
     def set_fault(self, description: str | None) -> None:
         self.fault = description
+
+    def nemesis_done(self, f: str, description: str) -> None:
+        """Track the faults in effect: a start adds one, its stop removes it."""
+        from harness.report.stats import fault_edge
+
+        edge = fault_edge(f)
+        if edge is None:
+            return
+        what, kind = edge
+        if what == "begin":
+            self._active[kind] = description
+        elif kind == "*":
+            self._active.clear()
+        else:
+            self._active.pop(kind, None)
+        self.fault = "; ".join(self._active.values()) or None
 
     def set_phase(self, phase: str, elapsed_s: float) -> None:
         self.phase = phase

@@ -262,7 +262,7 @@ class Interpreter:
                              error=r.get("error"), zxid=r.get("zxid"))
         self.free.add(c.thread)
         if c.thread == gen.NEMESIS_THREAD:
-            self.progress.set_fault(_fault_label(op, r))
+            self.progress.nemesis_done(op["f"], _fault_label(op, r))
         else:
             self.progress.completed(type_)
             if type_ == INFO:  # retire the process: it may still be acting

@@ -161,3 +161,14 @@ def test_time_left_counts_from_the_start_of_the_main_phase():
     p.tick(8.0, force=True)
     last = out.getvalue().splitlines()[-1]
     assert "8.0s elapsed" in last and "15.0s left" in last
+
+
+def test_progress_shows_the_faults_in_effect():
+    p = Progress(10, stream=io.StringIO(), enabled=False)
+    p.nemesis_done("start-partition", "start-partition halves")
+    p.nemesis_done("kill", "kill n1")
+    assert p.fault == "start-partition halves; kill n1"
+    p.nemesis_done("stop-partition", "stop-partition healed")
+    assert p.fault == "kill n1"
+    p.nemesis_done("start", "start all")
+    assert p.fault is None
