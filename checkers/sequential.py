@@ -7,19 +7,26 @@ and (2) each process's own order for *all* of its operations. Reads are
 exempt from real time: a stale read is allowed, reading backwards in time is
 not. The definition, with examples, is in docs/consistency.md.
 
-Two algorithms:
+How ``check`` decides, cheapest first:
 
-* with zxids on every ``ok`` completion: an O(n log n) check that builds the
-  order from the zxids and replays it (``_check_zxids``);
-* otherwise a depth-first search over (per-process prefix vector, model
-  state) with a visited-state cache and a time budget (``_search``).
+1. with zxids on every completed op: an O(n log n) check that builds the
+   order from the zxids and replays it (``_check_zxids``);
+2. otherwise, if the history is linearizable (``checkers.linearizable``,
+   per key, fast), its linearization merged across keys is the witness
+   (``_from_linearization``);
+3. a multi-key history is searched key by key: one key with no valid order
+   proves the whole history invalid (the converse does not hold: SC is not
+   local);
+4. a depth-first search over (per-process prefix vector, model state) of the
+   whole history, with a subsuming visited-state cache and a time budget
+   (``_search``); its worst case is exponential (the problem is NP-complete).
 
-Sequential consistency is not local, so unlike the linearizability checker
-this one never splits a multi-key history by key.
+Every valid verdict's witness is re-verified by ``verify_witness`` before it
+is returned; a verdict that does not verify becomes "unknown".
 
 The core works on ``_Entry`` records (a paired operation reduced to what the
-algorithm needs) and a ``step(state, entry) -> (ok, state')`` callable, so it
-is independent of how the history was read.
+algorithm needs) and a ``step(state, entry id) -> (ok, state')`` callable,
+so it is independent of how the history was read.
 """
 
 from __future__ import annotations
@@ -29,18 +36,20 @@ import time as _time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
+from checkers import linearizable
 from checkers.history import FAIL, FAIL_HAPPENED, INFO, Operation, pair
 from checkers.models import ILLEGAL
-from checkers import linearizable
 from checkers.result import Result, jsonable
 
 # Functions that never change state. Everything else is a write: in
 # ZooKeeper every update request — even a conditional one that fails its
 # version check — is ordered by the leader, so it obeys real time.
-READ_FUNCTIONS = frozenset({"read", "get", "r", "contains", "read-all", "exists"})
+READ_FUNCTIONS = frozenset({"read", "get", "contains", "read-all", "exists"})
 
 _SKIP = -1  # marker in a search path: an indeterminate op that never happened
-_MAX_VISITED = 3_000_000  # memory guard for the state cache: beyond it, "unknown"
+# memory guard for the state cache (beyond it: "unknown"): about this many
+# bytes, at roughly 8 bytes per process plus 200 per cached node
+_MAX_CACHE_BYTES = 400_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +58,7 @@ class _Entry:
 
     ``ret`` is None for an indeterminate operation (``info`` or pending): it
     may take effect at any point after ``call`` (in its process's order), or
-    never. ``seq`` is the operation's position in its process's order.
+    never. ``call``/``ret`` are history positions (real-time order).
     """
 
     id: int
@@ -162,19 +171,55 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
     operation (a write only once every write preceding it in real time is
     placed), or skip an indeterminate one. Children are tried earliest
     invocation first, which follows real time and finds valid orders fast.
+
+    Visited nodes are cached with subsumption: a process that ends with an
+    indeterminate op (a crashed, retired process) contributes one bit,
+    "placed or not". Node A = (prefix, placed-bits a, state) covers node B =
+    (same prefix, bits b ⊇ a, same state): whatever B can still do, A can
+    too (the extra crashed ops are simply never placed), so once A is
+    visited B need not be. Without this, every subset of crashed writes
+    applied so far is a separate node.
     """
     lanes = _Lanes(entries)
     n_lanes = len(lanes.lanes)
     goal = lanes.goal
+    lens = [len(lane) for lane in lanes.lanes]
+    crash_bit = {p: 1 << k for k, p in
+                 enumerate(p for p in range(n_lanes) if goal[p] < lens[p])}
     prefix = [0] * n_lanes
-    visited: set[tuple[tuple[int, ...], Hashable]] = set()
+    max_visited = _MAX_CACHE_BYTES // (8 * n_lanes + 200)
+    visited: dict[tuple[tuple[int, ...], Hashable], list[int]] = {}
+    n_visited = 0
     path: list[tuple[int, int, Any]] = []  # (lane, entry id or _SKIP, state after)
     best: list[tuple[int, int, Any]] = []
     best_placed = -1
+    n_placed = 0
+
+    def visit(state: Any) -> bool:
+        """Record the current node; False if a visited node covers it."""
+        nonlocal n_visited
+        comp = list(prefix)
+        mask = 0
+        for p, bit in crash_bit.items():
+            if comp[p] == lens[p]:
+                comp[p] -= 1
+                mask |= bit
+        key = (tuple(comp), _state_key(state))
+        masks = visited.get(key)
+        if masks is None:
+            visited[key] = [mask]
+        else:
+            for m in masks:
+                if m | mask == mask:
+                    return False
+            masks.append(mask)
+        n_visited += 1
+        return True
 
     def children(state: Any) -> list[tuple[int, int, Any]]:
-        out: list[tuple[int, int, Any, int]] = []
-        skips: list[tuple[int, int, Any, int]] = []
+        out: list[tuple[int, int, int, Any]] = []
+        late: list[tuple[int, int, int, Any]] = []
+        skips: list[tuple[int, int, int, Any]] = []
         for p in range(n_lanes):
             i = prefix[p]
             lane = lanes.lanes[p]
@@ -186,8 +231,12 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
                 # state and has no real-time constraint, so any valid order
                 # that places it later stays valid with it moved up. Taking
                 # it greedily prunes the interleavings of reads. An
-                # indeterminate read constrains nothing: skip it.
+                # indeterminate read constrains nothing: skip it, or, as the
+                # last op of its process, just leave it (the goal ignores it;
+                # skipping it would only make a node its parent covers).
                 if e.ret is None:
+                    if i == lens[p] - 1:
+                        continue
                     return [(p, _SKIP, state)]
                 ok, nxt = step(state, e.id)
                 if ok:
@@ -197,19 +246,28 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
             if any(prefix[q] < need[q] for q in range(n_lanes)):
                 continue
             ok, nxt = step(state, e.id)
-            if ok:
-                out.append((e.call, p, e.id, nxt))
-            if e.ret is None:
+            if e.ret is not None:
+                if ok:
+                    out.append((e.call, p, e.id, nxt))
+                continue
+            # An indeterminate write. When only indeterminate ops follow it
+            # in its process (the usual case: a crashed process is retired),
+            # not placing it now already covers "later" and "never", so it
+            # needs no skip child; and placing it where it changes nothing
+            # is dominated by not placing it. Placing it is tried after the
+            # completed ops, since most crashed ops matter little.
+            trailing = i == lens[p] - 1 and i >= goal[p]
+            if ok and not (trailing and _state_key(nxt) == _state_key(state)):
+                late.append((e.call, p, e.id, nxt))
+            if not trailing:
                 skips.append((e.call, p, _SKIP, state))
         out.sort(key=lambda c: (c[0], c[1]))
+        late.sort(key=lambda c: (c[0], c[1]))
         skips.sort(key=lambda c: (c[0], c[1]))
-        return [(p, eid, st) for _, p, eid, st in out + skips]
-
-    def placed() -> int:
-        return sum(1 for _, eid, _ in path if eid != _SKIP)
+        return [(p, eid, st) for _, p, eid, st in out + late + skips]
 
     state = init
-    visited.add((tuple(prefix), _state_key(state)))
+    visit(state)
     stack: list[tuple[list[tuple[int, int, Any]], int]] = [(children(state), 0)]
     explored = 0
     while stack:
@@ -221,7 +279,7 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
         if explored & 0x3FF == 0:
             if deadline is not None and _time.monotonic() > deadline:
                 return _unknown_from(best or path, "time budget exhausted", explored)
-            if len(visited) > _MAX_VISITED:
+            if n_visited > max_visited:
                 return _unknown_from(best or path, "state cache limit reached", explored)
         cands, idx = stack[-1]
         advanced = False
@@ -229,26 +287,27 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
             p, eid, st = cands[idx]
             idx += 1
             prefix[p] += 1
-            key = (tuple(prefix), _state_key(st))
-            if key in visited:
+            if not visit(st):
                 prefix[p] -= 1
                 continue
-            visited.add(key)
             stack[-1] = (cands, idx)
             path.append((p, eid, st))
+            if eid != _SKIP:
+                n_placed += 1
             stack.append((children(st), 0))
             advanced = True
             break
         if advanced:
             continue
         # dead end: remember the longest order, then backtrack
-        n = placed()
-        if n > best_placed:
-            best_placed, best = n, list(path)
+        if n_placed > best_placed:
+            best_placed, best = n_placed, list(path)
         stack.pop()
         if path:
-            p, _, _ = path.pop()
+            p, eid, _ = path.pop()
             prefix[p] -= 1
+            if eid != _SKIP:
+                n_placed -= 1
     # exhausted: no order exists; explain at the end of the longest one
     prefix = [0] * n_lanes
     for p, _, _ in best:
@@ -271,6 +330,8 @@ def _blocked(lanes: _Lanes, prefix: list[int], state: Any,
         if i >= len(lane):
             continue
         e = lane[i]
+        if e.ret is None and i == len(lane) - 1:
+            continue  # a crashed op at the end of its process blocks nothing
         if e.write:
             need = lanes.need(e)
             missing = [lanes.lanes[q][j].id for q in range(len(prefix))
@@ -450,16 +511,26 @@ def check(history: Any, model: Any, budget_s: float | None = None, *,
         out = _from_linearization(ops, model, init, step_all, deadline)
         if out is not None:
             return _result(out, ops, model, keys, None, started)
-    for k, (key, pops) in enumerate(parts):
-        sub = [entries[n] for n, op in enumerate(ops) if slot[id(op)] == k]
-        out = check_entries(sub, model.initial_state(key), step, _left(deadline))
+    # Key by key, smallest first, each with a share of half of what is left
+    # (at most _PER_KEY_S when unbounded), so one hard key cannot starve the
+    # others or the whole-history search. Only a False here decides.
+    by_slot: dict[int, list[_Entry]] = {}
+    for n, op in enumerate(ops):
+        by_slot.setdefault(slot[id(op)], []).append(entries[n])
+    todo = sorted(by_slot, key=lambda k: len(by_slot[k]))
+    for done_n, k in enumerate(todo):
+        left = _left(deadline)
+        pool = _PER_KEY_S * (len(todo) - done_n) if left is None else left / 2
+        out = check_entries(by_slot[k], model.initial_state(keys[k]), step,
+                            pool / (len(todo) - done_n))
         if out.valid is False:
-            return _result(out, ops, model, None, key, started, per_key=True)
+            return _result(out, ops, model, None, keys[k], started, per_key=True)
     out = check_entries(entries, init, step_all, _left(deadline))
     return _result(out, ops, model, keys, None, started)
 
 
 _LIN_BUDGET_S = 5.0  # at most this much of a check goes to the linearizable shortcut
+_PER_KEY_S = 2.0     # per key, for the key-by-key search when the check is unbounded
 
 
 def _from_linearization(ops: list[Operation], model: Any, init: Any, step: StepFn,
@@ -478,7 +549,10 @@ def _from_linearization(ops: list[Operation], model: Any, init: Any, step: StepF
     budget = _LIN_BUDGET_S if left is None else min(_LIN_BUDGET_S, left / 2)
     if budget <= 0:
         return None
-    result = linearizable.check(ops, model, budget_s=budget, fail_means=FAIL_HAPPENED)
+    try:
+        result = linearizable.check(ops, model, budget_s=budget, fail_means=FAIL_HAPPENED)
+    except Exception:  # noqa: BLE001 - a shortcut that fails just is not taken
+        return None
     if result.valid is not True:
         return None
     pos = {op.index: n for n, op in enumerate(ops)}
@@ -594,6 +668,7 @@ def _result(out: SeqOutcome, ops: list[Operation], model: Any, keys: list | None
                                                     "rejects" not in b[1]))
         bad = ops[ranked[0][0]] if ranked else None
         where = f" on key {key!r}" if per_key else ""
+        pops = ops if not per_key else [o for o in ops if o.key == key]
         candidates = [{"op": _op_view(ops[i], model),
                        "why": why + (": " + ", ".join(f"#{ops[m].index}" for m in missing)
                                      if missing else ""),
@@ -602,7 +677,8 @@ def _result(out: SeqOutcome, ops: list[Operation], model: Any, keys: list | None
                  "Every order that keeps each process's own order and real-time order "
                  "among writes was searched." if out.method == "search" else
                  "The zxids fix the order (see docs/consistency.md).",
-                 f"The longest order found places {len(steps)} of {len(ops)} operations:"]
+                 f"The longest order found places {len(steps)} of {len(pops)} operations"
+                 f"{' of this key' if per_key else ''}:"]
         if len(steps) > 12:
             lines.append(f"  ... {len(steps) - 12} earlier operations ...")
         for s in steps[-12:]:
@@ -615,7 +691,6 @@ def _result(out: SeqOutcome, ops: list[Operation], model: Any, keys: list | None
         summary = (f"not sequentially consistent{where}: {model.describe_op(bad)} (process "
                    f"{bad.process}, op index {bad.index}) cannot be placed" if bad else
                    f"not sequentially consistent{where}: {out.reason}")
-        pops = ops if not per_key else [o for o in ops if o.key == key]
         counterexample = {
             "key": jsonable(key), "model": getattr(model, "name", "?"),
             "op": _op_view(bad, model) if bad else None,

@@ -229,6 +229,9 @@ def check(ctx: click.Context, path: Path, model_name: str | None, initial: str |
     init = _parse_initial(initial)
     is_dir = path.is_dir()
     files = list(iter_files(path))
+    if not files:  # a gate pointed at the wrong folder must not pass
+        raise BadInput(f"{path}: no history files found (looked for *.jsonl, *.edn, "
+                       "*.log, *.txt and *.json, recursively)")
     outcomes = []
     progress = sys.stderr.isatty()
     every = max(1, len(files) // 20)  # without a terminal: about 20 lines in all

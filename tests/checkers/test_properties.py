@@ -236,11 +236,16 @@ runs = st.fixed_dictionaries({
 def _assert_valid(name: str, run: dict) -> None:
     obj = OBJECTS[name]
     hist, _ = simulate(obj, run["seed"], run["procs"], run["ops"], run["crash"])
-    # the search itself, then the linearization shortcut
-    for shortcut in (False, True):
-        sc = sequential.check(hist, _model(obj), budget_s=30, use_linearization=shortcut)
-        assert sc.valid is True, f"{name} {run} shortcut={shortcut}: {sc.explanation}"
-        assert sequential.verify_witness(hist, _model(obj), sc.witness) == []
+    # with the linearization shortcut (the default): valid, with a witness
+    sc = sequential.check(hist, _model(obj), budget_s=30)
+    assert sc.valid is True, f"{name} {run}: {sc.explanation}"
+    assert sequential.verify_witness(hist, _model(obj), sc.witness) == []
+    # the search alone may run out of budget on crash-heavy histories (its
+    # worst case is exponential), but it must never call them invalid
+    searched = sequential.check(hist, _model(obj), budget_s=0.5, use_linearization=False)
+    assert searched.valid is not False, f"{name} {run}: {searched.explanation}"
+    if searched.valid is True:
+        assert sequential.verify_witness(hist, _model(obj), searched.witness) == []
     lin = linearizable.check(hist, _model(obj))
     assert lin.valid is True, f"{name} {run}: {lin.explanation}"
 
@@ -285,6 +290,18 @@ def test_set_executions_are_valid(run: dict) -> None:
 @given(run=runs)
 def test_fifo_queue_executions_are_valid(run: dict) -> None:
     _assert_valid("fifo-queue", run)
+
+
+@SETTINGS
+@given(run=runs, name=st.sampled_from(sorted(OBJECTS)))
+def test_search_alone_decides_crash_free_executions(run: dict, name: str) -> None:
+    """Without crashed ops the search needs no luck: valid, with a witness."""
+    obj = OBJECTS[name]
+    hist, _ = simulate(obj, run["seed"], run["procs"], run["ops"], 0.0)
+    r = sequential.check(hist, _model(obj), budget_s=30, use_linearization=False)
+    assert r.valid is True, f"{name} {run}: {r.explanation}"
+    assert r.details["method"] == "search"
+    assert sequential.verify_witness(hist, _model(obj), r.witness) == []
 
 
 # -- mutations no order can explain -------------------------------------------
@@ -371,3 +388,100 @@ def test_writing_the_current_value_is_not_a_free_move() -> None:
     model = get_model("register", 0)
     assert linearizable.check(History(ops), model).valid is True
     assert sequential.check(History(ops), model).valid is True
+
+
+# -- ZooKeeper-like executions: linearizable writes, stale but monotone reads --
+
+def simulate_zookeeper(seed: int, n_procs: int, n_ops: int,
+                       crash_rate: float) -> History:
+    """A register served like ZooKeeper: writes are ordered by a leader and
+    get increasing zxids; a read is answered by a server that may lag, at any
+    zxid between the last one its client saw and the newest. Reads may be
+    stale (not linearizable) but never go back in time for a client, so the
+    history is sequentially consistent. Completions carry their zxid."""
+    rng = random.Random(seed)
+    rec = Recorder()
+    states = [0]                     # states[z]: the value after zxid z
+    seen: dict[int, int] = {}
+    procs = list(range(n_procs))
+    next_proc = n_procs
+    pending: dict[int, list] = {}    # proc -> [f, value, done(value, zxid) or None]
+    invoked = 0
+    while invoked < n_ops or pending:
+        idle = [p for p in procs if p not in pending]
+        moves = []
+        if idle and invoked < n_ops:
+            moves.append("invoke")
+        if any(v[2] is None for v in pending.values()):
+            moves.append("apply")
+        if any(v[2] is not None for v in pending.values()):
+            moves.append("complete")
+        if pending and rng.random() < crash_rate:
+            moves = ["crash"]
+        move = rng.choice(moves)
+        if move == "invoke":
+            p = rng.choice(idle)
+            f = rng.choice(["read", "write"])
+            value = None if f == "read" else rng.randint(1, 5)
+            pending[p] = [f, value, None]
+            rec.add("invoke", p, f, value, None)
+            invoked += 1
+        elif move in ("apply", "crash"):
+            p = rng.choice([q for q, v in pending.items() if v[2] is None] if move == "apply"
+                           else list(pending))
+            f, value, done = pending[p]
+            if done is None and (move == "apply" or rng.random() < 0.5):
+                if f == "write":
+                    states.append(value)
+                    done = (value, len(states) - 1)
+                else:
+                    z = rng.randint(seen.get(p, 0), len(states) - 1)
+                    done = (states[z], z)
+                seen[p] = done[1]
+                pending[p][2] = done
+            if move == "crash":
+                del pending[p]
+                rec.add("info", p, f, value, None)
+                procs[procs.index(p)] = next_proc
+                next_proc += 1
+        else:
+            p = rng.choice([q for q, v in pending.items() if v[2] is not None])
+            f, _, (value, zxid) = pending.pop(p)
+            rec.add("ok", p, f, value, None)
+            rec.ops[-1].zxid = zxid
+    return History(rec.ops)
+
+
+@SETTINGS
+@given(run=runs)
+def test_zookeeper_like_executions_are_sequentially_consistent(run: dict) -> None:
+    hist = simulate_zookeeper(run["seed"], run["procs"], run["ops"], run["crash"])
+    model = get_model("register", 0)
+    r = sequential.check(hist, model, budget_s=30)
+    assert r.valid is True, f"{run}: {r.explanation}"
+    assert sequential.verify_witness(hist, model, r.witness) == []
+    if not any(o.type == "info" for o in hist) and len(hist):
+        assert r.details["method"] == "zxid"
+    # without zxids the search must agree (or run out of budget): never False
+    bare = History([Op(o.index, o.time, o.type, o.process, o.f, o.value) for o in hist])
+    searched = sequential.check(bare, model, budget_s=0.5)
+    assert searched.valid is not False, f"{run}: {searched.explanation}"
+    if searched.valid is True:
+        assert sequential.verify_witness(bare, model, searched.witness) == []
+
+
+@SETTINGS
+@given(run=runs)
+def test_a_read_below_the_clients_last_zxid_is_invalid(run: dict) -> None:
+    """Mutation: a client that saw zxid z then reads at a lower zxid."""
+    hist = simulate_zookeeper(run["seed"], run["procs"], run["ops"], 0.0)
+    ops = list(hist)
+    n = len(ops)
+    ops += [Op(n, n, "invoke", 999, "write", 9), Op(n + 1, n + 1, "ok", 999, "write", 9,
+                                                     zxid=10_000),
+            Op(n + 2, n + 2, "invoke", 999, "read", None),
+            Op(n + 3, n + 3, "ok", 999, "read", 0, zxid=0)]
+    r = sequential.check(History(ops), get_model("register", 0), budget_s=30)
+    assert r.valid is False
+    assert r.details["method"] == "zxid"
+    assert r.counterexample["op"]["index"] == n + 2

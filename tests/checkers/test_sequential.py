@@ -342,3 +342,55 @@ def test_linearizable_histories_take_the_shortcut() -> None:
     assert r.valid is True and r.details["method"] == "linearization"
     assert sequential.verify_witness(h(*events), kv, r.witness) == []
     assert sequential.check(h(*events), kv, use_linearization=False).details["method"] == "search"
+
+
+# -- the corpora: linearizable histories are sequentially consistent ---------
+
+def _linearizable_corpus_files() -> list:
+    from tests.checkers.conftest import corpora_dir, read_tsv
+    base = corpora_dir()
+    if base is None:
+        return [pytest.param(None, None, id="corpora-absent")]
+    return [pytest.param(folder, r["file"], id=f"{folder}/{r['file']}")
+            for folder in ("porcupine", "knossos")
+            for r in read_tsv(base / folder / "EXPECTED.tsv") if r["expected"] == "ok"]
+
+
+@pytest.mark.parametrize("folder, name", _linearizable_corpus_files())
+def test_linearizable_corpus_histories_are_sequentially_consistent(folder, name) -> None:
+    from checkers.history import parse_literal, read_history
+    from tests.checkers.conftest import read_tsv, require_corpora
+    base = require_corpora()
+    history = read_history(base / folder / name)
+    if folder == "porcupine":
+        model = get_model(history.default_model, history.default_initial)
+    else:
+        spec = {r["file"]: r for r in read_tsv(base / "knossos" / "MODELS.tsv")}[name]
+        init = spec["initial_state"]
+        model = get_model(spec["model"], None if init.startswith("free") else parse_literal(init))
+    r = sequential.check(history, model, budget_s=120)
+    assert r.valid is True, f"{folder}/{name}: {r.summary}"
+    assert sequential.verify_witness(history, model, r.witness) == []
+
+
+def test_corpus_sequential_violation_is_found() -> None:
+    """Knossos's bad-analysis history is not even sequentially consistent."""
+    from checkers.history import read_history
+    from tests.checkers.conftest import require_corpora
+    base = require_corpora()
+    history = read_history(base / "knossos" / "cas-register" / "bad" / "bad-analysis.edn")
+    r = sequential.check(history, get_model("cas-register", 0), budget_s=120)
+    assert r.valid is False
+    assert r.counterexample["op"]["description"]
+    assert r.counterexample["partial_linearizations"]
+
+
+def test_state_cache_limit_ends_in_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    events = []
+    for v in range(600):
+        events += [(1, "invoke", "write", v), (1, "ok", "write", v)]
+        events += [(2, "invoke", "read", None), (2, "ok", "read", v)]
+    monkeypatch.setattr(sequential, "_MAX_CACHE_BYTES", 1)
+    r = sequential.check(h(*events), reg(), use_linearization=False)
+    assert r.valid == "unknown"
+    assert "state cache" in r.summary

@@ -252,3 +252,31 @@ def test_corpus_history_through_the_cli(squall, folder: str | None, name: str | 
     code, out, err = squall(base / folder / name, *args, "--budget", "120")
     want = {"ok": 0, "illegal": 1}[expected]
     assert code == want, f"{folder}/{name}: expected {expected}\n{out}{err}"
+
+
+def test_html_for_a_directory_explains_the_first_invalid_file(squall, tmp_path: Path) -> None:
+    d = tmp_path / "runs"
+    d.mkdir()
+    write_history(d / "a.jsonl", VALID)
+    write_history(d / "b.jsonl", NEVER_WRITTEN)
+    page = tmp_path / "page.html"
+    code, _, err = squall(d, "--html", page)
+    assert code == 1
+    assert "b.jsonl" in err                       # says which file the page explains
+    html = page.read_text()
+    assert "b.jsonl" in html and '"verdict": "invalid"' in html
+
+
+def test_help_lists_the_options(squall) -> None:
+    code, out, _ = squall("--help")
+    assert code == 0
+    for option in ("--model", "--initial", "--format", "--consistency", "--budget",
+                   "--json", "--html"):
+        assert option in out
+
+
+def test_directory_without_histories_is_bad_input(squall, tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("nothing to check")
+    code, _, err = squall(tmp_path)
+    assert code == 3
+    assert "no history files" in err
