@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, address in targets.items():
                     print(f"round {round_no + 1}/{args.rounds}: {name} on {address} ...", file=sys.stderr)
                     r = probe(address, args.ops, args.value_bytes)
+                    print("    " + ", ".join(f"{fig} {r.ops_per_s[fig]:,.0f}/s" for fig in FIGURES), file=sys.stderr)
                     best = results.setdefault(name, r)
                     for fig in FIGURES:
                         best.ops_per_s[fig] = max(best.ops_per_s[fig], r.ops_per_s[fig])

@@ -345,8 +345,12 @@ class ClientConnection(asyncio.Protocol):
             if off:
                 del buf[:off]
         if self.session_id:
-            self.node.tracker.touch(self.session_id, self.server.now_ms())
+            self._touch_session()
         self._flush()
+
+    def _touch_session(self) -> None:
+        """The session showed life (any request). The ensemble's connection overrides this."""
+        self.node.tracker.touch(self.session_id, self.server.now_ms())
 
     def pause_writing(self) -> None:
         # The client does not read its replies: stop reading its requests until it catches up.
@@ -662,15 +666,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _create(self, xid: int, r: P.CreateRequest, opcode: int) -> None:
         c = self._propose(_create_op(r, opcode))
-        zxid = c.txn.zxid
-        err = c.result.err
-        if err:
-            self.send(P.reply(xid, zxid, err), zxid)
-        elif opcode == P.CREATE:
-            self.send(P.reply_path(xid, zxid, c.result.value[0]), zxid)
-        else:
-            path, stat = c.result.value
-            self.send(P.reply_path_stat(xid, zxid, path, stat), zxid)
+        self.send(write_reply(opcode, r, xid, c.txn.zxid, c.result.err, c.result.value), c.txn.zxid)
 
     def _delete(self, xid: int, r: P.DeleteRequest) -> None:
         c = self._propose(T.DeleteOp(r.path, r.version))
@@ -689,52 +685,24 @@ class ClientConnection(asyncio.Protocol):
                 self.send(P.reply_stat(xid, node.zxid, fake), node.zxid)
                 return
         c = self._propose(T.SetDataOp(r.path, r.data, r.version))
-        zxid = c.txn.zxid
-        if c.result.err:
-            self.send(P.reply(xid, zxid, c.result.err), zxid)
-        else:
-            self.send(P.reply_stat(xid, zxid, c.result.value), zxid)
+        self.send(write_reply(P.SET_DATA, r, xid, c.txn.zxid, c.result.err, c.result.value), c.txn.zxid)
 
     def _set_acl(self, xid: int, r: P.SetACLRequest) -> None:
         c = self._propose(T.SetACLOp(r.path, _acls(r.acl), r.version))
-        zxid = c.txn.zxid
-        if c.result.err:
-            self.send(P.reply(xid, zxid, c.result.err), zxid)
-        else:
-            self.send(P.reply_stat(xid, zxid, c.result.value), zxid)
+        self.send(write_reply(P.SET_ACL, r, xid, c.txn.zxid, c.result.err, c.result.value), c.txn.zxid)
 
     def _check(self, xid: int, r: P.CheckVersionRequest) -> None:
         c = self._propose(T.CheckOp(r.path, r.version))
         self.send(P.reply(xid, c.txn.zxid, c.result.err), c.txn.zxid)
 
     def _multi(self, xid: int, r: P.MultiRequest) -> None:
-        ops = []
-        for opcode, rec in r.ops:
-            if opcode not in P.MULTI_WRITE_OPS:
-                zxid = self.node.zxid
-                self.send(P.reply(xid, zxid, Err.BAD_ARGUMENTS), zxid)
-                return
-            ops.append(_write_op(opcode, rec))
-        c = self._propose(T.MultiOp(tuple(ops)))
-        zxid = c.txn.zxid
-        results = c.result.value
-        if c.result.err and not results:
-            self.send(P.reply(xid, zxid, c.result.err), zxid)
+        op = multi_op(r)
+        if op is None:
+            zxid = self.node.zxid
+            self.send(P.reply(xid, zxid, Err.BAD_ARGUMENTS), zxid)
             return
-        failed = any(e for e, _ in results)
-        out = []
-        for (opcode, _), (e, value) in zip(r.ops, results):
-            if failed:
-                out.append(P.OpResult(P.ERROR, int(e)))
-            elif opcode == P.CREATE:
-                out.append(P.OpResult(P.CREATE, 0, value[0]))
-            elif opcode in (P.CREATE2, P.CREATE_TTL, P.CREATE_CONTAINER):
-                out.append(P.OpResult(opcode, 0, value))
-            elif opcode == P.SET_DATA:
-                out.append(P.OpResult(P.SET_DATA, 0, value))
-            else:
-                out.append(P.OpResult(opcode))
-        self.send(P.reply_multi(xid, zxid, out), zxid)
+        c = self._propose(op)
+        self.send(write_reply(P.MULTI, r, xid, c.txn.zxid, c.result.err, c.result.value), c.txn.zxid)
 
     def _reconfig(self, xid: int, r: P.ReconfigRequest) -> None:
         zxid = self.node.zxid
@@ -782,6 +750,49 @@ def _write_op(opcode: int, rec: Any) -> Any:
     if opcode == P.SET_DATA:
         return T.SetDataOp(rec.path, rec.data, rec.version)
     return T.CheckOp(rec.path, rec.version)
+
+
+def multi_op(r: P.MultiRequest) -> Any:
+    """The MultiOp of a multi request, or None when it holds a non-write op (BAD_ARGUMENTS)."""
+    ops = []
+    for opcode, rec in r.ops:
+        if opcode not in P.MULTI_WRITE_OPS:
+            return None
+        ops.append(_write_op(opcode, rec))
+    return T.MultiOp(tuple(ops))
+
+
+def write_reply(opcode: int, r: Any, xid: int, zxid: int, err: int, value: Any) -> bytes:
+    """The reply frame of an applied write: pure, shared by the standalone node and the ensemble.
+
+    ``(err, value)`` is the tree's ApplyResult for the write's op.
+    """
+    if opcode == P.MULTI:
+        results = value
+        if err and not results:
+            return P.reply(xid, zxid, err)
+        failed = any(e for e, _ in results)
+        out = []
+        for (op, _), (e, v) in zip(r.ops, results):
+            if failed:
+                out.append(P.OpResult(P.ERROR, int(e)))
+            elif op == P.CREATE:
+                out.append(P.OpResult(P.CREATE, 0, v[0]))
+            elif op in (P.CREATE2, P.CREATE_TTL, P.CREATE_CONTAINER):
+                out.append(P.OpResult(op, 0, v))
+            elif op == P.SET_DATA:
+                out.append(P.OpResult(P.SET_DATA, 0, v))
+            else:
+                out.append(P.OpResult(op))
+        return P.reply_multi(xid, zxid, out)
+    if err or opcode in (P.DELETE, P.CHECK, P.CLOSE_SESSION):
+        return P.reply(xid, zxid, err)
+    if opcode == P.CREATE:
+        return P.reply_path(xid, zxid, value[0])
+    if opcode in _CREATE_KINDS:
+        path, stat = value
+        return P.reply_path_stat(xid, zxid, path, stat)
+    return P.reply_stat(xid, zxid, value)  # setData, setACL
 
 
 _HANDLERS: dict[int, Callable] = {
