@@ -27,7 +27,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from kazoo.exceptions import LockTimeout, NoNodeError
+from kazoo.exceptions import LockTimeout
 from kazoo.recipe.lock import Lock
 
 from checkers.history import Op

@@ -31,15 +31,15 @@ order respecting real time among writes and each process's own order).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
-from kazoo.exceptions import BadVersionError, NoNodeError, NodeExistsError
+from kazoo.exceptions import NoNodeError, NodeExistsError
 
 from checkers.history import Op
-from workloads import _zk
-from workloads.checks import sequential_registers, linearizable_per_key
 from checkers.result import merge, run_checker
+from workloads import _zk
+from workloads.checks import linearizable_per_key, sequential_registers
 
 BASE = "/squall/register"
 CAS_ROUNDS = 3

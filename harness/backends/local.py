@@ -24,7 +24,6 @@ import signal
 import subprocess
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,9 @@ from harness.backends.base import SetupError
 from harness.backends.proxy import ProxyMesh, free_ports
 from harness.dbs.base import NodePorts, four_letter_word, parse_srvr
 
-_LIVE: "weakref.WeakSet[LocalCluster]" = weakref.WeakSet()
+# Strong references on purpose: a cluster dropped without teardown must
+# still be torn down at exit, so its processes cannot outlive the harness.
+_LIVE: "set[LocalCluster]" = set()
 _LIVE_LOCK = threading.Lock()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import subprocess
 import time
 from pathlib import Path
 
@@ -314,16 +313,16 @@ def test_workload_against_zookeeper_with_a_pause_is_valid(zk_cluster, module):
     paused = []
 
     def fault(i):  # pause one follower for a stretch of the run, then resume
-        if i == 20:
+        if i == 15:
             leader = zk_cluster.leader()
             victim = next(n for n in zk_cluster.nodes if n != leader)
             zk_cluster.pause(victim)
             paused.append(victim)
-        elif i == 40 and paused:
+        elif i == 27 and paused:
             zk_cluster.resume(paused.pop())
 
     try:
-        hist = drive(zk_cluster, w, 80, 3, random.Random(5), fault)
+        hist = drive(zk_cluster, w, 60, 3, random.Random(5), fault)
     finally:
         for n in paused:
             zk_cluster.resume(n)
@@ -332,3 +331,64 @@ def test_workload_against_zookeeper_with_a_pause_is_valid(zk_cluster, module):
     oks = sum(1 for o in hist if o.type == "ok")
     assert oks > 20, f"too few ok ops ({oks}): {[o.error for o in hist if o.error][:5]}"
     assert result.valid is True, result.explanation
+
+
+# ------------------------------------------------- outcome mapping (no server)
+class _ConnectedConn:
+    """Stands in for workloads._zk.ZkConn: always connected."""
+
+    timeout_s = 0.2
+
+    def __init__(self):
+        self.closed = False
+
+    def wait_connected(self):
+        pass
+
+    def last_zxid(self):
+        return 42
+
+    def close(self):
+        self.closed = True
+
+
+def _raiser(exc):
+    def body():
+        raise exc
+    return body
+
+
+def test_outcome_mapping_definite_vs_indeterminate():
+    from kazoo.exceptions import BadVersionError, ConnectionLoss, NoNodeError, SessionExpiredError
+    from workloads import _zk
+
+    conn = _ConnectedConn()
+    assert _zk.run(conn, lambda: 7) == {"type": "ok", "value": 7, "error": None, "zxid": 42}
+    for exc, typ in ((BadVersionError(), "fail"), (NoNodeError(), "fail"),
+                     (_zk.Definite("cas-mismatch: x"), "fail"), (ConnectionLoss(), "info"),
+                     (SessionExpiredError(), "info"), (RuntimeError("odd"), "info")):
+        out = _zk.run(conn, _raiser(exc), fail_value=[1, 2])
+        assert out["type"] == typ, (exc, out)
+        assert out["value"] == [1, 2]
+    assert _zk.run(conn, _raiser(_zk.NotConnected("down")))["type"] == "fail"
+
+
+def test_run_bounded_turns_a_stuck_call_into_info_and_closes_the_connection():
+    import threading
+    from workloads import _zk
+
+    release = threading.Event()
+    conn = _ConnectedConn()
+    conn.close = release.set  # closing the connection is what unblocks kazoo calls
+    out = _zk.run_bounded(conn, lambda: release.wait(30), limit_s=0.2)
+    assert out["type"] == "info" and out["error"].startswith("timeout")
+    assert release.is_set()
+
+
+def test_confirmed_close_request_is_truthy_and_decodes_its_reply():
+    from kazoo.protocol.serialization import Close
+    from workloads.session import _ConfirmedClose
+
+    req = _ConfirmedClose()
+    assert isinstance(req, Close) and bool(req) and not bool(Close())
+    assert req.type == Close.type and _ConfirmedClose.deserialize(b"", 0) is True
