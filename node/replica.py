@@ -305,6 +305,10 @@ _ENV_VERSION = 1
 _SNAP_MAGIC = b"SQREPL1\n"
 DEDUPE_WINDOW = 256  # per-session (seq) keys remembered for duplicate detection
 CLOSED_WINDOW = 4096  # closed session ids remembered, so a late duplicate cannot revive one
+# The answer to a write that may or may not have been applied (see
+# Replica._settle_after_snapshot). A server shell should treat it like a lost
+# connection (ZooKeeper clients then report ConnectionLoss: indeterminate).
+OUTCOME_UNKNOWN = Err.OPERATION_TIMEOUT
 
 
 def _envelope(time_ms: int, session_id: int, seq: int, txn: bytes) -> bytes:
@@ -805,10 +809,37 @@ class Replica:
         self.tree = DataTree.deserialize(data[pos:])
         self._seen = seen
         self.last_zxid = snap.meta.zxid
+        self._settle_after_snapshot()
         if self._tracker is not None:
             self._tracker = None
             self._was_leader = False
             self._on_role()
+
+    def _settle_after_snapshot(self) -> None:
+        """Pending writes whose outcome the snapshot hides get OUTCOME_UNKNOWN.
+
+        A snapshot skips the individual entries it covers, so a write of ours
+        it contains (its key is in the dedupe window) was applied with a
+        result we never saw; and once its session is closed its key is
+        forgotten, so a resubmitted copy would be answered SESSION_EXPIRED
+        although the original may have succeeded. Neither may get a definite
+        answer. Pending writes of live sessions not in the window were not
+        applied yet and stay pending.
+        """
+        for key, sub in list(self._submissions.items()):
+            sid, seq = key
+            seen = self._seen.get(sid)
+            if sid in self._closed or (seen is not None and seq in seen.keys):
+                del self._submissions[key]
+                conn = self._conns.get(sub.conn_id)
+                if conn is None:
+                    continue
+                for p in conn.queue:
+                    if p.kind == "write" and p.seq == seq and p.reply is None:
+                        p.reply = ClientReply(sub.conn_id, seq, OUTCOME_UNKNOWN,
+                                              "outcome unknown: this server learned it from a snapshot",
+                                              self.last_zxid)
+                        break
 
     def _maybe_compact(self) -> None:
         if self.compact_every <= 0 or self.raft.has_ready():
@@ -821,6 +852,7 @@ class Replica:
 
 
 __all__ = [
-    "ClientReply", "CloseSession", "CreateSession", "Effects", "Forward", "PeerDecodeError", "PeerMsg", "Persist",
+    "OUTCOME_UNKNOWN", "ClientReply", "CloseSession", "CreateSession", "Effects", "Forward", "PeerDecodeError",
+    "PeerMsg", "Persist",
     "RaftMsg", "Read", "Replica", "ReplicaDisk", "Sync", "Touch", "Write", "decode_peer", "encode_peer",
 ]

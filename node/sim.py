@@ -18,11 +18,14 @@ forwarding, sync) exactly as the server will run it. What is simulated:
 - **clients**: each is connected to one replica at a time and issues register
   operations on a few keys: `write` (setData), `cas` (getData, then setData
   conditioned on the version read), `read` (a local getData) and sometimes
-  sync + read. An operation unanswered within `op_timeout_ms` completes as
-  `info` (indeterminate); the client then reconnects, possibly to another
+  sync + read. An operation unanswered within `op_timeout_ms`, or answered
+  `OUTCOME_UNKNOWN`, completes as `info` (indeterminate); the client then reconnects, possibly to another
   replica, with its session and lastZxidSeen, and continues as a new process
   (as Jepsen does after an indeterminate op). Client links are not
   partitioned but a crashed replica answers nothing.
+
+Every client session also creates an ephemeral znode (outside the history);
+at the end no replica may hold an ephemeral of a session it has closed.
 
 A run is a **safety phase** (faults, until the clients have issued `ops`
 operations) and then a **liveness phase** (heal every partition, restart every
@@ -50,6 +53,7 @@ from typing import Any, Callable
 from node.consensus import MessageType
 from node.errors import Err
 from node.replica import (
+    OUTCOME_UNKNOWN,
     ClientReply,
     CreateSession,
     Effects,
@@ -61,7 +65,7 @@ from node.replica import (
     Sync,
     Write,
 )
-from node.tree import CreateOp, OPEN_ACL_UNSAFE, SetDataOp
+from node.tree import EPHEMERAL, OPEN_ACL_UNSAFE, CreateOp, SetDataOp
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class _Client:
     process: int
     replica: int
     conn_id: int = 0
+    conn_replica: int = 0  # where conn_id lives (c.replica may already name the next one)
     session_id: int = 0
     password: bytes = b""
     seq: int = 0
@@ -135,7 +140,6 @@ class _Client:
     op: dict | None = None  # the invoked op awaiting completion
     step: str = ""  # "write", "read", "cas-read", "cas-write", "sync", "synced-read"
     cas_old: Any = None
-    cas_version: int = -1
     cas_new: Any = None
 
 
@@ -319,12 +323,13 @@ class Simulation:
 
     def _new_conn(self, c: _Client) -> None:
         if c.conn_id:
-            old, rep = c.conn_id, c.replica
+            old, rep = c.conn_id, c.conn_replica
             self.conn_owner.pop(old, None)
             inc = self.incarnation[rep]
             self._at(self.now + self.cfg.client_delay_ms,
                      lambda: self.incarnation[rep] == inc and self._call(rep, "client_disconnect", old))
         c.conn_id = self.next_conn
+        c.conn_replica = c.replica
         self.next_conn += 1
         self.conn_owner[c.conn_id] = c.cid
 
@@ -390,6 +395,13 @@ class Simulation:
         if c.state == _WAIT_SESSION:
             if rep.err == Err.OK:
                 c.session_id, c.password, _t = rep.value
+                # Every session owns an ephemeral (not in the history): its
+                # removal on expiry goes through the log and is checked at
+                # the end. Fire and forget; the next op queues behind it.
+                c.seq += 1
+                self._to_replica(c, "client_request", c.conn_id, c.session_id, c.seq,
+                                 Write(CreateOp(f"/e{c.cid}-{c.session_id:x}", b"", OPEN_ACL_UNSAFE,
+                                                flags=EPHEMERAL)), self.now)
             self._idle(c)
         elif c.state == _WAIT_CONNECT:
             self.stats["connects_ok" if rep.err == Err.OK else "connects_refused"] += 1
@@ -411,6 +423,11 @@ class Simulation:
             f = "cas" if c.step == "cas-write" else op["f"]
             self._record(c, "fail", f, key, op["value"], error="connection-loss")
             c.op = None
+            self._reconnect(c)
+            return
+        if rep.err == OUTCOME_UNKNOWN:
+            # The replica cannot tell whether the write happened: indeterminate.
+            self._give_up(c, "outcome-unknown")
             self._reconnect(c)
             return
         if rep.err == Err.SESSION_EXPIRED:
@@ -469,15 +486,20 @@ class Simulation:
             return
         self.stats["timeouts"] += 1
         if c.state == _WAIT_OP and c.op is not None:
-            op = c.op
-            f = "cas" if c.step == "cas-write" else op["f"]
-            self._record(c, "info", f, op.get("key"), op["value"], error="timeout")
-            # Jepsen's rule: after an indeterminate op the process is replaced,
-            # since the old op may still take effect after later ones.
-            c.process = self.next_process
-            self.next_process += 1
-            c.op = None
+            self._give_up(c, "timeout")
         self._reconnect(c)
+
+    def _give_up(self, c: _Client, why: str) -> None:
+        """Complete the open op as info (indeterminate)."""
+        op = c.op
+        assert op is not None
+        f = "cas" if c.step == "cas-write" else op["f"]
+        self._record(c, "info", f, op.get("key"), op["value"], error=why)
+        # Jepsen's rule: after an indeterminate op the process is replaced,
+        # since the old op may still take effect after later ones.
+        c.process = self.next_process
+        self.next_process += 1
+        c.op = None
 
     def _reconnect(self, c: _Client) -> None:
         self._switch_replica(c)
@@ -594,6 +616,11 @@ class Simulation:
                     f"divergence: replicas {by_applied[applied][0]} and {i} applied the log up to index "
                     f"{applied} but hold different trees")
             by_applied.setdefault(applied, (i, d))
+            # An ephemeral outlives its session only if a CloseSession (expiry
+            # or close) failed to remove it on this replica.
+            for sid, paths in r.tree.ephemerals_by_session.items():
+                if sid not in r.tree.sessions:
+                    self.violations.append(f"replica {i} keeps ephemerals {paths} of closed session {sid:#x}")
 
 
 def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:

@@ -94,3 +94,41 @@ def test_check_client_zxids_flags_a_client_seeing_time_go_backwards():
     assert check_client_zxids([ok(0, 0, 0, 5), ok(1, 1, 1, 2), ok(2, 3, 0, 5), ok(3, 3, 0, 6)]) == []
     problems = check_client_zxids([ok(0, 0, 0, 5), ok(1, 3, 0, 4)])
     assert len(problems) == 1 and "client 0" in problems[0] and "back in time" in problems[0]
+
+
+def _h(*events):
+    out = []
+    for i, (t, p, f, v, key) in enumerate(events):
+        out.append({"index": i, "time": i, "type": t, "process": p, "f": f, "value": v, "key": key,
+                    **({"zxid": 0x100000000 + i} if t == "ok" else {})})
+    return out
+
+
+def test_pruning_drops_only_unobserved_indeterminate_writes():
+    from harness.sim_cmd import prune_unobserved_indeterminate_writes as prune
+
+    h = _h(("invoke", 0, "write", 1, "k"), ("ok", 0, "write", 1, "k"),
+           ("invoke", 1, "write", 2, "k"), ("info", 1, "write", 2, "k"),      # never seen: dropped
+           ("invoke", 2, "write", 3, "k"), ("info", 2, "write", 3, "k"),      # read below: kept
+           ("invoke", 3, "cas", [3, 4], "k"), ("info", 3, "cas", [3, 4], "k"),  # 4 never seen: dropped
+           ("invoke", 4, "read", None, "k"), ("ok", 4, "read", 3, "k"))
+    kept = [d["index"] for d in prune(h)]
+    assert kept == [0, 1, 4, 5, 8, 9]
+    # Values written twice: the argument does not hold, nothing is pruned.
+    dup = _h(("invoke", 0, "write", 1, "k"), ("ok", 0, "write", 1, "k"),
+             ("invoke", 1, "write", 1, "k"), ("info", 1, "write", 1, "k"),
+             ("invoke", 2, "write", 5, "k"), ("info", 2, "write", 5, "k"))
+    assert prune(dup) == dup
+
+
+def test_pruning_keeps_a_violation_visible():
+    from harness.sim_cmd import judge
+
+    # A lost acknowledged write: 1 is acked, then a later read (after it
+    # completed) still sees the initial value. An unobserved info write
+    # alongside must not hide that.
+    h = _h(("invoke", 0, "write", 1, "k"), ("ok", 0, "write", 1, "k"),
+           ("invoke", 1, "write", 2, "k"), ("info", 1, "write", 2, "k"),
+           ("invoke", 0, "read", None, "k"), ("ok", 0, "read", None, "k"))
+    lin, seq = judge(h)
+    assert seq.is_invalid

@@ -410,3 +410,27 @@ def test_forwards_from_non_members_or_misaddressed_are_ignored():
     assert c.r(lead).raft.log.last_index() == before
     c.call(lead, "peer_message", Forward(lead % 3 + 1, lead, 0, 7, txn), c.now)  # a member: proposed
     assert c.r(lead).raft.log.last_index() == before + 1
+
+
+def test_a_write_learned_only_through_a_snapshot_is_answered_outcome_unknown():
+    from node.replica import OUTCOME_UNKNOWN
+
+    c = Cluster(compact_every=2)
+    lead = c.elect()
+    f = next(i for i in c.ids if i != lead)
+    sid, _ = c.new_session(f, conn=1)
+    lead_sid, _ = c.new_session(lead, conn=2)
+    c.cut = {(lead, f)}  # f's forward reaches the leader; nothing comes back
+    c.call(f, "client_request", 1, sid, 2, Write(CreateOp("/w", b"", OPEN_ACL_UNSAFE)), c.now)
+    c.deliver_all()
+    for k in range(6):  # enough for the leader to compact past f's position
+        c.call(lead, "client_request", 2, lead_sid, 2 + k, Write(CreateOp(f"/p{k}", b"", OPEN_ACL_UNSAFE)), c.now)
+        c.deliver_all()
+    assert c.r(lead).tree.exists("/w") is not None and c.r(lead).raft.log.offset > c.r(f).raft.log.last_index()
+    c.sent.clear()
+    c.cut = set()
+    c.tick(5)
+    assert any(isinstance(m, RaftMsg) and m.msg.type is MessageType.SNAPSHOT and m.to == f for m in c.sent)
+    rep = [r for r in c.replies[1] if r.seq == 2]
+    assert len(rep) == 1 and rep[0].err == OUTCOME_UNKNOWN, rep
+    assert c.r(f).tree.exists("/w") is not None

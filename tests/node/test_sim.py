@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.sim_cmd import judge
-from node.sim import SimConfig, Simulation, run_seed
+from harness.sim_cmd import assess
+from node.sim import SimConfig, Simulation, result_to_json, run_seed
 
 
 def test_the_same_seed_replays_the_identical_history():
@@ -34,21 +34,21 @@ def test_a_run_exercises_faults_and_records_a_checkable_history():
 
 @pytest.mark.slow
 def test_200_seeds_across_3_and_5_nodes_are_safe_and_live():
+    # Every check `squall sim` makes: simulator violations, liveness,
+    # linearizable writes, sequential consistency, sync, client order.
     failures = []
     for seed in range(200):
-        r = run_seed(seed, SimConfig(nodes=3 if seed % 2 == 0 else 5))
-        lin, seq = judge(r.history)
-        if r.violations or not r.liveness_ok or not lin.is_valid or not seq.is_valid:
-            failures.append((seed, r.violations, r.liveness_detail, lin.summary, seq.summary))
+        out = assess(result_to_json(run_seed(seed, SimConfig(nodes=3 if seed % 2 == 0 else 5))))
+        if out.verdict != "valid":
+            failures.append((seed, out.problems))
     assert failures == []
 
 
 @pytest.mark.slow
 def test_the_unsafe_commit_switch_is_caught_within_40_seeds():
     for seed in range(40):
-        r = run_seed(seed, SimConfig(nodes=3, unsafe_commit_without_quorum=True))
-        lin, seq = judge(r.history)
-        if r.violations or lin.is_invalid or seq.is_invalid:
+        out = assess(result_to_json(run_seed(seed, SimConfig(nodes=3, unsafe_commit_without_quorum=True))))
+        if out.verdict == "invalid":
             return
     pytest.fail("40 seeds with leaders committing without a quorum and no violation found")
 
@@ -98,3 +98,24 @@ def test_the_command_line_streams_one_json_line_per_seed(capsys):
     assert [(r["seed"], r["nodes"]) for r in runs] == [(5, 3), (6, 5)]
     assert runs[0]["history_hash"] == run_seed(5, SimConfig(nodes=nodes_for(0, None), ops=8)).history_hash()
     assert runs[0]["history"] and runs[0]["liveness_ok"] is True
+
+
+def test_every_session_owns_an_ephemeral_and_closed_sessions_keep_none():
+    # Most sessions expire while the clients idle at the end of a run (their
+    # ephemerals go through the log); find a run where one is still live.
+    for seed in range(10):
+        sim = Simulation(seed, SimConfig(nodes=3))
+        r = sim.run()
+        assert r.violations == []
+        live = [x for x in sim.replicas.values() if x is not None]
+        if any(x.tree.ephemerals_by_session for x in live):
+            break
+    else:
+        pytest.fail("no client ephemeral survived to the end of 10 runs")
+    assert all(sid in x.tree.sessions for x in live for sid in x.tree.ephemerals_by_session)
+    # The end-of-run check notices an ephemeral whose session is gone.
+    victim = live[0]
+    sid = next(iter(victim.tree.ephemerals_by_session))
+    del victim.tree.sessions[sid]
+    sim._check_convergence()
+    assert any("keeps ephemerals" in v for v in sim.violations)
