@@ -20,8 +20,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if timeout 20 docker info >/dev/null 2>&1; then
+  # (if an earlier call of this script started it, its pid file stays, so
+  # the teardown still stops it)
   echo "docker-setup: a Docker engine is already running; leaving it alone"
-  rm -f "$STATE_DIR/dockerd.pid"
   exit 0
 fi
 

@@ -22,6 +22,15 @@ from harness.registry import Registry, UnknownName, lookup
 EXIT_SETUP_FAILED = 4
 
 
+def _only_docker(backend: str) -> None:
+    if backend != "docker":
+        raise click.UsageError(f"`squall cluster` supports --backend docker only, got {backend!r}; "
+                               "for ssh hosts use `squall run --backend ssh`")
+
+
+_BACKEND = click.option("--backend", default="docker", show_default=True, help="Only docker is supported here.")
+
+
 def _docker():
     from harness.backends import docker as docker_backend
     from harness.backends import images
@@ -37,7 +46,7 @@ def cluster() -> None:
 
 
 @cluster.command("up")
-@click.option("--backend", default="docker", show_default=True, help="Only docker is supported here.")
+@_BACKEND
 @click.option("--db", default="zookeeper", show_default=True, help="squall or zookeeper.")
 @click.option("--nodes", type=int, default=3, show_default=True, help="Node count.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
@@ -47,9 +56,7 @@ def cluster() -> None:
 @click.pass_context
 def up(ctx: click.Context, backend: str, db: str, nodes: int, results_dir: str, timeout_s: float) -> None:
     """Start a cluster and leave it running; print how to reach it."""
-    if backend != "docker":
-        raise click.UsageError(f"`squall cluster up` supports --backend docker only, got {backend!r}; "
-                               "for ssh hosts use `squall run --backend ssh`")
+    _only_docker(backend)
     if nodes < 1:
         raise click.UsageError(f"--nodes must be at least 1, got {nodes}")
     reg = ctx.find_object(Registry)
@@ -63,7 +70,7 @@ def up(ctx: click.Context, backend: str, db: str, nodes: int, results_dir: str, 
     run_id = docker_backend.new_run_id()
     run_dir = Path(results_dir).resolve() / "clusters" / run_id
     try:
-        c = docker_backend.DockerBackend().create(nodes, database, run_dir, kind="manual")
+        c = docker_backend.DockerBackend().create(nodes, database, run_dir, kind="manual", run_id=run_id)
     except SetupError as exc:
         click.echo(f"cluster up failed: {exc}", err=True)
         ctx.exit(EXIT_SETUP_FAILED)
@@ -104,8 +111,10 @@ def cluster_status(client: Any) -> list[dict[str, Any]]:
 
 
 @cluster.command("status")
-def status() -> None:
+@_BACKEND
+def status(backend: str) -> None:
     """Show every squall cluster's nodes: state, address, role and zxid."""
+    _only_docker(backend)
     _, client = _docker()
     rows = cluster_status(client)
     if not rows:
@@ -124,8 +133,10 @@ def status() -> None:
 
 @cluster.command("down")
 @click.option("--run", "run_id", default=None, help="Remove only this run's cluster [default: every squall cluster].")
-def down(run_id: str | None) -> None:
+@_BACKEND
+def down(run_id: str | None, backend: str) -> None:
     """Remove squall containers and networks (what `up` or a crashed run left)."""
+    _only_docker(backend)
     docker_backend, client = _docker()
     before = docker_backend.leftovers(client, run_id)
     errors = docker_backend.remove_run(client, run_id)

@@ -59,8 +59,15 @@ def _common_options(fn: Callable) -> Callable:
         click.option("--db", default="squall", show_default=True, help="squall (the bundled node) or zookeeper."),
         click.option("--nemesis-interval", type=float, default=5.0, show_default=True,
                      help="Seconds between fault starts and stops."),
-        click.option("--nodes", type=int, default=None,
-                     help="Node count [default: 3; 1 for the node while its ensemble is not available]."),
+        click.option("--nodes", default=None,
+                     help="Node count [default: 3; 1 for the node while its ensemble is not available]; "
+                          "for --backend ssh, the hosts: host1,host2[:port],..."),
+        click.option("--ssh-user", default=None, help="ssh backend: login user [default: root]."),
+        click.option("--ssh-key", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="ssh backend: private key file."),
+        click.option("--ssh-port", type=int, default=None, help="ssh backend: port of hosts given without :port [default: 22]."),
+        click.option("--strict-host-key-checking", is_flag=True, default=False,
+                     help="ssh backend: refuse hosts that are not in ~/.ssh/known_hosts."),
         click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds of client ops."),
         click.option("--concurrency", default="2n", show_default=True,
                      help="Client threads: N, or Nn for N times the node count."),
@@ -84,7 +91,7 @@ class _Common:
     backend: str
     db: str
     nemesis_interval: float
-    nodes: int | None
+    nodes: str | None
     time_limit: float
     concurrency: str
     rate: float
@@ -93,6 +100,37 @@ class _Common:
     reads: str
     progress: bool
     unsafe_db_fault: str | None
+    ssh_user: str | None = None
+    ssh_key: str | None = None
+    ssh_port: int | None = None
+    strict_host_key_checking: bool = False
+
+
+def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
+    """--nodes N, or (ssh backend) --nodes host1,host2,...; the ssh flags
+    become spec options the ssh backend reads."""
+    options: dict[str, Any] = {}
+    count: int | None = None
+    if c.nodes is not None:
+        text = str(c.nodes).strip()
+        if text.isdigit():
+            count = int(text)
+        elif c.backend == "ssh":
+            hosts = [h.strip() for h in text.split(",") if h.strip()]
+            options["ssh_hosts"] = ",".join(hosts)
+            count = len(hosts)
+        else:
+            raise SpecError(f"--nodes {text!r}: expected a number (host lists are for --backend ssh)")
+    if c.backend == "ssh":
+        for key, value in (("ssh_user", c.ssh_user),
+                           ("ssh_key", str(Path(c.ssh_key).resolve()) if c.ssh_key else None),
+                           ("ssh_port", c.ssh_port),
+                           ("ssh_strict_host_key_checking", True if c.strict_host_key_checking else None)):
+            if value is not None:
+                options[key] = value
+    elif c.ssh_user or c.ssh_key or c.ssh_port or c.strict_host_key_checking:
+        raise SpecError("--ssh-user/--ssh-key/--ssh-port/--strict-host-key-checking need --backend ssh")
+    return count, options
 
 
 def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str | None) -> TestSpec:
@@ -102,8 +140,8 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
         if value not in table:
             raise SpecError(f"unknown {kind} {value!r}; allowed: {', '.join(sorted(table))}")
     faults = parse_nemesis(nemesis, reg.nemesis_faults)
-    nodes = normalize_nodes(c.nodes if c.nodes is not None else reg.nodes_for(c.db))
-    options: dict[str, Any] = {}
+    count, options = _nodes_and_backend_options(c)
+    nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
     if c.unsafe_db_fault:
         if c.unsafe_db_fault not in reg.unsafe_db_faults:
             raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r}; allowed: "

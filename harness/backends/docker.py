@@ -32,8 +32,11 @@ for ``remove_leftovers`` / ``squall cluster down``.
 from __future__ import annotations
 
 import atexit
+import os
 import secrets
 import shlex
+import shutil
+import sys
 import threading
 import time
 import weakref
@@ -224,7 +227,6 @@ class DockerCluster:
             self.start(name)
 
     def _prepare(self, n: _Node) -> None:
-        import sys
         ports = container_ports(self.nodes, n.name)
         argv, env, log_path = self.db.prepare(n.name, n.index, list(self.nodes), ports, n.dir)
         cfg = n.dir / "zoo.cfg"
@@ -323,7 +325,6 @@ class DockerCluster:
             time.sleep(0.25)
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
-        import shutil
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
         copied = []
@@ -396,7 +397,6 @@ class DockerCluster:
             if self.is_running(node):
                 return
             env = dict(n.env)
-            import os
             if os.environ.get(UNSAFE_FAULT_ENV):  # test-only broken db, set by `squall run`
                 env[UNSAFE_FAULT_ENV] = os.environ[UNSAFE_FAULT_ENV]
             self._exec(n, start_script(str(n.dir), n.argv, env, str(n.log_path), str(n.dir / "pid")), check=True)
@@ -452,13 +452,14 @@ class DockerBackend:
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})
 
-    def create(self, spec: Any, db: Any, run_dir: Path, kind: str = "run") -> DockerCluster:
+    def create(self, spec: Any, db: Any, run_dir: Path, kind: str = "run",
+               run_id: str | None = None) -> DockerCluster:
         from harness.backends import images
         install_signal_handlers()
         nodes = node_names(getattr(spec, "nodes", spec))
         client = images.docker_client()
         image = self.options.get("docker_image") or images.ensure_node_image(client).tag
-        cluster = DockerCluster(db, nodes, Path(run_dir), image, client, kind=kind)
+        cluster = DockerCluster(db, nodes, Path(run_dir), image, client, run_id=run_id, kind=kind)
         try:
             cluster.launch()
         except BaseException:

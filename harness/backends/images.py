@@ -23,6 +23,8 @@ tag lookup and any change of content makes a new tag. Images carry the label
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -146,6 +148,18 @@ def image_exists(client, tag: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _build_lock():
+    """One image build at a time on this machine (two runs starting at once
+    would otherwise both debootstrap the same image)."""
+    with open(cache_dir() / ".build.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @dataclass(frozen=True)
 class BuiltImage:
     tag: str
@@ -153,7 +167,7 @@ class BuiltImage:
     seconds: float
 
 
-def ensure_os_image(client) -> BuiltImage:
+def _ensure_os_image(client) -> BuiltImage:
     tag = f"squall-os:{os_image_hash()}"
     t0 = time.monotonic()
     if image_exists(client, tag):
@@ -247,11 +261,11 @@ def _docker_build(client, tag: str, context: Path, label: str) -> None:
         raise SetupError(f"docker build of {tag} failed (exit {rc}); see {log_path}")
 
 
-def ensure_node_image(client=None) -> BuiltImage:
+def _ensure_node_image(client=None) -> BuiltImage:
     """os image + the project installed in /opt/squall (tag by content)."""
     client = client or docker_client()
     t0 = time.monotonic()
-    base = ensure_os_image(client)
+    base = _ensure_os_image(client)
     tag = f"squall-node:{content_hash([base.tag, project_hash()])}"
     if image_exists(client, tag):
         return BuiltImage(tag, base.built, time.monotonic() - t0)
@@ -273,7 +287,21 @@ def ensure_node_image(client=None) -> BuiltImage:
             f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
         _log(f"building {tag}")
         _docker_build(client, tag, ctx, "node")
+    _drop_old_tags(client, "squall-node", keep=tag)
     return BuiltImage(tag, True, time.monotonic() - t0)
+
+
+def _drop_old_tags(client, repository: str, keep: str) -> None:
+    """Every project change makes a new node image; untag the older ones
+    (their shared layers stay) unless a container still uses them."""
+    import docker.errors
+    for img in client.images.list(name=repository):
+        for t in img.tags:
+            if t != keep:
+                try:
+                    client.images.remove(t, noprune=False)
+                except docker.errors.APIError:
+                    pass  # in use by a container: kept
 
 
 def ssh_keypair() -> tuple[Path, str]:
@@ -293,11 +321,11 @@ def _paramiko_keygen(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
-def ensure_sshd_image(client=None) -> BuiltImage:
+def _ensure_sshd_image(client=None) -> BuiltImage:
     """os image + sshd accepting the test key for root (tag by content)."""
     client = client or docker_client()
     t0 = time.monotonic()
-    base = ensure_os_image(client)
+    base = _ensure_os_image(client)
     _, pub = ssh_keypair()
     tag = f"squall-sshd:{content_hash([base.tag, pub, RECIPE_VERSION])}"
     if image_exists(client, tag):
@@ -319,16 +347,22 @@ def ensure_sshd_image(client=None) -> BuiltImage:
     return BuiltImage(tag, True, time.monotonic() - t0)
 
 
-def wheelhouse() -> Path:
-    """Wheels of the project and its dependencies for SSH hosts, in one
-    directory named by the project's content hash."""
-    d = cache_dir() / f"wheels-{project_hash()}"
-    if not (d / ".complete").exists():
-        shutil.rmtree(d, ignore_errors=True)
-        shutil.copytree(deps_wheels(), d, ignore=shutil.ignore_patterns(".complete"))
-        project_wheel(d)
-        (d / ".complete").write_text("ok\n")
-    return d
+def ensure_os_image(client) -> BuiltImage:
+    """The base OS image (built once, then found by its tag)."""
+    with _build_lock():
+        return _ensure_os_image(client)
+
+
+def ensure_node_image(client=None) -> BuiltImage:
+    """The image nodes run in (os + the project in /opt/squall)."""
+    with _build_lock():
+        return _ensure_node_image(client)
+
+
+def ensure_sshd_image(client=None) -> BuiltImage:
+    """The sshd image for testing the SSH backend."""
+    with _build_lock():
+        return _ensure_sshd_image(client)
 
 
 def prune(client=None, keep: Callable[[str], bool] = lambda tag: False) -> list[str]:

@@ -35,7 +35,9 @@ from __future__ import annotations
 import atexit
 import os
 import shlex
+import shutil
 import socket
+import tempfile
 import sys
 import threading
 import time
@@ -297,20 +299,40 @@ class SshCluster:
                                "default-jre-headless", timeout_s=900)
             return "python3"
         from harness.backends import images
-        wheels = images.wheelhouse()
-        tag = wheels.name  # wheels-<project hash>
-        venv = f"{REMOTE_ROOT}/venv-{tag}"
+        # One virtualenv per dependency set (uploaded once per host); the
+        # project's own wheel is reinstalled when its content hash changes.
+        deps = images.deps_wheels()
+        venv = f"{REMOTE_ROOT}/venv-{deps.name}"
+        project_tag = images.project_hash()
+        tmp = Path(tempfile.mkdtemp(prefix="squall-wheel-"))
+        try:
+            self._install_venv(venv, deps, project_tag, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return f"{venv}/bin/python"
+
+    def _install_venv(self, venv: str, deps: Path, project_tag: str, tmp: Path) -> None:
+        from harness.backends import images
+        wheel: Path | None = None
         for n in self._nodes.values():
             rc, _ = n.host.run(f"test -f {venv}/.complete", check=False)
-            if rc == 0:
-                continue
-            remote_wheels = f"{REMOTE_ROOT}/{tag}"
-            n.host.run(f"mkdir -p {remote_wheels}")
-            for w in sorted(wheels.glob("*.whl")):
-                n.host.put(w, f"{remote_wheels}/{w.name}")
-            n.host.run(f"python3 -m venv {venv} && {venv}/bin/pip install -q --no-index --disable-pip-version-check "
-                       f"--find-links {remote_wheels} squall && touch {venv}/.complete", timeout_s=900)
-        return f"{venv}/bin/python"
+            if rc != 0:
+                remote_deps = f"{REMOTE_ROOT}/{deps.name}"
+                n.host.run(f"rm -rf {venv} && mkdir -p {remote_deps}")
+                for w in sorted(deps.glob("*.whl")):
+                    n.host.put(w, f"{remote_deps}/{w.name}")
+                n.host.run(f"python3 -m venv {venv} && {venv}/bin/pip install -q --no-index "
+                           f"--disable-pip-version-check {remote_deps}/*.whl && rm -rf {remote_deps} "
+                           f"&& touch {venv}/.complete", timeout_s=900)
+            rc, _ = n.host.run(f"grep -qx {project_tag} {venv}/.project", check=False)
+            if rc != 0:
+                if wheel is None:
+                    wheel = images.project_wheel(tmp)
+                remote = f"{REMOTE_ROOT}/{wheel.name}"
+                n.host.put(wheel, remote)
+                n.host.run(f"{venv}/bin/pip install -q --no-index --no-deps --force-reinstall "
+                           f"--disable-pip-version-check {remote} && rm -f {remote} "
+                           f"&& echo {project_tag} > {venv}/.project", timeout_s=600)
 
     def _prepare(self, n: _Node, addrs: dict[str, str], python: str) -> None:
         ports = container_ports(self.nodes, n.name, addrs)
