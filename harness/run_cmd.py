@@ -270,7 +270,7 @@ def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: 
                 outcome = execute(reg, this, results_root, control, c.progress)
             except SpecError as exc:
                 _fail(str(exc))
-            click.echo(_describe(outcome), err=True)
+            click.echo(_describe(outcome))  # the verdict, on stdout; progress is on stderr
             codes.append(outcome.exit_code)
             if outcome.exit_code == EXIT_INTERRUPTED:
                 break
@@ -342,5 +342,5 @@ def analyze_cmd(ctx: click.Context, run_dir: str) -> None:
     except (SpecError, store.StoreError, UnknownName) as exc:
         _fail(str(exc))
     outcome = analyze(spec, workload, history, path)
-    click.echo(_describe(outcome), err=True)
+    click.echo(_describe(outcome))
     ctx.exit(outcome.exit_code)

@@ -149,3 +149,14 @@ def run_bounded(conn: ZkConn, body: Callable[[], Any], limit_s: float,
         return {"type": "info", "value": fail_value, "zxid": None,
                 "error": f"timeout: no answer within {limit_s:.1f}s"}
     return box["out"]
+
+
+def with_setup_connection(hosts: str, body: Callable[[Any], None], timeout_s: float = 10.0) -> None:
+    """Run ``body(kazoo_client)`` on a short-lived connection (a workload's setup)."""
+    conn = ZkConn()
+    try:
+        conn.open(hosts, timeout_s)
+        conn.wait_connected()
+        body(conn.zk)
+    finally:
+        conn.close()

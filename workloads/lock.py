@@ -97,16 +97,13 @@ class LockWorkload:
     final_each_thread: bool = False
 
     def setup(self, hosts: str) -> None:
-        conn = _zk.ZkConn()
-        try:
-            conn.open(hosts, 10.0)
-            conn.wait_connected()
-            conn.zk.ensure_path(LOCK_PATH)
+        def create(zk: Any) -> None:
+            zk.ensure_path(LOCK_PATH)
             for path in RESOURCES.values():
-                if conn.zk.exists(path) is None:
-                    conn.zk.create(path, b"0")
-        finally:
-            conn.close()
+                if zk.exists(path) is None:
+                    zk.create(path, b"0")
+
+        _zk.with_setup_connection(hosts, create)
 
     def client(self) -> LockClient:
         return LockClient(self.acquire_timeout_s)

@@ -159,13 +159,7 @@ class RegisterWorkload:
     final_each_thread: bool = False
 
     def setup(self, hosts: str) -> None:
-        conn = _zk.ZkConn()
-        try:
-            conn.open(hosts, 10.0)
-            conn.wait_connected()
-            conn.zk.ensure_path(BASE)
-        finally:
-            conn.close()
+        _zk.with_setup_connection(hosts, lambda zk: zk.ensure_path(BASE))
 
     def client(self) -> RegisterClient:
         return RegisterClient(self.reads)

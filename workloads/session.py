@@ -142,13 +142,7 @@ class SessionWorkload:
     final_each_thread: bool = True
 
     def setup(self, hosts: str) -> None:
-        conn = _zk.ZkConn()
-        try:
-            conn.open(hosts, 10.0)
-            conn.wait_connected()
-            conn.zk.ensure_path(BASE)
-        finally:
-            conn.close()
+        _zk.with_setup_connection(hosts, lambda zk: zk.ensure_path(BASE))
 
     def client(self) -> SessionClient:
         return SessionClient()

@@ -174,7 +174,7 @@ def test_a_signal_to_squall_run_leaves_no_process_or_port_behind(tmp_path, sig, 
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
-        assert "INTERRUPTED" in err and name in err
+        assert "INTERRUPTED" in out and name in out  # the verdict line goes to stdout
         assert not [p for p in pids if _alive(p)], "a node process survived the signal"
         assert not [p for p in ports if _listening(p)], "a node port is still listening"
         assert (info.parent / "history.jsonl").exists()
