@@ -61,6 +61,13 @@ def _loop_factory(kind: str):
               help="ZooKeeper-style key=value config file; flags override it.")
 @click.option("--server-id", type=click.IntRange(1, 254), default=None,
               help="Server id (the high byte of session ids). Default 1.")
+@click.option("--id", "member_id", type=click.IntRange(1, 254), default=None,
+              help="Ensemble member id (same as --server-id); must appear in --peers.")
+@click.option("--peers", default=None, metavar="1=HOST:CLIENT_PORT:PEER_PORT,2=...",
+              help="Run as a member of this ensemble (1, 3 or 5 members) instead of standalone. "
+                   "The config file may give it as peers=... or ZooKeeper's server.N=host:peer_port:x;client_port.")
+@click.option("--raft-tick-ms", type=click.IntRange(5, 10_000), default=None,
+              help="Ensemble timer period in ms; a leader is suspected dead after 10..20 ticks. Default 25.")
 @click.option("--snapshot-every", type=click.IntRange(1, None), default=None,
               help="Transactions between snapshots (snapCount). Default 100000.")
 @click.option("--super-digest", default=None, metavar="USER:BASE64HASH",
@@ -77,18 +84,30 @@ def _loop_factory(kind: str):
 @click.option("--admin-token", envvar="SQUALL_ADMIN_TOKEN", default=None,
               help="Token every admin request must carry (env SQUALL_ADMIN_TOKEN).")
 def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxns, config_file, server_id,
+                 member_id, peers, raft_tick_ms,
                  snapshot_every, super_digest, fsync_inline, loop_kind, admin_port, admin_host, admin_token) -> None:
-    """Run a standalone ZooKeeper-compatible node until Ctrl-C or SIGTERM."""
+    """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM."""
     from pathlib import Path
 
+    if member_id is not None and server_id is not None and member_id != server_id:
+        raise click.UsageError(f"--id {member_id} and --server-id {server_id} disagree; give one of them")
     overrides = {"data_dir": Path(data_dir) if data_dir else None, "host": host, "port": port, "tick_ms": tick_ms,
                  "max_frame_bytes": max_frame_bytes, "max_client_cnxns": max_client_cnxns,
-                 "server_id": server_id, "snapshot_every": snapshot_every,
-                 "super_digest": super_digest, "fsync_inline": fsync_inline}
+                 "server_id": member_id if member_id is not None else server_id, "snapshot_every": snapshot_every,
+                 "super_digest": super_digest, "fsync_inline": fsync_inline, "peers": peers,
+                 "raft_tick_ms": raft_tick_ms}
     try:
         cfg, ignored = load_config(config_file, overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    if cfg.peers:
+        from node.peer import parse_peers
+        try:
+            members = parse_peers(cfg.peers)
+        except ValueError as exc:
+            raise click.UsageError(f"--peers: {exc}") from None
+        if cfg.server_id not in members:
+            raise click.UsageError(f"--id {cfg.server_id} is not one of the peers' ids {sorted(members)}")
     admin = None
     if admin_port is not None:
         from node.admin.http import AdminConfigError, check_admin_options
@@ -103,6 +122,9 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         log.info("config keys ignored (not used by squall): %s", ", ".join(ignored))
 
     from node.server import serve  # imported late: `squall node --help` stays fast
+    ensemble = bool(cfg.peers) and len(parse_peers(cfg.peers)) > 1  # a one-member list is just standalone
+    if ensemble and admin is not None:
+        log.warning("--admin-port is not supported for ensemble members yet; the admin API stays off")
     from node.storage import CorruptLogError, StorageLockedError
 
     # The disk thread hands every commit back to the loop; a shorter GIL switch interval keeps that
@@ -113,7 +135,11 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
     log.info("event loop: %s", "uvloop" if loop_factory is not None else "asyncio")
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(serve(cfg, admin=admin))
+            if ensemble:
+                from node.ensemble import serve_ensemble
+                runner.run(serve_ensemble(cfg))
+            else:
+                runner.run(serve(cfg, admin=admin))
     except (StorageLockedError, CorruptLogError) as exc:  # expected failures: the message says it all
         log.error("%s", exc)
         raise click.ClickException(str(exc)) from None

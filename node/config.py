@@ -34,6 +34,10 @@ class NodeConfig:
     super_digest: str = ""
     # fsync the log on the event loop's thread rather than in a disk thread (see node.server.Node)
     fsync_inline: bool = False
+    # Ensemble: "1=host:client_port:peer_port,2=..." (empty: standalone); see node.peer.parse_peers
+    peers: str = ""
+    # Consensus timer period (elections take 10..20 of these); tickTime above only sizes session timeouts
+    raft_tick_ms: int = 25
 
     def validate(self) -> "NodeConfig":
         def need(ok: bool, msg: str) -> None:
@@ -47,6 +51,7 @@ class NodeConfig:
         need(self.max_client_cnxns >= 0, f"maxClientCnxns {self.max_client_cnxns} is negative; allowed: 0 (unlimited) or more")
         need(1 <= self.server_id <= 254, f"server id {self.server_id} is out of range; allowed: 1..254")
         need(self.snapshot_every >= 1, f"snapCount {self.snapshot_every} must be at least 1")
+        need(5 <= self.raft_tick_ms <= 10_000, f"raft tick {self.raft_tick_ms} ms is out of range; allowed: 5..10000")
         return self
 
     @property
@@ -71,13 +76,37 @@ FILE_KEYS = {
     "maxSessionTimeout": ("max_session_timeout_ms", int),
     "serverId": ("server_id", int),
     "superDigest": ("super_digest", str),
+    "peers": ("peers", str),
+    "raftTickMs": ("raft_tick_ms", int),
 }
+
+
+def zk_server_lines(servers: dict[int, str], client_port: int | None) -> str:
+    """ZooKeeper's ``server.N=host:peer_port[:election_port][;[addr:]client_port]`` lines -> our peers spec.
+
+    ZooKeeper's election port has no use here (one peer port carries
+    everything) and is ignored. A server without ``;client_port`` gets the
+    file's ``clientPort`` (the usual layout: every server on its own host).
+    """
+    parts = []
+    for sid in sorted(servers):
+        spec = servers[sid]
+        addr, _, client = spec.partition(";")
+        fields_ = addr.split(":")
+        if len(fields_) < 2 or not fields_[1].isdigit():
+            raise ConfigError(f"server.{sid}={spec!r}: expected host:peer_port[:election_port][;client_port]")
+        client = client.rpartition(":")[2] if client else (str(client_port) if client_port else "")
+        if not client.isdigit():
+            raise ConfigError(f"server.{sid}={spec!r}: no client port (add ';PORT' or set clientPort)")
+        parts.append(f"{sid}={fields_[0]}:{client}:{fields_[1]}")
+    return ",".join(parts)
 
 
 def parse_zoo_cfg(text: str, origin: str = "config") -> tuple[dict[str, object], list[str]]:
     """Parse ``key=value`` lines into NodeConfig field values; return (values, ignored keys)."""
     values: dict[str, object] = {}
     ignored: list[str] = []
+    servers: dict[int, str] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -85,6 +114,9 @@ def parse_zoo_cfg(text: str, origin: str = "config") -> tuple[dict[str, object],
         if "=" not in line:
             raise ConfigError(f"{origin}:{lineno}: expected key=value, got {line!r}")
         key, value = (part.strip() for part in line.split("=", 1))
+        if key.startswith("server.") and key[7:].isdigit():
+            servers[int(key[7:])] = value
+            continue
         if key not in FILE_KEYS:
             ignored.append(key)
             continue
@@ -93,6 +125,9 @@ def parse_zoo_cfg(text: str, origin: str = "config") -> tuple[dict[str, object],
             values[name] = conv(value)
         except ValueError:
             raise ConfigError(f"{origin}:{lineno}: {key}={value!r} is not a valid {conv.__name__}") from None
+    if servers and "peers" not in values:
+        port = values.get("port")
+        values["peers"] = zk_server_lines(servers, port if isinstance(port, int) else None)
     return values, ignored
 
 

@@ -23,6 +23,7 @@ from kazoo.exceptions import (BadVersionError, ConnectionClosedError, Connection
                               SessionMovedError, KazooException)
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
+from kazoo.protocol.states import KeeperState
 
 logging.getLogger("kazoo").setLevel(logging.CRITICAL)
 
@@ -83,7 +84,16 @@ class ZkConn:
             raise NotConnected("client not opened")
         if self.zk.connected:
             return
-        if not self.zk._live.wait(self.timeout_s):  # kazoo's connected event
+        if self.zk.client_state == KeeperState.CLOSED:
+            # kazoo has given up for good: its session expired while the node
+            # was unreachable (e.g. the only node paused past the session
+            # timeout), and it never reconnects after that. Start a fresh
+            # client, hence a fresh session, as a restarted client would.
+            self.close()
+            self.open(self.hosts, self.timeout_s)
+            if self.zk is not None and self.zk.connected:
+                return
+        if self.zk is None or not self.zk._live.wait(self.timeout_s):  # kazoo's connected event
             raise NotConnected(f"not connected to {self.hosts} within {self.timeout_s}s")
 
     def wait(self, async_result: Any) -> Any:

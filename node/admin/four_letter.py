@@ -68,6 +68,8 @@ class AdminView:
     max_fds: int = -1
     fsyncs: int = 0
     uptime_s: float = 0.0
+    # (name, value) lines appended to mntr (the ensemble's epoch, leader id, ...)
+    extra_metrics: tuple[tuple[str, object], ...] = ()
 
 
 def _srvr(v: AdminView) -> str:
@@ -123,6 +125,7 @@ def _mntr(v: AdminView) -> str:
         ("zk_data_dir_size", v.data_dir_size),
         ("zk_log_dir_size", v.log_dir_size),
     ]
+    metrics += list(v.extra_metrics)
     return "".join(f"{k}\t{val}\n" for k, val in metrics)
 
 
