@@ -73,8 +73,8 @@ def _loop_factory(kind: str):
 @click.option("--super-digest", default=None, metavar="USER:BASE64HASH",
               help="A digest id that bypasses every ACL (ZooKeeper's superDigest). Default: none.")
 @click.option("--fsync-inline/--fsync-in-thread", default=None,
-              help="fsync the log on the event loop (lower latency on fast disks, blocks the loop during fsync) "
-                   "or in a disk thread (default).")
+              help="fsync the log on the event loop (default: lower latency on fast disks, blocks the loop "
+                   "during fsync) or in a disk thread (better on slow disks).")
 @click.option("--loop", "loop_kind", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto",
               show_default=True, help="Event loop: uvloop when installed (auto), or the standard asyncio loop.")
 @click.option("--admin-port", type=click.IntRange(0, 65535), default=None,
