@@ -232,6 +232,8 @@ class Interpreter:
         self.rng = rng
         self.drain_timeout_s = drain_timeout_s
         self.completions: "queue.Queue[_Completion]" = queue.Queue()
+        self._client_execute, self._client_close = client_execute, client_close
+        self._next_thread = concurrency  # ids for threads that replace hung ones
         self.workers: dict[Any, Any] = {t: t for t in range(concurrency)}
         self.threads: set[Any] = set(range(concurrency))
         self._pool: dict[Any, _Worker] = {}
@@ -341,13 +343,30 @@ class Interpreter:
                 break
         for thread, (op, invoke) in list(self.in_flight.items()):
             # A hung call: close it as indeterminate so the history stays
-            # well-formed, and take the thread out of the run.
+            # well-formed, and take the thread out of the run. A client
+            # thread is replaced by a fresh one with a fresh process (as an
+            # info op retires its process), so later phases -- the final
+            # reads above all -- still have every client slot.
             self.recorder.record(INFO, invoke.process, op["f"], op.get("value"), node=invoke.node,
                                  error="no completion before the end of the phase (the call hung)")
             del self.in_flight[thread]
             self.threads.discard(thread)
             self.free.discard(thread)
             self._abandoned.add(thread)
+            self.workers.pop(thread, None)
+            if isinstance(thread, int):
+                self._replace(invoke.process + self.concurrency)
+
+    def _replace(self, process: int) -> None:
+        """Start a worker thread (with its own client) for ``process``."""
+        thread = self._next_thread
+        self._next_thread += 1
+        self._pool[thread] = _Worker(thread, self._client_execute(thread), self.completions, self.recorder,
+                                     lambda t=thread: self._client_close(t))
+        self.workers[thread] = process
+        self.threads.add(thread)
+        self.free.add(thread)
+        self._pool[thread].start()
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         for w in self._pool.values():
@@ -453,7 +472,13 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
 
         # -- main, heal, recovery, final ------------------------------------
         nodes = list(cluster.nodes)
-        slots = {t: _ClientSlot(workload, cluster, nodes, client_timeout_s) for t in range(spec.concurrency)}
+        slots: dict[int, _ClientSlot] = {}
+
+        def slot(t: int) -> _ClientSlot:
+            if t not in slots:
+                slots[t] = _ClientSlot(workload, cluster, nodes, client_timeout_s)
+            return slots[t]
+
         nemesis_exec = None
         if nemesis_package is not None:
             nem = nemesis_package.nemesis
@@ -461,8 +486,8 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
             def nemesis_exec(op: dict) -> tuple[dict, None]:
                 return nem.invoke(cluster, {"f": op["f"], "value": op.get("value")}), None
 
-        interp = Interpreter(concurrency=spec.concurrency, client_execute=lambda t: slots[t].execute,
-                             client_close=lambda t: slots[t].close(), nemesis_execute=nemesis_exec,
+        interp = Interpreter(concurrency=spec.concurrency, client_execute=lambda t: slot(t).execute,
+                             client_close=lambda t: slot(t).close(), nemesis_execute=nemesis_exec,
                              recorder=recorder, progress=progress, control=control, rng=rng,
                              drain_timeout_s=client_timeout_s * 2 + 2.0,
                              node_of=lambda p: nodes[p % len(nodes)])

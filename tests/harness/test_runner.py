@@ -226,3 +226,28 @@ def test_final_reads_are_retried_until_ok(tmp_path):
     reads = [op for op in store.read_history(outcome.run_dir) if op.f == "read" and op.type != "invoke"]
     assert [op.type for op in reads] == ["fail", "fail", "ok"]
     assert outcome.exit_code == EXIT_VALID
+
+
+@pytest.mark.slow
+def test_when_every_client_hangs_fresh_processes_still_do_the_final_reads(tmp_path):
+    """A node paused past every client's timeout must not leave the final phase with no client."""
+    import threading
+    backend = FakeBackend()
+    release = threading.Event()
+
+    def hang(op):
+        if op.get("f") == "add":
+            release.wait(30)
+
+    try:
+        outcome, *_ = run(tmp_path, backend=backend, workload=FakeSetWorkload(backend, on_invoke=hang),
+                          concurrency=2, options=(("client_timeout_s", 0.2),))
+    finally:
+        release.set()
+    history = store.read_history(outcome.run_dir)
+    hung = {op.process for op in history if op.f == "add" and op.type == "info"}
+    assert hung == {0, 1}, "both client processes should hang on their first add"
+    reads = [op for op in history if op.f == "read" and op.type == "ok"]
+    assert reads, "no final read ran: hung threads were not replaced"
+    assert all(op.process not in hung for op in reads)
+    assert all(op.process % 2 in (0, 1) and op.process >= 2 for op in reads)
