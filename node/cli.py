@@ -123,8 +123,6 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
 
     from node.server import serve  # imported late: `squall node --help` stays fast
     ensemble = bool(cfg.peers) and len(parse_peers(cfg.peers)) > 1  # a one-member list is just standalone
-    if ensemble and admin is not None:
-        log.warning("--admin-port is not supported for ensemble members yet; the admin API stays off")
     from node.storage import CorruptLogError, StorageLockedError
 
     # The disk thread hands every commit back to the loop; a shorter GIL switch interval keeps that
@@ -137,7 +135,7 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             if ensemble:
                 from node.ensemble import serve_ensemble
-                runner.run(serve_ensemble(cfg))
+                runner.run(serve_ensemble(cfg, admin=admin))
             else:
                 runner.run(serve(cfg, admin=admin))
     except (StorageLockedError, CorruptLogError) as exc:  # expected failures: the message says it all

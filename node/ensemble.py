@@ -419,6 +419,7 @@ class EnsembleServer:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task] = []
         self._started = time.monotonic()
+        self.peer_poller: PeerPoller | None = None  # started by the admin server (ensemble_view)
 
     # -- lifecycle
 
@@ -617,6 +618,17 @@ class EnsembleServer:
             return "follower"
         return "looking"
 
+    def start_peer_poller(self) -> "PeerPoller":
+        """Start asking the other members for their state (for ``ensemble_view``); idempotent."""
+        if self.peer_poller is None:
+            self.peer_poller = PeerPoller(self.cfg.server_id, self.peers)
+            self._tasks.append(asyncio.create_task(self.peer_poller.run()))
+        return self.peer_poller
+
+    def ensemble_view(self) -> dict:
+        """Every member's role, epoch, zxid, sessions, connections (see ``node.admin.http.ensemble_view``)."""
+        return _ensemble_view(self)
+
     def admin_view(self) -> four_letter.AdminView:
         rep = self.replica
         tree = rep.tree
@@ -657,6 +669,111 @@ class EnsembleServer:
         )
 
 
+# ---------------------------------------------------------------- the ensemble view (admin API)
+
+# How often the admin asks the other members for their state, and how long one ask may take.
+# The answer is cached: an admin page polling every 2 s never makes a peer answer more than ~1/s.
+PEER_POLL_S = 1.0
+PEER_WORD_TIMEOUT_S = 0.5
+MAX_WORD_REPLY = 256 * 1024
+
+
+def status_from_mntr(text: str) -> dict | None:
+    """A member's status (the ``Replica.status()`` keys the ensemble view uses) from its ``mntr`` answer.
+
+    Only keys the member reported are filled; None when the answer is not an ensemble member's
+    ``mntr`` (no ``zk_server_state``), so a garbled answer is never shown as numbers.
+    """
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("\t")
+        if sep:
+            values[key.strip()] = value.strip()
+    if "zk_server_state" not in values:
+        return None
+
+    def num(key: str, base: int = 10) -> int | None:
+        try:
+            return int(values[key], base)
+        except (KeyError, ValueError):
+            return None
+
+    leader = num("zk_leader_id")
+    return {"role": values.get("zk_peer_state", values["zk_server_state"]), "epoch": num("zk_epoch"),
+            "leader": leader or None, "last_zxid": num("zk_last_zxid", 16), "sessions": num("zk_global_sessions"),
+            "connections": num("zk_num_alive_connections")}
+
+
+async def ask_word(host: str, port: int, word: str, timeout_s: float = PEER_WORD_TIMEOUT_S) -> str:
+    """Send a four-letter word to host:port and read the answer until the member closes (bounded)."""
+
+    async def ask() -> str:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(word.encode("ascii"))
+            await writer.drain()
+            data = await reader.read(MAX_WORD_REPLY)
+            chunks = [data]
+            while data and sum(map(len, chunks)) < MAX_WORD_REPLY:
+                data = await reader.read(MAX_WORD_REPLY)
+                chunks.append(data)
+            return b"".join(chunks).decode("utf-8", "replace")
+        finally:
+            writer.close()
+
+    return await asyncio.wait_for(ask(), timeout_s)
+
+
+class PeerPoller:
+    """Asks every other member for ``mntr`` about once a second; keeps the latest answers.
+
+    Runs only while something wants the ensemble view (the admin server), never blocks the
+    event loop (each ask is a task with a short timeout), and reports a member it could not
+    reach as None (shown as unreachable), not as stale numbers.
+    """
+
+    def __init__(self, self_id: int, peers: dict[int, PeerAddress]) -> None:
+        self.self_id = self_id
+        self.peers = {pid: p for pid, p in peers.items() if pid != self_id}
+        self.statuses: dict[int, dict | None] = {}
+        self.polled_at: dict[int, float] = {}
+
+    async def poll_once(self) -> None:
+        async def one(pid: int, p: PeerAddress) -> None:
+            try:
+                st = status_from_mntr(await ask_word(p.host, p.client_port, "mntr"))
+            except (OSError, asyncio.TimeoutError, UnicodeError):
+                st = None
+            self.statuses[pid] = st
+            self.polled_at[pid] = time.monotonic()
+
+        await asyncio.gather(*(one(pid, p) for pid, p in self.peers.items()))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except Exception:  # noqa: BLE001 - a polling hiccup must not end the view
+                log.exception("polling the other members for the ensemble view failed; continuing")
+            await asyncio.sleep(PEER_POLL_S)
+
+
+def _ensemble_view(server: "EnsembleServer") -> dict:
+    """``EnsembleServer.ensemble_view``: this member from its replica, the others as last polled."""
+    from node.admin.http import ensemble_from_statuses  # node.admin is node's own package
+
+    poller = server.peer_poller
+    if poller is None:
+        poller = server.start_peer_poller()
+    st = server.replica.status()
+    me = {"role": server.mode(), "epoch": st["epoch"], "leader": st["leader"], "last_zxid": st["last_zxid"],
+          "sessions": st["sessions"], "connections": len(server.connections)}
+    statuses: dict[int, dict | None] = {server.cfg.server_id: me}
+    statuses.update(poller.statuses)  # members never polled yet stay absent: shown as unknown
+    addresses = {pid: f"{p.host}:{p.client_port}" for pid, p in server.peers.items()}
+    return ensemble_from_statuses(server.cfg.server_id, addresses, statuses)
+
+
 # ---------------------------------------------------------------- running a member
 
 
@@ -673,8 +790,12 @@ def _lock(directory: Path) -> int:
 
 async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None,
                          stop: asyncio.Event | None = None, install_signals: bool = True,
-                         settings: EnsembleSettings | None = None) -> None:
-    """Recover the raft store, join the ensemble, serve until stopped (SIGINT/SIGTERM or ``stop``)."""
+                         settings: EnsembleSettings | None = None,
+                         admin: tuple[str, int, str | None] | None = None) -> None:
+    """Recover the raft store, join the ensemble, serve until stopped (SIGINT/SIGTERM or ``stop``).
+
+    ``admin`` = (host, port, token) also serves the admin HTTP API and web UI, as ``serve`` does.
+    """
     peers = parse_peers(cfg.peers)
     if cfg.server_id not in peers:
         raise ValueError(f"--id {cfg.server_id} is not in --peers (ids: {sorted(peers)})")
@@ -689,8 +810,13 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    admin_runner = None
     try:
         host, port = await server.start()
+        if admin is not None:
+            from node.admin.http import start_admin
+            admin_runner = await start_admin(server, *admin)
+            server.start_peer_poller()
         st = server.replica.status()
         log.info("ensemble member %d of %s: term %d, applied %d, last zxid 0x%x", cfg.server_id, sorted(peers),
                  st["epoch"], st["applied"], st["last_zxid"])
@@ -708,6 +834,8 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         try:
+            if admin_runner is not None:
+                await admin_runner.close()
             await server.stop()
         finally:
             store.close()
@@ -716,4 +844,5 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
         raise RuntimeError(f"the raft store failed: {server.failed!r}")
 
 
-__all__ = ["EnsembleConnection", "EnsembleServer", "EnsembleSettings", "EnsembleView", "serve_ensemble"]
+__all__ = ["EnsembleConnection", "EnsembleServer", "EnsembleSettings", "EnsembleView", "PeerPoller", "ask_word",
+           "serve_ensemble", "status_from_mntr"]

@@ -422,14 +422,17 @@ def ensemble_from_statuses(self_id: int, addresses: dict[int, str], statuses: di
     """Build the ``ensemble_view()`` dict from per-member ``Replica.status()`` dicts (None = unreachable).
 
     ``status()`` keys used: role, epoch, leader, last_zxid, sessions, connections. A shell that collects its
-    peers' statuses can implement ``NodeServer.ensemble_view`` as one call to this.
+    peers' statuses can implement ``NodeServer.ensemble_view`` as one call to this (``EnsembleServer`` does,
+    from its peers' ``mntr``). A member absent from ``statuses`` (never asked yet) is ``unknown``.
     """
     me = statuses.get(self_id) or {}
     peers = []
     for pid in sorted(addresses):
         st = statuses.get(pid)
         peer: dict[str, Any] = {"id": pid, "address": addresses[pid]}
-        if st is None:
+        if pid not in statuses:  # not asked yet (the poller just started): say so, show no numbers
+            peer.update({"role": "unknown", "state": "unknown"})
+        elif st is None:
             peer.update({"role": "unknown", "state": "unreachable"})
         else:
             peer.update({"role": st.get("role", "unknown"), "state": "serving", "last_zxid": st.get("last_zxid"),

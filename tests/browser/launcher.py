@@ -216,3 +216,90 @@ class AdminOnly:
                 pass
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+
+
+class AdminEnsemble:
+    """A real 3-member squall ensemble as subprocesses (``squall node --id N --peers ... --admin-port P``).
+
+    ``start()`` waits until every member answers ``ruok``; ``kill_all()`` SIGKILLs every process it
+    started (call it from a ``finally``/fixture teardown: it never raises over one that is already gone).
+    """
+
+    def __init__(self, base: Path, size: int = 3) -> None:
+        from tests.node.servers import free_port, squall_node
+
+        self.base = Path(base)
+        ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
+        peers = ",".join(f"{i + 1}=127.0.0.1:{c}:{p}" for i, (c, p, _) in enumerate(ports))
+        self.admin_ports = {i + 1: a for i, (_, _, a) in enumerate(ports)}
+        self.members = {
+            i + 1: squall_node(self.base / f"n{i + 1}" / "data", port=c,
+                               extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "1000",
+                                           "--admin-port", str(a)],
+                               log_path=self.base / f"n{i + 1}.out")
+            for i, (c, _, a) in enumerate(ports)}
+
+    @property
+    def hosts(self) -> str:
+        return ",".join(m.address for m in self.members.values())
+
+    def admin_url(self, member_id: int) -> str:
+        return f"http://127.0.0.1:{self.admin_ports[member_id]}"
+
+    def start(self) -> "AdminEnsemble":
+        try:
+            for m in self.members.values():
+                m.start()
+        except BaseException:
+            self.kill_all()
+            raise
+        return self
+
+    def ensemble(self, member_id: int, timeout_s: float = 5.0) -> dict | None:
+        """``/commands/ensemble`` of one member, or None when its admin port does not answer (yet)."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.admin_url(member_id) + "/commands/ensemble", timeout=timeout_s) as r:
+                return json.loads(r.read())
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+
+    def wait_settled(self, member_id: int, alive: set[int], deadline_s: float = 30.0) -> dict:
+        """Poll member's ensemble view until it shows one leader among ``alive`` that every live member follows."""
+        import time
+
+        deadline = time.monotonic() + deadline_s
+        last: dict | None = None
+        while time.monotonic() < deadline:
+            last = self.ensemble(member_id)
+            if last is not None and _settled(last, alive):
+                return last
+            time.sleep(0.2)
+        raise AssertionError(f"member {member_id}'s ensemble view did not settle on a leader among {sorted(alive)}"
+                             f" within {deadline_s} s; last view: {last}")
+
+    def kill(self, member_id: int) -> None:
+        self.members[member_id].kill()
+
+    def kill_all(self) -> None:
+        for m in self.members.values():
+            try:
+                m.kill()
+            except Exception:  # noqa: BLE001 - keep killing the others
+                pass
+
+
+def _settled(view: dict, alive: set[int]) -> bool:
+    peers = {p["id"]: p for p in view.get("peers", [])}
+    leader = view.get("leader")
+    if leader not in alive or not alive <= set(peers):
+        return False
+    for pid in alive:
+        p = peers.get(pid, {})
+        want = "leader" if pid == leader else "follower"
+        if p.get("state") != "serving" or p.get("role") != want:
+            return False
+    return True

@@ -142,18 +142,50 @@ def test_ensemble_page_shows_the_node_as_leader(page, node, zk, screenshot):
     screenshot("node-ensemble")
 
 
-def test_ensemble_page_follows_a_leader_change(page, node):
-    from node.server import NodeServer
+@pytest.mark.timeout(240)
+def test_ensemble_page_shows_the_leader_and_changes_after_the_leader_is_killed(page, tmp_path, screenshot):
+    """A real 3-member ensemble (subprocesses): a follower's page shows the leader; SIGKILL it; a new one shows."""
+    from tests.browser.launcher import AdminEnsemble
 
-    if not hasattr(NodeServer, "ensemble_view"):
-        pytest.skip("ensemble not available: the node does not report peers yet (NodeServer.ensemble_view)")
-    pytest.fail("the node now reports peers: write the kill-the-leader scenario against the ensemble launcher")
+    ens = AdminEnsemble(tmp_path / "ensemble")
+    try:
+        ens.start()
+        first = ens.wait_settled(1, {1, 2, 3})["leader"]
+        follower = next(i for i in (1, 2, 3) if i != first)
+        page.goto(ens.admin_url(follower) + "/ui/ensemble")
+        page.wait_for_function(
+            "() => ['1','2','3'].every(i => { const r = document.querySelector(`#peers tr[data-peer='${i}']`);"
+            " return r && r.querySelector('td:nth-child(4)').textContent === 'serving'; })", timeout=30_000)
+        assert page.inner_text("#ens-leader") == f"id {first}"
+        assert page.inner_text("#ens-mode") == "follower"
+        assert page.get_attribute(f"#peers tr[data-peer='{first}']", "data-role") == "leader"
+        assert "leader" in (page.get_attribute(f"#peers tr[data-peer='{first}']", "class") or "")
+        assert "self" in (page.get_attribute(f"#peers tr[data-peer='{follower}']", "class") or "")
+        screenshot("node-ensemble-real")
+
+        ens.kill(first)  # SIGKILL: the leader crashes
+        page.wait_for_function(
+            "old => { const t = document.getElementById('ens-leader').textContent;"
+            " return t.startsWith('id ') && t !== old; }", arg=f"id {first}", timeout=60_000)
+        second = int(page.inner_text("#ens-leader").split()[1])
+        assert second in (1, 2, 3) and second != first
+        page.wait_for_function(
+            "k => document.querySelector(`#peers tr[data-peer='${k}'] td:nth-child(4)`).textContent === 'unreachable'",
+            arg=str(first), timeout=30_000)
+        page.wait_for_function("() => document.getElementById('changes').textContent.includes('changed')",
+                               timeout=30_000)
+        # the page agrees with the members themselves
+        view = ens.wait_settled(follower, {i for i in (1, 2, 3) if i != first})
+        assert view["leader"] == second
+        screenshot("node-ensemble-real-after-leader-kill")
+    finally:
+        ens.kill_all()
 
 
 class FakeEnsembleMember:
     """A server-like object reporting three peers (the ensemble_view protocol), to drive the page's rendering.
 
-    It checks the UI only: the real kill-the-leader scenario is the test above, once the node has peers.
+    It checks the UI rendering only; the real kill-the-leader scenario (3 subprocesses) is the test above.
     """
 
     def __init__(self) -> None:

@@ -364,3 +364,89 @@ def test_ensemble_from_replica_statuses():
     by_id = {p["id"]: p for p in view["peers"]}
     assert by_id[1]["lag"] == 0 and by_id[2]["lag"] == 3 and by_id[3]["lag"] is None
     assert by_id[3]["state"] == "unreachable" and by_id[2]["self"] and not by_id[1]["self"]
+
+
+def test_status_from_mntr_reads_only_what_the_member_reported():
+    from node.ensemble import status_from_mntr
+
+    text = ("zk_version\tx\nzk_server_state\tfollower\nzk_num_alive_connections\t2\nzk_last_zxid\t0x20000000a\n"
+            "zk_global_sessions\t5\nzk_peer_state\tfollower\nzk_epoch\t2\nzk_leader_id\t3\n")
+    assert status_from_mntr(text) == {"role": "follower", "epoch": 2, "leader": 3, "last_zxid": (2 << 32) + 10,
+                                      "sessions": 5, "connections": 2}
+    looking = status_from_mntr("zk_server_state\tlooking\nzk_peer_state\tlooking\nzk_leader_id\t0\n")
+    assert looking["leader"] is None and looking["last_zxid"] is None and looking["role"] == "looking"
+    assert status_from_mntr("") is None and status_from_mntr("imok") is None
+
+
+def test_a_member_never_asked_is_unknown_not_unreachable():
+    raw = admin.ensemble_from_statuses(1, {1: "h:1", 2: "h:2"}, {1: {"role": "leader", "leader": 1}})
+    assert [(p["id"], p["state"]) for p in raw["peers"]] == [(1, "serving"), (2, "unknown")]
+    assert "last_zxid" not in raw["peers"][1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_ensemble_command_on_a_real_three_member_ensemble(tmp_path):
+    """/commands/ensemble of a follower of a real ensemble: its peers as they report themselves over mntr."""
+    from tests.browser.launcher import AdminEnsemble
+    from tests.node.servers import four_letter_word
+
+    ens = AdminEnsemble(tmp_path)
+    zk = None
+    try:
+        ens.start()
+        view = ens.wait_settled(1, {1, 2, 3})
+        leader = view["leader"]
+        follower = next(i for i in (1, 2, 3) if i != leader)
+        zk = KazooClient(hosts=ens.members[leader].address, timeout=10)
+        zk.start(timeout=30)
+        for i in range(5):
+            zk.create(f"/e{i}", b"x")
+        leader_zxid = int(next(line for line in four_letter_word("127.0.0.1", ens.members[leader].port, "srvr")
+                               .splitlines() if line.startswith("Zxid:")).split(":")[1], 16)
+        # the follower's view catches up with the leader's zxid (bounded poll, no timing asserted)
+        import time
+        deadline, view = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            view = ens.wait_settled(follower, {1, 2, 3})
+            peers = {p["id"]: p for p in view["peers"]}
+            if all(isinstance(peers[i].get("last_zxid"), int) and peers[i]["last_zxid"] >= leader_zxid
+                   for i in (1, 2, 3)):
+                break
+            time.sleep(0.3)
+        assert view is not None and view["command"] == "ensemble" and view["error"] is None
+        assert view["server_id"] == follower and view["mode"] == "follower" and view["leader"] == leader
+        peers = {p["id"]: p for p in view["peers"]}
+        assert sorted(peers) == [1, 2, 3]
+        assert [peers[i]["role"] for i in (1, 2, 3)].count("leader") == 1 and peers[leader]["role"] == "leader"
+        assert peers[follower]["self"] and not peers[leader]["self"]
+        assert peers[leader]["address"] == ens.members[leader].address
+        for i in (1, 2, 3):
+            assert peers[i]["last_zxid"] >= leader_zxid, peers[i]
+            assert peers[i]["lag"] == 0 or isinstance(peers[i]["lag"], int) and peers[i]["lag"] >= 0
+            assert peers[i]["sessions"] >= 1  # kazoo's session (plus the admin's own, if any)
+            assert isinstance(peers[i]["connections"], int)
+        assert peers[leader]["connections"] >= 1  # the kazoo client is connected to the leader
+        assert view["leader_changes"] and view["leader_changes"][0]["event"] == "started"
+        # the other admin commands answer on an ensemble member too
+        status, mntr = jcall(ens.admin_url(follower) + "/commands/mntr")
+        assert status == 200 and mntr["zk_peer_state"] == "follower" and mntr["zk_leader_id"] == leader
+        # a killed member is reported unreachable, with no numbers
+        other = next(i for i in (1, 2, 3) if i not in (leader, follower))
+        ens.kill(other)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            view = ens.ensemble(follower)
+            gone = next((p for p in (view or {}).get("peers", []) if p["id"] == other), None)
+            if gone is not None and gone["state"] == "unreachable":
+                break
+            time.sleep(0.3)
+        assert gone is not None and gone["state"] == "unreachable" and "last_zxid" not in gone, view
+    finally:
+        if zk is not None:
+            try:
+                zk.stop()
+                zk.close()
+            except Exception:  # noqa: BLE001
+                pass
+        ens.kill_all()

@@ -22,8 +22,8 @@
         cell(String(p.id)), cell(p.address || ""), cell(p.role || "?", "role-" + (p.role || "unknown")),
         cell(p.state || "?", "state-" + (p.state || "unknown")), cell(p.last_zxid_hex || "?"),
         cell(p.lag === null || p.lag === undefined ? "?" : String(p.lag)),
-        cell(p.sessions === undefined ? "?" : String(p.sessions)),
-        cell(p.connections === undefined ? "?" : String(p.connections))));
+        cell(p.sessions == null ? "?" : String(p.sessions)),
+        cell(p.connections == null ? "?" : String(p.connections))));
     }
     const cb = $("changes").tBodies[0]; cb.replaceChildren();
     for (const c of (e.leader_changes || []).slice().reverse()) {
