@@ -309,6 +309,7 @@ class EnsembleConnection(ClientConnection):
             self._local(lambda: (self.send(P.reply(xid, self.node.zxid, Err.UNIMPLEMENTED)), self.send(None)))
             return
         op, xid, rec = req.op, req.xid, req.record
+        self.server.request_stats[op][0] += 1  # counted by opcode; replies are asynchronous here, so not timed
         if op == P.PING:
             self._ping(xid, rec)
         elif op == P.AUTH:
@@ -411,6 +412,8 @@ class EnsembleServer:
         self.sent = 0
         self.received = 0
         self.stopped = asyncio.Event()
+        # opcode -> [requests, seconds spent handling them] (the admin's /metrics)
+        self.request_stats: collections.defaultdict[int, list] = collections.defaultdict(lambda: [0, 0.0])
         self.failed: BaseException | None = None
         self._fx: list[Effects] = []
         self._synced_term_vote = (disk.hard_state.term, disk.hard_state.vote)

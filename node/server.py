@@ -500,7 +500,13 @@ class ClientConnection(asyncio.Protocol):
             self.send(None, self.node.zxid)
             return
         handler = _HANDLERS[req.op]
+        stats = self.server.request_stats[req.op]
+        t0 = time.perf_counter()
         handler(self, req.xid, req.record)
+        # count and handling time by opcode (for a write: until it is proposed;
+        # its commit latency is measured by the node)
+        stats[0] += 1
+        stats[1] += time.perf_counter() - t0
 
     # reads -----------------------------------------------------------
 
@@ -843,6 +849,8 @@ class NodeServer:
         self.ip_counts: dict[str, int] = collections.Counter()
         self.sent = 0
         self.received = 0
+        # opcode -> [requests, seconds spent handling them] (the admin's /metrics)
+        self.request_stats: collections.defaultdict[int, list] = collections.defaultdict(lambda: [0, 0.0])
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task] = []
         self._started = time.monotonic()

@@ -50,6 +50,7 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from node.admin import four_letter
+from node.wire import protocol as P
 
 log = logging.getLogger("squall.admin")
 
@@ -585,6 +586,19 @@ def render_metrics(view: four_letter.AdminView, server: Any, inst: Instruments |
     if inst is not None and inst.hooked_fsync:
         w.family("squall_fsync_latency_seconds", "histogram", "Duration of each write-ahead log flush+fsync.",
                  inst.fsync.samples({}))
+    stats = getattr(server, "request_stats", None)
+    if stats:
+        names = {op: P.OP_NAMES.get(op, str(op)) for op in list(stats)}
+        ops = sorted(names, key=names.get)
+        w.family("squall_requests_total", "counter", "Client requests received, by operation.",
+                 [("", {"op": names[op]}, stats[op][0]) for op in ops])
+        timed = [op for op in ops if stats[op][1] > 0]
+        if timed:
+            w.family("squall_request_handling_seconds", "summary",
+                     "Time spent handling requests on the event loop, by operation (a read: until its "
+                     "reply is queued; a write: until it is proposed).",
+                     [sample for op in timed for sample in (("_sum", {"op": names[op]}, round(stats[op][1], 6)),
+                                                            ("_count", {"op": names[op]}, stats[op][0]))])
     w.counter("squall_role_changes_total", "Role/leader/epoch changes seen by the admin sampler since start.",
               roles.role_changes)
     w.family("squall_admin_http_requests_total", "counter", "Admin HTTP requests served, by route and status.",

@@ -133,6 +133,17 @@ def test_metrics_parse_with_the_prometheus_parser(node, zk):
     assert families["squall_role_changes"].type == "counter"
     assert value("squall_info", role="standalone") == 1
     assert families["squall_commit_latency_seconds"].type == "summary"
+    # every request is counted by operation, reads included
+    zk.get("/m")
+    zk.get_children("/")
+    families = {f.name: f for f in text_string_to_metric_families(call(node.admin_url + "/metrics")[1].decode())}
+    assert families["squall_requests"].type == "counter"
+    assert value("squall_requests", op="getData") >= 1 and value("squall_requests", op="create") >= 1
+    children = [s.value for s in families["squall_requests"].samples if s.labels["op"].startswith("getChildren")]
+    assert sum(children) >= 1
+    handled = [s for s in families["squall_request_handling_seconds"].samples
+               if s.name.endswith("_count") and s.labels["op"] == "getData"]
+    assert handled and handled[0].value >= 1
 
 
 # ---------------------------------------------------------------- tree API
