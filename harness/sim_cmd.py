@@ -214,6 +214,22 @@ def assess(run: dict[str, Any], budget_s: float = CHECK_BUDGET_S) -> SeedOutcome
     return out
 
 
+def failure_counts(outcomes: list[SeedOutcome]) -> tuple[int, int]:
+    """(seeds with a safety violation, seeds with a liveness failure).
+
+    A seed may count in both. A violation is any problem other than a
+    liveness failure or an unknown verdict (simulator, checker, sync, client
+    order findings)."""
+    violations = liveness = 0
+    for o in outcomes:
+        if any(p.startswith("liveness:") for p in o.problems):
+            liveness += 1
+        if any(not p.startswith(("liveness:", "sequential unknown", "linearizable unknown", "checker error"))
+               for p in o.problems):
+            violations += 1
+    return violations, liveness
+
+
 def simulator_command(seeds: int, first: int, nodes: int | None, ops: int, unsafe: bool) -> list[str]:
     """The node's simulator as a process (the harness may not import node/)."""
     cmd = [sys.executable, "-m", "node.sim", "--seeds", str(seeds), "--seed", str(first), "--ops", str(ops)]
@@ -314,12 +330,15 @@ def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int,
     if as_json:
         click.echo(json.dumps({
             "seeds": len(outcomes), "invalid": len(invalid), "unknown": len(unknown),
+            "violations": failure_counts(outcomes)[0], "liveness_failures": failure_counts(outcomes)[1],
             "elapsed_s": round(elapsed, 3), "seeds_per_min": round(len(outcomes) / elapsed * 60, 1) if elapsed else None,
             "outcomes": [o.to_json() for o in outcomes],
         }, indent=1))
     else:
         click.echo(f"{len(outcomes)} seeds in {elapsed:.1f} s: {len(outcomes) - len(invalid) - len(unknown)} valid, "
                    f"{len(invalid)} failing, {len(unknown)} unknown")
+        violations, liveness = failure_counts(outcomes)
+        click.echo(f"{violations} seeds with violations, {liveness} seeds with liveness failures")
         for o in invalid:
             click.echo(f"FAIL seed {o.seed} ({o.nodes} nodes): {replay_command(o.seed, o.nodes, ops, unsafe)}")
     ctx.exit(EXIT_INVALID if invalid else EXIT_UNKNOWN if unknown else EXIT_VALID)

@@ -25,9 +25,10 @@ stamped with its own time (`now_ms`) and proposes that. Every replica applies
 committed entries in log order; the zxid of a transaction is the zxid of its
 Raft entry (stamped at apply time, so it is never guessed). The origin replica
 answers the client once *it* has applied the entry, so the client reads its
-own writes. A submission that was not applied within `retry_ticks` is
-submitted again (lost forward, leader change); duplicates are dropped at apply
-time by their (session id, seq) key, against a bounded per-session window kept
+own writes. Pending submissions (and unanswered syncs) are sent again as soon
+as the replica learns of a new leader (a new (term, leader) pair), and any
+not applied within `retry_ticks` is submitted again (lost forward); duplicates
+are dropped at apply time by their (session id, seq) key, against a bounded per-session window kept
 in the replicated state (and in snapshots), so every replica drops the same
 ones.
 
@@ -39,7 +40,8 @@ leader's commit point at the time of the request.
 Sessions. CreateSession and CloseSession are log entries. Touches (requests,
 pings) are batched by followers to the leader once a tick (`Touch`); only the
 leader runs the expiry clock and proposes CloseSession for an expired session,
-so ephemeral removal is replicated. A new leader gives every session a fresh
+so ephemeral removal is replicated. The leader likewise proposes the
+deletion of expired containers and TTL nodes (`container_check_ms`). A new leader gives every session a fresh
 full timeout. A client reconnecting (`client_connect`) keeps its session if
 the password matches; a replica whose last applied zxid is behind the client's
 lastZxidSeen refuses it, so a client never sees the tree go back in time.
@@ -73,6 +75,7 @@ from node.tree import (
     CloseSessionOp,
     CreateSessionOp,
     DataTree,
+    DeleteContainerOp,
     Txn,
     WatchEvent,
     decode_txn,
@@ -385,7 +388,8 @@ class Replica:
     it rounds session deadlines. `retry_ticks` is how long a submitted write
     or sync may go unanswered before it is submitted again.
     `compact_every`: take a snapshot once this many entries were applied
-    since the last one (0 = never). `unsafe_commit_without_quorum` is the
+    since the last one (0 = never). `container_check_ms`: how often the
+    leader proposes the deletion of expired containers and TTL nodes. `unsafe_commit_without_quorum` is the
     Raft core's TEST-ONLY fault injection (see RaftNode): never set it
     outside tests.
     """
@@ -402,6 +406,7 @@ class Replica:
         heartbeat_ticks: int = 1,
         retry_ticks: int | None = None,
         compact_every: int = 1000,
+        container_check_ms: int = 1000,
         unsafe_commit_without_quorum: bool = False,
     ) -> None:
         self.id = id
@@ -409,6 +414,11 @@ class Replica:
         self.tick_ms = tick_ms
         self.retry_ticks = retry_ticks if retry_ticks is not None else election_ticks
         self.compact_every = compact_every
+        # How often the leader looks for expired containers and TTL nodes
+        # (ZooKeeper's ContainerManager checks once a minute by default; the
+        # standalone node once a second). In ticks, at least one.
+        self.container_check_ticks = max(1, -(-container_check_ms // max(1, tick_ms)))
+        self._container_age = 0
         self.raft = RaftNode(
             id, peers, disk, random.Random(rng.getrandbits(64)),
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
@@ -429,6 +439,10 @@ class Replica:
         self._touched: set[int] = set()
         self._tracker: SessionTracker | None = None
         self._was_leader = False
+        # (term, leader) last seen: a change means forwards and ReadIndex
+        # requests sent to the previous leader may be lost, so they are sent
+        # again at once instead of after retry_ticks.
+        self._leader_seen: tuple[int, int] | None = None
         self._now = 0
         self._fx = Effects()
         if disk is not None and disk.snapshot.meta.index > 0:
@@ -457,12 +471,14 @@ class Replica:
         }
 
     def tick(self, now_ms: int) -> Effects:
-        """One timer tick (every `tick_ms`): Raft time, retries, touches, expiry."""
+        """One timer tick (every `tick_ms`): Raft time, retries, touches, expiry,
+        and (leader, every `container_check_ms`) container/TTL cleanup."""
         self._now = now_ms
         self.raft.tick()
         self._retry()
         self._send_touches()
         self._expire()
+        self._reap_containers()
         return self._drain()
 
     def peer_message(self, m: PeerMsg, now_ms: int) -> Effects:
@@ -604,6 +620,28 @@ class Replica:
                 if req.age >= self.retry_ticks or not req.context:
                     self._ask_read_index(req)
 
+    def _on_leader_change(self) -> None:
+        """Resubmit pending writes and unanswered syncs when a new leader is known.
+
+        A forward sent to a leader that then died or stepped down is dropped
+        (or was never received); waiting retry_ticks to notice would add an
+        election timeout's worth of latency to every write in flight at a
+        failover. Resending is safe: duplicates are dropped at apply time by
+        their (session id, seq) key, and a sync's ReadIndex gets a new context.
+        """
+        leader = self.raft.leader
+        if leader is None:
+            return
+        seen = (self.raft.term, leader)
+        if seen == self._leader_seen:
+            return
+        self._leader_seen = seen
+        for sub in list(self._submissions.values()):
+            self._submit(sub)
+        for req in self._syncs:
+            if req.index is None:
+                self._ask_read_index(req)
+
     def _ask_read_index(self, req: _SyncReq) -> None:
         self._sync_counter += 1
         req.context = struct.pack(">IQQ", self.id, self._ctx_prefix, self._sync_counter)
@@ -632,7 +670,29 @@ class Replica:
             # seq 0: system transactions are not deduplicated (closing twice is harmless)
             self.raft.propose(_envelope(self._now, sid, 0, encode_txn(txn)))
 
+    def _reap_containers(self) -> None:
+        """The leader proposes deleting expired containers and TTL nodes.
+
+        Like ZooKeeper's ContainerManager: a system transaction (session 0,
+        seq 0, so never deduplicated) per path, checked against the applied
+        tree; apply re-checks (the node may have gained a child or been
+        modified since), so a stale or repeated proposal is harmless: it
+        fails with NO_NODE / NOT_EMPTY on every replica alike. TTLs are judged
+        by the leader's clock, the same clock that stamps every mtime.
+        """
+        if not self.is_leader:
+            self._container_age = 0
+            return
+        self._container_age += 1
+        if self._container_age < self.container_check_ticks:
+            return
+        self._container_age = 0
+        for path in self.tree.expired_containers_and_ttls(self._now):
+            txn = Txn(0, 0, 0, (), DeleteContainerOp(path))
+            self.raft.propose(_envelope(self._now, 0, 0, encode_txn(txn)))
+
     def _on_role(self) -> None:
+        self._on_leader_change()
         leader = self.is_leader
         if leader and not self._was_leader:
             # We cannot know when followers last heard from a client: give every

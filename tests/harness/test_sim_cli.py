@@ -132,3 +132,23 @@ def test_pruning_keeps_a_violation_visible():
            ("invoke", 0, "read", None, "k"), ("ok", 0, "read", None, "k"))
     lin, seq = judge(h)
     assert seq.is_invalid
+
+
+def test_failures_are_counted_as_violations_and_liveness_failures():
+    from harness.sim_cmd import SeedOutcome, failure_counts
+
+    outs = [
+        SeedOutcome(1, 3, "valid"),
+        SeedOutcome(2, 3, "invalid", ["liveness: no write acknowledged"]),
+        SeedOutcome(3, 5, "invalid", ["linearizable: lost write", "liveness: stuck"]),
+        SeedOutcome(4, 5, "invalid", ["simulator: trees differ"]),
+        SeedOutcome(5, 3, "unknown", ["sequential unknown: budget"]),
+    ]
+    assert failure_counts(outs) == (2, 2)
+
+
+def test_sim_text_summary_reports_violations_and_liveness_failures():
+    res = _run(["--seeds", "2", "--seed", "3", "--ops", "10"])
+    assert res.exit_code == 0, res.output
+    assert "2 seeds in" in res.stdout and "2 valid, 0 failing, 0 unknown" in res.stdout
+    assert "0 seeds with violations, 0 seeds with liveness failures" in res.stdout

@@ -434,3 +434,128 @@ def test_a_write_learned_only_through_a_snapshot_is_answered_outcome_unknown():
     rep = [r for r in c.replies[1] if r.seq == 2]
     assert len(rep) == 1 and rep[0].err == OUTCOME_UNKNOWN, rep
     assert c.r(f).tree.exists("/w") is not None
+
+
+def test_a_write_forwarded_to_a_dead_leader_is_resubmitted_once_a_new_leader_is_known():
+    # retry_ticks is huge, so only the leader change can bring the write back.
+    c = Cluster(retry_ticks=100_000)
+    f = c.follower()
+    old = c.leader()
+    sid, _ = c.new_session(f, conn=1)
+    c.call(f, "client_request", 1, sid, 2, Write(CreateOp("/fo", b"", OPEN_ACL_UNSAFE)), c.now)
+    assert [m.to for m in c.inflight if isinstance(m, Forward)] == [old]
+    c.crash(old)  # the forward dies with it
+    c.sent.clear()
+    for _ in range(100):
+        if [r for r in c.replies[1] if r.seq == 2]:
+            break
+        c.tick()
+    new = c.leader()
+    assert new is not None and new != old
+    assert any(isinstance(m, Forward) and m.to == new and m.seq == 2 for m in c.sent) or new == f
+    rep = [r for r in c.replies[1] if r.seq == 2]
+    assert len(rep) == 1 and rep[0].err == Err.OK, rep
+    live = [i for i in c.ids if i != old]
+    assert all(c.r(i).tree.exists("/fo") is not None for i in live)
+
+
+def test_pending_writes_are_resent_only_when_the_leader_changes():
+    c = Cluster(retry_ticks=100_000)
+    f = c.follower()
+    lead = c.leader()
+    sid, _ = c.new_session(f, conn=1)
+    c.call(f, "client_request", 1, sid, 2, Write(CreateOp("/q", b"", OPEN_ACL_UNSAFE)), c.now)
+    c.inflight = [m for m in c.inflight if not isinstance(m, Forward)]  # lost on the way
+    c.sent.clear()
+    c.tick(20)  # same leader, same term: nothing is resent (retry_ticks governs that)
+    assert not [m for m in c.sent if isinstance(m, Forward)]
+    assert [r.seq for r in c.replies[1]] == [1]
+    # A new term (here: the same cluster re-electing after the leader is cut
+    # off) makes the follower resend at once.
+    c.cut = {(lead, i) for i in c.ids} | {(i, lead) for i in c.ids}
+    for _ in range(100):
+        if c.r(f).raft.leader not in (None, lead):
+            break
+        c.tick()
+    new = c.r(f).raft.leader
+    assert new not in (None, lead)
+    c.tick(3)
+    rep = [r for r in c.replies[1] if r.seq == 2]
+    assert len(rep) == 1 and rep[0].err == Err.OK, rep
+
+
+def test_the_leader_deletes_expired_containers_and_ttl_nodes_through_the_log():
+    from node.tree import CONTAINER, PERSISTENT_WITH_TTL, DeleteOp
+
+    c = Cluster(container_check_ms=500)  # every 5 ticks
+    lead = c.elect()
+    f = next(i for i in c.ids if i != lead)
+    sid, _ = c.new_session(f, conn=1)
+    seq = iter(range(2, 100))
+
+    def write(op):
+        c.call(f, "client_request", 1, sid, next(seq), Write(op), c.now)
+        c.deliver_all()
+        c.tick(1)
+        rep = c.last_reply(1)
+        assert rep.err == Err.OK, rep
+
+    write(CreateOp("/used", b"", OPEN_ACL_UNSAFE, flags=CONTAINER))
+    write(CreateOp("/used/x", b"", OPEN_ACL_UNSAFE))
+    write(CreateOp("/unused", b"", OPEN_ACL_UNSAFE, flags=CONTAINER))
+    write(CreateOp("/ttl", b"", OPEN_ACL_UNSAFE, flags=PERSISTENT_WITH_TTL, ttl=3000))
+    c.tick(6)
+    # A container with a child, a never-used one and a fresh TTL node all stay.
+    assert all(c.r(i).tree.exists(p) is not None for i in c.ids for p in ("/used", "/unused", "/ttl"))
+    write(DeleteOp("/used/x"))
+    c.tick(6)
+    for i in c.ids:
+        assert c.r(i).tree.exists("/used") is None, f"replica {i} kept the emptied container"
+        assert c.r(i).tree.exists("/unused") is not None
+        assert c.r(i).tree.exists("/ttl") is not None
+    c.tick(35)  # past the TTL (leader time stamps both mtime and the check)
+    for i in c.ids:
+        assert c.r(i).tree.exists("/ttl") is None, f"replica {i} kept the expired TTL node"
+    assert len({c.r(i).tree.digest() for i in c.ids}) == 1
+    # Nothing left to reap: idle checks propose nothing.
+    before = c.r(lead).raft.log.last_index()
+    c.tick(20)
+    assert c.r(lead).raft.log.last_index() == before
+
+
+def test_only_the_leader_reaps_containers():
+    from node.tree import CONTAINER, DeleteOp
+
+    c = Cluster(container_check_ms=100)
+    lead = c.elect()
+    sid, _ = c.new_session(lead, conn=1)
+    for k, op in enumerate([CreateOp("/c", b"", OPEN_ACL_UNSAFE, flags=CONTAINER),
+                            CreateOp("/c/x", b"", OPEN_ACL_UNSAFE), DeleteOp("/c/x")]):
+        c.call(lead, "client_request", 1, sid, 2 + k, Write(op), c.now)
+        c.deliver_all()
+    # Cut the leader off before its next check: followers must not act on
+    # their own (they propose nothing: not leaders), and the leader cannot commit.
+    c.cut = {(lead, i) for i in c.ids} | {(i, lead) for i in c.ids}
+    c.tick(3)
+    assert all(c.r(i).tree.exists("/c") is not None for i in c.ids)
+    # Healed, some leader reaps it.
+    c.cut = set()
+    c.elect()
+    c.tick(5)
+    assert all(c.r(i).tree.exists("/c") is None for i in c.ids)
+
+
+def test_a_sync_sent_to_a_dead_leader_is_asked_again_of_the_new_one():
+    c = Cluster(retry_ticks=100_000)
+    f = c.follower()
+    old = c.leader()
+    sid, _ = c.new_session(f, conn=1)
+    c.call(f, "client_request", 1, sid, 2, Sync("/"), c.now)
+    c.crash(old)  # the ReadIndex request dies with it
+    for _ in range(100):
+        if [r for r in c.replies[1] if r.seq == 2]:
+            break
+        c.tick()
+    rep = [r for r in c.replies[1] if r.seq == 2]
+    assert len(rep) == 1 and rep[0].err == Err.OK, rep
+    assert c.leader() not in (None, old)
