@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 import click
@@ -123,6 +124,11 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
 
     from node.server import serve  # imported late: `squall node --help` stays fast
     ensemble = bool(cfg.peers) and len(parse_peers(cfg.peers)) > 1  # a one-member list is just standalone
+    if ensemble and os.environ.get("SQUALL_UNSAFE_TEST_FAULT"):
+        # The deliberate faults live in the standalone server only; an ensemble that ignored the
+        # switch would let a "broken database" test pass silently, so refuse instead.
+        raise click.UsageError("SQUALL_UNSAFE_TEST_FAULT (a test-only fault) is supported by a standalone "
+                               "node only; unset it, or run one node without --peers")
     from node.storage import CorruptLogError, StorageLockedError
 
     # The disk thread hands every commit back to the loop; a shorter GIL switch interval keeps that

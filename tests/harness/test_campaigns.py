@@ -104,8 +104,9 @@ def test_the_node_is_judged_valid(tmp_path, workload, fault):
 @pytest.mark.parametrize("fault, workload", [("lose-writes", "register"), ("stale-reads", "register")])
 def test_a_broken_database_fails_the_gate(tmp_path, fault, workload):
     _need_fault_switch()
-    r = squall(["run", "--db", "squall", "--workload", workload, "--nemesis", "none", "--unsafe-db-fault", fault,
-                "--seed", "11", *SHORT], tmp_path)
+    # one node: the test-only fault switch lives in the standalone server (an ensemble refuses it)
+    r = squall(["run", "--db", "squall", "--nodes", "1", "--workload", workload, "--nemesis", "none",
+                "--unsafe-db-fault", fault, "--seed", "11", *SHORT], tmp_path)
     run_dir = _latest(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 1, f"the broken database ({fault}) passed the gate: {results.get('summary')}"
@@ -172,3 +173,11 @@ def test_sigint_during_a_zookeeper_run_leaves_nothing_behind(tmp_path):
             proc.communicate()
         for pid in _procs_mentioning(str(tmp_path)):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_an_ensemble_refuses_the_test_only_fault_switch(tmp_path):
+    """A broken-database run must never pass silently because the fault was ignored."""
+    _need_fault_switch()
+    r = squall(["run", "--db", "squall", "--nodes", "3", "--workload", "register", "--nemesis", "none",
+                "--unsafe-db-fault", "lose-writes", "--seed", "11", *SHORT], tmp_path)
+    assert r.returncode == 4, f"expected a failed setup (4), got {r.returncode}\n{r.stderr[-2000:]}"
