@@ -48,7 +48,7 @@ from node.config import NodeConfig
 from node.errors import Err
 from node.peer import PeerAddress, PeerTransport, parse_peers
 from node.replica import ClientReply, CloseSession, CreateSession, Effects, PeerMsg, Replica, Sync, Write
-from node.server import (
+from node.server import (serve_until_stopped, 
     CLOSED,
     CLOSING,
     CONNECTED,
@@ -823,15 +823,7 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
         st = server.replica.status()
         log.info("ensemble member %d of %s: term %d, applied %d, last zxid 0x%x", cfg.server_id, sorted(peers),
                  st["epoch"], st["applied"], st["last_zxid"])
-        log.info("squall node serving on %s:%d", host, port)
-        if ready is not None:
-            ready(host, port)
-        stopper = asyncio.create_task(stop.wait())
-        fatal = asyncio.create_task(server.stopped.wait())
-        await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        fatal.cancel()
-        log.info("shutting down")
+        await serve_until_stopped(server, host, port, stop, ready)
     finally:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):

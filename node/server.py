@@ -721,6 +721,22 @@ class ClientConnection(asyncio.Protocol):
         self.send(None, c.txn.zxid)
 
 
+async def serve_until_stopped(server: Any, host: str, port: int, stop: asyncio.Event,
+                              ready: Callable[[str, int], None] | None) -> None:
+    """Announce the serving address, then wait for a stop request or a fatal stop of the server.
+
+    Shared by the standalone and the ensemble shells."""
+    log.info("squall node serving on %s:%d", host, port)
+    if ready is not None:
+        ready(host, port)
+    stopper = asyncio.create_task(stop.wait())
+    fatal = asyncio.create_task(server.stopped.wait())
+    await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    fatal.cancel()
+    log.info("shutting down")
+
+
 def _digest_identity(text: str) -> str:
     """ZooKeeper's digest id: ``user:base64(sha1(whole auth string))``, user = text before the first colon."""
     if ":" in text:
@@ -1053,15 +1069,7 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
             admin_runner = await start_admin(server, *admin)
         log.info("recovered %d znodes, %d sessions, last zxid 0x%x from %s", tree.node_count,
                  len(tree.sessions), last_zxid, cfg.data_dir)
-        log.info("squall node serving on %s:%d", host, port)
-        if ready is not None:
-            ready(host, port)
-        stopper = asyncio.create_task(stop.wait())
-        fatal = asyncio.create_task(server.stopped.wait())
-        await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        fatal.cancel()
-        log.info("shutting down")
+        await serve_until_stopped(server, host, port, stop, ready)
     finally:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
