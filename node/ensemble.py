@@ -47,7 +47,8 @@ from node.admin import four_letter
 from node.config import NodeConfig
 from node.errors import Err
 from node.peer import PeerAddress, PeerTransport, parse_peers
-from node.replica import ClientReply, CloseSession, CreateSession, Effects, PeerMsg, Replica, Sync, Write
+from node.consensus.messages import MessageType as MT
+from node.replica import ClientReply, CloseSession, CreateSession, Effects, PeerMsg, RaftMsg, Replica, Sync, Write
 from node.server import (serve_until_stopped, 
     CLOSED,
     CLOSING,
@@ -383,6 +384,19 @@ class EnsembleConnection(ClientConnection):
 
 # ---------------------------------------------------------------- the server
 
+# Raft messages that promise nothing about this member's disk: a leader's appends,
+# heartbeats and snapshots, and read-index traffic. They may leave before the fsync of
+# the same turn. Votes and acknowledgements are promises and leave only after it.
+_EARLY_RAFT = frozenset({MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT, MT.READ_INDEX, MT.READ_INDEX_RESP})
+
+
+def _promises_nothing(m: PeerMsg) -> bool:
+    if isinstance(m, RaftMsg):
+        return m.msg.type in _EARLY_RAFT
+    return True  # Forward and Touch: requests to the leader, no promise of ours
+
+
+
 
 class EnsembleServer:
     """Client port + peer port + timers + disk of one ensemble member."""
@@ -399,10 +413,11 @@ class EnsembleServer:
             cfg.server_id, sorted(peers), None if fresh else disk, random.Random(os.urandom(16)),
             tick_ms=settings.raft_tick_ms, election_ticks=settings.election_ticks,
             heartbeat_ticks=settings.heartbeat_ticks, retry_ticks=settings.retry_ticks,
-            compact_every=cfg.snapshot_every,
+            compact_every=cfg.snapshot_every, deferred=True,
         )
         self.node = EnsembleView(self)
-        self.transport = PeerTransport(cfg.server_id, peers, self._peer_message, listen_host=peers[cfg.server_id].host)
+        self.transport = PeerTransport(cfg.server_id, peers, self._peer_message, on_batch=self._peer_batch,
+                                       listen_host=peers[cfg.server_id].host)
         self.connections: set[EnsembleConnection] = set()
         self.conns: dict[int, EnsembleConnection] = {}
         self.session_conns: dict[int, EnsembleConnection] = {}
@@ -416,6 +431,7 @@ class EnsembleServer:
         self.request_stats: collections.defaultdict[int, list] = collections.defaultdict(lambda: [0, 0.0])
         self.failed: BaseException | None = None
         self._fx: list[Effects] = []
+        self._replica_inputs = False  # the deferred replica has inputs not drained yet
         self._synced_term_vote = (disk.hard_state.term, disk.hard_state.vote)
         self._scheduled = False
         self._conn_ids = 0
@@ -486,17 +502,19 @@ class EnsembleServer:
     # -- the effect loop
 
     def run(self, fx: Effects) -> None:
-        """Queue one input's effects; they are carried out together at the end of this loop turn."""
-        if fx.is_empty():
-            if self.dirty and not self._scheduled:
-                self._schedule()
-            return
-        self._fx.append(fx)
+        """Note one input given to the replica (and queue any effects it returned at once).
+
+        The replica is deferred: its inputs return nothing, and `_process` drains it once
+        at the end of this loop turn, so the effects of every input of the turn are
+        carried out together (one Ready, one fsync, one message per peer)."""
+        self._replica_inputs = True
+        if not fx.is_empty():
+            self._fx.append(fx)
         if not self._scheduled:
             self._schedule()
 
     def has_pending_effects(self) -> bool:
-        return bool(self._fx)
+        return bool(self._fx) or self._replica_inputs
 
     def kick(self) -> None:
         if not self._scheduled:
@@ -510,8 +528,18 @@ class EnsembleServer:
         self._scheduled = False
         if self.failed is not None:
             return
+        if self._replica_inputs:
+            self._replica_inputs = False
+            fx = self.replica.drain()
+            if not fx.is_empty():
+                self._fx.append(fx)
         batch, self._fx = self._fx, []
         if batch:
+            early: list[PeerMsg] = []
+            later: list[PeerMsg] = []
+            for fx in batch:
+                for m in fx.messages:
+                    (early if _promises_nothing(m) else later).append(m)
             try:
                 sync = False
                 for fx in batch:
@@ -522,6 +550,11 @@ class EnsembleServer:
                             log.info("installed a snapshot from the leader: index %d, term %d, zxid 0x%x (%d bytes)",
                                      m.index, m.term, m.zxid, len(p.snapshot.data))
                         sync = sync or self._needs_fsync(p)
+                if early:
+                    # The leader's appends travel while it fsyncs the same entries (Raft
+                    # allows this: its own copy counts towards a quorum only because no
+                    # acknowledgement can be handled before this fsync returns).
+                    self.transport.send_many(early)
                 if sync:
                     self.store.sync()
             except Exception as exc:
@@ -530,9 +563,8 @@ class EnsembleServer:
                 log.critical("raft store failed, this member stops: %r", exc)
                 self.stopped.set()
                 return
-            for fx in batch:
-                for m in fx.messages:
-                    self.transport.send(m)
+            if later:
+                self.transport.send_many(later)
             for fx in batch:
                 if fx.events:
                     self._dispatch_events(fx.events)
@@ -541,7 +573,7 @@ class EnsembleServer:
                     conn = self.conns.get(rep.conn_id)
                     if conn is not None:
                         conn.on_reply(rep)
-        if self._fx:
+        if self._fx or self._replica_inputs:
             # Replies released parked requests whose effects are not carried out yet: pump
             # (and so compute reads) only after them, next turn.
             if not self._scheduled:
@@ -581,6 +613,13 @@ class EnsembleServer:
 
     def _peer_message(self, m: PeerMsg) -> None:
         self.run(self.replica.peer_message(m, _wall_ms()))
+
+    def _peer_batch(self, msgs: list[PeerMsg]) -> None:
+        """Every message one read from a peer's socket delivered (the replica is deferred)."""
+        now = _wall_ms()
+        step = self.replica.peer_message
+        for m in msgs:
+            self.run(step(m, now))
 
     # -- timers
 

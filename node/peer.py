@@ -8,14 +8,29 @@ restarts simply reconnects.
 Frame: ``u32 length | payload`` where the payload is ``node.replica.encode_peer``
 (a versioned header: version, kind, from, to; then a Raft message's
 ``to_bytes`` or a replica-level Forward/Touch). A frame longer than
-``max_frame_bytes`` or a payload that does not decode closes *that link* with
-a log line; the sender reconnects and Raft retransmits what was lost.
+``max_frame_bytes`` (or of length 0), a payload that does not decode, a
+message addressed to another member, or a frame whose body does not arrive
+within ``FRAME_BODY_TIMEOUT_S`` (plus 1 s per MB) of its length closes *that
+link* with a log line; the sender reconnects and Raft retransmits what was
+lost.
+
+The per-message CPU cost matters (the ensemble is CPU-bound), so both
+directions work in batches. Receiving is an ``asyncio.Protocol`` that keeps
+one buffer per link and decodes every complete frame a read delivers; with
+``on_batch`` those messages reach the caller in one call (in order), else
+``on_message`` is called once per message. Frames before a bad one in the
+same read are delivered before the link is closed. An exception raised by the
+handler is logged and the link carries on. ``send_many`` writes all the
+frames for one peer with a single socket write; ``send`` is the one-message
+case.
 
 Sending never blocks the event loop and never queues without bound: while a
-link is down, or while its socket buffer holds more than ``max_buffer_bytes``,
-messages to that peer are dropped. Raft is built for lossy links (heartbeats
-and appends are retried; a lost vote costs one election timeout), so dropping
-is safe, and it keeps a dead peer from eating the leader's memory.
+link is down, or while its socket buffer (plus what ``send_many`` already
+queued ahead of a message in the same call) holds more than
+``max_buffer_bytes``, messages to that peer are dropped. Raft is built for
+lossy links (heartbeats and appends are retried; a lost vote costs one
+election timeout), so dropping is safe, and it keeps a dead peer from eating
+the leader's memory.
 
 Reconnection backs off exponentially from ``backoff_min_s`` to
 ``backoff_max_s`` so a down peer costs a connect attempt a second at most.
@@ -27,7 +42,7 @@ import asyncio
 import logging
 import struct
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from node.replica import PeerDecodeError, PeerMsg, decode_peer, encode_peer
 
@@ -60,17 +75,21 @@ class _Link:
 
 
 class PeerTransport:
-    """Sends PeerMsgs to peers by id and hands received ones to ``on_message``."""
+    """Sends PeerMsgs to peers by id; hands received ones to ``on_batch`` or ``on_message``."""
 
-    def __init__(self, my_id: int, peers: dict[int, PeerAddress], on_message: Callable[[PeerMsg], None], *,
-                 listen_host: str = "127.0.0.1", max_frame_bytes: int = DEFAULT_MAX_FRAME,
+    def __init__(self, my_id: int, peers: dict[int, PeerAddress], on_message: Callable[[PeerMsg], None] | None,
+                 *, listen_host: str = "127.0.0.1", max_frame_bytes: int = DEFAULT_MAX_FRAME,
                  max_buffer_bytes: int = 8 << 20, backoff_min_s: float = 0.02, backoff_max_s: float = 1.0,
-                 connect_timeout_s: float = 1.0) -> None:
+                 connect_timeout_s: float = 1.0,
+                 on_batch: Callable[[list[PeerMsg]], None] | None = None) -> None:
         if my_id not in peers:
             raise ValueError(f"my id {my_id} is not among the peers {sorted(peers)}")
+        if on_message is None and on_batch is None:
+            raise ValueError("a peer transport needs on_message or on_batch to hand received messages to")
         self.my_id = my_id
         self.peers = peers
         self.on_message = on_message
+        self.on_batch = on_batch
         self.listen_host = listen_host
         self.max_frame_bytes = max_frame_bytes
         self.max_buffer_bytes = max_buffer_bytes
@@ -79,15 +98,16 @@ class PeerTransport:
         self.connect_timeout_s = connect_timeout_s
         self.links = {pid: _Link(a) for pid, a in peers.items() if pid != my_id}
         self._server: asyncio.AbstractServer | None = None
-        self._inbound: set[asyncio.Task] = set()
+        self._inbound: set[_Inbound] = set()
         self._closed = False
         self.received = 0
         self.bad_frames = 0
 
     async def start(self) -> None:
         me = self.peers[self.my_id]
-        self._server = await asyncio.start_server(self._serve_inbound, self.listen_host, me.peer_port,
-                                                  reuse_address=True)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Inbound(self), self.listen_host, me.peer_port,
+                                                reuse_address=True)
         for link in self.links.values():
             link.task = asyncio.create_task(self._keep_connected(link), name=f"peer-out-{link.addr.id}")
 
@@ -95,15 +115,20 @@ class PeerTransport:
         self._closed = True
         if self._server is not None:
             self._server.close()
-        tasks = [link.task for link in self.links.values() if link.task is not None] + list(self._inbound)
+        tasks = [link.task for link in self.links.values() if link.task is not None]
         for t in tasks:
             t.cancel()
         for link in self.links.values():
             if link.writer is not None:
                 link.writer.close()
                 link.writer = None
+        inbound = list(self._inbound)
+        for conn in inbound:
+            conn.close()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if inbound:
+            await asyncio.gather(*(conn.lost for conn in inbound), return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -123,6 +148,49 @@ class PeerTransport:
         w.write(_LEN.pack(len(payload)) + payload)
         link.sent += 1
         return True
+
+    def send_many(self, msgs: Iterable[PeerMsg]) -> int:
+        """Queue ``msgs`` with one socket write per peer; returns how many were queued.
+
+        The drop rules are ``send``'s, applied message by message in order: a
+        message is dropped when its link is down, or when the link's socket
+        buffer plus what this call already queued ahead of it on that link
+        exceeds ``max_buffer_bytes``. Order per peer is kept.
+        """
+        # peer id -> [link, writer, frames, bytes queued so far]; writer None: link down
+        out: dict[int, list] = {}
+        limit = self.max_buffer_bytes
+        pack = _LEN.pack
+        for m in msgs:
+            to = m.to
+            g = out.get(to)
+            if g is None:
+                link = self.links.get(to)
+                if link is None:
+                    log.warning("dropping a message to unknown peer %d (known: %s)", to, sorted(self.links))
+                    continue
+                w = link.writer
+                if w is None or w.is_closing():
+                    g = out[to] = [link, None, None, 0]
+                else:
+                    g = out[to] = [link, w, [], w.transport.get_write_buffer_size()]
+            if g[1] is None or g[3] > limit:
+                g[0].dropped += 1
+                continue
+            payload = encode_peer(m)
+            n = len(payload)
+            frames = g[2]
+            frames.append(pack(n))
+            frames.append(payload)
+            g[3] += 4 + n
+        queued = 0
+        for link, w, frames, _ in out.values():
+            if frames:
+                w.write(b"".join(frames))
+                k = len(frames) >> 1
+                link.sent += k
+                queued += k
+        return queued
 
     def connected(self) -> list[int]:
         return sorted(pid for pid, link in self.links.items() if link.writer is not None)
@@ -161,53 +229,150 @@ class PeerTransport:
                 log.info("peer link to %d lost; reconnecting", a.id)
                 await asyncio.sleep(backoff)
 
-    # -- receiving
 
-    async def _serve_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inbound.add(task)
-        who = writer.get_extra_info("peername")
-        try:
-            while True:
-                head = await reader.readexactly(_LEN.size)
-                (n,) = _LEN.unpack(head)
-                if n == 0 or n > self.max_frame_bytes:
-                    self.bad_frames += 1
-                    log.warning("closing peer link from %s: frame length %d is outside 1..%d", who, n,
-                                self.max_frame_bytes)
-                    return
-                try:
-                    # A frame that starts must finish: a stream that lost bytes would otherwise
-                    # leave us waiting for a body that never comes while the link looks alive.
-                    payload = await asyncio.wait_for(reader.readexactly(n), FRAME_BODY_TIMEOUT_S + n / 1e6)
-                except asyncio.TimeoutError:
-                    self.bad_frames += 1
-                    log.warning("closing peer link from %s: a %d-byte frame did not arrive in time", who, n)
-                    return
-                try:
-                    m = decode_peer(payload)
-                except PeerDecodeError as exc:
-                    self.bad_frames += 1
-                    log.warning("closing peer link from %s: malformed frame: %s", who, exc)
-                    return
-                if m.to != self.my_id:
-                    self.bad_frames += 1
-                    log.warning("closing peer link from %s: message addressed to %d, I am %d", who, m.to, self.my_id)
-                    return
-                self.received += 1
-                try:
-                    self.on_message(m)
-                except Exception:  # a bug handling one message must not kill the link silently
-                    log.exception("handling a message from peer %d failed", m.frm)
-        except (asyncio.IncompleteReadError, ConnectionError):
+class _Inbound(asyncio.Protocol):
+    """One link a peer opened to us: buffers bytes, decodes whole frames, hands them on.
+
+    ``_buf`` holds only an unfinished frame (or the start of its length). While
+    a frame's length has arrived but its body has not, one timer runs
+    (``_timer``, for the frame at stream offset ``_timer_at``); it is cancelled
+    when that frame completes and closes the link if it fires first.
+    """
+
+    def __init__(self, owner: PeerTransport) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.who: object = None
+        self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._buf = bytearray()
+        self._consumed = 0  # stream bytes before _buf[0]
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = -1
+        self._dead = False
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.who = transport.get_extra_info("peername")
+        if self.owner._closed:
+            self._dead = True
+            transport.close()
             return
-        except asyncio.CancelledError:
-            return  # shutting down; a cancelled handler would make asyncio log a traceback
+        self.owner._inbound.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._dead = True
+        self._cancel_timer()
+        self._buf = bytearray()
+        self.owner._inbound.discard(self)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self._dead:
+            return
+        owner = self.owner
+        buf = self._buf
+        if buf:
+            buf += data
+            src = memoryview(buf)
+        else:
+            src = data  # the usual case: no unfinished frame, decode straight from the read
+        end = len(src)
+        pos = 0
+        limit = owner.max_frame_bytes
+        me = owner.my_id
+        unpack = _LEN.unpack_from
+        msgs: list[PeerMsg] = []
+        bad: tuple | None = None  # (log format, args) of the frame that closes the link
+        n = 0
+        try:
+            while end - pos >= 4:
+                (n,) = unpack(src, pos)
+                if n == 0 or n > limit:
+                    bad = ("closing peer link from %s: frame length %d is outside 1..%d", (self.who, n, limit))
+                    break
+                stop = pos + 4 + n
+                if stop > end:
+                    break  # body still on its way
+                try:
+                    m = decode_peer(bytes(src[pos + 4:stop]))
+                except PeerDecodeError as exc:
+                    bad = ("closing peer link from %s: malformed frame: %s", (self.who, exc))
+                    break
+                if m.to != me:
+                    bad = ("closing peer link from %s: message addressed to %d, I am %d", (self.who, m.to, me))
+                    break
+                msgs.append(m)
+                pos = stop
         finally:
-            writer.close()
-            if task is not None:
-                self._inbound.discard(task)
+            if src is not data:
+                src.release()  # type: ignore[union-attr]
+        if bad is None:
+            # Keep only the unfinished frame; time it from when its length arrived.
+            if buf:
+                del buf[:pos]
+            elif pos < end:
+                self._buf = bytearray(data[pos:] if pos else data)
+            self._consumed += pos
+            if end - pos >= 4:
+                if self._timer_at != self._consumed:
+                    self._cancel_timer()
+                    self._timer_at = self._consumed
+                    self._timer = asyncio.get_running_loop().call_later(
+                        FRAME_BODY_TIMEOUT_S + n / 1e6, self._frame_timed_out, n)
+            elif self._timer is not None:
+                self._cancel_timer()
+        if msgs:
+            owner.received += len(msgs)
+            self._deliver(msgs)
+        if bad is not None:
+            owner.bad_frames += 1
+            log.warning(bad[0], *bad[1])
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # the peer is done sending: close our side too
+
+    # -- the rest
+
+    def _deliver(self, msgs: list[PeerMsg]) -> None:
+        owner = self.owner
+        if owner.on_batch is not None:
+            try:
+                owner.on_batch(msgs)
+            except Exception:  # a bug handling messages must not kill the link silently
+                log.exception("handling %d messages from peer %d failed", len(msgs), msgs[0].frm)
+            return
+        on_message = owner.on_message
+        for m in msgs:
+            if owner._closed:
+                return  # the handler shut the transport down
+            try:
+                on_message(m)  # type: ignore[misc]
+            except Exception:  # a bug handling one message must not kill the link silently
+                log.exception("handling a message from peer %d failed", m.frm)
+
+    def _frame_timed_out(self, n: int) -> None:
+        self._timer = None
+        if self._dead:
+            return
+        self.owner.bad_frames += 1
+        log.warning("closing peer link from %s: a %d-byte frame did not arrive in time", self.who, n)
+        self.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = -1
+
+    def close(self) -> None:
+        self._dead = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
 
 
 def parse_peers(text: str) -> dict[int, PeerAddress]:

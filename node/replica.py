@@ -291,7 +291,9 @@ class ReplicaDisk:
             self.entries = [e for e in self.entries if e.index > p.compaction.meta.index]
         if p.entries:
             first = p.entries[0].index
-            self.entries = [e for e in self.entries if e.index < first]
+            if self.entries and first <= self.entries[-1].index:
+                # Overwrite from `first` on; entries are consecutive, so the cut is by position.
+                del self.entries[max(0, first - self.entries[0].index):]
             self.entries.extend(p.entries)
         if p.hard_state is not None:
             self.hard_state = p.hard_state
@@ -387,6 +389,11 @@ class Replica:
     `tick_ms` is the real time of one `tick()` (the shell's timer period);
     it rounds session deadlines. `retry_ticks` is how long a submitted write
     or sync may go unanswered before it is submitted again.
+    `deferred`: inputs return empty `Effects` and only `drain()` runs the
+    Ready loop and returns what they caused, together (the real shell calls
+    it once per event-loop turn, so that every proposal and acknowledgement
+    of a turn shares one Ready, one fsync and one message per peer). Off,
+    every input drains at once (the simulator and most tests).
     `compact_every`: take a snapshot once this many entries were applied
     since the last one (0 = never). `container_check_ms`: how often the
     leader proposes the deletion of expired containers and TTL nodes. `unsafe_commit_without_quorum` is the
@@ -407,9 +414,11 @@ class Replica:
         retry_ticks: int | None = None,
         compact_every: int = 1000,
         container_check_ms: int = 1000,
+        deferred: bool = False,
         unsafe_commit_without_quorum: bool = False,
     ) -> None:
         self.id = id
+        self.deferred = deferred
         self.rng = rng
         self.tick_ms = tick_ms
         self.retry_ticks = retry_ticks if retry_ticks is not None else election_ticks
@@ -710,6 +719,12 @@ class Replica:
     # -- the Ready loop ---------------------------------------------------------------------
 
     def _drain(self) -> Effects:
+        if self.deferred:
+            return Effects()
+        return self.drain()
+
+    def drain(self) -> Effects:
+        """Run the Ready loop and return every effect accumulated since the last drain."""
         raft = self.raft
         self._on_role()
         while raft.has_ready():

@@ -177,6 +177,10 @@ class RaftNode:
         self.read_states: list[ReadState] = []
         self.pending_reads: list[_ReadRequest] = []  # leader: awaiting a quorum of heartbeat acks
         self.deferred_reads: list[tuple[int, bytes]] = []  # leader before its first commit
+        # Leader: new entries or a new commit index wait for the next ready() to go out, so
+        # that everything proposed or acknowledged between two Readys leaves as one append
+        # per follower instead of one per entry (see _flush_broadcast).
+        self._broadcast_pending = False
         self._prev_hard = self.hard_state()
         self._prev_soft = self.soft_state()
         self._outstanding: Ready | None = None  # handed out by ready(), not yet advanced
@@ -272,7 +276,8 @@ class RaftNode:
         if self._outstanding is not None:
             return False
         return (
-            self.soft_state() != self._prev_soft
+            self._broadcast_pending
+            or self.soft_state() != self._prev_soft
             or self.hard_state() != self._prev_hard
             or bool(self.msgs)
             or bool(self.read_states)
@@ -288,6 +293,7 @@ class RaftNode:
         hand out the same committed entries twice."""
         if self._outstanding is not None:
             raise RuntimeError("ready() called again before advance() of the previous Ready")
+        self._flush_broadcast()
         soft = self.soft_state()
         hard = self.hard_state()
         rd = Ready(
@@ -296,7 +302,7 @@ class RaftNode:
             entries=list(self.log.unstable_entries()),
             snapshot=self.log.pending_snapshot,
             committed_entries=self.log.next_committed_entries(),
-            messages=self.msgs,
+            messages=_coalesce_acks(self.msgs),
             read_states=self.read_states,
         )
         self.msgs = []
@@ -356,6 +362,7 @@ class RaftNode:
         self.votes = {}
         self.pending_reads = []
         self.deferred_reads = []
+        self._broadcast_pending = False
 
     def _become_follower(self, term: int, leader: int | None) -> None:
         self._reset(term)
@@ -599,7 +606,7 @@ class RaftNode:
             pr.become_replicate()
         if self._maybe_commit():
             self._release_deferred_reads()
-            self._broadcast_append()
+            self._broadcast_pending = True  # the new commit index goes out with the next Ready
         elif pr.next <= self.log.last_index():
             self._send_append(m.frm)
 
@@ -623,8 +630,16 @@ class RaftNode:
             self.log.commit_to(index)  # TEST-ONLY BUG, see the class docstring
         elif self._maybe_commit():
             self._release_deferred_reads()
-        self._broadcast_append()
+        self._broadcast_pending = True
         return index
+
+    def _flush_broadcast(self) -> None:
+        """Send what _broadcast_pending deferred: one append per follower carrying every
+        entry it lacks (up to max_entries) and the current commit index."""
+        if self._broadcast_pending:
+            self._broadcast_pending = False
+            if self.role is Role.LEADER:
+                self._broadcast_append()
 
     def _broadcast_append(self) -> None:
         for p in sorted(self.voters - {self.id}):
@@ -714,6 +729,33 @@ class RaftNode:
 
     def _send(self, mtype: MT, to: int, **fields) -> None:
         self.msgs.append(Message(type=mtype, frm=self.id, to=to, term=self.term, **fields))
+
+
+def _coalesce_acks(msgs: list[Message]) -> list[Message]:
+    """Keep only the newest of the successful append acks to each peer.
+
+    A follower that handled several appends before one Ready acknowledges each;
+    an ack of index i says its log matches the leader's up to i, so a later ack
+    of a higher index in the same term says everything the earlier one did.
+    Dropping the earlier one is the same as losing it on the wire, which Raft
+    tolerates; it saves the leader one message per entry. Rejections and
+    every other kind of message are kept as they are, in order.
+    """
+    if len(msgs) < 2:
+        return msgs
+    out: list[Message | None] = []
+    last_ack: dict[int, int] = {}  # peer -> position in out of its pending ack
+    for m in msgs:
+        if m.type is MT.APPEND_RESP and not m.reject:
+            pos = last_ack.get(m.to)
+            if pos is not None:
+                prev = out[pos]
+                assert prev is not None
+                if prev.term == m.term and prev.index <= m.index:
+                    out[pos] = None
+            last_ack[m.to] = len(out)
+        out.append(m)
+    return [m for m in out if m is not None]
 
 
 def _entries_well_formed(m: Message) -> bool:

@@ -75,6 +75,7 @@ class Storage:
         *,
         snapshot_every: int = 50_000,
         segment_bytes: int = 64 << 20,
+        preallocate_bytes: int = 1 << 20,
         keep_snapshots: int = 3,
     ) -> "Storage":
         """Lock the dir, load the newest valid snapshot, replay the log after it.
@@ -93,7 +94,7 @@ class Storage:
         try:
             snaps = Snapshots(root / "snapshots", keep=keep_snapshots)
             tree = cls._load_snapshot(snaps)
-            wal = WriteAheadLog(root / "wal", segment_bytes=segment_bytes)
+            wal = WriteAheadLog(root / "wal", segment_bytes=segment_bytes, preallocate_bytes=preallocate_bytes)
             replayed = 0
             skipped = 0
             for payload in wal.recover():

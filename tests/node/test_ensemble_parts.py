@@ -15,8 +15,9 @@ import pytest
 
 from node.config import ConfigError, load_config
 from node.consensus import Entry, HardState, Message, MessageType, Snapshot, SnapshotMeta
-from node.peer import PeerAddress, PeerTransport, parse_peers
-from node.replica import Forward, Persist, RaftMsg, ReplicaDisk, Touch
+import node.peer
+from node.peer import PeerAddress, PeerTransport, _Inbound, parse_peers
+from node.replica import Forward, Persist, RaftMsg, ReplicaDisk, Touch, encode_peer
 from node.storage.raftlog import RaftLogError, RaftStore
 from tests.node.servers import free_port
 
@@ -202,6 +203,267 @@ def test_an_oversized_frame_is_refused() -> None:
             t1.links[2].writer.write(struct.pack(">I", 1 << 20))
             await _until(lambda: t2.bad_frames == 1)
             assert received[2] == []
+        finally:
+            await t1.close()
+            await t2.close()
+
+    asyncio.run(main())
+
+
+# Inbound framing, driven directly: the protocol gets exactly the reads a test
+# chooses, so "several frames in one read" and "one byte per read" are exact.
+
+
+class _FakeTransport(asyncio.Transport):
+    """What _Inbound needs of a socket transport; close() reports the loss like asyncio does."""
+
+    def __init__(self, proto: asyncio.Protocol) -> None:
+        super().__init__()
+        self.proto = proto
+        self.closed = False
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self.proto.connection_lost, None)
+
+
+def _frame(m) -> bytes:
+    payload = encode_peer(m)
+    return struct.pack(">I", len(payload)) + payload
+
+
+def _receiver(**kw) -> PeerTransport:
+    peers = {i: PeerAddress(i, "127.0.0.1", 0, 1) for i in (1, 2, 3)}
+    kw.setdefault("on_message", None)
+    return PeerTransport(2, peers, kw.pop("on_message"), **kw)
+
+
+def _connect(t: PeerTransport) -> tuple[_Inbound, _FakeTransport]:
+    proto = _Inbound(t)
+    tr = _FakeTransport(proto)
+    proto.connection_made(tr)
+    return proto, tr
+
+
+_MSGS = (RaftMsg(Message(MessageType.HEARTBEAT, 1, 2, term=4, commit=7)), Forward(1, 2, 0x77, 5, b"txn-bytes"),
+         Touch(1, 2, (1, 2, 3)))
+
+
+def test_peer_inbound_hands_all_frames_of_one_read_to_on_batch_in_order() -> None:
+    async def main() -> None:
+        batches: list[list] = []
+        t = _receiver(on_batch=batches.append)
+        proto, tr = _connect(t)
+        proto.data_received(b"".join(_frame(m) for m in _MSGS))
+        assert batches == [list(_MSGS)]
+        # A read ending inside a frame delivers what is whole and keeps the rest.
+        more = _frame(_MSGS[0]) + _frame(_MSGS[2])
+        proto.data_received(more[:-3])
+        proto.data_received(more[-3:])
+        assert batches == [list(_MSGS), [_MSGS[0]], [_MSGS[2]]]
+        assert t.received == 5 and t.bad_frames == 0 and not tr.closed
+        assert proto._timer is None  # nothing unfinished: no frame timer left running
+
+    asyncio.run(main())
+
+
+def test_peer_inbound_decodes_frames_fed_one_byte_at_a_time() -> None:
+    async def main() -> None:
+        got: list = []
+        t = _receiver(on_message=got.append)
+        proto, tr = _connect(t)
+        data = b"".join(_frame(m) for m in _MSGS)
+        for i in range(len(data)):
+            proto.data_received(data[i:i + 1])
+        assert got == list(_MSGS)
+        assert t.received == 3 and t.bad_frames == 0 and not tr.closed
+        assert proto._timer is None and not proto._buf
+
+    asyncio.run(main())
+
+
+def test_peer_inbound_delivers_the_good_frames_before_closing_on_an_oversized_length(caplog) -> None:
+    async def main() -> None:
+        batches: list[list] = []
+        t = _receiver(on_batch=batches.append, max_frame_bytes=1024)
+        proto, tr = _connect(t)
+        proto.data_received(_frame(_MSGS[0]) + _frame(_MSGS[1]) + struct.pack(">I", 1025) + b"x" * 10)
+        assert batches == [[_MSGS[0], _MSGS[1]]]
+        assert tr.closed and t.bad_frames == 1 and t.received == 2
+        proto.data_received(_frame(_MSGS[2]))  # nothing more is read from a closed link
+        assert batches == [[_MSGS[0], _MSGS[1]]]
+        await asyncio.sleep(0)
+        assert proto.lost.done() and not t._inbound
+
+    with caplog.at_level(logging.WARNING, logger="squall.node.peer"):
+        asyncio.run(main())
+    assert any("frame length 1025 is outside 1..1024" in r.getMessage() for r in caplog.records)
+
+
+def test_peer_inbound_closes_on_a_zero_length_or_a_message_for_someone_else(caplog) -> None:
+    async def main() -> None:
+        got: list = []
+        t = _receiver(on_message=got.append)
+        proto, tr = _connect(t)
+        proto.data_received(struct.pack(">I", 0))
+        assert tr.closed and t.bad_frames == 1
+        proto, tr = _connect(t)
+        proto.data_received(_frame(_MSGS[0]) + _frame(Touch(1, 3, (4,))) + _frame(_MSGS[1]))
+        assert got == [_MSGS[0]] and tr.closed and t.bad_frames == 2
+
+    with caplog.at_level(logging.WARNING, logger="squall.node.peer"):
+        asyncio.run(main())
+    assert any("message addressed to 3, I am 2" in r.getMessage() for r in caplog.records)
+
+
+def test_peer_inbound_handler_errors_are_logged_and_the_link_carries_on(caplog) -> None:
+    async def main() -> None:
+        batches: list[list] = []
+
+        def on_batch(ms: list) -> None:
+            batches.append(ms)
+            if len(batches) == 1:
+                raise RuntimeError("boom")
+
+        t = _receiver(on_batch=on_batch)
+        proto, tr = _connect(t)
+        proto.data_received(_frame(_MSGS[0]))
+        proto.data_received(_frame(_MSGS[1]))
+        assert batches == [[_MSGS[0]], [_MSGS[1]]] and not tr.closed and t.bad_frames == 0
+
+    with caplog.at_level(logging.ERROR, logger="squall.node.peer"):
+        asyncio.run(main())
+    assert any("handling 1 messages from peer 1 failed" in r.getMessage() for r in caplog.records)
+
+
+def test_peer_inbound_frame_timer_is_armed_only_while_a_body_is_missing(monkeypatch) -> None:
+    monkeypatch.setattr(node.peer, "FRAME_BODY_TIMEOUT_S", 30.0)
+
+    async def main() -> None:
+        got: list = []
+        t = _receiver(on_message=got.append)
+        proto, tr = _connect(t)
+        f = _frame(_MSGS[1])
+        proto.data_received(f[:3])  # not even the length yet: no timer (as before)
+        assert proto._timer is None
+        proto.data_received(f[3:6])
+        first = proto._timer
+        assert first is not None
+        proto.data_received(f[6:8])  # the same frame: the same timer, not a new one
+        assert proto._timer is first
+        proto.data_received(f[8:] + f[:5])  # done; the next frame starts a fresh timer
+        assert first.cancelled() and proto._timer is not None and proto._timer is not first
+        proto.data_received(f[5:])
+        assert proto._timer is None and got == [_MSGS[1], _MSGS[1]]
+
+    asyncio.run(main())
+
+
+def test_peer_frame_that_never_finishes_closes_the_link_after_the_timeout(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(node.peer, "FRAME_BODY_TIMEOUT_S", 0.05)
+    received: dict[int, list] = {1: [], 2: []}
+
+    async def main() -> None:
+        t1, t2 = _pair(received)
+        await t1.start()
+        await t2.start()
+        try:
+            await _until(lambda: t1.connected() == [2])
+            frame = _frame(Touch(1, 2, (5,)))
+            t1.links[2].writer.write(frame[:-2])  # the last two bytes never come
+            await _until(lambda: t2.bad_frames == 1, 5.0)
+            await _until(lambda: t1.connected() == [2] and t1.links[2].connects >= 2)
+            assert t1.send(Touch(1, 2, (6,)))
+            await _until(lambda: received[2] == [Touch(1, 2, (6,))])
+        finally:
+            await t1.close()
+            await t2.close()
+        assert not t2._inbound
+
+    with caplog.at_level(logging.WARNING, logger="squall.node.peer"):
+        asyncio.run(main())
+    assert any("frame did not arrive in time" in r.getMessage() for r in caplog.records)
+
+
+def test_peer_send_many_writes_each_peers_frames_at_once_and_drops_like_send() -> None:
+    received: dict[int, list] = {1: [], 2: []}
+    raw3 = bytearray()
+
+    async def main() -> None:
+        t1, t2 = _pair(received)
+
+        async def peer3(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while chunk := await reader.read(65536):
+                raw3.extend(chunk)
+            writer.close()
+
+        listener = await asyncio.start_server(peer3, "127.0.0.1", t1.peers[3].peer_port)
+        await t1.start()
+        await t2.start()
+        try:
+            await _until(lambda: t1.connected() == [2, 3])
+            writes: dict[int, int] = {2: 0, 3: 0}
+            for pid in (2, 3):
+                w = t1.links[pid].writer
+                real = w.write
+
+                def counting(data, pid=pid, real=real):
+                    writes[pid] += 1
+                    real(data)
+
+                w.write = counting
+            to2 = [RaftMsg(Message(MessageType.HEARTBEAT, 1, 2, term=1, commit=i)) for i in range(50)]
+            to3 = [Touch(1, 3, (i,)) for i in range(20)]
+            mixed = [m for pair in zip(to2, to3) for m in pair] + to2[20:] + [Touch(1, 9, (1,))]  # 9: unknown
+            assert t1.send_many(iter(mixed)) == 70
+            assert writes == {2: 1, 3: 1}
+            assert (t1.links[2].sent, t1.links[3].sent) == (50, 20)
+            await _until(lambda: len(received[2]) == 50 and len(raw3) == sum(len(_frame(m)) for m in to3))
+            assert received[2] == to2
+            assert bytes(raw3) == b"".join(_frame(m) for m in to3)
+            assert t1.send_many([]) == 0
+
+            # Congestion: a message is dropped once what is queued ahead of it passes the limit.
+            await _until(lambda: t1.links[2].writer.transport.get_write_buffer_size() == 0)
+            t1.max_buffer_bytes = 0
+            assert t1.send_many([to2[0], to2[1], to3[0], to2[2]]) == 2
+            assert (t1.links[2].sent, t1.links[2].dropped) == (51, 2)
+            assert (t1.links[3].sent, t1.links[3].dropped) == (21, 0)
+        finally:
+            await t1.close()
+            await t2.close()
+            listener.close()
+            await listener.wait_closed()
+        # A link that is down drops everything sent to it, counted per message.
+        assert t1.send_many(to2[:3]) == 0 and t1.links[2].dropped == 5
+
+    asyncio.run(main())
+
+
+def test_peer_on_batch_over_loopback_gets_everything_in_order() -> None:
+    batches: list[list] = []
+
+    async def main() -> None:
+        peers = {i: PeerAddress(i, "127.0.0.1", 0, free_port()) for i in (1, 2, 3)}
+        t1 = PeerTransport(1, peers, lambda m: None, backoff_max_s=0.05)
+        t2 = PeerTransport(2, peers, None, on_batch=batches.append, backoff_max_s=0.05)
+        await t1.start()
+        await t2.start()
+        try:
+            await _until(lambda: t1.connected() == [2])
+            msgs = [Touch(1, 2, (i,)) for i in range(500)]
+            assert t1.send_many(msgs[:250]) == 250
+            assert all(t1.send(m) for m in msgs[250:])
+            await _until(lambda: t2.received == 500)
+            assert [m for b in batches for m in b] == msgs
+            assert all(b for b in batches)  # never an empty batch
         finally:
             await t1.close()
             await t2.close()

@@ -15,8 +15,11 @@ from node.tree import OPEN_ACL_UNSAFE, CreateOp, CreateSessionOp, EPHEMERAL, Set
 # ------------------------------------------------------------------ WAL
 
 
-def write_log(d: Path, payloads: list[bytes], segment_bytes: int = 1 << 20) -> WriteAheadLog:
-    wal = WriteAheadLog(d, segment_bytes=segment_bytes)
+# The recovery-rule tests below write without preallocation, so that a file's end is its
+# last record's end and damage can be placed by file size; preallocated segments have
+# their own tests (test_preallocated_*).
+def write_log(d: Path, payloads: list[bytes], segment_bytes: int = 1 << 20, preallocate_bytes: int = 0) -> WriteAheadLog:
+    wal = WriteAheadLog(d, segment_bytes=segment_bytes, preallocate_bytes=preallocate_bytes)
     assert list(wal.recover()) == []
     for i, p in enumerate(payloads, start=1):
         wal.append(p, key=i)
@@ -52,7 +55,7 @@ def test_round_trip_and_append_after_recovery(tmp_path: Path) -> None:
 
 
 def test_group_commit_one_sync_for_many_appends(tmp_path: Path) -> None:
-    wal = WriteAheadLog(tmp_path)
+    wal = WriteAheadLog(tmp_path, preallocate_bytes=0)
     list(wal.recover())
     for i in range(50):
         wal.append(b"x", key=i + 1)
@@ -81,10 +84,16 @@ def test_truncated_last_record_is_cut(tmp_path: Path, cut: int, caplog: pytest.L
     last_len = HEADER_BYTES + len(PAYLOADS[-1])
     with open(seg, "r+b") as f:
         f.truncate(full - last_len + cut)
+    leftover = seg.read_bytes()[full - last_len:]
     with caplog.at_level(logging.WARNING, logger="squall.node.storage"):
         assert recover(tmp_path) == PAYLOADS[:-1]
-    assert "torn tail" in caplog.text
-    assert seg.stat().st_size == full - last_len  # the file was cut at the record boundary
+    if leftover.count(0) == len(leftover):
+        # Only zeros are left (the length field's high bytes): that is what unused,
+        # preallocated space looks like, so it is the log's normal end, not a torn tail.
+        assert "torn tail" not in caplog.text
+    else:
+        assert "torn tail" in caplog.text
+        assert seg.stat().st_size == full - last_len  # the file was cut at the record boundary
     assert recover(tmp_path) == PAYLOADS[:-1]  # and stays clean
 
 
@@ -97,13 +106,72 @@ def test_torn_tail_with_garbage_payload_is_cut(tmp_path: Path) -> None:
     assert recover(tmp_path) == PAYLOADS[:-1]
 
 
-def test_zero_filled_tail_is_cut(tmp_path: Path) -> None:
+def test_zero_filled_tail_is_the_normal_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_log(tmp_path, PAYLOADS)
     seg = only_segment(tmp_path)
     with open(seg, "ab") as f:
         f.write(b"\0" * 4096)
-    assert recover(tmp_path) == PAYLOADS
-    assert seg.stat().st_size == sum(HEADER_BYTES + len(p) for p in PAYLOADS)
+    with caplog.at_level(logging.WARNING, logger="squall.node.storage"):
+        assert recover(tmp_path) == PAYLOADS
+    assert not caplog.records  # zeros are unused (preallocated) space, not damage
+    end = sum(HEADER_BYTES + len(p) for p in PAYLOADS)
+    wal = WriteAheadLog(tmp_path)
+    list(wal.recover())
+    wal.append(b"after", key=99)  # written at the records' end, inside the zeros
+    wal.close()
+    assert recover(tmp_path) == PAYLOADS + [b"after"]
+    assert seg.read_bytes()[end: end + HEADER_BYTES + 5] == encode_record(b"after")
+
+
+def test_preallocated_segment_grows_in_zero_filled_steps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    step = 4096
+    wal = WriteAheadLog(tmp_path, preallocate_bytes=step)
+    assert list(wal.recover()) == []
+    payloads = [bytes([65 + i % 26]) * 300 for i in range(40)]  # ~12.5 KB of records
+    for i, p in enumerate(payloads, start=1):
+        wal.append(p, key=1)
+        if i % 7 == 0:
+            wal.sync()
+    wal.close()
+    seg = only_segment(tmp_path)
+    end = sum(HEADER_BYTES + len(p) for p in payloads)
+    assert seg.stat().st_size == -(-end // step) * step  # whole steps, at least the records
+    assert seg.read_bytes()[end:].count(0) == seg.stat().st_size - end  # the rest is zeros
+    with caplog.at_level(logging.WARNING, logger="squall.node.storage"):
+        assert recover(tmp_path) == payloads
+    assert not caplog.records
+
+
+def test_torn_record_in_a_preallocated_segment_is_cut(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_log(tmp_path, PAYLOADS, preallocate_bytes=1 << 16)
+    seg = only_segment(tmp_path)
+    end = sum(HEADER_BYTES + len(p) for p in PAYLOADS)
+    with open(seg, "r+b") as f:  # the next record's write died after 10 bytes; zeros follow
+        f.seek(end)
+        f.write(encode_record(b"the-torn-one")[:10])
+    with caplog.at_level(logging.WARNING, logger="squall.node.storage"):
+        assert recover(tmp_path) == PAYLOADS
+    assert any("torn tail" in r.getMessage() for r in caplog.records)
+    wal = WriteAheadLog(tmp_path, preallocate_bytes=1 << 16)
+    list(wal.recover())
+    wal.append(b"next", key=50)
+    wal.close()
+    assert recover(tmp_path) == PAYLOADS + [b"next"]
+
+
+def test_corrupt_middle_record_in_a_preallocated_segment_is_refused(tmp_path: Path) -> None:
+    write_log(tmp_path, PAYLOADS, preallocate_bytes=1 << 16)
+    seg = only_segment(tmp_path)
+    data = bytearray(seg.read_bytes())
+    data[sum(HEADER_BYTES + len(p) for p in PAYLOADS[:3]) + HEADER_BYTES] ^= 0x01
+    seg.write_bytes(bytes(data))
+    with pytest.raises(CorruptLogError):
+        recover(tmp_path)
+
+
+def test_negative_preallocation_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="preallocate_bytes"):
+        WriteAheadLog(tmp_path, preallocate_bytes=-1)
 
 
 @pytest.mark.parametrize("where", ["payload", "length", "header-crc"])
@@ -207,7 +275,7 @@ def test_storage_recovers_snapshot_plus_log_tail(tmp_path: Path) -> None:
 
 
 def test_storage_survives_an_unsynced_torn_tail(tmp_path: Path) -> None:
-    s = Storage.open(tmp_path)
+    s = Storage.open(tmp_path, preallocate_bytes=0)  # so that the file's end is the last record's
     w = Writer(s)
     w.do(CreateSessionOp(7, 4000, b"k" * 16), session=0)
     for i in range(5):
@@ -220,7 +288,7 @@ def test_storage_survives_an_unsynced_torn_tail(tmp_path: Path) -> None:
     seg = only_segment(tmp_path / "wal")
     with open(seg, "r+b") as f:
         f.truncate(seg.stat().st_size - 3)  # the last write died mid-record
-    r = Storage.open(tmp_path)
+    r = Storage.open(tmp_path, preallocate_bytes=0)
     try:
         assert r.tree.digest()[2] == acked and r.last_zxid == 6
     finally:
