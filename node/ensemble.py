@@ -417,7 +417,7 @@ class EnsembleServer:
         )
         self.node = EnsembleView(self)
         self.transport = PeerTransport(cfg.server_id, peers, self._peer_message, on_batch=self._peer_batch,
-                                       listen_host=peers[cfg.server_id].host)
+                                       on_link_lost=self._link_lost, listen_host=peers[cfg.server_id].host)
         self.connections: set[EnsembleConnection] = set()
         self.conns: dict[int, EnsembleConnection] = {}
         self.session_conns: dict[int, EnsembleConnection] = {}
@@ -613,6 +613,9 @@ class EnsembleServer:
 
     def _peer_message(self, m: PeerMsg) -> None:
         self.run(self.replica.peer_message(m, _wall_ms()))
+
+    def _link_lost(self, peer: int) -> None:
+        self.run(self.replica.peer_unreachable(peer, _wall_ms()))
 
     def _peer_batch(self, msgs: list[PeerMsg]) -> None:
         """Every message one read from a peer's socket delivered (the replica is deferred)."""

@@ -32,6 +32,10 @@ lossy links (heartbeats and appends are retried; a lost vote costs one
 election timeout), so dropping is safe, and it keeps a dead peer from eating
 the leader's memory.
 
+When an outgoing link that was up goes down (the peer closed it: it died,
+restarted or refused us), ``on_link_lost(peer_id)`` is called: a hint that
+lets a follower stop waiting a whole election timeout for a dead leader.
+
 Reconnection backs off exponentially from ``backoff_min_s`` to
 ``backoff_max_s`` so a down peer costs a connect attempt a second at most.
 """
@@ -81,7 +85,8 @@ class PeerTransport:
                  *, listen_host: str = "127.0.0.1", max_frame_bytes: int = DEFAULT_MAX_FRAME,
                  max_buffer_bytes: int = 8 << 20, backoff_min_s: float = 0.02, backoff_max_s: float = 1.0,
                  connect_timeout_s: float = 1.0,
-                 on_batch: Callable[[list[PeerMsg]], None] | None = None) -> None:
+                 on_batch: Callable[[list[PeerMsg]], None] | None = None,
+                 on_link_lost: Callable[[int], None] | None = None) -> None:
         if my_id not in peers:
             raise ValueError(f"my id {my_id} is not among the peers {sorted(peers)}")
         if on_message is None and on_batch is None:
@@ -90,6 +95,7 @@ class PeerTransport:
         self.peers = peers
         self.on_message = on_message
         self.on_batch = on_batch
+        self.on_link_lost = on_link_lost
         self.listen_host = listen_host
         self.max_frame_bytes = max_frame_bytes
         self.max_buffer_bytes = max_buffer_bytes
@@ -227,6 +233,11 @@ class PeerTransport:
                 backoff = min(backoff * 2, self.backoff_max_s)
             if not self._closed:
                 log.info("peer link to %d lost; reconnecting", a.id)
+                if self.on_link_lost is not None:
+                    try:
+                        self.on_link_lost(a.id)
+                    except Exception:  # noqa: BLE001 - a hint only; the link must keep reconnecting
+                        log.exception("handling the loss of the link to peer %d failed", a.id)
                 await asyncio.sleep(backoff)
 
 

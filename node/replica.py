@@ -506,6 +506,12 @@ class Replica:
                     self._tracker.touch(sid, now_ms)
         return self._drain()
 
+    def peer_unreachable(self, peer: int, now_ms: int) -> Effects:
+        """The shell lost its link to `peer` (see RaftNode.peer_unreachable)."""
+        self._now = now_ms
+        self.raft.peer_unreachable(peer)
+        return self._drain()
+
     def client_connect(self, conn_id: int, session_id: int, password: bytes, last_zxid_seen: int,
                        now_ms: int) -> Effects:
         """A client (re)attaches to an existing session. Replies with seq 0."""

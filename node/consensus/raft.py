@@ -258,6 +258,24 @@ class RaftNode:
         self._send(MT.READ_INDEX, self.leader, context=context)
         return None
 
+    def peer_unreachable(self, peer: int) -> None:
+        """The shell lost its connection to `peer` (e.g. the process died).
+
+        A hint, never trusted for safety: if `peer` is our leader, forget it
+        and campaign within a few ticks instead of a whole election timeout.
+        Followers are staggered by their rank among the other members (the
+        lowest id first, two ticks apart), so that the two followers of a
+        3-member ensemble that lost the same leader rarely split the vote.
+        Pre-vote still applies: if the leader is in fact alive, the members
+        that hear from it refuse the pre-vote and nothing is disrupted.
+        """
+        if self.role is not Role.FOLLOWER or self.leader != peer:
+            return
+        self.leader = None
+        others = sorted(self.voters - {peer})
+        wait = 1 + 2 * others.index(self.id)
+        self.election_elapsed = max(self.election_elapsed, self.randomized_timeout - wait)
+
     def compact(self, index: int, snapshot_data: bytes) -> Snapshot:
         """Replace log entries up to `index` (<= applied) with a snapshot of the
         state machine at `index`. The shell persists the returned snapshot and

@@ -246,6 +246,58 @@ def test_isolated_leader_is_replaced() -> None:
     assert net.node(old).leader == new and net.node(old).term == net.node(new).term
 
 
+def _ticks_to_new_leader(net: Net, dead: int, hint: bool) -> int:
+    """Crash `dead` (the leader), optionally tell the others their link to it broke,
+    and count the ticks until one of them leads."""
+    net.crash(dead)
+    others = [i for i in net.ids if i != dead]
+    if hint:
+        for i in others:
+            net.node(i).peer_unreachable(dead)
+    for t in range(1, 10 * ET):
+        net.tick(*others)
+        net.stabilize()
+        if any(net.node(i).role is Role.LEADER for i in others):
+            return t
+    raise AssertionError("no new leader within 10 election timeouts")
+
+
+def test_a_lost_link_to_the_leader_elects_a_new_one_within_a_few_ticks() -> None:
+    with_hint, without = [], []
+    for seed in range(20):
+        net = Net(3, seed=seed)
+        with_hint.append(_ticks_to_new_leader(net, net.elect(), hint=True))
+        net = Net(3, seed=seed)
+        without.append(_ticks_to_new_leader(net, net.elect(), hint=False))
+    # The lowest-ranked follower campaigns one tick after the hint; without it
+    # they wait out a randomized election timeout (at least ET ticks).
+    assert max(with_hint) <= 3, with_hint
+    assert min(without) >= ET, without
+
+
+def test_a_lost_link_hint_is_ignored_unless_it_names_our_leader() -> None:
+    net = Net(3, seed=3)
+    lead = net.elect()
+    f1, f2 = [i for i in net.ids if i != lead]
+    net.node(f1).peer_unreachable(f2)  # not our leader: nothing changes
+    assert net.node(f1).leader == lead
+    net.node(lead).peer_unreachable(f1)  # a leader ignores it
+    assert net.node(lead).role is Role.LEADER
+
+
+def test_a_false_lost_link_hint_does_not_disrupt_a_live_leader() -> None:
+    net = Net(3, seed=4)
+    lead = net.elect()
+    term = net.node(lead).term
+    f1 = next(i for i in net.ids if i != lead)
+    net.node(f1).peer_unreachable(lead)  # the link broke, the leader did not
+    assert net.node(f1).leader is None
+    net.run_ticks(3 * ET)
+    # Pre-vote: the other follower and the leader still hear from each other and refuse it.
+    assert net.leaders() == [lead] and net.node(lead).term == term
+    assert net.node(f1).leader == lead and net.node(f1).term == term
+
+
 @pytest.mark.parametrize("check_quorum", [True, False])
 def test_check_quorum_makes_an_isolated_leader_step_down(check_quorum: bool) -> None:
     net = Net(3, seed=6, check_quorum=check_quorum)

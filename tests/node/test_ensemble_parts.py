@@ -166,6 +166,35 @@ def test_transport_delivers_raft_and_replica_messages_both_ways() -> None:
     asyncio.run(main())
 
 
+def test_a_peer_that_goes_away_is_reported_once_its_link_drops() -> None:
+    """on_link_lost names the peer whose link closed (it is how a follower learns at once
+    that its leader's process died), and the link comes back when the peer does."""
+    lost: list[int] = []
+    peers = {i: PeerAddress(i, "127.0.0.1", 0, free_port()) for i in (1, 2, 3)}
+
+    async def main() -> None:
+        t1 = PeerTransport(1, peers, lambda m: None, on_link_lost=lost.append, backoff_max_s=0.05)
+        t2 = PeerTransport(2, peers, lambda m: None, backoff_max_s=0.05)
+        await t1.start()
+        await t2.start()
+        try:
+            await _until(lambda: t1.connected() == [2])
+            assert lost == []
+            await t2.close()  # peer 2 goes away
+            await _until(lambda: lost[:1] == [2])
+            assert set(lost) == {2}  # peer 3 was never up, so never lost
+            t2b = PeerTransport(2, peers, lambda m: None, backoff_max_s=0.05)
+            await t2b.start()
+            try:
+                await _until(lambda: t1.connected() == [2])
+            finally:
+                await t2b.close()
+        finally:
+            await t1.close()
+
+    asyncio.run(main())
+
+
 def test_a_malformed_frame_closes_only_that_link_and_the_sender_reconnects(caplog) -> None:
     received: dict[int, list] = {1: [], 2: []}
 
