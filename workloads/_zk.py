@@ -23,7 +23,7 @@ from kazoo.exceptions import (BadVersionError, ConnectionClosedError, Connection
                               SessionMovedError, KazooException)
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
-from kazoo.protocol.states import KeeperState
+from kazoo.protocol.states import KazooState, KeeperState
 
 logging.getLogger("kazoo").setLevel(logging.CRITICAL)
 
@@ -55,6 +55,11 @@ class ZkConn:
         self.zk: KazooClient | None = None
         self.timeout_s = 5.0
         self.hosts = ""
+        # Sessions a server refused to resume as expired (kazoo then starts a new
+        # one), in order; appended from kazoo's connection thread. Evidence that
+        # the session is over, unlike a client we closed and reopened ourselves.
+        self.expired: list[int] = []
+        self.reopened = 0  # clients replaced after kazoo stopped for good (CLOSED)
 
     def open(self, hosts: str, timeout_s: float) -> None:
         """Connect; a failure to connect is not raised: ``call`` then fails
@@ -64,6 +69,19 @@ class ZkConn:
             hosts=hosts, timeout=timeout_s,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0, ignore_expire=False),
             command_retry=None)
+        zk = self.zk
+        current: list[int] = []  # the session id last seen connected
+
+        def on_state(state: KazooState) -> None:
+            if state == KazooState.CONNECTED:
+                cid = zk.client_id
+                current[:] = [cid[0]] if cid and cid[0] else []
+            # LOST comes for an expiry and for a close; only an expiry leaves
+            # client_state at EXPIRED_SESSION.
+            elif state == KazooState.LOST and zk.client_state == KeeperState.EXPIRED_SESSION and current:
+                self.expired.append(current.pop())
+
+        zk.add_listener(on_state)
         try:
             self.zk.start(timeout=timeout_s)
         except Exception:  # noqa: BLE001 - reported per op as not-connected
@@ -90,6 +108,7 @@ class ZkConn:
             # timeout), and it never reconnects after that. Start a fresh
             # client, hence a fresh session, as a restarted client would.
             self.close()
+            self.reopened += 1
             self.open(self.hosts, self.timeout_s)
             if self.zk is not None and self.zk.connected:
                 return

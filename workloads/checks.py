@@ -210,6 +210,9 @@ def check_sessions(history: Iterable[Op]) -> Result:
     created: dict[str, str] = {}          # node -> session (ok creates)
     maybe: set[str] = set()                # nodes of indeterminate creates
     dead: dict[str, str] = {}              # session -> why
+    # session -> history position by which its end is proven (the completion of the
+    # op that showed it): only a final read *called* after that must not see it.
+    dead_by: dict[str, int] = {}
     last_sid: dict[Any, str] = {}
     unsure: set[Any] = set()               # processes with an unconfirmed close since
     finals = []
@@ -224,11 +227,20 @@ def check_sessions(history: Iterable[Op]) -> Result:
             continue
         sid = out.get("session")
         prev = last_sid.get(o.process)
+        proven = o.return_index if o.return_index is not None else o.call_index
+        for gone in out.get("expired") or ():
+            if gone not in dead:
+                dead[gone], dead_by[gone] = f"reported expired by a server before op {o.index} returned", proven
         if o.f == "close":
-            dead[out.get("closed")] = f"closed by op {o.index}"
-        elif prev is not None and sid != prev and o.process not in unsure:
-            # kazoo opens a new session only once the old one has expired
-            dead.setdefault(prev, f"replaced by {sid} (expired) before op {o.index}")
+            closed = out.get("closed")
+            dead[closed] = f"closed by op {o.index}"
+            dead_by[closed] = min(dead_by.get(closed, proven), proven)
+        elif prev is not None and sid != prev and o.process not in unsure and "expired" not in out:
+            # A history without expiry reports (older versions): kazoo opens a new
+            # session only once the old one has expired. With reports, a session
+            # that changed without one is not judged (the client was reopened).
+            if prev not in dead:
+                dead[prev], dead_by[prev] = f"replaced by {sid} (expired) before op {o.index} returned", proven
         unsure.discard(o.process)
         if sid is not None:
             last_sid[o.process] = sid
@@ -246,6 +258,10 @@ def check_sessions(history: Iterable[Op]) -> Result:
         nodes: dict[str, Any] = fr.output.get("nodes", {})
         live = fr.output.get("session")
         for node, owner in nodes.items():
+            if owner in dead and fr.call_index < dead_by[owner]:
+                # The read may have run before the session ended (e.g. another
+                # process learned of the expiry only later): nothing to judge.
+                continue
             if owner in dead:
                 problems.append({"kind": "survived", "node": node, "session": owner,
                                  "read": fr.index, "why": f"{node} of session {owner} is still "

@@ -11,9 +11,17 @@ Each process holds one kazoo session and:
   ``{"f": "final-read"}`` -> ok ``{"session": sid, "nodes": {name: owner}}``:
   the children of ``/squall/session`` and their ``ephemeralOwner``.
 
-Sessions are known dead when closed by an ok ``close`` or replaced (kazoo
-opens a new session only after the old one expired): a later op of the same
-process reports a different sid without a close in between. Their ephemerals
+Every ok output also carries ``"expired"``: the sessions a server refused to
+resume as expired since the process's previous ok op (kazoo reports the
+expiry, then opens a new session). Sessions are known dead when closed by an
+ok ``close`` or reported expired. A session that changed for any other reason
+(the client was closed and reopened by us) is not judged: the old one may
+still be alive. (Histories without ``"expired"``, from older versions, fall
+back to inferring an expiry from a changed sid.) A ``create`` also says how
+many times the process's client was reopened (``"reopened"``), for diagnosis.
+A dead session's ephemerals are judged only by final reads *called* after the
+op that proved it dead returned: a read that ran earlier may have seen the
+session alive. Their ephemerals
 must be absent at the final reads; ephemerals created by a session that is
 still the reading process's current session must be present. Sessions of
 retired processes (closed by the runner, or left to expire) are not judged:
@@ -62,6 +70,8 @@ class SessionClient:
         self.conn = _zk.ZkConn()
         self.counter = 0
         self.tag = uuid.uuid4().hex[:12]  # node names unique across clients
+        self._expired_reported = 0  # how much of self.conn.expired was taken already
+        self._expired_carry: list[str] = []  # taken from a replaced connection, not yet in the history
 
     def open(self, hosts: str, node: str, timeout_s: float) -> None:
         self.hosts, self.timeout_s = hosts, timeout_s
@@ -86,13 +96,22 @@ class SessionClient:
     def _sid(self) -> str | None:
         return sid_hex(self.conn.session_id())
 
+    def _take_expired(self) -> list[str]:
+        """Sessions reported expired since the last ok op (see the module docstring)."""
+        seen = list(self.conn.expired)
+        new = seen[self._expired_reported:]
+        self._expired_reported = len(seen)
+        out, self._expired_carry = self._expired_carry + [sid_hex(s) for s in new], []
+        return out
+
     def _create(self, name: str) -> dict[str, Any]:
         sid = self._sid()
         path = self.conn.wait(self.conn.zk.create_async(f"{BASE}/e-{name}", b"", ephemeral=True))
         after = self._sid()
         if after != sid:  # the session changed under us: which one owns it is unclear
             raise RuntimeError(f"session changed during create ({sid} -> {after})")
-        return {"node": path.rsplit("/", 1)[1], "session": sid}
+        return {"node": path.rsplit("/", 1)[1], "session": sid, "expired": self._take_expired(),
+                "reopened": self.conn.reopened}
 
     def _close_session(self) -> dict[str, Any]:
         """Close the session and confirm the server's reply to closeSession.
@@ -109,11 +128,13 @@ class SessionClient:
         try:
             self.conn.wait(reply)
         finally:
+            self._expired_carry = self._take_expired()  # reported by the next ok op if not this one
             self.conn.close()
             self.conn = _zk.ZkConn()
+            self._expired_reported = 0
             self.conn.open(self.hosts, self.timeout_s)
         self.conn.wait_connected()
-        return {"closed": old, "session": self._sid()}
+        return {"closed": old, "session": self._sid(), "expired": self._take_expired()}
 
     def _final_read(self) -> dict[str, Any]:
         zk = self.conn.zk
@@ -132,7 +153,7 @@ class SessionClient:
                 nodes[name] = sid_hex(stat.ephemeralOwner) if stat.ephemeralOwner else None
         if self._sid() != sid:
             raise RuntimeError("session changed during the final read")
-        return {"session": sid, "nodes": nodes}
+        return {"session": sid, "nodes": nodes, "expired": self._take_expired()}
 
 
 @dataclass

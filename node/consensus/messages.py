@@ -119,6 +119,7 @@ class MessageType(enum.IntEnum):
     SNAPSHOT = 9
     READ_INDEX = 10  # follower -> leader: "what is your commit index?"
     READ_INDEX_RESP = 11  # leader -> follower, after a quorum confirmed leadership
+    DURABLE = 12  # leader -> follower, sent after the fsync: "my log up to `index` is on my disk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,8 @@ class Message:
       the candidate's last entry; APPEND_RESP: the last index the follower now
       matches (or, when `reject`, the probe index that failed, with
       `reject_hint`/`log_term` naming where the leader should try next);
-      READ_INDEX_RESP: the commit index to wait for.
+      READ_INDEX_RESP: the commit index to wait for; DURABLE: the last index of
+      the sender's log that is on its disk.
     - `commit`: the sender's commit index (APPEND, HEARTBEAT).
     - `context`: opaque request id for READ_INDEX, echoed by heartbeats.
     """

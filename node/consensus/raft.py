@@ -181,6 +181,8 @@ class RaftNode:
         # that everything proposed or acknowledged between two Readys leaves as one append
         # per follower instead of one per entry (see _flush_broadcast).
         self._broadcast_pending = False
+        # Follower of a 3-member ensemble: how far the leader said its log is on its disk.
+        self._leader_durable_index = 0
         self._prev_hard = self.hard_state()
         self._prev_soft = self.soft_state()
         self._outstanding: Ready | None = None  # handed out by ready(), not yet advanced
@@ -325,6 +327,11 @@ class RaftNode:
         )
         self.msgs = []
         self.read_states = []
+        if rd.entries and self.role is Role.LEADER and self._quorum() == 2:
+            # Sent after this Ready is persisted (the Ready contract), so it is a promise.
+            last = rd.entries[-1].index
+            rd.messages.extend(Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
+                               for p in sorted(self.voters - {self.id}))
         if rd.soft_state is not None:
             self._prev_soft = soft
         self._outstanding = rd
@@ -344,6 +351,10 @@ class RaftNode:
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
+            if self.role is Role.FOLLOWER:
+                # These entries are on our disk before anything that follows from this
+                # Ready leaves (the Ready contract): they may now count (see _leader_durable).
+                self._commit_durable()
         if rd.committed_entries:
             self.log.applied_to(rd.committed_entries[-1].index)
 
@@ -381,6 +392,7 @@ class RaftNode:
         self.pending_reads = []
         self.deferred_reads = []
         self._broadcast_pending = False
+        self._leader_durable_index = 0
 
     def _become_follower(self, term: int, leader: int | None) -> None:
         self._reset(term)
@@ -520,9 +532,40 @@ class RaftNode:
             self._handle_snapshot(m)
         elif m.type is MT.READ_INDEX_RESP:
             self.read_states.append(ReadState(m.context, m.index))
+        elif m.type is MT.DURABLE:
+            self.election_elapsed = 0
+            self.leader = m.frm
+            self._leader_durable(m.index)
         elif m.type is MT.READ_INDEX:
             # We are not the leader; the asker will time out and retry.
             pass
+
+    def _leader_durable(self, index: int) -> None:
+        """Commit what the leader and this follower both hold on disk, when two is a quorum.
+
+        With three members (quorum two) an entry of the current term on the
+        leader's disk and on ours is on a majority: it is committed, whether
+        or not the leader has counted our acknowledgement yet. Our entries up
+        to `stabled` are on disk before anything that follows from this commit
+        leaves the process (they were handed out in a Ready, and the Ready
+        contract persists before it sends or answers; `advance` re-checks when
+        new entries become stable); the leader's up to `index` are (DURABLE is
+        a message of a Ready, so it leaves only after the leader's fsync). An entry of our current term
+        at index i was written by this term's leader, so by Log Matching our
+        log up to i is the leader's. This saves a round trip per write: the
+        follower a client is connected to can answer once its own fsync is
+        done and the leader's DURABLE has arrived, without waiting for the
+        leader to collect acknowledgements and send the new commit index.
+        """
+        if self._quorum() != 2:
+            return
+        self._leader_durable_index = max(self._leader_durable_index, index)
+        self._commit_durable()
+
+    def _commit_durable(self) -> None:
+        i = min(self._leader_durable_index, self.log.stabled)
+        if i > self.log.committed and self.log.term(i) == self.term:
+            self.log.commit_to(i)
 
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:
@@ -624,7 +667,10 @@ class RaftNode:
             pr.become_replicate()
         if self._maybe_commit():
             self._release_deferred_reads()
-            self._broadcast_pending = True  # the new commit index goes out with the next Ready
+            if self._quorum() != 2:
+                self._broadcast_pending = True  # the new commit index goes out with the next Ready
+            # With three members the followers commit by DURABLE on their own (see
+            # _leader_durable); the next append or heartbeat carries the index anyway.
         elif pr.next <= self.log.last_index():
             self._send_append(m.frm)
 
@@ -708,8 +754,18 @@ class RaftNode:
             return
         if any(r.context == context for r in self.pending_reads):
             return
-        self.pending_reads.append(_ReadRequest(context, self.log.committed, frm, {self.id}))
+        self.pending_reads.append(_ReadRequest(context, self._read_point(), frm, {self.id}))
         self._broadcast_heartbeat(context)
+
+    def _read_point(self) -> int:
+        """The index a read must wait for: everything that may be committed now.
+
+        Normally the commit index. With three members a follower may commit an
+        entry before we know it (see _leader_durable) and answer its client; a
+        later read must see that write, so the read waits for our whole log
+        (which holds every committed entry, by Leader Completeness).
+        """
+        return self.log.last_index() if self._quorum() == 2 else self.log.committed
 
     def _release_deferred_reads(self) -> None:
         deferred, self.deferred_reads = self.deferred_reads, []

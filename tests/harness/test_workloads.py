@@ -161,6 +161,42 @@ def test_session_expired_session_replaced_is_dead():
     assert r.valid is False and "expired" in r.explanation
 
 
+def test_session_reported_expiry_makes_a_session_dead():
+    h = H()
+    h.op(0, "create", None, out={"node": "e-a-1", "session": "0x1", "expired": []})
+    h.op(0, "create", None, out={"node": "e-a-2", "session": "0x5", "expired": ["0x1"]})
+    h.op(0, "final-read", None, out={"session": "0x5", "nodes": {"e-a-1": "0x1", "e-a-2": "0x5"}, "expired": []})
+    r = check_sessions(h.ops)
+    assert r.valid is False and "reported expired" in r.explanation
+
+
+def test_session_a_final_read_before_the_expiry_was_known_is_not_judged():
+    # Process 1 reads first; only later does process 0 learn (and report) that its
+    # session 0x1 expired: the read may have run while 0x1 was alive.
+    h = H()
+    h.op(0, "create", None, out={"node": "e-a-1", "session": "0x1", "expired": []})
+    h.op(1, "create", None, out={"node": "e-b-1", "session": "0x3", "expired": []})
+    h.op(1, "final-read", None, out={"session": "0x3", "nodes": {"e-a-1": "0x1", "e-b-1": "0x3"}, "expired": []})
+    h.op(0, "final-read", None, out={"session": "0x5", "nodes": {"e-b-1": "0x3"}, "expired": ["0x1"]})
+    r = check_sessions(h.ops)
+    assert r.valid is True, r.explanation
+    # the same read called after the report is judged
+    h.op(1, "final-read", None, out={"session": "0x3", "nodes": {"e-a-1": "0x1", "e-b-1": "0x3"}, "expired": []})
+    r = check_sessions(h.ops)
+    assert r.valid is False and r.counterexample["problems"][0]["kind"] == "survived"
+
+
+def test_session_changed_without_a_reported_expiry_is_not_judged():
+    # The client was closed and reopened by the workload (kazoo had stopped for good):
+    # the old session may still be alive, so its ephemeral proves nothing.
+    h = H()
+    h.op(0, "create", None, out={"node": "e-a-1", "session": "0x1", "expired": []})
+    h.op(0, "create", None, out={"node": "e-a-2", "session": "0x5", "expired": []})
+    h.op(0, "final-read", None, out={"session": "0x5", "nodes": {"e-a-1": "0x1", "e-a-2": "0x5"}, "expired": []})
+    r = check_sessions(h.ops)
+    assert r.valid is True and r.details["dead_sessions"] == 0
+
+
 # ---------------------------------------------------------------- register
 def test_register_valid_history_passes_both_checks():
     h = H()
@@ -392,3 +428,39 @@ def test_confirmed_close_request_is_truthy_and_decodes_its_reply():
     req = _ConfirmedClose()
     assert isinstance(req, Close) and bool(req) and not bool(Close())
     assert req.type == Close.type and _ConfirmedClose.deserialize(b"", 0) is True
+
+
+def test_zkconn_records_a_server_reported_expiry_but_not_a_close():
+    """The listener ZkConn installs sees kazoo's own state machine: an expiry (the
+    server refused to resume the session) is recorded with the old session id; a
+    close of our own is not."""
+    from kazoo.protocol.states import KeeperState
+
+    from workloads._zk import ZkConn
+
+    conn = ZkConn()
+    port = _closed_port()
+    conn.open(f"127.0.0.1:{port}", 0.2)  # nothing listens: start fails, the client is closed
+    try:
+        zk = conn.zk
+        assert zk is not None and conn.expired == []
+        zk._session_id, zk._session_passwd = 0x1234, b"p" * 16
+        zk._session_callback(KeeperState.CONNECTED)
+        zk._session_callback(KeeperState.EXPIRED_SESSION)  # what kazoo does on timeout 0 at connect
+        assert conn.expired == [0x1234]
+        zk._session_id = 0x99
+        zk._session_callback(KeeperState.CONNECTED)
+        zk._session_callback(KeeperState.CLOSED)  # our own stop(): no evidence of expiry
+        assert conn.expired == [0x1234]
+    finally:
+        conn.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

@@ -204,6 +204,56 @@ def test_commit_needs_a_quorum_of_acks() -> None:
     assert net.node(lead).log.committed >= idx
 
 
+@pytest.mark.parametrize("n", [3, 5])
+def test_followers_of_three_commit_on_the_leaders_durable_word_alone(n: int) -> None:
+    """With three members, the leader's DURABLE (sent after its fsync) and a
+    follower's own disk are a quorum: the follower commits although no
+    acknowledgement ever reaches the leader. With five, two copies are not a
+    quorum and nothing commits without acknowledgements."""
+    net = Net(n, seed=11)
+    lead = net.elect()
+    net.stabilize()
+    before = {i: net.node(i).log.committed for i in net.ids}
+    idx = net.propose(lead, b"fast")
+    net.stabilize(drop=lambda m: m.type is MessageType.APPEND_RESP)
+    followers = [i for i in net.ids if i != lead]
+    assert net.node(lead).log.committed == before[lead] < idx  # the leader never heard an ack
+    if n == 3:
+        assert all(net.node(f).log.committed >= idx for f in followers)
+    else:
+        assert all(net.node(f).log.committed == before[f] < idx for f in followers)
+
+
+def test_a_durable_word_does_not_commit_what_the_follower_has_not_persisted() -> None:
+    net = Net(3, seed=12)
+    lead = net.elect()
+    net.stabilize()
+    f = next(i for i in net.ids if i != lead)
+    node = net.node(f)
+    before = node.log.committed
+    # DURABLE for an index beyond the follower's log: it commits only what it holds
+    node.step(Message(MessageType.DURABLE, lead, f, term=node.term, index=node.log.last_index() + 50))
+    assert node.log.committed == max(before, node.log.stabled)
+    # DURABLE from a stale term is ignored
+    node.step(Message(MessageType.DURABLE, lead, f, term=node.term - 1, index=10**6))
+    assert node.log.committed <= node.log.last_index()
+
+
+def test_with_three_members_a_read_waits_for_everything_the_leader_holds() -> None:
+    # A follower may commit (and answer) before the leader knows, so a read point
+    # below the leader's last index could miss an acknowledged write.
+    net = Net(3, seed=13)
+    lead = net.elect()
+    net.stabilize()
+    idx = net.propose(lead, b"w")
+    net.stabilize(drop=lambda m: m.type is MessageType.APPEND_RESP)
+    assert net.node(lead).log.committed < idx
+    net.node(lead).read_index(b"ctx-1")
+    net.stabilize()
+    answered = [rs for rs in net.reads[lead] if rs.context == b"ctx-1"]
+    assert len(answered) == 1 and answered[0].index >= idx
+
+
 def test_partitioned_minority_cannot_commit_and_loses_its_writes() -> None:
     net = Net(5, seed=4)
     old = net.elect()
