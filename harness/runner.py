@@ -10,7 +10,9 @@ client, so no process ever has two ops in flight.
 
 Phases: setup (create the cluster, wait until ready, workload setup) ->
 main (client ops under the rate and time limit, faults every interval) ->
-heal (the nemesis's final ops) -> recovery (wait until ready again) ->
+heal (the nemesis's final ops, started while the main phase's last client
+calls may still be in flight; the heal then waits for them) -> recovery
+(wait until ready again) ->
 final (the workload's final reads) -> history.jsonl written -> teardown ->
 check -> results.json, report.html, junit.xml.
 
@@ -302,9 +304,9 @@ class Interpreter:
         self._pool[thread].inbox.put(op)
 
     # -- the loop -----------------------------------------------------------
-    def run(self, generator: Any) -> None:
+    def run(self, generator: Any, drain: bool = True) -> None:
         """Interpret ``generator`` until it is exhausted or the run is stopped,
-        then wait (boundedly) for the ops still in flight."""
+        then (``drain``) wait, boundedly, for the ops still in flight."""
         current = gen.lift(generator)
         while not self.control.stop.is_set():
             now = self.recorder.now_s()
@@ -327,7 +329,8 @@ class Interpreter:
                 break
             self._dispatch(op)
             current = nxt
-        self.drain()
+        if drain:
+            self.drain()
 
     def drain(self) -> None:
         deadline = self.recorder.now_s() + self.drain_timeout_s
@@ -492,10 +495,17 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
                              drain_timeout_s=client_timeout_s * 2 + 2.0,
                              node_of=lambda p: nodes[p % len(nodes)])
         progress.set_phase("main", recorder.now_s())
-        interp.run(main_generator(spec, workload, nemesis_package, rng))
-        if not control.stop.is_set() and nemesis_package is not None:
-            progress.set_phase("heal", recorder.now_s())
-            interp.run(gen.nemesis(nemesis_package.final_ops()))
+        # The heal starts as soon as the main phase's generator ends, with client ops
+        # still in flight (as in Jepsen): a call hung on a killed or cut-off majority
+        # would otherwise hold the heal back for a whole client timeout. The heal
+        # phase's run then waits for every op, clients' included.
+        interp.run(main_generator(spec, workload, nemesis_package, rng), drain=nemesis_package is None)
+        if nemesis_package is not None:
+            if control.stop.is_set():
+                interp.drain()
+            else:
+                progress.set_phase("heal", recorder.now_s())
+                interp.run(gen.nemesis(nemesis_package.final_ops()))
         if not control.stop.is_set():
             progress.set_phase("recover", recorder.now_s())
             try:

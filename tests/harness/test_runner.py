@@ -218,6 +218,30 @@ def test_a_hung_client_call_is_closed_as_info_at_the_end_of_the_phase(tmp_path):
     assert outcome.exit_code == EXIT_VALID
 
 
+def test_the_heal_is_not_held_back_by_a_client_call_still_in_flight(tmp_path):
+    """A call hung on a killed or cut-off majority must not delay the heal: the
+    final heal is invoked while that call is still open (as in Jepsen)."""
+    import threading
+    backend = FakeBackend()
+    release = threading.Event()
+
+    def hang(op):
+        if op.get("value") == 3:
+            release.wait(30)
+
+    try:
+        outcome, *_ = run(tmp_path, backend=backend, workload=FakeSetWorkload(backend, on_invoke=hang),
+                          options=(("client_timeout_s", 0.4),))
+    finally:
+        release.set()
+    history = store.read_history(outcome.run_dir)
+    invoked = next(op.index for op in history if op.f == "add" and op.value == 3 and op.type == "invoke")
+    closed = next(op.index for op in history if op.f == "add" and op.value == 3 and op.type != "invoke")
+    heal = [op for op in history if op.process == "nemesis" and op.f == "stop-partition" and op.type == "invoke"]
+    assert heal and invoked < heal[-1].index < closed
+    assert outcome.exit_code == EXIT_VALID
+
+
 def test_final_reads_are_retried_until_ok(tmp_path):
     backend = FakeBackend()
     workload = FakeSetWorkload(backend)
