@@ -31,8 +31,9 @@ checkers catch a broken database. Never set it outside such a test:
 
 * ``stale-reads``: exists/getData/getChildren are served from a copy of the
   tree that lags :data:`STALE_LAG` writes behind;
-* ``lose-writes``: every :data:`LOSE_EVERY`-th setData is acknowledged with a
-  plausible Stat but never applied.
+* ``lose-writes``: every :data:`LOSE_EVERY`-th write among setData and plain
+  (persistent, non-sequential) create is acknowledged -- with a plausible
+  Stat, or the path -- but never applied.
 
 A loud warning is logged at start when either is on.
 """
@@ -157,7 +158,7 @@ class Node:
         return self._stale_tree if self._stale_tree is not None else self.tree
 
     def lose_this_write(self) -> bool:
-        """Under the lose-writes test fault: True for every LOSE_EVERY-th setData."""
+        """Under the lose-writes test fault: True for every LOSE_EVERY-th setData or plain create."""
         if self.fault != "lose-writes":
             return False
         self._set_data_count += 1
@@ -671,6 +672,17 @@ class ClientConnection(asyncio.Protocol):
         return self.node.propose(op, self.session_id, tuple(self.identities))
 
     def _create(self, xid: int, r: P.CreateRequest, opcode: int) -> None:
+        node = self.node
+        if node.fault and opcode == P.CREATE and r.flags == 0 and node.lose_this_write():
+            tree = node.tree
+            parent = r.path.rsplit("/", 1)[0] or "/"
+            try:
+                fits = tree.exists(parent) is not None and tree.exists(r.path) is None
+            except ZkError:
+                fits = False
+            if fits:  # TEST-ONLY FAULT: acknowledge a create that would succeed, without applying it
+                self.send(P.reply_path(xid, node.zxid, r.path), node.zxid)
+                return
         c = self._propose(_create_op(r, opcode))
         self.send(write_reply(opcode, r, xid, c.txn.zxid, c.result.err, c.result.value), c.txn.zxid)
 

@@ -101,7 +101,8 @@ def test_the_node_is_judged_valid(tmp_path, workload, fault):
     assert r.returncode == 0, f"{workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("fault, workload", [("lose-writes", "register"), ("stale-reads", "register")])
+@pytest.mark.parametrize("fault, workload", [("lose-writes", "register"), ("lose-writes", "set"),
+                                             ("stale-reads", "register")])
 def test_a_broken_database_fails_the_gate(tmp_path, fault, workload):
     _need_fault_switch()
     # one node: the test-only fault switch lives in the standalone server (an ensemble refuses it)

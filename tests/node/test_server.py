@@ -522,6 +522,9 @@ def test_lose_writes_fault_loses_writes(tmp_path: Path, monkeypatch: pytest.Monk
             acked = [c.set("/lw", str(i).encode()) for i in range(1, 11)]
             assert len(acked) == 10  # every write is acknowledged...
             assert c.get("/lw")[1].version < 10  # ...but some were never applied
+            made = [c.create(f"/lw/c{i}", b"") for i in range(10)]
+            assert made == [f"/lw/c{i}" for i in range(10)]  # creates too are all acknowledged...
+            assert len(c.get_children("/lw")) < 10  # ...and some are missing
         finally:
             c.stop()
             c.close()
