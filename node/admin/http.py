@@ -310,6 +310,12 @@ class Instruments:
       sees its write reply at that moment);
     * ``storage.flush`` -> fsync latency.
 
+    An ensemble member (a server with a ``replica`` and a raft ``store``) is
+    measured through ``replica.client_request`` (a write, session create or
+    close handed to the replica), ``replica.drain`` (where its answer appears;
+    the latency is observed once the fsync of that same turn returns, which is
+    when the reply may leave) and ``store.sync`` (fsync latency).
+
     The wrappers are installed on the instance (not the class), undone by
     :meth:`uninstall`, and a family is emitted only when its hook is in place,
     so a node that changes shape yields fewer metrics, never false ones. Read
@@ -317,8 +323,9 @@ class Instruments:
     operation (see docs/webui.md: the gap and the two-line hook that closes it).
     """
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, server: Any = None) -> None:
         self.node = node
+        self.server = server
         self.txns: dict[str, int] = collections.Counter()
         self.write_latency: dict[str, Histogram] = {}
         self.fsync = Histogram()
@@ -362,6 +369,7 @@ class Instruments:
                 if node.on_commit is timed_commit:
                     node.on_commit = current_on_commit
             self._undo.append(undo_propose)
+        self._install_ensemble()
         storage = getattr(node, "storage", None)
         flush = getattr(storage, "flush", None)
         if callable(flush):
@@ -383,6 +391,54 @@ class Instruments:
                         del storage.flush
                 self._undo.append(undo_flush)
         return self
+
+    def _install_ensemble(self) -> None:
+        server = self.server
+        replica = getattr(server, "replica", None)
+        store = getattr(server, "store", None)
+        request, drain, sync = (getattr(replica, "client_request", None), getattr(replica, "drain", None),
+                                getattr(store, "sync", None))
+        if not (callable(request) and callable(drain) and callable(sync)):
+            return
+        started: dict[tuple[int, int], tuple[str, float]] = {}  # (conn, seq) -> (op name, t0)
+        answered: list[tuple[str, float]] = []  # answers produced this turn, awaiting its fsync
+
+        def counted_request(conn_id: int, session_id: int, seq: int, req: Any, *args: Any, **kw: Any) -> Any:
+            name = _op_name(getattr(req, "op", req))
+            if name != "sync":
+                self.txns[name] += 1
+                if len(started) < MAX_PENDING_TIMINGS:
+                    started[(conn_id, seq)] = (name, time.monotonic())
+            return request(conn_id, session_id, seq, req, *args, **kw)
+
+        def timed_drain(*args: Any, **kw: Any) -> Any:
+            fx = drain(*args, **kw)
+            for rep in getattr(fx, "replies", ()):
+                hit = started.pop((rep.conn_id, rep.seq), None)
+                if hit is not None:
+                    answered.append(hit)
+            return fx
+
+        def timed_sync(*args: Any, **kw: Any) -> Any:
+            t0 = time.monotonic()
+            try:
+                return sync(*args, **kw)
+            finally:
+                now = time.monotonic()
+                self.fsync.observe(now - t0)
+                for name, t in answered:
+                    self.write_latency.setdefault(name, Histogram()).observe(now - t)
+                answered.clear()
+
+        replica.client_request, replica.drain, store.sync = counted_request, timed_drain, timed_sync
+        self.hooked_propose = self.hooked_fsync = True
+
+        def undo() -> None:
+            for obj, attr, fn in ((replica, "client_request", counted_request), (replica, "drain", timed_drain),
+                                  (store, "sync", timed_sync)):
+                if getattr(obj, "__dict__", {}).get(attr) is fn:
+                    delattr(obj, attr)
+        self._undo.append(undo)
 
     def uninstall(self) -> None:
         for undo in reversed(self._undo):
@@ -846,7 +902,7 @@ class AdminApp:
         self.token = token
         self.csrf = secrets.token_urlsafe(24)
         self.pool = ClientPool(client_hosts)
-        self.instruments = Instruments(getattr(server, "node", None)).install() \
+        self.instruments = Instruments(getattr(server, "node", None), server).install() \
             if getattr(server, "node", None) is not None else None
         self.roles = RoleTracker()
         self.http_counts: dict[tuple[str, int], int] = collections.Counter()

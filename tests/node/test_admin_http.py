@@ -337,6 +337,46 @@ def test_histogram_buckets_are_cumulative():
     assert samples[-1] == ("_count", {}, 3)
 
 
+def test_ensemble_member_instruments_time_writes_until_the_fsync_and_undo_cleanly():
+    from types import SimpleNamespace
+
+    from node.replica import ClientReply, Effects, Sync, Write
+    from node.tree import SetDataOp
+
+    class Replica:
+        def __init__(self):
+            self.replies = []
+
+        def client_request(self, conn_id, session_id, seq, request, now_ms):
+            return Effects()
+
+        def drain(self):
+            fx, self.replies = Effects(replies=self.replies), []
+            return fx
+
+    class Store:
+        syncs = 0
+
+        def sync(self):
+            self.syncs += 1
+
+    server = SimpleNamespace(replica=Replica(), store=Store())
+    inst = admin.Instruments(None, server).install()
+    assert inst.hooked_propose and inst.hooked_fsync
+    server.replica.client_request(1, 0x77, 5, Write(SetDataOp("/a", b"x")), 0)
+    server.replica.client_request(1, 0x77, 6, Sync("/"), 0)  # not a write: not counted
+    server.replica.replies = [ClientReply(1, 5, 0, None, 9), ClientReply(1, 6, 0, None, 9)]
+    server.replica.drain()
+    assert "setData" not in inst.write_latency  # answered, but the reply leaves only after the fsync
+    server.store.sync()
+    assert server.store.syncs == 1
+    assert inst.txns == {"setData": 1}
+    assert inst.write_latency["setData"].samples({})[-1] == ("_count", {}, 1)
+    assert inst.fsync.samples({})[-1] == ("_count", {}, 1)
+    inst.uninstall()
+    assert "drain" not in vars(server.replica) and "sync" not in vars(server.store)
+
+
 def test_ensemble_view_from_a_node_that_reports_peers():
     class Ensemble:
         def ensemble_view(self):
