@@ -15,6 +15,12 @@ forwarding, sync) exactly as the server will run it. What is simulated:
   `Effects.persist` said; a crash drops the replica object (everything in
   memory, unsent messages, pending client requests) and a restart builds a new
   replica from the disk alone;
+- **lost links**: a crash makes every live replica's shell report its link to
+  the dead one lost (`peer_unreachable`, as the real shell does when the
+  kernel closes the connections), and half the partitions do the same for
+  every cut link although the peer lives (a proxy or firewall that resets
+  connections): the hint must never cost safety, and a false one must not
+  stop the cluster from making progress;
 - **clients**: each is connected to one replica at a time and issues register
   operations on a few keys: `write` (setData), `cas` (getData, then setData
   conditioned on the version read), `read` (a local getData) and sometimes
@@ -204,6 +210,19 @@ class Simulation:
         self.replicas[i] = None
         self.incarnation[i] += 1
         self.stats["crashes"] += 1
+        # The dead process's kernel closes its connections: every live member's
+        # shell sees its link to i drop and passes the hint on, as the real one does.
+        for j in self.ids:
+            if j != i and self.replicas[j] is not None:
+                self._hint_later(j, i)
+
+    def _hint_later(self, j: int, peer: int) -> None:
+        delay = self.rng.randrange(self.cfg.min_delay_ms, self.cfg.max_delay_ms + 1)
+        self._at(self.now + delay, self._hint, j, peer, self.incarnation[j])
+
+    def _hint(self, j: int, peer: int, inc: int) -> None:
+        if self.incarnation[j] == inc:
+            self._call(j, "peer_unreachable", peer, self.now)
 
     def _call(self, i: int, fn_name: str, *args: Any) -> None:
         """Call a replica input and carry out its effects; a raise is a violation."""
@@ -292,6 +311,12 @@ class Simulation:
     def _partition(self, a: list[int], b: list[int]) -> None:
         self.stats["partitions"] += 1
         self.cut = {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
+        if self.rng.random() < 0.5:
+            # A cut made by closing connections (a proxy, a firewall's reset) is seen
+            # by the shells as lost links: hints that the peer is gone although it lives.
+            for x, y in sorted(self.cut):
+                if self.replicas.get(x) is not None:
+                    self._hint_later(x, y)
 
     def _leader(self) -> int | None:
         best = None
