@@ -32,14 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import fcntl
 import logging
 import os
 import random
-import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from node import tree as T
@@ -61,6 +58,7 @@ from node.server import (serve_until_stopped,
     multi_op,
     write_reply,
 )
+from node.storage import lock_dir
 from node.storage.raftlog import RaftStore
 from node.watches import WatchManager
 from node.wire import protocol as P
@@ -416,7 +414,7 @@ class EnsembleServer:
             compact_every=cfg.snapshot_every, deferred=True,
         )
         self.node = EnsembleView(self)
-        self.transport = PeerTransport(cfg.server_id, peers, self._peer_message, on_batch=self._peer_batch,
+        self.transport = PeerTransport(cfg.server_id, peers, None, on_batch=self._peer_batch,
                                        on_link_lost=self._link_lost, listen_host=peers[cfg.server_id].host)
         self.connections: set[EnsembleConnection] = set()
         self.conns: dict[int, EnsembleConnection] = {}
@@ -610,9 +608,6 @@ class EnsembleServer:
                 conn = conns.get(sid)
                 if conn is not None:
                     conn.send(P.notification(wev.type, P.STATE_SYNC_CONNECTED, wev.path, wev.zxid))
-
-    def _peer_message(self, m: PeerMsg) -> None:
-        self.run(self.replica.peer_message(m, _wall_ms()))
 
     def _link_lost(self, peer: int) -> None:
         self.run(self.replica.peer_unreachable(peer, _wall_ms()))
@@ -822,17 +817,6 @@ def _ensemble_view(server: "EnsembleServer") -> dict:
 # ---------------------------------------------------------------- running a member
 
 
-def _lock(directory: Path) -> int:
-    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        from node.storage import StorageLockedError
-        raise StorageLockedError(f"{directory} is in use by another squall node (its LOCK is held)") from None
-    return fd
-
-
 async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None,
                          stop: asyncio.Event | None = None, install_signals: bool = True,
                          settings: EnsembleSettings | None = None,
@@ -847,36 +831,22 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
     settings = settings or EnsembleSettings(raft_tick_ms=cfg.raft_tick_ms)
     directory = cfg.data_dir / "ensemble"
     directory.mkdir(parents=True, exist_ok=True)
-    lock_fd = _lock(directory)
+    lock_fd = lock_dir(directory)
     store = RaftStore(directory)
     server = EnsembleServer(cfg, peers, store, settings)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    if install_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-    admin_runner = None
-    try:
-        host, port = await server.start()
+
+    def started() -> None:
         if admin is not None:
-            from node.admin.http import start_admin
-            admin_runner = await start_admin(server, *admin)
             server.start_peer_poller()
         st = server.replica.status()
         log.info("ensemble member %d of %s: term %d, applied %d, last zxid 0x%x", cfg.server_id, sorted(peers),
                  st["epoch"], st["applied"], st["last_zxid"])
-        await serve_until_stopped(server, host, port, stop, ready)
+
+    try:
+        await serve_until_stopped(server, stop, ready, install_signals, admin, started)
     finally:
-        if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-        try:
-            if admin_runner is not None:
-                await admin_runner.close()
-            await server.stop()
-        finally:
-            store.close()
-            os.close(lock_fd)
+        store.close()
+        os.close(lock_fd)
     if server.failed is not None:
         raise RuntimeError(f"the raft store failed: {server.failed!r}")
 

@@ -733,20 +733,45 @@ class ClientConnection(asyncio.Protocol):
         self.send(None, c.txn.zxid)
 
 
-async def serve_until_stopped(server: Any, host: str, port: int, stop: asyncio.Event,
-                              ready: Callable[[str, int], None] | None) -> None:
-    """Announce the serving address, then wait for a stop request or a fatal stop of the server.
+async def serve_until_stopped(server: Any, stop: asyncio.Event | None, ready: Callable[[str, int], None] | None,
+                              install_signals: bool, admin: tuple[str, int, str | None] | None,
+                              started: Callable[[], None] | None = None) -> None:
+    """Start ``server`` (and, with ``admin`` = (host, port, token), the admin HTTP API), announce
+    the address, wait for ``stop``, SIGINT/SIGTERM (with ``install_signals``) or a fatal stop
+    of the server, then stop both. ``started`` runs once both are up.
 
     Shared by the standalone and the ensemble shells."""
-    log.info("squall node serving on %s:%d", host, port)
-    if ready is not None:
-        ready(host, port)
-    stopper = asyncio.create_task(stop.wait())
-    fatal = asyncio.create_task(server.stopped.wait())
-    await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    fatal.cancel()
-    log.info("shutting down")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    admin_runner = None
+    try:
+        host, port = await server.start()
+        if admin is not None:
+            from node.admin.http import start_admin
+            admin_runner = await start_admin(server, *admin)
+        if started is not None:
+            started()
+        log.info("squall node serving on %s:%d", host, port)
+        if ready is not None:
+            ready(host, port)
+        stopper = asyncio.create_task(stop.wait())
+        fatal = asyncio.create_task(server.stopped.wait())
+        await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        fatal.cancel()
+        log.info("shutting down")
+    finally:
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        try:
+            if admin_runner is not None:
+                await admin_runner.close()
+        finally:
+            await server.stop()
 
 
 def _digest_identity(text: str) -> str:
@@ -1068,27 +1093,14 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
             log.warning("!!! %s=%s: THIS NODE IS DELIBERATELY BROKEN (test-only fault); never use it for real data !!!",
                         FAULT_ENV, node.fault)
     server = NodeServer(cfg, node)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    if install_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-    admin_runner = None
-    try:
-        host, port = await server.start()
-        if admin is not None:  # (host, port, token): the admin HTTP API and web UI
-            from node.admin.http import start_admin
-            admin_runner = await start_admin(server, *admin)
+
+    def started() -> None:
         log.info("recovered %d znodes, %d sessions, last zxid 0x%x from %s", tree.node_count,
                  len(tree.sessions), last_zxid, cfg.data_dir)
-        await serve_until_stopped(server, host, port, stop, ready)
+
+    try:
+        await serve_until_stopped(server, stop, ready, install_signals, admin, started)
     finally:
-        if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-        if admin_runner is not None:
-            await admin_runner.close()
-        await server.stop()
         node.close()
     if node.failed is not None:
         raise RuntimeError(f"the write-ahead log failed: {node.failed!r}")

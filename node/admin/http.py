@@ -407,8 +407,9 @@ class Instruments:
             name = _op_name(getattr(req, "op", req))
             if name != "sync":
                 self.txns[name] += 1
-                if len(started) < MAX_PENDING_TIMINGS:
-                    started[(conn_id, seq)] = (name, time.monotonic())
+                if len(started) >= MAX_PENDING_TIMINGS:  # answers lost with their connection: forget the oldest
+                    del started[next(iter(started))]
+                started[(conn_id, seq)] = (name, time.monotonic())
             return request(conn_id, session_id, seq, req, *args, **kw)
 
         def timed_drain(*args: Any, **kw: Any) -> Any:
@@ -743,12 +744,12 @@ def run_tree_op(fn: Callable[[], Any]) -> Any:
         raise TreeError(404, f"no such znode{_path_of(exc)} (it may have been deleted meanwhile)", "no-node")
     except E.NodeExistsError as exc:
         raise TreeError(409, f"the znode already exists{_path_of(exc)}", "node-exists")
-    except E.NotEmptyError as exc:
+    except E.NotEmptyError:
         raise TreeError(409, "the znode has children: delete them first or tick 'recursive'", "not-empty")
-    except E.NoAuthError as exc:
+    except E.NoAuthError:
         raise TreeError(403, "not authorised by the znode's ACL: supply digest credentials (user:password) "
                              "that the ACL grants this permission", "no-auth")
-    except E.InvalidACLError as exc:
+    except E.InvalidACLError:
         raise TreeError(400, "invalid ACL (an 'auth' entry needs digest credentials in this session)",
                         "invalid-acl")
     except E.NoChildrenForEphemeralsError:

@@ -160,6 +160,9 @@ class RaftNode:
         self.check_quorum = check_quorum
         self.max_entries = max_entries_per_message
         self.unsafe_commit_without_quorum = unsafe_commit_without_quorum
+        # Three members: the leader's disk and one follower's are a quorum, so followers
+        # commit on the leader's DURABLE word (see _leader_durable).
+        self.durable_commit = self._quorum() == 2
 
         st = storage_state or PersistentState()
         self.log = RaftLog(st.snapshot, st.entries, st.hard_state.commit, st.applied)
@@ -327,7 +330,7 @@ class RaftNode:
         )
         self.msgs = []
         self.read_states = []
-        if rd.entries and self.role is Role.LEADER and self._quorum() == 2:
+        if rd.entries and self.role is Role.LEADER and self.durable_commit:
             # Sent after this Ready is persisted (the Ready contract), so it is a promise.
             last = rd.entries[-1].index
             rd.messages.extend(Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
@@ -557,7 +560,7 @@ class RaftNode:
         done and the leader's DURABLE has arrived, without waiting for the
         leader to collect acknowledgements and send the new commit index.
         """
-        if self._quorum() != 2:
+        if not self.durable_commit:
             return
         self._leader_durable_index = max(self._leader_durable_index, index)
         self._commit_durable()
@@ -667,7 +670,7 @@ class RaftNode:
             pr.become_replicate()
         if self._maybe_commit():
             self._release_deferred_reads()
-            if self._quorum() != 2:
+            if not self.durable_commit:
                 self._broadcast_pending = True  # the new commit index goes out with the next Ready
             # With three members the followers commit by DURABLE on their own (see
             # _leader_durable); the next append or heartbeat carries the index anyway.
@@ -765,7 +768,7 @@ class RaftNode:
         later read must see that write, so the read waits for our whole log
         (which holds every committed entry, by Leader Completeness).
         """
-        return self.log.last_index() if self._quorum() == 2 else self.log.committed
+        return self.log.last_index() if self.durable_commit else self.log.committed
 
     def _release_deferred_reads(self) -> None:
         deferred, self.deferred_reads = self.deferred_reads, []

@@ -6,7 +6,7 @@ the two file formats underneath.
 """
 
 from node.storage.snapshot import Snapshots
-from node.storage.store import Storage, StorageLockedError
+from node.storage.store import Storage, StorageLockedError, lock_dir
 from node.storage.wal import CorruptLogError, WriteAheadLog
 
-__all__ = ["CorruptLogError", "Snapshots", "Storage", "StorageLockedError", "WriteAheadLog"]
+__all__ = ["CorruptLogError", "Snapshots", "Storage", "StorageLockedError", "WriteAheadLog", "lock_dir"]

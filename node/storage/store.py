@@ -42,6 +42,20 @@ class StorageLockedError(Exception):
     """Another process holds the data dir."""
 
 
+def lock_dir(directory: Path) -> int:
+    """Take ``directory``'s LOCK file (exclusive, non-blocking); returns the fd to close on exit.
+
+    Raises ``StorageLockedError`` when another process holds it."""
+    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StorageLockedError(f"data dir {directory} is in use by another process (LOCK is held); "
+                                 "stop it or use another --data-dir") from None
+    return fd
+
+
 class Storage:
     """Recovered state plus the log and snapshots it keeps durable.
 
@@ -85,12 +99,7 @@ class Storage:
         """
         root = Path(data_dir)
         root.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise StorageLockedError(f"data dir {root} is in use by another process (LOCK is held); stop it or use another --data-dir") from None
+        lock_fd = lock_dir(root)
         try:
             snaps = Snapshots(root / "snapshots", keep=keep_snapshots)
             tree = cls._load_snapshot(snaps)

@@ -197,8 +197,8 @@ def test_a_nemesis_crash_is_recorded_and_the_run_goes_on(tmp_path):
     assert outcome.exit_code == EXIT_VALID
 
 
-@pytest.mark.slow
-def test_a_hung_client_call_is_closed_as_info_at_the_end_of_the_phase(tmp_path):
+def _run_with_add_3_hanging(tmp_path, client_timeout_s):
+    """A run whose client call adding 3 hangs (until the run is over); returns (outcome, history)."""
     import threading
     backend = FakeBackend()
     release = threading.Event()
@@ -209,32 +209,25 @@ def test_a_hung_client_call_is_closed_as_info_at_the_end_of_the_phase(tmp_path):
 
     try:
         outcome, *_ = run(tmp_path, backend=backend, workload=FakeSetWorkload(backend, on_invoke=hang),
-                          options=(("client_timeout_s", 0.2),))
+                          options=(("client_timeout_s", client_timeout_s),))
     finally:
         release.set()
-    history = store.read_history(outcome.run_dir)
+    return outcome, store.read_history(outcome.run_dir)
+
+
+@pytest.mark.slow
+def test_a_hung_client_call_is_closed_as_info_at_the_end_of_the_phase(tmp_path):
+    outcome, history = _run_with_add_3_hanging(tmp_path, 0.2)
     hung = [op for op in history if op.f == "add" and op.value == 3 and op.type == "info"]
     assert hung and "hung" in hung[0].error
     assert outcome.exit_code == EXIT_VALID
 
 
+@pytest.mark.slow
 def test_the_heal_is_not_held_back_by_a_client_call_still_in_flight(tmp_path):
     """A call hung on a killed or cut-off majority must not delay the heal: the
     final heal is invoked while that call is still open (as in Jepsen)."""
-    import threading
-    backend = FakeBackend()
-    release = threading.Event()
-
-    def hang(op):
-        if op.get("value") == 3:
-            release.wait(30)
-
-    try:
-        outcome, *_ = run(tmp_path, backend=backend, workload=FakeSetWorkload(backend, on_invoke=hang),
-                          options=(("client_timeout_s", 0.4),))
-    finally:
-        release.set()
-    history = store.read_history(outcome.run_dir)
+    outcome, history = _run_with_add_3_hanging(tmp_path, 0.4)
     invoked = next(op.index for op in history if op.f == "add" and op.value == 3 and op.type == "invoke")
     closed = next(op.index for op in history if op.f == "add" and op.value == 3 and op.type != "invoke")
     heal = [op for op in history if op.process == "nemesis" and op.f == "stop-partition" and op.type == "invoke"]

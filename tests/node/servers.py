@@ -72,6 +72,20 @@ def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> s
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+def server_mode(m: "ServerProcess") -> str:
+    """The ``Mode:`` that ``srvr`` reports (leader, follower, standalone...), or "down"."""
+    if not m.running:
+        return "down"
+    try:
+        text = four_letter_word(m.host, m.port, "srvr", timeout=1.0)
+    except OSError:
+        return "down"
+    for line in text.splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
 @dataclass
 class ServerProcess:
     """One server process that can be killed and restarted on the same data dir and port."""

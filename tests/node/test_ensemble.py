@@ -27,7 +27,7 @@ from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 
-from tests.node.servers import ServerProcess, four_letter_word, free_port, squall_node
+from tests.node.servers import ServerProcess, four_letter_word, free_port, server_mode, squall_node
 from tests.node.test_kazoo_suite import CLIENT_MODULES, MIN_TESTS, RECIPE_MODULES, judge, run_kazoo_suite
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -44,16 +44,7 @@ class Ensemble:
         return ",".join(m.address for m in self.members)
 
     def mode(self, m: ServerProcess) -> str:
-        if not m.running:
-            return "down"
-        try:
-            text = four_letter_word(m.host, m.port, "srvr", timeout=1.0)
-        except OSError:
-            return "down"
-        for line in text.splitlines():
-            if line.startswith("Mode:"):
-                return line.split(":", 1)[1].strip()
-        return "?"
+        return server_mode(m)
 
     def zxid(self, m: ServerProcess) -> int:
         text = four_letter_word(m.host, m.port, "srvr", timeout=1.0)

@@ -7,6 +7,7 @@ members' transports in one event loop on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 from pathlib import Path
@@ -133,6 +134,18 @@ def _pair(received: dict[int, list]) -> tuple[PeerTransport, PeerTransport]:
     return t1, t2
 
 
+@contextlib.asynccontextmanager
+async def _running(*transports: PeerTransport):
+    """Start the transports; close them on the way out, also when the body failed."""
+    for t in transports:
+        await t.start()
+    try:
+        yield
+    finally:
+        for t in transports:
+            await t.close()
+
+
 async def _until(cond, limit_s: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + limit_s
@@ -147,9 +160,7 @@ def test_transport_delivers_raft_and_replica_messages_both_ways() -> None:
 
     async def main() -> None:
         t1, t2 = _pair(received)
-        await t1.start()
-        await t2.start()
-        try:
+        async with _running(t1, t2):
             await _until(lambda: t1.connected() == [2] and t2.connected() == [1])
             raft = RaftMsg(Message(MessageType.HEARTBEAT, 1, 2, term=4, commit=7))
             assert t1.send(raft)
@@ -159,9 +170,6 @@ def test_transport_delivers_raft_and_replica_messages_both_ways() -> None:
             await _until(lambda: len(received[2]) == 1 and len(received[1]) == 2)
             assert received[2] == [raft]
             assert received[1] == [Forward(2, 1, 0x77, 5, b"txn-bytes"), Touch(2, 1, (1, 2, 3))]
-        finally:
-            await t1.close()
-            await t2.close()
 
     asyncio.run(main())
 
@@ -200,9 +208,7 @@ def test_a_malformed_frame_closes_only_that_link_and_the_sender_reconnects(caplo
 
     async def main() -> None:
         t1, t2 = _pair(received)
-        await t1.start()
-        await t2.start()
-        try:
+        async with _running(t1, t2):
             await _until(lambda: t1.connected() == [2])
             junk = b"\x09\x01\x00\x00\x00\x01\x00\x00\x00\x02"  # version 9: not spoken here
             t1.links[2].writer.write(struct.pack(">I", len(junk)) + junk)
@@ -210,9 +216,6 @@ def test_a_malformed_frame_closes_only_that_link_and_the_sender_reconnects(caplo
             await _until(lambda: t1.connected() == [2] and t1.links[2].connects >= 2)
             assert t1.send(Touch(1, 2, (5,)))
             await _until(lambda: received[2] == [Touch(1, 2, (5,))])
-        finally:
-            await t1.close()
-            await t2.close()
 
     with caplog.at_level(logging.WARNING, logger="squall.node.peer"):
         asyncio.run(main())
@@ -225,16 +228,11 @@ def test_an_oversized_frame_is_refused() -> None:
     async def main() -> None:
         t1, t2 = _pair(received)
         t2.max_frame_bytes = 1024
-        await t1.start()
-        await t2.start()
-        try:
+        async with _running(t1, t2):
             await _until(lambda: t1.connected() == [2])
             t1.links[2].writer.write(struct.pack(">I", 1 << 20))
             await _until(lambda: t2.bad_frames == 1)
             assert received[2] == []
-        finally:
-            await t1.close()
-            await t2.close()
 
     asyncio.run(main())
 
@@ -401,9 +399,7 @@ def test_peer_frame_that_never_finishes_closes_the_link_after_the_timeout(monkey
 
     async def main() -> None:
         t1, t2 = _pair(received)
-        await t1.start()
-        await t2.start()
-        try:
+        async with _running(t1, t2):
             await _until(lambda: t1.connected() == [2])
             frame = _frame(Touch(1, 2, (5,)))
             t1.links[2].writer.write(frame[:-2])  # the last two bytes never come
@@ -411,9 +407,6 @@ def test_peer_frame_that_never_finishes_closes_the_link_after_the_timeout(monkey
             await _until(lambda: t1.connected() == [2] and t1.links[2].connects >= 2)
             assert t1.send(Touch(1, 2, (6,)))
             await _until(lambda: received[2] == [Touch(1, 2, (6,))])
-        finally:
-            await t1.close()
-            await t2.close()
         assert not t2._inbound
 
     with caplog.at_level(logging.WARNING, logger="squall.node.peer"):
@@ -434,9 +427,7 @@ def test_peer_send_many_writes_each_peers_frames_at_once_and_drops_like_send() -
             writer.close()
 
         listener = await asyncio.start_server(peer3, "127.0.0.1", t1.peers[3].peer_port)
-        await t1.start()
-        await t2.start()
-        try:
+        async with _running(t1, t2):
             await _until(lambda: t1.connected() == [2, 3])
             writes: dict[int, int] = {2: 0, 3: 0}
             for pid in (2, 3):
@@ -465,9 +456,6 @@ def test_peer_send_many_writes_each_peers_frames_at_once_and_drops_like_send() -
             assert t1.send_many([to2[0], to2[1], to3[0], to2[2]]) == 2
             assert (t1.links[2].sent, t1.links[2].dropped) == (51, 2)
             assert (t1.links[3].sent, t1.links[3].dropped) == (21, 0)
-        finally:
-            await t1.close()
-            await t2.close()
             listener.close()
             await listener.wait_closed()
         # A link that is down drops everything sent to it, counted per message.
@@ -483,9 +471,7 @@ def test_peer_on_batch_over_loopback_gets_everything_in_order() -> None:
         peers = {i: PeerAddress(i, "127.0.0.1", 0, free_port()) for i in (1, 2, 3)}
         t1 = PeerTransport(1, peers, lambda m: None, backoff_max_s=0.05)
         t2 = PeerTransport(2, peers, None, on_batch=batches.append, backoff_max_s=0.05)
-        await t1.start()
-        await t2.start()
-        try:
+        async with _running(t1, t2):
             await _until(lambda: t1.connected() == [2])
             msgs = [Touch(1, 2, (i,)) for i in range(500)]
             assert t1.send_many(msgs[:250]) == 250
@@ -493,8 +479,5 @@ def test_peer_on_batch_over_loopback_gets_everything_in_order() -> None:
             await _until(lambda: t2.received == 500)
             assert [m for b in batches for m in b] == msgs
             assert all(b for b in batches)  # never an empty batch
-        finally:
-            await t1.close()
-            await t2.close()
 
     asyncio.run(main())
