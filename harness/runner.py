@@ -597,7 +597,7 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
             control.raise_on_interrupt = False
     results = {"valid": result.valid, "summary": result.summary, "status": "checked",
                "test": spec.name, "notes": list(notes or []), "result": result.to_dict(),
-               "ops": len(history)}
+               "counts": _counts(history)}
     store.write_results(run_dir, results)
     wall = time.monotonic() - started
     from harness.report import junit
@@ -609,6 +609,11 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
         progress.message(f"report.html could not be written: {type(exc).__name__}: {exc}")
     return RunOutcome(run_dir, result.valid, result.summary, verdict_exit_code(result.valid),
                       history_len=len(history), wall_s=wall)
+
+
+def _counts(history: list[Op]) -> dict[str, int]:
+    from harness.report.stats import counts  # the report's and the results browser's counts
+    return counts(history)
 
 
 def write_error_outcome(spec: TestSpec, run_dir: Path, message: str, status: str, history: list[Op],

@@ -153,12 +153,43 @@ def _short(v: Any, n: int = 60) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+class OpCounter:
+    """The one way squall counts a history (report, results browser,
+    results.json, summaries): an *operation* is a client invocation; each
+    ends ok, fail or info, and an invocation that never completed counts as
+    info (it may or may not have happened), so ok + fail + info ==
+    operations. Nemesis operations (fault invocations) are counted apart;
+    every record of history.jsonl, invocation or completion, is a *line*."""
+
+    def __init__(self) -> None:
+        self.c = {"operations": 0, "ok": 0, "fail": 0, "info": 0, "nemesis": 0, "lines": 0}
+        self._open: set = set()
+        self._nemesis_open = False
+
+    def add(self, process: Any, type_: str) -> None:
+        self.c["lines"] += 1
+        if process == NEMESIS:  # a fault is one operation: its invocation, or a lone completion
+            if type_ == INVOKE or not self._nemesis_open:
+                self.c["nemesis"] += 1
+            self._nemesis_open = type_ == INVOKE
+        elif type_ == INVOKE:
+            if process in self._open:  # a second invocation: the first never completed
+                self.c["info"] += 1
+            self.c["operations"] += 1
+            self._open.add(process)
+        elif process in self._open and type_ in ("ok", "fail", "info"):
+            self._open.discard(process)
+            self.c[type_] += 1
+
+    def result(self) -> dict[str, int]:
+        out = dict(self.c)
+        out["info"] += len(self._open)
+        return out
+
+
 def counts(history: Iterable[Op]) -> dict[str, int]:
-    out = {"invoke": 0, "ok": 0, "fail": 0, "info": 0, "nemesis": 0}
+    """operations, ok, fail, info, nemesis, lines (see :class:`OpCounter`)."""
+    counter = OpCounter()
     for op in history:
-        if op.process == NEMESIS:
-            if op.type != INVOKE:
-                out["nemesis"] += 1
-            continue
-        out[op.type] = out.get(op.type, 0) + 1
-    return out
+        counter.add(op.process, op.type)
+    return counter.result()
