@@ -181,7 +181,7 @@ def render_text(doc: dict[str, Any]) -> str:
     parts = [_table([("test", "base", "new", "change")] +
                     [(v["test"], v["base"], v["new"], v["change"]) for v in doc["verdicts"]])]
     if doc["operations"]:
-        rows = [("test", "f", "ok-rate base", "new", "p50 ms base", "new", "p99 ms base", "new")]
+        rows = [("test", "f", "ok-rate base", "ok-rate new", "p50 ms base", "p50 ms new", "p99 ms base", "p99 ms new")]
         for o in doc["operations"]:
             b, n = o["base"] or {}, o["new"] or {}
             rows.append((o["test"], o["f"], _num(b.get("ok_rate"), ".3f"), _num(n.get("ok_rate"), ".3f"),
