@@ -273,7 +273,7 @@ def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: 
                 outcome = execute(reg, this, results_root, control, c.progress)
             except SpecError as exc:
                 _fail(str(exc))
-            click.echo(_describe(outcome), err=as_json)  # the verdict, on stdout; progress is on stderr
+            click.echo(_describe(outcome), err=as_json)  # the verdict on stdout (the JSON's place with --json)
             codes.append(outcome.exit_code)
             if as_json:
                 rows.append(summary.run_row(this, outcome, results_root))

@@ -619,7 +619,7 @@ def _counts(history: list[Op]) -> dict[str, int]:
 def write_error_outcome(spec: TestSpec, run_dir: Path, message: str, status: str, history: list[Op],
                         wall_s: float) -> None:
     """results.json, junit.xml (an error) and report.html for a run without a verdict."""
-    results = _error_results(spec, message, status)
+    results = {**_error_results(spec, message, status), "counts": _counts(history)}
     store.write_results(run_dir, results)
     from harness.report import junit
     junit.write_junit(run_dir / "junit.xml", spec.name, results, wall_s)
