@@ -330,9 +330,15 @@ def summary_table(rows: list[tuple[TestSpec, RunOutcome]]) -> str:
 
 @click.command("analyze")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write results.json, junit.xml and report.html here instead of rewriting RUN_DIR's.")
 @click.pass_context
-def analyze_cmd(ctx: click.Context, run_dir: str) -> None:
-    """Re-check a stored run's history with the workload named in its test.json."""
+def analyze_cmd(ctx: click.Context, run_dir: str, out_dir: str | None) -> None:
+    """Re-check a stored run's history with the workload named in its test.json.
+
+    A run whose setup failed (or whose parts could not be built) has nothing
+    to check: it is refused with exit 4 and its files are left as they are.
+    """
     reg = _registry(ctx)
     path = Path(run_dir)
     try:
@@ -341,6 +347,12 @@ def analyze_cmd(ctx: click.Context, run_dir: str) -> None:
         workload = lookup(reg.workloads, "workload", spec.workload)({**spec.option_dict, "reads": spec.reads, "seed": spec.seed})
     except (SpecError, store.StoreError, UnknownName) as exc:
         _fail(str(exc))
-    outcome = analyze(spec, workload, history, path)
+    previous = store.read_results(path) or {}
+    if previous.get("status") == "setup-failed":
+        click.echo(f"ERROR: {path} is a run whose setup failed ({previous.get('summary', 'no summary')}); "
+                   "there is no history to check, nothing was rewritten", err=True)
+        ctx.exit(EXIT_SETUP_FAILED)
+    outcome = analyze(spec, workload, history, path, out_dir=Path(out_dir) if out_dir else None)
     click.echo(_describe(outcome))
+    click.echo("wrote " + ", ".join(str(p) for p in outcome.written))
     ctx.exit(outcome.exit_code)

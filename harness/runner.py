@@ -93,6 +93,7 @@ class RunOutcome:
     interrupted: bool = False
     history_len: int = 0
     wall_s: float = 0.0
+    written: list[Path] = field(default_factory=list)  # files analysis wrote (results, junit, report)
 
 
 def verdict_exit_code(valid: Any) -> int:
@@ -577,38 +578,63 @@ def _teardown(cluster: Any, nemesis_package: Any, run_dir: Path, progress: Progr
         progress.message(f"teardown failed: {type(exc).__name__}: {exc}")
 
 
+def client_ok_count(history: list[Op]) -> int:
+    """How many client operations completed ``ok`` (the nemesis's ops aside)."""
+    return sum(1 for op in history if op.type == "ok" and op.process != NEMESIS)
+
+
 def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, progress: Progress | None = None, *,
-            notes: list[str] | None = None, control: RunControl | None = None, started: float | None = None) -> RunOutcome:
-    """Check a history with the workload's checker and write results, report, junit."""
+            notes: list[str] | None = None, control: RunControl | None = None, started: float | None = None,
+            out_dir: Path | None = None) -> RunOutcome:
+    """Check a history with the workload's checker and write results, report, junit
+    (into ``out_dir``, by default the run directory).
+
+    A history without a single ``ok`` client operation is never valid: the
+    run did nothing a checker could vouch for (a checker may well call an
+    empty history "valid"), so the verdict is "unknown" and junit.xml shows
+    an error.
+    """
     from checkers.result import run_checker
 
     started = time.monotonic() if started is None else started
     progress = progress or Progress(spec.time_limit_s, enabled=False)
+    out_dir = Path(run_dir if out_dir is None else out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if control is not None:
         control.raise_on_interrupt = True
     try:
         result = run_checker(f"{spec.workload}-workload", workload.check, history)
     except KeyboardInterrupt:
         msg = "interrupted during analysis; history.jsonl is complete, re-check it with `squall analyze`"
-        store.write_results(run_dir, _error_results(spec, msg, "interrupted"))
-        return RunOutcome(run_dir, None, msg, EXIT_INTERRUPTED, interrupted=True, history_len=len(history))
+        store.write_results(out_dir, _error_results(spec, msg, "interrupted"))
+        return RunOutcome(run_dir, None, msg, EXIT_INTERRUPTED, interrupted=True, history_len=len(history),
+                          written=[out_dir / "results.json"])
     finally:
         if control is not None:
             control.raise_on_interrupt = False
-    results = {"valid": result.valid, "summary": result.summary, "status": "checked",
-               "test": spec.name, "notes": list(notes or []), "result": result.to_dict(),
-               "ops": len(history)}
-    store.write_results(run_dir, results)
+    notes = list(notes or [])
+    valid, summary = result.valid, result.summary
+    oks = client_ok_count(history)
+    if oks == 0 and valid is not False:
+        valid = "unknown"
+        summary = (f"no client operation completed ok ({len(history)} history lines): the run proved nothing; "
+                   f"the checker alone said: {result.summary}")
+        notes.append(summary)
+    results = {"valid": valid, "summary": summary, "status": "checked",
+               "test": spec.name, "notes": notes, "result": result.to_dict(),
+               "ops": len(history), "client_ok_ops": oks}
+    written = [store.write_results(out_dir, results)]
     wall = time.monotonic() - started
     from harness.report import junit
-    junit.write_junit(run_dir / "junit.xml", spec.name, results, wall)
+    written.append(junit.write_junit(out_dir / "junit.xml", spec.name, results, wall))
     try:
         from harness.report import html
-        html.write_report(run_dir / "report.html", spec.to_dict(), history, results)
+        html.write_report(out_dir / "report.html", spec.to_dict(), history, results)
+        written.append(out_dir / "report.html")
     except Exception as exc:  # noqa: BLE001 - a report bug must not change the verdict
         progress.message(f"report.html could not be written: {type(exc).__name__}: {exc}")
-    return RunOutcome(run_dir, result.valid, result.summary, verdict_exit_code(result.valid),
-                      history_len=len(history), wall_s=wall)
+    return RunOutcome(run_dir, valid, summary, verdict_exit_code(valid),
+                      history_len=len(history), wall_s=wall, written=written)
 
 
 def write_error_outcome(spec: TestSpec, run_dir: Path, message: str, status: str, history: list[Op],
