@@ -583,6 +583,25 @@ def client_ok_count(history: list[Op]) -> int:
     return sum(1 for op in history if op.type == "ok" and op.process != NEMESIS)
 
 
+def verdict_of(result: Any, history: list[Op]) -> tuple[Any, str]:
+    """The run's verdict and summary from its checker's result: a history
+    without one ok client operation is "unknown" unless the checker proved
+    an anomaly (an empty history proves nothing, whatever a checker says)."""
+    if client_ok_count(history) == 0 and result.valid is not False:
+        return "unknown", (f"no client operation completed ok ({len(history)} history lines): the run proved "
+                           f"nothing; the checker alone said: {result.summary}")
+    return result.valid, result.summary
+
+
+def judge(spec: TestSpec, workload: Any, history: list[Op]) -> tuple[Any, str, Any]:
+    """Check ``history`` as the run does: (verdict, summary, checker result)."""
+    from checkers.result import run_checker
+
+    result = run_checker(f"{spec.workload}-workload", workload.check, history)
+    valid, summary = verdict_of(result, history)
+    return valid, summary, result
+
+
 def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, progress: Progress | None = None, *,
             notes: list[str] | None = None, control: RunControl | None = None, started: float | None = None,
             out_dir: Path | None = None) -> RunOutcome:
@@ -613,12 +632,9 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
         if control is not None:
             control.raise_on_interrupt = False
     notes = list(notes or [])
-    valid, summary = result.valid, result.summary
+    valid, summary = verdict_of(result, history)
     oks = client_ok_count(history)
-    if oks == 0 and valid is not False:
-        valid = "unknown"
-        summary = (f"no client operation completed ok ({len(history)} history lines): the run proved nothing; "
-                   f"the checker alone said: {result.summary}")
+    if summary != result.summary:
         notes.append(summary)
     results = {"valid": valid, "summary": summary, "status": "checked",
                "test": spec.name, "notes": notes, "result": result.to_dict(),
