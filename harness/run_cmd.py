@@ -133,6 +133,20 @@ def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
     return count, options
 
 
+def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n: int,
+                        faults: tuple[str, ...]) -> None:
+    """Refuse a node count the database cannot run, and a fault that cannot
+    bite on this many nodes (a partition of one node cuts no link)."""
+    db = lookup(reg.dbs, "db", db_name)(options)
+    supported = getattr(db, "supported_node_counts", None)
+    counts = tuple(supported()) if callable(supported) else ()
+    if counts and n not in counts:
+        raise SpecError(f"--db {db_name} cannot run {n} node(s); allowed: {', '.join(map(str, counts))}")
+    if "partition" in faults and n < 2:
+        raise SpecError("--nemesis partition needs at least 2 nodes (a one-node cluster has no link to cut); "
+                        "use --nodes 3, or another fault (pause, kill)")
+
+
 def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str | None) -> TestSpec:
     """Validate CLI values against the registry and make a spec (raises SpecError)."""
     for table, kind, value in ((reg.backends, "backend", c.backend), (reg.dbs, "db", c.db),
@@ -142,6 +156,7 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
     faults = parse_nemesis(nemesis, reg.nemesis_faults)
     count, options = _nodes_and_backend_options(c)
     nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
+    _check_cluster_size(reg, c.db, options, len(nodes), faults)
     if c.unsafe_db_fault:
         if c.unsafe_db_fault not in reg.unsafe_db_faults:
             raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r}; allowed: "
@@ -222,7 +237,11 @@ def _describe(outcome: RunOutcome) -> str:
     word = {True: "valid", False: "INVALID", "unknown": "UNKNOWN"}.get(outcome.valid, "ERROR")  # type: ignore[arg-type]
     if outcome.interrupted:
         word = "INTERRUPTED"
-    return f"{word}: {outcome.summary}\n  results: {outcome.run_dir}"
+    text = f"{word}: {outcome.summary}\n  results: {outcome.run_dir}"
+    report = Path(outcome.run_dir) / "report.html"
+    if report.exists():
+        text += f"\n  report: {report}"  # the run's last line: where to look
+    return text
 
 
 def worst_exit_code(codes: list[int]) -> int:

@@ -239,6 +239,6 @@ def fake_registry(spawn: bool = False, **backend_kw: Any) -> Registry:
         workloads={"set": lambda o: FakeSetWorkload(backend), "register": lambda o: FakeSetWorkload(backend)},
         nemesis_faults=("partition", "pause", "kill"),
         nemesis_package=lambda faults, interval, rng: FakePackage(interval),
-        default_nodes={"squall": lambda: 1},
+        default_nodes={"squall": lambda: 3},
         unsafe_db_faults=("lose-writes",),
     )

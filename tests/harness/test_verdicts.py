@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from checkers.result import Result
@@ -90,3 +91,57 @@ def test_analyze_says_which_files_it_wrote_and_out_writes_elsewhere(tmp_path):
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
     r = _invoke(["analyze", str(run_dir)], fake_registry())
     assert r.exit_code == 0 and f"wrote {run_dir / 'results.json'}" in r.output
+
+
+# -- rough edges: what the database cannot run is refused before anything starts
+
+def _real(args, capsys) -> tuple[int, str]:
+    """`squall ARGS` through the console entry point (usage errors exit 3)."""
+    from harness.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out, err = capsys.readouterr()
+    return exc.value.code, out + err
+
+
+@pytest.mark.parametrize("db, nodes, ok", [("squall", 4, False), ("squall", 2, False), ("squall", 5, True),
+                                           ("zookeeper", 4, True), ("zookeeper", 2, True)])
+def test_node_counts_are_checked_against_the_database(db, nodes, ok):
+    from harness.cli import _registry
+    from harness.run_cmd import _Common, build_spec
+    from harness.spec import SpecError
+
+    c = _Common(backend="local", db=db, nemesis_interval=5.0, nodes=str(nodes), time_limit=5.0, concurrency="2n",
+                rate=20.0, seed=1, results_dir="results", reads="local", progress=False, unsafe_db_fault=None)
+    if ok:
+        assert len(build_spec(_registry(), c, "register", "partition", None).nodes) == nodes
+    else:
+        with pytest.raises(SpecError, match=r"--db squall cannot run \d node\(s\); allowed: 1, 3, 5"):
+            build_spec(_registry(), c, "register", "partition", None)
+
+
+def test_nodes_4_for_the_squall_ensemble_exits_3_before_starting_anything(tmp_path, capsys):
+    code, out = _real(["run", "--db", "squall", "--nodes", "4", "--results", str(tmp_path / "r"), "--no-progress"],
+                      capsys)
+    assert code == 3 and "allowed: 1, 3, 5" in out
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_partition_of_one_node_is_refused(tmp_path, capsys):
+    code, out = _real(["run", "--db", "zookeeper", "--nodes", "1", "--nemesis", "partition,kill",
+                       "--results", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert code == 3 and "partition needs at least 2 nodes" in out
+    code, out = _real(["run", "--db", "zookeeper", "--nodes", "1", "--nemesis", "kill", "--time-limit", "0",
+                       "--results", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert code == 3 and "time limit" in out and "partition" not in out  # the fault itself is accepted
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_last_line_of_a_run_names_report_html(tmp_path):
+    results = tmp_path / "results"
+    r = _invoke(["run", "--workload", "set", "--results", str(results)] + FAST, fake_registry())
+    assert r.exit_code == 0
+    last = r.output.strip().splitlines()[-1]
+    assert last.strip() == f"report: {(results / 'latest').resolve() / 'report.html'}"
