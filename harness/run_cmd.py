@@ -34,7 +34,7 @@ from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_S
                             EXIT_VALID, RunControl, RunOutcome, analyze, run_test,
                             write_error_outcome)
 from harness.spec import (READS_MODES, SpecError, TestSpec, default_name, normalize_nodes, parse_concurrency,
-                          parse_nemesis)
+                          parse_nemesis, stream_rng)
 
 EXIT_BAD_INPUT = 3
 UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
@@ -219,7 +219,7 @@ def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunContr
         backend = lookup(reg.backends, "backend", spec.backend)(options)
         db = lookup(reg.dbs, "db", spec.db)(options)
         workload = lookup(reg.workloads, "workload", spec.workload)({**options, "reads": spec.reads, "seed": spec.seed})
-        package = (reg.nemesis_package(list(spec.nemesis), spec.nemesis_interval_s, random.Random(spec.seed))
+        package = (reg.nemesis_package(list(spec.nemesis), spec.nemesis_interval_s, stream_rng(spec.seed, "nemesis"))
                    if spec.nemesis else None)
     except UnknownName as exc:
         raise SpecError(str(exc)) from exc
@@ -258,6 +258,26 @@ def worst_exit_code(codes: list[int]) -> int:
 
 # -- squall run --------------------------------------------------------------
 
+_REPLAY_KEEPS = ("replay", "results_dir", "progress", "test_count")  # flags that apply to a replay
+
+
+def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
+    """--replay runs the stored spec as it is: a test flag beside it would be
+    silently ignored, so it is refused instead."""
+    from click.core import ParameterSource
+
+    given = []
+    for param in ctx.command.params:
+        if param.name in _REPLAY_KEEPS or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            given.append(param.opts[0] if param.opts else param.name)
+    if given:
+        _fail(f"--replay re-runs the stored test.json exactly (seed included), so {', '.join(given)} would be "
+              f"ignored; drop {'it' if len(given) == 1 else 'them'} (only --results, --progress/--no-progress and "
+              "--test-count go with --replay), or start a new test without --replay")
+
+
 @click.command("run")
 @click.option("--workload", default="register", show_default=True, help="register, set, lock or session.")
 @click.option("--nemesis", default="partition,kill", show_default=True,
@@ -266,7 +286,8 @@ def worst_exit_code(codes: list[int]) -> int:
 @click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")
 @click.option("--replay", type=click.Path(exists=True), default=None,
-              help="Re-run the spec stored in a run directory or its test.json (other test flags are ignored).")
+              help="Re-run the spec stored in a run directory or its test.json, seed included; only "
+                   "--results, --progress/--no-progress and --test-count may go with it.")
 @click.pass_context
 def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: str | None, replay: str | None,
         **common: Any) -> None:
@@ -275,6 +296,8 @@ def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: 
     c = _Common(**common)
     if test_count < 1:
         _fail(f"--test-count must be at least 1, got {test_count}")
+    if replay:
+        _refuse_flags_replay_ignores(ctx)
     try:
         spec = TestSpec.load(replay) if replay else build_spec(reg, c, workload, nemesis, name)
     except SpecError as exc:

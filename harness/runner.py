@@ -37,7 +37,7 @@ from checkers.history import INFO, INVOKE, NEMESIS, Op
 from harness import generator as gen
 from harness import store
 from harness.progress import Progress
-from harness.spec import TestSpec
+from harness.spec import TestSpec, stream_rng
 
 log = logging.getLogger(__name__)
 
@@ -383,13 +383,25 @@ class Interpreter:
 
 # -- the whole run ------------------------------------------------------------
 
-def main_generator(spec: TestSpec, workload: Any, nemesis_package: Any, rng: random.Random) -> Any:
-    """Client ops at the spec's rate plus faults every interval, for the time limit."""
-    client_gen = gen.clients(gen.rate_limit(spec.rate, gen.source(workload.ops(rng))))
-    parts = [client_gen]
+def main_generator(spec: TestSpec, workload: Any, nemesis_package: Any) -> Any:
+    """Client ops at the spec's rate plus faults every interval, for the time limit.
+
+    Every client slot (see ``gen.EachSlot``) has its own op source, the
+    workload's ``ops(rng, thread=s, threads=concurrency)`` with the slot's own
+    random stream, and the nemesis's op source has its own too: two runs with
+    the same seed invoke the same ops per slot and the same faults, whatever
+    the timing. Values a workload needs unique (register writes, set adds)
+    come from disjoint per-slot value spaces (the workload's ``thread`` and
+    ``threads`` arguments).
+    """
+    n = spec.concurrency
+    per_slot = gen.each_slot(n, lambda s: gen.source(
+        workload.ops(stream_rng(spec.seed, f"client-{s}"), thread=s, threads=n)))
+    parts = [gen.clients(gen.rate_limit(spec.rate, per_slot))]
     if nemesis_package is not None:
         interval = nemesis_package.interval_s
-        parts.append(gen.nemesis([gen.Sleep(interval), gen.Delay(interval, gen.source(nemesis_package.ops(rng)))]))
+        fault_ops = nemesis_package.ops(stream_rng(spec.seed, "nemesis-ops"))
+        parts.append(gen.nemesis([gen.Sleep(interval), gen.Delay(interval, gen.source(fault_ops))]))
     return gen.TimeLimit(spec.time_limit_s, gen.any_(*parts))
 
 
@@ -448,7 +460,7 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
     interp: Interpreter | None = None
     outcome: RunOutcome | None = None
     history_written = False
-    rng = random.Random(spec.seed)
+    rng = stream_rng(spec.seed, "schedule")  # pacing and which free thread goes next
     client_timeout_s = float(spec.option_dict.get("client_timeout_s", 5.0))
     try:
         # -- setup (blocking: an interrupt raises out of it) ----------------
@@ -500,7 +512,7 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
         # still in flight (as in Jepsen): a call hung on a killed or cut-off majority
         # would otherwise hold the heal back for a whole client timeout. The heal
         # phase's run then waits for every op, clients' included.
-        interp.run(main_generator(spec, workload, nemesis_package, rng), drain=nemesis_package is None)
+        interp.run(main_generator(spec, workload, nemesis_package), drain=nemesis_package is None)
         if nemesis_package is not None:
             if control.stop.is_set():
                 interp.drain()
