@@ -19,10 +19,16 @@ check -> results.json, report.html, junit.xml.
 Cleanup is unconditional: the cluster is torn down in a ``finally``, also on
 an exception, a failed setup or an interrupt (``RunControl.interrupt``, which
 the CLI wires to SIGINT/SIGTERM).
+
+``squall.log`` in the run directory is the harness's own log of the run (as
+Jepsen's jepsen.log): setup steps, phases, every fault and its effect, notes,
+teardown and the verdict, from every ``harness``/``nemesis``/``workloads``
+logger while the run lasts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -267,6 +273,8 @@ class Interpreter:
                              error=r.get("error"), zxid=r.get("zxid"))
         self.free.add(c.thread)
         if c.thread == gen.NEMESIS_THREAD:
+            log.info("fault %s: %s%s", op["f"], _fault_label(op, r),
+                     f" (error: {r.get('error')})" if r.get("error") else "")
             self.progress.nemesis_done(op["f"], _fault_label(op, r))
         else:
             self.progress.completed(type_)
@@ -441,6 +449,31 @@ def final_generator(workload: Any) -> Any:
     return gen.clients(ops)
 
 
+HARNESS_LOG = "squall.log"
+_LOGGED = ("harness", "nemesis", "workloads")
+
+
+@contextlib.contextmanager
+def harness_log(run_dir: Path) -> Any:
+    """Write the run's harness log (``squall.log``) while the block runs."""
+    handler = logging.FileHandler(Path(run_dir) / HARNESS_LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in _LOGGED]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+        handler.close()
+
+
 def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_package: Any, run_dir: Path,
              progress: Progress | None = None, control: RunControl | None = None, *,
              results_root: Path | None = None, clock_ns: Callable[[], int] = time.monotonic_ns,
@@ -448,6 +481,18 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
     """Run one test end to end and store everything under ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with harness_log(run_dir):
+        log.info("run %s: %s", run_dir, spec.to_json().replace("\n", " "))
+        outcome = _run_test(spec, backend, db, workload, nemesis_package, run_dir, progress, control,
+                            results_root=results_root, clock_ns=clock_ns, setup_timeout_s=setup_timeout_s,
+                            recovery_timeout_s=recovery_timeout_s)
+        log.info("outcome: exit %d, verdict %s: %s", outcome.exit_code, outcome.valid, outcome.summary)
+        return outcome
+
+
+def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_package: Any, run_dir: Path,
+              progress: Progress | None, control: RunControl | None, *, results_root: Path | None,
+              clock_ns: Callable[[], int], setup_timeout_s: float, recovery_timeout_s: float) -> RunOutcome:
     control = control or RunControl()
     progress = progress or Progress(spec.time_limit_s, enabled=False)
     started = time.monotonic()
@@ -469,10 +514,14 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
             raise RunInterrupted(control.signal_name or "SIGINT")
         progress.set_phase("setup", 0.0)
         try:
+            log.info("setup: creating the cluster (%s backend, %d nodes)", spec.backend, len(spec.nodes))
             cluster = backend.create(spec, db, run_dir)
+            log.info("setup: waiting up to %.0fs until the cluster is ready", setup_timeout_s)
             cluster.wait_ready(setup_timeout_s)
+            log.info("setup: cluster ready; workload setup")
             workload.setup(cluster.connect_string())
             if nemesis_package is not None:
+                log.info("setup: nemesis setup")
                 nemesis_package.nemesis.setup(cluster)
         except RunInterrupted:
             raise
@@ -481,6 +530,7 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
             if "log" not in str(exc):
                 msg += f" (node logs: {run_dir / 'nodes'})"
             progress.message(msg)
+            log.error(msg)
             outcome = RunOutcome(run_dir, None, msg, EXIT_SETUP_FAILED, error=msg)
             raise _SetupFailed() from exc
         finally:
@@ -508,6 +558,8 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
                              drain_timeout_s=client_timeout_s * 2 + 2.0,
                              node_of=lambda p: nodes[p % len(nodes)])
         progress.set_phase("main", recorder.now_s())
+        log.info("main phase: %gs of client ops at %g/s, %d client threads", spec.time_limit_s, spec.rate,
+                 spec.concurrency)
         # The heal starts as soon as the main phase's generator ends, with client ops
         # still in flight (as in Jepsen): a call hung on a killed or cut-off majority
         # would otherwise hold the heal back for a whole client timeout. The heal
@@ -518,9 +570,11 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
                 interp.drain()
             else:
                 progress.set_phase("heal", recorder.now_s())
+                log.info("heal phase: the nemesis's final ops")
                 interp.run(gen.nemesis(nemesis_package.final_ops()))
         if not control.stop.is_set():
             progress.set_phase("recover", recorder.now_s())
+            log.info("recovery: waiting up to %.0fs until the cluster is ready again", recovery_timeout_s)
             try:
                 control.raise_on_interrupt = True
                 cluster.wait_ready(recovery_timeout_s)
@@ -529,14 +583,17 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
             except Exception as exc:  # noqa: BLE001 - the final reads will show what this means
                 note = f"the cluster did not recover within {recovery_timeout_s:.0f}s after healing: {exc}"
                 notes.append(note)
+                log.warning(note)
                 progress.message(note)
             finally:
                 control.raise_on_interrupt = False
         if not control.stop.is_set():
             progress.set_phase("final", recorder.now_s())
+            log.info("final phase: the workload's final ops")
             run_final_phase(interp, workload, recorder, control)
         interp.shutdown()
         store.write_history(run_dir, recorder.ops)
+        log.info("history.jsonl written: %d lines", len(recorder.ops))
         history_written = True
     except _SetupFailed:
         pass  # outcome is set; the finally below tears down what was started
@@ -544,6 +601,7 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
         control.stop.set()
     except Exception as exc:  # noqa: BLE001 - recorded, torn down, reported with exit code 5
         msg = f"the run crashed: {type(exc).__name__}: {exc}"
+        log.exception(msg)
         progress.message(msg + "\n" + traceback.format_exc())
         outcome = RunOutcome(run_dir, None, msg, EXIT_CRASHED, error=msg)
     finally:
@@ -575,6 +633,7 @@ def _teardown(cluster: Any, nemesis_package: Any, run_dir: Path, progress: Progr
     """Heal, collect logs, stop everything; every step runs even if one fails."""
     if cluster is None:
         return
+    log.info("teardown: healing, collecting node logs, stopping every node")
     if nemesis_package is not None:
         try:
             nemesis_package.nemesis.teardown(cluster)
@@ -587,6 +646,7 @@ def _teardown(cluster: Any, nemesis_package: Any, run_dir: Path, progress: Progr
     try:
         cluster.teardown()
     except Exception as exc:  # noqa: BLE001 - must be reported: something may be left running
+        log.error("teardown failed: %s: %s", type(exc).__name__, exc)
         progress.message(f"teardown failed: {type(exc).__name__}: {exc}")
 
 
