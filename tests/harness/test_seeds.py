@@ -10,6 +10,8 @@ import threading
 import time
 from collections import defaultdict
 
+import pytest
+
 from checkers.history import INVOKE, NEMESIS
 from harness import generator as gen
 from harness import store
@@ -146,3 +148,42 @@ def test_replay_refuses_the_flags_it_would_ignore(tmp_path):
     assert r.exit_code == 0, r.output
     second = (tmp_path / "results" / "latest").resolve()
     assert second != first and (second / "test.json").read_text() == (first / "test.json").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_two_real_runs_against_the_node_with_the_same_seed_replay(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+
+    def one(name: str):
+        r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--db", "squall", "--nodes", "3",
+                            "--workload", "register", "--nemesis", "partition,kill", "--nemesis-interval", "1.5",
+                            "--time-limit", "6", "--seed", "21", "--name", name, "--no-progress"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        run_dir = (tmp_path / "results" / "latest").resolve()
+        assert r.returncode in (0, 2), f"exit {r.returncode}: {r.stdout[-2000:]}{r.stderr[-2000:]}"
+        spec = json.loads((run_dir / "test.json").read_text())
+        per_slot: dict[int, list] = defaultdict(list)
+        faults = []
+        for op in store.read_history(run_dir):
+            if op.type != INVOKE:
+                continue
+            if op.process == NEMESIS:
+                faults.append((op.f, op.value))
+            else:
+                per_slot[op.process % spec["concurrency"]].append((op.f, op.value))
+        return per_slot, faults
+
+    slots1, faults1 = one("seed-a")
+    slots2, faults2 = one("seed-b")
+    assert sorted(slots1) == sorted(slots2)
+    for s in slots1:
+        assert _common_prefix_equal(slots1[s], slots2[s]) >= 5, f"slot {s} ran too few ops to compare"
+    assert _common_prefix_equal(faults1, faults2) >= 2
