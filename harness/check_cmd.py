@@ -150,6 +150,9 @@ def check_file(path: Path, *, model_name: str | None, initial: Any, fmt: str,
             outcome.result = _CHECKERS[consistency](history, model, budget_s=budget)
     except (HistoryError, ModelError) as exc:
         msg = str(exc)
+        if isinstance(exc, ModelError) and model_name is None and outcome.model is not None:
+            msg += (f" (no --model given, so {outcome.model.name} was assumed: pass --model, one of "
+                    f"{', '.join(MODEL_NAMES)}; for a squall run, check its run directory, which holds test.json)")
         outcome.error = msg if str(path) in msg else f"{path}: {msg}"
     except Exception as exc:  # noqa: BLE001 - a checker bug must not become a verdict
         outcome.result = Result.from_exception(consistency, exc)

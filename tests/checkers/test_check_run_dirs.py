@@ -147,3 +147,10 @@ def test_a_plain_cas_register_history_is_not_taken_for_an_independent_one(tmp_pa
     code, out = _check(path, "--json")
     [row] = json.loads(out)["results"]
     assert code == 0 and "independent" not in row, out
+
+
+def test_a_history_whose_model_cannot_be_inferred_names_the_flag(tmp_path):
+    d = _run_dir(tmp_path, "set", _set(False))
+    (d / "test.json").unlink()  # a bare set history: cas-register is assumed and cannot step `add`
+    code, out = _check(d / "history.jsonl")
+    assert code == 3 and "pass --model" in out and "test.json" in out, out
