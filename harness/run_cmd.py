@@ -238,7 +238,8 @@ def _describe(outcome: RunOutcome) -> str:
     if outcome.interrupted:
         word = "INTERRUPTED"
     text = f"{word}: {outcome.summary}\n  results: {outcome.run_dir}"
-    report = Path(outcome.run_dir) / "report.html"
+    written = [p for p in outcome.written if Path(p).name == "report.html"]
+    report = Path(written[0]) if written else Path(outcome.run_dir) / "report.html"
     if report.exists():
         text += f"\n  report: {report}"  # the run's last line: where to look
     return text
@@ -299,7 +300,12 @@ def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: 
     if replay:
         _refuse_flags_replay_ignores(ctx)
     try:
-        spec = TestSpec.load(replay) if replay else build_spec(reg, c, workload, nemesis, name)
+        if replay:
+            spec = TestSpec.load(replay)
+            if spec.db in reg.dbs:  # an unknown db is reported when the run builds its parts
+                _check_cluster_size(reg, spec.db, spec.option_dict, len(spec.nodes), spec.nemesis)
+        else:
+            spec = build_spec(reg, c, workload, nemesis, name)
     except SpecError as exc:
         _fail(str(exc))
     results_root = Path(c.results_dir)

@@ -88,6 +88,7 @@ def test_analyze_says_which_files_it_wrote_and_out_writes_elsewhere(tmp_path):
     assert r.exit_code == 0, r.output
     for name in ("results.json", "junit.xml", "report.html"):
         assert (out / name).exists() and str(out / name) in r.output
+    assert f"report: {out / 'report.html'}" in r.output
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
     r = _invoke(["analyze", str(run_dir)], fake_registry())
     assert r.exit_code == 0 and f"wrote {run_dir / 'results.json'}" in r.output
@@ -145,3 +146,12 @@ def test_the_last_line_of_a_run_names_report_html(tmp_path):
     assert r.exit_code == 0
     last = r.output.strip().splitlines()[-1]
     assert last.strip() == f"report: {(results / 'latest').resolve() / 'report.html'}"
+
+
+def test_a_replayed_spec_is_validated_like_a_new_one(tmp_path, capsys):
+    spec = TestSpec(name="old", db="squall", nodes=("n1", "n2", "n3", "n4"), nemesis=("kill",), seed=1)
+    d = tmp_path / "old-run"
+    d.mkdir()
+    store.write_spec(d, spec)
+    code, out = _real(["run", "--replay", str(d), "--results", str(tmp_path / "r")], capsys)
+    assert code == 3 and "cannot run 4 node(s)" in out
