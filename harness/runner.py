@@ -29,6 +29,7 @@ logger while the run lasts.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import random
@@ -273,7 +274,8 @@ class Interpreter:
                              error=r.get("error"), zxid=r.get("zxid"))
         self.free.add(c.thread)
         if c.thread == gen.NEMESIS_THREAD:
-            log.info("fault %s: %s%s", op["f"], _fault_label(op, r),
+            log.info("fault %s %s -> %s%s", op["f"], json.dumps(op.get("value"), default=str),
+                     json.dumps(r.get("value"), default=str, sort_keys=True),
                      f" (error: {r.get('error')})" if r.get("error") else "")
             self.progress.nemesis_done(op["f"], _fault_label(op, r))
         else:
