@@ -155,3 +155,13 @@ def test_a_replayed_spec_is_validated_like_a_new_one(tmp_path, capsys):
     store.write_spec(d, spec)
     code, out = _real(["run", "--replay", str(d), "--results", str(tmp_path / "r")], capsys)
     assert code == 3 and "cannot run 4 node(s)" in out
+
+
+def test_the_harness_logs_the_run_to_squall_log(tmp_path):
+    results = tmp_path / "results"
+    r = _invoke(["run", "--workload", "set", "--results", str(results)] + FAST, fake_registry())
+    assert r.exit_code == 0
+    text = ((results / "latest").resolve() / "squall.log").read_text()
+    for line in ("setup: creating the cluster", "setup: cluster ready", "main phase", "fault start-partition",
+                 "heal phase", "final phase", "history.jsonl written", "teardown:", "outcome: exit 0"):
+        assert line in text, f"squall.log lacks {line!r}"
