@@ -187,3 +187,13 @@ def test_two_real_runs_against_the_node_with_the_same_seed_replay(tmp_path):
     for s in slots1:
         assert _common_prefix_equal(slots1[s], slots2[s]) >= 5, f"slot {s} ran too few ops to compare"
     assert _common_prefix_equal(faults1, faults2) >= 2
+
+
+def test_each_slot_ends_when_every_slot_is_exhausted_and_slots_follow_retired_processes():
+    g = gen.each_slot(2, lambda s: [{"f": "op", "value": (s, i)} for i in range(3 if s == 0 else 1)])
+    ops = gen.simulate(gen.clients(g), [0, 1], latency=0.01, seed=2)
+    assert sorted(o.op["value"] for o in ops) == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    # a thread whose process was retired (p + concurrency) still draws from its slot
+    ctx = gen.Context(0.0, frozenset({0, 1}), frozenset({0}), {0: 2, 1: 1}, random.Random(0))
+    op, _ = gen.each_slot(2, lambda s: [{"f": "op", "value": s}]).op(ctx)
+    assert op["process"] == 2 and op["value"] == 0
