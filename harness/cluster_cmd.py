@@ -66,6 +66,9 @@ def up(ctx: click.Context, backend: str, db: str, nodes: int, results_dir: str, 
         database = lookup(reg.dbs, "db", db)({})
     except UnknownName as exc:
         raise click.UsageError(str(exc)) from exc
+    counts = tuple(database.supported_node_counts()) if hasattr(database, "supported_node_counts") else ()
+    if counts and nodes not in counts:
+        raise click.UsageError(f"--db {db} cannot run {nodes} node(s); allowed: {', '.join(map(str, counts))}")
     docker_backend, client = _docker()
     run_id = docker_backend.new_run_id()
     run_dir = Path(results_dir).resolve() / "clusters" / run_id

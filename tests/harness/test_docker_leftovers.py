@@ -117,3 +117,14 @@ def test_a_runs_labels_name_its_owner(tmp_path):
     assert run.labels[dk.LABEL_OWNER] == f"{socket.gethostname()}:{os.getpid()}"
     assert dk.LABEL_OWNER not in manual.labels
     assert dk.owner_alive(run.labels[dk.LABEL_OWNER])
+
+
+def test_cluster_up_refuses_a_node_count_the_database_cannot_run(monkeypatch):
+    from harness.cli import _registry
+
+    def no_docker():
+        raise AssertionError("validation must come before Docker is touched")
+
+    monkeypatch.setattr(cluster_cmd, "_docker", no_docker)
+    r = CliRunner().invoke(cluster_cmd.cluster, ["up", "--db", "squall", "--nodes", "4"], obj=_registry())
+    assert r.exit_code != 0 and "cannot run 4 node(s); allowed: 1, 3, 5" in r.output
