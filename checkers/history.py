@@ -595,3 +595,73 @@ def iter_files(path: str | os.PathLike[str]) -> Iterator[Path]:
                 yield q
     else:
         yield p
+
+
+# --------------------------------------------------------------------------
+# Jepsen ``independent`` histories
+
+_REGISTER_FS = ("read", "write", "cas")
+
+
+def _pair2(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == 2
+
+
+def is_independent(ops: Iterable[Op]) -> bool:
+    """True if every client register op carries a ``[k v]`` value, as
+    Jepsen's ``independent`` generator writes them: reads ``[k nil]`` or
+    ``[k v]``, writes ``[k v]``, cas ``[k [old new]]``.
+
+    A plain register history cannot look like this unless its register holds
+    pairs: a plain cas is ``[old new]`` with a scalar ``new``, and a plain
+    read or write has a scalar value. Ops that already have a ``key`` are
+    left alone (not independent). Completions without a value (an ``info``,
+    a failed read) are ignored.
+    """
+    seen = False
+    for op in ops:
+        if op.process == NEMESIS or op.f not in _REGISTER_FS:
+            continue
+        if op.key is not None:
+            return False
+        v = op.value
+        if v is None and op.type != INVOKE:
+            continue
+        if not _pair2(v):
+            return False
+        if op.f == "cas" and not _pair2(v[1]):
+            return False
+        seen = True
+    return seen
+
+
+def split_independent(history: Iterable[Op]) -> History:
+    """The history with each ``[k v]`` value unwrapped to ``v`` and ``key``
+    set to ``k`` (so models check every key alone). A completion without a
+    value takes its invocation's key. Use after :func:`is_independent`."""
+    src = history if isinstance(history, History) else None
+    open_keys: dict[Any, Any] = {}
+    out: list[Op] = []
+    for op in history:
+        if op.process == NEMESIS or op.f not in _REGISTER_FS:
+            out.append(op)
+            continue
+        if _pair2(op.value):
+            key, value = op.value[0], op.value[1]
+        else:
+            key, value = open_keys.get(op.process), op.value
+        if op.type == INVOKE:
+            open_keys[op.process] = key
+        else:
+            open_keys.pop(op.process, None)
+        out.append(Op(op.index, op.time, op.type, op.process, op.f, value, op.node, op.error, op.zxid,
+                      _hashable(key)))
+    if src is None:
+        return History(out)
+    return History(out, path=src.path, format=src.format, fail_means=src.fail_means,
+                   nil_read_unknown=src.nil_read_unknown, lines=src.lines,
+                   default_model=src.default_model, default_initial=src.default_initial)
+
+
+def _hashable(k: Any) -> Any:
+    return tuple(_hashable(x) for x in k) if isinstance(k, list) else k

@@ -12,6 +12,20 @@ JSON literal: ``0``, ``nil``, ``'{:x 0 :y 0}'``) overrides the initial
 state; without it the format's own initial state (if it has one) or the
 model's natural empty state (nil, "", {}, free, #{}, empty queue) is used.
 
+A squall run is checked as the run checked it: for a run directory (one
+holding ``test.json``), or a ``history.jsonl`` with ``test.json`` beside it,
+the workload named in ``test.json`` judges the history with its own models
+and checkers, so ``squall check RUN_DIR`` reproduces the run's verdict for
+every workload (register, set, lock, session). ``--model`` checks such a
+history against one model instead.
+
+Jepsen ``independent`` histories (register ops whose values are ``[k v]``:
+reads ``[k nil]``, writes ``[k v]``, cas ``[k [old new]]``) are detected and
+checked key by key.
+
+A history with no operation at all is "unknown" (exit 2): it proves nothing.
+``--allow-empty`` checks it anyway (an empty history is then valid).
+
 Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or usage. For a
 directory the exit code is the worst verdict (invalid > unknown > valid),
 and 3 if any file could not be read or checked at all (malformed history,
@@ -36,13 +50,15 @@ from typing import Any
 import click
 
 from checkers import linearizable, sequential
-from checkers.history import FORMATS, History, HistoryError, iter_files, parse_literal, read_history
+from checkers.history import (FORMATS, History, HistoryError, is_independent, iter_files, parse_literal,
+                              read_history, split_independent)
 from checkers.models import MODEL_NAMES, Model, ModelError, get_model
 from checkers.result import Result, jsonable
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_BAD_INPUT = 0, 1, 2, 3
 _CHECKERS = {"linearizable": linearizable.check, "sequential": sequential.check}
 _DEFAULT_MODEL = "cas-register"
+_KEYED_MODELS = ("register", "cas-register")  # models a Jepsen independent history splits for
 
 
 class BadInput(click.ClickException):
@@ -110,7 +126,7 @@ def _pick_model(name: str | None, initial: Any, history: History) -> Model:
 
 
 def check_file(path: Path, *, model_name: str | None, initial: Any, fmt: str,
-               consistency: str, budget: float | None) -> FileOutcome:
+               consistency: str, budget: float | None, allow_empty: bool = False) -> FileOutcome:
     """Read, check and time one file; bad input becomes ``error``, a checker
     crash becomes "unknown" (it proved nothing)."""
     outcome = FileOutcome(path)
@@ -118,15 +134,71 @@ def check_file(path: Path, *, model_name: str | None, initial: Any, fmt: str,
     try:
         history = read_history(path, fmt)
         model = _pick_model(model_name, initial, history)
+        independent = model.name in _KEYED_MODELS and is_independent(history)
+        if independent:
+            history = split_independent(history)
         outcome.history, outcome.model = history, model
         outcome.extra = {"model": model.name, "initial": jsonable(model.initial),
                          "format": history.format, "consistency": consistency}
-        outcome.result = _CHECKERS[consistency](history, model, budget_s=budget)
+        if independent:
+            outcome.extra["independent"] = True
+        if not history and not allow_empty:
+            outcome.result = Result.unknown(consistency, "empty history: nothing was checked",
+                                            f"{path} holds no operation, so it proves nothing; pass "
+                                            "--allow-empty to accept an empty history as valid")
+        else:
+            outcome.result = _CHECKERS[consistency](history, model, budget_s=budget)
     except (HistoryError, ModelError) as exc:
         msg = str(exc)
+        if isinstance(exc, ModelError) and model_name is None and outcome.model is not None:
+            msg += (f" (no --model given, so {outcome.model.name} was assumed: pass --model, one of "
+                    f"{', '.join(MODEL_NAMES)}; for a squall run, check its run directory, which holds test.json)")
         outcome.error = msg if str(path) in msg else f"{path}: {msg}"
     except Exception as exc:  # noqa: BLE001 - a checker bug must not become a verdict
         outcome.result = Result.from_exception(consistency, exc)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def run_spec_beside(path: Path) -> Path | None:
+    """The test.json of the squall run ``path`` belongs to (a run directory,
+    or its history.jsonl), or None."""
+    if path.is_dir():
+        return path / "test.json" if (path / "test.json").is_file() else None
+    if path.name == "history.jsonl" and (path.parent / "test.json").is_file():
+        return path.parent / "test.json"
+    return None
+
+
+def check_run_file(path: Path, spec_path: Path, registry: Any, allow_empty: bool = False) -> FileOutcome:
+    """Judge a squall run's history.jsonl with the workload its test.json
+    names: the same checkers and the same verdict rules as the run."""
+    from harness import runner, store
+    from harness.registry import UnknownName, lookup
+    from harness.spec import SpecError, TestSpec
+
+    outcome = FileOutcome(path)
+    started = time.monotonic()
+    try:
+        spec = TestSpec.load(spec_path)
+        ops = store.read_history(path)
+        if registry is None:
+            raise SpecError("no workload registry (run through `squall check`)")
+        workload = lookup(registry.workloads, "workload", spec.workload)(
+            {**spec.option_dict, "reads": spec.reads, "seed": spec.seed})
+        outcome.extra = {"workload": spec.workload, "test": spec.name, "spec": str(spec_path)}
+        if not ops and allow_empty:
+            outcome.result = Result.ok(f"{spec.workload}-workload", "empty history accepted (--allow-empty)",
+                                       {"operations": 0})
+        else:
+            valid, summary, result = runner.judge(spec, workload, ops)
+            if valid != result.valid:
+                result = Result.unknown(result.checker, summary, result.explanation, result.details)
+            outcome.result = result
+    except (SpecError, store.StoreError, UnknownName) as exc:
+        msg = str(exc)
+        outcome.error = (f"{path}: {msg}; to check it against one model instead, pass --model "
+                         f"(one of {', '.join(MODEL_NAMES)})")
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -188,6 +260,10 @@ def _write_html(target: Path, outcomes: list[FileOutcome]) -> None:
     checked = [o for o in outcomes if o.result is not None]
     if not checked:
         return
+    checked = [o for o in checked if o.model is not None]  # a run's workload checks have no one model
+    if not checked:
+        click.echo(f"--html: not written: a squall run's page is its report.html", err=True)
+        return
     pick = next((o for o in checked if o.verdict is False), checked[0])
     page = render_html(pick.result, pick.history, pick.model, title=str(pick.path))
     try:
@@ -218,15 +294,25 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a self-contained HTML page explaining the check.")
+@click.option("--allow-empty", is_flag=True,
+              help="Accept a history with no operation as valid (default: unknown, exit 2).")
 @click.pass_context
 def check(ctx: click.Context, path: Path, model_name: str | None, initial: str | None,
           fmt: str, consistency: str, budget: float | None, as_json: bool,
-          html: Path | None) -> None:
+          html: Path | None, allow_empty: bool) -> None:
     """Check the history at PATH (a file, or a directory of them).
 
     Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or usage.
     """
     init = _parse_initial(initial)
+    from harness.registry import Registry
+
+    registry = ctx.find_object(Registry)
+    run_mode = model_name is None and fmt in ("auto", "jsonl")  # else: one model, as asked
+    if run_mode and path.is_dir() and run_spec_beside(path) is not None:
+        path = path / "history.jsonl"  # a run directory: its history, judged by its workload
+        if not path.exists():
+            raise BadInput(f"{path.parent}: a run directory without history.jsonl")
     is_dir = path.is_dir()
     files = list(iter_files(path))
     if not files:  # a gate pointed at the wrong folder must not pass
@@ -242,8 +328,12 @@ def check(ctx: click.Context, path: Path, model_name: str | None, initial: str |
                 click.echo(f"\r{msg[:100]:<100}", err=True, nl=False)
             elif n % every == 0 or n == 1 or n == len(files):
                 click.echo(msg, err=True)
-        outcomes.append(check_file(f, model_name=model_name, initial=init, fmt=fmt,
-                                   consistency=consistency, budget=budget))
+        spec_path = run_spec_beside(f) if run_mode else None
+        if spec_path is not None:
+            outcomes.append(check_run_file(f, spec_path, registry, allow_empty))
+        else:
+            outcomes.append(check_file(f, model_name=model_name, initial=init, fmt=fmt,
+                                       consistency=consistency, budget=budget, allow_empty=allow_empty))
     if is_dir and progress:
         click.echo("", err=True)
     if html is not None:

@@ -66,6 +66,9 @@ def up(ctx: click.Context, backend: str, db: str, nodes: int, results_dir: str, 
         database = lookup(reg.dbs, "db", db)({})
     except UnknownName as exc:
         raise click.UsageError(str(exc)) from exc
+    counts = tuple(database.supported_node_counts()) if hasattr(database, "supported_node_counts") else ()
+    if counts and nodes not in counts:
+        raise click.UsageError(f"--db {db} cannot run {nodes} node(s); allowed: {', '.join(map(str, counts))}")
     docker_backend, client = _docker()
     run_id = docker_backend.new_run_id()
     run_dir = Path(results_dir).resolve() / "clusters" / run_id
@@ -133,16 +136,31 @@ def status(backend: str) -> None:
 
 @cluster.command("down")
 @click.option("--run", "run_id", default=None, help="Remove only this run's cluster [default: every squall cluster].")
+@click.option("--all", "dead", is_flag=True,
+              help="Remove what every dead squall run left (runs whose harness is no longer running).")
 @_BACKEND
-def down(run_id: str | None, backend: str) -> None:
+def down(run_id: str | None, dead: bool, backend: str) -> None:
     """Remove squall containers and networks (what `up` or a crashed run left)."""
     _only_docker(backend)
+    if dead and run_id:
+        raise click.UsageError("--all and --run exclude each other: --all removes every dead run's cluster")
     docker_backend, client = _docker()
-    before = docker_backend.leftovers(client, run_id)
-    errors = docker_backend.remove_run(client, run_id)
-    after = docker_backend.leftovers(client, run_id)
-    click.echo(f"removed {len(before['containers']) - len(after['containers'])} containers and "
-               f"{len(before['networks']) - len(after['networks'])} networks")
-    if errors or after["containers"] or after["networks"]:
-        raise click.ClickException("could not remove everything: " + "; ".join(
-            errors or [f"left: {after}"]))
+    run_ids: list[str | None] = sorted(docker_backend.dead_runs(client)) if dead else [run_id]
+    if dead and not run_ids:
+        click.echo("no leftovers of dead squall runs")
+        return
+    removed_c = removed_n = 0
+    errors: list[str] = []
+    left: dict[str, list[str]] = {"containers": [], "networks": []}
+    for rid in run_ids:
+        before = docker_backend.leftovers(client, rid)
+        errors += docker_backend.remove_run(client, rid)
+        after = docker_backend.leftovers(client, rid)
+        removed_c += len(before["containers"]) - len(after["containers"])
+        removed_n += len(before["networks"]) - len(after["networks"])
+        for k in left:
+            left[k] += after[k]
+    runs = f" of {len(run_ids)} dead run(s)" if dead else ""
+    click.echo(f"removed {removed_c} containers and {removed_n} networks{runs}")
+    if errors or left["containers"] or left["networks"]:
+        raise click.ClickException("could not remove everything: " + "; ".join(errors or [f"left: {left}"]))

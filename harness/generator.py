@@ -528,6 +528,55 @@ def each_thread(gen: Any) -> EachThread:
     return EachThread(lift(gen))
 
 
+@dataclass(frozen=True)
+class EachSlot:
+    """A generator of its own for every client *slot*: ``gens[s]`` serves the
+    threads whose process is ``s`` modulo ``len(gens)``.
+
+    A slot is what outlives a process: a thread whose op came back ``info``
+    continues as process ``p + concurrency``, and a thread that replaces a
+    hung one takes the hung process plus ``concurrency``; both stay in the
+    slot, so a slot's ops come from one source whatever happens. With a
+    deterministic source per slot (its own seeded rng), every slot invokes
+    the same sequence of ops in every run with the same seed, however the
+    threads' timing interleaves. Which free thread goes next is chosen at
+    random (``ctx.rng``), as :meth:`Context.pick_free_thread` does.
+    """
+
+    gens: tuple
+
+    def op(self, ctx: Context) -> Result:
+        n = len(self.gens)
+        if all(g is None for g in self.gens):
+            return None
+        free = ctx.free_threads()
+        ctx.rng.shuffle(free)
+        gens = list(self.gens)
+        until: float | None = None
+        for t in free:
+            slot = ctx.workers[t] % n
+            r = step(gens[slot], ctx.only(t))
+            if r is None:
+                gens[slot] = None
+                continue
+            op, nxt = r
+            gens[slot] = nxt
+            if isinstance(op, Pending):
+                until = _min_until(until, op.until)
+                continue
+            return op, EachSlot(tuple(gens))
+        if all(g is None for g in gens):
+            return None
+        return Pending(until), EachSlot(tuple(gens))
+
+
+def each_slot(slots: int, make: Callable[[int], Any]) -> EachSlot:
+    """``make(slot)`` for slots 0..slots-1 (see :class:`EachSlot`)."""
+    if slots < 1:
+        raise ValueError(f"each_slot needs at least one slot, got {slots}")
+    return EachSlot(tuple(lift(make(s)) for s in range(slots)))
+
+
 # -- a simulated interpreter, for tests and for reasoning -------------------
 
 @dataclass

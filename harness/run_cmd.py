@@ -34,7 +34,7 @@ from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_S
                             EXIT_VALID, RunControl, RunOutcome, analyze, run_test,
                             write_error_outcome)
 from harness.spec import (READS_MODES, SpecError, TestSpec, default_name, normalize_nodes, parse_concurrency,
-                          parse_nemesis)
+                          parse_nemesis, stream_rng)
 
 EXIT_BAD_INPUT = 3
 UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
@@ -133,6 +133,20 @@ def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
     return count, options
 
 
+def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n: int,
+                        faults: tuple[str, ...]) -> None:
+    """Refuse a node count the database cannot run, and a fault that cannot
+    bite on this many nodes (a partition of one node cuts no link)."""
+    db = lookup(reg.dbs, "db", db_name)(options)
+    supported = getattr(db, "supported_node_counts", None)
+    counts = tuple(supported()) if callable(supported) else ()
+    if counts and n not in counts:
+        raise SpecError(f"--db {db_name} cannot run {n} node(s); allowed: {', '.join(map(str, counts))}")
+    if "partition" in faults and n < 2:
+        raise SpecError("--nemesis partition needs at least 2 nodes (a one-node cluster has no link to cut); "
+                        "use --nodes 3, or another fault (pause, kill)")
+
+
 def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str | None) -> TestSpec:
     """Validate CLI values against the registry and make a spec (raises SpecError)."""
     for table, kind, value in ((reg.backends, "backend", c.backend), (reg.dbs, "db", c.db),
@@ -142,6 +156,7 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
     faults = parse_nemesis(nemesis, reg.nemesis_faults)
     count, options = _nodes_and_backend_options(c)
     nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
+    _check_cluster_size(reg, c.db, options, len(nodes), faults)
     if c.unsafe_db_fault:
         if c.unsafe_db_fault not in reg.unsafe_db_faults:
             raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r}; allowed: "
@@ -204,7 +219,7 @@ def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunContr
         backend = lookup(reg.backends, "backend", spec.backend)(options)
         db = lookup(reg.dbs, "db", spec.db)(options)
         workload = lookup(reg.workloads, "workload", spec.workload)({**options, "reads": spec.reads, "seed": spec.seed})
-        package = (reg.nemesis_package(list(spec.nemesis), spec.nemesis_interval_s, random.Random(spec.seed))
+        package = (reg.nemesis_package(list(spec.nemesis), spec.nemesis_interval_s, stream_rng(spec.seed, "nemesis"))
                    if spec.nemesis else None)
     except UnknownName as exc:
         raise SpecError(str(exc)) from exc
@@ -222,7 +237,12 @@ def _describe(outcome: RunOutcome) -> str:
     word = {True: "valid", False: "INVALID", "unknown": "UNKNOWN"}.get(outcome.valid, "ERROR")  # type: ignore[arg-type]
     if outcome.interrupted:
         word = "INTERRUPTED"
-    return f"{word}: {outcome.summary}\n  results: {outcome.run_dir}"
+    text = f"{word}: {outcome.summary}\n  results: {outcome.run_dir}"
+    written = [p for p in outcome.written if Path(p).name == "report.html"]
+    report = Path(written[0]) if written else Path(outcome.run_dir) / "report.html"
+    if report.exists():
+        text += f"\n  report: {report}"  # the run's last line: where to look
+    return text
 
 
 def worst_exit_code(codes: list[int]) -> int:
@@ -239,6 +259,26 @@ def worst_exit_code(codes: list[int]) -> int:
 
 # -- squall run --------------------------------------------------------------
 
+_REPLAY_KEEPS = ("replay", "results_dir", "progress", "test_count", "as_json")  # flags that apply to a replay
+
+
+def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
+    """--replay runs the stored spec as it is: a test flag beside it would be
+    silently ignored, so it is refused instead."""
+    from click.core import ParameterSource
+
+    given = []
+    for param in ctx.command.params:
+        if param.name in _REPLAY_KEEPS or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            given.append(param.opts[0] if param.opts else param.name)
+    if given:
+        _fail(f"--replay re-runs the stored test.json exactly (seed included), so {', '.join(given)} would be "
+              f"ignored; drop {'it' if len(given) == 1 else 'them'} (only --results, --progress/--no-progress, --json and "
+              "--test-count go with --replay), or start a new test without --replay")
+
+
 @click.command("run")
 @click.option("--workload", default="register", show_default=True, help="register, set, lock or session.")
 @click.option("--nemesis", default="partition,kill", show_default=True,
@@ -247,7 +287,8 @@ def worst_exit_code(codes: list[int]) -> int:
 @click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")
 @click.option("--replay", type=click.Path(exists=True), default=None,
-              help="Re-run the spec stored in a run directory or its test.json (other test flags are ignored).")
+              help="Re-run the spec stored in a run directory or its test.json, seed included; only "
+                   "--results, --progress/--no-progress, --json and --test-count may go with it.")
 @click.option("--json", "as_json", is_flag=True, default=False,
               help="Print the runs' summary as JSON on stdout (the verdict lines go to stderr).")
 @click.pass_context
@@ -258,8 +299,15 @@ def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: 
     c = _Common(**common)
     if test_count < 1:
         _fail(f"--test-count must be at least 1, got {test_count}")
+    if replay:
+        _refuse_flags_replay_ignores(ctx)
     try:
-        spec = TestSpec.load(replay) if replay else build_spec(reg, c, workload, nemesis, name)
+        if replay:
+            spec = TestSpec.load(replay)
+            if spec.db in reg.dbs:  # an unknown db is reported when the run builds its parts
+                _check_cluster_size(reg, spec.db, spec.option_dict, len(spec.nodes), spec.nemesis)
+        else:
+            spec = build_spec(reg, c, workload, nemesis, name)
     except SpecError as exc:
         _fail(str(exc))
     results_root = Path(c.results_dir)
@@ -351,9 +399,15 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 
 @click.command("analyze")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write results.json, junit.xml and report.html here instead of rewriting RUN_DIR's.")
 @click.pass_context
-def analyze_cmd(ctx: click.Context, run_dir: str) -> None:
-    """Re-check a stored run's history with the workload named in its test.json."""
+def analyze_cmd(ctx: click.Context, run_dir: str, out_dir: str | None) -> None:
+    """Re-check a stored run's history with the workload named in its test.json.
+
+    A run whose setup failed (or whose parts could not be built) has nothing
+    to check: it is refused with exit 4 and its files are left as they are.
+    """
     reg = _registry(ctx)
     path = Path(run_dir)
     try:
@@ -362,6 +416,12 @@ def analyze_cmd(ctx: click.Context, run_dir: str) -> None:
         workload = lookup(reg.workloads, "workload", spec.workload)({**spec.option_dict, "reads": spec.reads, "seed": spec.seed})
     except (SpecError, store.StoreError, UnknownName) as exc:
         _fail(str(exc))
-    outcome = analyze(spec, workload, history, path)
+    previous = store.read_results(path) or {}
+    if previous.get("status") == "setup-failed":
+        click.echo(f"ERROR: {path} is a run whose setup failed ({previous.get('summary', 'no summary')}); "
+                   "there is no history to check, nothing was rewritten", err=True)
+        ctx.exit(EXIT_SETUP_FAILED)
+    outcome = analyze(spec, workload, history, path, out_dir=Path(out_dir) if out_dir else None)
     click.echo(_describe(outcome))
+    click.echo("wrote " + ", ".join(str(p) for p in outcome.written))
     ctx.exit(outcome.exit_code)

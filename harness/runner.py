@@ -19,10 +19,17 @@ check -> results.json, report.html, junit.xml.
 Cleanup is unconditional: the cluster is torn down in a ``finally``, also on
 an exception, a failed setup or an interrupt (``RunControl.interrupt``, which
 the CLI wires to SIGINT/SIGTERM).
+
+``squall.log`` in the run directory is the harness's own log of the run (as
+Jepsen's jepsen.log): setup steps, phases, every fault and its effect, notes,
+teardown and the verdict, from every ``harness``/``nemesis``/``workloads``
+logger while the run lasts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import queue
 import random
@@ -37,7 +44,7 @@ from checkers.history import INFO, INVOKE, NEMESIS, Op
 from harness import generator as gen
 from harness import store
 from harness.progress import Progress
-from harness.spec import TestSpec
+from harness.spec import TestSpec, stream_rng
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,7 @@ class RunOutcome:
     interrupted: bool = False
     history_len: int = 0
     wall_s: float = 0.0
+    written: list[Path] = field(default_factory=list)  # files analysis wrote (results, junit, report)
 
 
 def verdict_exit_code(valid: Any) -> int:
@@ -266,6 +274,9 @@ class Interpreter:
                              error=r.get("error"), zxid=r.get("zxid"))
         self.free.add(c.thread)
         if c.thread == gen.NEMESIS_THREAD:
+            log.info("fault %s %s -> %s%s", op["f"], json.dumps(op.get("value"), default=str),
+                     json.dumps(r.get("value"), default=str, sort_keys=True),
+                     f" (error: {r.get('error')})" if r.get("error") else "")
             self.progress.nemesis_done(op["f"], _fault_label(op, r))
         else:
             self.progress.completed(type_)
@@ -382,13 +393,25 @@ class Interpreter:
 
 # -- the whole run ------------------------------------------------------------
 
-def main_generator(spec: TestSpec, workload: Any, nemesis_package: Any, rng: random.Random) -> Any:
-    """Client ops at the spec's rate plus faults every interval, for the time limit."""
-    client_gen = gen.clients(gen.rate_limit(spec.rate, gen.source(workload.ops(rng))))
-    parts = [client_gen]
+def main_generator(spec: TestSpec, workload: Any, nemesis_package: Any) -> Any:
+    """Client ops at the spec's rate plus faults every interval, for the time limit.
+
+    Every client slot (see ``gen.EachSlot``) has its own op source, the
+    workload's ``ops(rng, thread=s, threads=concurrency)`` with the slot's own
+    random stream, and the nemesis's op source has its own too: two runs with
+    the same seed invoke the same ops per slot and the same faults, whatever
+    the timing. Values a workload needs unique (register writes, set adds)
+    come from disjoint per-slot value spaces (the workload's ``thread`` and
+    ``threads`` arguments).
+    """
+    n = spec.concurrency
+    per_slot = gen.each_slot(n, lambda s: gen.source(
+        workload.ops(stream_rng(spec.seed, f"client-{s}"), thread=s, threads=n)))
+    parts = [gen.clients(gen.rate_limit(spec.rate, per_slot))]
     if nemesis_package is not None:
         interval = nemesis_package.interval_s
-        parts.append(gen.nemesis([gen.Sleep(interval), gen.Delay(interval, gen.source(nemesis_package.ops(rng)))]))
+        fault_ops = nemesis_package.ops(stream_rng(spec.seed, "nemesis-ops"))
+        parts.append(gen.nemesis([gen.Sleep(interval), gen.Delay(interval, gen.source(fault_ops))]))
     return gen.TimeLimit(spec.time_limit_s, gen.any_(*parts))
 
 
@@ -428,6 +451,31 @@ def final_generator(workload: Any) -> Any:
     return gen.clients(ops)
 
 
+HARNESS_LOG = "squall.log"
+_LOGGED = ("harness", "nemesis", "workloads")
+
+
+@contextlib.contextmanager
+def harness_log(run_dir: Path) -> Any:
+    """Write the run's harness log (``squall.log``) while the block runs."""
+    handler = logging.FileHandler(Path(run_dir) / HARNESS_LOG, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in _LOGGED]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+        handler.close()
+
+
 def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_package: Any, run_dir: Path,
              progress: Progress | None = None, control: RunControl | None = None, *,
              results_root: Path | None = None, clock_ns: Callable[[], int] = time.monotonic_ns,
@@ -435,6 +483,18 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
     """Run one test end to end and store everything under ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with harness_log(run_dir):
+        log.info("run %s: %s", run_dir, spec.to_json().replace("\n", " "))
+        outcome = _run_test(spec, backend, db, workload, nemesis_package, run_dir, progress, control,
+                            results_root=results_root, clock_ns=clock_ns, setup_timeout_s=setup_timeout_s,
+                            recovery_timeout_s=recovery_timeout_s)
+        log.info("outcome: exit %d, verdict %s: %s", outcome.exit_code, outcome.valid, outcome.summary)
+        return outcome
+
+
+def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_package: Any, run_dir: Path,
+              progress: Progress | None, control: RunControl | None, *, results_root: Path | None,
+              clock_ns: Callable[[], int], setup_timeout_s: float, recovery_timeout_s: float) -> RunOutcome:
     control = control or RunControl()
     progress = progress or Progress(spec.time_limit_s, enabled=False)
     started = time.monotonic()
@@ -447,7 +507,7 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
     interp: Interpreter | None = None
     outcome: RunOutcome | None = None
     history_written = False
-    rng = random.Random(spec.seed)
+    rng = stream_rng(spec.seed, "schedule")  # pacing and which free thread goes next
     client_timeout_s = float(spec.option_dict.get("client_timeout_s", 5.0))
     try:
         # -- setup (blocking: an interrupt raises out of it) ----------------
@@ -456,10 +516,14 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
             raise RunInterrupted(control.signal_name or "SIGINT")
         progress.set_phase("setup", 0.0)
         try:
+            log.info("setup: creating the cluster (%s backend, %d nodes)", spec.backend, len(spec.nodes))
             cluster = backend.create(spec, db, run_dir)
+            log.info("setup: waiting up to %.0fs until the cluster is ready", setup_timeout_s)
             cluster.wait_ready(setup_timeout_s)
+            log.info("setup: cluster ready; workload setup")
             workload.setup(cluster.connect_string())
             if nemesis_package is not None:
+                log.info("setup: nemesis setup")
                 nemesis_package.nemesis.setup(cluster)
         except RunInterrupted:
             raise
@@ -468,6 +532,7 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
             if "log" not in str(exc):
                 msg += f" (node logs: {run_dir / 'nodes'})"
             progress.message(msg)
+            log.error(msg)
             outcome = RunOutcome(run_dir, None, msg, EXIT_SETUP_FAILED, error=msg)
             raise _SetupFailed() from exc
         finally:
@@ -495,19 +560,23 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
                              drain_timeout_s=client_timeout_s * 2 + 2.0,
                              node_of=lambda p: nodes[p % len(nodes)])
         progress.set_phase("main", recorder.now_s())
+        log.info("main phase: %gs of client ops at %g/s, %d client threads", spec.time_limit_s, spec.rate,
+                 spec.concurrency)
         # The heal starts as soon as the main phase's generator ends, with client ops
         # still in flight (as in Jepsen): a call hung on a killed or cut-off majority
         # would otherwise hold the heal back for a whole client timeout. The heal
         # phase's run then waits for every op, clients' included.
-        interp.run(main_generator(spec, workload, nemesis_package, rng), drain=nemesis_package is None)
+        interp.run(main_generator(spec, workload, nemesis_package), drain=nemesis_package is None)
         if nemesis_package is not None:
             if control.stop.is_set():
                 interp.drain()
             else:
                 progress.set_phase("heal", recorder.now_s())
+                log.info("heal phase: the nemesis's final ops")
                 interp.run(gen.nemesis(nemesis_package.final_ops()))
         if not control.stop.is_set():
             progress.set_phase("recover", recorder.now_s())
+            log.info("recovery: waiting up to %.0fs until the cluster is ready again", recovery_timeout_s)
             try:
                 control.raise_on_interrupt = True
                 cluster.wait_ready(recovery_timeout_s)
@@ -516,14 +585,17 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
             except Exception as exc:  # noqa: BLE001 - the final reads will show what this means
                 note = f"the cluster did not recover within {recovery_timeout_s:.0f}s after healing: {exc}"
                 notes.append(note)
+                log.warning(note)
                 progress.message(note)
             finally:
                 control.raise_on_interrupt = False
         if not control.stop.is_set():
             progress.set_phase("final", recorder.now_s())
+            log.info("final phase: the workload's final ops")
             run_final_phase(interp, workload, recorder, control)
         interp.shutdown()
         store.write_history(run_dir, recorder.ops)
+        log.info("history.jsonl written: %d lines", len(recorder.ops))
         history_written = True
     except _SetupFailed:
         pass  # outcome is set; the finally below tears down what was started
@@ -531,6 +603,7 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
         control.stop.set()
     except Exception as exc:  # noqa: BLE001 - recorded, torn down, reported with exit code 5
         msg = f"the run crashed: {type(exc).__name__}: {exc}"
+        log.exception(msg)
         progress.message(msg + "\n" + traceback.format_exc())
         outcome = RunOutcome(run_dir, None, msg, EXIT_CRASHED, error=msg)
     finally:
@@ -562,6 +635,7 @@ def _teardown(cluster: Any, nemesis_package: Any, run_dir: Path, progress: Progr
     """Heal, collect logs, stop everything; every step runs even if one fails."""
     if cluster is None:
         return
+    log.info("teardown: healing, collecting node logs, stopping every node")
     if nemesis_package is not None:
         try:
             nemesis_package.nemesis.teardown(cluster)
@@ -574,41 +648,83 @@ def _teardown(cluster: Any, nemesis_package: Any, run_dir: Path, progress: Progr
     try:
         cluster.teardown()
     except Exception as exc:  # noqa: BLE001 - must be reported: something may be left running
+        log.error("teardown failed: %s: %s", type(exc).__name__, exc)
         progress.message(f"teardown failed: {type(exc).__name__}: {exc}")
 
 
+def client_ok_count(history: list[Op]) -> int:
+    """How many client operations completed ``ok`` (the nemesis's ops aside)."""
+    return sum(1 for op in history if op.type == "ok" and op.process != NEMESIS)
+
+
+def verdict_of(result: Any, history: list[Op]) -> tuple[Any, str]:
+    """The run's verdict and summary from its checker's result: a history
+    without one ok client operation is "unknown" unless the checker proved
+    an anomaly (an empty history proves nothing, whatever a checker says)."""
+    if client_ok_count(history) == 0 and result.valid is not False:
+        return "unknown", (f"no client operation completed ok ({len(history)} history lines): the run proved "
+                           f"nothing; the checker alone said: {result.summary}")
+    return result.valid, result.summary
+
+
+def judge(spec: TestSpec, workload: Any, history: list[Op]) -> tuple[Any, str, Any]:
+    """Check ``history`` as the run does: (verdict, summary, checker result)."""
+    from checkers.result import run_checker
+
+    result = run_checker(f"{spec.workload}-workload", workload.check, history)
+    valid, summary = verdict_of(result, history)
+    return valid, summary, result
+
+
 def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, progress: Progress | None = None, *,
-            notes: list[str] | None = None, control: RunControl | None = None, started: float | None = None) -> RunOutcome:
-    """Check a history with the workload's checker and write results, report, junit."""
+            notes: list[str] | None = None, control: RunControl | None = None, started: float | None = None,
+            out_dir: Path | None = None) -> RunOutcome:
+    """Check a history with the workload's checker and write results, report, junit
+    (into ``out_dir``, by default the run directory).
+
+    A history without a single ``ok`` client operation is never valid: the
+    run did nothing a checker could vouch for (a checker may well call an
+    empty history "valid"), so the verdict is "unknown" and junit.xml shows
+    an error.
+    """
     from checkers.result import run_checker
 
     started = time.monotonic() if started is None else started
     progress = progress or Progress(spec.time_limit_s, enabled=False)
+    out_dir = Path(run_dir if out_dir is None else out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if control is not None:
         control.raise_on_interrupt = True
     try:
         result = run_checker(f"{spec.workload}-workload", workload.check, history)
     except KeyboardInterrupt:
         msg = "interrupted during analysis; history.jsonl is complete, re-check it with `squall analyze`"
-        store.write_results(run_dir, _error_results(spec, msg, "interrupted"))
-        return RunOutcome(run_dir, None, msg, EXIT_INTERRUPTED, interrupted=True, history_len=len(history))
+        store.write_results(out_dir, _error_results(spec, msg, "interrupted"))
+        return RunOutcome(run_dir, None, msg, EXIT_INTERRUPTED, interrupted=True, history_len=len(history),
+                          written=[out_dir / "results.json"])
     finally:
         if control is not None:
             control.raise_on_interrupt = False
-    results = {"valid": result.valid, "summary": result.summary, "status": "checked",
-               "test": spec.name, "notes": list(notes or []), "result": result.to_dict(),
-               "counts": _counts(history)}
-    store.write_results(run_dir, results)
+    notes = list(notes or [])
+    valid, summary = verdict_of(result, history)
+    oks = client_ok_count(history)
+    if summary != result.summary:
+        notes.append(summary)
+    results = {"valid": valid, "summary": summary, "status": "checked",
+               "test": spec.name, "notes": notes, "result": result.to_dict(),
+               "counts": _counts(history), "client_ok_ops": oks}
+    written = [store.write_results(out_dir, results)]
     wall = time.monotonic() - started
     from harness.report import junit
-    junit.write_junit(run_dir / "junit.xml", spec.name, results, wall)
+    written.append(junit.write_junit(out_dir / "junit.xml", spec.name, results, wall))
     try:
         from harness.report import html
-        html.write_report(run_dir / "report.html", spec.to_dict(), history, results)
+        html.write_report(out_dir / "report.html", spec.to_dict(), history, results)
+        written.append(out_dir / "report.html")
     except Exception as exc:  # noqa: BLE001 - a report bug must not change the verdict
         progress.message(f"report.html could not be written: {type(exc).__name__}: {exc}")
-    return RunOutcome(run_dir, result.valid, result.summary, verdict_exit_code(result.valid),
-                      history_len=len(history), wall_s=wall)
+    return RunOutcome(run_dir, valid, summary, verdict_exit_code(valid),
+                      history_len=len(history), wall_s=wall, written=written)
 
 
 def _counts(history: list[Op]) -> dict[str, int]:

@@ -306,7 +306,7 @@ def build_app(root: Path, token: str | None = None) -> Any:
             if login is not None:
                 if not hmac.compare_digest(login.encode(), token.encode()):
                     raise web.HTTPUnauthorized(text="wrong token\n")
-                resp = web.HTTPFound(str(request.rel_url.without_query("token")))
+                resp = web.HTTPFound(str(request.rel_url.without_query_params("token")))
                 resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
                 raise resp
             offered = request.cookies.get(TOKEN_COOKIE, "")

@@ -10,6 +10,7 @@ and say what is allowed when it is wrong.
 from __future__ import annotations
 
 import json
+import random
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -128,6 +129,15 @@ class TestSpec:
         if not p.exists():
             raise SpecError(f"no test spec at {p} (pass a run directory or its test.json)")
         return cls.from_json(p.read_text(encoding="utf-8"))
+
+
+def stream_rng(seed: int, stream: str) -> random.Random:
+    """The random stream ``stream`` of a run with ``seed``: the nemesis,
+    each client slot and the scheduler draw from their own, so one of them
+    drawing more (or at another time) never shifts another's choices.
+    Seeding with a string is stable across processes and Python runs (it is
+    hashed with SHA-512, not with the salted ``hash()``)."""
+    return random.Random(f"squall/{seed}/{stream}")
 
 
 def normalize_nodes(nodes: int | list[str] | tuple[str, ...]) -> tuple[str, ...]:

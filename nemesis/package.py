@@ -37,7 +37,12 @@ class FaultNemesis:
     """Performs partition/pause/kill ops on a FaultTarget; never raises."""
 
     def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
+        # Each fault op draws from its own stream (the base seed and the op's
+        # number), so a choice that depends on the cluster's state (no leader
+        # known: a random node instead) never shifts later ops' targets.
+        self._base = rng.getrandbits(64)
+        self._invoked = 0
+        self.rng = random.Random(f"{self._base}/setup")
 
     def setup(self, target: FaultTarget) -> None:
         target.heal()
@@ -49,6 +54,8 @@ class FaultNemesis:
 
     def invoke(self, target: FaultTarget, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")
+        self.rng = random.Random(f"{self._base}/{self._invoked}")
+        self._invoked += 1
         try:
             if f == "start-partition":
                 return _info(self._partition(target, value or "random-halves"))

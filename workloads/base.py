@@ -46,8 +46,14 @@ class Workload(Protocol):
     def client(self) -> Client:
         """A fresh, unopened client."""
 
-    def ops(self, rng: Any) -> Iterator[OpDict]:
-        """The main phase's endless op source (the runner limits it)."""
+    def ops(self, rng: Any, thread: int = 0, threads: int = 1) -> Iterator[OpDict]:
+        """One client slot's endless op source (the runner limits it).
+
+        The runner calls it once per client slot ``thread`` of ``threads``,
+        each with the slot's own seeded ``rng``, so a slot's ops depend on
+        the seed alone. Values that must be unique across the run (a
+        register's written values, a set's adds) come from the slot's own
+        value space: those equal to ``thread`` modulo ``threads``."""
 
     def final_ops(self) -> list[OpDict]:
         """Ops to run after healing (e.g. a final read)."""

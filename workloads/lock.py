@@ -108,7 +108,7 @@ class LockWorkload:
     def client(self) -> LockClient:
         return LockClient(self.acquire_timeout_s)
 
-    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
+    def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
         while True:
             f = "fenced-write" if rng.random() < self.fenced_fraction else "unfenced-write"
             yield {"f": f, "value": None}

@@ -8,8 +8,8 @@ Ops (plain dicts; values are ``[key, ...]`` so a history splits by key):
 - ``{"f": "cas", "value": [k, [old, new]]}``: read (data, version); if the
   data is ``old``, setData(new, version) -- ok, or BadVersion -> fail.
 
-Why this cas is sound. Every value the op source writes to a key is unique
-(a per-key counter), so a znode version pins the value: the znode held
+Why this cas is sound. Every value the op sources write to a key is unique
+(each client slot counts in its own residue class, see ``ops``), so a znode version pins the value: the znode held
 ``old`` at version ``ver`` and, since ``old`` is written once, at no later
 version. setData(new, ver) commits at the leader iff the version is still
 ``ver``, i.e. iff the register still holds ``old`` at that point: a true
@@ -145,8 +145,8 @@ class RegisterClient:
 
 @dataclass
 class RegisterWorkload:
-    """``keys`` registers live at once; each gets ``ops_per_key`` ops, then a
-    fresh key replaces it (short per-key histories keep the
+    """``keys`` registers live at once; they get about ``ops_per_key`` ops in
+    all, then fresh keys replace them (short per-key histories keep the
     linearizability search cheap)."""
 
     name: str = "register"
@@ -164,32 +164,37 @@ class RegisterWorkload:
     def client(self) -> RegisterClient:
         return RegisterClient(self.reads)
 
-    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
-        active: list[int] = list(range(self.keys))
-        next_key = self.keys
-        counts = {k: 0 for k in active}
-        written: dict[int, list[int]] = {k: [] for k in active}
+    def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
+        """Slot ``thread``'s ops. Keys come in windows of ``keys`` fresh keys;
+        in each window the slot gives every key ``ceil(ops_per_key / threads)``
+        ops in a random order, so slots that keep pace share their keys (ops
+        on a key are concurrent) and no key gets more than ``ops_per_key +
+        threads - 1`` ops in all. Written values are ``counter * threads +
+        thread``: unique per key across every slot (see the module doc)."""
+        per_key = max(1, -(-self.ops_per_key // threads))
+        written: dict[int, list[int]] = {}
         counter = 0
+        window = 0
         while True:
-            slot = rng.randrange(len(active))
-            k = active[slot]
-            r = rng.random()
-            if r < self.read_fraction:
-                op = {"f": "read", "value": [k, None]}
-            elif r < self.read_fraction + self.cas_fraction and written[k]:
+            keys = [window * self.keys + i for i in range(self.keys)]
+            order = [k for k in keys for _ in range(per_key)]
+            rng.shuffle(order)
+            for k in order:
+                mine = written.setdefault(k, [])
+                r = rng.random()
+                if r < self.read_fraction:
+                    yield {"f": "read", "value": [k, None]}
+                    continue
                 counter += 1
-                op = {"f": "cas", "value": [k, [rng.choice(written[k][-3:]), counter]]}
-                written[k].append(counter)
-            else:
-                counter += 1
-                op = {"f": "write", "value": [k, counter]}
-                written[k].append(counter)
-            counts[k] += 1
-            if counts[k] >= self.ops_per_key:
-                active[slot] = next_key
-                counts[next_key], written[next_key] = 0, []
-                next_key += 1
-            yield op
+                value = counter * threads + thread
+                if r < self.read_fraction + self.cas_fraction and mine:
+                    yield {"f": "cas", "value": [k, [rng.choice(mine[-3:]), value]]}
+                else:
+                    yield {"f": "write", "value": [k, value]}
+                mine.append(value)
+            for k in keys:
+                written.pop(k, None)
+            window += 1
 
     def final_ops(self) -> list[dict[str, Any]]:
         return []

@@ -168,7 +168,7 @@ class SessionWorkload:
     def client(self) -> SessionClient:
         return SessionClient()
 
-    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
+    def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
         while True:
             yield {"f": "close" if rng.random() < self.close_fraction else "create", "value": None}
 

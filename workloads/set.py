@@ -86,14 +86,14 @@ class SetWorkload:
     def client(self) -> SetClient:
         return SetClient()
 
-    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
-        n = 0
+    def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
+        n = thread  # this slot's adds: thread, thread + threads, ... (unique across slots)
         while True:
             if rng.random() < self.read_fraction:
                 yield {"f": "read", "value": None}
             else:
                 yield {"f": "add", "value": n}
-                n += 1
+                n += threads
 
     def final_ops(self) -> list[dict[str, Any]]:
         return [{"f": "final-read", "value": None}]

@@ -26,15 +26,21 @@ group; ``start`` runs the same argv again in the same container.
 Cleanup is unconditional: ``teardown`` is idempotent, is called by the
 runner's ``finally``, from ``atexit``, and on SIGTERM/SIGHUP (the local
 backend's handlers, shared); a SIGKILLed harness leaves labelled leftovers
-for ``remove_leftovers`` / ``squall cluster down``.
+for ``squall cluster down``. A run's containers and network also carry
+``squall.owner=<host>:<pid>`` (the harness process), so leftovers of a dead
+run are told apart from a run still going: ``squall cluster down --all``
+removes the dead runs' (``dead_runs``), and ``squall run --backend docker``
+warns at its start when there are any.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import logging
 import secrets
 import shlex
+import socket
 import shutil
 import sys
 import threading
@@ -54,9 +60,12 @@ ELECTION_PORT = 3888
 LABEL_RUN = "squall.run"
 LABEL_NODE = "squall.node"
 LABEL_KIND = "squall.kind"  # "run" (a squall run) or "manual" (squall cluster up)
+LABEL_OWNER = "squall.owner"  # "<host>:<pid>" of the harness running the run
 CHAIN = "SQUALL"
 UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
 VENV_PYTHON = "/opt/squall/bin/python"
+
+_log = logging.getLogger(__name__)
 
 _LIVE: "weakref.WeakSet[DockerCluster]" = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
@@ -198,7 +207,10 @@ class DockerCluster:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {LABEL_RUN: self.run_id, LABEL_KIND: self.kind}
+        labels = {LABEL_RUN: self.run_id, LABEL_KIND: self.kind}
+        if self.kind == "run":  # a `cluster up` cluster outlives its command on purpose
+            labels[LABEL_OWNER] = owner_label()
+        return labels
 
     # ------------------------------------------------------------ lifecycle
     def launch(self) -> None:
@@ -441,6 +453,53 @@ def leftovers(client: Any, run_id: str | None = None) -> dict[str, list[str]]:
             "networks": [n.name for n in client.networks.list(filters={"label": label})]}
 
 
+def owner_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Is the harness named by a ``squall.owner`` label still running? An
+    owner on another host cannot be checked here and counts as alive; a run
+    without the label (an older squall) counts as dead."""
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return host != socket.gethostname()
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_runs(client: Any) -> dict[str, list[str]]:
+    """Run id -> container and network names, for squall runs whose harness is gone."""
+    out: dict[str, list[str]] = {}
+    things = (client.containers.list(all=True, filters={"label": f"{LABEL_KIND}=run"})
+              + client.networks.list(filters={"label": f"{LABEL_KIND}=run"}))
+    for thing in things:
+        labels = getattr(thing, "labels", None) or (getattr(thing, "attrs", None) or {}).get("Labels") or {}
+        if not owner_alive(labels.get(LABEL_OWNER)):
+            out.setdefault(labels.get(LABEL_RUN, "?"), []).append(thing.name)
+    return out
+
+
+def warn_about_dead_runs(client: Any) -> str | None:
+    """Say (on stderr and in the log) when dead runs left containers behind."""
+    dead = dead_runs(client)
+    if not dead:
+        return None
+    count = sum(len(v) for v in dead.values())
+    msg = (f"warning: {count} container(s) or network(s) of {len(dead)} dead squall run(s) are still there "
+           f"({', '.join(sorted(dead))}); remove them with `squall cluster down --all`")
+    _log.warning(msg)
+    print(msg, file=sys.stderr, flush=True)
+    return msg
+
+
 class DockerBackend:
     """``create`` builds (or finds) the image, makes the network and the
     containers and starts the database; a failure during setup removes what
@@ -458,6 +517,8 @@ class DockerBackend:
         install_signal_handlers()
         nodes = node_names(getattr(spec, "nodes", spec))
         client = images.docker_client()
+        if kind == "run":
+            warn_about_dead_runs(client)
         image = self.options.get("docker_image") or images.ensure_node_image(client).tag
         cluster = DockerCluster(db, nodes, Path(run_dir), image, client, run_id=run_id, kind=kind)
         try:

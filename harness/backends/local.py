@@ -13,15 +13,27 @@ and closes every proxy; the runner calls it in a ``finally``, and every live
 cluster is also torn down from ``atexit``. SIGTERM/SIGHUP are turned into
 ``SystemExit`` (if no one else handles them) so ``finally`` blocks and atexit
 run; SIGINT already raises KeyboardInterrupt.
+
+When the harness dies without unwinding (SIGKILL, an OOM kill), a *watchdog*
+does the cleanup: a small process of its own (its own session, so a
+terminal's Ctrl-C does not reach it) that every cluster starts first. The
+harness tells it each node's process group as it starts and reaps it; the
+watchdog reads those lines from a pipe only the harness holds, so the pipe's
+end of file means the harness is gone, whichever thread started the node
+(PR_SET_PDEATHSIG would fire when the *thread* that forked exits, and the
+nemesis thread restarts killed nodes), and it SIGKILLs every group still
+registered. The proxies are threads of the harness and die with it.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +43,72 @@ from typing import Any
 from harness.backends.base import SetupError
 from harness.backends.proxy import ProxyMesh, free_ports
 from harness.dbs.base import NodePorts, four_letter_word, parse_srvr
+
+_log = logging.getLogger(__name__)
+
+# The watchdog's whole program: "+PGID" registers a node's process group,
+# "-PGID" forgets it; end of file (the harness is gone, or closed the pipe
+# after its teardown) kills what is still registered. It ignores SIGINT,
+# SIGTERM and SIGHUP so that signals meant for the harness's terminal or
+# process group never stop it before it has done its job.
+WATCHDOG_CODE = """
+import os, signal, sys
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+groups = set()
+for line in sys.stdin:
+    line = line.strip()
+    if line[:1] == "+":
+        groups.add(int(line[1:]))
+    elif line[:1] == "-":
+        groups.discard(int(line[1:]))
+for g in groups:
+    try:
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class Watchdog:
+    """Kills the registered process groups once the harness is gone (see the
+    module doc). ``close()`` after a normal teardown ends it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen([sys.executable, "-c", WATCHDOG_CODE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, text=True)
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self.proc.stdin is None or self.proc.stdin.closed:
+                return
+            try:
+                self.proc.stdin.write(line + "\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError) as exc:  # the watchdog is gone: say so, go on
+                _log.warning("the node watchdog is gone (%s): a killed harness would leave nodes running", exc)
+
+    def register(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def forget(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
 
 # Strong references on purpose: a cluster dropped without teardown must
 # still be torn down at exit, so its processes cannot outlive the harness.
@@ -104,6 +182,7 @@ class LocalCluster:
         self._nodes: dict[str, _Node] = {}
         self._lock = threading.RLock()
         self._torn_down = False
+        self.watchdog = Watchdog()
         with _LIVE_LOCK:
             _LIVE.add(self)
 
@@ -146,9 +225,11 @@ class LocalCluster:
             if self._torn_down:
                 return
             self._torn_down = True
+            _log.info("teardown: killing %d node(s), closing the proxies", len(self._nodes))
             for node in self._nodes.values():
                 self._kill_proc(node)
             self.mesh.close()
+            self.watchdog.close()
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
@@ -283,6 +364,8 @@ class LocalCluster:
                 n.proc = subprocess.Popen(n.argv, cwd=n.dir, env=env, stdin=subprocess.DEVNULL,
                                           stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True)
+            self.watchdog.register(n.proc.pid)  # pid == pgid: start_new_session=True
+            _log.info("started %s (pid %d): %s", n.name, n.proc.pid, " ".join(n.argv))
             n.paused = False
 
     def _kill_proc(self, n: _Node) -> None:
@@ -295,6 +378,9 @@ class LocalCluster:
             n.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        else:
+            self.watchdog.forget(n.proc.pid)
+        _log.info("killed %s (pid %d)", n.name, n.proc.pid)
         n.paused = False
 
 

@@ -44,6 +44,10 @@ class DB(Protocol):
     def leader(self, cluster: Any) -> str | None:
         """The node whose ``srvr`` says Mode: leader (or standalone)."""
 
+    def supported_node_counts(self) -> tuple[int, ...]:
+        """The cluster sizes this database can run; ``--nodes`` is checked
+        against them before anything starts."""
+
 
 def four_letter_word(address: str, word: str, timeout_s: float = 1.0) -> str:
     """Send a four-letter word to "host:port"; return the reply ("" on error)."""

@@ -95,6 +95,11 @@ class SquallDB:
         pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         return argv, {"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}, Path(data_dir) / f"{node}.log"
 
+    def supported_node_counts(self) -> tuple[int, ...]:
+        # The node's peer list accepts 1, 3 or 5 members (node/peer.py): an
+        # even ensemble tolerates no more failures than the odd one below it.
+        return (1, 3, 5)
+
     def is_ready(self, address: str) -> bool:
         if four_letter_word(address, "ruok").strip() != "imok":
             return False

@@ -95,6 +95,11 @@ class ZooKeeperDB:
                 "-cp", classpath, MAIN_CLASS, str(cfg)]
         return argv, {}, Path(data_dir) / f"{node}.log"
 
+    def supported_node_counts(self) -> tuple[int, ...]:
+        # ZooKeeper runs an ensemble of any size, even ones included (a quorum
+        # is a strict majority); the harness's own bound is 9 nodes.
+        return tuple(range(1, 10))
+
     def is_ready(self, address: str) -> bool:
         if four_letter_word(address, "ruok").strip() != "imok":
             return False

@@ -947,7 +947,7 @@ class AdminApp:
                 if login is not None and request.method == "GET":
                     if not hmac.compare_digest(login.encode(), self.token.encode()):
                         raise _json_error(401, "wrong admin token", "bad-token")
-                    resp = web.HTTPFound(str(request.rel_url.without_query("token")))
+                    resp = web.HTTPFound(str(request.rel_url.without_query_params("token")))
                     resp.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="Strict")
                     raise resp
                 if not self._token_ok(request):

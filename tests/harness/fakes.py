@@ -176,8 +176,9 @@ class FakeSetWorkload:
     def client(self) -> FakeClient:
         return FakeClient(self)
 
-    def ops(self, rng):
-        return ({"f": "add", "value": i} for i in itertools.count(1))
+    def ops(self, rng, thread=0, threads=1):
+        # this slot's adds: thread + 1, thread + 1 + threads, ... (unique across slots)
+        return ({"f": "add", "value": i} for i in itertools.count(thread + 1, threads))
 
     def final_ops(self):
         return [{"f": "read", "value": None}]
@@ -239,6 +240,6 @@ def fake_registry(spawn: bool = False, **backend_kw: Any) -> Registry:
         workloads={"set": lambda o: FakeSetWorkload(backend), "register": lambda o: FakeSetWorkload(backend)},
         nemesis_faults=("partition", "pause", "kill"),
         nemesis_package=lambda faults, interval, rng: FakePackage(interval),
-        default_nodes={"squall": lambda: 1},
+        default_nodes={"squall": lambda: 3},
         unsafe_db_faults=("lose-writes",),
     )

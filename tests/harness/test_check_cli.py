@@ -84,11 +84,14 @@ def test_budget_exhausted_exits_2(squall, tmp_path: Path) -> None:
     assert "unknown" in out
 
 
-def test_empty_file_is_an_empty_valid_history(squall, tmp_path: Path) -> None:
+def test_an_empty_history_is_unknown_unless_allowed(squall, tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_text("")
-    assert squall(path)[0] == 0
-    assert squall(path, "--consistency", "sequential")[0] == 0
+    code, out, _ = squall(path)
+    assert code == 2 and "unknown" in out and "--allow-empty" in out
+    assert squall(path, "--consistency", "sequential")[0] == 2
+    assert squall(path, "--allow-empty")[0] == 0
+    assert squall(path, "--allow-empty", "--consistency", "sequential")[0] == 0
 
 
 def test_json_output_shape(squall, tmp_path: Path) -> None:

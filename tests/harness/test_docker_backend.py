@@ -283,7 +283,7 @@ def test_cluster_down_after_a_sigkilled_run(docker_client, tmp_path):
         proc.wait(timeout=30)
         left = _run_ids(docker_client) - before
         assert left, "a SIGKILLed run should have left its containers (nothing to test otherwise)"
-        r = squall(["cluster", "down"], tmp_path, timeout_s=120)
+        r = squall(["cluster", "down", "--all"], tmp_path, timeout_s=120)
         assert r.returncode == 0, r.stderr
         for rid in left:
             assert dk.leftovers(docker_client, rid) == {"containers": [], "networks": []}

@@ -36,7 +36,7 @@ def test_run_valid_exits_0_and_fills_latest(tmp_path):
     latest = tmp_path / "results" / "latest"
     assert {"test.json", "history.jsonl", "results.json", "report.html", "junit.xml"} <= {p.name for p in latest.iterdir()}
     spec = json.loads((latest / "test.json").read_text())
-    assert spec["nodes"] == ["n1"] and spec["concurrency"] == 3 and spec["seed"] == 9
+    assert spec["nodes"] == ["n1", "n2", "n3"] and spec["concurrency"] == 3 and spec["seed"] == 9
     assert spec["name"] == "squall-set-partition+kill"
 
 

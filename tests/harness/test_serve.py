@@ -216,6 +216,34 @@ def test_token_is_required_when_given(results):
         srv.stop()
 
 
+def _login(port: int, path: str) -> tuple[int, dict]:
+    """GET without following the redirect: (status, headers)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+
+
+def test_browser_login_with_the_token_in_the_url_sets_a_cookie_and_redirects(results):
+    root, _ = results
+    srv = ServeThread(root, token="s3cret-token").start()
+    try:
+        status, headers = _login(srv.port, "/?token=s3cret-token&verdict=valid")
+        assert status == 302, status  # was a 500 with a yarl that has no URL.without_query
+        assert headers["location"] == "/?verdict=valid"
+        cookie = headers["set-cookie"].split(";")[0]
+        assert cookie == "squall_serve_token=s3cret-token"
+        status, body, _ = get(srv.url + "/", {"Cookie": cookie})
+        assert status == 200 and b"zk-register" in body
+        assert _login(srv.port, "/?token=wrong-token")[0] == 401
+    finally:
+        srv.stop()
+
+
 def test_cli_refuses_a_public_bind_without_token(tmp_path):
     (tmp_path / "results").mkdir()
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "serve", "--host", "0.0.0.0", "--port", "0",

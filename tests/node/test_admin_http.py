@@ -294,6 +294,30 @@ def test_with_a_token_every_request_needs_it(tmp_path):
         n.stop()
 
 
+def test_browser_login_with_the_token_in_the_url_sets_a_cookie_and_redirects(tmp_path):
+    import http.client
+
+    n = AdminNode(tmp_path / "data", admin_host="0.0.0.0", token="token-1234567").start()
+    try:
+        port = int(n.admin_url.rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        try:
+            conn.request("GET", "/tree?token=token-1234567&path=%2F")
+            resp = conn.getresponse()
+            resp.read()
+            headers = {k.lower(): v for k, v in resp.getheaders()}
+        finally:
+            conn.close()
+        assert resp.status == 302, resp.status  # was a 500 with a yarl that has no URL.without_query
+        assert headers["location"] == "/tree?path=/"
+        cookie = headers["set-cookie"].split(";")[0]
+        assert cookie == "squall_admin_token=token-1234567"
+        assert call(f"http://127.0.0.1:{port}/commands/ruok", headers={"Cookie": cookie})[0] == 200
+        assert call(f"http://127.0.0.1:{port}/?token=wrong-wrong-wrong")[0] == 401
+    finally:
+        n.stop()
+
+
 # ---------------------------------------------------------------- pure helpers
 
 
