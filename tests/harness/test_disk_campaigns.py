@@ -96,19 +96,32 @@ def _skip_fsync_available() -> bool:
 
 
 def test_a_node_that_skips_fdatasync_is_caught(tmp_path):
+    """Replication hides a lost tail on a minority; only a loss that takes the
+    data from enough nodes at once (a power cut of all of them) shows it. The
+    schedule draws the targets at random, so up to three seeds are tried and
+    one of them must be judged invalid (a real node passes all three: see above)."""
     _need_fuse()
     _need_node()
     if not _skip_fsync_available():
         pytest.skip("the node has no test-only 'skip-fsync' fault yet (--unsafe-db-fault skip-fsync, "
                     "issue 14): nothing to catch")
+    tried = []
     try:
-        r = squall(["run", "--db", "squall", *DISK, "--time-limit", "30", "--nemesis-interval", "2",
-                    "--unsafe-db-fault", "skip-fsync", "--seed", "7"], tmp_path)
-        run_dir = _latest(tmp_path)
-        results = json.loads((run_dir / "results.json").read_text())
-        assert _disk_ops(run_dir), "no lose-unsynced op ran"
-        assert r.returncode == 1, f"a node that skips fdatasync passed the disk campaign: {results.get('summary')}"
-        assert _mounts_under(tmp_path) == []
+        for seed in ("7", "8", "9"):
+            cwd = tmp_path / f"seed-{seed}"
+            cwd.mkdir()
+            r = squall(["run", "--db", "squall", *DISK, "--time-limit", "40", "--nemesis-interval", "2",
+                        "--unsafe-db-fault", "skip-fsync", "--seed", seed], cwd)
+            run_dir = _latest(cwd)
+            results = json.loads((run_dir / "results.json").read_text())
+            ops = _disk_ops(run_dir)
+            assert ops and all("error" not in o for o in ops), f"the disk fault did not run cleanly: {ops}"
+            assert _mounts_under(tmp_path) == []
+            tried.append((seed, r.returncode, results.get("summary"),
+                          [o["value"]["lost-unsynced"] for o in ops]))
+            if r.returncode == 1:
+                break
+        assert tried[-1][1] == 1, f"a node that skips fdatasync passed every disk campaign: {tried}"
     finally:
         _cleanup(tmp_path)
 
