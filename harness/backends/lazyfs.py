@@ -132,6 +132,10 @@ class LazyMount:
     def status(self) -> dict[str, Any]:
         return self._command("status")
 
+    def settle(self) -> dict[str, Any]:
+        """Count everything written so far as durable (setup files written through the mount)."""
+        return self._command("settle")
+
     def close(self) -> None:
         """Unmount and stop the server. Idempotent; never raises."""
         if is_mounted(self.mountpoint) or self.proc.poll() is None:
@@ -162,6 +166,19 @@ def mount_data_dir(node_dir: Path, log_path: Path) -> LazyMount:
         raise SetupError(f"{backing} already exists; a node dir is mounted only once")
     data.rename(backing)
     data.mkdir()
+    return LazyMount(backing, data, log_path)
+
+
+def mount_empty_data_dir(node_dir: Path, log_path: Path) -> LazyMount:
+    """Mount an empty ``node_dir/data`` (backed by ``node_dir/data.backing``)
+    before anything is written: for a container that bind-mounts it at
+    creation, before the db's ``prepare`` runs. Call ``settle()`` after it."""
+    data = Path(node_dir) / "data"
+    backing = Path(node_dir) / "data.backing"
+    data.mkdir(parents=True, exist_ok=True)
+    if any(data.iterdir()) or backing.exists():
+        raise SetupError(f"{data} must be empty and {backing} absent to mount an empty data dir")
+    backing.mkdir()
     return LazyMount(backing, data, log_path)
 
 

@@ -22,7 +22,8 @@ filesystem does not model it, so it never loses *more* than a disk could).
 
 Control channel: the server's stdin and stdout, one line a command —
 ``drop`` answers one JSON line describing what was lost; ``status`` answers
-the pending undo state. It prints ``ready`` once mounted. EOF on stdin means
+the pending undo state; ``settle`` counts everything so far as durable (for
+files the harness writes through the mount before the node starts). It prints ``ready`` once mounted. EOF on stdin means
 the harness is gone (even killed by SIGKILL): the server then lazily
 unmounts (``fusermount3 -u -z``) and exits, so no mount outlives its run.
 """
@@ -157,6 +158,14 @@ class LazyOps(mfusepy.Operations):
             self.created.clear()
             return {"reverted_files": reverted, "bytes_cut": cut, "removed_entries": removed,
                     "open_handles": self.open_handles}
+
+    def settle(self) -> dict[str, Any]:
+        """Count everything written so far as durable (the harness's own setup files)."""
+        with self._mu:
+            settled = sorted(set(self.undo) | self.created)
+            self.undo.clear()
+            self.created.clear()
+            return {"settled": settled}
 
     def status(self) -> dict[str, Any]:
         with self._mu:
@@ -334,8 +343,10 @@ def _serve_control(ops: LazyOps, mountpoint: str) -> None:
                     reply: dict[str, Any] = {"ok": True, **ops.drop()}
                 elif cmd == "status":
                     reply = {"ok": True, **ops.status()}
+                elif cmd == "settle":
+                    reply = {"ok": True, **ops.settle()}
                 else:
-                    reply = {"ok": False, "error": f"unknown command {cmd!r}; known: drop, status"}
+                    reply = {"ok": False, "error": f"unknown command {cmd!r}; known: drop, settle, status"}
             except Exception as exc:  # noqa: BLE001 - reported to the harness, which raises
                 reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             print(json.dumps(reply), flush=True)

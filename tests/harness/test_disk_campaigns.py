@@ -7,6 +7,8 @@
   must be caught (exit 1). Skipped while the node lacks that test-only fault.
 * Nothing stays mounted (/proc/mounts) after a run, after SIGINT and after
   SIGKILL of `squall run` (the lazyfs servers unmount themselves).
+* Docker (marked `docker`): the same campaign with host-side mounts bound
+  into the containers.
 """
 
 from __future__ import annotations
@@ -175,3 +177,24 @@ def test_sigkill_of_a_disk_run_leaves_nothing_mounted(tmp_path):
             proc.communicate()
         _cleanup(tmp_path)  # the node processes (their own sessions) outlive a SIGKILLed harness
     assert _mounts_under(tmp_path) == []
+
+
+@pytest.mark.docker
+def test_a_disk_campaign_in_docker_mounts_on_the_host_and_leaves_nothing(tmp_path):
+    """Docker: the lazyfs mounts live on the host, bound into each container."""
+    _need_fuse()
+    _need_node()
+    from tests.harness.test_docker_backend import _need_docker
+    _need_docker()
+    try:
+        r = squall(["run", "--backend", "docker", "--db", "squall", *DISK, "--seed", "7"], tmp_path, timeout_s=900)
+        run_dir = _latest(tmp_path)
+        results = json.loads((run_dir / "results.json").read_text())
+        assert r.returncode == 0, f"exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
+        ops = _disk_ops(run_dir)
+        assert ops and all("error" not in o for o in ops), ops
+        # the nodes wrote through the mount: their unsynced files were removed
+        assert any(lost["removed"] for o in ops for lost in o["value"]["lost"].values())
+        assert _mounts_under(tmp_path) == []
+    finally:
+        _cleanup(tmp_path)

@@ -235,3 +235,20 @@ def _kill_quietly(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def test_settle_counts_everything_so_far_as_durable(tmp_path):
+    """The Docker backend mounts an empty data dir, lets prepare write, then settles."""
+    _need_fuse()
+    m = lazyfs.mount_empty_data_dir(tmp_path / "n1", tmp_path / "lazyfs.log")
+    try:
+        d = m.mountpoint
+        _write(d / "myid", b"1\n")  # prepare's file, never fsynced
+        assert m.settle() == {"settled": ["/myid"]}
+        _write(d / "later", b"lost")
+        lost = m.drop()
+        assert (d / "myid").read_bytes() == b"1\n" and not (d / "later").exists()
+        assert lost["removed_entries"] == ["/later"]
+    finally:
+        m.close()
+    assert not lazyfs.is_mounted(tmp_path / "n1" / "data")
