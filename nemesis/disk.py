@@ -24,11 +24,16 @@ START, STOP = "lose-unsynced", "start"
 TARGETS = process.TARGETS
 
 
+def require(target: FaultTarget) -> None:
+    """Refuse (at setup) a target that cannot lose unsynced writes."""
+    if not isinstance(target, LosesUnsynced):
+        raise ValueError(f"{type(target).__name__} cannot lose unsynced writes: the disk fault needs "
+                         "data dirs on lazyfs (the local and Docker backends)")
+
+
 def lose_unsynced(target: FaultTarget, spec: str, rng: random.Random) -> dict[str, Any]:
     """Perform the start op on ``target``; return the op's info value."""
-    if not isinstance(target, LosesUnsynced):
-        raise ValueError(f"{type(target).__name__} cannot lose unsynced writes (the disk fault needs "
-                         "a backend whose data dirs are on lazyfs: the local backend)")
+    require(target)
     nodes, note = process.select(spec, target.nodes, rng, target.leader)
     lost = {}
     for node in nodes:

@@ -39,10 +39,13 @@ _START_STOP = {
 class FaultNemesis:
     """Performs partition/pause/kill ops on a FaultTarget; never raises."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, faults: tuple[str, ...] = ()) -> None:
         self.rng = rng
+        self.faults = tuple(faults)
 
     def setup(self, target: FaultTarget) -> None:
+        if "disk" in self.faults:
+            disk.require(target)
         target.heal()
 
     def teardown(self, target: FaultTarget) -> None:
@@ -155,7 +158,7 @@ def package(faults: list[str] | tuple[str, ...] | str, interval_s: float, rng: r
         known = DEFAULT_VARIANTS.get(fault)
         if known is None or not allowed or set(allowed) - set(known):
             raise ValueError(f"bad variants for {fault!r}: {allowed}; allowed: {known}")
-    nemesis = FaultNemesis(random.Random(rng.random()))
+    nemesis = FaultNemesis(random.Random(rng.random()), names)
     return NemesisPackage(
         nemesis=nemesis, faults=names, interval_s=interval_s,
         op_source=lambda r: fault_ops(names, r, variants),

@@ -69,6 +69,14 @@ def test_a_target_without_the_ability_records_an_error_not_a_fault():
     assert t.calls == []
 
 
+def test_a_disk_package_refuses_at_setup_a_target_without_the_ability():
+    pkg = nemesis.package("disk,kill", 1.0, random.Random(5))
+    with pytest.raises(ValueError, match="cannot lose unsynced writes: the disk fault needs"):
+        pkg.nemesis.setup(PlainTarget(NODES3))
+    pkg.nemesis.setup(DiskTarget(NODES3))  # heals, nothing else
+    nemesis.package("kill", 1.0, random.Random(5)).nemesis.setup(PlainTarget(NODES3))
+
+
 def test_the_disk_schedule_alternates_lose_unsynced_and_start_and_ends_started():
     pkg = nemesis.package("disk", 1.0, random.Random(5))
     ops = pkg.ops(random.Random(5))
