@@ -196,3 +196,13 @@ def test_lose_unsynced_without_lazyfs_says_how_to_get_it(tmp_path):
             cluster.lose_unsynced("n1")
     finally:
         cluster.teardown()
+
+
+@pytest.mark.integration
+def test_a_disk_run_where_fuse_is_missing_fails_at_setup_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(lazyfs.shutil, "which", lambda name: None)  # as if fuse3 were not installed
+    spec = type("Spec", (), {"nodes": 2, "nemesis": ("disk",)})()
+    with pytest.raises(SetupError, match="cannot be mounted here; missing: fusermount3"):
+        LocalBackend().create(spec, WriterDb(), tmp_path)
+    assert not any(str(tmp_path) in m for _, m in lazyfs.squall_mounts())
+    assert not list(tmp_path.glob("nodes/*/data.backing"))
