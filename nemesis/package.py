@@ -37,7 +37,8 @@ _START_STOP = {
 
 
 class FaultNemesis:
-    """Performs partition/pause/kill ops on a FaultTarget; never raises."""
+    """Performs partition/pause/kill/disk ops on a FaultTarget; never raises
+    (but ``setup`` refuses a target that lacks an ability the faults need)."""
 
     def __init__(self, rng: random.Random, faults: tuple[str, ...] = ()) -> None:
         self.rng = rng
