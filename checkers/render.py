@@ -9,8 +9,15 @@ state before and after it in that order.
 
 ``render_html(result, history, model) -> str`` is pure: it returns the page
 and writes nothing (the CLI writes the file). The page inlines its CSS, JS
-and data — no network access when viewed. The template lives in
-``checkers/templates/check.html`` and is read with importlib.resources.
+and data — no network access when viewed. The templates live in
+``checkers/templates/`` (``check.html``, the page; ``check_diagram.html``,
+the diagram alone) and are read with importlib.resources.
+
+The run report draws the same diagram from a stored result (results.json):
+``stored_diagrams(result_dict)`` finds the counterexamples that carry their
+operations (linearizability and sequential consistency do) and
+``render_diagram(data, prefix, link)`` returns the diagram as an HTML
+fragment.
 """
 
 from __future__ import annotations
@@ -26,10 +33,15 @@ from checkers.result import Result, jsonable
 _TEMPLATE = "check.html"
 
 
-def _template() -> jinja2.Template:
-    text = resources.files("checkers").joinpath("templates", _TEMPLATE).read_text("utf-8")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(text)
+def _load(name: str) -> str:
+    return resources.files("checkers").joinpath("templates", name).read_text("utf-8")
+
+
+_ENV = jinja2.Environment(loader=jinja2.FunctionLoader(_load), autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def _template(name: str = _TEMPLATE) -> jinja2.Template:
+    return _ENV.get_template(name)
 
 
 def _operations(history: Any) -> list[Operation]:
@@ -108,3 +120,57 @@ def render_html(result: Result, history: Any, model: Any, title: str | None = No
     return _template().render(data=data, title=title or "squall check",
                               verdict=data["verdict"], summary=result.summary,
                               explanation=result.explanation)
+
+
+class _StoredModel:
+    """Stands in for the model when drawing a stored counterexample: its
+    operations already carry the model's descriptions."""
+
+    initial = None
+
+    def __init__(self, name: Any, descriptions: dict[int, str]) -> None:
+        self.name = name
+        self._descriptions = descriptions
+
+    def describe_op(self, op: Operation) -> str:
+        return self._descriptions.get(op.index, f"{op.f} {op.input!r}")
+
+    def describe_state(self, state: Any) -> Any:
+        return None
+
+
+def _stored_operation(d: dict[str, Any]) -> Operation:
+    return Operation(id=int(d["id"]), process=d["process"], f=str(d["f"]), input=d.get("input"),
+                     output=d.get("output"), status=str(d["status"]), call_index=int(d["call_index"]),
+                     return_index=d.get("return_index"), call_time=int(d.get("call_time") or 0),
+                     return_time=d.get("return_time"), key=d.get("key"))
+
+
+def stored_diagrams(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The diagrams of a stored (``Result.to_dict``) result: one per checker
+    whose counterexample lists its operations; each is ``{"checker", "data"}``
+    with ``data`` as :func:`page_data` returns it."""
+    subs = (result.get("details") or {}).get("results")
+    out = []
+    for r in subs if isinstance(subs, list) and subs else [result]:
+        cx = r.get("counterexample") if isinstance(r, dict) else None
+        ops = cx.get("operations") if isinstance(cx, dict) else None
+        if r.get("valid") is not False or not isinstance(ops, list) or not isinstance(cx.get("op"), dict):
+            continue
+        try:
+            operations = [_stored_operation(o) for o in ops]
+        except (KeyError, TypeError, ValueError):
+            continue  # not a diagram's counterexample
+        model = _StoredModel(cx.get("model"), {int(o["index"]): str(o.get("description", "")) for o in ops
+                                               if isinstance(o.get("index"), int)})
+        checked = Result(False, str(r.get("checker", "?")), str(r.get("summary", "")),
+                         str(r.get("explanation", "")), None, cx)
+        out.append({"checker": checked.checker, "data": page_data(checked, operations, model)})
+    return out
+
+
+def render_diagram(data: dict[str, Any], prefix: str, link: str | None = None) -> str:
+    """The diagram alone (an HTML fragment with its own CSS and script);
+    element ids start with ``prefix``; ``link`` is where the failing
+    operation's bar leads (e.g. its mark on a run's timeline)."""
+    return _template("check_diagram.html").render(data=data, prefix=prefix, link=link)

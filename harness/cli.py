@@ -29,6 +29,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("harness.run_cmd", "run"),
     "test-all": ("harness.run_cmd", "test_all"),
     "analyze": ("harness.run_cmd", "analyze_cmd"),
+    "compare": ("harness.compare_cmd", "compare_cmd"),
     "sim": ("harness.sim_cmd", "sim"),
     "cluster": ("harness.cluster_cmd", "cluster"),
     "serve": ("harness.serve_cmd", "serve"),

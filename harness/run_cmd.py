@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from harness import store
+from harness import store, summary
 from harness.progress import Progress
 from harness.registry import Registry, UnknownName, lookup
 from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SETUP_FAILED, EXIT_UNKNOWN,
@@ -248,9 +248,11 @@ def worst_exit_code(codes: list[int]) -> int:
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")
 @click.option("--replay", type=click.Path(exists=True), default=None,
               help="Re-run the spec stored in a run directory or its test.json (other test flags are ignored).")
+@click.option("--json", "as_json", is_flag=True, default=False,
+              help="Print the runs' summary as JSON on stdout (the verdict lines go to stderr).")
 @click.pass_context
 def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: str | None, replay: str | None,
-        **common: Any) -> None:
+        as_json: bool = False, **common: Any) -> None:
     """Start a cluster, drive it under faults, check the history, write a report."""
     reg = _registry(ctx)
     c = _Common(**common)
@@ -263,6 +265,7 @@ def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: 
     results_root = Path(c.results_dir)
     control = RunControl()
     codes = []
+    rows = []
     with _signals_to(control):
         for i in range(test_count):
             this = spec if i == 0 else replace(spec, seed=spec.seed + i)
@@ -270,11 +273,16 @@ def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: 
                 outcome = execute(reg, this, results_root, control, c.progress)
             except SpecError as exc:
                 _fail(str(exc))
-            click.echo(_describe(outcome))  # the verdict, on stdout; progress is on stderr
+            click.echo(_describe(outcome), err=as_json)  # the verdict on stdout (the JSON's place with --json)
             codes.append(outcome.exit_code)
+            if as_json:
+                rows.append(summary.run_row(this, outcome, results_root))
             if outcome.exit_code == EXIT_INTERRUPTED:
                 break
-    ctx.exit(EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else worst_exit_code(codes))
+    code = EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else worst_exit_code(codes)
+    if as_json:
+        click.echo(summary.to_json(summary.summary_doc(rows, code, "run")))
+    ctx.exit(code)
 
 
 # -- squall test-all ----------------------------------------------------------
@@ -285,9 +293,15 @@ def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: 
 @click.option("--nemeses", default="partition;pause;kill", show_default=True,
               help="Semicolon-separated nemesis lists, e.g. 'partition;kill;partition,pause;none'.")
 @_common_options
+@click.option("--json", "as_json", is_flag=True, default=False,
+              help="Print the summary as JSON on stdout (the table goes to stderr).")
 @click.pass_context
-def test_all(ctx: click.Context, workloads: str, nemeses: str, **common: Any) -> None:
-    """Run every workload under every nemesis; print a summary table."""
+def test_all(ctx: click.Context, workloads: str, nemeses: str, as_json: bool = False, **common: Any) -> None:
+    """Run every workload under every nemesis; print a summary table.
+
+    Writes <results>/test-all/<timestamp>/summary.json (one row per run) and
+    junit.xml (one test case per run), and points <results>/test-all/latest
+    at them."""
     reg = _registry(ctx)
     c = _Common(**common)
     if c.seed is None:
@@ -309,17 +323,24 @@ def test_all(ctx: click.Context, workloads: str, nemeses: str, **common: Any) ->
             rows.append((spec, outcome))
             if outcome.exit_code == EXIT_INTERRUPTED:
                 break
-    click.echo(summary_table(rows))
     codes = [o.exit_code for _, o in rows]
-    ctx.exit(EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else worst_exit_code(codes))
+    code = EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else worst_exit_code(codes)
+    doc = summary.summary_doc([summary.run_row(s, o, c.results_dir) for s, o in rows], code, "test-all")
+    suite_dir = summary.write_suite(c.results_dir, doc)
+    click.echo(summary_table(doc["runs"]), err=as_json)
+    click.echo(f"summary: {suite_dir / 'summary.json'}\njunit:   {suite_dir / 'junit.xml'}", err=True)
+    if as_json:
+        click.echo(summary.to_json(doc))
+    ctx.exit(code)
 
 
-def summary_table(rows: list[tuple[TestSpec, RunOutcome]]) -> str:
-    header = ("test", "verdict", "exit", "ops", "wall s", "results")
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """The summary's rows (``harness.summary.run_row``) as a text table."""
+    header = ("test", "seed", "verdict", "exit", "operations", "wall s", "results")
     lines = [header]
-    for spec, o in rows:
-        verdict = "interrupted" if o.interrupted else {True: "valid", False: "invalid", "unknown": "unknown"}.get(o.valid, "error")  # type: ignore[arg-type]
-        lines.append((spec.name, verdict, str(o.exit_code), str(o.history_len), f"{o.wall_s:.1f}", str(o.run_dir)))
+    for r in rows:
+        lines.append((r["test"], str(r["seed"]), r["verdict"], str(r["exit_code"]), str(r["counts"]["operations"]),
+                      f"{r['wall_s']:.1f}", r["run_dir"]))
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in lines]
     out.insert(1, "  ".join("-" * w for w in widths))

@@ -597,7 +597,7 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
             control.raise_on_interrupt = False
     results = {"valid": result.valid, "summary": result.summary, "status": "checked",
                "test": spec.name, "notes": list(notes or []), "result": result.to_dict(),
-               "ops": len(history)}
+               "counts": _counts(history)}
     store.write_results(run_dir, results)
     wall = time.monotonic() - started
     from harness.report import junit
@@ -611,10 +611,15 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
                       history_len=len(history), wall_s=wall)
 
 
+def _counts(history: list[Op]) -> dict[str, int]:
+    from harness.report.stats import counts  # the report's and the results browser's counts
+    return counts(history)
+
+
 def write_error_outcome(spec: TestSpec, run_dir: Path, message: str, status: str, history: list[Op],
                         wall_s: float) -> None:
     """results.json, junit.xml (an error) and report.html for a run without a verdict."""
-    results = _error_results(spec, message, status)
+    results = {**_error_results(spec, message, status), "counts": _counts(history)}
     store.write_results(run_dir, results)
     from harness.report import junit
     junit.write_junit(run_dir / "junit.xml", spec.name, results, wall_s)

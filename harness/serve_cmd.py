@@ -57,7 +57,7 @@ class RunSummary:
     nodes: int
     verdict: str  # valid, invalid, unknown, crashed, interrupted, setup-failed, incomplete
     summary: str
-    ops: dict[str, int] = field(default_factory=dict)  # ok/fail/info completions, invoke count, nemesis
+    ops: dict[str, int] = field(default_factory=dict)  # harness.report.stats.OpCounter's counts
     files: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -98,8 +98,12 @@ def stamp_time(stamp: str, fallback: Path) -> str:
 
 
 def count_ops(history: Path) -> tuple[dict[str, int], list[str]]:
-    """Client invocations and completions by type, and nemesis ops; bad lines are reported, not fatal."""
-    counts = {"invoke": 0, "ok": 0, "fail": 0, "info": 0, "nemesis": 0}
+    """The report's counts (operations = client invocations, ok/fail/info,
+    nemesis operations, lines; see ``harness.report.stats.OpCounter``);
+    bad lines are reported, not fatal."""
+    from harness.report.stats import OpCounter
+
+    counter = OpCounter()
     problems: list[str] = []
     try:
         with history.open(encoding="utf-8") as fh:
@@ -108,20 +112,16 @@ def count_ops(history: Path) -> tuple[dict[str, int], list[str]]:
                     continue
                 try:
                     op = json.loads(line)
-                    kind = op["type"]
-                except (ValueError, KeyError, TypeError):
+                    counter.add(op.get("process"), op["type"])
+                except (ValueError, KeyError, TypeError, AttributeError):
                     if len(problems) < 3:
                         problems.append(f"history.jsonl:{lineno}: not a history op")
                     continue
-                if op.get("process") == "nemesis":
-                    counts["nemesis"] += 1
-                elif kind in counts:
-                    counts[kind] += 1
     except FileNotFoundError:
         problems.append("no history.jsonl")
     except OSError as exc:
         problems.append(f"history.jsonl unreadable: {exc}")
-    return counts, problems
+    return counter.result(), problems
 
 
 def _read_json(path: Path, problems: list[str]) -> Any:

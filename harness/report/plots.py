@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from matplotlib.figure import Figure
 
 from harness.report.stats import FaultInterval, Pair
 
 COLORS = {"ok": "#2e7d32", "fail": "#c62828", "info": "#ef6c00"}
+COLORS_FAILING = "#6a1b9a"
 FAULT_COLORS = {"partition": "#90caf9", "kill": "#ef9a9a", "pause": "#fff59d"}
 MAX_TIMELINE_OPS = 6000  # beyond this the timeline shows an even sample
 
@@ -23,6 +24,8 @@ def _svg(fig: Figure) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
+    # links within the page open in place, not in a new tab
+    text = re.sub(r'(xlink:href="#[^"]*") target="_blank"', r"\1", text)
     # drop the XML prolog and doctype so the SVG can sit inline in HTML
     return re.sub(r"^.*?(<svg)", r"\1", text, count=1, flags=re.S)
 
@@ -31,13 +34,25 @@ def _bands(ax, faults: Sequence[FaultInterval]) -> None:
     seen = set()
     for f in faults:
         color = FAULT_COLORS.get(f.kind, "#d1c4e9")
-        label = f.kind if f.kind not in seen else None
-        seen.add(f.kind)
-        ax.axvspan(f.start_s, f.end_s, color=color, alpha=0.35, lw=0, label=label)
+        idle = "no effect" in f.label  # e.g. a partition of a one-node cluster: hatched, not filled
+        name = f"{f.kind} (no effect)" if idle else f.kind
+        label = name if name not in seen else None
+        seen.add(name)
+        if idle:
+            ax.axvspan(f.start_s, f.end_s, fill=False, hatch="//", edgecolor=color, lw=0, label=label)
+        else:
+            ax.axvspan(f.start_s, f.end_s, color=color, alpha=0.35, lw=0, label=label)
 
 
-def timeline_svg(ps: Sequence[Pair], faults: Sequence[FaultInterval], end_s: float) -> str:
-    """One row per process; a bar from invocation to completion per op."""
+def timeline_svg(ps: Sequence[Pair], faults: Sequence[FaultInterval], end_s: float,
+                 marks: Mapping[int, str] | None = None) -> str:
+    """One row per process; a bar from invocation to completion per op.
+
+    ``marks`` maps the invocation index of a failing operation to a link
+    (e.g. its bar in the counterexample's diagram): those are always drawn,
+    outlined and labelled ``#index``, as SVG elements with the id
+    ``timeline-op-<index>`` wrapped in that link."""
+    marks = marks or {}
     procs = sorted({p.invoke.process for p in ps}, key=lambda x: (isinstance(x, str), x))
     row = {proc: i for i, proc in enumerate(procs)}
     height = min(8.0, 1.5 + 0.18 * max(1, len(procs)))
@@ -53,6 +68,15 @@ def timeline_svg(ps: Sequence[Pair], faults: Sequence[FaultInterval], end_s: flo
         widths = [max((p.end_s if p.end_s is not None else end_s) - p.start_s, end_s / 2000 or 1e-3) for p in segs]
         ys = [row[p.invoke.process] for p in segs]
         ax.barh(ys, widths, left=xs, height=0.7, color=COLORS[t], label=t, linewidth=0)
+    marked = [p for p in ps if p.invoke.index in marks]
+    for p in marked:
+        width = max((p.end_s if p.end_s is not None else end_s) - p.start_s, end_s / 400 or 1e-3)
+        (bar,) = ax.barh([row[p.invoke.process]], [width], left=[p.start_s], height=0.9, color=COLORS_FAILING,
+                         edgecolor="#000000", linewidth=1.2, label="failing" if p is marked[0] else None).patches
+        bar.set_gid(f"timeline-op-{p.invoke.index}")
+        bar.set_url(marks[p.invoke.index])
+        ax.annotate(f"#{p.invoke.index}", (p.start_s, row[p.invoke.process] + 0.45), fontsize=6,
+                    color="#000000", annotation_clip=True)
     ax.set_xlim(0, max(end_s, 1e-3))
     ax.set_yticks(range(len(procs)))
     ax.set_yticklabels([str(p) for p in procs], fontsize=6)

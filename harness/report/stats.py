@@ -135,8 +135,7 @@ def fault_intervals(history: Sequence[Op], end_s: float | None = None) -> list[F
         t = op.time / NS
         if what == "begin":
             if kind not in active:
-                label = op.f if op.value is None else f"{op.f} {_short(op.value)}"
-                active[kind] = (t, label)
+                active[kind] = (t, describe_fault(op.f, op.value))
         else:
             kinds = list(active) if kind == "*" else [kind]
             for k in kinds:
@@ -148,17 +147,117 @@ def fault_intervals(history: Sequence[Op], end_s: float | None = None) -> list[F
     return out
 
 
-def _short(v: Any, n: int = 60) -> str:
+def _names(v: Any) -> str:
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return ", ".join(sorted(str(x) for x in v)) or "none"
+    return str(v)
+
+
+def _words(v: Any) -> str:
+    """Any JSON value in words: no Python reprs (no braces, quotes or frozensets)."""
+    if isinstance(v, dict):
+        return "; ".join(f"{k} {_words(x)}" for k, x in v.items()) or "nothing"
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return _names(v)
+    return str(v)
+
+
+_TARGET_KEYS = {"kill": "killed", "pause": "paused", "start": "started", "resume": "resumed"}
+
+
+def describe_fault(f: str, value: Any) -> str:
+    """A nemesis operation in words, from its completion's value (what the
+    nemesis did); a fault that touched nothing says "no effect"."""
+    if f == "start-partition" and isinstance(value, dict) and "cut" in value:
+        shape = value.get("partition") or "partition"
+        cut = value.get("cut") or {}
+        if not cut:
+            return f"partition ({shape}): no effect, no link to cut"
+        hears = "; ".join(f"{dst} cannot hear {_names(srcs)}" for dst, srcs in sorted(cut.items()))
+        return f"partition ({shape}): {hears}"
+    if f in ("stop-partition", "heal", "heal-all"):
+        return "network healed"
+    key = _TARGET_KEYS.get(f)
+    if key and isinstance(value, dict) and key in value:
+        targets = value.get(key) or []
+        return f"{f} {_names(targets)}" if targets else f"{f}: no effect, no node"
+    if value is None:
+        return f
+    return _short(f"{f} {_words(value)}")
+
+
+def _short(v: Any, n: int = 120) -> str:
     s = str(v)
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+# counterexample fields that hold history indices of operations (not values)
+_INDEX_KEYS = ("index", "op", "ops", "add", "final_read_index")
+# fields that list context, not the failing operations
+_CONTEXT_KEYS = ("operations", "candidates", "partial_linearizations")
+
+
+def failing_indices(counterexample: Any, history: Sequence[Op], limit: int = 50) -> list[int]:
+    """History indices of client invocations a counterexample names (fields
+    such as ``index``, ``op``, ``ops``), in history order, at most ``limit``."""
+    client_invokes = {op.index for op in history if op.type == INVOKE and op.process != NEMESIS}
+    found: set[int] = set()
+
+    def walk(v: Any, under_key: bool) -> None:
+        if len(found) >= limit:
+            return
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k in _CONTEXT_KEYS:
+                    continue
+                walk(x, k in _INDEX_KEYS)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x, under_key)
+        elif under_key and isinstance(v, int) and not isinstance(v, bool) and v in client_invokes:
+            found.add(v)
+
+    walk(counterexample, False)
+    return sorted(found)[:limit]
+
+
+class OpCounter:
+    """The one way squall counts a history (report, results browser,
+    results.json, summaries): an *operation* is a client invocation; each
+    ends ok, fail or info, and an invocation that never completed counts as
+    info (it may or may not have happened), so ok + fail + info ==
+    operations. Nemesis operations (fault invocations) are counted apart;
+    every record of history.jsonl, invocation or completion, is a *line*."""
+
+    def __init__(self) -> None:
+        self.c = {"operations": 0, "ok": 0, "fail": 0, "info": 0, "nemesis": 0, "lines": 0}
+        self._open: set = set()
+        self._nemesis_open = False
+
+    def add(self, process: Any, type_: str) -> None:
+        self.c["lines"] += 1
+        if process == NEMESIS:  # a fault is one operation: its invocation, or a lone completion
+            if type_ == INVOKE or not self._nemesis_open:
+                self.c["nemesis"] += 1
+            self._nemesis_open = type_ == INVOKE
+        elif type_ == INVOKE:
+            if process in self._open:  # a second invocation: the first never completed
+                self.c["info"] += 1
+            self.c["operations"] += 1
+            self._open.add(process)
+        elif process in self._open and type_ in ("ok", "fail", "info"):
+            self._open.discard(process)
+            self.c[type_] += 1
+
+    def result(self) -> dict[str, int]:
+        out = dict(self.c)
+        out["info"] += len(self._open)
+        return out
+
+
 def counts(history: Iterable[Op]) -> dict[str, int]:
-    out = {"invoke": 0, "ok": 0, "fail": 0, "info": 0, "nemesis": 0}
+    """operations, ok, fail, info, nemesis, lines (see :class:`OpCounter`)."""
+    counter = OpCounter()
     for op in history:
-        if op.process == NEMESIS:
-            if op.type != INVOKE:
-                out["nemesis"] += 1
-            continue
-        out[op.type] = out.get(op.type, 0) + 1
-    return out
+        counter.add(op.process, op.type)
+    return counter.result()

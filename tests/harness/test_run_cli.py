@@ -84,7 +84,7 @@ def test_test_all_prints_a_table_and_exits_with_the_worst(tmp_path):
                 "--unsafe-db-fault", "lose-writes"] + FAST, tmp_path)
     assert r.exit_code == 1
     table = r.stdout
-    assert table.splitlines()[0].split()[:3] == ["test", "verdict", "exit"]
+    assert table.splitlines()[0].split()[:4] == ["test", "seed", "verdict", "exit"]
     assert table.count("invalid") == 4
 
 

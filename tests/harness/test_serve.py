@@ -78,7 +78,7 @@ def test_list_runs_reads_verdicts_counts_and_sorts_newest_first(results):
     assert by_name["squall-set"].verdict == "invalid"
     assert by_name["squall-register"].verdict == "unknown"
     assert by_name["zk-lock"].verdict == "incomplete"
-    assert by_name["squall-set"].ops == {"invoke": 5, "ok": 3, "fail": 0, "info": 2, "nemesis": 2}
+    assert by_name["squall-set"].ops == {"operations": 5, "ok": 3, "fail": 0, "info": 2, "nemesis": 2, "lines": 12}
     assert by_name["squall-register"].nemesis == "pause,kill"
     assert by_name["zk-register"].db == "zookeeper" and by_name["zk-register"].workload == "register"
     assert by_name["zk-register"].time == "2026-01-02T01:00:00+00:00"
