@@ -88,6 +88,29 @@ def test_the_disk_schedule_alternates_lose_unsynced_and_start_and_ends_started()
     assert "disk" in nemesis.FAULTS
 
 
+def test_the_report_draws_a_disk_fault_from_lose_unsynced_to_start():
+    from checkers.history import Op
+    from harness.progress import Progress
+    from harness.report import stats
+
+    lost = {"lost-unsynced": ["n1", "n2"], "lost": {"n1": {"files": 1, "bytes_cut": 9, "removed": []},
+                                                      "n2": {"files": 0, "bytes_cut": 0, "removed": []}}}
+    ops = [Op(index=i, time=int(t * 1e9), type=ty, process="nemesis", f=f, value=v)
+           for i, (t, ty, f, v) in enumerate([
+               (1.0, "invoke", "lose-unsynced", "majority"), (1.1, "info", "lose-unsynced", lost),
+               (2.0, "invoke", "start", "all"), (2.1, "info", "start", {"started": ["n1", "n2", "n3"]})])]
+    (interval,) = stats.fault_intervals(ops)
+    assert (interval.kind, interval.start_s, interval.end_s) == ("disk", 1.1, 2.1)
+    assert interval.label == "lose-unsynced n1, n2"
+    assert stats.describe_fault("lose-unsynced", {"lost-unsynced": [], "lost": {}}) == \
+        "lose-unsynced: no effect, no node"
+    p = Progress(limit_s=10, enabled=False)
+    p.nemesis_done("lose-unsynced", "lose-unsynced n1")
+    assert p.fault == "lose-unsynced n1"
+    p.nemesis_done("start", "start all")
+    assert p.fault is None
+
+
 # ------------------------------------------------------------- local backend
 WRITER = r"""
 import os, sys, time
