@@ -75,7 +75,7 @@ class Progress:
 
     def nemesis_done(self, f: str, description: str) -> None:
         """Track the faults in effect: a start adds one, its stop removes it."""
-        from harness.report.stats import fault_edge
+        from harness.report.stats import ended_kinds, fault_edge
 
         edge = fault_edge(f)
         if edge is None:
@@ -86,7 +86,8 @@ class Progress:
         elif kind == "*":
             self._active.clear()
         else:
-            self._active.pop(kind, None)
+            for k in ended_kinds(kind):
+                self._active.pop(k, None)
         self.fault = "; ".join(self._active.values()) or None
 
     def set_phase(self, phase: str, elapsed_s: float) -> None:

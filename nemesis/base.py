@@ -45,6 +45,16 @@ class FaultTarget(Protocol):
 
 
 @runtime_checkable
+class LosesUnsynced(Protocol):
+    """An optional FaultTarget ability (the disk fault, nemesis/disk.py)."""
+
+    def lose_unsynced(self, node: str) -> dict[str, Any]:
+        """Kill the node and drop every byte, file and directory entry it
+        wrote since its last fsync/fdatasync; the node stays down. Returns
+        what was lost (``reverted_files``, ``bytes_cut``, ``removed_entries``)."""
+
+
+@runtime_checkable
 class Nemesis(Protocol):
     """A fault strategy: turns fault ops into calls on a FaultTarget."""
 

@@ -1,4 +1,4 @@
-"""Composed nemeses: partition, pause and kill on a schedule.
+"""Composed nemeses: partition, pause, kill and disk on a schedule.
 
 ``package(["partition", "kill"], interval_s=10, rng=...)`` gives a
 ``NemesisPackage`` whose op source alternates a start op of a randomly
@@ -7,6 +7,7 @@ chosen fault with its stop op, forever:
     {"f": "start-partition", "value": "majorities-ring"} / {"f": "stop-partition"}
     {"f": "pause", "value": "one"}                       / {"f": "resume", "value": "all"}
     {"f": "kill", "value": "leader"}                     / {"f": "start", "value": "all"}
+    {"f": "lose-unsynced", "value": "all"}               / {"f": "start", "value": "all"}  (disk)
 
 The runner spaces them by ``interval_s`` and records each as an invoke and
 the info completion ``invoke`` returns. ``final_ops`` heal, resume and start
@@ -21,30 +22,36 @@ import random
 from typing import Any, Iterator
 
 from nemesis.base import FaultTarget, NemesisPackage
+from nemesis import disk
 from nemesis import partition as part
 from nemesis import process
 
-FAULTS = ("partition", "pause", "kill", "none")
+FAULTS = ("partition", "pause", "kill", "disk", "none")
 
 _START_STOP = {
     "partition": ("start-partition", "stop-partition"),
     "pause": ("pause", "resume"),
     "kill": ("kill", "start"),
+    "disk": (disk.START, disk.STOP),
 }
 
 
 class FaultNemesis:
-    """Performs partition/pause/kill ops on a FaultTarget; never raises."""
+    """Performs partition/pause/kill/disk ops on a FaultTarget; never raises
+    (but ``setup`` refuses a target that lacks an ability the faults need)."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, faults: tuple[str, ...] = ()) -> None:
         # Each fault op draws from its own stream (the base seed and the op's
         # number), so a choice that depends on the cluster's state (no leader
         # known: a random node instead) never shifts later ops' targets.
         self._base = rng.getrandbits(64)
         self._invoked = 0
         self.rng = random.Random(f"{self._base}/setup")
+        self.faults = tuple(faults)
 
     def setup(self, target: FaultTarget) -> None:
+        if "disk" in self.faults:
+            disk.require(target)
         target.heal()
 
     def teardown(self, target: FaultTarget) -> None:
@@ -64,11 +71,13 @@ class FaultNemesis:
                 return _info("healed")
             if f in ("pause", "kill", "resume", "start"):
                 return _info(self._process(target, f, value or "all"))
+            if f == disk.START:
+                return _info(disk.lose_unsynced(target, value or "one", self.rng))
         except Exception as exc:  # noqa: BLE001 - a fault that failed is recorded, not raised
             return {"type": "info", "value": value, "error": f"{type(exc).__name__}: {exc}"}
         return {"type": "info", "value": value,
                 "error": f"unknown nemesis op {f!r}; known: start-partition, stop-partition, "
-                         "pause, resume, kill, start"}
+                         f"pause, resume, kill, start, {disk.START}"}
 
     def _partition(self, target: FaultTarget, shape: str) -> dict[str, Any]:
         grudge, note = part.shape(shape, target.nodes, self.rng, target.leader)
@@ -118,6 +127,7 @@ DEFAULT_VARIANTS: dict[str, tuple[str, ...]] = {
     "partition": part.SHAPES,
     "pause": process.TARGETS,
     "kill": process.TARGETS,
+    "disk": disk.TARGETS,
 }
 
 
@@ -140,7 +150,7 @@ def final_ops(faults: tuple[str, ...]) -> list[dict[str, Any]]:
         ops.append({"f": "stop-partition"})
     if "pause" in faults:
         ops.append({"f": "resume", "value": "all"})
-    if "kill" in faults:
+    if "kill" in faults or "disk" in faults:
         ops.append({"f": "start", "value": "all"})
     return ops
 
@@ -156,7 +166,7 @@ def package(faults: list[str] | tuple[str, ...] | str, interval_s: float, rng: r
         known = DEFAULT_VARIANTS.get(fault)
         if known is None or not allowed or set(allowed) - set(known):
             raise ValueError(f"bad variants for {fault!r}: {allowed}; allowed: {known}")
-    nemesis = FaultNemesis(random.Random(rng.random()))
+    nemesis = FaultNemesis(random.Random(rng.random()), names)
     return NemesisPackage(
         nemesis=nemesis, faults=names, interval_s=interval_s,
         op_source=lambda r: fault_ops(names, r, variants),

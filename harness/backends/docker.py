@@ -189,8 +189,10 @@ class DockerCluster:
     """Nodes in containers. Implements the Cluster protocol and FaultTarget."""
 
     def __init__(self, db: Any, nodes: list[str], run_dir: Path, image: str, client: Any,
-                 run_id: str | None = None, kind: str = "run") -> None:
+                 run_id: str | None = None, kind: str = "run", lazy_data: bool = False) -> None:
         self.db = db
+        self.lazy_data = lazy_data  # data dirs on lazyfs (host-side mounts), for the disk fault
+        self._mounts: dict[str, Any] = {}
         self.nodes = list(nodes)
         self.run_dir = Path(run_dir).resolve()
         self.image = image
@@ -216,16 +218,23 @@ class DockerCluster:
     def launch(self) -> None:
         self.network = self.client.networks.create(f"squall-{self.run_id}", driver="bridge",
                                                    labels=self.labels, check_duplicate=True)
+        if self.lazy_data:
+            from harness.backends import lazyfs
+            lazyfs.require_fuse()
+            lazyfs.unmount_stale()
         for index, name in enumerate(self.nodes, start=1):
             node_dir = self.run_dir / "nodes" / name
             node_dir.mkdir(parents=True, exist_ok=True)
             n = _Node(name, index, node_dir)
             self._nodes[name] = n
+            volumes = {str(node_dir): {"bind": str(node_dir), "mode": "rw"}}
+            if self.lazy_data:
+                volumes.update(self._mount_data_dir(n))
             n.container = self.client.containers.run(
                 self.image, ["sleep", "infinity"], name=f"squall-{self.run_id}-{name}", hostname=name,
                 detach=True, init=True, cap_add=["NET_ADMIN"], labels={**self.labels, LABEL_NODE: name},
                 network=self.network.name, ports={f"{CLIENT_PORT}/tcp": ("127.0.0.1", None)},
-                volumes={str(node_dir): {"bind": str(node_dir), "mode": "rw"}},
+                volumes=volumes,
                 environment={"LANG": "C.UTF-8"})
         self.network.reload()
         for n in self._nodes.values():
@@ -235,8 +244,25 @@ class DockerCluster:
             self._exec(n, iptables_setup_script(), check=True)
         for n in self._nodes.values():
             self._prepare(n)
+        for mount in self._mounts.values():
+            mount.settle()  # what prepare wrote (ZooKeeper's myid) is durable
         for name in self.nodes:
             self.start(name)
+
+    def _mount_data_dir(self, n: _Node) -> dict[str, Any]:
+        """An empty lazyfs mount on the host at ``<node dir>/data``, bound into the container."""
+        from harness.backends import lazyfs
+        mount = self._mounts[n.name] = lazyfs.mount_empty_data_dir(n.dir, n.dir / "lazyfs.log")
+        return {str(mount.mountpoint): {"bind": str(mount.mountpoint), "mode": "rw"}}
+
+    def lose_unsynced(self, node: str) -> dict[str, Any]:
+        """Kill the node and drop what it never fsynced (the host-side lazyfs mount)."""
+        mount = self._mounts.get(node)
+        if mount is None:
+            raise SetupError("lose_unsynced needs the data dirs on lazyfs: the Docker backend mounts "
+                             "them only when 'disk' is among the run's faults")
+        self.kill(node)
+        return mount.drop()
 
     def _prepare(self, n: _Node) -> None:
         ports = container_ports(self.nodes, n.name)
@@ -255,6 +281,8 @@ class DockerCluster:
                 return
             self._torn_down = True
             errors = remove_run(self.client, self.run_id)
+            for mount in self._mounts.values():
+                mount.close()
         with _LIVE_LOCK:
             _LIVE.discard(self)
         if errors:
@@ -520,7 +548,9 @@ class DockerBackend:
         if kind == "run":
             warn_about_dead_runs(client)
         image = self.options.get("docker_image") or images.ensure_node_image(client).tag
-        cluster = DockerCluster(db, nodes, Path(run_dir), image, client, run_id=run_id, kind=kind)
+        lazy_data = "disk" in tuple(getattr(spec, "nemesis", ()) or ())
+        cluster = DockerCluster(db, nodes, Path(run_dir), image, client, run_id=run_id, kind=kind,
+                                lazy_data=lazy_data)
         try:
             cluster.launch()
         except BaseException:

@@ -174,8 +174,10 @@ def node_names(nodes: int | list[str] | tuple[str, ...]) -> list[str]:
 class LocalCluster:
     """Local node processes behind a proxy mesh. Implements FaultTarget."""
 
-    def __init__(self, db: Any, nodes: list[str], run_dir: Path) -> None:
+    def __init__(self, db: Any, nodes: list[str], run_dir: Path, lazy_data: bool = False) -> None:
         self.db = db
+        self.lazy_data = lazy_data  # data dirs on lazyfs, for the disk fault
+        self._mounts: dict[str, Any] = {}
         self.nodes = list(nodes)
         self.run_dir = Path(run_dir)
         self.mesh = ProxyMesh()
@@ -216,6 +218,8 @@ class LocalCluster:
             node_dir.mkdir(parents=True, exist_ok=True)
             argv, env, log_path = self.db.prepare(name, index, list(self.nodes), ports, node_dir)
             self._nodes[name] = _Node(name, index, ports, node_dir, argv, env, Path(log_path))
+        if self.lazy_data:
+            self._mount_data_dirs()
         for name in self.nodes:
             self.start(name)
 
@@ -228,6 +232,7 @@ class LocalCluster:
             _log.info("teardown: killing %d node(s), closing the proxies", len(self._nodes))
             for node in self._nodes.values():
                 self._kill_proc(node)
+            self._unmount_data_dirs()
             self.mesh.close()
             self.watchdog.close()
         with _LIVE_LOCK:
@@ -368,6 +373,30 @@ class LocalCluster:
             _log.info("started %s (pid %d): %s", n.name, n.proc.pid, " ".join(n.argv))
             n.paused = False
 
+    # ---------------------------------------------- lazyfs (the disk fault)
+    def _mount_data_dirs(self) -> None:
+        """Put every node's data dir on its own lazyfs mount (harness/backends/lazyfs.py)."""
+        from harness.backends import lazyfs
+        lazyfs.require_fuse()
+        lazyfs.unmount_stale()
+        for n in self._nodes.values():
+            self._mounts[n.name] = lazyfs.mount_data_dir(n.dir, n.dir / "lazyfs.log")
+
+    def _unmount_data_dirs(self) -> None:
+        for mount in self._mounts.values():
+            mount.close()
+
+    def lose_unsynced(self, node: str) -> dict[str, Any]:
+        """Kill the node and drop every byte and entry it never fsynced; it stays down."""
+        with self._lock:
+            n = self._node(node)
+            mount = self._mounts.get(node)
+            if mount is None:
+                raise SetupError("lose_unsynced needs the data dirs on lazyfs: the local backend mounts "
+                                 "them only when 'disk' is among the run's faults")
+            self._kill_proc(n)
+            return mount.drop()
+
     def _kill_proc(self, n: _Node) -> None:
         if n.proc is None:
             return
@@ -408,7 +437,8 @@ class LocalBackend:
     def create(self, spec: Any, db: Any, run_dir: Path) -> LocalCluster:
         install_signal_handlers()
         nodes = node_names(getattr(spec, "nodes", spec))
-        cluster = LocalCluster(db, nodes, Path(run_dir))
+        lazy_data = "disk" in tuple(getattr(spec, "nemesis", ()) or ())
+        cluster = LocalCluster(db, nodes, Path(run_dir), lazy_data=lazy_data)
         try:
             cluster.launch()
         except BaseException:

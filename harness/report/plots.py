@@ -16,7 +16,7 @@ from harness.report.stats import FaultInterval, Pair
 
 COLORS = {"ok": "#2e7d32", "fail": "#c62828", "info": "#ef6c00"}
 COLORS_FAILING = "#6a1b9a"
-FAULT_COLORS = {"partition": "#90caf9", "kill": "#ef9a9a", "pause": "#fff59d"}
+FAULT_COLORS = {"partition": "#90caf9", "kill": "#ef9a9a", "pause": "#fff59d", "disk": "#bcaaa4"}
 MAX_TIMELINE_OPS = 6000  # beyond this the timeline shows an even sample
 
 

@@ -12,8 +12,16 @@ from checkers.history import INVOKE, NEMESIS, Op
 NS = 1e9
 
 # How a nemesis op begins or ends a fault: kind of fault, or None.
-_BEGIN = {"kill": "kill", "pause": "pause"}
+_BEGIN = {"kill": "kill", "pause": "pause", "lose-unsynced": "disk"}
 _END = {"start": "kill", "resume": "pause"}
+# an end of one kind that ends others too: "start" restarts killed nodes and
+# nodes whose disks lost their unsynced writes alike
+_ALSO_ENDS = {"kill": ("disk",)}
+
+
+def ended_kinds(kind: str) -> tuple[str, ...]:
+    """The fault kinds an end edge of ``kind`` ends."""
+    return (kind, *_ALSO_ENDS.get(kind, ()))
 
 
 def fault_edge(f: str) -> tuple[str, str] | None:
@@ -137,7 +145,7 @@ def fault_intervals(history: Sequence[Op], end_s: float | None = None) -> list[F
             if kind not in active:
                 active[kind] = (t, describe_fault(op.f, op.value))
         else:
-            kinds = list(active) if kind == "*" else [kind]
+            kinds = list(active) if kind == "*" else ended_kinds(kind)
             for k in kinds:
                 if k in active:
                     start, label = active.pop(k)
@@ -162,7 +170,8 @@ def _words(v: Any) -> str:
     return str(v)
 
 
-_TARGET_KEYS = {"kill": "killed", "pause": "paused", "start": "started", "resume": "resumed"}
+_TARGET_KEYS = {"kill": "killed", "pause": "paused", "start": "started", "resume": "resumed",
+                "lose-unsynced": "lost-unsynced"}
 
 
 def describe_fault(f: str, value: Any) -> str:

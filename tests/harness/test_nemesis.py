@@ -103,7 +103,7 @@ def test_process_leader_target():
 def test_parse_faults():
     assert nemesis.parse_faults("partition,kill") == ("partition", "kill")
     assert nemesis.parse_faults(["none"]) == ()
-    with pytest.raises(ValueError, match="allowed: partition, pause, kill, none"):
+    with pytest.raises(ValueError, match="allowed: partition, pause, kill, disk, none"):
         nemesis.parse_faults("partition,flood")
     with pytest.raises(ValueError, match="cannot be combined"):
         nemesis.parse_faults("none,kill")
