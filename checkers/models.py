@@ -19,6 +19,8 @@ Interface (``Model``):
   that can still precede the op's return leads from ``state`` to one where
   the op is legal, and which ops those tests do not depend on (a pruning
   hint for the search; see ``Model.dead_ends``).
+- ``wants(op) -> (doomed, rescues) | None`` -- the same knowledge op by
+  op, for searches without real-time intervals (the sequential checker).
 - ``partition(ops) -> [(key, ops)]`` -- by ``Operation.key`` (one partition
   when no op has a key); multi-register never splits (a txn spans keys).
 - ``describe_op(op)``, ``describe_state(state)`` -- short human text.
@@ -198,6 +200,16 @@ class Model:
         default gives no tests."""
         return [None] * len(ops), [False] * len(ops)
 
+    def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
+                                            Callable[[Operation], bool]] | None:
+        """None, or ``(doomed, rescues)`` for an op that needs a particular
+        state: ``doomed(state)`` may be True only when no sequence of ops
+        for which ``rescues(other)`` is False can lead from ``state`` to one
+        where ``op`` is legal. A search that can show no rescuing op can
+        still precede ``op`` may then abandon the configuration. The
+        default claims nothing."""
+        return None
+
     def step(self, state: Any, op: Operation) -> tuple[bool, Any]:
         new = self.compile(op)(state)
         if new is ILLEGAL:
@@ -299,6 +311,32 @@ class CasRegister(Model):
                 out[r] = lambda s, need=need: s != need
         return out, [produces(o) is None for o in ops]
 
+    def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
+                                            Callable[[Operation], bool]] | None:
+        """An ok read of v or ok cas from v needs v; only a write of v or a
+        cas to v can put it there."""
+        if op.status != OK or op.output is UNKNOWN_VALUE:
+            return None
+        if op.f == "read":
+            need = freeze(op.output)
+        elif op.f == "cas":
+            val = op.input if op.input is not None else op.output
+            if not isinstance(val, (list, tuple)) or len(val) != 2:
+                return None
+            need = freeze(val[0])
+        else:
+            return None
+
+        def rescues(o: Operation) -> bool:
+            if o.status == FAIL:
+                return False
+            if o.f == "write":
+                return freeze(o.input) == need
+            val = o.input if o.input is not None else o.output
+            return (o.f == "cas" and isinstance(val, (list, tuple)) and len(val) == 2
+                    and freeze(val[1]) == need)
+        return (lambda s: s != need), rescues
+
     def prune_crashed(self, ops: list[Operation]) -> list[Operation]:
         """Drop crashed writes (and crashed cas) whose new value nothing
         observes: no completed read returns it and no cas compares against
@@ -371,6 +409,23 @@ class KV(Model):
                 continue
             out[r] = lambda s, g=g: isinstance(s, str) and not g.startswith(s)
         return out, [resets(o) is None for o in ops]
+
+    def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
+                                            Callable[[Operation], bool]] | None:
+        """An ok get of g needs a prefix of g (appends only extend); only a
+        put of a prefix of g can start over."""
+        if op.f != "get" or op.status != OK or op.output is UNKNOWN_VALUE:
+            return None
+        g = "" if op.output is None else op.output
+        if not isinstance(g, str):
+            return None
+
+        def rescues(o: Operation) -> bool:
+            if o.f != "put" or o.status == FAIL:
+                return False
+            w = o.input if o.input is not None else ""
+            return not isinstance(w, str) or g.startswith(w)
+        return (lambda s: isinstance(s, str) and not g.startswith(s)), rescues
 
     def prune_crashed(self, ops: list[Operation]) -> list[Operation]:
         """Drop crashed puts/appends of a non-empty string that occurs in no
