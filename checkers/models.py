@@ -283,7 +283,11 @@ class CasRegister(Model):
         """An ok read of v (or an ok cas from v) needs the register to hold
         v. If no op straddling its return can write v (a write of v, a cas
         to v), the register must hold v already: any other state is a dead
-        end. Transparent: the ops that write nothing (reads, failed ops)."""
+        end. Transparent: the ops that write nothing (reads, failed ops).
+        (A subclass with its own step gets no tests: they reason about this
+        one.)"""
+        if type(self)._compile is not CasRegister._compile:
+            return Model.dead_ends(self, ops)
         def produces(o: Operation) -> Any:
             if o.status == FAIL:
                 return None
@@ -315,6 +319,8 @@ class CasRegister(Model):
                                             Callable[[Operation], bool]] | None:
         """An ok read of v or ok cas from v needs v; only a write of v or a
         cas to v can put it there."""
+        if type(self)._compile is not CasRegister._compile:
+            return None
         if op.status != OK or op.output is UNKNOWN_VALUE:
             return None
         if op.f == "read":
@@ -393,7 +399,10 @@ class KV(Model):
         """Appends only extend the string, so an ok get of g needs the
         current string to be a prefix of g, unless an op straddling its
         return is a put of some prefix of g. When none is, any state that is
-        not a prefix of g is a dead end. Transparent: every op but puts."""
+        not a prefix of g is a dead end. Transparent: every op but puts.
+        (A subclass with its own step gets no tests.)"""
+        if type(self)._compile is not KV._compile:
+            return Model.dead_ends(self, ops)
         def resets(o: Operation) -> Any:
             if o.f == "put" and o.status != FAIL:
                 return o.input if o.input is not None else ""
@@ -414,6 +423,8 @@ class KV(Model):
                                             Callable[[Operation], bool]] | None:
         """An ok get of g needs a prefix of g (appends only extend); only a
         put of a prefix of g can start over."""
+        if type(self)._compile is not KV._compile:
+            return None
         if op.f != "get" or op.status != OK or op.output is UNKNOWN_VALUE:
             return None
         g = "" if op.output is None else op.output

@@ -94,3 +94,17 @@ def test_a_doomed_read_is_named_even_when_nothing_can_be_linearized_first() -> N
     assert lin.valid is False and lin.counterexample["op"]["index"] == 1
     sc = sequential.check(History(ops), get_model("register", 0))
     assert sc.valid is False and sc.counterexample["op"]["index"] == 1
+
+
+def test_a_subclass_with_its_own_step_gets_no_pruning_claims() -> None:
+    from checkers.history import pair
+    from checkers.models import CasRegister
+
+    class Other(CasRegister):
+        def _compile(self, op):  # a different step: the register's reasoning does not hold
+            return super()._compile(op)
+
+    ops = pair([Op(0, 0, "invoke", 0, "read", None), Op(1, 1, "ok", 0, "read", 3)])
+    assert get_model("register", 0).dead_ends(ops)[0] != [None]
+    assert Other(0).dead_ends(ops) == ([None], [False])
+    assert Other(0).wants(ops[0]) is None
