@@ -66,9 +66,14 @@ class ModelError(ValueError):
     """A history holds an operation the model does not know, or a bad value."""
 
 
+_ATOMIC = frozenset({int, str, float, bool, type(None)})
+
+
 def freeze(v: Any) -> Any:
     """A hashable, comparable form of a value (lists -> tuples, sets ->
     frozensets, dicts -> sorted item tuples)."""
+    if type(v) in _ATOMIC:
+        return v
     if isinstance(v, (list, tuple)):
         return tuple(freeze(x) for x in v)
     if isinstance(v, (set, frozenset)):
@@ -88,19 +93,19 @@ def _identity(s: Any) -> Any:
 IDENTITY: StepFn = _identity
 
 
-def straddling(ops: list[Operation], source_key: Callable[[Operation], Any]):
+def straddling(ops: list[Operation], keys: list[Any]):
     """Sweep a partition in real time, for ``Model.dead_ends``.
 
     Yields ``(r, active)`` for every completed op ``r`` (by index in
-    ``ops``, in return order), where ``active`` counts, by
-    ``source_key(p)``, the ops ``p != r`` with a non-None key that straddle
-    r's return: called before it, and returned after it or never.
-    ``active`` is live (read it before taking the next item)."""
+    ``ops``, in return order), where ``active`` counts, by ``keys[p]``, the
+    ops ``p != r`` with a non-None key that straddle r's return: called
+    before it, and returned after it or never. ``active`` is live (read it
+    before taking the next item)."""
     # (3 * position + kind, ...): positions are distinct, so the first
     # field never ties and a close sorts before the query at the same return
     events = []
     for i, o in enumerate(ops):
-        k = source_key(o)
+        k = keys[i]
         r = o.return_index
         if k is not None:
             events.append((3 * o.call_index, i, k))
@@ -298,7 +303,8 @@ class CasRegister(Model):
                 return (freeze(val[1]),)
             return None
         out: list[StepFn | None] = [None] * len(ops)
-        for r, active in straddling(ops, produces):
+        made = [produces(o) for o in ops]
+        for r, active in straddling(ops, made):
             o = ops[r]
             if o.status != OK or o.output is UNKNOWN_VALUE:
                 continue
@@ -313,7 +319,7 @@ class CasRegister(Model):
                 continue
             if (need,) not in active:
                 out[r] = lambda s, need=need: s != need
-        return out, [produces(o) is None for o in ops]
+        return out, [k is None for k in made]
 
     def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
                                             Callable[[Operation], bool]] | None:
@@ -408,7 +414,8 @@ class KV(Model):
                 return o.input if o.input is not None else ""
             return None
         out: list[StepFn | None] = [None] * len(ops)
-        for r, active in straddling(ops, resets):
+        made = [resets(o) for o in ops]
+        for r, active in straddling(ops, made):
             o = ops[r]
             if o.f != "get" or o.status != OK or o.output is UNKNOWN_VALUE:
                 continue
@@ -417,7 +424,7 @@ class KV(Model):
                                              for w in active):
                 continue
             out[r] = lambda s, g=g: isinstance(s, str) and not g.startswith(s)
-        return out, [resets(o) is None for o in ops]
+        return out, [k is None for k in made]
 
     def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
                                             Callable[[Operation], bool]] | None:
