@@ -137,7 +137,7 @@ def main() -> int:
         times, r = _best(lambda: check(kv["c50-bad"], kvm), args.repeat)
         _row("kv c50-bad", _verdict(r.valid), times, "-", kv["c50-bad parse"])
         times, r = _best(lambda: sequential.check(kv["c50-bad"], kvm), args.repeat)
-        _row("sequential kv c50-bad", _verdict(r.valid), times, "- (decided?)")
+        _row("sequential kv c50-bad", _verdict(r.valid), times, "- (must be decided)")
     else:
         print(f"corpora not found at {corpora}: skipping the Porcupine rows "
               "(set SQUALL_CORPORA)")
