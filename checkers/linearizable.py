@@ -71,17 +71,17 @@ class _Outcome:
     __slots__ = ("valid", "order", "best", "states", "best_len")
 
     def __init__(self, valid: bool, order: list[int] | None,
-                 best: tuple[list[int], list[Any]] | None, states: int,
+                 best: tuple[list[int], list[Any], int] | None, states: int,
                  best_len: int = 0) -> None:
         self.valid = valid
         self.best_len = best_len
         self.order = order        # local op ids in linearization order (valid)
-        self.best = best          # (local ids, states[0..len]) longest partial (invalid)
+        self.best = best          # (local ids, states[0..len], doomed op) longest partial
         self.states = states
 
 
 def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
-            classes: list[Any], init: Any, live: list[int], slot: int,
+            classes: list[Any], dead_ends: tuple[list[Any], list[bool]], init: Any, live: list[int], slot: int,
             capture_at: int | None = None) -> Generator[None, None, _Outcome]:
     """WGL over one partition; yields every ``_SLICE`` pushes/pops.
 
@@ -115,6 +115,17 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
       state. So the search backtracks past it at once. (An op that merely
       left *this* state unchanged, like writing the current value, does not
       qualify: elsewhere it would change the state.)
+
+    - dead ends (``Model.dead_ends``): the completed op with the earliest
+      return among those not yet linearized must come next at the latest,
+      and only ops straddling its return can still go before it; when the
+      model proves none of them can make it legal from the current state,
+      the configuration is abandoned at once instead of after trying every
+      order of those ops. The same holds for a later op when every op
+      returning before it is transparent to its test. A second linked list
+      holds the return entries alone, in return order, so after each push
+      the search walks it from the front past transparent ops to the first
+      op with a test, and backtracks if that test says dead.
 
     The linearized set is kept compactly: completed ops are numbered in call
     order (rank) and every completed op below ``low`` is linearized, so only
@@ -154,6 +165,33 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
         prev_e = e
     nxt[prev_e] = tail
     prv[tail] = prev_e
+    # the completed ops alone, in return order: rh = head, rt = tail; the
+    # first one is the op that must be linearized next at the latest
+    rh, rt = n, n + 1
+    rnx = [rt] * (n + 2)
+    rpv = [rh] * (n + 2)
+    prev_r = rh
+    for _, kind, e_ in events:
+        if kind:
+            j = (e_ - 1) >> 1
+            rnx[prev_r] = j
+            rpv[j] = prev_r
+            prev_r = j
+    rnx[prev_r] = rt
+    rpv[rt] = prev_r
+    dead = list(dead_ends[0]) + [None, None]
+    transparent = list(dead_ends[1]) + [False, False]
+
+    def doomed(s: Any) -> int:
+        """The op (local id) a dead-end test condemns in state ``s``, or -1."""
+        q = rnx[rh]
+        while True:
+            d = dead[q]
+            if d is not None:
+                return q if d(s) else -1
+            if not transparent[q]:
+                return -1
+            q = rnx[q]
     ret_pos = [o.return_index if o.return_index is not None else 0 for o in ops]
     call_pos = [o.call_index for o in ops]
 
@@ -198,6 +236,11 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
     budget = _SLICE
     kstart = 0
     e = nxt[0] if remaining else tail
+    if capture_at == 0:
+        remaining = 0           # the empty partial linearization is the longest
+    elif doomed(state) >= 0:
+        e = 2 * rnx[rh] + 2     # dead from the start: straight to backtracking
+        kstart = nclasses
     while remaining:
         if e & 1:
             # a call entry of a completed op
@@ -225,6 +268,7 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
                     p = prv[e]; q = nxt[e]; nxt[p] = q; prv[q] = p
                     r = e + 1
                     p = prv[r]; q = nxt[r]; nxt[p] = q; prv[q] = p
+                    p = rpv[i]; q = rnx[i]; rnx[p] = q; rpv[q] = p
                     e = nxt[0]
                     budget -= 1
                     if not budget:
@@ -235,6 +279,12 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
                         best_len = len(stack)
                         if best_len == capture_at:
                             break
+                    if doomed(ns) >= 0:
+                        # an op to return soon cannot be linearized from
+                        # here: straight to backtracking (any return entry
+                        # with kstart = nclasses does that)
+                        e = 2 * rnx[rh] + 2
+                        kstart = nclasses
                     continue
             e = nxt[e]
             continue
@@ -275,6 +325,9 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
                 best_len = len(stack)
                 if best_len == capture_at:
                     break
+            if doomed(state) >= 0:
+                e = 2 * rnx[rh] + 2
+                kstart = nclasses
             continue
         # nothing fits before this return: backtrack
         if not stack:
@@ -293,6 +346,7 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
             r = c + 1
             p = prv[r]; q = nxt[r]; nxt[p] = r; prv[q] = r
             p = prv[c]; q = nxt[c]; nxt[p] = c; prv[q] = c
+            p = rpv[i]; q = rnx[i]; rnx[p] = i; rpv[q] = i
             if readonly[i]:
                 # a completed read-only op that was legal here could go
                 # first in any completion of the configuration below it, so
@@ -309,7 +363,10 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
     live[slot] = 0
     order = [f[0] for f in stack]
     if capture_at is not None and len(stack) == capture_at:
-        return _Outcome(False, None, (order, [f[1] for f in stack] + [state]), len(cache))
+        # (the doomed op, if a dead-end test ended this configuration: the
+        # op that cannot be linearized, which need not return first)
+        return _Outcome(False, None, (order, [f[1] for f in stack] + [state],
+                                      doomed(state)), len(cache))
     return _Outcome(True, order, None, len(cache))
 
 
@@ -360,11 +417,10 @@ def check(history: Iterable[Any], model: Model, budget_s: float | None = None,
             steps = [fn for o, fn in zip(kept, steps) if id(o) in ids]
             kept = searched
         parts[slot] = (key, kept)
-        gens.append((slot, key, kept,
-                     _search(kept, steps, [model.read_only(o) for o in kept],
-                             [model.equivalence_key(o) if o.return_index is None
-                              else None for o in kept],
-                             model.initial_state(key), live, slot)))
+        args = (kept, steps, [model.read_only(o) for o in kept],
+                [model.equivalence_key(o) if o.return_index is None else None
+                 for o in kept], model.dead_ends(kept), model.initial_state(key))
+        gens.append((slot, key, args, _search(*args, live, slot)))
     order = sorted(range(len(gens)), key=lambda s: len(parts[s][1]))
     gens = [gens[s] for s in order]
     deadline = None if budget_s is None else t0 + budget_s
@@ -374,14 +430,15 @@ def check(history: Iterable[Any], model: Model, budget_s: float | None = None,
     while active:
         still = []
         for g in active:
-            slot, key, pops, gen = g
+            slot, key, args, gen = g
+            pops = args[0]
             try:
                 next(gen)
             except StopIteration as stop:
                 out: _Outcome = stop.value
                 explored += out.states
                 if not out.valid:
-                    out.best = _longest(pops, model, key, out.best_len)
+                    out.best = _longest(args, out.best_len)
                     return _illegal(model, key, pops, out, len(parts), ops, t0, explored)
                 done[slot] = out
                 continue
@@ -413,16 +470,10 @@ def _witness(key: Any, pops: list[Operation], order: list[int],
             "not_taken_effect": sorted(left + [o.index for o in pruned])}
 
 
-def _longest(pops: list[Operation], model: Model, key: Any,
-             depth: int) -> tuple[list[int], list[Any]]:
-    """Re-run an illegal partition's search until it is ``depth`` deep."""
-    init = model.initial_state(key)
-    if depth == 0:
-        return [], [init]
-    gen = _search(pops, [model.compile(o) for o in pops],
-                  [model.read_only(o) for o in pops],
-                  [model.equivalence_key(o) if o.return_index is None else None
-                   for o in pops], init, [0], 0, depth)
+def _longest(args: tuple, depth: int) -> tuple[list[int], list[Any], int]:
+    """Re-run an illegal partition's search (``args``: the same arguments)
+    until it is ``depth`` deep: (local ids, states, doomed op or -1)."""
+    gen = _search(*args, [0], 0, depth)
     while True:
         try:
             next(gen)
@@ -455,16 +506,20 @@ def _op_view(model: Model, op: Operation) -> dict[str, Any]:
 
 def _illegal(model: Model, key: Any, pops: list[Operation], out: _Outcome,
              nparts: int, all_ops: list[Operation], t0: float, explored: int) -> Result:
-    ids, states = out.best
+    ids, states, doomed = out.best
     done = set(ids)
     state = states[-1]
     pending = [i for i in range(len(pops)) if i not in done]
     # WGL fails at the first return entry (in history order) whose op is not
-    # linearized: that op cannot take effect before it returns.
+    # linearized: that op cannot take effect before it returns -- unless a
+    # dead-end test named the op that cannot.
     def ret_pos(i: int) -> int:
         r = pops[i].return_index
         return _INF + pops[i].call_index if r is None else r
-    bad = min(pending, key=ret_pos) if pending else ids[-1]
+    if doomed >= 0:
+        bad = doomed
+    else:
+        bad = min(pending, key=ret_pos) if pending else ids[-1]
     bad_op = pops[bad]
     bad_ret = ret_pos(bad)
     candidates = []

@@ -14,6 +14,13 @@ Interface (``Model``):
 - ``compile(op) -> fn`` -- the same step, specialised to one operation ahead
   of the search: ``fn(state)`` returns the new state, or ``ILLEGAL``. The
   checkers call this once per op, then only ``fn`` in their hot loop.
+- ``dead_ends(ops) -> (tests, transparent)`` -- per op of a partition, an
+  optional test ``fn(state)`` that is True only when no sequence of the ops
+  that can still precede the op's return leads from ``state`` to one where
+  the op is legal, and which ops those tests do not depend on (a pruning
+  hint for the search; see ``Model.dead_ends``).
+- ``wants(op) -> (doomed, rescues) | None`` -- the same knowledge op by
+  op, for searches without real-time intervals (the sequential checker).
 - ``partition(ops) -> [(key, ops)]`` -- by ``Operation.key`` (one partition
   when no op has a key); multi-register never splits (a txn spans keys).
 - ``describe_op(op)``, ``describe_state(state)`` -- short human text.
@@ -59,9 +66,14 @@ class ModelError(ValueError):
     """A history holds an operation the model does not know, or a bad value."""
 
 
+_ATOMIC = frozenset({int, str, float, bool, type(None)})
+
+
 def freeze(v: Any) -> Any:
     """A hashable, comparable form of a value (lists -> tuples, sets ->
     frozensets, dicts -> sorted item tuples)."""
+    if type(v) in _ATOMIC:
+        return v
     if isinstance(v, (list, tuple)):
         return tuple(freeze(x) for x in v)
     if isinstance(v, (set, frozenset)):
@@ -79,6 +91,42 @@ def _identity(s: Any) -> Any:
 # (a read whose output was not observed, a failed op that had no effect).
 # Checkers may drop such ops: they fit anywhere in their interval.
 IDENTITY: StepFn = _identity
+
+
+def straddling(ops: list[Operation], keys: list[Any]):
+    """Sweep a partition in real time, for ``Model.dead_ends``.
+
+    Yields ``(r, active)`` for every completed op ``r`` (by index in
+    ``ops``, in return order), where ``active`` counts, by ``keys[p]``, the
+    ops ``p != r`` with a non-None key that straddle r's return: called
+    before it, and returned after it or never. ``active`` is live (read it
+    before taking the next item)."""
+    # (3 * position + kind, ...): positions are distinct, so the first
+    # field never ties and a close sorts before the query at the same return
+    events = []
+    for i, o in enumerate(ops):
+        k = keys[i]
+        r = o.return_index
+        if k is not None:
+            events.append((3 * o.call_index, i, k))
+            if r is not None:
+                events.append((3 * r + 1, i, k))
+        if r is not None:
+            events.append((3 * r + 2, i, None))
+    events.sort()
+    active: dict[Any, int] = {}
+    for code, i, k in events:
+        kind = code % 3
+        if kind == 0:
+            active[k] = active.get(k, 0) + 1
+        elif kind == 1:
+            c = active[k] - 1
+            if c:
+                active[k] = c
+            else:
+                del active[k]
+        else:
+            yield i, active
 
 
 def _show(v: Any) -> str:
@@ -141,6 +189,31 @@ class Model:
         Every model here steps on (f, input, output, status) only; a model
         whose step reads anything else (the process, say) must override."""
         return (op.f, repr(op.input), repr(op.output), op.status)
+
+    def dead_ends(self, ops: list[Operation]) -> tuple[list[StepFn | None], list[bool]]:
+        """For each op of a partition, None or a test ``doomed(state)``, and
+        whether the op is *transparent* to the tests.
+
+        ``doomed(state)`` may be True only when the op can never become
+        legal from ``state`` by any sequence of (a) the ops that *straddle
+        its return* (called before it returned, returned after it or never)
+        and (b) transparent ops, in any number. When the op is the next to
+        return among the unlinearized ones, or every op returning before it
+        that is unlinearized is transparent, those are the only ops a
+        linearization can still place before it, so a search may abandon the
+        configuration at once. A test that is unsure must say False. The
+        default gives no tests."""
+        return [None] * len(ops), [False] * len(ops)
+
+    def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
+                                            Callable[[Operation], bool]] | None:
+        """None, or ``(doomed, rescues)`` for an op that needs a particular
+        state: ``doomed(state)`` may be True only when no sequence of ops
+        for which ``rescues(other)`` is False can lead from ``state`` to one
+        where ``op`` is legal. A search that can show no rescuing op can
+        still precede ``op`` may then abandon the configuration. The
+        default claims nothing."""
+        return None
 
     def step(self, state: Any, op: Operation) -> tuple[bool, Any]:
         new = self.compile(op)(state)
@@ -211,6 +284,71 @@ class CasRegister(Model):
     def read_only(self, op: Operation) -> bool:
         return op.f == "read" or op.status == FAIL
 
+    def dead_ends(self, ops: list[Operation]) -> tuple[list[StepFn | None], list[bool]]:
+        """An ok read of v (or an ok cas from v) needs the register to hold
+        v. If no op straddling its return can write v (a write of v, a cas
+        to v), the register must hold v already: any other state is a dead
+        end. Transparent: the ops that write nothing (reads, failed ops).
+        (A subclass with its own step gets no tests: they reason about this
+        one.)"""
+        if type(self)._compile is not CasRegister._compile:
+            return Model.dead_ends(self, ops)
+        def produces(o: Operation) -> Any:
+            if o.status == FAIL:
+                return None
+            if o.f == "write":
+                return (freeze(o.input),)
+            val = o.input if o.input is not None else o.output
+            if o.f == "cas" and isinstance(val, (list, tuple)) and len(val) == 2:
+                return (freeze(val[1]),)
+            return None
+        out: list[StepFn | None] = [None] * len(ops)
+        made = [produces(o) for o in ops]
+        for r, active in straddling(ops, made):
+            o = ops[r]
+            if o.status != OK or o.output is UNKNOWN_VALUE:
+                continue
+            if o.f == "read":
+                need = freeze(o.output)
+            elif o.f == "cas":
+                val = o.input if o.input is not None else o.output
+                if not isinstance(val, (list, tuple)) or len(val) != 2:
+                    continue
+                need = freeze(val[0])
+            else:
+                continue
+            if (need,) not in active:
+                out[r] = lambda s, need=need: s != need
+        return out, [k is None for k in made]
+
+    def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
+                                            Callable[[Operation], bool]] | None:
+        """An ok read of v or ok cas from v needs v; only a write of v or a
+        cas to v can put it there."""
+        if type(self)._compile is not CasRegister._compile:
+            return None
+        if op.status != OK or op.output is UNKNOWN_VALUE:
+            return None
+        if op.f == "read":
+            need = freeze(op.output)
+        elif op.f == "cas":
+            val = op.input if op.input is not None else op.output
+            if not isinstance(val, (list, tuple)) or len(val) != 2:
+                return None
+            need = freeze(val[0])
+        else:
+            return None
+
+        def rescues(o: Operation) -> bool:
+            if o.status == FAIL:
+                return False
+            if o.f == "write":
+                return freeze(o.input) == need
+            val = o.input if o.input is not None else o.output
+            return (o.f == "cas" and isinstance(val, (list, tuple)) and len(val) == 2
+                    and freeze(val[1]) == need)
+        return (lambda s: s != need), rescues
+
     def prune_crashed(self, ops: list[Operation]) -> list[Operation]:
         """Drop crashed writes (and crashed cas) whose new value nothing
         observes: no completed read returns it and no cas compares against
@@ -262,6 +400,50 @@ class KV(Model):
 
     def read_only(self, op: Operation) -> bool:
         return op.f == "get" or op.status == FAIL
+
+    def dead_ends(self, ops: list[Operation]) -> tuple[list[StepFn | None], list[bool]]:
+        """Appends only extend the string, so an ok get of g needs the
+        current string to be a prefix of g, unless an op straddling its
+        return is a put of some prefix of g. When none is, any state that is
+        not a prefix of g is a dead end. Transparent: every op but puts.
+        (A subclass with its own step gets no tests.)"""
+        if type(self)._compile is not KV._compile:
+            return Model.dead_ends(self, ops)
+        def resets(o: Operation) -> Any:
+            if o.f == "put" and o.status != FAIL:
+                return o.input if o.input is not None else ""
+            return None
+        out: list[StepFn | None] = [None] * len(ops)
+        made = [resets(o) for o in ops]
+        for r, active in straddling(ops, made):
+            o = ops[r]
+            if o.f != "get" or o.status != OK or o.output is UNKNOWN_VALUE:
+                continue
+            g = "" if o.output is None else o.output
+            if not isinstance(g, str) or any(isinstance(w, str) and g.startswith(w)
+                                             for w in active):
+                continue
+            out[r] = lambda s, g=g: isinstance(s, str) and not g.startswith(s)
+        return out, [k is None for k in made]
+
+    def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
+                                            Callable[[Operation], bool]] | None:
+        """An ok get of g needs a prefix of g (appends only extend); only a
+        put of a prefix of g can start over."""
+        if type(self)._compile is not KV._compile:
+            return None
+        if op.f != "get" or op.status != OK or op.output is UNKNOWN_VALUE:
+            return None
+        g = "" if op.output is None else op.output
+        if not isinstance(g, str):
+            return None
+
+        def rescues(o: Operation) -> bool:
+            if o.f != "put" or o.status == FAIL:
+                return False
+            w = o.input if o.input is not None else ""
+            return not isinstance(w, str) or g.startswith(w)
+        return (lambda s: isinstance(s, str) and not g.startswith(s)), rescues
 
     def prune_crashed(self, ops: list[Operation]) -> list[Operation]:
         """Drop crashed puts/appends of a non-empty string that occurs in no

@@ -163,8 +163,12 @@ def _state_key(state: Any) -> Hashable:
         return repr(state)
 
 
+# per read entry id: (doomed(state), the write entries that could rescue it)
+Wants = dict[int, tuple[Callable[[Any], bool], list[_Entry]]]
+
+
 def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
-            deadline: float | None) -> SeqOutcome:
+            deadline: float | None, wants: Wants | None = None) -> SeqOutcome:
     """Depth-first search for a sequentially consistent order.
 
     A node is (prefix vector, state); its children place one process's next
@@ -179,9 +183,28 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
     too (the extra crashed ops are simply never placed), so once A is
     visited B need not be. Without this, every subset of crashed writes
     applied so far is a separate node.
+
+    Dead reads (``wants``, from ``Model.wants``): a process whose next op
+    is a determinate read that the state dooms, while no write that could
+    rescue it can still be placed before it, never gets past that read, so
+    the node is abandoned at once. A write w can still precede read r of
+    process p only if w is unplaced, not p's own, and needs no op of p
+    after r: every op that must precede w is a write that completed before
+    w was invoked or a process predecessor of one, so ``need(w)[p] >
+    prefix[p]`` is exactly "w must follow some op of p after r".
     """
+    lanes_of: dict[int, tuple[int, int]] = {}
     lanes = _Lanes(entries)
     n_lanes = len(lanes.lanes)
+    for q, lane in enumerate(lanes.lanes):
+        for j, e in enumerate(lane):
+            lanes_of[e.id] = (q, j)
+    # per doomed-able read: (doomed, [(lane, position, need vector) of rescuers])
+    rescue: dict[int, tuple[Callable[[Any], bool], list[tuple[int, int, tuple[int, ...]]]]] = {}
+    for rid, (doomed_fn, ws) in (wants or {}).items():
+        if rid in lanes_of:
+            rescue[rid] = (doomed_fn, [(*lanes_of[w.id], lanes.need(w)) for w in ws
+                                       if w.id in lanes_of])
     goal = lanes.goal
     lens = [len(lane) for lane in lanes.lanes]
     crash_bit = {p: 1 << k for k, p in
@@ -216,6 +239,14 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
         n_visited += 1
         return True
 
+    def dead_read(p: int, e: _Entry, state: Any) -> bool:
+        """Read ``e``, next in lane ``p``, is illegal in ``state`` and can never
+        become legal: no write that could rescue it can still precede it."""
+        dr = rescue.get(e.id)
+        i = prefix[p]
+        return dr is not None and dr[0](state) and not any(
+            q != p and j >= prefix[q] and need[p] <= i for q, j, need in dr[1])
+
     def children(state: Any) -> list[tuple[int, int, Any]]:
         out: list[tuple[int, int, int, Any]] = []
         late: list[tuple[int, int, int, Any]] = []
@@ -241,6 +272,8 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
                 ok, nxt = step(state, e.id)
                 if ok:
                     return [(p, e.id, nxt)]
+                if dead_read(p, e, state):
+                    return []  # this read can never be placed: a dead node
                 continue
             need = lanes.need(e)
             if any(prefix[q] < need[q] for q in range(n_lanes)):
@@ -314,6 +347,15 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
         prefix[p] += 1
     state = best[-1][2] if best else init
     blocked = _blocked(lanes, prefix, state, step)
+    # reads no remaining write can rescue first: they are why the order ends
+    dead = {lanes.lanes[p][prefix[p]].id for p in range(n_lanes)
+            if prefix[p] < lens[p] and not lanes.lanes[p][prefix[p]].write
+            and lanes.lanes[p][prefix[p]].ret is not None
+            and dead_read(p, lanes.lanes[p][prefix[p]], state)}
+    blocked = ([(eid, "the model rejects it in this state, and no write that could "
+                      "make it legal can still be placed before it", [])
+                for eid, _, _ in blocked if eid in dead]
+               + [b for b in blocked if b[0] not in dead])
     order = [eid for _, eid, _ in best if eid != _SKIP]
     states = [st for _, eid, st in best if eid != _SKIP]
     return SeqOutcome(False, order, states, blocked=blocked, explored=explored,
@@ -436,15 +478,17 @@ def _zxid_order(done: Sequence[_Entry]) -> list[_Entry] | None:
 
 
 def check_entries(entries: Sequence[_Entry], init: Any, step: StepFn,
-                  budget_s: float | None = None) -> SeqOutcome:
-    """The core: zxid fast path when possible, else (or as fallback) search."""
+                  budget_s: float | None = None,
+                  wants: Callable[[], Wants] | None = None) -> SeqOutcome:
+    """The core: zxid fast path when possible, else (or as fallback) search
+    (pruned with ``wants()``, called only then)."""
     deadline = None if budget_s is None else _time.monotonic() + budget_s
     if entries and all(e.zxid is not None for e in entries if e.ret is not None):
         out = _check_zxids(entries, init, step)
         if out.valid is True or (out.valid is False
                                  and not any(e.ret is None and e.write for e in entries)):
             return out
-    return _search(entries, init, step, deadline)
+    return _search(entries, init, step, deadline, wants() if wants is not None else None)
 
 
 # --------------------------------------------------------------------------
@@ -492,13 +536,19 @@ def check(history: Any, model: Any, budget_s: float | None = None, *,
         return (False, state) if new is ILLEGAL else (True, new)
 
     has_zxids = bool(entries) and all(e.zxid is not None for e in entries if e.ret is not None)
+    memo: list[Wants] = []
+
+    def wants() -> Wants:   # built only if a search runs
+        if not memo:
+            memo.append(_wants(ops, entries, model, slot))
+        return memo[0]
     if len(parts) <= 1:
         key = keys[0] if keys else None
         init1 = model.initial_state(key)
         out = (None if has_zxids or not use_linearization else
                _from_linearization(ops, model, init1, step, deadline))
         if out is None:
-            out = check_entries(entries, init1, step, _left(deadline))
+            out = check_entries(entries, init1, step, _left(deadline), wants)
         return _result(out, ops, model, None, key, started)
     lifted = [_in_slot(fn, slot[id(op)]) for fn, op in zip(fns, ops)]
 
@@ -522,13 +572,53 @@ def check(history: Any, model: Any, budget_s: float | None = None, *,
         left = _left(deadline)
         pool = _PER_KEY_S * (len(todo) - done_n) if left is None else left / 2
         out = check_entries(by_slot[k], model.initial_state(keys[k]), step,
-                            pool / (len(todo) - done_n))
+                            pool / (len(todo) - done_n), wants)
         if out.valid is False:
             return _result(out, ops, model, None, keys[k], started, per_key=True)
-    out = check_entries(entries, init, step_all, _left(deadline))
+    def lifted_wants() -> Wants:
+        return {r: (_in_slot_test(doomed, slot[id(ops[r])]), ws)
+                for r, (doomed, ws) in wants().items()}
+    out = check_entries(entries, init, step_all, _left(deadline), lifted_wants)
     return _result(out, ops, model, keys, None, started)
 
 
+def _wants(ops: list[Operation], entries: list[_Entry], model: Any,
+           slot: dict[int, int]) -> Wants:
+    """``Model.wants`` per read: its doomed test and the writes of its key
+    that could rescue it (pairwise per key; a key with more than
+    ``_MAX_WANTS_PAIRS`` read-write pairs gets no tests, which is only less
+    pruning)."""
+    hook = getattr(model, "wants", None)
+    if hook is None:
+        return {}
+    writes: dict[int, list[int]] = {}
+    reads: dict[int, int] = {}
+    for n, e in enumerate(entries):
+        k = slot[id(ops[n])]
+        if e.write:
+            writes.setdefault(k, []).append(n)
+        elif e.ret is not None:
+            reads[k] = reads.get(k, 0) + 1
+    out: Wants = {}
+    for n, e in enumerate(entries):
+        if e.write or e.ret is None:
+            continue
+        k = slot[id(ops[n])]
+        if reads[k] * len(writes.get(k, ())) > _MAX_WANTS_PAIRS:
+            continue
+        w = hook(ops[n])
+        if w is not None:
+            doomed, rescues = w
+            out[n] = (doomed, [entries[m] for m in writes.get(slot[id(ops[n])], ())
+                               if rescues(ops[m])])
+    return out
+
+
+def _in_slot_test(test: Callable[[Any], bool], k: int) -> Callable[[Any], bool]:
+    return lambda state: test(state[k])
+
+
+_MAX_WANTS_PAIRS = 2_000_000
 _LIN_BUDGET_S = 5.0  # at most this much of a check goes to the linearizable shortcut
 _PER_KEY_S = 2.0     # per key, for the key-by-key search when the check is unbounded
 

@@ -25,6 +25,14 @@ The simulator runs as a separate process (`python -m node.sim`, one JSON
 line per seed): the harness may not import node/ (docs/architecture.md), and
 the simulator and the checkers then use two cores.
 
+`--workers N` (default: the usable cores) splits the seeds into contiguous
+chunks (at most `CHUNK_SEEDS` each) that N worker processes simulate and
+judge; the parent takes the chunks' outcomes back in seed order, so the
+output, `--fail-fast` and every verdict are the same for any N (each seed's
+run depends on its seed alone). With N = 1 everything runs as before: one
+simulator process, judged here. A worker stopped by `terminate` (fail-fast,
+an error, Ctrl-C) or whose parent dies kills its simulator process first.
+
 Exit codes: 0 all valid, 1 any violation or liveness failure, 2 some verdict
 unknown (and nothing failed), 3 bad usage or a simulator process failure.
 """
@@ -32,7 +40,9 @@ unknown (and nothing failed), 3 bad usage or a simulator process failure.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -271,6 +281,74 @@ def stream_runs(seeds: int, first: int, nodes: int | None, ops: int, unsafe: boo
         errfile.close()
 
 
+# Seeds per worker task: a task starts one simulator process (~0.3 s), so
+# chunks amortise that, yet stay small enough for progress and fail-fast.
+CHUNK_SEEDS = 25
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def chunks(seeds: int, first: int, workers: int) -> list[tuple[int, int]]:
+    """(first seed, count) of each task, contiguous and in seed order."""
+    size = max(1, min(CHUNK_SEEDS, -(-seeds // workers)))
+    return [(s, min(size, first + seeds - s)) for s in range(first, first + seeds, size)]
+
+
+def _on_term(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(1)  # unwinds _assess_chunk: its finally kills the simulator
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGTERM, _on_term)
+    if sys.platform.startswith("linux"):
+        try:  # a parent killed outright still gets its workers (and their simulators) stopped
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _assess_chunk(task: tuple[int, int, int | None, int, bool, float]) -> list[SeedOutcome]:
+    first, count, nodes, ops, unsafe, budget = task
+    runs = stream_runs(count, first, nodes, ops, unsafe)
+    try:
+        return [assess(run, budget) for run in runs]
+    finally:
+        runs.close()
+
+
+def seed_outcomes(seeds: int, first: int, nodes: int | None, ops: int, unsafe: bool,
+                  budget: float, workers: int) -> Iterator[SeedOutcome]:
+    """Every seed's outcome, in seed order, from ``workers`` processes. The
+    workers and their simulators are always stopped when the caller stops
+    iterating."""
+    if workers <= 1 or seeds == 1:
+        runs = stream_runs(seeds, first, nodes, ops, unsafe)
+        try:
+            for run in runs:
+                yield assess(run, budget)
+        finally:
+            runs.close()  # stops the simulator process if we stopped early
+        return
+    tasks = [(s, c, nodes, ops, unsafe, budget) for s, c in chunks(seeds, first, workers)]
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)), initializer=_worker_init)
+    try:
+        for outcomes in pool.imap(_assess_chunk, tasks):
+            yield from outcomes
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def replay_command(seed: int, nodes: int, ops: int, unsafe: bool) -> str:
     cmd = f"squall sim --seeds 1 --seed {seed} --nodes {nodes} --ops {ops}"
     return cmd + (" --unsafe-commit-without-quorum" if unsafe else "")
@@ -287,11 +365,14 @@ def replay_command(seed: int, nodes: int, ops: int, unsafe: bool) -> str:
               help="TEST ONLY: let leaders commit without a quorum, to show the checks catch a real bug.")
 @click.option("--budget", type=click.FloatRange(min=0.1), default=CHECK_BUDGET_S, show_default=True,
               metavar="SECONDS", help="Time budget per checker per seed; running out gives 'unknown'.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Worker processes, each simulating and judging chunks of seeds "
+                   "(default: the number of usable cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every seed's outcome.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing seed.")
 @click.pass_context
 def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int, unsafe: bool,
-        budget: float, as_json: bool, fail_fast: bool) -> None:
+        budget: float, workers: int | None, as_json: bool, fail_fast: bool) -> None:
     """Run the deterministic ensemble simulator on SEEDS seeds and check every history.
 
     Exit codes: 0 all valid, 1 any violation or liveness failure, 2 unknown.
@@ -303,10 +384,10 @@ def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int,
     every = max(1, seeds // 20)
     tty = sys.stderr.isatty()
     size_opt = int(nodes) if nodes else None
-    runs = stream_runs(seeds, first, size_opt, ops, unsafe)
+    workers = workers or default_workers()
+    runs = seed_outcomes(seeds, first, size_opt, ops, unsafe, budget, workers)
     try:
-        for n, run in enumerate(runs):
-            o = assess(run, budget)
+        for n, o in enumerate(runs):
             outcomes.append(o)
             if o.verdict != "valid":
                 click.echo(f"seed {o.seed} ({o.nodes} nodes): {o.verdict.upper()}", err=True)
@@ -323,7 +404,7 @@ def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int,
             if fail_fast and o.verdict == "invalid":
                 break
     finally:
-        runs.close()  # stops the simulator process if we stopped early
+        runs.close()  # stops the workers and simulator processes if we stopped early
     elapsed = time.monotonic() - t0
     invalid = [o for o in outcomes if o.verdict == "invalid"]
     unknown = [o for o in outcomes if o.verdict == "unknown"]
@@ -332,11 +413,14 @@ def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int,
             "seeds": len(outcomes), "invalid": len(invalid), "unknown": len(unknown),
             "violations": failure_counts(outcomes)[0], "liveness_failures": failure_counts(outcomes)[1],
             "elapsed_s": round(elapsed, 3), "seeds_per_min": round(len(outcomes) / elapsed * 60, 1) if elapsed else None,
+            "workers": workers,
             "outcomes": [o.to_json() for o in outcomes],
         }, indent=1))
     else:
         click.echo(f"{len(outcomes)} seeds in {elapsed:.1f} s: {len(outcomes) - len(invalid) - len(unknown)} valid, "
                    f"{len(invalid)} failing, {len(unknown)} unknown")
+        click.echo(f"{len(outcomes) / elapsed * 60 if elapsed else 0:.0f} seeds/min with {workers} "
+                   f"worker{'s' if workers != 1 else ''}")
         violations, liveness = failure_counts(outcomes)
         click.echo(f"{violations} seeds with violations, {liveness} seeds with liveness failures")
         for o in invalid:

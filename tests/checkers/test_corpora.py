@@ -103,3 +103,20 @@ def test_edn_reader_agrees_with_edn_format() -> None:
         ours = _edn.plain(_edn.read_all(text)[0])
         ours = ours[0] if len(ours) == 1 else ours
         assert norm(edn_format.loads(text)) == ours, f
+
+
+@pytest.mark.parametrize("name,expected", [("c50-bad", False), ("c50-ok", True)])
+def test_sequential_decides_porcupine_kv_with_its_default_budget(name: str, expected: bool) -> None:
+    """Without zxids too: c50-bad is refuted on one key by the search (its
+    dead-read pruning), c50-ok proved through its linearization."""
+    from checkers import sequential
+
+    base = require_corpora()
+    history = read_history(base / "porcupine" / "kv" / f"{name}.txt")
+    model = get_model("kv")
+    result = sequential.check(history, model)
+    assert result.valid is expected, result.summary
+    if expected:
+        assert sequential.verify_witness(history, model, result.witness) == []
+    else:
+        assert result.counterexample["op"]["description"]

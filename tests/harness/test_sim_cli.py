@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+
+import pytest
 
 from click.testing import CliRunner
 
@@ -40,14 +43,16 @@ def test_sim_prints_a_failing_seed_with_a_replay_command_that_reproduces_it():
     assert json.loads(again.stdout)["outcomes"][0]["history_hash"] == bad[0]["history_hash"]
 
 
-def test_a_failing_simulator_process_is_an_error_not_a_verdict(monkeypatch):
+@pytest.mark.parametrize("workers, per_process", [(1, 2), (2, 1)])
+def test_a_failing_simulator_process_is_an_error_not_a_verdict(monkeypatch, workers, per_process):
     import harness.sim_cmd as sim_cmd
 
+    # (the workers are forked, so they see the patched command too)
     monkeypatch.setattr(sim_cmd, "simulator_command",
                         lambda *a: [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(4)"])
-    res = _run(["--seeds", "2"])
+    res = _run(["--seeds", "2", "--workers", str(workers)])
     assert res.exit_code == 3
-    assert "exited with 4 after 0 of 2 seeds" in res.output and "boom" in res.output
+    assert f"exited with 4 after 0 of {per_process} seeds" in res.output and "boom" in res.output
 
 
 def test_sim_refuses_a_bad_cluster_size():
@@ -152,3 +157,65 @@ def test_sim_text_summary_reports_violations_and_liveness_failures():
     assert res.exit_code == 0, res.output
     assert "2 seeds in" in res.stdout and "2 valid, 0 failing, 0 unknown" in res.stdout
     assert "0 seeds with violations, 0 seeds with liveness failures" in res.stdout
+
+
+def test_chunks_cover_the_seeds_contiguously_in_order():
+    from harness.sim_cmd import CHUNK_SEEDS, chunks
+
+    for seeds, first, workers in [(1, 0, 4), (7, 3, 2), (100, 10, 3), (10_000, 0, 2)]:
+        cs = chunks(seeds, first, workers)
+        assert [s for s, _ in cs] == sorted(s for s, _ in cs)
+        covered = [s + i for s, c in cs for i in range(c)]
+        assert covered == list(range(first, first + seeds))
+        assert all(1 <= c <= CHUNK_SEEDS for _, c in cs)
+        assert len(cs) >= min(workers, seeds)  # every worker gets work
+
+
+def test_workers_give_the_same_outcomes_in_the_same_order():
+    def outcomes(workers):
+        res = _run(["--seeds", "5", "--seed", "7", "--ops", "15", "--workers", str(workers), "--json"])
+        assert res.exit_code == 0, res.output
+        body = json.loads(res.stdout)
+        assert body["workers"] == workers and body["seeds_per_min"] > 0
+        return [(o["seed"], o["nodes"], o["verdict"], o["history_hash"], o["problems"])
+                for o in body["outcomes"]]
+
+    one = outcomes(1)
+    assert [o[0] for o in one] == [7, 8, 9, 10, 11]
+    assert outcomes(3) == one
+
+
+def _simulators_with(marker: str) -> list[str]:
+    from pathlib import Path
+
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"node.sim" in cmd and marker.encode() in cmd:
+            found.append(d.name)
+    return found
+
+
+def test_fail_fast_with_workers_stops_at_the_same_seed_and_leaves_nothing_running():
+    import multiprocessing
+
+    args = ["--seeds", "40", "--nodes", "3", "--ops", "29", "--unsafe-commit-without-quorum",
+            "--fail-fast", "--json"]
+    serial = json.loads(_run(args + ["--workers", "1"]).stdout)
+    res = _run(args + ["--workers", "2"])
+    assert res.exit_code == 1, res.output
+    body = json.loads(res.stdout)
+    assert [o["seed"] for o in body["outcomes"]] == [o["seed"] for o in serial["outcomes"]]
+    assert body["outcomes"][-1]["verdict"] == "invalid"
+    assert multiprocessing.active_children() == []
+    if sys.platform.startswith("linux"):
+        assert _simulators_with("29") == []
+
+
+def test_sim_text_summary_prints_seeds_per_minute_and_workers():
+    res = _run(["--seeds", "2", "--ops", "15", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"^\d+ seeds/min with 2 workers$", res.stdout, re.M), res.stdout
