@@ -33,7 +33,8 @@ servers) is killed at the end, on error and on Ctrl-C or SIGTERM too.
 Usage::
 
     python bench/saturation.py [--duration 10] [--processes 2] [--connections 4] [--outstanding 32]
-                               [--value-bytes 100] [--members 3] [--skip-zookeeper] [--skip-squall]
+                               [--value-bytes 100] [--keys 100] [--mix both|90/10|writes] [--members 3]
+                               [--skip-zookeeper] [--skip-squall] [--work-dir DIR]
 """
 
 from __future__ import annotations
@@ -464,6 +465,8 @@ def measure_addresses(kind: str, addresses: list[str], members: list[ServerProce
     prepare_keys(addresses[0], args.keys, args.value_bytes)
     out = {}
     for i, (mix, share) in enumerate(MIXES.items()):
+        if args.mix not in ("both", mix):
+            continue
         f = run_mix(addresses, members, args, share, seed=i + 1)
         out[mix] = f
         print(f"    {kind} {mix}: {f.reads_s:,.0f} reads/s, {f.writes_s:,.0f} writes/s, p50 {f.p50_ms:.2f} ms, "
@@ -492,6 +495,8 @@ def table(results: dict[str, dict[str, Figures]], args: argparse.Namespace) -> s
             f"{args.value_bytes}-byte values on {args.keys} keys, {args.duration:g} s per mix",
             f"{'mix':<8}{'figure':<10}" + "".join(f"{n:>12}" for n in names) + (f"{'ratio':>8}" if both else "")]
     for mix, fig in ROWS:
+        if args.mix not in ("both", mix):
+            continue
         row = f"{mix:<8}{fig:<10}"
         fmt = "{:>12.2f}" if fig.endswith("ms") else "{:>12,.0f}"
         row += "".join(fmt.format(_value(results[n][mix], fig)) for n in names)
@@ -522,6 +527,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--outstanding", type=int, default=32, help="requests in flight per connection (default 32)")
     parser.add_argument("--value-bytes", type=int, default=100, help="value size in bytes (default 100)")
     parser.add_argument("--keys", type=int, default=100, help="znodes read and written (default 100)")
+    parser.add_argument("--mix", choices=("both", *MIXES), default="both", help="which mix to run (default both)")
     parser.add_argument("--members", type=int, choices=(1, 3), default=3,
                         help="3: ensembles (default); 1: standalone servers (a quick check)")
     parser.add_argument("--skip-zookeeper", action="store_true", help="do not run Apache ZooKeeper")
