@@ -61,7 +61,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from bench.ensemble import squall_ensemble, start_all, wait_leader, zookeeper_ensemble  # noqa: E402
 from node.wire import protocol as P  # noqa: E402
-from tests.node.servers import ServerProcess, squall_node, zookeeper_installed, zookeeper_standalone  # noqa: E402
+from tests.node.servers import (  # noqa: E402
+    ServerProcess,
+    server_mode,
+    squall_node,
+    zookeeper_installed,
+    zookeeper_standalone,
+)
 
 MIXES = {"90/10": 0.9, "writes": 0.0}  # name -> share of reads
 OPEN_ACL = (P.AclRecord(31, "world", "anyone"),)
@@ -115,11 +121,13 @@ class Connection:
             raise ProtocolError(f"{address} refused the session (timeout {resp.timeout_ms} ms)")
 
     def _read_frame_blocking(self) -> bytes:
-        while True:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while time.monotonic() < deadline:
             frame = self._next_frame()
             if frame is not None:
                 return frame
             self._fill()
+        raise ProtocolError(f"{self.address}: no whole frame within {CONNECT_TIMEOUT_S}s")
 
     def _fill(self) -> None:
         data = self.sock.recv(1 << 16)
@@ -173,10 +181,12 @@ class Connection:
     def call(self, op: int, record: object) -> int:
         """One synchronous request; returns its err code."""
         self.sock.sendall(self.frame(op, _body(op, record), time.perf_counter()))
-        while True:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while time.monotonic() < deadline:
             got = self.replies()
             if got:
                 return got[0][1]
+        raise ProtocolError(f"{self.address}: no reply to {P.OP_NAMES.get(op, op)} within {CONNECT_TIMEOUT_S}s")
 
     def close(self) -> None:
         try:
@@ -456,6 +466,12 @@ def measure(kind: str, members: list[ServerProcess], args: argparse.Namespace) -
     if len(members) > 1:
         leader = wait_leader(members)
         print(f"{kind}: leader {leader.address}", file=sys.stderr)
+    else:  # ZooKeeper answers ruok before it serves sessions; srvr tells when it does
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while server_mode(members[0]) != "standalone":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind} on {members[0].address} not serving within {READY_TIMEOUT_S}s")
+            time.sleep(0.05)
     addresses = [m.address for m in members]
     return measure_addresses(kind, addresses, members, args)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.servers import REPO_ROOT
+from tests.node.servers import REPO_ROOT, zookeeper_installed
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -56,14 +56,9 @@ def _start(args: list[str]) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def _figure(table: str, mix: str, figure: str) -> float:
-    m = re.search(rf"^{re.escape(mix)}\s+{re.escape(figure)}\s+([\d,.]+)", table, re.MULTILINE)
-    assert m, f"no {mix} {figure} row in:\n{table}"
-    return float(m.group(1).replace(",", ""))
-
-
-def test_short_run_reports_throughput_and_leaves_nothing(tmp_path: Path) -> None:
-    proc = _start([*SMALL, "--duration", "1.5", "--work-dir", str(tmp_path)])
+def _run_short(args: list[str], work_dir: Path) -> tuple[subprocess.Popen, str]:
+    """Run the bench for 1.5 s per mix; return the process (exited 0) and its table."""
+    proc = _start([*args, "--duration", "1.5", "--work-dir", str(work_dir)])
     try:
         out, err = proc.communicate(timeout=180)
     finally:
@@ -71,10 +66,34 @@ def test_short_run_reports_throughput_and_leaves_nothing(tmp_path: Path) -> None
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 0, err
+    return proc, out
+
+
+def _figure(table: str, mix: str, figure: str) -> float:
+    m = re.search(rf"^{re.escape(mix)}\s+{re.escape(figure)}\s+([\d,.]+)", table, re.MULTILINE)
+    assert m, f"no {mix} {figure} row in:\n{table}"
+    return float(m.group(1).replace(",", ""))
+
+
+def test_short_run_reports_throughput_and_leaves_nothing(tmp_path: Path) -> None:
+    proc, out = _run_short(SMALL, tmp_path)
     assert _figure(out, "90/10", "reads/s") > 0
     assert _figure(out, "90/10", "writes/s") > 0
     assert _figure(out, "writes", "writes/s") > 0
     assert "load generator" in out
+    _assert_nothing_left(proc.pid, tmp_path)
+
+
+@pytest.mark.zookeeper
+def test_short_run_against_zookeeper(tmp_path: Path) -> None:
+    """The lean client speaks to the reference server too (the handshake, create, getData, setData)."""
+    if not zookeeper_installed():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Debian's zookeeper package is missing (required under CI=true)")
+        pytest.skip("Debian's zookeeper package is not installed")
+    args = [a if a != "--skip-zookeeper" else "--skip-squall" for a in SMALL]
+    proc, out = _run_short(args, tmp_path)
+    assert "zookeeper" in out and _figure(out, "90/10", "reads/s") > 0 and _figure(out, "writes", "writes/s") > 0
     _assert_nothing_left(proc.pid, tmp_path)
 
 
