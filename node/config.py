@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from node import faults
+
 
 class ConfigError(ValueError):
     """A bad configuration value; the message says what is allowed."""
@@ -41,6 +43,8 @@ class NodeConfig:
     peers: str = ""
     # Consensus timer period (elections take 10..20 of these); tickTime above only sizes session timeouts
     raft_tick_ms: int = 25
+    # TEST ONLY: a deliberate bug to arm (see node.faults); "" = none. Not a zoo.cfg key on purpose.
+    unsafe_test_fault: str = ""
 
     def validate(self) -> "NodeConfig":
         def need(ok: bool, msg: str) -> None:
@@ -55,6 +59,10 @@ class NodeConfig:
         need(1 <= self.server_id <= 254, f"server id {self.server_id} is out of range; allowed: 1..254")
         need(self.snapshot_every >= 1, f"snapCount {self.snapshot_every} must be at least 1")
         need(5 <= self.raft_tick_ms <= 10_000, f"raft tick {self.raft_tick_ms} ms is out of range; allowed: 5..10000")
+        try:
+            faults.check(self.unsafe_test_fault)
+        except faults.UnknownFault as exc:
+            raise ConfigError(str(exc)) from None
         return self
 
     @property

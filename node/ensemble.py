@@ -26,6 +26,10 @@ client matches them by their special xids, not by order).
 A reply is written only after the effects that produced it were persisted,
 and a local read sees only applied (hence quorum-committed) state, so a
 client never sees a write that a crash of this server could take back.
+
+TEST-ONLY FAULTS (``node.faults``, armed by ``--unsafe-test-fault``): the
+replica carries out most; this shell carries out ``drop-watch-events`` (in
+``_dispatch_events``) and ``skip-fsync`` (in ``_process``). Inert unless armed.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from node import faults
 from node import tree as T
 from node.admin import four_letter
 from node.config import NodeConfig
@@ -119,7 +124,9 @@ class EnsembleView:
     def tree(self) -> Any:  # never cache it: installing a snapshot replaces the replica's tree
         return self._server.replica.tree
 
-    read_tree = tree
+    @property
+    def read_tree(self) -> Any:  # a lagging copy under the stale-reads test fault
+        return self._server.replica.read_tree
 
     @property
     def zxid(self) -> int:
@@ -163,6 +170,7 @@ class EnsembleConnection(ClientConnection):
         self._parked: collections.deque[Callable[[], None]] = collections.deque()  # waiting for room
         self._throttled = False
         self._write_paused = False
+        self.notified = 0  # watch notifications dispatched to this connection
 
     # -- output: the slot queue replaces the standalone zxid gating
 
@@ -411,8 +419,9 @@ class EnsembleServer:
             cfg.server_id, sorted(peers), None if fresh else disk, random.Random(os.urandom(16)),
             tick_ms=settings.raft_tick_ms, election_ticks=settings.election_ticks,
             heartbeat_ticks=settings.heartbeat_ticks, retry_ticks=settings.retry_ticks,
-            compact_every=cfg.snapshot_every, deferred=True,
+            compact_every=cfg.snapshot_every, deferred=True, unsafe_fault=cfg.unsafe_test_fault,
         )
+        self.fault = self.replica.fault
         self.node = EnsembleView(self)
         self.transport = PeerTransport(cfg.server_id, peers, None, on_batch=self._peer_batch,
                                        on_link_lost=self._link_lost, listen_host=peers[cfg.server_id].host)
@@ -554,7 +563,8 @@ class EnsembleServer:
                     # acknowledgement can be handled before this fsync returns).
                     self.transport.send_many(early)
                 if sync:
-                    self.store.sync()
+                    # skip-fsync (TEST-ONLY FAULT): written to the OS, never fdatasynced
+                    self.store.sync(durable=self.fault != "skip-fsync")
             except Exception as exc:
                 # Without durable state no vote, ack or reply may ever leave again.
                 self.failed = exc
@@ -603,10 +613,14 @@ class EnsembleServer:
     def _dispatch_events(self, events: list) -> None:
         watches = self.node.watches
         conns = self.session_conns
+        drop = self.fault == "drop-watch-events"
         for ev in events:
             for sid, wev in watches.trigger(ev):
                 conn = conns.get(sid)
                 if conn is not None:
+                    conn.notified += 1
+                    if drop and conn.notified % faults.DROP_EVERY == 0:
+                        continue  # TEST-ONLY FAULT: this notification is silently lost
                     conn.send(P.notification(wev.type, P.STATE_SYNC_CONNECTED, wev.path, wev.zxid))
 
     def _link_lost(self, peer: int) -> None:
@@ -836,6 +850,9 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
     server = EnsembleServer(cfg, peers, store, settings)
 
     def started() -> None:
+        if server.fault:
+            for _ in range(3):
+                log.warning("%s", faults.warning(server.fault))
         if admin is not None:
             server.start_peer_poller()
         st = server.replica.status()

@@ -25,9 +25,10 @@ An ensemble extends :class:`Node` by replacing the local commit with
 replication; the gating rule above is unchanged (``committed_zxid`` becomes
 the quorum-committed zxid).
 
-TEST-ONLY FAULTS. When the environment variable ``SQUALL_UNSAFE_TEST_FAULT``
-is set, the node misbehaves on purpose so that the harness can prove its
-checkers catch a broken database. Never set it outside such a test:
+TEST-ONLY FAULTS (``node.faults``): armed by ``--unsafe-test-fault NAME`` (or
+the environment variable ``SQUALL_UNSAFE_TEST_FAULT``), the node misbehaves on
+purpose so that the harness can prove its checkers catch a broken database.
+Never arm one outside such a test. The standalone node supports two:
 
 * ``stale-reads``: exists/getData/getChildren are served from a copy of the
   tree that lags :data:`STALE_LAG` writes behind;
@@ -35,7 +36,8 @@ checkers catch a broken database. Never set it outside such a test:
   (persistent, non-sequential) create is acknowledged -- with a plausible
   Stat, or the path -- but never applied.
 
-A loud warning is logged at start when either is on.
+An ensemble member supports these and the others ``node.faults`` lists. A
+loud warning is logged at start when one is armed.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from node import faults
 from node import tree as T
 from node.admin import four_letter
 from node.config import NodeConfig
@@ -63,10 +66,9 @@ from node.wire.jute import INT, JuteError
 
 log = logging.getLogger("squall.node")
 
-FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
-FAULTS = ("stale-reads", "lose-writes")
-STALE_LAG = 3
-LOSE_EVERY = 5
+FAULT_ENV = faults.FAULT_ENV
+STALE_LAG = faults.STALE_LAG
+LOSE_EVERY = faults.LOSE_EVERY
 
 EPOCH = 1  # standalone epoch; an ensemble bumps it per leader term
 ZERO_PASSWORD = b"\x00" * 16
@@ -120,9 +122,7 @@ class Node:
         # fsync on the loop thread instead of the disk thread: no thread handoff per commit (lower
         # latency for lone writes on a fast disk) at the price of blocking the loop for each fsync.
         self.inline_fsync = cfg.fsync_inline
-        fault = os.environ.get(FAULT_ENV, "")
-        if fault and fault not in FAULTS:
-            raise ValueError(f"{FAULT_ENV}={fault!r} is not a known test fault; known: {', '.join(FAULTS)}")
+        fault = faults.check(cfg.unsafe_test_fault or faults.from_env(), standalone=True)
         self.fault = fault
         self._stale_tree = None
         self._stale_queue: collections.deque = collections.deque()
@@ -1090,8 +1090,7 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
         raise
     if node.fault:
         for _ in range(3):
-            log.warning("!!! %s=%s: THIS NODE IS DELIBERATELY BROKEN (test-only fault); never use it for real data !!!",
-                        FAULT_ENV, node.fault)
+            log.warning("%s", faults.warning(node.fault))
     server = NodeServer(cfg, node)
 
     def started() -> None:
@@ -1149,7 +1148,11 @@ class BackgroundNode:
                 self.host, self.port = host, port
                 self._ready.set()
 
-            await serve(self.cfg, ready=ready, stop=self._stop, install_signals=False)
+            if self.cfg.peers:  # an ensemble member (a one-member ensemble runs in-process too)
+                from node.ensemble import serve_ensemble
+                await serve_ensemble(self.cfg, ready=ready, stop=self._stop, install_signals=False)
+            else:
+                await serve(self.cfg, ready=ready, stop=self._stop, install_signals=False)
 
         try:
             asyncio.run(main())

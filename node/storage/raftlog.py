@@ -161,8 +161,10 @@ class RaftStore:
             if p.name != keep:
                 p.unlink(missing_ok=True)
 
-    def sync(self) -> None:
-        self.wal.sync()
+    def sync(self, durable: bool = True) -> None:
+        """Write what was persisted and fdatasync it (``durable=False``: write only; the
+        TEST-ONLY skip-fsync fault)."""
+        self.wal.sync(durable)
         self.syncs += 1
 
     def close(self) -> None:

@@ -275,9 +275,11 @@ class WriteAheadLog:
             os.fdatasync(self._fd)
             self.syncs += 1
 
-    def sync(self) -> None:
-        """Write every buffered record and fdatasync: all appended records are durable after this."""
-        self._write_pending(sync=True)
+    def sync(self, durable: bool = True) -> None:
+        """Write every buffered record and fdatasync: all appended records are durable after this.
+
+        ``durable=False`` writes without the fdatasync (only the TEST-ONLY skip-fsync fault does)."""
+        self._write_pending(sync=durable)
 
     @property
     def pending(self) -> int:
