@@ -846,7 +846,8 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
     directory = cfg.data_dir / "ensemble"
     directory.mkdir(parents=True, exist_ok=True)
     lock_fd = lock_dir(directory)
-    store = RaftStore(directory)
+    store = RaftStore(directory, retain_snapshots=cfg.snap_retain_count,
+                      purge_interval_s=cfg.purge_interval_h * 3600.0)
     server = EnsembleServer(cfg, peers, store, settings)
 
     def started() -> None:

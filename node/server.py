@@ -1081,7 +1081,8 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
                 admin: tuple[str, int, str | None] | None = None) -> None:
     """Open storage, recover, serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    storage = Storage.open(cfg.data_dir, snapshot_every=cfg.snapshot_every)
+    storage = Storage.open(cfg.data_dir, snapshot_every=cfg.snapshot_every, keep_snapshots=cfg.snap_retain_count,
+                           purge_interval_s=cfg.purge_interval_h * 3600.0)
     tree, last_zxid = storage.tree, storage.tree.last_zxid
     try:
         node = Node(cfg, storage, tree, last_zxid, random.Random(os.urandom(16)))
