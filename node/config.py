@@ -83,6 +83,19 @@ class NodeConfig:
     def max_timeout_ms(self) -> int:
         return self.max_session_timeout_ms or 20 * self.tick_ms
 
+    @property
+    def handshake_timeout_ms(self) -> int:
+        """How long a new connection may take to deliver its ConnectRequest before it is closed.
+
+        Five ticks: ZooKeeper's sessionless-connection timeout is 10 s
+        (``zookeeper.nio.sessionlessCnxnTimeout``) at its default tickTime of
+        2 s. A client sends its ConnectRequest right after connecting, so this
+        is generous, and it is shorter than the longest session timeout (20
+        ticks), so idle sockets cannot pile up to the per-address limit
+        (maxClientCnxns) and lock real clients out for long.
+        """
+        return 5 * self.tick_ms
+
 
 # zoo.cfg key -> (NodeConfig field, converter)
 FILE_KEYS = {

@@ -308,6 +308,13 @@ class EnsembleConnection(ClientConnection):
     def _request(self, body: bytes) -> None:
         try:
             req = P.decode_request(body)
+        except P.MalformedRequest as exc:
+            if exc.op == P.AUTH:
+                raise  # ZooKeeper closes a connection whose auth packet does not decode
+            log.info("answering MarshallingError to %s (session 0x%x): %s", self.address, self.session_id, exc)
+            xid = exc.xid
+            self._local(lambda: self.send(P.reply(xid, self.node.zxid, Err.MARSHALLING_ERROR)))
+            return
         except P.UnknownOpcode as exc:
             log.warning("closing connection from %s (session 0x%x): %s; answered Unimplemented",
                         self.address, self.session_id, exc)

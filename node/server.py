@@ -282,6 +282,7 @@ class ClientConnection(asyncio.Protocol):
         self.sent = 0
         self.last_zxid = 0
         self.counted_ip = False
+        self._handshake_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks
 
@@ -299,9 +300,19 @@ class ClientConnection(asyncio.Protocol):
             return
         self.counted_ip = True
         self.server.connections.add(self)
+        self._handshake_timer = asyncio.get_running_loop().call_later(
+            self.server.cfg.handshake_timeout_ms / 1000.0, self._handshake_overdue)
+
+    def _handshake_overdue(self) -> None:
+        self._handshake_timer = None
+        if self.state == NEW:
+            self.abort(f"no handshake within {self.server.cfg.handshake_timeout_ms} ms (5 ticks)")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
         self.server.forget(self)
 
     def data_received(self, data: bytes) -> None:
@@ -494,6 +505,12 @@ class ClientConnection(asyncio.Protocol):
     def _request(self, body: bytes) -> None:
         try:
             req = P.decode_request(body)
+        except P.MalformedRequest as exc:
+            if exc.op == P.AUTH:
+                raise  # ZooKeeper closes a connection whose auth packet does not decode
+            log.info("answering MarshallingError to %s (session 0x%x): %s", self.address, self.session_id, exc)
+            self.send(P.reply(exc.xid, self.node.zxid, Err.MARSHALLING_ERROR), self.node.zxid)
+            return
         except P.UnknownOpcode as exc:
             log.warning("closing connection from %s (session 0x%x): %s; answered Unimplemented",
                         self.address, self.session_id, exc)
