@@ -183,6 +183,7 @@ class EnsembleConnection(ClientConnection):
             self.ens.dirty.add(self)
             return
         self._out.append(data)
+        self._out_bytes += len(data)
         self.sent += 1
         self.server.sent += 1
         self.ens.dirty.add(self)
@@ -202,6 +203,9 @@ class EnsembleConnection(ClientConnection):
         slots = self._slots
         while slots and not self._close_after and self.state != CLOSED:
             s = slots[0]
+            if s.run is not None and self._output_full():
+                self._stall()  # a client that does not read: compute no more replies until it does
+                break
             if s.run is not None:
                 fn, s.run = s.run, None
                 slots.popleft()
@@ -227,6 +231,14 @@ class EnsembleConnection(ClientConnection):
         if not self._throttled:
             super().resume_writing()
 
+    def _input_full(self) -> bool:
+        return len(self._slots) >= MAX_PARKED or self._output_full()
+
+    def _resume(self) -> None:
+        super()._resume()
+        if not self._stalled:
+            self.pump()  # replies whose computation waited for the output to drain
+
     def _throttle(self) -> None:
         if not self._throttled and len(self._parked) >= MAX_PARKED and self.transport is not None:
             self._throttled = True
@@ -238,7 +250,7 @@ class EnsembleConnection(ClientConnection):
             self._parked.popleft()()
         if self._throttled and len(self._parked) <= MAX_PARKED // 2:
             self._throttled = False
-            if self.transport is not None and self.state < CLOSED and not self._write_paused:
+            if self.transport is not None and self.state < CLOSED and not self._write_paused and not self._stalled:
                 self.transport.resume_reading()
 
     def on_reply(self, rep: ClientReply) -> None:

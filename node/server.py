@@ -275,7 +275,14 @@ class ClientConnection(asyncio.Protocol):
         self.timeout_ms = 0
         self.identities: list[tuple[str, str]] = []
         self._out: list[bytes] = []
+        self._out_bytes = 0  # bytes in _out
         self._pending: collections.deque = collections.deque()  # (required zxid, bytes | None=close)
+        self._pending_bytes = 0  # bytes in _pending
+        # Backpressure: while this connection holds output_limit bytes of output (a client that
+        # does not read), no further request of it is handled and its socket is not read.
+        self.output_limit = 2 * server.cfg.max_frame_bytes
+        self._stalled = False
+        self._resume_scheduled = False
         self._flush_scheduled = False
         self._in_batch = False
         self.received = 0
@@ -325,6 +332,9 @@ class ClientConnection(asyncio.Protocol):
         self._in_batch = True
         try:
             while len(buf) - off >= 4:
+                if self.state != NEW and self._input_full():
+                    self._stall()  # the rest waits in buf (and the kernel) until the output drains
+                    break
                 if self.state == NEW and off == 0 and bytes(buf[:4]) in four_letter.WORD_BYTES:
                     self._four_letter(bytes(buf[:4]).decode("ascii"))
                     return
@@ -370,8 +380,46 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and self.state < CLOSED:
+        if self._stalled:
+            self._maybe_resume()
+        elif self.transport is not None and self.state < CLOSED:
             self.transport.resume_reading()
+
+    # -- backpressure
+
+    def buffered(self) -> int:
+        """Output bytes this connection holds: queued here plus the transport's write buffer."""
+        t = self.transport
+        return (t.get_write_buffer_size() if t is not None else 0) + self._out_bytes + self._pending_bytes
+
+    def _output_full(self) -> bool:
+        return self.buffered() >= self.output_limit
+
+    def _input_full(self) -> bool:
+        """Whether to stop handling this connection's requests for now (the ensemble adds its queue)."""
+        return self._output_full()
+
+    def _stall(self) -> None:
+        if not self._stalled:
+            self._stalled = True
+            if self.transport is not None and self.state < CLOSED:
+                self.transport.pause_reading()
+
+    def _maybe_resume(self) -> None:
+        """Once the output drained below the limit, handle what was read and read again (next turn)."""
+        if self._stalled and not self._resume_scheduled and self.state < CLOSING and not self._input_full():
+            self._resume_scheduled = True
+            asyncio.get_running_loop().call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if not self._stalled or self.state >= CLOSING or self._input_full():
+            return
+        self._stalled = False
+        t = self.transport
+        if t is not None and t.get_write_buffer_size() < self.output_limit:
+            t.resume_reading()
+        self.data_received(b"")  # the requests already read; may stall again
 
     # -- output, in order, gated on durability
 
@@ -383,10 +431,12 @@ class ClientConnection(asyncio.Protocol):
             self.state = CLOSING
         if not self._pending and data is not None and required <= self.node.committed_zxid:
             self._out.append(data)
+            self._out_bytes += len(data)
             self.sent += 1
             self.server.sent += 1
         else:
             self._pending.append((required, data))
+            self._pending_bytes += len(data) if data is not None else 0
             if len(self._pending) == 1:
                 self.server.waiting.add(self)
         if not self._in_batch and not self._flush_scheduled:
@@ -402,8 +452,11 @@ class ClientConnection(asyncio.Protocol):
             if data is None:
                 close = True
                 pending.clear()
+                self._pending_bytes = 0
                 break
+            self._pending_bytes -= len(data)
             self._out.append(data)
+            self._out_bytes += len(data)
             self.sent += 1
             self.server.sent += 1
         if not pending:
@@ -423,13 +476,17 @@ class ClientConnection(asyncio.Protocol):
         if self._out and self.transport is not None and self.state != CLOSED:
             out = self._out
             self._out = []
+            self._out_bytes = 0
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self._stalled:
+            self._maybe_resume()
 
     def close(self) -> None:
         if self.state == CLOSED:
             return
         self.state = CLOSED
         self._pending.clear()
+        self._pending_bytes = 0
         self.server.waiting.discard(self)
         if self.transport is not None:
             self.transport.close()
