@@ -92,7 +92,10 @@ class RaftStore:
         try:
             if kind == _K_ENTRY:
                 e = Entry.from_bytes(body)
-                if e.index > self.disk.snapshot.meta.index:
+                entries = self.disk.entries
+                if entries and e.index == entries[-1].index + 1:
+                    entries.append(e)  # the common case: the next entry (what apply would do)
+                elif e.index > self.disk.snapshot.meta.index:
                     self.disk.apply(Persist(entries=(e,)))
             elif kind == _K_HARD:
                 self.disk.apply(Persist(hard_state=HardState.from_bytes(body)))
