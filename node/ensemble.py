@@ -234,10 +234,15 @@ class EnsembleConnection(ClientConnection):
     def _input_full(self) -> bool:
         return len(self._slots) >= MAX_PARKED or self._output_full()
 
-    def _resume(self) -> None:
-        super()._resume()
-        if not self._stalled:
-            self.pump()  # replies whose computation waited for the output to drain
+    def _maybe_resume(self) -> None:
+        # The pump stopped computing queued reads while the output was full: once it is not,
+        # pump again (through the server's effect loop, which keeps events before replies),
+        # whether or not reading resumes (the queue itself may still be at its bound).
+        slots = self._slots
+        if slots and slots[0].run is not None and not self._output_full() and self.state < CLOSED:
+            self.ens.dirty.add(self)
+            self.ens.kick()
+        super()._maybe_resume()
 
     def _throttle(self) -> None:
         if not self._throttled and len(self._parked) >= MAX_PARKED and self.transport is not None:

@@ -77,3 +77,47 @@ def test_ensemble_member_output_for_a_client_that_does_not_read_is_bounded(tmp_p
     finally:
         for m in members:
             m.kill()
+
+
+@pytest.mark.parametrize("ensemble", [False, True], ids=["standalone", "ensemble"])
+def test_a_stalled_client_that_reads_again_gets_every_reply_in_order(tmp_path: Path, ensemble: bool) -> None:
+    """More pipelined reads than the ensemble's queue bound (MAX_PARKED), each reply 200 kB:
+    the connection stalls on output, and once the client reads, every reply comes, in order."""
+    import socket
+    import struct
+
+    from node.config import NodeConfig
+    from node.server import BackgroundNode
+
+    port = free_port()
+    peers = f"1=127.0.0.1:{port}:{free_port()}" if ensemble else ""
+    cfg = NodeConfig(data_dir=tmp_path / "d", host="127.0.0.1", port=port, tick_ms=100, peers=peers).validate()
+    requests = 1500
+    with BackgroundNode(cfg) as n:
+        zk = KazooClient(hosts=n.hosts, timeout=10)
+        zk.start(timeout=20)
+        try:
+            zk.create("/mid", b"m" * 200_000)
+            sock = unread_flood(n.host, n.port, "/mid", requests)
+            try:
+                time.sleep(1.0)  # the node fills its bound and stalls this connection
+                sock.settimeout(30)
+                buf, xids = b"", []
+                while len(xids) < requests:
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while len(buf) >= 4 and len(buf) >= 4 + struct.unpack_from(">i", buf)[0]:
+                        n_ = struct.unpack_from(">i", buf)[0]
+                        xid, _zxid, err = struct.unpack_from(">iqi", buf, 4)
+                        assert err == 0
+                        xids.append(xid)
+                        buf = buf[4 + n_:]
+            finally:
+                sock.close()
+            assert xids == list(range(1, requests + 1))
+            assert zk.get("/mid")[1].dataLength == 200_000
+        finally:
+            zk.stop()
+            zk.close()
