@@ -36,7 +36,7 @@ ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
 ZOOKEEPER_SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
 
 READY_TIMEOUT_S = 30.0
-# node/server.py misbehaves on purpose when this is set (for the harness's own
+# the node misbehaves on purpose when this is set (node/faults.py; for the harness's own
 # tests); a conformance test must never inherit it by accident.
 UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
 
