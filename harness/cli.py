@@ -106,8 +106,9 @@ def _registry():
         nemesis_faults=("partition", "pause", "kill", "disk"),
         nemesis_package=_nemesis_package,
         default_nodes={"squall": _squall_default_nodes},
-        # test-only broken databases (the node's SQUALL_UNSAFE_TEST_FAULT switch)
-        unsafe_db_faults=("lose-writes", "stale-reads"),
+        # test-only broken databases (the node's --unsafe-test-fault switch, node/faults.py)
+        unsafe_db_faults=("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
+                          "multi-partial", "diverge", "skip-fsync"),
     )
 
 

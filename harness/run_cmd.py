@@ -16,7 +16,6 @@ gate never reports "unknown" when some run found a bug.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sys
@@ -37,7 +36,6 @@ from harness.spec import (READS_MODES, SpecError, TestSpec, default_name, normal
                           parse_nemesis, stream_rng)
 
 EXIT_BAD_INPUT = 3
-UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
 
 
 def _registry(ctx: click.Context) -> Registry:
@@ -78,8 +76,8 @@ def _common_options(fn: Callable) -> Callable:
         click.option("--reads", default="local", show_default=True, help=f"Read mode: {', '.join(READS_MODES)}."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show the progress line on stderr."),
         click.option("--unsafe-db-fault", default=None, hidden=True,
-                     help="TEST ONLY: run a deliberately broken database (sets SQUALL_UNSAFE_TEST_FAULT in "
-                          "the nodes' environment) to prove the gate fails."),
+                     help="TEST ONLY: run a deliberately broken database (the db is started with that test-only "
+                          "fault armed) to prove the gate fails."),
     ]
     for opt in reversed(options):
         fn = opt(fn)
@@ -190,24 +188,6 @@ def _signals_to(control: RunControl) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-@contextmanager
-def _unsafe_env(spec: TestSpec) -> Iterator[None]:
-    """Nodes inherit the harness's environment; the test-only fault rides on it."""
-    fault = spec.option_dict.get("unsafe_db_fault")
-    if not fault:
-        yield
-        return
-    old = os.environ.get(UNSAFE_FAULT_ENV)
-    os.environ[UNSAFE_FAULT_ENV] = str(fault)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(UNSAFE_FAULT_ENV, None)
-        else:
-            os.environ[UNSAFE_FAULT_ENV] = old
-
-
 def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunControl, show_progress: bool) -> RunOutcome:
     """Build the parts for ``spec`` from the registry and run it once."""
     # absolute: node processes run with their own data dir as cwd
@@ -229,8 +209,7 @@ def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunContr
         write_error_outcome(spec, run_dir, msg, "setup-failed", [], 0.0)
         store.update_latest(results_root, run_dir)
         return RunOutcome(run_dir, None, msg, EXIT_SETUP_FAILED, error=msg)
-    with _unsafe_env(spec):
-        return run_test(spec, backend, db, workload, package, run_dir, progress, control, results_root=results_root)
+    return run_test(spec, backend, db, workload, package, run_dir, progress, control, results_root=results_root)
 
 
 def _describe(outcome: RunOutcome) -> str:

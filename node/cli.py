@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 
 import click
 
+from node import faults
 from node.config import ConfigError, load_config
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -84,9 +84,12 @@ def _loop_factory(kind: str):
               help="Admin address; anything but loopback requires --admin-token.")
 @click.option("--admin-token", envvar="SQUALL_ADMIN_TOKEN", default=None,
               help="Token every admin request must carry (env SQUALL_ADMIN_TOKEN).")
+@click.option("--unsafe-test-fault", default=None, hidden=True, metavar="NAME",
+              help="TEST ONLY: arm a deliberate bug (node/faults.py); env SQUALL_UNSAFE_TEST_FAULT works too.")
 def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxns, config_file, server_id,
                  member_id, peers, raft_tick_ms,
-                 snapshot_every, super_digest, fsync_inline, loop_kind, admin_port, admin_host, admin_token) -> None:
+                 snapshot_every, super_digest, fsync_inline, loop_kind, admin_port, admin_host, admin_token,
+                 unsafe_test_fault) -> None:
     """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM."""
     from pathlib import Path
 
@@ -96,7 +99,7 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
                  "max_frame_bytes": max_frame_bytes, "max_client_cnxns": max_client_cnxns,
                  "server_id": member_id if member_id is not None else server_id, "snapshot_every": snapshot_every,
                  "super_digest": super_digest, "fsync_inline": fsync_inline, "peers": peers,
-                 "raft_tick_ms": raft_tick_ms}
+                 "raft_tick_ms": raft_tick_ms, "unsafe_test_fault": unsafe_test_fault or faults.from_env() or None}
     try:
         cfg, ignored = load_config(config_file, overrides)
     except ConfigError as exc:
@@ -124,11 +127,12 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
 
     from node.server import serve  # imported late: `squall node --help` stays fast
     ensemble = bool(cfg.peers) and len(parse_peers(cfg.peers)) > 1  # a one-member list is just standalone
-    if ensemble and os.environ.get("SQUALL_UNSAFE_TEST_FAULT"):
-        # The deliberate faults live in the standalone server only; an ensemble that ignored the
-        # switch would let a "broken database" test pass silently, so refuse instead.
-        raise click.UsageError("SQUALL_UNSAFE_TEST_FAULT (a test-only fault) is supported by a standalone "
-                               "node only; unset it, or run one node without --peers")
+    if not ensemble and cfg.unsafe_test_fault:
+        # A standalone node that ignored a fault would let a "broken database" test pass silently.
+        try:
+            faults.check(cfg.unsafe_test_fault, standalone=True)
+        except faults.UnknownFault as exc:
+            raise click.UsageError(str(exc)) from None
     from node.storage import CorruptLogError, StorageLockedError
 
     # The disk thread hands every commit back to the loop; a shorter GIL switch interval keeps that

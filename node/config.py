@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from node import faults
+
 
 class ConfigError(ValueError):
     """A bad configuration value; the message says what is allowed."""
@@ -28,6 +30,12 @@ class NodeConfig:
     max_client_cnxns: int = 60  # per client IP, like maxClientCnxns; 0 = unlimited
     server_id: int = 1
     snapshot_every: int = 100_000  # txns between snapshots (ZooKeeper's snapCount)
+    # autopurge.snapRetainCount: snapshots kept (ZooKeeper's default and minimum: 3)
+    snap_retain_count: int = 3
+    # autopurge.purgeInterval, in hours: log segments and snapshots no longer needed are purged at
+    # most this often, at snapshot time. 0 (the default) purges at every snapshot, which keeps
+    # the logs bounded; ZooKeeper's 0 means never (its logs grow until an operator purges them).
+    purge_interval_h: int = 0
     min_session_timeout_ms: int = 0  # 0: 2 ticks
     max_session_timeout_ms: int = 0  # 0: 20 ticks
     # "user:base64hash" (ZooKeeper's DigestAuthenticationProvider.superDigest): that digest id is superuser
@@ -41,6 +49,8 @@ class NodeConfig:
     peers: str = ""
     # Consensus timer period (elections take 10..20 of these); tickTime above only sizes session timeouts
     raft_tick_ms: int = 25
+    # TEST ONLY: a deliberate bug to arm (see node.faults); "" = none. Not a zoo.cfg key on purpose.
+    unsafe_test_fault: str = ""
 
     def validate(self) -> "NodeConfig":
         def need(ok: bool, msg: str) -> None:
@@ -54,7 +64,15 @@ class NodeConfig:
         need(self.max_client_cnxns >= 0, f"maxClientCnxns {self.max_client_cnxns} is negative; allowed: 0 (unlimited) or more")
         need(1 <= self.server_id <= 254, f"server id {self.server_id} is out of range; allowed: 1..254")
         need(self.snapshot_every >= 1, f"snapCount {self.snapshot_every} must be at least 1")
+        need(self.snap_retain_count >= 3,
+             f"autopurge.snapRetainCount {self.snap_retain_count} is below ZooKeeper's minimum; allowed: 3 or more")
+        need(self.purge_interval_h >= 0,
+             f"autopurge.purgeInterval {self.purge_interval_h} is negative; allowed: 0 (at every snapshot) or hours")
         need(5 <= self.raft_tick_ms <= 10_000, f"raft tick {self.raft_tick_ms} ms is out of range; allowed: 5..10000")
+        try:
+            faults.check(self.unsafe_test_fault)
+        except faults.UnknownFault as exc:
+            raise ConfigError(str(exc)) from None
         return self
 
     @property
@@ -64,6 +82,19 @@ class NodeConfig:
     @property
     def max_timeout_ms(self) -> int:
         return self.max_session_timeout_ms or 20 * self.tick_ms
+
+    @property
+    def handshake_timeout_ms(self) -> int:
+        """How long a new connection may take to deliver its ConnectRequest before it is closed.
+
+        Five ticks: ZooKeeper's sessionless-connection timeout is 10 s
+        (``zookeeper.nio.sessionlessCnxnTimeout``) at its default tickTime of
+        2 s. A client sends its ConnectRequest right after connecting, so this
+        is generous, and it is shorter than the longest session timeout (20
+        ticks), so idle sockets cannot pile up to the per-address limit
+        (maxClientCnxns) and lock real clients out for long.
+        """
+        return 5 * self.tick_ms
 
 
 # zoo.cfg key -> (NodeConfig field, converter)
@@ -75,6 +106,8 @@ FILE_KEYS = {
     "maxClientCnxns": ("max_client_cnxns", int),
     "jute.maxbuffer": ("max_frame_bytes", int),
     "snapCount": ("snapshot_every", int),
+    "autopurge.snapRetainCount": ("snap_retain_count", int),
+    "autopurge.purgeInterval": ("purge_interval_h", int),
     "minSessionTimeout": ("min_session_timeout_ms", int),
     "maxSessionTimeout": ("max_session_timeout_ms", int),
     "serverId": ("server_id", int),

@@ -26,6 +26,10 @@ client matches them by their special xids, not by order).
 A reply is written only after the effects that produced it were persisted,
 and a local read sees only applied (hence quorum-committed) state, so a
 client never sees a write that a crash of this server could take back.
+
+TEST-ONLY FAULTS (``node.faults``, armed by ``--unsafe-test-fault``): the
+replica carries out most; this shell carries out ``drop-watch-events`` (in
+``_dispatch_events``) and ``skip-fsync`` (in ``_process``). Inert unless armed.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from node import faults
 from node import tree as T
 from node.admin import four_letter
 from node.config import NodeConfig
@@ -119,7 +124,9 @@ class EnsembleView:
     def tree(self) -> Any:  # never cache it: installing a snapshot replaces the replica's tree
         return self._server.replica.tree
 
-    read_tree = tree
+    @property
+    def read_tree(self) -> Any:  # a lagging copy under the stale-reads test fault
+        return self._server.replica.read_tree
 
     @property
     def zxid(self) -> int:
@@ -163,6 +170,7 @@ class EnsembleConnection(ClientConnection):
         self._parked: collections.deque[Callable[[], None]] = collections.deque()  # waiting for room
         self._throttled = False
         self._write_paused = False
+        self.notified = 0  # watch notifications dispatched to this connection
 
     # -- output: the slot queue replaces the standalone zxid gating
 
@@ -175,6 +183,7 @@ class EnsembleConnection(ClientConnection):
             self.ens.dirty.add(self)
             return
         self._out.append(data)
+        self._out_bytes += len(data)
         self.sent += 1
         self.server.sent += 1
         self.ens.dirty.add(self)
@@ -194,6 +203,9 @@ class EnsembleConnection(ClientConnection):
         slots = self._slots
         while slots and not self._close_after and self.state != CLOSED:
             s = slots[0]
+            if s.run is not None and self._output_full():
+                self._stall()  # a client that does not read: compute no more replies until it does
+                break
             if s.run is not None:
                 fn, s.run = s.run, None
                 slots.popleft()
@@ -219,6 +231,19 @@ class EnsembleConnection(ClientConnection):
         if not self._throttled:
             super().resume_writing()
 
+    def _input_full(self) -> bool:
+        return len(self._slots) >= MAX_PARKED or self._output_full()
+
+    def _maybe_resume(self) -> None:
+        # The pump stopped computing queued reads while the output was full: once it is not,
+        # pump again (through the server's effect loop, which keeps events before replies),
+        # whether or not reading resumes (the queue itself may still be at its bound).
+        slots = self._slots
+        if slots and slots[0].run is not None and not self._output_full() and self.state < CLOSED:
+            self.ens.dirty.add(self)
+            self.ens.kick()
+        super()._maybe_resume()
+
     def _throttle(self) -> None:
         if not self._throttled and len(self._parked) >= MAX_PARKED and self.transport is not None:
             self._throttled = True
@@ -230,7 +255,7 @@ class EnsembleConnection(ClientConnection):
             self._parked.popleft()()
         if self._throttled and len(self._parked) <= MAX_PARKED // 2:
             self._throttled = False
-            if self.transport is not None and self.state < CLOSED and not self._write_paused:
+            if self.transport is not None and self.state < CLOSED and not self._write_paused and not self._stalled:
                 self.transport.resume_reading()
 
     def on_reply(self, rep: ClientReply) -> None:
@@ -300,6 +325,13 @@ class EnsembleConnection(ClientConnection):
     def _request(self, body: bytes) -> None:
         try:
             req = P.decode_request(body)
+        except P.MalformedRequest as exc:
+            if exc.op == P.AUTH:
+                raise  # ZooKeeper closes a connection whose auth packet does not decode
+            log.info("answering MarshallingError to %s (session 0x%x): %s", self.address, self.session_id, exc)
+            xid = exc.xid
+            self._local(lambda: self.send(P.reply(xid, self.node.zxid, Err.MARSHALLING_ERROR)))
+            return
         except P.UnknownOpcode as exc:
             log.warning("closing connection from %s (session 0x%x): %s; answered Unimplemented",
                         self.address, self.session_id, exc)
@@ -411,8 +443,9 @@ class EnsembleServer:
             cfg.server_id, sorted(peers), None if fresh else disk, random.Random(os.urandom(16)),
             tick_ms=settings.raft_tick_ms, election_ticks=settings.election_ticks,
             heartbeat_ticks=settings.heartbeat_ticks, retry_ticks=settings.retry_ticks,
-            compact_every=cfg.snapshot_every, deferred=True,
+            compact_every=cfg.snapshot_every, deferred=True, unsafe_fault=cfg.unsafe_test_fault,
         )
+        self.fault = self.replica.fault
         self.node = EnsembleView(self)
         self.transport = PeerTransport(cfg.server_id, peers, None, on_batch=self._peer_batch,
                                        on_link_lost=self._link_lost, listen_host=peers[cfg.server_id].host)
@@ -554,7 +587,8 @@ class EnsembleServer:
                     # acknowledgement can be handled before this fsync returns).
                     self.transport.send_many(early)
                 if sync:
-                    self.store.sync()
+                    # skip-fsync (TEST-ONLY FAULT): written to the OS, never fdatasynced
+                    self.store.sync(durable=self.fault != "skip-fsync")
             except Exception as exc:
                 # Without durable state no vote, ack or reply may ever leave again.
                 self.failed = exc
@@ -603,10 +637,14 @@ class EnsembleServer:
     def _dispatch_events(self, events: list) -> None:
         watches = self.node.watches
         conns = self.session_conns
+        drop = self.fault == "drop-watch-events"
         for ev in events:
             for sid, wev in watches.trigger(ev):
                 conn = conns.get(sid)
                 if conn is not None:
+                    conn.notified += 1
+                    if drop and conn.notified % faults.DROP_EVERY == 0:
+                        continue  # TEST-ONLY FAULT: this notification is silently lost
                     conn.send(P.notification(wev.type, P.STATE_SYNC_CONNECTED, wev.path, wev.zxid))
 
     def _link_lost(self, peer: int) -> None:
@@ -832,10 +870,14 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
     directory = cfg.data_dir / "ensemble"
     directory.mkdir(parents=True, exist_ok=True)
     lock_fd = lock_dir(directory)
-    store = RaftStore(directory)
+    store = RaftStore(directory, retain_snapshots=cfg.snap_retain_count,
+                      purge_interval_s=cfg.purge_interval_h * 3600.0)
     server = EnsembleServer(cfg, peers, store, settings)
 
     def started() -> None:
+        if server.fault:
+            for _ in range(3):
+                log.warning("%s", faults.warning(server.fault))
         if admin is not None:
             server.start_peer_poller()
         st = server.replica.status()

@@ -46,6 +46,12 @@ full timeout. A client reconnecting (`client_connect`) keeps its session if
 the password matches; a replica whose last applied zxid is behind the client's
 lastZxidSeen refuses it, so a client never sees the tree go back in time.
 
+TEST-ONLY FAULTS. `unsafe_fault` arms one of the deliberate bugs of
+`node.faults` (lose-writes, stale-reads, sync-no-wait, stale-reconnect,
+multi-partial, diverge; the shell carries out drop-watch-events and
+skip-fsync). Each is an `if` on the production path that is false unless
+armed; never arm one outside a test.
+
 See docs/protocol.md ("The replica") for the design and its limits.
 """
 
@@ -57,6 +63,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from node import faults
 from node.consensus import (
     Entry,
     EntryKind,
@@ -73,8 +80,11 @@ from node.sessions import SessionTracker, generate_password, new_session_id
 from node.tree import (
     ApplyResult,
     CloseSessionOp,
+    CreateOp,
     CreateSessionOp,
     DataTree,
+    SetDataOp,
+    Stat,
     DeleteContainerOp,
     Txn,
     WatchEvent,
@@ -398,7 +408,8 @@ class Replica:
     since the last one (0 = never). `container_check_ms`: how often the
     leader proposes the deletion of expired containers and TTL nodes. `unsafe_commit_without_quorum` is the
     Raft core's TEST-ONLY fault injection (see RaftNode): never set it
-    outside tests.
+    outside tests. `unsafe_fault` is a TEST-ONLY fault of `node.faults`
+    (see the module docstring); "" = none.
     """
 
     def __init__(
@@ -416,8 +427,13 @@ class Replica:
         container_check_ms: int = 1000,
         deferred: bool = False,
         unsafe_commit_without_quorum: bool = False,
+        unsafe_fault: str = "",
     ) -> None:
         self.id = id
+        self.fault = faults.check(unsafe_fault)
+        self._fault_count = 0  # lose-writes: eligible writes seen
+        self._stale_tree: DataTree | None = None  # stale-reads: the lagging copy reads are served from
+        self._stale_queue: deque = deque()
         self.deferred = deferred
         self.rng = rng
         self.tick_ms = tick_ms
@@ -433,7 +449,7 @@ class Replica:
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
             unsafe_commit_without_quorum=unsafe_commit_without_quorum,
         )
-        self.tree = DataTree()
+        self.tree = self._new_tree(DataTree())
         self.last_zxid = 0
         self._seen: dict[int, _Seen] = {}
         self._closed: dict[int, None] = {}  # insertion-ordered, at most CLOSED_WINDOW
@@ -460,6 +476,47 @@ class Replica:
             self._install(disk.snapshot)
 
     # -- public interface -------------------------------------------------------------------
+
+    @property
+    def read_tree(self) -> DataTree:
+        """The tree local reads are served from (a lagging copy under the stale-reads test fault)."""
+        return self._stale_tree if self._stale_tree is not None else self.tree
+
+    def _new_tree(self, tree: DataTree) -> DataTree:
+        """Arm the tree-level test faults on a (new or installed) tree."""
+        if self.fault == "multi-partial":
+            tree.unsafe_multi_partial = True
+        elif self.fault == "stale-reads":
+            self._stale_tree = DataTree.deserialize(tree.serialize())
+            self._stale_queue.clear()
+        return tree
+
+    def _lost_write_value(self, op: Any) -> Any:
+        """lose-writes (TEST-ONLY): the plausible answer to a write to drop, or None to apply it.
+
+        Every LOSE_EVERY-th setData or plain persistent create that would succeed."""
+        if isinstance(op, SetDataOp):
+            try:
+                stat = self.tree.exists(op.path)
+            except ZkError:
+                return None
+            if stat is None or op.version not in (-1, stat.version):
+                return None
+            value: Any = replace(stat, version=stat.version + 1, data_length=len(op.data or b""),
+                                 mzxid=self.last_zxid, mtime=self._now)
+        elif isinstance(op, CreateOp) and op.kind == "create" and op.flags == 0:
+            parent = op.path.rsplit("/", 1)[0] or "/"
+            try:
+                if self.tree.exists(parent) is None or self.tree.exists(op.path) is not None:
+                    return None
+            except ZkError:
+                return None
+            z = self.last_zxid
+            value = (op.path, Stat(z, z, self._now, self._now, 0, 0, 0, 0, len(op.data or b""), 0, z))
+        else:
+            return None
+        self._fault_count += 1
+        return value if self._fault_count % faults.LOSE_EVERY == 0 else None
 
     @property
     def role(self) -> str:
@@ -516,7 +573,7 @@ class Replica:
                        now_ms: int) -> Effects:
         """A client (re)attaches to an existing session. Replies with seq 0."""
         self._now = now_ms
-        if last_zxid_seen > self.last_zxid:
+        if last_zxid_seen > self.last_zxid and self.fault != "stale-reconnect":
             # ZooKeeper closes such a connection: the client must find a server
             # that has seen at least what it has.
             self._fx.replies.append(ClientReply(
@@ -564,13 +621,20 @@ class Replica:
         conn = self._checked_conn(conn_id, session_id, seq)
         if conn is None:
             return self._drain()
-        if isinstance(request, Sync):
+        if isinstance(request, Sync) and self.fault == "sync-no-wait":
+            # TEST-ONLY FAULT: answered from whatever this replica has applied, no ReadIndex round
+            conn.queue.append(_Pending(seq, "sync", reply=ClientReply(conn_id, seq, Err.OK, None, self.last_zxid)))
+            self._flush(conn_id)
+        elif isinstance(request, Sync):
             conn.queue.append(_Pending(seq, "sync"))
             req = _SyncReq(conn_id, seq)
             self._syncs.append(req)
             self._ask_read_index(req)
         elif isinstance(request, CloseSession):
             self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, (), CloseSessionOp(session_id)))
+        elif isinstance(request, Write) and self.fault == "lose-writes" and (
+                (lost := self._lost_write_value(request.op)) is not None):
+            self._reply_now(conn_id, conn, seq, Err.OK, lost)  # TEST-ONLY FAULT: acknowledged, never applied
         elif isinstance(request, Write):
             self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, tuple(request.identities), request.op))
         else:
@@ -776,12 +840,20 @@ class Replica:
                 return  # a resubmitted duplicate: applied already
             seen.add(seq)
         op = txn.op
+        if self.fault == "diverge" and isinstance(op, SetDataOp) and self.id == max(self.raft.voters):
+            # TEST-ONLY FAULT: this member applies different data than the others
+            op = replace(op, data=(op.data or b"") + faults.DIVERGE_SUFFIX)
+            txn = replace(txn, op=op)
         if isinstance(op, CreateSessionOp) and op.session_id in self._closed:
             # A late duplicate of the CreateSession of a session that has
             # since been closed or expired: a dead session stays dead.
             res = ApplyResult(Err.SESSION_EXPIRED)
         else:
             res = self.tree.apply(txn)
+        if self._stale_tree is not None:  # TEST-ONLY FAULT stale-reads: the read copy lags behind
+            self._stale_queue.append(txn)
+            while len(self._stale_queue) > faults.STALE_LAG:
+                self._stale_tree.apply(self._stale_queue.popleft())
         self._fx.events.extend(res.events)
         if isinstance(op, CreateSessionOp) and res.err == Err.OK:
             if self._tracker is not None:
@@ -846,11 +918,12 @@ class Replica:
                 kind = None if read is None else read.kind
                 return ClientReply(conn_id, seq, Err.BAD_ARGUMENTS,
                                    f"unknown read {kind!r} (allowed: {', '.join(READ_KINDS)})", z)
+            tree = self.read_tree
             if read.kind == "get_data":
-                return ClientReply(conn_id, seq, Err.OK, self.tree.get_data(read.path, read.identities), z)
+                return ClientReply(conn_id, seq, Err.OK, tree.get_data(read.path, read.identities), z)
             if read.kind == "exists":
-                return ClientReply(conn_id, seq, Err.OK, self.tree.exists(read.path), z)
-            return ClientReply(conn_id, seq, Err.OK, self.tree.get_children(read.path, read.identities), z)
+                return ClientReply(conn_id, seq, Err.OK, tree.exists(read.path), z)
+            return ClientReply(conn_id, seq, Err.OK, tree.get_children(read.path, read.identities), z)
         except ZkError as e:
             return ClientReply(conn_id, seq, int(e.code), e.message, z)
 
@@ -887,7 +960,7 @@ class Replica:
         pos += 4
         self._closed = {_Q.unpack_from(data, pos + 8 * i)[0]: None for i in range(n)}
         pos += 8 * n
-        self.tree = DataTree.deserialize(data[pos:])
+        self.tree = self._new_tree(DataTree.deserialize(data[pos:]))
         self._seen = seen
         self.last_zxid = snap.meta.zxid
         self._settle_after_snapshot()

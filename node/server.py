@@ -25,9 +25,10 @@ An ensemble extends :class:`Node` by replacing the local commit with
 replication; the gating rule above is unchanged (``committed_zxid`` becomes
 the quorum-committed zxid).
 
-TEST-ONLY FAULTS. When the environment variable ``SQUALL_UNSAFE_TEST_FAULT``
-is set, the node misbehaves on purpose so that the harness can prove its
-checkers catch a broken database. Never set it outside such a test:
+TEST-ONLY FAULTS (``node.faults``): armed by ``--unsafe-test-fault NAME`` (or
+the environment variable ``SQUALL_UNSAFE_TEST_FAULT``), the node misbehaves on
+purpose so that the harness can prove its checkers catch a broken database.
+Never arm one outside such a test. The standalone node supports two:
 
 * ``stale-reads``: exists/getData/getChildren are served from a copy of the
   tree that lags :data:`STALE_LAG` writes behind;
@@ -35,7 +36,8 @@ checkers catch a broken database. Never set it outside such a test:
   (persistent, non-sequential) create is acknowledged -- with a plausible
   Stat, or the path -- but never applied.
 
-A loud warning is logged at start when either is on.
+An ensemble member supports these and the others ``node.faults`` lists. A
+loud warning is logged at start when one is armed.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from node import faults
 from node import tree as T
 from node.admin import four_letter
 from node.config import NodeConfig
@@ -63,10 +66,9 @@ from node.wire.jute import INT, JuteError
 
 log = logging.getLogger("squall.node")
 
-FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
-FAULTS = ("stale-reads", "lose-writes")
-STALE_LAG = 3
-LOSE_EVERY = 5
+FAULT_ENV = faults.FAULT_ENV
+STALE_LAG = faults.STALE_LAG
+LOSE_EVERY = faults.LOSE_EVERY
 
 EPOCH = 1  # standalone epoch; an ensemble bumps it per leader term
 ZERO_PASSWORD = b"\x00" * 16
@@ -120,9 +122,7 @@ class Node:
         # fsync on the loop thread instead of the disk thread: no thread handoff per commit (lower
         # latency for lone writes on a fast disk) at the price of blocking the loop for each fsync.
         self.inline_fsync = cfg.fsync_inline
-        fault = os.environ.get(FAULT_ENV, "")
-        if fault and fault not in FAULTS:
-            raise ValueError(f"{FAULT_ENV}={fault!r} is not a known test fault; known: {', '.join(FAULTS)}")
+        fault = faults.check(cfg.unsafe_test_fault or faults.from_env(), standalone=True)
         self.fault = fault
         self._stale_tree = None
         self._stale_queue: collections.deque = collections.deque()
@@ -275,13 +275,21 @@ class ClientConnection(asyncio.Protocol):
         self.timeout_ms = 0
         self.identities: list[tuple[str, str]] = []
         self._out: list[bytes] = []
+        self._out_bytes = 0  # bytes in _out
         self._pending: collections.deque = collections.deque()  # (required zxid, bytes | None=close)
+        self._pending_bytes = 0  # bytes in _pending
+        # Backpressure: while this connection holds output_limit bytes of output (a client that
+        # does not read), no further request of it is handled and its socket is not read.
+        self.output_limit = 2 * server.cfg.max_frame_bytes
+        self._stalled = False
+        self._resume_scheduled = False
         self._flush_scheduled = False
         self._in_batch = False
         self.received = 0
         self.sent = 0
         self.last_zxid = 0
         self.counted_ip = False
+        self._handshake_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks
 
@@ -299,9 +307,19 @@ class ClientConnection(asyncio.Protocol):
             return
         self.counted_ip = True
         self.server.connections.add(self)
+        self._handshake_timer = asyncio.get_running_loop().call_later(
+            self.server.cfg.handshake_timeout_ms / 1000.0, self._handshake_overdue)
+
+    def _handshake_overdue(self) -> None:
+        self._handshake_timer = None
+        if self.state == NEW:
+            self.abort(f"no handshake within {self.server.cfg.handshake_timeout_ms} ms (5 ticks)")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
         self.server.forget(self)
 
     def data_received(self, data: bytes) -> None:
@@ -314,6 +332,9 @@ class ClientConnection(asyncio.Protocol):
         self._in_batch = True
         try:
             while len(buf) - off >= 4:
+                if self.state != NEW and self._input_full():
+                    self._stall()  # the rest waits in buf (and the kernel) until the output drains
+                    break
                 if self.state == NEW and off == 0 and bytes(buf[:4]) in four_letter.WORD_BYTES:
                     self._four_letter(bytes(buf[:4]).decode("ascii"))
                     return
@@ -359,8 +380,46 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and self.state < CLOSED:
+        if self._stalled:
+            self._maybe_resume()
+        elif self.transport is not None and self.state < CLOSED:
             self.transport.resume_reading()
+
+    # -- backpressure
+
+    def buffered(self) -> int:
+        """Output bytes this connection holds: queued here plus the transport's write buffer."""
+        t = self.transport
+        return (t.get_write_buffer_size() if t is not None else 0) + self._out_bytes + self._pending_bytes
+
+    def _output_full(self) -> bool:
+        return self.buffered() >= self.output_limit
+
+    def _input_full(self) -> bool:
+        """Whether to stop handling this connection's requests for now (the ensemble adds its queue)."""
+        return self._output_full()
+
+    def _stall(self) -> None:
+        if not self._stalled:
+            self._stalled = True
+            if self.transport is not None and self.state < CLOSED:
+                self.transport.pause_reading()
+
+    def _maybe_resume(self) -> None:
+        """Once the output drained below the limit, handle what was read and read again (next turn)."""
+        if self._stalled and not self._resume_scheduled and self.state < CLOSING and not self._input_full():
+            self._resume_scheduled = True
+            asyncio.get_running_loop().call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if not self._stalled or self.state >= CLOSING or self._input_full():
+            return
+        self._stalled = False
+        t = self.transport
+        if t is not None and t.get_write_buffer_size() < self.output_limit:
+            t.resume_reading()
+        self.data_received(b"")  # the requests already read; may stall again
 
     # -- output, in order, gated on durability
 
@@ -372,10 +431,12 @@ class ClientConnection(asyncio.Protocol):
             self.state = CLOSING
         if not self._pending and data is not None and required <= self.node.committed_zxid:
             self._out.append(data)
+            self._out_bytes += len(data)
             self.sent += 1
             self.server.sent += 1
         else:
             self._pending.append((required, data))
+            self._pending_bytes += len(data) if data is not None else 0
             if len(self._pending) == 1:
                 self.server.waiting.add(self)
         if not self._in_batch and not self._flush_scheduled:
@@ -391,8 +452,11 @@ class ClientConnection(asyncio.Protocol):
             if data is None:
                 close = True
                 pending.clear()
+                self._pending_bytes = 0
                 break
+            self._pending_bytes -= len(data)
             self._out.append(data)
+            self._out_bytes += len(data)
             self.sent += 1
             self.server.sent += 1
         if not pending:
@@ -412,13 +476,17 @@ class ClientConnection(asyncio.Protocol):
         if self._out and self.transport is not None and self.state != CLOSED:
             out = self._out
             self._out = []
+            self._out_bytes = 0
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self._stalled:
+            self._maybe_resume()
 
     def close(self) -> None:
         if self.state == CLOSED:
             return
         self.state = CLOSED
         self._pending.clear()
+        self._pending_bytes = 0
         self.server.waiting.discard(self)
         if self.transport is not None:
             self.transport.close()
@@ -494,6 +562,12 @@ class ClientConnection(asyncio.Protocol):
     def _request(self, body: bytes) -> None:
         try:
             req = P.decode_request(body)
+        except P.MalformedRequest as exc:
+            if exc.op == P.AUTH:
+                raise  # ZooKeeper closes a connection whose auth packet does not decode
+            log.info("answering MarshallingError to %s (session 0x%x): %s", self.address, self.session_id, exc)
+            self.send(P.reply(exc.xid, self.node.zxid, Err.MARSHALLING_ERROR), self.node.zxid)
+            return
         except P.UnknownOpcode as exc:
             log.warning("closing connection from %s (session 0x%x): %s; answered Unimplemented",
                         self.address, self.session_id, exc)
@@ -1081,7 +1155,8 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
                 admin: tuple[str, int, str | None] | None = None) -> None:
     """Open storage, recover, serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    storage = Storage.open(cfg.data_dir, snapshot_every=cfg.snapshot_every)
+    storage = Storage.open(cfg.data_dir, snapshot_every=cfg.snapshot_every, keep_snapshots=cfg.snap_retain_count,
+                           purge_interval_s=cfg.purge_interval_h * 3600.0)
     tree, last_zxid = storage.tree, storage.tree.last_zxid
     try:
         node = Node(cfg, storage, tree, last_zxid, random.Random(os.urandom(16)))
@@ -1090,8 +1165,7 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
         raise
     if node.fault:
         for _ in range(3):
-            log.warning("!!! %s=%s: THIS NODE IS DELIBERATELY BROKEN (test-only fault); never use it for real data !!!",
-                        FAULT_ENV, node.fault)
+            log.warning("%s", faults.warning(node.fault))
     server = NodeServer(cfg, node)
 
     def started() -> None:
@@ -1149,7 +1223,11 @@ class BackgroundNode:
                 self.host, self.port = host, port
                 self._ready.set()
 
-            await serve(self.cfg, ready=ready, stop=self._stop, install_signals=False)
+            if self.cfg.peers:  # an ensemble member (a one-member ensemble runs in-process too)
+                from node.ensemble import serve_ensemble
+                await serve_ensemble(self.cfg, ready=ready, stop=self._stop, install_signals=False)
+            else:
+                await serve(self.cfg, ready=ready, stop=self._stop, install_signals=False)
 
         try:
             asyncio.run(main())

@@ -506,7 +506,14 @@ class _Rollback(Exception):
 
 
 class DataTree:
-    """The znode tree, the session table and the ephemeral/container indexes."""
+    """The znode tree, the session table and the ephemeral/container indexes.
+
+    ``unsafe_multi_partial`` is the TEST-ONLY ``multi-partial`` fault
+    (``node.faults``): when set, a multi whose later op fails keeps the
+    effects of its earlier ops. Never set it outside a test.
+    """
+
+    unsafe_multi_partial = False
 
     def __init__(self) -> None:
         self.nodes: dict[str, _Node] = {}
@@ -872,9 +879,12 @@ class DataTree:
                         continue
                     except _Rollback as rb:
                         code = rb.code
+                failure = self._multi_failure(op, i, code)
+                if self.unsafe_multi_partial:  # TEST-ONLY FAULT: no rollback
+                    return ApplyResult(code, failure.value, events)
                 for step in reversed(self._undo):
                     step()
-                return self._multi_failure(op, i, code)
+                return failure
         finally:
             self._undo = None
         return ApplyResult(Err.OK, results, events)

@@ -9,6 +9,10 @@ the harness's partitions cut it; the node's own entry has its real ports.
 
 Until the node supports ``--peers``, asking for more than one node fails
 setup with a message saying so (rather than silently running one).
+
+TEST ONLY: ``--unsafe-db-fault NAME`` (the option ``unsafe_db_fault``) starts
+every node with ``--unsafe-test-fault NAME``: a deliberately broken database
+(see ``node/faults.py``) for proving the checkers catch it.
 """
 
 from __future__ import annotations
@@ -58,9 +62,11 @@ class SquallDB:
     name = "squall"
     peer_kinds = ("peer",)
 
-    def __init__(self, python: str | None = None, extra_args: list[str] | None = None) -> None:
+    def __init__(self, python: str | None = None, extra_args: list[str] | None = None,
+                 unsafe_fault: str | None = None) -> None:
         self.python = python or sys.executable
         self.extra_args = list(extra_args or [])
+        self.unsafe_fault = unsafe_fault or None
 
     def prepare(self, node: str, index: int, all_nodes: list[str], ports: NodePorts,
                 data_dir: Path) -> tuple[list[str], dict[str, str], Path]:
@@ -89,6 +95,8 @@ class SquallDB:
             # The agreed flag is --id; the node may spell it --server-id.
             id_flag = "--id" if re.search(r"--id\b", help_text) else "--server-id"
             argv += [id_flag, str(index), "--peers", peers_arg(index, all_nodes, node, ports)]
+        if self.unsafe_fault:
+            argv += ["--unsafe-test-fault", self.unsafe_fault]
         argv += self.extra_args
         # -m node must resolve to this project's node package.
         root = str(Path(__file__).resolve().parents[2])
@@ -117,4 +125,5 @@ class SquallDB:
 
 
 def make(options: dict[str, Any] | None = None) -> SquallDB:
-    return SquallDB()
+    fault = (options or {}).get("unsafe_db_fault")
+    return SquallDB(unsafe_fault=str(fault) if fault else None)

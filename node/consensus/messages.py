@@ -44,6 +44,9 @@ class EntryKind(enum.IntEnum):
     NOOP = 1  # appended by every new leader so it can commit entries of older terms
 
 
+_ENTRY_KINDS = {k.value: k for k in EntryKind}
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One log entry. `zxid` is assigned by the leader when it appends the entry
@@ -61,6 +64,12 @@ class Entry:
 
     @classmethod
     def from_bytes(cls, buf: bytes) -> "Entry":
+        # Fast path for a well-formed record (recovery decodes every entry of the log).
+        head = 1 + _ENTRY.size
+        if len(buf) >= head and buf[0] == WIRE_VERSION:
+            term, index, zxid, kind, n = _ENTRY.unpack_from(buf, 1)
+            if len(buf) == head + n and kind in _ENTRY_KINDS:
+                return cls(term, index, zxid, _ENTRY_KINDS[kind], bytes(buf[head:]))
         r = _versioned_reader(buf, "log entry")
         term, index, zxid, kind, n = r.unpack(_ENTRY, "entry header")
         try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 from pathlib import Path
 
 from node.consensus import Entry, HardState, PersistentState, Snapshot
@@ -49,7 +50,12 @@ def _snap_name(index: int) -> str:
 class RaftStore:
     """Append-only durable image of a replica's disk. Not thread-safe; one owner."""
 
-    def __init__(self, directory: str | os.PathLike) -> None:
+    def __init__(self, directory: str | os.PathLike, retain_snapshots: int = 3,
+                 purge_interval_s: float = 0.0) -> None:
+        """``retain_snapshots`` (autopurge.snapRetainCount): snapshot files kept, newest first;
+        ``purge_interval_s`` (autopurge.purgeInterval): 0 = drop superseded segments and
+        snapshots at every checkpoint, else at most this often (recovery then replays the
+        older segments too, before the checkpoint that supersedes them)."""
         from node.replica import ReplicaDisk  # lazy: the replica module is heavier than the store
 
         self.dir = Path(directory)
@@ -58,6 +64,9 @@ class RaftStore:
         self.disk = ReplicaDisk()
         self._key = 0
         self.syncs = 0
+        self.retain_snapshots = max(1, retain_snapshots)
+        self.purge_interval_s = purge_interval_s
+        self._purged_at = time.monotonic()
         self._recover()
 
     # -- recovery
@@ -83,7 +92,10 @@ class RaftStore:
         try:
             if kind == _K_ENTRY:
                 e = Entry.from_bytes(body)
-                if e.index > self.disk.snapshot.meta.index:
+                entries = self.disk.entries
+                if entries and e.index == entries[-1].index + 1:
+                    entries.append(e)  # the common case: the next entry (what apply would do)
+                elif e.index > self.disk.snapshot.meta.index:
                     self.disk.apply(Persist(entries=(e,)))
             elif kind == _K_HARD:
                 self.disk.apply(Persist(hard_state=HardState.from_bytes(body)))
@@ -155,14 +167,21 @@ class RaftStore:
         for e in self.disk.entries:
             self._append(_K_ENTRY, e.to_bytes())
         self.sync()
-        self.wal.purge_through(first - 1)
-        keep = _snap_name(m.index)
-        for p in self.dir.glob("raft-snap-*.bin"):
-            if p.name != keep:
-                p.unlink(missing_ok=True)
+        now = time.monotonic()
+        if self.purge_interval_s and now - self._purged_at < self.purge_interval_s:
+            return
+        self._purged_at = now
+        for p in self.wal.purge_through(first - 1):
+            log.info("raft store: purged log segment %s (superseded by the checkpoint)", p.name)
+        # Names sort by index (fixed-width hex); the newest (the checkpoint's) is always kept.
+        snaps = sorted(p for p in self.dir.glob("raft-snap-*.bin") if p.name != _snap_name(m.index))
+        for p in snaps[: max(0, len(snaps) - (self.retain_snapshots - 1))]:
+            p.unlink(missing_ok=True)
 
-    def sync(self) -> None:
-        self.wal.sync()
+    def sync(self, durable: bool = True) -> None:
+        """Write what was persisted and fdatasync it (``durable=False``: write only; the
+        TEST-ONLY skip-fsync fault)."""
+        self.wal.sync(durable)
         self.syncs += 1
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 from pathlib import Path
 
 from node.storage.snapshot import Snapshots
@@ -73,6 +74,9 @@ class Storage:
         self._lock_fd = lock_fd
         self._since_snapshot = 0
         self.replayed = 0
+        # autopurge.purgeInterval: 0 = purge covered segments at every snapshot, else at most this often
+        self.purge_interval_s = 0.0
+        self._purged_at = time.monotonic()
 
     @property
     def sessions(self) -> dict[int, SessionInfo]:
@@ -91,6 +95,7 @@ class Storage:
         segment_bytes: int = 64 << 20,
         preallocate_bytes: int = 1 << 20,
         keep_snapshots: int = 3,
+        purge_interval_s: float = 0.0,
     ) -> "Storage":
         """Lock the dir, load the newest valid snapshot, replay the log after it.
 
@@ -125,6 +130,7 @@ class Storage:
             raise
         log.info("storage: recovered %s at zxid 0x%x (%d log records replayed, %d already in the snapshot)", root, tree.last_zxid, replayed, skipped)
         store = cls(root, tree, wal, snaps, snapshot_every, lock_fd)
+        store.purge_interval_s = purge_interval_s
         store.replayed = replayed
         store._since_snapshot = replayed
         return store
@@ -175,6 +181,10 @@ class Storage:
         self.snapshots.write(zxid, data)
         self.wal.roll()
         self._since_snapshot = 0
+        now = time.monotonic()
+        if self.purge_interval_s and now - self._purged_at < self.purge_interval_s:
+            return
+        self._purged_at = now
         oldest = self.snapshots.oldest_zxid()
         if oldest is not None:
             for p in self.wal.purge_through(oldest):

@@ -60,14 +60,16 @@ def read_buffer(buf: bytes | memoryview, off: int) -> tuple[bytes | None, int]:
 
 
 def read_ustring(buf: bytes | memoryview, off: int) -> tuple[str | None, int]:
-    """A length-prefixed UTF-8 string; length -1 is null (``None``)."""
+    """A length-prefixed UTF-8 string; length -1 is null (``None``).
+
+    Invalid UTF-8 is decoded with U+FFFD replacement characters, as ZooKeeper
+    (Java's ``new String(bytes, UTF_8)``) does: a path holding them then fails
+    path validation on a write (BadArguments) and is simply absent on a read
+    (NoNode), and the connection stays open, as with ZooKeeper."""
     raw, off = read_buffer(buf, off)
     if raw is None:
         return None, off
-    try:
-        return raw.decode("utf-8"), off
-    except UnicodeDecodeError as exc:
-        raise JuteError(f"string before offset {off} is not valid UTF-8: {exc.reason}") from None
+    return raw.decode("utf-8", "replace"), off
 
 
 def read_string(buf: bytes | memoryview, off: int) -> tuple[str, int]:
@@ -78,9 +80,9 @@ def read_string(buf: bytes | memoryview, off: int) -> tuple[str, int]:
 
 def read_string_vector(buf: bytes | memoryview, off: int) -> tuple[list[str], int]:
     n, off = read_int(buf, off)
-    if n == -1:
+    if n < 0:  # -1 is null; jute reads any other negative count as no items too
         return [], off
-    if n < -1 or n > len(buf) - off:  # every item takes at least 4 bytes; cheap sanity bound
+    if n > len(buf) - off:  # every item takes at least 4 bytes; cheap sanity bound
         raise JuteError(f"vector count {n} at offset {off - 4} is impossible for a {len(buf)}-byte record")
     out = []
     for _ in range(n):

@@ -165,9 +165,9 @@ def write_acls(out: bytearray, acls: Any) -> None:
 
 def read_acls(buf: bytes | memoryview, off: int) -> tuple[list[AclRecord], int]:
     n, off = read_int(buf, off)
-    if n == -1:
+    if n < 0:  # -1 is null; jute reads any other negative count as no items too (then InvalidACL)
         return [], off
-    if n < -1 or n * 12 > len(buf) - off:
+    if n * 12 > len(buf) - off:
         raise JuteError(f"ACL vector count {n} at offset {off - 4} is impossible for a {len(buf)}-byte record")
     out = []
     for _ in range(n):
@@ -516,12 +516,26 @@ class UnknownOpcode(JuteError):
         self.op = op
 
 
+class MalformedRequest(JuteError):
+    """A valid request header followed by a body that does not decode as its opcode's record.
+
+    ZooKeeper answers such a request MarshallingError (-5) under its xid and
+    keeps the connection (except for an auth packet, which closes it)."""
+
+    def __init__(self, xid: int, op: int, reason: str) -> None:
+        super().__init__(f"malformed body of opcode {op} (xid {xid}): {reason}")
+        self.xid = xid
+        self.op = op
+
+
 def decode_request(buf: bytes | memoryview) -> Request:
     """Decode one request body (without its length prefix).
 
     Raises :class:`UnknownOpcode` for an opcode outside :data:`KNOWN_OPS`
-    (the caller answers Unimplemented and closes) and :class:`JuteError` for
-    any malformed body. Trailing bytes are tolerated, as ZooKeeper does.
+    (the caller answers Unimplemented and closes), :class:`MalformedRequest`
+    for a body that does not decode (the caller answers MarshallingError) and
+    :class:`JuteError` for a frame shorter than the request header (the
+    caller closes). Trailing bytes are tolerated, as ZooKeeper does.
     """
     if len(buf) < 8:
         raise JuteError(f"request of {len(buf)} bytes is shorter than the 8-byte RequestHeader")
@@ -529,7 +543,10 @@ def decode_request(buf: bytes | memoryview) -> Request:
     reader = _READERS.get(op)
     if reader is None:
         raise UnknownOpcode(xid, op)
-    rec, _ = reader(buf, 8)
+    try:
+        rec, _ = reader(buf, 8)
+    except JuteError as exc:
+        raise MalformedRequest(xid, op, str(exc)) from None
     return Request(xid, op, rec)
 
 

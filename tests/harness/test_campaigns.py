@@ -5,10 +5,10 @@
   skipped with a message when it is missing, failed when CI=true.
 * The squall node: the same workloads (1 node while the ensemble is not
   available). Skipped while `python -m node` cannot start a server.
-* The gate: the node with its test-only fault switch
-  (SQUALL_UNSAFE_TEST_FAULT=lose-writes|stale-reads, set through the hidden
-  `--unsafe-db-fault` flag) must exit 1 with the anomaly in report.html.
-  Skipped while the node has no such switch.
+* The gate: a 3-member squall ensemble with a test-only fault armed
+  (lose-writes|stale-reads, through the hidden `--unsafe-db-fault` flag, which
+  starts every node with `--unsafe-test-fault NAME`) must exit 1 with the
+  anomaly in report.html. Skipped while the node has no such switch.
 * Cleanup: SIGINT to a running `squall run` against ZooKeeper leaves no node
   process and no listening port behind.
 """
@@ -56,8 +56,8 @@ def _need_node() -> None:
 def _need_fault_switch() -> None:
     _need_node()
     sources = "".join(p.read_text(encoding="utf-8", errors="replace") for p in (ROOT / "node").rglob("*.py"))
-    if "SQUALL_UNSAFE_TEST_FAULT" not in sources:
-        pytest.skip("the node has no SQUALL_UNSAFE_TEST_FAULT switch yet, so no broken database to gate on")
+    if "--unsafe-test-fault" not in sources:
+        pytest.skip("the node has no --unsafe-test-fault switch yet, so no broken database to gate on")
 
 
 def squall(args: list[str], cwd: Path, timeout_s: float = 300) -> subprocess.CompletedProcess:
@@ -105,8 +105,8 @@ def test_the_node_is_judged_valid(tmp_path, workload, fault):
                                              ("stale-reads", "register")])
 def test_a_broken_database_fails_the_gate(tmp_path, fault, workload):
     _need_fault_switch()
-    # one node: the test-only fault switch lives in the standalone server (an ensemble refuses it)
-    r = squall(["run", "--db", "squall", "--nodes", "1", "--workload", workload, "--nemesis", "none",
+    # a 3-member ensemble: the faults run on the replicated path
+    r = squall(["run", "--db", "squall", "--nodes", "3", "--workload", workload, "--nemesis", "none",
                 "--unsafe-db-fault", fault, "--seed", "11", *SHORT], tmp_path)
     run_dir = _latest(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())

@@ -36,7 +36,7 @@ ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
 ZOOKEEPER_SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
 
 READY_TIMEOUT_S = 30.0
-# node/server.py misbehaves on purpose when this is set (for the harness's own
+# the node misbehaves on purpose when this is set (node/faults.py; for the harness's own
 # tests); a conformance test must never inherit it by accident.
 UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
 
@@ -268,3 +268,45 @@ def zookeeper_standalone(
         kind="zookeeper", host=host, port=port, data_dir=data_dir, argv=argv,
         log_path=base_dir / "server.log", cwd=base_dir,
     )
+
+
+# ---------------------------------------------------------------- a client that never reads (backpressure)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` (Linux /proc)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def _ustring(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return len(b).to_bytes(4, "big", signed=True) + b
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+def unread_flood(host: str, port: int, path: str, requests: int) -> socket.socket:
+    """Open a session by hand, pipeline ``requests`` getData of ``path`` and never read a reply.
+
+    Returns the socket (the caller closes it). Jute is written by hand here:
+    this module imports nothing of the project."""
+    s = socket.create_connection((host, port), timeout=10)
+    connect = (b"\0\0\0\0" + bytes(8) + (30000).to_bytes(4, "big") + bytes(8)
+               + (16).to_bytes(4, "big") + bytes(16) + b"\0")
+    s.sendall(_frame(connect))
+    got = b""
+    while len(got) < 4 or len(got) < 4 + int.from_bytes(got[:4], "big"):
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError(f"{host}:{port} closed the connection during the handshake")
+        got += chunk
+    get_data = 4
+    s.sendall(b"".join(_frame((xid + 1).to_bytes(4, "big") + get_data.to_bytes(4, "big") + _ustring(path) + b"\0")
+                       for xid in range(requests)))
+    return s

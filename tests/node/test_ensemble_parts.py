@@ -56,7 +56,7 @@ def test_store_recovers_exactly_what_the_reference_disk_holds(tmp_path: Path) ->
 
 
 def test_store_installed_snapshot_replaces_the_log_and_old_files_are_purged(tmp_path: Path) -> None:
-    store = RaftStore(tmp_path)
+    store = RaftStore(tmp_path, retain_snapshots=1)
     store.persist(Persist(entries=_entries(1, 10), hard_state=HardState(1, None, 10)))
     store.persist(Persist(compaction=Snapshot(SnapshotMeta(5, 1, 5), b"five")))
     store.persist(Persist(snapshot=Snapshot(SnapshotMeta(50, 3, (3 << 32) | 1), b"fifty"),
@@ -71,6 +71,39 @@ def test_store_installed_snapshot_replaces_the_log_and_old_files_are_purged(tmp_
         st = again.state()
         assert st.snapshot.meta.index == 50 and st.snapshot.data == b"fifty"
         assert st.entries == () and st.hard_state == HardState(3, None, 50)
+    finally:
+        again.close()
+
+
+def _compact_at(store: RaftStore, index: int) -> None:
+    store.persist(Persist(entries=_entries(index, index), hard_state=HardState(1, None, index)))
+    store.persist(Persist(compaction=Snapshot(SnapshotMeta(index, 1, index), f"s{index}".encode())))
+    store.sync()
+
+
+def test_store_retains_snap_retain_count_snapshots_and_purges_superseded_segments(tmp_path: Path) -> None:
+    store = RaftStore(tmp_path, retain_snapshots=3)
+    for index in range(1, 6):
+        _compact_at(store, index)
+    store.close()
+    assert sorted(p.name for p in tmp_path.glob("raft-snap-*.bin")) == [f"raft-snap-{i:016x}.bin" for i in (3, 4, 5)]
+    assert len(list((tmp_path / "raft-wal").glob("wal-*.log"))) == 1
+    again = RaftStore(tmp_path)
+    try:
+        assert again.state().snapshot.meta.index == 5 and again.state().snapshot.data == b"s5"
+    finally:
+        again.close()
+
+
+def test_store_with_a_purge_interval_keeps_old_segments_until_it_elapses(tmp_path: Path) -> None:
+    store = RaftStore(tmp_path, retain_snapshots=3, purge_interval_s=3600)
+    for index in range(1, 6):
+        _compact_at(store, index)
+    store.close()
+    assert len(list((tmp_path / "raft-wal").glob("wal-*.log"))) > 1  # an hour has not passed: nothing purged
+    again = RaftStore(tmp_path)  # the old segments replay before the checkpoints that supersede them
+    try:
+        assert again.state().snapshot.meta.index == 5 and again.state().snapshot.data == b"s5"
     finally:
         again.close()
 
@@ -481,3 +514,13 @@ def test_peer_on_batch_over_loopback_gets_everything_in_order() -> None:
             assert all(b for b in batches)  # never an empty batch
 
     asyncio.run(main())
+
+
+def test_config_file_takes_snapcount_and_the_autopurge_keys(tmp_path: Path) -> None:
+    f = tmp_path / "zoo.cfg"
+    f.write_text(f"dataDir={tmp_path}\nsnapCount=500\nautopurge.snapRetainCount=5\nautopurge.purgeInterval=2\n")
+    cfg, ignored = load_config(f, {})
+    assert (cfg.snapshot_every, cfg.snap_retain_count, cfg.purge_interval_h) == (500, 5, 2) and ignored == []
+    f.write_text(f"dataDir={tmp_path}\nautopurge.snapRetainCount=2\n")
+    with pytest.raises(ConfigError, match="snapRetainCount 2 is below ZooKeeper's minimum; allowed: 3 or more"):
+        load_config(f, {})

@@ -193,13 +193,23 @@ def test_kazoo_parses_our_multi_reply() -> None:
     b"\x00\x00\x00\x01",
     P.REQ_HEADER.pack(1, P.GET_DATA) + b"\x00\x00\x00\x10/a",  # string longer than the record
     P.REQ_HEADER.pack(1, P.GET_DATA) + b"\xff\xff\xff\xf0/a\x00",  # negative length
-    P.REQ_HEADER.pack(1, P.GET_DATA) + b"\x00\x00\x00\x02\xff\xfe\x00",  # bad UTF-8
     P.REQ_HEADER.pack(1, P.SET_ACL) + b"\x00\x00\x00\x01/" + b"\x7f\xff\xff\xff",  # huge ACL count
     P.REQ_HEADER.pack(1, P.MULTI) + b"\x00\x00\x00\x01",  # truncated multi header
 ])
 def test_malformed_requests_raise_jute_error(raw: bytes) -> None:
     with pytest.raises(JuteError):
         P.decode_request(raw)
+
+
+def test_malformed_bodies_carry_the_xid_and_opcode_for_a_marshalling_error_reply() -> None:
+    with pytest.raises(P.MalformedRequest) as info:
+        P.decode_request(P.REQ_HEADER.pack(9, P.SET_DATA) + b"\x00\x00\x00\x01/")
+    assert (info.value.xid, info.value.op) == (9, P.SET_DATA)
+
+
+def test_invalid_utf8_decodes_with_replacement_characters_as_java_does() -> None:
+    req = P.decode_request(P.REQ_HEADER.pack(1, P.GET_DATA) + b"\x00\x00\x00\x03/\xff\xfe\x00")
+    assert req.record.path == "/\ufffd\ufffd"
 
 
 def test_primitives_null_values() -> None:

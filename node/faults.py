@@ -1,0 +1,72 @@
+"""TEST-ONLY database faults: a node that misbehaves on purpose.
+
+The harness proves that its checkers catch a broken database by running the
+node with one of these armed (``squall run --unsafe-db-fault NAME``, which
+starts every node with ``--unsafe-test-fault NAME``; the environment variable
+``SQUALL_UNSAFE_TEST_FAULT`` is honoured too). Never arm one outside such a
+test: each is a realistic bug a node developer could write, and each breaks a
+guarantee ZooKeeper documents. With none armed (the default) every fault is
+inert: the code paths below are the production paths, with one ``if`` that
+is false.
+
+Each fault runs on an ensemble member (``node.replica`` / ``node.ensemble``);
+the standalone server supports the ones in :data:`STANDALONE_FAULTS`.
+"""
+
+from __future__ import annotations
+
+import os
+
+FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
+STALE_LAG = 3  # stale-reads: transactions the read copy lags behind
+LOSE_EVERY = 5  # lose-writes: one in this many eligible writes is lost
+DROP_EVERY = 3  # drop-watch-events: one in this many notifications per connection is dropped
+DIVERGE_SUFFIX = b"~diverged"  # diverge: appended to the data a diverging member applies
+
+FAULTS: dict[str, str] = {
+    "lose-writes": f"every {LOSE_EVERY}th setData or plain persistent create is acknowledged "
+                   "(with a plausible Stat, or the path) but never applied",
+    "stale-reads": "exists/getData/getChildren are served from a copy of the tree that lags "
+                   f"{STALE_LAG} transactions behind",
+    "sync-no-wait": "sync is answered at once, without the ReadIndex round, so a read after a sync "
+                    "may miss acknowledged writes",
+    "stale-reconnect": "a member accepts a reconnecting session whose lastZxidSeen is ahead of its own "
+                       "applied zxid and serves it from its older state",
+    "drop-watch-events": f"every {DROP_EVERY}rd watch notification of a connection is silently dropped",
+    "multi-partial": "a multi whose later op fails keeps the effects of its earlier ops "
+                     "(on every replica alike: apply stays deterministic)",
+    "diverge": "the member with the highest id applies setData with altered data, so replicas diverge",
+    "skip-fsync": "writes are acknowledged without fdatasync (lost when the disk drops unsynced writes)",
+}
+STANDALONE_FAULTS = ("lose-writes", "stale-reads")
+
+
+
+class UnknownFault(ValueError):
+    """A fault name that is not one of FAULTS."""
+
+
+def check(name: str, standalone: bool = False) -> str:
+    """``name`` if it is a known fault ("" for none); raises UnknownFault naming the allowed ones."""
+    if not name:
+        return ""
+    allowed = STANDALONE_FAULTS if standalone else tuple(FAULTS)
+    if name not in allowed:
+        where = "a standalone node" if standalone else "the node"
+        extra = (" (the others need an ensemble: run with --peers / --nodes 3)"
+                 if standalone and name in FAULTS else "")
+        raise UnknownFault(f"test fault {name!r} is not supported by {where}{extra}; allowed: {', '.join(allowed)}")
+    return name
+
+
+def from_env() -> str:
+    return os.environ.get(FAULT_ENV, "")
+
+
+def warning(name: str) -> str:
+    return (f"!!! test-only fault {name!r} is armed ({FAULTS[name]}): THIS NODE IS DELIBERATELY BROKEN; "
+            "never use it for real data !!!")
+
+
+__all__ = ["DIVERGE_SUFFIX", "DROP_EVERY", "FAULTS", "FAULT_ENV", "LOSE_EVERY", "STALE_LAG", "STANDALONE_FAULTS",
+           "UnknownFault", "check", "from_env", "warning"]

@@ -1,0 +1,232 @@
+"""The TEST-ONLY database faults (node/faults.py) on the replicated path.
+
+Each fault is shown to change behaviour when armed and to be inert when not:
+the pure replica ones with the synchronous three-replica network of
+test_replica.py (deterministic), the shell ones (drop-watch-events,
+skip-fsync) with a one-member ensemble served in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+
+from node import faults
+from node.config import ConfigError, NodeConfig
+from node.errors import Err
+from node.replica import Read, Replica, Sync, Write
+from node.server import BackgroundNode
+from node.tree import OPEN_ACL_UNSAFE, CreateOp, MultiOp, SetDataOp
+from tests.node.servers import free_port
+from tests.node.test_replica import Cluster
+
+ARMED = pytest.mark.parametrize("armed", [False, True], ids=["unarmed", "armed"])
+
+
+def _cluster(fault: str, armed: bool) -> Cluster:
+    return Cluster(unsafe_fault=fault if armed else "")
+
+
+def _write(c: Cluster, i: int, conn: int, sid: int, seq: int, op) -> None:
+    c.call(i, "client_request", conn, sid, seq, Write(op), c.now)
+    c.deliver_all()
+    c.tick(2)
+
+
+def test_an_unknown_fault_is_refused_naming_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match="allowed: lose-writes, stale-reads, sync-no-wait"):
+        Replica(1, [1], None, __import__("random").Random(1), unsafe_fault="gremlins")
+    with pytest.raises(ConfigError, match="'gremlins' is not supported"):
+        NodeConfig(data_dir=Path("d"), unsafe_test_fault="gremlins").validate()
+    with pytest.raises(faults.UnknownFault, match="need an ensemble"):
+        faults.check("diverge", standalone=True)
+
+
+@ARMED
+def test_lose_writes_acknowledges_writes_it_never_applies(armed: bool) -> None:
+    c = _cluster("lose-writes", armed)
+    f = c.follower()
+    sid, _ = c.new_session(f, conn=1)
+    _write(c, f, 1, sid, 2, CreateOp("/lw", b"0", OPEN_ACL_UNSAFE))
+    for k in range(10):
+        _write(c, f, 1, sid, 3 + k, SetDataOp("/lw", str(k).encode(), -1))
+    acks = [r for r in c.replies[1] if r.seq >= 3]
+    assert len(acks) == 10 and all(r.err == Err.OK for r in acks)  # every write acknowledged...
+    versions = {c.r(i).tree.get_data("/lw")[1].version for i in c.ids}
+    if armed:
+        assert versions == {8}  # ...but the 5th and 10th eligible writes were never applied
+    else:
+        assert versions == {10}
+
+
+@ARMED
+def test_stale_reads_serve_a_lagging_copy(armed: bool) -> None:
+    c = _cluster("stale-reads", armed)
+    f = c.follower()
+    sid, _ = c.new_session(f, conn=1)
+    _write(c, f, 1, sid, 2, CreateOp("/sr", b"0", OPEN_ACL_UNSAFE))
+    for k in range(1, 6):
+        _write(c, f, 1, sid, 2 + k, SetDataOp("/sr", str(k).encode(), -1))
+    c.call(f, "client_read", 1, sid, 20, Read("get_data", "/sr"), c.now)
+    data = c.last_reply(1).value[0]
+    assert data == (b"2" if armed else b"5")  # armed: the last STALE_LAG (3) txns are not visible
+    assert c.r(f).tree.get_data("/sr")[0] == b"5"  # the replicated state itself is right
+
+
+@ARMED
+def test_sync_no_wait_lets_a_read_after_sync_miss_a_committed_write(armed: bool) -> None:
+    c = _cluster("sync-no-wait", armed)
+    lead = c.elect()
+    _a, b = [i for i in c.ids if i != lead]
+    sid, _ = c.new_session(lead, conn=1)
+    sid_b, _ = c.new_session(b, conn=2)
+    c.call(lead, "client_request", 1, sid, 2, Write(CreateOp("/s", b"", OPEN_ACL_UNSAFE)), c.now)
+    c.deliver_all(drop=lambda m: m.to == b)  # committed by the leader and a; b misses it
+    c.call(b, "client_request", 2, sid_b, 2, Sync("/"), c.now)
+    c.call(b, "client_read", 2, sid_b, 3, Read("exists", "/s"), c.now)
+    c.deliver_all()
+    c.tick(3)
+    sync, read = c.replies[2][1], c.replies[2][2]
+    assert sync.seq == 2 and sync.err == Err.OK and read.seq == 3
+    if armed:
+        assert read.value is None  # the read after sync missed a write committed before the sync
+    else:
+        assert read.value is not None
+
+
+@ARMED
+def test_stale_reconnect_accepts_a_client_that_has_seen_more(armed: bool) -> None:
+    c = _cluster("stale-reconnect", armed)
+    lead = c.elect()
+    a, b = [i for i in c.ids if i != lead]
+    sid, pw = c.new_session(a, conn=1)
+    c.cut = {(lead, b), (b, lead), (a, b), (b, a)}
+    _write(c, a, 1, sid, 2, CreateOp("/later", b"", OPEN_ACL_UNSAFE))
+    seen = c.last_reply(1)
+    assert seen.err == Err.OK and c.r(b).last_zxid < seen.zxid
+    c.call(b, "client_connect", 2, sid, pw, seen.zxid, c.now)
+    if armed:
+        assert c.last_reply(2).err == Err.OK
+        c.call(b, "client_read", 2, sid, 3, Read("exists", "/later"), c.now)
+        assert c.last_reply(2).value is None  # the client's own write is gone: time went back
+    else:
+        assert c.last_reply(2).err == Err.CONNECTION_LOSS
+
+
+@ARMED
+def test_multi_partial_keeps_the_earlier_ops_of_a_failed_multi_on_every_replica(armed: bool) -> None:
+    c = _cluster("multi-partial", armed)
+    f = c.follower()
+    sid, _ = c.new_session(f, conn=1)
+    _write(c, f, 1, sid, 2, MultiOp((CreateOp("/m1", b"", OPEN_ACL_UNSAFE), CreateOp("/no/such", b"", OPEN_ACL_UNSAFE))))
+    rep = c.last_reply(1)
+    assert rep.err == Err.NO_NODE  # the client is told the multi failed...
+    present = {c.r(i).tree.exists("/m1") is not None for i in c.ids}
+    assert present == {armed}  # ...yet under the fault its first op took effect
+    assert len({c.r(i).tree.digest() for i in c.ids}) == 1  # on every replica alike
+
+
+@ARMED
+def test_diverge_makes_the_highest_member_apply_other_data(armed: bool) -> None:
+    c = _cluster("diverge", armed)
+    f = c.follower()
+    sid, _ = c.new_session(f, conn=1)
+    _write(c, f, 1, sid, 2, CreateOp("/d", b"", OPEN_ACL_UNSAFE))
+    _write(c, f, 1, sid, 3, SetDataOp("/d", b"v", -1))
+    data = {i: c.r(i).tree.get_data("/d")[0] for i in c.ids}
+    if armed:
+        assert data == {1: b"v", 2: b"v", 3: b"v" + faults.DIVERGE_SUFFIX}
+    else:
+        assert set(data.values()) == {b"v"}
+
+
+# ---------------------------------------------------------------- faults the shell carries out
+
+
+def _member_cfg(tmp_path: Path, fault: str) -> NodeConfig:
+    port = free_port()
+    return NodeConfig(data_dir=tmp_path / "d", host="127.0.0.1", port=port, tick_ms=100,
+                      peers=f"1=127.0.0.1:{port}:{free_port()}", unsafe_test_fault=fault).validate()
+
+
+@ARMED
+def test_drop_watch_events_loses_every_third_notification_of_a_connection(tmp_path: Path, armed: bool) -> None:
+    with BackgroundNode(_member_cfg(tmp_path, "drop-watch-events" if armed else "")) as n:
+        zk = KazooClient(hosts=n.hosts, timeout=10)
+        zk.start(timeout=20)
+        try:
+            got: list[str] = []
+            lock = threading.Lock()
+
+            def fired(ev) -> None:
+                with lock:
+                    got.append(ev.path)
+
+            for k in range(6):
+                zk.create(f"/w{k}", b"")
+                zk.exists(f"/w{k}", watch=fired)
+            for k in range(6):
+                zk.set(f"/w{k}", b"x")  # a notification reaches the client before this reply
+            zk.sync("/")
+            deadline = time.monotonic() + 5  # kazoo runs callbacks on its own thread
+            while time.monotonic() < deadline and len(got) < (4 if armed else 6):
+                time.sleep(0.05)
+            time.sleep(0.2)
+            with lock:
+                paths = sorted(got)
+            assert paths == (["/w0", "/w1", "/w3", "/w4"] if armed else [f"/w{k}" for k in range(6)])
+        finally:
+            zk.stop()
+            zk.close()
+
+
+@ARMED
+def test_skip_fsync_acknowledges_writes_without_fdatasync(tmp_path: Path, armed: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    with BackgroundNode(_member_cfg(tmp_path, "skip-fsync" if armed else "")) as n:
+        zk = KazooClient(hosts=n.hosts, timeout=10)
+        zk.start(timeout=20)
+        try:
+            zk.create("/f", b"")
+            calls = []
+            real = os.fdatasync
+            monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd))[1])
+            for k in range(5):
+                zk.set("/f", str(k).encode())
+            monkeypatch.setattr(os, "fdatasync", real)
+            assert zk.get("/f")[0] == b"4"  # acknowledged and applied...
+            assert (len(calls) == 0) == armed  # ...with no fdatasync under the fault
+        finally:
+            zk.stop()
+            zk.close()
+
+
+def test_a_standalone_node_refuses_a_fault_it_cannot_carry_out(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from node.cli import node_command
+
+    import logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)  # the command sets up its own logging: undo it after
+    try:
+        r = CliRunner().invoke(node_command, ["--data-dir", str(tmp_path / "d"), "--port", str(free_port()),
+                                              "--unsafe-test-fault", "diverge"])
+    finally:
+        for h in list(root.handlers):
+            if h not in saved[0]:
+                root.removeHandler(h)
+                h.close()
+        for h in saved[0]:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(saved[1])
+    assert r.exit_code == 2 and "need an ensemble" in r.output, r.output
+    r = CliRunner().invoke(node_command, ["--data-dir", str(tmp_path / "d"), "--unsafe-test-fault", "gremlins"])
+    assert r.exit_code == 2 and "allowed: lose-writes" in r.output, r.output
