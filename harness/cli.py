@@ -102,7 +102,8 @@ def _registry():
         dbs={"squall": _squall_db, "zookeeper": _zookeeper_db},
         workloads={"register": _register_workload, "set": _set_workload,
                    "lock": _lock_workload, "session": _session_workload},
-        nemesis_faults=("partition", "pause", "kill"),
+        nemesis_faults=("partition", "pause", "kill", "packet", "clock"),
+        backend_faults={"docker": ("partition", "pause", "kill", "packet"), "ssh": ("partition", "pause", "kill")},
         nemesis_package=_nemesis_package,
         default_nodes={"squall": _squall_default_nodes},
         # test-only broken databases (the node's SQUALL_UNSAFE_TEST_FAULT switch)
