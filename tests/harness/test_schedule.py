@@ -223,3 +223,39 @@ def test_setup_refuses_faults_the_backend_cannot_perform():
     pkg.nemesis.setup(narrow)
     starts = [o for o in itertools.islice(pkg.ops(random.Random(1)), 50) if o["f"] == "start-packet"]
     assert starts and all("loss" in o["value"] for o in starts)
+
+
+# -- the command line: --nemesis all / packet / clock, --latency ---------------
+def _spec(nemesis_text, backend="local", latency_ms=0.0):
+    from harness.cli import _registry
+    from harness.run_cmd import _Common, build_spec
+
+    c = _Common(backend=backend, db="zookeeper", nemesis_interval=3.0, nodes="3", time_limit=10.0,
+                concurrency="2n", rate=10.0, seed=1, results_dir="results", reads="local", progress=False,
+                unsafe_db_fault=None, latency_ms=latency_ms)
+    return build_spec(_registry(), c, "register", nemesis_text, None)
+
+
+def test_cli_all_means_every_fault_the_backend_supports():
+    from harness.spec import SpecError
+
+    assert _spec("all").nemesis == ALL
+    assert _spec("all", backend="docker").nemesis == ("partition", "pause", "kill", "packet")
+    assert _spec("kill,all", backend="ssh").nemesis == ("kill", "partition", "pause")
+    with pytest.raises(SpecError, match="docker backend cannot perform the nemesis fault\\(s\\) clock; "
+                                        "it supports: partition, pause, kill, packet"):
+        _spec("partition,clock", backend="docker")
+    with pytest.raises(SpecError, match="allowed: partition, pause, kill, packet, clock"):
+        _spec("partition,flood")
+
+
+def test_cli_latency_is_a_spec_option_for_the_local_backend_only():
+    from harness.spec import SpecError
+
+    spec = _spec("packet", latency_ms=25)
+    assert spec.option_dict["latency_ms"] == 25
+    assert "latency_ms" not in _spec("packet").option_dict
+    with pytest.raises(SpecError, match="--latency needs the local backend"):
+        _spec("packet", backend="docker", latency_ms=25)
+    with pytest.raises(SpecError, match="--latency must be >= 0"):
+        _spec("packet", latency_ms=-1)
