@@ -357,17 +357,18 @@ def test_packet_and_clock_faults_on_a_real_three_node_cluster(tmp_path, db_name)
         zk.start(timeout=30)
         base = min(_timed_create(zk, f"/base{i}") for i in range(3))
 
-        # -- packet: 250 ms on every link; a quorum write needs leader -> follower -> leader
+        # -- packet: 100 ms on every link; a quorum write needs leader -> follower -> leader
+        # (below the node's 250 ms election timeout, so the leadership stays put)
         for src in cluster.nodes:
             for dst in cluster.nodes:
                 if src != dst:
-                    cluster.shape(src, dst, delay_ms=250)
+                    cluster.shape(src, dst, delay_ms=100)
         slowed = _timed_create(zk, "/slowed")
-        assert slowed >= 0.25, f"a quorum write took {slowed:.3f}s with 250 ms on every peer link"
+        assert slowed >= 0.1, f"a quorum write took {slowed:.3f}s with 100 ms on every peer link"
         cluster.unshape()
         assert cluster.mesh.shapes() == {}
         _timed_create(zk, "/healed-links")
-        print(f"\n{db_name}: create {base * 1e3:.1f} ms unshaped, {slowed * 1e3:.1f} ms with 250 ms links")
+        print(f"\n{db_name}: create {base * 1e3:.1f} ms unshaped, {slowed * 1e3:.1f} ms with 100 ms links")
 
         # -- clock: the leader stamps mtime from its wall clock. The slow links
         # may have moved the leadership, so every node's clock goes back.
