@@ -23,8 +23,8 @@ so a chunk never overtakes the one before it), loss and a bandwidth limit.
 The proxy sits above TCP, so it cannot drop bytes without corrupting the
 stream: a "lost" chunk is delivered after a retransmission timeout
 (``LOSS_RTO_MS``), which is what TCP makes of a lost segment, as seen by
-the application. The bandwidth limit serialises the link's chunks at
-``rate_kbps``. ``set_latency(ms)`` adds a base delay to every link for the
+the application. The bandwidth limit serialises the chunks of that
+direction of the link (all its connections together) at ``rate_kbps``. ``set_latency(ms)`` adds a base delay to every link for the
 whole run (``--latency``); ``unshape`` clears the packet faults but keeps
 it.
 
@@ -70,8 +70,7 @@ class Shape:
 class _Pace:
     """Delivery bookkeeping of one direction of one connection."""
 
-    last_at: float = 0.0     # delivery time of the previous chunk (keeps order)
-    wire_free_at: float = 0.0  # when the bandwidth-limited link is free again
+    last_at: float = 0.0  # delivery time of the previous chunk (keeps order)
 
 
 @dataclass
@@ -97,6 +96,7 @@ class ProxyMesh:
         self._shapes: dict[Link, Shape] = {}
         self._latency_ms = 0.0
         self._rng = random.Random(0)  # jitter and loss; only the loop thread draws
+        self._wire_free_at: dict[Link, float] = {}  # bandwidth limits; loop thread only
         self._lock = threading.Lock()
         self._closed = False
 
@@ -266,8 +266,10 @@ class ProxyMesh:
                 delay += LOSS_RTO_MS
         at = now + max(0.0, delay) / 1000.0
         if sh is not None and sh.rate_kbps:
-            pace.wire_free_at = max(pace.wire_free_at, now) + size * 8 / (sh.rate_kbps * 1000.0)
-            at = max(at, pace.wire_free_at)
+            # one wire per direction of a link, shared by all its connections
+            free_at = max(self._wire_free_at.get(direction, 0.0), now) + size * 8 / (sh.rate_kbps * 1000.0)
+            self._wire_free_at[direction] = free_at
+            at = max(at, free_at)
         return max(at, pace.last_at)
 
     async def _pump(self, link: Link, direction: Link, reader: asyncio.StreamReader,
