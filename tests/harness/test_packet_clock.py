@@ -399,3 +399,67 @@ def test_packet_and_clock_faults_on_a_real_three_node_cluster(tmp_path, db_name)
     assert not faketime.leftover_shm(pids), "libfaketime segments of killed nodes are removed"
     assert not (tmp_path / "clock").exists()
     assert not set(ports) & _listening_ports()
+
+
+@pytest.mark.docker
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_docker_packet_faults_are_iptables_rules_that_unshape_removes(tmp_path):
+    """Loss and bandwidth rules land in the receiver's SQUALL-PKT chain (the
+    engine accepts them), survive a partition's heal, slow a write, and
+    unshape and teardown remove them; a delay is refused with the reason."""
+    from kazoo.client import KazooClient
+
+    from harness.backends import docker as dk
+    from harness.backends import images
+    from harness.dbs import squall
+
+    try:
+        client = images.docker_client()
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but no Docker engine: {exc}")
+        pytest.skip(f"no Docker engine: {exc}")
+    cluster = dk.DockerBackend().create(SimpleNamespace(nodes=3), squall.make({}), tmp_path)
+    zk = None
+    try:
+        cluster.wait_ready(180)
+        a, b = cluster.nodes[0], cluster.nodes[1]
+        box = client.containers.get(f"squall-{cluster.run_id}-{b}")
+
+        def rules() -> str:
+            return box.exec_run(["iptables", "-S", PACKET_CHAIN]).output.decode()
+
+        cluster.shape(a, b, loss=0.3)
+        cluster.shape(a, b, rate_kbps=256)
+        text = rules()
+        assert f"-s {cluster.ip(a)}/32 -m statistic --mode random --probability 0.3" in text, text
+        assert "hashlimit" in text and "-j DROP" in text, text
+        cluster.heal()  # a partition's heal leaves packet faults alone
+        assert "statistic" in rules()
+        with pytest.raises(ValueError, match="cannot delay packets"):
+            cluster.shape(a, b, delay_ms=100)
+        zk = KazooClient(hosts=cluster.connect_string(), timeout=30)
+        zk.start(timeout=60)
+        for src in cluster.nodes:
+            for dst in cluster.nodes:
+                if src != dst:
+                    cluster.shape(src, dst, loss=0.5)
+        t0 = time.monotonic()
+        for i in range(5):
+            zk.create_async(f"/lossy{i}", b"v").get(timeout=120)
+        lossy = (time.monotonic() - t0) / 5
+        cluster.unshape()
+        assert "DROP" not in rules()
+        t0 = time.monotonic()
+        for i in range(5):
+            zk.create_async(f"/clean{i}", b"v").get(timeout=60)
+        clean = (time.monotonic() - t0) / 5
+        print(f"\ndocker squall: create {clean * 1e3:.1f} ms clean, {lossy * 1e3:.1f} ms with 50% loss on every link")
+    finally:
+        if zk is not None:
+            zk.stop()
+            zk.close()
+        cluster.teardown()
+    assert dk.leftovers(client, cluster.run_id) == {"containers": [], "networks": []}
