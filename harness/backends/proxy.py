@@ -279,16 +279,17 @@ class ProxyMesh:
         pace = _Pace()
 
         broken = False
+        pending = 0  # chunks queued or being written by the sender
 
         async def deliver() -> None:
             # On a write error it keeps taking chunks (and drops them), so
             # the reader below never blocks on a full queue; it then stops.
-            nonlocal broken
+            nonlocal broken, pending
             while (item := await queue.get()) is not None:
-                if broken:
-                    continue
-                at, data = item
                 try:
+                    if broken:
+                        continue
+                    at, data = item
                     wait = at - self._loop.time()
                     if wait > 0:
                         await asyncio.sleep(wait)
@@ -299,6 +300,8 @@ class ProxyMesh:
                     await writer.drain()
                 except (OSError, ConnectionError):
                     broken = True
+                finally:
+                    pending -= 1
 
         sender = asyncio.ensure_future(deliver())
         try:
@@ -306,7 +309,15 @@ class ProxyMesh:
                 data = await reader.read(_CHUNK)
                 if not data or self._is_dropped(link):
                     break
-                pace.last_at = self._delivery_time(direction, len(data), pace, self._loop.time())
+                now = self._loop.time()
+                pace.last_at = self._delivery_time(direction, len(data), pace, now)
+                if pending == 0 and pace.last_at <= now:
+                    # Nothing held back and no fault on this chunk: write it
+                    # here, as a plain proxy would (no extra task hop).
+                    writer.write(data)
+                    await writer.drain()
+                    continue
+                pending += 1
                 await queue.put((pace.last_at, data))
             await queue.put(None)
             await sender
