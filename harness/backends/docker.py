@@ -190,7 +190,8 @@ def packet_rules(src_ip: str, dst: str, delay_ms: float = 0, jitter_ms: float = 
     if rate_kbps:
         bytes_per_s = max(1, int(float(rate_kbps) * 1000 / 8))
         rules.append(["iptables", "-A", PACKET_CHAIN, "-s", src_ip, "-m", "hashlimit",
-                      "--hashlimit-name", f"sq-{src_ip.replace('.', '-')}-{dst}"[:15],
+                      # names are per container (dst): the source alone is unique; at most 15 chars
+                      "--hashlimit-name", "sq" + src_ip.replace(".", "")[-13:],
                       "--hashlimit-mode", "srcip", "--hashlimit-above", f"{bytes_per_s}b/s",
                       "-j", "DROP"])
     return rules

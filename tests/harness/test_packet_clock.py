@@ -434,7 +434,9 @@ def test_docker_packet_faults_are_iptables_rules_that_unshape_removes(tmp_path):
         cluster.shape(a, b, loss=0.3)
         cluster.shape(a, b, rate_kbps=256)
         text = rules()
-        assert f"-s {cluster.ip(a)}/32 -m statistic --mode random --probability 0.3" in text, text
+        import re
+        m = re.search(r"-s (\S+)/32 -m statistic --mode random --probability ([0-9.]+) -j DROP", text)
+        assert m and m.group(1) == cluster.ip(a) and abs(float(m.group(2)) - 0.3) < 1e-6, text
         assert "hashlimit" in text and "-j DROP" in text, text
         cluster.heal()  # a partition's heal leaves packet faults alone
         assert "statistic" in rules()
@@ -445,7 +447,7 @@ def test_docker_packet_faults_are_iptables_rules_that_unshape_removes(tmp_path):
         for src in cluster.nodes:
             for dst in cluster.nodes:
                 if src != dst:
-                    cluster.shape(src, dst, loss=0.5)
+                    cluster.shape(src, dst, loss=0.2)
         t0 = time.monotonic()
         for i in range(5):
             zk.create_async(f"/lossy{i}", b"v").get(timeout=120)
@@ -456,7 +458,7 @@ def test_docker_packet_faults_are_iptables_rules_that_unshape_removes(tmp_path):
         for i in range(5):
             zk.create_async(f"/clean{i}", b"v").get(timeout=60)
         clean = (time.monotonic() - t0) / 5
-        print(f"\ndocker squall: create {clean * 1e3:.1f} ms clean, {lossy * 1e3:.1f} ms with 50% loss on every link")
+        print(f"\ndocker squall: create {clean * 1e3:.1f} ms clean, {lossy * 1e3:.1f} ms with 20% loss on every link")
     finally:
         if zk is not None:
             zk.stop()
