@@ -103,7 +103,8 @@ def _registry():
         dbs={"squall": _squall_db, "zookeeper": _zookeeper_db},
         workloads={"register": _register_workload, "set": _set_workload,
                    "lock": _lock_workload, "session": _session_workload},
-        nemesis_faults=("partition", "pause", "kill", "disk"),
+        nemesis_faults=("partition", "pause", "kill", "packet", "clock", "disk"),
+        backend_faults={"docker": ("partition", "pause", "kill", "packet", "disk"), "ssh": ("partition", "pause", "kill")},
         nemesis_package=_nemesis_package,
         default_nodes={"squall": _squall_default_nodes},
         # test-only broken databases (the node's --unsafe-test-fault switch, node/faults.py)

@@ -25,6 +25,8 @@ class Registry:
     ``--nodes`` is not given (e.g. 1 for the node until its ensemble exists).
     ``unsafe_db_faults`` are the test-only database faults ``--unsafe-db-fault``
     accepts (a deliberately broken database, to prove the gate fails).
+    ``backend_faults`` names, per backend, the nemesis faults it can perform
+    (``--nemesis all`` means these); a backend not listed supports them all.
     """
 
     backends: Mapping[str, Factory]
@@ -34,6 +36,7 @@ class Registry:
     nemesis_package: Callable[[list[str], float, random.Random], Any]
     default_nodes: Mapping[str, Callable[[], int]] = field(default_factory=dict)
     unsafe_db_faults: tuple[str, ...] = ()
+    backend_faults: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # default: nemesis_faults
 
     def nodes_for(self, db: str) -> int:
         fn = self.default_nodes.get(db)

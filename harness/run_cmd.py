@@ -75,6 +75,9 @@ def _common_options(fn: Callable) -> Callable:
                      help="Results folder."),
         click.option("--reads", default="local", show_default=True, help=f"Read mode: {', '.join(READS_MODES)}."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show the progress line on stderr."),
+        click.option("--latency", "latency_ms", type=float, default=0.0, show_default=True,
+                     help="Base delay in ms added to every peer link, each direction, for the whole run "
+                          "(local backend: the proxy mesh)."),
         click.option("--unsafe-db-fault", default=None, hidden=True,
                      help="TEST ONLY: run a deliberately broken database (the db is started with that test-only "
                           "fault armed) to prove the gate fails."),
@@ -102,6 +105,7 @@ class _Common:
     ssh_key: str | None = None
     ssh_port: int | None = None
     strict_host_key_checking: bool = False
+    latency_ms: float = 0.0
 
 
 def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
@@ -151,10 +155,17 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
                                (reg.workloads, "workload", workload)):
         if value not in table:
             raise SpecError(f"unknown {kind} {value!r}; allowed: {', '.join(sorted(table))}")
-    faults = parse_nemesis(nemesis, reg.nemesis_faults)
+    faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.backend_faults.get(c.backend), c.backend)
     count, options = _nodes_and_backend_options(c)
     nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
     _check_cluster_size(reg, c.db, options, len(nodes), faults)
+    if c.latency_ms:
+        if c.latency_ms < 0:
+            raise SpecError(f"--latency must be >= 0 ms, got {c.latency_ms:g}")
+        if c.backend != "local":
+            raise SpecError(f"--latency needs the local backend (its proxy mesh delays links); the {c.backend} "
+                            "backend cannot delay packets (iptables has no delay, tc netem is not available)")
+        options["latency_ms"] = c.latency_ms
     if c.unsafe_db_fault:
         if c.unsafe_db_fault not in reg.unsafe_db_faults:
             raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r}; allowed: "
@@ -261,7 +272,8 @@ def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
 @click.command("run")
 @click.option("--workload", default="register", show_default=True, help="register, set, lock or session.")
 @click.option("--nemesis", default="partition,kill", show_default=True,
-              help="Comma-separated faults (partition, pause, kill) or none.")
+              help="Comma-separated faults (partition, pause, kill, packet, clock), all (every fault the "
+                   "backend supports) or none; they overlap on a seeded schedule.")
 @_common_options
 @click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")

@@ -170,19 +170,28 @@ def parse_concurrency(text: str | int, node_count: int) -> int:
     return n
 
 
-def parse_nemesis(text: str, allowed: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """'partition,kill' -> ('partition', 'kill'); 'none' or '' -> ()."""
+def parse_nemesis(text: str, allowed: tuple[str, ...] | list[str],
+                  supported: tuple[str, ...] | list[str] | None = None, backend: str = "") -> tuple[str, ...]:
+    """'partition,kill' -> ('partition', 'kill'); 'none' or '' -> ();
+    'all' -> every fault of ``supported`` (the backend's faults; default
+    ``allowed``). A fault the backend cannot perform is refused, naming it."""
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not parts or parts == ["none"]:
         return ()
-    bad = [p for p in parts if p not in allowed or p == "none"]
+    supported = tuple(allowed if supported is None else supported)
+    bad = [p for p in parts if (p not in allowed and p != "all") or p == "none"]
     if bad:
         raise SpecError(f"unknown nemesis fault(s) {', '.join(bad)}; allowed: {', '.join(allowed)} "
-                        "(comma-separated), or none")
+                        "(comma-separated), all, or none")
     seen: list[str] = []
     for p in parts:
-        if p not in seen:
-            seen.append(p)
+        for f in (supported if p == "all" else (p,)):
+            if f not in seen:
+                seen.append(f)
+    unsupported = [f for f in seen if f not in supported]
+    if unsupported:
+        raise SpecError(f"the {backend or 'chosen'} backend cannot perform the nemesis fault(s) "
+                        f"{', '.join(unsupported)}; it supports: {', '.join(supported)}")
     return tuple(seen)
 
 

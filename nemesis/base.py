@@ -44,6 +44,35 @@ class FaultTarget(Protocol):
         """The current leader's name, or None if none is known."""
 
 
+class PacketTarget(Protocol):
+    """Optional: packet faults on links (``packet`` fault).
+
+    ``packet_kinds`` names what the backend can do, a subset of
+    ("delay", "loss", "bandwidth")."""
+
+    packet_kinds: tuple[str, ...]
+
+    def shape(self, src: str, dst: str, delay_ms: float = 0, jitter_ms: float = 0,
+              loss: float = 0.0, rate_kbps: float | None = None) -> None:
+        """Degrade the bytes/packets src sends to dst (replaces that link's shape)."""
+
+    def unshape(self) -> None:
+        """Clear every packet fault (a whole-run base latency stays)."""
+
+
+class ClockTarget(Protocol):
+    """Optional: clock faults on one node's process (``clock`` fault)."""
+
+    def clock_bump(self, node: str, offset_ms: int) -> None:
+        """Set the node's wall clock to real time + offset_ms."""
+
+    def clock_strobe(self, node: str, delta_ms: int, period_ms: int) -> None:
+        """Flip the node's clock between +0 and +delta_ms every period_ms, until reset."""
+
+    def clock_reset(self) -> None:
+        """Every node's clock back to the real time; stop every strobe."""
+
+
 @runtime_checkable
 class LosesUnsynced(Protocol):
     """An optional FaultTarget ability (the disk fault, nemesis/disk.py)."""

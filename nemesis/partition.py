@@ -105,7 +105,8 @@ def describe(grudge: Grudge) -> dict[str, list[str]]:
     return {dst: sorted(srcs) for dst, srcs in sorted(grudge.items()) if srcs}
 
 
-SHAPES = ("halves", "random-halves", "majorities-ring", "bridge", "isolate-one", "isolate-leader")
+SHAPES = ("halves", "random-halves", "majorities-ring", "bridge", "isolate-one", "isolate-leader",
+          "isolate-follower")
 
 
 def shape(name: str, nodes: Sequence[str], rng: random.Random,
@@ -129,4 +130,10 @@ def shape(name: str, nodes: Sequence[str], rng: random.Random,
         if who is None or who not in nodes:
             return isolate_one(nodes, rng), "no leader known; isolated a random node instead"
         return isolate(nodes, who), ""
+    if name == "isolate-follower":
+        who = leader()
+        others = [n for n in nodes if n != who]
+        if who is None or who not in nodes or not others:
+            return isolate_one(nodes, rng), "no leader known; isolated a random node instead"
+        return isolate(nodes, rng.choice(others)), ""
     raise ValueError(f"unknown partition shape {name!r}; known shapes: {', '.join(SHAPES)}")

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 from nemesis.partition import majority
 
-TARGETS = ("one", "minority", "majority", "all", "leader")
+TARGETS = ("one", "minority", "majority", "all", "leader", "follower")
 
 
 def select(spec: str, nodes: Sequence[str], rng: random.Random,
@@ -16,7 +16,8 @@ def select(spec: str, nodes: Sequence[str], rng: random.Random,
 
     one: a random node; minority: (n-1)//2 random nodes (at least one);
     majority: n//2+1 random nodes; all; leader: the current leader (a random
-    node, with a note, if none is known)."""
+    node, with a note, if none is known); follower: a random node that is not
+    the leader (any node, with a note, if no leader is known)."""
     nodes = list(nodes)
     n = len(nodes)
     if spec == "one":
@@ -32,4 +33,10 @@ def select(spec: str, nodes: Sequence[str], rng: random.Random,
         if who is None or who not in nodes:
             return [rng.choice(nodes)], "no leader known; chose a random node instead"
         return [who], ""
+    if spec == "follower":
+        who = leader()
+        others = [x for x in nodes if x != who]
+        if who is None or who not in nodes or not others:
+            return [rng.choice(nodes)], "no leader known; chose a random node as the follower"
+        return [rng.choice(others)], ""
     raise ValueError(f"unknown process-fault target {spec!r}; known: {', '.join(TARGETS)}")

@@ -23,6 +23,16 @@ available here); ``pause`` is ``docker pause`` (the freezer: every process in
 the container stops at once); ``kill`` is SIGKILL to the database's process
 group; ``start`` runs the same argv again in the same container.
 
+Packet faults (``shape``) live in a second chain, ``SQUALL-PKT``, so a
+partition's heal does not clear them nor ``unshape`` a partition: loss is
+the ``statistic`` match, a bandwidth limit a ``hashlimit`` rule dropping
+``src``'s packets above the rate (TCP backs off to it). iptables cannot
+delay packets and tc netem is not available here, so ``packet_kinds`` is
+("loss", "bandwidth"): the nemesis never draws a delay, and ``shape`` with
+a delay or jitter (and ``--latency``) is refused with that reason. Clock
+faults are not offered: the node image carries no libfaketime, so
+``--nemesis clock`` is refused for this backend before anything starts.
+
 Cleanup is unconditional: ``teardown`` is idempotent, is called by the
 runner's ``finally``, from ``atexit``, and on SIGTERM/SIGHUP (the local
 backend's handlers, shared); a SIGKILLed harness leaves labelled leftovers
@@ -166,6 +176,34 @@ def drop_rule(src_ip: str, probability: float | None = None) -> list[str]:
             raise ValueError(f"loss probability must be in (0, 1], got {probability}")
         args += ["-m", "statistic", "--mode", "random", "--probability", f"{probability:.4f}"]
     return args + ["-j", "DROP"]
+
+
+PACKET_CHAIN = "SQUALL-PKT"
+
+
+def packet_setup_script() -> str:
+    return (f"iptables -N {PACKET_CHAIN} 2>/dev/null; "
+            f"iptables -C INPUT -j {PACKET_CHAIN} 2>/dev/null || iptables -I INPUT -j {PACKET_CHAIN}")
+
+
+def packet_rules(src_ip: str, dst: str, delay_ms: float = 0, jitter_ms: float = 0, loss: float = 0.0,
+                 rate_kbps: float | None = None) -> list[list[str]]:
+    """iptables commands (in dst) degrading src_ip's packets; refuses delay."""
+    if delay_ms or jitter_ms:
+        raise ValueError("the docker backend cannot delay packets: iptables has no delay and tc netem is "
+                         "not available; it supports packet loss and bandwidth limits")
+    rules = []
+    if loss:
+        rules.append(["iptables", "-A", PACKET_CHAIN, "-s", src_ip, "-m", "statistic", "--mode", "random",
+                      "--probability", f"{float(loss):.4f}", "-j", "DROP"])
+    if rate_kbps:
+        bytes_per_s = max(1, int(float(rate_kbps) * 1000 / 8))
+        rules.append(["iptables", "-A", PACKET_CHAIN, "-s", src_ip, "-m", "hashlimit",
+                      # names are per container (dst): the source alone is unique; at most 15 chars
+                      "--hashlimit-name", "sq" + src_ip.replace(".", "")[-13:],
+                      "--hashlimit-mode", "srcip", "--hashlimit-above", f"{bytes_per_s}b/s",
+                      "-j", "DROP"])
+    return rules
 
 
 # --------------------------------------------------------------- the cluster
@@ -396,6 +434,23 @@ class DockerCluster:
                     d.container.pause()
             else:
                 self._exec(d, shlex.join(args), check=True)
+
+    packet_kinds = ("loss", "bandwidth")
+
+    def shape(self, src: str, dst: str, delay_ms: float = 0, jitter_ms: float = 0,
+              loss: float = 0.0, rate_kbps: float | None = None) -> None:
+        """dst drops a share of src's packets and/or those above a rate (no delay here)."""
+        s, d = self._node(src), self._node(dst)
+        rules = packet_rules(s.ip, dst, delay_ms, jitter_ms, loss, rate_kbps)
+        self._rule(d, ["sh", "-c", packet_setup_script()])
+        for args in rules:
+            self._rule(d, args)
+
+    def unshape(self) -> None:
+        """Flush every node's packet-fault chain (frozen nodes briefly thawed)."""
+        with self._lock:
+            for n in self._nodes.values():
+                self._rule(n, ["sh", "-c", f"iptables -F {PACKET_CHAIN} 2>/dev/null; true"])
 
     def heal(self) -> None:
         with self._lock:

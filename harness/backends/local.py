@@ -8,6 +8,18 @@ so pause/kill reach the whole tree the db started (e.g. a shell wrapper and
 its JVM): pause = SIGSTOP, resume = SIGCONT, kill = SIGKILL, start = the same
 argv again on the same data dir and ports.
 
+Packet faults (``shape``/``unshape``) and the whole-run ``--latency`` go
+through the proxy mesh. Clock faults: when the run's nemesis includes
+``clock``, every node starts with libfaketime preloaded (``LD_PRELOAD``),
+reading its offset from a per-node control file (``FAKETIME_TIMESTAMP_FILE``,
+re-read at most once a second); only ``CLOCK_REALTIME`` is faked
+(``FAKETIME_DONT_FAKE_MONOTONIC=1``, which the JVM needs, and which keeps
+monotonic timers honest, as a wrong wall clock does on a real machine).
+``clock_bump`` writes an offset, ``clock_strobe`` flips it from a thread,
+``clock_reset`` writes "+0". libfaketime leaves a shared-memory segment per
+process that loaded it when that process is killed; the cluster removes
+those of its nodes' processes when they are killed or torn down.
+
 Cleanup is unconditional: ``teardown`` (idempotent) kills every process group
 and closes every proxy; the runner calls it in a ``finally``, and every live
 cluster is also torn down from ``atexit``. SIGTERM/SIGHUP are turned into
@@ -41,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import SetupError
+from harness.backends import clock as faketime
 from harness.backends.proxy import ProxyMesh, free_ports
 from harness.dbs.base import NodePorts, four_letter_word, parse_srvr
 
@@ -174,13 +187,19 @@ def node_names(nodes: int | list[str] | tuple[str, ...]) -> list[str]:
 class LocalCluster:
     """Local node processes behind a proxy mesh. Implements FaultTarget."""
 
-    def __init__(self, db: Any, nodes: list[str], run_dir: Path, lazy_data: bool = False) -> None:
+    packet_kinds = ("delay", "loss", "bandwidth")
+
+    def __init__(self, db: Any, nodes: list[str], run_dir: Path, lazy_data: bool = False, *, clock: bool = False,
+                 latency_ms: float = 0.0) -> None:
         self.db = db
         self.lazy_data = lazy_data  # data dirs on lazyfs, for the disk fault
         self._mounts: dict[str, Any] = {}
         self.nodes = list(nodes)
         self.run_dir = Path(run_dir)
+        self.clocks = faketime.Clocks(self.run_dir / "clock", self.nodes) if clock else None
         self.mesh = ProxyMesh()
+        if latency_ms:
+            self.mesh.set_latency(latency_ms)
         self._nodes: dict[str, _Node] = {}
         self._lock = threading.RLock()
         self._torn_down = False
@@ -235,6 +254,8 @@ class LocalCluster:
             self._unmount_data_dirs()
             self.mesh.close()
             self.watchdog.close()
+            if self.clocks is not None:
+                self.clocks.close()
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
@@ -363,6 +384,7 @@ class LocalCluster:
                 return
             env = dict(os.environ)
             env.update(n.env)
+            env.update(self._clock_env(n.name, env))
             with open(n.log_path, "ab") as log:
                 log.write(f"\n==== squall harness: starting {n.name} at {time.time():.3f}\n".encode())
                 log.flush()
@@ -411,6 +433,40 @@ class LocalCluster:
             self.watchdog.forget(n.proc.pid)
         _log.info("killed %s (pid %d)", n.name, n.proc.pid)
         n.paused = False
+        self._clock_cleanup(n.proc.pid)
+
+    # ------------------------------------------------ packet and clock faults
+    def shape(self, src: str, dst: str, delay_ms: float = 0, jitter_ms: float = 0,
+              loss: float = 0.0, rate_kbps: float | None = None) -> None:
+        self._node(src), self._node(dst)
+        self.mesh.shape(src, dst, delay_ms, jitter_ms, loss, rate_kbps)
+
+    def unshape(self) -> None:
+        self.mesh.unshape()
+
+    def _clocks(self) -> "faketime.Clocks":
+        if self.clocks is None:
+            raise SetupError("clock faults need the cluster started with the clock preload "
+                             "(the run's --nemesis must include clock)")
+        return self.clocks
+
+    def clock_bump(self, node: str, offset_ms: int) -> None:
+        self._node(node)
+        self._clocks().bump(node, offset_ms)
+
+    def clock_strobe(self, node: str, delta_ms: int, period_ms: int) -> None:
+        self._node(node)
+        self._clocks().strobe(node, delta_ms, period_ms)
+
+    def clock_reset(self) -> None:
+        self._clocks().reset()
+
+    def _clock_env(self, node: str, env: dict[str, str]) -> dict[str, str]:
+        return {} if self.clocks is None else self.clocks.env(node, env.get("LD_PRELOAD", ""))
+
+    def _clock_cleanup(self, pid: int) -> None:
+        if self.clocks is not None:
+            faketime.remove_shm(pid)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -428,6 +484,18 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n--- last lines of the log ---\n" + "\n".join(text) if text else ""
 
 
+def fault_settings(spec: Any) -> dict[str, Any]:
+    """clock (preload libfaketime) and latency_ms (--latency) from a spec."""
+    faults = tuple(getattr(spec, "nemesis", ()) or ())
+    options = getattr(spec, "option_dict", {}) or {}
+    latency = float(options.get("latency_ms", 0) or 0)
+    if latency < 0:
+        raise SetupError(f"--latency must be >= 0 ms, got {latency:g}")
+    if "clock" in faults:
+        faketime.check_available()
+    return {"clock": "clock" in faults, "latency_ms": latency}
+
+
 class LocalBackend:
     """``create`` starts the nodes (without waiting for them) and returns
     the cluster; a failure during setup tears down what was started."""
@@ -438,7 +506,7 @@ class LocalBackend:
         install_signal_handlers()
         nodes = node_names(getattr(spec, "nodes", spec))
         lazy_data = "disk" in tuple(getattr(spec, "nemesis", ()) or ())
-        cluster = LocalCluster(db, nodes, Path(run_dir), lazy_data=lazy_data)
+        cluster = LocalCluster(db, nodes, Path(run_dir), lazy_data=lazy_data, **fault_settings(spec))
         try:
             cluster.launch()
         except BaseException:

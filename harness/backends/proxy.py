@@ -16,6 +16,18 @@ replies on connections ``src`` opened; connections ``dst`` opens to ``src`` go
 through the link ``dst -> src`` and are cut only by ``drop(dst, src)``. The
 nemesis's partition shapes are symmetric, so they always drop both.
 
+Packet faults (``shape(src, dst, ...)``) degrade the bytes ``src`` sends to
+``dst``, on every connection between them whichever side dialled: a delay
+with jitter (each chunk is held until its delivery time; TCP order is kept,
+so a chunk never overtakes the one before it), loss and a bandwidth limit.
+The proxy sits above TCP, so it cannot drop bytes without corrupting the
+stream: a "lost" chunk is delivered after a retransmission timeout
+(``LOSS_RTO_MS``), which is what TCP makes of a lost segment, as seen by
+the application. The bandwidth limit serialises the chunks of that
+direction of the link (all its connections together) at ``rate_kbps``. ``set_latency(ms)`` adds a base delay to every link for the
+whole run (``--latency``); ``unshape`` clears the packet faults but keeps
+it.
+
 The proxies run on one asyncio loop in a daemon thread; the public methods are
 thread-safe and synchronous.
 """
@@ -23,6 +35,7 @@ thread-safe and synchronous.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import struct
 import threading
@@ -31,6 +44,33 @@ from dataclasses import dataclass, field
 Link = tuple[str, str]
 _CHUNK = 65536
 UPSTREAM_RETRY_S = 1.5
+LOSS_RTO_MS = 200.0  # Linux's minimum TCP retransmission timeout
+_QUEUE_CHUNKS = 64
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A packet fault on the bytes of one direction of one link."""
+
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss: float = 0.0
+    rate_kbps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.delay_ms < 0 or self.jitter_ms < 0:
+            raise ValueError(f"delay and jitter must be >= 0 ms, got {self.delay_ms}, {self.jitter_ms}")
+        if not 0.0 <= self.loss <= 1.0:
+            raise ValueError(f"loss must be a probability in [0, 1], got {self.loss}")
+        if self.rate_kbps is not None and self.rate_kbps <= 0:
+            raise ValueError(f"rate_kbps must be > 0 (or None for no limit), got {self.rate_kbps}")
+
+
+@dataclass
+class _Pace:
+    """Delivery bookkeeping of one direction of one connection."""
+
+    last_at: float = 0.0  # delivery time of the previous chunk (keeps order)
 
 
 @dataclass
@@ -53,6 +93,10 @@ class ProxyMesh:
         self._thread.start()
         self._listeners: dict[tuple[Link, str], _Listener] = {}
         self._dropped: set[Link] = set()
+        self._shapes: dict[Link, Shape] = {}
+        self._latency_ms = 0.0
+        self._rng = random.Random(0)  # jitter and loss; only the loop thread draws
+        self._wire_free_at: dict[Link, float] = {}  # bandwidth limits; loop thread only
         self._lock = threading.Lock()
         self._closed = False
 
@@ -94,6 +138,34 @@ class ProxyMesh:
         """Forward every link again (new connections go through)."""
         with self._lock:
             self._dropped.clear()
+
+    def shape(self, src: str, dst: str, delay_ms: float = 0.0, jitter_ms: float = 0.0,
+              loss: float = 0.0, rate_kbps: float | None = None) -> None:
+        """Degrade the bytes src sends to dst (replaces this link's shape)."""
+        sh = Shape(float(delay_ms), float(jitter_ms), float(loss),
+                   None if rate_kbps is None else float(rate_kbps))
+        with self._lock:
+            self._shapes[(src, dst)] = sh
+
+    def unshape(self) -> None:
+        """Clear every packet fault; the base latency stays."""
+        with self._lock:
+            self._shapes.clear()
+
+    def shapes(self) -> dict[Link, Shape]:
+        with self._lock:
+            return dict(self._shapes)
+
+    def set_latency(self, ms: float) -> None:
+        """A base delay on every link, both directions (``--latency``)."""
+        if ms < 0:
+            raise ValueError(f"latency must be >= 0 ms, got {ms}")
+        with self._lock:
+            self._latency_ms = float(ms)
+
+    @property
+    def latency_ms(self) -> float:
+        return self._latency_ms
 
     def dropped(self) -> set[Link]:
         with self._lock:
@@ -151,8 +223,9 @@ class ProxyMesh:
         transports = (writer.transport, up_writer.transport)
         lst.conns.update(transports)
         try:
-            await asyncio.gather(self._pump(lst.link, reader, up_writer),
-                                 self._pump(lst.link, up_reader, writer))
+            src, dst = lst.link
+            await asyncio.gather(self._pump(lst.link, (src, dst), reader, up_writer),
+                                 self._pump(lst.link, (dst, src), up_reader, writer))
         finally:
             for t in transports:
                 lst.conns.discard(t)
@@ -177,18 +250,82 @@ class ProxyMesh:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
 
-    async def _pump(self, link: Link, reader: asyncio.StreamReader,
+    def _delivery_time(self, direction: Link, size: int, pace: _Pace, now: float) -> float:
+        """When a chunk read now may be written on, under the current faults."""
+        with self._lock:
+            sh = self._shapes.get(direction)
+            base = self._latency_ms
+        if sh is None and not base:
+            return max(now, pace.last_at)
+        delay = base
+        if sh is not None:
+            delay += sh.delay_ms
+            if sh.jitter_ms:
+                delay += self._rng.uniform(-sh.jitter_ms, sh.jitter_ms)
+            if sh.loss and self._rng.random() < sh.loss:
+                delay += LOSS_RTO_MS
+        at = now + max(0.0, delay) / 1000.0
+        if sh is not None and sh.rate_kbps:
+            # one wire per direction of a link, shared by all its connections
+            free_at = max(self._wire_free_at.get(direction, 0.0), now) + size * 8 / (sh.rate_kbps * 1000.0)
+            self._wire_free_at[direction] = free_at
+            at = max(at, free_at)
+        return max(at, pace.last_at)
+
+    async def _pump(self, link: Link, direction: Link, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> None:
+        """Copy reader -> writer, each chunk at its delivery time (in order)."""
+        queue: asyncio.Queue = asyncio.Queue(_QUEUE_CHUNKS)
+        pace = _Pace()
+
+        broken = False
+        pending = 0  # chunks queued or being written by the sender
+
+        async def deliver() -> None:
+            # On a write error it keeps taking chunks (and drops them), so
+            # the reader below never blocks on a full queue; it then stops.
+            nonlocal broken, pending
+            while (item := await queue.get()) is not None:
+                try:
+                    if broken:
+                        continue
+                    at, data = item
+                    wait = at - self._loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    if self._is_dropped(link):
+                        broken = True
+                        continue
+                    writer.write(data)
+                    await writer.drain()
+                except (OSError, ConnectionError):
+                    broken = True
+                finally:
+                    pending -= 1
+
+        sender = asyncio.ensure_future(deliver())
         try:
-            while True:
+            while not broken:
                 data = await reader.read(_CHUNK)
                 if not data or self._is_dropped(link):
                     break
-                writer.write(data)
-                await writer.drain()
+                now = self._loop.time()
+                pace.last_at = self._delivery_time(direction, len(data), pace, now)
+                if pending == 0 and pace.last_at <= now:
+                    # Nothing held back and no fault on this chunk: write it
+                    # here, as a plain proxy would (no extra task hop).
+                    writer.write(data)
+                    await writer.drain()
+                    continue
+                pending += 1
+                await queue.put((pace.last_at, data))
+            await queue.put(None)
+            await sender
         except (OSError, asyncio.CancelledError, ConnectionError):
             pass
         finally:
+            if not sender.done():
+                sender.cancel()
             _abort(writer.transport)
 
     async def _close_link_conns(self, link: Link) -> None:
