@@ -239,11 +239,11 @@ def _spec(nemesis_text, backend="local", latency_ms=0.0):
 def test_cli_all_means_every_fault_the_backend_supports():
     from harness.spec import SpecError
 
-    assert _spec("all").nemesis == ALL
-    assert _spec("all", backend="docker").nemesis == ("partition", "pause", "kill", "packet")
+    assert _spec("all").nemesis == (*ALL, "disk")
+    assert _spec("all", backend="docker").nemesis == ("partition", "pause", "kill", "packet", "disk")
     assert _spec("kill,all", backend="ssh").nemesis == ("kill", "partition", "pause")
     with pytest.raises(SpecError, match="docker backend cannot perform the nemesis fault\\(s\\) clock; "
-                                        "it supports: partition, pause, kill, packet"):
+                                        "it supports: partition, pause, kill, packet, disk"):
         _spec("partition,clock", backend="docker")
     with pytest.raises(SpecError, match="allowed: partition, pause, kill, packet, clock"):
         _spec("partition,flood")
