@@ -176,9 +176,10 @@ def test_sigint_during_a_zookeeper_run_leaves_nothing_behind(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_an_ensemble_refuses_the_test_only_fault_switch(tmp_path):
-    """A broken-database run must never pass silently because the fault was ignored."""
+def test_a_standalone_node_refuses_an_ensemble_only_fault(tmp_path):
+    """A broken-database run must never pass silently because the fault was ignored:
+    a fault that only an ensemble member implements fails the setup of a one-node run."""
     _need_fault_switch()
-    r = squall(["run", "--db", "squall", "--nodes", "3", "--workload", "register", "--nemesis", "none",
-                "--unsafe-db-fault", "lose-writes", "--seed", "11", *SHORT], tmp_path)
+    r = squall(["run", "--db", "squall", "--nodes", "1", "--workload", "register", "--nemesis", "none",
+                "--unsafe-db-fault", "sync-no-wait", "--seed", "11", *SHORT], tmp_path)
     assert r.returncode == 4, f"expected a failed setup (4), got {r.returncode}\n{r.stderr[-2000:]}"
