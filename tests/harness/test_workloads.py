@@ -384,6 +384,12 @@ class _ConnectedConn:
     def last_zxid(self):
         return 42
 
+    def peer(self):
+        return "127.0.0.1:2181"
+
+    def session_hex(self):
+        return "0x7"
+
     def close(self):
         self.closed = True
 
@@ -399,7 +405,8 @@ def test_outcome_mapping_definite_vs_indeterminate():
     from workloads import _zk
 
     conn = _ConnectedConn()
-    assert _zk.run(conn, lambda: 7) == {"type": "ok", "value": 7, "error": None, "zxid": 42}
+    assert _zk.run(conn, lambda: 7) == {"type": "ok", "value": 7, "error": None, "zxid": 42,
+                                        "server": "127.0.0.1:2181", "session": "0x7"}
     for exc, typ in ((BadVersionError(), "fail"), (NoNodeError(), "fail"),
                      (_zk.Definite("cas-mismatch: x"), "fail"), (ConnectionLoss(), "info"),
                      (SessionExpiredError(), "info"), (RuntimeError("odd"), "info")):
