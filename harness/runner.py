@@ -2,7 +2,7 @@
 
 Only this module owns threads and the real clock (generators are pure, see
 ``harness.generator``). One worker thread per client process, each with its
-own client connected to one node; the nemesis is its own thread and its own
+own client (connected to every node, or pinned to one: ``_ClientSlot``); the nemesis is its own thread and its own
 process ("nemesis") in the history. As in Jepsen, an op that comes back
 ``info`` (timeout, lost connection: it may or may not have happened) retires
 its process: the thread continues as process ``p + concurrency`` with a fresh
@@ -120,12 +120,13 @@ class Recorder:
         return self.now_ns() / 1e9
 
     def record(self, type_: str, process: Any, f: str, value: Any, *, at_ns: int | None = None,
-               node: str | None = None, error: Any = None, zxid: int | None = None) -> Op:
+               node: str | None = None, error: Any = None, zxid: int | None = None,
+               session: Any = None) -> Op:
         with self._lock:
             t = self.now_ns() if at_ns is None else at_ns
             t = max(t, self._last)  # keep times non-decreasing in index order
             self._last = t
-            op = Op(len(self.ops), t, type_, process, f, value, node, error, zxid)
+            op = Op(len(self.ops), t, type_, process, f, value, node, error, zxid, session=session)
             self.ops.append(op)
             return op
 
@@ -172,38 +173,59 @@ class _Worker(threading.Thread):
 
 
 class _ClientSlot:
-    """One client thread's connection: reopened whenever its process changes."""
+    """One client thread's connection: reopened whenever its process changes.
 
-    def __init__(self, workload: Any, cluster: Any, nodes: list[str], timeout_s: float) -> None:
+    ``clients="pinned"``: process p talks to node p mod n only. ``"roaming"``
+    (the default): each process gets every node's address, in an order
+    shuffled by its own seeded stream, and its client may move to another
+    node when its connection drops, as real ZooKeeper clients are configured.
+    The node an op ran on is the client's connected server after the reply
+    (``result["server"]``, mapped back to the node's name)."""
+
+    def __init__(self, workload: Any, cluster: Any, nodes: list[str], timeout_s: float,
+                 clients: str = "pinned", seed: int = 0) -> None:
         self._workload = workload
         self._cluster = cluster
         self._nodes = nodes
         self._timeout_s = timeout_s
+        self._clients = clients
+        self._seed = seed
         self._client: Any = None
         self._process: Any = None
         self._node: str | None = None
+        self._by_address = {cluster.client_address(n): n for n in nodes}
 
     def node_for(self, process: int) -> str:
         return self._nodes[process % len(self._nodes)]
+
+    def hosts_for(self, process: int) -> str:
+        if self._clients == "pinned":
+            return self._cluster.client_address(self.node_for(process))
+        order = list(self._nodes)
+        random.Random(f"{self._seed}:client-hosts:{process}").shuffle(order)
+        return ",".join(self._cluster.client_address(n) for n in order)
 
     def execute(self, op: dict) -> tuple[dict, str | None]:
         process = op["process"]
         if self._process != process:
             self.close()
-            self._process, self._node = process, self.node_for(process)
+            self._process = process
+            self._node = self.node_for(process) if self._clients == "pinned" else None
             client = self._workload.client()
             try:
-                client.open(self._cluster.client_address(self._node), self._node, self._timeout_s)
+                client.open(self.hosts_for(process), self._node or "any", self._timeout_s)
             except Exception as exc:  # noqa: BLE001 - reported as the op's definite failure
                 try:
                     client.close()
                 except Exception:  # noqa: BLE001
                     pass
                 self._process = None
-                return {"type": "fail", "error": f"no client: could not connect to {self._node}: {exc}"}, self._node
+                where = self._node or "any node"
+                return {"type": "fail", "error": f"no client: could not connect to {where}: {exc}"}, self._node
             self._client = client
         result = self._client.invoke({"f": op["f"], "value": op.get("value")})
-        return result, self._node
+        server = result.get("server") if isinstance(result, dict) else None
+        return result, self._by_address.get(server, self._node)
 
     def close(self) -> None:
         if self._client is not None:
@@ -263,7 +285,7 @@ class Interpreter:
             type_, r = INFO, {**r, "error": f"client returned type {r.get('type')!r}; expected ok, fail or info"}
         value = r.get("value", op.get("value")) if "value" in r else op.get("value")
         self.recorder.record(type_, invoke.process, op["f"], value, at_ns=c.at_ns, node=c.node or invoke.node,
-                             error=r.get("error"), zxid=r.get("zxid"))
+                             error=r.get("error"), zxid=r.get("zxid"), session=r.get("session"))
         self.free.add(c.thread)
         if c.thread == gen.NEMESIS_THREAD:
             self.progress.nemesis_done(op["f"], _fault_label(op, r))
@@ -479,7 +501,7 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
 
         def slot(t: int) -> _ClientSlot:
             if t not in slots:
-                slots[t] = _ClientSlot(workload, cluster, nodes, client_timeout_s)
+                slots[t] = _ClientSlot(workload, cluster, nodes, client_timeout_s, spec.clients, spec.seed)
             return slots[t]
 
         nemesis_exec = None
@@ -493,7 +515,8 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
                              client_close=lambda t: slot(t).close(), nemesis_execute=nemesis_exec,
                              recorder=recorder, progress=progress, control=control, rng=rng,
                              drain_timeout_s=client_timeout_s * 2 + 2.0,
-                             node_of=lambda p: nodes[p % len(nodes)])
+                             node_of=(lambda p: nodes[p % len(nodes)]) if spec.clients == "pinned"
+                             else (lambda _p: None))
         progress.set_phase("main", recorder.now_s())
         # The heal starts as soon as the main phase's generator ends, with client ops
         # still in flight (as in Jepsen): a call hung on a killed or cut-off majority
