@@ -13,8 +13,10 @@ main (client ops under the rate and time limit, faults every interval) ->
 heal (the nemesis's final ops, started while the main phase's last client
 calls may still be in flight; the heal then waits for them) -> recovery
 (wait until ready again) ->
-final (the workload's final reads) -> history.jsonl written -> teardown ->
-check -> results.json, report.html, junit.xml.
+final (the workload's final reads) -> converge (every node's copy of the
+workload's znodes, read from each node alone: ``run_convergence_phase``) ->
+history.jsonl written -> teardown -> check -> results.json, report.html,
+junit.xml.
 
 Cleanup is unconditional: the cluster is torn down in a ``finally``, also on
 an exception, a failed setup or an interrupt (``RunControl.interrupt``, which
@@ -51,6 +53,8 @@ SETUP_TIMEOUT_S = 60.0
 RECOVERY_TIMEOUT_S = 60.0
 FINAL_PHASE_LIMIT_S = 60.0
 FINAL_ATTEMPTS = 5
+CONVERGE_ROUNDS = 8  # snapshot rounds until the nodes agree (see run_convergence_phase)
+CONVERGE_LIMIT_S = 45.0
 _POLL_S = 0.1  # how often the interpreter wakes to check for an interrupt
 
 
@@ -441,6 +445,44 @@ def run_final_phase(interp: "Interpreter", workload: Any, recorder: Recorder, co
             control.stop.wait(1.0)
 
 
+def run_convergence_phase(workload: Any, cluster: Any, nodes: list[str], recorder: Recorder,
+                          control: RunControl, timeout_s: float) -> None:
+    """Read every znode the workload touched from every node directly and
+    record the snapshots as ``converge`` ops (``checkers.convergence``).
+
+    Runs after the final phase, once the clients are closed. Rounds repeat,
+    a second apart, until the snapshots agree or CONVERGE_ROUNDS /
+    CONVERGE_LIMIT_S run out: a quiet, healed cluster converges, but an
+    ephemeral of a session that expires meanwhile can make one round differ.
+    Only workloads that name their paths (``converge_paths``) are read.
+    """
+    from checkers import convergence
+    from workloads import _zk
+
+    paths = tuple(getattr(workload, "converge_paths", ()) or ())
+    if not paths:
+        return
+    deadline = recorder.now_s() + CONVERGE_LIMIT_S
+    for rnd in range(CONVERGE_ROUNDS):
+        start = len(recorder.ops)
+        for n in nodes:
+            proc = f"converge-{n}"
+            recorder.record(INVOKE, proc, convergence.F, {"round": rnd, "node": n}, node=n)
+            try:
+                snap = _zk.snapshot(cluster.client_address(n), paths, timeout_s)
+            except Exception as exc:  # noqa: BLE001 - an unreadable node is recorded, not raised
+                recorder.record("fail", proc, convergence.F, {"round": rnd, "node": n}, node=n,
+                                error=f"{type(exc).__name__}: {exc}")
+                continue
+            recorder.record("ok", proc, convergence.F, {"round": rnd, "node": n, **snap}, node=n,
+                            zxid=snap.get("sync_zxid"))
+        if convergence.check(recorder.ops[start:]).valid is True:
+            return
+        if control.stop.is_set() or recorder.now_s() + 1.0 >= deadline:
+            return
+        control.stop.wait(1.0)
+
+
 def final_generator(workload: Any) -> Any:
     ops = [dict(o) for o in workload.final_ops()]
     if not ops:
@@ -546,6 +588,9 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
             progress.set_phase("final", recorder.now_s())
             run_final_phase(interp, workload, recorder, control)
         interp.shutdown()
+        if not control.stop.is_set():
+            progress.set_phase("converge", recorder.now_s())
+            run_convergence_phase(workload, cluster, nodes, recorder, control, client_timeout_s)
         store.write_history(run_dir, recorder.ops)
         history_written = True
     except _SetupFailed:
@@ -610,7 +655,7 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
     if control is not None:
         control.raise_on_interrupt = True
     try:
-        result = run_checker(f"{spec.workload}-workload", workload.check, history)
+        result = check_history(spec, workload, history)
     except KeyboardInterrupt:
         msg = "interrupted during analysis; history.jsonl is complete, re-check it with `squall analyze`"
         store.write_results(run_dir, _error_results(spec, msg, "interrupted"))
@@ -632,6 +677,44 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
         progress.message(f"report.html could not be written: {type(exc).__name__}: {exc}")
     return RunOutcome(run_dir, result.valid, result.summary, verdict_exit_code(result.valid),
                       history_len=len(history), wall_s=wall)
+
+
+def check_history(spec: TestSpec, workload: Any, history: list[Op]) -> Any:
+    """The workload's checker on the client ops, composed with the harness's
+    own checks: converged replicas (when the run read the nodes at the end)
+    and session order (zxids never go back in a session; when the clients
+    recorded their sessions and the workload did not check it itself)."""
+    from checkers import convergence, session_order
+    from checkers.result import merge, run_checker
+
+    client_ops = [op for op in history if op.f != convergence.F]
+    result = run_checker(f"{spec.workload}-workload", workload.check, client_ops)
+    parts = _parts(result)
+    extra = []
+    if len(client_ops) != len(history):
+        extra.append(run_checker(convergence.NAME, convergence.check, history))
+    if any(op.session is not None for op in client_ops) and \
+            not any(p.checker == session_order.NAME for p in parts):
+        extra.append(run_checker(session_order.NAME, session_order.check, client_ops))
+    if not extra:
+        return result
+    return merge([*parts, *extra], checker=result.checker)
+
+
+def _parts(result: Any) -> list[Any]:
+    """A composed result's sub-results (so the report lists every checker
+    in one table), or the result itself."""
+    from checkers.result import Result
+
+    subs = result.details.get("results") if isinstance(result.details, dict) else None
+    if not subs:
+        return [result]
+    try:
+        return [Result(**{k: d.get(k) for k in ("valid", "checker", "summary", "explanation", "witness",
+                                                "counterexample")}, details=d.get("details") or {})
+                for d in subs]
+    except (TypeError, ValueError):
+        return [result]
 
 
 def write_error_outcome(spec: TestSpec, run_dir: Path, message: str, status: str, history: list[Op],

@@ -230,3 +230,33 @@ def with_setup_connection(hosts: str, body: Callable[[Any], None], timeout_s: fl
         body(conn.zk)
     finally:
         conn.close()
+
+
+def snapshot(address: str, paths: tuple[str, ...] | list[str], timeout_s: float = 10.0) -> dict[str, Any]:
+    """One node's view of ``paths`` and everything under them, read directly
+    from that node (a client bound to its address only) after a ``sync`` of
+    each path there: ``{"sync_zxid": z, "paths": {path: [data, version,
+    mzxid]}}`` (data as text). A missing base path is left out. Raises when
+    the node cannot be reached or answers with an error."""
+    conn = ZkConn()
+    try:
+        conn.open(address, timeout_s)
+        conn.wait_connected()
+        zk = conn.zk
+        for base in paths:
+            conn.wait(zk.sync_async(base))
+        sync_zxid = conn.last_zxid()
+        found: dict[str, list[Any]] = {}
+        todo = list(paths)
+        while todo:
+            path = todo.pop()
+            try:
+                data, stat = conn.wait(zk.get_async(path))
+                children = conn.wait(zk.get_children_async(path))
+            except NoNodeError:
+                continue
+            found[path] = [(data or b"").decode("utf-8", "replace"), stat.version, stat.mzxid]
+            todo.extend(f"{path.rstrip('/')}/{c}" for c in children)
+        return {"sync_zxid": sync_zxid, "paths": found}
+    finally:
+        conn.close()

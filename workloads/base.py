@@ -39,6 +39,10 @@ class Workload(Protocol):
 
     name: str
     final_each_thread: bool
+    # Optional: the base znodes the workload touches; after the final phase the
+    # runner reads them (recursively) from every node and requires the copies
+    # to agree (checkers.convergence). A workload without it is not compared.
+    # converge_paths: tuple[str, ...]
 
     def setup(self, hosts: str) -> None:
         """Create the workload's base znodes (``hosts`` = a connect string)."""

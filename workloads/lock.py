@@ -95,6 +95,7 @@ class LockWorkload:
     fenced_fraction: float = 0.5
     acquire_timeout_s: float = 2.0
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = (BASE,)
 
     def setup(self, hosts: str) -> None:
         def create(zk: Any) -> None:

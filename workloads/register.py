@@ -161,6 +161,7 @@ class RegisterWorkload:
     cas_fraction: float = 0.25
     budget_s: float = 60.0
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = (BASE,)
 
     def setup(self, hosts: str) -> None:
         _zk.with_setup_connection(hosts, lambda zk: zk.ensure_path(BASE))

@@ -161,6 +161,7 @@ class SessionWorkload:
     name: str = "session"
     close_fraction: float = 0.1
     final_each_thread: bool = True
+    converge_paths: tuple[str, ...] = (BASE,)
 
     def setup(self, hosts: str) -> None:
         _zk.with_setup_connection(hosts, lambda zk: zk.ensure_path(BASE))

@@ -79,6 +79,7 @@ class SetWorkload:
     name: str = "set"
     read_fraction: float = 0.05
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = (BASE,)
 
     def setup(self, hosts: str) -> None:
         _zk.with_setup_connection(hosts, lambda zk: zk.ensure_path(BASE))
