@@ -55,6 +55,7 @@ FINAL_PHASE_LIMIT_S = 60.0
 FINAL_ATTEMPTS = 5
 CONVERGE_ROUNDS = 8  # snapshot rounds until the nodes agree (see run_convergence_phase)
 CONVERGE_LIMIT_S = 45.0
+AVAILABILITY_GRACE_S = 0.0  # recovery time after a fault not held to --min-availability
 _POLL_S = 0.1  # how often the interpreter wakes to check for an interrupt
 
 
@@ -696,6 +697,14 @@ def check_history(spec: TestSpec, workload: Any, history: list[Op]) -> Any:
     if any(op.session is not None for op in client_ops) and \
             not any(p.checker == session_order.NAME for p in parts):
         extra.append(run_checker(session_order.NAME, session_order.check, client_ops))
+    kinds = getattr(workload, "progress_kinds", None)
+    if kinds:
+        from checkers import availability
+
+        final_fs = tuple(sorted({o["f"] for o in workload.final_ops()}))
+        extra.append(run_checker(availability.NAME, availability.check, client_ops, dict(kinds),
+                                 spec.min_availability, tuple(getattr(workload, "progress_answered", ())),
+                                 final_fs, AVAILABILITY_GRACE_S))
     if not extra:
         return result
     return merge([*parts, *extra], checker=result.checker)

@@ -162,6 +162,10 @@ class RegisterWorkload:
     budget_s: float = 60.0
     final_each_thread: bool = False
     converge_paths: tuple[str, ...] = (BASE,)
+    # Progress (checkers.availability): reads and writes answered; a cas the
+    # server refused (BadVersion, a confirmed mismatch) is an answer.
+    progress_kinds = {"read": "read", "write": "write", "cas": "write"}
+    progress_answered: tuple[str, ...] = ("BadVersion", "cas-mismatch")
 
     def setup(self, hosts: str) -> None:
         _zk.with_setup_connection(hosts, lambda zk: zk.ensure_path(BASE))
