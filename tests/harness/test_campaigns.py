@@ -70,6 +70,14 @@ def _latest(cwd: Path) -> Path:
     return (cwd / "results" / "latest").resolve()
 
 
+def _assert_harness_checks(results: dict) -> None:
+    """Roaming clients, the converge phase and availability ran and passed."""
+    subs = {s["checker"]: s for s in results["result"]["details"]["results"]}
+    for name in ("converged-replicas", "session-order", "availability"):
+        assert subs.get(name, {}).get("valid") is True, (name, subs.get(name, {}).get("summary"))
+    assert subs["converged-replicas"]["witness"]["paths"] >= 1
+
+
 def _assert_files(run_dir: Path) -> None:
     for name in ("test.json", "history.jsonl", "results.json", "report.html", "junit.xml"):
         assert (run_dir / name).exists(), f"{name} missing in {run_dir}"
@@ -88,6 +96,7 @@ def test_zookeeper_is_judged_valid(tmp_path, workload, fault):
     assert r.returncode == 0, f"{workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
     assert results["valid"] is True
     assert list((run_dir / "logs").glob("*.log")), "node logs were not collected"
+    _assert_harness_checks(results)
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -99,6 +108,7 @@ def test_the_node_is_judged_valid(tmp_path, workload, fault):
     _assert_files(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 0, f"{workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
+    _assert_harness_checks(results)
 
 
 @pytest.mark.parametrize("fault, workload", [("lose-writes", "register"), ("lose-writes", "set"),
