@@ -455,13 +455,14 @@ def run_convergence_phase(workload: Any, cluster: Any, nodes: list[str], recorde
     a second apart, until the snapshots agree or CONVERGE_ROUNDS /
     CONVERGE_LIMIT_S run out: a quiet, healed cluster converges, but an
     ephemeral of a session that expires meanwhile can make one round differ.
-    Only workloads that name their paths (``converge_paths``) are read.
+    Only workloads that name their paths (``converge_paths``) are read, and
+    only clusters of two or more nodes (one node has nothing to agree with).
     """
     from checkers import convergence
     from workloads import _zk
 
     paths = tuple(getattr(workload, "converge_paths", ()) or ())
-    if not paths:
+    if not paths or len(nodes) < 2:
         return
     deadline = recorder.now_s() + CONVERGE_LIMIT_S
     for rnd in range(CONVERGE_ROUNDS):
