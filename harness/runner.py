@@ -2,8 +2,8 @@
 
 Only this module owns threads and the real clock (generators are pure, see
 ``harness.generator``). One worker thread per client process, each with its
-own client (connected to every node, or pinned to one: ``_ClientSlot``); the nemesis is its own thread and its own
-process ("nemesis") in the history. As in Jepsen, an op that comes back
+own client (given every node, or pinned to one: ``_ClientSlot``); the
+nemesis is its own thread and its own process ("nemesis") in the history. As in Jepsen, an op that comes back
 ``info`` (timeout, lost connection: it may or may not have happened) retires
 its process: the thread continues as process ``p + concurrency`` with a fresh
 client, so no process ever has two ops in flight.

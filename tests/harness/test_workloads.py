@@ -471,3 +471,16 @@ def _closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def test_a_new_session_keeps_the_last_zxid_the_client_saw():
+    """kazoo zeroes last_zxid when a session ends, which would let a lagging
+    server accept the next session; workloads' client keeps it."""
+    from kazoo.client import KazooClient
+    from workloads import _zk
+
+    plain, ours = KazooClient(hosts="127.0.0.1:1"), _zk._Client(hosts="127.0.0.1:1")
+    for zk in (plain, ours):
+        zk.last_zxid = 42
+        zk._reset()
+    assert plain.last_zxid == 0 and ours.last_zxid == 42
