@@ -128,6 +128,21 @@ def test_a_broken_database_fails_the_gate(tmp_path, fault, workload):
     assert str(escape(first_line)) in page, "the checker's explanation is not in the report"
 
 
+def test_stale_reads_after_sync_fail_the_fresh_read_and_session_checks(tmp_path):
+    _need_fault_switch()
+    r = squall(["run", "--db", "squall", "--nodes", "1", "--workload", "register", "--reads", "sync",
+                "--nemesis", "none", "--unsafe-db-fault", "stale-reads", "--seed", "11", *SHORT], tmp_path)
+    run_dir = _latest(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert r.returncode == 1, results.get("summary")
+    subs = {s["checker"]: s for s in results["result"]["details"]["results"]}
+    assert subs["fresh-after-sync"]["valid"] is False
+    assert subs["fresh-after-sync"]["counterexample"]["stale_reads"][0]["missed_write"] >= 0
+    assert subs["session-order"]["valid"] is False
+    assert "known_limitations" not in results  # the node, not Apache ZooKeeper: a finding
+    assert "fresh-after-sync" in (run_dir / "report.html").read_text()
+
+
 def _procs_mentioning(text: str) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
