@@ -68,3 +68,36 @@ def test_a_documented_limitation_is_named_only_for_that_database():
     page = html.render_report(TestSpec(name="t").to_dict(), [],
                               {"valid": False, "summary": "s", "result": result, "known_limitations": zk})
     assert "ZOOKEEPER-1675" in page and "not a squall finding" in page
+
+
+def test_the_converge_phase_repeats_until_the_nodes_agree(monkeypatch):
+    from workloads import _zk
+
+    class Cluster:
+        def client_address(self, n):
+            return f"127.0.0.1:{n}"
+
+    reads = []
+
+    def snapshot(address, paths, timeout_s):
+        reads.append(address)
+        lagging = len(reads) <= 2 and address.endswith("n2")  # n2 catches up in round 1
+        if address.endswith("n3") and len(reads) == 3:
+            raise ConnectionRefusedError("down for a moment")
+        return {"sync_zxid": 7, "paths": {"/squall/w": ["old" if lagging else "new", 1, 5]}}
+
+    monkeypatch.setattr(_zk, "snapshot", snapshot)
+    w = _Workload()
+    w.converge_paths = ("/squall/w",)
+    rec = runner.Recorder(lambda: len(reads) * S)
+    control = runner.RunControl()
+    control.stop.wait = lambda _s: None  # no real pause between rounds
+    runner.run_convergence_phase(w, Cluster(), ["n1", "n2", "n3"], rec, control, 1.0)
+    rounds = {op.value["round"] for op in rec.ops}
+    assert rounds == {0, 1} and len(reads) == 6
+    assert [op.type for op in rec.ops if op.value["round"] == 0 and op.type != "invoke"] == ["ok", "ok", "fail"]
+    from checkers import convergence
+    assert convergence.check(rec.ops).valid is True
+    one = runner.Recorder(lambda: 0)
+    runner.run_convergence_phase(w, Cluster(), ["n1"], one, control, 1.0)
+    assert one.ops == []  # one node: nothing to compare
