@@ -1,5 +1,6 @@
-"""A kazoo connection for workload clients: one node, short timeouts, and
-the mapping of kazoo's outcomes to ok / fail / info.
+"""A kazoo connection for workload clients: one node or all of them (in the
+runner's order), short timeouts, and the mapping of kazoo's outcomes to
+ok / fail / info.
 
 Why short timeouts: under faults an op must end quickly as ``info`` so the
 runner can retire the process and move on. Every call goes through the async
