@@ -60,7 +60,8 @@ class Op:
     invoke / ok / fail / info (info = indeterminate: it may or may not have
     taken effect). ``process`` is an int for clients, "nemesis" for faults.
     ``key`` optionally names the object touched (a register's key, a znode
-    path); models partition a history by it.
+    path); models partition a history by it. ``session`` optionally names the
+    client session a completion ran in (ZooKeeper's session id, hex).
     """
 
     index: int
@@ -73,11 +74,12 @@ class Op:
     error: Any = None
     zxid: int | None = None
     key: Any = None
+    session: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {"index": self.index, "time": self.time, "type": self.type,
              "process": self.process, "f": self.f, "value": self.value}
-        for key in ("node", "error", "zxid", "key"):
+        for key in ("node", "error", "zxid", "key", "session"):
             v = getattr(self, key)
             if v is not None:
                 d[key] = v
@@ -175,7 +177,7 @@ class History(list):
 # JSONL
 
 _OP_FIELDS = ("index", "time", "type", "process", "f", "value", "node",
-              "error", "zxid", "key")
+              "error", "zxid", "key", "session")
 
 
 def op_from_dict(d: Any, position: int, path: str | None = None,
@@ -207,7 +209,7 @@ def op_from_dict(d: Any, position: int, path: str | None = None,
     if not isinstance(d["f"], str):
         raise HistoryError(path, line, f"f must be a string, not {d['f']!r}")
     return Op(index, time, typ, process, d["f"], d.get("value"), d.get("node"),
-              d.get("error"), d.get("zxid"), d.get("key"))
+              d.get("error"), d.get("zxid"), d.get("key"), d.get("session"))
 
 
 def parse_jsonl(text: str, path: str | None = None) -> History:

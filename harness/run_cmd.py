@@ -32,8 +32,8 @@ from harness.registry import Registry, UnknownName, lookup
 from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SETUP_FAILED, EXIT_UNKNOWN,
                             EXIT_VALID, RunControl, RunOutcome, analyze, run_test,
                             write_error_outcome)
-from harness.spec import (READS_MODES, SpecError, TestSpec, default_name, normalize_nodes, parse_concurrency,
-                          parse_nemesis, stream_rng)
+from harness.spec import (CLIENT_MODES, READS_MODES, SpecError, TestSpec, default_name, normalize_nodes,
+                          parse_concurrency, parse_nemesis, stream_rng)
 
 EXIT_BAD_INPUT = 3
 
@@ -74,6 +74,12 @@ def _common_options(fn: Callable) -> Callable:
         click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
                      help="Results folder."),
         click.option("--reads", default="local", show_default=True, help=f"Read mode: {', '.join(READS_MODES)}."),
+        click.option("--clients", type=click.Choice(CLIENT_MODES), default="roaming", show_default=True,
+                     help="roaming: each client gets every node (shuffled per client) and moves to another "
+                          "when its connection drops; pinned: each client talks to one node only."),
+        click.option("--min-availability", type=float, default=0.5, show_default=True,
+                     help="Least share of ops that must succeed in fault-free stretches (0-1); below it the "
+                          "run is invalid (unavailable)."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Show the progress line on stderr."),
         click.option("--latency", "latency_ms", type=float, default=0.0, show_default=True,
                      help="Base delay in ms added to every peer link, each direction, for the whole run "
@@ -99,6 +105,8 @@ class _Common:
     seed: int | None
     results_dir: str
     reads: str
+    clients: str
+    min_availability: float
     progress: bool
     unsafe_db_fault: str | None
     ssh_user: str | None = None
@@ -177,7 +185,7 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
         nodes=nodes, backend=c.backend, db=c.db, workload=workload, nemesis=faults,
         nemesis_interval_s=c.nemesis_interval, time_limit_s=c.time_limit,
         concurrency=parse_concurrency(c.concurrency, len(nodes)), rate=c.rate, seed=seed, reads=c.reads,
-        options=tuple(sorted(options.items())))
+        clients=c.clients, min_availability=c.min_availability, options=tuple(sorted(options.items())))
 
 
 @contextmanager

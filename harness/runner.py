@@ -2,8 +2,8 @@
 
 Only this module owns threads and the real clock (generators are pure, see
 ``harness.generator``). One worker thread per client process, each with its
-own client connected to one node; the nemesis is its own thread and its own
-process ("nemesis") in the history. As in Jepsen, an op that comes back
+own client (given every node, or pinned to one: ``_ClientSlot``); the
+nemesis is its own thread and its own process ("nemesis") in the history. As in Jepsen, an op that comes back
 ``info`` (timeout, lost connection: it may or may not have happened) retires
 its process: the thread continues as process ``p + concurrency`` with a fresh
 client, so no process ever has two ops in flight.
@@ -13,8 +13,10 @@ main (client ops under the rate and time limit, faults every interval) ->
 heal (the nemesis's final ops, started while the main phase's last client
 calls may still be in flight; the heal then waits for them) -> recovery
 (wait until ready again) ->
-final (the workload's final reads) -> history.jsonl written -> teardown ->
-check -> results.json, report.html, junit.xml.
+final (the workload's final reads) -> converge (every node's copy of the
+workload's znodes, read from each node alone: ``run_convergence_phase``) ->
+history.jsonl written -> teardown -> check -> results.json, report.html,
+junit.xml.
 
 Cleanup is unconditional: the cluster is torn down in a ``finally``, also on
 an exception, a failed setup or an interrupt (``RunControl.interrupt``, which
@@ -58,6 +60,9 @@ SETUP_TIMEOUT_S = 60.0
 RECOVERY_TIMEOUT_S = 60.0
 FINAL_PHASE_LIMIT_S = 60.0
 FINAL_ATTEMPTS = 5
+CONVERGE_ROUNDS = 8  # snapshot rounds until the nodes agree (see run_convergence_phase)
+CONVERGE_LIMIT_S = 45.0
+AVAILABILITY_GRACE_S = 0.0  # recovery time after a fault not held to --min-availability
 _POLL_S = 0.1  # how often the interpreter wakes to check for an interrupt
 
 
@@ -128,12 +133,13 @@ class Recorder:
         return self.now_ns() / 1e9
 
     def record(self, type_: str, process: Any, f: str, value: Any, *, at_ns: int | None = None,
-               node: str | None = None, error: Any = None, zxid: int | None = None) -> Op:
+               node: str | None = None, error: Any = None, zxid: int | None = None,
+               session: Any = None) -> Op:
         with self._lock:
             t = self.now_ns() if at_ns is None else at_ns
             t = max(t, self._last)  # keep times non-decreasing in index order
             self._last = t
-            op = Op(len(self.ops), t, type_, process, f, value, node, error, zxid)
+            op = Op(len(self.ops), t, type_, process, f, value, node, error, zxid, session=session)
             self.ops.append(op)
             return op
 
@@ -180,38 +186,59 @@ class _Worker(threading.Thread):
 
 
 class _ClientSlot:
-    """One client thread's connection: reopened whenever its process changes."""
+    """One client thread's connection: reopened whenever its process changes.
 
-    def __init__(self, workload: Any, cluster: Any, nodes: list[str], timeout_s: float) -> None:
+    ``clients="pinned"``: process p talks to node p mod n only. ``"roaming"``
+    (the default): each process gets every node's address, in an order
+    shuffled by its own seeded stream, and its client may move to another
+    node when its connection drops, as real ZooKeeper clients are configured.
+    The node an op ran on is the client's connected server after the reply
+    (``result["server"]``, mapped back to the node's name)."""
+
+    def __init__(self, workload: Any, cluster: Any, nodes: list[str], timeout_s: float,
+                 clients: str = "pinned", seed: int = 0) -> None:
         self._workload = workload
         self._cluster = cluster
         self._nodes = nodes
         self._timeout_s = timeout_s
+        self._clients = clients
+        self._seed = seed
         self._client: Any = None
         self._process: Any = None
         self._node: str | None = None
+        self._by_address = {cluster.client_address(n): n for n in nodes}
 
     def node_for(self, process: int) -> str:
         return self._nodes[process % len(self._nodes)]
+
+    def hosts_for(self, process: int) -> str:
+        if self._clients == "pinned":
+            return self._cluster.client_address(self.node_for(process))
+        order = list(self._nodes)
+        random.Random(f"{self._seed}:client-hosts:{process}").shuffle(order)
+        return ",".join(self._cluster.client_address(n) for n in order)
 
     def execute(self, op: dict) -> tuple[dict, str | None]:
         process = op["process"]
         if self._process != process:
             self.close()
-            self._process, self._node = process, self.node_for(process)
+            self._process = process
+            self._node = self.node_for(process) if self._clients == "pinned" else None
             client = self._workload.client()
             try:
-                client.open(self._cluster.client_address(self._node), self._node, self._timeout_s)
+                client.open(self.hosts_for(process), self._node or "any", self._timeout_s)
             except Exception as exc:  # noqa: BLE001 - reported as the op's definite failure
                 try:
                     client.close()
                 except Exception:  # noqa: BLE001
                     pass
                 self._process = None
-                return {"type": "fail", "error": f"no client: could not connect to {self._node}: {exc}"}, self._node
+                where = self._node or "any node"
+                return {"type": "fail", "error": f"no client: could not connect to {where}: {exc}"}, self._node
             self._client = client
         result = self._client.invoke({"f": op["f"], "value": op.get("value")})
-        return result, self._node
+        server = result.get("server") if isinstance(result, dict) else None
+        return result, self._by_address.get(server, self._node)
 
     def close(self) -> None:
         if self._client is not None:
@@ -271,7 +298,7 @@ class Interpreter:
             type_, r = INFO, {**r, "error": f"client returned type {r.get('type')!r}; expected ok, fail or info"}
         value = r.get("value", op.get("value")) if "value" in r else op.get("value")
         self.recorder.record(type_, invoke.process, op["f"], value, at_ns=c.at_ns, node=c.node or invoke.node,
-                             error=r.get("error"), zxid=r.get("zxid"))
+                             error=r.get("error"), zxid=r.get("zxid"), session=r.get("session"))
         self.free.add(c.thread)
         if c.thread == gen.NEMESIS_THREAD:
             log.info("fault %s %s -> %s%s", op["f"], json.dumps(op.get("value"), default=str),
@@ -442,6 +469,45 @@ def run_final_phase(interp: "Interpreter", workload: Any, recorder: Recorder, co
             control.stop.wait(1.0)
 
 
+def run_convergence_phase(workload: Any, cluster: Any, nodes: list[str], recorder: Recorder,
+                          control: RunControl, timeout_s: float) -> None:
+    """Read every znode the workload touched from every node directly and
+    record the snapshots as ``converge`` ops (``checkers.convergence``).
+
+    Runs after the final phase, once the clients are closed. Rounds repeat,
+    a second apart, until the snapshots agree or CONVERGE_ROUNDS /
+    CONVERGE_LIMIT_S run out: a quiet, healed cluster converges, but an
+    ephemeral of a session that expires meanwhile can make one round differ.
+    Only workloads that name their paths (``converge_paths``) are read, and
+    only clusters of two or more nodes (one node has nothing to agree with).
+    """
+    from checkers import convergence
+    from workloads import _zk
+
+    paths = tuple(getattr(workload, "converge_paths", ()) or ())
+    if not paths or len(nodes) < 2:
+        return
+    deadline = recorder.now_s() + CONVERGE_LIMIT_S
+    for rnd in range(CONVERGE_ROUNDS):
+        start = len(recorder.ops)
+        for n in nodes:
+            proc = f"converge-{n}"
+            recorder.record(INVOKE, proc, convergence.F, {"round": rnd, "node": n}, node=n)
+            try:
+                snap = _zk.snapshot(cluster.client_address(n), paths, timeout_s)
+            except Exception as exc:  # noqa: BLE001 - an unreadable node is recorded, not raised
+                recorder.record("fail", proc, convergence.F, {"round": rnd, "node": n}, node=n,
+                                error=f"{type(exc).__name__}: {exc}")
+                continue
+            recorder.record("ok", proc, convergence.F, {"round": rnd, "node": n, **snap}, node=n,
+                            zxid=snap.get("sync_zxid"))
+        if convergence.check(recorder.ops[start:]).valid is True:
+            return
+        if control.stop.is_set() or recorder.now_s() + 1.0 >= deadline:
+            return
+        control.stop.wait(1.0)
+
+
 def final_generator(workload: Any) -> Any:
     ops = [dict(o) for o in workload.final_ops()]
     if not ops:
@@ -544,7 +610,7 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
 
         def slot(t: int) -> _ClientSlot:
             if t not in slots:
-                slots[t] = _ClientSlot(workload, cluster, nodes, client_timeout_s)
+                slots[t] = _ClientSlot(workload, cluster, nodes, client_timeout_s, spec.clients, spec.seed)
             return slots[t]
 
         nemesis_exec = None
@@ -558,7 +624,8 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
                              client_close=lambda t: slot(t).close(), nemesis_execute=nemesis_exec,
                              recorder=recorder, progress=progress, control=control, rng=rng,
                              drain_timeout_s=client_timeout_s * 2 + 2.0,
-                             node_of=lambda p: nodes[p % len(nodes)])
+                             node_of=(lambda p: nodes[p % len(nodes)]) if spec.clients == "pinned"
+                             else (lambda _p: None))
         progress.set_phase("main", recorder.now_s())
         log.info("main phase: %gs of client ops at %g/s, %d client threads", spec.time_limit_s, spec.rate,
                  spec.concurrency)
@@ -594,6 +661,9 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
             log.info("final phase: the workload's final ops")
             run_final_phase(interp, workload, recorder, control)
         interp.shutdown()
+        if not control.stop.is_set():
+            progress.set_phase("converge", recorder.now_s())
+            run_convergence_phase(workload, cluster, nodes, recorder, control, client_timeout_s)
         store.write_history(run_dir, recorder.ops)
         log.info("history.jsonl written: %d lines", len(recorder.ops))
         history_written = True
@@ -653,8 +723,11 @@ def _teardown(cluster: Any, nemesis_package: Any, run_dir: Path, progress: Progr
 
 
 def client_ok_count(history: list[Op]) -> int:
-    """How many client operations completed ``ok`` (the nemesis's ops aside)."""
-    return sum(1 for op in history if op.type == "ok" and op.process != NEMESIS)
+    """How many client operations completed ``ok`` (the nemesis's ops and the
+    harness's own end-of-run reads of every node aside)."""
+    from checkers import convergence
+
+    return sum(1 for op in history if op.type == "ok" and op.process != NEMESIS and op.f != convergence.F)
 
 
 def verdict_of(result: Any, history: list[Op]) -> tuple[Any, str]:
@@ -696,7 +769,7 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
     if control is not None:
         control.raise_on_interrupt = True
     try:
-        result = run_checker(f"{spec.workload}-workload", workload.check, history)
+        result = check_history(spec, workload, history)
     except KeyboardInterrupt:
         msg = "interrupted during analysis; history.jsonl is complete, re-check it with `squall analyze`"
         store.write_results(out_dir, _error_results(spec, msg, "interrupted"))
@@ -713,6 +786,11 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
     results = {"valid": valid, "summary": summary, "status": "checked",
                "test": spec.name, "notes": notes, "result": result.to_dict(),
                "counts": _counts(history), "client_ok_ops": oks}
+    limits = known_limitations(spec, results["result"])
+    if limits:
+        results["known_limitations"] = limits
+        summary = results["summary"] = summary + " (known limitation of the database: " + \
+            ", ".join(sorted({k["issue"] for k in limits})) + ")"
     written = [store.write_results(out_dir, results)]
     wall = time.monotonic() - started
     from harness.report import junit
@@ -730,6 +808,64 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
 def _counts(history: list[Op]) -> dict[str, int]:
     from harness.report.stats import counts  # the report's and the results browser's counts
     return counts(history)
+
+
+def known_limitations(spec: TestSpec, result: dict) -> list[dict]:
+    """Invalid sub-results that a documented limitation of the database under
+    test explains (e.g. ZOOKEEPER-1675 for stale reads after sync on Apache
+    ZooKeeper): the report names the issue instead of calling it a finding."""
+    out = []
+    for s in (result.get("details") or {}).get("results") or [result]:
+        k = (s.get("details") or {}).get("known_limitation")
+        if s.get("valid") is False and isinstance(k, dict) and k.get("db") == spec.db:
+            out.append({**k, "checker": s.get("checker")})
+    return out
+
+
+def check_history(spec: TestSpec, workload: Any, history: list[Op]) -> Any:
+    """The workload's checker on the client ops, composed with the harness's
+    own checks: converged replicas (when the run read the nodes at the end)
+    and session order (zxids never go back in a session; when the clients
+    recorded their sessions and the workload did not check it itself)."""
+    from checkers import convergence, session_order
+    from checkers.result import merge, run_checker
+
+    client_ops = [op for op in history if op.f != convergence.F]
+    result = run_checker(f"{spec.workload}-workload", workload.check, client_ops)
+    parts = _parts(result)
+    extra = []
+    if len(client_ops) != len(history):
+        extra.append(run_checker(convergence.NAME, convergence.check, history))
+    if any(op.session is not None for op in client_ops) and \
+            not any(p.checker == session_order.NAME for p in parts):
+        extra.append(run_checker(session_order.NAME, session_order.check, client_ops))
+    kinds = getattr(workload, "progress_kinds", None)
+    if kinds:
+        from checkers import availability
+
+        final_fs = tuple(sorted({o["f"] for o in workload.final_ops()}))
+        extra.append(run_checker(availability.NAME, availability.check, client_ops, dict(kinds),
+                                 spec.min_availability, tuple(getattr(workload, "progress_answered", ())),
+                                 final_fs, AVAILABILITY_GRACE_S))
+    if not extra:
+        return result
+    return merge([*parts, *extra], checker=result.checker)
+
+
+def _parts(result: Any) -> list[Any]:
+    """A composed result's sub-results (so the report lists every checker
+    in one table), or the result itself."""
+    from checkers.result import Result
+
+    subs = result.details.get("results") if isinstance(result.details, dict) else None
+    if not subs:
+        return [result]
+    try:
+        return [Result(**{k: d.get(k) for k in ("valid", "checker", "summary", "explanation", "witness",
+                                                "counterexample")}, details=d.get("details") or {})
+                for d in subs]
+    except (TypeError, ValueError):
+        return [result]
 
 
 def write_error_outcome(spec: TestSpec, run_dir: Path, message: str, status: str, history: list[Op],

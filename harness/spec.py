@@ -18,6 +18,7 @@ from typing import Any
 
 SPEC_VERSION = 1
 READS_MODES = ("local", "sync")
+CLIENT_MODES = ("roaming", "pinned")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -50,6 +51,8 @@ class TestSpec:
     rate: float = 20.0
     seed: int = 0
     reads: str = "local"
+    clients: str = "roaming"
+    min_availability: float = 0.5
     options: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -69,6 +72,11 @@ class TestSpec:
             raise SpecError(f"nemesis interval must be > 0 seconds, got {self.nemesis_interval_s}")
         if self.reads not in READS_MODES:
             raise SpecError(f"reads mode {self.reads!r} is not one of {', '.join(READS_MODES)}")
+        if self.clients not in CLIENT_MODES:
+            raise SpecError(f"clients mode {self.clients!r} is not one of {', '.join(CLIENT_MODES)}")
+        if not 0.0 <= self.min_availability <= 1.0:
+            raise SpecError(f"min availability must be between 0 and 1 (a share of ops), "
+                            f"got {self.min_availability}")
 
     @property
     def option_dict(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""A kazoo connection for workload clients: one node, short timeouts, and
-the mapping of kazoo's outcomes to ok / fail / info.
+"""A kazoo connection for workload clients: one node or all of them (in the
+runner's order), short timeouts, and the mapping of kazoo's outcomes to
+ok / fail / info.
 
 Why short timeouts: under faults an op must end quickly as ``info`` so the
 runner can retire the process and move on. Every call goes through the async
@@ -48,8 +49,23 @@ def error_name(exc: BaseException) -> str:
     return name[:-5] if name.endswith("Error") else name
 
 
+class _Client(KazooClient):
+    """kazoo's client, except that a new session (after an expiry) keeps the
+    last zxid the old one saw: kazoo zeroes it, so its next connect request
+    would let a lagging server accept it and the client would see the tree go
+    back in time. Keeping it makes one client (one history process) a single
+    system image across sessions, as one ZooKeeper handle is across
+    reconnections: a server behind that zxid refuses the connection."""
+
+    def _reset(self) -> None:
+        last = getattr(self, "last_zxid", 0)
+        super()._reset()
+        self.last_zxid = last
+
+
 class ZkConn:
-    """A kazoo client bound to one node address."""
+    """A kazoo client for one connect string (one node, or all of them in
+    the order given: kazoo's own shuffling is off, the runner shuffles)."""
 
     def __init__(self) -> None:
         self.zk: KazooClient | None = None
@@ -61,15 +77,17 @@ class ZkConn:
         self.expired: list[int] = []
         self.reopened = 0  # clients replaced after kazoo stopped for good (CLOSED)
 
-    def open(self, hosts: str, timeout_s: float) -> None:
+    def open(self, hosts: str, timeout_s: float, last_zxid: int = 0) -> None:
         """Connect; a failure to connect is not raised: ``call`` then fails
-        fast with NotConnected (nothing was sent, so ``fail``)."""
+        fast with NotConnected (nothing was sent, so ``fail``). ``last_zxid``:
+        the zxid this client has already seen (a reopened client keeps it)."""
         self.hosts, self.timeout_s = hosts, timeout_s
-        self.zk = KazooClient(
-            hosts=hosts, timeout=timeout_s,
+        self.zk = _Client(
+            hosts=hosts, timeout=timeout_s, randomize_hosts=False,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0, ignore_expire=False),
             command_retry=None)
         zk = self.zk
+        zk.last_zxid = last_zxid
         current: list[int] = []  # the session id last seen connected
 
         def on_state(state: KazooState) -> None:
@@ -107,9 +125,10 @@ class ZkConn:
             # was unreachable (e.g. the only node paused past the session
             # timeout), and it never reconnects after that. Start a fresh
             # client, hence a fresh session, as a restarted client would.
+            last = self.zk.last_zxid or 0
             self.close()
             self.reopened += 1
-            self.open(self.hosts, self.timeout_s)
+            self.open(self.hosts, self.timeout_s, last)
             if self.zk is not None and self.zk.connected:
                 return
         if self.zk is None or not self.zk._live.wait(self.timeout_s):  # kazoo's connected event
@@ -118,6 +137,18 @@ class ZkConn:
     def wait(self, async_result: Any) -> Any:
         """Wait for an async kazoo result, bounded by the session timeout."""
         return async_result.get(timeout=self.timeout_s * 1.5)
+
+    def peer(self) -> str | None:
+        """The connected server's "host:port", or None."""
+        try:
+            host, port = self.zk._connection._socket.getpeername()[:2]  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - not connected
+            return None
+        return f"{host}:{port}"
+
+    def session_hex(self) -> str | None:
+        sid = self.session_id()
+        return None if not sid else f"{sid:#x}"
 
     def last_zxid(self) -> int | None:
         z = getattr(self.zk, "last_zxid", None)
@@ -138,7 +169,18 @@ def run(conn: ZkConn, body: Callable[[], Any], fail_value: Any = None) -> dict[s
     """Run ``body`` (which returns the ok value) and map exceptions.
 
     Definite errors (and ``Definite``) -> fail; NotConnected -> fail (nothing sent);
-    anything else -> info (conservative: it may have taken effect)."""
+    anything else -> info (conservative: it may have taken effect).
+
+    A result with an answer from a server (ok, or a definite fail) also says
+    which server (``server``: "host:port") and session (``session``) it ran
+    on, as seen right after the reply."""
+    out = _run(conn, body, fail_value)
+    if out["type"] != "info" and out.get("zxid") is not None:
+        out["server"], out["session"] = conn.peer(), conn.session_hex()
+    return out
+
+
+def _run(conn: ZkConn, body: Callable[[], Any], fail_value: Any = None) -> dict[str, Any]:
     try:
         conn.wait_connected()
         value = body()
@@ -187,5 +229,35 @@ def with_setup_connection(hosts: str, body: Callable[[Any], None], timeout_s: fl
         conn.open(hosts, timeout_s)
         conn.wait_connected()
         body(conn.zk)
+    finally:
+        conn.close()
+
+
+def snapshot(address: str, paths: tuple[str, ...] | list[str], timeout_s: float = 10.0) -> dict[str, Any]:
+    """One node's view of ``paths`` and everything under them, read directly
+    from that node (a client bound to its address only) after a ``sync`` of
+    each path there: ``{"sync_zxid": z, "paths": {path: [data, version,
+    mzxid]}}`` (data as text). A missing base path is left out. Raises when
+    the node cannot be reached or answers with an error."""
+    conn = ZkConn()
+    try:
+        conn.open(address, timeout_s)
+        conn.wait_connected()
+        zk = conn.zk
+        for base in paths:
+            conn.wait(zk.sync_async(base))
+        sync_zxid = conn.last_zxid()
+        found: dict[str, list[Any]] = {}
+        todo = list(paths)
+        while todo:
+            path = todo.pop()
+            try:
+                data, stat = conn.wait(zk.get_async(path))
+                children = conn.wait(zk.get_children_async(path))
+            except NoNodeError:
+                continue
+            found[path] = [(data or b"").decode("utf-8", "replace"), stat.version, stat.mzxid]
+            todo.extend(f"{path.rstrip('/')}/{c}" for c in children)
+        return {"sync_zxid": sync_zxid, "paths": found}
     finally:
         conn.close()

@@ -5,7 +5,9 @@ Apache ZooKeeper alike), an op source and a checker. The harness's runner
 drives it; nothing here knows about processes, threads or the clock.
 
 Client results: ``{"type": "ok"|"fail"|"info", "value": ..., "error":
-str|None, "zxid": int|None}``. A timeout or a lost connection is ``info``
+str|None, "zxid": int|None}``, and for an answered op optionally
+``"server"`` ("host:port" it ran on; the runner maps it to the node's name)
+and ``"session"`` (the session id, hex). A timeout or a lost connection is ``info``
 (the op may or may not have taken effect); only a definite refusal from
 the server (BadVersion, NoNode, NodeExists...) is ``fail``.
 """
@@ -21,10 +23,12 @@ OpDict = dict[str, Any]
 
 @runtime_checkable
 class Client(Protocol):
-    """One process's connection to ONE node of the cluster."""
+    """One process's connection to the cluster."""
 
     def open(self, hosts: str, node: str, timeout_s: float) -> None:
-        """Connect to ``hosts`` (one node's "127.0.0.1:port")."""
+        """Connect to ``hosts``: every node's "host:port" in the order to try
+        (roaming clients) or one node's (``--clients pinned``; ``node`` is
+        then its name, else "any")."""
 
     def invoke(self, op: OpDict) -> OpDict:
         """Perform ``op``; never raises for a server or connection error."""
@@ -39,6 +43,10 @@ class Workload(Protocol):
 
     name: str
     final_each_thread: bool
+    # Optional: the base znodes the workload touches; after the final phase the
+    # runner reads them (recursively) from every node and requires the copies
+    # to agree (checkers.convergence). A workload without it is not compared.
+    # converge_paths: tuple[str, ...]
 
     def setup(self, hosts: str) -> None:
         """Create the workload's base znodes (``hosts`` = a connect string)."""

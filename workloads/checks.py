@@ -61,6 +61,23 @@ def sequential_registers(history: Iterable[Op], budget_s: float | None = 60.0) -
                             budget_s=budget_s)
 
 
+def fresh_after_sync(history: Iterable[Op]) -> Result:
+    """With ``--reads sync``: every read (sync then get) observes every write
+    acknowledged before it was invoked (``checkers.fresh_reads``)."""
+    from checkers import fresh_reads
+
+    return fresh_reads.check(register_operations(history))
+
+
+def session_order(history: Iterable[Op], registers: bool = True) -> Result:
+    """Sessions never see a zxid go back, and (``registers``) read their own
+    register writes (``checkers.session_order``)."""
+    from checkers import session_order as so
+
+    history = list(history)
+    return so.check(history, register_operations(history) if registers else None)
+
+
 # --------------------------------------------------------------------- set
 def _final_read(ops: list[Operation]) -> Operation | None:
     """The last ok ``final-read``, if no add was invoked after it (else None:

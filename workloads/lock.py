@@ -95,6 +95,12 @@ class LockWorkload:
     fenced_fraction: float = 0.5
     acquire_timeout_s: float = 2.0
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = (BASE,)
+    # Progress (checkers.availability): a lock acquired and the write made. A
+    # fenced write the server rejected (the holder's session ended) is an
+    # answer; a lock not acquired in time (lock-timeout) is not.
+    progress_kinds = {"fenced-write": "write", "unfenced-write": "write"}
+    progress_answered: tuple[str, ...] = ("fence-rejected",)
 
     def setup(self, hosts: str) -> None:
         def create(zk: Any) -> None:

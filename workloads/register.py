@@ -25,7 +25,10 @@ register holds the read value, not ``old`` -> ``fail``; otherwise read again
 
 Checks: writes and cas linearizable per key (cas-register model), and every
 op, reads included, sequentially consistent in ZooKeeper's sense (a total
-order respecting real time among writes and each process's own order).
+order respecting real time among writes and each process's own order); each
+session's zxids never go back and it reads its own writes
+(``checkers.session_order``); with ``reads="sync"``, every read sees every
+write acknowledged before it was invoked (``checkers.fresh_reads``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from kazoo.exceptions import NoNodeError, NodeExistsError
 from checkers.history import Op
 from checkers.result import merge, run_checker
 from workloads import _zk
-from workloads.checks import linearizable_per_key, sequential_registers
+from workloads.checks import (fresh_after_sync, linearizable_per_key, sequential_registers,
+                              session_order)
 
 BASE = "/squall/register"
 CAS_ROUNDS = 3
@@ -157,6 +161,11 @@ class RegisterWorkload:
     cas_fraction: float = 0.25
     budget_s: float = 60.0
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = (BASE,)
+    # Progress (checkers.availability): reads and writes answered; a cas the
+    # server refused (BadVersion, a confirmed mismatch) is an answer.
+    progress_kinds = {"read": "read", "write": "write", "cas": "write"}
+    progress_answered: tuple[str, ...] = ("BadVersion", "cas-mismatch")
 
     def setup(self, hosts: str) -> None:
         _zk.with_setup_connection(hosts, lambda zk: zk.ensure_path(BASE))
@@ -200,12 +209,16 @@ class RegisterWorkload:
         return []
 
     def check(self, history: list[Op]) -> Any:
-        return merge([
+        results = [
             run_checker("register-linearizable", linearizable_per_key, history,
                         budget_s=self.budget_s),
             run_checker("register-sequential", sequential_registers, history,
                         budget_s=self.budget_s),
-        ], checker="register")
+            run_checker("session-order", session_order, history),
+        ]
+        if self.reads == "sync":
+            results.append(run_checker("fresh-after-sync", fresh_after_sync, history))
+        return merge(results, checker="register")
 
 
 def make(options: dict[str, Any] | None = None) -> RegisterWorkload:

@@ -161,6 +161,11 @@ class SessionWorkload:
     name: str = "session"
     close_fraction: float = 0.1
     final_each_thread: bool = True
+    converge_paths: tuple[str, ...] = (BASE,)
+    # Progress (checkers.availability): ephemerals created, sessions closed,
+    # and every live session's final read completes after healing.
+    progress_kinds = {"create": "write", "close": "write", "final-read": "read"}
+    progress_answered: tuple[str, ...] = ()
 
     def setup(self, hosts: str) -> None:
         _zk.with_setup_connection(hosts, lambda zk: zk.ensure_path(BASE))

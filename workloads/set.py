@@ -79,6 +79,11 @@ class SetWorkload:
     name: str = "set"
     read_fraction: float = 0.05
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = (BASE,)
+    # Progress (checkers.availability): adds and reads acknowledged, and the
+    # final read completes after healing.
+    progress_kinds = {"add": "write", "read": "read", "final-read": "read"}
+    progress_answered: tuple[str, ...] = ()
 
     def setup(self, hosts: str) -> None:
         _zk.with_setup_connection(hosts, lambda zk: zk.ensure_path(BASE))

@@ -52,6 +52,14 @@ def _sub_results(result: dict) -> list[dict]:
     return []
 
 
+def _availability(result: dict) -> list[dict]:
+    """The availability checker's per-window table (checkers.availability)."""
+    for s in (result.get("details") or {}).get("results") or [result]:
+        if s.get("checker") == "availability":
+            return list((s.get("details") or {}).get("windows") or [])
+    return []
+
+
 def _evidence(result: dict) -> str:
     ce = result.get("counterexample")
     if not ce:
@@ -113,6 +121,7 @@ def render_report(spec: dict, history: Sequence[Op], results: dict) -> str:
         summary=results.get("summary", ""), explanation=result.get("explanation", ""),
         subs=_sub_results(result), evidence=_evidence(result), notes=results.get("notes") or [],
         diagrams=diagrams, failing=failing,
+        availability=_availability(result), known_limitations=results.get("known_limitations") or [],
         counts=stats.counts(history), quantiles=quantiles, faults=faults, duration_s=end_s,
         timeline_svg=plots.timeline_svg(ps, faults, end_s, marks) if ps else "",
         latency_svg=plots.latency_svg(ps, faults, quantiles, end_s) if ps else "",

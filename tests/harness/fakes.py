@@ -128,6 +128,7 @@ class FakeClient:
 
     def open(self, hosts: str, node: str, timeout_s: float) -> None:
         self.node = node
+        self.hosts = hosts
         self.cluster = self.w.backend.clusters[-1]
         with self.w.lock:
             self.w.opened += 1
@@ -144,7 +145,8 @@ class FakeClient:
                     c.data.add(v)
             if v % 7 == 0:  # an indeterminate op: the runner must retire the process
                 return {"type": "info", "value": v, "error": "connection loss (fake)", "zxid": None}
-            return {"type": "ok", "value": v, "error": None, "zxid": v}
+            # the server a roaming client is on: the first of its hosts
+            return {"type": "ok", "value": v, "error": None, "zxid": v, "server": self.hosts.split(",")[0]}
         if op["f"] == "read":
             if w.failing_reads > 0:
                 w.failing_reads -= 1

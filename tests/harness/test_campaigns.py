@@ -70,6 +70,14 @@ def _latest(cwd: Path) -> Path:
     return (cwd / "results" / "latest").resolve()
 
 
+def _assert_harness_checks(results: dict) -> None:
+    """Roaming clients, the converge phase and availability ran and passed."""
+    subs = {s["checker"]: s for s in results["result"]["details"]["results"]}
+    for name in ("converged-replicas", "session-order", "availability"):
+        assert subs.get(name, {}).get("valid") is True, (name, subs.get(name, {}).get("summary"))
+    assert subs["converged-replicas"]["witness"]["paths"] >= 1
+
+
 def _assert_files(run_dir: Path) -> None:
     for name in ("test.json", "history.jsonl", "results.json", "report.html", "junit.xml"):
         assert (run_dir / name).exists(), f"{name} missing in {run_dir}"
@@ -88,6 +96,7 @@ def test_zookeeper_is_judged_valid(tmp_path, workload, fault):
     assert r.returncode == 0, f"{workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
     assert results["valid"] is True
     assert list((run_dir / "logs").glob("*.log")), "node logs were not collected"
+    _assert_harness_checks(results)
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -99,6 +108,7 @@ def test_the_node_is_judged_valid(tmp_path, workload, fault):
     _assert_files(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 0, f"{workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
+    _assert_harness_checks(results)
 
 
 @pytest.mark.parametrize("fault, workload", [("lose-writes", "register"), ("lose-writes", "set"),
@@ -116,6 +126,21 @@ def test_a_broken_database_fails_the_gate(tmp_path, fault, workload):
     assert str(escape(results["summary"])) in page
     first_line = results["result"]["explanation"].strip().splitlines()[0]
     assert str(escape(first_line)) in page, "the checker's explanation is not in the report"
+
+
+def test_stale_reads_after_sync_fail_the_fresh_read_and_session_checks(tmp_path):
+    _need_fault_switch()
+    r = squall(["run", "--db", "squall", "--nodes", "1", "--workload", "register", "--reads", "sync",
+                "--nemesis", "none", "--unsafe-db-fault", "stale-reads", "--seed", "11", *SHORT], tmp_path)
+    run_dir = _latest(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert r.returncode == 1, results.get("summary")
+    subs = {s["checker"]: s for s in results["result"]["details"]["results"]}
+    assert subs["fresh-after-sync"]["valid"] is False
+    assert subs["fresh-after-sync"]["counterexample"]["stale_reads"][0]["missed_write"] >= 0
+    assert subs["session-order"]["valid"] is False
+    assert "known_limitations" not in results  # the node, not Apache ZooKeeper: a finding
+    assert "fresh-after-sync" in (run_dir / "report.html").read_text()
 
 
 def _procs_mentioning(text: str) -> list[int]:

@@ -81,11 +81,30 @@ def test_an_info_op_retires_its_process_for_a_fresh_one(tmp_path):
     assert workload.opened == len(procs)  # a fresh client per process
 
 
-def test_clients_are_spread_over_nodes_by_process(tmp_path):
-    outcome, *_ = run(tmp_path)
+def test_pinned_clients_are_spread_over_nodes_by_process(tmp_path):
+    outcome, *_ = run(tmp_path, clients="pinned")
     for op in store.read_history(outcome.run_dir):
         if op.process != "nemesis":
             assert op.node == ("n1", "n2", "n3")[op.process % 3]
+
+
+def test_roaming_clients_get_every_node_shuffled_per_process_and_record_their_server(tmp_path):
+    from harness.runner import _ClientSlot
+    from tests.harness.fakes import FakeCluster
+
+    cluster = FakeCluster.__new__(FakeCluster)
+    cluster.nodes = ["n1", "n2", "n3"]
+    slot = _ClientSlot(None, cluster, cluster.nodes, 1.0, "roaming", seed=5)
+    orders = {p: slot.hosts_for(p) for p in range(12)}
+    assert all(sorted(h.split(",")) == sorted(cluster.connect_string().split(",")) for h in orders.values())
+    assert len(set(orders.values())) > 1  # shuffled per process
+    again = _ClientSlot(None, cluster, cluster.nodes, 1.0, "roaming", seed=5)
+    assert orders == {p: again.hosts_for(p) for p in range(12)}  # seeded: the same run, the same order
+    outcome, *_ = run(tmp_path, clients="roaming")
+    history = store.read_history(outcome.run_dir)
+    adds = [op for op in history if op.f == "add" and op.type == "ok"]
+    assert adds and all(op.node in ("n1", "n2", "n3") for op in adds)
+    assert all(op.node is None for op in history if op.type == "invoke" and op.process != "nemesis")
 
 
 def test_the_nemesis_is_its_own_process_and_heals_at_the_end(tmp_path):

@@ -384,6 +384,12 @@ class _ConnectedConn:
     def last_zxid(self):
         return 42
 
+    def peer(self):
+        return "127.0.0.1:2181"
+
+    def session_hex(self):
+        return "0x7"
+
     def close(self):
         self.closed = True
 
@@ -399,7 +405,8 @@ def test_outcome_mapping_definite_vs_indeterminate():
     from workloads import _zk
 
     conn = _ConnectedConn()
-    assert _zk.run(conn, lambda: 7) == {"type": "ok", "value": 7, "error": None, "zxid": 42}
+    assert _zk.run(conn, lambda: 7) == {"type": "ok", "value": 7, "error": None, "zxid": 42,
+                                        "server": "127.0.0.1:2181", "session": "0x7"}
     for exc, typ in ((BadVersionError(), "fail"), (NoNodeError(), "fail"),
                      (_zk.Definite("cas-mismatch: x"), "fail"), (ConnectionLoss(), "info"),
                      (SessionExpiredError(), "info"), (RuntimeError("odd"), "info")):
@@ -464,3 +471,16 @@ def _closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def test_a_new_session_keeps_the_last_zxid_the_client_saw():
+    """kazoo zeroes last_zxid when a session ends, which would let a lagging
+    server accept the next session; workloads' client keeps it."""
+    from kazoo.client import KazooClient
+    from workloads import _zk
+
+    plain, ours = KazooClient(hosts="127.0.0.1:1"), _zk._Client(hosts="127.0.0.1:1")
+    for zk in (plain, ours):
+        zk.last_zxid = 42
+        zk._reset()
+    assert plain.last_zxid == 0 and ours.last_zxid == 42
