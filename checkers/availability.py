@@ -36,7 +36,7 @@ NAME = "availability"
 NS = 1_000_000_000
 MIN_OPS = 10  # a stretch with fewer counted ops is too short to judge
 
-_BEGIN = {"kill": "kill", "pause": "pause"}
+_BEGIN = {"kill": "kill", "pause": "pause", "lose-unsynced": "kill"}  # disk: nodes down until start
 _END = {"start": "kill", "resume": "pause"}
 
 
@@ -120,7 +120,7 @@ def check(history: Iterable[Op], kinds: dict[str, str], min_availability: float 
     finals = [o for o in ops if o.f in final_fs]
     if not main and not finals:
         return Result.unknown(NAME, "no client op to judge availability by",
-                              "The run recorded no counted client operation.")
+                              "The run recorded no counted client operation.", {"vacuous": True})
     faults = fault_windows(history)
     windows: list[dict[str, Any]] = []
     if main:
@@ -168,7 +168,7 @@ def check(history: Iterable[Op], kinds: dict[str, str], min_availability: float 
                               "\n".join(problems), {"unavailable": problems, "windows": low}, details)
     if not judged and not final_kinds:
         return Result.unknown(NAME, f"no fault-free stretch had {MIN_OPS} ops and there is no final "
-                              "phase: availability was not tested", "", details)
+                              "phase: availability was not tested", "", {**details, "vacuous": True})
     share = [f"{r['share']:.0%}" for r in judged]
     return Result.ok(NAME, f"available: fault-free stretches answered {', '.join(share) or 'n/a'} of ops; "
                      f"final phase completed" if final_kinds else

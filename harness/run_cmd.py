@@ -105,10 +105,10 @@ class _Common:
     seed: int | None
     results_dir: str
     reads: str
-    clients: str
-    min_availability: float
     progress: bool
     unsafe_db_fault: str | None
+    clients: str = "roaming"
+    min_availability: float = 0.5
     ssh_user: str | None = None
     ssh_key: str | None = None
     ssh_port: int | None = None

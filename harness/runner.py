@@ -744,7 +744,7 @@ def judge(spec: TestSpec, workload: Any, history: list[Op]) -> tuple[Any, str, A
     """Check ``history`` as the run does: (verdict, summary, checker result)."""
     from checkers.result import run_checker
 
-    result = run_checker(f"{spec.workload}-workload", workload.check, history)
+    result = check_history(spec, workload, history)
     valid, summary = verdict_of(result, history)
     return valid, summary, result
 
@@ -847,9 +847,18 @@ def check_history(spec: TestSpec, workload: Any, history: list[Op]) -> Any:
         extra.append(run_checker(availability.NAME, availability.check, client_ops, dict(kinds),
                                  spec.min_availability, tuple(getattr(workload, "progress_answered", ())),
                                  final_fs, AVAILABILITY_GRACE_S))
-    if not extra:
+    everything = [*parts, *extra]
+    # A check that found nothing to judge (no session with two zxids, no
+    # fault-free stretch long enough) tested nothing: it neither vouches for
+    # the run nor makes it "unknown"; results.json lists it as not judged.
+    judged = [r for r in everything if not (r.is_unknown and r.details.get("vacuous"))]
+    if len(judged) == len(everything) and not extra:
         return result
-    return merge([*parts, *extra], checker=result.checker)
+    merged = merge(judged, checker=result.checker)
+    skipped = [{"checker": r.checker, "summary": r.summary} for r in everything if r not in judged]
+    if skipped:
+        merged.details["not_judged"] = skipped
+    return merged
 
 
 def _parts(result: Any) -> list[Any]:

@@ -55,6 +55,8 @@ class _MemClient:
 class _MemRegister(RegisterWorkload):
     """The register workload's real op source over an in-memory register."""
 
+    converge_paths = ()  # one in-memory register: no nodes to compare at the end
+
     def __init__(self) -> None:
         super().__init__(keys=2, ops_per_key=20)
         self.data: dict = {}
