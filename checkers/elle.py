@@ -29,7 +29,8 @@ incompatible-order (two reads of a key that are not prefixes of one
 another) and unwritten-element (a read saw an element nobody appended).
 
 ``check(history, consistency_models=("strict-serializable",),
-anomalies=None)`` -> ``Result``: valid with a witness (a serialization
+anomalies=None, fs=("txn",))`` -> ``Result`` (``fs``: the op
+names that are transactions): valid with a witness (a serialization
 order: a topological order of the dependency graph), invalid with the
 anomalies and each cycle's operations, unknown when no transaction
 committed. ``history`` is a list of ``Op`` (or dicts with the same fields);
@@ -114,16 +115,17 @@ def _mops(value: Any, where: int) -> list[list[Any]]:
     return out
 
 
-def transactions(history: Iterable[Any], f: str = "txn") -> list[Txn]:
+def transactions(history: Iterable[Any], fs: Iterable[str] = ("txn",)) -> list[Txn]:
     """Pair invocations with completions. A completion pairs with its
     process's open invocation whose appends match (so a process with several
     outstanding invocations, as in some Elle tests, pairs correctly); a
     completion with none is a transaction of its own."""
+    fs = tuple(fs)
     open_: dict[Any, list[tuple[int, int, list]]] = defaultdict(list)
     txns: list[Txn] = []
     for pos, op in enumerate(history):
         proc, typ = _get(op, "process"), _get(op, "type")
-        if proc == NEMESIS or _get(op, "f") != f:
+        if proc == NEMESIS or _get(op, "f") not in fs:
             continue
         index = _get(op, "index", pos)
         index = pos if index is None else index
@@ -154,10 +156,10 @@ def transactions(history: Iterable[Any], f: str = "txn") -> list[Txn]:
 
 # ------------------------------------------------------------------ analysis
 def check(history: Iterable[Any], consistency_models: Iterable[str] | None = ("strict-serializable",),
-          anomalies: Iterable[str] | None = None, f: str = "txn") -> Result:
+          anomalies: Iterable[str] | None = None, fs: Iterable[str] = ("txn",)) -> Result:
     """Check a list-append history (see the module docstring)."""
     forbidden, orders = _config(consistency_models, anomalies)
-    txns = transactions(list(history), f)
+    txns = transactions(list(history), fs)
     committed = [t for t in txns if t.status == OK]
     if not committed:
         return Result.unknown(NAME, "no transaction committed, so nothing was checked",

@@ -90,6 +90,11 @@ def _session_workload(options: dict):
     return session.make(options)
 
 
+def _multi_workload(options: dict):
+    from workloads import multi
+    return multi.make(options)
+
+
 def _nemesis_package(faults, interval_s, rng):
     from nemesis.package import package
     return package(faults, interval_s, rng)
@@ -101,7 +106,8 @@ def _registry():
         backends={"local": _local_backend, "docker": _docker_backend, "ssh": _ssh_backend},
         dbs={"squall": _squall_db, "zookeeper": _zookeeper_db},
         workloads={"register": _register_workload, "set": _set_workload,
-                   "lock": _lock_workload, "session": _session_workload},
+                   "lock": _lock_workload, "session": _session_workload,
+                   "multi": _multi_workload},
         nemesis_faults=("partition", "pause", "kill"),
         nemesis_package=_nemesis_package,
         default_nodes={"squall": _squall_default_nodes},
