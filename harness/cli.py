@@ -95,6 +95,11 @@ def _multi_workload(options: dict):
     return multi.make(options)
 
 
+def _watch_workload(options: dict):
+    from workloads import watch
+    return watch.make(options)
+
+
 def _nemesis_package(faults, interval_s, rng):
     from nemesis.package import package
     return package(faults, interval_s, rng)
@@ -107,7 +112,7 @@ def _registry():
         dbs={"squall": _squall_db, "zookeeper": _zookeeper_db},
         workloads={"register": _register_workload, "set": _set_workload,
                    "lock": _lock_workload, "session": _session_workload,
-                   "multi": _multi_workload},
+                   "multi": _multi_workload, "watch": _watch_workload},
         nemesis_faults=("partition", "pause", "kill"),
         nemesis_package=_nemesis_package,
         default_nodes={"squall": _squall_default_nodes},

@@ -189,3 +189,83 @@ def with_setup_connection(hosts: str, body: Callable[[Any], None], timeout_s: fl
         body(conn.zk)
     finally:
         conn.close()
+
+
+# -- arrival logging and addWatch, for the watch workload -------------------
+# kazoo 2.11 neither offers addWatch nor exposes the order in which
+# notifications and replies arrive; both are reached through its connection
+# handler here (kazoo internals: ``_connection._read_watch_event``,
+# ``_connection._read_response``, ``_pending``, ``_call``).
+
+CREATED_EVENT, DELETED_EVENT, CHANGED_EVENT, CHILD_EVENT = 1, 2, 3, 4
+PERSISTENT, PERSISTENT_RECURSIVE = 0, 1  # addWatch modes
+
+
+class AddWatch:
+    """ZooKeeper's addWatch request (opcode 106; ZooKeeper 3.6+)."""
+
+    type = 106
+
+    def __init__(self, path: str, mode: int) -> None:
+        if mode not in (PERSISTENT, PERSISTENT_RECURSIVE):
+            raise ValueError(f"addWatch mode must be {PERSISTENT} (persistent) or "
+                             f"{PERSISTENT_RECURSIVE} (persistent-recursive), not {mode!r}")
+        self.path, self.mode = path, mode
+
+    def serialize(self) -> bytes:
+        from kazoo.protocol.serialization import int_struct, write_string
+        return bytes(write_string(self.path)) + int_struct.pack(self.mode)
+
+    @classmethod
+    def deserialize(cls, buffer: bytes, offset: int) -> bool:
+        return True  # the reply has no body
+
+
+def send_request(zk: KazooClient, request: Any) -> Any:
+    """Queue a request kazoo has no method for; returns its async result."""
+    async_result = zk.handler.async_result()
+    zk._call(request, async_result)
+    return async_result
+
+
+def hook_arrivals(zk: KazooClient, log: list[tuple]) -> None:
+    """Append to ``log``, from kazoo's connection thread and in arrival
+    order: ``("event", type, path)`` for every notification, ``("reply",
+    id(async_result))`` for every reply, ``("state", state)`` for every
+    connection state change."""
+    from kazoo.protocol.serialization import Watch
+
+    handler = zk._connection
+    read_event, read_response = handler._read_watch_event, handler._read_response
+
+    def on_event(buffer: Any, offset: int) -> Any:
+        watch, _ = Watch.deserialize(buffer, offset)
+        log.append(("event", watch.type, zk.unchroot(watch.path)))
+        return read_event(buffer, offset)
+
+    def on_response(header: Any, buffer: Any, offset: int) -> Any:
+        if zk._pending:
+            log.append(("reply", id(zk._pending[0][1])))
+        return read_response(header, buffer, offset)
+
+    handler._read_watch_event, handler._read_response = on_event, on_response
+    zk.add_listener(lambda state: log.append(("state", state)) and None)
+
+
+def reply_position(log: list[tuple], async_result: Any) -> int:
+    """Where the reply of ``async_result`` sits in an arrival log."""
+    token = ("reply", id(async_result))
+    for i in range(len(log) - 1, -1, -1):
+        if log[i] == token:
+            return i
+    raise RuntimeError("the reply is not in the arrival log (hook_arrivals not installed?)")
+
+
+def same_connection(log: list[tuple], start: int, end: int) -> bool:
+    """No connection state change between positions ``start`` and ``end``."""
+    return not any(e[0] == "state" for e in log[start:end])
+
+
+def count_events(log: list[tuple], start: int, end: int, type_: int, path: str) -> int:
+    """Notifications of ``type_`` for ``path`` strictly between two positions."""
+    return sum(1 for e in log[start + 1:end] if e == ("event", type_, path))
