@@ -240,7 +240,7 @@ def worst_exit_code(codes: list[int]) -> int:
 # -- squall run --------------------------------------------------------------
 
 @click.command("run")
-@click.option("--workload", default="register", show_default=True, help="register, set, lock, session, multi or watch.")
+@click.option("--workload", default="register", show_default=True, help="register, set, lock, session, multi, watch, queue, counter or election.")
 @click.option("--nemesis", default="partition,kill", show_default=True,
               help="Comma-separated faults (partition, pause, kill) or none.")
 @_common_options
