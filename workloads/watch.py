@@ -110,7 +110,7 @@ class WatchClient:
         data, stat = self.conn.wait(ar)
         pos = _zk.reply_position(log, ar)
         return {"key": key, "data": data.decode(), "version": stat.version,
-                "client": self.conn.generation}, pos
+                "client": self.conn.generation, "session": self.conn.session_id()}, pos
 
     def _watch_read(self, key: str) -> dict[str, Any]:
         out, pos = self._get(key, watch=True)
