@@ -68,6 +68,10 @@ MODELS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 _GROUPS = {"G1": G1, "G2": G2, "G-single": ("G-single-item",), "G-nonadjacent": ("G-nonadjacent-item",)}
 ANOMALIES = ("G0", *G1, *G2, "dirty-update", "lost-update", *STRUCTURAL)
 MAX_REPORTED = 8  # instances kept per anomaly kind
+# Breadth-first searches tried per cycle kind and component: bounds the
+# search on huge components. A component always yields a cycle (G2-item's
+# first try succeeds), so the bound can only make a name less specific.
+MAX_STARTS = 200
 
 
 @dataclass
@@ -390,10 +394,14 @@ def _step_kinds(g: _Graph, a: int, b: int, allowed: set[str]) -> list[str]:
 def _cycle_via(g: _Graph, members: set[int], first: set[str], path: set[str], _all: set[str]):
     """A cycle starting with an edge of a kind in ``first``, closed by a
     shortest path over edges of kinds in ``path``."""
+    starts = 0
     for a in sorted(members):
         for b, es in g.out.get(a, {}).items():
             if b not in members or not ({k for k, _ in es} & first):
                 continue
+            starts += 1
+            if starts > MAX_STARTS:
+                return None
             back = _bfs(g, members, b, a, path)
             if back is not None:
                 chain = [a] + back
@@ -422,10 +430,14 @@ def _bfs(g: _Graph, members: set[int], src: int, dst: int, allowed: set[str]) ->
 def _nonadjacent(g: _Graph, members: set[int], dep: set[str]):
     """A cycle with at least two rw edges, no two of them adjacent: a BFS over
     (txn, last edge was rw, rw count capped at 2) from each rw edge."""
+    starts = 0
     for a in sorted(members):
         for b, es in g.out.get(a, {}).items():
             if b not in members or "rw" not in {k for k, _ in es}:
                 continue
+            starts += 1
+            if starts > MAX_STARTS:
+                return None
             start = (b, True, 1)
             prev: dict[tuple, Any] = {start: None}
             q = deque([start])
