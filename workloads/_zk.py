@@ -269,3 +269,16 @@ def same_connection(log: list[tuple], start: int, end: int) -> bool:
 def count_events(log: list[tuple], start: int, end: int, type_: int, path: str) -> int:
     """Notifications of ``type_`` for ``path`` strictly between two positions."""
     return sum(1 for e in log[start + 1:end] if e == ("event", type_, path))
+
+
+def refusal_only_retry(max_tries: int = 20) -> Any:
+    """A ``client.retry`` policy for kazoo recipes that retries only the
+    recipes' own ForceRetryError (BadVersion, a vanished queue item), never a
+    lost connection: kazoo's default also retries ConnectionLoss, and a
+    retried write whose first attempt was applied is applied twice (Counter)
+    or consumes a second item while the first is lost (Queue)."""
+    from kazoo.retry import ForceRetryError
+
+    retry = KazooRetry(max_tries=max_tries, delay=0.01, max_delay=0.2)
+    retry.retry_exceptions = (ForceRetryError,)
+    return retry

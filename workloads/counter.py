@@ -17,7 +17,8 @@ Ops on ``/squall/counter/c``:
 kazoo's Counter retries through ``client.retry``, which by default also
 retries a lost connection -- and a lost reply of an applied setData would
 then be applied twice, hiding which increments happened. Here the retry
-policy retries BadVersion only (up to ``BAD_VERSION_TRIES``), so a lost
+policy retries BadVersion only (``_zk.refusal_only_retry``, up to
+``BAD_VERSION_TRIES`` times), so a lost
 connection ends the op as ``info`` (applied at most once) and running out of
 tries is a ``fail`` (every attempt was refused). Checker:
 ``checkers.recipes.check_counter``.
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from kazoo.recipe.counter import Counter
-from kazoo.retry import ForceRetryError, KazooRetry, RetryFailedError
+from kazoo.retry import RetryFailedError
 
 from checkers.history import Op
 from checkers.recipes import check_counter
@@ -38,12 +39,6 @@ from workloads import _zk
 
 PATH = "/squall/counter/c"
 BAD_VERSION_TRIES = 20
-
-
-def _bad_version_retry() -> KazooRetry:
-    retry = KazooRetry(max_tries=BAD_VERSION_TRIES, delay=0.01, max_delay=0.2)
-    retry.retry_exceptions = (ForceRetryError,)   # not ConnectionLoss: at most once
-    return retry
 
 
 class CounterClient:
@@ -67,7 +62,7 @@ class CounterClient:
                 "error": f"bad counter op {op!r}: f must be add (positive int), read or final-read"}
 
     def _counter(self) -> Counter:
-        self.conn.zk.retry = _bad_version_retry()
+        self.conn.zk.retry = _zk.refusal_only_retry(BAD_VERSION_TRIES)
         return Counter(self.conn.zk, PATH)
 
     def _add(self, d: int) -> int:

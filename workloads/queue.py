@@ -19,7 +19,12 @@ Ops (``q`` is ``queue`` -- kazoo ``Queue`` at ``/squall/queue/q`` -- or
   each queue, without consuming -> ok ``{q: [n, ...]}``.
 
 kazoo's recipes call blocking APIs without timeouts, so every op runs under
-``_zk.run_bounded``. Checker: ``checkers.recipes.check_queue``.
+``_zk.run_bounded``. ``Queue.get`` retries through ``client.retry``, which by
+default retries a lost connection too: a delete whose reply was lost is then
+retried, finds the item gone and consumes the *next* one, and the first item
+is consumed by nobody (seen in a ZooKeeper campaign under pause). The
+client's retry policy therefore retries the recipe's ForceRetryError only
+(``_zk.refusal_only_retry``), so such a get ends ``info``. Checker: ``checkers.recipes.check_queue``.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class QueueClient:
                          f"q one of {sorted(QUEUES)}"}
 
     def _recipe(self, q: str) -> Any:
+        self.conn.zk.retry = _zk.refusal_only_retry()
         cls = Queue if q == "queue" else LockingQueue
         return cls(self.conn.zk, QUEUES[q])
 
