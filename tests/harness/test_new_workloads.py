@@ -40,6 +40,7 @@ def test_multi_ops_are_2_to_5_op_multis_with_unique_appends():
     assert len({m[1] for o in ops for m in o["value"]}) > 4, "keys must rotate"
     final = w.final_ops()
     assert final[0]["f"] == "txn" and all(m[0] == "r" for m in final[0]["value"])
+    assert {m[1] for m in final[0]["value"]} >= {m[1] for o in ops for m in o["value"]}
 
 
 def test_multi_check_doomed_commit_is_invalid_and_failed_effect_visible_is_g1a():
