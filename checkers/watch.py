@@ -5,9 +5,12 @@ ok values (``key`` a znode name, ``version`` its data version):
 
 - ``write``: ``[key, data, version]`` -- setData's new Stat.
 - ``watch-read``: ``{"key", "data", "version", "client", "session"}`` and, when the
-  previous one-shot watch on that key was set on the same connection,
+  previous one-shot watch on that key was set on this connection (or
+  re-registered on it),
   ``"armed"`` (the version it was set at) and ``"fired"`` (its
-  NodeDataChanged notification arrived before this read's reply).
+  NodeDataChanged notification arrived before this read's reply); with
+  ``"moved": true`` when the watch was re-registered (setWatches) on a new
+  connection of the same session in between.
 - ``pwatch-read``: the same, and when a previous read of the key on the
   same connection follows the persistent-recursive watch,
   ``"prev_version"`` and ``"events"`` (NodeDataChanged notifications for
@@ -128,11 +131,12 @@ def monotonic(history: list[Op]) -> Result:
 
 def one_shot(history: list[Op]) -> Result:
     name = "watch-one-shot"
-    bad, fired, quiet = [], 0, 0
+    bad, fired, quiet, moved = [], 0, 0, 0
     for op in _oks(history, "watch-read"):
         v = op.value
         if not isinstance(v, dict) or "armed" not in v:
             continue
+        moved += bool(v.get("moved"))
         changed = v["version"] > v["armed"]
         if v["fired"] and not changed:
             bad.append({"problem": "fired-without-change", "op": op.to_dict()})
@@ -149,7 +153,8 @@ def one_shot(history: list[Op]) -> Result:
         return Result.unknown(name, "no one-shot watch fired between two reads on one connection",
                               details={"quiet": quiet})
     return Result.ok(name, f"{fired} one-shot watch(es) fired before the new data, {quiet} "
-                     "stayed quiet with no change", {"fired": fired, "quiet": quiet})
+                     f"stayed quiet with no change ({moved} across a reconnection)",
+                     {"fired": fired, "quiet": quiet, "across_reconnection": moved})
 
 
 def persistent(history: list[Op]) -> Result:

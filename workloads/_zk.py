@@ -231,8 +231,8 @@ def send_request(zk: KazooClient, request: Any) -> Any:
 def hook_arrivals(zk: KazooClient, log: list[tuple]) -> None:
     """Append to ``log``, from kazoo's connection thread and in arrival
     order: ``("event", type, path)`` for every notification, ``("reply",
-    id(async_result))`` for every reply, ``("state", state)`` for every
-    connection state change."""
+    id(async_result))`` for every reply, ``("state", state, last zxid)`` for
+    every connection state change (the last zxid the client had seen then)."""
     from kazoo.protocol.serialization import Watch
 
     handler = zk._connection
@@ -249,7 +249,7 @@ def hook_arrivals(zk: KazooClient, log: list[tuple]) -> None:
         return read_response(header, buffer, offset)
 
     handler._read_watch_event, handler._read_response = on_event, on_response
-    zk.add_listener(lambda state: log.append(("state", state)) and None)
+    zk.add_listener(lambda state: log.append(("state", state, zk.last_zxid)) and None)
 
 
 def reply_position(log: list[tuple], async_result: Any) -> int:
@@ -259,6 +259,11 @@ def reply_position(log: list[tuple], async_result: Any) -> int:
         if log[i] == token:
             return i
     raise RuntimeError("the reply is not in the arrival log (hook_arrivals not installed?)")
+
+
+def zxid_at_break(log: list[tuple], start: int) -> int | None:
+    """The last zxid seen before the first connection change after ``start``."""
+    return next((e[2] for e in log[start:] if e[0] == "state"), None)
 
 
 def same_connection(log: list[tuple], start: int, end: int) -> bool:
@@ -282,3 +287,30 @@ def refusal_only_retry(max_tries: int = 20) -> Any:
     retry = KazooRetry(max_tries=max_tries, delay=0.01, max_delay=0.2)
     retry.retry_exceptions = (ForceRetryError,)
     return retry
+
+
+class SetWatches:
+    """ZooKeeper's setWatches request (opcode 101): re-register one-shot
+    watches on a new connection of the same session; the server fires at
+    once every watch whose znode changed after ``relative_zxid`` (what the
+    Java client does on reconnect; kazoo 2.11 does not)."""
+
+    type = 101
+
+    def __init__(self, relative_zxid: int, data: list[str], exist: list[str], child: list[str]) -> None:
+        self.relative_zxid, self.data, self.exist, self.child = relative_zxid, data, exist, child
+
+    def serialize(self) -> bytes:
+        import struct
+        from kazoo.protocol.serialization import int_struct, write_string
+
+        out = bytearray(struct.pack("!q", self.relative_zxid))
+        for paths in (self.data, self.exist, self.child):
+            out += int_struct.pack(len(paths))
+            for p in paths:
+                out += write_string(p)
+        return bytes(out)
+
+    @classmethod
+    def deserialize(cls, buffer: bytes, offset: int) -> bool:
+        return True  # the reply has no body

@@ -27,10 +27,17 @@ How order is observed: the client hooks kazoo's connection thread (the
 notification reader and the reply reader, ``_zk.hook_arrivals``) and logs
 every notification, every reply and every connection state change in
 arrival order. A read's value then says whether the previous watch's event
-arrived before its reply (see checkers/watch.py for the value fields). kazoo
-drops every watch on a connection loss (it does not send setWatches), so
-comparisons stop at a connection change: a watch is judged only on the
-connection it was set on, and after a reconnect the client sets it again.
+arrived before its reply (see checkers/watch.py for the value fields).
+
+Watches across a move: kazoo drops every watch on a connection loss and
+sends no setWatches. After a reconnect within the same session, this client
+sends setWatches itself (``_zk.SetWatches``, relative to the last zxid seen
+on the connection the watch was set on)
+for its armed one-shot watches, as the Java client does; the server fires at
+once those whose znode changed since, so the one-shot rule still holds
+across the move (such reads carry ``"moved": true``). The persistent watch
+is added again on each new connection (its events while disconnected are
+not replayed, so intervals are judged within one connection).
 
 Checker: ``checkers.watch.check_watch``.
 """
@@ -76,7 +83,9 @@ class WatchConn(_zk.ZkConn):
 class WatchClient:
     def __init__(self) -> None:
         self.conn = WatchConn()
-        self.armed: dict[str, tuple[int, int, Any]] = {}    # key -> (version, reply pos, log)
+        # key -> (version, arm reply pos, log, session, pos since which the
+        # connection must be unbroken: the arm, or the last re-registration)
+        self.armed: dict[str, tuple[int, int, Any, Any, bool]] = {}
         self.pwatch: tuple[int, Any] | None = None           # (addWatch reply pos, log)
         self.pprev: dict[str, tuple[int, int]] = {}          # key -> (version, reply pos)
 
@@ -113,15 +122,44 @@ class WatchClient:
                 "client": self.conn.generation, "session": self.conn.session_id()}, pos
 
     def _watch_read(self, key: str) -> dict[str, Any]:
+        self._rearm_after_reconnect()
         out, pos = self._get(key, watch=True)
         log = self.conn.log
         prev = self.armed.get(key)
-        if prev is not None and prev[2] is log and _zk.same_connection(log, prev[1], pos):
+        if prev is not None and prev[2] is log and prev[3] == out["session"] and \
+                _zk.same_connection(log, prev[4], pos):
             out["armed"] = prev[0]
             out["fired"] = _zk.count_events(log, prev[1], pos, _zk.CHANGED_EVENT,
                                             PATHS[key]) > 0
-        self.armed[key] = (out["version"], pos, log)
+            if prev[4] != prev[1]:
+                out["moved"] = True
+        self.armed[key] = (out["version"], pos, log, out["session"], pos)
         return out
+
+    def _rearm_after_reconnect(self) -> None:
+        """On a new connection of the same session, re-register the armed
+        one-shot watches with setWatches (kazoo drops them on a connection
+        loss): the server fires those whose znode changed after the
+        client's last zxid, so each keeps its meaning across the move."""
+        log, sid = self.conn.log, self.conn.session_id()
+        moved = [k for k, a in self.armed.items() if a[2] is log and a[3] == sid
+                 and not _zk.same_connection(log, a[4], len(log))]
+        if not moved or not self.conn.connected:
+            return
+        # relative to the last zxid seen on the connection the watch was on
+        # (later replies on the new connection came without the watch)
+        groups: dict[int, list[str]] = {}
+        for k in moved:
+            groups.setdefault(_zk.zxid_at_break(log, self.armed[k][4]) or 0, []).append(k)
+        for zxid, keys in sorted(groups.items()):
+            ar = _zk.send_request(self.conn.zk, _zk.SetWatches(zxid, [PATHS[k] for k in keys], [], []))
+            self.conn.wait(ar)
+            at = _zk.reply_position(log, ar)
+            for k in keys:
+                v, pos, _, _, _ = self.armed[k]
+                # judged from the arm on: events before and after the move
+                # count; the connection must hold from the re-registration on
+                self.armed[k] = (v, pos, log, sid, at)
 
     def _pwatch_read(self, key: str) -> dict[str, Any]:
         log = self.conn.log
