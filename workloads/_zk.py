@@ -271,6 +271,18 @@ def same_connection(log: list[tuple], start: int, end: int) -> bool:
     return not any(e[0] == "state" for e in log[start:end])
 
 
+def trace(log: list[tuple], start: int, end: int, path: str) -> list[list[Any]]:
+    """The connection changes and ``path``'s notifications strictly between
+    two positions, as evidence: ``["state", name, last zxid]`` / ``["event", type]``."""
+    out: list[list[Any]] = []
+    for e in log[start + 1:end]:
+        if e[0] == "state":
+            out.append(["state", str(e[1]), e[2]])
+        elif e[0] == "event" and e[2] == path:
+            out.append(["event", e[1]])
+    return out
+
+
 def count_events(log: list[tuple], start: int, end: int, type_: int, path: str) -> int:
     """Notifications of ``type_`` for ``path`` strictly between two positions."""
     return sum(1 for e in log[start + 1:end] if e == ("event", type_, path))

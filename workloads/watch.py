@@ -86,6 +86,7 @@ class WatchClient:
         # key -> (version, arm reply pos, log, session, pos since which the
         # connection must be unbroken: the arm, or the last re-registration)
         self.armed: dict[str, tuple[int, int, Any, Any, bool]] = {}
+        self.rearm_zxid: dict[str, int] = {}                # key -> setWatches' relative zxid
         self.pwatch: tuple[int, Any] | None = None           # (addWatch reply pos, log)
         self.pprev: dict[str, tuple[int, int]] = {}          # key -> (version, reply pos)
 
@@ -133,6 +134,8 @@ class WatchClient:
                                             PATHS[key]) > 0
             if prev[4] != prev[1]:
                 out["moved"] = True
+                out["trace"] = _zk.trace(log, prev[1], pos, PATHS[key])
+                out["rearm_zxid"] = self.rearm_zxid.get(key)
         self.armed[key] = (out["version"], pos, log, out["session"], pos)
         return out
 
@@ -156,6 +159,7 @@ class WatchClient:
             self.conn.wait(ar)
             at = _zk.reply_position(log, ar)
             for k in keys:
+                self.rearm_zxid[k] = zxid
                 v, pos, _, _, _ = self.armed[k]
                 # judged from the arm on: events before and after the move
                 # count; the connection must hold from the re-registration on
