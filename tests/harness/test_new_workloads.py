@@ -100,6 +100,20 @@ def test_add_watch_request_rejects_a_bad_mode():
     with pytest.raises(ValueError, match="addWatch mode"):
         _zk.AddWatch("/x", 7)
     assert _zk.AddWatch("/x", _zk.PERSISTENT_RECURSIVE).serialize() == b"\x00\x00\x00\x02/x\x00\x00\x00\x01"
+    # setWatches: relative zxid (long), then three string vectors
+    assert _zk.SetWatches(5, ["/a"], [], []).serialize() == (
+        b"\x00" * 7 + b"\x05" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x02/a" + b"\x00" * 8)
+
+
+def test_arrival_log_helpers():
+    from workloads import _zk
+    log = [("reply", 1), ("event", 3, "/k"), ("state", "SUSPENDED", 9), ("state", "CONNECTED", 9),
+           ("event", 3, "/k"), ("event", 3, "/other"), ("reply", 2)]
+    assert _zk.count_events(log, 0, 6, _zk.CHANGED_EVENT, "/k") == 2
+    assert not _zk.same_connection(log, 0, 6) and _zk.same_connection(log, 4, 6)
+    assert _zk.zxid_at_break(log, 0) == 9 and _zk.zxid_at_break(log, 4) is None
+    assert _zk.trace(log, 0, 6, "/k") == [["event", 3], ["state", "SUSPENDED", 9],
+                                          ["state", "CONNECTED", 9], ["event", 3]]
 
 
 # ------------------------------------------------------------ campaigns
