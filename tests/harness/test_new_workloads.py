@@ -127,7 +127,9 @@ def _campaign(tmp_path, db: str, workload: str, fault: str):
     run_dir = _latest(tmp_path)
     _assert_files(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
-    assert r.returncode == 0, f"{db} {workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
+    explanation = (results.get("result") or {}).get("explanation", "")
+    assert r.returncode == 0, (f"{db} {workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n"
+                               f"{explanation[:3000]}\n{r.stderr[-3000:]}")
     assert results["valid"] is True
 
 
