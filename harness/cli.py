@@ -91,6 +91,31 @@ def _session_workload(options: dict):
     return session.make(options)
 
 
+def _multi_workload(options: dict):
+    from workloads import multi
+    return multi.make(options)
+
+
+def _watch_workload(options: dict):
+    from workloads import watch
+    return watch.make(options)
+
+
+def _queue_workload(options: dict):
+    from workloads import queue
+    return queue.make(options)
+
+
+def _counter_workload(options: dict):
+    from workloads import counter
+    return counter.make(options)
+
+
+def _election_workload(options: dict):
+    from workloads import election
+    return election.make(options)
+
+
 def _nemesis_package(faults, interval_s, rng):
     from nemesis.package import package
     return package(faults, interval_s, rng)
@@ -102,7 +127,9 @@ def _registry():
         backends={"local": _local_backend, "docker": _docker_backend, "ssh": _ssh_backend},
         dbs={"squall": _squall_db, "zookeeper": _zookeeper_db},
         workloads={"register": _register_workload, "set": _set_workload,
-                   "lock": _lock_workload, "session": _session_workload},
+                   "lock": _lock_workload, "session": _session_workload,
+                   "multi": _multi_workload, "watch": _watch_workload, "queue": _queue_workload,
+                   "counter": _counter_workload, "election": _election_workload},
         nemesis_faults=("partition", "pause", "kill", "packet", "clock", "disk"),
         backend_faults={"docker": ("partition", "pause", "kill", "packet", "disk"), "ssh": ("partition", "pause", "kill")},
         nemesis_package=_nemesis_package,

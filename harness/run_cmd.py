@@ -278,7 +278,7 @@ def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
 
 
 @click.command("run")
-@click.option("--workload", default="register", show_default=True, help="register, set, lock or session.")
+@click.option("--workload", default="register", show_default=True, help="register, set, lock, session, multi, watch, queue, counter or election.")
 @click.option("--nemesis", default="partition,kill", show_default=True,
               help="Comma-separated faults (partition, pause, kill, packet, clock), all (every fault the "
                    "backend supports) or none; they overlap on a seeded schedule.")

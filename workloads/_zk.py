@@ -261,3 +261,140 @@ def snapshot(address: str, paths: tuple[str, ...] | list[str], timeout_s: float 
         return {"sync_zxid": sync_zxid, "paths": found}
     finally:
         conn.close()
+
+
+# -- arrival logging and addWatch, for the watch workload -------------------
+# kazoo 2.11 neither offers addWatch nor exposes the order in which
+# notifications and replies arrive; both are reached through its connection
+# handler here (kazoo internals: ``_connection._read_watch_event``,
+# ``_connection._read_response``, ``_pending``, ``_call``).
+
+CREATED_EVENT, DELETED_EVENT, CHANGED_EVENT, CHILD_EVENT = 1, 2, 3, 4
+PERSISTENT, PERSISTENT_RECURSIVE = 0, 1  # addWatch modes
+
+
+class AddWatch:
+    """ZooKeeper's addWatch request (opcode 106; ZooKeeper 3.6+)."""
+
+    type = 106
+
+    def __init__(self, path: str, mode: int) -> None:
+        if mode not in (PERSISTENT, PERSISTENT_RECURSIVE):
+            raise ValueError(f"addWatch mode must be {PERSISTENT} (persistent) or "
+                             f"{PERSISTENT_RECURSIVE} (persistent-recursive), not {mode!r}")
+        self.path, self.mode = path, mode
+
+    def serialize(self) -> bytes:
+        from kazoo.protocol.serialization import int_struct, write_string
+        return bytes(write_string(self.path)) + int_struct.pack(self.mode)
+
+    @classmethod
+    def deserialize(cls, buffer: bytes, offset: int) -> bool:
+        return True  # the reply has no body
+
+
+def send_request(zk: KazooClient, request: Any) -> Any:
+    """Queue a request kazoo has no method for; returns its async result."""
+    async_result = zk.handler.async_result()
+    zk._call(request, async_result)
+    return async_result
+
+
+def hook_arrivals(zk: KazooClient, log: list[tuple]) -> None:
+    """Append to ``log``, from kazoo's connection thread and in arrival
+    order: ``("event", type, path)`` for every notification, ``("reply",
+    id(async_result))`` for every reply, ``("state", state, last zxid)`` for
+    every connection state change (the last zxid the client had seen then)."""
+    from kazoo.protocol.serialization import Watch
+
+    handler = zk._connection
+    read_event, read_response = handler._read_watch_event, handler._read_response
+
+    def on_event(buffer: Any, offset: int) -> Any:
+        watch, _ = Watch.deserialize(buffer, offset)
+        log.append(("event", watch.type, zk.unchroot(watch.path)))
+        return read_event(buffer, offset)
+
+    def on_response(header: Any, buffer: Any, offset: int) -> Any:
+        if zk._pending:
+            log.append(("reply", id(zk._pending[0][1])))
+        return read_response(header, buffer, offset)
+
+    handler._read_watch_event, handler._read_response = on_event, on_response
+    zk.add_listener(lambda state: log.append(("state", state, zk.last_zxid)) and None)
+
+
+def reply_position(log: list[tuple], async_result: Any) -> int:
+    """Where the reply of ``async_result`` sits in an arrival log."""
+    token = ("reply", id(async_result))
+    for i in range(len(log) - 1, -1, -1):
+        if log[i] == token:
+            return i
+    raise RuntimeError("the reply is not in the arrival log (hook_arrivals not installed?)")
+
+
+def zxid_at_break(log: list[tuple], start: int) -> int | None:
+    """The last zxid seen before the first connection change after ``start``."""
+    return next((e[2] for e in log[start:] if e[0] == "state"), None)
+
+
+def same_connection(log: list[tuple], start: int, end: int) -> bool:
+    """No connection state change between positions ``start`` and ``end``."""
+    return not any(e[0] == "state" for e in log[start:end])
+
+
+def trace(log: list[tuple], start: int, end: int, path: str) -> list[list[Any]]:
+    """The connection changes and ``path``'s notifications strictly between
+    two positions, as evidence: ``["state", name, last zxid]`` / ``["event", type]``."""
+    out: list[list[Any]] = []
+    for e in log[start + 1:end]:
+        if e[0] == "state":
+            out.append(["state", str(e[1]), e[2]])
+        elif e[0] == "event" and e[2] == path:
+            out.append(["event", e[1]])
+    return out
+
+
+def count_events(log: list[tuple], start: int, end: int, type_: int, path: str) -> int:
+    """Notifications of ``type_`` for ``path`` strictly between two positions."""
+    return sum(1 for e in log[start + 1:end] if e == ("event", type_, path))
+
+
+def refusal_only_retry(max_tries: int = 20) -> Any:
+    """A ``client.retry`` policy for kazoo recipes that retries only the
+    recipes' own ForceRetryError (BadVersion, a vanished queue item), never a
+    lost connection: kazoo's default also retries ConnectionLoss, and a
+    retried write whose first attempt was applied is applied twice (Counter)
+    or consumes a second item while the first is lost (Queue)."""
+    from kazoo.retry import ForceRetryError
+
+    retry = KazooRetry(max_tries=max_tries, delay=0.01, max_delay=0.2)
+    retry.retry_exceptions = (ForceRetryError,)
+    return retry
+
+
+class SetWatches:
+    """ZooKeeper's setWatches request (opcode 101): re-register one-shot
+    watches on a new connection of the same session; the server fires at
+    once every watch whose znode changed after ``relative_zxid`` (what the
+    Java client does on reconnect; kazoo 2.11 does not)."""
+
+    type = 101
+
+    def __init__(self, relative_zxid: int, data: list[str], exist: list[str], child: list[str]) -> None:
+        self.relative_zxid, self.data, self.exist, self.child = relative_zxid, data, exist, child
+
+    def serialize(self) -> bytes:
+        import struct
+        from kazoo.protocol.serialization import int_struct, write_string
+
+        out = bytearray(struct.pack("!q", self.relative_zxid))
+        for paths in (self.data, self.exist, self.child):
+            out += int_struct.pack(len(paths))
+            for p in paths:
+                out += write_string(p)
+        return bytes(out)
+
+    @classmethod
+    def deserialize(cls, buffer: bytes, offset: int) -> bool:
+        return True  # the reply has no body

@@ -97,7 +97,7 @@ def test_worst_exit_code_ranking():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--workload", "bank"], "unknown workload 'bank'; allowed: lock, register, session, set"),
+    (["--workload", "bank"], "unknown workload 'bank'; allowed: counter, election, lock, multi, queue, register, session, set, watch"),
     (["--db", "etcd"], "unknown db 'etcd'; allowed: squall, zookeeper"),
     (["--backend", "k8s"], "unknown backend 'k8s'; allowed: "),
     (["--nemesis", "partition,flood"], "allowed: partition, pause, kill"),

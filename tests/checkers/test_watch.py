@@ -1,0 +1,119 @@
+"""The watch workload's checks: hand-built histories and histories of a
+simulated correct ZooKeeper (one server order, one-shot and persistent
+watches whose events precede the replies that follow them)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from checkers.history import Op
+from checkers.watch import check_watch, one_shot, persistent, version_agreement, write_order
+
+SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def simulate(seed: int, n: int = 120, procs: int = 4) -> list[Op]:
+    """A correct server: writes apply atomically in zxid order; each client's
+    one-shot watch fires on the first change after it was set, its
+    persistent watch on every change, always before the next reply."""
+    rng = random.Random(seed)
+    versions = {"w0": 0, "w1": 0, "p0": 0, "p1": 0}
+    data = {k: "" for k in versions}
+    armed: dict[tuple, int] = {}          # (proc, key) -> version set at
+    fired: dict[tuple, bool] = {}
+    pending_events: dict[tuple, int] = {}  # (proc, key) -> persistent events since last read
+    prev: dict[tuple, int] = {}
+    ops: list[Op] = []
+    zxid = 100
+    for i in range(n):
+        p = rng.randrange(procs)
+        f = rng.choice(["write", "watch-read", "pwatch-read"])
+        if f == "write":
+            k = rng.choice(sorted(versions))
+            zxid += 1
+            versions[k] += 1
+            data[k] = str(i)
+            for (q, key), _ in list(armed.items()):
+                if key == k:
+                    fired[(q, key)] = True
+            for q in range(procs):
+                pending_events[(q, k)] = pending_events.get((q, k), 0) + 1
+            ops += [Op(len(ops), len(ops), "invoke", p, f, [k, i]),
+                    Op(len(ops) + 1, len(ops) + 1, "ok", p, f, [k, str(i), versions[k]], zxid=zxid)]
+            continue
+        k = rng.choice(["w0", "w1"] if f == "watch-read" else ["p0", "p1"])
+        v = {"key": k, "data": data[k], "version": versions[k], "client": 1}
+        if f == "watch-read":
+            if (p, k) in armed:
+                v["armed"], v["fired"] = armed[(p, k)], fired.get((p, k), False)
+            armed[(p, k)], fired[(p, k)] = versions[k], False
+        else:
+            if (p, k) in prev:
+                v["prev_version"], v["events"] = prev[(p, k)], pending_events.get((p, k), 0)
+            prev[(p, k)], pending_events[(p, k)] = versions[k], 0
+        ops += [Op(len(ops), len(ops), "invoke", p, f, [k, None]),
+                Op(len(ops) + 1, len(ops) + 1, "ok", p, f, v, zxid=zxid)]
+    return ops
+
+
+@SETTINGS
+@given(st.integers(0, 10**6))
+def test_simulated_correct_server_is_valid(seed):
+    r = check_watch(simulate(seed))
+    assert r.valid is True, r.explanation
+
+
+@SETTINGS
+@given(st.integers(0, 10**6), st.sampled_from(["fired", "events", "data", "zxid"]))
+def test_mutations_are_caught(seed, what):
+    h = simulate(seed)
+    if what == "fired":
+        targets = [op for op in h if op.type == "ok" and op.f == "watch-read" and "armed" in op.value]
+        op = targets[0]
+        op.value = {**op.value, "fired": not op.value["fired"]}   # event lost, or spurious
+        assert one_shot(h).valid is False
+    elif what == "events":
+        targets = [op for op in h if op.type == "ok" and op.f == "pwatch-read" and "events" in op.value]
+        op = targets[0]
+        op.value = {**op.value, "events": op.value["events"] + 1}
+        assert persistent(h).valid is False
+    elif what == "data":
+        w = [op for op in h if op.type == "ok" and op.f == "write"][0]
+        h.append(Op(len(h), len(h), "invoke", 9, "watch-read", [w.value[0], None]))
+        h.append(Op(len(h), len(h), "ok", 9, "watch-read",
+                    {"key": w.value[0], "data": "other", "version": w.value[2], "client": 1}))
+        assert version_agreement(h).valid is False
+    else:
+        ws = [op for op in h if op.type == "ok" and op.f == "write"]
+        same = [(a, b) for a in ws for b in ws if a.value[0] == b.value[0] and a.zxid < b.zxid]
+        if same:
+            a, b = same[0]
+            a.zxid, b.zxid = b.zxid, a.zxid
+            assert write_order(h).valid is False
+    assert check_watch(h).valid is False or what == "zxid"
+
+
+def _read(i, p, f, v):
+    return [Op(2 * i, 2 * i, "invoke", p, f, [v["key"], None]), Op(2 * i + 1, 2 * i + 1, "ok", p, f, v)]
+
+
+def test_data_before_event_names_the_read():
+    h = _read(0, 0, "watch-read", {"key": "w0", "data": "", "version": 0, "client": 1}) + \
+        _read(1, 0, "watch-read", {"key": "w0", "data": "5", "version": 1, "client": 1,
+                                   "armed": 0, "fired": False})
+    r = one_shot(h)
+    assert r.valid is False
+    assert r.counterexample["violations"][0]["problem"] == "data-before-event"
+    assert r.counterexample["violations"][0]["op"]["index"] == 3
+
+
+def test_going_back_in_time_is_invalid_and_nothing_compared_is_unknown():
+    h = _read(0, 0, "pwatch-read", {"key": "p0", "data": "5", "version": 3, "client": 1}) + \
+        _read(1, 0, "pwatch-read", {"key": "p0", "data": "4", "version": 2, "client": 1})
+    r = check_watch(h)
+    assert r.valid is False and "watch-monotonic" in r.counterexample
+    assert check_watch([]).is_unknown
+    assert one_shot(h).is_unknown and persistent(h).is_unknown

@@ -1,0 +1,152 @@
+"""The multi, watch, queue, counter and election workloads: their op
+sources, their clients' refusal of malformed ops, their composed checks on
+hand-made histories, and (slow, integration) short real campaigns against
+Apache ZooKeeper and the node under partition, pause and kill."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import pytest
+
+from checkers.history import Op
+from tests.harness.test_campaigns import _assert_files, _latest, _need_node, _need_zookeeper, squall
+from workloads import counter, election, multi, queue, watch
+
+NEW = ("multi", "watch", "queue", "counter", "election")
+
+
+def _h(*ops):
+    out = []
+    for p, f, value, typ, res in ops:
+        out.append(Op(len(out), len(out), "invoke", p, f, value))
+        out.append(Op(len(out), len(out), typ, p, f, res if res is not None else value))
+    return out
+
+
+def test_multi_ops_are_2_to_5_op_multis_with_unique_appends():
+    w = multi.MultiWorkload(keys=4, appends_per_key=5)
+    ops = list(itertools.islice(w.ops(random.Random(3)), 400))
+    values = [m[2] for o in ops for m in o["value"] if m[0] == "append"]
+    assert len(values) == len(set(values))
+    for o in ops:
+        keys = {m[1] for m in o["value"]}
+        assert 2 <= len(keys) + (o["f"] == "doomed-txn") <= 5
+        if o["f"] == "doomed-txn":
+            assert all(m[0] == "append" for m in o["value"])
+    assert {o["f"] for o in ops} == {"txn", "doomed-txn"}
+    assert len({m[1] for o in ops for m in o["value"]}) > 4, "keys must rotate"
+    final = w.final_ops()
+    assert final[0]["f"] == "txn" and all(m[0] == "r" for m in final[0]["value"])
+    assert {m[1] for m in final[0]["value"]} >= {m[1] for o in ops for m in o["value"]}
+
+
+def test_multi_check_doomed_commit_is_invalid_and_failed_effect_visible_is_g1a():
+    ok_doomed = _h((0, "doomed-txn", [["append", "k0", 1]], "ok", None),
+                   (1, "txn", [["r", "k0", None], ["r", "k1", None]], "ok", [["r", "k0", [1]], ["r", "k1", []]]))
+    r = multi.check_multi(ok_doomed)
+    assert r.valid is False and "multi-atomic" in r.counterexample
+    visible = _h((0, "doomed-txn", [["append", "k0", 1], ["append", "k1", 2]], "fail", None),
+                 (1, "txn", [["r", "k0", None], ["r", "k1", None]], "ok", [["r", "k0", [1]], ["r", "k1", []]]))
+    r = multi.check_multi(visible)
+    assert r.valid is False and r.counterexample["elle-list-append"]["anomaly_types"] == ["G1a"]
+    fine = _h((0, "doomed-txn", [["append", "k0", 1]], "fail", None),
+              (1, "txn", [["append", "k0", 2], ["r", "k1", None]], "ok", [["append", "k0", 2], ["r", "k1", []]]),
+              (1, "txn", [["r", "k0", None], ["r", "k1", None]], "ok", [["r", "k0", [2]], ["r", "k1", []]]))
+    assert multi.check_multi(fine).valid is True
+
+
+def test_election_overlapping_leaders_are_invalid():
+    h = _h((0, "lead", None, "ok", {"read": 0, "wrote": 1, "lock": "a", "write_zxid": 10}),
+           (1, "lead", None, "ok", {"read": 0, "wrote": 1, "lock": "b", "write_zxid": 11}),
+           (2, "final-lead", None, "ok", {"read": 1, "wrote": 2, "lock": "c", "write_zxid": 12}))
+    r = election.check_election(h)
+    assert r.valid is False and r.counterexample["lock-fencing"]["fenced"][0]["kind"] == "overlap"
+
+
+def test_watch_and_queue_op_sources():
+    ops = list(itertools.islice(watch.WatchWorkload().ops(random.Random(1)), 300))
+    assert {o["f"] for o in ops} == set(watch.FS)
+    writes = [o["value"][1] for o in ops if o["f"] == "write"]
+    assert len(writes) == len(set(writes))
+    puts = [o["value"] for o in itertools.islice(queue.QueueWorkload().ops(random.Random(1)), 300)
+            if o["f"] == "put"]
+    assert len({p[1] for p in puts}) == len(puts) and {p[0] for p in puts} == set(queue.QUEUES)
+
+
+@pytest.mark.parametrize("client, op", [
+    (multi.MultiClient, {"f": "txn", "value": [["write", "k0", 1]]}),
+    (multi.MultiClient, {"f": "txn", "value": []}),
+    (watch.WatchClient, {"f": "watch-read", "value": ["p0", None]}),   # p-keys carry the persistent watch
+    (watch.WatchClient, {"f": "write", "value": ["nope", 1]}),
+    (queue.QueueClient, {"f": "put", "value": ["stack", 1]}),
+    (counter.CounterClient, {"f": "add", "value": -1}),
+    (election.ElectionClient, {"f": "abdicate"}),
+])
+def test_clients_refuse_malformed_ops_without_connecting(client, op):
+    out = client().invoke(op)
+    assert out["type"] == "fail" and "bad" in out["error"]
+
+
+def test_unopened_clients_fail_definitely():
+    assert multi.MultiClient().invoke({"f": "txn", "value": [["r", "k0", None]]})["error"].startswith("not-connected")
+    assert counter.CounterClient().invoke({"f": "read"})["type"] == "fail"
+
+
+def test_add_watch_request_rejects_a_bad_mode():
+    from workloads import _zk
+    with pytest.raises(ValueError, match="addWatch mode"):
+        _zk.AddWatch("/x", 7)
+    assert _zk.AddWatch("/x", _zk.PERSISTENT_RECURSIVE).serialize() == b"\x00\x00\x00\x02/x\x00\x00\x00\x01"
+    # setWatches: relative zxid (long), then three string vectors
+    assert _zk.SetWatches(5, ["/a"], [], []).serialize() == (
+        b"\x00" * 7 + b"\x05" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x02/a" + b"\x00" * 8)
+
+
+def test_arrival_log_helpers():
+    from workloads import _zk
+    log = [("reply", 1), ("event", 3, "/k"), ("state", "SUSPENDED", 9), ("state", "CONNECTED", 9),
+           ("event", 3, "/k"), ("event", 3, "/other"), ("reply", 2)]
+    assert _zk.count_events(log, 0, 6, _zk.CHANGED_EVENT, "/k") == 2
+    assert not _zk.same_connection(log, 0, 6) and _zk.same_connection(log, 4, 6)
+    assert _zk.zxid_at_break(log, 0) == 9 and _zk.zxid_at_break(log, 4) is None
+    assert _zk.trace(log, 0, 6, "/k") == [["event", 3], ["state", "SUSPENDED", 9],
+                                          ["state", "CONNECTED", 9], ["event", 3]]
+
+
+# ------------------------------------------------------------ campaigns
+FAULTS = ("partition", "pause", "kill")
+SHORT10 = ["--time-limit", "10", "--nemesis-interval", "3", "--no-progress"]
+
+
+def _campaign(tmp_path, db: str, workload: str, fault: str):
+    args = ["run", "--db", db, "--nodes", "3", "--workload", workload, "--nemesis", fault, "--seed", "11", *SHORT10]
+    r = squall(args, tmp_path)
+    run_dir = _latest(tmp_path)
+    _assert_files(run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    explanation = (results.get("result") or {}).get("explanation", "")
+    assert r.returncode == 0, (f"{db} {workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n"
+                               f"{explanation[:3000]}\n{r.stderr[-3000:]}")
+    assert results["valid"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.zookeeper
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("workload", NEW)
+def test_zookeeper_is_judged_valid(tmp_path, workload, fault):
+    _need_zookeeper()
+    _campaign(tmp_path, "zookeeper", workload, fault)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("workload", NEW)
+def test_the_node_is_judged_valid(tmp_path, workload, fault):
+    _need_node()
+    _campaign(tmp_path, "squall", workload, fault)
