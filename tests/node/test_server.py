@@ -598,7 +598,7 @@ def test_zoo_cfg_parsing() -> None:
     values, ignored = parse_zoo_cfg("dataDir=/x\nclientPort=2999\n# c\n\nadmin.serverPort=8080\njute.maxbuffer=4096\n")
     assert values == {"data_dir": Path("/x"), "port": 2999, "max_frame_bytes": 4096} and ignored == ["admin.serverPort"]
     with pytest.raises(ConfigError, match="expected key=value"):
-        parse_zoo_cfg("nonsense\n")
+        parse_zoo_cfg("=nonsense\n")
     with pytest.raises(ConfigError, match="allowed: 1..65535"):
         load_config(None, {"data_dir": Path("/x"), "port": 0})
 
