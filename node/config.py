@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from node.admin.four_letter import DEFAULT_WHITELIST, ZK_WORDS, parse_whitelist
+
 
 class ConfigError(ValueError):
     """A bad configuration value; the message says what is allowed."""
@@ -45,6 +47,8 @@ class NodeConfig:
     peers: str = ""
     # Consensus timer period (elections take 10..20 of these); tickTime above only sizes session timeouts
     raft_tick_ms: int = 25
+    # 4lw.commands.whitelist: the four-letter words the client port answers (ZooKeeper 3.8's default: srvr only)
+    four_letter_words: frozenset = DEFAULT_WHITELIST
 
     def validate(self) -> "NodeConfig":
         def need(ok: bool, msg: str) -> None:
@@ -58,6 +62,8 @@ class NodeConfig:
         need(self.max_client_cnxns >= 0, f"maxClientCnxns {self.max_client_cnxns} is negative; allowed: 0 (unlimited) or more")
         need(1 <= self.server_id <= 254, f"server id {self.server_id} is out of range; allowed: 1..254")
         need(self.snapshot_every >= 1, f"snapCount {self.snapshot_every} must be at least 1")
+        need(isinstance(self.four_letter_words, frozenset) and self.four_letter_words <= ZK_WORDS,
+             f"4lw whitelist {self.four_letter_words!r}: allowed: a frozenset of {', '.join(sorted(ZK_WORDS))}")
         need(5 <= self.raft_tick_ms <= 10_000, f"raft tick {self.raft_tick_ms} ms is out of range; allowed: 5..10000")
         return self
 
@@ -85,6 +91,7 @@ FILE_KEYS = {
     "superDigest": ("super_digest", str),
     "peers": ("peers", str),
     "raftTickMs": ("raft_tick_ms", int),
+    "4lw.commands.whitelist": ("four_letter_words", parse_whitelist),
 }
 
 
@@ -194,8 +201,9 @@ def parse_zoo_cfg(text: str, origin: str = "config") -> tuple[dict[str, object],
         name, conv = FILE_KEYS[key]
         try:
             values[name] = conv(value)
-        except ValueError:
-            raise ConfigError(f"{origin}:{lineno}: {key}={value!r} is not a valid {conv.__name__}") from None
+        except ValueError as exc:
+            what = f"is not a valid {conv.__name__}" if conv in (int, str, Path) else str(exc)
+            raise ConfigError(f"{origin}:{lineno}: {key}={value!r} {what}") from None
     if servers and "peers" not in values:
         port = values.get("port")
         values["peers"] = zk_server_lines(servers, port if isinstance(port, int) else None)

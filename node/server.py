@@ -434,9 +434,13 @@ class ClientConnection(asyncio.Protocol):
     def _four_letter(self, word: str) -> None:
         self.state = CLOSED
         try:
-            if word == "srst":  # the one word that changes something: the server's statistics
+            if word not in self.server.cfg.four_letter_words:  # 4lw.commands.whitelist
+                text = four_letter.not_whitelisted(word)
+            elif word == "srst":  # the one word that changes something: the server's statistics
                 self.server.reset_stats()
-            text = four_letter.answer(word, self.server.admin_view())
+                text = four_letter.answer(word, self.server.admin_view())
+            else:
+                text = four_letter.answer(word, self.server.admin_view())
         except Exception:
             log.exception("four-letter word %s failed", word)
             text = ""

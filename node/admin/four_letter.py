@@ -21,6 +21,29 @@ WORDS = frozenset({"ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "isro
                    "srst", "crst", "dirs", "gtmk"})
 WORD_BYTES = frozenset(w.encode("ascii") for w in WORDS)
 
+# Every word ZooKeeper 3.8 knows (a zoo.cfg may whitelist any of them; ``hash`` and ``stmk`` are not served here).
+ZK_WORDS = WORDS | {"hash", "stmk"}
+# ZooKeeper 3.8's default ``4lw.commands.whitelist``: only srvr (zkServer.sh needs it). ZooKeeper also adds srvr
+# to any whitelist it is given, so srvr is always enabled.
+DEFAULT_WHITELIST = frozenset({"srvr"})
+
+
+def parse_whitelist(text: str) -> frozenset[str]:
+    """``4lw.commands.whitelist``: comma-separated words, or ``*`` for all; srvr is always in (as in ZooKeeper)."""
+    words = {w.strip() for w in text.split(",") if w.strip()}
+    if "*" in words:
+        return frozenset(ZK_WORDS)
+    unknown = sorted(words - ZK_WORDS)
+    if unknown:
+        raise ValueError(f"unknown four-letter word(s) {', '.join(unknown)} in the whitelist; "
+                         f"allowed: * or a comma-separated list of {', '.join(sorted(ZK_WORDS))}")
+    return frozenset(words) | DEFAULT_WHITELIST
+
+
+def not_whitelisted(word: str) -> str:
+    """ZooKeeper's exact reply to a word that is not in ``4lw.commands.whitelist``."""
+    return f"{word} is not executed because it is not in the whitelist.\n"
+
 # What we claim to be: kazoo compares the version to decide which features exist.
 ZK_VERSION = "3.8.0"
 VERSION_LINE = f"{ZK_VERSION}-squall, built on 01/01/2026 00:00 GMT"
