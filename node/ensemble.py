@@ -683,6 +683,7 @@ class EnsembleServer:
         eph = {sid: list(paths) for sid, paths in tree.ephemerals_by_session.items() if paths}
         cfg = self.cfg
         st = rep.status()
+        linked = set(self.transport.connected())
         return four_letter.AdminView(
             mode=self.mode(), zxid=rep.last_zxid, node_count=tree.zk_node_count,
             received=self.received, sent=self.sent,
@@ -701,11 +702,15 @@ class EnsembleServer:
             },
             fsyncs=self.store.syncs,
             uptime_s=time.monotonic() - self._started,
+            approximate_data_size=four_letter.approximate_data_size((p, n.data) for p, n in tree.nodes.items()),
+            data_dir_size=(size := four_letter.storage_size(cfg.data_dir)), log_dir_size=size,
             extra_metrics=(
                 ("zk_peer_state", self.mode()), ("zk_epoch", st["epoch"]), ("zk_leader_id", st["leader"] or 0),
                 ("zk_commit_index", st["commit"]), ("zk_applied_index", st["applied"]),
                 ("zk_peers_connected", len(self.transport.connected())),
-            ),
+            ) + (four_letter.leader_follower_metrics(
+                (p in linked, pr.state.value == "replicate")
+                for p, pr in rep.raft.progress.items() if p != rep.id) if st["role"] == "leader" else ()),
         )
 
 

@@ -1074,6 +1074,8 @@ class NodeServer:
             },
             fsyncs=node.fsyncs,
             uptime_s=time.monotonic() - self._started,
+            approximate_data_size=four_letter.approximate_data_size((p, n.data) for p, n in tree.nodes.items()),
+            data_dir_size=(size := four_letter.storage_size(cfg.data_dir)), log_dir_size=size,
         )
 
 
