@@ -3,9 +3,9 @@
 ``start_admin(server, host, port, token)`` serves, on the node's own event
 loop (aiohttp):
 
-* ``/commands`` and ``/commands/<name>``: JSON in the spirit of ZooKeeper's
-  AdminServer (ruok, srvr, stat, mntr, conf, cons, wchs, wchc, wchp, dump,
-  envi, isro, ensemble). Every answer is built from the server's
+* ``/commands`` and ``/commands/<name>``: ZooKeeper's AdminServer commands,
+  with its names, aliases and JSON keys (:mod:`node.admin.commands`), plus
+  squall's ``ensemble``. Every answer is built from the server's
   ``admin_view()`` snapshot, the same one the four-letter words render, so
   asking never touches sessions or the tree.
 * ``/metrics``: Prometheus text format (only numbers the node really has; see
@@ -49,7 +49,7 @@ from typing import Any, Callable
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from node.admin import four_letter
+from node.admin import commands, four_letter
 from node.wire import protocol as P
 
 log = logging.getLogger("squall.admin")
@@ -58,8 +58,7 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
-COMMANDS = ("ruok", "srvr", "stat", "mntr", "conf", "cons", "wchs", "wchc", "wchp", "dump", "envi", "isro",
-            "ensemble")
+COMMANDS = tuple(commands.COMMANDS)  # ZooKeeper's primary names (node.admin.commands); aliases resolve too
 TOKEN_COOKIE = "squall_admin_token"
 CSRF_HEADER = "X-Squall-CSRF"
 DIGEST_HEADER = "X-Squall-Digest"
@@ -541,69 +540,6 @@ def ensemble_view(server: Any, view: four_letter.AdminView) -> dict:
 # ---------------------------------------------------------------- commands as JSON
 
 
-def command_json(name: str, view: four_letter.AdminView, server: Any) -> dict:
-    """One AdminServer-style command as a JSON object (``command`` and ``error`` always present)."""
-    out: dict[str, Any] = {"command": name, "error": None}
-    conns = [{"remote_socket_address": c.address, "session_id": f"0x{c.session_id:x}", "queued": c.queued,
-              "packets_received": c.received, "packets_sent": c.sent, "session_timeout": c.timeout_ms,
-              "last_zxid": zxid_hex(c.last_zxid)} for c in view.connections]
-    if name == "ruok":
-        out["ok"] = True
-    elif name == "isro":
-        out["read_only"] = False
-    elif name in ("srvr", "stat"):
-        out.update({"version": four_letter.VERSION_LINE, "read_only": False, "server_stats": {
-            "packets_sent": view.sent, "packets_received": view.received,
-            "min_latency": view.latency_min_ms, "avg_latency": view.latency_avg_ms,
-            "max_latency": view.latency_max_ms, "outstanding_requests": view.outstanding,
-            "num_alive_client_connections": len(view.connections), "server_state": view.mode,
-            "data_dir_size": view.data_dir_size, "log_dir_size": view.log_dir_size,
-            "last_processed_zxid": view.zxid, "uptime": int(view.uptime_s * 1000)},
-            "node_count": view.node_count, "zxid": zxid_hex(view.zxid), "mode": view.mode})
-        if name == "stat":
-            out["connections"] = conns
-    elif name == "mntr":
-        for line in four_letter.answer("mntr", view).splitlines():
-            key, _, value = line.partition("\t")
-            out[key] = _maybe_number(value)
-    elif name == "conf":
-        out.update(view.config)
-    elif name == "cons":
-        out["connections"] = conns
-    elif name == "wchs":
-        out.update({"num_connections": len(view.connections), "num_paths": view.watched_paths,
-                    "num_total_watches": view.watch_count})
-    elif name == "wchc":
-        out["session_id_to_watched_paths"] = {f"0x{s:x}": sorted(p) for s, p in view.watches_by_session.items()}
-    elif name == "wchp":
-        out["path_to_session_ids"] = {p: [f"0x{s:x}" for s in sorted(ss)] for p, ss in view.watches_by_path.items()}
-    elif name == "dump":
-        out["expiry_time_to_session_ids"] = {}
-        out["session_timeouts"] = {f"0x{s:x}": t for s, t in view.session_timeouts.items()}
-        out["session_id_to_ephemeral_paths"] = {f"0x{s:x}": sorted(p) for s, p in view.ephemerals.items()}
-    elif name == "envi":
-        env = {}
-        for line in four_letter.answer("envi", view).splitlines()[1:]:
-            k, _, v = line.partition("=")
-            env[k] = v
-        out["environment"] = env
-    elif name == "ensemble":
-        out.update(ensemble_view(server, view))
-    else:
-        raise KeyError(name)
-    return out
-
-
-def _maybe_number(value: str) -> Any:
-    try:
-        return int(value)
-    except ValueError:
-        try:
-            return float(value)
-        except ValueError:
-            return value
-
-
 def render_metrics(view: four_letter.AdminView, server: Any, inst: Instruments | None, roles: RoleTracker,
                    http_counts: dict[tuple[str, int], int]) -> str:
     """Prometheus text: only numbers the node has or that were measured here."""
@@ -1003,10 +939,13 @@ class AdminApp:
                                   "error": None})
 
     async def command(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in COMMANDS:
-            raise _json_error(404, f"unknown command {name!r}; known: {', '.join(COMMANDS)}", "unknown-command")
-        body = command_json(name, self.server.admin_view(), self.server)
+        asked = request.match_info["name"]
+        name = commands.resolve(asked)
+        if name is None:  # ZooKeeper's error text, plus what is allowed
+            return web.json_response({"command": asked, "error": f"Unknown command: {asked}; known: "
+                                      f"{', '.join(COMMANDS)} (and their aliases)"}, status=404)
+        view = self.server.admin_view()
+        body = commands.command_json(name, view, self.server, lambda: ensemble_view(self.server, view))
         if name == "ensemble":
             body["leader_changes"] = list(self.roles.changes)
         return web.json_response(body)
