@@ -120,6 +120,27 @@ def test_unknown_command_is_404_and_lists_the_known_ones(node):
     assert "monitor" in body["error"] and "ensemble" in body["error"]
 
 
+def test_metrics_use_a_registry_per_admin_server_not_the_global_one(node, zk, tmp_path):
+    from prometheus_client import REGISTRY, generate_latest
+    from tests.browser.launcher import AdminNode
+
+    other = AdminNode(tmp_path / "other").start()
+    try:
+        zk.create("/only-on-the-first", b"")
+        first = call(node.admin_url + "/metrics")
+        second = call(other.admin_url + "/metrics")
+    finally:
+        other.stop()
+    assert first[0] == second[0] == 200 and first[2]["Content-Type"].startswith("text/plain; version=0.0.4")
+
+    def znodes(text: bytes) -> float:
+        line = next(x for x in text.decode().splitlines() if x.startswith("squall_znodes "))
+        return float(line.split()[1])
+
+    assert znodes(first[1]) == znodes(second[1]) + 1  # each node's own numbers
+    assert b"squall_" not in generate_latest(REGISTRY)  # nothing registered process-wide
+
+
 def test_metrics_parse_with_the_prometheus_parser(node, zk):
     from prometheus_client.parser import text_string_to_metric_families
 
