@@ -707,7 +707,7 @@ class EnsembleServer:
             extra_metrics=(
                 ("zk_peer_state", self.mode()), ("zk_epoch", st["epoch"]), ("zk_leader_id", st["leader"] or 0),
                 ("zk_commit_index", st["commit"]), ("zk_applied_index", st["applied"]),
-                ("zk_peers_connected", len(self.transport.connected())),
+                ("zk_peers_connected", len(self.transport.connected())), ("zk_quorum_size", len(rep.raft.voters)),
             ) + (four_letter.leader_follower_metrics(
                 (p in linked, pr.state.value == "replicate")
                 for p, pr in rep.raft.progress.items() if p != rep.id) if st["role"] == "leader" else ()),

@@ -102,7 +102,7 @@ def storage_size(data_dir: str | os.PathLike) -> int:
 
 
 def leader_follower_metrics(followers: Iterable[tuple[bool, bool]]) -> tuple[tuple[str, int], ...]:
-    """A leader's zk_learners, zk_followers, zk_synced_followers, zk_pending_syncs.
+    """A leader's zk_learners, zk_synced_followers, zk_pending_syncs (ZooKeeper 3.8's names; zk_followers is 3.4's).
 
     ``followers``: (connected, replicating) for every other voter. ZooKeeper
     counts a learner once its peer connection is up, calls it synced once it

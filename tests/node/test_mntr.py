@@ -134,7 +134,8 @@ def test_a_leader_reports_its_followers(make_ensemble) -> None:  # noqa: F811
         if m.get("zk_synced_followers") == "2" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert (m["zk_followers"], m["zk_synced_followers"], m["zk_pending_syncs"]) == ("2", "2", "0")
+    assert (m["zk_learners"], m["zk_synced_followers"], m["zk_pending_syncs"]) == ("2", "2", "0")
+    assert m["zk_followers"] == "2" and m["zk_quorum_size"] == "3"
     follower = next(x for x in ens.members if x is not leader)
     assert not (LEADER_ONLY & mntr(follower.host, follower.port).keys())
     follower.kill()
