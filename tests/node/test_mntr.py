@@ -128,6 +128,14 @@ def test_key_set_and_values_against_zookeeper(tmp_path: Path) -> None:
 def test_a_leader_reports_its_followers(make_ensemble) -> None:  # noqa: F811
     ens: Ensemble = make_ensemble()
     leader = ens.wait_leader()
+    c = KazooClient(leader.address)
+    c.start(timeout=30)
+    try:
+        for i in range(20):
+            c.create(f"/n{i}", b"x")
+    finally:
+        c.stop()
+        c.close()
     deadline = time.monotonic() + 30
     while True:
         m = mntr(leader.host, leader.port)
@@ -136,6 +144,7 @@ def test_a_leader_reports_its_followers(make_ensemble) -> None:  # noqa: F811
         time.sleep(0.2)
     assert (m["zk_learners"], m["zk_synced_followers"], m["zk_pending_syncs"]) == ("2", "2", "0")
     assert m["zk_followers"] == "2" and m["zk_quorum_size"] == "3"
+    assert float(m["zk_avg_latency"]) > 0  # 20 writes, each waiting for a quorum, were timed
     follower = next(x for x in ens.members if x is not leader)
     assert not (LEADER_ONLY & mntr(follower.host, follower.port).keys())
     follower.kill()
