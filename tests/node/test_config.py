@@ -65,3 +65,52 @@ def test_a_real_zookeeper_style_file(tmp_path: Path) -> None:
     config, ignored = load_config(cfg, {})
     assert (config.tick_ms, config.port, config.max_client_cnxns) == (100, 2999, 7)
     assert config.data_dir == tmp_path / "d" and config.peers == "1=127.0.0.1:2999:3001"
+
+
+JAVA_DUMP = """
+import java.io.FileReader;
+import java.util.Properties;
+import java.util.TreeSet;
+
+public class Dump {
+    public static void main(String[] args) throws Exception {
+        Properties p = new Properties();
+        try (FileReader r = new FileReader(args[0], java.nio.charset.StandardCharsets.UTF_8)) { p.load(r); }
+        for (String k : new TreeSet<>(p.stringPropertyNames())) {
+            System.out.println(hex(k.trim()) + " " + hex(p.getProperty(k).trim()));
+        }
+    }
+    static String hex(String s) {
+        StringBuilder b = new StringBuilder("x");
+        for (char c : s.toCharArray()) b.append(String.format("%04x", (int) c));
+        return b.toString();
+    }
+}
+"""
+
+TRICKY = ("# comment\n! bang comment\n  a = 1\nb:2\nc 3\nd\t\t4\ne=\n  f  \ng = x = y\nh : a:b\n"
+          "i=one \\\n    two \\\n\tthree\nj=\\\\\nk=\\u00e9\\t\\n\\r\\f\\z\nl\\ m=n\no\\:p=q\nr\\=s=t\n"
+          "# cont \\\nu=v\nw=trailing   \nx=\\\n\ny=last\r\nz=cr\rzz=end\\")
+
+
+@pytest.mark.slow
+def test_the_parser_agrees_with_java_properties_load(tmp_path: Path) -> None:
+    """The same tricky file through java.util.Properties.load (keys and values trimmed, as ZooKeeper does)."""
+    import shutil
+    import subprocess
+
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("no java on PATH")
+    (tmp_path / "Dump.java").write_text(JAVA_DUMP)
+    (tmp_path / "t.properties").write_text(TRICKY, encoding="utf-8", newline="")
+    out = subprocess.run([java, str(tmp_path / "Dump.java"), str(tmp_path / "t.properties")], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+
+    def unhex(h: str) -> str:
+        return "".join(chr(int(h[i:i + 4], 16)) for i in range(1, len(h), 4))
+
+    theirs = dict(tuple(unhex(part) for part in line.split(" ")) for line in out.splitlines())
+    ours = {k: v for _, k, v in parse_properties(TRICKY)}
+    assert ours == theirs
+    assert len(theirs) == 20  # every line above made it through both
