@@ -78,6 +78,9 @@ def _loop_factory(kind: str):
                    "during fsync) or in a disk thread (better on slow disks).")
 @click.option("--loop", "loop_kind", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto",
               show_default=True, help="Event loop: uvloop when installed (auto), or the standard asyncio loop.")
+@click.option("--4lw-whitelist", "four_letter_words", default=None, metavar="WORD,WORD,...|*",
+              help="Four-letter words the client port answers (4lw.commands.whitelist). Default: srvr only, "
+                   "as in ZooKeeper 3.8; srvr is always answered.")
 @click.option("--admin-port", type=click.IntRange(0, 65535), default=None,
               help="Serve the admin JSON API, /metrics and the web UI on this port (off unless given; 0 = any free port).")
 @click.option("--admin-host", default="127.0.0.1", show_default=True,
@@ -88,8 +91,8 @@ def _loop_factory(kind: str):
               help="TEST ONLY: arm a deliberate bug (node/faults.py); env SQUALL_UNSAFE_TEST_FAULT works too.")
 def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxns, config_file, server_id,
                  member_id, peers, raft_tick_ms,
-                 snapshot_every, super_digest, fsync_inline, loop_kind, admin_port, admin_host, admin_token,
-                 unsafe_test_fault) -> None:
+                 snapshot_every, super_digest, fsync_inline, loop_kind, four_letter_words, admin_port, admin_host,
+                 admin_token, unsafe_test_fault) -> None:
     """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM."""
     from pathlib import Path
 
@@ -101,6 +104,12 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
                  "super_digest": super_digest, "fsync_inline": fsync_inline, "peers": peers,
                  "raft_tick_ms": raft_tick_ms, "unsafe_test_fault": unsafe_test_fault or faults.from_env() or None}
     try:
+        if four_letter_words is not None:
+            from node.admin.four_letter import parse_whitelist
+            try:
+                overrides["four_letter_words"] = parse_whitelist(four_letter_words)
+            except ValueError as exc:
+                raise ConfigError(f"--4lw-whitelist: {exc}") from None
         cfg, ignored = load_config(config_file, overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None

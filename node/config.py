@@ -1,10 +1,14 @@
 """The node's configuration: a frozen record, and a reader for ZooKeeper-style files.
 
-A config file is ZooKeeper's ``zoo.cfg`` format: ``key=value`` lines, ``#``
-comments. The keys squall understands are in :data:`FILE_KEYS`; ZooKeeper keys
-that make no sense here (``4lw.commands.whitelist``, ``admin.*``, ...) are
-accepted and reported back as ignored, so a real ``zoo.cfg`` can be reused.
-Command-line flags override the file.
+A config file is ZooKeeper's ``zoo.cfg``: a Java properties file, read with
+the full syntax of ``java.util.Properties.load`` (:func:`parse_properties`:
+``key=value``, ``key: value`` and ``key value`` lines, ``#`` and ``!``
+comments, ``\\`` line continuations, ``\\t``/``\\n``/``\\uXXXX`` escapes)
+and, like ZooKeeper's ``QuorumPeerConfig``, keys and values trimmed. The keys
+squall understands are in :data:`FILE_KEYS`; ZooKeeper keys that make no sense
+here (``admin.*``, ``initLimit``, ...) are accepted and reported back as
+ignored, so a real ``zoo.cfg`` can be reused. Command-line flags override the
+file.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from node import faults
+from node.admin.four_letter import DEFAULT_WHITELIST, ZK_WORDS, parse_whitelist
 
 
 class ConfigError(ValueError):
@@ -51,6 +56,8 @@ class NodeConfig:
     raft_tick_ms: int = 25
     # TEST ONLY: a deliberate bug to arm (see node.faults); "" = none. Not a zoo.cfg key on purpose.
     unsafe_test_fault: str = ""
+    # 4lw.commands.whitelist: the four-letter words the client port answers (ZooKeeper 3.8's default: srvr only)
+    four_letter_words: frozenset = DEFAULT_WHITELIST
 
     def validate(self) -> "NodeConfig":
         def need(ok: bool, msg: str) -> None:
@@ -68,6 +75,8 @@ class NodeConfig:
              f"autopurge.snapRetainCount {self.snap_retain_count} is below ZooKeeper's minimum; allowed: 3 or more")
         need(self.purge_interval_h >= 0,
              f"autopurge.purgeInterval {self.purge_interval_h} is negative; allowed: 0 (at every snapshot) or hours")
+        need(isinstance(self.four_letter_words, frozenset) and self.four_letter_words <= ZK_WORDS,
+             f"4lw whitelist {self.four_letter_words!r}: allowed: a frozenset of {', '.join(sorted(ZK_WORDS))}")
         need(5 <= self.raft_tick_ms <= 10_000, f"raft tick {self.raft_tick_ms} ms is out of range; allowed: 5..10000")
         try:
             faults.check(self.unsafe_test_fault)
@@ -114,6 +123,7 @@ FILE_KEYS = {
     "superDigest": ("super_digest", str),
     "peers": ("peers", str),
     "raftTickMs": ("raft_tick_ms", int),
+    "4lw.commands.whitelist": ("four_letter_words", parse_whitelist),
 }
 
 
@@ -138,18 +148,82 @@ def zk_server_lines(servers: dict[int, str], client_port: int | None) -> str:
     return ",".join(parts)
 
 
+_SIMPLE_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+_KEY_END = "=: \t\f"
+
+
+def _unescape(raw: str, origin: str, lineno: int) -> str:
+    """Java properties escapes: ``\\t \\n \\r \\f``, ``\\uXXXX``, and ``\\x`` -> ``x`` for any other x."""
+    out, i = [], 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch != "\\" or i + 1 == len(raw):
+            out.append(ch if ch != "\\" else "")  # a lone trailing backslash means nothing (as in Java)
+            i += 1
+            continue
+        nxt = raw[i + 1]
+        if nxt == "u":
+            digits = raw[i + 2:i + 6]
+            if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+                raise ConfigError(f"{origin}:{lineno}: malformed \\uXXXX escape {raw[i:i + 6]!r}; "
+                                  "allowed: \\u followed by exactly 4 hex digits")
+            out.append(chr(int(digits, 16)))
+            i += 6
+            continue
+        out.append(_SIMPLE_ESCAPES.get(nxt, nxt))
+        i += 2
+    return "".join(out)
+
+
+def _ends_continued(line: str) -> bool:
+    """An odd number of trailing backslashes continues the line onto the next one."""
+    return (len(line) - len(line.rstrip("\\"))) % 2 == 1
+
+
+def parse_properties(text: str, origin: str = "config") -> list[tuple[int, str, str]]:
+    """``java.util.Properties.load`` syntax -> [(line number, key, value)] in file order.
+
+    Written here (the format is small) rather than taken from a library. A
+    logical line is natural lines joined at an odd run of trailing
+    backslashes, the continuation's leading whitespace dropped; a line whose
+    first non-blank character is ``#`` or ``!`` is a comment. The key runs to
+    the first unescaped ``=``, ``:`` or whitespace; whitespace and at most one
+    ``=``/``:`` separate it from the value. Keys and values are then trimmed,
+    as ZooKeeper's ``QuorumPeerConfig`` does.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    out: list[tuple[int, str, str]] = []
+    i = 0
+    while i < len(lines):
+        lineno, line = i + 1, lines[i].lstrip(" \t\f")
+        i += 1
+        if not line or line[0] in "#!":
+            continue
+        while _ends_continued(line) and i < len(lines):
+            line = line[:-1] + lines[i].lstrip(" \t\f")
+            i += 1
+        if _ends_continued(line):
+            line = line[:-1]  # a continuation at end of file: Java drops it
+        k = 0
+        while k < len(line) and line[k] not in _KEY_END:
+            k += 2 if line[k] == "\\" else 1
+        key_raw, rest = line[:k], line[k:].lstrip(" \t\f")
+        if rest[:1] in ("=", ":"):
+            rest = rest[1:].lstrip(" \t\f")
+        key = _unescape(key_raw, origin, lineno).strip()
+        value = _unescape(rest, origin, lineno).strip()
+        out.append((lineno, key, value))
+    return out
+
+
 def parse_zoo_cfg(text: str, origin: str = "config") -> tuple[dict[str, object], list[str]]:
-    """Parse ``key=value`` lines into NodeConfig field values; return (values, ignored keys)."""
+    """Parse a zoo.cfg (Java properties) into NodeConfig field values; return (values, ignored keys)."""
     values: dict[str, object] = {}
     ignored: list[str] = []
     servers: dict[int, str] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "=" not in line:
-            raise ConfigError(f"{origin}:{lineno}: expected key=value, got {line!r}")
-        key, value = (part.strip() for part in line.split("=", 1))
+    for lineno, key, value in parse_properties(text, origin):
+        if not key:
+            raise ConfigError(f"{origin}:{lineno}: a line with a value but no key; expected key=value")
         if key.startswith("server.") and key[7:].isdigit():
             servers[int(key[7:])] = value
             continue
@@ -159,8 +233,9 @@ def parse_zoo_cfg(text: str, origin: str = "config") -> tuple[dict[str, object],
         name, conv = FILE_KEYS[key]
         try:
             values[name] = conv(value)
-        except ValueError:
-            raise ConfigError(f"{origin}:{lineno}: {key}={value!r} is not a valid {conv.__name__}") from None
+        except ValueError as exc:
+            what = f"is not a valid {conv.__name__}" if conv in (int, str, Path) else str(exc)
+            raise ConfigError(f"{origin}:{lineno}: {key}={value!r} {what}") from None
     if servers and "peers" not in values:
         port = values.get("port")
         values["peers"] = zk_server_lines(servers, port if isinstance(port, int) else None)

@@ -57,6 +57,7 @@ from node.server import (serve_until_stopped,
     CONNECTED,
     ZERO_PASSWORD,
     ClientConnection,
+    LatencyStats,
     _HANDLERS,
     _acls,
     _write_op,
@@ -141,7 +142,7 @@ class EnsembleView:
 class _Slot:
     """One request's place in a connection's reply order."""
 
-    __slots__ = ("seq", "fmt", "run", "data", "close", "done")
+    __slots__ = ("seq", "fmt", "run", "data", "close", "done", "t0")
 
     def __init__(self, seq: int = -1, fmt: Callable[[ClientReply], tuple[bytes | None, bool]] | None = None,
                  run: Callable[[], None] | None = None) -> None:
@@ -151,6 +152,7 @@ class _Slot:
         self.data: bytes | None = None
         self.close = False
         self.done = False
+        self.t0 = time.monotonic()  # the request's arrival: mntr's latency runs from here to its reply
 
 
 class EnsembleConnection(ClientConnection):
@@ -210,10 +212,12 @@ class EnsembleConnection(ClientConnection):
                 fn, s.run = s.run, None
                 slots.popleft()
                 fn()
+                self.ens.latencies.add((time.monotonic() - s.t0) * 1000.0)
                 continue
             if not s.done:
                 break
             slots.popleft()
+            self.ens.latencies.add((time.monotonic() - s.t0) * 1000.0)
             if s.data is not None:
                 self.send(s.data)
             if s.close:
@@ -460,6 +464,7 @@ class EnsembleServer:
         self.stopped = asyncio.Event()
         # opcode -> [requests, seconds spent handling them] (the admin's /metrics)
         self.request_stats: collections.defaultdict[int, list] = collections.defaultdict(lambda: [0, 0.0])
+        self.latencies = LatencyStats()  # request arrival to reply, every request (srvr/mntr latency)
         self.failed: BaseException | None = None
         self._fx: list[Effects] = []
         self._replica_inputs = False  # the deferred replica has inputs not drained yet
@@ -529,6 +534,7 @@ class EnsembleServer:
     def reset_stats(self) -> None:
         self.sent = 0
         self.received = 0
+        self.latencies = LatencyStats()
 
     # -- the effect loop
 
@@ -721,8 +727,10 @@ class EnsembleServer:
         eph = {sid: list(paths) for sid, paths in tree.ephemerals_by_session.items() if paths}
         cfg = self.cfg
         st = rep.status()
+        linked = set(self.transport.connected())
         return four_letter.AdminView(
             mode=self.mode(), zxid=rep.last_zxid, node_count=tree.zk_node_count,
+            latency_min_ms=self.latencies.min, latency_avg_ms=self.latencies.avg, latency_max_ms=self.latencies.max,
             received=self.received, sent=self.sent,
             outstanding=sum(len(c._slots) for c in self.connections),
             connections=conns, ephemerals=eph, ephemerals_count=sum(len(v) for v in eph.values()),
@@ -739,11 +747,15 @@ class EnsembleServer:
             },
             fsyncs=self.store.syncs,
             uptime_s=time.monotonic() - self._started,
+            approximate_data_size=four_letter.approximate_data_size((p, n.data) for p, n in tree.nodes.items()),
+            data_dir_size=(size := four_letter.storage_size(cfg.data_dir)), log_dir_size=size,
             extra_metrics=(
                 ("zk_peer_state", self.mode()), ("zk_epoch", st["epoch"]), ("zk_leader_id", st["leader"] or 0),
                 ("zk_commit_index", st["commit"]), ("zk_applied_index", st["applied"]),
-                ("zk_peers_connected", len(self.transport.connected())),
-            ),
+                ("zk_peers_connected", len(self.transport.connected())), ("zk_quorum_size", len(rep.raft.voters)),
+            ) + (four_letter.leader_follower_metrics(
+                (p in linked, pr.state.value == "replicate")
+                for p, pr in rep.raft.progress.items() if p != rep.id) if st["role"] == "leader" else ()),
         )
 
 

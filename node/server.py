@@ -502,9 +502,13 @@ class ClientConnection(asyncio.Protocol):
     def _four_letter(self, word: str) -> None:
         self.state = CLOSED
         try:
-            if word == "srst":  # the one word that changes something: the server's statistics
+            if word not in self.server.cfg.four_letter_words:  # 4lw.commands.whitelist
+                text = four_letter.not_whitelisted(word)
+            elif word == "srst":  # the one word that changes something: the server's statistics
                 self.server.reset_stats()
-            text = four_letter.answer(word, self.server.admin_view())
+                text = four_letter.answer(word, self.server.admin_view())
+            else:
+                text = four_letter.answer(word, self.server.admin_view())
         except Exception:
             log.exception("four-letter word %s failed", word)
             text = ""
@@ -1144,6 +1148,8 @@ class NodeServer:
             },
             fsyncs=node.fsyncs,
             uptime_s=time.monotonic() - self._started,
+            approximate_data_size=four_letter.approximate_data_size((p, n.data) for p, n in tree.nodes.items()),
+            data_dir_size=(size := four_letter.storage_size(cfg.data_dir)), log_dir_size=size,
         )
 
 

@@ -58,6 +58,9 @@ def peers_arg(index: int, all_nodes: list[str], node: str, ports: NodePorts) -> 
     return ",".join(parts)
 
 
+HARNESS_WORDS = "ruok,srvr,mntr"
+
+
 class SquallDB:
     name = "squall"
     peer_kinds = ("peer",)
@@ -86,6 +89,10 @@ class SquallDB:
             argv += ["--tick-ms", "1000"]
         if "--max-client-cnxns" in help_text:
             argv += ["--max-client-cnxns", "0"]
+        # The words the harness asks (ruok, srvr: readiness and roles) and the ones the node's
+        # own ensemble view asks its peers (mntr); ZooKeeper 3.8's default would answer srvr only.
+        if "--4lw-whitelist" in help_text:
+            argv += ["--4lw-whitelist", HARNESS_WORDS]
         if len(all_nodes) > 1:
             if not supports_ensemble(help_text):
                 raise SetupError(

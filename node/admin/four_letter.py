@@ -14,16 +14,107 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 WORDS = frozenset({"ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "isro", "wchs", "wchc", "wchp", "dump",
                    "srst", "crst", "dirs", "gtmk"})
 WORD_BYTES = frozenset(w.encode("ascii") for w in WORDS)
 
+# Every word ZooKeeper 3.8 knows (a zoo.cfg may whitelist any of them; ``hash`` and ``stmk`` are not served here).
+ZK_WORDS = WORDS | {"hash", "stmk"}
+# ZooKeeper 3.8's default ``4lw.commands.whitelist``: only srvr (zkServer.sh needs it). ZooKeeper also adds srvr
+# to any whitelist it is given, so srvr is always enabled.
+DEFAULT_WHITELIST = frozenset({"srvr"})
+
+
+def parse_whitelist(text: str) -> frozenset[str]:
+    """``4lw.commands.whitelist``: comma-separated words, or ``*`` for all; srvr is always in (as in ZooKeeper)."""
+    words = {w.strip() for w in text.split(",") if w.strip()}
+    if "*" in words:
+        return frozenset(ZK_WORDS)
+    unknown = sorted(words - ZK_WORDS)
+    if unknown:
+        raise ValueError(f"unknown four-letter word(s) {', '.join(unknown)} in the whitelist; "
+                         f"allowed: * or a comma-separated list of {', '.join(sorted(ZK_WORDS))}")
+    return frozenset(words) | DEFAULT_WHITELIST
+
+
+def not_whitelisted(word: str) -> str:
+    """ZooKeeper's exact reply to a word that is not in ``4lw.commands.whitelist``."""
+    return f"{word} is not executed because it is not in the whitelist.\n"
+
 # What we claim to be: kazoo compares the version to decide which features exist.
 ZK_VERSION = "3.8.0"
 VERSION_LINE = f"{ZK_VERSION}-squall, built on 01/01/2026 00:00 GMT"
+
+
+def open_fd_count() -> int:
+    """This process's open file descriptors (ZooKeeper's zk_open_file_descriptor_count); -1 where unknown."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # minus the descriptor listdir itself holds open
+    except OSError:
+        return -1
+
+
+def max_fd_count() -> int:
+    """The soft RLIMIT_NOFILE (zk_max_file_descriptor_count); -1 when unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return -1 if soft == resource.RLIM_INFINITY else soft
+
+
+def approximate_data_size(nodes: Iterable[tuple[str, bytes | None]]) -> int:
+    """ZooKeeper's zk_approximate_data_size: every znode's path length plus data length.
+
+    ZooKeeper's DataTree holds the root twice (as "" and "/"), so its sum has
+    one more "/" and the root's data once more; lengths of paths are Java
+    string lengths (UTF-16 code units). Given (path, data) for every znode.
+    """
+    total = 0
+    for path, data in nodes:
+        total += len(path.encode("utf-16-le")) // 2 + (len(data) if data else 0)
+        if path == "/":
+            total += len(data) if data else 0  # the "" entry: no path, the root's data again
+    return total
+
+
+NODE_LOG_NAME = "squall-node.log"  # the node's text log in its data dir: not data
+
+
+def storage_size(data_dir: str | os.PathLike) -> int:
+    """Bytes of every file under the data dir but the node's text log (zk_data_dir_size, zk_log_dir_size).
+
+    The node keeps its log and snapshots in one directory, as ZooKeeper does
+    when dataLogDir is not set; ZooKeeper then reports the same figure for both.
+    """
+    total = 0
+    for root, _, files in os.walk(data_dir):
+        for name in files:
+            if name == NODE_LOG_NAME:
+                continue
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass  # removed while we looked (a purged segment): not there any more
+    return total
+
+
+def leader_follower_metrics(followers: Iterable[tuple[bool, bool]]) -> tuple[tuple[str, int], ...]:
+    """A leader's zk_learners, zk_synced_followers, zk_pending_syncs (ZooKeeper 3.8's names; zk_followers is 3.4's).
+
+    ``followers``: (connected, replicating) for every other voter. ZooKeeper
+    counts a learner once its peer connection is up, calls it synced once it
+    receives proposals, and pending while it is still being brought up to date;
+    here "replicating" is the leader streaming entries to it (Raft's replicate
+    state, not probing and not waiting for a snapshot).
+    """
+    links = [(c, r) for c, r in followers]
+    connected = sum(1 for c, _ in links if c)
+    synced = sum(1 for c, r in links if c and r)
+    return (("zk_learners", connected), ("zk_followers", connected), ("zk_synced_followers", synced),
+            ("zk_synced_non_voting_followers", 0), ("zk_synced_observers", 0), ("zk_pending_syncs", connected - synced))
 
 
 @dataclass(frozen=True)
@@ -64,8 +155,9 @@ class AdminView:
     log_dir_size: int = 0
     approximate_data_size: int = 0
     ephemerals_count: int = 0
-    open_fds: int = -1
-    max_fds: int = -1
+    # taken when the view is built, like every other figure in it
+    open_fds: int = field(default_factory=open_fd_count)
+    max_fds: int = field(default_factory=max_fd_count)
     fsyncs: int = 0
     uptime_s: float = 0.0
     # (name, value) lines appended to mntr (the ensemble's epoch, leader id, ...)
@@ -124,6 +216,7 @@ def _mntr(v: AdminView) -> str:
         ("zk_uptime", int(v.uptime_s * 1000)),
         ("zk_data_dir_size", v.data_dir_size),
         ("zk_log_dir_size", v.log_dir_size),
+        ("zk_local_sessions", 0),  # every session here is global (ZooKeeper's localSessionsEnabled=false)
     ]
     metrics += list(v.extra_metrics)
     return "".join(f"{k}\t{val}\n" for k, val in metrics)

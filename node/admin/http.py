@@ -3,13 +3,14 @@
 ``start_admin(server, host, port, token)`` serves, on the node's own event
 loop (aiohttp):
 
-* ``/commands`` and ``/commands/<name>``: JSON in the spirit of ZooKeeper's
-  AdminServer (ruok, srvr, stat, mntr, conf, cons, wchs, wchc, wchp, dump,
-  envi, isro, ensemble). Every answer is built from the server's
+* ``/commands`` and ``/commands/<name>``: ZooKeeper's AdminServer commands,
+  with its names, aliases and JSON keys (:mod:`node.admin.commands`), plus
+  squall's ``ensemble``. Every answer is built from the server's
   ``admin_view()`` snapshot, the same one the four-letter words render, so
   asking never touches sessions or the tree.
-* ``/metrics``: Prometheus text format (only numbers the node really has; see
-  :class:`Instruments` for the ones measured here).
+* ``/metrics``: Prometheus text format through ``prometheus_client`` (a
+  registry per admin server, no global state; only numbers the node really
+  has; see :class:`Instruments` for the ones measured here).
 * ``/api/tree``, ``/api/search`` and ``POST /api/tree/{create,set,delete}``:
   the tree browser's back end. **Every tree access is an ordinary ZooKeeper
   client request**: the admin server keeps a kazoo client connected to the
@@ -48,8 +49,11 @@ from typing import Any, Callable
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, exposition, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
 
-from node.admin import four_letter
+from node.admin import commands, four_letter
 from node.wire import protocol as P
 
 log = logging.getLogger("squall.admin")
@@ -58,8 +62,7 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
-COMMANDS = ("ruok", "srvr", "stat", "mntr", "conf", "cons", "wchs", "wchc", "wchp", "dump", "envi", "isro",
-            "ensemble")
+COMMANDS = tuple(commands.COMMANDS)  # ZooKeeper's primary names (node.admin.commands); aliases resolve too
 TOKEN_COOKIE = "squall_admin_token"
 CSRF_HEADER = "X-Squall-CSRF"
 DIGEST_HEADER = "X-Squall-Digest"
@@ -220,14 +223,7 @@ def zxid_hex(zxid: int) -> str:
     return f"0x{zxid & 0xFFFFFFFFFFFFFFFF:x}"
 
 
-# -- Prometheus text format
-
-
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    esc = {k: str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for k, v in labels.items()}
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(esc.items())) + "}"
+# -- Prometheus exposition through prometheus_client
 
 
 def _num(v: float) -> str:
@@ -238,27 +234,49 @@ def _num(v: float) -> str:
     return repr(float(v))
 
 
+# generate_latest writes the classic text format 0.0.4; newer prometheus_client versions call it by this name
+METRICS_CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", CONTENT_TYPE_LATEST)
+
+
 class PromWriter:
-    """Accumulates metric families and renders the text exposition format (v0.0.4)."""
+    """Accumulates metric families as ``prometheus_client`` metrics, built from one admin view."""
 
     def __init__(self) -> None:
-        self._lines: list[str] = []
+        self.metrics: list[Metric] = []
 
     def family(self, name: str, kind: str, help_text: str, samples: list[tuple[str, dict, float]]) -> None:
-        self._lines.append(f"# HELP {name} {help_text}")
-        self._lines.append(f"# TYPE {name} {kind}")
+        # prometheus_client names a counter family without its _total (it adds it back when rendering)
+        base = name.removesuffix("_total") if kind == "counter" else name
+        metric = Metric(base, help_text, kind)
         for suffix, labels, value in samples:
-            self._lines.append(f"{name}{suffix}{_labels(labels)} {_num(value)}")
+            metric.add_sample(name + suffix, {k: str(v) for k, v in labels.items()}, float(value))
+        self.metrics.append(metric)
 
     def gauge(self, name: str, help_text: str, value: float, labels: dict | None = None) -> None:
         self.family(name, "gauge", help_text, [("", labels or {}, value)])
 
     def counter(self, name: str, help_text: str, value: float, labels: dict | None = None) -> None:
-        # text format 0.0.4: the TYPE line names the sample itself (..._total); parsers strip _total
         self.family(name, "counter", help_text, [("", labels or {}, value)])
 
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
+
+class ViewCollector:
+    """A ``prometheus_client`` collector that builds every family from a fresh admin view when scraped.
+
+    Each admin server owns a :class:`CollectorRegistry` holding one of these
+    (no process-global registry: two nodes in one process never mix).
+    """
+
+    def __init__(self, families: Callable[[], list[Metric]]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families()
+
+
+def new_registry(families: Callable[[], list[Metric]]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ViewCollector(families))
+    return registry
 
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -286,7 +304,7 @@ class Histogram:
         out, running = [], 0
         for le, n in zip(self.buckets + (float("inf"),), self.counts):
             running += n
-            out.append(("_bucket", {**labels, "le": _num(le) if le != float("inf") else "+Inf"}, running))
+            out.append(("_bucket", {**labels, "le": floatToGoString(le)}, running))
         out.append(("_sum", labels, self.total))
         out.append(("_count", labels, self.count))
         return out
@@ -541,72 +559,15 @@ def ensemble_view(server: Any, view: four_letter.AdminView) -> dict:
 # ---------------------------------------------------------------- commands as JSON
 
 
-def command_json(name: str, view: four_letter.AdminView, server: Any) -> dict:
-    """One AdminServer-style command as a JSON object (``command`` and ``error`` always present)."""
-    out: dict[str, Any] = {"command": name, "error": None}
-    conns = [{"remote_socket_address": c.address, "session_id": f"0x{c.session_id:x}", "queued": c.queued,
-              "packets_received": c.received, "packets_sent": c.sent, "session_timeout": c.timeout_ms,
-              "last_zxid": zxid_hex(c.last_zxid)} for c in view.connections]
-    if name == "ruok":
-        out["ok"] = True
-    elif name == "isro":
-        out["read_only"] = False
-    elif name in ("srvr", "stat"):
-        out.update({"version": four_letter.VERSION_LINE, "read_only": False, "server_stats": {
-            "packets_sent": view.sent, "packets_received": view.received,
-            "min_latency": view.latency_min_ms, "avg_latency": view.latency_avg_ms,
-            "max_latency": view.latency_max_ms, "outstanding_requests": view.outstanding,
-            "num_alive_client_connections": len(view.connections), "server_state": view.mode,
-            "data_dir_size": view.data_dir_size, "log_dir_size": view.log_dir_size,
-            "last_processed_zxid": view.zxid, "uptime": int(view.uptime_s * 1000)},
-            "node_count": view.node_count, "zxid": zxid_hex(view.zxid), "mode": view.mode})
-        if name == "stat":
-            out["connections"] = conns
-    elif name == "mntr":
-        for line in four_letter.answer("mntr", view).splitlines():
-            key, _, value = line.partition("\t")
-            out[key] = _maybe_number(value)
-    elif name == "conf":
-        out.update(view.config)
-    elif name == "cons":
-        out["connections"] = conns
-    elif name == "wchs":
-        out.update({"num_connections": len(view.connections), "num_paths": view.watched_paths,
-                    "num_total_watches": view.watch_count})
-    elif name == "wchc":
-        out["session_id_to_watched_paths"] = {f"0x{s:x}": sorted(p) for s, p in view.watches_by_session.items()}
-    elif name == "wchp":
-        out["path_to_session_ids"] = {p: [f"0x{s:x}" for s in sorted(ss)] for p, ss in view.watches_by_path.items()}
-    elif name == "dump":
-        out["expiry_time_to_session_ids"] = {}
-        out["session_timeouts"] = {f"0x{s:x}": t for s, t in view.session_timeouts.items()}
-        out["session_id_to_ephemeral_paths"] = {f"0x{s:x}": sorted(p) for s, p in view.ephemerals.items()}
-    elif name == "envi":
-        env = {}
-        for line in four_letter.answer("envi", view).splitlines()[1:]:
-            k, _, v = line.partition("=")
-            env[k] = v
-        out["environment"] = env
-    elif name == "ensemble":
-        out.update(ensemble_view(server, view))
-    else:
-        raise KeyError(name)
-    return out
-
-
-def _maybe_number(value: str) -> Any:
-    try:
-        return int(value)
-    except ValueError:
-        try:
-            return float(value)
-        except ValueError:
-            return value
-
-
 def render_metrics(view: four_letter.AdminView, server: Any, inst: Instruments | None, roles: RoleTracker,
                    http_counts: dict[tuple[str, int], int]) -> str:
-    """Prometheus text: only numbers the node has or that were measured here."""
+    """Prometheus text (prometheus_client's exposition): only numbers the node has or that were measured here."""
+    return generate_latest(new_registry(lambda: metric_families(view, server, inst, roles, http_counts))).decode()
+
+
+def metric_families(view: four_letter.AdminView, server: Any, inst: Instruments | None, roles: RoleTracker,
+                    http_counts: dict[tuple[str, int], int]) -> list[Metric]:
+    """Every metric family of ``/metrics``, from one admin view."""
     w = PromWriter()
     ens = ensemble_view(server, view)
     w.gauge("squall_info", "Constant 1; labels carry the version and the current role.", 1,
@@ -660,7 +621,7 @@ def render_metrics(view: four_letter.AdminView, server: Any, inst: Instruments |
               roles.role_changes)
     w.family("squall_admin_http_requests_total", "counter", "Admin HTTP requests served, by route and status.",
              [("", {"route": r, "status": str(s)}, n) for (r, s), n in sorted(http_counts.items())])
-    return w.text()
+    return w.metrics
 
 
 # ---------------------------------------------------------------- tree access through kazoo clients
@@ -907,6 +868,9 @@ class AdminApp:
             if getattr(server, "node", None) is not None else None
         self.roles = RoleTracker()
         self.http_counts: dict[tuple[str, int], int] = collections.Counter()
+        # this admin server's own registry: scraping builds the families from a fresh admin view
+        self.registry = new_registry(lambda: metric_families(self.server.admin_view(), self.server, self.instruments,
+                                                             self.roles, self.http_counts))
         self.env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
         self._sampler: asyncio.Task | None = None
 
@@ -1003,18 +967,20 @@ class AdminApp:
                                   "error": None})
 
     async def command(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in COMMANDS:
-            raise _json_error(404, f"unknown command {name!r}; known: {', '.join(COMMANDS)}", "unknown-command")
-        body = command_json(name, self.server.admin_view(), self.server)
+        asked = request.match_info["name"]
+        name = commands.resolve(asked)
+        if name is None:  # ZooKeeper's error text, plus what is allowed
+            return web.json_response({"command": asked, "error": f"Unknown command: {asked}; known: "
+                                      f"{', '.join(COMMANDS)} (and their aliases)"}, status=404)
+        view = self.server.admin_view()
+        body = commands.command_json(name, view, self.server, lambda: ensemble_view(self.server, view))
         if name == "ensemble":
             body["leader_changes"] = list(self.roles.changes)
         return web.json_response(body)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        text = render_metrics(self.server.admin_view(), self.server, self.instruments, self.roles, self.http_counts)
-        return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})
+        return web.Response(body=generate_latest(self.registry),
+                            headers={"Content-Type": METRICS_CONTENT_TYPE, "X-Content-Type-Options": "nosniff"})
 
     async def csrf_token(self, request: web.Request) -> web.Response:
         return web.json_response({"csrf": self.csrf, "header": CSRF_HEADER})

@@ -237,7 +237,7 @@ def test_ensemble_page_renders_peers_and_follows_a_leader_change(page, screensho
 
 def test_status_page_shows_commands(page, node, screenshot):
     page.goto(f"{node.admin_url}/ui/status")
-    page.wait_for_function("() => document.getElementById('command-output').textContent.includes('zk_server_state')")
-    page.click("button[data-command='srvr']")
-    page.wait_for_function("() => document.getElementById('command-output').textContent.includes('\"mode\": \"standalone\"')")
+    page.wait_for_function("() => document.getElementById('command-output').textContent.includes('approximate_data_size')")
+    page.click("button[data-command='server_stats']")
+    page.wait_for_function("() => document.getElementById('command-output').textContent.includes('\"server_state\": \"standalone\"')")
     screenshot("node-status")

@@ -216,6 +216,7 @@ def squall_node(
     argv = [
         sys.executable, "-m", "harness.cli", "node",
         "--data-dir", str(data_dir), "--host", host, "--port", str(port),
+        "--4lw-whitelist", "*",  # the tests ask every word (extra_args may override: the last flag wins)
         *(extra_args or []),
     ]
     pythonpath = os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p)

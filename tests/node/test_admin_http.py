@@ -77,31 +77,68 @@ def test_every_command_answers_json(node, zk, name):
     zk.get("/watched", watch=lambda ev: None)
     status, body = jcall(f"{node.admin_url}/commands/{name}")
     assert status == 200
-    assert body["command"] == name and body["error"] is None
+    assert body["command"] == name
+    sid = zk.client_id[0]
     checks = {
-        "ruok": lambda b: b["ok"] is True,
-        "isro": lambda b: b["read_only"] is False,
-        "srvr": lambda b: b["mode"] == "standalone" and b["node_count"] >= 3 and b["zxid"].startswith("0x"),
-        "stat": lambda b: len(b["connections"]) >= 1,
-        "mntr": lambda b: b["zk_server_state"] == "standalone" and b["zk_znode_count"] >= 3
-        and b["zk_watch_count"] >= 1,
-        "conf": lambda b: b["clientPort"] == str(node.client_port) and b["tickTime"] == "200",
-        "cons": lambda b: any(c["session_id"] == f"0x{zk.client_id[0]:x}" for c in b["connections"]),
-        "wchs": lambda b: b["num_total_watches"] >= 1 and b["num_paths"] >= 1,
-        "wchc": lambda b: "/watched" in b["session_id_to_watched_paths"][f"0x{zk.client_id[0]:x}"],
-        "wchp": lambda b: f"0x{zk.client_id[0]:x}" in b["path_to_session_ids"]["/watched"],
-        "dump": lambda b: f"0x{zk.client_id[0]:x}" in b["session_timeouts"],
-        "envi": lambda b: "zookeeper.version" in b["environment"],
+        "ruok": lambda b: b == {"command": "ruok", "error": None},
+        "is_read_only": lambda b: b["read_only"] is False,
+        "server_stats": lambda b: b["server_stats"]["server_state"] == "standalone" and b["node_count"] >= 3
+        and b["server_stats"]["last_processed_zxid"] > 0 and "connections" not in b,
+        "stats": lambda b: len(b["connections"]) >= 1 and b["secure_connections"] == []
+        and "session_id" not in b["connections"][0],
+        "monitor": lambda b: b["server_state"] == "standalone" and b["znode_count"] >= 3 and b["watch_count"] >= 1
+        and b["approximate_data_size"] > 0 and b["open_file_descriptor_count"] > 0,
+        "configuration": lambda b: b["client_port"] == node.client_port and b["tick_time"] == 200,
+        "connections": lambda b: any(c["session_id"] == sid for c in b["connections"]),
+        "dirs": lambda b: b["datadir_size"] > 0 and b["datadir_size"] == b["logdir_size"],
+        "watch_summary": lambda b: b["num_total_watches"] >= 1 and b["num_paths"] >= 1,
+        "watches": lambda b: "/watched" in b["session_id_to_watched_paths"][str(sid)],
+        "watches_by_path": lambda b: sid in b["path_to_session_ids"]["/watched"],
+        "dump": lambda b: str(sid) in b["session_timeouts"],
+        "environment": lambda b: "zookeeper.version" in b,
+        "leader": lambda b: b["error"] == "server is not initialized",  # ZooKeeper's standalone answer
         "ensemble": lambda b: b["mode"] == "standalone" and b["leader"] == b["server_id"] == 1
         and len(b["peers"]) == 1 and b["peers"][0]["self"] and b["peers"][0]["lag"] == 0
         and b["peers"][0]["sessions"] >= 1 and b["leader_changes"][0]["event"] == "started",
     }
     assert checks[name](body), body
+    assert name == "leader" or body["error"] is None
+
+
+@pytest.mark.parametrize("alias,name", [("mntr", "monitor"), ("srvr", "server_stats"), ("stat", "stats"),
+                                        ("conf", "configuration"), ("cons", "connections"), ("envi", "environment"),
+                                        ("isro", "is_read_only"), ("wchs", "watch_summary"), ("wchc", "watches"),
+                                        ("wchp", "watches_by_path"), ("lead", "leader")])
+def test_zookeepers_aliases_answer_as_the_primary_name(node, alias, name):
+    status, body = jcall(f"{node.admin_url}/commands/{alias}")
+    assert status == 200 and body["command"] == name
 
 
 def test_unknown_command_is_404_and_lists_the_known_ones(node):
     status, body = jcall(node.admin_url + "/commands/nope")
-    assert status == 404 and "ruok" in body["error"] and "ensemble" in body["error"]
+    assert status == 404 and body["command"] == "nope" and body["error"].startswith("Unknown command: nope")
+    assert "monitor" in body["error"] and "ensemble" in body["error"]
+
+
+def test_metrics_use_a_registry_per_admin_server_not_the_global_one(node, zk, tmp_path):
+    from prometheus_client import REGISTRY, generate_latest
+    from tests.browser.launcher import AdminNode
+
+    other = AdminNode(tmp_path / "other").start()
+    try:
+        zk.create("/only-on-the-first", b"")
+        first = call(node.admin_url + "/metrics")
+        second = call(other.admin_url + "/metrics")
+    finally:
+        other.stop()
+    assert first[0] == second[0] == 200 and first[2]["Content-Type"].startswith("text/plain; version=0.0.4")
+
+    def znodes(text: bytes) -> float:
+        line = next(x for x in text.decode().splitlines() if x.startswith("squall_znodes "))
+        return float(line.split()[1])
+
+    assert znodes(first[1]) == znodes(second[1]) + 1  # each node's own numbers
+    assert b"squall_" not in generate_latest(REGISTRY)  # nothing registered process-wide
 
 
 def test_metrics_parse_with_the_prometheus_parser(node, zk):
@@ -288,7 +325,7 @@ def test_with_a_token_every_request_needs_it(tmp_path):
         assert call(url + "/commands/ruok")[0] == 401
         assert call(url + "/commands/ruok", headers={"Authorization": "Bearer nope-nope-nope"})[0] == 401
         assert jcall(url + "/commands/ruok", headers={"Authorization": "Bearer token-1234567"}) == (
-            200, {"command": "ruok", "error": None, "ok": True})
+            200, {"command": "ruok", "error": None})
         assert call(url + "/metrics", headers={"X-Squall-Token": "token-1234567"})[0] == 200
     finally:
         n.stop()
@@ -505,7 +542,10 @@ def test_ensemble_command_on_a_real_three_member_ensemble(tmp_path):
         assert view["leader_changes"] and view["leader_changes"][0]["event"] == "started"
         # the other admin commands answer on an ensemble member too
         status, mntr = jcall(ens.admin_url(follower) + "/commands/mntr")
-        assert status == 200 and mntr["zk_peer_state"] == "follower" and mntr["zk_leader_id"] == leader
+        assert status == 200 and mntr["peer_state"] == "follower" and mntr["leader_id"] == leader
+        status, lead = jcall(ens.admin_url(follower) + "/commands/leader")
+        assert status == 200 and lead["is_leader"] is False and lead["leader_id"] == leader, lead
+        assert lead["leader_ip"] == "127.0.0.1"
         # a killed member is reported unreachable, with no numbers
         other = next(i for i in (1, 2, 3) if i not in (leader, follower))
         ens.kill(other)

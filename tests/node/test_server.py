@@ -26,6 +26,7 @@ from kazoo.exceptions import (
 )
 from kazoo.security import make_digest_acl
 
+from node.admin.four_letter import parse_whitelist
 from node.config import NodeConfig
 from node.server import BackgroundNode
 from node.wire import protocol as P
@@ -41,7 +42,8 @@ def free_port() -> int:
 
 
 def make_cfg(data_dir: Path, **kw: object) -> NodeConfig:
-    base = dict(data_dir=data_dir, host="127.0.0.1", port=free_port(), tick_ms=100)
+    base = dict(data_dir=data_dir, host="127.0.0.1", port=free_port(), tick_ms=100,
+                four_letter_words=parse_whitelist("*"))  # the tests ask every word
     base.update(kw)
     return NodeConfig(**base).validate()  # type: ignore[arg-type]
 
@@ -556,7 +558,7 @@ def test_cli_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
     port = free_port()
     cfg_file = tmp_path / "zoo.cfg"
-    cfg_file.write_text(f"# a ZooKeeper-style file\ntickTime=100\nclientPort={port}\n4lw.commands.whitelist=*\n")
+    cfg_file.write_text(f"# a ZooKeeper-style file\ntickTime=100\nclientPort={port}\n4lw.commands.whitelist=*\ninitLimit=5\n")
     proc = subprocess.Popen([sys.executable, "-m", "node", "--data-dir", str(tmp_path / "d"), "--config", str(cfg_file)],
                             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -572,7 +574,7 @@ def test_cli_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             assert s.recv(16) == b"imok"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        assert "4lw.commands.whitelist" in (tmp_path / "d" / "squall-node.log").read_text()
+        assert "ignored (not used by squall): initLimit" in (tmp_path / "d" / "squall-node.log").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -598,7 +600,7 @@ def test_zoo_cfg_parsing() -> None:
     values, ignored = parse_zoo_cfg("dataDir=/x\nclientPort=2999\n# c\n\nadmin.serverPort=8080\njute.maxbuffer=4096\n")
     assert values == {"data_dir": Path("/x"), "port": 2999, "max_frame_bytes": 4096} and ignored == ["admin.serverPort"]
     with pytest.raises(ConfigError, match="expected key=value"):
-        parse_zoo_cfg("nonsense\n")
+        parse_zoo_cfg("=nonsense\n")
     with pytest.raises(ConfigError, match="allowed: 1..65535"):
         load_config(None, {"data_dir": Path("/x"), "port": 0})
 

@@ -9,5 +9,5 @@
     } catch (e) { out.textContent = "error: " + e.message; }
   }
   for (const b of document.querySelectorAll("button.cmd")) b.addEventListener("click", () => show(b.dataset.command));
-  show("mntr");
+  show("monitor");
 })();
