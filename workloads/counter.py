@@ -95,7 +95,7 @@ class CounterWorkload:
     def client(self) -> CounterClient:
         return CounterClient()
 
-    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
+    def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
         while True:
             if rng.random() < self.read_fraction:
                 yield {"f": "read", "value": None}

@@ -110,7 +110,7 @@ class ElectionWorkload:
     def client(self) -> ElectionClient:
         return ElectionClient(self.elect_timeout_s)
 
-    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
+    def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
         while True:
             yield {"f": "lead", "value": None}
 

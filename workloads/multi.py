@@ -153,11 +153,18 @@ class MultiWorkload:
     def client(self) -> MultiClient:
         return MultiClient()
 
-    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
+    def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
+        # One source per client slot: appended values come from the slot's own
+        # residue class (thread + 1 + k * threads, unique across slots); every slot
+        # moves through the same key names k0, k1, ..., each after its share of
+        # a key's appends, and the final reads cover every key any slot used.
         live = [f"k{i}" for i in range(self.keys)]
-        self._final_keys = list(live)
+        for k in live:
+            if k not in self._final_keys:
+                self._final_keys.append(k)
+        per_slot = max(1, self.appends_per_key // max(1, threads))
         appends = {k: 0 for k in live}
-        next_key, counter = self.keys, 0
+        next_key, counter = self.keys, thread + 1 - threads  # first value: thread + 1
         while True:
             keys = rng.sample(live, rng.randint(2, min(4, len(live))))
             doomed = rng.random() < self.doomed_fraction
@@ -168,16 +175,17 @@ class MultiWorkload:
                     if c == "r":
                         mops.append(["r", k, None])
                     else:
-                        counter += 1
+                        counter += threads
                         appends[k] += 1
                         mops.append(["append", k, counter])
             yield {"f": "doomed-txn" if doomed else "txn", "value": mops}
             for i, k in enumerate(live):
-                if appends[k] >= self.appends_per_key:
+                if appends[k] >= per_slot:
                     live[i] = f"k{next_key}"
                     appends[live[i]] = 0
                     next_key += 1
-                    self._final_keys.append(live[i])
+                    if live[i] not in self._final_keys:
+                        self._final_keys.append(live[i])
 
     def final_ops(self) -> list[dict[str, Any]]:
         # every key the op source used (ops() records them), read in one

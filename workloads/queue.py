@@ -126,12 +126,12 @@ class QueueWorkload:
     def client(self) -> QueueClient:
         return QueueClient()
 
-    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
-        n = 0
+    def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
+        n = thread  # this slot's items: thread + k * threads (unique across slots)
         while True:
             q = rng.choice(sorted(QUEUES))
             if rng.random() < self.put_fraction:
-                n += 1
+                n += threads
                 yield {"f": "put", "value": [q, n]}
             else:
                 yield {"f": "get", "value": [q, None]}

@@ -198,12 +198,12 @@ class WatchWorkload:
     def client(self) -> WatchClient:
         return WatchClient()
 
-    def ops(self, rng: random.Random) -> Iterator[dict[str, Any]]:
-        n = 0
+    def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
+        n = thread  # this slot's values: thread + k * threads (unique across slots)
         while True:
             r = rng.random()
             if r < self.write_fraction:
-                n += 1
+                n += threads
                 yield {"f": "write", "value": [rng.choice(sorted(PATHS)), n]}
             elif r < (1 + self.write_fraction) / 2:
                 yield {"f": "watch-read", "value": [rng.choice(sorted(ONE_SHOT)), None]}

@@ -150,3 +150,26 @@ def test_zookeeper_is_judged_valid(tmp_path, workload, fault):
 def test_the_node_is_judged_valid(tmp_path, workload, fault):
     _need_node()
     _campaign(tmp_path, "squall", workload, fault)
+
+
+def _values(name, ops):
+    if name == "queue":
+        return [o["value"][1] for o in ops if o["f"] == "put"]
+    if name == "watch":
+        return [o["value"][1] for o in ops if o["f"] == "write"]
+    if name == "multi":
+        return [m[2] for o in ops for m in o["value"] if m[0] == "append"]
+    return []
+
+
+@pytest.mark.parametrize("name", ["multi", "watch", "queue", "counter", "election"])
+def test_each_client_slot_has_its_own_source_with_values_unique_across_slots(name):
+    """The runner gives every client slot its own op source (``ops(rng, thread=s, threads=n)``,
+    see docs/running.md "Seeds"); values a checker relies on being unique stay unique across slots."""
+    from harness.cli import _registry
+
+    workload = _registry().workloads[name]({})
+    per_slot = [list(itertools.islice(workload.ops(random.Random(s), thread=s, threads=3), 300)) for s in range(3)]
+    assert all(per_slot)
+    values = [v for ops in per_slot for v in _values(name, ops)]
+    assert len(values) == len(set(values)), f"{name}: a value repeats across client slots"
