@@ -211,17 +211,23 @@ class LocalCluster:
     def launch(self) -> None:
         """Pick ports, build the mesh, write configs and start every node."""
         kinds = tuple(getattr(self.db, "peer_kinds", ("peer", "election")))
-        real = free_ports(3 * len(self.nodes))
+        # The nodes' ports and the proxies' listening ports come from one
+        # draw, so they are distinct: a proxy left to bind port 0 could be
+        # handed a node's port that was free a moment ago (the node binds
+        # its ports only when it starts).
+        links = len(self.nodes) * (len(self.nodes) - 1) * (2 if "election" in kinds else 1)
+        real = free_ports(3 * len(self.nodes) + links)
         base: dict[str, tuple[int, int, int]] = {
             n: (real[3 * i], real[3 * i + 1], real[3 * i + 2]) for i, n in enumerate(self.nodes)}
+        proxy_ports = iter(real[3 * len(self.nodes):])
         for src in self.nodes:
             for dst in self.nodes:
                 if src == dst:
                     continue
                 _, peer, elect = base[dst]
-                self.mesh.add(src, dst, "peer", peer)
+                self.mesh.add(src, dst, "peer", peer, next(proxy_ports))
                 if "election" in kinds:
-                    self.mesh.add(src, dst, "election", elect)
+                    self.mesh.add(src, dst, "election", elect, next(proxy_ports))
         for index, name in enumerate(self.nodes, start=1):
             client, peer, elect = base[name]
             peer_addresses = {}
