@@ -143,6 +143,24 @@ def test_stale_reads_after_sync_fail_the_fresh_read_and_session_checks(tmp_path)
     assert "fresh-after-sync" in (run_dir / "report.html").read_text()
 
 
+@pytest.mark.parametrize("fault, workload, checker", [
+    ("diverge", "register", "converged-replicas"),      # replicas apply the same log differently
+    ("multi-partial", "multi", "G1a"),                  # a failed multi leaves its first ops' effects
+    ("drop-watch-events", "watch", "watch-one-shot"),   # a member drops watch notifications
+])
+def test_the_new_checks_catch_their_broken_database(tmp_path, fault, workload, checker):
+    """Each harness check has a test-only node bug that violates it; a short
+    fault-free campaign against a 3-member ensemble must exit 1 naming it."""
+    _need_fault_switch()
+    r = squall(["run", "--db", "squall", "--nodes", "3", "--workload", workload, "--nemesis", "none",
+                "--unsafe-db-fault", fault, "--seed", "11", *SHORT], tmp_path)
+    run_dir = _latest(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert r.returncode == 1, f"the broken database ({fault}) passed: {results.get('summary')}\n{r.stderr[-2000:]}"
+    assert checker in results["summary"], results["summary"]
+    assert str(escape(results["summary"])) in (run_dir / "report.html").read_text()
+
+
 def _procs_mentioning(text: str) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
