@@ -165,6 +165,21 @@ class ZkConn:
                 pass
 
 
+class ZkClient:
+    """A workload client over one ``ZkConn``: the open and close every
+    workload's client shares (``workloads.base.Client``); subclasses add
+    ``invoke`` and their own settings."""
+
+    def __init__(self) -> None:
+        self.conn = ZkConn()
+
+    def open(self, hosts: str, node: str, timeout_s: float) -> None:
+        self.conn.open(hosts, timeout_s)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def run(conn: ZkConn, body: Callable[[], Any], fail_value: Any = None) -> dict[str, Any]:
     """Run ``body`` (which returns the ok value) and map exceptions.
 

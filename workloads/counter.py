@@ -41,16 +41,7 @@ PATH = "/squall/counter/c"
 BAD_VERSION_TRIES = 20
 
 
-class CounterClient:
-    def __init__(self) -> None:
-        self.conn = _zk.ZkConn()
-
-    def open(self, hosts: str, node: str, timeout_s: float) -> None:
-        self.conn.open(hosts, timeout_s)
-
-    def close(self) -> None:
-        self.conn.close()
-
+class CounterClient(_zk.ZkClient):
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")
         limit = 4 * self.conn.timeout_s
@@ -84,6 +75,7 @@ class CounterWorkload:
     name: str = "counter"
     read_fraction: float = 0.3
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = ("/squall/counter",)  # every node must hold the same copy at the end
 
     def setup(self, hosts: str) -> None:
         def create(zk: Any) -> None:

@@ -43,16 +43,10 @@ ELECTION_PATH = f"{BASE}/election"
 RESOURCE = f"{BASE}/fenced"
 
 
-class ElectionClient:
+class ElectionClient(_zk.ZkClient):
     def __init__(self, elect_timeout_s: float = 2.0) -> None:
-        self.conn = _zk.ZkConn()
+        super().__init__()
         self.elect_timeout_s = elect_timeout_s
-
-    def open(self, hosts: str, node: str, timeout_s: float) -> None:
-        self.conn.open(hosts, timeout_s)
-
-    def close(self) -> None:
-        self.conn.close()
 
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f = op.get("f")
@@ -98,6 +92,7 @@ class ElectionWorkload:
     name: str = "election"
     elect_timeout_s: float = 2.0
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = (BASE,)  # every node must hold the same copy at the end
 
     def setup(self, hosts: str) -> None:
         def create(zk: Any) -> None:

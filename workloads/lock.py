@@ -39,16 +39,10 @@ LOCK_PATH = f"{BASE}/lock"
 RESOURCES = {"fenced-write": f"{BASE}/fenced", "unfenced-write": f"{BASE}/unfenced"}
 
 
-class LockClient:
+class LockClient(_zk.ZkClient):
     def __init__(self, acquire_timeout_s: float = 2.0) -> None:
-        self.conn = _zk.ZkConn()
+        super().__init__()
         self.acquire_timeout_s = acquire_timeout_s
-
-    def open(self, hosts: str, node: str, timeout_s: float) -> None:
-        self.conn.open(hosts, timeout_s)
-
-    def close(self) -> None:
-        self.conn.close()
 
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f = op.get("f")

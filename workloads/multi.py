@@ -66,16 +66,7 @@ def _decode(data: bytes, key: str) -> list:
     return value
 
 
-class MultiClient:
-    def __init__(self) -> None:
-        self.conn = _zk.ZkConn()
-
-    def open(self, hosts: str, node: str, timeout_s: float) -> None:
-        self.conn.open(hosts, timeout_s)
-
-    def close(self) -> None:
-        self.conn.close()
-
+class MultiClient(_zk.ZkClient):
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")
         if f not in TXN_FS or not _valid_mops(value):
@@ -138,6 +129,7 @@ class MultiWorkload:
     appends_per_key: int = 60   # then the key is retired for a fresh one
     doomed_fraction: float = 0.1
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = (BASE,)  # every node must hold the same copy at the end
 
     def __post_init__(self) -> None:
         self._final_keys: list[str] = []

@@ -46,16 +46,10 @@ QUEUES = {"queue": f"{BASE}/q", "locking-queue": f"{BASE}/lq"}
 ITEMS = {"queue": f"{BASE}/q", "locking-queue": f"{BASE}/lq/entries"}
 
 
-class QueueClient:
+class QueueClient(_zk.ZkClient):
     def __init__(self, get_timeout_s: float = 0.5) -> None:
-        self.conn = _zk.ZkConn()
+        super().__init__()
         self.get_timeout_s = get_timeout_s
-
-    def open(self, hosts: str, node: str, timeout_s: float) -> None:
-        self.conn.open(hosts, timeout_s)
-
-    def close(self) -> None:
-        self.conn.close()
 
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")
@@ -115,6 +109,7 @@ class QueueWorkload:
     name: str = "queue"
     put_fraction: float = 0.55
     final_each_thread: bool = False
+    converge_paths: tuple[str, ...] = (BASE,)  # every node must hold the same copy at the end
 
     def setup(self, hosts: str) -> None:
         def create(zk: Any) -> None:

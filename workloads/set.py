@@ -32,16 +32,7 @@ from workloads.checks import check_set
 BASE = "/squall/set"
 
 
-class SetClient:
-    def __init__(self) -> None:
-        self.conn = _zk.ZkConn()
-
-    def open(self, hosts: str, node: str, timeout_s: float) -> None:
-        self.conn.open(hosts, timeout_s)
-
-    def close(self) -> None:
-        self.conn.close()
-
+class SetClient(_zk.ZkClient):
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")
         if f == "add" and isinstance(value, int):

@@ -186,6 +186,7 @@ class WatchWorkload:
     name: str = "watch"
     write_fraction: float = 0.4
     final_each_thread: bool = True
+    converge_paths: tuple[str, ...] = (BASE,)  # every node must hold the same copy at the end
 
     def setup(self, hosts: str) -> None:
         def create(zk: Any) -> None:
