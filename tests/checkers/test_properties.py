@@ -329,11 +329,18 @@ def test_read_of_a_value_never_written_is_invalid(run: dict, name: str) -> None:
                             (10_000, "ok", f, ghost, key))
     lin = linearizable.check(bad, _model(obj))
     assert lin.valid is False
-    assert lin.counterexample["op"]["index"] == inv
     assert lin.counterexample["partial_linearizations"]
     sc = sequential.check(bad, _model(obj), budget_s=30)
     assert sc.valid is False
-    assert sc.counterexample["op"]["index"] == inv
+    if name == "kv":
+        # The kv model's pruning (Model.dead_ends / wants) may abandon the
+        # search at an earlier configuration of the same key and name the op
+        # it proved impossible there; the blame stays on the ghost's key.
+        for cx in (lin.counterexample, sc.counterexample):
+            assert next(o for o in bad if o.index == cx["op"]["index"]).key == key
+    else:
+        assert lin.counterexample["op"]["index"] == inv
+        assert sc.counterexample["op"]["index"] == inv
 
 
 @SETTINGS
