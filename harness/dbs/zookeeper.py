@@ -92,6 +92,14 @@ class ZooKeeperDB:
         argv = [self.java, f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                 "-Djava.net.preferIPv4Stack=true",
                 "-Dzookeeper.cnxTimeout=2000",  # election connect timeout (default 5 s)
+                # ZooKeeper writes its first, empty snapshot (snapshot.0) without
+                # an fsync; a power cut (the disk fault) can lose it while the
+                # fsynced log survives, and 3.8 then refuses to start ("No snapshot
+                # found, but there are log entries", ZOOKEEPER-3056). Trusting the
+                # missing snapshot replays the whole log from an empty tree, which
+                # is what that snapshot held. It changes nothing when no snapshot
+                # file is lost.
+                "-Dzookeeper.snapshot.trust.empty=true",
                 "-cp", classpath, MAIN_CLASS, str(cfg)]
         return argv, {}, Path(data_dir) / f"{node}.log"
 
