@@ -85,3 +85,13 @@ def test_junit_marks_unknown_as_an_error_not_a_pass():
     root = ET.fromstring(junit_xml({"command": "test-all", "runs": [row]}).split("\n", 1)[1])
     assert root.get("errors") == "1" and root.get("failures") == "0"
     assert root.find("testcase/error").get("message") == "checker ran out of budget"
+
+
+def test_test_all_without_workload_or_nemesis_flags_is_the_standard_suite(tmp_path):
+    """Every registered workload once, each under the one composed partition/pause/kill schedule."""
+    registry = fake_registry()
+    r = invoke(["test-all"] + FAST, tmp_path, registry)
+    doc = read_summary(tmp_path / "results" / "test-all" / "latest")
+    assert r.exit_code == doc["exit_code"], r.output
+    assert [row["test"] for row in doc["runs"]] == [f"squall-{w}-partition+pause+kill"
+                                                    for w in sorted(registry.workloads)]
