@@ -87,7 +87,7 @@ def test_the_fixture_from_a_test_file_in_a_temporary_directory(tmp_path):
 @pytest.mark.integration
 def test_the_example_gate_runs_as_shipped(tmp_path):
     shutil.copy(ROOT / "examples" / "test_squall_gate.py", tmp_path)
-    env = {**os.environ, "SQUALL_DB": "squall", "SQUALL_TIME_LIMIT": "2", "SQUALL_NODES": "1"}
+    env = {**os.environ, "SQUALL_DB": "squall", "SQUALL_TIME_LIMIT": "2", "SQUALL_NODES": "3"}  # partitions need two nodes or more
     env.pop("PYTEST_ADDOPTS", None)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_squall_gate.py"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
