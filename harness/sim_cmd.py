@@ -250,8 +250,7 @@ def simulator_command(seeds: int, first: int, nodes: int | None, ops: int, unsaf
     return cmd
 
 
-def stream_runs(seeds: int, first: int, nodes: int | None, ops: int, unsafe: bool,
-                argv: list[str] | None = None) -> Iterator[dict[str, Any]]:
+def stream_runs(seeds: int, first: int, nodes: int | None, ops: int, unsafe: bool) -> Iterator[dict[str, Any]]:
     """Run the simulator process and yield each seed's result as it arrives.
 
     The process is always stopped when the caller stops iterating (fail-fast,
@@ -260,8 +259,7 @@ def stream_runs(seeds: int, first: int, nodes: int | None, ops: int, unsafe: boo
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     errfile = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: it can never fill up and block the child
-    argv = argv or simulator_command(seeds, first, nodes, ops, unsafe)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(simulator_command(seeds, first, nodes, ops, unsafe), stdout=subprocess.PIPE,
                             stderr=errfile, text=True, env=env)
     got = 0
     try:
@@ -317,9 +315,9 @@ def _worker_init() -> None:
             pass
 
 
-def _assess_chunk(task: tuple[int, int, int | None, int, bool, float, list[str]]) -> list[SeedOutcome]:
-    first, count, nodes, ops, unsafe, budget, argv = task
-    runs = stream_runs(count, first, nodes, ops, unsafe, argv)
+def _assess_chunk(task: tuple[int, int, int | None, int, bool, float]) -> list[SeedOutcome]:
+    first, count, nodes, ops, unsafe, budget = task
+    runs = stream_runs(count, first, nodes, ops, unsafe)
     try:
         return [assess(run, budget) for run in runs]
     finally:
@@ -339,14 +337,8 @@ def seed_outcomes(seeds: int, first: int, nodes: int | None, ops: int, unsafe: b
         finally:
             runs.close()  # stops the simulator process if we stopped early
         return
-    # Each chunk's simulator command is made here, in the parent, and the
-    # workers come from a fork server: forking this process itself could copy
-    # a lock another thread holds (a test runner's, a client library's) into
-    # a worker that then waits on it forever.
-    tasks = [(s, c, nodes, ops, unsafe, budget, simulator_command(c, s, nodes, ops, unsafe))
-             for s, c in chunks(seeds, first, workers)]
-    methods = multiprocessing.get_all_start_methods()
-    method = "forkserver" if "forkserver" in methods else "spawn"
+    tasks = [(s, c, nodes, ops, unsafe, budget) for s, c in chunks(seeds, first, workers)]
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)), initializer=_worker_init)
     try:
         for outcomes in pool.imap(_assess_chunk, tasks):

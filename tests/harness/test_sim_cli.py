@@ -47,7 +47,7 @@ def test_sim_prints_a_failing_seed_with_a_replay_command_that_reproduces_it():
 def test_a_failing_simulator_process_is_an_error_not_a_verdict(monkeypatch, workers, per_process):
     import harness.sim_cmd as sim_cmd
 
-    # (the parent makes each chunk's command, so workers run the patched one too)
+    # (the workers are forked, so they see the patched command too)
     monkeypatch.setattr(sim_cmd, "simulator_command",
                         lambda *a: [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(4)"])
     res = _run(["--seeds", "2", "--workers", str(workers)])
