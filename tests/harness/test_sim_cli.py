@@ -14,6 +14,9 @@ from harness.cli import cli
 
 
 def _run(args):
+    # One worker unless a test is about workers: fewer forks of this (threaded) test process.
+    if "--workers" not in args:
+        args = [*args, "--workers", "1"]
     return CliRunner().invoke(cli, ["sim", *args], catch_exceptions=False)
 
 
