@@ -14,24 +14,12 @@ from pathlib import Path
 import pytest
 
 from harness.backends.local import LocalCluster
+from tests.harness.test_campaigns import _procs_mentioning
 
 ROOT = Path(__file__).resolve().parents[2]
 ZK_JAR = Path("/usr/share/java/zookeeper.jar")
 
 
-def _procs_mentioning(text: str) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            state = (d / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if text in cmd and state != "Z":
-            out.append(int(d.name))
-    return out
 
 
 def _gone_within(text: str, seconds: float) -> list[int]:
