@@ -14,6 +14,13 @@ There is no container registry on our machines, so nothing is pulled:
 3. ``sshd`` image: FROM the os image, sshd with a key generated on the host
    (kept in the cache directory), for testing the SSH backend against real
    sshd servers.
+4. a database's image, when the database needs Debian packages the os image
+   lacks (``HostNeeds.debian_packages``; etcd: ``etcd-server``): FROM the node
+   image, those packages' .deb files -- from apt's cache on the host, else
+   ``apt-get download`` (the same Debian mirror debootstrap used) -- installed
+   with ``dpkg -i`` (services are not started: a ``policy-rc.d`` denies it
+   during the install). A package whose dependencies the image lacks fails
+   the build with dpkg's message. Tagged ``squall-node-<package>:<hash>``.
 
 Every image is tagged by a content hash of what goes into it (recipe,
 package list, project sources, wheel names, public key), so a warm build is a
@@ -291,6 +298,57 @@ def _ensure_node_image(client=None) -> BuiltImage:
     return BuiltImage(tag, True, time.monotonic() - t0)
 
 
+def deb_file(package: str) -> Path:
+    """A .deb of ``package`` for the image: one fetched before (the cache
+    directory), apt's own cache on this host, else ``apt-get download``."""
+    d = cache_dir() / "debs"
+    d.mkdir(parents=True, exist_ok=True)
+    for where in (d, Path("/var/cache/apt/archives")):
+        found = sorted(where.glob(f"{package}_*.deb"))
+        if found:
+            return found[-1]
+    if shutil.which("apt-get") is None:
+        raise SetupError(f"the image needs Debian's {package} package: no .deb of it in {d} and no apt-get to "
+                         "download one")
+    log_path = cache_dir() / f"apt-get-download-{package}.log"
+    with open(log_path, "wb") as log:
+        rc = subprocess.run(["apt-get", "download", package], cwd=d, stdout=log, stderr=subprocess.STDOUT,
+                            timeout=600).returncode
+    found = sorted(d.glob(f"{package}_*.deb"))
+    if rc != 0 or not found:
+        raise SetupError(f"apt-get download {package} failed (exit {rc}); see {log_path}")
+    return found[-1]
+
+
+def _ensure_db_image(client, debian_packages: tuple[str, ...]) -> BuiltImage:
+    """The node image plus the Debian packages it lacks (see the module doc)."""
+    t0 = time.monotonic()
+    node = _ensure_node_image(client)
+    extra = sorted(p for p in dict.fromkeys(debian_packages) if p not in OS_PACKAGES)
+    if not extra:
+        return node
+    debs = [deb_file(p) for p in extra]
+    repository = "squall-node-" + re.sub(r"[^a-z0-9]+", "-", extra[0].lower()).strip("-")
+    tag = f"{repository}:{content_hash([node.tag, RECIPE_VERSION, *(f.read_bytes() for f in debs)])}"
+    if image_exists(client, tag):
+        return BuiltImage(tag, node.built, time.monotonic() - t0)
+    with tempfile.TemporaryDirectory(prefix="squall-build-") as ctx_dir:
+        ctx = Path(ctx_dir)
+        (ctx / "debs").mkdir()
+        for f in debs:
+            shutil.copyfile(f, ctx / "debs" / f.name)
+        (ctx / "Dockerfile").write_text(
+            f"FROM {node.tag}\n"
+            f"LABEL {IMAGE_LABEL}=node-{'-'.join(extra)}\n"
+            "COPY debs /tmp/debs\n"
+            "RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && "
+            "dpkg -i /tmp/debs/*.deb && rm -rf /tmp/debs /usr/sbin/policy-rc.d\n")
+        _log(f"building {tag} (the node image with {', '.join(extra)})")
+        _docker_build(client, tag, ctx, repository)
+    _drop_old_tags(client, repository, keep=tag)
+    return BuiltImage(tag, True, time.monotonic() - t0)
+
+
 def _drop_old_tags(client, repository: str, keep: str) -> None:
     """Every project change makes a new node image; untag the older ones
     (their shared layers stay) unless a container still uses them."""
@@ -353,9 +411,12 @@ def ensure_os_image(client) -> BuiltImage:
         return _ensure_os_image(client)
 
 
-def ensure_node_image(client=None) -> BuiltImage:
-    """The image nodes run in (os + the project in /opt/squall)."""
+def ensure_node_image(client=None, debian_packages: tuple[str, ...] = ()) -> BuiltImage:
+    """The image nodes run in (os + the project in /opt/squall), plus the
+    Debian packages a database needs that the os image lacks."""
     with _build_lock():
+        if debian_packages:
+            return _ensure_db_image(client or docker_client(), tuple(debian_packages))
         return _ensure_node_image(client)
 
 

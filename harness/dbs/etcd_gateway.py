@@ -83,15 +83,15 @@ def unb64(text: str | None) -> str:
     return base64.b64decode(text or "").decode("utf-8", "replace")
 
 
-def prefix_end(prefix: str) -> str:
+def prefix_end(prefix: str) -> bytes:
     """The range end covering every key that starts with ``prefix`` (etcd's
-    ``clientv3.GetPrefixRangeEnd``; prefixes here are ASCII)."""
+    ``clientv3.GetPrefixRangeEnd``)."""
     data = bytearray(prefix.encode())
     for i in range(len(data) - 1, -1, -1):
         if data[i] < 0xFF:
             data[i] += 1
-            return bytes(data[: i + 1]).decode("latin-1")
-    return "\0"
+            return bytes(data[: i + 1])
+    return b"\0"
 
 
 def revision_of(reply: dict[str, Any]) -> int | None:
