@@ -172,6 +172,15 @@ def _chain(writes: list[Operation], indeterminate: int) -> list[dict[str, Any]]:
                                         f"had written {last} (zxid order)"})
             elif r > last:
                 gaps += r - last
+        token = w.output.get("token")
+        last_token = prev.output.get("token") if prev is not None else None
+        if prev is not None and isinstance(token, int) and isinstance(last_token, int) and token < last_token:
+            # etcd's lock: the lock key's revision is a fencing token; a write
+            # under an older token after one under a newer token means a
+            # holder that had lost the lock still wrote.
+            problems.append({"kind": "token-regression", "ops": [prev.index, w.index],
+                             "why": f"op {w.index} wrote under fencing token {token} after op {prev.index} "
+                                    f"had written under the newer token {last_token} (revision order)"})
         prev = w
     if gaps > indeterminate:
         problems.append({"kind": "unexplained-gap", "ops": [], "why":
@@ -182,7 +191,9 @@ def _chain(writes: list[Operation], indeterminate: int) -> list[dict[str, Any]]:
 
 def check_lock(history: Iterable[Op]) -> Result:
     """Fenced writes must form one chain in zxid order (no overlap, never
-    backwards); unfenced problems are findings (the verdict stays valid)."""
+    backwards; with fencing tokens -- etcd's lock revision, ``"token"`` --
+    never an older token after a newer one); unfenced problems are findings
+    (the verdict stays valid)."""
     name = "lock-fencing"
     ops = pair(list(history))
     found: dict[str, list[dict[str, Any]]] = {}

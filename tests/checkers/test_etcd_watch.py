@@ -197,3 +197,22 @@ def test_no_delivered_event_is_unknown():
     h.write(0, "k0", 10, 2)
     r = etcd_watch.check(h.ops)
     assert r.valid == "unknown"
+
+
+def test_lock_fencing_tokens_must_not_go_back():
+    """etcd's lock records the lock key's revision as a fencing token; a
+    fenced write under an older token after one under a newer token is a
+    fencing violation (workloads.checks.check_lock)."""
+    from workloads.checks import check_lock
+
+    def lock_history(tokens: list[int]) -> list[Op]:
+        h = H()
+        for i, token in enumerate(tokens):
+            h.call(i, "fenced-write", None)
+            h.done(i, "fenced-write", {"read": i, "wrote": i + 1, "lock": f"/l/{token}", "token": token,
+                                       "write_zxid": 100 + i})
+        return h.ops
+
+    assert check_lock(lock_history([5, 8, 12])).valid is True
+    bad = check_lock(lock_history([5, 12, 8]))
+    assert bad.valid is False and {p["kind"] for p in bad.counterexample["fenced"]} == {"token-regression"}
