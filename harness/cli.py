@@ -134,9 +134,6 @@ def _registry():
         backend_faults={"docker": ("partition", "pause", "kill", "packet", "disk"), "ssh": ("partition", "pause", "kill")},
         nemesis_package=_nemesis_package,
         default_nodes={"squall": _squall_default_nodes},
-        # test-only broken databases (the node's --unsafe-test-fault switch, node/faults.py)
-        unsafe_db_faults=("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
-                          "multi-partial", "diverge", "skip-fsync"),
     )
 
 

@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterator
 import click
 
 from harness import store, summary
+from harness.backends.base import SetupError
+from harness.dbs.base import NotOffered, UnsafeFaults, bind
 from harness.progress import Progress
 from harness.registry import Registry, UnknownName, lookup
 from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SETUP_FAILED, EXIT_UNKNOWN,
@@ -143,11 +145,20 @@ def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
     return count, options
 
 
+def _make_db(reg: Registry, db_name: str, options: dict[str, Any]) -> Any:
+    try:
+        return lookup(reg.dbs, "db", db_name)(options)
+    except UnknownName as exc:
+        raise SpecError(str(exc)) from None
+    except (ValueError, SetupError) as exc:  # a database refusing its options says why
+        raise SpecError(f"--db {db_name}: {exc}") from None
+
+
 def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n: int,
-                        faults: tuple[str, ...]) -> None:
+                        faults: tuple[str, ...], db: Any = None) -> None:
     """Refuse a node count the database cannot run, and a fault that cannot
     bite on this many nodes (a partition of one node cuts no link)."""
-    db = lookup(reg.dbs, "db", db_name)(options)
+    db = _make_db(reg, db_name, options) if db is None else db
     supported = getattr(db, "supported_node_counts", None)
     counts = tuple(supported()) if callable(supported) else ()
     if counts and n not in counts:
@@ -155,6 +166,38 @@ def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n:
     if "partition" in faults and n < 2:
         raise SpecError("--nemesis partition needs at least 2 nodes (a one-node cluster has no link to cut); "
                         "use --nodes 3, or another fault (pause, kill)")
+
+
+def unsafe_faults_of(reg: Registry, db: Any) -> tuple[str, ...]:
+    """The test-only faults ``--unsafe-db-fault`` accepts for this database."""
+    return tuple(db.unsafe_faults) if isinstance(db, UnsafeFaults) else tuple(reg.unsafe_db_faults)
+
+
+def _check_serves(reg: Registry, db_name: str, db: Any, workload: str, options: dict[str, Any]) -> None:
+    """Refuse a workload whose client interface the database does not offer."""
+    try:
+        w = lookup(reg.workloads, "workload", workload)(options)
+    except UnknownName as exc:
+        raise SpecError(str(exc)) from None
+    except ValueError as exc:
+        raise SpecError(f"--workload {workload}: {exc}") from None
+    interface = getattr(w, "interface", None)
+    if interface is None:
+        return  # a workload with clients of its own
+    offered = tuple(getattr(db, "interfaces", ()))
+    if interface not in offered:
+        servable = [name for name in sorted(reg.workloads) if name != workload and
+                    _interface_of(reg, name) in offered]
+        raise SpecError(f"--db {db_name} cannot serve the {workload} workload: it offers no {interface!r} client "
+                        f"(its interfaces: {', '.join(offered) or 'none'}; workloads it can run: "
+                        f"{', '.join(servable) or 'none'})")
+
+
+def _interface_of(reg: Registry, workload: str) -> str | None:
+    try:
+        return getattr(lookup(reg.workloads, "workload", workload)({}), "interface", None)
+    except Exception:  # noqa: BLE001 - a workload that cannot be built is not offered
+        return None
 
 
 def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str | None) -> TestSpec:
@@ -166,7 +209,9 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
     faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.backend_faults.get(c.backend), c.backend)
     count, options = _nodes_and_backend_options(c)
     nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
-    _check_cluster_size(reg, c.db, options, len(nodes), faults)
+    db = _make_db(reg, c.db, options)
+    _check_cluster_size(reg, c.db, options, len(nodes), faults, db)
+    _check_serves(reg, c.db, db, workload, options)
     if c.latency_ms:
         if c.latency_ms < 0:
             raise SpecError(f"--latency must be >= 0 ms, got {c.latency_ms:g}")
@@ -175,9 +220,10 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
                             "backend cannot delay packets (iptables has no delay, tc netem is not available)")
         options["latency_ms"] = c.latency_ms
     if c.unsafe_db_fault:
-        if c.unsafe_db_fault not in reg.unsafe_db_faults:
-            raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r}; allowed: "
-                            f"{', '.join(reg.unsafe_db_faults) or 'none'}")
+        allowed = unsafe_faults_of(reg, db)
+        if c.unsafe_db_fault not in allowed:
+            raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r} for --db {c.db}; allowed: "
+                            f"{', '.join(allowed) or 'none (this database has no test-only faults)'}")
         options["unsafe_db_fault"] = c.unsafe_db_fault
     seed = c.seed if c.seed is not None else random.SystemRandom().randrange(2**31)
     return TestSpec(
@@ -218,9 +264,10 @@ def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunContr
         backend = lookup(reg.backends, "backend", spec.backend)(options)
         db = lookup(reg.dbs, "db", spec.db)(options)
         workload = lookup(reg.workloads, "workload", spec.workload)({**options, "reads": spec.reads, "seed": spec.seed})
+        workload = bind(workload, db)  # the database's clients for the workload's interface
         package = (reg.nemesis_package(list(spec.nemesis), spec.nemesis_interval_s, stream_rng(spec.seed, "nemesis"))
                    if spec.nemesis else None)
-    except UnknownName as exc:
+    except (UnknownName, NotOffered) as exc:
         raise SpecError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - e.g. a part that is not installed yet
         msg = f"could not build the test's parts: {type(exc).__name__}: {exc}"

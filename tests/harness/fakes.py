@@ -21,6 +21,7 @@ from typing import Any
 
 from checkers.result import Result
 from harness.backends.base import SetupError
+from harness.dbs.base import NodeStatus
 from harness.registry import Registry
 
 
@@ -65,8 +66,8 @@ class FakeCluster:
         if self.fail_ready:
             raise SetupError(f"cluster not ready: fake refuses; node logs are under {self.run_dir / 'nodes'}")
 
-    def node_status(self, node: str) -> dict:
-        return {"mode": "standalone"}
+    def node_status(self, node: str) -> NodeStatus:
+        return NodeStatus("standalone", True)
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
         dest_dir.mkdir(parents=True, exist_ok=True)

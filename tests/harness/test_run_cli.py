@@ -103,7 +103,10 @@ def test_worst_exit_code_ranking():
     (["--nemesis", "partition,flood"], "allowed: partition, pause, kill"),
     (["--db", "zookeeper", "--concurrency", "lots"], "must be a number N or Nn"),
     (["--db", "zookeeper", "--reads", "eventual"], "not one of local, sync"),
-    (["--db", "zookeeper", "--unsafe-db-fault", "gremlins"], "allowed: lose-writes, stale-reads"),
+    (["--db", "squall", "--nodes", "1", "--nemesis", "kill", "--unsafe-db-fault", "gremlins"],
+     "allowed: lose-writes, stale-reads"),
+    (["--db", "zookeeper", "--unsafe-db-fault", "lose-writes"],
+     "for --db zookeeper; allowed: none (this database has no test-only faults)"),
     (["--db", "zookeeper", "--nodes", "0"], "between 1 and 9"),
     (["--test-count", "0"], "--test-count must be at least 1"),
 ])
