@@ -1,5 +1,5 @@
 """etcd's watch guarantees, checked on a history of the ``watch-stream``
-workload (``workloads/etcd_watch.py``): a pure function of the history.
+workload (``workloads/watch_stream.py``): a pure function of the history.
 
 etcd documents (API guarantees, "Watch"): events are *ordered* by revision;
 a watch never delivers the same event twice (*unique*); it is *reliable* --

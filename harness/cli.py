@@ -59,6 +59,11 @@ def _squall_db(options: dict):
     return squall.make(options)
 
 
+def _etcd_db(options: dict):
+    from harness.dbs import etcd
+    return etcd.make(options)
+
+
 def _zookeeper_db(options: dict):
     from harness.dbs import zookeeper
     return zookeeper.make(options)
@@ -101,6 +106,11 @@ def _watch_workload(options: dict):
     return watch.make(options)
 
 
+def _watch_stream_workload(options: dict):
+    from workloads import watch_stream
+    return watch_stream.make(options)
+
+
 def _queue_workload(options: dict):
     from workloads import queue
     return queue.make(options)
@@ -125,10 +135,10 @@ def _registry():
     from harness.registry import Registry
     return Registry(
         backends={"local": _local_backend, "docker": _docker_backend, "ssh": _ssh_backend},
-        dbs={"squall": _squall_db, "zookeeper": _zookeeper_db},
+        dbs={"squall": _squall_db, "zookeeper": _zookeeper_db, "etcd": _etcd_db},
         workloads={"register": _register_workload, "set": _set_workload,
                    "lock": _lock_workload, "session": _session_workload,
-                   "multi": _multi_workload, "watch": _watch_workload, "queue": _queue_workload,
+                   "multi": _multi_workload, "watch": _watch_workload, "watch-stream": _watch_stream_workload, "queue": _queue_workload,
                    "counter": _counter_workload, "election": _election_workload},
         nemesis_faults=("partition", "pause", "kill", "packet", "clock", "disk"),
         backend_faults={"docker": ("partition", "pause", "kill", "packet", "disk"), "ssh": ("partition", "pause", "kill")},

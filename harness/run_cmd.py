@@ -75,7 +75,9 @@ def _common_options(fn: Callable) -> Callable:
         click.option("--seed", type=int, default=None, help="Seed for every random choice [default: random; stored in test.json]."),
         click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
                      help="Results folder."),
-        click.option("--reads", default="local", show_default=True, help=f"Read mode: {', '.join(READS_MODES)}."),
+        click.option("--reads", default=None,
+                     help=f"Read mode: {', '.join(READS_MODES)} [default: the database's: local for squall and "
+                          "zookeeper, linearizable for etcd]."),
         click.option("--clients", type=click.Choice(CLIENT_MODES), default="roaming", show_default=True,
                      help="roaming: each client gets every node (shuffled per client) and moves to another "
                           "when its connection drops; pinned: each client talks to one node only."),
@@ -106,7 +108,7 @@ class _Common:
     rate: float
     seed: int | None
     results_dir: str
-    reads: str
+    reads: str | None
     progress: bool
     unsafe_db_fault: str | None
     clients: str = "roaming"
@@ -193,6 +195,26 @@ def _check_serves(reg: Registry, db_name: str, db: Any, workload: str, options: 
                         f"{', '.join(servable) or 'none'})")
 
 
+def workload_for(db: Any, workload: str) -> str:
+    """The workload a database runs for ``workload``: a database whose
+    meaning of a workload's name differs names its own in
+    ``workload_aliases`` (etcd's ``watch`` is ``watch-stream``: a revision
+    stream, not ZooKeeper's one-shot watches)."""
+    return str(dict(getattr(db, "workload_aliases", {}) or {}).get(workload, workload))
+
+
+def servable_workloads(reg: Registry, db: Any) -> list[str]:
+    """Every registered workload ``db`` can run (after its aliases), once each."""
+    offered = tuple(getattr(db, "interfaces", ()))
+    out: list[str] = []
+    for name in sorted(reg.workloads):
+        name = workload_for(db, name)
+        interface = _interface_of(reg, name)
+        if name not in out and (interface is None or interface in offered):
+            out.append(name)
+    return out
+
+
 def _interface_of(reg: Registry, workload: str) -> str | None:
     try:
         return getattr(lookup(reg.workloads, "workload", workload)({}), "interface", None)
@@ -210,8 +232,13 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
     count, options = _nodes_and_backend_options(c)
     nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
     db = _make_db(reg, c.db, options)
+    workload = workload_for(db, workload)
     _check_cluster_size(reg, c.db, options, len(nodes), faults, db)
     _check_serves(reg, c.db, db, workload, options)
+    reads = c.reads or str(getattr(db, "default_reads", "local"))
+    modes = tuple(getattr(db, "reads_modes", ("local", "sync")))
+    if reads not in modes:
+        raise SpecError(f"--reads {reads} is not offered by --db {c.db}; allowed: {', '.join(modes)}")
     if c.latency_ms:
         if c.latency_ms < 0:
             raise SpecError(f"--latency must be >= 0 ms, got {c.latency_ms:g}")
@@ -230,7 +257,7 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
         name=name or default_name(c.db, workload, faults) + (f"-unsafe-{c.unsafe_db_fault}" if c.unsafe_db_fault else ""),
         nodes=nodes, backend=c.backend, db=c.db, workload=workload, nemesis=faults,
         nemesis_interval_s=c.nemesis_interval, time_limit_s=c.time_limit,
-        concurrency=parse_concurrency(c.concurrency, len(nodes)), rate=c.rate, seed=seed, reads=c.reads,
+        concurrency=parse_concurrency(c.concurrency, len(nodes)), rate=c.rate, seed=seed, reads=reads,
         clients=c.clients, min_availability=c.min_availability, options=tuple(sorted(options.items())))
 
 
@@ -390,7 +417,7 @@ STANDARD_NEMESES = "partition,pause,kill"
 
 @click.command("test-all")
 @click.option("--workloads", default="all", show_default=True,
-              help="Comma-separated workloads, or all (every registered workload).")
+              help="Comma-separated workloads, or all (every registered workload the database can run).")
 @click.option("--nemeses", default=STANDARD_NEMESES, show_default=True,
               help="Semicolon-separated nemesis lists, e.g. 'partition;kill;partition,pause;none'; each list "
                    "is one composed, overlapping schedule. The default is the standard suite's schedule.")
@@ -409,8 +436,11 @@ def test_all(ctx: click.Context, workloads: str, nemeses: str, as_json: bool = F
     if c.seed is None:
         c.seed = random.SystemRandom().randrange(2**31)
     wls = [w.strip() for w in workloads.split(",") if w.strip()]
-    if wls == ["all"]:
-        wls = sorted(reg.workloads)
+    if wls == ["all"]:  # every workload the database can run
+        try:
+            wls = servable_workloads(reg, _make_db(reg, c.db, _nodes_and_backend_options(c)[1]))
+        except SpecError as exc:
+            _fail(str(exc))
     nems = [n.strip() for n in nemeses.split(";") if n.strip()]
     if not wls or not nems:
         _fail("test-all needs at least one workload and one nemesis list")

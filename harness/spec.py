@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 SPEC_VERSION = 1
-READS_MODES = ("local", "sync")
+READS_MODES = ("local", "sync", "linearizable")
 CLIENT_MODES = ("roaming", "pinned")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

@@ -40,13 +40,14 @@ def register_operations(history: Iterable[Op], fs: tuple[str, ...] = REGISTER_FS
     return out
 
 
-def linearizable_per_key(history: Iterable[Op], budget_s: float | None = 60.0) -> Result:
-    """Writes and cas, per key, against the cas-register model. Reads are
+def linearizable_per_key(history: Iterable[Op], budget_s: float | None = 60.0, reads: bool = False) -> Result:
+    """Writes and cas, per key, against the cas-register model; reads too
+    when ``reads`` (linearizable reads: etcd's default). Otherwise reads are
     left out: ZooKeeper serves them locally, so they need not be linearizable
     (even after sync, ZOOKEEPER-1675)."""
     from checkers import linearizable, models
 
-    ops = register_operations(history, fs=("write", "cas"))
+    ops = register_operations(history, fs=REGISTER_FS if reads else ("write", "cas"))
     return linearizable.check(ops, models.get_model("cas-register", initial=None),
                               budget_s=budget_s)
 

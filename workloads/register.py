@@ -93,12 +93,12 @@ class RegisterWorkload:
     def check(self, history: list[Op]) -> Any:
         results = [
             run_checker("register-linearizable", linearizable_per_key, history,
-                        budget_s=self.budget_s),
+                        budget_s=self.budget_s, reads=self.reads == "linearizable"),
             run_checker("register-sequential", sequential_registers, history,
                         budget_s=self.budget_s),
             run_checker("session-order", session_order, history),
         ]
-        if self.reads == "sync":
+        if self.reads in ("sync", "linearizable"):
             results.append(run_checker("fresh-after-sync", fresh_after_sync, history))
         return merge(results, checker="register")
 
@@ -106,8 +106,8 @@ class RegisterWorkload:
 def make(options: dict[str, Any] | None = None) -> RegisterWorkload:
     options = dict(options or {})
     reads = options.get("reads", "local") or "local"
-    if reads not in ("local", "sync"):
-        raise ValueError(f"register reads must be 'local' or 'sync', got {reads!r}")
+    if reads not in ("local", "sync", "linearizable"):
+        raise ValueError(f"register reads must be 'local', 'sync' or 'linearizable', got {reads!r}")
     w = RegisterWorkload(reads=reads)
     for name in ("keys", "ops_per_key", "budget_s"):
         if name in options:

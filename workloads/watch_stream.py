@@ -39,7 +39,7 @@ KEYS = ("k0", "k1", "k2", "k3")
 
 @dataclass
 class WatchStreamWorkload:
-    name: str = "watch"
+    name: str = "watch-stream"
     interface: str = "watch-stream"
     write_fraction: float = 0.6
     max_back: int = 30

@@ -3,7 +3,9 @@
 Each node gets its own directory under ``<run_dir>/nodes/<name>/`` (config,
 data, log) and its own free ports on 127.0.0.1. Peer traffic goes through a
 ``ProxyMesh`` (one proxy per directed link and port kind), so partitions need
-no root. Every node runs in its own process group (``start_new_session``),
+no root. A database whose members must all name a peer by one address
+(``PeerSockets``) dials Unix sockets named relative to its own directory
+instead; the link's proxy listens under that name in the dialler's directory. Every node runs in its own process group (``start_new_session``),
 so pause/kill reach the whole tree the db started (e.g. a shell wrapper and
 its JVM): pause = SIGSTOP, resume = SIGCONT, kill = SIGKILL, start = the same
 argv again on the same data dir and ports.
@@ -55,7 +57,7 @@ from typing import Any
 from harness.backends.base import SetupError
 from harness.backends import clock as faketime
 from harness.backends.proxy import ProxyMesh, free_ports
-from harness.dbs.base import (NodeContext, NodePorts, NodeStatus, leader_of, statuses, wait_until_ready,
+from harness.dbs.base import (NodeContext, NodePorts, PeerSockets, NodeStatus, leader_of, statuses, wait_until_ready,
                               write_launch_files)
 
 _log = logging.getLogger(__name__)
@@ -216,16 +218,27 @@ class LocalCluster:
         # draw, so they are distinct: a proxy left to bind port 0 could be
         # handed a node's port that was free a moment ago (the node binds
         # its ports only when it starts).
-        links = len(self.nodes) * (len(self.nodes) - 1) * (2 if "election" in kinds else 1)
+        # A database whose members must name a peer alike (PeerSockets)
+        # dials Unix sockets named relative to its own directory; the link
+        # proxies listen under those names in each dialler's directory.
+        sockets = isinstance(self.db, PeerSockets)
+        links = 0 if sockets else len(self.nodes) * (len(self.nodes) - 1) * (2 if "election" in kinds else 1)
         real = free_ports(3 * len(self.nodes) + links)
         base: dict[str, tuple[int, int, int]] = {
             n: (real[3 * i], real[3 * i + 1], real[3 * i + 2]) for i, n in enumerate(self.nodes)}
         proxy_ports = iter(real[3 * len(self.nodes):])
+        node_dirs = {n: self.run_dir / "nodes" / n for n in self.nodes}
+        for d in node_dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
         for src in self.nodes:
             for dst in self.nodes:
                 if src == dst:
                     continue
                 _, peer, elect = base[dst]
+                if sockets:
+                    name = self.db.peer_socket(dst)
+                    self.mesh.add_unix(src, dst, "peer", str(node_dirs[dst] / name), str(node_dirs[src] / name))
+                    continue
                 self.mesh.add(src, dst, "peer", peer, next(proxy_ports))
                 if "election" in kinds:
                     self.mesh.add(src, dst, "election", elect, next(proxy_ports))
@@ -234,6 +247,9 @@ class LocalCluster:
             peer_addresses = {}
             for other in self.nodes:
                 if other == name:
+                    continue
+                if sockets:  # not dialled: the member dials its peers' sockets
+                    peer_addresses[other] = ("127.0.0.1", base[other][1], base[other][2])
                     continue
                 p = self.mesh.port(name, other, "peer")
                 e = self.mesh.port(name, other, "election") if "election" in kinds else p

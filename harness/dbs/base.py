@@ -225,6 +225,19 @@ class UnsafeFaults(Protocol):
     unsafe_faults: tuple[str, ...]
 
 
+@runtime_checkable
+class PeerSockets(Protocol):
+    """Optional: members name every peer by the same address (etcd derives
+    member ids from its peer URLs), so on the local backend they dial Unix
+    sockets named relative to their own directory: ``peer_socket(node)`` is
+    the file name of ``node``'s socket. The member listens on it in its own
+    directory; in every other member's directory the local backend's proxy
+    for the link to it listens under that name (harness/backends/proxy.py).
+    Backends that give every member a host of its own ignore it."""
+
+    def peer_socket(self, node: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class HostNeeds:
     """What a host needs for a node to run: Debian packages (installed with

@@ -342,7 +342,7 @@ class EtcdLockClient(EtcdClient):
 # ------------------------------------------------------------------- watch
 
 class EtcdWatchClient(EtcdClient):
-    """The etcd watch workload's ops (``workloads/etcd_watch.py``): one watch
+    """The etcd watch workload's ops (``workloads/watch_stream.py``): one watch
     stream per client on the prefix ``/squall/watch/``, kept by a thread and
     resumed from the last seen revision whenever it breaks.
 

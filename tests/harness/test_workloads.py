@@ -252,7 +252,7 @@ def test_register_ops_unique_values_and_rotating_keys():
     for op in ops:
         per_key[op["value"][0]] = per_key.get(op["value"][0], 0) + 1
     assert max(per_key.values()) <= 10 and len(per_key) >= 20
-    with pytest.raises(ValueError, match="local' or 'sync"):
+    with pytest.raises(ValueError, match="'local', 'sync' or 'linearizable"):
         register.make({"reads": "quorum"})
 
 
