@@ -32,7 +32,7 @@ class Interface:
 INTERFACES: dict[str, Interface] = {i.name: i for i in (
     Interface("register", "per-key registers holding ints (linearizable writes and cas)", (
         ("read", "[k, null] -> [k, v]: v the key's value, null if never written; local read, or "
-                 "fresh with the client setting reads=sync"),
+                 "fresh with the client setting reads=sync, or linearizable with reads=linearizable"),
         ("write", "[k, v] -> [k, v]: set the key to v (creating it)"),
         ("cas", "[k, [old, new]] -> [k, [old, new]]: set to new iff it holds old; fail when it does not"),
     )),
@@ -63,6 +63,13 @@ INTERFACES: dict[str, Interface] = {i.name: i for i in (
                        "read and arm a one-shot watch; says whether the previous one fired before this reply"),
         ("pwatch-read", "[key, null] -> {key, data, version, ..., prev_version?, events?}: read under "
                         "a persistent recursive watch; counts its events since the previous read"),
+    )),
+    Interface("watch-stream", "a revision-ordered watch stream on a key prefix, resumable (etcd's watch)", (
+        ("write", "[key, n] -> [key, n, revision]: put; the revision it created"),
+        ("watch", "back -> {events: [[revision, key, value], ...], start?, resumed?, breaks?}: the events "
+                  "delivered since the previous watch op; the first opens the stream back revisions ago"),
+        ("final-watch", "null -> {events, fence: [key, value, revision]}: write a fence and wait until the "
+                        "stream delivered it"),
     )),
     Interface("queue", "two FIFO queues of unique ints (plain and locking)", (
         ("put", "[q, n] -> [q, n]"),

@@ -18,7 +18,9 @@ op, reads included, sequentially consistent in ZooKeeper's sense (a total
 order respecting real time among writes and each process's own order); each
 session's zxids never go back and it reads its own writes
 (``checkers.session_order``); with ``reads="sync"``, every read sees every
-write acknowledged before it was invoked (``checkers.fresh_reads``).
+write acknowledged before it was invoked (``checkers.fresh_reads``); with
+``reads="linearizable"`` (etcd's default), reads are in the linearizability
+check too, and fresh as with sync.
 """
 from __future__ import annotations
 
