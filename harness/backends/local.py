@@ -57,7 +57,7 @@ from typing import Any
 from harness.backends.base import SetupError
 from harness.backends import clock as faketime
 from harness.backends.proxy import ProxyMesh, free_ports
-from harness.dbs.base import (NodeContext, NodePorts, PeerSockets, NodeStatus, leader_of, statuses, wait_until_ready,
+from harness.dbs.base import (NodeContext, NodePorts, NodeStatus, PeerSockets, leader_of, statuses, wait_until_ready,
                               write_launch_files)
 
 _log = logging.getLogger(__name__)
