@@ -44,10 +44,11 @@ from harness.backends.base import SetupError
 
 RECIPE_VERSION = "1"  # bump when the build steps below change meaning
 SUITE = "bookworm"
-BASE_PACKAGES = (
-    "python3", "python3-venv", "iproute2", "iptables", "procps",
-    "ca-certificates", "openssh-server",
-)
+# The OS image holds these, the registered databases' packages between them
+# (the order is part of the image's tag: squall's own databases' packages come
+# where they always stood, so the cached image keeps its tag).
+BASE_PACKAGES = ("python3", "python3-venv", "iproute2", "iptables", "procps", "ca-certificates")
+LAST_PACKAGES = ("openssh-server",)
 PROJECT_DIRS = ("node", "harness", "nemesis", "checkers", "workloads")
 VENV = "/opt/squall"
 IMAGE_LABEL = "squall.image"
@@ -125,11 +126,12 @@ def project_hash(root: Path = PROJECT_ROOT) -> str:
 @functools.lru_cache(maxsize=1)
 def database_packages() -> tuple[str, ...]:
     """The Debian packages every registered database says its hosts need
-    (``harness.dbs.base.Installs``), sorted: one OS image serves them all.
-    A database plugin that cannot be loaded is skipped, with a warning."""
+    (``harness.dbs.base.Installs``), in registration order: one OS image
+    serves them all. A database plugin that cannot be loaded is skipped,
+    with a warning."""
     from harness import plugins
     from harness.dbs.base import Installs
-    found: set[str] = set()
+    found: list[str] = []
     for p in plugins.discover().of("db"):
         try:
             db = p.load()({})
@@ -137,12 +139,12 @@ def database_packages() -> tuple[str, ...]:
             _log(f"warning: skipping the packages of {p.describe()}: {exc}")
             continue
         if isinstance(db, Installs):
-            found.update(db.host_needs().debian_packages)
-    return tuple(sorted(found - set(BASE_PACKAGES)))
+            found += [pkg for pkg in db.host_needs().debian_packages if pkg not in found]
+    return tuple(pkg for pkg in found if pkg not in BASE_PACKAGES + LAST_PACKAGES)
 
 
 def os_packages() -> tuple[str, ...]:
-    return BASE_PACKAGES + database_packages()
+    return BASE_PACKAGES + database_packages() + LAST_PACKAGES
 
 
 def os_image_hash() -> str:
