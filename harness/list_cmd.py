@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from harness.plugins import Discovery, Plugin, PluginError, describe_object
+from harness.plugins import Discovery, Plugin, PluginError, describe_object, fault_about
 from harness.registry import Registry
 
 EXIT_BAD_INPUT = 3
@@ -28,7 +28,7 @@ def describe(plugin: Plugin) -> dict[str, Any]:
                            "version": plugin.version, "target": plugin.target, "source": plugin.source}
     try:
         obj = plugin.load()
-        row["about"] = describe_object(obj)
+        row["about"] = fault_about(plugin, obj) if plugin.kind == "nemesis" else describe_object(obj)
         if plugin.kind == "db":
             db = obj({})
             row["interfaces"] = list(db.interfaces)

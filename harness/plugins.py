@@ -191,10 +191,27 @@ def help_list(kind: str, empty: str = "none registered") -> str:
     return known[0] if len(known) == 1 else ", ".join(known[:-1]) + " or " + known[-1]
 
 
-def describe_object(obj: Any) -> str:
-    """The first line of a plugin object's docstring, else its module's."""
+def describe_object(obj: Any, limit: int = 100) -> str:
+    """The first sentence of a plugin object's docstring, else its module's
+    (reST quoting dropped, cut to ``limit`` characters)."""
     for thing in (obj, sys.modules.get(getattr(obj, "__module__", "") or "")):
         doc = getattr(thing, "__doc__", None)
         if doc and doc.strip():
-            return doc.strip().splitlines()[0].strip()
+            return first_sentence(doc, limit)
     return ""
+
+
+def first_sentence(doc: str, limit: int = 100) -> str:
+    paragraph = " ".join(doc.strip().split("\n\n", 1)[0].split()).replace("``", "`")
+    if ". " in paragraph:
+        paragraph = paragraph.split(". ", 1)[0] + "."
+    return paragraph if len(paragraph) <= limit else paragraph[:limit - 1].rstrip() + "…"
+
+
+def fault_about(plugin: Plugin, obj: Any) -> str:
+    """A nemesis fault's line: the factory module's ``FAULT_ABOUT[name]`` when
+    it has one (one factory serves several faults), else its docstring's."""
+    about = getattr(sys.modules.get(getattr(obj, "__module__", "") or ""), "FAULT_ABOUT", None)
+    if isinstance(about, dict) and isinstance(about.get(plugin.name), str):
+        return first_sentence(about[plugin.name])
+    return describe_object(obj)

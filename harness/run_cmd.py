@@ -350,8 +350,8 @@ def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
               help=f"{plugins.help_list('workload')} (the database must offer the workload's client interface; "
                    "`squall list`).")
 @click.option("--nemesis", default="partition,kill", show_default=True,
-              help=f"Comma-separated faults ({', '.join(plugins.names('nemesis'))}), all (every fault of "
-                   "squall's the backend supports) or none; they overlap on a seeded schedule.")
+              help=f"Comma-separated faults ({', '.join(plugins.names('nemesis'))}), all (every one of "
+                   "squall's own faults the backend supports) or none; they overlap on a seeded schedule.")
 @_common_options
 @click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")
