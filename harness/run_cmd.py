@@ -161,8 +161,7 @@ def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n:
     """Refuse a node count the database cannot run, and a fault that cannot
     bite on this many nodes (a partition of one node cuts no link)."""
     db = _make_db(reg, db_name, options) if db is None else db
-    supported = getattr(db, "supported_node_counts", None)
-    counts = tuple(supported()) if callable(supported) else ()
+    counts = tuple(db.supported_node_counts())
     if counts and n not in counts:
         raise SpecError(f"--db {db_name} cannot run {n} node(s); allowed: {', '.join(map(str, counts))}")
     if "partition" in faults and n < 2:
@@ -186,7 +185,7 @@ def _check_serves(reg: Registry, db_name: str, db: Any, workload: str, options: 
     interface = getattr(w, "interface", None)
     if interface is None:
         return  # a workload with clients of its own
-    offered = tuple(getattr(db, "interfaces", ()))
+    offered = tuple(db.interfaces)
     if interface not in offered:
         servable = [name for name in sorted(reg.workloads) if name != workload and
                     _interface_of(reg, name) in offered]
@@ -197,7 +196,7 @@ def _check_serves(reg: Registry, db_name: str, db: Any, workload: str, options: 
 
 def servable_workloads(reg: Registry, db: Any) -> list[str]:
     """The registered workloads whose interface ``db`` offers (or that bring their own clients)."""
-    offered = tuple(getattr(db, "interfaces", ()))
+    offered = tuple(db.interfaces)
     out = []
     for name in sorted(reg.workloads):
         try:
