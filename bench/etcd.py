@@ -41,8 +41,14 @@ def run(args: argparse.Namespace, results: Path, workload: str, fault: str, seed
         argv += ["--unsafe-db-fault", unsafe]
     t0 = time.monotonic()
     r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    summary = (r.stdout.strip().splitlines() or r.stderr.strip().splitlines() or [""])[0][:110]
-    return VERDICT.get(r.returncode, f"error({r.returncode})"), time.monotonic() - t0, summary
+    lines = r.stdout.strip().splitlines()
+    summary = (lines or r.stderr.strip().splitlines() or [""])[0][:110]
+    # the verdict is what the run printed: a crash before it (a traceback) also exits 1
+    said = lines[0].split(":")[0].strip().lower() if lines else ""
+    verdict = VERDICT.get(r.returncode, f"error({r.returncode})")
+    if said not in ("valid", "invalid", "unknown"):
+        verdict = f"error({r.returncode})"
+    return verdict, time.monotonic() - t0, summary
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from harness import plugins
 from harness.backends.base import SetupError
 from harness.registry import Registry, UnknownName, lookup
 
@@ -54,7 +55,8 @@ def cluster() -> None:
 
 @cluster.command("up")
 @_BACKEND
-@click.option("--db", default="zookeeper", show_default=True, help="A registered database (`squall list`).")
+@click.option("--db", default=plugins.default("db", "zookeeper"), show_default=True,
+              help=f"The database: {plugins.help_list('db')} (`squall list`).")
 @click.option("--nodes", type=int, default=3, show_default=True, help="Node count.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Node directories (config, data, logs) go to RESULTS/clusters/<run id>/.")

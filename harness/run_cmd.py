@@ -26,9 +26,10 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from harness import store, summary
+from harness import plugins, store, summary
 from harness.backends.base import SetupError
 from harness.dbs.base import NotOffered, UnsafeFaults, bind
+from harness.plugins import PluginError
 from harness.progress import Progress
 from harness.registry import Registry, UnknownName, lookup
 from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SETUP_FAILED, EXIT_UNKNOWN,
@@ -56,7 +57,8 @@ def _fail(message: str) -> None:
 def _common_options(fn: Callable) -> Callable:
     options = [
         click.option("--backend", default="local", show_default=True, help="Where nodes run."),
-        click.option("--db", default="squall", show_default=True, help="squall (the bundled node) or zookeeper."),
+        click.option("--db", default=plugins.default("db", "squall"), show_default=True,
+                     help=f"The database under test: {plugins.help_list('db')} (`squall list` describes them)."),
         click.option("--nemesis-interval", type=float, default=5.0, show_default=True,
                      help="Seconds between fault starts and stops."),
         click.option("--nodes", default=None,
@@ -150,7 +152,7 @@ def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
 def _make_db(reg: Registry, db_name: str, options: dict[str, Any]) -> Any:
     try:
         return lookup(reg.dbs, "db", db_name)(options)
-    except UnknownName as exc:
+    except (UnknownName, PluginError) as exc:
         raise SpecError(str(exc)) from None
     except (ValueError, SetupError) as exc:  # a database refusing its options says why
         raise SpecError(f"--db {db_name}: {exc}") from None
@@ -161,8 +163,7 @@ def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n:
     """Refuse a node count the database cannot run, and a fault that cannot
     bite on this many nodes (a partition of one node cuts no link)."""
     db = _make_db(reg, db_name, options) if db is None else db
-    supported = getattr(db, "supported_node_counts", None)
-    counts = tuple(supported()) if callable(supported) else ()
+    counts = tuple(db.supported_node_counts())
     if counts and n not in counts:
         raise SpecError(f"--db {db_name} cannot run {n} node(s); allowed: {', '.join(map(str, counts))}")
     if "partition" in faults and n < 2:
@@ -179,14 +180,14 @@ def _check_serves(reg: Registry, db_name: str, db: Any, workload: str, options: 
     """Refuse a workload whose client interface the database does not offer."""
     try:
         w = lookup(reg.workloads, "workload", workload)(options)
-    except UnknownName as exc:
+    except (UnknownName, PluginError) as exc:
         raise SpecError(str(exc)) from None
     except ValueError as exc:
         raise SpecError(f"--workload {workload}: {exc}") from None
     interface = getattr(w, "interface", None)
     if interface is None:
         return  # a workload with clients of its own
-    offered = tuple(getattr(db, "interfaces", ()))
+    offered = tuple(db.interfaces)
     if interface not in offered:
         servable = [name for name in sorted(reg.workloads) if name != workload and
                     _interface_of(reg, name) in offered]
@@ -204,13 +205,20 @@ def workload_for(db: Any, workload: str) -> str:
 
 
 def servable_workloads(reg: Registry, db: Any) -> list[str]:
-    """Every registered workload ``db`` can run (after its aliases), once each."""
-    offered = tuple(getattr(db, "interfaces", ()))
+    """The registered workloads whose interface ``db`` offers (or that bring
+    their own clients), after the database's aliases, once each."""
+    offered = tuple(db.interfaces)
     out: list[str] = []
     for name in sorted(reg.workloads):
         name = workload_for(db, name)
-        interface = _interface_of(reg, name)
-        if name not in out and (interface is None or interface in offered):
+        if name in out:
+            continue
+        try:
+            w = lookup(reg.workloads, "workload", name)({})
+        except Exception:  # noqa: BLE001 - a workload that cannot be built is not servable
+            continue
+        interface = getattr(w, "interface", None)
+        if interface is None or interface in offered:
             out.append(name)
     return out
 
@@ -228,13 +236,17 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
                                (reg.workloads, "workload", workload)):
         if value not in table:
             raise SpecError(f"unknown {kind} {value!r}; allowed: {', '.join(sorted(table))}")
-    faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.backend_faults.get(c.backend), c.backend)
+    faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.faults_for(c.backend), c.backend,
+                           everything=reg.all_faults_for(c.backend))
     count, options = _nodes_and_backend_options(c)
-    nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
     db = _make_db(reg, c.db, options)
     workload = workload_for(db, workload)
-    _check_cluster_size(reg, c.db, options, len(nodes), faults, db)
+    try:
+        nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
+    except PluginError as exc:
+        raise SpecError(str(exc)) from None
     _check_serves(reg, c.db, db, workload, options)
+    _check_cluster_size(reg, c.db, options, len(nodes), faults, db)
     reads = c.reads or str(getattr(db, "default_reads", "local"))
     modes = tuple(getattr(db, "reads_modes", ("local", "sync")))
     if reads not in modes:
@@ -352,10 +364,12 @@ def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
 
 
 @click.command("run")
-@click.option("--workload", default="register", show_default=True, help="register, set, lock, session, multi, watch, queue, counter or election.")
+@click.option("--workload", default=plugins.default("workload", "register"), show_default=True,
+              help=f"{plugins.help_list('workload')} (the database must offer the workload's client interface; "
+                   "`squall list`).")
 @click.option("--nemesis", default="partition,kill", show_default=True,
-              help="Comma-separated faults (partition, pause, kill, packet, clock), all (every fault the "
-                   "backend supports) or none; they overlap on a seeded schedule.")
+              help=f"Comma-separated faults ({', '.join(plugins.names('nemesis'))}), all (every one of "
+                   "squall's own faults the backend supports) or none; they overlap on a seeded schedule.")
 @_common_options
 @click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")
@@ -417,7 +431,7 @@ STANDARD_NEMESES = "partition,pause,kill"
 
 @click.command("test-all")
 @click.option("--workloads", default="all", show_default=True,
-              help="Comma-separated workloads, or all (every registered workload the database can run).")
+              help="Comma-separated workloads, or all (every registered workload the database can serve).")
 @click.option("--nemeses", default=STANDARD_NEMESES, show_default=True,
               help="Semicolon-separated nemesis lists, e.g. 'partition;kill;partition,pause;none'; each list "
                    "is one composed, overlapping schedule. The default is the standard suite's schedule.")
@@ -436,11 +450,12 @@ def test_all(ctx: click.Context, workloads: str, nemeses: str, as_json: bool = F
     if c.seed is None:
         c.seed = random.SystemRandom().randrange(2**31)
     wls = [w.strip() for w in workloads.split(",") if w.strip()]
-    if wls == ["all"]:  # every workload the database can run
+    if wls == ["all"]:  # every registered workload the database can serve
         try:
-            wls = servable_workloads(reg, _make_db(reg, c.db, _nodes_and_backend_options(c)[1]))
+            db = _make_db(reg, c.db, {}) if c.db in reg.dbs else None
         except SpecError as exc:
             _fail(str(exc))
+        wls = servable_workloads(reg, db) if db is not None else sorted(reg.workloads)
     nems = [n.strip() for n in nemeses.split(";") if n.strip()]
     if not wls or not nems:
         _fail("test-all needs at least one workload and one nemesis list")

@@ -567,9 +567,7 @@ class DockerBackend:
         client = images.docker_client()
         if kind == "run":
             warn_about_dead_runs(client)
-        # a database's Debian packages that the os image lacks go into a derived image
-        packages = tuple(db.host_needs().debian_packages) if isinstance(db, Installs) else ()
-        image = self.options.get("docker_image") or images.ensure_node_image(client, packages).tag
+        image = self.options.get("docker_image") or images.ensure_node_image(client).tag
         lazy_data = "disk" in tuple(getattr(spec, "nemesis", ()) or ())
         cluster = DockerCluster(db, nodes, Path(run_dir), image, client, run_id=run_id, kind=kind,
                                 lazy_data=lazy_data)

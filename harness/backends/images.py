@@ -5,22 +5,17 @@ There is no container registry on our machines, so nothing is pulled:
 1. ``os`` image: ``debootstrap --variant=minbase bookworm`` into a temporary
    directory (from the Debian mirror apt is configured with on this host,
    read at run time), with python3, python3-venv, iproute2, iptables,
-   procps, Debian's ``zookeeper`` and a headless JRE, and openssh-server;
-   then ``tar | docker import``. One OS layer serves every variant: a second
-   debootstrap (about a minute each) would cost more than the shared disk.
+   procps and openssh-server, plus the Debian packages every registered
+   database says its hosts need (``host_needs()``, e.g. Apache ZooKeeper's
+   package and a JRE); then ``tar | docker import``. One OS layer serves
+   every database and variant: a second debootstrap (about a minute each)
+   would cost more than the shared disk.
 2. ``node`` image: FROM the os image, the project and its dependencies
    installed offline into ``/opt/squall`` (a virtualenv) from wheels built
    on the host (``pip wheel``), so the container never needs an index.
 3. ``sshd`` image: FROM the os image, sshd with a key generated on the host
    (kept in the cache directory), for testing the SSH backend against real
    sshd servers.
-4. a database's image, when the database needs Debian packages the os image
-   lacks (``HostNeeds.debian_packages``; etcd: ``etcd-server``): FROM the node
-   image, those packages' .deb files -- from apt's cache on the host, else
-   ``apt-get download`` (the same Debian mirror debootstrap used) -- installed
-   with ``dpkg -i`` (services are not started: a ``policy-rc.d`` denies it
-   during the install). A package whose dependencies the image lacks fails
-   the build with dpkg's message. Tagged ``squall-node-<package>:<hash>``.
 
 Every image is tagged by a content hash of what goes into it (recipe,
 package list, project sources, wheel names, public key), so a warm build is a
@@ -32,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -48,10 +44,11 @@ from harness.backends.base import SetupError
 
 RECIPE_VERSION = "1"  # bump when the build steps below change meaning
 SUITE = "bookworm"
-OS_PACKAGES = (
-    "python3", "python3-venv", "iproute2", "iptables", "procps",
-    "ca-certificates", "zookeeper", "default-jre-headless", "openssh-server",
-)
+# The OS image holds these, the registered databases' packages between them
+# (the order is part of the image's tag: squall's own databases' packages come
+# where they always stood, so the cached image keeps its tag).
+BASE_PACKAGES = ("python3", "python3-venv", "iproute2", "iptables", "procps", "ca-certificates")
+LAST_PACKAGES = ("openssh-server",)
 PROJECT_DIRS = ("node", "harness", "nemesis", "checkers", "workloads")
 VENV = "/opt/squall"
 IMAGE_LABEL = "squall.image"
@@ -126,8 +123,32 @@ def project_hash(root: Path = PROJECT_ROOT) -> str:
     return content_hash(parts)
 
 
+@functools.lru_cache(maxsize=1)
+def database_packages() -> tuple[str, ...]:
+    """The Debian packages every registered database says its hosts need
+    (``harness.dbs.base.Installs``), in registration order: one OS image
+    serves them all. A database plugin that cannot be loaded is skipped,
+    with a warning."""
+    from harness import plugins
+    from harness.dbs.base import Installs
+    found: list[str] = []
+    for p in plugins.discover().of("db"):
+        try:
+            db = p.load()({})
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others' image
+            _log(f"warning: skipping the packages of {p.describe()}: {exc}")
+            continue
+        if isinstance(db, Installs):
+            found += [pkg for pkg in db.host_needs().debian_packages if pkg not in found]
+    return tuple(pkg for pkg in found if pkg not in BASE_PACKAGES + LAST_PACKAGES)
+
+
+def os_packages() -> tuple[str, ...]:
+    return BASE_PACKAGES + database_packages() + LAST_PACKAGES
+
+
 def os_image_hash() -> str:
-    return content_hash([RECIPE_VERSION, SUITE, "minbase", *OS_PACKAGES])
+    return content_hash([RECIPE_VERSION, SUITE, "minbase", *os_packages()])
 
 
 # ----------------------------------------------------------------- docker
@@ -189,7 +210,7 @@ def _ensure_os_image(client) -> BuiltImage:
         _log(f"debootstrap {SUITE} from {mirror} (log: {log_path})")
         with open(log_path, "wb") as log:
             rc = subprocess.run(
-                ["debootstrap", "--variant=minbase", "--include=" + ",".join(OS_PACKAGES),
+                ["debootstrap", "--variant=minbase", "--include=" + ",".join(os_packages()),
                  SUITE, str(tmp), mirror], stdout=log, stderr=subprocess.STDOUT, timeout=1800).returncode
         if rc != 0:
             raise SetupError(f"debootstrap failed (exit {rc}); see {log_path}")
@@ -298,57 +319,6 @@ def _ensure_node_image(client=None) -> BuiltImage:
     return BuiltImage(tag, True, time.monotonic() - t0)
 
 
-def deb_file(package: str) -> Path:
-    """A .deb of ``package`` for the image: one fetched before (the cache
-    directory), apt's own cache on this host, else ``apt-get download``."""
-    d = cache_dir() / "debs"
-    d.mkdir(parents=True, exist_ok=True)
-    for where in (d, Path("/var/cache/apt/archives")):
-        found = sorted(where.glob(f"{package}_*.deb"))
-        if found:
-            return found[-1]
-    if shutil.which("apt-get") is None:
-        raise SetupError(f"the image needs Debian's {package} package: no .deb of it in {d} and no apt-get to "
-                         "download one")
-    log_path = cache_dir() / f"apt-get-download-{package}.log"
-    with open(log_path, "wb") as log:
-        rc = subprocess.run(["apt-get", "download", package], cwd=d, stdout=log, stderr=subprocess.STDOUT,
-                            timeout=600).returncode
-    found = sorted(d.glob(f"{package}_*.deb"))
-    if rc != 0 or not found:
-        raise SetupError(f"apt-get download {package} failed (exit {rc}); see {log_path}")
-    return found[-1]
-
-
-def _ensure_db_image(client, debian_packages: tuple[str, ...]) -> BuiltImage:
-    """The node image plus the Debian packages it lacks (see the module doc)."""
-    t0 = time.monotonic()
-    node = _ensure_node_image(client)
-    extra = sorted(p for p in dict.fromkeys(debian_packages) if p not in OS_PACKAGES)
-    if not extra:
-        return node
-    debs = [deb_file(p) for p in extra]
-    repository = "squall-node-" + re.sub(r"[^a-z0-9]+", "-", extra[0].lower()).strip("-")
-    tag = f"{repository}:{content_hash([node.tag, RECIPE_VERSION, *(f.read_bytes() for f in debs)])}"
-    if image_exists(client, tag):
-        return BuiltImage(tag, node.built, time.monotonic() - t0)
-    with tempfile.TemporaryDirectory(prefix="squall-build-") as ctx_dir:
-        ctx = Path(ctx_dir)
-        (ctx / "debs").mkdir()
-        for f in debs:
-            shutil.copyfile(f, ctx / "debs" / f.name)
-        (ctx / "Dockerfile").write_text(
-            f"FROM {node.tag}\n"
-            f"LABEL {IMAGE_LABEL}=node-{'-'.join(extra)}\n"
-            "COPY debs /tmp/debs\n"
-            "RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && "
-            "dpkg -i /tmp/debs/*.deb && rm -rf /tmp/debs /usr/sbin/policy-rc.d\n")
-        _log(f"building {tag} (the node image with {', '.join(extra)})")
-        _docker_build(client, tag, ctx, repository)
-    _drop_old_tags(client, repository, keep=tag)
-    return BuiltImage(tag, True, time.monotonic() - t0)
-
-
 def _drop_old_tags(client, repository: str, keep: str) -> None:
     """Every project change makes a new node image; untag the older ones
     (their shared layers stay) unless a container still uses them."""
@@ -411,12 +381,9 @@ def ensure_os_image(client) -> BuiltImage:
         return _ensure_os_image(client)
 
 
-def ensure_node_image(client=None, debian_packages: tuple[str, ...] = ()) -> BuiltImage:
-    """The image nodes run in (os + the project in /opt/squall), plus the
-    Debian packages a database needs that the os image lacks."""
+def ensure_node_image(client=None) -> BuiltImage:
+    """The image nodes run in (os + the project in /opt/squall)."""
     with _build_lock():
-        if debian_packages:
-            return _ensure_db_image(client or docker_client(), tuple(debian_packages))
         return _ensure_node_image(client)
 
 

@@ -37,6 +37,15 @@ def test_debian_mirror_from_deb822_and_one_line_sources():
     assert images.debian_mirror("deb https://other.example/apt cloud main\n") is None
 
 
+def test_the_os_image_carries_what_the_registered_databases_need():
+    from harness.dbs.zookeeper import ZooKeeperDB
+    packages = images.os_packages()
+    assert set(ZooKeeperDB().host_needs().debian_packages) <= set(packages)
+    assert packages[:6] == images.BASE_PACKAGES and packages[-1] == "openssh-server"
+    # squall's own databases leave the image (and its cached tag) as it always was
+    assert packages[6:8] == ("zookeeper", "default-jre-headless")
+
+
 def test_content_hash_changes_with_content_and_is_stable():
     assert images.content_hash(["a", "b"]) == images.content_hash(["a", "b"])
     assert images.content_hash(["a", "b"]) != images.content_hash(["ab"])  # lengths are part of it
