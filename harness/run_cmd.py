@@ -196,6 +196,24 @@ def _check_serves(reg: Registry, db_name: str, db: Any, workload: str, options: 
                         f"{', '.join(servable) or 'none'})")
 
 
+def _faults_the_db_takes(db: Any, db_name: str, asked: str, faults: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse a fault that cannot bite on this database (its
+    ``unsupported_faults``: fault -> why; e.g. libfaketime's clock faults
+    never reach etcd, a Go program): a run under it would test nothing of
+    it. ``all`` leaves such faults out instead."""
+    refused = dict(getattr(db, "unsupported_faults", {}) or {})
+    if not refused:
+        return faults
+    named = [p.strip() for p in str(asked).split(",")]
+    if "all" in named:
+        faults = tuple(f for f in faults if f not in refused or f in named)
+    bad = [f for f in faults if f in refused]
+    if bad:
+        raise SpecError(f"--db {db_name} cannot take the nemesis fault(s) {', '.join(bad)}: "
+                        + "; ".join(f"{f}: {refused[f]}" for f in bad))
+    return faults
+
+
 def workload_for(db: Any, workload: str) -> str:
     """The workload a database runs for ``workload``: a database whose
     meaning of a workload's name differs names its own in
@@ -240,6 +258,7 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
                            everything=reg.all_faults_for(c.backend))
     count, options = _nodes_and_backend_options(c)
     db = _make_db(reg, c.db, options)
+    faults = _faults_the_db_takes(db, c.db, nemesis, faults)
     workload = workload_for(db, workload)
     try:
         nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))

@@ -205,6 +205,19 @@ def test_an_etcd_run_refuses_a_workload_etcd_cannot_serve(tmp_path):
     assert r.returncode == 3 and "session" in r.stderr and "watch-stream" in r.stderr
     r = squall(["run", "--db", "zookeeper", "--reads", "linearizable", "--time-limit", "1"], tmp_path)
     assert r.returncode == 3 and "allowed: local, sync" in r.stderr
+    r = squall(["run", "--db", "etcd", "--nemesis", "partition,clock", "--time-limit", "1"], tmp_path)
+    assert r.returncode == 3 and "cannot take the nemesis fault(s) clock" in r.stderr and "vDSO" in r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_all_faults_on_etcd_leave_the_clock_out():
+    from harness.cli import _registry
+    from harness.run_cmd import _Common, build_spec
+
+    c = _Common(backend="local", db="etcd", nemesis_interval=5.0, nodes="3", time_limit=5.0, concurrency="2n",
+                rate=10.0, seed=1, results_dir="results", reads=None, progress=False, unsafe_db_fault=None)
+    spec = build_spec(_registry(), c, "register", "all", None)
+    assert "clock" not in spec.nemesis and "partition" in spec.nemesis and spec.reads == "linearizable"
 
 
 def test_etcd_runs_its_own_watch_and_test_all_runs_what_etcd_serves():
