@@ -206,7 +206,7 @@ class EtcdDB(DBBase):
             if not ok:
                 raise SetupError(f"cannot run etcd: {why}")
         binary = self.binary if node.local else ETCD
-        return NodeLaunch(argv=etcd_argv(node, binary), log=f"{node.name}.log")
+        return NodeLaunch(argv=etcd_argv(node, binary), dirs=("data",), log=f"{node.name}.log")
 
     # -- status -----------------------------------------------------------
     def status(self, address: str, timeout_s: float = 1.0) -> NodeStatus:
