@@ -87,12 +87,15 @@ def _loop_factory(kind: str):
               help="Admin address; anything but loopback requires --admin-token.")
 @click.option("--admin-token", envvar="SQUALL_ADMIN_TOKEN", default=None,
               help="Token every admin request must carry (env SQUALL_ADMIN_TOKEN).")
+@click.option("--enforce-quota/--no-enforce-quota", default=None,
+              help="Refuse writes past a quota's hard limits with QuotaExceeded (zookeeper.enforceQuota). "
+                   "Default: off, as in ZooKeeper; every member of an ensemble must agree.")
 @click.option("--unsafe-test-fault", default=None, hidden=True, metavar="NAME",
               help="TEST ONLY: arm a deliberate bug (node/faults.py); env SQUALL_UNSAFE_TEST_FAULT works too.")
 def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxns, config_file, server_id,
                  member_id, peers, raft_tick_ms,
                  snapshot_every, super_digest, fsync_inline, loop_kind, four_letter_words, admin_port, admin_host,
-                 admin_token, unsafe_test_fault) -> None:
+                 admin_token, enforce_quota, unsafe_test_fault) -> None:
     """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM."""
     from pathlib import Path
 
@@ -102,7 +105,8 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
                  "max_frame_bytes": max_frame_bytes, "max_client_cnxns": max_client_cnxns,
                  "server_id": member_id if member_id is not None else server_id, "snapshot_every": snapshot_every,
                  "super_digest": super_digest, "fsync_inline": fsync_inline, "peers": peers,
-                 "raft_tick_ms": raft_tick_ms, "unsafe_test_fault": unsafe_test_fault or faults.from_env() or None}
+                 "raft_tick_ms": raft_tick_ms, "enforce_quota": enforce_quota,
+                 "unsafe_test_fault": unsafe_test_fault or faults.from_env() or None}
     try:
         if four_letter_words is not None:
             from node.admin.four_letter import parse_whitelist

@@ -58,6 +58,8 @@ class NodeConfig:
     unsafe_test_fault: str = ""
     # 4lw.commands.whitelist: the four-letter words the client port answers (ZooKeeper 3.8's default: srvr only)
     four_letter_words: frozenset = DEFAULT_WHITELIST
+    # zookeeper.enforceQuota: hard quota limits refuse writes with QuotaExceeded (-125); every member must agree
+    enforce_quota: bool = False
 
     def validate(self) -> "NodeConfig":
         def need(ok: bool, msg: str) -> None:
@@ -106,6 +108,11 @@ class NodeConfig:
         return 5 * self.tick_ms
 
 
+def java_bool(text: str) -> bool:
+    """Java's Boolean.parseBoolean: "true" in any case is true, anything else false."""
+    return text.strip().lower() == "true"
+
+
 # zoo.cfg key -> (NodeConfig field, converter)
 FILE_KEYS = {
     "dataDir": ("data_dir", Path),
@@ -124,6 +131,9 @@ FILE_KEYS = {
     "peers": ("peers", str),
     "raftTickMs": ("raft_tick_ms", int),
     "4lw.commands.whitelist": ("four_letter_words", parse_whitelist),
+    # ZooKeeper turns an unknown zoo.cfg key K into the system property zookeeper.K, so both spellings work there
+    "enforceQuota": ("enforce_quota", java_bool),
+    "zookeeper.enforceQuota": ("enforce_quota", java_bool),
 }
 
 

@@ -448,6 +448,7 @@ class EnsembleServer:
             tick_ms=settings.raft_tick_ms, election_ticks=settings.election_ticks,
             heartbeat_ticks=settings.heartbeat_ticks, retry_ticks=settings.retry_ticks,
             compact_every=cfg.snapshot_every, deferred=True, unsafe_fault=cfg.unsafe_test_fault,
+            enforce_quota=cfg.enforce_quota,
         )
         self.fault = self.replica.fault
         self.node = EnsembleView(self)

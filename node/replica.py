@@ -409,7 +409,8 @@ class Replica:
     leader proposes the deletion of expired containers and TTL nodes. `unsafe_commit_without_quorum` is the
     Raft core's TEST-ONLY fault injection (see RaftNode): never set it
     outside tests. `unsafe_fault` is a TEST-ONLY fault of `node.faults`
-    (see the module docstring); "" = none.
+    (see the module docstring); "" = none. `enforce_quota`: hard quota limits
+    refuse writes (ZooKeeper's zookeeper.enforceQuota); every member must agree.
     """
 
     def __init__(
@@ -428,8 +429,10 @@ class Replica:
         deferred: bool = False,
         unsafe_commit_without_quorum: bool = False,
         unsafe_fault: str = "",
+        enforce_quota: bool = False,
     ) -> None:
         self.id = id
+        self.enforce_quota = enforce_quota
         self.fault = faults.check(unsafe_fault)
         self._fault_count = 0  # lose-writes: eligible writes seen
         self._stale_tree: DataTree | None = None  # stale-reads: the lagging copy reads are served from
@@ -483,7 +486,8 @@ class Replica:
         return self._stale_tree if self._stale_tree is not None else self.tree
 
     def _new_tree(self, tree: DataTree) -> DataTree:
-        """Arm the tree-level test faults on a (new or installed) tree."""
+        """Configure a (new or installed) tree: quota enforcement, and the tree-level test faults."""
+        tree.enforce_quota = self.enforce_quota
         if self.fault == "multi-partial":
             tree.unsafe_multi_partial = True
         elif self.fault == "stale-reads":

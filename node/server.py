@@ -1164,6 +1164,7 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
     storage = Storage.open(cfg.data_dir, snapshot_every=cfg.snapshot_every, keep_snapshots=cfg.snap_retain_count,
                            purge_interval_s=cfg.purge_interval_h * 3600.0)
     tree, last_zxid = storage.tree, storage.tree.last_zxid
+    tree.enforce_quota = cfg.enforce_quota
     try:
         node = Node(cfg, storage, tree, last_zxid, random.Random(os.urandom(16)))
     except BaseException:
