@@ -65,6 +65,8 @@ from typing import Any
 
 from node import faults
 from node.consensus import (
+    ConfRefused,
+    ConfState,
     Entry,
     EntryKind,
     HardState,
@@ -74,23 +76,33 @@ from node.consensus import (
     RaftNode,
     Role,
     Snapshot,
+    decode_conf,
+    unpack_snapshot_data,
 )
 from node.errors import Err, ZkError
+from node.membership import BOOTSTRAP_VERSION, Membership, ReconfigError, reconfigure
 from node.sessions import SessionTracker, generate_password, new_session_id
 from node.tree import (
+    CONFIG_PATH,
     ApplyResult,
     CloseSessionOp,
     CreateOp,
     CreateSessionOp,
     DataTree,
+    DeleteContainerOp,
+    ErrorOp,
+    Perm,
+    ReconfigOp,
+    SetConfigOp,
     SetDataOp,
     Stat,
-    DeleteContainerOp,
     Txn,
     WatchEvent,
+    check_acl,
     decode_txn,
     encode_txn,
 )
+from node.tree.codec import TAG_RECONFIG, txn_op_tag
 
 # ----------------------------------------------------------------------------
 # Client requests and replies
@@ -129,6 +141,20 @@ class Read:
 
 
 READ_KINDS = ("get_data", "exists", "get_children")
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfig:
+    """A client's reconfig request (ZooKeeper's ReconfigRequest): see ``node.membership.reconfigure``.
+
+    Answered, once the membership change is applied here, with
+    (config data, Stat of /zookeeper/config), as ZooKeeper answers it."""
+
+    joining: str | None
+    leaving: str | None
+    new_members: str | None
+    from_config: int = -1
+    identities: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +346,9 @@ _ENV_VERSION = 1
 _SNAP_MAGIC = b"SQREPL1\n"
 DEDUPE_WINDOW = 256  # per-session (seq) keys remembered for duplicate detection
 CLOSED_WINDOW = 4096  # closed session ids remembered, so a late duplicate cannot revive one
+# How the Raft core's refusal of a membership change is answered (ZooKeeper's codes).
+_REFUSAL_CODES = {"in-progress": Err.RECONFIG_IN_PROGRESS, "no-quorum": Err.NEW_CONFIG_NO_QUORUM,
+                  "invalid": Err.BAD_ARGUMENTS}
 # The answer to a write that may or may not have been applied (see
 # Replica._settle_after_snapshot). A server shell should treat it like a lost
 # connection (ZooKeeper clients then report ConnectionLoss: indeterminate).
@@ -430,9 +459,26 @@ class Replica:
         unsafe_commit_without_quorum: bool = False,
         unsafe_fault: str = "",
         enforce_quota: bool = False,
+        membership: Membership | None = None,
+        join: bool = False,
+        reconfig_enabled: bool = False,
     ) -> None:
         self.id = id
         self.enforce_quota = enforce_quota
+        self.reconfig_enabled = reconfig_enabled
+        self._membership_cache: tuple[int, int, Membership | None] = (-1, -1, None)
+        if join:
+            bootstrap = ConfState(())  # no voters: wait for the leader to add us and send us the log
+        elif membership is not None:
+            if self.id not in membership.voters + membership.learners:
+                raise ValueError(f"member {self.id} is not in the membership {membership.voters + membership.learners}")
+            bootstrap = ConfState(membership.voters, membership.learners,
+                                  _envelope(0, 0, 0, membership.encode()))
+        else:
+            bootstrap = ConfState(tuple(sorted(set(peers) | {id})))
+        self._ever_member = self.id in bootstrap.members
+        self.removed = False  # applied a configuration without us (after having been in one)
+        self._conf_applied = False
         self.fault = faults.check(unsafe_fault)
         self._fault_count = 0  # lose-writes: eligible writes seen
         self._stale_tree: DataTree | None = None  # stale-reads: the lagging copy reads are served from
@@ -450,9 +496,14 @@ class Replica:
         self.raft = RaftNode(
             id, peers, disk, random.Random(rng.getrandbits(64)),
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
-            unsafe_commit_without_quorum=unsafe_commit_without_quorum,
+            unsafe_commit_without_quorum=unsafe_commit_without_quorum, bootstrap=bootstrap,
         )
-        self.tree = self._new_tree(DataTree())
+        tree = DataTree()
+        if membership is not None and not join:
+            # What a starting ZooKeeper server does (initConfigInZKDatabase): every founding
+            # member writes the same text, so the trees stay identical. A joiner learns it.
+            tree.bootstrap_config(membership.render(BOOTSTRAP_VERSION), BOOTSTRAP_VERSION)
+        self.tree = self._new_tree(tree)
         self.last_zxid = 0
         self._seen: dict[int, _Seen] = {}
         self._closed: dict[int, None] = {}  # insertion-ordered, at most CLOSED_WINDOW
@@ -530,11 +581,52 @@ class Replica:
     def is_leader(self) -> bool:
         return self.raft.role is Role.LEADER
 
+    @property
+    def membership(self) -> Membership | None:
+        """The membership in force (the latest configuration in the log), with every member's address:
+        whom the shell must keep peer links to. None when the configuration carries no addresses
+        (a joiner before it hears from the leader, or a replica built without a membership)."""
+        return self._membership_of(self.raft.conf_index, self.raft.conf)
+
+    def _membership_of(self, index: int, conf: ConfState) -> Membership | None:
+        epoch = self.raft.log.conf_epoch
+        cached_epoch, cached_index, cached = self._membership_cache
+        if (cached_epoch, cached_index) == (epoch, index):
+            return cached
+        result = None
+        if conf.context:
+            try:
+                result = Membership.decode(_open_envelope(conf.context)[3])
+            except ValueError:
+                result = None
+        self._membership_cache = (epoch, index, result)
+        return result
+
+    def config_version(self) -> int:
+        """The version of the configuration in force (ZooKeeper's lastSeenQuorumVerifier version):
+        the zxid of its CONF entry, or for the configuration the log starts from the version the
+        tree shows (the bootstrap's, or one a snapshot carried)."""
+        idx = self.raft.conf_index
+        if idx > self.raft.log.offset:
+            z = self.raft.log.zxid(idx)
+            if z is not None:
+                return z
+        for line in self.tree.config_data.decode("utf-8", "replace").splitlines():
+            if line.startswith("version="):
+                try:
+                    return int(line[len("version="):], 16)
+                except ValueError:
+                    break
+        return BOOTSTRAP_VERSION
+
     def status(self) -> dict:
         """Role, epoch and last zxid for srvr/mntr and the harness."""
         st = self.raft.status()
+        role = st["role"]
+        if self.id in self.raft.learners and role == Role.FOLLOWER.value:
+            role = "observer"
         return {
-            "id": self.id, "role": st["role"], "epoch": st["term"], "leader": st["leader"],
+            "id": self.id, "role": role, "epoch": st["term"], "leader": st["leader"],
             "last_zxid": self.last_zxid, "applied": st["applied"], "commit": st["commit"],
             "last_index": st["last_index"], "sessions": len(self.tree.sessions),
             "znodes": self.tree.node_count, "connections": len(self._conns),
@@ -555,11 +647,12 @@ class Replica:
         self._now = now_ms
         if isinstance(m, RaftMsg):
             self.raft.step(m.msg)
-        elif m.to != self.id or m.frm not in self.raft.voters or m.frm == self.id:
+        elif (m.to != self.id or m.frm == self.id
+              or (m.frm not in self.raft.voters and m.frm not in self.raft.learners)):
             pass  # misaddressed or from a non-member: a bad peer must not be able to inject writes
         elif isinstance(m, Forward):
             if self.is_leader:
-                self.raft.propose(_envelope(now_ms, m.session_id, m.seq, m.txn))
+                self._propose_write(m.session_id, m.seq, m.txn)
             # Not the leader: drop it; the origin resubmits after retry_ticks.
         elif isinstance(m, Touch):
             if self._tracker is not None:
@@ -641,9 +734,21 @@ class Replica:
             self._reply_now(conn_id, conn, seq, Err.OK, lost)  # TEST-ONLY FAULT: acknowledged, never applied
         elif isinstance(request, Write):
             self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, tuple(request.identities), request.op))
+        elif isinstance(request, Reconfig):
+            if not self.reconfig_enabled:
+                self._reply_now(conn_id, conn, seq, Err.RECONFIG_DISABLED,
+                                "reconfig is disabled on this ensemble (reconfigEnabled=false)")
+            elif self.membership is None:
+                self._reply_now(conn_id, conn, seq, Err.UNIMPLEMENTED,
+                                "reconfig needs an ensemble started with a membership (standalone server)")
+            else:
+                op = ReconfigOp(request.joining, request.leaving, request.new_members, request.from_config)
+                txn = Txn(0, 0, session_id, tuple(request.identities), op)
+                self._enqueue_write(conn_id, conn, session_id, seq, txn)
         else:
             self._reply_now(conn_id, conn, seq, Err.BAD_ARGUMENTS,
-                            f"unknown request {type(request).__name__} (allowed: Write, CreateSession, CloseSession, Sync)")
+                            f"unknown request {type(request).__name__} "
+                            "(allowed: Write, CreateSession, CloseSession, Sync, Reconfig)")
         return self._drain()
 
     def client_read(self, conn_id: int, session_id: int, seq: int, read: Read, now_ms: int) -> Effects:
@@ -687,10 +792,77 @@ class Replica:
     def _submit(self, sub: _Submission) -> None:
         sub.age = 0
         if self.is_leader:
-            self.raft.propose(_envelope(self._now, sub.session_id, sub.seq, sub.txn))
+            self._propose_write(sub.session_id, sub.seq, sub.txn)
         elif self.raft.leader is not None:
             self._fx.messages.append(Forward(self.id, self.raft.leader, sub.session_id, sub.seq, sub.txn))
         # No leader known: the retry timer submits it once one is.
+
+    def _propose_write(self, sid: int, seq: int, txn: bytes) -> None:
+        """The leader proposes a client's write; a reconfig becomes a membership change (or an error)."""
+        try:
+            tag = txn_op_tag(txn)
+        except ValueError:
+            tag = -1
+        if tag == TAG_RECONFIG:
+            self._leader_reconfig(sid, seq, txn)
+        else:
+            self.raft.propose(_envelope(self._now, sid, seq, txn))
+
+    def _leader_reconfig(self, sid: int, seq: int, blob: bytes) -> None:
+        """Validate a reconfig request as ZooKeeper's leader does, then propose the new membership.
+
+        Checks in ZooKeeper's order (PrepRequestProcessor): reconfig enabled,
+        live session, no change in progress, the base version, the request's
+        syntax and the rule of at least two voters, a connected quorum of the
+        new voters, WRITE on /zookeeper/config. A refusal is logged as an
+        ErrorOp under the request's (session, seq) key, so the replica the
+        client waits on answers it with the code, as for any failed write.
+        """
+        seen = self._seen.get(sid)
+        if seen is not None and seq in seen.keys:
+            return  # a resubmission of a reconfig already applied: its origin answers from that
+        code, conf = self._reconfig_decision(sid, seq, blob)
+        if conf is not None:
+            result = self.raft.propose_conf_change(conf)
+            if isinstance(result, NotLeader):
+                return  # the origin resubmits to the next leader
+            if not isinstance(result, ConfRefused):
+                return
+            code = _REFUSAL_CODES.get(result.reason, Err.BAD_ARGUMENTS)
+        txn = Txn(0, 0, sid, (), ErrorOp(int(code)))
+        self.raft.propose(_envelope(self._now, sid, seq, encode_txn(txn)))
+
+    def _reconfig_decision(self, sid: int, seq: int, blob: bytes) -> tuple[int, ConfState | None]:
+        try:
+            txn = decode_txn(blob)
+        except ValueError:
+            return Err.MARSHALLING_ERROR, None
+        op = txn.op
+        if not isinstance(op, ReconfigOp):
+            return Err.MARSHALLING_ERROR, None
+        if not self.reconfig_enabled:
+            return Err.RECONFIG_DISABLED, None
+        if sid not in self.tree.sessions:
+            return Err.SESSION_EXPIRED, None
+        current = self.membership
+        if current is None:
+            return Err.UNIMPLEMENTED, None
+        if self.raft.conf_index > self.raft.log.committed:
+            return Err.RECONFIG_IN_PROGRESS, None
+        if op.from_config != -1 and op.from_config != self.config_version():
+            return Err.BAD_VERSION, None
+        try:
+            new = reconfigure(current, op.joining, op.leaving, op.new_members)
+        except ReconfigError as e:
+            return e.code, None
+        conf = ConfState(new.voters, new.learners, _envelope(self._now, sid, seq, new.encode()))
+        refused = self.raft.conf_change_refusal(conf)
+        if isinstance(refused, ConfRefused):
+            return _REFUSAL_CODES.get(refused.reason, Err.BAD_ARGUMENTS), None
+        config = self.tree.nodes[CONFIG_PATH]
+        if not check_acl(config.acl, Perm.WRITE, txn.identities):
+            return Err.NO_AUTH, None
+        return Err.OK, conf
 
     def _retry(self) -> None:
         for sub in list(self._submissions.values()):
@@ -810,6 +982,7 @@ class Replica:
             self._fx.messages.extend(RaftMsg(m) for m in rd.messages)
             if rd.snapshot is not None:
                 self._install(rd.snapshot)
+                self._conf_applied = True
             for e in rd.committed_entries:
                 self._apply(e)
             for rs in rd.read_states:
@@ -817,6 +990,8 @@ class Replica:
                     if req.context == rs.context:
                         req.index = rs.index
             raft.advance(rd)
+            if self._conf_applied:
+                self._check_removed()
             self._on_role()
             self._maybe_compact()
         self._answer_syncs()
@@ -830,17 +1005,26 @@ class Replica:
             self.last_zxid = e.zxid
             return
         try:
-            time_ms, sid, seq, body = _open_envelope(e.data)
-            txn = replace(decode_txn(body), zxid=e.zxid, time_ms=time_ms)
+            if e.kind is EntryKind.CONF:
+                time_ms, sid, seq, txn = self._conf_txn(e)
+            else:
+                time_ms, sid, seq, body = _open_envelope(e.data)
+                txn = replace(decode_txn(body), zxid=e.zxid, time_ms=time_ms)
         except ValueError:
             # Every replica decodes the same bytes, so every replica skips the
             # same entry: skipping keeps them identical, crashing would not.
             self.last_zxid = e.zxid
             return
         self.last_zxid = e.zxid
+        if e.kind is EntryKind.CONF:
+            self._conf_applied = True
         if seq != 0:
             seen = self._seen.setdefault(sid, _Seen())
             if seq in seen.keys:
+                if e.kind is EntryKind.CONF:
+                    # The core adopted this configuration when it appended it: the tree shows it
+                    # too, whoever asked. Only the reply is a duplicate's.
+                    self._fx.events.extend(self.tree.apply(txn).events)
                 return  # a resubmitted duplicate: applied already
             seen.add(seq)
         op = txn.op
@@ -863,6 +1047,8 @@ class Replica:
             if self._tracker is not None:
                 self._tracker.add(op.session_id, op.timeout_ms, self._now)
             value: Any = (op.session_id, op.password, op.timeout_ms)
+        elif isinstance(op, SetConfigOp) and res.err == Err.OK:
+            value = (bytes(op.data), res.value)  # a reconfig's answer: the new config and its Stat
         else:
             value = res.value
             if isinstance(op, CloseSessionOp):
@@ -880,6 +1066,26 @@ class Replica:
                     if p.kind == "write" and p.seq == seq and p.reply is None:
                         p.reply = ClientReply(sub.conn_id, seq, int(res.err), value, e.zxid)
                         break
+
+    def _conf_txn(self, e: Entry) -> tuple[int, int, int, Txn]:
+        """A CONF entry as the tree applies it: /zookeeper/config gets the new membership, whose
+        version is the entry's zxid. ValueError for an entry this replica cannot read."""
+        conf = decode_conf(e)
+        if conf is None:
+            raise ValueError("malformed configuration entry")
+        time_ms, sid, seq, body = _open_envelope(conf.context)
+        membership = Membership.decode(body)
+        return time_ms, sid, seq, Txn(e.zxid, time_ms, 0, (), SetConfigOp(membership.render(e.zxid)))
+
+    def _check_removed(self) -> None:
+        """After applying a configuration: are we still in it? (A removed member stops serving.)"""
+        self._conf_applied = False
+        log = self.raft.log
+        conf = log.conf_at(max(log.applied, log.offset))
+        if self.id in conf.members:
+            self._ever_member = True
+        elif self._ever_member:
+            self.removed = True
 
     def _answer_syncs(self) -> None:
         applied = self.raft.log.applied
@@ -944,7 +1150,7 @@ class Replica:
         return b"".join(parts)
 
     def _install(self, snap: Snapshot) -> None:
-        data = snap.data
+        _conf, data = unpack_snapshot_data(snap.data)
         if not data.startswith(_SNAP_MAGIC):
             raise ValueError("not a squall replica snapshot (bad magic)")
         pos = len(_SNAP_MAGIC)
@@ -1011,6 +1217,6 @@ class Replica:
 
 __all__ = [
     "OUTCOME_UNKNOWN", "ClientReply", "CloseSession", "CreateSession", "Effects", "Forward", "PeerDecodeError",
-    "PeerMsg", "Persist",
+    "PeerMsg", "Persist", "Reconfig",
     "RaftMsg", "Read", "Replica", "ReplicaDisk", "Sync", "Touch", "Write", "decode_peer", "encode_peer",
 ]

@@ -21,6 +21,8 @@ from .log import RaftLog
 from .messages import (
     COUNTER_MASK,
     MAX_TERM,
+    ConfRefused,
+    ConfState,
     Entry,
     EntryKind,
     HardState,
@@ -60,6 +62,7 @@ class Progress:
     pending_snapshot: int = 0
     recent_active: bool = False
     snapshot_elapsed: int = 0  # ticks since the snapshot was sent
+    idle: int = 0  # ticks since the leader last heard from this member
 
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT:
@@ -112,9 +115,16 @@ class _ReadRequest:
 
 
 class RaftNode:
-    """One member of a fixed-membership Raft group.
+    """One member of a Raft group whose membership changes one server at a time.
 
-    `peers` lists every member id (this node's own id may be included or not).
+    `peers` lists every member id (this node's own id may be included or not):
+    the voters of the bootstrap configuration. `bootstrap` gives that
+    configuration in full instead (voters, learners, the shell's context); a
+    member joining an existing group starts with no voters at all
+    (`ConfState(())`) and learns the membership from the leader's log or
+    snapshot. The configuration in force is the latest in the log (see
+    `RaftLog`); `propose_conf_change` appends a new one (docs/protocol.md,
+    "Membership changes").
     `storage_state` is what the node's disk holds (None for a brand-new node).
     `election_ticks` must exceed `heartbeat_ticks`; the actual timeout is drawn
     from [election_ticks, 2*election_ticks) after every reset, so that two
@@ -139,6 +149,7 @@ class RaftNode:
         check_quorum: bool = True,
         max_entries_per_message: int = 64,
         unsafe_commit_without_quorum: bool = False,
+        bootstrap: ConfState | None = None,
     ) -> None:
         if id <= 0:
             raise ValueError(f"node id must be a positive integer, got {id}")
@@ -150,9 +161,12 @@ class RaftNode:
         if max_entries_per_message < 1:
             raise ValueError(f"max_entries_per_message must be >= 1, got {max_entries_per_message}")
         self.id = id
-        self.voters: frozenset[int] = frozenset(peers) | {id}
-        if any(p <= 0 for p in self.voters):
-            raise ValueError(f"peer ids must be positive integers, got {sorted(self.voters)}")
+        if bootstrap is None:
+            bootstrap = ConfState(tuple(sorted(set(peers) | {id})))
+        if any(p <= 0 for p in bootstrap.members):
+            raise ValueError(f"peer ids must be positive integers, got {sorted(bootstrap.members)}")
+        if set(bootstrap.voters) & set(bootstrap.learners):
+            raise ValueError(f"ids {sorted(set(bootstrap.voters) & set(bootstrap.learners))} are voters and learners")
         self.rng = rng
         self.election_ticks = election_ticks
         self.heartbeat_ticks = heartbeat_ticks
@@ -160,12 +174,18 @@ class RaftNode:
         self.check_quorum = check_quorum
         self.max_entries = max_entries_per_message
         self.unsafe_commit_without_quorum = unsafe_commit_without_quorum
-        # Three members: the leader's disk and one follower's are a quorum, so followers
-        # commit on the leader's DURABLE word (see _leader_durable).
-        self.durable_commit = self._quorum() == 2
 
         st = storage_state or PersistentState()
-        self.log = RaftLog(st.snapshot, st.entries, st.hard_state.commit, st.applied)
+        self.log = RaftLog(st.snapshot, st.entries, st.hard_state.commit, st.applied, bootstrap)
+        self.voters: frozenset[int] = frozenset()
+        self.learners: frozenset[int] = frozenset()
+        self.conf = bootstrap
+        self.conf_index = 0  # the log index of the configuration in force (the snapshot's for the base)
+        self._conf_epoch_seen = -1
+        # Leader: members removed by a configuration change, still sent the log until they
+        # can have learned that the change committed: id -> [removal index, ticks since committed].
+        self._departing: dict[int, list[int]] = {}
+        self._durable_sent = False  # leader: sent DURABLE this term (followers may commit without us)
         self.term = st.hard_state.term
         self.vote: int | None = st.hard_state.vote
         self.role = Role.FOLLOWER
@@ -191,6 +211,7 @@ class RaftNode:
         self._outstanding: Ready | None = None  # handed out by ready(), not yet advanced
         self._step: Callable[[Message], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
+        self._sync_conf()
         self._become_follower(self.term, None)
 
     # -- public interface -------------------------------------------------------------------
@@ -200,10 +221,13 @@ class RaftNode:
         self._tick()
 
     def step(self, m: Message) -> None:
-        """Feed one message from a peer. Messages not addressed to us, from
-        non-members or of the wrong shape are ignored (a bad peer must not be
-        able to crash the node)."""
-        if m.to != self.id or m.frm not in self.voters or m.frm == self.id:
+        """Feed one message from a peer. Messages not addressed to us or of the
+        wrong shape are ignored (a bad peer must not be able to crash the
+        node). Messages from ids outside our configuration are taken: a leader
+        of a newer configuration than ours, or a member we are about to learn
+        of, must reach us; only the votes and acknowledgements of members of
+        the configuration in force are ever counted."""
+        if m.to != self.id or m.frm <= 0 or m.frm == self.id:
             return
         if m.term > self.term:
             if m.type in (MT.VOTE, MT.PRE_VOTE) and self._in_lease():
@@ -245,6 +269,54 @@ class RaftNode:
             return NotLeader(None, "zxid counter exhausted for this term; electing a new leader")
         return self._append_entry(EntryKind.NORMAL, bytes(data))
 
+    def propose_conf_change(self, conf: ConfState) -> int | NotLeader | ConfRefused:
+        """Append a new configuration (the leader only): one voter added or removed at a time.
+
+        Refused ("in-progress") while the previous change is not committed or
+        this leader has not yet committed an entry of its own term (the fix to
+        single-server changes in the Raft thesis' errata); refused ("no-quorum")
+        unless a quorum of the new voters is connected and caught up (ZooKeeper's
+        isQuorumSynced: a new voter that is not there yet may still be added if
+        the others make a quorum); refused ("invalid") for a configuration that
+        changes more than one voter, has no voter, or lists an id twice. The
+        change takes effect here at once and on every member when it appends it.
+        """
+        refused = self.conf_change_refusal(conf)
+        if refused is not None:
+            return refused
+        if self.zxid_counter >= COUNTER_MASK:
+            self._become_follower(self.term, None)
+            return NotLeader(None, "zxid counter exhausted for this term; electing a new leader")
+        return self._append_entry(EntryKind.CONF, conf.to_bytes())
+
+    def conf_change_refusal(self, conf: ConfState) -> NotLeader | ConfRefused | None:
+        """Why `propose_conf_change(conf)` would be refused now, or None (a dry run)."""
+        if self.role is not Role.LEADER:
+            return NotLeader(self.leader)
+        voters, learners = set(conf.voters), set(conf.learners)
+        if not voters or len(voters) != len(conf.voters) or len(learners) != len(conf.learners) or voters & learners:
+            return ConfRefused("invalid",
+                               f"bad configuration: voters {list(conf.voters)}, learners {list(conf.learners)}")
+        if any(i <= 0 for i in voters | learners):
+            return ConfRefused("invalid", "member ids must be positive")
+        if len(voters ^ self.voters) > 1:
+            return ConfRefused("invalid", f"voters {sorted(self.voters)} -> {sorted(voters)} changes more than one "
+                                          "voter; change one server at a time")
+        if self.conf_index > self.log.committed:
+            return ConfRefused("in-progress",
+                               f"the configuration change at index {self.conf_index} is not committed yet")
+        if self.log.term(self.log.committed) != self.term:
+            return ConfRefused("in-progress", "this leader has not committed an entry of its term yet")
+        synced = sum(1 for p in voters if p == self.id or self._synced(p))
+        if synced < len(voters) // 2 + 1:
+            return ConfRefused("no-quorum", f"only {synced} of the new voters {sorted(voters)} are connected and "
+                                            f"caught up; a quorum is {len(voters) // 2 + 1}")
+        return None
+
+    def _synced(self, p: int) -> bool:
+        pr = self.progress.get(p)
+        return pr is not None and pr.state is ProgressState.REPLICATE and pr.idle < self.election_ticks
+
     def read_index(self, context: bytes) -> NotLeader | None:
         """Ask for the leader's commit index (ZooKeeper `sync`, linearizable reads).
 
@@ -278,6 +350,8 @@ class RaftNode:
             return
         self.leader = None
         others = sorted(self.voters - {peer})
+        if self.id not in others:
+            return  # not a voter: it never campaigns
         wait = 1 + 2 * others.index(self.id)
         self.election_elapsed = max(self.election_elapsed, self.randomized_timeout - wait)
 
@@ -335,6 +409,7 @@ class RaftNode:
             last = rd.entries[-1].index
             rd.messages.extend(Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
                                for p in sorted(self.voters - {self.id}))
+            self._durable_sent = True
         if rd.soft_state is not None:
             self._prev_soft = soft
         self._outstanding = rd
@@ -379,7 +454,47 @@ class RaftNode:
             "commit": self.log.committed,
             "applied": self.log.applied,
             "snapshot_index": self.log.offset,
+            "voters": sorted(self.voters),
+            "learners": sorted(self.learners),
+            "conf_index": self.conf_index,
         }
+
+    # -- membership -------------------------------------------------------------------------
+
+    @property
+    def durable_commit(self) -> bool:
+        """Two voters are a quorum (2 or 3 voters): followers commit on the leader's DURABLE word."""
+        return self.id in self.voters and len(self.voters) in (2, 3)
+
+    def _sync_conf(self) -> None:
+        """Adopt the latest configuration in the log, after any change to the log."""
+        if self.log.conf_epoch == self._conf_epoch_seen:
+            return
+        self._conf_epoch_seen = self.log.conf_epoch
+        self.conf_index, self.conf = self.log.latest_conf()
+        self.voters = frozenset(self.conf.voters)
+        self.learners = frozenset(self.conf.learners)
+        if self.role is Role.LEADER:
+            self._sync_progress()
+
+    def _sync_progress(self) -> None:
+        members = self.voters | self.learners
+        last = self.log.last_index()
+        for p in members:
+            self._departing.pop(p, None)
+            if p not in self.progress:
+                self.progress[p] = Progress(match=0, next=last + 1)
+        for p in list(self.progress):
+            if p not in members and p != self.id and p not in self._departing:
+                self._departing[p] = [self.conf_index, 0]
+
+    def _tick_departing(self) -> None:
+        for p, state in list(self._departing.items()):
+            if self.log.committed >= state[0]:
+                state[1] += 1
+                if state[1] >= self.election_ticks:
+                    del self._departing[p]
+                    self.progress.pop(p, None)
 
     # -- roles ------------------------------------------------------------------------------
 
@@ -396,6 +511,8 @@ class RaftNode:
         self.deferred_reads = []
         self._broadcast_pending = False
         self._leader_durable_index = 0
+        self._durable_sent = False
+        self._departing = {}
 
     def _become_follower(self, term: int, leader: int | None) -> None:
         self._reset(term)
@@ -430,7 +547,7 @@ class RaftNode:
         self._step = self._step_leader
         self._tick = self._tick_heartbeat
         last = self.log.last_index()
-        self.progress = {p: Progress(match=0, next=last + 1) for p in self.voters}
+        self.progress = {p: Progress(match=0, next=last + 1) for p in self.voters | self.learners}
         self.progress[self.id] = Progress(match=last, next=last + 1, state=ProgressState.REPLICATE, recent_active=True)
         # The no-op lets this leader commit entries of earlier terms (Raft only
         # commits by counting replicas of a current-term entry) and marks the
@@ -445,7 +562,8 @@ class RaftNode:
         self.election_elapsed += 1
         if self.election_elapsed >= self.randomized_timeout:
             self.election_elapsed = 0
-            self._campaign(pre=self.pre_vote)
+            if self.id in self.voters:  # learners, joiners and removed members never campaign
+                self._campaign(pre=self.pre_vote)
 
     def _campaign(self, pre: bool) -> None:
         if pre:
@@ -476,8 +594,8 @@ class RaftNode:
 
     def _record_vote(self, voter: int, granted: bool) -> str:
         self.votes.setdefault(voter, granted)
-        yes = sum(1 for v in self.votes.values() if v)
-        no = len(self.votes) - yes
+        yes = sum(1 for p, v in self.votes.items() if v and p in self.voters)
+        no = sum(1 for p, v in self.votes.items() if not v and p in self.voters)
         q = self._quorum()
         if yes >= q:
             return "won"
@@ -577,6 +695,7 @@ class RaftNode:
         if not _entries_well_formed(m):
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+        self._sync_conf()
         if last_new is not None:
             self._send(MT.APPEND_RESP, m.frm, index=last_new)
             return
@@ -596,14 +715,22 @@ class RaftNode:
             self.log.commit_to(meta.index)
         else:
             self.log.restore(snap)
+            self._sync_conf()
         self._send(MT.APPEND_RESP, m.frm, index=self.log.last_index())
 
     # -- leader -----------------------------------------------------------------------------
 
     def _tick_heartbeat(self) -> None:
+        if self.id not in self.voters and self.log.committed >= self.conf_index:
+            # Removed from the configuration, and the change is committed: our job is done
+            # (Raft thesis §4.2.2). Not a voter, so we never campaign again.
+            self._become_follower(self.term, None)
+            return
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        self._tick_departing()
         for pr in self.progress.values():
+            pr.idle += 1
             if pr.state is ProgressState.SNAPSHOT:
                 pr.snapshot_elapsed += 1
                 if pr.snapshot_elapsed >= self.election_ticks:
@@ -614,7 +741,8 @@ class RaftNode:
         if self.election_elapsed >= self.election_ticks:
             self.election_elapsed = 0
             if self.check_quorum:
-                active = sum(1 for p, pr in self.progress.items() if p == self.id or pr.recent_active)
+                active = sum(1 for p in self.voters
+                             if p == self.id or (p in self.progress and self.progress[p].recent_active))
                 if active < self._quorum():
                     # We may be on the minority side of a partition: stop
                     # accepting writes and reads that could never commit.
@@ -632,6 +760,7 @@ class RaftNode:
         pr = self.progress.get(m.frm)
         if pr is None:
             return
+        pr.idle = 0
         if m.type is MT.APPEND_RESP:
             pr.recent_active = True
             self._handle_append_resp(m, pr)
@@ -678,7 +807,10 @@ class RaftNode:
             self._send_append(m.frm)
 
     def _maybe_commit(self) -> bool:
-        matches = sorted((pr.match for pr in self.progress.values()), reverse=True)
+        # Only the voters of the configuration in force count (the leader itself only if it is one).
+        matches = sorted((self.progress[p].match for p in self.voters if p in self.progress), reverse=True)
+        if len(matches) < self._quorum():
+            return False
         index = matches[self._quorum() - 1]
         # Only entries of the current term commit by counting (Raft §5.4.2);
         # earlier ones commit with them.
@@ -691,6 +823,8 @@ class RaftNode:
         index = self.log.last_index() + 1
         entry = Entry(self.term, index, make_zxid(self.term, self.zxid_counter), kind, data)
         self.log.append([entry])
+        if kind is EntryKind.CONF:
+            self._sync_conf()
         me = self.progress[self.id]
         me.maybe_update(index)
         if self.unsafe_commit_without_quorum:
@@ -709,11 +843,14 @@ class RaftNode:
                 self._broadcast_append()
 
     def _broadcast_append(self) -> None:
-        for p in sorted(self.voters - {self.id}):
-            self._send_append(p)
+        for p in sorted(self.progress):
+            if p != self.id:
+                self._send_append(p)
 
     def _broadcast_heartbeat(self, context: bytes) -> None:
-        for p in sorted(self.voters - {self.id}):
+        for p in sorted(self.progress):
+            if p == self.id:
+                continue
             pr = self.progress[p]
             # Never tell a follower to commit past what it is known to hold.
             commit = min(pr.match, self.log.committed)
@@ -752,7 +889,7 @@ class RaftNode:
             # entries of earlier terms may be committed without our knowing it.
             self.deferred_reads.append((frm, context))
             return
-        if len(self.voters) == 1:
+        if self.voters == {self.id}:
             self._answer_read(_ReadRequest(context, self.log.committed, frm))
             return
         if any(r.context == context for r in self.pending_reads):
@@ -768,7 +905,9 @@ class RaftNode:
         later read must see that write, so the read waits for our whole log
         (which holds every committed entry, by Leader Completeness).
         """
-        return self.log.last_index() if self.durable_commit else self.log.committed
+        if self.durable_commit or self._durable_sent:
+            return self.log.last_index()
+        return self.log.committed
 
     def _release_deferred_reads(self) -> None:
         deferred, self.deferred_reads = self.deferred_reads, []
@@ -779,7 +918,7 @@ class RaftNode:
         for i, req in enumerate(self.pending_reads):
             if req.context == context:
                 req.acks.add(frm)
-                if len(req.acks) >= self._quorum():
+                if len(req.acks & self.voters) >= self._quorum():
                     # A quorum still follows us, so no newer leader existed when
                     # this request (and every earlier one) was taken.
                     done, self.pending_reads = self.pending_reads[:i + 1], self.pending_reads[i + 1:]

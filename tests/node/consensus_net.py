@@ -30,6 +30,7 @@ from node.consensus import (
     ReadState,
     Role,
     Snapshot,
+    unpack_snapshot_data,
 )
 
 
@@ -57,6 +58,8 @@ def encode_sm(seq: list[tuple[int, bytes]]) -> bytes:
 
 
 def decode_sm(blob: bytes) -> list[tuple[int, bytes]]:
+    """The applied sequence a snapshot's data holds (behind the configuration the core records)."""
+    _conf, blob = unpack_snapshot_data(blob)
     if not blob:
         return []
     out = []
