@@ -498,12 +498,10 @@ class Replica:
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
             unsafe_commit_without_quorum=unsafe_commit_without_quorum, bootstrap=bootstrap,
         )
-        tree = DataTree()
-        if membership is not None and not join:
-            # What a starting ZooKeeper server does (initConfigInZKDatabase): every founding
-            # member writes the same text, so the trees stay identical. A joiner learns it.
-            tree.bootstrap_config(membership.render(BOOTSTRAP_VERSION), BOOTSTRAP_VERSION)
-        self.tree = self._new_tree(tree)
+        # /zookeeper/config is written only from the log: the first leader of a fresh ensemble
+        # records the bootstrap configuration as a CONF entry (see _record_bootstrap_conf), so a
+        # member that joins later and catches up from the start of the log builds the same tree.
+        self.tree = self._new_tree(DataTree())
         self.last_zxid = 0
         self._seen: dict[int, _Seen] = {}
         self._closed: dict[int, None] = {}  # insertion-ordered, at most CLOSED_WINDOW
@@ -641,6 +639,7 @@ class Replica:
         self._send_touches()
         self._expire()
         self._reap_containers()
+        self._record_bootstrap_conf()
         return self._drain()
 
     def peer_message(self, m: PeerMsg, now_ms: int) -> Effects:
@@ -847,7 +846,7 @@ class Replica:
         current = self.membership
         if current is None:
             return Err.UNIMPLEMENTED, None
-        if self.raft.conf_index > self.raft.log.committed:
+        if self.raft.conf_change_pending():
             return Err.RECONFIG_IN_PROGRESS, None
         if op.from_config != -1 and op.from_config != self.config_version():
             return Err.BAD_VERSION, None
@@ -924,6 +923,21 @@ class Replica:
             txn = Txn(0, 0, sid, (), CloseSessionOp(sid))
             # seq 0: system transactions are not deduplicated (closing twice is harmless)
             self.raft.propose(_envelope(self._now, sid, 0, encode_txn(txn)))
+
+    def _record_bootstrap_conf(self) -> None:
+        """The leader of a fresh ensemble appends its bootstrap configuration as a CONF entry.
+
+        Until then the membership lives only in the members' start-up
+        arguments; once it is in the log, /zookeeper/config shows it (its
+        version is that entry's zxid) and a member added later learns it
+        from the log like every other change. Not a membership change (same
+        voters), so it waits only for this leader's first commit."""
+        raft = self.raft
+        if not self.is_leader or raft.conf_index != 0 or not raft.conf.context:
+            return
+        conf = ConfState(raft.conf.voters, raft.conf.learners, raft.conf.context)
+        if raft.conf_change_refusal(conf) is None:
+            raft.propose_conf_change(conf)
 
     def _reap_containers(self) -> None:
         """The leader proposes deleting expired containers and TTL nodes.

@@ -33,6 +33,15 @@ forwarding, sync) exactly as the server will run it. What is simulated:
 Every client session also creates an ephemeral znode (outside the history);
 at the end no replica may hold an ephemeral of a session it has closed.
 
+**Membership changes** (`reconfig`, on by default) are in the nemesis's
+schedule too: an admin session (a superuser) sends reconfig requests, as a
+client would (to a random replica, so they are forwarded), that add a spare
+server as a voter or an observer, promote an observer, or remove a member --
+the leader included. A spare is started as a joiner (no configuration of its
+own) before it is added; a replica that applies a configuration without
+itself stops, as the real shell does, and is wiped before it is added again.
+The pool is `nodes` founding members plus `spares`.
+
 A run is a **safety phase** (faults, until the clients have issued `ops`
 operations) and then a **liveness phase** (heal every partition, restart every
 replica, no loss: some client write invoked after healing must be
@@ -58,6 +67,7 @@ from typing import Any, Callable
 
 from node.consensus import MessageType
 from node.errors import Err
+from node.membership import OBSERVER, PARTICIPANT, Member, Membership
 from node.replica import (
     OUTCOME_UNKNOWN,
     ClientReply,
@@ -66,6 +76,7 @@ from node.replica import (
     PeerMsg,
     RaftMsg,
     Read,
+    Reconfig,
     Replica,
     ReplicaDisk,
     Sync,
@@ -98,6 +109,9 @@ class SimConfig:
     nemesis_max_ms: int = 900
     liveness_ms: int = 15000
     safety_max_ms: int = 120_000  # the safety phase ends here even if ops were not all issued
+    reconfig: bool = True  # membership changes in the nemesis's schedule
+    spares: int = 2  # servers beyond the founding members that reconfig may add
+    reconfig_prob: float = 0.2  # of a nemesis step being a membership change
     unsafe_commit_without_quorum: bool = False
 
     def __post_init__(self) -> None:
@@ -127,6 +141,13 @@ class _Stop(Exception):
 
 
 _IDLE, _WAIT_SESSION, _WAIT_CONNECT, _WAIT_OP = "idle", "session", "connect", "op"
+_SETUP, _ADMIN = -1, -2  # connection owners that are not clients
+_SUPER = (("super", ""),)
+
+
+def sim_member(i: int, role: str = PARTICIPANT) -> Member:
+    """Server i of a simulated ensemble, with made-up addresses (the simulator routes by id)."""
+    return Member(i, f"n{i}", 2888, 3888, role, f"n{i}", 2181)
 
 
 @dataclass
@@ -154,7 +175,15 @@ class Simulation:
         self.seed = seed
         self.cfg = cfg = config or SimConfig()
         self.rng = random.Random(seed)
-        self.ids = list(range(1, cfg.nodes + 1))
+        self.founders = list(range(1, cfg.nodes + 1))
+        # every server that may ever run: the founders, then the spares reconfig may add
+        self.ids = list(range(1, cfg.nodes + 1 + (cfg.spares if cfg.reconfig else 0)))
+        self.membership = Membership(tuple(sim_member(i) for i in self.founders)) if cfg.reconfig else None
+        self.active = set(self.founders)  # servers that should be running (not removed, not never-added spares)
+        self.joiners: set[int] = set()  # started without a configuration (spares, and wiped re-added members)
+        self.removed: set[int] = set()
+        self.admin: tuple[int, bytes] | None = None  # the superuser session that sends reconfig requests
+        self.admin_seq = 0
         self.now = 0
         self._queue: list[tuple[int, int, Callable[..., None], tuple]] = []
         self._n = 0
@@ -168,14 +197,15 @@ class Simulation:
         self.next_conn = 1
         self.conn_owner: dict[int, int] = {}  # conn id -> client id
         self.next_process = cfg.clients
-        self.clients = [_Client(c, c, self.ids[c % len(self.ids)]) for c in range(cfg.clients)]
+        self.clients = [_Client(c, c, self.founders[c % len(self.founders)]) for c in range(cfg.clients)]
         self.issued = 0
         self.heal_time: int | None = None
         self.live_write_ok_at: int | None = None
         self.stats = {"messages": 0, "delivered": 0, "crashes": 0, "partitions": 0, "timeouts": 0,
-                      "snapshots_sent": 0, "connects_ok": 0, "connects_refused": 0, "sessions_expired": 0}
+                      "snapshots_sent": 0, "connects_ok": 0, "connects_refused": 0, "sessions_expired": 0,
+                      "reconfigs_sent": 0, "reconfigs_ok": 0, "reconfigs_refused": 0, "members_removed": 0}
         self.value_counter = 0
-        for i in self.ids:
+        for i in self.founders:
             self._start(i)
 
     # -- event queue ------------------------------------------------------------------------
@@ -199,10 +229,12 @@ class Simulation:
     def _start(self, i: int) -> None:
         cfg = self.cfg
         self.incarnation[i] += 1
+        join = i in self.joiners
         self.replicas[i] = Replica(
-            i, self.ids, self.disks[i].state(), random.Random(self.rng.getrandbits(64)),
+            i, self.founders, self.disks[i].state(), random.Random(self.rng.getrandbits(64)),
             tick_ms=cfg.tick_ms, election_ticks=cfg.election_ticks, heartbeat_ticks=cfg.heartbeat_ticks,
             compact_every=cfg.compact_every, unsafe_commit_without_quorum=cfg.unsafe_commit_without_quorum,
+            membership=self.membership, join=join, reconfig_enabled=cfg.reconfig,
         )
         self._at(self.now + self.rng.randrange(1, cfg.tick_ms + 1), self._tick, i, self.incarnation[i])
 
@@ -235,6 +267,13 @@ class Simulation:
             self.violations.append(f"replica {i} raised in {fn_name} at t={self.now}ms: {type(e).__name__}: {e}")
             raise _Stop() from e
         self._effects(i, fx)
+        if r.removed and self.replicas[i] is r:
+            # It applied a configuration without itself: the shell stops serving (exits).
+            self.stats["members_removed"] += 1
+            self.active.discard(i)
+            self.removed.add(i)
+            self._crash(i)
+            self.stats["crashes"] -= 1
 
     def _effects(self, i: int, fx: Effects) -> None:
         disk = self.disks[i]
@@ -244,7 +283,9 @@ class Simulation:
             self._send(m)
         for rep in fx.replies:  # 3. answer clients
             cid = self.conn_owner.get(rep.conn_id)
-            if cid is not None:
+            if cid == _ADMIN:
+                self._admin_reply(rep)
+            elif cid is not None:
                 self._at(self.now + self.cfg.client_delay_ms, self._client_reply, cid, rep)
 
     def _tick(self, i: int, inc: int) -> None:
@@ -286,6 +327,12 @@ class Simulation:
         if not self.faulty:
             return
         rng = self.rng
+        if self.cfg.reconfig and rng.random() < self.cfg.reconfig_prob:
+            # Sometimes a burst: changes racing each other through different replicas.
+            for _ in range(1 if rng.random() < 0.7 else rng.randrange(2, 4)):
+                self._reconfig()
+            self._at(self.now + rng.randrange(self.cfg.nemesis_min_ms, self.cfg.nemesis_max_ms + 1), self._nemesis)
+            return
         r = rng.random()
         if r < 0.3:
             self.cut = set()
@@ -303,7 +350,7 @@ class Simulation:
             if live:
                 self._crash(rng.choice(live))
         else:
-            dead = [i for i in self.ids if self.replicas[i] is None]
+            dead = [i for i in sorted(self.active) if self.replicas[i] is None]
             if dead:
                 self._start(rng.choice(dead))
         self._at(self.now + rng.randrange(self.cfg.nemesis_min_ms, self.cfg.nemesis_max_ms + 1), self._nemesis)
@@ -317,6 +364,67 @@ class Simulation:
             for x, y in sorted(self.cut):
                 if self.replicas.get(x) is not None:
                     self._hint_later(x, y)
+
+    # -- membership changes -----------------------------------------------------------------
+
+    def _reconfig(self) -> None:
+        """Send one membership change, as an operator would, to a random live replica."""
+        rng = self.rng
+        live = [i for i in self.ids if self.replicas[i] is not None]
+        if self.admin is None or not live:
+            return
+        lead = self._leader()
+        view = self.replicas[lead if lead is not None else rng.choice(live)]
+        assert view is not None
+        current = view.membership
+        if current is None:
+            return
+        member_ids = {m.id for m in current.members}
+        # not running as a member (never added, or removed), or a running joiner not in the membership
+        spares = [i for i in self.ids if i not in member_ids and (i not in self.active or i in self.joiners)]
+        observers = [m.id for m in current.members if m.role == OBSERVER]
+        r = rng.random()
+        joining = leaving = None
+        if spares and r < 0.35:
+            new = rng.choice(spares)
+            role = PARTICIPANT if rng.random() < 0.7 else OBSERVER
+            self._prepare_spare(new)
+            joining = f"server.{new}={sim_member(new, role).spec()}"
+        elif observers and r < 0.45:
+            joining = f"server.{(o := rng.choice(observers))}={sim_member(o).spec()}"  # promote
+        else:
+            leaving = str(rng.choice(sorted(member_ids)))
+        target = rng.choice(live)
+        conn = self.next_conn
+        self.next_conn += 1
+        self.conn_owner[conn] = _ADMIN
+        sid, password = self.admin
+        self.admin_seq += 1
+        self.stats["reconfigs_sent"] += 1
+        inc = self.incarnation[target]
+
+        def arrive() -> None:
+            if self.incarnation[target] == inc:
+                self._call(target, "client_connect", conn, sid, password, 0, self.now)
+                self._call(target, "client_request", conn, sid, self.admin_seq,
+                           Reconfig(joining, leaving, None, -1, _SUPER), self.now)
+        self._at(self.now + self.cfg.client_delay_ms, arrive)
+
+    def _prepare_spare(self, i: int) -> None:
+        """A spare about to be added runs as a joiner; a removed member is wiped first (as an operator would)."""
+        if i in self.removed:
+            self.disks[i] = ReplicaDisk()
+            self.removed.discard(i)
+        self.joiners.add(i)
+        self.active.add(i)
+        if self.replicas[i] is None:
+            self._start(i)
+
+    def _admin_reply(self, rep: ClientReply) -> None:
+        if rep.seq == 0:
+            return  # the connect
+        self.stats["reconfigs_ok" if rep.err == Err.OK else "reconfigs_refused"] += 1
+        self.conn_owner.pop(rep.conn_id, None)
 
     def _leader(self) -> int | None:
         best = None
@@ -536,8 +644,9 @@ class Simulation:
             self._idle(c)
 
     def _switch_replica(self, c: _Client) -> None:
-        if len(self.ids) > 1 and self.rng.random() < 0.7:
-            c.replica = self.rng.choice([i for i in self.ids if i != c.replica])
+        others = [i for i in sorted(self.active) if i != c.replica]
+        if others and self.rng.random() < 0.7:
+            c.replica = self.rng.choice(others)
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -550,12 +659,12 @@ class Simulation:
             raise _Stop()
         conn = self.next_conn
         self.next_conn += 1
-        self.conn_owner[conn] = -1
+        self.conn_owner[conn] = _SETUP
         got: list[ClientReply] = []
         orig = self._client_reply
 
         def capture(cid: int, rep: ClientReply) -> None:
-            if cid == -1:
+            if cid == _SETUP:
                 got.append(rep)
             else:
                 orig(cid, rep)
@@ -572,7 +681,16 @@ class Simulation:
             self._run_until(self.now + 10_000, lambda: len(got) >= 1 + self.cfg.keys)
             # Every replica must hold the keys before clients read them.
             self._run_until(self.now + 10_000, lambda: all(
-                r is not None and r.tree.exists(f"/k{self.cfg.keys - 1}") is not None for r in self.replicas.values()))
+                r is not None and r.tree.exists(f"/k{self.cfg.keys - 1}") is not None
+                for i, r in self.replicas.items() if i in self.founders))
+            if self.cfg.reconfig:
+                # the operator's session for membership changes: it must outlive the run
+                n = len(got)
+                self._call(lead, "client_request", conn, sid, 100, CreateSession(1 << 30), self.now)
+                self._run_until(self.now + 10_000, lambda: len(got) > n)
+                if len(got) > n and got[n].err == Err.OK:
+                    admin_sid, admin_pw, _t = got[n].value
+                    self.admin = (admin_sid, admin_pw)
         finally:
             self._client_reply = orig  # type: ignore[method-assign]
         self.conn_owner.pop(conn, None)
@@ -591,7 +709,7 @@ class Simulation:
             # -- liveness phase: heal everything
             self.faulty = False
             self.cut = set()
-            for i in self.ids:
+            for i in sorted(self.active):
                 if self.replicas[i] is None:
                     self._start(i)
             self.heal_time = self.now

@@ -8,8 +8,7 @@ handed to the shell in the next `Ready`. `committed` only moves forward;
 The log also knows the membership at every index it holds: the configuration
 recorded in the snapshot (or, for a log that never had one, the bootstrap
 configuration the node was started with), changed by each CONF entry. The
-configuration in force is the latest one in the log, committed or not (Raft
-thesis §4.1), so truncating an uncommitted CONF entry reverts it.
+node uses the configuration at its applied index (see RaftNode).
 """
 
 from __future__ import annotations
@@ -106,27 +105,27 @@ class RaftLog:
         assert z is not None
         return z
 
-    def latest_conf(self) -> tuple[int, ConfState]:
-        """(index of the entry that set it, or the snapshot index; the configuration in force)."""
-        if self.conf_indexes:
-            i = self.conf_indexes[-1]
-            e = self.entry(i)
-            assert e is not None
-            conf = decode_conf(e)
-            assert conf is not None
-            return i, conf
-        return self.offset, self.conf_base
-
-    def conf_at(self, index: int) -> ConfState:
-        """The configuration in force at `index` (>= the snapshot index)."""
+    def conf_entry_at(self, index: int) -> tuple[int, ConfState]:
+        """(the index of the CONF entry in force at `index`, or the snapshot index for the
+        configuration the log starts from; that configuration). `index` >= the snapshot index."""
         k = bisect.bisect_right(self.conf_indexes, index)
         if k == 0:
-            return self.conf_base
-        e = self.entry(self.conf_indexes[k - 1])
+            return self.offset, self.conf_base
+        i = self.conf_indexes[k - 1]
+        e = self.entry(i)
         assert e is not None
         conf = decode_conf(e)
         assert conf is not None
-        return conf
+        return i, conf
+
+    def conf_at(self, index: int) -> ConfState:
+        """The configuration in force at `index` (>= the snapshot index)."""
+        return self.conf_entry_at(index)[1]
+
+    def has_conf_between(self, lo: int, hi: int) -> bool:
+        """Is there a CONF entry at an index in (lo, hi]?"""
+        k = bisect.bisect_right(self.conf_indexes, lo)
+        return k < len(self.conf_indexes) and self.conf_indexes[k] <= hi
 
     def entry(self, index: int) -> Entry | None:
         if self.offset < index <= self.last_index():
@@ -264,4 +263,5 @@ class RaftLog:
         self.snapshot = snap
         self.conf_base = conf
         del self.conf_indexes[:bisect.bisect_right(self.conf_indexes, index)]
+        self.conf_epoch += 1
         return snap

@@ -122,8 +122,9 @@ class RaftNode:
     configuration in full instead (voters, learners, the shell's context); a
     member joining an existing group starts with no voters at all
     (`ConfState(())`) and learns the membership from the leader's log or
-    snapshot. The configuration in force is the latest in the log (see
-    `RaftLog`); `propose_conf_change` appends a new one (docs/protocol.md,
+    snapshot. `propose_conf_change` appends a new configuration; every node
+    uses the configuration at its applied index, so a change takes effect on
+    a node when the node applies it (etcd-raft's rule; docs/protocol.md,
     "Membership changes").
     `storage_state` is what the node's disk holds (None for a brand-new node).
     `election_ticks` must exceed `heartbeat_ticks`; the actual timeout is drawn
@@ -180,11 +181,14 @@ class RaftNode:
         self.voters: frozenset[int] = frozenset()
         self.learners: frozenset[int] = frozenset()
         self.conf = bootstrap
-        self.conf_index = 0  # the log index of the configuration in force (the snapshot's for the base)
-        self._conf_epoch_seen = -1
-        # Leader: members removed by a configuration change, still sent the log until they
-        # can have learned that the change committed: id -> [removal index, ticks since committed].
-        self._departing: dict[int, list[int]] = {}
+        self.conf_index = -1  # the log index of the configuration in force (the snapshot's for the base)
+        self._conf_seen: tuple[int, int] = (-1, -1)  # (log conf epoch, conf index) last adopted
+        # Leader: the index of its last configuration change (or its last index when elected):
+        # no new change until this is applied.
+        self.pending_conf_index = 0
+        # Leader: members removed by a configuration change, still sent the log for a while
+        # so that they learn of it.
+        self._departing: dict[int, int] = {}  # removed member -> ticks since
         self._durable_sent = False  # leader: sent DURABLE this term (followers may commit without us)
         self.term = st.hard_state.term
         self.vote: int | None = st.hard_state.vote
@@ -272,14 +276,15 @@ class RaftNode:
     def propose_conf_change(self, conf: ConfState) -> int | NotLeader | ConfRefused:
         """Append a new configuration (the leader only): one voter added or removed at a time.
 
-        Refused ("in-progress") while the previous change is not committed or
-        this leader has not yet committed an entry of its own term (the fix to
-        single-server changes in the Raft thesis' errata); refused ("no-quorum")
-        unless a quorum of the new voters is connected and caught up (ZooKeeper's
-        isQuorumSynced: a new voter that is not there yet may still be added if
-        the others make a quorum); refused ("invalid") for a configuration that
-        changes more than one voter, has no voter, or lists an id twice. The
-        change takes effect here at once and on every member when it appends it.
+        Refused ("in-progress") while this leader's previous change is not
+        applied, and for a new leader until it has applied every entry it
+        had when elected (so until its first commit: the Raft thesis' errata
+        for single-server changes); refused ("no-quorum") unless a quorum of
+        the new voters is connected and caught up (ZooKeeper's isQuorumSynced:
+        a new voter that is not there yet may still be added if the others
+        make a quorum); refused ("invalid") for a configuration that changes
+        more than one voter, has no voter, or lists an id twice. The change
+        takes effect on each member when that member applies it.
         """
         refused = self.conf_change_refusal(conf)
         if refused is not None:
@@ -287,7 +292,9 @@ class RaftNode:
         if self.zxid_counter >= COUNTER_MASK:
             self._become_follower(self.term, None)
             return NotLeader(None, "zxid counter exhausted for this term; electing a new leader")
-        return self._append_entry(EntryKind.CONF, conf.to_bytes())
+        index = self._append_entry(EntryKind.CONF, conf.to_bytes())
+        self.pending_conf_index = index
+        return index
 
     def conf_change_refusal(self, conf: ConfState) -> NotLeader | ConfRefused | None:
         """Why `propose_conf_change(conf)` would be refused now, or None (a dry run)."""
@@ -302,16 +309,19 @@ class RaftNode:
         if len(voters ^ self.voters) > 1:
             return ConfRefused("invalid", f"voters {sorted(self.voters)} -> {sorted(voters)} changes more than one "
                                           "voter; change one server at a time")
-        if self.conf_index > self.log.committed:
-            return ConfRefused("in-progress",
-                               f"the configuration change at index {self.conf_index} is not committed yet")
-        if self.log.term(self.log.committed) != self.term:
-            return ConfRefused("in-progress", "this leader has not committed an entry of its term yet")
+        if self.conf_change_pending():
+            return ConfRefused("in-progress", f"the change at index {self.pending_conf_index} is not applied yet "
+                                              f"(applied: {self.log.applied})")
         synced = sum(1 for p in voters if p == self.id or self._synced(p))
         if synced < len(voters) // 2 + 1:
             return ConfRefused("no-quorum", f"only {synced} of the new voters {sorted(voters)} are connected and "
                                             f"caught up; a quorum is {len(voters) // 2 + 1}")
         return None
+
+    def conf_change_pending(self) -> bool:
+        """A leader's previous configuration change (or, for a new leader, its predecessors'
+        entries) is not applied yet, so it may not propose another."""
+        return self.pending_conf_index > self.log.applied
 
     def _synced(self, p: int) -> bool:
         pr = self.progress.get(p)
@@ -435,6 +445,7 @@ class RaftNode:
                 self._commit_durable()
         if rd.committed_entries:
             self.log.applied_to(rd.committed_entries[-1].index)
+        self._sync_conf()
 
     def hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.committed)
@@ -467,15 +478,22 @@ class RaftNode:
         return self.id in self.voters and len(self.voters) in (2, 3)
 
     def _sync_conf(self) -> None:
-        """Adopt the latest configuration in the log, after any change to the log."""
-        if self.log.conf_epoch == self._conf_epoch_seen:
+        """Adopt the configuration at the applied index (after applying, restoring, compacting)."""
+        log = self.log
+        index, conf = log.conf_entry_at(max(log.applied, log.offset))
+        if (log.conf_epoch, index) == self._conf_seen:
             return
-        self._conf_epoch_seen = self.log.conf_epoch
-        self.conf_index, self.conf = self.log.latest_conf()
-        self.voters = frozenset(self.conf.voters)
-        self.learners = frozenset(self.conf.learners)
+        self._conf_seen = (log.conf_epoch, index)
+        self.conf_index, self.conf = index, conf
+        self.voters = frozenset(conf.voters)
+        self.learners = frozenset(conf.learners)
         if self.role is Role.LEADER:
             self._sync_progress()
+
+    @property
+    def peers_to_contact(self) -> frozenset[int]:
+        """The ids this node may send to: the members, and (as leader) recently removed ones."""
+        return (self.voters | self.learners | frozenset(self._departing)) - {self.id}
 
     def _sync_progress(self) -> None:
         members = self.voters | self.learners
@@ -486,15 +504,16 @@ class RaftNode:
                 self.progress[p] = Progress(match=0, next=last + 1)
         for p in list(self.progress):
             if p not in members and p != self.id and p not in self._departing:
-                self._departing[p] = [self.conf_index, 0]
+                self._departing[p] = 0
 
     def _tick_departing(self) -> None:
-        for p, state in list(self._departing.items()):
-            if self.log.committed >= state[0]:
-                state[1] += 1
-                if state[1] >= self.election_ticks:
-                    del self._departing[p]
-                    self.progress.pop(p, None)
+        # A removed member is still sent the log for an election timeout, so that it can learn
+        # that its removal committed (the shell stops a member that applied its own removal).
+        for p in list(self._departing):
+            self._departing[p] += 1
+            if self._departing[p] >= self.election_ticks:
+                del self._departing[p]
+                self.progress.pop(p, None)
 
     # -- roles ------------------------------------------------------------------------------
 
@@ -555,6 +574,9 @@ class RaftNode:
         # NEWLEADER zxid, so the first client transaction gets counter 1.
         self.zxid_counter = -1
         self._append_entry(EntryKind.NOOP, b"")
+        # No configuration change until everything up to the no-op is applied: until then this
+        # leader cannot know which configuration its predecessors' entries put in force.
+        self.pending_conf_index = self.log.last_index()
 
     # -- elections --------------------------------------------------------------------------
 
@@ -562,7 +584,10 @@ class RaftNode:
         self.election_elapsed += 1
         if self.election_elapsed >= self.randomized_timeout:
             self.election_elapsed = 0
-            if self.id in self.voters:  # learners, joiners and removed members never campaign
+            # Learners, joiners and removed members never campaign; nor does a node that has
+            # committed configuration changes it has not applied yet (etcd-raft's rule: it
+            # would campaign, and count votes, in a configuration already replaced).
+            if self.id in self.voters and not self.log.has_conf_between(self.log.applied, self.log.committed):
                 self._campaign(pre=self.pre_vote)
 
     def _campaign(self, pre: bool) -> None:
@@ -695,7 +720,6 @@ class RaftNode:
         if not _entries_well_formed(m):
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
-        self._sync_conf()
         if last_new is not None:
             self._send(MT.APPEND_RESP, m.frm, index=last_new)
             return
@@ -721,9 +745,10 @@ class RaftNode:
     # -- leader -----------------------------------------------------------------------------
 
     def _tick_heartbeat(self) -> None:
-        if self.id not in self.voters and self.log.committed >= self.conf_index:
-            # Removed from the configuration, and the change is committed: our job is done
-            # (Raft thesis §4.2.2). Not a voter, so we never campaign again.
+        if self.id not in self.voters:
+            # We applied a configuration without us: the change is committed, our job is done
+            # (Raft thesis §4.2.2; the Ready before this tick carried its commit index). Not a
+            # voter, so we never campaign again.
             self._become_follower(self.term, None)
             return
         self.heartbeat_elapsed += 1
@@ -799,8 +824,9 @@ class RaftNode:
             pr.become_replicate()
         if self._maybe_commit():
             self._release_deferred_reads()
-            if not self.durable_commit:
-                self._broadcast_pending = True  # the new commit index goes out with the next Ready
+            if not self.durable_commit or self.learners:
+                # The new commit index goes out with the next Ready (learners hear no DURABLE).
+                self._broadcast_pending = True
             # With three members the followers commit by DURABLE on their own (see
             # _leader_durable); the next append or heartbeat carries the index anyway.
         elif pr.next <= self.log.last_index():
@@ -823,8 +849,6 @@ class RaftNode:
         index = self.log.last_index() + 1
         entry = Entry(self.term, index, make_zxid(self.term, self.zxid_counter), kind, data)
         self.log.append([entry])
-        if kind is EntryKind.CONF:
-            self._sync_conf()
         me = self.progress[self.id]
         me.maybe_update(index)
         if self.unsafe_commit_without_quorum:

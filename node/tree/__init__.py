@@ -38,8 +38,8 @@ Semantics follow Apache ZooKeeper 3.8 (``PrepRequestProcessor`` +
 * The tree also holds the session table (id -> timeout, password): sessions
   are created and closed by logged transactions, so they survive restarts.
 * /zookeeper/config holds the membership in ZooKeeper's text form; it changes
-  through ``SetConfigOp`` (a committed reconfiguration) or, when a member
-  starts, ``bootstrap_config``.
+  only through ``SetConfigOp``, which the replica applies for every committed
+  configuration entry (the bootstrap one included).
 """
 
 from node.tree.acl import AUTHENTICATED_SCHEMES, check_acl, digest_id, fixup_acl

@@ -123,18 +123,6 @@ class DataTree:
         zk.children.update(("quota", "config"))
         self.nodes.update({"/": root, "/zookeeper": zk, "/zookeeper/quota": quotas, CONFIG_PATH: config})
 
-    def bootstrap_config(self, data: bytes, zxid: int = 0) -> None:
-        """Set /zookeeper/config's data outside the log, as a starting server does (initConfigInZKDatabase).
-
-        Every member must call it with the same bytes (the membership it was
-        started with), so that the trees stay identical. ``zxid`` is the
-        config's version (ZooKeeper stamps it as the node's mzxid).
-        """
-        node = self.nodes[CONFIG_PATH]
-        node.data = bytes(data)
-        node.mzxid = zxid
-        node.version = -1
-
     @property
     def config_data(self) -> bytes:
         """The data of /zookeeper/config (the membership; empty when none was set)."""
