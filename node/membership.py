@@ -20,7 +20,7 @@ Pure: no I/O, nothing of the project but the error codes.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from node.errors import Err
 
@@ -29,6 +29,7 @@ ROLES = (PARTICIPANT, OBSERVER)
 # The version ZooKeeper gives a static configuration: the zxid (epoch 1, counter 0) that starts the
 # first epoch. squall's first Raft term is 1 too.
 BOOTSTRAP_VERSION = 1 << 32
+MAX_SERVER_ID = (1 << 32) - 1  # ids travel as u32 in peer messages (ZooKeeper's are longs)
 
 
 class ReconfigError(ValueError):
@@ -131,8 +132,8 @@ def _parse_server_item(item: str) -> Member:
     if not _is_long(digits):
         raise ReconfigError(Err.MARSHALLING_ERROR, f"server id {digits!r} in {item!r} is not a number")
     sid = int(digits)
-    if not 1 <= sid <= 254:
-        raise ReconfigError(Err.BAD_ARGUMENTS, f"server id {sid} is out of range; allowed: 1..254")
+    if not 1 <= sid <= MAX_SERVER_ID:
+        raise ReconfigError(Err.BAD_ARGUMENTS, f"server id {sid} is out of range; allowed: 1..{MAX_SERVER_ID}")
     return parse_member(sid, parts[1], need_client=True)
 
 
@@ -243,12 +244,7 @@ def reconfigure(current: Membership, joining: str | None, leaving: str | None,
     return result
 
 
-def with_client_default(member: Member, host: str) -> Member:
-    """A member whose client address was given as a port only listens on ``host``'s address."""
-    return replace(member, client_host=member.client_host or host)
-
-
 __all__ = [
     "BOOTSTRAP_VERSION", "OBSERVER", "PARTICIPANT", "Member", "Membership", "ReconfigError", "host_and_port",
-    "parse_member", "reconfigure", "with_client_default",
+    "parse_member", "reconfigure",
 ]
