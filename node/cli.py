@@ -64,9 +64,10 @@ def _loop_factory(kind: str):
               help="Server id (the high byte of session ids). Default 1.")
 @click.option("--id", "member_id", type=click.IntRange(1, 254), default=None,
               help="Ensemble member id (same as --server-id); must appear in --peers.")
-@click.option("--peers", default=None, metavar="1=HOST:CLIENT_PORT:PEER_PORT,2=...",
-              help="Run as a member of this ensemble (1, 3 or 5 members) instead of standalone. "
-                   "The config file may give it as peers=... or ZooKeeper's server.N=host:peer_port:x;client_port.")
+@click.option("--peers", default=None, metavar="1=HOST:CLIENT_PORT:PEER_PORT[:ELECTION_PORT][:ROLE],2=...",
+              help="Run as a member of this ensemble (1, 3 or 5 participants; ROLE participant or observer) "
+                   "instead of standalone. The config file may give it as peers=... or ZooKeeper's "
+                   "server.N=host:peer_port:election_port[:role];client_port.")
 @click.option("--raft-tick-ms", type=click.IntRange(5, 10_000), default=None,
               help="Ensemble timer period in ms; a leader is suspected dead after 10..20 ticks. Default 25.")
 @click.option("--snapshot-every", type=click.IntRange(1, None), default=None,
@@ -87,6 +88,16 @@ def _loop_factory(kind: str):
               help="Admin address; anything but loopback requires --admin-token.")
 @click.option("--admin-token", envvar="SQUALL_ADMIN_TOKEN", default=None,
               help="Token every admin request must carry (env SQUALL_ADMIN_TOKEN).")
+@click.option("--reconfig-enabled/--no-reconfig-enabled", default=None,
+              help="Allow dynamic reconfiguration (reconfig requests: add or remove a member, one voter at a "
+                   "time; they need WRITE on /zookeeper/config, e.g. the superDigest user). Default: off, "
+                   "as ZooKeeper's reconfigEnabled.")
+@click.option("--join", is_flag=True, default=None,
+              help="Join a running ensemble: start with no configuration and wait for its leader to add this "
+                   "member (a reconfig), then receive the data. --peers lists the current members and this one.")
+@click.option("--read-only/--no-read-only", default=None,
+              help="Serve read-only sessions (clients that allow them) while cut off from the quorum, as "
+                   "ZooKeeper with -Dreadonlymode.enabled=true. Default: off.")
 @click.option("--enforce-quota/--no-enforce-quota", default=None,
               help="Refuse writes past a quota's hard limits with QuotaExceeded (zookeeper.enforceQuota). "
                    "Default: off, as in ZooKeeper; every member of an ensemble must agree.")
@@ -95,7 +106,7 @@ def _loop_factory(kind: str):
 def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxns, config_file, server_id,
                  member_id, peers, raft_tick_ms,
                  snapshot_every, super_digest, fsync_inline, loop_kind, four_letter_words, admin_port, admin_host,
-                 admin_token, enforce_quota, unsafe_test_fault) -> None:
+                 admin_token, reconfig_enabled, join, read_only, enforce_quota, unsafe_test_fault) -> None:
     """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM."""
     from pathlib import Path
 
@@ -106,6 +117,7 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
                  "server_id": member_id if member_id is not None else server_id, "snapshot_every": snapshot_every,
                  "super_digest": super_digest, "fsync_inline": fsync_inline, "peers": peers,
                  "raft_tick_ms": raft_tick_ms, "enforce_quota": enforce_quota,
+                 "reconfig_enabled": reconfig_enabled, "join": join, "read_only": read_only,
                  "unsafe_test_fault": unsafe_test_fault or faults.from_env() or None}
     try:
         if four_letter_words is not None:
@@ -117,10 +129,12 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         cfg, ignored = load_config(config_file, overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    if cfg.join and not cfg.peers:
+        raise click.UsageError("--join needs --peers: the running ensemble's members and this one")
     if cfg.peers:
         from node.peer import parse_peers
         try:
-            members = parse_peers(cfg.peers)
+            members = parse_peers(cfg.peers, any_size=cfg.join)
         except ValueError as exc:
             raise click.UsageError(f"--peers: {exc}") from None
         if cfg.server_id not in members:
@@ -139,7 +153,8 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         log.info("config keys ignored (not used by squall): %s", ", ".join(ignored))
 
     from node.server import serve  # imported late: `squall node --help` stays fast
-    ensemble = bool(cfg.peers) and len(parse_peers(cfg.peers)) > 1  # a one-member list is just standalone
+    # a one-member list is just standalone, unless the member joins a running ensemble
+    ensemble = bool(cfg.peers) and (cfg.join or len(parse_peers(cfg.peers)) > 1)
     if not ensemble and cfg.unsafe_test_fault:
         # A standalone node that ignored a fault would let a "broken database" test pass silently.
         try:

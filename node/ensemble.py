@@ -50,7 +50,19 @@ from node.config import NodeConfig
 from node.errors import Err
 from node.peer import PeerAddress, PeerTransport, parse_peers
 from node.consensus.messages import MessageType as MT
-from node.replica import ClientReply, CloseSession, CreateSession, Effects, PeerMsg, RaftMsg, Replica, Sync, Write
+from node.membership import Member, Membership
+from node.replica import (
+    ClientReply,
+    CloseSession,
+    CreateSession,
+    Effects,
+    PeerMsg,
+    RaftMsg,
+    Reconfig,
+    Replica,
+    Sync,
+    Write,
+)
 from node.server import (serve_until_stopped, 
     CLOSED,
     CLOSING,
@@ -358,6 +370,11 @@ class EnsembleConnection(ClientConnection):
         elif op == P.CLOSE_SESSION:
             self.state = CLOSING  # nothing after a close is read, as ZooKeeper
             self._submit(CloseSession(), lambda rep: self._closed_session(rep, xid))
+        elif op == P.RECONFIG:
+            request = Reconfig(rec.joining, rec.leaving, rec.new_members, rec.cur_config_id,
+                               tuple(self.identities))
+            self._submit(request, lambda rep: self._plain(rep, xid) if rep.err else
+                         (P.reply_data(xid, rep.zxid, rep.value[0], rep.value[1]), False))
         else:
             handler = _HANDLERS[op]
             self._local(lambda: handler(self, xid, rec))
@@ -448,8 +465,11 @@ class EnsembleServer:
             tick_ms=settings.raft_tick_ms, election_ticks=settings.election_ticks,
             heartbeat_ticks=settings.heartbeat_ticks, retry_ticks=settings.retry_ticks,
             compact_every=cfg.snapshot_every, deferred=True, unsafe_fault=cfg.unsafe_test_fault,
-            enforce_quota=cfg.enforce_quota,
+            enforce_quota=cfg.enforce_quota, membership=membership_of(peers), join=cfg.join,
+            reconfig_enabled=cfg.reconfig_enabled,
         )
+        self._known: dict[int, PeerAddress] = dict(peers)  # every member address seen (--peers, then the log)
+        self._membership_seen: Membership | None = None
         self.fault = self.replica.fault
         self.node = EnsembleView(self)
         self.transport = PeerTransport(cfg.server_id, peers, None, on_batch=self._peer_batch,
@@ -612,6 +632,8 @@ class EnsembleServer:
                     conn = self.conns.get(rep.conn_id)
                     if conn is not None:
                         conn.on_reply(rep)
+        if batch:
+            self._follow_membership()
         if self._fx or self._replica_inputs:
             # Replies released parked requests whose effects are not carried out yet: pump
             # (and so compute reads) only after them, next turn.
@@ -621,6 +643,26 @@ class EnsembleServer:
         dirty, self.dirty = self.dirty, set()
         for conn in dirty:
             conn.pump()
+
+    def _follow_membership(self) -> None:
+        """Keep peer links to the members the replica talks to; stop when this member was removed."""
+        rep = self.replica
+        m = rep.membership
+        if m is not None and m is not self._membership_seen:
+            self._membership_seen = m
+            for member in m.members:
+                self._known[member.id] = _address_of(member, self._known.get(member.id))
+            log.info("membership: voters %s, observers %s", list(m.voters), list(m.learners))
+        wanted = {pid: self._known[pid] for pid in rep.raft.peers_to_contact if pid in self._known}
+        wanted[self.cfg.server_id] = self._known[self.cfg.server_id]
+        if set(wanted) != set(self.transport.peers) or any(self.transport.peers.get(p) != a for p, a in wanted.items()):
+            self.transport.set_peers(wanted)
+            self.peers = wanted
+        if rep.removed and not self.stopped.is_set():
+            log.warning("this member (%d) applied a configuration without itself: it was removed from the "
+                        "ensemble by a reconfig; stopping (wipe its data dir to add it again with --join)",
+                        self.cfg.server_id)
+            self.stopped.set()
 
     def _needs_fsync(self, p: Any) -> bool:
         """Whether ``p`` must be on disk before anything that depends on it leaves.
@@ -699,6 +741,8 @@ class EnsembleServer:
         st = self.replica.status()
         if st["role"] == "leader":
             return "leader"
+        if st["role"] == "observer" and st["leader"] is not None:
+            return "observer"
         if st["role"] == "follower" and st["leader"] is not None:
             return "follower"
         return "looking"
@@ -868,6 +912,18 @@ def _ensemble_view(server: "EnsembleServer") -> dict:
 # ---------------------------------------------------------------- running a member
 
 
+def membership_of(peers: dict[int, PeerAddress]) -> Membership:
+    """The bootstrap membership (with addresses, in ZooKeeper's terms) of a peer list."""
+    return Membership(tuple(Member(p.id, p.host, p.peer_port, p.election_port, p.role, p.host, p.client_port)
+                            for p in peers.values()))
+
+
+def _address_of(member: Member, known: PeerAddress | None) -> PeerAddress:
+    """A member's peer address as the transport needs it (the client host when given, else the quorum host)."""
+    client_port = member.client_port if member.client_port is not None else (known.client_port if known else 0)
+    return PeerAddress(member.id, member.host, client_port, member.peer_port, member.election_port, member.role)
+
+
 async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None,
                          stop: asyncio.Event | None = None, install_signals: bool = True,
                          settings: EnsembleSettings | None = None,
@@ -876,7 +932,7 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
 
     ``admin`` = (host, port, token) also serves the admin HTTP API and web UI, as ``serve`` does.
     """
-    peers = parse_peers(cfg.peers)
+    peers = parse_peers(cfg.peers, any_size=cfg.join)
     if cfg.server_id not in peers:
         raise ValueError(f"--id {cfg.server_id} is not in --peers (ids: {sorted(peers)})")
     settings = settings or EnsembleSettings(raft_tick_ms=cfg.raft_tick_ms)

@@ -935,7 +935,11 @@ class Replica:
         raft = self.raft
         if not self.is_leader or raft.conf_index != 0 or not raft.conf.context:
             return
-        conf = ConfState(raft.conf.voters, raft.conf.learners, raft.conf.context)
+        try:
+            body = _open_envelope(raft.conf.context)[3]
+        except ValueError:
+            return
+        conf = ConfState(raft.conf.voters, raft.conf.learners, _envelope(self._now, 0, 0, body))
         if raft.conf_change_refusal(conf) is None:
             raft.propose_conf_change(conf)
 
