@@ -51,6 +51,7 @@ from node.errors import Err
 from node.peer import PeerAddress, PeerTransport, parse_peers
 from node.consensus.messages import MessageType as MT
 from node.membership import Member, Membership
+from node.sessions import generate_password, new_session_id
 from node.replica import (
     ClientReply,
     CloseSession,
@@ -86,6 +87,10 @@ log = logging.getLogger("squall.node.ensemble")
 # Writes the replica orders (everything else is answered from the local tree).
 _TREE_WRITES = frozenset({P.CREATE, P.CREATE2, P.CREATE_CONTAINER, P.CREATE_TTL, P.DELETE, P.SET_DATA, P.SET_ACL,
                           P.CHECK, P.MULTI})
+# What a read-only session is refused with NotReadOnly (ZooKeeper's ReadOnlyRequestProcessor).
+_NOT_READ_ONLY = _TREE_WRITES | {P.SYNC, P.RECONFIG}
+# ZooKeeper starts its read-only server max(2 s, tickTime) after its member lost the quorum.
+READ_ONLY_DELAY_MS = 2000
 
 
 def _wall_ms() -> int:
@@ -185,6 +190,7 @@ class EnsembleConnection(ClientConnection):
         self._throttled = False
         self._write_paused = False
         self.notified = 0  # watch notifications dispatched to this connection
+        self.read_only_session = False  # served by this member alone while it has no quorum
 
     # -- output: the slot queue replaces the standalone zxid gating
 
@@ -305,6 +311,9 @@ class EnsembleConnection(ClientConnection):
         cfg = ens.cfg
         self.state = CONNECTED
         now = _wall_ms()
+        if ens.read_only_mode:
+            self._read_only_handshake(req)
+            return
         if req.session_id == 0:
             timeout = min(max(req.timeout_ms, cfg.min_timeout_ms), cfg.max_timeout_ms)
             seq = self._next_seq()
@@ -315,6 +324,36 @@ class EnsembleConnection(ClientConnection):
         self._slots.append(_Slot(0, fmt=lambda rep: self._resumed(rep, req)))
         self._inflight += 1
         ens.run(ens.replica.client_connect(self.conn_id, req.session_id, req.password, req.last_zxid_seen, now))
+
+    def _read_only_handshake(self, req: P.ConnectRequest) -> None:
+        """This member has no quorum: a client that allows it gets a read-only session, others none.
+
+        As ZooKeeper's ReadOnlyZooKeeperServer: a new session is this member's
+        own (never replicated; it lives as long as its connection); a known
+        session may reattach with its password; the response says readOnly."""
+        ens = self.ens
+        if not req.read_only:
+            log.info("refusing a session to %s: this member has no quorum and the client does not allow "
+                     "read-only sessions", self.address)
+            self._local(lambda: self.send(None))
+            return
+        timeout = min(max(req.timeout_ms, ens.cfg.min_timeout_ms), ens.cfg.max_timeout_ms)
+        if req.session_id == 0:
+            sid = new_session_id(ens.cfg.server_id, ens.rng.getrandbits(56))
+            password = generate_password(ens.rng)
+        else:
+            info = ens.replica.tree.sessions.get(req.session_id)
+            if info is None or info.password != bytes(req.password):
+                log.info("read-only: session 0x%x from %s is not live here; answering expired",
+                         req.session_id, self.address)
+                self._local(lambda: (self.send(P.ConnectResponse(0, 0, 0, ZERO_PASSWORD, True).encode_framed()),
+                                     self.send(None)))
+                return
+            sid, password, timeout = req.session_id, bytes(req.password), info.timeout_ms
+        self.read_only_session = True
+        self._attach(sid, timeout)
+        log.info("read-only session 0x%x for %s", sid, self.address)
+        self._local(lambda: self.send(P.ConnectResponse(0, timeout, sid, password, True).encode_framed()))
 
     def _created(self, rep: ClientReply) -> tuple[bytes | None, bool]:
         if rep.err:
@@ -357,6 +396,13 @@ class EnsembleConnection(ClientConnection):
             return
         op, xid, rec = req.op, req.xid, req.record
         self.server.request_stats[op][0] += 1  # counted by opcode; replies are asynchronous here, so not timed
+        if self.read_only_session and op in _NOT_READ_ONLY:
+            self._local(lambda: self.send(P.reply(xid, self.node.zxid, Err.NOT_READ_ONLY)))
+            return
+        if self.read_only_session and op == P.CLOSE_SESSION:
+            self.state = CLOSING
+            self._local(lambda: (self.send(P.reply(xid, self.node.zxid, 0)), self.send(None)))
+            return
         if op == P.PING:
             self._ping(xid, rec)
         elif op == P.AUTH:
@@ -470,6 +516,9 @@ class EnsembleServer:
         )
         self._known: dict[int, PeerAddress] = dict(peers)  # every member address seen (--peers, then the log)
         self._membership_seen: Membership | None = None
+        self.rng = random.Random(os.urandom(16))
+        self.read_only_mode = False  # --read-only and no quorum: serving read-only sessions
+        self._leaderless_since: float | None = None
         self.fault = self.replica.fault
         self.node = EnsembleView(self)
         self.transport = PeerTransport(cfg.server_id, peers, None, on_batch=self._peer_batch,
@@ -720,14 +769,50 @@ class EnsembleServer:
             try:
                 self.run(self.replica.tick(_wall_ms()))
                 self._close_dead_sessions()
+                self._check_read_only()
             except Exception:
                 log.exception("tick failed; continuing")
+
+    def _check_read_only(self) -> None:
+        """Enter read-only mode after READ_ONLY_DELAY_MS (or a tick) without a leader; leave it with one.
+
+        Only a member of the configuration in force that applied something
+        may serve read-only (a joiner has nothing to show). Leaving closes every
+        read-only session, as ZooKeeper's read-only server shuts down: the
+        clients find a read-write server (kazoo polls ``isro`` for one)."""
+        if not self.cfg.read_only:
+            return
+        rep = self.replica
+        cut_off = rep.raft.leader is None and rep.id in rep.raft.conf.members and rep.last_zxid > 0
+        now = time.monotonic()
+        if cut_off:
+            if self._leaderless_since is None:
+                self._leaderless_since = now
+            elif not self.read_only_mode and (now - self._leaderless_since) * 1000 >= max(READ_ONLY_DELAY_MS,
+                                                                                         self.cfg.tick_ms):
+                self.read_only_mode = True
+                log.warning("no quorum for %.1f s: serving read-only sessions (readonlymode.enabled)",
+                            now - self._leaderless_since)
+            return
+        self._leaderless_since = None
+        if self.read_only_mode:
+            self.read_only_mode = False
+            ro = [c for c in self.connections if c.read_only_session]
+            log.info("quorum back (leader %s): leaving read-only mode, closing %d read-only sessions",
+                     rep.raft.leader, len(ro))
+            for conn in ro:
+                if conn.session_id and self.session_conns.get(conn.session_id) is conn:
+                    del self.session_conns[conn.session_id]
+                    self.node.watches.remove_session(conn.session_id)
+                conn.session_id = 0
+                conn.send(None)
+                conn.pump()
 
     def _close_dead_sessions(self) -> None:
         """A session the leader expired (or closed elsewhere): drop its connection here too."""
         live = self.replica.tree.sessions
         for sid, conn in list(self.session_conns.items()):
-            if sid not in live:
+            if sid not in live and not conn.read_only_session:
                 log.info("session 0x%x is gone from the replicated state; closing its connection", sid)
                 del self.session_conns[sid]
                 self.node.watches.remove_session(sid)
@@ -741,6 +826,8 @@ class EnsembleServer:
         st = self.replica.status()
         if st["role"] == "leader":
             return "leader"
+        if self.read_only_mode:
+            return "read-only"
         if st["role"] == "observer" and st["leader"] is not None:
             return "observer"
         if st["role"] == "follower" and st["leader"] is not None:
