@@ -80,7 +80,7 @@ from node.consensus import (
     unpack_snapshot_data,
 )
 from node.errors import Err, ZkError
-from node.membership import BOOTSTRAP_VERSION, Membership, ReconfigError, reconfigure
+from node.membership import BOOTSTRAP_VERSION, OBSERVER, Membership, ReconfigError, reconfigure
 from node.sessions import SessionTracker, generate_password, new_session_id
 from node.tree import (
     CONFIG_PATH,
@@ -346,9 +346,11 @@ _ENV_VERSION = 1
 _SNAP_MAGIC = b"SQREPL1\n"
 DEDUPE_WINDOW = 256  # per-session (seq) keys remembered for duplicate detection
 CLOSED_WINDOW = 4096  # closed session ids remembered, so a late duplicate cannot revive one
+# How long a reconfig adding a voter waits for the new server to catch up as an observer.
+PROMOTE_MS = 30_000
 # How the Raft core's refusal of a membership change is answered (ZooKeeper's codes).
 _REFUSAL_CODES = {"in-progress": Err.RECONFIG_IN_PROGRESS, "no-quorum": Err.NEW_CONFIG_NO_QUORUM,
-                  "invalid": Err.BAD_ARGUMENTS}
+                  "catch-up": Err.NEW_CONFIG_NO_QUORUM, "invalid": Err.BAD_ARGUMENTS}
 # The answer to a write that may or may not have been applied (see
 # Replica._settle_after_snapshot). A server shell should treat it like a lost
 # connection (ZooKeeper clients then report ConnectionLoss: indeterminate).
@@ -479,6 +481,8 @@ class Replica:
         self._ever_member = self.id in bootstrap.members
         self.removed = False  # applied a configuration without us (after having been in one)
         self._conf_applied = False
+        # leader: reconfig requests waiting for their new voter to catch up: (sid, seq) -> [conf, ticks]
+        self._promotions: dict[tuple[int, int], list] = {}
         self.fault = faults.check(unsafe_fault)
         self._fault_count = 0  # lose-writes: eligible writes seen
         self._stale_tree: DataTree | None = None  # stale-reads: the lagging copy reads are served from
@@ -640,6 +644,9 @@ class Replica:
         self._expire()
         self._reap_containers()
         self._record_bootstrap_conf()
+        self._promote()
+        if self._conf_applied:
+            self._check_removed()
         return self._drain()
 
     def peer_message(self, m: PeerMsg, now_ms: int) -> Effects:
@@ -820,7 +827,11 @@ class Replica:
         seen = self._seen.get(sid)
         if seen is not None and seq in seen.keys:
             return  # a resubmission of a reconfig already applied: its origin answers from that
+        if (sid, seq) in self._promotions:
+            return  # a resubmission of one waiting for its new voter to catch up
         code, conf = self._reconfig_decision(sid, seq, blob)
+        if conf is not None and self._needs_catch_up(sid, seq, conf):
+            return
         if conf is not None:
             result = self.raft.propose_conf_change(conf)
             if isinstance(result, NotLeader):
@@ -830,6 +841,57 @@ class Replica:
             code = _REFUSAL_CODES.get(result.reason, Err.BAD_ARGUMENTS)
         txn = Txn(0, 0, sid, (), ErrorOp(int(code)))
         self.raft.propose(_envelope(self._now, sid, seq, encode_txn(txn)))
+
+    def _needs_catch_up(self, sid: int, seq: int, conf: ConfState) -> bool:
+        """A new voter that does not hold the log yet joins as an observer first (Raft thesis §4.2.1).
+
+        The change is then carried out in two steps: this leader adds the server
+        as a learner (a system entry), and once it is caught up, proposes the
+        change asked for under the request's key (``_promote``); the client gets
+        its answer when that is applied, or NewConfigNoQuorum if the server does
+        not catch up within ``PROMOTE_MS`` (it then stays an observer)."""
+        raft = self.raft
+        new_voters = [p for p in conf.voters if p not in raft.voters and not raft.synced(p)]
+        if not new_voters:
+            return False
+        p = new_voters[0]
+        if p not in raft.learners:
+            try:
+                wanted = Membership.decode(_open_envelope(conf.context)[3])
+                current = self.membership
+            except ValueError:
+                return False
+            member = wanted.get(p)
+            if current is None or member is None:
+                return False
+            interim = current.with_member(replace(member, role=OBSERVER))
+            step = ConfState(interim.voters, interim.learners, _envelope(self._now, 0, 0, interim.encode()))
+            if raft.conf_change_refusal(step) is not None:
+                return False  # answered with the refusal of the whole change
+            raft.propose_conf_change(step)
+        self._promotions[(sid, seq)] = [conf, 0]
+        return True
+
+    def _promote(self) -> None:
+        """Leader, every tick: propose the changes whose new voter has caught up (see _needs_catch_up)."""
+        if not self._promotions:
+            return
+        if not self.is_leader:
+            self._promotions.clear()  # the origin resubmits to the next leader
+            return
+        for key, state in list(self._promotions.items()):
+            conf, age = state
+            state[1] = age + 1
+            sid, seq = key
+            refused = self.raft.conf_change_refusal(conf)
+            if refused is None:
+                del self._promotions[key]
+                self.raft.propose_conf_change(conf)
+            elif state[1] * self.tick_ms >= PROMOTE_MS or (isinstance(refused, ConfRefused)
+                                                           and refused.reason == "invalid"):
+                del self._promotions[key]
+                txn = Txn(0, 0, sid, (), ErrorOp(int(Err.NEW_CONFIG_NO_QUORUM)))
+                self.raft.propose(_envelope(self._now, sid, seq, encode_txn(txn)))
 
     def _reconfig_decision(self, sid: int, seq: int, blob: bytes) -> tuple[int, ConfState | None]:
         try:
@@ -856,7 +918,7 @@ class Replica:
             return e.code, None
         conf = ConfState(new.voters, new.learners, _envelope(self._now, sid, seq, new.encode()))
         refused = self.raft.conf_change_refusal(conf)
-        if isinstance(refused, ConfRefused):
+        if isinstance(refused, ConfRefused) and refused.reason != "catch-up":  # catch-up: see _needs_catch_up
             return _REFUSAL_CODES.get(refused.reason, Err.BAD_ARGUMENTS), None
         config = self.tree.nodes[CONFIG_PATH]
         if not check_acl(config.acl, Perm.WRITE, txn.identities):
@@ -1096,14 +1158,27 @@ class Replica:
         return time_ms, sid, seq, Txn(e.zxid, time_ms, 0, (), SetConfigOp(membership.render(e.zxid)))
 
     def _check_removed(self) -> None:
-        """After applying a configuration: are we still in it? (A removed member stops serving.)"""
-        self._conf_applied = False
+        """After applying a configuration: are we still in it? (A removed member stops serving.)
+
+        Only once no leader has sent us anything for an election timeout (the
+        leader sends a removed member the log for that long after its removal
+        committed, then stops) and we applied all the leader said was
+        committed: a member added again under an old id (a wiped disk) replays
+        the history of its former self, its removal included, while the leader
+        streams it the entries up to the one that re-added it."""
         log = self.raft.log
         conf = log.conf_at(max(log.applied, log.offset))
         if self.id in conf.members:
             self._ever_member = True
-        elif self._ever_member:
+            self._conf_applied = False
+        elif not self._ever_member:
+            self._conf_applied = False
+        elif (self.raft.leader is None and log.applied >= self.raft.leader_commit
+              and self.id not in self.raft.conf.members):
+            # (the latest configuration in our log, which may already add us back, excludes us too)
+            self._conf_applied = False
             self.removed = True
+        # else: still catching up; looked at again after the next apply (_conf_applied stays set)
 
     def _answer_syncs(self) -> None:
         applied = self.raft.log.applied

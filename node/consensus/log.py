@@ -8,7 +8,8 @@ handed to the shell in the next `Ready`. `committed` only moves forward;
 The log also knows the membership at every index it holds: the configuration
 recorded in the snapshot (or, for a log that never had one, the bootstrap
 configuration the node was started with), changed by each CONF entry. The
-node uses the configuration at its applied index (see RaftNode).
+configuration in force is the latest one in the log, committed or not (Raft
+thesis §4.1), so truncating an uncommitted CONF entry reverts it.
 """
 
 from __future__ import annotations
@@ -121,11 +122,6 @@ class RaftLog:
     def conf_at(self, index: int) -> ConfState:
         """The configuration in force at `index` (>= the snapshot index)."""
         return self.conf_entry_at(index)[1]
-
-    def has_conf_between(self, lo: int, hi: int) -> bool:
-        """Is there a CONF entry at an index in (lo, hi]?"""
-        k = bisect.bisect_right(self.conf_indexes, lo)
-        return k < len(self.conf_indexes) and self.conf_indexes[k] <= hi
 
     def entry(self, index: int) -> Entry | None:
         if self.offset < index <= self.last_index():

@@ -410,9 +410,9 @@ class NotLeader:
 @dataclass(frozen=True, slots=True)
 class ConfRefused:
     """Returned instead of an index when the leader cannot append a configuration change.
-    `reason`: "in-progress" (a change is not committed yet), "no-quorum" (too few of the
-    new voters are connected and caught up) or "invalid"; `detail` says what exactly.
-    Falsy, like NotLeader."""
+    `reason`: "in-progress" (a change is not committed yet), "catch-up" (a new voter does not
+    hold the log yet: add it as a learner first), "no-quorum" (too few of the new voters are
+    connected and caught up) or "invalid"; `detail` says what exactly. Falsy, like NotLeader."""
 
     reason: str
     detail: str = ""

@@ -123,9 +123,10 @@ class RaftNode:
     member joining an existing group starts with no voters at all
     (`ConfState(())`) and learns the membership from the leader's log or
     snapshot. `propose_conf_change` appends a new configuration; every node
-    uses the configuration at its applied index, so a change takes effect on
-    a node when the node applies it (etcd-raft's rule; docs/protocol.md,
-    "Membership changes").
+    uses the latest configuration in its log, committed or not, so a change
+    takes effect on a node when the node appends it and is undone if the
+    entry is truncated (Raft thesis §4.1; docs/protocol.md, "Membership
+    changes").
     `storage_state` is what the node's disk holds (None for a brand-new node).
     `election_ticks` must exceed `heartbeat_ticks`; the actual timeout is drawn
     from [election_ticks, 2*election_ticks) after every reset, so that two
@@ -183,13 +184,13 @@ class RaftNode:
         self.conf = bootstrap
         self.conf_index = -1  # the log index of the configuration in force (the snapshot's for the base)
         self._conf_seen: tuple[int, int] = (-1, -1)  # (log conf epoch, conf index) last adopted
-        # Leader: the index of its last configuration change (or its last index when elected):
-        # no new change until this is applied.
-        self.pending_conf_index = 0
         # Leader: members removed by a configuration change, still sent the log for a while
         # so that they learn of it.
-        self._departing: dict[int, int] = {}  # removed member -> ticks since
+        self._departing: dict[int, list[int]] = {}  # removed member -> [removal index, ticks since committed]
         self._durable_sent = False  # leader: sent DURABLE this term (followers may commit without us)
+        # The highest commit index a leader's append has carried (appends carry the leader's own):
+        # a node that has applied less is still catching up with history.
+        self.leader_commit = 0
         self.term = st.hard_state.term
         self.vote: int | None = st.hard_state.vote
         self.role = Role.FOLLOWER
@@ -276,15 +277,15 @@ class RaftNode:
     def propose_conf_change(self, conf: ConfState) -> int | NotLeader | ConfRefused:
         """Append a new configuration (the leader only): one voter added or removed at a time.
 
-        Refused ("in-progress") while this leader's previous change is not
-        applied, and for a new leader until it has applied every entry it
-        had when elected (so until its first commit: the Raft thesis' errata
-        for single-server changes); refused ("no-quorum") unless a quorum of
-        the new voters is connected and caught up (ZooKeeper's isQuorumSynced:
-        a new voter that is not there yet may still be added if the others
-        make a quorum); refused ("invalid") for a configuration that changes
-        more than one voter, has no voter, or lists an id twice. The change
-        takes effect on each member when that member applies it.
+        Refused ("in-progress") while the configuration in force is not
+        committed, and for a new leader until it has committed an entry of its
+        own term (the fix to single-server changes in the Raft thesis' errata);
+        refused ("no-quorum") unless a quorum of the new voters is connected and
+        caught up (ZooKeeper's isQuorumSynced: a new voter that is not there yet
+        may still be added if the others make a quorum); refused ("invalid")
+        for a configuration that changes more than one voter, has no voter, or
+        lists an id twice. The change takes effect on each member as soon as
+        that member appends it.
         """
         refused = self.conf_change_refusal(conf)
         if refused is not None:
@@ -292,9 +293,7 @@ class RaftNode:
         if self.zxid_counter >= COUNTER_MASK:
             self._become_follower(self.term, None)
             return NotLeader(None, "zxid counter exhausted for this term; electing a new leader")
-        index = self._append_entry(EntryKind.CONF, conf.to_bytes())
-        self.pending_conf_index = index
-        return index
+        return self._append_entry(EntryKind.CONF, conf.to_bytes())
 
     def conf_change_refusal(self, conf: ConfState) -> NotLeader | ConfRefused | None:
         """Why `propose_conf_change(conf)` would be refused now, or None (a dry run)."""
@@ -309,21 +308,32 @@ class RaftNode:
         if len(voters ^ self.voters) > 1:
             return ConfRefused("invalid", f"voters {sorted(self.voters)} -> {sorted(voters)} changes more than one "
                                           "voter; change one server at a time")
-        if self.conf_change_pending():
-            return ConfRefused("in-progress", f"the change at index {self.pending_conf_index} is not applied yet "
-                                              f"(applied: {self.log.applied})")
-        synced = sum(1 for p in voters if p == self.id or self._synced(p))
+        if self.conf_index > self.log.committed:
+            return ConfRefused("in-progress",
+                               f"the configuration change at index {self.conf_index} is not committed yet")
+        if self.log.term(self.log.committed) != self.term:
+            return ConfRefused("in-progress", "this leader has not committed an entry of its term yet")
+        unsynced = sorted(p for p in voters - self.voters if not self.synced(p))
+        if unsynced:
+            # A new voter must already hold the log (as a learner): a voter that has not heard from
+            # any leader yet cannot vote (see _handle_vote_request), and a quorum must not need it.
+            return ConfRefused("catch-up", f"new voter(s) {unsynced} must first be caught-up learners "
+                                           "(add them as observers, then promote them)")
+        synced = sum(1 for p in voters if p == self.id or self.synced(p))
         if synced < len(voters) // 2 + 1:
             return ConfRefused("no-quorum", f"only {synced} of the new voters {sorted(voters)} are connected and "
                                             f"caught up; a quorum is {len(voters) // 2 + 1}")
         return None
 
     def conf_change_pending(self) -> bool:
-        """A leader's previous configuration change (or, for a new leader, its predecessors'
-        entries) is not applied yet, so it may not propose another."""
-        return self.pending_conf_index > self.log.applied
+        """The configuration in force is not committed yet, or (a new leader) this leader has
+        not committed an entry of its own term: no other change may be proposed now."""
+        return self.conf_index > self.log.committed or self.log.term(self.log.committed) != self.term
 
-    def _synced(self, p: int) -> bool:
+    def synced(self, p: int) -> bool:
+        """(Leader) `p` is connected and caught up: streamed to, heard from within an election timeout."""
+        if p == self.id:
+            return self.role is Role.LEADER
         pr = self.progress.get(p)
         return pr is not None and pr.state is ProgressState.REPLICATE and pr.idle < self.election_ticks
 
@@ -369,7 +379,9 @@ class RaftNode:
         """Replace log entries up to `index` (<= applied) with a snapshot of the
         state machine at `index`. The shell persists the returned snapshot and
         may then drop those entries from its WAL."""
-        return self.log.compact(index, bytes(snapshot_data))
+        snap = self.log.compact(index, bytes(snapshot_data))
+        self._sync_conf()
+        return snap
 
     def report_snapshot(self, to: int, failed: bool) -> None:
         """The shell tells the leader whether sending a snapshot to `to` failed
@@ -445,7 +457,6 @@ class RaftNode:
                 self._commit_durable()
         if rd.committed_entries:
             self.log.applied_to(rd.committed_entries[-1].index)
-        self._sync_conf()
 
     def hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.committed)
@@ -478,9 +489,9 @@ class RaftNode:
         return self.id in self.voters and len(self.voters) in (2, 3)
 
     def _sync_conf(self) -> None:
-        """Adopt the configuration at the applied index (after applying, restoring, compacting)."""
+        """Adopt the latest configuration in the log (after appending, truncating, restoring, compacting)."""
         log = self.log
-        index, conf = log.conf_entry_at(max(log.applied, log.offset))
+        index, conf = log.conf_entry_at(log.last_index())
         if (log.conf_epoch, index) == self._conf_seen:
             return
         self._conf_seen = (log.conf_epoch, index)
@@ -499,21 +510,24 @@ class RaftNode:
         members = self.voters | self.learners
         last = self.log.last_index()
         for p in members:
-            self._departing.pop(p, None)
-            if p not in self.progress:
+            if self._departing.pop(p, None) is not None or p not in self.progress:
+                # New, or back after a removal (possibly with a fresh disk under the same id):
+                # nothing it acknowledged before counts, probe it from our end.
                 self.progress[p] = Progress(match=0, next=last + 1)
         for p in list(self.progress):
             if p not in members and p != self.id and p not in self._departing:
-                self._departing[p] = 0
+                self._departing[p] = [self.conf_index, 0]
 
     def _tick_departing(self) -> None:
-        # A removed member is still sent the log for an election timeout, so that it can learn
-        # that its removal committed (the shell stops a member that applied its own removal).
-        for p in list(self._departing):
-            self._departing[p] += 1
-            if self._departing[p] >= self.election_ticks:
-                del self._departing[p]
-                self.progress.pop(p, None)
+        # A removed member is still sent the log until an election timeout after its removal
+        # committed, so that it can learn of it (the shell stops a member that applied its own
+        # removal); its acknowledgements never count.
+        for p, state in list(self._departing.items()):
+            if self.log.committed >= state[0]:
+                state[1] += 1
+                if state[1] >= self.election_ticks:
+                    del self._departing[p]
+                    self.progress.pop(p, None)
 
     # -- roles ------------------------------------------------------------------------------
 
@@ -574,9 +588,6 @@ class RaftNode:
         # NEWLEADER zxid, so the first client transaction gets counter 1.
         self.zxid_counter = -1
         self._append_entry(EntryKind.NOOP, b"")
-        # No configuration change until everything up to the no-op is applied: until then this
-        # leader cannot know which configuration its predecessors' entries put in force.
-        self.pending_conf_index = self.log.last_index()
 
     # -- elections --------------------------------------------------------------------------
 
@@ -584,11 +595,12 @@ class RaftNode:
         self.election_elapsed += 1
         if self.election_elapsed >= self.randomized_timeout:
             self.election_elapsed = 0
-            # Learners, joiners and removed members never campaign; nor does a node that has
-            # committed configuration changes it has not applied yet (etcd-raft's rule: it
-            # would campaign, and count votes, in a configuration already replaced).
-            if self.id in self.voters and not self.log.has_conf_between(self.log.applied, self.log.committed):
+            if self._may_campaign():
                 self._campaign(pre=self.pre_vote)
+            else:
+                # Not allowed to campaign, but no word from the leader for an election timeout:
+                # forget it, or we would stay "in lease" and ignore every candidate forever.
+                self.leader = None
 
     def _campaign(self, pre: bool) -> None:
         if pre:
@@ -634,7 +646,11 @@ class RaftNode:
             self.vote == m.frm
             or (self.vote is None and self.leader is None)
             or (is_pre and m.term > self.term)
-        )
+        ) and bool(self.conf.voters)
+        # A server that knows no configuration at all -- a joiner the leader has not reached yet,
+        # in particular a removed member wiped and started again under its old id -- grants no
+        # vote: a candidate still counting that id under an old configuration must not get the
+        # vote its former, now lost, self would have refused. Refusing a vote is always safe.
         resp = MT.PRE_VOTE_RESP if is_pre else MT.VOTE_RESP
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             # Grants carry the candidate's term so it can count them; a
@@ -645,6 +661,22 @@ class RaftNode:
                 self.vote = m.frm
         else:
             self._send(resp, m.frm, reject=True)
+
+    def _may_campaign(self) -> bool:
+        """A voter campaigns; so does a member whose removal is in its log but not committed.
+
+        Learners, joiners and members whose removal committed never do. The
+        exception keeps a cluster live when a leader that removes itself loses
+        leadership before the change commits: it may hold the only copies of
+        the new configuration, and the other voters cannot outvote its longer
+        log. It campaigns counting the new configuration's voters (not
+        itself), and as leader commits the change and steps down, as the
+        thesis lets a removed leader manage the cluster until then."""
+        if self.id in self.voters:
+            return True
+        if self.conf_index <= self.log.committed or self.conf_index <= self.log.offset:
+            return False
+        return self.id in self.log.conf_at(self.conf_index - 1).voters
 
     def _step_candidate(self, m: Message) -> None:
         expected = MT.PRE_VOTE_RESP if self.role is Role.PRE_CANDIDATE else MT.VOTE_RESP
@@ -714,12 +746,14 @@ class RaftNode:
             self.log.commit_to(i)
 
     def _handle_append(self, m: Message) -> None:
+        self.leader_commit = max(self.leader_commit, m.commit)
         if m.index < self.log.committed:
             self._send(MT.APPEND_RESP, m.frm, index=self.log.committed)
             return
         if not _entries_well_formed(m):
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+        self._sync_conf()
         if last_new is not None:
             self._send(MT.APPEND_RESP, m.frm, index=last_new)
             return
@@ -745,10 +779,10 @@ class RaftNode:
     # -- leader -----------------------------------------------------------------------------
 
     def _tick_heartbeat(self) -> None:
-        if self.id not in self.voters:
-            # We applied a configuration without us: the change is committed, our job is done
-            # (Raft thesis §4.2.2; the Ready before this tick carried its commit index). Not a
-            # voter, so we never campaign again.
+        if self.id not in self.voters and self.log.committed >= self.conf_index:
+            # The configuration without us is committed: our job is done (Raft thesis §4.2.2;
+            # the Ready before this tick carried the commit index). Until then we led a
+            # cluster we are not part of, counting only its voters.
             self._become_follower(self.term, None)
             return
         self.heartbeat_elapsed += 1
@@ -806,6 +840,14 @@ class RaftNode:
             hint = m.reject_hint
             if m.log_term > 0:
                 hint, _ = self.log.find_conflict_by_term(m.reject_hint, m.log_term)
+            if m.reject_hint < pr.match and m.index == pr.next - 1:
+                # The follower's log ends below what it acknowledged: it lost it (a removed member
+                # started again under its id with an empty disk, still sent the log as a departing
+                # one). Probing from our `match` would bounce forever; start from what it has.
+                pr.match = m.reject_hint
+                pr.become_probe()
+                self._send_append(m.frm)
+                return
             if pr.maybe_decrease(m.index, hint):
                 if pr.state is ProgressState.REPLICATE:
                     pr.become_probe()
@@ -849,6 +891,8 @@ class RaftNode:
         index = self.log.last_index() + 1
         entry = Entry(self.term, index, make_zxid(self.term, self.zxid_counter), kind, data)
         self.log.append([entry])
+        if kind is EntryKind.CONF:
+            self._sync_conf()
         me = self.progress[self.id]
         me.maybe_update(index)
         if self.unsafe_commit_without_quorum:

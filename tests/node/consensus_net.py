@@ -111,7 +111,8 @@ class Net:
         # answer with less
         self.read_floor: dict[bytes, int] = {}
         self.founders = list(self.ids)
-        self.joiners: set[int] = set()  # started with no configuration: they wait to be added
+        self.joiners: set[int] = set()
+        self.wipe_prob = 0.5  # random_conf_change: how often a re-added server comes back with an empty disk  # started with no configuration: they wait to be added
         for i in self.ids:
             self.start(i)
 
@@ -139,6 +140,15 @@ class Net:
         self.sm[i] = []
         self.reads[i] = []
         self.checked_commit[i] = 0
+        self.start(i)
+
+    def wipe(self, i: int) -> None:
+        """Restart server i with an empty disk, as a joiner (its earlier state is gone)."""
+        self.joiners.add(i)
+        self.disks[i] = Disk()
+        self.sm[i] = []
+        self.checked_commit[i] = 0
+        self.crash(i)
         self.start(i)
 
     def crash(self, i: int) -> None:
@@ -378,13 +388,17 @@ class Net:
             new = rng.choice(others)
             if new not in self.ids:
                 self.add_server(new)
+            elif rng.random() < self.wipe_prob and self.node(lead).conf_index <= self.node(lead).log.committed:
+                # An operator re-adds a server whose removal committed, with a fresh data dir, same id.
+                self.wipe(new)
             (voters if rng.random() < 0.7 else learners).append(new)
         elif learners and r < 0.5:
             p = rng.choice(learners)
             learners.remove(p)
             voters.append(p)
-        elif len(voters) > 1 or learners:
-            p = rng.choice(voters + learners if len(voters) > 1 else learners)
+        elif len(voters) > 2 or learners:
+            # at least two voters, as ZooKeeper's reconfig requires
+            p = rng.choice(voters + learners if len(voters) > 2 else learners)
             (voters if p in voters else learners).remove(p)
         else:
             return False

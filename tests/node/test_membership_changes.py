@@ -25,6 +25,11 @@ def test_an_added_voter_catches_up_and_then_counts_for_the_quorum() -> None:
     net.stabilize()
     net.add_server(4)
     assert net.node(4).voters == frozenset()  # a joiner knows no configuration yet
+    direct = net.node(lead).propose_conf_change(ConfState((1, 2, 3, 4)))
+    assert isinstance(direct, ConfRefused) and direct.reason == "catch-up"  # it holds no log yet
+    assert isinstance(net.node(lead).propose_conf_change(ConfState((1, 2, 3), (4,))), int)
+    settle(net)
+    assert net.sm[4] == net.sm[lead]  # caught up as a learner: now it may become a voter
     r = net.node(lead).propose_conf_change(ConfState((1, 2, 3, 4)))
     assert isinstance(r, int)
     settle(net)
@@ -80,13 +85,17 @@ def test_a_change_needs_a_connected_quorum_of_the_new_voters() -> None:
     net = Net(3, seed=4)
     lead = net.elect()
     net.stabilize()
-    net.crash(next(i for i in (1, 2, 3) if i != lead))
+    down, up = [i for i in (1, 2, 3) if i != lead]
+    net.crash(down)
     for _ in range(12):  # the leader notices the silence within an election timeout
         net.tick(lead)
         net.stabilize()
-    refused = net.node(lead).propose_conf_change(ConfState((1, 2, 3, 4)))  # 3 of 4 needed, 2 there
+    # removing the live follower leaves the leader and a dead voter: one of two is no quorum
+    refused = net.node(lead).propose_conf_change(ConfState(tuple(sorted((lead, down)))))
     assert isinstance(refused, ConfRefused) and refused.reason == "no-quorum"
-    # a learner changes no quorum: still fine
+    # a server that holds no log cannot become a voter at once; as a learner it changes no quorum
+    unknown = net.node(lead).propose_conf_change(ConfState((1, 2, 3, 4)))
+    assert isinstance(unknown, ConfRefused) and unknown.reason == "catch-up"
     assert isinstance(net.node(lead).propose_conf_change(ConfState((1, 2, 3), (4,))), int)
 
 
@@ -109,16 +118,16 @@ def test_a_new_leader_changes_nothing_before_its_first_commit() -> None:
     assert isinstance(refused, ConfRefused) and refused.reason == "in-progress"
 
 
-def test_a_configuration_takes_effect_when_applied_and_an_uncommitted_one_never_does() -> None:
+def test_a_configuration_takes_effect_when_appended_and_is_undone_with_its_entry() -> None:
     net = Net(3, seed=6)
     lead = net.elect()
     net.stabilize()
     net.isolate(lead)
-    index = net.node(lead).propose_conf_change(ConfState((1, 2), (4,)))
+    index = net.node(lead).propose_conf_change(ConfState((1, 2, 3), (4,)))
     assert isinstance(index, int)
     net.stabilize()
     old = net.node(lead)
-    assert old.voters == {1, 2, 3} and old.learners == frozenset()  # appended, not applied: not in force
+    assert old.voters == {1, 2, 3} and old.learners == {4}  # in force as soon as appended
     for _ in range(100):
         net.tick()
         net.stabilize()
@@ -167,13 +176,14 @@ def test_snapshots_carry_the_configuration_to_new_and_restarted_members() -> Non
     conf, _data = unpack_snapshot_data(net.disks[lead].snapshot.data)
     assert conf is not None and conf.voters == (1, 2, 3) and conf.learners == (4,)
     net.add_server(5)  # catches up from the snapshot: it knows the members without any CONF entry
+    assert isinstance(net.node(lead).propose_conf_change(ConfState((1, 2, 3), (4, 5))), int)
+    settle(net)
+    assert net.node(5).voters == {1, 2, 3} and net.node(5).learners == {4, 5}
     assert isinstance(net.node(lead).propose_conf_change(ConfState((1, 2, 3, 5), (4,))), int)
     settle(net)
     assert net.node(5).voters == {1, 2, 3, 5} and net.node(5).learners == {4}
     net.crash(4)
-    net.start(4)  # from its snapshot: the configuration it records, until the rest is applied again
-    assert net.node(4).learners == {4} and net.node(4).voters == {1, 2, 3}
-    net.stabilize()
+    net.start(4)  # from its disk: the snapshot's configuration, then the entries after it
     assert net.node(4).learners == {4} and net.node(4).voters == {1, 2, 3, 5}
 
 
@@ -208,7 +218,10 @@ def test_the_randomized_checker_catches_concurrent_membership_changes(monkeypatc
     from node.consensus import LogError, RaftNode
     from tests.node.consensus_net import Violation
 
-    monkeypatch.setattr(RaftNode, "conf_change_pending", lambda self: False)
+    def never_pending(self: RaftNode, conf: ConfState) -> None:
+        return None
+
+    monkeypatch.setattr(RaftNode, "conf_change_refusal", never_pending)
     for seed in range(120):
         net = Net(3, seed=seed * 10 + 3 + 7000)
         try:

@@ -169,12 +169,27 @@ def test_one_change_at_a_time_and_a_connected_quorum() -> None:
     c.tick(3)
     codes = {r.seq: r.err for r in c.replies[2]}
     assert codes[2] == Err.OK and codes[3] == Err.RECONFIG_IN_PROGRESS
-    # a follower down: adding a voter needs 3 of 4 connected, only 2 are
+    # a follower down: removing the other one would leave one live voter of two
     down = next(i for i in c.ids if i not in (lead, f))
     c.crash(down)
     c.tick(15)
-    rep = c.reconfig(f, 1, sid, 2, joining="server.4=n4:2888:3888:participant;n4:2181")
+    rep = c.reconfig(f, 1, sid, 2, leaving=str(f))
     assert rep.err == Err.NEW_CONFIG_NO_QUORUM
+
+
+def test_a_participant_that_never_catches_up_stays_an_observer() -> None:
+    """ZooKeeper adds a participant that is not running if the others make a quorum; squall first
+    adds it as an observer and promotes it once it holds the log (a voter that never heard from a
+    leader cannot vote): one that never shows up is answered NewConfigNoQuorum after PROMOTE_MS."""
+    from node.replica import PROMOTE_MS
+    from tests.node.test_replica import TICK_MS
+
+    c, f, sid = ready()
+    spec = "server.4=n4:2888:3888:participant;n4:2181"
+    rep = c.reconfig(f, 1, sid, 2, joining=spec, ticks=PROMOTE_MS // TICK_MS + 20)
+    assert rep.err == Err.NEW_CONFIG_NO_QUORUM
+    assert all(c.r(i).raft.learners == {4} and c.r(i).raft.voters == {1, 2, 3} for i in c.founders)
+    assert b"server.4=n4:2888:3888:observer;n4:2181" in c.config(f)
 
 
 def test_a_joiner_added_as_a_voter_catches_up_and_counts() -> None:
@@ -199,6 +214,7 @@ def test_removing_the_leader_answers_then_the_leader_stops() -> None:
     assert lead is not None
     rep = c.reconfig(f, 1, sid, 2, leaving=str(lead), ticks=20)
     assert rep.err == Err.OK, rep
+    c.tick(25)  # it steps down, then hears from no leader for an election timeout
     assert c.r(lead).removed  # the shell stops a member that applied its own removal
     c.crash(lead)
     new = c.elect()
