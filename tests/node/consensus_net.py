@@ -111,8 +111,8 @@ class Net:
         # answer with less
         self.read_floor: dict[bytes, int] = {}
         self.founders = list(self.ids)
-        self.joiners: set[int] = set()
-        self.wipe_prob = 0.5  # random_conf_change: how often a re-added server comes back with an empty disk  # started with no configuration: they wait to be added
+        self.joiners: set[int] = set()  # started with no configuration: they wait to be added
+        self.wipe_prob = 0.5  # random_conf_change: how often a re-added server comes back with an empty disk
         for i in self.ids:
             self.start(i)
 
