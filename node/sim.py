@@ -240,7 +240,7 @@ class Simulation:
         disk = self.disks[i]
         for p in fx.persist:  # 1. persist (the simulated fsync is instant)
             disk.apply(p)
-        for m in fx.messages:  # 2. send
+        for m in fx.early + fx.messages:  # 2. send
             self._send(m)
         for rep in fx.replies:  # 3. answer clients
             cid = self.conn_owner.get(rep.conn_id)

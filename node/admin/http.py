@@ -10,7 +10,7 @@ loop (aiohttp):
   asking never touches sessions or the tree.
 * ``/metrics``: Prometheus text format through ``prometheus_client`` (a
   registry per admin server, no global state; only numbers the node really
-  has; see :class:`Instruments` for the ones measured here).
+  has: the shell's own counters and the hooks of ``node.metrics``).
 * ``/api/tree``, ``/api/search`` and ``POST /api/tree/{create,set,delete}``:
   the tree browser's back end. **Every tree access is an ordinary ZooKeeper
   client request**: the admin server keeps a kazoo client connected to the
@@ -34,7 +34,6 @@ can neither read the token nor set the header.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import hmac
 import ipaddress
@@ -51,9 +50,9 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, exposition, generate_latest
 from prometheus_client.metrics_core import Metric
-from prometheus_client.utils import floatToGoString
 
 from node.admin import commands, four_letter
+from node.metrics import NodeMetrics
 from node.wire import protocol as P
 
 log = logging.getLogger("squall.admin")
@@ -279,195 +278,6 @@ def new_registry(families: Callable[[], list[Metric]]) -> CollectorRegistry:
     return registry
 
 
-LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-@dataclass
-class Histogram:
-    """A cumulative-bucket histogram of seconds (thread-safe enough: updated under the GIL by one writer)."""
-
-    buckets: tuple[float, ...] = LATENCY_BUCKETS_S
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.counts:
-            self.counts = [0] * (len(self.buckets) + 1)
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
-        self.total += seconds
-        self.count += 1
-
-    def samples(self, labels: dict) -> list[tuple[str, dict, float]]:
-        out, running = [], 0
-        for le, n in zip(self.buckets + (float("inf"),), self.counts):
-            running += n
-            out.append(("_bucket", {**labels, "le": floatToGoString(le)}, running))
-        out.append(("_sum", labels, self.total))
-        out.append(("_count", labels, self.count))
-        return out
-
-
-# ---------------------------------------------------------------- instruments (measured here, not in server.py)
-
-
-def _op_name(op: Any) -> str:
-    name = type(op).__name__
-    name = name[:-2] if name.endswith("Op") else name
-    return {"SetData": "setData", "SetACL": "setACL", "CreateSession": "createSession",
-            "CloseSession": "closeSession", "DeleteContainer": "deleteContainer"}.get(name, name.lower())
-
-
-class Instruments:
-    """Counts the node does not keep itself, measured by wrapping two methods of *this* node instance.
-
-    * ``Node.propose`` -> transactions by operation and their commit latency
-      (proposal until the log fsync that makes the reply leave; the client
-      sees its write reply at that moment);
-    * ``storage.flush`` -> fsync latency.
-
-    An ensemble member (a server with a ``replica`` and a raft ``store``) is
-    measured through ``replica.client_request`` (a write, session create or
-    close handed to the replica), ``replica.drain`` (where its answer appears;
-    the latency is observed once the fsync of that same turn returns, which is
-    when the reply may leave) and ``store.sync`` (fsync latency).
-
-    The wrappers are installed on the instance (not the class), undone by
-    :meth:`uninstall`, and a family is emitted only when its hook is in place,
-    so a node that changes shape yields fewer metrics, never false ones. Read
-    requests are served inside the connection and are not counted per
-    operation (see docs/webui.md: the gap and the two-line hook that closes it).
-    """
-
-    def __init__(self, node: Any, server: Any = None) -> None:
-        self.node = node
-        self.server = server
-        self.txns: dict[str, int] = collections.Counter()
-        self.write_latency: dict[str, Histogram] = {}
-        self.fsync = Histogram()
-        self._pending: collections.deque = collections.deque()  # (zxid, op name, t0)
-        self.hooked_propose = False
-        self.hooked_fsync = False
-        self._undo: list[Callable[[], None]] = []
-
-    def install(self) -> "Instruments":
-        node = self.node
-        propose = getattr(node, "propose", None)
-        on_commit = getattr(node, "on_commit", None)
-        if callable(propose) and callable(on_commit):
-            def counted_propose(op: Any, *args: Any, **kwargs: Any) -> Any:
-                result = propose(op, *args, **kwargs)
-                name = _op_name(op)
-                self.txns[name] += 1
-                zxid = getattr(getattr(result, "txn", None), "zxid", None)
-                if zxid is not None:
-                    if len(self._pending) >= MAX_PENDING_TIMINGS:  # commits stopped (failed log): stay bounded
-                        self._pending.popleft()
-                    self._pending.append((zxid, name, time.monotonic()))
-                return result
-
-            def timed_commit(zxid: int) -> None:
-                now = time.monotonic()
-                pending = self._pending
-                while pending and pending[0][0] <= zxid:
-                    _, name, t0 = pending.popleft()
-                    self.write_latency.setdefault(name, Histogram()).observe(now - t0)
-                current_on_commit(zxid)
-
-            current_on_commit = node.on_commit
-            node.propose = counted_propose
-            node.on_commit = timed_commit
-            self.hooked_propose = True
-
-            def undo_propose() -> None:
-                if node.__dict__.get("propose") is counted_propose:
-                    del node.propose
-                if node.on_commit is timed_commit:
-                    node.on_commit = current_on_commit
-            self._undo.append(undo_propose)
-        self._install_ensemble()
-        storage = getattr(node, "storage", None)
-        flush = getattr(storage, "flush", None)
-        if callable(flush):
-            def timed_flush(*args: Any, **kwargs: Any) -> Any:
-                t0 = time.monotonic()
-                try:
-                    return flush(*args, **kwargs)
-                finally:
-                    self.fsync.observe(time.monotonic() - t0)
-            try:
-                storage.flush = timed_flush
-            except AttributeError:  # __slots__ or a property: no fsync histogram
-                pass
-            else:
-                self.hooked_fsync = True
-
-                def undo_flush() -> None:
-                    if getattr(storage, "__dict__", {}).get("flush") is timed_flush:
-                        del storage.flush
-                self._undo.append(undo_flush)
-        return self
-
-    def _install_ensemble(self) -> None:
-        server = self.server
-        replica = getattr(server, "replica", None)
-        store = getattr(server, "store", None)
-        request, drain, sync = (getattr(replica, "client_request", None), getattr(replica, "drain", None),
-                                getattr(store, "sync", None))
-        if not (callable(request) and callable(drain) and callable(sync)):
-            return
-        started: dict[tuple[int, int], tuple[str, float]] = {}  # (conn, seq) -> (op name, t0)
-        answered: list[tuple[str, float]] = []  # answers produced this turn, awaiting its fsync
-
-        def counted_request(conn_id: int, session_id: int, seq: int, req: Any, *args: Any, **kw: Any) -> Any:
-            name = _op_name(getattr(req, "op", req))
-            if name != "sync":
-                self.txns[name] += 1
-                if len(started) >= MAX_PENDING_TIMINGS:  # answers lost with their connection: forget the oldest
-                    del started[next(iter(started))]
-                started[(conn_id, seq)] = (name, time.monotonic())
-            return request(conn_id, session_id, seq, req, *args, **kw)
-
-        def timed_drain(*args: Any, **kw: Any) -> Any:
-            fx = drain(*args, **kw)
-            for rep in getattr(fx, "replies", ()):
-                hit = started.pop((rep.conn_id, rep.seq), None)
-                if hit is not None:
-                    answered.append(hit)
-            return fx
-
-        def timed_sync(*args: Any, **kw: Any) -> Any:
-            t0 = time.monotonic()
-            try:
-                return sync(*args, **kw)
-            finally:
-                now = time.monotonic()
-                self.fsync.observe(now - t0)
-                for name, t in answered:
-                    self.write_latency.setdefault(name, Histogram()).observe(now - t)
-                answered.clear()
-
-        replica.client_request, replica.drain, store.sync = counted_request, timed_drain, timed_sync
-        self.hooked_propose = self.hooked_fsync = True
-
-        def undo() -> None:
-            for obj, attr, fn in ((replica, "client_request", counted_request), (replica, "drain", timed_drain),
-                                  (store, "sync", timed_sync)):
-                if getattr(obj, "__dict__", {}).get(attr) is fn:
-                    delattr(obj, attr)
-        self._undo.append(undo)
-
-    def uninstall(self) -> None:
-        for undo in reversed(self._undo):
-            try:
-                undo()
-            except Exception:  # noqa: BLE001 - never break the node's shutdown over a metric
-                log.exception("could not remove an admin metrics hook")
-        self._undo.clear()
-
-
 # ---------------------------------------------------------------- the ensemble view
 
 
@@ -494,50 +304,15 @@ class RoleTracker:
             self.last = key
 
 
-def ensemble_from_statuses(self_id: int, addresses: dict[int, str], statuses: dict[int, dict | None]) -> dict:
-    """Build the ``ensemble_view()`` dict from per-member ``Replica.status()`` dicts (None = unreachable).
-
-    ``status()`` keys used: role, epoch, leader, last_zxid, sessions, connections. A shell that collects its
-    peers' statuses can implement ``NodeServer.ensemble_view`` as one call to this (``EnsembleServer`` does,
-    from its peers' ``mntr``). A member absent from ``statuses`` (never asked yet) is ``unknown``.
-    """
-    me = statuses.get(self_id) or {}
-    peers = []
-    for pid in sorted(addresses):
-        st = statuses.get(pid)
-        peer: dict[str, Any] = {"id": pid, "address": addresses[pid]}
-        if pid not in statuses:  # not asked yet (the poller just started): say so, show no numbers
-            peer.update({"role": "unknown", "state": "unknown"})
-        elif st is None:
-            peer.update({"role": "unknown", "state": "unreachable"})
-        else:
-            peer.update({"role": st.get("role", "unknown"), "state": "serving", "last_zxid": st.get("last_zxid"),
-                         "sessions": st.get("sessions"), "connections": st.get("connections")})
-        peers.append(peer)
-    return {"mode": me.get("role", "unknown"), "server_id": self_id, "epoch": me.get("epoch"),
-            "last_zxid": me.get("last_zxid", 0), "leader": me.get("leader"), "peers": peers}
-
-
 def ensemble_view(server: Any, view: four_letter.AdminView) -> dict:
     """role, epoch, last zxid, the leader, and every peer's state and lag.
 
-    A node that knows peers offers ``server.ensemble_view() -> dict`` with
-    ``mode``, ``server_id``, ``epoch``, ``last_zxid``, ``leader`` and
-    ``peers``: a list of dicts (``id``, ``address``, ``role``, ``state``,
-    ``last_zxid``, ``sessions``, ``connections``). The standalone node has no
-    such method: it is its own one-member ensemble, its own leader.
+    ``server.ensemble_view()`` gives ``mode``, ``server_id``, ``epoch``,
+    ``last_zxid``, ``leader`` and ``peers``: a list of dicts (``id``,
+    ``address``, ``role``, ``state``, ``last_zxid``, ``sessions``,
+    ``connections``); a standalone node is its own one-member ensemble.
     """
-    provider = getattr(server, "ensemble_view", None)
-    if callable(provider):
-        raw = dict(provider())
-    else:
-        cfg = getattr(server, "cfg", None)
-        sid = getattr(cfg, "server_id", 1)
-        address = f"{getattr(cfg, 'host', '127.0.0.1')}:{getattr(cfg, 'port', 0)}"
-        raw = {"mode": view.mode, "server_id": sid, "epoch": view.zxid >> 32, "last_zxid": view.zxid,
-               "leader": sid, "peers": [{"id": sid, "address": address, "role": view.mode, "state": "serving",
-                                         "last_zxid": view.zxid, "sessions": len(view.session_timeouts),
-                                         "connections": len(view.connections)}]}
+    raw = dict(server.ensemble_view())
     peers = [dict(p) for p in raw.get("peers", [])]
     leader_id = raw.get("leader")
     leader_zxid = next((p.get("last_zxid") for p in peers if p.get("id") == leader_id), None)
@@ -559,13 +334,13 @@ def ensemble_view(server: Any, view: four_letter.AdminView) -> dict:
 # ---------------------------------------------------------------- commands as JSON
 
 
-def render_metrics(view: four_letter.AdminView, server: Any, inst: Instruments | None, roles: RoleTracker,
+def render_metrics(view: four_letter.AdminView, server: Any, inst: NodeMetrics | None, roles: RoleTracker,
                    http_counts: dict[tuple[str, int], int]) -> str:
     """Prometheus text (prometheus_client's exposition): only numbers the node has or that were measured here."""
     return generate_latest(new_registry(lambda: metric_families(view, server, inst, roles, http_counts))).decode()
 
 
-def metric_families(view: four_letter.AdminView, server: Any, inst: Instruments | None, roles: RoleTracker,
+def metric_families(view: four_letter.AdminView, server: Any, inst: NodeMetrics | None, roles: RoleTracker,
                     http_counts: dict[tuple[str, int], int]) -> list[Metric]:
     """Every metric family of ``/metrics``, from one admin view."""
     w = PromWriter()
@@ -584,25 +359,18 @@ def metric_families(view: four_letter.AdminView, server: Any, inst: Instruments 
     w.gauge("squall_epoch", "Current epoch (high 32 bits of the zxid).", view.zxid >> 32)
     w.counter("squall_packets_sent_total", "Packets sent to clients since start.", view.sent)
     w.counter("squall_fsyncs_total", "Write-ahead log fsyncs since start.", view.fsyncs)
-    node = getattr(server, "node", None)
-    lat = getattr(node, "latencies", None)
-    if lat is not None and hasattr(lat, "count") and hasattr(lat, "total"):
-        w.family("squall_commit_latency_seconds", "summary",
-                 "Proposal to durable commit, per write txn (the node's own counter).",
-                 [("_sum", {}, lat.total / 1000.0), ("_count", {}, lat.count)])
-    if inst is not None and inst.hooked_propose:
+    if inst is not None:
         names = sorted(inst.txns)
         w.family("squall_txns_total", "counter",
-                 "Write transactions proposed, by operation (failed ones such as a bad version included).",
-                 [("", {"op": n}, inst.txns[n]) for n in names])
+                 "Write transactions handed to the replica, by operation (failed ones such as a bad version "
+                 "included).", [("", {"op": n}, inst.txns[n]) for n in names])
         samples = []
         for n in sorted(inst.write_latency):
             samples += inst.write_latency[n].samples({"op": n})
         w.family("squall_write_latency_seconds", "histogram",
-                 "Write request latency inside the node: proposal until the fsync that releases the reply.",
-                 samples)
-    if inst is not None and inst.hooked_fsync:
-        w.family("squall_fsync_latency_seconds", "histogram", "Duration of each write-ahead log flush+fsync.",
+                 "Write request latency inside the node: arrival until the reply is released, after the fsync "
+                 "that made it durable.", samples)
+        w.family("squall_fsync_latency_seconds", "histogram", "Duration of each write-ahead log write+fsync.",
                  inst.fsync.samples({}))
     stats = getattr(server, "request_stats", None)
     if stats:
@@ -864,12 +632,11 @@ class AdminApp:
         self.token = token
         self.csrf = secrets.token_urlsafe(24)
         self.pool = ClientPool(client_hosts)
-        self.instruments = Instruments(getattr(server, "node", None), server).install() \
-            if getattr(server, "node", None) is not None else None
+        self.node_metrics: NodeMetrics | None = getattr(server, "metrics", None)  # the node's own hooks
         self.roles = RoleTracker()
         self.http_counts: dict[tuple[str, int], int] = collections.Counter()
         # this admin server's own registry: scraping builds the families from a fresh admin view
-        self.registry = new_registry(lambda: metric_families(self.server.admin_view(), self.server, self.instruments,
+        self.registry = new_registry(lambda: metric_families(self.server.admin_view(), self.server, self.node_metrics,
                                                              self.roles, self.http_counts))
         self.env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
         self._sampler: asyncio.Task | None = None
@@ -884,8 +651,6 @@ class AdminApp:
         if self._sampler is not None:
             self._sampler.cancel()
         await asyncio.get_running_loop().run_in_executor(None, self.pool.close)
-        if self.instruments is not None:
-            self.instruments.uninstall()
 
     async def _sample_forever(self) -> None:
         while True:
@@ -1147,7 +912,7 @@ def _client_hosts(server: Any) -> str:
 
 async def start_admin(server: Any, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                       client_hosts: str | None = None) -> AdminRunner:
-    """Serve the admin API and web UI for ``server`` (a started NodeServer) on host:port (0 = any free port).
+    """Serve the admin API and web UI for ``server`` (a started ``node.server.MemberServer``) on host:port (0 = any free port).
 
     Call it on the node's event loop after ``server.start()``. Raises
     :class:`AdminConfigError` for a non-loopback ``host`` without ``token``
