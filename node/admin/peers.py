@@ -11,9 +11,14 @@ statuses into the dict the admin's ``/commands/ensemble`` and the web UI show.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
+
+from node.admin import four_letter
+from node.admin.tree_api import zxid_hex
 
 log = logging.getLogger("squall.admin")
 
@@ -22,6 +27,7 @@ log = logging.getLogger("squall.admin")
 PEER_POLL_S = 1.0
 PEER_WORD_TIMEOUT_S = 0.5
 MAX_WORD_REPLY = 256 * 1024
+LEADER_CHANGES_KEPT = 50
 
 
 def status_from_mntr(text: str) -> dict | None:
@@ -127,4 +133,54 @@ def ensemble_from_statuses(self_id: int, addresses: dict[int, str], statuses: di
             "last_zxid": me.get("last_zxid", 0), "leader": me.get("leader"), "peers": peers}
 
 
-__all__ = ["PeerPoller", "ask_word", "ensemble_from_statuses", "status_from_mntr"]
+@dataclass
+class RoleTracker:
+    """Remembers role and leader changes seen by the admin sampler (a pure state machine)."""
+
+    last: tuple | None = None
+    changes: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LEADER_CHANGES_KEPT))
+    role_changes: int = 0
+
+    def observe(self, wall_ms: int, role: str, leader: Any, epoch: int) -> None:
+        key = (role, leader, epoch)
+        if self.last is None:
+            self.last = key
+            self.changes.append({"time_ms": wall_ms, "role": role, "leader": leader, "epoch": epoch,
+                                 "event": "started"})
+            return
+        if key != self.last:
+            self.role_changes += 1
+            self.changes.append({"time_ms": wall_ms, "role": role, "leader": leader, "epoch": epoch,
+                                 "event": "changed", "previous": {"role": self.last[0], "leader": self.last[1],
+                                                                  "epoch": self.last[2]}})
+            self.last = key
+
+
+def ensemble_view(server: Any, view: four_letter.AdminView) -> dict:
+    """role, epoch, last zxid, the leader, and every peer's state and lag.
+
+    ``server.ensemble_view()`` gives ``mode``, ``server_id``, ``epoch``,
+    ``last_zxid``, ``leader`` and ``peers``: a list of dicts (``id``,
+    ``address``, ``role``, ``state``, ``last_zxid``, ``sessions``,
+    ``connections``); a standalone node is its own one-member ensemble.
+    """
+    raw = dict(server.ensemble_view())
+    peers = [dict(p) for p in raw.get("peers", [])]
+    leader_id = raw.get("leader")
+    leader_zxid = next((p.get("last_zxid") for p in peers if p.get("id") == leader_id), None)
+    for p in peers:
+        z = p.get("last_zxid")
+        p["self"] = p.get("id") == raw.get("server_id")
+        if isinstance(z, int):
+            p["last_zxid_hex"] = zxid_hex(z)
+            p["epoch"] = z >> 32
+        if isinstance(z, int) and isinstance(leader_zxid, int) and (z >> 32) == (leader_zxid >> 32):
+            p["lag"] = max(0, leader_zxid - z)
+        else:
+            p["lag"] = None  # unknown, or a different epoch: counting txns across epochs means nothing
+    last = raw.get("last_zxid", view.zxid)
+    return {"mode": raw.get("mode", view.mode), "server_id": raw.get("server_id"), "epoch": raw.get("epoch"),
+            "last_zxid": last, "last_zxid_hex": zxid_hex(last), "leader": leader_id, "peers": peers}
+
+
+__all__ = ["PeerPoller", "RoleTracker", "ask_word", "ensemble_from_statuses", "ensemble_view", "status_from_mntr"]

@@ -15,6 +15,7 @@ from kazoo.client import KazooClient
 from kazoo.security import make_digest_acl
 
 from node.admin import http as admin
+from node.admin import peers, security, tree_api
 from node.admin.peers import ensemble_from_statuses, status_from_mntr
 from node.metrics import Histogram, NodeMetrics, op_name
 from node.tree import CreateOp, MultiOp, SetDataOp
@@ -361,28 +362,28 @@ def test_browser_login_with_the_token_in_the_url_sets_a_cookie_and_redirects(tmp
 
 
 def test_describe_data_kinds():
-    assert admin.describe_data(None)["kind"] == "null"
-    assert admin.describe_data(b"hello")["kind"] == "text"
-    j = admin.describe_data(b'{"k":1}')
+    assert tree_api.describe_data(None)["kind"] == "null"
+    assert tree_api.describe_data(b"hello")["kind"] == "text"
+    j = tree_api.describe_data(b'{"k":1}')
     assert j["kind"] == "json" and j["pretty"] == '{\n  "k": 1\n}'
-    assert admin.describe_data(b"{not json")["kind"] == "text"
-    b = admin.describe_data(b"\x00abc")
+    assert tree_api.describe_data(b"{not json")["kind"] == "text"
+    b = tree_api.describe_data(b"\x00abc")
     assert b["kind"] == "binary" and b["text"].startswith("00000000  00 61 62 63")
-    assert admin.describe_data(b"\xff\xfe")["kind"] == "binary"
+    assert tree_api.describe_data(b"\xff\xfe")["kind"] == "binary"
 
 
 def test_parse_acl_lines():
-    assert admin.parse_acl_lines("") == [("world", "anyone", 31)]
-    assert admin.parse_acl_lines("digest:bob:abc=:rw\nip:10.0.0.1:r") == [("digest", "bob:abc=", 3),
+    assert tree_api.parse_acl_lines("") == [("world", "anyone", 31)]
+    assert tree_api.parse_acl_lines("digest:bob:abc=:rw\nip:10.0.0.1:r") == [("digest", "bob:abc=", 3),
                                                                           ("ip", "10.0.0.1", 1)]
     with pytest.raises(ValueError, match="expected scheme:id:perms"):
-        admin.parse_acl_lines("world")
+        tree_api.parse_acl_lines("world")
     with pytest.raises(ValueError, match="scheme 'x509'"):
-        admin.parse_acl_lines("x509:me:r")
+        tree_api.parse_acl_lines("x509:me:r")
 
 
 def test_role_tracker_counts_changes():
-    rt = admin.RoleTracker()
+    rt = peers.RoleTracker()
     rt.observe(1, "follower", 2, 1)
     rt.observe(2, "follower", 2, 1)
     rt.observe(3, "leader", 1, 2)
@@ -430,7 +431,7 @@ def test_ensemble_view_from_a_node_that_reports_peers():
                     "peers": [{"id": 1, "role": "leader", "last_zxid": (3 << 32) + 9},
                               {"id": 2, "role": "follower", "last_zxid": (3 << 32) + 5},
                               {"id": 3, "role": "follower", "last_zxid": (2 << 32) + 7, "state": "down"}]}
-    view = admin.ensemble_view(Ensemble(), admin.four_letter.AdminView())
+    view = peers.ensemble_view(Ensemble(), peers.four_letter.AdminView())
     lags = {p["id"]: p["lag"] for p in view["peers"]}
     assert lags == {1: 0, 2: 4, 3: None}
     assert [p["self"] for p in view["peers"]] == [False, True, False]
@@ -441,8 +442,8 @@ def test_foreign_host_header_is_refused_without_token(node):
     status, body = jcall(node.admin_url + "/commands/ruok", headers={"Host": "evil.example:8080"})
     assert status == 403 and body["code"] == "bad-host"
     assert jcall(node.admin_url + "/commands/ruok", headers={"Host": "localhost:1"})[0] == 200
-    assert admin.host_is_loopback("[::1]:80") and admin.host_is_loopback("127.0.0.1")
-    assert not admin.host_is_loopback("10.0.0.1:80") and not admin.host_is_loopback(None)
+    assert security.host_is_loopback("[::1]:80") and security.host_is_loopback("127.0.0.1")
+    assert not security.host_is_loopback("10.0.0.1:80") and not security.host_is_loopback(None)
 
 
 def test_ensemble_from_replica_statuses():
@@ -457,7 +458,7 @@ def test_ensemble_from_replica_statuses():
     class Ensemble:
         def ensemble_view(self):
             return raw
-    view = admin.ensemble_view(Ensemble(), admin.four_letter.AdminView())
+    view = peers.ensemble_view(Ensemble(), peers.four_letter.AdminView())
     by_id = {p["id"]: p for p in view["peers"]}
     assert by_id[1]["lag"] == 0 and by_id[2]["lag"] == 3 and by_id[3]["lag"] is None
     assert by_id[3]["state"] == "unreachable" and by_id[2]["self"] and not by_id[1]["self"]
