@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 from .log import RaftLog
 from .messages import (
     COUNTER_MASK,
+    EARLY_TYPES,
     MAX_TERM,
     ConfRefused,
     ConfState,
@@ -35,6 +36,7 @@ from .messages import (
     Snapshot,
     SoftState,
     make_zxid,
+    must_sync,
 )
 
 
@@ -394,15 +396,17 @@ class RaftNode:
     def has_ready(self) -> bool:
         if self._outstanding is not None:
             return False
+        # Field by field rather than building SoftState/HardState: called several times per turn.
+        soft, hard, log = self._prev_soft, self._prev_hard, self.log
         return (
             self._broadcast_pending
-            or self.soft_state() != self._prev_soft
-            or self.hard_state() != self._prev_hard
             or bool(self.msgs)
             or bool(self.read_states)
-            or self.log.pending_snapshot is not None
-            or bool(self.log.unstable_entries())
-            or bool(self.log.next_committed_entries())
+            or self.term != hard.term or self.vote != hard.vote or log.committed != hard.commit
+            or self.role.value != soft.role or self.leader != soft.leader or self.term != soft.term
+            or log.pending_snapshot is not None
+            or log.stabled < log.last_index()
+            or log.committed > max(log.applied, log.offset)
         )
 
     def ready(self) -> Ready:
@@ -415,19 +419,22 @@ class RaftNode:
         self._flush_broadcast()
         soft = self.soft_state()
         hard = self.hard_state()
+        msgs = _coalesce_acks(self.msgs)
         rd = Ready(
             soft_state=soft if soft != self._prev_soft else None,
             hard_state=hard if hard != self._prev_hard else None,
             entries=list(self.log.unstable_entries()),
             snapshot=self.log.pending_snapshot,
             committed_entries=self.log.next_committed_entries(),
-            messages=_coalesce_acks(self.msgs),
+            messages=[m for m in msgs if m.type not in EARLY_TYPES],
             read_states=self.read_states,
+            early_messages=[m for m in msgs if m.type in EARLY_TYPES],
         )
+        rd.must_sync = must_sync(self._prev_hard, rd.hard_state, bool(rd.entries), rd.snapshot is not None)
         self.msgs = []
         self.read_states = []
         if rd.entries and self.role is Role.LEADER and self.durable_commit:
-            # Sent after this Ready is persisted (the Ready contract), so it is a promise.
+            # Sent after this Ready is persisted and synced (the Ready contract), so it is a promise.
             last = rd.entries[-1].index
             rd.messages.extend(Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
                                for p in sorted(self.voters - {self.id}))
@@ -593,7 +600,8 @@ class RaftNode:
 
     def _tick_election(self) -> None:
         self.election_elapsed += 1
-        if self.election_elapsed >= self.randomized_timeout:
+        # A sole voter has nobody to wait for: it elects itself on its first tick.
+        if self.election_elapsed >= self.randomized_timeout or len(self.voters) == 1:
             self.election_elapsed = 0
             if self._may_campaign():
                 self._campaign(pre=self.pre_vote)
