@@ -333,7 +333,13 @@ class MemberServer:
                 for member in m.members:
                     self._known[member.id] = _address_of(member, self._known.get(member.id))
                 log.info("membership: voters %s, observers %s", list(m.voters), list(m.learners))
-            wanted = {pid: self._known[pid] for pid in rep.raft.peers_to_contact if pid in self._known}
+            if m is None:
+                ids = set(self._known)  # a joiner that knows no configuration yet: whoever it was told of
+            else:
+                ids = set(rep.raft.peers_to_contact) | {mm.id for mm in m.members}
+                if rep.raft.leader is not None:
+                    ids.add(rep.raft.leader)
+            wanted = {pid: self._known[pid] for pid in ids if pid in self._known}
             wanted[self.cfg.server_id] = self._known[self.cfg.server_id]
             if set(wanted) != set(self.transport.peers) or any(self.transport.peers.get(p) != a
                                                                for p, a in wanted.items()):
