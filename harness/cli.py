@@ -116,6 +116,11 @@ def _election_workload(options: dict):
     return election.make(options)
 
 
+def _check_failpoint(spec: str):
+    from node import failpoints  # the node's own list of points (the composition root may name node/)
+    return failpoints.parse_spec(spec)
+
+
 def _nemesis_package(faults, interval_s, rng):
     from nemesis.package import package
     return package(faults, interval_s, rng)
@@ -137,6 +142,8 @@ def _registry():
         # test-only broken databases (the node's --unsafe-test-fault switch, node/faults.py)
         unsafe_db_faults=("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
                           "multi-partial", "diverge", "skip-fsync"),
+        # test-only failpoints (the node's --failpoint, node/failpoints.py), passed by the db's prepare
+        failpoint_dbs=("squall",), check_failpoint=_check_failpoint,
     )
 
 

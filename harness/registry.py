@@ -37,6 +37,10 @@ class Registry:
     default_nodes: Mapping[str, Callable[[], int]] = field(default_factory=dict)
     unsafe_db_faults: tuple[str, ...] = ()
     backend_faults: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # default: nemesis_faults
+    # ``--failpoint NAME=ACTION``: the databases that take failpoints, and a check of one
+    # spec (raises ValueError naming what is allowed); test-only, like unsafe_db_faults
+    failpoint_dbs: tuple[str, ...] = ()
+    check_failpoint: Callable[[str], Any] = lambda spec: None
 
     def nodes_for(self, db: str) -> int:
         fn = self.default_nodes.get(db)

@@ -84,6 +84,9 @@ def _common_options(fn: Callable) -> Callable:
         click.option("--latency", "latency_ms", type=float, default=0.0, show_default=True,
                      help="Base delay in ms added to every peer link, each direction, for the whole run "
                           "(local backend: the proxy mesh)."),
+        click.option("--failpoint", "failpoints", multiple=True, metavar="NAME=ACTION",
+                     help="TEST ONLY: arm a failpoint in every squall node (repeatable), e.g. before-fsync=panic, "
+                          "apply=10%error, campaign=sleep(300); `squall node --list-failpoints` lists them."),
         click.option("--unsafe-db-fault", default=None, hidden=True,
                      help="TEST ONLY: run a deliberately broken database (the db is started with that test-only "
                           "fault armed) to prove the gate fails."),
@@ -114,6 +117,7 @@ class _Common:
     ssh_port: int | None = None
     strict_host_key_checking: bool = False
     latency_ms: float = 0.0
+    failpoints: tuple[str, ...] = ()
 
 
 def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
@@ -179,9 +183,23 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
             raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r}; allowed: "
                             f"{', '.join(reg.unsafe_db_faults) or 'none'}")
         options["unsafe_db_fault"] = c.unsafe_db_fault
+    if c.failpoints:
+        if c.db not in reg.failpoint_dbs:
+            raise SpecError(f"--failpoint arms the squall node's test-only failpoints; --db {c.db} has none "
+                            f"(allowed with: {', '.join(reg.failpoint_dbs) or 'no database'})")
+        if c.backend != "local":
+            raise SpecError(f"--failpoint needs the local backend (the harness arms every node through its "
+                            f"loopback failpoint API); the {c.backend} backend cannot reach it")
+        for fp in c.failpoints:
+            try:
+                reg.check_failpoint(fp)
+            except ValueError as exc:
+                raise SpecError(f"--failpoint {fp}: {exc}") from None
+        options["failpoints"] = ",".join(fp.strip() for fp in c.failpoints)
     seed = c.seed if c.seed is not None else random.SystemRandom().randrange(2**31)
     return TestSpec(
-        name=name or default_name(c.db, workload, faults) + (f"-unsafe-{c.unsafe_db_fault}" if c.unsafe_db_fault else ""),
+        name=name or default_name(c.db, workload, faults) + (f"-unsafe-{c.unsafe_db_fault}" if c.unsafe_db_fault else "")
+        + "".join(f"-fp-{fp.partition('=')[0].strip()}" for fp in c.failpoints),
         nodes=nodes, backend=c.backend, db=c.db, workload=workload, nemesis=faults,
         nemesis_interval_s=c.nemesis_interval, time_limit_s=c.time_limit,
         concurrency=parse_concurrency(c.concurrency, len(nodes)), rate=c.rate, seed=seed, reads=c.reads,

@@ -591,6 +591,10 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
             if nemesis_package is not None:
                 log.info("setup: nemesis setup")
                 nemesis_package.nemesis.setup(cluster)
+            arm = getattr(db, "arm_failpoints", None) if spec.option_dict.get("failpoints") else None
+            if arm is not None:  # test-only failpoints: armed once the cluster is up (harness/dbs/squall.py)
+                for line in arm(cluster):
+                    log.info("setup: failpoint armed: %s", line)
         except RunInterrupted:
             raise
         except Exception as exc:  # noqa: BLE001 - any setup failure is reported with where to look

@@ -30,12 +30,19 @@ client never sees a write that a crash of this server could take back.
 TEST-ONLY FAULTS (``node.faults``, armed by ``--unsafe-test-fault``): the
 replica carries out most; this shell carries out ``drop-watch-events`` (in
 ``_dispatch_events``) and ``skip-fsync`` (in ``_process``). Inert unless armed.
+
+TEST-ONLY FAILPOINTS (``node.failpoints``, armed by ``--failpoint NAME=ACTION``):
+this shell passes ``before-fsync``, ``after-fsync``, ``peer-send`` and
+``before-reply`` (in ``_process``); the replica and its Raft core the others.
+An exception out of the replica (the ``apply`` failpoint's error, or a bug)
+stops the member like a failed fsync: its state can no longer be trusted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
 import os
 import random
@@ -44,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from node import faults
+from node.failpoints import Failpoints
 from node import tree as T
 from node.admin import four_letter
 from node.config import NodeConfig
@@ -443,11 +451,13 @@ class EnsembleServer:
         self.settings = settings
         disk = store.state()
         fresh = disk.hard_state.term == 0 and not disk.entries and disk.snapshot.meta.index == 0
+        self.fp = Failpoints(cfg.failpoints, rng=random.Random(os.urandom(16)))
         self.replica = Replica(
             cfg.server_id, sorted(peers), None if fresh else disk, random.Random(os.urandom(16)),
             tick_ms=settings.raft_tick_ms, election_ticks=settings.election_ticks,
             heartbeat_ticks=settings.heartbeat_ticks, retry_ticks=settings.retry_ticks,
             compact_every=cfg.snapshot_every, deferred=True, unsafe_fault=cfg.unsafe_test_fault,
+            failpoints=self.fp,
         )
         self.fault = self.replica.fault
         self.node = EnsembleView(self)
@@ -567,11 +577,20 @@ class EnsembleServer:
             return
         if self._replica_inputs:
             self._replica_inputs = False
-            fx = self.replica.drain()
+            try:
+                fx = self.replica.drain()
+            except Exception as exc:
+                # Half a Ready was handled: the replica's state is unknown. Stop before
+                # anything of it leaves (a failpoint `apply` error takes this path).
+                self.failed = exc
+                log.critical("the replica failed, this member stops: %r", exc)
+                self.stopped.set()
+                return
             if not fx.is_empty():
                 self._fx.append(fx)
         batch, self._fx = self._fx, []
         if batch:
+            fp = self.fp
             early: list[PeerMsg] = []
             later: list[PeerMsg] = []
             for fx in batch:
@@ -587,21 +606,25 @@ class EnsembleServer:
                             log.info("installed a snapshot from the leader: index %d, term %d, zxid 0x%x (%d bytes)",
                                      m.index, m.term, m.zxid, len(p.snapshot.data))
                         sync = sync or self._needs_fsync(p)
-                if early:
+                if early and not (fp.active and fp.hit("peer-send")):
                     # The leader's appends travel while it fsyncs the same entries (Raft
                     # allows this: its own copy counts towards a quorum only because no
                     # acknowledgement can be handled before this fsync returns).
                     self.transport.send_many(early)
                 if sync:
+                    if fp.active and fp.hit("before-fsync"):
+                        raise OSError(errno.EIO, "failpoint before-fsync: error (test-only): fsync failed")
                     # skip-fsync (TEST-ONLY FAULT): written to the OS, never fdatasynced
                     self.store.sync(durable=self.fault != "skip-fsync")
+                    if fp.active and fp.hit("after-fsync"):
+                        raise OSError(errno.EIO, "failpoint after-fsync: error (test-only): fsync reported failure")
             except Exception as exc:
                 # Without durable state no vote, ack or reply may ever leave again.
                 self.failed = exc
                 log.critical("raft store failed, this member stops: %r", exc)
                 self.stopped.set()
                 return
-            if later:
+            if later and not (fp.active and fp.hit("peer-send")):
                 self.transport.send_many(later)
             for fx in batch:
                 if fx.events:
@@ -609,8 +632,14 @@ class EnsembleServer:
             for fx in batch:
                 for rep in fx.replies:
                     conn = self.conns.get(rep.conn_id)
-                    if conn is not None:
-                        conn.on_reply(rep)
+                    if conn is None:
+                        continue
+                    if fp.active and fp.hit("before-reply"):
+                        # TEST-ONLY failpoint error: the reply is lost with its connection
+                        log.warning("failpoint before-reply: closing %s instead of replying", conn.address)
+                        conn.close()
+                        continue
+                    conn.on_reply(rep)
         if self._fx or self._replica_inputs:
             # Replies released parked requests whose effects are not carried out yet: pump
             # (and so compute reads) only after them, next turn.
@@ -896,9 +925,15 @@ async def serve_ensemble(cfg: NodeConfig, ready: Callable[[str, int], None] | No
         log.info("ensemble member %d of %s: term %d, applied %d, last zxid 0x%x", cfg.server_id, sorted(peers),
                  st["epoch"], st["applied"], st["last_zxid"])
 
+    fp_runner = None
     try:
+        if cfg.failpoint_http:
+            from node.failpoints import check_http_address, serve_http
+            fp_runner = await serve_http(server.fp, *check_http_address(cfg.failpoint_http))
         await serve_until_stopped(server, stop, ready, install_signals, admin, started)
     finally:
+        if fp_runner is not None:
+            await fp_runner.cleanup()
         store.close()
         os.close(lock_fd)
     if server.failed is not None:

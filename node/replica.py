@@ -64,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from node import faults
+from node.failpoints import FailpointError, Failpoints
 from node.consensus import (
     Entry,
     EntryKind,
@@ -409,7 +410,10 @@ class Replica:
     leader proposes the deletion of expired containers and TTL nodes. `unsafe_commit_without_quorum` is the
     Raft core's TEST-ONLY fault injection (see RaftNode): never set it
     outside tests. `unsafe_fault` is a TEST-ONLY fault of `node.faults`
-    (see the module docstring); "" = none.
+    (see the module docstring); "" = none. `failpoints` are the member's
+    TEST-ONLY failpoints (`node.failpoints`; none armed by default), shared
+    with its Raft core; the replica passes `apply`, `snapshot-save` and
+    `session-expire`.
     """
 
     def __init__(
@@ -428,8 +432,10 @@ class Replica:
         deferred: bool = False,
         unsafe_commit_without_quorum: bool = False,
         unsafe_fault: str = "",
+        failpoints: Failpoints | None = None,
     ) -> None:
         self.id = id
+        self.fp = failpoints if failpoints is not None else Failpoints()
         self.fault = faults.check(unsafe_fault)
         self._fault_count = 0  # lose-writes: eligible writes seen
         self._stale_tree: DataTree | None = None  # stale-reads: the lagging copy reads are served from
@@ -447,7 +453,7 @@ class Replica:
         self.raft = RaftNode(
             id, peers, disk, random.Random(rng.getrandbits(64)),
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
-            unsafe_commit_without_quorum=unsafe_commit_without_quorum,
+            unsafe_commit_without_quorum=unsafe_commit_without_quorum, failpoints=self.fp,
         )
         self.tree = self._new_tree(DataTree())
         self.last_zxid = 0
@@ -745,6 +751,9 @@ class Replica:
         if self._tracker is None:
             return
         for sid in self._tracker.expired(self._now):
+            if self.fp.active and self.fp.hit("session-expire"):
+                self._tracker.retry_expiry(sid)  # TEST-ONLY failpoint error: not proposed; next tick
+                continue
             txn = Txn(0, 0, sid, (), CloseSessionOp(sid))
             # seq 0: system transactions are not deduplicated (closing twice is harmless)
             self.raft.propose(_envelope(self._now, sid, 0, encode_txn(txn)))
@@ -822,6 +831,9 @@ class Replica:
         return fx
 
     def _apply(self, e: Entry) -> None:
+        if self.fp.active and self.fp.hit("apply"):
+            # TEST-ONLY failpoint error: this member cannot apply a committed entry; it must stop
+            raise FailpointError(f"failpoint apply: error applying entry {e.index} (zxid {e.zxid:#x})")
         if e.kind is EntryKind.NOOP:
             self.last_zxid = e.zxid
             return
@@ -1000,6 +1012,8 @@ class Replica:
             return
         log = self.raft.log
         if log.applied - log.offset >= self.compact_every:
+            if self.fp.active and self.fp.hit("snapshot-save"):
+                return  # TEST-ONLY failpoint error: not taken now; tried again after the next entry
             snap = self.raft.compact(log.applied, self._snapshot_bytes())
             self._fx.persist.append(Persist(compaction=snap))
             self._fx.must_sync = True

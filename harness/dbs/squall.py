@@ -13,12 +13,25 @@ setup with a message saying so (rather than silently running one).
 TEST ONLY: ``--unsafe-db-fault NAME`` (the option ``unsafe_db_fault``) starts
 every node with ``--unsafe-test-fault NAME``: a deliberately broken database
 (see ``node/faults.py``) for proving the checkers catch it.
+
+TEST ONLY: ``--failpoint NAME=ACTION`` (the option ``failpoints``,
+comma-separated; ``node/failpoints.py``): ``prepare`` starts every node with
+``--failpoint-http 127.0.0.1:PORT`` (its election port, which the squall node
+does not otherwise use), and :meth:`SquallDB.arm_failpoints` arms the points
+in every node through that API once the cluster is ready, when the main phase
+begins. Armed at process start instead, a point that crashes members (panic,
+an fsync error) would fail the setup; and a member restarted during the run
+(kill, disk, or after its own panic) comes back unarmed, a new process as
+under gofail's HTTP arming, so a `1*panic` costs each member one crash rather
+than a crash at every restart.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import urllib.error
+import urllib.request
 import re
 import subprocess
 import sys
@@ -66,10 +79,12 @@ class SquallDB:
     peer_kinds = ("peer",)
 
     def __init__(self, python: str | None = None, extra_args: list[str] | None = None,
-                 unsafe_fault: str | None = None) -> None:
+                 unsafe_fault: str | None = None, failpoints: tuple[str, ...] = ()) -> None:
         self.python = python or sys.executable
         self.extra_args = list(extra_args or [])
         self.unsafe_fault = unsafe_fault or None
+        self.failpoints = tuple(failpoints)
+        self._failpoint_ports: dict[str, int] = {}  # node -> its failpoint API port
 
     def prepare(self, node: str, index: int, all_nodes: list[str], ports: NodePorts,
                 data_dir: Path) -> tuple[list[str], dict[str, str], Path]:
@@ -104,11 +119,39 @@ class SquallDB:
             argv += [id_flag, str(index), "--peers", peers_arg(index, all_nodes, node, ports)]
         if self.unsafe_fault:
             argv += ["--unsafe-test-fault", self.unsafe_fault]
+        if self.failpoints:
+            argv += ["--failpoint-http", f"127.0.0.1:{ports.election}"]
+            self._failpoint_ports[node] = ports.election
         argv += self.extra_args
         # -m node must resolve to this project's node package.
         root = str(Path(__file__).resolve().parents[2])
         pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         return argv, {"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}, Path(data_dir) / f"{node}.log"
+
+    def arm_failpoints(self, cluster: Any) -> list[str]:
+        """Arm ``self.failpoints`` in every node through its failpoint API; the lines armed.
+
+        Raises SetupError naming the node and the node's answer when one refuses."""
+        done = []
+        for node in cluster.nodes:
+            port = self._failpoint_ports.get(node)
+            if port is None:
+                raise SetupError(f"node {node} was started without its failpoint API; cannot arm "
+                                 f"{', '.join(self.failpoints)}")
+            for spec in self.failpoints:
+                name, _, action = spec.partition("=")
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/{name.strip()}", data=action.strip().encode(),
+                                             method="PUT")
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        resp.read()
+                except urllib.error.HTTPError as exc:
+                    body = exc.read().decode("utf-8", "replace").strip()
+                    raise SetupError(f"node {node} refused failpoint {spec}: {body or exc}") from None
+                except OSError as exc:
+                    raise SetupError(f"cannot arm failpoint {spec} in node {node} (127.0.0.1:{port}): {exc}") from None
+                done.append(f"{node}: {spec}")
+        return done
 
     def supported_node_counts(self) -> tuple[int, ...]:
         # The node's peer list accepts 1, 3 or 5 members (node/peer.py): an
@@ -132,5 +175,7 @@ class SquallDB:
 
 
 def make(options: dict[str, Any] | None = None) -> SquallDB:
-    fault = (options or {}).get("unsafe_db_fault")
-    return SquallDB(unsafe_fault=str(fault) if fault else None)
+    options = options or {}
+    fault = options.get("unsafe_db_fault")
+    fps = tuple(f for f in str(options.get("failpoints") or "").split(",") if f)
+    return SquallDB(unsafe_fault=str(fault) if fault else None, failpoints=fps)

@@ -17,6 +17,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from node.failpoints import Failpoints
+
 from .log import RaftLog
 from .messages import (
     COUNTER_MASK,
@@ -124,6 +126,10 @@ class RaftNode:
     that has it commits every entry as soon as it appends it, without waiting
     for a quorum. It exists so tests can prove the randomized checker catches
     a real safety bug. Never set it outside tests.
+
+    `failpoints` are the member's TEST-ONLY failpoints (node.failpoints):
+    `campaign`, `become-leader`, `step-down`, `snapshot-send` and
+    `snapshot-install` are passed here; none is armed by default.
     """
 
     def __init__(
@@ -139,6 +145,7 @@ class RaftNode:
         check_quorum: bool = True,
         max_entries_per_message: int = 64,
         unsafe_commit_without_quorum: bool = False,
+        failpoints: Failpoints | None = None,
     ) -> None:
         if id <= 0:
             raise ValueError(f"node id must be a positive integer, got {id}")
@@ -160,6 +167,7 @@ class RaftNode:
         self.check_quorum = check_quorum
         self.max_entries = max_entries_per_message
         self.unsafe_commit_without_quorum = unsafe_commit_without_quorum
+        self.fp = failpoints if failpoints is not None else Failpoints()
         # Three members: the leader's disk and one follower's are a quorum, so followers
         # commit on the leader's DURABLE word (see _leader_durable).
         self.durable_commit = self._quorum() == 2
@@ -398,6 +406,8 @@ class RaftNode:
         self._leader_durable_index = 0
 
     def _become_follower(self, term: int, leader: int | None) -> None:
+        if self.role is Role.LEADER and self.fp.active:
+            self.fp.hit("step-down")  # TEST-ONLY failpoint (panic or sleep; error is not allowed here)
         self._reset(term)
         self.role = Role.FOLLOWER
         self.leader = leader
@@ -448,6 +458,11 @@ class RaftNode:
             self._campaign(pre=self.pre_vote)
 
     def _campaign(self, pre: bool) -> None:
+        if self.fp.active and self.fp.hit("campaign"):
+            # TEST-ONLY failpoint error: give up this campaign, wait for the next timeout
+            if self.role is not Role.FOLLOWER:
+                self._become_follower(self.term, None)
+            return
         if pre:
             self._become_pre_candidate()
             vote_type, term = MT.PRE_VOTE, self.term + 1
@@ -471,6 +486,9 @@ class RaftNode:
     def _on_election_won(self) -> None:
         if self.role is Role.PRE_CANDIDATE:
             self._campaign(pre=False)
+        elif self.fp.active and self.fp.hit("become-leader"):
+            # TEST-ONLY failpoint error: decline; our vote stays ours, so no one else wins this term
+            self._become_follower(self.term, None)
         else:
             self._become_leader()
 
@@ -594,6 +612,8 @@ class RaftNode:
         if self.log.match_term(meta.index, meta.term):
             # We already hold that prefix: just learn that it is committed.
             self.log.commit_to(meta.index)
+        elif self.fp.active and self.fp.hit("snapshot-install"):
+            return  # TEST-ONLY failpoint error: refused unanswered; the leader resends after a timeout
         else:
             self.log.restore(snap)
         self._send(MT.APPEND_RESP, m.frm, index=self.log.last_index())
@@ -742,6 +762,8 @@ class RaftNode:
     def _send_snapshot(self, to: int, pr: Progress) -> None:
         snap = self.log.snapshot
         pr.become_snapshot(snap.meta.index)
+        if self.fp.active and self.fp.hit("snapshot-send"):
+            return  # TEST-ONLY failpoint error: lost; probed again once snapshot_elapsed runs out
         self.msgs.append(Message(type=MT.SNAPSHOT, frm=self.id, to=to, term=self.term, snapshot=snap))
 
     # -- read index -------------------------------------------------------------------------
