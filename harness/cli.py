@@ -33,6 +33,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("harness.sim_cmd", "sim"),
     "cluster": ("harness.cluster_cmd", "cluster"),
     "serve": ("harness.serve_cmd", "serve"),
+    "selftest": ("harness.selftest_cmd", "selftest"),
 }
 
 
@@ -141,7 +142,11 @@ def _registry():
         default_nodes={"squall": _squall_default_nodes},
         # test-only broken databases (the node's --unsafe-test-fault switch, node/faults.py)
         unsafe_db_faults=("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
-                          "multi-partial", "diverge", "skip-fsync"),
+                          "multi-partial", "diverge", "skip-fsync",
+                          # the selftest catalogue's (harness/selftest_catalogue.py)
+                          "commit-without-quorum", "vote-ignores-log", "stale-term-append", "read-index-no-quorum",
+                          "recover-drops-uncommitted", "late-watch-events", "setwatches-ignored",
+                          "multi-version-off-by-one", "disconnect-drops-ephemerals"),
         # test-only failpoints (the node's --failpoint, node/failpoints.py), passed by the db's prepare
         failpoint_dbs=("squall",), check_failpoint=_check_failpoint,
     )

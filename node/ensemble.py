@@ -29,7 +29,9 @@ client never sees a write that a crash of this server could take back.
 
 TEST-ONLY FAULTS (``node.faults``, armed by ``--unsafe-test-fault``): the
 replica carries out most; this shell carries out ``drop-watch-events`` (in
-``_dispatch_events``) and ``skip-fsync`` (in ``_process``). Inert unless armed.
+``_dispatch_events``), ``skip-fsync`` and ``late-watch-events`` (in
+``_process``) and ``setwatches-ignored`` (in ``EnsembleConnection._request``).
+Inert unless armed.
 
 TEST-ONLY FAILPOINTS (``node.failpoints``, armed by ``--failpoint NAME=ACTION``):
 this shell passes ``before-fsync``, ``after-fsync``, ``peer-send`` and
@@ -363,6 +365,9 @@ class EnsembleConnection(ClientConnection):
             path = rec.path
             self._submit(Sync(path), lambda rep: self._plain(rep, xid) if rep.err else
                          (P.reply_path(xid, rep.zxid, path), False))
+        elif op in (P.SET_WATCHES, P.SET_WATCHES2) and self.ens.fault == "setwatches-ignored":
+            # TEST-ONLY FAULT: answered OK, nothing registered
+            self._local(lambda: self.send(P.reply(xid, self.node.zxid, 0)))
         elif op == P.CLOSE_SESSION:
             self.state = CLOSING  # nothing after a close is read, as ZooKeeper
             self._submit(CloseSession(), lambda rep: self._closed_session(rep, xid))
@@ -479,6 +484,7 @@ class EnsembleServer:
         self._fx: list[Effects] = []
         self._replica_inputs = False  # the deferred replica has inputs not drained yet
         self._synced_term_vote = (disk.hard_state.term, disk.hard_state.vote)
+        self._late_events: list = []  # late-watch-events (TEST-ONLY FAULT): held until the next tick
         self._scheduled = False
         self._conn_ids = 0
         self._server: asyncio.AbstractServer | None = None
@@ -627,7 +633,9 @@ class EnsembleServer:
             if later and not (fp.active and fp.hit("peer-send")):
                 self.transport.send_many(later)
             for fx in batch:
-                if fx.events:
+                if fx.events and self.fault == "late-watch-events":
+                    self._late_events.extend(fx.events)  # TEST-ONLY FAULT: sent at the next tick
+                elif fx.events:
                     self._dispatch_events(fx.events)
             for fx in batch:
                 for rep in fx.replies:
@@ -704,6 +712,11 @@ class EnsembleServer:
             if loop.time() - next_at > 5 * period:
                 next_at = loop.time()  # we were stalled; do not fire a burst of ticks
             try:
+                if self._late_events:  # late-watch-events (TEST-ONLY FAULT)
+                    late, self._late_events = self._late_events, []
+                    self._dispatch_events(late)
+                    for conn in list(self.connections):
+                        conn.pump()
                 self.run(self.replica.tick(_wall_ms()))
                 self._close_dead_sessions()
             except Exception:

@@ -40,6 +40,33 @@ FAULTS: dict[str, str] = {
 }
 STANDALONE_FAULTS = ("lose-writes", "stale-reads")
 
+# The selftest catalogue's own bugs (issue 16; `squall selftest`, docs/track-record.md).
+# Like the ones above: realistic mistakes, each breaking a guarantee ZooKeeper or
+# Raft documents, inert unless armed, carried out on the production path.
+FAULTS.update({
+    "commit-without-quorum": "a leader counts an entry committed as soon as it appends it, without waiting "
+                             "for a quorum to acknowledge it",
+    "vote-ignores-log": "a member grants its vote (and pre-vote) without checking that the candidate's log is "
+                        "at least as up to date as its own (Raft's election restriction, section 5.4.1)",
+    "stale-term-append": "a follower accepts appends from a leader of an older term instead of refusing them "
+                         "with its newer term",
+    "read-index-no-quorum": "a leader answers sync (ReadIndex) from its own commit index without confirming "
+                            "with a heartbeat quorum that it still leads, and never steps down when it loses "
+                            "its quorum (no check-quorum)",
+    "recover-drops-uncommitted": "on restart a member drops the log entries after the commit index it last "
+                                 "persisted, taking them for uncommitted (it acknowledged them: they may be "
+                                 "committed)",
+    "late-watch-events": "watch notifications are sent at the next timer tick instead of before the replies of "
+                         "the same turn, so a client can read new data before its watch event",
+    "setwatches-ignored": "SetWatches (a client re-registering its watches after a reconnect) is answered OK "
+                          "but registers nothing: watches set before a move never fire",
+    "multi-version-off-by-one": "a multi's setData/check version test also accepts the version just before "
+                                "the current one (an off-by-one), so a stale read-modify-write commits",
+    "disconnect-drops-ephemerals": "when a client's connection to a member closes, that member deletes the "
+                                   "session's ephemeral nodes, although the session lives on (ephemerals tied "
+                                   "to the connection, not the session)",
+})
+
 
 
 class UnknownFault(ValueError):

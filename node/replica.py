@@ -48,9 +48,12 @@ lastZxidSeen refuses it, so a client never sees the tree go back in time.
 
 TEST-ONLY FAULTS. `unsafe_fault` arms one of the deliberate bugs of
 `node.faults` (lose-writes, stale-reads, sync-no-wait, stale-reconnect,
-multi-partial, diverge; the shell carries out drop-watch-events and
-skip-fsync). Each is an `if` on the production path that is false unless
-armed; never arm one outside a test.
+multi-partial, diverge, recover-drops-uncommitted, multi-version-off-by-one,
+disconnect-drops-ephemerals; the Raft core carries out commit-without-quorum,
+vote-ignores-log, stale-term-append and read-index-no-quorum; the shell
+drop-watch-events, skip-fsync, late-watch-events and setwatches-ignored).
+Each is an `if` on the production path that is false unless armed; never
+arm one outside a test.
 
 See docs/protocol.md ("The replica") for the design and its limits.
 """
@@ -80,6 +83,9 @@ from node.errors import Err, ZkError
 from node.sessions import SessionTracker, generate_password, new_session_id
 from node.tree import (
     ApplyResult,
+    CheckOp,
+    DeleteOp,
+    MultiOp,
     CloseSessionOp,
     CreateOp,
     CreateSessionOp,
@@ -450,10 +456,14 @@ class Replica:
         # standalone node once a second). In ticks, at least one.
         self.container_check_ticks = max(1, -(-container_check_ms // max(1, tick_ms)))
         self._container_age = 0
+        if disk is not None and self.fault == "recover-drops-uncommitted":
+            # TEST-ONLY FAULT: entries after the persisted commit index are taken for uncommitted
+            disk = replace(disk, entries=tuple(e for e in disk.entries if e.index <= disk.hard_state.commit))
         self.raft = RaftNode(
             id, peers, disk, random.Random(rng.getrandbits(64)),
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
-            unsafe_commit_without_quorum=unsafe_commit_without_quorum, failpoints=self.fp,
+            unsafe_commit_without_quorum=unsafe_commit_without_quorum or self.fault == "commit-without-quorum",
+            unsafe_fault=self.fault, failpoints=self.fp,
         )
         self.tree = self._new_tree(DataTree())
         self.last_zxid = 0
@@ -599,7 +609,9 @@ class Replica:
 
     def client_disconnect(self, conn_id: int) -> Effects:
         """The connection went away: forget its queue (its writes may still apply)."""
-        self._conns.pop(conn_id, None)
+        conn = self._conns.pop(conn_id, None)
+        if conn is not None and self.fault == "disconnect-drops-ephemerals":
+            self._drop_ephemerals(conn.session_id)
         for key in [k for k, s in self._submissions.items() if s.conn_id == conn_id]:
             del self._submissions[key]
         self._syncs = [s for s in self._syncs if s.conn_id != conn_id]
@@ -657,6 +669,18 @@ class Replica:
         conn.queue.append(_Pending(seq, "read", read=read))
         self._flush(conn_id)
         return self._drain()
+
+    def _drop_ephemerals(self, sid: int) -> None:
+        """TEST-ONLY FAULT disconnect-drops-ephemerals: delete a live session's ephemerals
+        (system transactions through the log, as the container reaper's)."""
+        if sid not in self.tree.sessions:
+            return  # closed or expired: its ephemerals went with it
+        for path in sorted(self.tree.ephemerals_by_session.get(sid, ())):
+            txn = encode_txn(Txn(0, 0, 0, (), DeleteOp(path)))
+            if self.is_leader:
+                self.raft.propose(_envelope(self._now, 0, 0, txn))
+            elif self.raft.leader is not None:
+                self._fx.messages.append(Forward(self.id, self.raft.leader, 0, 0, txn))
 
     def _checked_conn(self, conn_id: int, session_id: int, seq: int) -> _Conn | None:
         """The connection a request arrived on, if it may be served here.
@@ -856,6 +880,9 @@ class Replica:
             # TEST-ONLY FAULT: this member applies different data than the others
             op = replace(op, data=(op.data or b"") + faults.DIVERGE_SUFFIX)
             txn = replace(txn, op=op)
+        if self.fault == "multi-version-off-by-one" and isinstance(op, MultiOp):
+            op = self._off_by_one(op)  # TEST-ONLY FAULT: a version one behind passes the check
+            txn = replace(txn, op=op)
         if isinstance(op, CreateSessionOp) and op.session_id in self._closed:
             # A late duplicate of the CreateSession of a session that has
             # since been closed or expired: a dead session stays dead.
@@ -888,6 +915,21 @@ class Replica:
                     if p.kind == "write" and p.seq == seq and p.reply is None:
                         p.reply = ClientReply(sub.conn_id, seq, int(res.err), value, e.zxid)
                         break
+
+    def _off_by_one(self, multi: MultiOp) -> MultiOp:
+        """multi-version-off-by-one (TEST-ONLY): each setData/check whose version is exactly
+        one behind the node's is let through, as `version < current - 1` would."""
+        ops = []
+        for o in multi.ops:
+            if isinstance(o, (SetDataOp, CheckOp)) and o.version >= 0:
+                try:
+                    stat = self.tree.exists(o.path)
+                except ZkError:
+                    stat = None
+                if stat is not None and o.version == stat.version - 1:
+                    o = replace(o, version=stat.version)
+            ops.append(o)
+        return replace(multi, ops=tuple(ops))
 
     def _answer_syncs(self) -> None:
         applied = self.raft.log.applied

@@ -145,6 +145,7 @@ class RaftNode:
         check_quorum: bool = True,
         max_entries_per_message: int = 64,
         unsafe_commit_without_quorum: bool = False,
+        unsafe_fault: str = "",
         failpoints: Failpoints | None = None,
     ) -> None:
         if id <= 0:
@@ -166,6 +167,11 @@ class RaftNode:
         self.pre_vote = pre_vote
         self.check_quorum = check_quorum
         self.max_entries = max_entries_per_message
+        # TEST-ONLY faults of node.faults that live in the core ("" = none): vote-ignores-log,
+        # stale-term-append, read-index-no-quorum (which also turns check-quorum off)
+        self.unsafe_fault = unsafe_fault
+        if unsafe_fault == "read-index-no-quorum":
+            self.check_quorum = False
         self.unsafe_commit_without_quorum = unsafe_commit_without_quorum
         self.fp = failpoints if failpoints is not None else Failpoints()
         # Three members: the leader's disk and one follower's are a quorum, so followers
@@ -227,6 +233,9 @@ class RaftNode:
             else:
                 self._become_follower(m.term, None)
         elif m.term < self.term:
+            if self.unsafe_fault == "stale-term-append" and m.type is MT.APPEND and self.role is Role.FOLLOWER:
+                self._handle_append(m)  # TEST-ONLY FAULT: an append of an older term is taken
+                return
             if (self.check_quorum or self.pre_vote) and m.type in (MT.HEARTBEAT, MT.APPEND):
                 # A stale leader (or a node that was partitioned and whose
                 # pre-votes can't win) learns our term and steps down, instead
@@ -511,7 +520,8 @@ class RaftNode:
             or (is_pre and m.term > self.term)
         )
         resp = MT.PRE_VOTE_RESP if is_pre else MT.VOTE_RESP
-        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
+        # TEST-ONLY FAULT vote-ignores-log: the election restriction is skipped
+        if can_vote and (self.unsafe_fault == "vote-ignores-log" or self.log.is_up_to_date(m.index, m.log_term)):
             # Grants carry the candidate's term so it can count them; a
             # pre-vote grant changes nothing here.
             self.msgs.append(Message(type=resp, frm=self.id, to=m.frm, term=m.term))
@@ -774,7 +784,8 @@ class RaftNode:
             # entries of earlier terms may be committed without our knowing it.
             self.deferred_reads.append((frm, context))
             return
-        if len(self.voters) == 1:
+        if len(self.voters) == 1 or self.unsafe_fault == "read-index-no-quorum":
+            # (TEST-ONLY FAULT read-index-no-quorum: no heartbeat round confirms we still lead)
             self._answer_read(_ReadRequest(context, self.log.committed, frm))
             return
         if any(r.context == context for r in self.pending_reads):

@@ -1,0 +1,178 @@
+"""The catalogue of `squall selftest`: known bugs, and the campaigns that must catch them.
+
+Each :class:`Bug` is a deliberate, realistic mistake a node developer could
+write (a TEST-ONLY switch of the node, ``node/faults.py``, armed through the
+database's ``prepare`` by ``--unsafe-db-fault``), paired with the campaign
+(workload, nemesis, nodes, time limit, flags) whose checkers must find it
+within ``attempts`` runs (seed, seed + 1, ...). The bugs were chosen as an
+adversary of the checkers would choose them: across consensus, storage,
+reads, sessions, watches and the data tree; several are masked most of the
+time (a lagging member, a crash at the wrong moment, a reconnect) and only
+the campaign's faults bring them out.
+
+Every campaign is also run against the unmutated node, which must be judged
+valid there: a campaign that cried wolf would "catch" every bug. The real
+node additionally runs the :data:`FAILPOINT_CONTROLS` (crashes, stalls and
+errors injected at failpoints, docs/failpoints.md), which it must survive
+with a valid history.
+
+Pure data: nothing here runs anything (``harness/selftest_cmd.py`` does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One ``squall run`` against a squall ensemble (the local backend)."""
+
+    workload: str
+    nemesis: str = "none"
+    nodes: int = 3
+    time_limit_s: float = 8.0
+    interval_s: float = 3.0
+    reads: str = "local"
+    rate: float | None = None  # ops/s in total; None: squall run's default
+    failpoints: tuple[str, ...] = ()
+
+    def args(self) -> list[str]:
+        """The `squall run` flags of this campaign (without the fault and the seed)."""
+        out = ["--db", "squall", "--nodes", str(self.nodes), "--workload", self.workload,
+               "--nemesis", self.nemesis, "--time-limit", f"{self.time_limit_s:g}"]
+        if self.nemesis != "none":
+            out += ["--nemesis-interval", f"{self.interval_s:g}"]
+        if self.reads != "local":
+            out += ["--reads", self.reads]
+        if self.rate is not None:
+            out += ["--rate", f"{self.rate:g}"]
+        for fp in self.failpoints:
+            out += ["--failpoint", fp]
+        return out
+
+    def describe(self) -> str:
+        parts = [self.workload, f"nemesis {self.nemesis}", f"{self.nodes} nodes", f"{self.time_limit_s:g} s"]
+        if self.nemesis != "none":
+            parts.append(f"every {self.interval_s:g} s")
+        if self.reads != "local":
+            parts.append(f"reads {self.reads}")
+        if self.rate is not None:
+            parts.append(f"{self.rate:g} ops/s")
+        parts += [f"failpoint {fp}" for fp in self.failpoints]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str  # the node's --unsafe-test-fault NAME
+    kind: str
+    what: str  # the mistake, in one line
+    campaign: Campaign
+    attempts: int = 3
+    fast: bool = False  # in `squall selftest --fast` (CI)
+    expect: str = ""  # which checks should see it, and why (documentation)
+
+
+QUICK = 6.0  # seconds: enough for a bug that shows in fault-free operation
+
+CATALOGUE: tuple[Bug, ...] = (
+    # -- consensus ------------------------------------------------------------------
+    Bug("commit-without-quorum", "consensus",
+        "the leader counts an entry committed as soon as it appends it, without a quorum",
+        Campaign("register", "partition", time_limit_s=20, interval_s=2),
+        expect="a leader cut off in a minority acknowledges writes until check-quorum deposes it; the "
+               "majority's new leader never saw them: linearizable (a read misses an acknowledged write)"),
+    Bug("vote-ignores-log", "consensus",
+        "a member grants its vote without Raft's election restriction (candidate's log up to date)",
+        Campaign("register", "partition,kill", time_limit_s=25, interval_s=2),
+        expect="a follower that fell behind (lagging-follower sequence) wins an election after the leader "
+               "is killed and truncates committed entries, or stalls the ensemble"),
+    Bug("stale-term-append", "consensus",
+        "a follower accepts appends from a leader of an older term",
+        Campaign("register", "pause,partition", time_limit_s=25, interval_s=2),
+        expect="a paused or cut-off old leader's appends overwrite entries of the new term on a follower"),
+    Bug("read-index-no-quorum", "consensus",
+        "a leader answers sync from its own commit index, never confirming it still leads (no check-quorum)",
+        Campaign("register", "partition", time_limit_s=20, interval_s=2, reads="sync"),
+        expect="a leader isolated in a minority keeps answering sync; reads after it are stale: "
+               "fresh-after-sync, linearizable"),
+    Bug("diverge", "replication",
+        "one member applies setData with other data than the rest",
+        Campaign("register", time_limit_s=QUICK),
+        fast=False,
+        expect="the converge phase reads each member alone: converged-replicas"),
+    # -- storage --------------------------------------------------------------------
+    Bug("skip-fsync", "storage",
+        "writes are acknowledged without fdatasync",
+        Campaign("register", "disk", time_limit_s=40, interval_s=2),
+        expect="a disk fault that drops unsynced bytes on enough members at once loses acknowledged "
+               "writes: linearizable"),
+    Bug("recover-drops-uncommitted", "storage",
+        "on restart a member drops log entries after its last persisted commit index",
+        Campaign("register", "kill", time_limit_s=20, interval_s=2),
+        expect="killing a majority (or all) forgets acknowledged entries on the members that made them "
+               "durable: linearizable"),
+    Bug("lose-writes", "storage",
+        "every 5th setData/create is acknowledged but never applied",
+        Campaign("register", time_limit_s=QUICK),
+        fast=True, expect="linearizable, sequential"),
+    # -- reads ----------------------------------------------------------------------
+    Bug("stale-reads", "reads",
+        "reads are served from a copy of the tree 3 transactions behind",
+        Campaign("register", time_limit_s=QUICK),
+        expect="a process reads older than what it wrote: sequential, session-order"),
+    Bug("sync-no-wait", "reads",
+        "sync is answered at once, without the ReadIndex round",
+        Campaign("register", "partition", time_limit_s=20, interval_s=2, reads="sync"),
+        expect="a follower cut off from the leader answers sync from its stale state: fresh-after-sync"),
+    # -- sessions -------------------------------------------------------------------
+    Bug("stale-reconnect", "sessions",
+        "a member accepts a reconnecting session whose lastZxidSeen is ahead of it",
+        Campaign("register", "partition,kill", time_limit_s=25, interval_s=2),
+        expect="a client moving to a member that lags sees the past: session-order, sequential"),
+    Bug("disconnect-drops-ephemerals", "sessions",
+        "a member deletes a session's ephemerals when its connection closes, though the session lives on",
+        Campaign("session", "pause", time_limit_s=20, interval_s=2),
+        expect="a paused member's client moves elsewhere with its session; on resume the member drops "
+               "the session's ephemerals: session (a live session's ephemeral is gone)"),
+    # -- watches --------------------------------------------------------------------
+    Bug("drop-watch-events", "watches",
+        "every 3rd watch notification of a connection is dropped",
+        Campaign("watch", time_limit_s=QUICK),
+        fast=True, expect="watch-one-shot: a read sees the change, its event never came"),
+    Bug("late-watch-events", "watches",
+        "watch notifications wait for the next timer tick, after replies of the same turn",
+        Campaign("watch", time_limit_s=15, rate=60),
+        expect="watch-one-shot (data-before-event): a read shows new data before its notification"),
+    Bug("setwatches-ignored", "watches",
+        "SetWatches after a reconnect is answered OK but registers nothing",
+        Campaign("watch", "kill", time_limit_s=20, interval_s=2),
+        expect="a client moved by a kill re-registers its watches; they never fire: watch-one-shot"),
+    # -- data tree ------------------------------------------------------------------
+    Bug("multi-partial", "data tree",
+        "a multi whose later op fails keeps its earlier ops' effects",
+        Campaign("multi", time_limit_s=QUICK),
+        fast=True, expect="Elle G1a: a failed transaction's append is read"),
+    Bug("multi-version-off-by-one", "data tree",
+        "a multi's version check also accepts the version just before the current one",
+        Campaign("multi", time_limit_s=15, rate=40),
+        expect="two transactions that read the same version both commit: Elle lost update / G-single"),
+)
+
+# Faults injected at failpoints that the real node must survive with a valid history
+# (a member that crashes at a failpoint is restarted by the kill schedule or the heal).
+FAILPOINT_CONTROLS: tuple[Campaign, ...] = (
+    Campaign("register", "kill", time_limit_s=12, interval_s=2,
+             failpoints=("become-leader=1*panic", "after-fsync=2%1*panic")),
+    Campaign("register", "partition", time_limit_s=12, interval_s=2,
+             failpoints=("peer-send=10%error", "before-fsync=5%sleep(30)", "before-reply=2%error")),
+)
+FAST_FAILPOINT_CONTROLS: tuple[Campaign, ...] = FAILPOINT_CONTROLS[:1]
+
+
+def by_name() -> dict[str, Bug]:
+    return {b.name: b for b in CATALOGUE}
+
+
+__all__ = ["CATALOGUE", "FAILPOINT_CONTROLS", "FAST_FAILPOINT_CONTROLS", "Bug", "Campaign", "by_name"]
