@@ -144,8 +144,9 @@ def _registry():
         unsafe_db_faults=("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
                           "multi-partial", "diverge", "skip-fsync",
                           # the selftest catalogue's (harness/selftest_catalogue.py)
-                          "commit-without-quorum", "vote-ignores-log", "stale-term-append", "read-index-no-quorum",
-                          "recover-drops-uncommitted", "late-watch-events", "setwatches-ignored",
+                          "commit-without-quorum", "vote-ignores-log", "heartbeat-commit-beyond-match",
+                          "read-index-no-quorum",
+                          "recovery-truncates-last-entry", "late-watch-events", "setwatches-ignored",
                           "multi-version-off-by-one", "disconnect-drops-ephemerals"),
         # test-only failpoints (the node's --failpoint, node/failpoints.py), passed by the db's prepare
         failpoint_dbs=("squall",), check_failpoint=_check_failpoint,

@@ -26,7 +26,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Campaign:
-    """One ``squall run`` against a squall ensemble (the local backend)."""
+    """One ``squall run`` against a squall ensemble (the local backend), or, with
+    ``sim_seeds``, one ``squall sim`` over that many seeds (the deterministic
+    simulator runs the real replica and Raft core under crashes, partitions and
+    message loss, reordering and duplication, and checks every history)."""
 
     workload: str
     nemesis: str = "none"
@@ -36,9 +39,16 @@ class Campaign:
     reads: str = "local"
     rate: float | None = None  # ops/s in total; None: squall run's default
     failpoints: tuple[str, ...] = ()
+    sim_seeds: int = 0  # > 0: a `squall sim` campaign of this many seeds (workload: the simulator's register)
+
+    @property
+    def command(self) -> str:
+        return "sim" if self.sim_seeds else "run"
 
     def args(self) -> list[str]:
-        """The `squall run` flags of this campaign (without the fault and the seed)."""
+        """The `squall run` (or `squall sim`) flags of this campaign (without the fault and the seed)."""
+        if self.sim_seeds:
+            return ["--seeds", str(self.sim_seeds), "--nodes", str(self.nodes)]
         out = ["--db", "squall", "--nodes", str(self.nodes), "--workload", self.workload,
                "--nemesis", self.nemesis, "--time-limit", f"{self.time_limit_s:g}"]
         if self.nemesis != "none":
@@ -52,6 +62,8 @@ class Campaign:
         return out
 
     def describe(self) -> str:
+        if self.sim_seeds:
+            return f"squall sim, {self.sim_seeds} seeds, {self.nodes} nodes"
         parts = [self.workload, f"nemesis {self.nemesis}", f"{self.nodes} nodes", f"{self.time_limit_s:g} s"]
         if self.nemesis != "none":
             parts.append(f"every {self.interval_s:g} s")
@@ -85,13 +97,13 @@ CATALOGUE: tuple[Bug, ...] = (
                "majority's new leader never saw them: linearizable (a read misses an acknowledged write)"),
     Bug("vote-ignores-log", "consensus",
         "a member grants its vote without Raft's election restriction (candidate's log up to date)",
-        Campaign("register", "partition,kill", time_limit_s=25, interval_s=2),
-        expect="a follower that fell behind (lagging-follower sequence) wins an election after the leader "
-               "is killed and truncates committed entries, or stalls the ensemble"),
-    Bug("stale-term-append", "consensus",
-        "a follower accepts appends from a leader of an older term",
-        Campaign("register", "pause,partition", time_limit_s=25, interval_s=2),
-        expect="a paused or cut-off old leader's appends overwrite entries of the new term on a follower"),
+        Campaign("register", sim_seeds=300), attempts=1,
+        expect="a member that missed committed entries wins an election and overwrites them: the "
+               "simulator's divergence check, or sequential/linearizable on its histories"),
+    Bug("heartbeat-commit-beyond-match", "consensus",
+        "heartbeats tell a follower the leader's commit index, not capped at what that follower holds",
+        Campaign("register", sim_seeds=300), attempts=1,
+        expect="a deposed leader that rejoins commits and applies its own stale tail: sequential"),
     Bug("read-index-no-quorum", "consensus",
         "a leader answers sync from its own commit index, never confirming it still leads (no check-quorum)",
         Campaign("register", "partition", time_limit_s=20, interval_s=2, reads="sync"),
@@ -108,11 +120,12 @@ CATALOGUE: tuple[Bug, ...] = (
         Campaign("register", "disk", time_limit_s=40, interval_s=2),
         expect="a disk fault that drops unsynced bytes on enough members at once loses acknowledged "
                "writes: linearizable"),
-    Bug("recover-drops-uncommitted", "storage",
-        "on restart a member drops log entries after its last persisted commit index",
-        Campaign("register", "kill", time_limit_s=20, interval_s=2),
-        expect="killing a majority (or all) forgets acknowledged entries on the members that made them "
-               "durable: linearizable"),
+    Bug("recovery-truncates-last-entry", "storage",
+        "recovery cuts the log's last record as if torn, though it is whole",
+        Campaign("register", "kill", time_limit_s=25, interval_s=2),
+        expect="when every member is killed at once, each forgets its last acknowledged entry: an "
+               "acknowledged write is lost (linearizable), or a follower the leader believes up to date "
+               "stalls (converged-replicas)"),
     Bug("lose-writes", "storage",
         "every 5th setData/create is acknowledged but never applied",
         Campaign("register", time_limit_s=QUICK),
@@ -133,9 +146,10 @@ CATALOGUE: tuple[Bug, ...] = (
         expect="a client moving to a member that lags sees the past: session-order, sequential"),
     Bug("disconnect-drops-ephemerals", "sessions",
         "a member deletes a session's ephemerals when its connection closes, though the session lives on",
-        Campaign("session", "pause", time_limit_s=20, interval_s=2),
-        expect="a paused member's client moves elsewhere with its session; on resume the member drops "
-               "the session's ephemerals: session (a live session's ephemeral is gone)"),
+        Campaign("session", "pause", time_limit_s=30, interval_s=5),
+        expect="a member paused longer than the client's read timeout (2/3 of 5 s) loses its clients to "
+               "others, sessions intact; on resume it drops those sessions' ephemerals: session (a live "
+               "session's ephemeral is gone)"),
     # -- watches --------------------------------------------------------------------
     Bug("drop-watch-events", "watches",
         "every 3rd watch notification of a connection is dropped",

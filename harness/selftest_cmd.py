@@ -13,13 +13,19 @@ up (the environment, not a verdict). "Caught" means invalid (exit 1) with
 the checker's counterexample; unknown (2) catches nothing.
 
 Runs are ordinary ``squall run`` runs (in this process), stored under
-``<results>/selftest/<timestamp>/``, with ``selftest.json`` beside them.
+``<results>/selftest/<timestamp>/``, with ``selftest.json`` beside them. A
+simulator campaign (``Campaign.sim_seeds``) is one ``squall sim`` process over
+seeds ``seed * N .. seed * N + N - 1`` (its JSON report is kept beside the
+runs); the real node must pass the very seeds its bugs are tried on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +52,7 @@ class Attempt:
     summary: str
     anomaly: str
     run_dir: str
+    reproduce: str = ""  # set when the run has a sharper replay than the campaign's command (a failing sim seed)
 
 
 @dataclass
@@ -88,8 +95,15 @@ class Row:
 
     @property
     def reproduce(self) -> str:
-        seed = self.attempts[-1].seed if self.attempts else 0
-        args = ["squall", "run", *self.campaign.args()]
+        last = self.attempts[-1] if self.attempts else None
+        if last is not None and last.reproduce:
+            return last.reproduce
+        seed = last.seed if last else 0
+        c = self.campaign
+        if c.sim_seeds:
+            args = ["squall", "sim", *c.args(), "--seed", str(seed * c.sim_seeds)]
+            return shlex.join(args + (["--unsafe-test-fault", self.fault] if self.fault else []))
+        args = ["squall", "run", *c.args()]
         if self.fault:
             args += ["--unsafe-db-fault", self.fault]
         return shlex.join([*args, "--seed", str(seed)])
@@ -103,9 +117,43 @@ def _anomaly(run_dir: Path, summary: str) -> str:
     return summary + (f" -- {first[0]}" if first else "")
 
 
+def run_sim(campaign: Campaign, fault: str | None, seed: int, results_root: Path) -> Attempt:
+    """One ``squall sim`` over the campaign's seeds (``seed * N`` on), as a child process."""
+    root = Path(__file__).resolve().parents[1]
+    first = seed * campaign.sim_seeds
+    cmd = [sys.executable, "-m", "harness.cli", "sim", *campaign.args(), "--seed", str(first), "--json"]
+    if fault:
+        cmd += ["--unsafe-test-fault", fault, "--fail-fast"]  # one failing seed is a catch; the real node runs all
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
+    seconds = time.monotonic() - t0
+    report = results_root / f"sim-{fault or 'real'}-seeds-{first}-{first + campaign.sim_seeds - 1}.json"
+    report.write_text(proc.stdout, encoding="utf-8")
+    try:
+        doc = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        msg = f"squall sim exited {proc.returncode} without a report: {proc.stderr.strip()[-300:]}"
+        return Attempt(seed, max(proc.returncode, EXIT_SETUP_FAILED), "error", seconds, msg, "", str(report))
+    bad = [o for o in doc["outcomes"] if o["verdict"] == "invalid"]
+    summary = (f"{doc['seeds']} seeds: {doc['seeds'] - doc['invalid'] - doc['unknown']} valid, "
+               f"{doc['invalid']} failing, {doc['unknown']} unknown")
+    verdict = {EXIT_VALID: "valid", EXIT_INVALID: "invalid"}.get(proc.returncode, "unknown")
+    anomaly = reproduce = ""
+    if bad:
+        first_bad = bad[0]
+        anomaly = f"{summary} -- seed {first_bad['seed']}: {(first_bad['problems'] or ['?'])[0]}"
+        reproduce = shlex.join(["squall", "sim", "--seeds", "1", "--seed", str(first_bad["seed"]), "--nodes",
+                                str(first_bad["nodes"]), *(["--unsafe-test-fault", fault] if fault else [])])
+    return Attempt(seed, proc.returncode, verdict, seconds, summary, anomaly, str(report), reproduce)
+
+
 def run_once(reg: Registry, campaign: Campaign, fault: str | None, seed: int, results_root: Path,
              control: RunControl) -> Attempt:
-    """One ``squall run`` of ``campaign`` (with ``fault`` armed, if any) in this process."""
+    """One ``squall run`` of ``campaign`` (with ``fault`` armed, if any) in this process
+    (or one ``squall sim`` for a simulator campaign)."""
+    if campaign.sim_seeds:
+        return run_sim(campaign, fault, seed, results_root)
     from harness.run_cmd import _Common, build_spec, execute
     from harness.summary import verdict_word
 

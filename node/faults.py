@@ -48,14 +48,15 @@ FAULTS.update({
                              "for a quorum to acknowledge it",
     "vote-ignores-log": "a member grants its vote (and pre-vote) without checking that the candidate's log is "
                         "at least as up to date as its own (Raft's election restriction, section 5.4.1)",
-    "stale-term-append": "a follower accepts appends from a leader of an older term instead of refusing them "
-                         "with its newer term",
+    "heartbeat-commit-beyond-match": "the leader's heartbeats tell each follower its own commit index, not "
+                                     "capped at what that follower is known to hold, so a follower with a "
+                                     "stale tail from an old term commits and applies it",
     "read-index-no-quorum": "a leader answers sync (ReadIndex) from its own commit index without confirming "
                             "with a heartbeat quorum that it still leads, and never steps down when it loses "
                             "its quorum (no check-quorum)",
-    "recover-drops-uncommitted": "on restart a member drops the log entries after the commit index it last "
-                                 "persisted, taking them for uncommitted (it acknowledged them: they may be "
-                                 "committed)",
+    "recovery-truncates-last-entry": "recovery takes the log's last record for a torn write and cuts it, "
+                                     "even when it is whole (an off-by-one in the torn-tail check), so every "
+                                     "restart forgets the last entry the member acknowledged",
     "late-watch-events": "watch notifications are sent at the next timer tick instead of before the replies of "
                          "the same turn, so a client can read new data before its watch event",
     "setwatches-ignored": "SetWatches (a client re-registering its watches after a reconnect) is answered OK "
@@ -66,6 +67,11 @@ FAULTS.update({
                                    "session's ephemeral nodes, although the session lives on (ephemerals tied "
                                    "to the connection, not the session)",
 })
+# The faults the replica and its Raft core carry out by themselves, so the simulator
+# (node/sim.py, which runs replicas without the asyncio shell) can arm them too.
+SIM_FAULTS = ("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "diverge", "commit-without-quorum",
+              "vote-ignores-log", "heartbeat-commit-beyond-match", "read-index-no-quorum",
+              "recovery-truncates-last-entry")
 
 
 

@@ -48,9 +48,9 @@ lastZxidSeen refuses it, so a client never sees the tree go back in time.
 
 TEST-ONLY FAULTS. `unsafe_fault` arms one of the deliberate bugs of
 `node.faults` (lose-writes, stale-reads, sync-no-wait, stale-reconnect,
-multi-partial, diverge, recover-drops-uncommitted, multi-version-off-by-one,
+multi-partial, diverge, recovery-truncates-last-entry, multi-version-off-by-one,
 disconnect-drops-ephemerals; the Raft core carries out commit-without-quorum,
-vote-ignores-log, stale-term-append and read-index-no-quorum; the shell
+vote-ignores-log, heartbeat-commit-beyond-match and read-index-no-quorum; the shell
 drop-watch-events, skip-fsync, late-watch-events and setwatches-ignored).
 Each is an `if` on the production path that is false unless armed; never
 arm one outside a test.
@@ -456,9 +456,8 @@ class Replica:
         # standalone node once a second). In ticks, at least one.
         self.container_check_ticks = max(1, -(-container_check_ms // max(1, tick_ms)))
         self._container_age = 0
-        if disk is not None and self.fault == "recover-drops-uncommitted":
-            # TEST-ONLY FAULT: entries after the persisted commit index are taken for uncommitted
-            disk = replace(disk, entries=tuple(e for e in disk.entries if e.index <= disk.hard_state.commit))
+        if disk is not None and disk.entries and self.fault == "recovery-truncates-last-entry":
+            disk = replace(disk, entries=disk.entries[:-1])  # TEST-ONLY FAULT: the last record taken for torn
         self.raft = RaftNode(
             id, peers, disk, random.Random(rng.getrandbits(64)),
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,

@@ -168,7 +168,7 @@ class RaftNode:
         self.check_quorum = check_quorum
         self.max_entries = max_entries_per_message
         # TEST-ONLY faults of node.faults that live in the core ("" = none): vote-ignores-log,
-        # stale-term-append, read-index-no-quorum (which also turns check-quorum off)
+        # heartbeat-commit-beyond-match, read-index-no-quorum (which also turns check-quorum off)
         self.unsafe_fault = unsafe_fault
         if unsafe_fault == "read-index-no-quorum":
             self.check_quorum = False
@@ -233,9 +233,6 @@ class RaftNode:
             else:
                 self._become_follower(m.term, None)
         elif m.term < self.term:
-            if self.unsafe_fault == "stale-term-append" and m.type is MT.APPEND and self.role is Role.FOLLOWER:
-                self._handle_append(m)  # TEST-ONLY FAULT: an append of an older term is taken
-                return
             if (self.check_quorum or self.pre_vote) and m.type in (MT.HEARTBEAT, MT.APPEND):
                 # A stale leader (or a node that was partitioned and whose
                 # pre-votes can't win) learns our term and steps down, instead
@@ -747,6 +744,8 @@ class RaftNode:
             pr = self.progress[p]
             # Never tell a follower to commit past what it is known to hold.
             commit = min(pr.match, self.log.committed)
+            if self.unsafe_fault == "heartbeat-commit-beyond-match":
+                commit = self.log.committed  # TEST-ONLY FAULT: whatever the follower holds
             self.msgs.append(Message(type=MT.HEARTBEAT, frm=self.id, to=p, term=self.term, commit=commit, context=context))
 
     def _send_append(self, to: int) -> None:

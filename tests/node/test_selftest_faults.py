@@ -39,8 +39,8 @@ def _isolate(c: Cluster, i: int) -> None:
 
 
 def test_every_new_fault_is_registered_and_described() -> None:
-    for name in ("commit-without-quorum", "vote-ignores-log", "stale-term-append", "read-index-no-quorum",
-                 "recover-drops-uncommitted", "late-watch-events", "setwatches-ignored",
+    for name in ("commit-without-quorum", "vote-ignores-log", "heartbeat-commit-beyond-match", "read-index-no-quorum",
+                 "recovery-truncates-last-entry", "late-watch-events", "setwatches-ignored",
                  "multi-version-off-by-one", "disconnect-drops-ephemerals"):
         assert faults.check(name) == name and len(faults.FAULTS[name]) > 30
 
@@ -74,13 +74,20 @@ def test_vote_ignores_log_grants_a_candidate_whose_log_is_behind(armed: bool) ->
 
 
 @ARMED
-def test_stale_term_append_takes_entries_from_an_old_leader(armed: bool) -> None:
-    r = _follower_with_log("stale-term-append" if armed else "")
-    r.step(Message(type=MT.HEARTBEAT, frm=2, to=1, term=4))  # term 4 now; 2 leads
-    old = Entry(1, 4, (1 << 32) | 4)
-    r.step(Message(type=MT.APPEND, frm=3, to=1, term=1, index=3, log_term=2, entries=(old,), commit=3))
-    assert r.term == 4
-    assert (r.log.term(4) == 1) is armed  # armed: the entry of term 2 at index 4 was replaced by term 1's
+def test_heartbeat_commit_beyond_match_tells_a_follower_to_commit_what_it_may_not_hold(armed: bool) -> None:
+    c = _cluster("heartbeat-commit-beyond-match", armed)
+    lead = c.elect()
+    sid, _ = c.new_session(lead, conn=1)
+    lag = next(i for i in c.ids if i != lead)
+    _isolate(c, lag)
+    for k in range(3):
+        _write(c, lead, 1, sid, 2 + k, CreateOp(f"/h{k}", b"", OPEN_ACL_UNSAFE))
+    c.sent.clear()
+    c.tick(1)
+    beats = [m.msg for m in c.sent if getattr(m, "msg", None) is not None and m.msg.type is MT.HEARTBEAT
+             and m.msg.to == lag]
+    assert beats and all(b.commit == (c.r(lead).raft.log.committed if armed else c.r(lead).raft.progress[lag].match)
+                         for b in beats)
 
 
 @ARMED
@@ -99,11 +106,11 @@ def test_read_index_no_quorum_answers_sync_from_a_leader_cut_off_from_everyone(a
 
 
 @ARMED
-def test_recover_drops_uncommitted_forgets_acknowledged_entries_on_restart(armed: bool) -> None:
+def test_recovery_truncates_last_entry_forgets_an_acknowledged_entry_on_restart(armed: bool) -> None:
     entries = tuple(Entry(2, i, (2 << 32) | i) for i in range(1, 6))
-    disk = PersistentState(HardState(2, 1, 3), entries=entries)
-    r = Replica(1, [1, 2, 3], disk, random.Random(1), unsafe_fault="recover-drops-uncommitted" if armed else "")
-    assert r.raft.log.last_index() == (3 if armed else 5)
+    disk = PersistentState(HardState(2, 1, 5), entries=entries)
+    r = Replica(1, [1, 2, 3], disk, random.Random(1), unsafe_fault="recovery-truncates-last-entry" if armed else "")
+    assert r.raft.log.last_index() == (4 if armed else 5)
     assert ReplicaDisk().state().entries == ()  # (the reference disk itself is untouched by a replica)
 
 
