@@ -54,7 +54,14 @@ class ElectionClient(_zk.ZkClient):
             return {"type": "fail", "value": op.get("value"), "zxid": None,
                     "error": f"bad election op {op!r}: f must be lead or final-lead"}
         bound = self.elect_timeout_s if f == "lead" else 3 * self.conn.timeout_s
-        return _zk.run_bounded(self.conn, lambda: self._lead(bound), bound + 3 * self.conn.timeout_s)
+        out = _zk.run_bounded(self.conn, lambda: self._lead(bound), bound + 3 * self.conn.timeout_s)
+        if out["type"] == "info":
+            # A crashed process: end its session now. kazoo's cleanup of a contender
+            # node fails while the connection is down (e.g. its server was killed),
+            # and the node would otherwise stay, with the session alive, ahead of
+            # every later contender -- blocking the final phase's election.
+            self.conn.close()
+        return out
 
     def _lead(self, bound_s: float) -> dict[str, Any]:
         zk = self.conn.zk

@@ -95,6 +95,18 @@ def test_unopened_clients_fail_definitely():
     assert counter.CounterClient().invoke({"f": "read"})["type"] == "fail"
 
 
+def test_an_election_op_that_crashed_ends_its_session(monkeypatch):
+    """A contender node left by a crashed op must not outlive the op: its
+    session is ended, so the healed final election is not blocked by it."""
+    client = election.ElectionClient()
+    closed = []
+    monkeypatch.setattr(client.conn, "close", lambda: closed.append(True))
+    monkeypatch.setattr(election._zk, "run_bounded", lambda conn, body, limit: {"type": "info", "error": "ConnectionLoss"})
+    assert client.invoke({"f": "lead"})["type"] == "info" and closed == [True]
+    monkeypatch.setattr(election._zk, "run_bounded", lambda conn, body, limit: {"type": "fail", "error": "not-elected"})
+    assert client.invoke({"f": "lead"})["type"] == "fail" and closed == [True]  # a definite outcome keeps it
+
+
 def test_add_watch_request_rejects_a_bad_mode():
     from workloads import _zk
     with pytest.raises(ValueError, match="addWatch mode"):
