@@ -138,11 +138,15 @@ def _registry():
                    "counter": _counter_workload, "election": _election_workload},
         nemesis_faults=("partition", "pause", "kill", "packet", "clock", "disk"),
         backend_faults={"docker": ("partition", "pause", "kill", "packet", "disk"), "ssh": ("partition", "pause", "kill")},
+        # targeted sequences --nemesis may name (nemesis/schedule.py SEQUENCE_FAULTS)
+        nemesis_sequences={"lagging-follower": ("packet", "kill"), "kill-leader-in-partition": ("partition", "kill"),
+                           "pause-majority": ("pause",)},
         nemesis_package=_nemesis_package,
         default_nodes={"squall": _squall_default_nodes},
         # test-only broken databases (the node's --unsafe-test-fault switch, node/faults.py)
         unsafe_db_faults=("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
-                          "multi-partial", "diverge", "skip-fsync",
+                          "multi-partial", "diverge", "skip-fsync", "idempotent-delete", "local-version-check",
+                          "stale-read-cache", "throttle-leak",
                           # the selftest catalogue's (harness/selftest_catalogue.py)
                           "commit-without-quorum", "vote-ignores-log", "heartbeat-commit-beyond-match",
                           "read-index-no-quorum",

@@ -27,6 +27,9 @@ class Registry:
     accepts (a deliberately broken database, to prove the gate fails).
     ``backend_faults`` names, per backend, the nemesis faults it can perform
     (``--nemesis all`` means these); a backend not listed supports them all.
+    ``nemesis_sequences`` are targeted fault sequences ``--nemesis`` may
+    name besides the faults (name -> the faults each uses); ``all`` does not
+    include them.
     """
 
     backends: Mapping[str, Factory]
@@ -37,6 +40,7 @@ class Registry:
     default_nodes: Mapping[str, Callable[[], int]] = field(default_factory=dict)
     unsafe_db_faults: tuple[str, ...] = ()
     backend_faults: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # default: nemesis_faults
+    nemesis_sequences: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # ``--failpoint NAME=ACTION``: the databases that take failpoints, and a check of one
     # spec (raises ValueError naming what is allowed); test-only, like unsafe_db_faults
     failpoint_dbs: tuple[str, ...] = ()

@@ -159,6 +159,10 @@ def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n:
     if "partition" in faults and n < 2:
         raise SpecError("--nemesis partition needs at least 2 nodes (a one-node cluster has no link to cut); "
                         "use --nodes 3, or another fault (pause, kill)")
+    for seq in ("lagging-follower", "kill-leader-in-partition"):
+        if seq in faults and n < 3:
+            raise SpecError(f"--nemesis {seq} needs at least 3 nodes (a follower to cut off or slow down "
+                            "and a quorum without it); use --nodes 3")
 
 
 def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str | None) -> TestSpec:
@@ -167,7 +171,8 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
                                (reg.workloads, "workload", workload)):
         if value not in table:
             raise SpecError(f"unknown {kind} {value!r}; allowed: {', '.join(sorted(table))}")
-    faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.backend_faults.get(c.backend), c.backend)
+    faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.backend_faults.get(c.backend), c.backend,
+                           reg.nemesis_sequences)
     count, options = _nodes_and_backend_options(c)
     nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
     _check_cluster_size(reg, c.db, options, len(nodes), faults)
@@ -298,8 +303,10 @@ def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
 @click.command("run")
 @click.option("--workload", default="register", show_default=True, help="register, set, lock, session, multi, watch, queue, counter or election.")
 @click.option("--nemesis", default="partition,kill", show_default=True,
-              help="Comma-separated faults (partition, pause, kill, packet, clock), all (every fault the "
-                   "backend supports) or none; they overlap on a seeded schedule.")
+              help="Comma-separated faults (partition, pause, kill, packet, clock, disk), all (every fault the "
+                   "backend supports) or none; they overlap on a seeded schedule. A targeted sequence "
+                   "(lagging-follower, kill-leader-in-partition, pause-majority) may be named too: it is "
+                   "then played over and over.")
 @_common_options
 @click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")

@@ -22,6 +22,8 @@ STALE_LAG = 3  # stale-reads: transactions the read copy lags behind
 LOSE_EVERY = 5  # lose-writes: one in this many eligible writes is lost
 DROP_EVERY = 3  # drop-watch-events: one in this many notifications per connection is dropped
 DIVERGE_SUFFIX = b"~diverged"  # diverge: appended to the data a diverging member applies
+THROTTLE_LIMIT = 10  # throttle-leak: syncs a member answers before it refuses every write and sync
+#                     (small, so that a short campaign reaches it)
 
 FAULTS: dict[str, str] = {
     "lose-writes": f"every {LOSE_EVERY}th setData or plain persistent create is acknowledged "
@@ -37,6 +39,18 @@ FAULTS: dict[str, str] = {
                      "(on every replica alike: apply stays deterministic)",
     "diverge": "the member with the highest id applies setData with altered data, so replicas diverge",
     "skip-fsync": "writes are acknowledged without fdatasync (lost when the disk drops unsynced writes)",
+    # One for each recipe check and for availability (docs/consistency.md):
+    "idempotent-delete": "a delete of a znode that is already gone is answered OK instead of NoNode (a "
+                         "'retry-friendly' delete), so two consumers that race for one queue item both win it",
+    "local-version-check": "a conditional setData is checked against the version on the member the client "
+                           "is attached to and then forwarded unconditionally, so two concurrent "
+                           "read-modify-writes both succeed and one increment of a counter is lost",
+    "stale-read-cache": "a member caches getData answers and drops a path's entry when a create, delete or "
+                        "setData of it applies, but not when a multi writes it, so a leader's fenced read "
+                        "after another leader's fenced multi sees the old value",
+    "throttle-leak": "a member's outstanding-request throttle is released when a write is answered but the "
+                     f"sync path forgets to release it; after {THROTTLE_LIMIT} syncs the member answers every "
+                     "write and sync with ConnectionLoss (plain reads still work): safe, but unavailable",
 }
 STANDALONE_FAULTS = ("lose-writes", "stale-reads")
 
@@ -102,4 +116,4 @@ def warning(name: str) -> str:
 
 
 __all__ = ["DIVERGE_SUFFIX", "DROP_EVERY", "FAULTS", "FAULT_ENV", "LOSE_EVERY", "STALE_LAG", "STANDALONE_FAULTS",
-           "UnknownFault", "check", "from_env", "warning"]
+           "THROTTLE_LIMIT", "UnknownFault", "check", "from_env", "warning"]

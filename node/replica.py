@@ -48,12 +48,13 @@ lastZxidSeen refuses it, so a client never sees the tree go back in time.
 
 TEST-ONLY FAULTS. `unsafe_fault` arms one of the deliberate bugs of
 `node.faults` (lose-writes, stale-reads, sync-no-wait, stale-reconnect,
-multi-partial, diverge, recovery-truncates-last-entry, multi-version-off-by-one,
-disconnect-drops-ephemerals; the Raft core carries out commit-without-quorum,
-vote-ignores-log, heartbeat-commit-beyond-match and read-index-no-quorum; the shell
-drop-watch-events, skip-fsync, late-watch-events and setwatches-ignored).
-Each is an `if` on the production path that is false unless armed; never
-arm one outside a test.
+multi-partial, diverge, idempotent-delete, local-version-check,
+stale-read-cache, throttle-leak, recovery-truncates-last-entry,
+multi-version-off-by-one, disconnect-drops-ephemerals; the Raft core carries
+out commit-without-quorum, vote-ignores-log, heartbeat-commit-beyond-match and
+read-index-no-quorum; the shell drop-watch-events, skip-fsync,
+late-watch-events and setwatches-ignored). Each is an `if` on the production
+path that is false unless armed; never arm one outside a test.
 
 See docs/protocol.md ("The replica") for the design and its limits.
 """
@@ -64,7 +65,7 @@ import random
 import struct
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from node import faults
 from node.failpoints import FailpointError, Failpoints
@@ -90,6 +91,8 @@ from node.tree import (
     CreateOp,
     CreateSessionOp,
     DataTree,
+    DeleteOp,
+    MultiOp,
     SetDataOp,
     Stat,
     DeleteContainerOp,
@@ -399,6 +402,23 @@ class _SyncReq:
     index: int | None = None
 
 
+class _CachedReads:
+    """stale-read-cache (TEST-ONLY): the tree as reads see it, getData through
+    a cache that ``Replica._apply`` invalidates (except for multi)."""
+
+    def __init__(self, tree: DataTree, cache: dict[tuple, Any]) -> None:
+        self._tree, self._cache = tree, cache
+
+    def get_data(self, path: str, identities: Any = ()) -> Any:
+        key = (path, tuple(identities))
+        if key not in self._cache:
+            self._cache[key] = self._tree.get_data(path, identities)
+        return self._cache[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tree, name)
+
+
 class Replica:
     """One ensemble member. See the module docstring for the contract.
 
@@ -446,6 +466,9 @@ class Replica:
         self._fault_count = 0  # lose-writes: eligible writes seen
         self._stale_tree: DataTree | None = None  # stale-reads: the lagging copy reads are served from
         self._stale_queue: deque = deque()
+        # stale-read-cache: (path, identities) -> getData answer; throttle-leak: syncs never released
+        self._read_cache: dict[tuple, Any] | None = {} if self.fault == "stale-read-cache" else None
+        self._leaked = 0
         self.deferred = deferred
         self.rng = rng
         self.tick_ms = tick_ms
@@ -495,6 +518,8 @@ class Replica:
     @property
     def read_tree(self) -> DataTree:
         """The tree local reads are served from (a lagging copy under the stale-reads test fault)."""
+        if self._read_cache is not None:  # TEST-ONLY FAULT stale-read-cache
+            return cast(DataTree, _CachedReads(self.tree, self._read_cache))
         return self._stale_tree if self._stale_tree is not None else self.tree
 
     def _new_tree(self, tree: DataTree) -> DataTree:
@@ -532,6 +557,29 @@ class Replica:
             return None
         self._fault_count += 1
         return value if self._fault_count % faults.LOSE_EVERY == 0 else None
+
+    def _check_version_here(self, conn_id: int, conn: _Conn, sid: int, seq: int, request: Write) -> None:
+        """local-version-check (TEST-ONLY): judge a conditional setData's version
+        against this member's tree, then submit it unconditionally."""
+        op = request.op
+        try:
+            stat = self.tree.exists(op.path)
+        except ZkError:
+            stat = None
+        if stat is not None and stat.version != op.version:
+            self._reply_now(conn_id, conn, seq, Err.BAD_VERSION, f"version {stat.version} != {op.version}")
+            return
+        txn = Txn(0, 0, sid, tuple(request.identities), replace(op, version=-1))
+        self._enqueue_write(conn_id, conn, sid, seq, txn)
+
+    def _throttled(self, conn_id: int, conn: _Conn, seq: int, request: Any) -> bool:
+        """throttle-leak (TEST-ONLY): syncs take a throttle count they never
+        give back; past THROTTLE_LIMIT every request here is refused."""
+        if self._leaked >= faults.THROTTLE_LIMIT:
+            self._reply_now(conn_id, conn, seq, Err.CONNECTION_LOSS, "too many outstanding requests")
+            return True
+        self._leaked += isinstance(request, Sync)
+        return False
 
     @property
     def role(self) -> str:
@@ -638,6 +686,8 @@ class Replica:
         conn = self._checked_conn(conn_id, session_id, seq)
         if conn is None:
             return self._drain()
+        if self.fault == "throttle-leak" and self._throttled(conn_id, conn, seq, request):
+            return self._drain()  # TEST-ONLY FAULT: refused with ConnectionLoss
         if isinstance(request, Sync) and self.fault == "sync-no-wait":
             # TEST-ONLY FAULT: answered from whatever this replica has applied, no ReadIndex round
             conn.queue.append(_Pending(seq, "sync", reply=ClientReply(conn_id, seq, Err.OK, None, self.last_zxid)))
@@ -652,6 +702,9 @@ class Replica:
         elif isinstance(request, Write) and self.fault == "lose-writes" and (
                 (lost := self._lost_write_value(request.op)) is not None):
             self._reply_now(conn_id, conn, seq, Err.OK, lost)  # TEST-ONLY FAULT: acknowledged, never applied
+        elif isinstance(request, Write) and self.fault == "local-version-check" and \
+                isinstance(request.op, SetDataOp) and request.op.version != -1:
+            self._check_version_here(conn_id, conn, session_id, seq, request)  # TEST-ONLY FAULT
         elif isinstance(request, Write):
             self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, tuple(request.identities), request.op))
         else:
@@ -888,6 +941,11 @@ class Replica:
             res = ApplyResult(Err.SESSION_EXPIRED)
         else:
             res = self.tree.apply(txn)
+        if self.fault == "idempotent-delete" and isinstance(op, DeleteOp) and res.err == Err.NO_NODE:
+            res = ApplyResult(Err.OK)  # TEST-ONLY FAULT: a delete of a missing znode "succeeds"
+        if self._read_cache is not None and not isinstance(op, MultiOp):  # TEST-ONLY FAULT stale-read-cache:
+            for key in [k for k in self._read_cache if k[0] == getattr(op, "path", None)]:  # multi forgotten
+                del self._read_cache[key]
         if self._stale_tree is not None:  # TEST-ONLY FAULT stale-reads: the read copy lags behind
             self._stale_queue.append(txn)
             while len(self._stale_queue) > faults.STALE_LAG:
@@ -1014,6 +1072,8 @@ class Replica:
         self._closed = {_Q.unpack_from(data, pos + 8 * i)[0]: None for i in range(n)}
         pos += 8 * n
         self.tree = self._new_tree(DataTree.deserialize(data[pos:]))
+        if self._read_cache is not None:
+            self._read_cache.clear()
         self._seen = seen
         self.last_zxid = snap.meta.zxid
         self._settle_after_snapshot()
