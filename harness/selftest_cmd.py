@@ -158,7 +158,8 @@ def run_once(reg: Registry, campaign: Campaign, fault: str | None, seed: int, re
     from harness.summary import verdict_word
 
     common = _Common(backend="local", db="squall", nemesis_interval=campaign.interval_s,
-                     nodes=str(campaign.nodes), time_limit=campaign.time_limit_s, concurrency="2n",
+                     nodes=str(campaign.nodes), time_limit=campaign.time_limit_s,
+                     concurrency=campaign.concurrency or "2n",
                      rate=campaign.rate if campaign.rate is not None else 20.0, seed=seed,
                      results_dir=str(results_root), reads=campaign.reads, progress=False,
                      unsafe_db_fault=fault, failpoints=campaign.failpoints)
