@@ -174,3 +174,22 @@ def test_selftest_fast_is_green(tmp_path) -> None:
     assert r.returncode == 0, f"selftest --fast failed:\n{table}\n{r.stderr[-3000:]}"
     assert doc["passed"] and all(row["ok"] for row in doc["rows"])
     assert sum(1 for row in doc["rows"] if row["fault"]) >= 3
+
+
+def test_a_simulator_campaign_reproduces_with_squall_sim() -> None:
+    from harness.selftest_cmd import Row
+
+    c = Campaign("register", sim_seeds=300)
+    assert c.command == "sim" and c.args() == ["--seeds", "300", "--nodes", "3"]
+    row = Row("vote-ignores-log", "consensus", c, "vote-ignores-log",
+              [Attempt(2, 0, "valid", 1.0, "300 seeds: 300 valid", "", "x")])
+    assert row.reproduce == "squall sim --seeds 300 --nodes 3 --seed 600 --unsafe-test-fault vote-ignores-log"
+    row.attempts.append(Attempt(3, 1, "invalid", 1.0, "s", "a", "x",
+                                "squall sim --seeds 1 --seed 905 --nodes 3 --unsafe-test-fault vote-ignores-log"))
+    assert row.reproduce.endswith("--seed 905 --nodes 3 --unsafe-test-fault vote-ignores-log")
+
+
+def test_the_simulator_refuses_a_fault_only_the_shell_carries_out(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "node.sim", "--seeds", "1", "--unsafe-test-fault", "skip-fsync"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not one the simulator can arm" in r.stderr
