@@ -646,6 +646,10 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
                 progress.set_phase("heal", recorder.now_s())
                 log.info("heal phase: the nemesis's final ops")
                 interp.run(gen.nemesis(nemesis_package.final_ops()))
+        disarm = getattr(db, "disarm_failpoints", None) if spec.option_dict.get("failpoints") else None
+        if disarm is not None and not control.stop.is_set():
+            # failpoints are faults of the main phase: healed with the rest (harness/dbs/squall.py)
+            log.info("heal: failpoints disarmed in %s", ", ".join(disarm(cluster)) or "no node (none answered)")
         if not control.stop.is_set():
             progress.set_phase("recover", recorder.now_s())
             log.info("recovery: waiting up to %.0fs until the cluster is ready again", recovery_timeout_s)

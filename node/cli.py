@@ -1,4 +1,4 @@
-"""`squall node`: run one standalone node (also `python -m node`).
+"""`squall node`: run one node, standalone or an ensemble member (also `python -m node`).
 
 Flags override a ZooKeeper-style config file (``--config zoo.cfg``). Logs go
 to stderr and to ``DATA_DIR/squall-node.log``; the line
@@ -81,7 +81,8 @@ def _loop_factory(kind: str):
               help="A digest id that bypasses every ACL (ZooKeeper's superDigest). Default: none.")
 @click.option("--fsync-inline/--fsync-in-thread", default=None,
               help="fsync the log on the event loop (default: lower latency on fast disks, blocks the loop "
-                   "during fsync) or in a disk thread (better on slow disks).")
+                   "during fsync) or in a disk thread (the loop keeps reading requests meanwhile; better on "
+                   "slow disks).")
 @click.option("--loop", "loop_kind", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto",
               show_default=True, help="Event loop: uvloop when installed (auto), or the standard asyncio loop.")
 @click.option("--4lw-whitelist", "four_letter_words", default=None, metavar="WORD,WORD,...|*",
@@ -97,7 +98,7 @@ def _loop_factory(kind: str):
               help="TEST ONLY: arm a deliberate bug (node/faults.py); env SQUALL_UNSAFE_TEST_FAULT works too.")
 @click.option("--failpoint", "failpoint_specs", multiple=True, metavar="NAME=ACTION",
               help="TEST ONLY: arm a failpoint (repeatable); ACTION is [P%][N*]off|panic|sleep(MS)|error. "
-                   "Needs an ensemble member (--peers). See --list-failpoints and docs/failpoints.md.")
+                   "See --list-failpoints and docs/failpoints.md.")
 @click.option("--failpoint-http", default=None, metavar="HOST:PORT",
               help="TEST ONLY: serve gofail's HTTP API to arm and disarm failpoints at run time "
                    "(GET /, PUT|GET|DELETE /NAME); loopback only, off by default.")
@@ -107,7 +108,10 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
                  member_id, peers, raft_tick_ms,
                  snapshot_every, super_digest, fsync_inline, loop_kind, four_letter_words, admin_port, admin_host,
                  admin_token, unsafe_test_fault, failpoint_specs, failpoint_http) -> None:
-    """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM."""
+    """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM.
+
+    A standalone node is a one-member ensemble: the same replication code, storage and
+    behaviour as a member of three or five, reported as "standalone" (as ZooKeeper does)."""
     from pathlib import Path
 
     if member_id is not None and server_id is not None and member_id != server_id:
@@ -128,6 +132,7 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         cfg, ignored = load_config(config_file, overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    members: dict = {}
     if cfg.peers:
         from node.peer import parse_peers
         try:
@@ -136,6 +141,10 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
             raise click.UsageError(f"--peers: {exc}") from None
         if cfg.server_id not in members:
             raise click.UsageError(f"--id {cfg.server_id} is not one of the peers' ids {sorted(members)}")
+    try:
+        faults.check(cfg.unsafe_test_fault, members=len(members) or 1)
+    except faults.UnknownFault as exc:
+        raise click.UsageError(str(exc)) from None
     admin = None
     if admin_port is not None:
         from node.admin.http import AdminConfigError, check_admin_options
@@ -150,44 +159,28 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         log.info("config keys ignored (not used by squall): %s", ", ".join(ignored))
 
     from node.server import serve  # imported late: `squall node --help` stays fast
-    ensemble = bool(cfg.peers) and len(parse_peers(cfg.peers)) > 1  # a one-member list is just standalone
-    if not ensemble and (cfg.failpoints or cfg.failpoint_http):
-        # Failpoints live on the ensemble member's path (the standalone server is being replaced
-        # by a one-member ensemble); ignoring them would let a failpoint test pass silently.
-        raise click.UsageError("--failpoint and --failpoint-http need an ensemble member (--peers with 3 or 5 members); "
-                               "the standalone node has no failpoints")
-    if ensemble and cfg.failpoints:
+    if cfg.failpoints:
         for _ in range(3):
             log.warning("!!! TEST-ONLY failpoints armed: %s; never use this node for real data !!!",
                         ", ".join(cfg.failpoints))
-    if not ensemble and cfg.unsafe_test_fault:
-        # A standalone node that ignored a fault would let a "broken database" test pass silently.
-        try:
-            faults.check(cfg.unsafe_test_fault, standalone=True)
-        except faults.UnknownFault as exc:
-            raise click.UsageError(str(exc)) from None
-    from node.storage import CorruptLogError, StorageLockedError
+    from node.storage import CorruptLogError, LegacyDataError, RaftLogError, StorageLockedError
 
-    # The disk thread hands every commit back to the loop; a shorter GIL switch interval keeps that
-    # handoff from waiting up to 5 ms behind a busy loop.
-    sys.setswitchinterval(0.0005)
-
+    if not cfg.fsync_inline:
+        # The disk thread hands every fsync back to the loop; a shorter GIL switch interval keeps that
+        # handoff from waiting up to 5 ms behind a busy loop.
+        sys.setswitchinterval(0.0005)
     loop_factory = _loop_factory(loop_kind)
     log.info("event loop: %s", "uvloop" if loop_factory is not None else "asyncio")
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            if ensemble:
-                from node.ensemble import serve_ensemble
-                runner.run(serve_ensemble(cfg, admin=admin))
-            else:
-                runner.run(serve(cfg, admin=admin))
-    except (StorageLockedError, CorruptLogError) as exc:  # expected failures: the message says it all
-        log.error("%s", exc)
+            runner.run(serve(cfg, admin=admin))
+    except (StorageLockedError, CorruptLogError, RaftLogError, LegacyDataError) as exc:
+        log.error("%s", exc)  # expected failures: the message says it all
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         log.error("cannot serve on %s:%d: %s", cfg.host, cfg.port, exc)
         raise click.ClickException(f"cannot serve on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from None
-    except Exception as exc:  # recovery errors (corrupt log) and the like: say what, exit non-zero
+    except Exception as exc:  # recovery errors and the like: say what, exit non-zero
         log.exception("node failed")
         raise click.ClickException(f"node failed: {exc}") from None
     log.info("node stopped")

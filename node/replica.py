@@ -6,17 +6,23 @@ does no I/O and reads no clock: every input carries `now_ms`, randomness comes
 from the injected `random.Random`, and every input returns an `Effects` that
 the shell must carry out **in order**:
 
-1. `persist` (each `Persist` in order, then fsync if `must_sync`);
-2. send `messages` (peer messages, `PeerMsg`);
-3. hand `events` to the watch manager, then deliver `replies` to client
+1. `persist` (each `Persist` in order); `early` messages may be sent from
+   here on (they promise nothing about this disk: a leader's appends,
+   read-index traffic, forwards and touches);
+2. fsync if `must_sync`;
+3. send `messages` (peer messages, `PeerMsg`: votes, acknowledgements);
+4. hand `events` to the watch manager, then deliver `replies` to client
    connections (events first: a watch event must reach a client before any
    reply that lets it see the data that triggered it).
 
-Persisting before sending is what makes a Raft vote or acknowledgement a
-promise that survives a crash; persisting before replying is what makes an
-acknowledged write durable. The replica applies committed entries to its tree
-before handing back the effects, which is safe because nothing that depends on
-them leaves the process until the shell has persisted.
+Which changes need the fsync and which messages may leave before it are the
+core's rules (`Ready.must_sync`, `Ready.early_messages`), passed on here; the
+shell's effect loop (`node.runner`) only follows them. Syncing before sending
+is what makes a Raft vote or acknowledgement a promise that survives a crash;
+syncing before replying is what makes an acknowledged write durable. The
+replica applies committed entries to its tree before handing back the
+effects, which is safe because nothing that depends on them leaves the
+process until the shell has synced.
 
 Writes. The replica the client is connected to wraps the write in a `Txn`
 (zxid and time left 0) and submits it: proposes it itself if it leads, else
@@ -280,14 +286,17 @@ class Persist:
 
 @dataclass(slots=True)
 class Effects:
+    """What the shell must carry out, in the order of the module docstring."""
+
     persist: list[Persist] = field(default_factory=list)
     must_sync: bool = False
-    messages: list[PeerMsg] = field(default_factory=list)
+    messages: list[PeerMsg] = field(default_factory=list)  # sent after the fsync
     replies: list[ClientReply] = field(default_factory=list)
     events: list[WatchEvent] = field(default_factory=list)
+    early: list[PeerMsg] = field(default_factory=list)  # may be sent before the fsync
 
     def is_empty(self) -> bool:
-        return not (self.persist or self.messages or self.replies or self.events)
+        return not (self.persist or self.messages or self.early or self.replies or self.events)
 
 
 @dataclass(slots=True)
@@ -349,6 +358,21 @@ def _open_envelope(data: bytes) -> tuple[int, int, int, bytes]:
     return time_ms, sid, seq, data[_ENV.size:]
 
 
+def snapshot_data(tree: DataTree, seen: dict[int, list[int]] | None = None,
+                  closed: Any = ()) -> bytes:
+    """A replica snapshot's bytes: the dedupe window (session -> seqs), closed session ids, the tree."""
+    seen = seen or {}
+    closed = list(closed)
+    parts = [_SNAP_MAGIC, _U32.pack(len(seen))]
+    for sid in sorted(seen):
+        seqs = seen[sid]
+        parts.append(_Q.pack(sid) + _U32.pack(len(seqs)) + b"".join(_Q.pack(s) for s in seqs))
+    parts.append(_U32.pack(len(closed)))
+    parts.extend(_Q.pack(sid) for sid in closed)
+    parts.append(tree.serialize())
+    return b"".join(parts)
+
+
 @dataclass(slots=True)
 class _Seen:
     """The last DEDUPE_WINDOW seqs applied for one session."""
@@ -391,6 +415,7 @@ class _Submission:
     seq: int
     txn: bytes
     age: int = 0
+    obj: Txn | None = None  # the Txn that `txn` encodes (zxid and time 0)
 
 
 @dataclass(slots=True)
@@ -493,6 +518,9 @@ class Replica:
         self._closed: dict[int, None] = {}  # insertion-ordered, at most CLOSED_WINDOW
         self._conns: dict[int, _Conn] = {}
         self._submissions: dict[tuple[int, int], _Submission] = {}
+        # Leader: entry index -> (term, Txn) of our own proposals, so applying them skips the decode.
+        self._own: dict[int, tuple[int, Txn]] = {}
+        self._due: set[int] = set()  # connections whose queued replies may be releasable (see drain)
         self._syncs: list[_SyncReq] = []
         self._sync_counter = 0
         # ReadIndex contexts must never repeat across restarts, or a late
@@ -665,11 +693,13 @@ class Replica:
         return self._drain()
 
     def client_ping(self, conn_id: int, now_ms: int) -> Effects:
+        """The session of ``conn_id`` showed life. Never has effects of its own (touches travel
+        with the next tick), so a deferred shell need not drain after it."""
         self._now = now_ms
         c = self._conns.get(conn_id)
         if c is not None:
             self._touch(c.session_id)
-        return self._drain()
+        return Effects() if self.deferred else self._drain()
 
     def client_request(self, conn_id: int, session_id: int, seq: int, request: Any, now_ms: int) -> Effects:
         """A write, CreateSession, CloseSession or Sync. `seq` must be unique
@@ -758,16 +788,19 @@ class Replica:
 
     def _enqueue_write(self, conn_id: int, conn: _Conn, sid: int, seq: int, txn: Txn) -> None:
         conn.queue.append(_Pending(seq, "write"))
-        sub = _Submission(conn_id, sid, seq, encode_txn(txn))
+        sub = _Submission(conn_id, sid, seq, encode_txn(txn), obj=txn)
         self._submissions[(sid, seq)] = sub
         self._submit(sub)
 
     def _submit(self, sub: _Submission) -> None:
         sub.age = 0
         if self.is_leader:
-            self.raft.propose(_envelope(self._now, sub.session_id, sub.seq, sub.txn))
+            index = self.raft.propose(_envelope(self._now, sub.session_id, sub.seq, sub.txn))
+            if not isinstance(index, NotLeader) and sub.obj is not None:
+                # Applying our own entry needs no decoding: its Txn is here (see _apply).
+                self._own[index] = (self.raft.term, sub.obj)
         elif self.raft.leader is not None:
-            self._fx.messages.append(Forward(self.id, self.raft.leader, sub.session_id, sub.seq, sub.txn))
+            self._fx.early.append(Forward(self.id, self.raft.leader, sub.session_id, sub.seq, sub.txn))
         # No leader known: the retry timer submits it once one is.
 
     def _retry(self) -> None:
@@ -820,7 +853,7 @@ class Replica:
 
     def _send_touches(self) -> None:
         if self._touched and not self.is_leader and self.raft.leader is not None:
-            self._fx.messages.append(Touch(self.id, self.raft.leader, tuple(sorted(self._touched))))
+            self._fx.early.append(Touch(self.id, self.raft.leader, tuple(sorted(self._touched))))
             self._touched = set()
 
     def _expire(self) -> None:
@@ -869,6 +902,7 @@ class Replica:
             self._touched = set()
         elif not leader and self._was_leader:
             self._tracker = None
+            self._own.clear()  # entries we proposed and did not apply yet are decoded if they apply
         self._was_leader = leader
 
     # -- the Ready loop ---------------------------------------------------------------------
@@ -887,7 +921,9 @@ class Replica:
             if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
                 self._fx.persist.append(Persist(snapshot=rd.snapshot, entries=tuple(rd.entries),
                                                 hard_state=rd.hard_state))
+            if rd.must_sync:
                 self._fx.must_sync = True
+            self._fx.early.extend(RaftMsg(m) for m in rd.early_messages)
             self._fx.messages.extend(RaftMsg(m) for m in rd.messages)
             if rd.snapshot is not None:
                 self._install(rd.snapshot)
@@ -901,7 +937,8 @@ class Replica:
             self._on_role()
             self._maybe_compact()
         self._answer_syncs()
-        for conn_id in list(self._conns):
+        due, self._due = self._due, set()
+        for conn_id in sorted(due):
             self._flush(conn_id)
         fx, self._fx = self._fx, Effects()
         return fx
@@ -913,9 +950,18 @@ class Replica:
         if e.kind is EntryKind.NOOP:
             self.last_zxid = e.zxid
             return
+        own = self._own.pop(e.index, None) if self._own else None
         try:
-            time_ms, sid, seq, body = _open_envelope(e.data)
-            txn = replace(decode_txn(body), zxid=e.zxid, time_ms=time_ms)
+            if own is not None and own[0] == e.term and len(e.data) >= _ENV.size:
+                # Our own proposal of this term: the same bytes every replica decodes, whose Txn we hold.
+                version, time_ms, sid, seq = _ENV.unpack_from(e.data, 0)
+                t = own[1]
+                if version != _ENV_VERSION:
+                    raise ValueError(f"entry envelope version {version} is not supported")
+            else:
+                time_ms, sid, seq, body = _open_envelope(e.data)
+                t = decode_txn(body)
+            txn = Txn(e.zxid, time_ms, t.session_id, t.identities, t.op)
         except ValueError:
             # Every replica decodes the same bytes, so every replica skips the
             # same entry: skipping keeps them identical, crashing would not.
@@ -971,6 +1017,7 @@ class Replica:
                 for p in conn.queue:
                     if p.kind == "write" and p.seq == seq and p.reply is None:
                         p.reply = ClientReply(sub.conn_id, seq, int(res.err), value, e.zxid)
+                        self._due.add(sub.conn_id)
                         break
 
     def _off_by_one(self, multi: MultiOp) -> MultiOp:
@@ -1001,6 +1048,7 @@ class Replica:
             for p in conn.queue:
                 if p.kind == "sync" and p.seq == r.seq and p.reply is None:
                     p.reply = ClientReply(r.conn_id, r.seq, Err.OK, None, self.last_zxid)
+                    self._due.add(r.conn_id)
                     break
 
     def _flush(self, conn_id: int) -> None:
@@ -1041,14 +1089,7 @@ class Replica:
     # -- snapshots --------------------------------------------------------------------------
 
     def _snapshot_bytes(self) -> bytes:
-        parts = [_SNAP_MAGIC, _U32.pack(len(self._seen))]
-        for sid in sorted(self._seen):
-            seqs = list(self._seen[sid].order)
-            parts.append(_Q.pack(sid) + _U32.pack(len(seqs)) + b"".join(_Q.pack(s) for s in seqs))
-        parts.append(_U32.pack(len(self._closed)))
-        parts.extend(_Q.pack(sid) for sid in self._closed)
-        parts.append(self.tree.serialize())
-        return b"".join(parts)
+        return snapshot_data(self.tree, {sid: list(seen.order) for sid, seen in self._seen.items()}, self._closed)
 
     def _install(self, snap: Snapshot) -> None:
         data = snap.data
@@ -1074,6 +1115,7 @@ class Replica:
         self.tree = self._new_tree(DataTree.deserialize(data[pos:]))
         if self._read_cache is not None:
             self._read_cache.clear()
+        self._own.clear()
         self._seen = seen
         self.last_zxid = snap.meta.zxid
         self._settle_after_snapshot()
@@ -1106,6 +1148,7 @@ class Replica:
                         p.reply = ClientReply(sub.conn_id, seq, OUTCOME_UNKNOWN,
                                               "outcome unknown: this server learned it from a snapshot",
                                               self.last_zxid)
+                        self._due.add(sub.conn_id)
                         break
 
     def _maybe_compact(self) -> None:
@@ -1124,4 +1167,5 @@ __all__ = [
     "OUTCOME_UNKNOWN", "ClientReply", "CloseSession", "CreateSession", "Effects", "Forward", "PeerDecodeError",
     "PeerMsg", "Persist",
     "RaftMsg", "Read", "Replica", "ReplicaDisk", "Sync", "Touch", "Write", "decode_peer", "encode_peer",
+    "snapshot_data",
 ]

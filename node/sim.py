@@ -6,15 +6,23 @@ partitions, crashes and restarts, client think times. The same seed therefore
 replays the identical run and history (`SimResult.history_hash()`).
 
 What is real: `node.replica.Replica` (the Raft core, the data tree, sessions,
-forwarding, sync) exactly as the server will run it. What is simulated:
+forwarding, sync) and the effect loop that carries out its effects
+(`node.runner.EffectRunner`), exactly as the server runs them: deferred
+replicas drained once per turn, every input of a turn in one batch, the
+core's early messages sent before the fsync, the batch's promises and replies
+only after it, no new batch while a sync is in flight. What is simulated:
 
 - the **network** between replicas: each message is delivered after a random
   delay (sometimes a long one, which reorders), or lost, or delivered twice;
   a partition drops messages between sides at delivery time;
-- the **disks**: each replica's `ReplicaDisk` holds exactly what its
-  `Effects.persist` said; a crash drops the replica object (everything in
-  memory, unsent messages, pending client requests) and a restart builds a new
-  replica from the disk alone;
+- the **disks**: a persist is buffered and an fsync takes a random
+  `fsync_min_ms..fsync_max_ms` of simulated time, during which the member
+  goes on taking inputs (they share the next batch); only a finished fsync
+  moves what was persisted into the replica's durable `ReplicaDisk`. A crash
+  drops the replica object (everything in memory, unsent messages, pending
+  client requests) and keeps a random prefix of what was persisted but not
+  synced (the OS may have written some of it); a restart builds a new replica
+  from the disk alone;
 - **lost links**: a crash makes every live replica's shell report its link to
   the dead one lost (`peer_unreachable`, as the real shell does when the
   kernel closes the connections), and half the partitions do the same for
@@ -63,8 +71,8 @@ from node.replica import (
     OUTCOME_UNKNOWN,
     ClientReply,
     CreateSession,
-    Effects,
     PeerMsg,
+    Persist,
     RaftMsg,
     Read,
     Replica,
@@ -72,6 +80,7 @@ from node.replica import (
     Sync,
     Write,
 )
+from node.runner import EffectRunner
 from node.tree import EPHEMERAL, OPEN_ACL_UNSAFE, CreateOp, SetDataOp
 
 
@@ -92,6 +101,8 @@ class SimConfig:
     slow_prob: float = 0.08  # a message takes a long path (reordering)
     slow_max_ms: int = 250
     client_delay_ms: int = 2
+    fsync_min_ms: int = 1  # simulated fsync latency, drawn per sync
+    fsync_max_ms: int = 8
     think_max_ms: int = 500
     op_timeout_ms: int = 2500
     session_timeout_ms: int = 4000
@@ -105,6 +116,8 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.nodes not in (1, 3, 5):
             raise ValueError(f"nodes must be 1, 3 or 5, got {self.nodes}")
+        if not 0 <= self.fsync_min_ms <= self.fsync_max_ms:
+            raise ValueError(f"fsync latency {self.fsync_min_ms}..{self.fsync_max_ms} ms: need 0 <= min <= max")
         if self.ops < 1 or self.clients < 1 or self.keys < 1:
             raise ValueError("ops, clients and keys must be >= 1")
 
@@ -162,6 +175,8 @@ class Simulation:
         self._n = 0
         self.disks = {i: ReplicaDisk() for i in self.ids}
         self.replicas: dict[int, Replica | None] = {i: None for i in self.ids}
+        self.runners: dict[int, EffectRunner | None] = {i: None for i in self.ids}
+        self.unsynced: dict[int, list[Persist]] = {i: [] for i in self.ids}  # persisted, not yet synced
         self.incarnation = {i: 0 for i in self.ids}
         self.cut: set[tuple[int, int]] = set()
         self.faulty = True  # loss/dup/partitions/crashes allowed (safety phase)
@@ -175,7 +190,8 @@ class Simulation:
         self.heal_time: int | None = None
         self.live_write_ok_at: int | None = None
         self.stats = {"messages": 0, "delivered": 0, "crashes": 0, "partitions": 0, "timeouts": 0,
-                      "snapshots_sent": 0, "connects_ok": 0, "connects_refused": 0, "sessions_expired": 0}
+                      "snapshots_sent": 0, "connects_ok": 0, "connects_refused": 0, "sessions_expired": 0,
+                      "fsyncs": 0, "unsynced_lost": 0}
         self.value_counter = 0
         for i in self.ids:
             self._start(i)
@@ -201,18 +217,41 @@ class Simulation:
     def _start(self, i: int) -> None:
         cfg = self.cfg
         self.incarnation[i] += 1
-        self.replicas[i] = Replica(
+        inc = self.incarnation[i]
+        replica = self.replicas[i] = Replica(
             i, self.ids, self.disks[i].state(), random.Random(self.rng.getrandbits(64)),
             tick_ms=cfg.tick_ms, election_ticks=cfg.election_ticks, heartbeat_ticks=cfg.heartbeat_ticks,
             compact_every=cfg.compact_every, unsafe_commit_without_quorum=cfg.unsafe_commit_without_quorum,
-            unsafe_fault=cfg.unsafe_fault,
+            unsafe_fault=cfg.unsafe_fault, deferred=True,
         )
-        self._at(self.now + self.rng.randrange(1, cfg.tick_ms + 1), self._tick, i, self.incarnation[i])
+        self.unsynced[i] = []
+        self.runners[i] = EffectRunner(
+            replica, _SimDisk(self, i, inc), schedule=lambda fn: self._at(self.now, self._turn, i, inc, fn),
+            send=self._send_all, events=lambda events: None, replies=self._replies)
+        self._at(self.now + self.rng.randrange(1, cfg.tick_ms + 1), self._tick, i, inc)
+
+    def _turn(self, i: int, inc: int, fn: Callable[[], None]) -> None:
+        """A runner's turn (the event loop's call_soon); a raise from the replica is a violation."""
+        if self.incarnation[i] != inc:
+            return
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - any raise from a pure core is a bug to report
+            self.violations.append(f"replica {i} raised in its effect loop at t={self.now}ms: {type(e).__name__}: {e}")
+            raise _Stop() from e
 
     def _crash(self, i: int) -> None:
         self.replicas[i] = None
+        self.runners[i] = None
         self.incarnation[i] += 1
         self.stats["crashes"] += 1
+        # What was written but never synced: the OS may have put any prefix of it on disk.
+        pending = self.unsynced[i]
+        kept = self.rng.randrange(len(pending) + 1) if pending else 0
+        for p in pending[:kept]:
+            self.disks[i].apply(p)
+        self.stats["unsynced_lost"] += len(pending) - kept
+        self.unsynced[i] = []
         # The dead process's kernel closes its connections: every live member's
         # shell sees its link to i drop and passes the hint on, as the real one does.
         for j in self.ids:
@@ -228,24 +267,23 @@ class Simulation:
             self._call(j, "peer_unreachable", peer, self.now)
 
     def _call(self, i: int, fn_name: str, *args: Any) -> None:
-        """Call a replica input and carry out its effects; a raise is a violation."""
-        r = self.replicas[i]
-        if r is None:
+        """Give a replica an input; its runner carries out the effects this turn. A raise is a violation."""
+        r, runner = self.replicas[i], self.runners[i]
+        if r is None or runner is None:
             return
         try:
             fx = getattr(r, fn_name)(*args)
         except Exception as e:  # noqa: BLE001 - any raise from a pure core is a bug to report
             self.violations.append(f"replica {i} raised in {fn_name} at t={self.now}ms: {type(e).__name__}: {e}")
             raise _Stop() from e
-        self._effects(i, fx)
+        runner.input(fx)
 
-    def _effects(self, i: int, fx: Effects) -> None:
-        disk = self.disks[i]
-        for p in fx.persist:  # 1. persist (the simulated fsync is instant)
-            disk.apply(p)
-        for m in fx.messages:  # 2. send
+    def _send_all(self, msgs: list[PeerMsg]) -> None:
+        for m in msgs:
             self._send(m)
-        for rep in fx.replies:  # 3. answer clients
+
+    def _replies(self, replies: list[ClientReply]) -> None:
+        for rep in replies:
             cid = self.conn_owner.get(rep.conn_id)
             if cid is not None:
                 self._at(self.now + self.cfg.client_delay_ms, self._client_reply, cid, rep)
@@ -649,6 +687,31 @@ class Simulation:
             for sid, paths in r.tree.ephemerals_by_session.items():
                 if sid not in r.tree.sessions:
                     self.violations.append(f"replica {i} keeps ephemerals {paths} of closed session {sid:#x}")
+
+
+class _SimDisk:
+    """A replica's simulated disk for its runner: persists are buffered, a sync takes simulated time."""
+
+    def __init__(self, sim: Simulation, i: int, inc: int) -> None:
+        self.sim, self.i, self.inc = sim, i, inc
+
+    def persist(self, p: Persist) -> None:
+        self.sim.unsynced[self.i].append(p)
+
+    def sync(self, done: Callable[[BaseException | None], None]) -> None:
+        sim, cfg = self.sim, self.sim.cfg
+        delay = sim.rng.randrange(cfg.fsync_min_ms, cfg.fsync_max_ms + 1)
+
+        def synced() -> None:
+            if sim.incarnation[self.i] != self.inc:
+                return  # crashed meanwhile: _crash decided what reached the disk
+            for p in sim.unsynced[self.i]:
+                sim.disks[self.i].apply(p)
+            sim.unsynced[self.i] = []
+            sim.stats["fsyncs"] += 1
+            sim._turn(self.i, self.inc, lambda: done(None))
+
+        sim._at(sim.now + delay, synced)
 
 
 def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:

@@ -19,8 +19,10 @@ comma-separated; ``node/failpoints.py``): ``prepare`` starts every node with
 ``--failpoint-http 127.0.0.1:PORT`` (its election port, which the squall node
 does not otherwise use), and :meth:`SquallDB.arm_failpoints` arms the points
 in every node through that API once the cluster is ready, when the main phase
-begins. Armed at process start instead, a point that crashes members (panic,
-an fsync error) would fail the setup; and a member restarted during the run
+begins, and disarms them when it ends (the heal: recovery and the final
+reads see a healthy cluster, as after every other fault). Armed at process
+start instead, a point that crashes members (panic, an fsync error) would
+fail the setup; and a member restarted during the run
 (kill, disk, or after its own panic) comes back unarmed, a new process as
 under gofail's HTTP arming, so a `1*panic` costs each member one crash rather
 than a crash at every restart.
@@ -30,11 +32,11 @@ from __future__ import annotations
 
 import functools
 import os
-import urllib.error
-import urllib.request
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,28 @@ class SquallDB:
                 except OSError as exc:
                     raise SetupError(f"cannot arm failpoint {spec} in node {node} (127.0.0.1:{port}): {exc}") from None
                 done.append(f"{node}: {spec}")
+        return done
+
+    def disarm_failpoints(self, cluster: Any) -> list[str]:
+        """Disarm every failpoint in every node that answers; the nodes disarmed.
+
+        A node that is down (killed, or dead of its own panic) has none armed: it is skipped."""
+        done = []
+        for node in cluster.nodes:
+            port = self._failpoint_ports.get(node)
+            if port is None:
+                continue
+            ok = True
+            for spec in self.failpoints:
+                name = spec.partition("=")[0].strip()
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/{name}", method="DELETE")
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        resp.read()
+                except OSError:
+                    ok = False  # down, or paused past the timeout: a restart comes back unarmed anyway
+            if ok:
+                done.append(node)
         return done
 
     def supported_node_counts(self) -> tuple[int, ...]:

@@ -329,19 +329,44 @@ class NotLeader:
         return False
 
 
+# Messages that promise nothing about the sender's disk: a leader's appends, heartbeats and
+# snapshots, and read-index traffic. They may leave before the fsync of the Ready that made them
+# (Raft allows a leader to write its log in parallel with sending it; its own copy counts towards
+# a quorum only because no acknowledgement can be handled before that fsync returns: the shell
+# starts no new Ready while one is being synced). Everything else -- votes, append and heartbeat
+# acknowledgements, DURABLE -- is a promise and leaves only after the fsync.
+EARLY_TYPES = frozenset({MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT,
+                         MessageType.READ_INDEX, MessageType.READ_INDEX_RESP})
+
+
+def must_sync(prev: HardState, hard: HardState | None, entries: bool, snapshot: bool) -> bool:
+    """Whether a Ready needs an fsync before anything that depends on it leaves (etcd-raft's MustSync).
+
+    New entries, a snapshot, a new term or a new vote are promises to peers; the commit
+    index alone is not (a restarted member learns it again from the leader), so a
+    commit-only change is written and rides along with the next fsync.
+    """
+    if entries or snapshot:
+        return True
+    return hard is not None and (hard.term != prev.term or hard.vote != prev.vote)
+
+
 @dataclass(slots=True)
 class Ready:
     """What the shell must do, in order:
 
     1. persist `snapshot` (if any), then `entries` (first dropping every
        persisted entry whose index is >= entries[0].index: a new leader may have
-       overwritten an uncommitted suffix), then `hard_state` (if not None), and
-       fsync;
-    2. send `messages`;
-    3. install `snapshot` into the state machine (if any), then apply
+       overwritten an uncommitted suffix), then `hard_state` (if not None);
+       `early_messages` may be sent from here on (they promise nothing about
+       this disk: see EARLY_TYPES);
+    2. if `must_sync`, fsync, and start no other Ready until it returns;
+    3. send `messages`;
+    4. install `snapshot` into the state machine (if any), then apply
        `committed_entries` in order; answer `read_states` once applied reaches
-       each one's index;
-    4. call `advance(ready)`; only then ask for the next Ready.
+       each one's index; nothing that depends on them may leave the process
+       before step 2 is done;
+    5. call `advance(ready)`; only then ask for the next Ready.
     """
 
     soft_state: SoftState | None = None
@@ -351,13 +376,11 @@ class Ready:
     committed_entries: list[Entry] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
-
-    def must_sync(self) -> bool:
-        """True when something durable changed (an fsync is required)."""
-        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+    early_messages: list[Message] = field(default_factory=list)
+    must_sync: bool = False
 
     def is_empty(self) -> bool:
         return not (
-            self.soft_state or self.must_sync() or self.committed_entries
-            or self.messages or self.read_states
+            self.soft_state or self.hard_state is not None or self.entries or self.snapshot is not None
+            or self.committed_entries or self.messages or self.early_messages or self.read_states
         )

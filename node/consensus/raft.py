@@ -22,6 +22,7 @@ from node.failpoints import Failpoints
 from .log import RaftLog
 from .messages import (
     COUNTER_MASK,
+    EARLY_TYPES,
     MAX_TERM,
     Entry,
     EntryKind,
@@ -35,6 +36,7 @@ from .messages import (
     Snapshot,
     SoftState,
     make_zxid,
+    must_sync,
 )
 
 
@@ -333,19 +335,22 @@ class RaftNode:
         self._flush_broadcast()
         soft = self.soft_state()
         hard = self.hard_state()
+        msgs = _coalesce_acks(self.msgs)
         rd = Ready(
             soft_state=soft if soft != self._prev_soft else None,
             hard_state=hard if hard != self._prev_hard else None,
             entries=list(self.log.unstable_entries()),
             snapshot=self.log.pending_snapshot,
             committed_entries=self.log.next_committed_entries(),
-            messages=_coalesce_acks(self.msgs),
+            messages=[m for m in msgs if m.type not in EARLY_TYPES],
             read_states=self.read_states,
+            early_messages=[m for m in msgs if m.type in EARLY_TYPES],
         )
+        rd.must_sync = must_sync(self._prev_hard, rd.hard_state, bool(rd.entries), rd.snapshot is not None)
         self.msgs = []
         self.read_states = []
         if rd.entries and self.role is Role.LEADER and self.durable_commit:
-            # Sent after this Ready is persisted (the Ready contract), so it is a promise.
+            # Sent after this Ready is persisted and synced (the Ready contract), so it is a promise.
             last = rd.entries[-1].index
             rd.messages.extend(Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
                                for p in sorted(self.voters - {self.id}))
@@ -459,7 +464,8 @@ class RaftNode:
 
     def _tick_election(self) -> None:
         self.election_elapsed += 1
-        if self.election_elapsed >= self.randomized_timeout:
+        # A sole voter has nobody to wait for: it elects itself on its first tick.
+        if self.election_elapsed >= self.randomized_timeout or len(self.voters) == 1:
             self.election_elapsed = 0
             self._campaign(pre=self.pre_vote)
 

@@ -188,8 +188,8 @@ class Net:
                 disk.entries.append(e)
         if rd.hard_state is not None:
             disk.hard_state = rd.hard_state
-        # 2. send
-        self.inflight.extend(rd.messages)
+        # 2. send (the early ones may leave before the fsync; the disk here is always synced)
+        self.inflight.extend(rd.early_messages + rd.messages)
         # 3. apply
         if rd.snapshot is not None:
             seq = decode_sm(rd.snapshot.data)

@@ -481,7 +481,7 @@ def test_snapshots_are_taken_and_recovery_uses_them(tmp_path: Path) -> None:
         finally:
             c.stop()
             c.close()
-    assert list((tmp_path / "d" / "snapshots").iterdir()), "no snapshot was written"
+    assert list((tmp_path / "d" / "ensemble").glob("raft-snap-*.bin")), "no snapshot was written"
     with BackgroundNode(cfg) as n:
         c = KazooClient(hosts=n.hosts)
         c.start(timeout=10)
@@ -514,9 +514,8 @@ def test_session_and_its_ephemeral_survive_a_restart(tmp_path: Path) -> None:
             again.close()
 
 
-def test_lose_writes_fault_loses_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SQUALL_UNSAFE_TEST_FAULT", "lose-writes")
-    with BackgroundNode(make_cfg(tmp_path / "d")) as n:
+def test_lose_writes_fault_loses_writes(tmp_path: Path) -> None:
+    with BackgroundNode(make_cfg(tmp_path / "d", unsafe_test_fault="lose-writes")) as n:
         c = KazooClient(hosts=n.hosts)
         c.start(timeout=10)
         try:
@@ -532,9 +531,8 @@ def test_lose_writes_fault_loses_writes(tmp_path: Path, monkeypatch: pytest.Monk
             c.close()
 
 
-def test_stale_reads_fault_serves_old_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SQUALL_UNSAFE_TEST_FAULT", "stale-reads")
-    with BackgroundNode(make_cfg(tmp_path / "d")) as n:
+def test_stale_reads_fault_serves_old_data(tmp_path: Path) -> None:
+    with BackgroundNode(make_cfg(tmp_path / "d", unsafe_test_fault="stale-reads")) as n:
         c = KazooClient(hosts=n.hosts)
         c.start(timeout=10)
         try:
