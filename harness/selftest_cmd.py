@@ -286,8 +286,10 @@ def selftest(ctx: click.Context, fast: bool, only: str | None, list_only: bool, 
                 except SpecError as exc:
                     raise click.UsageError(f"{what}: {exc}") from None
                 row.attempts.append(a)
+                note = a.anomaly or a.summary
+                note = note if len(note) <= 240 else note[:237] + "..."
                 say(f"[{n}/{total}] {what}: {a.verdict} in {a.seconds:.1f} s"
-                    + (f": {a.anomaly or a.summary}" if a.exit_code != EXIT_VALID else ""))
+                    + (f": {note}" if a.exit_code != EXIT_VALID else ""))
                 if a.exit_code == EXIT_INTERRUPTED:
                     interrupted = True
                     break
