@@ -594,7 +594,12 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
                 nemesis_package.nemesis.setup(cluster)
             arm = getattr(db, "arm_failpoints", None) if spec.option_dict.get("failpoints") else None
             if arm is not None:  # test-only failpoints: armed once the cluster is up (harness/dbs/squall.py)
-                for line in arm(cluster):
+                # A fault like the nemesis's, in the history as one: the availability check then
+                # judges no stretch in which members may stall or fail at a failpoint as fault-free.
+                recorder.record(INVOKE, NEMESIS, "start-failpoints", spec.option_dict["failpoints"])
+                armed = arm(cluster)
+                recorder.record(INFO, NEMESIS, "start-failpoints", {"armed": armed})
+                for line in armed:
                     log.info("setup: failpoint armed: %s", line)
         except RunInterrupted:
             raise
@@ -649,7 +654,10 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
         disarm = getattr(db, "disarm_failpoints", None) if spec.option_dict.get("failpoints") else None
         if disarm is not None and not control.stop.is_set():
             # failpoints are faults of the main phase: healed with the rest (harness/dbs/squall.py)
-            log.info("heal: failpoints disarmed in %s", ", ".join(disarm(cluster)) or "no node (none answered)")
+            recorder.record(INVOKE, NEMESIS, "stop-failpoints", None)
+            disarmed = disarm(cluster)
+            recorder.record(INFO, NEMESIS, "stop-failpoints", {"disarmed": disarmed})
+            log.info("heal: failpoints disarmed in %s", ", ".join(disarmed) or "no node (none answered)")
         if not control.stop.is_set():
             progress.set_phase("recover", recorder.now_s())
             log.info("recovery: waiting up to %.0fs until the cluster is ready again", recovery_timeout_s)

@@ -159,6 +159,11 @@ def test_squall_run_arms_failpoints_in_every_node_once_ready(tmp_path) -> None:
     for node in ("n1", "n2", "n3"):
         assert f"failpoint armed: {node}: campaign=sleep(5)" in log
     assert run_dir.name and "fp-campaign-fp-before-reply" in run_dir.parent.name
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    fps = [(op["f"], op["type"]) for op in history if op["process"] == "nemesis"]
+    assert fps == [("start-failpoints", "invoke"), ("start-failpoints", "info"),
+                   ("stop-failpoints", "invoke"), ("stop-failpoints", "info")]  # a fault window, as the nemesis's
+    assert "disarmed in n1, n2, n3" in log
 
 
 @pytest.mark.integration
