@@ -314,15 +314,17 @@ class RaftNode:
     def has_ready(self) -> bool:
         if self._outstanding is not None:
             return False
+        # Field by field rather than building SoftState/HardState: called several times per turn.
+        soft, hard, log = self._prev_soft, self._prev_hard, self.log
         return (
             self._broadcast_pending
-            or self.soft_state() != self._prev_soft
-            or self.hard_state() != self._prev_hard
             or bool(self.msgs)
             or bool(self.read_states)
-            or self.log.pending_snapshot is not None
-            or bool(self.log.unstable_entries())
-            or bool(self.log.next_committed_entries())
+            or self.term != hard.term or self.vote != hard.vote or log.committed != hard.commit
+            or self.role.value != soft.role or self.leader != soft.leader or self.term != soft.term
+            or log.pending_snapshot is not None
+            or log.stabled < log.last_index()
+            or log.committed > max(log.applied, log.offset)
         )
 
     def ready(self) -> Ready:

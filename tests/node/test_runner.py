@@ -52,7 +52,7 @@ def make(disk_inline: bool = False, error: BaseException | None = None):
     soon: list[Callable[[], None]] = []
     failures: list[BaseException] = []
     runner = EffectRunner(replica, disk, schedule=soon.append,  # type: ignore[arg-type]
-                          send=lambda msgs: log.append(("send", [m.seq for m in msgs])),
+                          send=lambda msgs: log.append(("send", [getattr(m, "seq", None) for m in msgs])),
                           events=lambda evs: log.append(("events", len(evs))),
                           replies=lambda reps: log.append(("replies", [r.seq for r in reps])),
                           idle=lambda: log.append(("idle",)), failed=failures.append,

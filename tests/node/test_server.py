@@ -470,6 +470,28 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
             c.close()
 
 
+def test_fsync_in_a_disk_thread_acknowledges_only_durable_writes(tmp_path: Path) -> None:
+    """--fsync-in-thread: the loop keeps reading while the disk thread syncs; every acked write survives."""
+    cfg = make_cfg(tmp_path / "d", fsync_inline=False)
+    with BackgroundNode(cfg) as n:
+        c = KazooClient(hosts=n.hosts)
+        c.start(timeout=10)
+        try:
+            pending = [c.create_async(f"/t{i}", str(i).encode()) for i in range(200)]
+            assert [p.get(timeout=10) for p in pending] == [f"/t{i}" for i in range(200)]
+        finally:
+            c.stop()
+            c.close()
+    with BackgroundNode(make_cfg(tmp_path / "d")) as n:
+        c = KazooClient(hosts=n.hosts)
+        c.start(timeout=10)
+        try:
+            assert len(c.get_children("/")) == 201 and c.get("/t199")[0] == b"199"
+        finally:
+            c.stop()
+            c.close()
+
+
 def test_snapshots_are_taken_and_recovery_uses_them(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path / "d", snapshot_every=5)
     with BackgroundNode(cfg) as n:
