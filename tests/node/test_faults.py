@@ -317,3 +317,10 @@ def test_a_standalone_node_refuses_a_fault_it_cannot_carry_out(tmp_path: Path) -
     assert r.exit_code == 2 and "need an ensemble" in r.output, r.output
     r = CliRunner().invoke(node_command, ["--data-dir", str(tmp_path / "d"), "--unsafe-test-fault", "gremlins"])
     assert r.exit_code == 2 and "allowed: lose-writes" in r.output, r.output
+
+
+def test_the_harness_offers_every_node_fault() -> None:
+    """`squall run --unsafe-db-fault` accepts exactly the node's faults (no drift)."""
+    from harness.cli import _registry
+
+    assert sorted(_registry().unsafe_db_faults) == sorted(faults.FAULTS)
