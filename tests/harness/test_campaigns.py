@@ -248,9 +248,11 @@ def test_a_member_that_takes_back_a_client_that_has_seen_more_is_caught(tmp_path
     # a stale version passes the check on the lagging member: an increment is lost
     ("local-version-check", "counter", LAG, "counter", "final-out-of-bounds"),
     # a leader's fenced read after another leader's multi sees the old value
-    ("stale-read-cache", "election", ["--nemesis", "none", *SHORT], "lock-fencing", "fencing violation"),
+    ("stale-read-cache", "election", ["--nemesis", "none", "--time-limit", "8", "--no-progress"], "lock-fencing",
+     "fencing violation"),
     # the sync path leaks the throttle: the members stop answering writes and syncs
-    ("throttle-leak", "register", ["--reads", "sync", "--nemesis", "none", *SHORT], "availability", "unavailable"),
+    ("throttle-leak", "register", ["--reads", "sync", "--nemesis", "none", "--time-limit", "8", "--no-progress"],
+     "availability", "unavailable"),
 ])
 def test_each_recipe_and_availability_check_catches_its_broken_database(tmp_path, fault, workload, flags, checker,
                                                                          anomaly):
