@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from node.failpoints import FailpointError
+from node.failpoints import FailpointError, Failpoints
 from node.replica import ClientReply, Effects, PeerMsg, Persist, Replica
 from node.tree import WatchEvent
 
@@ -76,7 +76,9 @@ class EffectRunner:
         computes queued reads then); ``failed(exc)`` once the disk failed; ``synced(s)``
         after every sync, with its duration (the metrics hook)."""
         self.replica = replica
-        self.fp = replica.fp  # the member's failpoints (node.failpoints), inert unless armed
+        # the member's failpoints (node.failpoints), inert unless armed; a stand-in replica may have none
+        fp = getattr(replica, "fp", None)
+        self.fp = fp if isinstance(fp, Failpoints) else Failpoints()
         self.disk = disk
         self._schedule = schedule
         self._send = send

@@ -46,6 +46,10 @@ SHORT = ["--time-limit", "12", "--nemesis-interval", "3", "--no-progress"]
 # 1 s behind for most of the run, its leader killed every 4 s, 12 clients.
 LAG = ["--nemesis", "lagging-follower", "--nemesis-interval", "1", "--time-limit", "12", "--concurrency", "12",
        "--rate", "40", "--no-progress"]
+# With --reads sync: more clients, so more of them read through the lagging
+# member (its clients' writes take 2 s or more, so each reads seldom there).
+LAG_SYNC = ["--reads", "sync", "--nemesis", "lagging-follower", "--nemesis-interval", "1", "--time-limit", "12",
+            "--concurrency", "18", "--rate", "40", "--no-progress"]
 
 
 def _need_zookeeper() -> None:
@@ -204,8 +208,7 @@ def test_reads_after_sync_are_fresh_under_a_lagging_follower(tmp_path, db):
         _need_zookeeper()
     else:
         _need_node()
-    r = squall(["run", "--db", db, "--nodes", "3", "--workload", "register", "--reads", "sync", "--seed", "11",
-                *LAG], tmp_path)
+    r = squall(["run", "--db", db, "--nodes", "3", "--workload", "register", "--seed", "11", *LAG_SYNC], tmp_path)
     run_dir = _latest(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 0, f"{db}: exit {r.returncode}: {results.get('summary')}\n{r.stderr[-2000:]}"
@@ -220,7 +223,7 @@ def test_a_sync_that_does_not_wait_is_caught_by_a_lagging_follower(tmp_path):
     """sync-no-wait answers a sync from the member's own state: through a
     follower kept 1 s behind, a read after sync misses acknowledged writes."""
     _need_fault_switch()
-    r, run_dir, results = _broken_run(tmp_path, "sync-no-wait", "register", ["--reads", "sync", *LAG])
+    r, run_dir, results = _broken_run(tmp_path, "sync-no-wait", "register", LAG_SYNC)
     assert r.returncode == 1, f"sync-no-wait passed: {results.get('summary')}\n{r.stderr[-2000:]}"
     stale = _subs(results)["fresh-after-sync"]["counterexample"]["stale_reads"][0]
     assert {"sync", "read", "missed_write", "read_node"} <= set(stale) and stale["missed_write"] >= 0
@@ -245,9 +248,11 @@ def test_a_member_that_takes_back_a_client_that_has_seen_more_is_caught(tmp_path
     # a stale version passes the check on the lagging member: an increment is lost
     ("local-version-check", "counter", LAG, "counter", "final-out-of-bounds"),
     # a leader's fenced read after another leader's multi sees the old value
-    ("stale-read-cache", "election", ["--nemesis", "none", *SHORT], "lock-fencing", "fencing violation"),
+    ("stale-read-cache", "election", ["--nemesis", "none", "--time-limit", "8", "--no-progress"], "lock-fencing",
+     "fencing violation"),
     # the sync path leaks the throttle: the members stop answering writes and syncs
-    ("throttle-leak", "register", ["--reads", "sync", "--nemesis", "none", *SHORT], "availability", "unavailable"),
+    ("throttle-leak", "register", ["--reads", "sync", "--nemesis", "none", "--time-limit", "8", "--no-progress"],
+     "availability", "unavailable"),
 ])
 def test_each_recipe_and_availability_check_catches_its_broken_database(tmp_path, fault, workload, flags, checker,
                                                                          anomaly):

@@ -333,3 +333,10 @@ def test_a_standalone_node_refuses_a_fault_that_cannot_show_on_it(tmp_path: Path
     with pytest.raises(faults.UnknownFault, match="cannot show"):
         faults.check(fault, members=1)
     assert faults.check(fault, members=3) == fault
+
+
+def test_the_harness_offers_every_node_fault() -> None:
+    """`squall run --unsafe-db-fault` accepts exactly the node's faults (no drift)."""
+    from harness.cli import _registry
+
+    assert sorted(_registry().unsafe_db_faults) == sorted(faults.FAULTS)
