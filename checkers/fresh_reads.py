@@ -76,6 +76,7 @@ def check(ops: Iterable[Operation], read_fs: tuple[str, ...] = ("read",),
                                       "must be unique per key.", {"ops": [writer[o.key, v].id, o.id]})
             writer[o.key, v] = o
     checked, fresh, problems = 0, [], []
+    by_node: dict[str, int] = {}  # reads judged per server: did any run where a lagging member could show?
     for r in ops:
         if r.f not in read_fs or r.status != OK:
             continue
@@ -87,6 +88,8 @@ def check(ops: Iterable[Operation], read_fs: tuple[str, ...] = ("read",),
         if r.output is not None and (seen is None or seen.status != OK):
             continue  # an unknown value, or a crashed write's: no order to judge by
         checked += 1
+        node = str(r.completion.node) if r.completion is not None and r.completion.node is not None else "?"
+        by_node[node] = by_node.get(node, 0) + 1
         missed = [w for w in acked if seen is None or (w is not seen and _older(seen, w))]
         if not missed:
             fresh.append(r.call_index)
@@ -103,7 +106,7 @@ def check(ops: Iterable[Operation], read_fs: tuple[str, ...] = ("read",),
                     f"{newest.invoke.index if newest.invoke else newest.call_index} of "
                     f"{_written(newest)!r} (zxid {_zxid(newest)}) was acknowledged before the "
                     f"sync was invoked")})
-    details = {"reads_checked": checked, "stale": len(problems)}
+    details = {"reads_checked": checked, "stale": len(problems), "reads_checked_by_node": dict(sorted(by_node.items()))}
     if problems:
         return Result.illegal(NAME, f"{len(problems)} read(s) after sync missed an acknowledged write",
                               "\n".join(p["why"] for p in problems[:20]),

@@ -50,8 +50,19 @@ def check_queue(history: Iterable[Op]) -> Result:
             problems.append({"queue": q, "kind": "lost", "items": missing[:MAX_SHOWN],
                              "why": f"{q}: {len(missing)} acknowledged item(s) neither consumed nor "
                                     f"present, but only {info_gets} get(s) were indeterminate"})
-        for kind, items in (("consumed-twice", [i for i, c in got.items() if c > 1]),
-                            ("present-twice", [i for i, c in present.items() if c > 1]),
+        twice = [i for i, c in got.items() if c > 1]
+        if twice:
+            takers = {i: [o for o in gets if o.status == OK and o.output[1] == i] for i in twice[:MAX_SHOWN]}
+            problems.append({
+                "queue": q, "kind": "consumed-twice", "items": twice[:MAX_SHOWN],
+                "gets": {str(i): [_get_op(o) for o in takers[i]] for i in takers},
+                "why": "; ".join(f"{q}: item {i} was consumed by {len(takers[i])} gets: "
+                                 + ", ".join(f"op {o.index} (process {o.process}"
+                                             + (f" on {o.completion.node}" if o.completion and o.completion.node
+                                                else "") + ")" for o in takers[i])
+                                 for i in list(takers)[:3])
+                       + ("" if len(twice) <= 3 else f"; {len(twice) - 3} more item(s) consumed twice")})
+        for kind, items in (("present-twice", [i for i, c in present.items() if c > 1]),
                             ("consumed-and-present", sorted(set(got) & set(present))),
                             ("never-put", sorted((set(got) | set(present)) - attempted, key=str))):
             if items:
@@ -70,6 +81,11 @@ def check_queue(history: Iterable[Op]) -> Result:
     return Result.ok(name, f"{total} acknowledged puts all accounted for, none consumed twice",
                      {q: {"consumed": d["consumed"], "present": d["present"]} for q, d in details.items()},
                      details=details)
+
+
+def _get_op(o: Any) -> dict[str, Any]:
+    return {"op": o.index, "process": o.process,
+            "node": o.completion.node if o.completion is not None else None}
 
 
 # ------------------------------------------------------------------ counter

@@ -35,6 +35,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("harness.cluster_cmd", "cluster"),
     "serve": ("harness.serve_cmd", "serve"),
     "list": ("harness.list_cmd", "list_cmd"),
+    "selftest": ("harness.selftest_cmd", "selftest"),
 }
 
 
@@ -63,6 +64,14 @@ def _ssh_backend(options: dict):
 # backend; its nemesis checks the cluster's abilities in setup.
 BUILTIN_FAULTS = ("partition", "pause", "kill", "packet", "clock", "disk")
 BACKEND_FAULTS = {"docker": ("partition", "pause", "kill", "packet", "disk"), "ssh": ("partition", "pause", "kill")}
+# Targeted sequences --nemesis may name (nemesis/schedule.py SEQUENCE_FAULTS): name -> the faults each uses.
+NEMESIS_SEQUENCES = {"lagging-follower": ("packet", "kill"), "kill-leader-in-partition": ("partition", "kill"),
+                     "pause-majority": ("pause",)}
+
+
+def _check_failpoint(spec: str):
+    from node import failpoints  # the node's own list of points (the composition root may name node/)
+    return failpoints.parse_spec(spec)
 
 
 def _registry():
@@ -70,7 +79,10 @@ def _registry():
     from harness.registry import from_plugins
     return from_plugins(discover(),
                         backends={"local": _local_backend, "docker": _docker_backend, "ssh": _ssh_backend},
-                        backend_faults=BACKEND_FAULTS, builtin_faults=BUILTIN_FAULTS)
+                        backend_faults=BACKEND_FAULTS, builtin_faults=BUILTIN_FAULTS,
+                        nemesis_sequences=NEMESIS_SEQUENCES,
+                        # test-only failpoints (the node's --failpoint, node/failpoints.py), passed by the db's prepare
+                        failpoint_dbs=("squall",), check_failpoint=_check_failpoint)
 
 
 class _LazyGroup(click.Group):

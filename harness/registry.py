@@ -37,6 +37,9 @@ class Registry:
     ``all`` leaves out. ``checkers`` are the consistency checkers ``squall
     check --consistency`` accepts; ``discovery`` is what the plugins' entry
     points gave (for ``squall list``).
+    ``nemesis_sequences`` are targeted fault sequences ``--nemesis`` may
+    name besides the faults (name -> the faults each uses); ``all`` does not
+    include them.
     """
 
     backends: Mapping[str, Factory]
@@ -50,6 +53,11 @@ class Registry:
     extra_faults: tuple[str, ...] = ()
     checkers: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     discovery: Discovery | None = None
+    nemesis_sequences: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # ``--failpoint NAME=ACTION``: the databases that take failpoints, and a check of one
+    # spec (raises ValueError naming what is allowed); test-only, like unsafe_db_faults
+    failpoint_dbs: tuple[str, ...] = ()
+    check_failpoint: Callable[[str], Any] = lambda spec: None
 
     def nodes_for(self, db: str) -> int:
         fn = self.default_nodes.get(db)
@@ -121,10 +129,12 @@ def nemesis_composer(plugins: list[Plugin]) -> Callable[[list[str], float, rando
 
 
 def from_plugins(discovery: Discovery, backends: Mapping[str, Factory],
-                 backend_faults: Mapping[str, tuple[str, ...]], builtin_faults: tuple[str, ...]) -> Registry:
+                 backend_faults: Mapping[str, tuple[str, ...]], builtin_faults: tuple[str, ...],
+                 **extra: Any) -> Registry:
     """The registry of every registered plugin, with the composition root's
     backends. ``builtin_faults`` are the faults the backends' table knows
-    (squall's own); other registered faults are ``extra_faults``."""
+    (squall's own); other registered faults are ``extra_faults``. ``extra``
+    sets the composition root's other fields (nemesis sequences, failpoints)."""
     dbs = {p.name: _factory(p) for p in discovery.of("db")}
     checkers: dict[str, Callable[..., Any]] = {}
     for p in discovery.of("checker"):
@@ -141,4 +151,4 @@ def from_plugins(discovery: Discovery, backends: Mapping[str, Factory],
         default_nodes={p.name: _db_default_nodes(p) for p in discovery.of("db")},
         backend_faults=backend_faults,
         extra_faults=tuple(f for f in faults if f not in builtin_faults),
-        checkers=checkers, discovery=discovery)
+        checkers=checkers, discovery=discovery, **extra)

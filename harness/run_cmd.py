@@ -90,6 +90,9 @@ def _common_options(fn: Callable) -> Callable:
         click.option("--latency", "latency_ms", type=float, default=0.0, show_default=True,
                      help="Base delay in ms added to every peer link, each direction, for the whole run "
                           "(local backend: the proxy mesh)."),
+        click.option("--failpoint", "failpoints", multiple=True, metavar="NAME=ACTION",
+                     help="TEST ONLY: arm a failpoint in every squall node (repeatable), e.g. before-fsync=panic, "
+                          "apply=10%error, campaign=sleep(300); `squall node --list-failpoints` lists them."),
         click.option("--unsafe-db-fault", default=None, hidden=True,
                      help="TEST ONLY: run a deliberately broken database (the db is started with that test-only "
                           "fault armed) to prove the gate fails."),
@@ -120,6 +123,7 @@ class _Common:
     ssh_port: int | None = None
     strict_host_key_checking: bool = False
     latency_ms: float = 0.0
+    failpoints: tuple[str, ...] = ()
 
 
 def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
@@ -169,6 +173,10 @@ def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n:
     if "partition" in faults and n < 2:
         raise SpecError("--nemesis partition needs at least 2 nodes (a one-node cluster has no link to cut); "
                         "use --nodes 3, or another fault (pause, kill)")
+    for seq in ("lagging-follower", "kill-leader-in-partition"):
+        if seq in faults and n < 3:
+            raise SpecError(f"--nemesis {seq} needs at least 3 nodes (a follower to cut off or slow down "
+                            "and a quorum without it); use --nodes 3")
 
 
 def unsafe_faults_of(reg: Registry, db: Any) -> tuple[str, ...]:
@@ -255,7 +263,7 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
         if value not in table:
             raise SpecError(f"unknown {kind} {value!r}; allowed: {', '.join(sorted(table))}")
     faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.faults_for(c.backend), c.backend,
-                           everything=reg.all_faults_for(c.backend))
+                           reg.nemesis_sequences, everything=reg.all_faults_for(c.backend))
     count, options = _nodes_and_backend_options(c)
     db = _make_db(reg, c.db, options)
     faults = _faults_the_db_takes(db, c.db, nemesis, faults)
@@ -283,9 +291,23 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
             raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r} for --db {c.db}; allowed: "
                             f"{', '.join(allowed) or 'none (this database has no test-only faults)'}")
         options["unsafe_db_fault"] = c.unsafe_db_fault
+    if c.failpoints:
+        if c.db not in reg.failpoint_dbs:
+            raise SpecError(f"--failpoint arms the squall node's test-only failpoints; --db {c.db} has none "
+                            f"(allowed with: {', '.join(reg.failpoint_dbs) or 'no database'})")
+        if c.backend != "local":
+            raise SpecError(f"--failpoint needs the local backend (the harness arms every node through its "
+                            f"loopback failpoint API); the {c.backend} backend cannot reach it")
+        for fp in c.failpoints:
+            try:
+                reg.check_failpoint(fp)
+            except ValueError as exc:
+                raise SpecError(f"--failpoint {fp}: {exc}") from None
+        options["failpoints"] = ",".join(fp.strip() for fp in c.failpoints)
     seed = c.seed if c.seed is not None else random.SystemRandom().randrange(2**31)
     return TestSpec(
-        name=name or default_name(c.db, workload, faults) + (f"-unsafe-{c.unsafe_db_fault}" if c.unsafe_db_fault else ""),
+        name=name or default_name(c.db, workload, faults) + (f"-unsafe-{c.unsafe_db_fault}" if c.unsafe_db_fault else "")
+        + "".join(f"-fp-{fp.partition('=')[0].strip()}" for fp in c.failpoints),
         nodes=nodes, backend=c.backend, db=c.db, workload=workload, nemesis=faults,
         nemesis_interval_s=c.nemesis_interval, time_limit_s=c.time_limit,
         concurrency=parse_concurrency(c.concurrency, len(nodes)), rate=c.rate, seed=seed, reads=reads,
@@ -388,7 +410,9 @@ def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
                    "`squall list`).")
 @click.option("--nemesis", default="partition,kill", show_default=True,
               help=f"Comma-separated faults ({', '.join(plugins.names('nemesis'))}), all (every one of "
-                   "squall's own faults the backend supports) or none; they overlap on a seeded schedule.")
+                   "squall's own faults the backend supports) or none; they overlap on a seeded schedule. "
+                   "A targeted sequence (lagging-follower, kill-leader-in-partition, pause-majority) may be "
+                   "named too: it is then played over and over.")
 @_common_options
 @click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")

@@ -240,17 +240,19 @@ def failure_counts(outcomes: list[SeedOutcome]) -> tuple[int, int]:
     return violations, liveness
 
 
-def simulator_command(seeds: int, first: int, nodes: int | None, ops: int, unsafe: bool) -> list[str]:
-    """The node's simulator as a process (the harness may not import node/)."""
+def simulator_command(seeds: int, first: int, nodes: int | None, ops: int, unsafe: str) -> list[str]:
+    """The node's simulator as a process (the harness may not import node/).
+
+    ``unsafe``: a TEST-ONLY fault armed in every replica ("" = none)."""
     cmd = [sys.executable, "-m", "node.sim", "--seeds", str(seeds), "--seed", str(first), "--ops", str(ops)]
     if nodes:
         cmd += ["--nodes", str(nodes)]
     if unsafe:
-        cmd.append("--unsafe-commit-without-quorum")
+        cmd += ["--unsafe-test-fault", unsafe]
     return cmd
 
 
-def stream_runs(seeds: int, first: int, nodes: int | None, ops: int, unsafe: bool) -> Iterator[dict[str, Any]]:
+def stream_runs(seeds: int, first: int, nodes: int | None, ops: int, unsafe: str) -> Iterator[dict[str, Any]]:
     """Run the simulator process and yield each seed's result as it arrives.
 
     The process is always stopped when the caller stops iterating (fail-fast,
@@ -315,7 +317,7 @@ def _worker_init() -> None:
             pass
 
 
-def _assess_chunk(task: tuple[int, int, int | None, int, bool, float]) -> list[SeedOutcome]:
+def _assess_chunk(task: tuple[int, int, int | None, int, str, float]) -> list[SeedOutcome]:
     first, count, nodes, ops, unsafe, budget = task
     runs = stream_runs(count, first, nodes, ops, unsafe)
     try:
@@ -324,7 +326,7 @@ def _assess_chunk(task: tuple[int, int, int | None, int, bool, float]) -> list[S
         runs.close()
 
 
-def seed_outcomes(seeds: int, first: int, nodes: int | None, ops: int, unsafe: bool,
+def seed_outcomes(seeds: int, first: int, nodes: int | None, ops: int, unsafe: str,
                   budget: float, workers: int) -> Iterator[SeedOutcome]:
     """Every seed's outcome, in seed order, from ``workers`` processes. The
     workers and their simulators are always stopped when the caller stops
@@ -349,9 +351,11 @@ def seed_outcomes(seeds: int, first: int, nodes: int | None, ops: int, unsafe: b
         pool.join()
 
 
-def replay_command(seed: int, nodes: int, ops: int, unsafe: bool) -> str:
+def replay_command(seed: int, nodes: int, ops: int, unsafe: str) -> str:
     cmd = f"squall sim --seeds 1 --seed {seed} --nodes {nodes} --ops {ops}"
-    return cmd + (" --unsafe-commit-without-quorum" if unsafe else "")
+    if unsafe == "commit-without-quorum":
+        return cmd + " --unsafe-commit-without-quorum"
+    return cmd + (f" --unsafe-test-fault {unsafe}" if unsafe else "")
 
 
 @click.command("sim")
@@ -361,8 +365,12 @@ def replay_command(seed: int, nodes: int, ops: int, unsafe: bool) -> str:
               help="Cluster size (default: alternate 3 and 5, starting with 3).")
 @click.option("--ops", type=click.IntRange(min=1), default=30, show_default=True,
               help="Client operations per seed in the safety phase.")
-@click.option("--unsafe-commit-without-quorum", "unsafe", is_flag=True,
-              help="TEST ONLY: let leaders commit without a quorum, to show the checks catch a real bug.")
+@click.option("--unsafe-commit-without-quorum", "commit_without_quorum", is_flag=True,
+              help="TEST ONLY: let leaders commit without a quorum, to show the checks catch a real bug "
+                   "(the same as --unsafe-test-fault commit-without-quorum).")
+@click.option("--unsafe-test-fault", "fault", default=None, metavar="NAME", hidden=True,
+              help="TEST ONLY: arm a deliberate bug of node/faults.py in every simulated replica "
+                   "(those the replica carries out itself; the simulator refuses the others).")
 @click.option("--budget", type=click.FloatRange(min=0.1), default=CHECK_BUDGET_S, show_default=True,
               metavar="SECONDS", help="Time budget per checker per seed; running out gives 'unknown'.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
@@ -371,14 +379,17 @@ def replay_command(seed: int, nodes: int, ops: int, unsafe: bool) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every seed's outcome.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing seed.")
 @click.pass_context
-def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int, unsafe: bool,
-        budget: float, workers: int | None, as_json: bool, fail_fast: bool) -> None:
+def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int, commit_without_quorum: bool,
+        fault: str | None, budget: float, workers: int | None, as_json: bool, fail_fast: bool) -> None:
     """Run the deterministic ensemble simulator on SEEDS seeds and check every history.
 
     Exit codes: 0 all valid, 1 any violation or liveness failure, 2 unknown.
     """
+    if commit_without_quorum and fault and fault != "commit-without-quorum":
+        raise click.UsageError("--unsafe-commit-without-quorum and --unsafe-test-fault: give one of them")
+    unsafe = fault or ("commit-without-quorum" if commit_without_quorum else "")
     if unsafe:
-        click.echo("WARNING: --unsafe-commit-without-quorum injects a safety bug; failures are expected.", err=True)
+        click.echo(f"WARNING: the test-only fault {unsafe} injects a bug; failures are expected.", err=True)
     outcomes: list[SeedOutcome] = []
     t0 = time.monotonic()
     every = max(1, seeds // 20)

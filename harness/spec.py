@@ -14,6 +14,7 @@ import random
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 SPEC_VERSION = 1
@@ -179,27 +180,34 @@ def parse_concurrency(text: str | int, node_count: int) -> int:
 
 
 def parse_nemesis(text: str, allowed: tuple[str, ...] | list[str],
-                  supported: tuple[str, ...] | list[str] | None = None, backend: str = "", *,
+                  supported: tuple[str, ...] | list[str] | None = None, backend: str = "",
+                  sequences: Mapping[str, tuple[str, ...]] | None = None, *,
                   everything: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
     """'partition,kill' -> ('partition', 'kill'); 'none' or '' -> ();
     'all' -> every fault of ``everything`` (default ``supported``: the
     backend's faults; default ``allowed``). A fault the backend cannot
-    perform is refused, naming it."""
+    perform is refused, naming it. ``sequences``: targeted fault sequences
+    that may be named too (name -> the faults they use; the backend must
+    support those); "all" does not include them."""
+    sequences = dict(sequences or {})
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not parts or parts == ["none"]:
         return ()
     supported = tuple(allowed if supported is None else supported)
-    bad = [p for p in parts if (p not in allowed and p != "all") or p == "none"]
+    bad = [p for p in parts if (p not in allowed and p not in sequences and p != "all") or p == "none"]
     if bad:
+        seqs = f", a targeted sequence ({', '.join(sequences)})" if sequences else ""
         raise SpecError(f"unknown nemesis fault(s) {', '.join(bad)}; allowed: {', '.join(allowed)} "
-                        "(comma-separated), all, or none")
+                        f"(comma-separated){seqs}, all, or none")
     all_of = tuple(supported if everything is None else everything)
     seen: list[str] = []
     for p in parts:
         for f in (all_of if p == "all" else (p,)):
             if f not in seen:
                 seen.append(f)
-    unsupported = [f for f in seen if f not in supported]
+    unsupported = [f for f in seen if f not in supported and f not in sequences]
+    unsupported += [f"{f} (it needs {', '.join(sequences[f])})" for f in seen
+                    if f in sequences and not set(sequences[f]) <= set(supported)]
     if unsupported:
         raise SpecError(f"the {backend or 'chosen'} backend cannot perform the nemesis fault(s) "
                         f"{', '.join(unsupported)}; it supports: {', '.join(supported)}")

@@ -14,6 +14,10 @@ targeted sequences such as "kill the leader while a follower lags"):
                                                          / {"f": "stop-clock"}
     {"f": "lose-unsynced", "value": "all"}               / {"f": "start", "value": "all"}  (disk)
 
+A targeted sequence of ``nemesis.schedule`` may be named like a fault
+(``package(["lagging-follower"], ...)``): the schedule then plays it over
+and over (see ``schedule.sequence_loop``), with the faults it needs.
+
 The runner spaces them by ``interval_s`` and records each as an invoke and
 the info completion ``invoke`` returns. ``final_ops`` heal, reset clocks,
 resume and start everything. Randomness: the op source uses the rng the
@@ -43,6 +47,7 @@ FAULT_ABOUT = {
     "clock": "Wall-clock bumps and strobes of one node (libfaketime; local backend).",
     "disk": "Kill nodes and lose every write they never fsynced (lazyfs; local and Docker).",
 }
+SEQUENCES = schedule.SEQUENCES  # targeted sequences, named like faults (not part of "all")
 ALL = "all"
 
 # What a target must offer for each fault beyond the core protocol.
@@ -64,14 +69,18 @@ class FaultNemesis:
     in a targeted sequence, ``"sequence"`` and ``"why"``, copied into the
     completion so the history says in words what happened and why."""
 
-    def __init__(self, rng: random.Random, faults: tuple[str, ...] = ()) -> None:
+    def __init__(self, rng: random.Random, faults: tuple[str, ...] = (),
+                 sequences: tuple[str, ...] = ()) -> None:
         # Each fault op draws from its own stream (the base seed and the op's
         # number), so a choice that depends on the cluster's state (no leader
         # known: a random node instead) never shifts later ops' targets.
         self._base = rng.getrandbits(64)
         self._invoked = 0
         self.rng = random.Random(f"{self._base}/setup")
-        self.faults = tuple(faults)
+        self.sequences = tuple(sequences)
+        # the faults this nemesis may inject: the named ones and those the named sequences use
+        self.faults = tuple(dict.fromkeys([*faults, *(f for s in self.sequences
+                                                     for f in schedule.SEQUENCE_FAULTS[s])]))
         self.packet_kinds: tuple[str, ...] = schedule.PACKET_KINDS
 
     def setup(self, target: FaultTarget) -> None:
@@ -86,6 +95,8 @@ class FaultNemesis:
             if not kinds:
                 raise ValueError("this backend supports no packet fault (delay, loss or bandwidth)")
             self.packet_kinds = kinds
+        for name in self.sequences:
+            schedule.check_sequence(name, self.packet_kinds)  # e.g. lagging-follower needs a packet delay
         target.heal()
 
     def teardown(self, target: FaultTarget) -> None:
@@ -231,10 +242,10 @@ def parse_faults(faults: list[str] | tuple[str, ...] | str,
     names = [f.strip() for f in faults if f.strip()]
     known = tuple(f for f in FAULTS if f != "none")
     supported = known if supported is None else tuple(supported)
-    bad = [f for f in names if f not in FAULTS and f != ALL]
+    bad = [f for f in names if f not in FAULTS and f not in SEQUENCES and f != ALL]
     if bad:
-        raise ValueError(f"unknown nemesis fault(s) {bad}; allowed: {', '.join(FAULTS)}, {ALL} "
-                         "(comma-separated, e.g. partition,pause,kill)")
+        raise ValueError(f"unknown nemesis fault(s) {bad}; allowed: {', '.join(FAULTS)}, {ALL}, or a "
+                         f"targeted sequence ({', '.join(SEQUENCES)}) (comma-separated, e.g. partition,pause,kill)")
     if "none" in names and len(names) > 1:
         raise ValueError("nemesis 'none' cannot be combined with other faults")
     out: list[str] = []
@@ -265,11 +276,13 @@ def package(faults: list[str] | tuple[str, ...] | str, interval_s: float, rng: r
         if known is None or not allowed or set(allowed) - set(known):
             raise ValueError(f"bad variants for {fault!r}: {allowed}; allowed: {known}")
     chosen = {**DEFAULT_VARIANTS, **(variants or {})}
-    nemesis = FaultNemesis(random.Random(rng.random()), names)
+    plain = tuple(f for f in names if f not in SEQUENCES)
+    sequences = tuple(f for f in names if f in SEQUENCES)
+    nemesis = FaultNemesis(random.Random(rng.random()), plain, sequences)
     # packet_kinds is read when the runner asks for the ops, after setup has
     # narrowed it to what the backend can do (e.g. no delay in Docker).
     return NemesisPackage(
         nemesis=nemesis, faults=names, interval_s=interval_s,
-        op_source=lambda r: schedule.composed_ops(names, r, chosen, max_active=max_active,
-                                                  packet_kinds=nemesis.packet_kinds),
-        final=schedule.final_ops(names))
+        op_source=lambda r: schedule.composed_ops(plain, r, chosen, max_active=max_active,
+                                                  packet_kinds=nemesis.packet_kinds, sequences=sequences),
+        final=schedule.final_ops(plain, sequences))

@@ -13,6 +13,16 @@ that find bugs only together:
   the partition is up, heal, restart;
 - ``pause-majority``: pause a majority of the nodes, then resume them.
 
+Each sequence can also be asked for by name (``--nemesis lagging-follower``):
+``sequence_loop`` then plays only the named sequences, one after another,
+each with the faults of :data:`SEQUENCE_FAULTS` (the lagging follower's links
+slowed by a packet delay, then its leader killed), so a campaign reliably
+spends most of its time in the situation the sequence builds -- e.g. a
+follower seconds behind the log while clients keep reading through it and
+clients of the killed leader move onto it. Named with other faults
+(``--nemesis lagging-follower,partition``), the named sequences are the only
+ones the composed schedule plays, and it plays them more often.
+
 Every op is a plain dict ``{"f": ..., "value": ...}``; ops of a targeted
 sequence carry the sequence's name and a sentence saying what the step is
 for (``value["sequence"]``, ``value["why"]``), so the history says in words
@@ -44,6 +54,10 @@ HEAL_ORDER = ("partition", "packet", "clock", "pause", "kill", "disk")
 PACKET_KINDS = ("delay", "loss", "bandwidth")
 PACKET_TARGETS = ("one", "follower", "leader", "all")
 DELAYS_MS = ((50, 10), (200, 50), (500, 100))  # (delay, jitter)
+# The lagging follower's delay: long enough that it stays a second or more
+# behind the log (reads through it, and clients moving onto it, see that),
+# short of the 5 s after which ZooKeeper (syncLimit 5 x 1 s ticks) drops it.
+LAG_DELAY_MS = (1000, 200)
 LOSSES = (0.05, 0.2, 0.5)
 RATES_KBPS = (64, 256, 1024)
 
@@ -53,6 +67,12 @@ BUMPS_MS = (-3_600_000, -60_000, -5_000, -500, 500, 5_000, 60_000, 3_600_000)
 STROBE = ((5_000, 1_000), (60_000, 2_000))  # (delta, period)
 
 SEQUENCES = ("lagging-follower", "kill-leader-in-partition", "pause-majority")
+# The faults a sequence asked for by name uses (what the backend must offer).
+SEQUENCE_FAULTS: dict[str, tuple[str, ...]] = {
+    "lagging-follower": ("packet", "kill"),   # a follower slowed by a delay, then the leader killed
+    "kill-leader-in-partition": ("partition", "kill"),
+    "pause-majority": ("pause",),
+}
 
 
 def packet_value(rng: random.Random, kinds: tuple[str, ...] = PACKET_KINDS,
@@ -110,7 +130,7 @@ def sequence_ops(name: str, faults: tuple[str, ...], rng: random.Random,
             lag_op = _step({"f": "start-partition", "value": "isolate-follower"}, name,
                            "cut one follower off so it falls behind the log")
         else:
-            delay, jitter = DELAYS_MS[-1]
+            delay, jitter = LAG_DELAY_MS
             lag_op = _step({"f": "start-packet"}, name, "slow one follower's links so it falls behind the log",
                            target="follower", delay_ms=delay, jitter_ms=jitter)
         if hit == "kill":
@@ -144,12 +164,47 @@ def sequence_ops(name: str, faults: tuple[str, ...], rng: random.Random,
     raise ValueError(f"unknown sequence {name!r}; known: {', '.join(SEQUENCES)}")
 
 
+def sequence_loop(names: tuple[str, ...], rng: random.Random,
+                  packet_kinds: tuple[str, ...] = PACKET_KINDS) -> Iterator[dict[str, Any]]:
+    """Endless ops of the named targeted sequences, one after another, each
+    with its own faults (:data:`SEQUENCE_FAULTS`). Raises ValueError naming
+    a sequence that cannot be played (unknown, or a fault the backend lacks,
+    e.g. lagging-follower without packet delays)."""
+    names = tuple(names)
+    if not names:
+        raise ValueError(f"no sequence named; known: {', '.join(SEQUENCES)}")
+    for name in names:
+        check_sequence(name, packet_kinds)
+    while True:
+        name = rng.choice(names)
+        yield from sequence_ops(name, SEQUENCE_FAULTS[name], rng, packet_kinds)
+
+
+def check_sequence(name: str, packet_kinds: tuple[str, ...] = PACKET_KINDS) -> None:
+    """Raise ValueError unless ``name`` can be played on its own with ``packet_kinds``."""
+    if name not in SEQUENCE_FAULTS:
+        raise ValueError(f"unknown sequence {name!r}; known: {', '.join(SEQUENCES)}")
+    if not sequence_ops(name, SEQUENCE_FAULTS[name], random.Random(0), packet_kinds):
+        raise ValueError(f"the {name} sequence needs {', '.join(SEQUENCE_FAULTS[name])} faults with a packet "
+                         f"delay; this backend's packet faults are: {', '.join(packet_kinds) or 'none'}")
+
+
 def composed_ops(faults: tuple[str, ...], rng: random.Random,
                  variants: dict[str, tuple[str, ...]], *, max_active: int = 2,
                  sequence_chance: float = 0.25,
-                 packet_kinds: tuple[str, ...] = PACKET_KINDS) -> Iterator[dict[str, Any]]:
-    """Endless overlapping fault ops (see the module docstring)."""
+                 packet_kinds: tuple[str, ...] = PACKET_KINDS,
+                 sequences: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """Endless overlapping fault ops (see the module docstring).
+
+    ``sequences``: targeted sequences asked for by name. With no ``faults``
+    only they are played (``sequence_loop``); with faults, they replace the
+    random choice of sequence, each played with its own faults, and at
+    least every other idle moment."""
     faults = tuple(faults)
+    sequences = tuple(sequences)
+    if not faults and sequences:
+        yield from sequence_loop(sequences, rng, packet_kinds)
+        return
     if not faults:
         return
     unknown = [f for f in faults if f not in START]
@@ -157,10 +212,17 @@ def composed_ops(faults: tuple[str, ...], rng: random.Random,
         raise ValueError(f"unknown fault(s) {unknown}; known: {', '.join(START)}")
     if max_active < 1:
         raise ValueError(f"max_active must be >= 1, got {max_active}")
+    for name in sequences:
+        check_sequence(name, packet_kinds)
+    chance = max(sequence_chance, 0.5) if sequences else sequence_chance
     active: list[str] = []
     while True:
-        if not active and rng.random() < sequence_chance:
-            ops = sequence_ops(rng.choice(SEQUENCES), faults, rng, packet_kinds)
+        if not active and rng.random() < chance:
+            if sequences:
+                name = rng.choice(sequences)
+                ops = sequence_ops(name, SEQUENCE_FAULTS[name], rng, packet_kinds)
+            else:
+                ops = sequence_ops(rng.choice(SEQUENCES), faults, rng, packet_kinds)
             if ops:
                 yield from ops
                 continue
@@ -174,8 +236,10 @@ def composed_ops(faults: tuple[str, ...], rng: random.Random,
             yield start_op(fault, rng, variants, packet_kinds)
 
 
-def final_ops(faults: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The heal: stop every fault the schedule may have started."""
+def final_ops(faults: tuple[str, ...], sequences: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The heal: stop every fault the schedule may have started (the named
+    sequences' faults included)."""
+    faults = tuple(dict.fromkeys([*faults, *(f for s in sequences for f in SEQUENCE_FAULTS[s])]))
     ops: list[dict[str, Any]] = []
     for f in HEAL_ORDER:
         if f in faults and STOP[f] not in ops:  # kill and disk share "start all"

@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from node import faults
+from node import failpoints, faults
 from node.config import ConfigError, load_config
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -32,6 +32,12 @@ def _setup_logging(data_dir) -> None:
     fileh = logging.FileHandler(data_dir / "squall-node.log", encoding="utf-8")
     fileh.setFormatter(fmt)
     root.addHandler(fileh)
+
+
+def _list_failpoints(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(failpoints.describe())
+        ctx.exit(0)
 
 
 def _loop_factory(kind: str):
@@ -104,10 +110,19 @@ def _loop_factory(kind: str):
                    "Default: off, as in ZooKeeper; every member of an ensemble must agree.")
 @click.option("--unsafe-test-fault", default=None, hidden=True, metavar="NAME",
               help="TEST ONLY: arm a deliberate bug (node/faults.py); env SQUALL_UNSAFE_TEST_FAULT works too.")
+@click.option("--failpoint", "failpoint_specs", multiple=True, metavar="NAME=ACTION",
+              help="TEST ONLY: arm a failpoint (repeatable); ACTION is [P%][N*]off|panic|sleep(MS)|error. "
+                   "See --list-failpoints and docs/failpoints.md.")
+@click.option("--failpoint-http", default=None, metavar="HOST:PORT",
+              help="TEST ONLY: serve gofail's HTTP API to arm and disarm failpoints at run time "
+                   "(GET /, PUT|GET|DELETE /NAME); loopback only, off by default.")
+@click.option("--list-failpoints", is_flag=True, expose_value=False, is_eager=True, callback=_list_failpoints,
+              help="Print every failpoint name, where it is and what error means there; then exit.")
 def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxns, config_file, server_id,
                  member_id, peers, raft_tick_ms,
                  snapshot_every, super_digest, fsync_inline, loop_kind, four_letter_words, admin_port, admin_host,
-                 admin_token, reconfig_enabled, join, read_only, enforce_quota, unsafe_test_fault) -> None:
+                 admin_token, reconfig_enabled, join, read_only, enforce_quota, unsafe_test_fault,
+                 failpoint_specs, failpoint_http) -> None:
     """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM.
 
     A standalone node is a one-member ensemble: the same replication code, storage and
@@ -122,7 +137,8 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
                  "super_digest": super_digest, "fsync_inline": fsync_inline, "peers": peers,
                  "raft_tick_ms": raft_tick_ms, "enforce_quota": enforce_quota,
                  "reconfig_enabled": reconfig_enabled, "join": join, "read_only": read_only,
-                 "unsafe_test_fault": unsafe_test_fault or faults.from_env() or None}
+                 "unsafe_test_fault": unsafe_test_fault or faults.from_env() or None,
+                 "failpoints": tuple(failpoint_specs) or None, "failpoint_http": failpoint_http}
     try:
         if four_letter_words is not None:
             from node.admin.four_letter import parse_whitelist
@@ -162,6 +178,10 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         log.info("config keys ignored (not used by squall): %s", ", ".join(ignored))
 
     from node.server import serve  # imported late: `squall node --help` stays fast
+    if cfg.failpoints:
+        for _ in range(3):
+            log.warning("!!! TEST-ONLY failpoints armed: %s; never use this node for real data !!!",
+                        ", ".join(cfg.failpoints))
     from node.storage import CorruptLogError, LegacyDataError, RaftLogError, StorageLockedError
 
     if not cfg.fsync_inline:

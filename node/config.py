@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from node import faults
+from node import failpoints, faults
 from node.admin.four_letter import DEFAULT_WHITELIST, ZK_WORDS, parse_whitelist
 
 
@@ -56,6 +56,10 @@ class NodeConfig:
     raft_tick_ms: int = 25
     # TEST ONLY: a deliberate bug to arm (see node.faults); "" = none. Not a zoo.cfg key on purpose.
     unsafe_test_fault: str = ""
+    # TEST ONLY: armed failpoints, "NAME=ACTION" each (see node.failpoints); () = none. Not a zoo.cfg key.
+    failpoints: tuple[str, ...] = ()
+    # TEST ONLY: "host:port" (loopback) of the failpoint HTTP API (node.failpoints.serve_http); "" = off
+    failpoint_http: str = ""
     # 4lw.commands.whitelist: the four-letter words the client port answers (ZooKeeper 3.8's default: srvr only)
     four_letter_words: frozenset = DEFAULT_WHITELIST
     # zookeeper.enforceQuota: hard quota limits refuse writes with QuotaExceeded (-125); every member must agree
@@ -90,6 +94,16 @@ class NodeConfig:
             faults.check(self.unsafe_test_fault)
         except faults.UnknownFault as exc:
             raise ConfigError(str(exc)) from None
+        for spec in self.failpoints:
+            try:
+                failpoints.parse_spec(spec)
+            except failpoints.FailpointSpecError as exc:
+                raise ConfigError(f"--failpoint: {exc}") from None
+        if self.failpoint_http:
+            try:
+                failpoints.check_http_address(self.failpoint_http)
+            except failpoints.FailpointSpecError as exc:
+                raise ConfigError(str(exc)) from None
         return self
 
     @property

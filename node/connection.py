@@ -552,6 +552,9 @@ class ClientConnection(asyncio.Protocol):
             path = rec.path
             self._submit(Sync(path), lambda rep: self._plain(rep, xid) if rep.err else
                          (P.reply_path(xid, rep.zxid, path), False))
+        elif op in (P.SET_WATCHES, P.SET_WATCHES2) and self.server.fault == "setwatches-ignored":
+            # TEST-ONLY FAULT (node.faults): answered OK, nothing registered
+            self._local(lambda: self.send(P.reply(xid, self.server.replica.last_zxid, 0)), op)
         elif op == P.CLOSE_SESSION:
             self.state = CLOSING  # nothing after a close is read, as ZooKeeper
             self.server.metrics.txn("closeSession")

@@ -54,9 +54,13 @@ lastZxidSeen refuses it, so a client never sees the tree go back in time.
 
 TEST-ONLY FAULTS. `unsafe_fault` arms one of the deliberate bugs of
 `node.faults` (lose-writes, stale-reads, sync-no-wait, stale-reconnect,
-multi-partial, diverge; the shell carries out drop-watch-events and
-skip-fsync). Each is an `if` on the production path that is false unless
-armed; never arm one outside a test.
+multi-partial, diverge, idempotent-delete, local-version-check,
+stale-read-cache, throttle-leak, recovery-truncates-last-entry,
+multi-version-off-by-one, disconnect-drops-ephemerals; the Raft core carries
+out commit-without-quorum, vote-ignores-log, heartbeat-commit-beyond-match and
+read-index-no-quorum; the shell drop-watch-events, skip-fsync,
+late-watch-events and setwatches-ignored). Each is an `if` on the production
+path that is false unless armed; never arm one outside a test.
 
 See docs/protocol.md ("The replica") for the design and its limits.
 """
@@ -67,9 +71,10 @@ import random
 import struct
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from node import faults
+from node.failpoints import FailpointError, Failpoints
 from node.consensus import (
     ConfRefused,
     ConfState,
@@ -91,6 +96,9 @@ from node.sessions import SessionTracker, generate_password, new_session_id
 from node.tree import (
     CONFIG_PATH,
     ApplyResult,
+    CheckOp,
+    DeleteOp,
+    MultiOp,
     CloseSessionOp,
     CreateOp,
     CreateSessionOp,
@@ -448,6 +456,23 @@ class _SyncReq:
     index: int | None = None
 
 
+class _CachedReads:
+    """stale-read-cache (TEST-ONLY): the tree as reads see it, getData through
+    a cache that ``Replica._apply`` invalidates (except for multi)."""
+
+    def __init__(self, tree: DataTree, cache: dict[tuple, Any]) -> None:
+        self._tree, self._cache = tree, cache
+
+    def get_data(self, path: str, identities: Any = ()) -> Any:
+        key = (path, tuple(identities))
+        if key not in self._cache:
+            self._cache[key] = self._tree.get_data(path, identities)
+        return self._cache[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tree, name)
+
+
 class Replica:
     """One ensemble member. See the module docstring for the contract.
 
@@ -467,6 +492,9 @@ class Replica:
     outside tests. `unsafe_fault` is a TEST-ONLY fault of `node.faults`
     (see the module docstring); "" = none. `enforce_quota`: hard quota limits
     refuse writes (ZooKeeper's zookeeper.enforceQuota); every member must agree.
+    `failpoints` are the member's TEST-ONLY failpoints (`node.failpoints`; none
+    armed by default), shared with its Raft core; the replica passes `apply`,
+    `snapshot-save` and `session-expire`.
     """
 
     def __init__(
@@ -489,8 +517,10 @@ class Replica:
         membership: Membership | None = None,
         join: bool = False,
         reconfig_enabled: bool = False,
+        failpoints: Failpoints | None = None,
     ) -> None:
         self.id = id
+        self.fp = failpoints if failpoints is not None else Failpoints()
         self.enforce_quota = enforce_quota
         self.reconfig_enabled = reconfig_enabled
         self._membership_cache: tuple[int, int, Membership | None] = (-1, -1, None)
@@ -512,6 +542,9 @@ class Replica:
         self._fault_count = 0  # lose-writes: eligible writes seen
         self._stale_tree: DataTree | None = None  # stale-reads: the lagging copy reads are served from
         self._stale_queue: deque = deque()
+        # stale-read-cache: (path, identities) -> getData answer; throttle-leak: syncs never released
+        self._read_cache: dict[tuple, Any] | None = {} if self.fault == "stale-read-cache" else None
+        self._leaked = 0
         self.deferred = deferred
         self.rng = rng
         self.tick_ms = tick_ms
@@ -522,10 +555,13 @@ class Replica:
         # standalone node once a second). In ticks, at least one.
         self.container_check_ticks = max(1, -(-container_check_ms // max(1, tick_ms)))
         self._container_age = 0
+        if disk is not None and disk.entries and self.fault == "recovery-truncates-last-entry":
+            disk = replace(disk, entries=disk.entries[:-1])  # TEST-ONLY FAULT: the last record taken for torn
         self.raft = RaftNode(
             id, peers, disk, random.Random(rng.getrandbits(64)),
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
-            unsafe_commit_without_quorum=unsafe_commit_without_quorum, bootstrap=bootstrap,
+            unsafe_commit_without_quorum=unsafe_commit_without_quorum or self.fault == "commit-without-quorum",
+            unsafe_fault=self.fault, failpoints=self.fp, bootstrap=bootstrap,
         )
         # /zookeeper/config is written only from the log: the first leader of a fresh ensemble
         # records the bootstrap configuration as a CONF entry (see _record_bootstrap_conf), so a
@@ -564,6 +600,8 @@ class Replica:
     @property
     def read_tree(self) -> DataTree:
         """The tree local reads are served from (a lagging copy under the stale-reads test fault)."""
+        if self._read_cache is not None:  # TEST-ONLY FAULT stale-read-cache
+            return cast(DataTree, _CachedReads(self.tree, self._read_cache))
         return self._stale_tree if self._stale_tree is not None else self.tree
 
     def _new_tree(self, tree: DataTree) -> DataTree:
@@ -602,6 +640,29 @@ class Replica:
             return None
         self._fault_count += 1
         return value if self._fault_count % faults.LOSE_EVERY == 0 else None
+
+    def _check_version_here(self, conn_id: int, conn: _Conn, sid: int, seq: int, request: Write) -> None:
+        """local-version-check (TEST-ONLY): judge a conditional setData's version
+        against this member's tree, then submit it unconditionally."""
+        op = request.op
+        try:
+            stat = self.tree.exists(op.path)
+        except ZkError:
+            stat = None
+        if stat is not None and stat.version != op.version:
+            self._reply_now(conn_id, conn, seq, Err.BAD_VERSION, f"version {stat.version} != {op.version}")
+            return
+        txn = Txn(0, 0, sid, tuple(request.identities), replace(op, version=-1))
+        self._enqueue_write(conn_id, conn, sid, seq, txn)
+
+    def _throttled(self, conn_id: int, conn: _Conn, seq: int, request: Any) -> bool:
+        """throttle-leak (TEST-ONLY): syncs take a throttle count they never
+        give back; past THROTTLE_LIMIT every request here is refused."""
+        if self._leaked >= faults.THROTTLE_LIMIT:
+            self._reply_now(conn_id, conn, seq, Err.CONNECTION_LOSS, "too many outstanding requests")
+            return True
+        self._leaked += isinstance(request, Sync)
+        return False
 
     @property
     def role(self) -> str:
@@ -724,7 +785,9 @@ class Replica:
 
     def client_disconnect(self, conn_id: int) -> Effects:
         """The connection went away: forget its queue (its writes may still apply)."""
-        self._conns.pop(conn_id, None)
+        conn = self._conns.pop(conn_id, None)
+        if conn is not None and self.fault == "disconnect-drops-ephemerals":
+            self._drop_ephemerals(conn.session_id)
         for key in [k for k, s in self._submissions.items() if s.conn_id == conn_id]:
             del self._submissions[key]
         self._syncs = [s for s in self._syncs if s.conn_id != conn_id]
@@ -754,6 +817,8 @@ class Replica:
         conn = self._checked_conn(conn_id, session_id, seq)
         if conn is None:
             return self._drain()
+        if self.fault == "throttle-leak" and self._throttled(conn_id, conn, seq, request):
+            return self._drain()  # TEST-ONLY FAULT: refused with ConnectionLoss
         if isinstance(request, Sync) and self.fault == "sync-no-wait":
             # TEST-ONLY FAULT: answered from whatever this replica has applied, no ReadIndex round
             conn.queue.append(_Pending(seq, "sync", reply=ClientReply(conn_id, seq, Err.OK, None, self.last_zxid)))
@@ -768,6 +833,9 @@ class Replica:
         elif isinstance(request, Write) and self.fault == "lose-writes" and (
                 (lost := self._lost_write_value(request.op)) is not None):
             self._reply_now(conn_id, conn, seq, Err.OK, lost)  # TEST-ONLY FAULT: acknowledged, never applied
+        elif isinstance(request, Write) and self.fault == "local-version-check" and \
+                isinstance(request.op, SetDataOp) and request.op.version != -1:
+            self._check_version_here(conn_id, conn, session_id, seq, request)  # TEST-ONLY FAULT
         elif isinstance(request, Write):
             self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, tuple(request.identities), request.op))
         elif isinstance(request, Reconfig):
@@ -796,6 +864,18 @@ class Replica:
         conn.queue.append(_Pending(seq, "read", read=read))
         self._flush(conn_id)
         return self._drain()
+
+    def _drop_ephemerals(self, sid: int) -> None:
+        """TEST-ONLY FAULT disconnect-drops-ephemerals: delete a live session's ephemerals
+        (system transactions through the log, as the container reaper's)."""
+        if sid not in self.tree.sessions:
+            return  # closed or expired: its ephemerals went with it
+        for path in sorted(self.tree.ephemerals_by_session.get(sid, ())):
+            txn = encode_txn(Txn(0, 0, 0, (), DeleteOp(path)))
+            if self.is_leader:
+                self.raft.propose(_envelope(self._now, 0, 0, txn))
+            elif self.raft.leader is not None:
+                self._fx.messages.append(Forward(self.id, self.raft.leader, 0, 0, txn))
 
     def _checked_conn(self, conn_id: int, session_id: int, seq: int) -> _Conn | None:
         """The connection a request arrived on, if it may be served here.
@@ -1021,6 +1101,9 @@ class Replica:
         if self._tracker is None:
             return
         for sid in self._tracker.expired(self._now):
+            if self.fp.active and self.fp.hit("session-expire"):
+                self._tracker.retry_expiry(sid)  # TEST-ONLY failpoint error: not proposed; next tick
+                continue
             txn = Txn(0, 0, sid, (), CloseSessionOp(sid))
             # seq 0: system transactions are not deduplicated (closing twice is harmless)
             self.raft.propose(_envelope(self._now, sid, 0, encode_txn(txn)))
@@ -1124,6 +1207,9 @@ class Replica:
         return fx
 
     def _apply(self, e: Entry) -> None:
+        if self.fp.active and self.fp.hit("apply"):
+            # TEST-ONLY failpoint error: this member cannot apply a committed entry; it must stop
+            raise FailpointError(f"failpoint apply: error applying entry {e.index} (zxid {e.zxid:#x})")
         if e.kind is EntryKind.NOOP:
             self.last_zxid = e.zxid
             return
@@ -1164,12 +1250,20 @@ class Replica:
             # TEST-ONLY FAULT: this member applies different data than the others
             op = replace(op, data=(op.data or b"") + faults.DIVERGE_SUFFIX)
             txn = replace(txn, op=op)
+        if self.fault == "multi-version-off-by-one" and isinstance(op, MultiOp):
+            op = self._off_by_one(op)  # TEST-ONLY FAULT: a version one behind passes the check
+            txn = replace(txn, op=op)
         if isinstance(op, CreateSessionOp) and op.session_id in self._closed:
             # A late duplicate of the CreateSession of a session that has
             # since been closed or expired: a dead session stays dead.
             res = ApplyResult(Err.SESSION_EXPIRED)
         else:
             res = self.tree.apply(txn)
+        if self.fault == "idempotent-delete" and isinstance(op, DeleteOp) and res.err == Err.NO_NODE:
+            res = ApplyResult(Err.OK)  # TEST-ONLY FAULT: a delete of a missing znode "succeeds"
+        if self._read_cache is not None and not isinstance(op, MultiOp):  # TEST-ONLY FAULT stale-read-cache:
+            for key in [k for k in self._read_cache if k[0] == getattr(op, "path", None)]:  # multi forgotten
+                del self._read_cache[key]
         if self._stale_tree is not None:  # TEST-ONLY FAULT stale-reads: the read copy lags behind
             self._stale_queue.append(txn)
             while len(self._stale_queue) > faults.STALE_LAG:
@@ -1232,6 +1326,20 @@ class Replica:
             self._conf_applied = False
             self.removed = True
         # else: still catching up; looked at again after the next apply (_conf_applied stays set)
+    def _off_by_one(self, multi: MultiOp) -> MultiOp:
+        """multi-version-off-by-one (TEST-ONLY): each setData/check whose version is exactly
+        one behind the node's is let through, as `version < current - 1` would."""
+        ops = []
+        for o in multi.ops:
+            if isinstance(o, (SetDataOp, CheckOp)) and o.version >= 0:
+                try:
+                    stat = self.tree.exists(o.path)
+                except ZkError:
+                    stat = None
+                if stat is not None and o.version == stat.version - 1:
+                    o = replace(o, version=stat.version)
+            ops.append(o)
+        return replace(multi, ops=tuple(ops))
 
     def _answer_syncs(self) -> None:
         applied = self.raft.log.applied
@@ -1311,6 +1419,8 @@ class Replica:
         self._closed = {_Q.unpack_from(data, pos + 8 * i)[0]: None for i in range(n)}
         pos += 8 * n
         self.tree = self._new_tree(DataTree.deserialize(data[pos:]))
+        if self._read_cache is not None:
+            self._read_cache.clear()
         self._own.clear()
         self._seen = seen
         self.last_zxid = snap.meta.zxid
@@ -1352,6 +1462,8 @@ class Replica:
             return
         log = self.raft.log
         if log.applied - log.offset >= self.compact_every:
+            if self.fp.active and self.fp.hit("snapshot-save"):
+                return  # TEST-ONLY failpoint error: not taken now; tried again after the next entry
             snap = self.raft.compact(log.applied, self._snapshot_bytes())
             self._fx.persist.append(Persist(compaction=snap))
             self._fx.must_sync = True

@@ -27,14 +27,22 @@ sends can depend on state that is not yet on this member's disk (see
 docs/protocol.md, "Effects and durability"). A failed persist or sync stops
 the runner for good: without durable state no vote, ack or reply may ever
 leave again.
+
+TEST-ONLY FAILPOINTS (``node.failpoints``; the replica's set): ``before-fsync``
+and ``after-fsync`` around the sync (``error``: the sync fails with EIO and
+the runner stops, as above), ``peer-send`` before each send (``error``: the
+messages are dropped, as lost), and ``apply``'s ``error``, raised from the
+replica's drain, which stops the runner too (the replica's state is unknown).
 """
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from node.failpoints import FailpointError, Failpoints
 from node.replica import ClientReply, Effects, PeerMsg, Persist, Replica
 from node.tree import WatchEvent
 
@@ -68,6 +76,9 @@ class EffectRunner:
         computes queued reads then); ``failed(exc)`` once the disk failed; ``synced(s)``
         after every sync, with its duration (the metrics hook)."""
         self.replica = replica
+        # the member's failpoints (node.failpoints), inert unless armed; a stand-in replica may have none
+        fp = getattr(replica, "fp", None)
+        self.fp = fp if isinstance(fp, Failpoints) else Failpoints()
         self.disk = disk
         self._schedule = schedule
         self._send = send
@@ -111,7 +122,11 @@ class EffectRunner:
             return
         if self._inputs:
             self._inputs = False
-            fx = self.replica.drain()
+            try:
+                fx = self.replica.drain()
+            except FailpointError as exc:  # TEST-ONLY failpoint `apply` error: the member must stop
+                self._fail(exc)
+                return
             if not fx.is_empty():
                 self._queue.append(fx)
         batch, self._queue = self._queue, []
@@ -129,10 +144,14 @@ class EffectRunner:
         except Exception as exc:
             self._fail(exc)
             return
-        if early:
+        fp = self.fp
+        if early and not (fp.active and fp.hit("peer-send")):
             self._send(early)
         if not must_sync:
             self._release(batch)
+            return
+        if fp.active and fp.hit("before-fsync"):
+            self._fail(OSError(errno.EIO, "failpoint before-fsync: error (test-only): fsync failed"))
             return
         self.syncing = True
         t0 = self._clock()
@@ -140,6 +159,8 @@ class EffectRunner:
 
     def _sync_done(self, batch: list[Effects], t0: float, exc: BaseException | None) -> None:
         self.syncing = False
+        if exc is None and self.fp.active and self.fp.hit("after-fsync"):
+            exc = OSError(errno.EIO, "failpoint after-fsync: error (test-only): fsync reported failure")
         if exc is not None:
             self._fail(exc)
             return
@@ -149,7 +170,7 @@ class EffectRunner:
 
     def _release(self, batch: list[Effects]) -> None:
         later = [m for fx in batch for m in fx.messages]
-        if later:
+        if later and not (self.fp.active and self.fp.hit("peer-send")):
             self._send(later)
         for fx in batch:
             if fx.events:

@@ -16,9 +16,15 @@ Client connections are ``node.connection``; the disk is
 ``node.peer``.
 
 TEST-ONLY FAULTS (``node.faults``, armed by ``--unsafe-test-fault``): the
-replica carries out most; this shell carries out ``drop-watch-events`` (in
-``_dispatch_events``) and ``skip-fsync`` (in :class:`StoreDisk`). Inert
-unless armed.
+replica carries out most; this shell carries out ``drop-watch-events`` and
+``late-watch-events`` (in ``_dispatch_events``), ``skip-fsync`` (in
+:class:`StoreDisk`) and ``setwatches-ignored`` (in ``node.connection``).
+Inert unless armed.
+
+TEST-ONLY FAILPOINTS (``node.failpoints``, ``--failpoint NAME=ACTION`` or at run
+time with ``--failpoint-http``): one ``Failpoints`` set per member, shared by
+the replica, its Raft core and the effect runner (the fsync and peer-send
+points); this shell passes ``before-reply`` (in ``_deliver_replies``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import errno
 import logging
 import os
 import random
@@ -41,6 +48,7 @@ from node.admin.peers import PeerPoller, ensemble_from_statuses
 from node.config import NodeConfig
 from node.connection import ClientConnection, wall_ms
 from node.membership import Member, Membership
+from node.failpoints import Failpoints
 from node.metrics import LatencyStats, NodeMetrics
 from node.peer import PeerAddress, PeerTransport, parse_peers
 from node.replica import ClientReply, Effects, PeerMsg, Persist, Replica
@@ -127,6 +135,7 @@ class MemberServer:
         disk = store.state()
         fresh = disk.hard_state.term == 0 and not disk.entries and disk.snapshot.meta.index == 0
         voters = sorted(members) if members else [cfg.server_id]
+        self.fp = Failpoints(cfg.failpoints, rng=random.Random(os.urandom(16)))
         self.replica = Replica(
             cfg.server_id, voters, None if fresh else disk, random.Random(os.urandom(16)),
             tick_ms=timing.raft_tick_ms, election_ticks=timing.election_ticks,
@@ -134,6 +143,7 @@ class MemberServer:
             compact_every=cfg.snapshot_every, deferred=True, unsafe_fault=cfg.unsafe_test_fault,
             enforce_quota=cfg.enforce_quota, membership=membership_of(members) if members else None,
             join=cfg.join, reconfig_enabled=cfg.reconfig_enabled,
+            failpoints=self.fp,
         )
         self._known: dict[int, PeerAddress] = dict(members)  # every member address seen (--peers, then the log)
         self._membership_seen: Membership | None = None
@@ -165,6 +175,7 @@ class MemberServer:
         # opcode -> [requests, seconds spent handling them] (the admin's /metrics)
         self.request_stats: collections.defaultdict[int, list] = collections.defaultdict(lambda: [0, 0.0])
         self.failed: BaseException | None = None
+        self._late_events: list = []  # late-watch-events (TEST-ONLY FAULT): held until the next tick
         self._conn_ids = 0
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task] = []
@@ -263,7 +274,10 @@ class MemberServer:
         if self.transport is not None:
             self.transport.send_many(msgs)
 
-    def _dispatch_events(self, events: list) -> None:
+    def _dispatch_events(self, events: list, late: bool = False) -> None:
+        if self.fault == "late-watch-events" and not late:
+            self._late_events.extend(events)  # TEST-ONLY FAULT: sent at the next tick, after this turn's replies
+            return
         watches = self.watches
         conns = self.session_conns
         drop = self.fault == "drop-watch-events"
@@ -278,10 +292,17 @@ class MemberServer:
 
     def _deliver_replies(self, replies: list[ClientReply]) -> None:
         conns = self.conns
+        fp = self.fp
         for rep in replies:
             conn = conns.get(rep.conn_id)
-            if conn is not None:
-                conn.on_reply(rep)
+            if conn is None:
+                continue
+            if fp.active and fp.hit("before-reply"):
+                # TEST-ONLY failpoint error: the reply is lost with its connection
+                log.warning("failpoint before-reply: closing %s instead of replying", conn.address)
+                conn.close()
+                continue
+            conn.on_reply(rep)
 
     def _pump_dirty(self) -> None:
         dirty, self.dirty = self.dirty, set()
@@ -289,7 +310,8 @@ class MemberServer:
             conn.pump()
 
     def _disk_failed(self, exc: BaseException) -> None:
-        # Without durable state no vote, ack or reply may ever leave again.
+        # Without durable state no vote, ack or reply may ever leave again (the runner also
+        # stops here when a failpoint `apply` error leaves the replica's state unknown).
         self.failed = exc
         log.critical("raft store failed, this member stops: %r", exc)
         self.stopped.set()
@@ -316,6 +338,11 @@ class MemberServer:
             if loop.time() - next_at > 5 * period:
                 next_at = loop.time()  # we were stalled; do not fire a burst of ticks
             try:
+                if self._late_events:  # late-watch-events (TEST-ONLY FAULT)
+                    late, self._late_events = self._late_events, []
+                    self._dispatch_events(late, late=True)
+                    for conn in list(self.connections):
+                        conn.pump()
                 self.run(self.replica.tick(wall_ms()))
                 self._close_dead_sessions()
                 self._follow_membership()
@@ -542,13 +569,19 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
         log.info("%s: term %d, applied %d, last zxid 0x%x, %d znodes, %d sessions", who, st["epoch"], st["applied"],
                  st["last_zxid"], st["znodes"], st["sessions"])
 
+    fp_runner = None
     try:
+        if cfg.failpoint_http:
+            from node.failpoints import check_http_address, serve_http
+            fp_runner = await serve_http(server.fp, *check_http_address(cfg.failpoint_http))
         await serve_until_stopped(server, stop, ready, install_signals, admin, started)
     finally:
+        if fp_runner is not None:
+            await fp_runner.cleanup()
         store.close()
         os.close(lock_fd)
     if server.failed is not None:
-        raise RuntimeError(f"the raft store failed: {server.failed!r}")
+        raise RuntimeError(f"this member stopped: {server.failed!r}")
 
 
 async def serve_until_stopped(server: Any, stop: asyncio.Event | None, ready: Callable[[str, int], None] | None,

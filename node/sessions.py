@@ -107,6 +107,12 @@ class SessionTracker:
         if e is not None:
             e.closing = True
 
+    def retry_expiry(self, session_id: int) -> None:
+        """Undo ``expired``'s closing mark: the close was not proposed, expire it again next time."""
+        e = self._sessions.get(session_id)
+        if e is not None:
+            e.closing = False
+
     def remove(self, session_id: int) -> None:
         """Forget a session (after its CloseSessionOp applied)."""
         self._sessions.pop(session_id, None)

@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from node.consensus import MessageType
+from node.faults import SIM_FAULTS
 from node.errors import Err
 from node.membership import OBSERVER, PARTICIPANT, Member, Membership
 from node.replica import (
@@ -124,6 +125,7 @@ class SimConfig:
     spares: int = 2  # servers beyond the founding members that reconfig may add
     reconfig_prob: float = 0.2  # of a nemesis step being a membership change
     unsafe_commit_without_quorum: bool = False
+    unsafe_fault: str = ""  # TEST ONLY: a fault of node.faults.SIM_FAULTS armed in every replica
 
     def __post_init__(self) -> None:
         if self.nodes not in (1, 3, 5):
@@ -250,7 +252,8 @@ class Simulation:
             i, self.founders, self.disks[i].state(), random.Random(self.rng.getrandbits(64)),
             tick_ms=cfg.tick_ms, election_ticks=cfg.election_ticks, heartbeat_ticks=cfg.heartbeat_ticks,
             compact_every=cfg.compact_every, unsafe_commit_without_quorum=cfg.unsafe_commit_without_quorum,
-            deferred=True, membership=self.membership, join=i in self.joiners, reconfig_enabled=cfg.reconfig,
+            unsafe_fault=cfg.unsafe_fault, deferred=True, membership=self.membership, join=i in self.joiners,
+            reconfig_enabled=cfg.reconfig,
         )
         self.unsynced[i] = []
         self.runners[i] = EffectRunner(
@@ -846,7 +849,7 @@ def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:
 def result_to_json(r: SimResult) -> dict[str, Any]:
     return {
         "seed": r.seed, "nodes": r.config.nodes, "ops": r.config.ops,
-        "unsafe_commit_without_quorum": r.config.unsafe_commit_without_quorum,
+        "unsafe_commit_without_quorum": r.config.unsafe_commit_without_quorum, "unsafe_fault": r.config.unsafe_fault,
         "history_hash": r.history_hash(), "violations": r.violations, "liveness_ok": r.liveness_ok,
         "liveness_detail": r.liveness_detail, "stats": r.stats, "history": r.history,
     }
@@ -870,13 +873,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ops", type=int, default=SimConfig.ops, help=f"client ops per seed (default {SimConfig.ops})")
     ap.add_argument("--unsafe-commit-without-quorum", action="store_true",
                     help="TEST ONLY: leaders commit without a quorum (a planted safety bug)")
+    ap.add_argument("--unsafe-test-fault", default="", metavar="NAME",
+                    help="TEST ONLY: arm a deliberate bug of node/faults.py in every replica "
+                         "(one the replica carries out itself: " + ", ".join(SIM_FAULTS) + ")")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.ops < 1:
         ap.error("--seeds and --ops must be >= 1")
+    if args.unsafe_test_fault and args.unsafe_test_fault not in SIM_FAULTS:
+        ap.error(f"--unsafe-test-fault {args.unsafe_test_fault!r} is not one the simulator can arm; "
+                 f"allowed: {', '.join(SIM_FAULTS)}")
     out = sys.stdout
     for n in range(args.seeds):
         cfg = SimConfig(nodes=nodes_for(n, args.nodes), ops=args.ops,
-                        unsafe_commit_without_quorum=args.unsafe_commit_without_quorum)
+                        unsafe_commit_without_quorum=args.unsafe_commit_without_quorum,
+                        unsafe_fault=args.unsafe_test_fault)
         r = run_seed(args.seed + n, cfg)
         out.write(json.dumps(result_to_json(r), separators=(",", ":"), default=repr) + "\n")
         out.flush()

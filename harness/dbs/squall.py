@@ -16,6 +16,19 @@ setup with a message saying so (rather than silently running one).
 TEST ONLY: ``--unsafe-db-fault NAME`` (the option ``unsafe_db_fault``) starts
 every node with ``--unsafe-test-fault NAME``: a deliberately broken database
 (see ``node/faults.py``) for proving the checkers catch it.
+
+TEST ONLY: ``--failpoint NAME=ACTION`` (the option ``failpoints``,
+comma-separated; ``node/failpoints.py``): ``prepare`` starts every node with
+``--failpoint-http 127.0.0.1:PORT`` (its election port, which the squall node
+does not otherwise use), and :meth:`SquallDB.arm_failpoints` arms the points
+in every node through that API once the cluster is ready, when the main phase
+begins, and disarms them when it ends (the heal: recovery and the final
+reads see a healthy cluster, as after every other fault). Armed at process
+start instead, a point that crashes members (panic, an fsync error) would
+fail the setup; and a member restarted during the run
+(kill, disk, or after its own panic) comes back unarmed, a new process as
+under gofail's HTTP arming, so a `1*panic` costs each member one crash rather
+than a crash at every restart.
 """
 
 from __future__ import annotations
@@ -25,6 +38,8 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +83,12 @@ HARNESS_WORDS = "ruok,srvr,mntr"
 
 # The node's test-only deliberate bugs (node/faults.py), for --unsafe-db-fault.
 UNSAFE_FAULTS = ("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
-                 "multi-partial", "diverge", "skip-fsync")
+                 "multi-partial", "diverge", "skip-fsync", "idempotent-delete", "local-version-check",
+                 "stale-read-cache", "throttle-leak",
+                 # the selftest catalogue's (harness/selftest_catalogue.py)
+                 "commit-without-quorum", "vote-ignores-log", "heartbeat-commit-beyond-match",
+                 "read-index-no-quorum", "recovery-truncates-last-entry", "late-watch-events",
+                 "setwatches-ignored", "multi-version-off-by-one", "disconnect-drops-ephemerals")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -78,12 +98,14 @@ class SquallDB(ZooKeeperProtocol, DBBase):
     unsafe_faults = UNSAFE_FAULTS
 
     def __init__(self, python: str | None = None, extra_args: list[str] | None = None,
-                 unsafe_fault: str | None = None) -> None:
+                 unsafe_fault: str | None = None, failpoints: tuple[str, ...] = ()) -> None:
         self.python = python or sys.executable
         self.extra_args = list(extra_args or [])
         if unsafe_fault and unsafe_fault not in UNSAFE_FAULTS:
             raise SetupError(f"unknown squall test fault {unsafe_fault!r}; allowed: {', '.join(UNSAFE_FAULTS)}")
         self.unsafe_fault = unsafe_fault or None
+        self.failpoints = tuple(failpoints)
+        self._failpoint_ports: dict[str, int] = {}  # node -> its failpoint API port
 
     def host_needs(self) -> HostNeeds:
         return HostNeeds(project=True)  # python -m node, from the squall distribution
@@ -119,6 +141,9 @@ class SquallDB(ZooKeeperProtocol, DBBase):
             argv += [id_flag, str(node.index), "--peers", peers_arg(node)]
         if self.unsafe_fault:
             argv += ["--unsafe-test-fault", self.unsafe_fault]
+        if self.failpoints:
+            argv += ["--failpoint-http", f"127.0.0.1:{ports.election}"]
+            self._failpoint_ports[node.name] = ports.election
         argv += self.extra_args
         env = {"PYTHONUNBUFFERED": "1"}
         if node.local:
@@ -126,6 +151,53 @@ class SquallDB(ZooKeeperProtocol, DBBase):
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", ""))
                                                 if p)
         return NodeLaunch(argv=argv, env=env, dirs=("data",), log=f"{node.name}.log")
+
+    def arm_failpoints(self, cluster: Any) -> list[str]:
+        """Arm ``self.failpoints`` in every node through its failpoint API; the lines armed.
+
+        Raises SetupError naming the node and the node's answer when one refuses."""
+        done = []
+        for node in cluster.nodes:
+            port = self._failpoint_ports.get(node)
+            if port is None:
+                raise SetupError(f"node {node} was started without its failpoint API; cannot arm "
+                                 f"{', '.join(self.failpoints)}")
+            for spec in self.failpoints:
+                name, _, action = spec.partition("=")
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/{name.strip()}", data=action.strip().encode(),
+                                             method="PUT")
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        resp.read()
+                except urllib.error.HTTPError as exc:
+                    body = exc.read().decode("utf-8", "replace").strip()
+                    raise SetupError(f"node {node} refused failpoint {spec}: {body or exc}") from None
+                except OSError as exc:
+                    raise SetupError(f"cannot arm failpoint {spec} in node {node} (127.0.0.1:{port}): {exc}") from None
+                done.append(f"{node}: {spec}")
+        return done
+
+    def disarm_failpoints(self, cluster: Any) -> list[str]:
+        """Disarm every failpoint in every node that answers; the nodes disarmed.
+
+        A node that is down (killed, or dead of its own panic) has none armed: it is skipped."""
+        done = []
+        for node in cluster.nodes:
+            port = self._failpoint_ports.get(node)
+            if port is None:
+                continue
+            ok = True
+            for spec in self.failpoints:
+                name = spec.partition("=")[0].strip()
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/{name}", method="DELETE")
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        resp.read()
+                except OSError:
+                    ok = False  # down, or paused past the timeout: a restart comes back unarmed anyway
+            if ok:
+                done.append(node)
+        return done
 
     def supported_node_counts(self) -> tuple[int, ...]:
         # The node's peer list accepts 1, 3 or 5 members (node/peer.py): an
@@ -138,5 +210,7 @@ class SquallDB(ZooKeeperProtocol, DBBase):
 
 
 def make(options: dict[str, Any] | None = None) -> SquallDB:
-    fault = (options or {}).get("unsafe_db_fault")
-    return SquallDB(unsafe_fault=str(fault) if fault else None)
+    options = options or {}
+    fault = options.get("unsafe_db_fault")
+    fps = tuple(f for f in str(options.get("failpoints") or "").split(",") if f)
+    return SquallDB(unsafe_fault=str(fault) if fault else None, failpoints=fps)

@@ -17,6 +17,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from node.failpoints import Failpoints
+
 from .log import RaftLog
 from .messages import (
     COUNTER_MASK,
@@ -138,6 +140,10 @@ class RaftNode:
     that has it commits every entry as soon as it appends it, without waiting
     for a quorum. It exists so tests can prove the randomized checker catches
     a real safety bug. Never set it outside tests.
+
+    `failpoints` are the member's TEST-ONLY failpoints (node.failpoints):
+    `campaign`, `become-leader`, `step-down`, `snapshot-send` and
+    `snapshot-install` are passed here; none is armed by default.
     """
 
     def __init__(
@@ -154,6 +160,8 @@ class RaftNode:
         max_entries_per_message: int = 64,
         unsafe_commit_without_quorum: bool = False,
         bootstrap: ConfState | None = None,
+        unsafe_fault: str = "",
+        failpoints: Failpoints | None = None,
     ) -> None:
         if id <= 0:
             raise ValueError(f"node id must be a positive integer, got {id}")
@@ -177,7 +185,13 @@ class RaftNode:
         self.pre_vote = pre_vote
         self.check_quorum = check_quorum
         self.max_entries = max_entries_per_message
+        # TEST-ONLY faults of node.faults that live in the core ("" = none): vote-ignores-log,
+        # heartbeat-commit-beyond-match, read-index-no-quorum (which also turns check-quorum off)
+        self.unsafe_fault = unsafe_fault
+        if unsafe_fault == "read-index-no-quorum":
+            self.check_quorum = False
         self.unsafe_commit_without_quorum = unsafe_commit_without_quorum
+        self.fp = failpoints if failpoints is not None else Failpoints()
 
         st = storage_state or PersistentState()
         self.log = RaftLog(st.snapshot, st.entries, st.hard_state.commit, st.applied, bootstrap)
@@ -555,6 +569,8 @@ class RaftNode:
         self._departing = {}
 
     def _become_follower(self, term: int, leader: int | None) -> None:
+        if self.role is Role.LEADER and self.fp.active:
+            self.fp.hit("step-down")  # TEST-ONLY failpoint (panic or sleep; error is not allowed here)
         self._reset(term)
         self.role = Role.FOLLOWER
         self.leader = leader
@@ -611,6 +627,11 @@ class RaftNode:
                 self.leader = None
 
     def _campaign(self, pre: bool) -> None:
+        if self.fp.active and self.fp.hit("campaign"):
+            # TEST-ONLY failpoint error: give up this campaign, wait for the next timeout
+            if self.role is not Role.FOLLOWER:
+                self._become_follower(self.term, None)
+            return
         if pre:
             self._become_pre_candidate()
             vote_type, term = MT.PRE_VOTE, self.term + 1
@@ -634,6 +655,9 @@ class RaftNode:
     def _on_election_won(self) -> None:
         if self.role is Role.PRE_CANDIDATE:
             self._campaign(pre=False)
+        elif self.fp.active and self.fp.hit("become-leader"):
+            # TEST-ONLY failpoint error: decline; our vote stays ours, so no one else wins this term
+            self._become_follower(self.term, None)
         else:
             self._become_leader()
 
@@ -660,7 +684,8 @@ class RaftNode:
         # vote: a candidate still counting that id under an old configuration must not get the
         # vote its former, now lost, self would have refused. Refusing a vote is always safe.
         resp = MT.PRE_VOTE_RESP if is_pre else MT.VOTE_RESP
-        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
+        # TEST-ONLY FAULT vote-ignores-log: the election restriction is skipped
+        if can_vote and (self.unsafe_fault == "vote-ignores-log" or self.log.is_up_to_date(m.index, m.log_term)):
             # Grants carry the candidate's term so it can count them; a
             # pre-vote grant changes nothing here.
             self.msgs.append(Message(type=resp, frm=self.id, to=m.frm, term=m.term))
@@ -779,6 +804,8 @@ class RaftNode:
         if self.log.match_term(meta.index, meta.term):
             # We already hold that prefix: just learn that it is committed.
             self.log.commit_to(meta.index)
+        elif self.fp.active and self.fp.hit("snapshot-install"):
+            return  # TEST-ONLY failpoint error: refused unanswered; the leader resends after a timeout
         else:
             self.log.restore(snap)
             self._sync_conf()
@@ -930,6 +957,8 @@ class RaftNode:
             pr = self.progress[p]
             # Never tell a follower to commit past what it is known to hold.
             commit = min(pr.match, self.log.committed)
+            if self.unsafe_fault == "heartbeat-commit-beyond-match":
+                commit = self.log.committed  # TEST-ONLY FAULT: whatever the follower holds
             self.msgs.append(Message(type=MT.HEARTBEAT, frm=self.id, to=p, term=self.term, commit=commit, context=context))
 
     def _send_append(self, to: int) -> None:
@@ -955,6 +984,8 @@ class RaftNode:
     def _send_snapshot(self, to: int, pr: Progress) -> None:
         snap = self.log.snapshot
         pr.become_snapshot(snap.meta.index)
+        if self.fp.active and self.fp.hit("snapshot-send"):
+            return  # TEST-ONLY failpoint error: lost; probed again once snapshot_elapsed runs out
         self.msgs.append(Message(type=MT.SNAPSHOT, frm=self.id, to=to, term=self.term, snapshot=snap))
 
     # -- read index -------------------------------------------------------------------------
@@ -965,7 +996,8 @@ class RaftNode:
             # entries of earlier terms may be committed without our knowing it.
             self.deferred_reads.append((frm, context))
             return
-        if self.voters == {self.id}:
+        if self.voters == {self.id} or self.unsafe_fault == "read-index-no-quorum":
+            # (TEST-ONLY FAULT read-index-no-quorum: no heartbeat round confirms we still lead)
             self._answer_read(_ReadRequest(context, self.log.committed, frm))
             return
         if any(r.context == context for r in self.pending_reads):

@@ -154,3 +154,24 @@ def test_a_history_whose_model_cannot_be_inferred_names_the_flag(tmp_path):
     (d / "test.json").unlink()  # a bare set history: cas-register is assumed and cannot step `add`
     code, out = _check(d / "history.jsonl")
     assert code == 3 and "pass --model" in out and "test.json" in out, out
+
+
+@pytest.mark.parametrize("db", ["zookeeper", "squall"])
+def test_a_stale_read_after_sync_names_zookeeper_1675_only_for_zookeeper(tmp_path, db):
+    """`squall check` and `squall analyze` of a run whose read after sync missed
+    an acknowledged write: on Apache ZooKeeper that is its documented
+    limitation (ZOOKEEPER-1675), named as such; on the node it is a finding."""
+
+    h = H().op(0, "write", [0, 1], zxid=10).op(0, "write", [0, 2], zxid=11)
+    h.op(1, "read", [0, None], out=[0, 1], zxid=10)  # sync then get, after the write of 2 was acknowledged
+    spec = TestSpec(name=f"stale-{db}", db=db, workload="register", nodes=("n1", "n2", "n3"), seed=3, reads="sync")
+    d = store.new_run_dir(tmp_path, spec.name)
+    store.write_spec(d, spec)
+    store.write_history(d, h.ops)
+    code, out = _check(d)
+    assert code == 1 and "fresh-after-sync" in out
+    assert ("ZOOKEEPER-1675" in out) is (db == "zookeeper"), out
+    r = CliRunner().invoke(cli, ["analyze", str(d)], obj=_registry())
+    results = json.loads((d / "results.json").read_text())
+    assert r.exit_code == 1 and ("ZOOKEEPER-1675" in results["summary"]) is (db == "zookeeper")
+    assert bool(results.get("known_limitations")) is (db == "zookeeper")

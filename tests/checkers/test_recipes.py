@@ -72,6 +72,9 @@ def test_queue_item_consumed_twice_and_never_put():
     assert r.valid is False
     kinds = {p["kind"] for p in r.counterexample["problems"]}
     assert kinds == {"consumed-twice", "never-put"}
+    twice = next(p for p in r.counterexample["problems"] if p["kind"] == "consumed-twice")
+    assert [g["op"] for g in twice["gets"]["1"]] == [2, 4]  # the two gets that both took item 1, by index
+    assert "item 1 was consumed by 2 gets: op 2 (process 0), op 4 (process 1)" in r.explanation
 
 
 def test_queue_without_final_read_is_unknown():

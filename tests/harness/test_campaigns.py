@@ -9,6 +9,14 @@
   (lose-writes|stale-reads, through the hidden `--unsafe-db-fault` flag, which
   starts every node with `--unsafe-test-fault NAME`) must exit 1 with the
   anomaly in report.html. Skipped while the node has no such switch.
+* The lagging follower (`--nemesis lagging-follower`: one follower's links
+  slowed by 1 s, then its leader killed, over and over): the correct node and
+  Apache ZooKeeper are valid under it with `--reads sync`; a sync that does not
+  wait, a member that takes back a client that has seen more, an idempotent
+  delete and a version check made on the wrong member are caught under it.
+* Every recipe check and availability has a node fault that violates it
+  (node/faults.py) and a campaign here that catches it (exit 1, the anomaly in
+  report.html). bench/gates.py runs the same gates many times (reliability).
 * Cleanup: SIGINT to a running `squall run` against ZooKeeper leaves no node
   process and no listening port behind.
 """
@@ -34,6 +42,14 @@ ZK_JAR = Path("/usr/share/java/zookeeper.jar")
 WORKLOADS = ("register", "set", "lock", "session")
 FAULTS = ("partition", "pause", "kill")
 SHORT = ["--time-limit", "12", "--nemesis-interval", "3", "--no-progress"]
+# The lagging-follower campaign of the gates (bench/gates.py LAG): a follower
+# 1 s behind for most of the run, its leader killed every 4 s, 12 clients.
+LAG = ["--nemesis", "lagging-follower", "--nemesis-interval", "1", "--time-limit", "12", "--concurrency", "12",
+       "--rate", "40", "--no-progress"]
+# With --reads sync: more clients, so more of them read through the lagging
+# member (its clients' writes take 2 s or more, so each reads seldom there).
+LAG_SYNC = ["--reads", "sync", "--nemesis", "lagging-follower", "--nemesis-interval", "1", "--time-limit", "12",
+            "--concurrency", "18", "--rate", "40", "--no-progress"]
 
 
 def _need_zookeeper() -> None:
@@ -159,6 +175,92 @@ def test_the_new_checks_catch_their_broken_database(tmp_path, fault, workload, c
     assert r.returncode == 1, f"the broken database ({fault}) passed: {results.get('summary')}\n{r.stderr[-2000:]}"
     assert checker in results["summary"], results["summary"]
     assert str(escape(results["summary"])) in (run_dir / "report.html").read_text()
+
+
+def _subs(results: dict) -> dict[str, dict]:
+    return {s["checker"]: s for s in results["result"]["details"]["results"]}
+
+
+def _broken_run(tmp_path: Path, fault: str, workload: str, flags: list[str]) -> tuple[subprocess.CompletedProcess,
+                                                                                      Path, dict]:
+    r = squall(["run", "--db", "squall", "--nodes", "3", "--workload", workload, "--unsafe-db-fault", fault,
+                "--seed", "11", *flags], tmp_path)
+    run_dir = _latest(tmp_path)
+    return r, run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+def _assert_in_report(run_dir: Path, results: dict, checker: str) -> None:
+    """The verdict, the failing checker and its first explanation line are in report.html."""
+    page = (run_dir / "report.html").read_text()
+    assert str(escape(results["summary"])) in page
+    sub = _subs(results)[checker]
+    assert sub["valid"] is False, sub["summary"]
+    assert str(escape(sub["summary"])) in page
+    first = sub["explanation"].strip().splitlines()[0]
+    assert str(escape(first)) in page, "the checker's explanation is not in the report"
+
+
+@pytest.mark.parametrize("db", [pytest.param("zookeeper", marks=pytest.mark.zookeeper), "squall"])
+def test_reads_after_sync_are_fresh_under_a_lagging_follower(tmp_path, db):
+    """The schedule that catches sync-no-wait finds nothing on a correct database:
+    reads after sync were judged on the lagging members too, and all were fresh."""
+    if db == "zookeeper":
+        _need_zookeeper()
+    else:
+        _need_node()
+    r = squall(["run", "--db", db, "--nodes", "3", "--workload", "register", "--seed", "11", *LAG_SYNC], tmp_path)
+    run_dir = _latest(tmp_path)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert r.returncode == 0, f"{db}: exit {r.returncode}: {results.get('summary')}\n{r.stderr[-2000:]}"
+    fresh = _subs(results)["fresh-after-sync"]
+    assert fresh["valid"] is True and len(fresh["details"]["reads_checked_by_node"]) == 3, fresh["details"]
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert any(op["f"] == "start-packet" and op["type"] == "info" and
+               op["value"].get("sequence") == "lagging-follower" for op in history if op["process"] == "nemesis")
+
+
+def test_a_sync_that_does_not_wait_is_caught_by_a_lagging_follower(tmp_path):
+    """sync-no-wait answers a sync from the member's own state: through a
+    follower kept 1 s behind, a read after sync misses acknowledged writes."""
+    _need_fault_switch()
+    r, run_dir, results = _broken_run(tmp_path, "sync-no-wait", "register", LAG_SYNC)
+    assert r.returncode == 1, f"sync-no-wait passed: {results.get('summary')}\n{r.stderr[-2000:]}"
+    stale = _subs(results)["fresh-after-sync"]["counterexample"]["stale_reads"][0]
+    assert {"sync", "read", "missed_write", "read_node"} <= set(stale) and stale["missed_write"] >= 0
+    assert "known_limitations" not in results  # the node, not Apache ZooKeeper: a finding
+    _assert_in_report(run_dir, results, "fresh-after-sync")
+
+
+def test_a_member_that_takes_back_a_client_that_has_seen_more_is_caught(tmp_path):
+    """stale-reconnect: clients of the killed leader move onto the lagging
+    follower, which accepts them; their zxid goes back (session-order)."""
+    _need_fault_switch()
+    r, run_dir, results = _broken_run(tmp_path, "stale-reconnect", "register", LAG)
+    assert r.returncode == 1, f"stale-reconnect passed: {results.get('summary')}\n{r.stderr[-2000:]}"
+    problems = _subs(results)["session-order"]["counterexample"]["problems"]
+    assert "zxid-went-back" in {p["kind"] for p in problems}
+    _assert_in_report(run_dir, results, "session-order")
+
+
+@pytest.mark.parametrize("fault, workload, flags, checker, anomaly", [
+    # two consumers (one on the lagging member) both "delete" one item: consumed twice
+    ("idempotent-delete", "queue", LAG, "queue", "consumed-twice"),
+    # a stale version passes the check on the lagging member: an increment is lost
+    ("local-version-check", "counter", LAG, "counter", "final-out-of-bounds"),
+    # a leader's fenced read after another leader's multi sees the old value
+    ("stale-read-cache", "election", ["--nemesis", "none", "--time-limit", "8", "--no-progress"], "lock-fencing",
+     "fencing violation"),
+    # the sync path leaks the throttle: the members stop answering writes and syncs
+    ("throttle-leak", "register", ["--reads", "sync", "--nemesis", "none", "--time-limit", "8", "--no-progress"],
+     "availability", "unavailable"),
+])
+def test_each_recipe_and_availability_check_catches_its_broken_database(tmp_path, fault, workload, flags, checker,
+                                                                         anomaly):
+    _need_fault_switch()
+    r, run_dir, results = _broken_run(tmp_path, fault, workload, flags)
+    assert r.returncode == 1, f"the broken database ({fault}) passed: {results.get('summary')}\n{r.stderr[-2000:]}"
+    assert anomaly in _subs(results)[checker]["summary"], _subs(results)[checker]["summary"]
+    _assert_in_report(run_dir, results, checker)
 
 
 def _procs_mentioning(text: str) -> list[int]:

@@ -101,6 +101,28 @@ def test_unopened_clients_fail_definitely():
     assert CounterClient().invoke({"f": "read"})["type"] == "fail"
 
 
+def test_an_election_op_that_did_not_end_cleanly_ends_its_session(monkeypatch):
+    """A contender node left by a failed or crashed op must not outlive the op:
+    its session is ended (a fail reopens a new one), so the healed final
+    election is not blocked by it."""
+    client = ElectionClient()
+    client.conn.hosts, client.conn.timeout_s = "127.0.0.1:1", 3.0
+    calls: list[tuple] = []
+    monkeypatch.setattr(client.conn, "close", lambda: calls.append(("close",)))
+    monkeypatch.setattr(client.conn, "open", lambda hosts, t, last=0: calls.append(("open", hosts, t)))
+    outcome = {"type": "info", "error": "ConnectionLoss"}
+    from harness.dbs.zk import election as zk_election
+
+    monkeypatch.setattr(zk_election._zk, "run_bounded", lambda conn, body, limit: dict(outcome))
+    assert client.invoke({"f": "lead"})["type"] == "info" and calls == [("close",)]  # retired: no reopen
+    calls.clear()
+    outcome = {"type": "fail", "error": "not-elected"}
+    assert client.invoke({"f": "lead"})["type"] == "fail" and calls == [("close",), ("open", "127.0.0.1:1", 3.0)]
+    calls.clear()
+    outcome = {"type": "ok", "value": {}}
+    assert client.invoke({"f": "lead"})["type"] == "ok" and calls == []  # released cleanly: the session stays
+
+
 def test_add_watch_request_rejects_a_bad_mode():
     with pytest.raises(ValueError, match="addWatch mode"):
         _zk.AddWatch("/x", 7)

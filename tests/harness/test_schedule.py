@@ -259,3 +259,72 @@ def test_cli_latency_is_a_spec_option_for_the_local_backend_only():
         _spec("packet", backend="docker", latency_ms=25)
     with pytest.raises(SpecError, match="--latency must be >= 0"):
         _spec("packet", latency_ms=-1)
+
+
+# -- targeted sequences asked for by name (--nemesis lagging-follower) ----------
+def test_a_named_sequence_is_played_over_and_over_with_its_own_faults():
+    pkg = nemesis.package(["lagging-follower"], 1.0, random.Random(3))
+    cluster = ModelCluster()
+    pkg.nemesis.setup(cluster)
+    ops = list(itertools.islice(pkg.ops(random.Random(3)), 40))
+    assert {o["value"]["sequence"] for o in ops} == {"lagging-follower"}
+    lag = ops[0]["value"]
+    assert (lag["target"], lag["delay_ms"], lag["jitter_ms"]) == ("follower", *schedule.LAG_DELAY_MS)
+    assert [o["f"] for o in ops] == ["start-packet", "kill", "start", "stop-packet"] * 10
+    # performed on a cluster: a follower's links slowed, then the leader killed, then all undone
+    out = pkg.nemesis.invoke(cluster, ops[0])
+    assert out["value"]["nodes"] != ["n1"] and cluster.shapes and out["value"]["sequence"] == "lagging-follower"
+    pkg.nemesis.invoke(cluster, ops[1])
+    assert cluster.killed == {"n1"}
+    for op in ops[2:4]:
+        pkg.nemesis.invoke(cluster, op)
+    assert cluster.healthy()
+    # the heal stops the faults the sequence uses
+    assert pkg.final_ops() == [{"f": "stop-packet"}, {"f": "start", "value": "all"}]
+
+
+def test_a_named_sequence_beside_faults_is_the_only_sequence_played():
+    def seqs_of(ops):
+        return {o["value"]["sequence"] for o in ops if isinstance(o.get("value"), dict) and "sequence" in o["value"]}
+
+    ops, _ = _ops(("partition", "pause"), n=400)
+    assert seqs_of(ops) == {"pause-majority", "lagging-follower"}  # without a name: what partition+pause allow
+    ops, _ = _ops(("partition", "pause", "pause-majority"), n=400)
+    assert seqs_of(ops) == {"pause-majority"}
+    pkg = nemesis.package(["partition", "lagging-follower"], 5.0, random.Random(2))
+    ops = list(itertools.islice(pkg.ops(random.Random(2)), 400))
+    assert seqs_of(ops) == {"lagging-follower"}
+    assert {o["f"] for o in ops} >= {"start-partition", "start-packet", "kill"}
+    assert sum(o["f"] == "start-packet" for o in ops) >= 20  # played often, not now and then
+
+
+def test_a_named_sequence_the_backend_cannot_play_is_refused_at_setup():
+    no_delay = type("NoDelay", (ModelCluster,), {"packet_kinds": ("loss", "bandwidth")})()
+    pkg = nemesis.package(["lagging-follower"], 1.0, random.Random(1))
+    with pytest.raises(ValueError, match="lagging-follower sequence needs packet, kill faults with a packet delay"):
+        pkg.nemesis.setup(no_delay)
+    with pytest.raises(ValueError, match="unknown sequence"):
+        list(itertools.islice(schedule.sequence_loop(("no-such",), random.Random(1)), 1))
+
+
+def test_cli_names_a_sequence_and_all_does_not_include_one():
+    from harness.spec import SpecError
+
+    assert _spec("lagging-follower").nemesis == ("lagging-follower",)
+    assert _spec("pause-majority,kill", backend="ssh").nemesis == ("pause-majority", "kill")
+    assert "lagging-follower" not in _spec("all").nemesis
+    with pytest.raises(SpecError, match=r"ssh backend cannot perform the nemesis fault\(s\) lagging-follower "
+                                        r"\(it needs packet, kill\)"):
+        _spec("lagging-follower", backend="ssh")
+    with pytest.raises(SpecError, match="a targeted sequence \\(lagging-follower, kill-leader-in-partition"):
+        _spec("lagging-folower")
+
+
+def test_cli_a_lagging_follower_needs_three_nodes():
+    from harness.cli import _registry
+    from harness.run_cmd import _check_cluster_size
+    from harness.spec import SpecError
+
+    with pytest.raises(SpecError, match="lagging-follower needs at least 3 nodes"):
+        _check_cluster_size(_registry(), "zookeeper", {}, 1, ("lagging-follower",))
+    _check_cluster_size(_registry(), "zookeeper", {}, 3, ("lagging-follower",))

@@ -22,7 +22,7 @@ from node.config import ConfigError, NodeConfig
 from node.errors import Err
 from node.replica import Read, Replica, Sync, Write
 from node.server import BackgroundNode
-from node.tree import OPEN_ACL_UNSAFE, CreateOp, MultiOp, SetDataOp
+from node.tree import OPEN_ACL_UNSAFE, CheckOp, CreateOp, DeleteOp, MultiOp, SetDataOp
 from tests.node.servers import free_port
 from tests.node.test_replica import Cluster
 
@@ -147,6 +147,93 @@ def test_diverge_makes_the_highest_member_apply_other_data(armed: bool) -> None:
         assert set(data.values()) == {b"v"}
 
 
+@ARMED
+def test_idempotent_delete_lets_two_consumers_both_delete_one_item(armed: bool) -> None:
+    c = _cluster("idempotent-delete", armed)
+    a, b = c.follower(), c.leader()
+    sa, _ = c.new_session(a, conn=1)
+    sb, _ = c.new_session(b, conn=2)
+    _write(c, a, 1, sa, 2, CreateOp("/item", b"x", OPEN_ACL_UNSAFE))
+    # both consumers saw the item; both delete it
+    c.call(a, "client_request", 1, sa, 3, Write(DeleteOp("/item")), c.now)
+    c.call(b, "client_request", 2, sb, 3, Write(DeleteOp("/item")), c.now)
+    c.deliver_all()
+    c.tick(2)
+    errs = sorted(r.err for r in (c.last_reply(1), c.last_reply(2)))
+    assert errs == ([Err.OK, Err.OK] if armed else [Err.NO_NODE, Err.OK])  # armed: both "won" the item
+    assert {c.r(i).tree.exists("/item") for i in c.ids} == {None}
+    assert len({c.r(i).tree.digest() for i in c.ids}) == 1  # every replica alike
+
+
+@ARMED
+def test_local_version_check_lets_two_conditional_sets_at_one_version_both_succeed(armed: bool) -> None:
+    c = _cluster("local-version-check", armed)
+    a, b = c.follower(), c.leader()
+    sa, _ = c.new_session(a, conn=1)
+    sb, _ = c.new_session(b, conn=2)
+    _write(c, a, 1, sa, 2, CreateOp("/n", b"0", OPEN_ACL_UNSAFE))
+    # a counter's read-modify-write by two clients that both read version 0
+    c.call(a, "client_request", 1, sa, 3, Write(SetDataOp("/n", b"1", 0)), c.now)
+    c.call(b, "client_request", 2, sb, 3, Write(SetDataOp("/n", b"2", 0)), c.now)
+    c.deliver_all()
+    c.tick(2)
+    errs = sorted(r.err for r in (c.last_reply(1), c.last_reply(2)))
+    version = {c.r(i).tree.get_data("/n")[1].version for i in c.ids}
+    if armed:
+        assert errs == [Err.OK, Err.OK] and version == {2}  # both "won": one increment is lost
+    else:
+        assert errs == [Err.BAD_VERSION, Err.OK] and version == {1}
+    # a version that is already wrong here is refused at once, armed or not
+    c.call(a, "client_request", 1, sa, 4, Write(SetDataOp("/n", b"3", 0)), c.now)
+    c.deliver_all()
+    assert c.last_reply(1).err == Err.BAD_VERSION
+
+
+@ARMED
+def test_stale_read_cache_misses_a_multis_write_but_not_a_set(armed: bool) -> None:
+    c = _cluster("stale-read-cache", armed)
+    f = c.follower()
+    sid, _ = c.new_session(f, conn=1)
+    _write(c, f, 1, sid, 2, CreateOp("/fence", b"0", OPEN_ACL_UNSAFE))
+    c.call(f, "client_read", 1, sid, 3, Read("get_data", "/fence"), c.now)
+    assert c.last_reply(1).value[0] == b"0"
+    _write(c, f, 1, sid, 4, MultiOp((CheckOp("/fence", 0), SetDataOp("/fence", b"1", -1))))
+    c.call(f, "client_read", 1, sid, 5, Read("get_data", "/fence"), c.now)
+    assert c.last_reply(1).value[0] == (b"0" if armed else b"1")  # armed: the multi's write is not seen
+    _write(c, f, 1, sid, 6, SetDataOp("/fence", b"2", -1))
+    c.call(f, "client_read", 1, sid, 7, Read("get_data", "/fence"), c.now)
+    assert c.last_reply(1).value[0] == b"2"  # a plain setData drops the cached entry
+    assert {c.r(i).tree.get_data("/fence")[0] for i in c.ids} == {b"2"}
+
+
+@ARMED
+def test_throttle_leak_refuses_writes_and_syncs_once_enough_syncs_were_served(armed: bool) -> None:
+    c = _cluster("throttle-leak", armed)
+    f = c.follower()
+    sid, _ = c.new_session(f, conn=1)
+    _write(c, f, 1, sid, 2, CreateOp("/t", b"", OPEN_ACL_UNSAFE))
+    for k in range(faults.THROTTLE_LIMIT):  # each sync takes a count that is never given back
+        c.call(f, "client_request", 1, sid, 3 + k, Sync("/t"), c.now)
+        c.deliver_all()
+        assert c.last_reply(1).err == Err.OK
+    c.call(f, "client_request", 1, sid, 50, Sync("/t"), c.now)
+    c.deliver_all()
+    sync = c.last_reply(1)
+    _write(c, f, 1, sid, 51, SetDataOp("/t", b"w", -1))
+    write = c.last_reply(1)
+    c.call(f, "client_read", 1, sid, 52, Read("get_data", "/t"), c.now)
+    read = c.last_reply(1)
+    assert read.err == Err.OK  # plain reads still work
+    if armed:
+        assert sync.err == write.err == Err.CONNECTION_LOSS and read.value[0] == b""  # refused, not applied
+    else:
+        assert sync.err == write.err == Err.OK and read.value[0] == b"w"
+    other = c.leader()  # the count is per member: the leader still takes writes
+    so, _ = c.new_session(other, conn=2)
+    _write(c, other, 2, so, 2, SetDataOp("/t", b"v", -1))
+    assert c.last_reply(2).err == Err.OK
+
+
 # ---------------------------------------------------------------- faults the shell carries out
 
 
@@ -246,3 +333,10 @@ def test_a_standalone_node_refuses_a_fault_that_cannot_show_on_it(tmp_path: Path
     with pytest.raises(faults.UnknownFault, match="cannot show"):
         faults.check(fault, members=1)
     assert faults.check(fault, members=3) == fault
+
+
+def test_the_harness_offers_every_node_fault() -> None:
+    """`squall run --unsafe-db-fault` accepts exactly the node's faults (no drift)."""
+    from harness.dbs.squall import SquallDB
+
+    assert sorted(SquallDB.unsafe_faults) == sorted(faults.FAULTS)

@@ -38,7 +38,25 @@ class ElectionClient(_zk.ZkClient):
             return {"type": "fail", "value": op.get("value"), "zxid": None,
                     "error": f"bad election op {op!r}: f must be lead or final-lead"}
         bound = self.elect_timeout_s if f == "lead" else 3 * self.conn.timeout_s
-        return _zk.run_bounded(self.conn, lambda: self._lead(bound), bound + 3 * self.conn.timeout_s)
+        out = _zk.run_bounded(self.conn, lambda: self._lead(bound), bound + 3 * self.conn.timeout_s)
+        if out["type"] != "ok":
+            self._end_candidacy(reopen=out["type"] == "fail")
+        return out
+
+    def _end_candidacy(self, reopen: bool) -> None:
+        """After a lead op that did not end cleanly, end its session, so a
+        contender node it may have left goes with it. kazoo deletes its node
+        when a candidacy is cancelled or fails only while connected (ZooKeeper
+        followers drop every client when they lose their leader): a node left
+        behind, its session alive, would stay ahead of every later contender
+        and block the healed final election, whose premise is that every
+        earlier contender's session has ended. A ``fail`` keeps its process,
+        so the client reopens with a new session (keeping the last zxid seen);
+        an ``info`` retires it."""
+        hosts, timeout_s, last = self.conn.hosts, self.conn.timeout_s, self.conn.last_zxid() or 0
+        self.conn.close()
+        if reopen and hosts:
+            self.conn.open(hosts, timeout_s, last)
 
     def _lead(self, bound_s: float) -> dict[str, Any]:
         zk = self.conn.zk
