@@ -7,7 +7,6 @@ import re
 import sys
 
 import pytest
-
 from click.testing import CliRunner
 
 from harness.cli import cli
@@ -46,14 +45,14 @@ def test_sim_prints_a_failing_seed_with_a_replay_command_that_reproduces_it():
     assert json.loads(again.stdout)["outcomes"][0]["history_hash"] == bad[0]["history_hash"]
 
 
-@pytest.mark.parametrize("workers, per_process", [(1, 2), (2, 1)])
+@pytest.mark.parametrize("workers, per_process", [(1, 4), (2, 2)])
 def test_a_failing_simulator_process_is_an_error_not_a_verdict(monkeypatch, workers, per_process):
     import harness.sim_cmd as sim_cmd
 
-    # (the workers are forked, so they see the patched command too)
+    # (the parent makes each chunk's simulator command, so the workers run the patched one too)
     monkeypatch.setattr(sim_cmd, "simulator_command",
                         lambda *a: [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(4)"])
-    res = _run(["--seeds", "2", "--workers", str(workers)])
+    res = _run(["--seeds", "4", "--workers", str(workers)])
     assert res.exit_code == 3
     assert f"exited with 4 after 0 of {per_process} seeds" in res.output and "boom" in res.output
 
@@ -171,6 +170,8 @@ def test_chunks_cover_the_seeds_contiguously_in_order():
         covered = [s + i for s, c in cs for i in range(c)]
         assert covered == list(range(first, first + seeds))
         assert all(1 <= c <= CHUNK_SEEDS for _, c in cs)
+        # even sizes: each seed keeps the cluster size (3 and 5 alternate) it has in one run of all seeds
+        assert all(c % 2 == 0 for _, c in cs[:-1])
         assert len(cs) >= min(workers, seeds)  # every worker gets work
 
 
