@@ -27,6 +27,9 @@ class Registry:
     accepts (a deliberately broken database, to prove the gate fails).
     ``backend_faults`` names, per backend, the nemesis faults it can perform
     (``--nemesis all`` means these); a backend not listed supports them all.
+    ``clock`` makes each run's clock (``harness.clock``); None, the default,
+    is real time. Tests of the run commands pass ``VirtualClock``, so their
+    fake runs take simulated time.
     """
 
     backends: Mapping[str, Factory]
@@ -37,6 +40,7 @@ class Registry:
     default_nodes: Mapping[str, Callable[[], int]] = field(default_factory=dict)
     unsafe_db_faults: tuple[str, ...] = ()
     backend_faults: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # default: nemesis_faults
+    clock: Callable[[], Any] | None = None
 
     def nodes_for(self, db: str) -> int:
         fn = self.default_nodes.get(db)
