@@ -112,15 +112,31 @@ def test_the_real_clock_waits_in_real_time():
 
 def _invocations(tmp_path, name):
     backend = FakeBackend()
-    spec = TestSpec(name=name, nodes=("n1", "n2", "n3"), backend="local", db="squall", workload="set",
-                    nemesis=("partition",), nemesis_interval_s=0.3, time_limit_s=2.0, concurrency=3, rate=60.0,
-                    seed=5)
+    spec = TestSpec(
+        name=name,
+        nodes=("n1", "n2", "n3"),
+        backend="local",
+        db="squall",
+        workload="set",
+        nemesis=("partition",),
+        nemesis_interval_s=0.3,
+        time_limit_s=2.0,
+        concurrency=3,
+        rate=60.0,
+        seed=5,
+    )
     clock = VirtualClock()
-    outcome = run_test(spec, backend, object(), FakeSetWorkload(backend), FakePackage(0.3),
-                       store.new_run_dir(tmp_path, name), clock=clock)
+    outcome = run_test(
+        spec,
+        backend,
+        object(),
+        FakeSetWorkload(backend),
+        FakePackage(0.3),
+        store.new_run_dir(tmp_path, name),
+        clock=clock,
+    )
     assert outcome.valid is True and clock.stalls == 0
-    return [(op.time, op.process, op.f, op.value) for op in store.read_history(outcome.run_dir)
-            if op.type == "invoke"]
+    return [(op.time, op.process, op.f, op.value) for op in store.read_history(outcome.run_dir) if op.type == "invoke"]
 
 
 def test_a_run_in_simulated_time_invokes_the_same_ops_at_the_same_times_twice(tmp_path):
