@@ -19,10 +19,10 @@ the rules a test must follow to be safe in parallel). Here:
   change (pytest-xdist issue 1386: the groups are silently ignored); so each
   worker writes its groups to a file the controller's scheduler
   (``_GroupScheduling``) reads.
-* **Order.** Under xdist, ``slow`` tests are handed out first (stable order
-  otherwise), so the longest ones do not start at the end and leave one
-  worker running alone; groups go out before single tests (xdist sorts
-  groups by size).
+* **Order.** Under xdist, ``slow`` tests are handed out first, those that
+  declare a longer ``timeout`` before the others (stable order otherwise), and
+  a group goes out where its first test stands: the longest tests do not
+  start at the end and leave one worker running alone.
 """
 
 from __future__ import annotations
@@ -104,6 +104,15 @@ def _group_of(item: pytest.Item) -> str | None:
     return None
 
 
+def _order(item: pytest.Item) -> tuple[bool, float]:
+    """Slow tests first, and among them those that declare a longer timeout (the
+    10,000-seed simulation, the kazoo suites); otherwise the collection order
+    (the sort is stable)."""
+    mark = item.get_closest_marker("timeout")
+    timeout = float(mark.args[0]) if mark is not None and mark.args else 0.0
+    return item.get_closest_marker("slow") is None, -timeout
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
@@ -111,7 +120,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
     if _worker_number() is not None:
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow first
+        items.sort(key=_order)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook tells the controller the collection is done
@@ -134,9 +143,17 @@ except ImportError:  # pytest-xdist not installed: the suite runs serially
 if LoadGroupScheduling is not None:
 
     class _GroupScheduling(LoadGroupScheduling):  # type: ignore[misc, valid-type]
-        """``--dist loadgroup`` with the groups the workers wrote (see the module docstring)."""
+        """``--dist loadgroup`` with the groups the workers wrote (see the module docstring).
+
+        Units (a group, or a test) go out in the workers' collection order, which
+        ``_order`` sorts longest first, not xdist's default of the biggest group first:
+        the longest single test must not wait behind the groups."""
 
         _groups: dict[str, str] | None = None
+
+        def __init__(self, config: pytest.Config, log: Any = None) -> None:
+            super().__init__(config, log)
+            config.option.loadscopereorder = False
 
         def _split_scope(self, nodeid: str) -> str:
             if self._groups is None:
