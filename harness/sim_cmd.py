@@ -357,18 +357,22 @@ class _WorkerPool:
         self._procs: list[subprocess.Popen[str]] = []
         self._errfiles: list[Any] = []
         self._threads: list[threading.Thread] = []
-        for n in range(min(workers, len(tasks))):
-            errfile = tempfile.TemporaryFile(mode="w+")
-            self._errfiles.append(errfile)
-            # Started from this thread: PR_SET_PDEATHSIG (set by the worker)
-            # follows the thread that started it, and this one outlives them.
-            proc = subprocess.Popen([sys.executable, "-m", "harness.sim_worker"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=errfile, text=True, env=_child_env())
-            self._procs.append(proc)
-            t = threading.Thread(target=self._feed, args=(proc, errfile), name=f"squall-sim-worker-{n}",
-                                 daemon=True)
-            self._threads.append(t)
-            t.start()
+        try:
+            for n in range(min(workers, len(tasks))):
+                errfile = tempfile.TemporaryFile(mode="w+")
+                self._errfiles.append(errfile)
+                # Started from this thread: PR_SET_PDEATHSIG (set by the worker)
+                # follows the thread that started it, and this one outlives them.
+                proc = subprocess.Popen([sys.executable, "-m", "harness.sim_worker"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=errfile, text=True, env=_child_env())
+                self._procs.append(proc)
+                t = threading.Thread(target=self._feed, args=(proc, errfile), name=f"squall-sim-worker-{n}",
+                                     daemon=True)
+                self._threads.append(t)
+                t.start()
+        except BaseException:
+            self.close()  # the workers already started
+            raise
 
     def _take(self) -> _Chunk | None:
         with self._cond:
@@ -397,8 +401,8 @@ class _WorkerPool:
                         break
                 else:
                     error = self._died(proc, errfile)
-            except (OSError, ValueError) as exc:  # a closed pipe, a garbled line: the worker failed
-                error = self._died(proc, errfile) if proc.poll() is not None else f"a sim worker failed: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a closed pipe, a garbled line: the task must still end
+                error = self._died(proc, errfile) if proc.poll() is not None else f"a sim worker failed: {exc!r}"
             with self._cond:
                 task.done, task.error = True, error
                 self._cond.notify_all()

@@ -129,8 +129,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not groups_dir or not worker:
         return
     groups = {item.nodeid: g for item in session.items if (g := _group_of(item)) is not None}
+    slow = [item.nodeid for item in session.items if item.get_closest_marker("slow") is not None]
     tmp = Path(groups_dir) / f".{worker}.json"
-    tmp.write_text(json.dumps(groups), encoding="utf-8")
+    tmp.write_text(json.dumps({"groups": groups, "slow": slow}), encoding="utf-8")
     tmp.replace(Path(groups_dir) / f"{worker}.json")
 
 
@@ -147,23 +148,38 @@ if LoadGroupScheduling is not None:
 
         Units (a group, or a test) go out in the workers' collection order, which
         ``_order`` sorts longest first, not xdist's default of the biggest group first:
-        the longest single test must not wait behind the groups."""
+        the longest single test must not wait behind the groups. A worker always
+        holds one unit beyond the one it runs (xdist needs the next test to run
+        one); while it runs a slow test, that extra unit is the last, quickest one
+        in the queue, so no slow test waits behind another on one worker while
+        other workers are free."""
 
         _groups: dict[str, str] | None = None
+        _slow: set[str] = set()
 
         def __init__(self, config: pytest.Config, log: Any = None) -> None:
             super().__init__(config, log)
             config.option.loadscopereorder = False
 
-        def _split_scope(self, nodeid: str) -> str:
+        def _load(self) -> dict[str, str]:
             if self._groups is None:
                 self._groups = {}
                 groups_dir = os.environ.get(_GROUPS_DIR)
                 files = sorted(Path(groups_dir).glob("gw*.json")) if groups_dir else []
                 if files:
-                    self._groups = json.loads(files[0].read_text(encoding="utf-8"))
-            group = self._groups.get(nodeid)
+                    found = json.loads(files[0].read_text(encoding="utf-8"))
+                    self._groups, self._slow = found["groups"], set(found["slow"])
+            return self._groups
+
+        def _split_scope(self, nodeid: str) -> str:
+            group = self._load().get(nodeid)
             return group if group is not None else super()._split_scope(nodeid)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            held = [nid for unit in self.assigned_work.get(node, {}).values() for nid, done in unit.items() if not done]
+            if len(self.workqueue) > 1 and any(nid in self._slow for nid in held):
+                self.workqueue.move_to_end(next(reversed(self.workqueue)), last=False)
+            super()._assign_work_unit(node)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
