@@ -1,6 +1,6 @@
 """Suite-wide settings for running the tests in parallel (pytest-xdist).
 
-CI and the README run ``pytest -n 4 --dist loadgroup`` (CONTRIBUTING.md has
+CI and the README run ``pytest -n 6 --dist loadgroup`` (CONTRIBUTING.md has
 the rules a test must follow to be safe in parallel). Here:
 
 * **Ports.** Each xdist worker gets a range of ports of its own below the
