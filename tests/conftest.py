@@ -19,10 +19,11 @@ the rules a test must follow to be safe in parallel). Here:
   change (pytest-xdist issue 1386: the groups are silently ignored); so each
   worker writes its groups to a file the controller's scheduler
   (``_GroupScheduling``) reads.
-* **Order.** Under xdist, ``slow`` tests are handed out first, those that
-  declare a longer ``timeout`` before the others (stable order otherwise), and
-  a group goes out where its first test stands: the longest tests do not
-  start at the end and leave one worker running alone.
+* **Order.** Under xdist, the longest units (a group, or a test) are handed
+  out first, by a guess of their length: a slow test counts its own
+  ``timeout`` mark or a minute, any other test a second, and a group the sum
+  of its tests. The longest ones then do not start at the end and leave one
+  worker running alone.
 """
 
 from __future__ import annotations
@@ -104,13 +105,28 @@ def _group_of(item: pytest.Item) -> str | None:
     return None
 
 
-def _order(item: pytest.Item) -> tuple[bool, float]:
-    """Slow tests first, and among them those that declare a longer timeout (the
-    10,000-seed simulation, the kazoo suites); otherwise the collection order
-    (the sort is stable)."""
+# How long a slow test is guessed to take when it declares no timeout of its own (for the order only).
+_SLOW_WEIGHT_S = 60.0
+
+
+def _weight(item: pytest.Item) -> float:
+    """A guess of a test's length, for the order: a slow test's own timeout (the
+    10,000-seed simulation and the kazoo suites declare long ones) or
+    ``_SLOW_WEIGHT_S``; 1 for any other test."""
+    if item.get_closest_marker("slow") is None:
+        return 1.0
     mark = item.get_closest_marker("timeout")
-    timeout = float(mark.args[0]) if mark is not None and mark.args else 0.0
-    return item.get_closest_marker("slow") is None, -timeout
+    return float(mark.args[0]) if mark is not None and mark.args else _SLOW_WEIGHT_S
+
+
+def _sort_longest_first(items: list[pytest.Item]) -> None:
+    """Units (a group's tests together, or one test) by their summed weight, heaviest
+    first; the collection order otherwise (the sort is stable)."""
+    units: dict[str, float] = {}
+    for item in items:
+        unit = _group_of(item) or item.nodeid
+        units[unit] = units.get(unit, 0.0) + _weight(item)
+    items.sort(key=lambda item: -units[_group_of(item) or item.nodeid])
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
@@ -120,7 +136,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if group is not None and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(group))
     if _worker_number() is not None:
-        items.sort(key=_order)
+        _sort_longest_first(items)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook tells the controller the collection is done
@@ -147,8 +163,9 @@ if LoadGroupScheduling is not None:
         """``--dist loadgroup`` with the groups the workers wrote (see the module docstring).
 
         Units (a group, or a test) go out in the workers' collection order, which
-        ``_order`` sorts longest first, not xdist's default of the biggest group first:
-        the longest single test must not wait behind the groups. A worker always
+        ``_sort_longest_first`` sorts by their guessed length, not xdist's default of
+        the group with most tests first: the longest single test must not wait behind
+        the groups. A worker always
         holds one unit beyond the one it runs (xdist needs the next test to run
         one); while it runs a slow test, that extra unit is the last, quickest one
         in the queue, so no slow test waits behind another on one worker while
