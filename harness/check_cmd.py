@@ -125,10 +125,34 @@ def _pick_model(name: str | None, initial: Any, history: History) -> Model:
     return get_model(name, initial)
 
 
+def _consistency_names() -> tuple[str, ...]:
+    """The registered checkers (squall.checkers entry points), squall's own first."""
+    from harness import plugins
+    return plugins.names("checker") or tuple(_CHECKERS)
+
+
+def _checker(registry: Any, consistency: str) -> Any:
+    """The check function for ``--consistency``: the registry's (a plugin's,
+    loaded now so a broken one is bad input, not a verdict), else squall's own."""
+    discovery = getattr(registry, "discovery", None)
+    plugin = discovery.get("checker", consistency) if discovery is not None else None
+    if plugin is not None:
+        from harness.plugins import PluginError
+        try:
+            return plugin.load()
+        except PluginError as exc:
+            raise BadInput(str(exc)) from None
+    if consistency in _CHECKERS:
+        return _CHECKERS[consistency]
+    raise BadInput(f"--consistency {consistency!r} is not a registered checker")
+
+
 def check_file(path: Path, *, model_name: str | None, initial: Any, fmt: str,
-               consistency: str, budget: float | None, allow_empty: bool = False) -> FileOutcome:
+               consistency: str, budget: float | None, allow_empty: bool = False,
+               checker: Any = None) -> FileOutcome:
     """Read, check and time one file; bad input becomes ``error``, a checker
-    crash becomes "unknown" (it proved nothing)."""
+    crash becomes "unknown" (it proved nothing). ``checker`` is the check
+    function (default: squall's own for ``consistency``)."""
     outcome = FileOutcome(path)
     started = time.monotonic()
     try:
@@ -147,7 +171,8 @@ def check_file(path: Path, *, model_name: str | None, initial: Any, fmt: str,
                                             f"{path} holds no operation, so it proves nothing; pass "
                                             "--allow-empty to accept an empty history as valid")
         else:
-            outcome.result = _CHECKERS[consistency](history, model, budget_s=budget)
+            check_fn: Any = checker or _CHECKERS[consistency]
+            outcome.result = check_fn(history, model, budget_s=budget)
     except (HistoryError, ModelError) as exc:
         msg = str(exc)
         if isinstance(exc, ModelError) and model_name is None and outcome.model is not None:
@@ -287,8 +312,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
               help="Initial state as an EDN or JSON literal: 0, nil, '{:x 0 :y 0}'.")
 @click.option("--format", "fmt", type=click.Choice(("auto",) + tuple(FORMATS)),
               default="auto", show_default=True, help="History format.")
-@click.option("--consistency", type=click.Choice(tuple(_CHECKERS)), default="linearizable",
-              show_default=True, help="Consistency model to check.")
+@click.option("--consistency", type=click.Choice(_consistency_names()), default="linearizable",
+              show_default=True, help="Consistency model to check (a registered checker: `squall list`).")
 @click.option("--budget", type=float, default=None, callback=_positive, metavar="SECONDS",
               help="Time budget per file; running out gives 'unknown' (default: none).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
@@ -308,6 +333,7 @@ def check(ctx: click.Context, path: Path, model_name: str | None, initial: str |
     from harness.registry import Registry
 
     registry = ctx.find_object(Registry)
+    checker = _checker(registry, consistency)
     run_mode = model_name is None and fmt in ("auto", "jsonl")  # else: one model, as asked
     if run_mode and path.is_dir() and run_spec_beside(path) is not None:
         path = path / "history.jsonl"  # a run directory: its history, judged by its workload
@@ -333,7 +359,8 @@ def check(ctx: click.Context, path: Path, model_name: str | None, initial: str |
             outcomes.append(check_run_file(f, spec_path, registry, allow_empty))
         else:
             outcomes.append(check_file(f, model_name=model_name, initial=init, fmt=fmt,
-                                       consistency=consistency, budget=budget, allow_empty=allow_empty))
+                                       consistency=consistency, budget=budget, allow_empty=allow_empty,
+                                       checker=checker))
     if is_dir and progress:
         click.echo("", err=True)
     if html is not None:

@@ -1,8 +1,10 @@
 """The `squall` command line: the composition root of the project.
 
-This is the only module that knows every command, workload, nemesis,
-database and backend by name. Subcommands live in their own modules and are
-imported lazily, so `squall check` does not pay for the harness's imports.
+This is the only module that knows every command and backend by name; the
+databases, workloads, nemeses and checkers are plugins found through entry
+points (``harness/plugins.py``; squall's own are registered in
+pyproject.toml). Subcommands live in their own modules and are imported
+lazily, so `squall check` does not pay for the harness's imports.
 
 Exit codes: 0 valid, 1 invalid, 2 unknown, 3 and above for bad input, usage
 errors and failed setups (click's default of 2 for usage errors is remapped
@@ -11,7 +13,6 @@ to 3, so that 2 always means "unknown").
 
 from __future__ import annotations
 
-import functools
 import importlib
 import sys
 
@@ -33,11 +34,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("harness.sim_cmd", "sim"),
     "cluster": ("harness.cluster_cmd", "cluster"),
     "serve": ("harness.serve_cmd", "serve"),
+    "list": ("harness.list_cmd", "list_cmd"),
 }
 
 
-# -- the registry: every concrete backend, database, workload and nemesis by
-# name. Factories import lazily so `squall check` pays for none of them.
+# -- the registry: squall's backends by name (and what each can do); its
+# databases, workloads, nemeses and checkers come from entry points
+# (harness/plugins.py: squall's own are registered in pyproject.toml, like a
+# plugin's). Factories import lazily so `squall check` pays for none of them.
 
 def _local_backend(options: dict):
     from harness.backends.local import LocalBackend
@@ -54,90 +58,19 @@ def _ssh_backend(options: dict):
     return ssh.make(options)
 
 
-def _squall_db(options: dict):
-    from harness.dbs import squall
-    return squall.make(options)
-
-
-def _zookeeper_db(options: dict):
-    from harness.dbs import zookeeper
-    return zookeeper.make(options)
-
-
-@functools.lru_cache(maxsize=1)
-def _squall_default_nodes() -> int:
-    """3 once the node's ensemble exists (it offers --peers), else 1 (asked once)."""
-    from harness.dbs import squall
-    return 3 if squall.supports_ensemble(squall.node_help()) else 1
-
-
-def _register_workload(options: dict):
-    from workloads import register
-    return register.make(options)
-
-
-def _set_workload(options: dict):
-    from workloads import set as set_workload
-    return set_workload.make(options)
-
-
-def _lock_workload(options: dict):
-    from workloads import lock
-    return lock.make(options)
-
-
-def _session_workload(options: dict):
-    from workloads import session
-    return session.make(options)
-
-
-def _multi_workload(options: dict):
-    from workloads import multi
-    return multi.make(options)
-
-
-def _watch_workload(options: dict):
-    from workloads import watch
-    return watch.make(options)
-
-
-def _queue_workload(options: dict):
-    from workloads import queue
-    return queue.make(options)
-
-
-def _counter_workload(options: dict):
-    from workloads import counter
-    return counter.make(options)
-
-
-def _election_workload(options: dict):
-    from workloads import election
-    return election.make(options)
-
-
-def _nemesis_package(faults, interval_s, rng):
-    from nemesis.package import package
-    return package(faults, interval_s, rng)
+# The faults squall's own nemesis performs, and those each backend can (the
+# local backend all of them). A plugin's fault is asked for by name, on any
+# backend; its nemesis checks the cluster's abilities in setup.
+BUILTIN_FAULTS = ("partition", "pause", "kill", "packet", "clock", "disk")
+BACKEND_FAULTS = {"docker": ("partition", "pause", "kill", "packet", "disk"), "ssh": ("partition", "pause", "kill")}
 
 
 def _registry():
-    from harness.registry import Registry
-    return Registry(
-        backends={"local": _local_backend, "docker": _docker_backend, "ssh": _ssh_backend},
-        dbs={"squall": _squall_db, "zookeeper": _zookeeper_db},
-        workloads={"register": _register_workload, "set": _set_workload,
-                   "lock": _lock_workload, "session": _session_workload,
-                   "multi": _multi_workload, "watch": _watch_workload, "queue": _queue_workload,
-                   "counter": _counter_workload, "election": _election_workload},
-        nemesis_faults=("partition", "pause", "kill", "packet", "clock", "disk"),
-        backend_faults={"docker": ("partition", "pause", "kill", "packet", "disk"), "ssh": ("partition", "pause", "kill")},
-        nemesis_package=_nemesis_package,
-        default_nodes={"squall": _squall_default_nodes},
-        # test-only broken databases (the node's --unsafe-test-fault switch, node/faults.py)
-        unsafe_db_faults=("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
-                          "multi-partial", "diverge", "skip-fsync"),
-    )
+    from harness.plugins import discover
+    from harness.registry import from_plugins
+    return from_plugins(discover(),
+                        backends={"local": _local_backend, "docker": _docker_backend, "ssh": _ssh_backend},
+                        backend_faults=BACKEND_FAULTS, builtin_faults=BUILTIN_FAULTS)
 
 
 class _LazyGroup(click.Group):

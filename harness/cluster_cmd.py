@@ -3,8 +3,8 @@
 ``up`` starts a labelled Docker cluster, waits until it serves, prints its
 run id and connection string, and leaves it running after the command exits.
 ``status`` shows every squall cluster Docker knows about (manual ones and
-what a crashed ``squall run`` left), each node's state, address, role and
-zxid. ``down`` removes clusters by label: all of them, or one ``--run``.
+what a crashed ``squall run`` left), each node's state, address, and what
+its database says of it (role, term, applied position). ``down`` removes clusters by label: all of them, or one ``--run``.
 Concrete databases come from the registry (harness/cli.py) like for `run`.
 """
 
@@ -16,10 +16,18 @@ from typing import Any
 
 import click
 
+from harness import plugins
 from harness.backends.base import SetupError
 from harness.registry import Registry, UnknownName, lookup
 
 EXIT_SETUP_FAILED = 4
+
+
+def _registry(ctx: click.Context) -> Registry:
+    reg = ctx.find_object(Registry)
+    if reg is None:
+        raise click.UsageError("internal: no registry in the click context (run through `squall`)")
+    return reg
 
 
 def _only_docker(backend: str) -> None:
@@ -47,7 +55,8 @@ def cluster() -> None:
 
 @cluster.command("up")
 @_BACKEND
-@click.option("--db", default="zookeeper", show_default=True, help="squall or zookeeper.")
+@click.option("--db", default=plugins.default("db", "zookeeper"), show_default=True,
+              help=f"The database: {plugins.help_list('db')} (`squall list`).")
 @click.option("--nodes", type=int, default=3, show_default=True, help="Node count.")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Node directories (config, data, logs) go to RESULTS/clusters/<run id>/.")
@@ -59,9 +68,7 @@ def up(ctx: click.Context, backend: str, db: str, nodes: int, results_dir: str, 
     _only_docker(backend)
     if nodes < 1:
         raise click.UsageError(f"--nodes must be at least 1, got {nodes}")
-    reg = ctx.find_object(Registry)
-    if reg is None:
-        raise click.UsageError("internal: no registry in the click context (run through `squall`)")
+    reg = _registry(ctx)
     try:
         database = lookup(reg.dbs, "db", db)({})
     except UnknownName as exc:
@@ -97,29 +104,41 @@ def _published_port(container: Any, port: int) -> int | None:
     return int(binding[0]["HostPort"]) if binding else None
 
 
-def cluster_status(client: Any) -> list[dict[str, Any]]:
-    """One row per squall container: run, kind, node, state, address, mode, zxid."""
-    from harness.backends.docker import CLIENT_PORT, LABEL_KIND, LABEL_NODE, LABEL_RUN
-    from harness.dbs.base import four_letter_word, parse_srvr
+def cluster_status(client: Any, reg: Registry) -> list[dict[str, Any]]:
+    """One row per squall container: run, kind, node, db, state, address and
+    the database's status of the node (role as ``mode``, term, applied)."""
+    from harness.backends.docker import CLIENT_PORT, LABEL_DB, LABEL_KIND, LABEL_NODE, LABEL_RUN
     rows = []
+    dbs: dict[str, Any] = {}
     for c in client.containers.list(all=True, filters={"label": LABEL_RUN}):
         port = _published_port(c, CLIENT_PORT)
         address = f"127.0.0.1:{port}" if port else ""
-        status = parse_srvr(four_letter_word(address, "srvr", 0.5)) if (address and c.status == "running") \
-            else {"mode": "down"}
+        db_name = c.labels.get(LABEL_DB, "")
+        if db_name not in dbs:
+            try:
+                dbs[db_name] = lookup(reg.dbs, "db", db_name)({})
+            except Exception:  # noqa: BLE001 - an unknown or broken database: no status, the row stays
+                dbs[db_name] = None
+        db = dbs[db_name]
+        if address and c.status == "running" and db is not None:
+            st = db.status(address, 0.5)
+            status = {"mode": st.role, "term": st.term, "applied": st.applied}
+        else:
+            status = {"mode": "down" if db is not None else "unknown", "term": None, "applied": None}
         rows.append({"run": c.labels.get(LABEL_RUN, "?"), "kind": c.labels.get(LABEL_KIND, "?"),
-                     "node": c.labels.get(LABEL_NODE, c.name), "state": c.status, "address": address,
-                     "mode": status.get("mode"), "zxid": status.get("zxid")})
+                     "node": c.labels.get(LABEL_NODE, c.name), "db": db_name or "?", "state": c.status,
+                     "address": address, **status})
     return sorted(rows, key=lambda r: (r["run"], r["node"]))
 
 
 @cluster.command("status")
 @_BACKEND
-def status(backend: str) -> None:
-    """Show every squall cluster's nodes: state, address, role and zxid."""
+@click.pass_context
+def status(ctx: click.Context, backend: str) -> None:
+    """Show every squall cluster's nodes: state, address, role and position."""
     _only_docker(backend)
     _, client = _docker()
-    rows = cluster_status(client)
+    rows = cluster_status(client, _registry(ctx))
     if not rows:
         click.echo("no squall clusters")
         return
@@ -127,11 +146,13 @@ def status(backend: str) -> None:
     for r in rows:
         by_run[r["run"]].append(r)
     for run_id, nodes in by_run.items():
-        click.echo(f"run {run_id} ({nodes[0]['kind']}): "
+        click.echo(f"run {run_id} ({nodes[0]['kind']}, db {nodes[0]['db']}): "
                    f"connect {','.join(r['address'] for r in nodes if r['address'])}")
         for r in nodes:
-            zxid = "-" if r["zxid"] is None else hex(r["zxid"])
-            click.echo(f"  {r['node']:<4} {r['state']:<8} {r['address']:<16} {r['mode']:<12} zxid {zxid}")
+            term = "-" if r["term"] is None else str(r["term"])
+            applied = "-" if r["applied"] is None else hex(r["applied"])
+            click.echo(f"  {r['node']:<4} {r['state']:<8} {r['address']:<16} {r['mode']:<12} "
+                       f"term {term} applied {applied}")
 
 
 @cluster.command("down")

@@ -26,7 +26,10 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from harness import store, summary
+from harness import plugins, store, summary
+from harness.backends.base import SetupError
+from harness.dbs.base import NotOffered, UnsafeFaults, bind
+from harness.plugins import PluginError
 from harness.progress import Progress
 from harness.registry import Registry, UnknownName, lookup
 from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SETUP_FAILED, EXIT_UNKNOWN,
@@ -54,7 +57,8 @@ def _fail(message: str) -> None:
 def _common_options(fn: Callable) -> Callable:
     options = [
         click.option("--backend", default="local", show_default=True, help="Where nodes run."),
-        click.option("--db", default="squall", show_default=True, help="squall (the bundled node) or zookeeper."),
+        click.option("--db", default=plugins.default("db", "squall"), show_default=True,
+                     help=f"The database under test: {plugins.help_list('db')} (`squall list` describes them)."),
         click.option("--nemesis-interval", type=float, default=5.0, show_default=True,
                      help="Seconds between fault starts and stops."),
         click.option("--nodes", default=None,
@@ -73,7 +77,9 @@ def _common_options(fn: Callable) -> Callable:
         click.option("--seed", type=int, default=None, help="Seed for every random choice [default: random; stored in test.json]."),
         click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
                      help="Results folder."),
-        click.option("--reads", default="local", show_default=True, help=f"Read mode: {', '.join(READS_MODES)}."),
+        click.option("--reads", default=None,
+                     help=f"Read mode: {', '.join(READS_MODES)} [default: the database's: local for squall and "
+                          "zookeeper, linearizable for etcd]."),
         click.option("--clients", type=click.Choice(CLIENT_MODES), default="roaming", show_default=True,
                      help="roaming: each client gets every node (shuffled per client) and moves to another "
                           "when its connection drops; pinned: each client talks to one node only."),
@@ -104,7 +110,7 @@ class _Common:
     rate: float
     seed: int | None
     results_dir: str
-    reads: str
+    reads: str | None
     progress: bool
     unsafe_db_fault: str | None
     clients: str = "roaming"
@@ -143,18 +149,103 @@ def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
     return count, options
 
 
+def _make_db(reg: Registry, db_name: str, options: dict[str, Any]) -> Any:
+    try:
+        return lookup(reg.dbs, "db", db_name)(options)
+    except (UnknownName, PluginError) as exc:
+        raise SpecError(str(exc)) from None
+    except (ValueError, SetupError) as exc:  # a database refusing its options says why
+        raise SpecError(f"--db {db_name}: {exc}") from None
+
+
 def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n: int,
-                        faults: tuple[str, ...]) -> None:
+                        faults: tuple[str, ...], db: Any = None) -> None:
     """Refuse a node count the database cannot run, and a fault that cannot
     bite on this many nodes (a partition of one node cuts no link)."""
-    db = lookup(reg.dbs, "db", db_name)(options)
-    supported = getattr(db, "supported_node_counts", None)
-    counts = tuple(supported()) if callable(supported) else ()
+    db = _make_db(reg, db_name, options) if db is None else db
+    counts = tuple(db.supported_node_counts())
     if counts and n not in counts:
         raise SpecError(f"--db {db_name} cannot run {n} node(s); allowed: {', '.join(map(str, counts))}")
     if "partition" in faults and n < 2:
         raise SpecError("--nemesis partition needs at least 2 nodes (a one-node cluster has no link to cut); "
                         "use --nodes 3, or another fault (pause, kill)")
+
+
+def unsafe_faults_of(reg: Registry, db: Any) -> tuple[str, ...]:
+    """The test-only faults ``--unsafe-db-fault`` accepts for this database."""
+    return tuple(db.unsafe_faults) if isinstance(db, UnsafeFaults) else tuple(reg.unsafe_db_faults)
+
+
+def _check_serves(reg: Registry, db_name: str, db: Any, workload: str, options: dict[str, Any]) -> None:
+    """Refuse a workload whose client interface the database does not offer."""
+    try:
+        w = lookup(reg.workloads, "workload", workload)(options)
+    except (UnknownName, PluginError) as exc:
+        raise SpecError(str(exc)) from None
+    except ValueError as exc:
+        raise SpecError(f"--workload {workload}: {exc}") from None
+    interface = getattr(w, "interface", None)
+    if interface is None:
+        return  # a workload with clients of its own
+    offered = tuple(db.interfaces)
+    if interface not in offered:
+        servable = [name for name in sorted(reg.workloads) if name != workload and
+                    _interface_of(reg, name) in offered]
+        raise SpecError(f"--db {db_name} cannot serve the {workload} workload: it offers no {interface!r} client "
+                        f"(its interfaces: {', '.join(offered) or 'none'}; workloads it can run: "
+                        f"{', '.join(servable) or 'none'})")
+
+
+def _faults_the_db_takes(db: Any, db_name: str, asked: str, faults: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse a fault that cannot bite on this database (its
+    ``unsupported_faults``: fault -> why; e.g. libfaketime's clock faults
+    never reach etcd, a Go program): a run under it would test nothing of
+    it. ``all`` leaves such faults out instead."""
+    refused = dict(getattr(db, "unsupported_faults", {}) or {})
+    if not refused:
+        return faults
+    named = [p.strip() for p in str(asked).split(",")]
+    if "all" in named:
+        faults = tuple(f for f in faults if f not in refused or f in named)
+    bad = [f for f in faults if f in refused]
+    if bad:
+        raise SpecError(f"--db {db_name} cannot take the nemesis fault(s) {', '.join(bad)}: "
+                        + "; ".join(f"{f}: {refused[f]}" for f in bad))
+    return faults
+
+
+def workload_for(db: Any, workload: str) -> str:
+    """The workload a database runs for ``workload``: a database whose
+    meaning of a workload's name differs names its own in
+    ``workload_aliases`` (etcd's ``watch`` is ``watch-stream``: a revision
+    stream, not ZooKeeper's one-shot watches)."""
+    return str(dict(getattr(db, "workload_aliases", {}) or {}).get(workload, workload))
+
+
+def servable_workloads(reg: Registry, db: Any) -> list[str]:
+    """The registered workloads whose interface ``db`` offers (or that bring
+    their own clients), after the database's aliases, once each."""
+    offered = tuple(db.interfaces)
+    out: list[str] = []
+    for name in sorted(reg.workloads):
+        name = workload_for(db, name)
+        if name in out:
+            continue
+        try:
+            w = lookup(reg.workloads, "workload", name)({})
+        except Exception:  # noqa: BLE001 - a workload that cannot be built is not servable
+            continue
+        interface = getattr(w, "interface", None)
+        if interface is None or interface in offered:
+            out.append(name)
+    return out
+
+
+def _interface_of(reg: Registry, workload: str) -> str | None:
+    try:
+        return getattr(lookup(reg.workloads, "workload", workload)({}), "interface", None)
+    except Exception:  # noqa: BLE001 - a workload that cannot be built is not offered
+        return None
 
 
 def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str | None) -> TestSpec:
@@ -163,10 +254,22 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
                                (reg.workloads, "workload", workload)):
         if value not in table:
             raise SpecError(f"unknown {kind} {value!r}; allowed: {', '.join(sorted(table))}")
-    faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.backend_faults.get(c.backend), c.backend)
+    faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.faults_for(c.backend), c.backend,
+                           everything=reg.all_faults_for(c.backend))
     count, options = _nodes_and_backend_options(c)
-    nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
-    _check_cluster_size(reg, c.db, options, len(nodes), faults)
+    db = _make_db(reg, c.db, options)
+    faults = _faults_the_db_takes(db, c.db, nemesis, faults)
+    workload = workload_for(db, workload)
+    try:
+        nodes = normalize_nodes(count if count is not None else reg.nodes_for(c.db))
+    except PluginError as exc:
+        raise SpecError(str(exc)) from None
+    _check_serves(reg, c.db, db, workload, options)
+    _check_cluster_size(reg, c.db, options, len(nodes), faults, db)
+    reads = c.reads or str(getattr(db, "default_reads", "local"))
+    modes = tuple(getattr(db, "reads_modes", ("local", "sync")))
+    if reads not in modes:
+        raise SpecError(f"--reads {reads} is not offered by --db {c.db}; allowed: {', '.join(modes)}")
     if c.latency_ms:
         if c.latency_ms < 0:
             raise SpecError(f"--latency must be >= 0 ms, got {c.latency_ms:g}")
@@ -175,16 +278,17 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
                             "backend cannot delay packets (iptables has no delay, tc netem is not available)")
         options["latency_ms"] = c.latency_ms
     if c.unsafe_db_fault:
-        if c.unsafe_db_fault not in reg.unsafe_db_faults:
-            raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r}; allowed: "
-                            f"{', '.join(reg.unsafe_db_faults) or 'none'}")
+        allowed = unsafe_faults_of(reg, db)
+        if c.unsafe_db_fault not in allowed:
+            raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r} for --db {c.db}; allowed: "
+                            f"{', '.join(allowed) or 'none (this database has no test-only faults)'}")
         options["unsafe_db_fault"] = c.unsafe_db_fault
     seed = c.seed if c.seed is not None else random.SystemRandom().randrange(2**31)
     return TestSpec(
         name=name or default_name(c.db, workload, faults) + (f"-unsafe-{c.unsafe_db_fault}" if c.unsafe_db_fault else ""),
         nodes=nodes, backend=c.backend, db=c.db, workload=workload, nemesis=faults,
         nemesis_interval_s=c.nemesis_interval, time_limit_s=c.time_limit,
-        concurrency=parse_concurrency(c.concurrency, len(nodes)), rate=c.rate, seed=seed, reads=c.reads,
+        concurrency=parse_concurrency(c.concurrency, len(nodes)), rate=c.rate, seed=seed, reads=reads,
         clients=c.clients, min_availability=c.min_availability, options=tuple(sorted(options.items())))
 
 
@@ -218,9 +322,10 @@ def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunContr
         backend = lookup(reg.backends, "backend", spec.backend)(options)
         db = lookup(reg.dbs, "db", spec.db)(options)
         workload = lookup(reg.workloads, "workload", spec.workload)({**options, "reads": spec.reads, "seed": spec.seed})
+        workload = bind(workload, db)  # the database's clients for the workload's interface
         package = (reg.nemesis_package(list(spec.nemesis), spec.nemesis_interval_s, stream_rng(spec.seed, "nemesis"))
                    if spec.nemesis else None)
-    except UnknownName as exc:
+    except (UnknownName, NotOffered) as exc:
         raise SpecError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - e.g. a part that is not installed yet
         msg = f"could not build the test's parts: {type(exc).__name__}: {exc}"
@@ -279,10 +384,12 @@ def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
 
 
 @click.command("run")
-@click.option("--workload", default="register", show_default=True, help="register, set, lock, session, multi, watch, queue, counter or election.")
+@click.option("--workload", default=plugins.default("workload", "register"), show_default=True,
+              help=f"{plugins.help_list('workload')} (the database must offer the workload's client interface; "
+                   "`squall list`).")
 @click.option("--nemesis", default="partition,kill", show_default=True,
-              help="Comma-separated faults (partition, pause, kill, packet, clock), all (every fault the "
-                   "backend supports) or none; they overlap on a seeded schedule.")
+              help=f"Comma-separated faults ({', '.join(plugins.names('nemesis'))}), all (every one of "
+                   "squall's own faults the backend supports) or none; they overlap on a seeded schedule.")
 @_common_options
 @click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")
@@ -344,7 +451,7 @@ STANDARD_NEMESES = "partition,pause,kill"
 
 @click.command("test-all")
 @click.option("--workloads", default="all", show_default=True,
-              help="Comma-separated workloads, or all (every registered workload).")
+              help="Comma-separated workloads, or all (every registered workload the database can serve).")
 @click.option("--nemeses", default=STANDARD_NEMESES, show_default=True,
               help="Semicolon-separated nemesis lists, e.g. 'partition;kill;partition,pause;none'; each list "
                    "is one composed, overlapping schedule. The default is the standard suite's schedule.")
@@ -363,8 +470,12 @@ def test_all(ctx: click.Context, workloads: str, nemeses: str, as_json: bool = F
     if c.seed is None:
         c.seed = random.SystemRandom().randrange(2**31)
     wls = [w.strip() for w in workloads.split(",") if w.strip()]
-    if wls == ["all"]:
-        wls = sorted(reg.workloads)
+    if wls == ["all"]:  # every registered workload the database can serve
+        try:
+            db = _make_db(reg, c.db, {}) if c.db in reg.dbs else None
+        except SpecError as exc:
+            _fail(str(exc))
+        wls = servable_workloads(reg, db) if db is not None else sorted(reg.workloads)
     nems = [n.strip() for n in nemeses.split(";") if n.strip()]
     if not wls or not nems:
         _fail("test-all needs at least one workload and one nemesis list")

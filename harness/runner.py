@@ -484,21 +484,23 @@ def run_final_phase(interp: "Interpreter", workload: Any, recorder: Recorder, co
 
 def run_convergence_phase(workload: Any, cluster: Any, nodes: list[str], recorder: Recorder,
                           control: RunControl, timeout_s: float, clock: Clock | None = None) -> None:
-    """Read every znode the workload touched from every node directly and
-    record the snapshots as ``converge`` ops (``checkers.convergence``).
+    """Read the workload's data from every node directly and record the
+    snapshots as ``converge`` ops (``checkers.convergence``).
 
     Runs after the final phase, once the clients are closed. Rounds repeat,
     a second apart, until the snapshots agree or CONVERGE_ROUNDS /
     CONVERGE_LIMIT_S run out: a quiet, healed cluster converges, but an
     ephemeral of a session that expires meanwhile can make one round differ.
-    Only workloads that name their paths (``converge_paths``) are read, and
-    only clusters of two or more nodes (one node has nothing to agree with).
+    Only workloads that name their paths (``converge_paths``) and can read
+    one node's copy (``snapshot(address, timeout_s)``: the database's, see
+    ``harness.dbs.base.BoundWorkload``) are read, and only clusters of two or
+    more nodes (one node has nothing to agree with).
     """
     from checkers import convergence
-    from workloads import _zk
 
     paths = tuple(getattr(workload, "converge_paths", ()) or ())
-    if not paths or len(nodes) < 2:
+    snapshot = getattr(workload, "snapshot", None)
+    if not paths or snapshot is None or len(nodes) < 2:
         return
     deadline = recorder.now_s() + CONVERGE_LIMIT_S
     for rnd in range(CONVERGE_ROUNDS):
@@ -507,7 +509,7 @@ def run_convergence_phase(workload: Any, cluster: Any, nodes: list[str], recorde
             proc = f"converge-{n}"
             recorder.record(INVOKE, proc, convergence.F, {"round": rnd, "node": n}, node=n)
             try:
-                snap = _zk.snapshot(cluster.client_address(n), paths, timeout_s)
+                snap = snapshot(cluster.client_address(n), timeout_s)
             except Exception as exc:  # noqa: BLE001 - an unreadable node is recorded, not raised
                 recorder.record("fail", proc, convergence.F, {"round": rnd, "node": n}, node=n,
                                 error=f"{type(exc).__name__}: {exc}")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 SPEC_VERSION = 1
-READS_MODES = ("local", "sync")
+READS_MODES = ("local", "sync", "linearizable")
 CLIENT_MODES = ("roaming", "pinned")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -179,10 +179,12 @@ def parse_concurrency(text: str | int, node_count: int) -> int:
 
 
 def parse_nemesis(text: str, allowed: tuple[str, ...] | list[str],
-                  supported: tuple[str, ...] | list[str] | None = None, backend: str = "") -> tuple[str, ...]:
+                  supported: tuple[str, ...] | list[str] | None = None, backend: str = "", *,
+                  everything: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
     """'partition,kill' -> ('partition', 'kill'); 'none' or '' -> ();
-    'all' -> every fault of ``supported`` (the backend's faults; default
-    ``allowed``). A fault the backend cannot perform is refused, naming it."""
+    'all' -> every fault of ``everything`` (default ``supported``: the
+    backend's faults; default ``allowed``). A fault the backend cannot
+    perform is refused, naming it."""
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not parts or parts == ["none"]:
         return ()
@@ -191,9 +193,10 @@ def parse_nemesis(text: str, allowed: tuple[str, ...] | list[str],
     if bad:
         raise SpecError(f"unknown nemesis fault(s) {', '.join(bad)}; allowed: {', '.join(allowed)} "
                         "(comma-separated), all, or none")
+    all_of = tuple(supported if everything is None else everything)
     seen: list[str] = []
     for p in parts:
-        for f in (supported if p == "all" else (p,)):
+        for f in (all_of if p == "all" else (p,)):
             if f not in seen:
                 seen.append(f)
     unsupported = [f for f in seen if f not in supported]

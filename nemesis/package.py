@@ -34,6 +34,15 @@ from nemesis import process
 from nemesis import schedule
 
 FAULTS = ("partition", "pause", "kill", "packet", "clock", "disk", "none")
+# One line per fault, for `squall list` (harness/plugins.py reads it).
+FAULT_ABOUT = {
+    "partition": "Network partitions: halves, majority rings, bridges, an isolated node or leader.",
+    "pause": "SIGSTOP and SIGCONT of one node, a minority, a majority, all, the leader or a follower.",
+    "kill": "SIGKILL and restart on the same data of one node, a minority, a majority, all or the leader.",
+    "packet": "Delay, jitter, loss or a bandwidth limit on links (what the backend can do).",
+    "clock": "Wall-clock bumps and strobes of one node (libfaketime; local backend).",
+    "disk": "Kill nodes and lose every write they never fsynced (lazyfs; local and Docker).",
+}
 ALL = "all"
 
 # What a target must offer for each fault beyond the core protocol.

@@ -1,4 +1,4 @@
-"""`squall node`: run one standalone node (also `python -m node`).
+"""`squall node`: run one node, standalone or an ensemble member (also `python -m node`).
 
 Flags override a ZooKeeper-style config file (``--config zoo.cfg``). Logs go
 to stderr and to ``DATA_DIR/squall-node.log``; the line
@@ -64,9 +64,10 @@ def _loop_factory(kind: str):
               help="Server id (the high byte of session ids). Default 1.")
 @click.option("--id", "member_id", type=click.IntRange(1, 254), default=None,
               help="Ensemble member id (same as --server-id); must appear in --peers.")
-@click.option("--peers", default=None, metavar="1=HOST:CLIENT_PORT:PEER_PORT,2=...",
-              help="Run as a member of this ensemble (1, 3 or 5 members) instead of standalone. "
-                   "The config file may give it as peers=... or ZooKeeper's server.N=host:peer_port:x;client_port.")
+@click.option("--peers", default=None, metavar="1=HOST:CLIENT_PORT:PEER_PORT[:ELECTION_PORT][:ROLE],2=...",
+              help="Run as a member of this ensemble (1, 3 or 5 participants; ROLE participant or observer) "
+                   "instead of standalone. The config file may give it as peers=... or ZooKeeper's "
+                   "server.N=host:peer_port:election_port[:role];client_port.")
 @click.option("--raft-tick-ms", type=click.IntRange(5, 10_000), default=None,
               help="Ensemble timer period in ms; a leader is suspected dead after 10..20 ticks. Default 25.")
 @click.option("--snapshot-every", type=click.IntRange(1, None), default=None,
@@ -75,7 +76,8 @@ def _loop_factory(kind: str):
               help="A digest id that bypasses every ACL (ZooKeeper's superDigest). Default: none.")
 @click.option("--fsync-inline/--fsync-in-thread", default=None,
               help="fsync the log on the event loop (default: lower latency on fast disks, blocks the loop "
-                   "during fsync) or in a disk thread (better on slow disks).")
+                   "during fsync) or in a disk thread (the loop keeps reading requests meanwhile; better on "
+                   "slow disks).")
 @click.option("--loop", "loop_kind", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto",
               show_default=True, help="Event loop: uvloop when installed (auto), or the standard asyncio loop.")
 @click.option("--4lw-whitelist", "four_letter_words", default=None, metavar="WORD,WORD,...|*",
@@ -87,13 +89,29 @@ def _loop_factory(kind: str):
               help="Admin address; anything but loopback requires --admin-token.")
 @click.option("--admin-token", envvar="SQUALL_ADMIN_TOKEN", default=None,
               help="Token every admin request must carry (env SQUALL_ADMIN_TOKEN).")
+@click.option("--reconfig-enabled/--no-reconfig-enabled", default=None,
+              help="Allow dynamic reconfiguration (reconfig requests: add or remove a member, one voter at a "
+                   "time; they need WRITE on /zookeeper/config, e.g. the superDigest user). Default: off, "
+                   "as ZooKeeper's reconfigEnabled.")
+@click.option("--join", is_flag=True, default=None,
+              help="Join a running ensemble: start with no configuration and wait for its leader to add this "
+                   "member (a reconfig), then receive the data. --peers lists the current members and this one.")
+@click.option("--read-only/--no-read-only", default=None,
+              help="Serve read-only sessions (clients that allow them) while cut off from the quorum, as "
+                   "ZooKeeper with -Dreadonlymode.enabled=true. Default: off.")
+@click.option("--enforce-quota/--no-enforce-quota", default=None,
+              help="Refuse writes past a quota's hard limits with QuotaExceeded (zookeeper.enforceQuota). "
+                   "Default: off, as in ZooKeeper; every member of an ensemble must agree.")
 @click.option("--unsafe-test-fault", default=None, hidden=True, metavar="NAME",
               help="TEST ONLY: arm a deliberate bug (node/faults.py); env SQUALL_UNSAFE_TEST_FAULT works too.")
 def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxns, config_file, server_id,
                  member_id, peers, raft_tick_ms,
                  snapshot_every, super_digest, fsync_inline, loop_kind, four_letter_words, admin_port, admin_host,
-                 admin_token, unsafe_test_fault) -> None:
-    """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM."""
+                 admin_token, reconfig_enabled, join, read_only, enforce_quota, unsafe_test_fault) -> None:
+    """Run a ZooKeeper-compatible node (standalone, or an ensemble member with --peers) until Ctrl-C or SIGTERM.
+
+    A standalone node is a one-member ensemble: the same replication code, storage and
+    behaviour as a member of three or five, reported as "standalone" (as ZooKeeper does)."""
     from pathlib import Path
 
     if member_id is not None and server_id is not None and member_id != server_id:
@@ -102,7 +120,9 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
                  "max_frame_bytes": max_frame_bytes, "max_client_cnxns": max_client_cnxns,
                  "server_id": member_id if member_id is not None else server_id, "snapshot_every": snapshot_every,
                  "super_digest": super_digest, "fsync_inline": fsync_inline, "peers": peers,
-                 "raft_tick_ms": raft_tick_ms, "unsafe_test_fault": unsafe_test_fault or faults.from_env() or None}
+                 "raft_tick_ms": raft_tick_ms, "enforce_quota": enforce_quota,
+                 "reconfig_enabled": reconfig_enabled, "join": join, "read_only": read_only,
+                 "unsafe_test_fault": unsafe_test_fault or faults.from_env() or None}
     try:
         if four_letter_words is not None:
             from node.admin.four_letter import parse_whitelist
@@ -113,14 +133,21 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         cfg, ignored = load_config(config_file, overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    if cfg.join and not cfg.peers:
+        raise click.UsageError("--join needs --peers: the running ensemble's members and this one")
+    members: dict = {}
     if cfg.peers:
         from node.peer import parse_peers
         try:
-            members = parse_peers(cfg.peers)
+            members = parse_peers(cfg.peers, any_size=cfg.join)
         except ValueError as exc:
             raise click.UsageError(f"--peers: {exc}") from None
         if cfg.server_id not in members:
             raise click.UsageError(f"--id {cfg.server_id} is not one of the peers' ids {sorted(members)}")
+    try:
+        faults.check(cfg.unsafe_test_fault, members=len(members) or 1)
+    except faults.UnknownFault as exc:
+        raise click.UsageError(str(exc)) from None
     admin = None
     if admin_port is not None:
         from node.admin.http import AdminConfigError, check_admin_options
@@ -135,35 +162,24 @@ def node_command(data_dir, host, port, tick_ms, max_frame_bytes, max_client_cnxn
         log.info("config keys ignored (not used by squall): %s", ", ".join(ignored))
 
     from node.server import serve  # imported late: `squall node --help` stays fast
-    ensemble = bool(cfg.peers) and len(parse_peers(cfg.peers)) > 1  # a one-member list is just standalone
-    if not ensemble and cfg.unsafe_test_fault:
-        # A standalone node that ignored a fault would let a "broken database" test pass silently.
-        try:
-            faults.check(cfg.unsafe_test_fault, standalone=True)
-        except faults.UnknownFault as exc:
-            raise click.UsageError(str(exc)) from None
-    from node.storage import CorruptLogError, StorageLockedError
+    from node.storage import CorruptLogError, LegacyDataError, RaftLogError, StorageLockedError
 
-    # The disk thread hands every commit back to the loop; a shorter GIL switch interval keeps that
-    # handoff from waiting up to 5 ms behind a busy loop.
-    sys.setswitchinterval(0.0005)
-
+    if not cfg.fsync_inline:
+        # The disk thread hands every fsync back to the loop; a shorter GIL switch interval keeps that
+        # handoff from waiting up to 5 ms behind a busy loop.
+        sys.setswitchinterval(0.0005)
     loop_factory = _loop_factory(loop_kind)
     log.info("event loop: %s", "uvloop" if loop_factory is not None else "asyncio")
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            if ensemble:
-                from node.ensemble import serve_ensemble
-                runner.run(serve_ensemble(cfg, admin=admin))
-            else:
-                runner.run(serve(cfg, admin=admin))
-    except (StorageLockedError, CorruptLogError) as exc:  # expected failures: the message says it all
-        log.error("%s", exc)
+            runner.run(serve(cfg, admin=admin))
+    except (StorageLockedError, CorruptLogError, RaftLogError, LegacyDataError) as exc:
+        log.error("%s", exc)  # expected failures: the message says it all
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         log.error("cannot serve on %s:%d: %s", cfg.host, cfg.port, exc)
         raise click.ClickException(f"cannot serve on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from None
-    except Exception as exc:  # recovery errors (corrupt log) and the like: say what, exit non-zero
+    except Exception as exc:  # recovery errors and the like: say what, exit non-zero
         log.exception("node failed")
         raise click.ClickException(f"node failed: {exc}") from None
     log.info("node stopped")

@@ -58,6 +58,14 @@ class NodeConfig:
     unsafe_test_fault: str = ""
     # 4lw.commands.whitelist: the four-letter words the client port answers (ZooKeeper 3.8's default: srvr only)
     four_letter_words: frozenset = DEFAULT_WHITELIST
+    # zookeeper.enforceQuota: hard quota limits refuse writes with QuotaExceeded (-125); every member must agree
+    enforce_quota: bool = False
+    # reconfigEnabled: dynamic reconfiguration (the reconfig request) is allowed; ZooKeeper's default is off
+    reconfig_enabled: bool = False
+    # --join: this member joins a running ensemble (it waits to be added by a reconfig); not a zoo.cfg key
+    join: bool = False
+    # readonlymode.enabled: a member cut off from its quorum serves read-only sessions
+    read_only: bool = False
 
     def validate(self) -> "NodeConfig":
         def need(ok: bool, msg: str) -> None:
@@ -106,6 +114,11 @@ class NodeConfig:
         return 5 * self.tick_ms
 
 
+def java_bool(text: str) -> bool:
+    """Java's Boolean.parseBoolean: "true" in any case is true, anything else false."""
+    return text.strip().lower() == "true"
+
+
 # zoo.cfg key -> (NodeConfig field, converter)
 FILE_KEYS = {
     "dataDir": ("data_dir", Path),
@@ -124,27 +137,36 @@ FILE_KEYS = {
     "peers": ("peers", str),
     "raftTickMs": ("raft_tick_ms", int),
     "4lw.commands.whitelist": ("four_letter_words", parse_whitelist),
+    # ZooKeeper turns an unknown zoo.cfg key K into the system property zookeeper.K, so both spellings work there
+    "enforceQuota": ("enforce_quota", java_bool),
+    "zookeeper.enforceQuota": ("enforce_quota", java_bool),
+    "reconfigEnabled": ("reconfig_enabled", java_bool),
+    # a system property in ZooKeeper (-Dreadonlymode.enabled=true); squall also reads it from the file
+    "readonlymode.enabled": ("read_only", java_bool),
 }
 
 
 def zk_server_lines(servers: dict[int, str], client_port: int | None) -> str:
-    """ZooKeeper's ``server.N=host:peer_port[:election_port][;[addr:]client_port]`` lines -> our peers spec.
+    """ZooKeeper's ``server.N=host:peer_port[:election_port][:role][;[addr:]client_port]`` lines -> our peers spec.
 
     ZooKeeper's election port has no use here (one peer port carries
-    everything) and is ignored. A server without ``;client_port`` gets the
-    file's ``clientPort`` (the usual layout: every server on its own host).
+    everything); it is kept only to show the membership in /zookeeper/config
+    as ZooKeeper does. A server without ``;client_port`` gets the file's
+    ``clientPort`` (the usual layout: every server on its own host).
     """
     parts = []
     for sid in sorted(servers):
         spec = servers[sid]
         addr, _, client = spec.partition(";")
         fields_ = addr.split(":")
-        if len(fields_) < 2 or not fields_[1].isdigit():
-            raise ConfigError(f"server.{sid}={spec!r}: expected host:peer_port[:election_port][;client_port]")
+        role = fields_.pop() if len(fields_) in (3, 4) and fields_[-1] in ("participant", "observer") else ""
+        if len(fields_) not in (2, 3) or not all(f.isdigit() for f in fields_[1:]):
+            raise ConfigError(f"server.{sid}={spec!r}: expected host:peer_port[:election_port][:role][;client_port]")
         client = client.rpartition(":")[2] if client else (str(client_port) if client_port else "")
         if not client.isdigit():
             raise ConfigError(f"server.{sid}={spec!r}: no client port (add ';PORT' or set clientPort)")
-        parts.append(f"{sid}={fields_[0]}:{client}:{fields_[1]}")
+        extra = "".join(f":{x}" for x in (fields_[2:] + ([role] if role else [])))
+        parts.append(f"{sid}={fields_[0]}:{client}:{fields_[1]}{extra}")
     return ",".join(parts)
 
 

@@ -9,8 +9,13 @@ guarantee ZooKeeper documents. With none armed (the default) every fault is
 inert: the code paths below are the production paths, with one ``if`` that
 is false.
 
-Each fault runs on an ensemble member (``node.replica`` / ``node.ensemble``);
-the standalone server supports the ones in :data:`STANDALONE_FAULTS`.
+Every node -- standalone or a member of three or five -- runs the same code
+(``node.replica``, ``node.server``), so every fault is carried out by each.
+Two cannot show on a standalone node, whatever its code does: a sole member
+has no lag for ``sync-no-wait`` to expose and no other member for
+``stale-reconnect`` to reconnect from (:data:`NEEDS_PEERS`); a run with one of
+them would pass although the node is armed, so a standalone node refuses
+them (a broken-database gate must never pass because its bug could not show).
 """
 
 from __future__ import annotations
@@ -38,24 +43,30 @@ FAULTS: dict[str, str] = {
     "diverge": "the member with the highest id applies setData with altered data, so replicas diverge",
     "skip-fsync": "writes are acknowledged without fdatasync (lost when the disk drops unsynced writes)",
 }
-STANDALONE_FAULTS = ("lose-writes", "stale-reads")
-
+# Faults that only other members can make observable (see the module docstring): name -> why.
+NEEDS_PEERS: dict[str, str] = {
+    "sync-no-wait": "a sole member's sync has no lag to skip",
+    "stale-reconnect": "a sole member has no other member, behind it, for a session to reconnect to",
+}
 
 
 class UnknownFault(ValueError):
     """A fault name that is not one of FAULTS."""
 
 
-def check(name: str, standalone: bool = False) -> str:
-    """``name`` if it is a known fault ("" for none); raises UnknownFault naming the allowed ones."""
+def check(name: str, members: int = 0) -> str:
+    """``name`` if it is a known fault ("" for none); raises UnknownFault naming the allowed ones.
+
+    With ``members`` = 1 (a standalone node) the faults of NEEDS_PEERS are refused too, saying why."""
     if not name:
         return ""
-    allowed = STANDALONE_FAULTS if standalone else tuple(FAULTS)
-    if name not in allowed:
-        where = "a standalone node" if standalone else "the node"
-        extra = (" (the others need an ensemble: run with --peers / --nodes 3)"
-                 if standalone and name in FAULTS else "")
-        raise UnknownFault(f"test fault {name!r} is not supported by {where}{extra}; allowed: {', '.join(allowed)}")
+    if name not in FAULTS:
+        raise UnknownFault(f"test fault {name!r} is not supported by the node; allowed: {', '.join(FAULTS)}")
+    if members == 1 and name in NEEDS_PEERS:
+        allowed = [f for f in FAULTS if f not in NEEDS_PEERS]
+        raise UnknownFault(f"test fault {name!r} cannot show on a standalone node ({NEEDS_PEERS[name]}): a run "
+                           f"with it would pass; run 3 members (--peers, --nodes 3) or use one of "
+                           f"{', '.join(allowed)}")
     return name
 
 
@@ -68,5 +79,5 @@ def warning(name: str) -> str:
             "never use it for real data !!!")
 
 
-__all__ = ["DIVERGE_SUFFIX", "DROP_EVERY", "FAULTS", "FAULT_ENV", "LOSE_EVERY", "STALE_LAG", "STANDALONE_FAULTS",
+__all__ = ["DIVERGE_SUFFIX", "DROP_EVERY", "FAULTS", "FAULT_ENV", "LOSE_EVERY", "NEEDS_PEERS", "STALE_LAG",
            "UnknownFault", "check", "from_env", "warning"]

@@ -64,6 +64,8 @@ class PeerAddress:
     host: str
     client_port: int
     peer_port: int
+    election_port: int = 0  # shown in /zookeeper/config only (ZooKeeper's form); 0: none given
+    role: str = "participant"  # or "observer" (a Raft learner)
 
 
 class _Link:
@@ -103,6 +105,7 @@ class PeerTransport:
         self.backoff_max_s = backoff_max_s
         self.connect_timeout_s = connect_timeout_s
         self.links = {pid: _Link(a) for pid, a in peers.items() if pid != my_id}
+        self._me = peers[my_id]
         self._server: asyncio.AbstractServer | None = None
         self._inbound: set[_Inbound] = set()
         self._closed = False
@@ -110,7 +113,7 @@ class PeerTransport:
         self.bad_frames = 0
 
     async def start(self) -> None:
-        me = self.peers[self.my_id]
+        me = self._me
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Inbound(self), self.listen_host, me.peer_port,
                                                 reuse_address=True)
@@ -200,6 +203,28 @@ class PeerTransport:
 
     def connected(self) -> list[int]:
         return sorted(pid for pid, link in self.links.items() if link.writer is not None)
+
+    def set_peers(self, peers: dict[int, PeerAddress]) -> None:
+        """Follow a membership change: links to new members start, links to departed ones close.
+
+        A member whose address changed gets a new link. Our own entry only
+        updates the table (the listening socket stays where it is)."""
+        for pid in [p for p in self.links if p not in peers or peers[p] != self.links[p].addr]:
+            link = self.links.pop(pid)
+            if link.task is not None:
+                link.task.cancel()
+            if link.writer is not None:
+                link.writer.close()
+                link.writer = None
+        self.peers = dict(peers)
+        if self.my_id not in self.peers and self._me is not None:
+            self.peers[self.my_id] = self._me
+        for pid, addr in peers.items():
+            if pid == self.my_id or pid in self.links:
+                continue
+            link = self.links[pid] = _Link(addr)
+            if self._server is not None and not self._closed:
+                link.task = asyncio.create_task(self._keep_connected(link), name=f"peer-out-{pid}")
 
     async def _keep_connected(self, link: _Link) -> None:
         backoff = self.backoff_min_s
@@ -386,28 +411,46 @@ class _Inbound(asyncio.Protocol):
             self.transport.close()
 
 
-def parse_peers(text: str) -> dict[int, PeerAddress]:
-    """``1=host:client_port:peer_port,2=...`` -> {id: PeerAddress}; errors say what is allowed."""
+PEER_FORM = "ID=HOST:CLIENT_PORT:PEER_PORT[:ELECTION_PORT][:participant|observer]"
+
+
+def parse_peers(text: str, *, any_size: bool = False) -> dict[int, PeerAddress]:
+    """``1=host:client_port:peer_port,2=...`` -> {id: PeerAddress}; errors say what is allowed.
+
+    An optional election port (shown in /zookeeper/config, as ZooKeeper's
+    form has one) and role may follow. A founding ensemble has 1, 3 or 5
+    participants (an even one tolerates no more failures than the odd one
+    below it); ``any_size`` lifts that for a member joining an existing
+    ensemble, whose list names the current members and itself."""
     out: dict[int, PeerAddress] = {}
     for item in (x.strip() for x in text.split(",")):
         if not item:
             continue
         sid, sep, rest = item.partition("=")
         parts = rest.split(":")
-        if not sep or not sid.strip().isdigit() or len(parts) != 3 or not all(p.isdigit() for p in parts[1:]):
-            raise ValueError(f"peer {item!r} is not ID=HOST:CLIENT_PORT:PEER_PORT (e.g. 1=127.0.0.1:2181:2888)")
+        role = "participant"
+        if len(parts) in (4, 5) and parts[-1] in ("participant", "observer"):
+            role = parts.pop()
+        if not sep or not sid.strip().isdigit() or len(parts) not in (3, 4) or not all(p.isdigit() for p in parts[1:]):
+            raise ValueError(f"peer {item!r} is not {PEER_FORM} (e.g. 1=127.0.0.1:2181:2888)")
         pid = int(sid)
         if not 1 <= pid <= 254:
             raise ValueError(f"peer id {pid} is out of range; allowed: 1..254")
         if pid in out:
             raise ValueError(f"peer id {pid} appears twice in the peer list")
-        cport, pport = int(parts[1]), int(parts[2])
-        for port in (cport, pport):
+        ports = [int(p) for p in parts[1:]]
+        for port in ports:
             if not 0 <= port <= 65535:
                 raise ValueError(f"port {port} of peer {pid} is out of range; allowed: 0..65535")
-        out[pid] = PeerAddress(pid, parts[0], cport, pport)
-    if len(out) not in (1, 3, 5):
-        raise ValueError(f"an ensemble has 1, 3 or 5 members; the peer list names {len(out)}")
+        if len(ports) == 3 and ports[2] == ports[1]:
+            raise ValueError(f"peer {pid}: the election port must differ from the peer port (or be left out)")
+        out[pid] = PeerAddress(pid, parts[0], ports[0], ports[1], ports[2] if len(ports) == 3 else 0, role)
+    voters = sum(1 for p in out.values() if p.role == "participant")
+    if not any_size and voters not in (1, 3, 5):
+        raise ValueError(f"an ensemble has 1, 3 or 5 members (participants); the peer list names {voters} "
+                         "(a member joining a running ensemble may list any number: --join)")
+    if not out:
+        raise ValueError(f"the peer list is empty; expected {PEER_FORM},...")
     return out
 
 

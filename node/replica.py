@@ -6,17 +6,23 @@ does no I/O and reads no clock: every input carries `now_ms`, randomness comes
 from the injected `random.Random`, and every input returns an `Effects` that
 the shell must carry out **in order**:
 
-1. `persist` (each `Persist` in order, then fsync if `must_sync`);
-2. send `messages` (peer messages, `PeerMsg`);
-3. hand `events` to the watch manager, then deliver `replies` to client
+1. `persist` (each `Persist` in order); `early` messages may be sent from
+   here on (they promise nothing about this disk: a leader's appends,
+   read-index traffic, forwards and touches);
+2. fsync if `must_sync`;
+3. send `messages` (peer messages, `PeerMsg`: votes, acknowledgements);
+4. hand `events` to the watch manager, then deliver `replies` to client
    connections (events first: a watch event must reach a client before any
    reply that lets it see the data that triggered it).
 
-Persisting before sending is what makes a Raft vote or acknowledgement a
-promise that survives a crash; persisting before replying is what makes an
-acknowledged write durable. The replica applies committed entries to its tree
-before handing back the effects, which is safe because nothing that depends on
-them leaves the process until the shell has persisted.
+Which changes need the fsync and which messages may leave before it are the
+core's rules (`Ready.must_sync`, `Ready.early_messages`), passed on here; the
+shell's effect loop (`node.runner`) only follows them. Syncing before sending
+is what makes a Raft vote or acknowledgement a promise that survives a crash;
+syncing before replying is what makes an acknowledged write durable. The
+replica applies committed entries to its tree before handing back the
+effects, which is safe because nothing that depends on them leaves the
+process until the shell has synced.
 
 Writes. The replica the client is connected to wraps the write in a `Txn`
 (zxid and time left 0) and submits it: proposes it itself if it leads, else
@@ -65,6 +71,8 @@ from typing import Any
 
 from node import faults
 from node.consensus import (
+    ConfRefused,
+    ConfState,
     Entry,
     EntryKind,
     HardState,
@@ -74,23 +82,33 @@ from node.consensus import (
     RaftNode,
     Role,
     Snapshot,
+    decode_conf,
+    unpack_snapshot_data,
 )
 from node.errors import Err, ZkError
+from node.membership import BOOTSTRAP_VERSION, OBSERVER, Membership, ReconfigError, reconfigure
 from node.sessions import SessionTracker, generate_password, new_session_id
 from node.tree import (
+    CONFIG_PATH,
     ApplyResult,
     CloseSessionOp,
     CreateOp,
     CreateSessionOp,
     DataTree,
+    DeleteContainerOp,
+    ErrorOp,
+    Perm,
+    ReconfigOp,
+    SetConfigOp,
     SetDataOp,
     Stat,
-    DeleteContainerOp,
     Txn,
     WatchEvent,
+    check_acl,
     decode_txn,
     encode_txn,
 )
+from node.tree.codec import TAG_RECONFIG, txn_op_tag
 
 # ----------------------------------------------------------------------------
 # Client requests and replies
@@ -129,6 +147,20 @@ class Read:
 
 
 READ_KINDS = ("get_data", "exists", "get_children")
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfig:
+    """A client's reconfig request (ZooKeeper's ReconfigRequest): see ``node.membership.reconfigure``.
+
+    Answered, once the membership change is applied here, with
+    (config data, Stat of /zookeeper/config), as ZooKeeper answers it."""
+
+    joining: str | None
+    leaving: str | None
+    new_members: str | None
+    from_config: int = -1
+    identities: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,14 +302,17 @@ class Persist:
 
 @dataclass(slots=True)
 class Effects:
+    """What the shell must carry out, in the order of the module docstring."""
+
     persist: list[Persist] = field(default_factory=list)
     must_sync: bool = False
-    messages: list[PeerMsg] = field(default_factory=list)
+    messages: list[PeerMsg] = field(default_factory=list)  # sent after the fsync
     replies: list[ClientReply] = field(default_factory=list)
     events: list[WatchEvent] = field(default_factory=list)
+    early: list[PeerMsg] = field(default_factory=list)  # may be sent before the fsync
 
     def is_empty(self) -> bool:
-        return not (self.persist or self.messages or self.replies or self.events)
+        return not (self.persist or self.messages or self.early or self.replies or self.events)
 
 
 @dataclass(slots=True)
@@ -320,6 +355,11 @@ _ENV_VERSION = 1
 _SNAP_MAGIC = b"SQREPL1\n"
 DEDUPE_WINDOW = 256  # per-session (seq) keys remembered for duplicate detection
 CLOSED_WINDOW = 4096  # closed session ids remembered, so a late duplicate cannot revive one
+# How long a reconfig adding a voter waits for the new server to catch up as an observer.
+PROMOTE_MS = 30_000
+# How the Raft core's refusal of a membership change is answered (ZooKeeper's codes).
+_REFUSAL_CODES = {"in-progress": Err.RECONFIG_IN_PROGRESS, "no-quorum": Err.NEW_CONFIG_NO_QUORUM,
+                  "catch-up": Err.NEW_CONFIG_NO_QUORUM, "invalid": Err.BAD_ARGUMENTS}
 # The answer to a write that may or may not have been applied (see
 # Replica._settle_after_snapshot). A server shell should treat it like a lost
 # connection (ZooKeeper clients then report ConnectionLoss: indeterminate).
@@ -337,6 +377,21 @@ def _open_envelope(data: bytes) -> tuple[int, int, int, bytes]:
     if version != _ENV_VERSION:
         raise ValueError(f"entry envelope version {version} is not supported (allowed: {_ENV_VERSION})")
     return time_ms, sid, seq, data[_ENV.size:]
+
+
+def snapshot_data(tree: DataTree, seen: dict[int, list[int]] | None = None,
+                  closed: Any = ()) -> bytes:
+    """A replica snapshot's bytes: the dedupe window (session -> seqs), closed session ids, the tree."""
+    seen = seen or {}
+    closed = list(closed)
+    parts = [_SNAP_MAGIC, _U32.pack(len(seen))]
+    for sid in sorted(seen):
+        seqs = seen[sid]
+        parts.append(_Q.pack(sid) + _U32.pack(len(seqs)) + b"".join(_Q.pack(s) for s in seqs))
+    parts.append(_U32.pack(len(closed)))
+    parts.extend(_Q.pack(sid) for sid in closed)
+    parts.append(tree.serialize())
+    return b"".join(parts)
 
 
 @dataclass(slots=True)
@@ -381,6 +436,7 @@ class _Submission:
     seq: int
     txn: bytes
     age: int = 0
+    obj: Txn | None = None  # the Txn that `txn` encodes (zxid and time 0)
 
 
 @dataclass(slots=True)
@@ -409,7 +465,8 @@ class Replica:
     leader proposes the deletion of expired containers and TTL nodes. `unsafe_commit_without_quorum` is the
     Raft core's TEST-ONLY fault injection (see RaftNode): never set it
     outside tests. `unsafe_fault` is a TEST-ONLY fault of `node.faults`
-    (see the module docstring); "" = none.
+    (see the module docstring); "" = none. `enforce_quota`: hard quota limits
+    refuse writes (ZooKeeper's zookeeper.enforceQuota); every member must agree.
     """
 
     def __init__(
@@ -428,8 +485,29 @@ class Replica:
         deferred: bool = False,
         unsafe_commit_without_quorum: bool = False,
         unsafe_fault: str = "",
+        enforce_quota: bool = False,
+        membership: Membership | None = None,
+        join: bool = False,
+        reconfig_enabled: bool = False,
     ) -> None:
         self.id = id
+        self.enforce_quota = enforce_quota
+        self.reconfig_enabled = reconfig_enabled
+        self._membership_cache: tuple[int, int, Membership | None] = (-1, -1, None)
+        if join:
+            bootstrap = ConfState(())  # no voters: wait for the leader to add us and send us the log
+        elif membership is not None:
+            if self.id not in membership.voters + membership.learners:
+                raise ValueError(f"member {self.id} is not in the membership {membership.voters + membership.learners}")
+            bootstrap = ConfState(membership.voters, membership.learners,
+                                  _envelope(0, 0, 0, membership.encode()))
+        else:
+            bootstrap = ConfState(tuple(sorted(set(peers) | {id})))
+        self._ever_member = self.id in bootstrap.members
+        self.removed = False  # applied a configuration without us (after having been in one)
+        self._conf_applied = False
+        # leader: reconfig requests waiting for their new voter to catch up: (sid, seq) -> [conf, ticks]
+        self._promotions: dict[tuple[int, int], list] = {}
         self.fault = faults.check(unsafe_fault)
         self._fault_count = 0  # lose-writes: eligible writes seen
         self._stale_tree: DataTree | None = None  # stale-reads: the lagging copy reads are served from
@@ -447,14 +525,20 @@ class Replica:
         self.raft = RaftNode(
             id, peers, disk, random.Random(rng.getrandbits(64)),
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
-            unsafe_commit_without_quorum=unsafe_commit_without_quorum,
+            unsafe_commit_without_quorum=unsafe_commit_without_quorum, bootstrap=bootstrap,
         )
+        # /zookeeper/config is written only from the log: the first leader of a fresh ensemble
+        # records the bootstrap configuration as a CONF entry (see _record_bootstrap_conf), so a
+        # member that joins later and catches up from the start of the log builds the same tree.
         self.tree = self._new_tree(DataTree())
         self.last_zxid = 0
         self._seen: dict[int, _Seen] = {}
         self._closed: dict[int, None] = {}  # insertion-ordered, at most CLOSED_WINDOW
         self._conns: dict[int, _Conn] = {}
         self._submissions: dict[tuple[int, int], _Submission] = {}
+        # Leader: entry index -> (term, Txn) of our own proposals, so applying them skips the decode.
+        self._own: dict[int, tuple[int, Txn]] = {}
+        self._due: set[int] = set()  # connections whose queued replies may be releasable (see drain)
         self._syncs: list[_SyncReq] = []
         self._sync_counter = 0
         # ReadIndex contexts must never repeat across restarts, or a late
@@ -483,7 +567,8 @@ class Replica:
         return self._stale_tree if self._stale_tree is not None else self.tree
 
     def _new_tree(self, tree: DataTree) -> DataTree:
-        """Arm the tree-level test faults on a (new or installed) tree."""
+        """Configure a (new or installed) tree: quota enforcement, and the tree-level test faults."""
+        tree.enforce_quota = self.enforce_quota
         if self.fault == "multi-partial":
             tree.unsafe_multi_partial = True
         elif self.fault == "stale-reads":
@@ -526,11 +611,52 @@ class Replica:
     def is_leader(self) -> bool:
         return self.raft.role is Role.LEADER
 
+    @property
+    def membership(self) -> Membership | None:
+        """The membership in force (the latest configuration in the log), with every member's address:
+        whom the shell must keep peer links to. None when the configuration carries no addresses
+        (a joiner before it hears from the leader, or a replica built without a membership)."""
+        return self._membership_of(self.raft.conf_index, self.raft.conf)
+
+    def _membership_of(self, index: int, conf: ConfState) -> Membership | None:
+        epoch = self.raft.log.conf_epoch
+        cached_epoch, cached_index, cached = self._membership_cache
+        if (cached_epoch, cached_index) == (epoch, index):
+            return cached
+        result = None
+        if conf.context:
+            try:
+                result = Membership.decode(_open_envelope(conf.context)[3])
+            except ValueError:
+                result = None
+        self._membership_cache = (epoch, index, result)
+        return result
+
+    def config_version(self) -> int:
+        """The version of the configuration in force (ZooKeeper's lastSeenQuorumVerifier version):
+        the zxid of its CONF entry, or for the configuration the log starts from the version the
+        tree shows (the bootstrap's, or one a snapshot carried)."""
+        idx = self.raft.conf_index
+        if idx > self.raft.log.offset:
+            z = self.raft.log.zxid(idx)
+            if z is not None:
+                return z
+        for line in self.tree.config_data.decode("utf-8", "replace").splitlines():
+            if line.startswith("version="):
+                try:
+                    return int(line[len("version="):], 16)
+                except ValueError:
+                    break
+        return BOOTSTRAP_VERSION
+
     def status(self) -> dict:
         """Role, epoch and last zxid for srvr/mntr and the harness."""
         st = self.raft.status()
+        role = st["role"]
+        if self.id in self.raft.learners and role == Role.FOLLOWER.value:
+            role = "observer"
         return {
-            "id": self.id, "role": st["role"], "epoch": st["term"], "leader": st["leader"],
+            "id": self.id, "role": role, "epoch": st["term"], "leader": st["leader"],
             "last_zxid": self.last_zxid, "applied": st["applied"], "commit": st["commit"],
             "last_index": st["last_index"], "sessions": len(self.tree.sessions),
             "znodes": self.tree.node_count, "connections": len(self._conns),
@@ -545,17 +671,22 @@ class Replica:
         self._send_touches()
         self._expire()
         self._reap_containers()
+        self._record_bootstrap_conf()
+        self._promote()
+        if self._conf_applied:
+            self._check_removed()
         return self._drain()
 
     def peer_message(self, m: PeerMsg, now_ms: int) -> Effects:
         self._now = now_ms
         if isinstance(m, RaftMsg):
             self.raft.step(m.msg)
-        elif m.to != self.id or m.frm not in self.raft.voters or m.frm == self.id:
+        elif (m.to != self.id or m.frm == self.id
+              or (m.frm not in self.raft.voters and m.frm not in self.raft.learners)):
             pass  # misaddressed or from a non-member: a bad peer must not be able to inject writes
         elif isinstance(m, Forward):
             if self.is_leader:
-                self.raft.propose(_envelope(now_ms, m.session_id, m.seq, m.txn))
+                self._propose_write(m.session_id, m.seq, m.txn)
             # Not the leader: drop it; the origin resubmits after retry_ticks.
         elif isinstance(m, Touch):
             if self._tracker is not None:
@@ -600,11 +731,13 @@ class Replica:
         return self._drain()
 
     def client_ping(self, conn_id: int, now_ms: int) -> Effects:
+        """The session of ``conn_id`` showed life. Never has effects of its own (touches travel
+        with the next tick), so a deferred shell need not drain after it."""
         self._now = now_ms
         c = self._conns.get(conn_id)
         if c is not None:
             self._touch(c.session_id)
-        return self._drain()
+        return Effects() if self.deferred else self._drain()
 
     def client_request(self, conn_id: int, session_id: int, seq: int, request: Any, now_ms: int) -> Effects:
         """A write, CreateSession, CloseSession or Sync. `seq` must be unique
@@ -637,9 +770,21 @@ class Replica:
             self._reply_now(conn_id, conn, seq, Err.OK, lost)  # TEST-ONLY FAULT: acknowledged, never applied
         elif isinstance(request, Write):
             self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, tuple(request.identities), request.op))
+        elif isinstance(request, Reconfig):
+            if not self.reconfig_enabled:
+                self._reply_now(conn_id, conn, seq, Err.RECONFIG_DISABLED,
+                                "reconfig is disabled on this ensemble (reconfigEnabled=false)")
+            elif self.membership is None:
+                self._reply_now(conn_id, conn, seq, Err.UNIMPLEMENTED,
+                                "reconfig needs an ensemble started with a membership (standalone server)")
+            else:
+                op = ReconfigOp(request.joining, request.leaving, request.new_members, request.from_config)
+                txn = Txn(0, 0, session_id, tuple(request.identities), op)
+                self._enqueue_write(conn_id, conn, session_id, seq, txn)
         else:
             self._reply_now(conn_id, conn, seq, Err.BAD_ARGUMENTS,
-                            f"unknown request {type(request).__name__} (allowed: Write, CreateSession, CloseSession, Sync)")
+                            f"unknown request {type(request).__name__} "
+                            "(allowed: Write, CreateSession, CloseSession, Sync, Reconfig)")
         return self._drain()
 
     def client_read(self, conn_id: int, session_id: int, seq: int, read: Read, now_ms: int) -> Effects:
@@ -676,17 +821,148 @@ class Replica:
 
     def _enqueue_write(self, conn_id: int, conn: _Conn, sid: int, seq: int, txn: Txn) -> None:
         conn.queue.append(_Pending(seq, "write"))
-        sub = _Submission(conn_id, sid, seq, encode_txn(txn))
+        sub = _Submission(conn_id, sid, seq, encode_txn(txn), obj=txn)
         self._submissions[(sid, seq)] = sub
         self._submit(sub)
 
     def _submit(self, sub: _Submission) -> None:
         sub.age = 0
         if self.is_leader:
-            self.raft.propose(_envelope(self._now, sub.session_id, sub.seq, sub.txn))
+            self._propose_write(sub.session_id, sub.seq, sub.txn, sub.obj)
         elif self.raft.leader is not None:
-            self._fx.messages.append(Forward(self.id, self.raft.leader, sub.session_id, sub.seq, sub.txn))
+            self._fx.early.append(Forward(self.id, self.raft.leader, sub.session_id, sub.seq, sub.txn))
         # No leader known: the retry timer submits it once one is.
+
+    def _propose_write(self, sid: int, seq: int, txn: bytes, obj: Txn | None = None) -> None:
+        """The leader proposes a client's write; a reconfig becomes a membership change (or an error).
+
+        ``obj``: the Txn ``txn`` encodes, when this replica built it (then its
+        own entry is applied without decoding, see _apply)."""
+        if obj is not None:
+            reconfig = isinstance(obj.op, ReconfigOp)
+        else:
+            try:
+                reconfig = txn_op_tag(txn) == TAG_RECONFIG
+            except ValueError:
+                reconfig = False
+        if reconfig:
+            self._leader_reconfig(sid, seq, txn)
+            return
+        index = self.raft.propose(_envelope(self._now, sid, seq, txn))
+        if not isinstance(index, NotLeader) and obj is not None:
+            # Applying our own entry needs no decoding: its Txn is here (see _apply).
+            self._own[index] = (self.raft.term, obj)
+
+    def _leader_reconfig(self, sid: int, seq: int, blob: bytes) -> None:
+        """Validate a reconfig request as ZooKeeper's leader does, then propose the new membership.
+
+        Checks in ZooKeeper's order (PrepRequestProcessor): reconfig enabled,
+        live session, no change in progress, the base version, the request's
+        syntax and the rule of at least two voters, a connected quorum of the
+        new voters, WRITE on /zookeeper/config. A refusal is logged as an
+        ErrorOp under the request's (session, seq) key, so the replica the
+        client waits on answers it with the code, as for any failed write.
+        """
+        seen = self._seen.get(sid)
+        if seen is not None and seq in seen.keys:
+            return  # a resubmission of a reconfig already applied: its origin answers from that
+        if (sid, seq) in self._promotions:
+            return  # a resubmission of one waiting for its new voter to catch up
+        code, conf = self._reconfig_decision(sid, seq, blob)
+        if conf is not None and self._needs_catch_up(sid, seq, conf):
+            return
+        if conf is not None:
+            result = self.raft.propose_conf_change(conf)
+            if isinstance(result, NotLeader):
+                return  # the origin resubmits to the next leader
+            if not isinstance(result, ConfRefused):
+                return
+            code = _REFUSAL_CODES.get(result.reason, Err.BAD_ARGUMENTS)
+        txn = Txn(0, 0, sid, (), ErrorOp(int(code)))
+        self.raft.propose(_envelope(self._now, sid, seq, encode_txn(txn)))
+
+    def _needs_catch_up(self, sid: int, seq: int, conf: ConfState) -> bool:
+        """A new voter that does not hold the log yet joins as an observer first (Raft thesis §4.2.1).
+
+        The change is then carried out in two steps: this leader adds the server
+        as a learner (a system entry), and once it is caught up, proposes the
+        change asked for under the request's key (``_promote``); the client gets
+        its answer when that is applied, or NewConfigNoQuorum if the server does
+        not catch up within ``PROMOTE_MS`` (it then stays an observer)."""
+        raft = self.raft
+        new_voters = [p for p in conf.voters if p not in raft.voters and not raft.synced(p)]
+        if not new_voters:
+            return False
+        p = new_voters[0]
+        if p not in raft.learners:
+            try:
+                wanted = Membership.decode(_open_envelope(conf.context)[3])
+                current = self.membership
+            except ValueError:
+                return False
+            member = wanted.get(p)
+            if current is None or member is None:
+                return False
+            interim = current.with_member(replace(member, role=OBSERVER))
+            step = ConfState(interim.voters, interim.learners, _envelope(self._now, 0, 0, interim.encode()))
+            if raft.conf_change_refusal(step) is not None:
+                return False  # answered with the refusal of the whole change
+            raft.propose_conf_change(step)
+        self._promotions[(sid, seq)] = [conf, 0]
+        return True
+
+    def _promote(self) -> None:
+        """Leader, every tick: propose the changes whose new voter has caught up (see _needs_catch_up)."""
+        if not self._promotions:
+            return
+        if not self.is_leader:
+            self._promotions.clear()  # the origin resubmits to the next leader
+            return
+        for key, state in list(self._promotions.items()):
+            conf, age = state
+            state[1] = age + 1
+            sid, seq = key
+            refused = self.raft.conf_change_refusal(conf)
+            if refused is None:
+                del self._promotions[key]
+                self.raft.propose_conf_change(conf)
+            elif state[1] * self.tick_ms >= PROMOTE_MS or (isinstance(refused, ConfRefused)
+                                                           and refused.reason == "invalid"):
+                del self._promotions[key]
+                txn = Txn(0, 0, sid, (), ErrorOp(int(Err.NEW_CONFIG_NO_QUORUM)))
+                self.raft.propose(_envelope(self._now, sid, seq, encode_txn(txn)))
+
+    def _reconfig_decision(self, sid: int, seq: int, blob: bytes) -> tuple[int, ConfState | None]:
+        try:
+            txn = decode_txn(blob)
+        except ValueError:
+            return Err.MARSHALLING_ERROR, None
+        op = txn.op
+        if not isinstance(op, ReconfigOp):
+            return Err.MARSHALLING_ERROR, None
+        if not self.reconfig_enabled:
+            return Err.RECONFIG_DISABLED, None
+        if sid not in self.tree.sessions:
+            return Err.SESSION_EXPIRED, None
+        current = self.membership
+        if current is None:
+            return Err.UNIMPLEMENTED, None
+        if self.raft.conf_change_pending():
+            return Err.RECONFIG_IN_PROGRESS, None
+        if op.from_config != -1 and op.from_config != self.config_version():
+            return Err.BAD_VERSION, None
+        try:
+            new = reconfigure(current, op.joining, op.leaving, op.new_members)
+        except ReconfigError as e:
+            return e.code, None
+        conf = ConfState(new.voters, new.learners, _envelope(self._now, sid, seq, new.encode()))
+        refused = self.raft.conf_change_refusal(conf)
+        if isinstance(refused, ConfRefused) and refused.reason != "catch-up":  # catch-up: see _needs_catch_up
+            return _REFUSAL_CODES.get(refused.reason, Err.BAD_ARGUMENTS), None
+        config = self.tree.nodes[CONFIG_PATH]
+        if not check_acl(config.acl, Perm.WRITE, txn.identities):
+            return Err.NO_AUTH, None
+        return Err.OK, conf
 
     def _retry(self) -> None:
         for sub in list(self._submissions.values()):
@@ -738,7 +1014,7 @@ class Replica:
 
     def _send_touches(self) -> None:
         if self._touched and not self.is_leader and self.raft.leader is not None:
-            self._fx.messages.append(Touch(self.id, self.raft.leader, tuple(sorted(self._touched))))
+            self._fx.early.append(Touch(self.id, self.raft.leader, tuple(sorted(self._touched))))
             self._touched = set()
 
     def _expire(self) -> None:
@@ -748,6 +1024,25 @@ class Replica:
             txn = Txn(0, 0, sid, (), CloseSessionOp(sid))
             # seq 0: system transactions are not deduplicated (closing twice is harmless)
             self.raft.propose(_envelope(self._now, sid, 0, encode_txn(txn)))
+
+    def _record_bootstrap_conf(self) -> None:
+        """The leader of a fresh ensemble appends its bootstrap configuration as a CONF entry.
+
+        Until then the membership lives only in the members' start-up
+        arguments; once it is in the log, /zookeeper/config shows it (its
+        version is that entry's zxid) and a member added later learns it
+        from the log like every other change. Not a membership change (same
+        voters), so it waits only for this leader's first commit."""
+        raft = self.raft
+        if not self.is_leader or raft.conf_index != 0 or not raft.conf.context:
+            return
+        try:
+            body = _open_envelope(raft.conf.context)[3]
+        except ValueError:
+            return
+        conf = ConfState(raft.conf.voters, raft.conf.learners, _envelope(self._now, 0, 0, body))
+        if raft.conf_change_refusal(conf) is None:
+            raft.propose_conf_change(conf)
 
     def _reap_containers(self) -> None:
         """The leader proposes deleting expired containers and TTL nodes.
@@ -784,6 +1079,7 @@ class Replica:
             self._touched = set()
         elif not leader and self._was_leader:
             self._tracker = None
+            self._own.clear()  # entries we proposed and did not apply yet are decoded if they apply
         self._was_leader = leader
 
     # -- the Ready loop ---------------------------------------------------------------------
@@ -802,10 +1098,13 @@ class Replica:
             if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
                 self._fx.persist.append(Persist(snapshot=rd.snapshot, entries=tuple(rd.entries),
                                                 hard_state=rd.hard_state))
+            if rd.must_sync:
                 self._fx.must_sync = True
+            self._fx.early.extend(RaftMsg(m) for m in rd.early_messages)
             self._fx.messages.extend(RaftMsg(m) for m in rd.messages)
             if rd.snapshot is not None:
                 self._install(rd.snapshot)
+                self._conf_applied = True
             for e in rd.committed_entries:
                 self._apply(e)
             for rs in rd.read_states:
@@ -813,10 +1112,13 @@ class Replica:
                     if req.context == rs.context:
                         req.index = rs.index
             raft.advance(rd)
+            if self._conf_applied:
+                self._check_removed()
             self._on_role()
             self._maybe_compact()
         self._answer_syncs()
-        for conn_id in list(self._conns):
+        due, self._due = self._due, set()
+        for conn_id in sorted(due):
             self._flush(conn_id)
         fx, self._fx = self._fx, Effects()
         return fx
@@ -825,18 +1127,36 @@ class Replica:
         if e.kind is EntryKind.NOOP:
             self.last_zxid = e.zxid
             return
+        own = self._own.pop(e.index, None) if self._own else None
         try:
-            time_ms, sid, seq, body = _open_envelope(e.data)
-            txn = replace(decode_txn(body), zxid=e.zxid, time_ms=time_ms)
+            if e.kind is EntryKind.CONF:
+                time_ms, sid, seq, txn = self._conf_txn(e)
+            elif own is not None and own[0] == e.term and len(e.data) >= _ENV.size:
+                # Our own proposal of this term: the same bytes every replica decodes, whose Txn we hold.
+                version, time_ms, sid, seq = _ENV.unpack_from(e.data, 0)
+                t = own[1]
+                if version != _ENV_VERSION:
+                    raise ValueError(f"entry envelope version {version} is not supported")
+                txn = Txn(e.zxid, time_ms, t.session_id, t.identities, t.op)
+            else:
+                time_ms, sid, seq, body = _open_envelope(e.data)
+                t = decode_txn(body)
+                txn = Txn(e.zxid, time_ms, t.session_id, t.identities, t.op)
         except ValueError:
             # Every replica decodes the same bytes, so every replica skips the
             # same entry: skipping keeps them identical, crashing would not.
             self.last_zxid = e.zxid
             return
         self.last_zxid = e.zxid
+        if e.kind is EntryKind.CONF:
+            self._conf_applied = True
         if seq != 0:
             seen = self._seen.setdefault(sid, _Seen())
             if seq in seen.keys:
+                if e.kind is EntryKind.CONF:
+                    # The core adopted this configuration when it appended it: the tree shows it
+                    # too, whoever asked. Only the reply is a duplicate's.
+                    self._fx.events.extend(self.tree.apply(txn).events)
                 return  # a resubmitted duplicate: applied already
             seen.add(seq)
         op = txn.op
@@ -859,6 +1179,8 @@ class Replica:
             if self._tracker is not None:
                 self._tracker.add(op.session_id, op.timeout_ms, self._now)
             value: Any = (op.session_id, op.password, op.timeout_ms)
+        elif isinstance(op, SetConfigOp) and res.err == Err.OK:
+            value = (bytes(op.data), res.value)  # a reconfig's answer: the new config and its Stat
         else:
             value = res.value
             if isinstance(op, CloseSessionOp):
@@ -875,7 +1197,41 @@ class Replica:
                 for p in conn.queue:
                     if p.kind == "write" and p.seq == seq and p.reply is None:
                         p.reply = ClientReply(sub.conn_id, seq, int(res.err), value, e.zxid)
+                        self._due.add(sub.conn_id)
                         break
+
+    def _conf_txn(self, e: Entry) -> tuple[int, int, int, Txn]:
+        """A CONF entry as the tree applies it: /zookeeper/config gets the new membership, whose
+        version is the entry's zxid. ValueError for an entry this replica cannot read."""
+        conf = decode_conf(e)
+        if conf is None:
+            raise ValueError("malformed configuration entry")
+        time_ms, sid, seq, body = _open_envelope(conf.context)
+        membership = Membership.decode(body)
+        return time_ms, sid, seq, Txn(e.zxid, time_ms, 0, (), SetConfigOp(membership.render(e.zxid)))
+
+    def _check_removed(self) -> None:
+        """After applying a configuration: are we still in it? (A removed member stops serving.)
+
+        Only once no leader has sent us anything for an election timeout (the
+        leader sends a removed member the log for that long after its removal
+        committed, then stops) and we applied all the leader said was
+        committed: a member added again under an old id (a wiped disk) replays
+        the history of its former self, its removal included, while the leader
+        streams it the entries up to the one that re-added it."""
+        log = self.raft.log
+        conf = log.conf_at(max(log.applied, log.offset))
+        if self.id in conf.members:
+            self._ever_member = True
+            self._conf_applied = False
+        elif not self._ever_member:
+            self._conf_applied = False
+        elif (self.raft.leader is None and log.applied >= self.raft.leader_commit
+              and self.id not in self.raft.conf.members):
+            # (the latest configuration in our log, which may already add us back, excludes us too)
+            self._conf_applied = False
+            self.removed = True
+        # else: still catching up; looked at again after the next apply (_conf_applied stays set)
 
     def _answer_syncs(self) -> None:
         applied = self.raft.log.applied
@@ -890,6 +1246,7 @@ class Replica:
             for p in conn.queue:
                 if p.kind == "sync" and p.seq == r.seq and p.reply is None:
                     p.reply = ClientReply(r.conn_id, r.seq, Err.OK, None, self.last_zxid)
+                    self._due.add(r.conn_id)
                     break
 
     def _flush(self, conn_id: int) -> None:
@@ -930,17 +1287,10 @@ class Replica:
     # -- snapshots --------------------------------------------------------------------------
 
     def _snapshot_bytes(self) -> bytes:
-        parts = [_SNAP_MAGIC, _U32.pack(len(self._seen))]
-        for sid in sorted(self._seen):
-            seqs = list(self._seen[sid].order)
-            parts.append(_Q.pack(sid) + _U32.pack(len(seqs)) + b"".join(_Q.pack(s) for s in seqs))
-        parts.append(_U32.pack(len(self._closed)))
-        parts.extend(_Q.pack(sid) for sid in self._closed)
-        parts.append(self.tree.serialize())
-        return b"".join(parts)
+        return snapshot_data(self.tree, {sid: list(seen.order) for sid, seen in self._seen.items()}, self._closed)
 
     def _install(self, snap: Snapshot) -> None:
-        data = snap.data
+        _conf, data = unpack_snapshot_data(snap.data)
         if not data.startswith(_SNAP_MAGIC):
             raise ValueError("not a squall replica snapshot (bad magic)")
         pos = len(_SNAP_MAGIC)
@@ -961,6 +1311,7 @@ class Replica:
         self._closed = {_Q.unpack_from(data, pos + 8 * i)[0]: None for i in range(n)}
         pos += 8 * n
         self.tree = self._new_tree(DataTree.deserialize(data[pos:]))
+        self._own.clear()
         self._seen = seen
         self.last_zxid = snap.meta.zxid
         self._settle_after_snapshot()
@@ -993,6 +1344,7 @@ class Replica:
                         p.reply = ClientReply(sub.conn_id, seq, OUTCOME_UNKNOWN,
                                               "outcome unknown: this server learned it from a snapshot",
                                               self.last_zxid)
+                        self._due.add(sub.conn_id)
                         break
 
     def _maybe_compact(self) -> None:
@@ -1007,6 +1359,7 @@ class Replica:
 
 __all__ = [
     "OUTCOME_UNKNOWN", "ClientReply", "CloseSession", "CreateSession", "Effects", "Forward", "PeerDecodeError",
-    "PeerMsg", "Persist",
+    "PeerMsg", "Persist", "Reconfig",
     "RaftMsg", "Read", "Replica", "ReplicaDisk", "Sync", "Touch", "Write", "decode_peer", "encode_peer",
+    "snapshot_data",
 ]

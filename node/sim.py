@@ -6,15 +6,23 @@ partitions, crashes and restarts, client think times. The same seed therefore
 replays the identical run and history (`SimResult.history_hash()`).
 
 What is real: `node.replica.Replica` (the Raft core, the data tree, sessions,
-forwarding, sync) exactly as the server will run it. What is simulated:
+forwarding, sync) and the effect loop that carries out its effects
+(`node.runner.EffectRunner`), exactly as the server runs them: deferred
+replicas drained once per turn, every input of a turn in one batch, the
+core's early messages sent before the fsync, the batch's promises and replies
+only after it, no new batch while a sync is in flight. What is simulated:
 
 - the **network** between replicas: each message is delivered after a random
   delay (sometimes a long one, which reorders), or lost, or delivered twice;
   a partition drops messages between sides at delivery time;
-- the **disks**: each replica's `ReplicaDisk` holds exactly what its
-  `Effects.persist` said; a crash drops the replica object (everything in
-  memory, unsent messages, pending client requests) and a restart builds a new
-  replica from the disk alone;
+- the **disks**: a persist is buffered and an fsync takes a random
+  `fsync_min_ms..fsync_max_ms` of simulated time, during which the member
+  goes on taking inputs (they share the next batch); only a finished fsync
+  moves what was persisted into the replica's durable `ReplicaDisk`. A crash
+  drops the replica object (everything in memory, unsent messages, pending
+  client requests) and keeps a random prefix of what was persisted but not
+  synced (the OS may have written some of it); a restart builds a new replica
+  from the disk alone;
 - **lost links**: a crash makes every live replica's shell report its link to
   the dead one lost (`peer_unreachable`, as the real shell does when the
   kernel closes the connections), and half the partitions do the same for
@@ -32,6 +40,15 @@ forwarding, sync) exactly as the server will run it. What is simulated:
 
 Every client session also creates an ephemeral znode (outside the history);
 at the end no replica may hold an ephemeral of a session it has closed.
+
+**Membership changes** (`reconfig`, on by default) are in the nemesis's
+schedule too: an admin session (a superuser) sends reconfig requests, as a
+client would (to a random replica, so they are forwarded), that add a spare
+server as a voter or an observer, promote an observer, or remove a member --
+the leader included. A spare is started as a joiner (no configuration of its
+own) before it is added; a replica that applies a configuration without
+itself stops, as the real shell does, and is wiped before it is added again.
+The pool is `nodes` founding members plus `spares`.
 
 A run is a **safety phase** (faults, until the clients have issued `ops`
 operations) and then a **liveness phase** (heal every partition, restart every
@@ -58,19 +75,22 @@ from typing import Any, Callable
 
 from node.consensus import MessageType
 from node.errors import Err
+from node.membership import OBSERVER, PARTICIPANT, Member, Membership
 from node.replica import (
     OUTCOME_UNKNOWN,
     ClientReply,
     CreateSession,
-    Effects,
     PeerMsg,
+    Persist,
     RaftMsg,
     Read,
+    Reconfig,
     Replica,
     ReplicaDisk,
     Sync,
     Write,
 )
+from node.runner import EffectRunner
 from node.tree import EPHEMERAL, OPEN_ACL_UNSAFE, CreateOp, SetDataOp
 
 
@@ -91,6 +111,8 @@ class SimConfig:
     slow_prob: float = 0.08  # a message takes a long path (reordering)
     slow_max_ms: int = 250
     client_delay_ms: int = 2
+    fsync_min_ms: int = 1  # simulated fsync latency, drawn per sync
+    fsync_max_ms: int = 8
     think_max_ms: int = 500
     op_timeout_ms: int = 2500
     session_timeout_ms: int = 4000
@@ -98,11 +120,16 @@ class SimConfig:
     nemesis_max_ms: int = 900
     liveness_ms: int = 15000
     safety_max_ms: int = 120_000  # the safety phase ends here even if ops were not all issued
+    reconfig: bool = True  # membership changes in the nemesis's schedule
+    spares: int = 2  # servers beyond the founding members that reconfig may add
+    reconfig_prob: float = 0.2  # of a nemesis step being a membership change
     unsafe_commit_without_quorum: bool = False
 
     def __post_init__(self) -> None:
         if self.nodes not in (1, 3, 5):
             raise ValueError(f"nodes must be 1, 3 or 5, got {self.nodes}")
+        if not 0 <= self.fsync_min_ms <= self.fsync_max_ms:
+            raise ValueError(f"fsync latency {self.fsync_min_ms}..{self.fsync_max_ms} ms: need 0 <= min <= max")
         if self.ops < 1 or self.clients < 1 or self.keys < 1:
             raise ValueError("ops, clients and keys must be >= 1")
 
@@ -127,6 +154,13 @@ class _Stop(Exception):
 
 
 _IDLE, _WAIT_SESSION, _WAIT_CONNECT, _WAIT_OP = "idle", "session", "connect", "op"
+_SETUP, _ADMIN = -1, -2  # connection owners that are not clients
+_SUPER = (("super", ""),)
+
+
+def sim_member(i: int, role: str = PARTICIPANT) -> Member:
+    """Server i of a simulated ensemble, with made-up addresses (the simulator routes by id)."""
+    return Member(i, f"n{i}", 2888, 3888, role, f"n{i}", 2181)
 
 
 @dataclass
@@ -154,12 +188,22 @@ class Simulation:
         self.seed = seed
         self.cfg = cfg = config or SimConfig()
         self.rng = random.Random(seed)
-        self.ids = list(range(1, cfg.nodes + 1))
+        self.founders = list(range(1, cfg.nodes + 1))
+        # every server that may ever run: the founders, then the spares reconfig may add
+        self.ids = list(range(1, cfg.nodes + 1 + (cfg.spares if cfg.reconfig else 0)))
+        self.membership = Membership(tuple(sim_member(i) for i in self.founders)) if cfg.reconfig else None
+        self.active = set(self.founders)  # servers that should be running (not removed, not never-added spares)
+        self.joiners: set[int] = set()  # started without a configuration (spares, and wiped re-added members)
+        self.removed: set[int] = set()
+        self.admin: tuple[int, bytes] | None = None  # the superuser session that sends reconfig requests
+        self.admin_seq = 0
         self.now = 0
         self._queue: list[tuple[int, int, Callable[..., None], tuple]] = []
         self._n = 0
         self.disks = {i: ReplicaDisk() for i in self.ids}
         self.replicas: dict[int, Replica | None] = {i: None for i in self.ids}
+        self.runners: dict[int, EffectRunner | None] = {i: None for i in self.ids}
+        self.unsynced: dict[int, list[Persist]] = {i: [] for i in self.ids}  # persisted, not yet synced
         self.incarnation = {i: 0 for i in self.ids}
         self.cut: set[tuple[int, int]] = set()
         self.faulty = True  # loss/dup/partitions/crashes allowed (safety phase)
@@ -168,14 +212,16 @@ class Simulation:
         self.next_conn = 1
         self.conn_owner: dict[int, int] = {}  # conn id -> client id
         self.next_process = cfg.clients
-        self.clients = [_Client(c, c, self.ids[c % len(self.ids)]) for c in range(cfg.clients)]
+        self.clients = [_Client(c, c, self.founders[c % len(self.founders)]) for c in range(cfg.clients)]
         self.issued = 0
         self.heal_time: int | None = None
         self.live_write_ok_at: int | None = None
         self.stats = {"messages": 0, "delivered": 0, "crashes": 0, "partitions": 0, "timeouts": 0,
-                      "snapshots_sent": 0, "connects_ok": 0, "connects_refused": 0, "sessions_expired": 0}
+                      "snapshots_sent": 0, "connects_ok": 0, "connects_refused": 0, "sessions_expired": 0,
+                      "reconfigs_sent": 0, "reconfigs_ok": 0, "reconfigs_refused": 0, "members_removed": 0,
+                      "fsyncs": 0, "unsynced_lost": 0}
         self.value_counter = 0
-        for i in self.ids:
+        for i in self.founders:
             self._start(i)
 
     # -- event queue ------------------------------------------------------------------------
@@ -199,17 +245,49 @@ class Simulation:
     def _start(self, i: int) -> None:
         cfg = self.cfg
         self.incarnation[i] += 1
-        self.replicas[i] = Replica(
-            i, self.ids, self.disks[i].state(), random.Random(self.rng.getrandbits(64)),
+        inc = self.incarnation[i]
+        replica = self.replicas[i] = Replica(
+            i, self.founders, self.disks[i].state(), random.Random(self.rng.getrandbits(64)),
             tick_ms=cfg.tick_ms, election_ticks=cfg.election_ticks, heartbeat_ticks=cfg.heartbeat_ticks,
             compact_every=cfg.compact_every, unsafe_commit_without_quorum=cfg.unsafe_commit_without_quorum,
+            deferred=True, membership=self.membership, join=i in self.joiners, reconfig_enabled=cfg.reconfig,
         )
-        self._at(self.now + self.rng.randrange(1, cfg.tick_ms + 1), self._tick, i, self.incarnation[i])
+        self.unsynced[i] = []
+        self.runners[i] = EffectRunner(
+            replica, _SimDisk(self, i, inc), schedule=lambda fn: self._at(self.now, self._turn, i, inc, fn),
+            send=self._send_all, events=lambda events: None, replies=self._replies)
+        self._at(self.now + self.rng.randrange(1, cfg.tick_ms + 1), self._tick, i, inc)
+
+    def _turn(self, i: int, inc: int, fn: Callable[[], None]) -> None:
+        """A runner's turn (the event loop's call_soon); a raise from the replica is a violation."""
+        if self.incarnation[i] != inc:
+            return
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - any raise from a pure core is a bug to report
+            self.violations.append(f"replica {i} raised in its effect loop at t={self.now}ms: {type(e).__name__}: {e}")
+            raise _Stop() from e
+        r = self.replicas[i]
+        if r is not None and r.removed:
+            # It applied a configuration without itself: the shell stops serving (exits).
+            self.stats["members_removed"] += 1
+            self.active.discard(i)
+            self.removed.add(i)
+            self._crash(i)
+            self.stats["crashes"] -= 1
 
     def _crash(self, i: int) -> None:
         self.replicas[i] = None
+        self.runners[i] = None
         self.incarnation[i] += 1
         self.stats["crashes"] += 1
+        # What was written but never synced: the OS may have put any prefix of it on disk.
+        pending = self.unsynced[i]
+        kept = self.rng.randrange(len(pending) + 1) if pending else 0
+        for p in pending[:kept]:
+            self.disks[i].apply(p)
+        self.stats["unsynced_lost"] += len(pending) - kept
+        self.unsynced[i] = []
         # The dead process's kernel closes its connections: every live member's
         # shell sees its link to i drop and passes the hint on, as the real one does.
         for j in self.ids:
@@ -225,26 +303,27 @@ class Simulation:
             self._call(j, "peer_unreachable", peer, self.now)
 
     def _call(self, i: int, fn_name: str, *args: Any) -> None:
-        """Call a replica input and carry out its effects; a raise is a violation."""
-        r = self.replicas[i]
-        if r is None:
+        """Give a replica an input; its runner carries out the effects this turn. A raise is a violation."""
+        r, runner = self.replicas[i], self.runners[i]
+        if r is None or runner is None:
             return
         try:
             fx = getattr(r, fn_name)(*args)
         except Exception as e:  # noqa: BLE001 - any raise from a pure core is a bug to report
             self.violations.append(f"replica {i} raised in {fn_name} at t={self.now}ms: {type(e).__name__}: {e}")
             raise _Stop() from e
-        self._effects(i, fx)
+        runner.input(fx)
 
-    def _effects(self, i: int, fx: Effects) -> None:
-        disk = self.disks[i]
-        for p in fx.persist:  # 1. persist (the simulated fsync is instant)
-            disk.apply(p)
-        for m in fx.messages:  # 2. send
+    def _send_all(self, msgs: list[PeerMsg]) -> None:
+        for m in msgs:
             self._send(m)
-        for rep in fx.replies:  # 3. answer clients
+
+    def _replies(self, replies: list[ClientReply]) -> None:
+        for rep in replies:
             cid = self.conn_owner.get(rep.conn_id)
-            if cid is not None:
+            if cid == _ADMIN:
+                self._admin_reply(rep)
+            elif cid is not None:
                 self._at(self.now + self.cfg.client_delay_ms, self._client_reply, cid, rep)
 
     def _tick(self, i: int, inc: int) -> None:
@@ -286,6 +365,12 @@ class Simulation:
         if not self.faulty:
             return
         rng = self.rng
+        if self.cfg.reconfig and rng.random() < self.cfg.reconfig_prob:
+            # Sometimes a burst: changes racing each other through different replicas.
+            for _ in range(1 if rng.random() < 0.7 else rng.randrange(2, 4)):
+                self._reconfig()
+            self._at(self.now + rng.randrange(self.cfg.nemesis_min_ms, self.cfg.nemesis_max_ms + 1), self._nemesis)
+            return
         r = rng.random()
         if r < 0.3:
             self.cut = set()
@@ -303,7 +388,7 @@ class Simulation:
             if live:
                 self._crash(rng.choice(live))
         else:
-            dead = [i for i in self.ids if self.replicas[i] is None]
+            dead = [i for i in sorted(self.active) if self.replicas[i] is None]
             if dead:
                 self._start(rng.choice(dead))
         self._at(self.now + rng.randrange(self.cfg.nemesis_min_ms, self.cfg.nemesis_max_ms + 1), self._nemesis)
@@ -317,6 +402,67 @@ class Simulation:
             for x, y in sorted(self.cut):
                 if self.replicas.get(x) is not None:
                     self._hint_later(x, y)
+
+    # -- membership changes -----------------------------------------------------------------
+
+    def _reconfig(self) -> None:
+        """Send one membership change, as an operator would, to a random live replica."""
+        rng = self.rng
+        live = [i for i in self.ids if self.replicas[i] is not None]
+        if self.admin is None or not live:
+            return
+        lead = self._leader()
+        view = self.replicas[lead if lead is not None else rng.choice(live)]
+        assert view is not None
+        current = view.membership
+        if current is None:
+            return
+        member_ids = {m.id for m in current.members}
+        # not running as a member (never added, or removed), or a running joiner not in the membership
+        spares = [i for i in self.ids if i not in member_ids and (i not in self.active or i in self.joiners)]
+        observers = [m.id for m in current.members if m.role == OBSERVER]
+        r = rng.random()
+        joining = leaving = None
+        if spares and r < 0.35:
+            new = rng.choice(spares)
+            role = PARTICIPANT if rng.random() < 0.7 else OBSERVER
+            self._prepare_spare(new)
+            joining = f"server.{new}={sim_member(new, role).spec()}"
+        elif observers and r < 0.45:
+            joining = f"server.{(o := rng.choice(observers))}={sim_member(o).spec()}"  # promote
+        else:
+            leaving = str(rng.choice(sorted(member_ids)))
+        target = rng.choice(live)
+        conn = self.next_conn
+        self.next_conn += 1
+        self.conn_owner[conn] = _ADMIN
+        sid, password = self.admin
+        self.admin_seq += 1
+        self.stats["reconfigs_sent"] += 1
+        inc = self.incarnation[target]
+
+        def arrive() -> None:
+            if self.incarnation[target] == inc:
+                self._call(target, "client_connect", conn, sid, password, 0, self.now)
+                self._call(target, "client_request", conn, sid, self.admin_seq,
+                           Reconfig(joining, leaving, None, -1, _SUPER), self.now)
+        self._at(self.now + self.cfg.client_delay_ms, arrive)
+
+    def _prepare_spare(self, i: int) -> None:
+        """A spare about to be added runs as a joiner; a removed member is wiped first (as an operator would)."""
+        if i in self.removed:
+            self.disks[i] = ReplicaDisk()
+            self.removed.discard(i)
+        self.joiners.add(i)
+        self.active.add(i)
+        if self.replicas[i] is None:
+            self._start(i)
+
+    def _admin_reply(self, rep: ClientReply) -> None:
+        if rep.seq == 0:
+            return  # the connect
+        self.stats["reconfigs_ok" if rep.err == Err.OK else "reconfigs_refused"] += 1
+        self.conn_owner.pop(rep.conn_id, None)
 
     def _leader(self) -> int | None:
         best = None
@@ -536,8 +682,9 @@ class Simulation:
             self._idle(c)
 
     def _switch_replica(self, c: _Client) -> None:
-        if len(self.ids) > 1 and self.rng.random() < 0.7:
-            c.replica = self.rng.choice([i for i in self.ids if i != c.replica])
+        others = [i for i in sorted(self.active) if i != c.replica]
+        if others and self.rng.random() < 0.7:
+            c.replica = self.rng.choice(others)
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -550,12 +697,12 @@ class Simulation:
             raise _Stop()
         conn = self.next_conn
         self.next_conn += 1
-        self.conn_owner[conn] = -1
+        self.conn_owner[conn] = _SETUP
         got: list[ClientReply] = []
         orig = self._client_reply
 
         def capture(cid: int, rep: ClientReply) -> None:
-            if cid == -1:
+            if cid == _SETUP:
                 got.append(rep)
             else:
                 orig(cid, rep)
@@ -572,7 +719,16 @@ class Simulation:
             self._run_until(self.now + 10_000, lambda: len(got) >= 1 + self.cfg.keys)
             # Every replica must hold the keys before clients read them.
             self._run_until(self.now + 10_000, lambda: all(
-                r is not None and r.tree.exists(f"/k{self.cfg.keys - 1}") is not None for r in self.replicas.values()))
+                r is not None and r.tree.exists(f"/k{self.cfg.keys - 1}") is not None
+                for i, r in self.replicas.items() if i in self.founders))
+            if self.cfg.reconfig:
+                # the operator's session for membership changes: it must outlive the run
+                n = len(got)
+                self._call(lead, "client_request", conn, sid, 100, CreateSession(1 << 30), self.now)
+                self._run_until(self.now + 10_000, lambda: len(got) > n)
+                if len(got) > n and got[n].err == Err.OK:
+                    admin_sid, admin_pw, _t = got[n].value
+                    self.admin = (admin_sid, admin_pw)
         finally:
             self._client_reply = orig  # type: ignore[method-assign]
         self.conn_owner.pop(conn, None)
@@ -591,7 +747,7 @@ class Simulation:
             # -- liveness phase: heal everything
             self.faulty = False
             self.cut = set()
-            for i in self.ids:
+            for i in sorted(self.active):
                 if self.replicas[i] is None:
                     self._start(i)
             self.heal_time = self.now
@@ -646,6 +802,31 @@ class Simulation:
             for sid, paths in r.tree.ephemerals_by_session.items():
                 if sid not in r.tree.sessions:
                     self.violations.append(f"replica {i} keeps ephemerals {paths} of closed session {sid:#x}")
+
+
+class _SimDisk:
+    """A replica's simulated disk for its runner: persists are buffered, a sync takes simulated time."""
+
+    def __init__(self, sim: Simulation, i: int, inc: int) -> None:
+        self.sim, self.i, self.inc = sim, i, inc
+
+    def persist(self, p: Persist) -> None:
+        self.sim.unsynced[self.i].append(p)
+
+    def sync(self, done: Callable[[BaseException | None], None]) -> None:
+        sim, cfg = self.sim, self.sim.cfg
+        delay = sim.rng.randrange(cfg.fsync_min_ms, cfg.fsync_max_ms + 1)
+
+        def synced() -> None:
+            if sim.incarnation[self.i] != self.inc:
+                return  # crashed meanwhile: _crash decided what reached the disk
+            for p in sim.unsynced[self.i]:
+                sim.disks[self.i].apply(p)
+            sim.unsynced[self.i] = []
+            sim.stats["fsyncs"] += 1
+            sim._turn(self.i, self.inc, lambda: done(None))
+
+        sim._at(sim.now + delay, synced)
 
 
 def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:

@@ -103,3 +103,65 @@ def test_lazy_commands_respect_directions() -> None:
 def test_results_folder_is_ignored_but_documented() -> None:
     assert (ROOT / "results" / "README.md").exists()
     assert "/results/*" in (ROOT / ".gitignore").read_text()
+
+
+# -- the database seam: backends run what a database's prepare returns and ask
+# the database for a node's status; none of them knows any database's formats,
+# files, programs or clients. Code is scanned (names and string literals);
+# comments and docstrings may mention a database as the reason for a design.
+DB_SPECIFIC = ("srvr", "mntr", "ruok", "imok", "zoo.cfg", "myid", "zxid", "kazoo", "four_letter",
+               "quorumlisten", "zookeeper", "etcd", "java", "jre", "harness.dbs.squall", "harness.dbs.zk")
+DB_SPECIFIC_CASED = ("Mode:",)  # srvr's role line
+DB_NEUTRAL_DIRS = ("harness/backends",)
+
+
+def _code_tokens(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every name and string literal that is not a docstring."""
+    import io
+    import tokenize
+
+    text = path.read_text(encoding="utf-8")
+    docstrings = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = getattr(node, "body", [])
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                docstrings.add(body[0].lineno)
+    out = []
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type in (tokenize.NAME, tokenize.STRING) or tok.type == getattr(tokenize, "FSTRING_MIDDLE", -1):
+            if tok.type == tokenize.STRING and tok.start[0] in docstrings:
+                continue
+            out.append((tok.start[0], tok.string))
+    return out
+
+
+def test_backends_contain_nothing_database_specific() -> None:
+    leaks = []
+    for d in DB_NEUTRAL_DIRS:
+        for path in sorted((ROOT / d).rglob("*.py")):
+            for lineno, text in _code_tokens(path):
+                hits = [w for w in DB_SPECIFIC if w in text.lower()] + [w for w in DB_SPECIFIC_CASED if w in text]
+                leaks += [f"{path.relative_to(ROOT)}:{lineno}: {w!r} in {text[:80]}" for w in hits]
+    assert not leaks, ("backends must not know any database (harness/dbs/base.py is the seam):\n"
+                       + "\n".join(leaks))
+
+
+def test_the_layout_test_sees_a_leak(tmp_path) -> None:
+    bad = tmp_path / "leaky.py"
+    bad.write_text('"""Docstrings may say srvr."""\n# and comments: zoo.cfg\nMODE = "Mode: leader"\n'
+                   'def f(kazoo_client):\n    return open("zoo.cfg")\n')
+    found = [t for _, t in _code_tokens(bad) if any(w in t.lower() for w in DB_SPECIFIC) or "Mode:" in t]
+    assert found == ['"Mode: leader"', "kazoo_client", '"zoo.cfg"']
+
+
+def test_the_readme_lists_every_registered_database() -> None:
+    from harness import plugins
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = readme.split("## Databases", 1)[1].split("\n## ", 1)[0] if "## Databases" in readme else ""
+    ours = [p.name for p in plugins.discover().of("db") if p.dist == plugins.SELF]
+    assert ours, "squall registers its databases in pyproject.toml ([project.entry-points.\"squall.dbs\"])"
+    missing = [name for name in ours if f"`{name}`" not in listed]
+    assert not missing, f"README.md's \"## Databases\" section must list {missing}"

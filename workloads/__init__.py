@@ -1,12 +1,17 @@
-"""Workloads: each bundles a client (kazoo), an operation source and a checker.
+"""Workloads: each is an operation source and a checker for one client interface.
 
-The same workload runs against the squall node and Apache ZooKeeper.
-Workloads may import ``checkers``; nothing else of the project.
+A workload does not talk to a database: it names the client interface it
+needs (``interfaces``: register, set, lock, session, multi, watch, queue,
+counter, election), and each database offers clients for the interfaces it
+supports (``harness/dbs/``; the squall node and Apache ZooKeeper share kazoo
+clients), so the same workload runs against every database that offers its
+interface. Workloads may import ``checkers``; nothing else of the project.
 
-- ``base``: the ``Client`` and ``Workload`` protocols the runner drives;
-- ``register``, ``set``, ``lock``, ``session``: the workloads, each with
-  ``make(options) -> Workload`` (the CLI's registry maps names to them);
+- ``base``: the ``Client``, ``ClientFactory`` and ``Workload`` protocols;
+- ``interfaces``: the interfaces' op vocabularies;
+- ``register``, ``set``, ``lock``, ``session``, ``multi``, ``watch``,
+  ``queue``, ``counter``, ``election``: the workloads, each with
+  ``make(options) -> Workload`` (registered as ``squall.workloads`` entry points);
 - ``checks``: their checkers (set-full, lock fencing, session ephemerals,
-  and the register adapters to ``checkers.linearizable``/``sequential``);
-- ``_zk``: the shared kazoo connection and the ok/fail/info mapping.
+  and the register adapters to ``checkers.linearizable``/``sequential``).
 """

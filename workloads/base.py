@@ -1,20 +1,27 @@
 """The client and workload protocols every workload implements.
 
-A workload bundles a client (kazoo, so it runs against the node and against
-Apache ZooKeeper alike), an op source and a checker. The harness's runner
-drives it; nothing here knows about processes, threads or the clock.
+A workload is an op source and a checker for one client *interface*
+(``workloads/interfaces.py``: register, set, lock, ...). It does not talk to
+a database itself: each database offers clients for the interfaces it
+supports (``harness/dbs/``: the ZooKeeper-protocol databases share kazoo
+clients), and the harness joins the two (``harness.dbs.base.bind``), so the
+same workload runs against every database that offers its interface.
+Nothing here knows about processes, threads or the clock.
 
 Client results: ``{"type": "ok"|"fail"|"info", "value": ..., "error":
 str|None, "zxid": int|None}``, and for an answered op optionally
 ``"server"`` ("host:port" it ran on; the runner maps it to the node's name)
 and ``"session"`` (the session id, hex). A timeout or a lost connection is ``info``
 (the op may or may not have taken effect); only a definite refusal from
-the server (BadVersion, NoNode, NodeExists...) is ``fail``.
+the server (BadVersion, NoNode, NodeExists...) is ``fail``. ``zxid`` is the
+database's position the reply was made at (ZooKeeper: the reply header's
+zxid; another database: its applied index or revision), or None.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 from checkers.history import Op
 
@@ -38,21 +45,33 @@ class Client(Protocol):
 
 
 @runtime_checkable
-class Workload(Protocol):
-    """A client factory, an op source and a checker."""
+class ClientFactory(Protocol):
+    """What a database offers for one interface: it prepares the database
+    for the interface's clients and makes them."""
 
-    name: str
-    final_each_thread: bool
-    # Optional: the base znodes the workload touches; after the final phase the
-    # runner reads them (recursively) from every node and requires the copies
-    # to agree (checkers.convergence). A workload without it is not compared.
-    # converge_paths: tuple[str, ...]
+    # The database's names of what these clients touch (ZooKeeper: base
+    # znodes). After the final phase the runner reads them (recursively) from
+    # every node alone and requires the copies to agree (checkers.convergence);
+    # () compares nothing.
+    converge_paths: tuple[str, ...]
 
     def setup(self, hosts: str) -> None:
-        """Create the workload's base znodes (``hosts`` = a connect string)."""
+        """Create what the clients need (``hosts``: every node's "host:port", comma-separated)."""
 
     def client(self) -> Client:
         """A fresh, unopened client."""
+
+
+@runtime_checkable
+class Workload(Protocol):
+    """An op source and a checker for one client interface."""
+
+    name: str
+    interface: str  # workloads/interfaces.py
+    final_each_thread: bool
+
+    def client_settings(self) -> dict[str, Any]:
+        """The workload's settings for its clients (e.g. register reads: local or sync)."""
 
     def ops(self, rng: Any, thread: int = 0, threads: int = 1) -> Iterator[OpDict]:
         """One client slot's endless op source (the runner limits it).

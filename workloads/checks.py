@@ -40,13 +40,14 @@ def register_operations(history: Iterable[Op], fs: tuple[str, ...] = REGISTER_FS
     return out
 
 
-def linearizable_per_key(history: Iterable[Op], budget_s: float | None = 60.0) -> Result:
-    """Writes and cas, per key, against the cas-register model. Reads are
+def linearizable_per_key(history: Iterable[Op], budget_s: float | None = 60.0, reads: bool = False) -> Result:
+    """Writes and cas, per key, against the cas-register model; reads too
+    when ``reads`` (linearizable reads: etcd's default). Otherwise reads are
     left out: ZooKeeper serves them locally, so they need not be linearizable
     (even after sync, ZOOKEEPER-1675)."""
     from checkers import linearizable, models
 
-    ops = register_operations(history, fs=("write", "cas"))
+    ops = register_operations(history, fs=REGISTER_FS if reads else ("write", "cas"))
     return linearizable.check(ops, models.get_model("cas-register", initial=None),
                               budget_s=budget_s)
 
@@ -172,6 +173,15 @@ def _chain(writes: list[Operation], indeterminate: int) -> list[dict[str, Any]]:
                                         f"had written {last} (zxid order)"})
             elif r > last:
                 gaps += r - last
+        token = w.output.get("token")
+        last_token = prev.output.get("token") if prev is not None else None
+        if prev is not None and isinstance(token, int) and isinstance(last_token, int) and token < last_token:
+            # etcd's lock: the lock key's revision is a fencing token; a write
+            # under an older token after one under a newer token means a
+            # holder that had lost the lock still wrote.
+            problems.append({"kind": "token-regression", "ops": [prev.index, w.index],
+                             "why": f"op {w.index} wrote under fencing token {token} after op {prev.index} "
+                                    f"had written under the newer token {last_token} (revision order)"})
         prev = w
     if gaps > indeterminate:
         problems.append({"kind": "unexplained-gap", "ops": [], "why":
@@ -182,7 +192,9 @@ def _chain(writes: list[Operation], indeterminate: int) -> list[dict[str, Any]]:
 
 def check_lock(history: Iterable[Op]) -> Result:
     """Fenced writes must form one chain in zxid order (no overlap, never
-    backwards); unfenced problems are findings (the verdict stays valid)."""
+    backwards; with fencing tokens -- etcd's lock revision, ``"token"`` --
+    never an older token after a newer one); unfenced problems are findings
+    (the verdict stays valid)."""
     name = "lock-fencing"
     ops = pair(list(history))
     found: dict[str, list[dict[str, Any]]] = {}

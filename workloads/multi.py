@@ -8,19 +8,17 @@ transaction whose every read is pinned by a version check therefore commits
 at one point of the leader's zxid order, between its invocation and its
 completion: the history must be **strictly serializable**.
 
-Each key ``k<n>`` is a list of unique integers stored as JSON in the znode
-``/squall/multi/k<n>``. An op is ``{"f": "txn", "value": [micro-ops]}`` with
-2-4 micro-ops ``["r", key, None]`` / ``["append", key, v]`` over distinct
-keys. The client reads every key it touches (getData with its Stat; a
-missing key is created empty first, outside the transaction), computes the
-reads' values and the new lists, and commits one multi of 2-5 ops: for each
-key ``setData(new list, version)`` if it appends, else ``check(version)``.
-ok: the micro-ops with the reads filled in. A BadVersion (another writer got
+Each key ``k<n>`` is a list of unique integers. An op is ``{"f": "txn",
+"value": [micro-ops]}`` with 2-4 micro-ops ``["r", key, None]`` /
+``["append", key, v]`` over distinct keys (the ``multi`` interface;
+ZooKeeper: JSON lists in znodes, each key read with its version, then one
+multi of version-checked setData/check ops, ``harness/dbs/zk/multi.py``).
+ok: the micro-ops with the reads filled in. A refusal (another writer got
 there first) is ``fail``: the multi is atomic, so nothing was applied.
 
-``{"f": "doomed-txn"}`` ops are built to fail on their *last* op: the same
-version-checked setData's followed by ``create`` of ``/squall/multi/sentinel``,
-which exists. They must fail, and none of their appends may ever be seen.
+``{"f": "doomed-txn"}`` ops are built to fail on their *last* step (ZooKeeper:
+``create`` of a sentinel znode that exists). They must fail, and none of
+their appends may ever be seen.
 
 Keys rotate: after ``appends_per_key`` appends a key is retired for a fresh
 one, so lists stay short. The final op reads every key used, in one multi.
@@ -33,117 +31,32 @@ G-single, G-nonadjacent, G2, lost-update, with process and real-time edges).
 
 from __future__ import annotations
 
-import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
-
-from kazoo.exceptions import NoNodeError, NodeExistsError
+from typing import Any
 
 from checkers import elle
 from checkers.history import OK, Op
 from checkers.result import Result, merge, run_checker
-from workloads import _zk
 
-BASE = "/squall/multi"
-SENTINEL = f"{BASE}/sentinel"
 TXN_FS = ("txn", "doomed-txn")
-
-
-def _path(key: str) -> str:
-    return f"{BASE}/{key}"
-
-
-def _decode(data: bytes, key: str) -> list:
-    if not data:
-        return []
-    try:
-        value = json.loads(data.decode())
-    except ValueError as exc:
-        raise _zk.Definite(f"bad-data: {key} holds {data[:40]!r}, not a JSON list") from exc
-    if not isinstance(value, list):
-        raise _zk.Definite(f"bad-data: {key} holds {value!r}, not a JSON list")
-    return value
-
-
-class MultiClient(_zk.ZkClient):
-    def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
-        f, value = op.get("f"), op.get("value")
-        if f not in TXN_FS or not _valid_mops(value):
-            return {"type": "fail", "value": value, "zxid": None,
-                    "error": f"bad multi op {op!r}: f must be txn or doomed-txn with a list of "
-                             "[\"r\", key, null] / [\"append\", key, int] micro-ops"}
-        return _zk.run(self.conn, lambda: self._txn(value, doomed=f == "doomed-txn"), fail_value=value)
-
-    def _read(self, key: str) -> tuple[list, int]:
-        zk = self.conn.zk
-        try:
-            data, stat = self.conn.wait(zk.get_async(_path(key)))
-        except NoNodeError:
-            try:  # a fresh key starts empty; creating it appends nothing
-                self.conn.wait(zk.create_async(_path(key), b""))
-            except NodeExistsError:
-                pass
-            data, stat = self.conn.wait(zk.get_async(_path(key)))
-        return _decode(data, key), stat.version
-
-    def _txn(self, mops: list, doomed: bool) -> list:
-        keys = list(dict.fromkeys(m[1] for m in mops))
-        current = {k: self._read(k) for k in keys}
-        lists = {k: list(v[0]) for k, v in current.items()}
-        done = []
-        for f, k, v in mops:
-            if f == "r":
-                done.append(["r", k, list(lists[k])])
-            else:
-                lists[k].append(v)
-                done.append(["append", k, v])
-        t = self.conn.zk.transaction()
-        for k in keys:
-            version = current[k][1]
-            if any(m[0] == "append" and m[1] == k for m in mops):
-                t.set_data(_path(k), json.dumps(lists[k], separators=(",", ":")).encode(), version)
-            else:
-                t.check(_path(k), version)
-        if doomed:
-            t.create(SENTINEL, b"")
-        results = self.conn.wait(t.commit_async())
-        errors = [r for r in results if isinstance(r, Exception)]
-        if errors:
-            raise _zk.Definite("multi-rejected: " + ",".join(_zk.error_name(r) for r in results
-                                                              if isinstance(r, Exception)))
-        return done
-
-
-def _valid_mops(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(m, list) and len(m) == 3 and isinstance(m[1], str)
-        and ((m[0] == "r" and m[2] is None) or (m[0] == "append" and isinstance(m[2], int)))
-        for m in value)
 
 
 @dataclass
 class MultiWorkload:
     name: str = "multi"
+    interface: str = "multi"
     keys: int = 4               # live keys at a time
     appends_per_key: int = 60   # then the key is retired for a fresh one
     doomed_fraction: float = 0.1
     final_each_thread: bool = False
-    converge_paths: tuple[str, ...] = (BASE,)  # every node must hold the same copy at the end
 
     def __post_init__(self) -> None:
         self._final_keys: list[str] = []
 
-    def setup(self, hosts: str) -> None:
-        def create(zk: Any) -> None:
-            zk.ensure_path(BASE)
-            if zk.exists(SENTINEL) is None:
-                zk.create(SENTINEL, b"")
-
-        _zk.with_setup_connection(hosts, create)
-
-    def client(self) -> MultiClient:
-        return MultiClient()
+    def client_settings(self) -> dict[str, Any]:
+        return {}
 
     def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
         # One source per client slot: appended values come from the slot's own

@@ -1,4 +1,4 @@
-"""The queue workload: kazoo's ``Queue`` and ``LockingQueue`` recipes.
+"""The queue workload: two FIFO queues (plain and locking) of unique items.
 
 Guarantee checked: the recipes are built on ZooKeeper's sequential znodes
 and atomic deletes (Programmer's Guide, "Sequence Nodes"; the "Queues"
@@ -7,119 +7,41 @@ Guarantees": an acknowledged update persists). So no acknowledged put is
 lost -- each is consumed by one get or still in the queue at the end -- and
 no item is consumed twice (a delete of one znode succeeds once).
 
-Ops (``q`` is ``queue`` -- kazoo ``Queue`` at ``/squall/queue/q`` -- or
-``locking-queue`` -- ``LockingQueue`` at ``/squall/queue/lq``):
+Ops (the ``queue`` interface; ``q`` is ``queue`` -- a plain queue -- or
+``locking-queue``; ZooKeeper: kazoo's ``Queue`` and ``LockingQueue``
+recipes, ``harness/dbs/zk/queue.py``):
 
 - ``{"f": "put", "value": [q, n]}`` (n unique) -> ok ``[q, n]``;
 - ``{"f": "get", "value": [q, None]}`` -> ok ``[q, n]``, or ``[q, None]``
-  when the queue was empty (``LockingQueue``: ``get(timeout)`` then
-  ``consume()``; a consume that lost its lock is ``fail`` and the item is
-  released);
-- ``{"f": "final-read"}`` after healing: ``sync``, then every item still in
-  each queue, without consuming -> ok ``{q: [n, ...]}``.
+  when the queue was empty;
+- ``{"f": "final-read"}`` after healing: every item still in each queue,
+  fresh, without consuming -> ok ``{q: [n, ...]}``.
 
-kazoo's recipes call blocking APIs without timeouts, so every op runs under
-``_zk.run_bounded``. ``Queue.get`` retries through ``client.retry``, which by
-default retries a lost connection too: a delete whose reply was lost is then
-retried, finds the item gone and consumes the *next* one, and the first item
-is consumed by nobody (seen in a ZooKeeper campaign under pause). The
-client's retry policy therefore retries the recipe's ForceRetryError only
-(``_zk.refusal_only_retry``), so such a get ends ``info``. Checker: ``checkers.recipes.check_queue``.
+Checker: ``checkers.recipes.check_queue``.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
-
-from kazoo.exceptions import NoNodeError
-from kazoo.recipe.queue import LockingQueue, Queue
+from typing import Any
 
 from checkers.history import Op
 from checkers.recipes import check_queue
-from workloads import _zk
 
-BASE = "/squall/queue"
-QUEUES = {"queue": f"{BASE}/q", "locking-queue": f"{BASE}/lq"}
-# where each recipe keeps its items
-ITEMS = {"queue": f"{BASE}/q", "locking-queue": f"{BASE}/lq/entries"}
-
-
-class QueueClient(_zk.ZkClient):
-    def __init__(self, get_timeout_s: float = 0.5) -> None:
-        super().__init__()
-        self.get_timeout_s = get_timeout_s
-
-    def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
-        f, value = op.get("f"), op.get("value")
-        limit = self.get_timeout_s + 3 * self.conn.timeout_s
-        if f == "final-read":
-            return _zk.run_bounded(self.conn, self._final_read, limit)
-        q = value[0] if isinstance(value, list) and len(value) == 2 else None
-        if f == "put" and q in QUEUES and isinstance(value[1], int):
-            return _zk.run_bounded(self.conn, lambda: self._put(q, value[1]), limit, fail_value=value)
-        if f == "get" and q in QUEUES:
-            return _zk.run_bounded(self.conn, lambda: self._get(q), limit, fail_value=value)
-        return {"type": "fail", "value": value, "zxid": None,
-                "error": f"bad queue op {op!r}: f must be put [q, int], get [q, null] or final-read; "
-                         f"q one of {sorted(QUEUES)}"}
-
-    def _recipe(self, q: str) -> Any:
-        self.conn.zk.retry = _zk.refusal_only_retry()
-        cls = Queue if q == "queue" else LockingQueue
-        return cls(self.conn.zk, QUEUES[q])
-
-    def _put(self, q: str, n: int) -> list:
-        self._recipe(q).put(str(n).encode())
-        return [q, n]
-
-    def _get(self, q: str) -> list:
-        recipe = self._recipe(q)
-        if q == "queue":
-            data = recipe.get()
-        else:
-            data = recipe.get(timeout=self.get_timeout_s)
-            if data is not None and not recipe.consume():
-                recipe.release()
-                raise _zk.Definite("lock-lost: the entry's lock was gone before consume")
-        return [q, None if data is None else int(data.decode())]
-
-    def _final_read(self) -> dict[str, list[int]]:
-        zk, out = self.conn.zk, {}
-        self.conn.wait(zk.sync_async(BASE))
-        for q, path in ITEMS.items():
-            try:
-                names = self.conn.wait(zk.get_children_async(path))
-            except NoNodeError:
-                names = []
-            items = []
-            for name in sorted(names):
-                try:
-                    data, _ = self.conn.wait(zk.get_async(f"{path}/{name}"))
-                except NoNodeError:
-                    continue
-                items.append(int(data.decode()))
-            out[q] = items
-        return out
+QUEUES = ("queue", "locking-queue")
 
 
 @dataclass
 class QueueWorkload:
     name: str = "queue"
+    interface: str = "queue"
     put_fraction: float = 0.55
     final_each_thread: bool = False
-    converge_paths: tuple[str, ...] = (BASE,)  # every node must hold the same copy at the end
 
-    def setup(self, hosts: str) -> None:
-        def create(zk: Any) -> None:
-            for path in (*QUEUES.values(), f"{BASE}/lq/entries", f"{BASE}/lq/taken"):
-                zk.ensure_path(path)
-
-        _zk.with_setup_connection(hosts, create)
-
-    def client(self) -> QueueClient:
-        return QueueClient()
+    def client_settings(self) -> dict[str, Any]:
+        return {}
 
     def ops(self, rng: random.Random, thread: int = 0, threads: int = 1) -> Iterator[dict[str, Any]]:
         n = thread  # this slot's items: thread + k * threads (unique across slots)

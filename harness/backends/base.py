@@ -2,7 +2,9 @@
 
 A backend turns (spec, db, run dir) into a ``Cluster``: running nodes with
 client addresses, that the nemesis can fault (``nemesis.base.FaultTarget``)
-and the runner can wait on and tear down.
+and the runner can wait on and tear down. A backend knows nothing of any
+database's formats: it runs what the database's ``prepare`` returns and asks
+the database for each node's status (``harness/dbs/base.py``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ class Cluster(Protocol):
 
     # -- health --
     def wait_ready(self, timeout_s: float) -> None:
-        """Block until every running node answers and a leader exists.
+        """Block until every node serves and (a ``Primary`` database) one
+        leads: ``harness.dbs.base.wait_until_ready``, shared by every backend.
 
         Raises SetupError (naming the log directory) on timeout."""
 
-    def node_status(self, node: str) -> dict[str, Any]:
-        """{"mode": ..., "zxid": ...} from ``srvr``; {"mode": "down"} if silent."""
+    def node_status(self, node: str) -> Any:
+        """The database's ``NodeStatus`` of the node (role, term, applied)."""
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
         """Copy every node's log into dest_dir; returns the copied paths."""

@@ -62,7 +62,8 @@ from typing import Any
 
 from harness.backends.base import SetupError
 from harness.backends.local import install_signal_handlers, node_names
-from harness.dbs.base import NodePorts, four_letter_word, parse_srvr
+from harness.dbs.base import (Installs, NodeContext, NodePorts, NodeStatus, leader_of, statuses, wait_until_ready,
+                              write_launch_files)
 
 CLIENT_PORT = 2181
 PEER_PORT = 2888
@@ -72,7 +73,7 @@ LABEL_NODE = "squall.node"
 LABEL_KIND = "squall.kind"  # "run" (a squall run) or "manual" (squall cluster up)
 LABEL_OWNER = "squall.owner"  # "<host>:<pid>" of the harness running the run
 CHAIN = "SQUALL"
-UNSAFE_FAULT_ENV = "SQUALL_UNSAFE_TEST_FAULT"
+LABEL_DB = "squall.db"  # the database the containers run (squall cluster status asks it)
 VENV_PYTHON = "/opt/squall/bin/python"
 
 _log = logging.getLogger(__name__)
@@ -104,41 +105,6 @@ def container_ports(all_nodes: list[str], node: str, hosts: dict[str, str] | Non
     return NodePorts(client=CLIENT_PORT, peer=PEER_PORT, election=ELECTION_PORT,
                      peer_addresses={o: (hosts[o], PEER_PORT, ELECTION_PORT) for o in all_nodes if o != node},
                      client_ports={o: CLIENT_PORT for o in all_nodes})
-
-
-def adapt_argv(db_name: str, argv: list[str], env: dict[str, str], self_host: str,
-               local_python: str, remote_python: str) -> tuple[list[str], dict[str, str]]:
-    """Turn an argv the database prepared for the local backend into one that
-    runs on a separate host: listen on every interface (clients come through
-    a published port or over the network), name itself by its host name in
-    peer lists, use the host's interpreter, and drop PYTHONPATH (the project
-    is installed there, not at this checkout's path)."""
-    out = list(argv)
-    if out and out[0] == local_python:
-        out[0] = remote_python
-    for i, a in enumerate(out[:-1]):
-        if a == "--host" and out[i + 1] == "127.0.0.1":
-            out[i + 1] = "0.0.0.0"
-        if a == "--peers":
-            out[i + 1] = out[i + 1].replace("127.0.0.1", self_host)
-    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
-    return out, env
-
-
-def adapt_zoo_cfg(text: str, self_host: str) -> str:
-    """zoo.cfg for a node on its own host: listen on every interface, name
-    itself by host name; quorumListenOnAllIPs so the peer/election ports
-    bind on the bridge address too."""
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("clientPortAddress="):
-            line = "clientPortAddress=0.0.0.0"
-        elif line.startswith("server.") and "=127.0.0.1:" in line:
-            line = line.replace("=127.0.0.1:", f"={self_host}:")
-        lines.append(line)
-    if len([ln for ln in lines if ln.startswith("server.")]) > 0:
-        lines.append("quorumListenOnAllIPs=true")
-    return "\n".join(lines) + "\n"
 
 
 def start_script(node_dir: str, argv: list[str], env: dict[str, str], log_path: str, pid_file: str) -> str:
@@ -270,7 +236,8 @@ class DockerCluster:
                 volumes.update(self._mount_data_dir(n))
             n.container = self.client.containers.run(
                 self.image, ["sleep", "infinity"], name=f"squall-{self.run_id}-{name}", hostname=name,
-                detach=True, init=True, cap_add=["NET_ADMIN"], labels={**self.labels, LABEL_NODE: name},
+                detach=True, init=True, cap_add=["NET_ADMIN"],
+                labels={**self.labels, LABEL_NODE: name, LABEL_DB: str(self.db.name)},
                 network=self.network.name, ports={f"{CLIENT_PORT}/tcp": ("127.0.0.1", None)},
                 volumes=volumes,
                 environment={"LANG": "C.UTF-8"})
@@ -303,14 +270,23 @@ class DockerCluster:
         return mount.drop()
 
     def _prepare(self, n: _Node) -> None:
-        ports = container_ports(self.nodes, n.name)
-        argv, env, log_path = self.db.prepare(n.name, n.index, list(self.nodes), ports, n.dir)
-        cfg = n.dir / "zoo.cfg"
-        if cfg.exists():
-            cfg.write_text(adapt_zoo_cfg(cfg.read_text(), n.name))
-        n.argv, n.env = adapt_argv(getattr(self.db, "name", ""), argv, env, n.name,
-                                   getattr(self.db, "python", sys.executable), VENV_PYTHON)
-        n.log_path = Path(log_path)
+        """The database's launch for a node in its own container: listening on
+        every interface, named by its host name, the image's interpreter; the
+        node directory is bind-mounted at the same path, so files written here
+        are the container's."""
+        launch = self.db.prepare(NodeContext(
+            name=n.name, index=n.index, nodes=tuple(self.nodes), dir=str(n.dir),
+            ports=container_ports(self.nodes, n.name), listen_host="0.0.0.0", host=n.name,
+            python=VENV_PYTHON, local=False))
+        write_launch_files(n.dir, launch)
+        n.argv, n.env, n.log_path = list(launch.argv), dict(launch.env), n.dir / launch.log
+        needs = self.db.host_needs() if isinstance(self.db, Installs) else None
+        if needs is not None and needs.probe:
+            out = self._exec(n, f"{needs.probe} 2>&1; echo rc=$?")
+            if not out.rstrip().endswith("rc=0"):
+                raise SetupError(f"the node image {self.image} lacks what --db {self.db.name} needs "
+                                 f"(`{needs.probe}` failed in {n.container.name}; Debian packages: "
+                                 f"{', '.join(needs.debian_packages) or 'none named'}): {out.strip()[-300:]}")
 
     def teardown(self) -> None:
         """Remove every container and the network. Idempotent."""
@@ -365,11 +341,14 @@ class DockerCluster:
         return self._node(node).log_path
 
     # --------------------------------------------------------------- health
-    def node_status(self, node: str) -> dict[str, Any]:
-        return parse_srvr(four_letter_word(self.client_address(node), "srvr"))
+    def node_status(self, node: str) -> NodeStatus:
+        return self.db.status(self.client_address(node))
 
     def leader(self) -> str | None:
-        return self.db.leader(self)
+        return leader_of(self.db, statuses(self.db, self._addresses(), 0.5))
+
+    def _addresses(self) -> dict[str, str]:
+        return {n: self.client_address(n) for n in self.nodes}
 
     def is_running(self, node: str) -> bool:
         n = self._node(node)
@@ -379,28 +358,17 @@ class DockerCluster:
                              "kill -0 $p 2>/dev/null && echo yes").strip() == "yes"
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Every node runs and serves, and exactly one claims leadership."""
-        deadline = time.monotonic() + timeout_s
-        last_check = 0.0
-        while True:
-            if time.monotonic() - last_check > 2.0:
-                last_check = time.monotonic()
-                for name in self.nodes:
-                    if not self.is_running(name):
-                        n = self._node(name)
-                        raise SetupError(f"node {name} (container {n.container.name}) is not running; "
-                                         f"its log is {n.log_path}{_tail(n.log_path)}")
-            waiting = [n for n in self.nodes if not self.db.is_ready(self.client_address(n))]
-            leaders = [] if waiting else [n for n in self.nodes
-                                          if self.node_status(n).get("mode") in ("leader", "standalone")]
-            if not waiting and len(leaders) == 1:
-                return
-            if time.monotonic() >= deadline:
-                what = (f"nodes {waiting} did not answer as serving" if waiting
-                        else f"expected one leader, nodes claiming it: {leaders}")
-                raise SetupError(f"docker cluster {self.run_id} not ready after {timeout_s:.0f}s: {what}; "
-                                 f"node logs are under {self.run_dir / 'nodes'}")
-            time.sleep(0.25)
+        """Every node runs and serves, and (a Primary database) one leads."""
+        wait_until_ready(self.db, self._addresses, timeout_s, check_running=self._check_running,
+                         check_every_s=2.0, poll_s=0.25, where=str(self.run_dir / "nodes"),
+                         what=f"docker cluster {self.run_id}")
+
+    def _check_running(self) -> None:
+        for name in self.nodes:
+            if not self.is_running(name):
+                n = self._node(name)
+                raise SetupError(f"node {name} (container {n.container.name}) is not running; "
+                                 f"its log is {n.log_path}{_tail(n.log_path)}")
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
         dest_dir = Path(dest_dir)
@@ -491,10 +459,7 @@ class DockerCluster:
             self.resume(node)
             if self.is_running(node):
                 return
-            env = dict(n.env)
-            if os.environ.get(UNSAFE_FAULT_ENV):  # test-only broken db, set by `squall run`
-                env[UNSAFE_FAULT_ENV] = os.environ[UNSAFE_FAULT_ENV]
-            self._exec(n, start_script(str(n.dir), n.argv, env, str(n.log_path), str(n.dir / "pid")), check=True)
+            self._exec(n, start_script(str(n.dir), n.argv, n.env, str(n.log_path), str(n.dir / "pid")), check=True)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -5,9 +5,11 @@ There is no container registry on our machines, so nothing is pulled:
 1. ``os`` image: ``debootstrap --variant=minbase bookworm`` into a temporary
    directory (from the Debian mirror apt is configured with on this host,
    read at run time), with python3, python3-venv, iproute2, iptables,
-   procps, Debian's ``zookeeper`` and a headless JRE, and openssh-server;
-   then ``tar | docker import``. One OS layer serves every variant: a second
-   debootstrap (about a minute each) would cost more than the shared disk.
+   procps and openssh-server, plus the Debian packages every registered
+   database says its hosts need (``host_needs()``, e.g. Apache ZooKeeper's
+   package and a JRE); then ``tar | docker import``. One OS layer serves
+   every database and variant: a second debootstrap (about a minute each)
+   would cost more than the shared disk.
 2. ``node`` image: FROM the os image, the project and its dependencies
    installed offline into ``/opt/squall`` (a virtualenv) from wheels built
    on the host (``pip wheel``), so the container never needs an index.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -41,10 +44,11 @@ from harness.backends.base import SetupError
 
 RECIPE_VERSION = "1"  # bump when the build steps below change meaning
 SUITE = "bookworm"
-OS_PACKAGES = (
-    "python3", "python3-venv", "iproute2", "iptables", "procps",
-    "ca-certificates", "zookeeper", "default-jre-headless", "openssh-server",
-)
+# The OS image holds these, the registered databases' packages between them
+# (the order is part of the image's tag: squall's own databases' packages come
+# where they always stood, so the cached image keeps its tag).
+BASE_PACKAGES = ("python3", "python3-venv", "iproute2", "iptables", "procps", "ca-certificates")
+LAST_PACKAGES = ("openssh-server",)
 PROJECT_DIRS = ("node", "harness", "nemesis", "checkers", "workloads")
 VENV = "/opt/squall"
 IMAGE_LABEL = "squall.image"
@@ -119,8 +123,32 @@ def project_hash(root: Path = PROJECT_ROOT) -> str:
     return content_hash(parts)
 
 
+@functools.lru_cache(maxsize=1)
+def database_packages() -> tuple[str, ...]:
+    """The Debian packages every registered database says its hosts need
+    (``harness.dbs.base.Installs``), in registration order: one OS image
+    serves them all. A database plugin that cannot be loaded is skipped,
+    with a warning."""
+    from harness import plugins
+    from harness.dbs.base import Installs
+    found: list[str] = []
+    for p in plugins.discover().of("db"):
+        try:
+            db = p.load()({})
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the others' image
+            _log(f"warning: skipping the packages of {p.describe()}: {exc}")
+            continue
+        if isinstance(db, Installs):
+            found += [pkg for pkg in db.host_needs().debian_packages if pkg not in found]
+    return tuple(pkg for pkg in found if pkg not in BASE_PACKAGES + LAST_PACKAGES)
+
+
+def os_packages() -> tuple[str, ...]:
+    return BASE_PACKAGES + database_packages() + LAST_PACKAGES
+
+
 def os_image_hash() -> str:
-    return content_hash([RECIPE_VERSION, SUITE, "minbase", *OS_PACKAGES])
+    return content_hash([RECIPE_VERSION, SUITE, "minbase", *os_packages()])
 
 
 # ----------------------------------------------------------------- docker
@@ -182,7 +210,7 @@ def _ensure_os_image(client) -> BuiltImage:
         _log(f"debootstrap {SUITE} from {mirror} (log: {log_path})")
         with open(log_path, "wb") as log:
             rc = subprocess.run(
-                ["debootstrap", "--variant=minbase", "--include=" + ",".join(OS_PACKAGES),
+                ["debootstrap", "--variant=minbase", "--include=" + ",".join(os_packages()),
                  SUITE, str(tmp), mirror], stdout=log, stderr=subprocess.STDOUT, timeout=1800).returncode
         if rc != 0:
             raise SetupError(f"debootstrap failed (exit {rc}); see {log_path}")

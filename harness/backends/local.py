@@ -3,7 +3,9 @@
 Each node gets its own directory under ``<run_dir>/nodes/<name>/`` (config,
 data, log) and its own free ports on 127.0.0.1. Peer traffic goes through a
 ``ProxyMesh`` (one proxy per directed link and port kind), so partitions need
-no root. Every node runs in its own process group (``start_new_session``),
+no root. A database whose members must all name a peer by one address
+(``PeerSockets``) dials Unix sockets named relative to its own directory
+instead; the link's proxy listens under that name in the dialler's directory. Every node runs in its own process group (``start_new_session``),
 so pause/kill reach the whole tree the db started (e.g. a shell wrapper and
 its JVM): pause = SIGSTOP, resume = SIGCONT, kill = SIGKILL, start = the same
 argv again on the same data dir and ports.
@@ -55,7 +57,8 @@ from typing import Any
 from harness.backends.base import SetupError
 from harness.backends import clock as faketime
 from harness.backends.proxy import ProxyMesh, free_ports
-from harness.dbs.base import NodePorts, four_letter_word, parse_srvr
+from harness.dbs.base import (NodeContext, NodePorts, NodeStatus, PeerSockets, leader_of, statuses, wait_until_ready,
+                              write_launch_files)
 
 _log = logging.getLogger(__name__)
 
@@ -210,21 +213,32 @@ class LocalCluster:
     # ------------------------------------------------------------ lifecycle
     def launch(self) -> None:
         """Pick ports, build the mesh, write configs and start every node."""
-        kinds = tuple(getattr(self.db, "peer_kinds", ("peer", "election")))
+        kinds = tuple(self.db.peer_kinds)
         # The nodes' ports and the proxies' listening ports come from one
         # draw, so they are distinct: a proxy left to bind port 0 could be
         # handed a node's port that was free a moment ago (the node binds
         # its ports only when it starts).
-        links = len(self.nodes) * (len(self.nodes) - 1) * (2 if "election" in kinds else 1)
+        # A database whose members must name a peer alike (PeerSockets)
+        # dials Unix sockets named relative to its own directory; the link
+        # proxies listen under those names in each dialler's directory.
+        sockets = isinstance(self.db, PeerSockets)
+        links = 0 if sockets else len(self.nodes) * (len(self.nodes) - 1) * (2 if "election" in kinds else 1)
         real = free_ports(3 * len(self.nodes) + links)
         base: dict[str, tuple[int, int, int]] = {
             n: (real[3 * i], real[3 * i + 1], real[3 * i + 2]) for i, n in enumerate(self.nodes)}
         proxy_ports = iter(real[3 * len(self.nodes):])
+        node_dirs = {n: self.run_dir / "nodes" / n for n in self.nodes}
+        for d in node_dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
         for src in self.nodes:
             for dst in self.nodes:
                 if src == dst:
                     continue
                 _, peer, elect = base[dst]
+                if sockets:
+                    name = self.db.peer_socket(dst)
+                    self.mesh.add_unix(src, dst, "peer", str(node_dirs[dst] / name), str(node_dirs[src] / name))
+                    continue
                 self.mesh.add(src, dst, "peer", peer, next(proxy_ports))
                 if "election" in kinds:
                     self.mesh.add(src, dst, "election", elect, next(proxy_ports))
@@ -234,6 +248,9 @@ class LocalCluster:
             for other in self.nodes:
                 if other == name:
                     continue
+                if sockets:  # not dialled: the member dials its peers' sockets
+                    peer_addresses[other] = ("127.0.0.1", base[other][1], base[other][2])
+                    continue
                 p = self.mesh.port(name, other, "peer")
                 e = self.mesh.port(name, other, "election") if "election" in kinds else p
                 peer_addresses[other] = ("127.0.0.1", p, e)
@@ -241,8 +258,11 @@ class LocalCluster:
                               client_ports={n: base[n][0] for n in self.nodes})
             node_dir = self.run_dir / "nodes" / name
             node_dir.mkdir(parents=True, exist_ok=True)
-            argv, env, log_path = self.db.prepare(name, index, list(self.nodes), ports, node_dir)
-            self._nodes[name] = _Node(name, index, ports, node_dir, argv, env, Path(log_path))
+            launch = self.db.prepare(NodeContext(name=name, index=index, nodes=tuple(self.nodes), dir=str(node_dir),
+                                                 ports=ports, python=sys.executable, local=True))
+            write_launch_files(node_dir, launch)
+            self._nodes[name] = _Node(name, index, ports, node_dir, list(launch.argv), dict(launch.env),
+                                      node_dir / launch.log)
         if self.lazy_data:
             self._mount_data_dirs()
         for name in self.nodes:
@@ -300,45 +320,32 @@ class LocalCluster:
         return ports
 
     # --------------------------------------------------------------- health
-    def node_status(self, node: str) -> dict[str, Any]:
-        return parse_srvr(four_letter_word(self.client_address(node), "srvr"))
+    def node_status(self, node: str) -> NodeStatus:
+        return self.db.status(self.client_address(node))
 
     def is_running(self, node: str) -> bool:
         n = self._node(node)
         return n.proc is not None and n.proc.poll() is None
 
     def leader(self) -> str | None:
-        return self.db.leader(self)
+        return leader_of(self.db, statuses(self.db, self._addresses(), 0.5))
+
+    def _addresses(self) -> dict[str, str]:
+        return {n: self.client_address(n) for n in self.nodes}
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Every node runs and answers as serving, and a leader exists."""
-        deadline = time.monotonic() + timeout_s
-        waiting: list[str] = list(self.nodes)
-        while True:
-            for name in self.nodes:
-                n = self._node(name)
-                if n.proc is None or n.proc.poll() is not None:
-                    code = None if n.proc is None else n.proc.returncode
-                    raise SetupError(
-                        f"node {name} is not running (exit code {code}); "
-                        f"its log is {n.log_path}{_tail(n.log_path)}")
-            waiting = [n for n in self.nodes if not self.db.is_ready(self.client_address(n))]
-            leaders = [] if waiting else self._claimed_leaders()
-            # Exactly one: an old leader cut off by a partition claims to
-            # lead until it notices (ZooKeeper: syncLimit ticks).
-            if not waiting and len(leaders) == 1:
-                return
-            if time.monotonic() >= deadline:
-                what = (f"nodes {waiting} did not answer as serving" if waiting
-                        else f"expected one leader, nodes claiming it: {leaders}")
-                raise SetupError(
-                    f"cluster not ready after {timeout_s:.0f}s: {what}; "
-                    f"node logs are under {self.run_dir / 'nodes'}")
-            time.sleep(0.2)
+        """Every node runs and serves, and (a Primary database) one leads."""
+        wait_until_ready(self.db, self._addresses, timeout_s, check_running=self._check_running,
+                         where=str(self.run_dir / "nodes"))
 
-    def _claimed_leaders(self) -> list[str]:
-        return [n for n in self.nodes
-                if self.node_status(n).get("mode") in ("leader", "standalone")]
+    def _check_running(self) -> None:
+        for name in self.nodes:
+            n = self._node(name)
+            if n.proc is None or n.proc.poll() is not None:
+                code = None if n.proc is None else n.proc.returncode
+                raise SetupError(
+                    f"node {name} is not running (exit code {code}); "
+                    f"its log is {n.log_path}{_tail(n.log_path)}")
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
         dest_dir = Path(dest_dir)

@@ -28,6 +28,14 @@ direction of the link (all its connections together) at ``rate_kbps``. ``set_lat
 whole run (``--latency``); ``unshape`` clears the packet faults but keeps
 it.
 
+A link may also be a Unix socket (``add_unix``): the proxy listens at a path
+and forwards to another. A database whose members must all name a peer by
+the same address (etcd derives member ids from peer URLs) gets one per link
+that way: each member dials the same *relative* socket name, resolved in its
+own working directory, where the link's proxy listens (``harness/dbs/etcd.py``).
+Paths longer than a socket address allows are reached through the directory's
+``/proc/self/fd`` entry.
+
 The proxies run on one asyncio loop in a daemon thread; the public methods are
 thread-safe and synchronous.
 """
@@ -35,6 +43,7 @@ thread-safe and synchronous.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import struct
@@ -79,10 +88,14 @@ class _Pace:
 class _Listener:
     link: Link
     kind: str
-    target: tuple[str, int]
+    target: tuple[str, int] | str  # (host, port), or a Unix socket's path
     server: asyncio.AbstractServer | None = None
     port: int = 0
     conns: set[asyncio.Transport] = field(default_factory=set)
+    path: str = ""  # a Unix listener's socket path ("" for TCP)
+
+
+UNIX_PATH_MAX = 100  # sun_path holds 108 bytes; longer paths go through /proc/self/fd
 
 
 class ProxyMesh:
@@ -101,6 +114,7 @@ class ProxyMesh:
         self._wire_free_at: dict[Link, float] = {}  # bandwidth limits; loop thread only
         self._lock = threading.Lock()
         self._closed = False
+        self._dir_fds: dict[str, int] = {}  # directories of long Unix socket paths
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -123,12 +137,42 @@ class ProxyMesh:
         self._listeners[key] = lst
         return lst.port
 
+    def add_unix(self, src: str, dst: str, kind: str, target_path: str, listen_path: str) -> str:
+        """Listen for link ``src -> dst`` on the Unix socket ``listen_path``,
+        forwarding to the Unix socket ``target_path``; returns ``listen_path``."""
+        if self._closed:
+            raise RuntimeError("proxy mesh is closed")
+        key = ((src, dst), kind)
+        if key in self._listeners:
+            raise ValueError(f"a proxy for {src}->{dst} ({kind}) exists already")
+        lst = _Listener((src, dst), kind, self._reachable(target_path), path=str(listen_path))
+        self._call(self._start_listener(lst, 0))
+        self._listeners[key] = lst
+        return str(listen_path)
+
+    def _reachable(self, path: str) -> str:
+        """``path``, or the same file through its directory's /proc/self/fd
+        entry when it is too long for a socket address."""
+        path = str(path)
+        if len(path.encode()) <= UNIX_PATH_MAX:
+            return path
+        directory, name = os.path.split(path)
+        with self._lock:
+            fd = self._dir_fds.get(directory)
+            if fd is None:
+                fd = self._dir_fds[directory] = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+        return f"/proc/self/fd/{fd}/{name}"
+
     def port(self, src: str, dst: str, kind: str) -> int:
         return self._listeners[((src, dst), kind)].port
 
     def ports(self) -> list[int]:
-        """Every listening port (for leak checks)."""
-        return [lst.port for lst in self._listeners.values()]
+        """Every listening TCP port (for leak checks)."""
+        return [lst.port for lst in self._listeners.values() if not lst.path]
+
+    def socket_paths(self) -> list[str]:
+        """Every listening Unix socket path (for leak checks)."""
+        return [lst.path for lst in self._listeners.values() if lst.path]
 
     def drop(self, src: str, dst: str) -> None:
         """Blackhole the link src -> dst: close its connections, refuse new ones."""
@@ -191,6 +235,18 @@ class ProxyMesh:
             self._thread.join(timeout=5.0)
             if not self._thread.is_alive():
                 self._loop.close()
+            for lst in self._listeners.values():
+                if lst.path:
+                    try:
+                        os.unlink(lst.path)
+                    except OSError:
+                        pass
+            for fd in self._dir_fds.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._dir_fds.clear()
 
     # ----------------------------------------------------------- loop side
     async def _start_listener(self, lst: _Listener, listen_port: int) -> None:
@@ -202,6 +258,9 @@ class ProxyMesh:
                 # report a cancelled handler as an error, so end quietly.
                 _abort(writer.transport)
 
+        if lst.path:
+            lst.server = await asyncio.start_unix_server(on_client, path=self._reachable(lst.path))
+            return
         lst.server = await asyncio.start_server(on_client, self.host, listen_port,
                                                 reuse_address=True)
         lst.port = lst.server.sockets[0].getsockname()[1]
@@ -245,6 +304,8 @@ class ProxyMesh:
         delay, deadline = 0.02, self._loop.time() + UPSTREAM_RETRY_S
         while True:
             try:
+                if isinstance(lst.target, str):
+                    return await asyncio.wait_for(asyncio.open_unix_connection(lst.target), timeout=2.0)
                 return await asyncio.wait_for(asyncio.open_connection(*lst.target), timeout=2.0)
             except (OSError, asyncio.TimeoutError):
                 if self._loop.time() + delay > deadline or self._is_dropped(lst.link):

@@ -14,13 +14,13 @@ option                      environment                  meaning
                                                          keys (known_hosts)
 ==========================  ===========================  ======================
 
-On each host, under ``/var/tmp/squall/``: the node (squall) is installed by
-uploading the project's wheel and its dependencies' wheels and installing
-them into a virtualenv offline (cached by the project's content hash);
-Apache ZooKeeper comes from Debian's ``zookeeper`` package (installed with
-apt-get when missing). The database's files are written locally by its
-``prepare`` (under ``<run_dir>/nodes/<node>``) and uploaded to
-``/var/tmp/squall/<run_id>/<node>`` with local paths rewritten. Processes are
+On each host, under ``/var/tmp/squall/``: what the database says its nodes
+need (``harness.dbs.base.Installs``) is installed: Debian packages with
+apt-get when its probe fails, and, for a database that runs from the squall
+distribution, the project's wheel and its dependencies' wheels, installed
+into a virtualenv offline (cached by the project's content hash). The
+database's ``prepare`` is told the node's remote directory
+(``/var/tmp/squall/<run_id>/<node>``) and its files are uploaded there. Processes are
 started in their own session with a pid file; pause/resume/kill are
 SIGSTOP/SIGCONT/SIGKILL to that process group; partitions are iptables rules
 in a ``SQUALL`` chain (root needed); logs are downloaded with SFTP.
@@ -47,11 +47,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import SetupError
-from harness.backends.docker import (CHAIN, CLIENT_PORT, UNSAFE_FAULT_ENV, adapt_argv, adapt_zoo_cfg,
-                                     container_ports, drop_rule, iptables_setup_script, new_run_id,
-                                     signal_script, start_script)
+from harness.backends.docker import (CHAIN, CLIENT_PORT, container_ports, drop_rule, iptables_setup_script,
+                                     new_run_id, signal_script, start_script)
 from harness.backends.local import install_signal_handlers, node_names
-from harness.dbs.base import four_letter_word, parse_srvr
+from harness.dbs.base import (HostNeeds, Installs, NodeContext, NodeStatus, leader_of, statuses,
+                              wait_until_ready)
 
 REMOTE_ROOT = "/var/tmp/squall"
 CONNECT_TIMEOUT_S = 10.0
@@ -130,10 +130,6 @@ def options_from(options: dict[str, Any], environ: dict[str, str] | None = None)
                       key=str(Path(key).expanduser()) if key else None,
                       strict_host_key_checking=_truthy(get("ssh_strict_host_key_checking", "SQUALL_SSH_STRICT")
                                                        or False))
-
-
-def rewrite_paths(text: str, local: str, remote: str) -> str:
-    return text.replace(local, remote)
 
 
 # --------------------------------------------------------------- a host
@@ -290,13 +286,16 @@ class SshCluster:
             self.start(name)
 
     def _install(self) -> str:
-        """Install the database on every host; returns the remote python."""
-        if getattr(self.db, "name", "") == "zookeeper":
+        """Install what the database says its nodes need (``Installs``) on
+        every host; returns the remote interpreter for ``NodeContext.python``."""
+        needs = self.db.host_needs() if isinstance(self.db, Installs) else HostNeeds()
+        if needs.debian_packages:
             for n in self._nodes.values():
-                rc, _ = n.host.run("test -f /usr/share/java/zookeeper.jar && command -v java", check=False)
+                rc = n.host.run(needs.probe, check=False)[0] if needs.probe else 1
                 if rc != 0:
-                    n.host.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper "
-                               "default-jre-headless", timeout_s=900)
+                    n.host.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                               + " ".join(shlex.quote(p) for p in needs.debian_packages), timeout_s=900)
+        if not needs.project:
             return "python3"
         from harness.backends import images
         # One virtualenv per dependency set (uploaded once per host); the
@@ -335,27 +334,21 @@ class SshCluster:
                            f"&& echo {project_tag} > {venv}/.project", timeout_s=600)
 
     def _prepare(self, n: _Node, addrs: dict[str, str], python: str) -> None:
-        ports = container_ports(self.nodes, n.name, addrs)
-        argv, env, log_path = self.db.prepare(n.name, n.index, list(self.nodes), ports, n.local_dir)
-        local = str(n.local_dir)
-        argv, env = adapt_argv(getattr(self.db, "name", ""), argv, env, n.host.host,
-                               getattr(self.db, "python", sys.executable), python)
-        if getattr(self.db, "name", "") == "zookeeper":
-            argv[0] = "java"  # the host's own JRE, from PATH
-        n.argv = [rewrite_paths(a, local, n.remote_dir) for a in argv]
-        n.env = {k: rewrite_paths(v, local, n.remote_dir) for k, v in env.items()}
-        n.remote_log = rewrite_paths(str(log_path), local, n.remote_dir)
+        """The database's launch for a node on its host (its remote directory,
+        every interface, named by its host name), uploaded there."""
+        launch = self.db.prepare(NodeContext(
+            name=n.name, index=n.index, nodes=tuple(self.nodes), dir=n.remote_dir,
+            ports=container_ports(self.nodes, n.name, addrs), listen_host="0.0.0.0", host=n.host.host,
+            python=python, local=False))
+        n.argv, n.env = list(launch.argv), dict(launch.env)
+        n.remote_log = f"{n.remote_dir}/{launch.log}"
         n.host.run(f"rm -rf {shlex.quote(n.remote_dir)} && mkdir -p {shlex.quote(n.remote_dir)}")
-        for path in sorted(n.local_dir.rglob("*")):
-            rel = path.relative_to(n.local_dir)
-            remote = f"{n.remote_dir}/{rel.as_posix()}"
-            if path.is_dir():
-                n.host.run(f"mkdir -p {shlex.quote(remote)}")
-            elif path.is_file() and path != Path(log_path):
-                text = path.read_text(errors="replace")
-                if path.name == "zoo.cfg":
-                    text = adapt_zoo_cfg(text, n.host.host)
-                n.host.put_text(rewrite_paths(text, local, n.remote_dir), remote)
+        for d in launch.dirs:
+            n.host.run(f"mkdir -p {shlex.quote(f'{n.remote_dir}/{d}')}")
+        for rel, text in launch.files.items():
+            remote = f"{n.remote_dir}/{rel}"
+            n.host.run(f"mkdir -p {shlex.quote(remote.rsplit('/', 1)[0])}")
+            n.host.put_text(text, remote)
 
     def teardown(self) -> None:
         """Kill every node, remove the iptables chain and the run's remote
@@ -400,11 +393,14 @@ class SshCluster:
         return ",".join(self.client_address(n) for n in (nodes or self.nodes))
 
     # --------------------------------------------------------------- health
-    def node_status(self, node: str) -> dict[str, Any]:
-        return parse_srvr(four_letter_word(self.client_address(node), "srvr"))
+    def node_status(self, node: str) -> NodeStatus:
+        return self.db.status(self.client_address(node))
 
     def leader(self) -> str | None:
-        return self.db.leader(self)
+        return leader_of(self.db, statuses(self.db, self._addresses(), 0.5))
+
+    def _addresses(self) -> dict[str, str]:
+        return {n: self.client_address(n) for n in self.nodes}
 
     def is_running(self, node: str) -> bool:
         n = self._node(node)
@@ -413,28 +409,18 @@ class SshCluster:
         return rc == 0
 
     def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        last_check = 0.0
-        while True:
-            if time.monotonic() - last_check > 2.0:
-                last_check = time.monotonic()
-                for name in self.nodes:
-                    if not self._node(name).paused and not self.is_running(name):
-                        n = self._node(name)
-                        self.collect_logs(self.run_dir / "logs")
-                        raise SetupError(f"node {name} on ssh host {n.host.label} is not running; its log is "
-                                         f"{n.host.host}:{n.remote_log} (copied to {self.run_dir / 'logs'})")
-            waiting = [n for n in self.nodes if not self.db.is_ready(self.client_address(n))]
-            leaders = [] if waiting else [n for n in self.nodes
-                                          if self.node_status(n).get("mode") in ("leader", "standalone")]
-            if not waiting and len(leaders) == 1:
-                return
-            if time.monotonic() >= deadline:
-                what = (f"nodes {waiting} did not answer as serving" if waiting
-                        else f"expected one leader, nodes claiming it: {leaders}")
-                raise SetupError(f"ssh cluster not ready after {timeout_s:.0f}s: {what}; "
-                                 f"node logs are under {REMOTE_ROOT}/{self.run_id} on each host")
-            time.sleep(0.25)
+        """Every node runs and serves, and (a Primary database) one leads."""
+        wait_until_ready(self.db, self._addresses, timeout_s, check_running=self._check_running,
+                         check_every_s=2.0, poll_s=0.25, what="ssh cluster",
+                         where=f"{REMOTE_ROOT}/{self.run_id} on each host")
+
+    def _check_running(self) -> None:
+        for name in self.nodes:
+            if not self._node(name).paused and not self.is_running(name):
+                n = self._node(name)
+                self.collect_logs(self.run_dir / "logs")
+                raise SetupError(f"node {name} on ssh host {n.host.label} is not running; its log is "
+                                 f"{n.host.host}:{n.remote_log} (copied to {self.run_dir / 'logs'})")
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
         dest_dir = Path(dest_dir)
@@ -484,10 +470,7 @@ class SshCluster:
                 self.resume(node)
             if self.is_running(node):
                 return
-            env = dict(n.env)
-            if os.environ.get(UNSAFE_FAULT_ENV):  # test-only broken db, set by `squall run`
-                env[UNSAFE_FAULT_ENV] = os.environ[UNSAFE_FAULT_ENV]
-            n.host.run(start_script(n.remote_dir, n.argv, env, n.remote_log, f"{n.remote_dir}/pid"))
+            n.host.run(start_script(n.remote_dir, n.argv, n.env, n.remote_log, f"{n.remote_dir}/pid"))
 
 
 class SshBackend:

@@ -1,6 +1,9 @@
 """The bundled node (``python -m node``) as a harness database.
 
 Standalone: ``python -m node --data-dir D --host 127.0.0.1 --port P``.
+The node speaks ZooKeeper's client protocol, so status (``srvr``), the
+workload clients (kazoo) and the converge phase's snapshots are the ones it
+shares with Apache ZooKeeper (``harness/dbs/zk/``).
 Ensemble (once the node's CLI accepts ``--peers``): every node also gets
 ``--id i`` (or ``--server-id i`` if that is the node's spelling) and
 ``--peers 1=host:client:peer,2=...``, where the entry for
@@ -25,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import SetupError
-from harness.dbs.base import SERVING_MODES, NodePorts, four_letter_word, parse_srvr
+from harness.dbs.base import DBBase, HostNeeds, NodeContext, NodeLaunch, SetupError
+from harness.dbs.zk import ZooKeeperProtocol
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,13 +47,16 @@ def supports_ensemble(help_text: str) -> bool:
     return "--peers" in help_text
 
 
-def peers_arg(index: int, all_nodes: list[str], node: str, ports: NodePorts) -> str:
-    """``1=127.0.0.1:client:peer,...``; other nodes' peer ports are proxies,
-    their client ports the real ones (clients are not proxied)."""
+def peers_arg(node: NodeContext) -> str:
+    """``1=host:client:peer,...``: the node's own entry names its host and real
+    ports; other nodes' peer ports are what it must dial (on the local
+    backend, the link's proxy), their client ports the real ones (clients are
+    not proxied)."""
     parts = []
-    for i, other in enumerate(all_nodes, start=1):
-        if other == node:
-            parts.append(f"{i}=127.0.0.1:{ports.client}:{ports.peer}")
+    ports = node.ports
+    for i, other in enumerate(node.nodes, start=1):
+        if other == node.name:
+            parts.append(f"{i}={node.host}:{ports.client}:{ports.peer}")
         else:
             host, peer, _ = ports.peer_addresses[other]
             client = ports.client_ports.get(other, 0)
@@ -60,28 +66,37 @@ def peers_arg(index: int, all_nodes: list[str], node: str, ports: NodePorts) -> 
 
 HARNESS_WORDS = "ruok,srvr,mntr"
 
+# The node's test-only deliberate bugs (node/faults.py), for --unsafe-db-fault.
+UNSAFE_FAULTS = ("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
+                 "multi-partial", "diverge", "skip-fsync")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-class SquallDB:
+
+class SquallDB(ZooKeeperProtocol, DBBase):
     name = "squall"
     peer_kinds = ("peer",)
+    unsafe_faults = UNSAFE_FAULTS
 
     def __init__(self, python: str | None = None, extra_args: list[str] | None = None,
                  unsafe_fault: str | None = None) -> None:
         self.python = python or sys.executable
         self.extra_args = list(extra_args or [])
+        if unsafe_fault and unsafe_fault not in UNSAFE_FAULTS:
+            raise SetupError(f"unknown squall test fault {unsafe_fault!r}; allowed: {', '.join(UNSAFE_FAULTS)}")
         self.unsafe_fault = unsafe_fault or None
 
-    def prepare(self, node: str, index: int, all_nodes: list[str], ports: NodePorts,
-                data_dir: Path) -> tuple[list[str], dict[str, str], Path]:
+    def host_needs(self) -> HostNeeds:
+        return HostNeeds(project=True)  # python -m node, from the squall distribution
+
+    def prepare(self, node: NodeContext) -> NodeLaunch:
         help_text = node_help(self.python)
         if "--data-dir" not in help_text:
             raise SetupError(
                 "the squall node cannot be started: `python -m node --help` does not offer "
                 f"--data-dir (is node/cli.py there yet?). It said: {help_text[:300]!r}")
-        data = Path(data_dir) / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        argv = [self.python, "-m", "node", "--data-dir", str(data),
-                "--host", "127.0.0.1", "--port", str(ports.client)]
+        ports = node.ports
+        argv = [node.python if not node.local else self.python, "-m", "node", "--data-dir", node.path("data"),
+                "--host", node.listen_host, "--port", str(ports.client)]
         # Same tuning as the ZooKeeper db: 1 s ticks (session timeouts 2-20 s,
         # fitting the workloads' 3-5 s kazoo timeouts), and no per-address
         # connection cap (every harness client comes from 127.0.0.1).
@@ -89,46 +104,37 @@ class SquallDB:
             argv += ["--tick-ms", "1000"]
         if "--max-client-cnxns" in help_text:
             argv += ["--max-client-cnxns", "0"]
-        # The words the harness asks (ruok, srvr: readiness and roles) and the ones the node's
+        # The words the harness asks (srvr: roles and readiness) and the ones the node's
         # own ensemble view asks its peers (mntr); ZooKeeper 3.8's default would answer srvr only.
         if "--4lw-whitelist" in help_text:
             argv += ["--4lw-whitelist", HARNESS_WORDS]
-        if len(all_nodes) > 1:
+        if len(node.nodes) > 1:
             if not supports_ensemble(help_text):
                 raise SetupError(
                     f"the squall node's ensemble is not available yet (`python -m node` has no "
-                    f"--peers option), so --nodes {len(all_nodes)} cannot run; use --nodes 1 "
+                    f"--peers option), so --nodes {len(node.nodes)} cannot run; use --nodes 1 "
                     "or --db zookeeper")
             # The agreed flag is --id; the node may spell it --server-id.
             id_flag = "--id" if re.search(r"--id\b", help_text) else "--server-id"
-            argv += [id_flag, str(index), "--peers", peers_arg(index, all_nodes, node, ports)]
+            argv += [id_flag, str(node.index), "--peers", peers_arg(node)]
         if self.unsafe_fault:
             argv += ["--unsafe-test-fault", self.unsafe_fault]
         argv += self.extra_args
-        # -m node must resolve to this project's node package.
-        root = str(Path(__file__).resolve().parents[2])
-        pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        return argv, {"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}, Path(data_dir) / f"{node}.log"
+        env = {"PYTHONUNBUFFERED": "1"}
+        if node.local:
+            # -m node must resolve to this checkout's node package.
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", ""))
+                                                if p)
+        return NodeLaunch(argv=argv, env=env, dirs=("data",), log=f"{node.name}.log")
 
     def supported_node_counts(self) -> tuple[int, ...]:
         # The node's peer list accepts 1, 3 or 5 members (node/peer.py): an
         # even ensemble tolerates no more failures than the odd one below it.
         return (1, 3, 5)
 
-    def is_ready(self, address: str) -> bool:
-        if four_letter_word(address, "ruok").strip() != "imok":
-            return False
-        return parse_srvr(four_letter_word(address, "srvr")).get("mode") in SERVING_MODES
-
-    def leader(self, cluster: Any) -> str | None:
-        best: tuple[int, str] | None = None
-        for node in cluster.nodes:
-            status = parse_srvr(four_letter_word(cluster.client_address(node), "srvr", 0.5))
-            if status.get("mode") in ("leader", "standalone"):
-                z = status.get("zxid") or 0
-                if best is None or z > best[0]:
-                    best = (z, node)
-        return None if best is None else best[1]
+    def default_node_count(self) -> int:
+        """3 once the node's ensemble exists (it offers --peers), else 1."""
+        return 3 if supports_ensemble(node_help(self.python)) else 1
 
 
 def make(options: dict[str, Any] | None = None) -> SquallDB:

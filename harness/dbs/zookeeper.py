@@ -12,8 +12,11 @@ than 5 s behind is dropped, so paused followers leave the quorum quickly).
 Session timeouts are clamped by the server to 2-20 s (2-20 x tickTime), which
 fits kazoo clients with 3-5 s timeouts. The admin server (Jetty) is disabled:
 it costs startup time and its port; the four-letter words are whitelisted
-for readiness (``ruok``) and leadership (``srvr``'s Mode). The JVM uses the
-serial GC and the C1 compiler only, which halves its start-up CPU.
+for status (``srvr``'s Mode and Zxid; ``harness/dbs/zk/``, shared with the
+squall node, as are the kazoo clients). The JVM uses the serial GC and the
+C1 compiler only, which halves its start-up CPU. On a host of its own (a
+container, an SSH host) a node listens on every interface and names itself
+by its host name in its own ``server.N`` line (``quorumListenOnAllIPs``).
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import SetupError
-from harness.dbs.base import SERVING_MODES, NodePorts, four_letter_word, parse_srvr
+from harness.dbs.base import DBBase, HostNeeds, NodeContext, NodeLaunch, SetupError
+from harness.dbs.zk import ZooKeeperProtocol
 
-JAR_DIR = Path(os.environ.get("SQUALL_ZOOKEEPER_JARS", "/usr/share/java"))
+DEBIAN_JAR_DIR = Path("/usr/share/java")
+JAR_DIR = Path(os.environ.get("SQUALL_ZOOKEEPER_JARS", str(DEBIAN_JAR_DIR)))
 CLASSPATH_JARS = ("zookeeper.jar", "servlet-api.jar", "slf4j-simple.jar")
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 TICK_MS = 1000
@@ -34,15 +38,16 @@ INIT_LIMIT = 10
 SYNC_LIMIT = 5
 
 
-def zoo_cfg(index: int, all_nodes: list[str], node: str, ports: NodePorts, data_dir: Path) -> str:
+def zoo_cfg(node: NodeContext) -> str:
     """The text of one node's zoo.cfg (pure: tested without a JVM)."""
+    ports = node.ports
     lines = [
         f"tickTime={TICK_MS}",
         f"initLimit={INIT_LIMIT}",
         f"syncLimit={SYNC_LIMIT}",
-        f"dataDir={data_dir}",
+        f"dataDir={node.path('data')}",
         f"clientPort={ports.client}",
-        "clientPortAddress=127.0.0.1",
+        f"clientPortAddress={node.listen_host}",
         "admin.enableServer=false",
         "4lw.commands.whitelist=*",
         "maxClientCnxns=0",
@@ -50,17 +55,20 @@ def zoo_cfg(index: int, all_nodes: list[str], node: str, ports: NodePorts, data_
         "preAllocSize=4096",
         "autopurge.purgeInterval=0",
     ]
-    if len(all_nodes) > 1:
-        for i, other in enumerate(all_nodes, start=1):
-            if other == node:
-                host, peer, elect = "127.0.0.1", ports.peer, ports.election
+    if len(node.nodes) > 1:
+        for i, other in enumerate(node.nodes, start=1):
+            if other == node.name:
+                host, peer, elect = node.host, ports.peer, ports.election
             else:
                 host, peer, elect = ports.peer_addresses[other]
             lines.append(f"server.{i}={host}:{peer}:{elect}")
+        if node.listen_host not in ("127.0.0.1", "localhost"):
+            # its own server line names its host; bind the quorum ports on every interface
+            lines.append("quorumListenOnAllIPs=true")
     return "\n".join(lines) + "\n"
 
 
-class ZooKeeperDB:
+class ZooKeeperDB(ZooKeeperProtocol, DBBase):
     name = "zookeeper"
     peer_kinds = ("peer", "election")
 
@@ -70,7 +78,7 @@ class ZooKeeperDB:
 
     @staticmethod
     def available() -> tuple[bool, str]:
-        """(True, "") when the jars and a JVM exist; else (False, why)."""
+        """(True, "") when the jars and a JVM exist on this machine; else (False, why)."""
         missing = [str(JAR_DIR / j) for j in CLASSPATH_JARS if not (JAR_DIR / j).exists()]
         if missing:
             return False, f"missing {', '.join(missing)} (install Debian's zookeeper package)"
@@ -78,18 +86,20 @@ class ZooKeeperDB:
             return False, "no `java` on PATH (install a JRE, e.g. openjdk-17-jre-headless)"
         return True, ""
 
-    def prepare(self, node: str, index: int, all_nodes: list[str], ports: NodePorts,
-                data_dir: Path) -> tuple[list[str], dict[str, str], Path]:
-        ok, why = self.available()
-        if not ok:
-            raise SetupError(f"cannot run Apache ZooKeeper: {why}")
-        data = Path(data_dir) / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        (data / "myid").write_text(f"{index}\n")
-        cfg = Path(data_dir) / "zoo.cfg"
-        cfg.write_text(zoo_cfg(index, all_nodes, node, ports, data))
-        classpath = ":".join(str(JAR_DIR / j) for j in CLASSPATH_JARS)
-        argv = [self.java, f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+    def host_needs(self) -> HostNeeds:
+        return HostNeeds(debian_packages=("zookeeper", "default-jre-headless"),
+                         probe=f"test -f {DEBIAN_JAR_DIR}/zookeeper.jar && command -v java")
+
+    def prepare(self, node: NodeContext) -> NodeLaunch:
+        if node.local:
+            ok, why = self.available()
+            if not ok:
+                raise SetupError(f"cannot run Apache ZooKeeper: {why}")
+            java, jars = self.java, JAR_DIR
+        else:  # the host's (or image's) own JRE and Debian's jars
+            java, jars = "java", DEBIAN_JAR_DIR
+        classpath = ":".join(str(jars / j) for j in CLASSPATH_JARS)
+        argv = [java, f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                 "-Djava.net.preferIPv4Stack=true",
                 "-Dzookeeper.cnxTimeout=2000",  # election connect timeout (default 5 s)
                 # ZooKeeper writes its first, empty snapshot (snapshot.0) without
@@ -100,31 +110,14 @@ class ZooKeeperDB:
                 # is what that snapshot held. It changes nothing when no snapshot
                 # file is lost.
                 "-Dzookeeper.snapshot.trust.empty=true",
-                "-cp", classpath, MAIN_CLASS, str(cfg)]
-        return argv, {}, Path(data_dir) / f"{node}.log"
+                "-cp", classpath, MAIN_CLASS, node.path("zoo.cfg")]
+        return NodeLaunch(argv=argv, files={"zoo.cfg": zoo_cfg(node), "data/myid": f"{node.index}\n"},
+                          dirs=("data",), log=f"{node.name}.log")
 
     def supported_node_counts(self) -> tuple[int, ...]:
         # ZooKeeper runs an ensemble of any size, even ones included (a quorum
         # is a strict majority); the harness's own bound is 9 nodes.
         return tuple(range(1, 10))
-
-    def is_ready(self, address: str) -> bool:
-        if four_letter_word(address, "ruok").strip() != "imok":
-            return False
-        return parse_srvr(four_letter_word(address, "srvr")).get("mode") in SERVING_MODES
-
-    def leader(self, cluster: Any) -> str | None:
-        """The node whose srvr says leader/standalone; if two claim it (an
-        old leader not yet aware of a partition), the one with the highest
-        zxid, i.e. the newest epoch."""
-        best: tuple[int, str] | None = None
-        for node in cluster.nodes:
-            status = parse_srvr(four_letter_word(cluster.client_address(node), "srvr", 0.5))
-            if status.get("mode") in ("leader", "standalone"):
-                z = status.get("zxid") or 0
-                if best is None or z > best[0]:
-                    best = (z, node)
-        return None if best is None else best[1]
 
 
 def make(options: dict[str, Any] | None = None) -> ZooKeeperDB:

@@ -94,7 +94,7 @@ def _configuration(server: Any) -> dict:
 
 
 def _leader(server: Any, view: AdminView, ensemble: Callable[[], dict]) -> dict:
-    if not getattr(server, "peers", None):
+    if view.mode == "standalone":
         return {"error": "server is not initialized"}  # ZooKeeper's answer on a standalone server
     ens = ensemble()
     leader = ens.get("leader")

@@ -272,7 +272,7 @@ def answer(word: str, view: AdminView) -> str:
     if word == "ruok":
         return "imok"
     if word == "isro":
-        return "rw"
+        return "ro" if view.mode == "read-only" else "rw"
     if word == "srvr":
         return _srvr(view)
     if word == "stat":

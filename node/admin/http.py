@@ -10,7 +10,7 @@ loop (aiohttp):
   asking never touches sessions or the tree.
 * ``/metrics``: Prometheus text format through ``prometheus_client`` (a
   registry per admin server, no global state; only numbers the node really
-  has; see :class:`Instruments` for the ones measured here).
+  has: the shell's own counters and the hooks of ``node.metrics``).
 * ``/api/tree``, ``/api/search`` and ``POST /api/tree/{create,set,delete}``:
   the tree browser's back end. **Every tree access is an ordinary ZooKeeper
   client request**: the admin server keeps a kazoo client connected to the
@@ -34,27 +34,36 @@ can neither read the token nor set the header.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, exposition, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.utils import floatToGoString
+from prometheus_client import generate_latest
 
 from node.admin import commands, four_letter
-from node.wire import protocol as P
+from node.admin.peers import RoleTracker, ensemble_view
+from node.admin.prometheus import METRICS_CONTENT_TYPE, metric_families, new_registry
+from node.admin.security import AdminConfigError, check_admin_options, host_is_loopback
+from node.admin.tree_api import (
+    ClientPool,
+    TreeError,
+    create_znode,
+    delete_znode,
+    normalize_path,
+    read_znode,
+    search_paths,
+    set_znode,
+)
+from node.metrics import NodeMetrics
 
 log = logging.getLogger("squall.admin")
 
@@ -66,773 +75,8 @@ COMMANDS = tuple(commands.COMMANDS)  # ZooKeeper's primary names (node.admin.com
 TOKEN_COOKIE = "squall_admin_token"
 CSRF_HEADER = "X-Squall-CSRF"
 DIGEST_HEADER = "X-Squall-Digest"
-MAX_CLIENTS = 16  # kazoo clients kept per credential set (least recently used closed beyond this)
-SEARCH_LIMIT_NODES = 20_000  # a search walks at most this many znodes
-SEARCH_LIMIT_HITS = 200
-LEADER_CHANGES_KEPT = 50
 SAMPLE_INTERVAL_S = 1.0
 MAX_BODY_BYTES = 2 * 1024 * 1024
-KAZOO_TIMEOUT_S = 10.0
-MAX_PENDING_TIMINGS = 100_000  # proposals awaiting their commit, for the write latency histogram
-
-
-class AdminConfigError(ValueError):
-    """The admin server cannot start with these settings; the message says what is allowed."""
-
-
-# ---------------------------------------------------------------- pure helpers
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and 'localhost'; any other name or address is 'beyond loopback'."""
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def host_is_loopback(host_header: str | None) -> bool:
-    """The Host header's name (port stripped) is a loopback name or address."""
-    if not host_header:
-        return False
-    name = host_header
-    if name.startswith("["):
-        name = name[1:name.find("]")] if "]" in name else name
-    elif name.count(":") == 1:
-        name = name.split(":")[0]
-    return is_loopback(name)
-
-
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse a non-loopback bind without a token (raises AdminConfigError)."""
-    if not is_loopback(host) and not token:
-        raise AdminConfigError(
-            f"refusing to serve the admin API on {host}: it is reachable beyond this machine and "
-            f"anyone reaching it could edit the tree. Pass an admin token (--admin-token TOKEN) or bind "
-            f"the admin port to 127.0.0.1 (the default).")
-
-
-MIN_TOKEN_CHARS = 8
-
-
-def check_admin_options(host: str, port: int, token: str | None) -> tuple[str, int, str | None]:
-    """Validate ``--admin-host/--admin-port/--admin-token`` before anything starts; returns serve()'s tuple."""
-    check_bind(host, token)
-    if token is not None and len(token) < MIN_TOKEN_CHARS:
-        raise AdminConfigError(f"the admin token is too short: use at least {MIN_TOKEN_CHARS} characters")
-    if not 0 <= port <= 65535:
-        raise AdminConfigError(f"admin port {port} is out of range; allowed: 0 (any free port) .. 65535")
-    return host, port, token or None
-
-
-def describe_data(data: bytes | None) -> dict:
-    """How the UI shows a znode's data: JSON pretty-printed, text, or a hex dump for binary."""
-    if data is None:
-        return {"kind": "null", "text": "", "size": 0}
-    out: dict[str, Any] = {"size": len(data), "hex": data.hex()}
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return {**out, "kind": "binary", "text": hex_dump(data)}
-    if any(ord(ch) < 32 and ch not in "\t\r\n" for ch in text):
-        return {**out, "kind": "binary", "text": hex_dump(data)}
-    stripped = text.strip()
-    if stripped[:1] in ("{", "[", '"') or stripped in ("true", "false", "null"):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            pass
-        else:
-            return {**out, "kind": "json", "text": text, "pretty": json.dumps(parsed, indent=2, sort_keys=False)}
-    return {**out, "kind": "text", "text": text}
-
-
-def hex_dump(data: bytes, width: int = 16) -> str:
-    lines = []
-    for off in range(0, len(data), width):
-        chunk = data[off:off + width]
-        printable = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{off:08x}  {chunk.hex(' '):<{width * 3}} {printable}")
-    return "\n".join(lines)
-
-
-PERM_LETTERS = (("r", 1), ("w", 2), ("c", 4), ("d", 8), ("a", 16))
-
-
-def perms_text(perms: int) -> str:
-    return "".join(letter for letter, bit in sorted(PERM_LETTERS, key=lambda p: "cdrwa".index(p[0]))
-                   if perms & bit)
-
-
-def parse_perms(text: str) -> int:
-    bits = dict(PERM_LETTERS)
-    total = 0
-    for ch in text.lower():
-        if ch not in bits:
-            raise ValueError(f"permission {ch!r} is not one of c, d, r, w, a")
-        total |= bits[ch]
-    return total
-
-
-def parse_acl_lines(text: str) -> list[tuple[str, str, int]]:
-    """``scheme:id:perms`` per line (digest ids contain ':'; the perms are the last field).
-
-    Empty text means world:anyone:cdrwa (ZooKeeper's OPEN_ACL_UNSAFE).
-    """
-    entries = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        parts = line.split(":")
-        if len(parts) < 3:
-            raise ValueError(f"ACL line {lineno} {line!r}: expected scheme:id:perms, e.g. world:anyone:cdrwa, "
-                             f"digest:user:HASH:cdrwa, auth::cdrwa, ip:10.0.0.1:r")
-        scheme, ident, perms = parts[0], ":".join(parts[1:-1]), parts[-1]
-        if scheme not in ("world", "digest", "auth", "ip"):
-            raise ValueError(f"ACL line {lineno}: scheme {scheme!r} is not one of world, digest, auth, ip")
-        entries.append((scheme, ident, parse_perms(perms)))
-    return entries or [("world", "anyone", 31)]
-
-
-def stat_dict(stat: Any) -> dict:
-    """kazoo's ZnodeStat as JSON (zxids also in hex, as zkCli prints them)."""
-    d = {
-        "czxid": stat.czxid, "mzxid": stat.mzxid, "pzxid": stat.pzxid,
-        "ctime": stat.ctime, "mtime": stat.mtime, "version": stat.version, "cversion": stat.cversion,
-        "aversion": stat.aversion, "ephemeralOwner": stat.ephemeralOwner, "dataLength": stat.dataLength,
-        "numChildren": stat.numChildren,
-    }
-    d["hex"] = {k: f"0x{d[k] & 0xFFFFFFFFFFFFFFFF:x}" for k in ("czxid", "mzxid", "pzxid", "ephemeralOwner")}
-    return d
-
-
-def normalize_path(path: str | None) -> str:
-    """A znode path from a request; ZooKeeper's own validation runs in the client/server."""
-    path = (path or "/").strip()
-    if not path.startswith("/"):
-        path = "/" + path
-    if len(path) > 1 and path.endswith("/"):
-        path = path.rstrip("/") or "/"
-    return path
-
-
-def zxid_hex(zxid: int) -> str:
-    return f"0x{zxid & 0xFFFFFFFFFFFFFFFF:x}"
-
-
-# -- Prometheus exposition through prometheus_client
-
-
-def _num(v: float) -> str:
-    if v == float("inf"):
-        return "+Inf"
-    if isinstance(v, int) or float(v).is_integer():
-        return str(int(v))
-    return repr(float(v))
-
-
-# generate_latest writes the classic text format 0.0.4; newer prometheus_client versions call it by this name
-METRICS_CONTENT_TYPE = getattr(exposition, "CONTENT_TYPE_PLAIN_0_0_4", CONTENT_TYPE_LATEST)
-
-
-class PromWriter:
-    """Accumulates metric families as ``prometheus_client`` metrics, built from one admin view."""
-
-    def __init__(self) -> None:
-        self.metrics: list[Metric] = []
-
-    def family(self, name: str, kind: str, help_text: str, samples: list[tuple[str, dict, float]]) -> None:
-        # prometheus_client names a counter family without its _total (it adds it back when rendering)
-        base = name.removesuffix("_total") if kind == "counter" else name
-        metric = Metric(base, help_text, kind)
-        for suffix, labels, value in samples:
-            metric.add_sample(name + suffix, {k: str(v) for k, v in labels.items()}, float(value))
-        self.metrics.append(metric)
-
-    def gauge(self, name: str, help_text: str, value: float, labels: dict | None = None) -> None:
-        self.family(name, "gauge", help_text, [("", labels or {}, value)])
-
-    def counter(self, name: str, help_text: str, value: float, labels: dict | None = None) -> None:
-        self.family(name, "counter", help_text, [("", labels or {}, value)])
-
-
-class ViewCollector:
-    """A ``prometheus_client`` collector that builds every family from a fresh admin view when scraped.
-
-    Each admin server owns a :class:`CollectorRegistry` holding one of these
-    (no process-global registry: two nodes in one process never mix).
-    """
-
-    def __init__(self, families: Callable[[], list[Metric]]) -> None:
-        self._families = families
-
-    def collect(self) -> list[Metric]:
-        return self._families()
-
-
-def new_registry(families: Callable[[], list[Metric]]) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ViewCollector(families))
-    return registry
-
-
-LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-@dataclass
-class Histogram:
-    """A cumulative-bucket histogram of seconds (thread-safe enough: updated under the GIL by one writer)."""
-
-    buckets: tuple[float, ...] = LATENCY_BUCKETS_S
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.counts:
-            self.counts = [0] * (len(self.buckets) + 1)
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
-        self.total += seconds
-        self.count += 1
-
-    def samples(self, labels: dict) -> list[tuple[str, dict, float]]:
-        out, running = [], 0
-        for le, n in zip(self.buckets + (float("inf"),), self.counts):
-            running += n
-            out.append(("_bucket", {**labels, "le": floatToGoString(le)}, running))
-        out.append(("_sum", labels, self.total))
-        out.append(("_count", labels, self.count))
-        return out
-
-
-# ---------------------------------------------------------------- instruments (measured here, not in server.py)
-
-
-def _op_name(op: Any) -> str:
-    name = type(op).__name__
-    name = name[:-2] if name.endswith("Op") else name
-    return {"SetData": "setData", "SetACL": "setACL", "CreateSession": "createSession",
-            "CloseSession": "closeSession", "DeleteContainer": "deleteContainer"}.get(name, name.lower())
-
-
-class Instruments:
-    """Counts the node does not keep itself, measured by wrapping two methods of *this* node instance.
-
-    * ``Node.propose`` -> transactions by operation and their commit latency
-      (proposal until the log fsync that makes the reply leave; the client
-      sees its write reply at that moment);
-    * ``storage.flush`` -> fsync latency.
-
-    An ensemble member (a server with a ``replica`` and a raft ``store``) is
-    measured through ``replica.client_request`` (a write, session create or
-    close handed to the replica), ``replica.drain`` (where its answer appears;
-    the latency is observed once the fsync of that same turn returns, which is
-    when the reply may leave) and ``store.sync`` (fsync latency).
-
-    The wrappers are installed on the instance (not the class), undone by
-    :meth:`uninstall`, and a family is emitted only when its hook is in place,
-    so a node that changes shape yields fewer metrics, never false ones. Read
-    requests are served inside the connection and are not counted per
-    operation (see docs/webui.md: the gap and the two-line hook that closes it).
-    """
-
-    def __init__(self, node: Any, server: Any = None) -> None:
-        self.node = node
-        self.server = server
-        self.txns: dict[str, int] = collections.Counter()
-        self.write_latency: dict[str, Histogram] = {}
-        self.fsync = Histogram()
-        self._pending: collections.deque = collections.deque()  # (zxid, op name, t0)
-        self.hooked_propose = False
-        self.hooked_fsync = False
-        self._undo: list[Callable[[], None]] = []
-
-    def install(self) -> "Instruments":
-        node = self.node
-        propose = getattr(node, "propose", None)
-        on_commit = getattr(node, "on_commit", None)
-        if callable(propose) and callable(on_commit):
-            def counted_propose(op: Any, *args: Any, **kwargs: Any) -> Any:
-                result = propose(op, *args, **kwargs)
-                name = _op_name(op)
-                self.txns[name] += 1
-                zxid = getattr(getattr(result, "txn", None), "zxid", None)
-                if zxid is not None:
-                    if len(self._pending) >= MAX_PENDING_TIMINGS:  # commits stopped (failed log): stay bounded
-                        self._pending.popleft()
-                    self._pending.append((zxid, name, time.monotonic()))
-                return result
-
-            def timed_commit(zxid: int) -> None:
-                now = time.monotonic()
-                pending = self._pending
-                while pending and pending[0][0] <= zxid:
-                    _, name, t0 = pending.popleft()
-                    self.write_latency.setdefault(name, Histogram()).observe(now - t0)
-                current_on_commit(zxid)
-
-            current_on_commit = node.on_commit
-            node.propose = counted_propose
-            node.on_commit = timed_commit
-            self.hooked_propose = True
-
-            def undo_propose() -> None:
-                if node.__dict__.get("propose") is counted_propose:
-                    del node.propose
-                if node.on_commit is timed_commit:
-                    node.on_commit = current_on_commit
-            self._undo.append(undo_propose)
-        self._install_ensemble()
-        storage = getattr(node, "storage", None)
-        flush = getattr(storage, "flush", None)
-        if callable(flush):
-            def timed_flush(*args: Any, **kwargs: Any) -> Any:
-                t0 = time.monotonic()
-                try:
-                    return flush(*args, **kwargs)
-                finally:
-                    self.fsync.observe(time.monotonic() - t0)
-            try:
-                storage.flush = timed_flush
-            except AttributeError:  # __slots__ or a property: no fsync histogram
-                pass
-            else:
-                self.hooked_fsync = True
-
-                def undo_flush() -> None:
-                    if getattr(storage, "__dict__", {}).get("flush") is timed_flush:
-                        del storage.flush
-                self._undo.append(undo_flush)
-        return self
-
-    def _install_ensemble(self) -> None:
-        server = self.server
-        replica = getattr(server, "replica", None)
-        store = getattr(server, "store", None)
-        request, drain, sync = (getattr(replica, "client_request", None), getattr(replica, "drain", None),
-                                getattr(store, "sync", None))
-        if not (callable(request) and callable(drain) and callable(sync)):
-            return
-        started: dict[tuple[int, int], tuple[str, float]] = {}  # (conn, seq) -> (op name, t0)
-        answered: list[tuple[str, float]] = []  # answers produced this turn, awaiting its fsync
-
-        def counted_request(conn_id: int, session_id: int, seq: int, req: Any, *args: Any, **kw: Any) -> Any:
-            name = _op_name(getattr(req, "op", req))
-            if name != "sync":
-                self.txns[name] += 1
-                if len(started) >= MAX_PENDING_TIMINGS:  # answers lost with their connection: forget the oldest
-                    del started[next(iter(started))]
-                started[(conn_id, seq)] = (name, time.monotonic())
-            return request(conn_id, session_id, seq, req, *args, **kw)
-
-        def timed_drain(*args: Any, **kw: Any) -> Any:
-            fx = drain(*args, **kw)
-            for rep in getattr(fx, "replies", ()):
-                hit = started.pop((rep.conn_id, rep.seq), None)
-                if hit is not None:
-                    answered.append(hit)
-            return fx
-
-        def timed_sync(*args: Any, **kw: Any) -> Any:
-            t0 = time.monotonic()
-            try:
-                return sync(*args, **kw)
-            finally:
-                now = time.monotonic()
-                self.fsync.observe(now - t0)
-                for name, t in answered:
-                    self.write_latency.setdefault(name, Histogram()).observe(now - t)
-                answered.clear()
-
-        replica.client_request, replica.drain, store.sync = counted_request, timed_drain, timed_sync
-        self.hooked_propose = self.hooked_fsync = True
-
-        def undo() -> None:
-            for obj, attr, fn in ((replica, "client_request", counted_request), (replica, "drain", timed_drain),
-                                  (store, "sync", timed_sync)):
-                if getattr(obj, "__dict__", {}).get(attr) is fn:
-                    delattr(obj, attr)
-        self._undo.append(undo)
-
-    def uninstall(self) -> None:
-        for undo in reversed(self._undo):
-            try:
-                undo()
-            except Exception:  # noqa: BLE001 - never break the node's shutdown over a metric
-                log.exception("could not remove an admin metrics hook")
-        self._undo.clear()
-
-
-# ---------------------------------------------------------------- the ensemble view
-
-
-@dataclass
-class RoleTracker:
-    """Remembers role and leader changes seen by the admin sampler (a pure state machine)."""
-
-    last: tuple | None = None
-    changes: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LEADER_CHANGES_KEPT))
-    role_changes: int = 0
-
-    def observe(self, wall_ms: int, role: str, leader: Any, epoch: int) -> None:
-        key = (role, leader, epoch)
-        if self.last is None:
-            self.last = key
-            self.changes.append({"time_ms": wall_ms, "role": role, "leader": leader, "epoch": epoch,
-                                 "event": "started"})
-            return
-        if key != self.last:
-            self.role_changes += 1
-            self.changes.append({"time_ms": wall_ms, "role": role, "leader": leader, "epoch": epoch,
-                                 "event": "changed", "previous": {"role": self.last[0], "leader": self.last[1],
-                                                                  "epoch": self.last[2]}})
-            self.last = key
-
-
-def ensemble_from_statuses(self_id: int, addresses: dict[int, str], statuses: dict[int, dict | None]) -> dict:
-    """Build the ``ensemble_view()`` dict from per-member ``Replica.status()`` dicts (None = unreachable).
-
-    ``status()`` keys used: role, epoch, leader, last_zxid, sessions, connections. A shell that collects its
-    peers' statuses can implement ``NodeServer.ensemble_view`` as one call to this (``EnsembleServer`` does,
-    from its peers' ``mntr``). A member absent from ``statuses`` (never asked yet) is ``unknown``.
-    """
-    me = statuses.get(self_id) or {}
-    peers = []
-    for pid in sorted(addresses):
-        st = statuses.get(pid)
-        peer: dict[str, Any] = {"id": pid, "address": addresses[pid]}
-        if pid not in statuses:  # not asked yet (the poller just started): say so, show no numbers
-            peer.update({"role": "unknown", "state": "unknown"})
-        elif st is None:
-            peer.update({"role": "unknown", "state": "unreachable"})
-        else:
-            peer.update({"role": st.get("role", "unknown"), "state": "serving", "last_zxid": st.get("last_zxid"),
-                         "sessions": st.get("sessions"), "connections": st.get("connections")})
-        peers.append(peer)
-    return {"mode": me.get("role", "unknown"), "server_id": self_id, "epoch": me.get("epoch"),
-            "last_zxid": me.get("last_zxid", 0), "leader": me.get("leader"), "peers": peers}
-
-
-def ensemble_view(server: Any, view: four_letter.AdminView) -> dict:
-    """role, epoch, last zxid, the leader, and every peer's state and lag.
-
-    A node that knows peers offers ``server.ensemble_view() -> dict`` with
-    ``mode``, ``server_id``, ``epoch``, ``last_zxid``, ``leader`` and
-    ``peers``: a list of dicts (``id``, ``address``, ``role``, ``state``,
-    ``last_zxid``, ``sessions``, ``connections``). The standalone node has no
-    such method: it is its own one-member ensemble, its own leader.
-    """
-    provider = getattr(server, "ensemble_view", None)
-    if callable(provider):
-        raw = dict(provider())
-    else:
-        cfg = getattr(server, "cfg", None)
-        sid = getattr(cfg, "server_id", 1)
-        address = f"{getattr(cfg, 'host', '127.0.0.1')}:{getattr(cfg, 'port', 0)}"
-        raw = {"mode": view.mode, "server_id": sid, "epoch": view.zxid >> 32, "last_zxid": view.zxid,
-               "leader": sid, "peers": [{"id": sid, "address": address, "role": view.mode, "state": "serving",
-                                         "last_zxid": view.zxid, "sessions": len(view.session_timeouts),
-                                         "connections": len(view.connections)}]}
-    peers = [dict(p) for p in raw.get("peers", [])]
-    leader_id = raw.get("leader")
-    leader_zxid = next((p.get("last_zxid") for p in peers if p.get("id") == leader_id), None)
-    for p in peers:
-        z = p.get("last_zxid")
-        p["self"] = p.get("id") == raw.get("server_id")
-        if isinstance(z, int):
-            p["last_zxid_hex"] = zxid_hex(z)
-            p["epoch"] = z >> 32
-        if isinstance(z, int) and isinstance(leader_zxid, int) and (z >> 32) == (leader_zxid >> 32):
-            p["lag"] = max(0, leader_zxid - z)
-        else:
-            p["lag"] = None  # unknown, or a different epoch: counting txns across epochs means nothing
-    last = raw.get("last_zxid", view.zxid)
-    return {"mode": raw.get("mode", view.mode), "server_id": raw.get("server_id"), "epoch": raw.get("epoch"),
-            "last_zxid": last, "last_zxid_hex": zxid_hex(last), "leader": leader_id, "peers": peers}
-
-
-# ---------------------------------------------------------------- commands as JSON
-
-
-def render_metrics(view: four_letter.AdminView, server: Any, inst: Instruments | None, roles: RoleTracker,
-                   http_counts: dict[tuple[str, int], int]) -> str:
-    """Prometheus text (prometheus_client's exposition): only numbers the node has or that were measured here."""
-    return generate_latest(new_registry(lambda: metric_families(view, server, inst, roles, http_counts))).decode()
-
-
-def metric_families(view: four_letter.AdminView, server: Any, inst: Instruments | None, roles: RoleTracker,
-                    http_counts: dict[tuple[str, int], int]) -> list[Metric]:
-    """Every metric family of ``/metrics``, from one admin view."""
-    w = PromWriter()
-    ens = ensemble_view(server, view)
-    w.gauge("squall_info", "Constant 1; labels carry the version and the current role.", 1,
-            {"version": four_letter.VERSION_LINE, "role": str(ens["mode"])})
-    w.gauge("squall_up_seconds", "Seconds since the node's server started.", round(view.uptime_s, 3))
-    w.gauge("squall_znodes", "Znodes in the tree (ZooKeeper's zk_znode_count).", view.node_count)
-    w.gauge("squall_sessions", "Live sessions (global).", len(view.session_timeouts))
-    w.gauge("squall_connections", "Open client connections.", len(view.connections))
-    w.gauge("squall_watches", "Registered watches (all kinds).", view.watch_count)
-    w.gauge("squall_watched_paths", "Distinct watched paths.", view.watched_paths)
-    w.gauge("squall_ephemerals", "Ephemeral znodes.", view.ephemerals_count)
-    w.gauge("squall_outstanding_requests", "Requests waiting for their reply.", view.outstanding)
-    w.gauge("squall_last_zxid", "Newest applied zxid.", view.zxid)
-    w.gauge("squall_epoch", "Current epoch (high 32 bits of the zxid).", view.zxid >> 32)
-    w.counter("squall_packets_sent_total", "Packets sent to clients since start.", view.sent)
-    w.counter("squall_fsyncs_total", "Write-ahead log fsyncs since start.", view.fsyncs)
-    node = getattr(server, "node", None)
-    lat = getattr(node, "latencies", None)
-    if lat is not None and hasattr(lat, "count") and hasattr(lat, "total"):
-        w.family("squall_commit_latency_seconds", "summary",
-                 "Proposal to durable commit, per write txn (the node's own counter).",
-                 [("_sum", {}, lat.total / 1000.0), ("_count", {}, lat.count)])
-    if inst is not None and inst.hooked_propose:
-        names = sorted(inst.txns)
-        w.family("squall_txns_total", "counter",
-                 "Write transactions proposed, by operation (failed ones such as a bad version included).",
-                 [("", {"op": n}, inst.txns[n]) for n in names])
-        samples = []
-        for n in sorted(inst.write_latency):
-            samples += inst.write_latency[n].samples({"op": n})
-        w.family("squall_write_latency_seconds", "histogram",
-                 "Write request latency inside the node: proposal until the fsync that releases the reply.",
-                 samples)
-    if inst is not None and inst.hooked_fsync:
-        w.family("squall_fsync_latency_seconds", "histogram", "Duration of each write-ahead log flush+fsync.",
-                 inst.fsync.samples({}))
-    stats = getattr(server, "request_stats", None)
-    if stats:
-        names = {op: P.OP_NAMES.get(op, str(op)) for op in list(stats)}
-        ops = sorted(names, key=names.get)
-        w.family("squall_requests_total", "counter", "Client requests received, by operation.",
-                 [("", {"op": names[op]}, stats[op][0]) for op in ops])
-        timed = [op for op in ops if stats[op][1] > 0]
-        if timed:
-            w.family("squall_request_handling_seconds", "summary",
-                     "Time spent handling requests on the event loop, by operation (a read: until its "
-                     "reply is queued; a write: until it is proposed).",
-                     [sample for op in timed for sample in (("_sum", {"op": names[op]}, round(stats[op][1], 6)),
-                                                            ("_count", {"op": names[op]}, stats[op][0]))])
-    w.counter("squall_role_changes_total", "Role/leader/epoch changes seen by the admin sampler since start.",
-              roles.role_changes)
-    w.family("squall_admin_http_requests_total", "counter", "Admin HTTP requests served, by route and status.",
-             [("", {"route": r, "status": str(s)}, n) for (r, s), n in sorted(http_counts.items())])
-    return w.metrics
-
-
-# ---------------------------------------------------------------- tree access through kazoo clients
-
-
-class TreeError(Exception):
-    """A tree operation failed; ``status`` is the HTTP status, the message is for the UI user."""
-
-    def __init__(self, status: int, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class ClientPool:
-    """One kazoo client per credential set, connected to the node's own client port.
-
-    Used only from worker threads (kazoo blocks); the pool's lock guards the
-    map. Credentials are ``user:password`` digests; a client is created with
-    them as ``auth_data`` so its requests carry exactly that identity.
-    """
-
-    def __init__(self, hosts: str, max_clients: int = MAX_CLIENTS) -> None:
-        self.hosts = hosts
-        self.max_clients = max_clients
-        self._clients: collections.OrderedDict = collections.OrderedDict()
-        self._lock = threading.Lock()
-        self.closed = False
-
-    def get(self, digests: tuple[str, ...]) -> Any:
-        from kazoo.client import KazooClient  # imported late: the node itself does not need kazoo
-
-        with self._lock:
-            if self.closed:
-                raise TreeError(503, "the admin server is shutting down", "closed")
-            client = self._clients.get(digests)
-            if client is not None:
-                self._clients.move_to_end(digests)
-                if client.connected:
-                    return client
-                self._clients.pop(digests)
-                _stop_quietly(client)
-            client = KazooClient(hosts=self.hosts, timeout=KAZOO_TIMEOUT_S,
-                                 auth_data=[("digest", d) for d in digests], connection_retry=None)
-            try:
-                client.start(timeout=KAZOO_TIMEOUT_S)
-            except Exception as exc:  # noqa: BLE001 - e.g. refused credentials or a stopped node
-                _stop_quietly(client)
-                raise TreeError(503, f"cannot open a client session on {self.hosts}: {exc}", "unavailable") from exc
-            self._clients[digests] = client
-            while len(self._clients) > self.max_clients:
-                _, old = self._clients.popitem(last=False)
-                _stop_quietly(old)
-            return client
-
-    def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            clients = list(self._clients.values())
-            self._clients.clear()
-        for c in clients:
-            _stop_quietly(c)
-
-
-def _stop_quietly(client: Any) -> None:
-    try:
-        client.stop()
-        client.close()
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def run_tree_op(fn: Callable[[], Any]) -> Any:
-    """Run a kazoo call; translate kazoo's errors into TreeError with a message for people."""
-    from kazoo import exceptions as E
-    try:
-        return fn()
-    except TreeError:
-        raise
-    except E.NoNodeError as exc:
-        raise TreeError(404, f"no such znode{_path_of(exc)} (it may have been deleted meanwhile)", "no-node")
-    except E.NodeExistsError as exc:
-        raise TreeError(409, f"the znode already exists{_path_of(exc)}", "node-exists")
-    except E.NotEmptyError:
-        raise TreeError(409, "the znode has children: delete them first or tick 'recursive'", "not-empty")
-    except E.NoAuthError:
-        raise TreeError(403, "not authorised by the znode's ACL: supply digest credentials (user:password) "
-                             "that the ACL grants this permission", "no-auth")
-    except E.InvalidACLError:
-        raise TreeError(400, "invalid ACL (an 'auth' entry needs digest credentials in this session)",
-                        "invalid-acl")
-    except E.NoChildrenForEphemeralsError:
-        raise TreeError(400, "ephemeral znodes cannot have children", "ephemeral-parent")
-    except E.BadArgumentsError as exc:
-        raise TreeError(400, f"bad arguments: {exc}", "bad-arguments")
-    except (ValueError, TypeError) as exc:
-        raise TreeError(400, f"invalid request: {exc}", "bad-request")
-    except E.ZookeeperError as exc:
-        raise TreeError(502, f"the node answered {type(exc).__name__}: {exc}", "zookeeper-error")
-    except E.KazooException as exc:
-        raise TreeError(503, f"the client connection failed: {type(exc).__name__}: {exc}", "unavailable")
-
-
-def _path_of(exc: Exception) -> str:
-    return f": {exc.args[0]}" if exc.args and isinstance(exc.args[0], str) and exc.args[0].startswith("/") else ""
-
-
-def _acl_dicts(acls: list) -> list[dict]:
-    return [{"scheme": a.id.scheme, "id": a.id.id, "perms": perms_text(a.perms), "perms_bits": a.perms}
-            for a in acls]
-
-
-def read_znode(client: Any, path: str) -> dict:
-    def op() -> dict:
-        data, stat = client.get(path)
-        acls, _ = client.get_acls(path)
-        children = sorted(client.get_children(path))
-        return {"path": path, "data": describe_data(data), "stat": stat_dict(stat), "acl": _acl_dicts(acls),
-                "children": children}
-    return run_tree_op(op)
-
-
-def create_znode(client: Any, path: str, data: bytes, acl_text: str, ephemeral: bool, sequential: bool) -> dict:
-    from kazoo.security import ACL, Id
-
-    try:
-        acls = [ACL(perms, Id(scheme, ident)) for scheme, ident, perms in parse_acl_lines(acl_text)]
-    except ValueError as exc:
-        raise TreeError(400, str(exc), "bad-acl") from exc
-    created = run_tree_op(lambda: client.create(path, data, acl=acls, ephemeral=ephemeral, sequence=sequential))
-    return read_znode(client, created)
-
-
-def set_znode(client: Any, path: str, data: bytes, version: int) -> dict:
-    """setData with the version the user loaded: a concurrent change makes it fail, with both versions named."""
-    from kazoo import exceptions as E
-
-    def op() -> None:
-        try:
-            client.set(path, data, version=version)
-        except E.BadVersionError:
-            try:
-                _, now = client.get(path)
-                current = f"it is now at version {now.version} (modified at zxid {zxid_hex(now.mzxid)})"
-            except E.KazooException:
-                current = "it has changed"
-            raise TreeError(409, f"refused: the znode changed since you loaded it. You edited version {version}; "
-                                 f"{current}. Reload it and apply your edit again.", "bad-version") from None
-    run_tree_op(op)
-    return read_znode(client, path)
-
-
-def delete_znode(client: Any, path: str, version: int, recursive: bool) -> dict:
-    if path == "/":
-        raise TreeError(400, "the root znode cannot be deleted", "bad-request")
-    if path == "/zookeeper" or path.startswith("/zookeeper/"):
-        raise TreeError(400, "/zookeeper is ZooKeeper's own subtree and cannot be deleted", "bad-request")
-    run_tree_op(lambda: _delete(client, path, version, recursive))
-    return {"deleted": path, "recursive": recursive}
-
-
-def _delete(client: Any, path: str, version: int, recursive: bool) -> None:
-    from kazoo import exceptions as E
-
-    def refused(now: int | None) -> TreeError:
-        seen = f"version {now}" if now is not None else "a newer version"
-        return TreeError(409, f"refused: the znode changed since you loaded it. You saw version {version}; it is "
-                              f"now at {seen}. Reload it and decide again.", "bad-version")
-    if recursive:
-        # kazoo's recursive delete takes no version; check the top znode's first (the window between the
-        # check and the delete is the same as for zkCli's deleteall).
-        _, stat = client.get(path)
-        if version != -1 and stat.version != version:
-            raise refused(stat.version)
-        client.delete(path, recursive=True)
-        return
-    try:
-        client.delete(path, version=version)
-    except E.BadVersionError:
-        try:
-            now = client.get(path)[1].version
-        except E.KazooException:
-            now = None
-        raise refused(now) from None
-
-
-def search_paths(client: Any, needle: str, root: str = "/") -> dict:
-    """Paths containing ``needle`` (case-insensitive), breadth first, bounded in nodes and hits."""
-    from kazoo import exceptions as E
-    needle_l = needle.lower()
-    hits: list[str] = []
-    queue = collections.deque([root])
-    visited = 0
-    truncated = False
-    while queue:
-        path = queue.popleft()
-        visited += 1
-        if visited > SEARCH_LIMIT_NODES or len(hits) >= SEARCH_LIMIT_HITS:
-            truncated = True
-            break
-        if needle_l in path.lower() and path != "/":
-            hits.append(path)
-        try:
-            children = client.get_children(path)
-        except (E.NoNodeError, E.NoAuthError):
-            continue
-        except E.KazooException as exc:
-            raise TreeError(503, f"search failed: {exc}", "unavailable") from exc
-        base = path.rstrip("/")
-        queue.extend(f"{base}/{c}" for c in sorted(children))
-    return {"query": needle, "hits": hits, "visited": visited, "truncated": truncated}
 
 
 # ---------------------------------------------------------------- the aiohttp application
@@ -864,12 +108,11 @@ class AdminApp:
         self.token = token
         self.csrf = secrets.token_urlsafe(24)
         self.pool = ClientPool(client_hosts)
-        self.instruments = Instruments(getattr(server, "node", None), server).install() \
-            if getattr(server, "node", None) is not None else None
+        self.node_metrics: NodeMetrics | None = getattr(server, "metrics", None)  # the node's own hooks
         self.roles = RoleTracker()
         self.http_counts: dict[tuple[str, int], int] = collections.Counter()
         # this admin server's own registry: scraping builds the families from a fresh admin view
-        self.registry = new_registry(lambda: metric_families(self.server.admin_view(), self.server, self.instruments,
+        self.registry = new_registry(lambda: metric_families(self.server.admin_view(), self.server, self.node_metrics,
                                                              self.roles, self.http_counts))
         self.env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
         self._sampler: asyncio.Task | None = None
@@ -884,8 +127,6 @@ class AdminApp:
         if self._sampler is not None:
             self._sampler.cancel()
         await asyncio.get_running_loop().run_in_executor(None, self.pool.close)
-        if self.instruments is not None:
-            self.instruments.uninstall()
 
     async def _sample_forever(self) -> None:
         while True:
@@ -1136,7 +377,7 @@ def _client_hosts(server: Any) -> str:
     if sockets:
         host, port = sockets[0].getsockname()[:2]
     cfg = getattr(server, "cfg", None)
-    host = host or getattr(cfg, "host", "127.0.0.1")
+    host = str(host or getattr(cfg, "host", "127.0.0.1"))
     port = port or getattr(cfg, "port", 2181)
     if host in ("0.0.0.0", "", "::"):
         host = "127.0.0.1"
@@ -1147,7 +388,9 @@ def _client_hosts(server: Any) -> str:
 
 async def start_admin(server: Any, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                       client_hosts: str | None = None) -> AdminRunner:
-    """Serve the admin API and web UI for ``server`` (a started NodeServer) on host:port (0 = any free port).
+    """Serve the admin API and web UI for ``server`` (a started ``node.server.MemberServer``) on host:port.
+
+    ``port`` 0 takes any free port.
 
     Call it on the node's event loop after ``server.start()``. Raises
     :class:`AdminConfigError` for a non-loopback ``host`` without ``token``
@@ -1163,7 +406,13 @@ async def start_admin(server: Any, host: str = "127.0.0.1", port: int = 0, token
     except BaseException:
         await runner.cleanup()
         raise
-    bound = site._server.sockets[0].getsockname() if site._server and site._server.sockets else (host, port)
+    socks = getattr(site._server, "sockets", None)
+    bound = socks[0].getsockname() if socks else (host, port)
     admin = AdminRunner(bound[0], bound[1], runner, app)
     log.info("admin HTTP serving on %s (token %s)", admin.url, "required" if token else "not required: loopback")
     return admin
+
+
+
+__all__ = ["ADMIN_KEY", "AdminApp", "AdminConfigError", "AdminRunner", "COMMANDS", "build_app", "check_admin_options",
+           "start_admin"]

@@ -4,8 +4,10 @@ Raft with pre-vote and check-quorum, in the etcd-raft style: no I/O, no clock,
 injected randomness. See docs/protocol.md for the protocol and its invariants.
 """
 
-from .log import LogError, RaftLog
+from .log import LogError, RaftLog, decode_conf
 from .messages import (
+    ConfRefused,
+    ConfState,
     Entry,
     EntryKind,
     HardState,
@@ -20,12 +22,15 @@ from .messages import (
     SnapshotMeta,
     SoftState,
     make_zxid,
+    pack_snapshot_data,
+    unpack_snapshot_data,
     zxid_counter,
     zxid_epoch,
 )
 from .raft import Progress, ProgressState, RaftNode, Role
 
 __all__ = [
+    "ConfRefused", "ConfState", "decode_conf", "pack_snapshot_data", "unpack_snapshot_data",
     "Entry", "EntryKind", "HardState", "LogError", "Message", "MessageDecodeError", "MessageType",
     "NotLeader", "PersistentState", "Progress", "ProgressState", "RaftLog", "RaftNode", "ReadState",
     "Ready", "Role", "Snapshot", "SnapshotMeta", "SoftState", "make_zxid", "zxid_counter", "zxid_epoch",

@@ -4,19 +4,48 @@ Pure bookkeeping, no I/O. Indexes are 1-based; index 0 / term 0 is the empty
 log. Entries up to `stabled` are known to be on disk; entries after it are
 handed to the shell in the next `Ready`. `committed` only moves forward;
 `applied` trails it and is advanced by the shell through `advance()`.
+
+The log also knows the membership at every index it holds: the configuration
+recorded in the snapshot (or, for a log that never had one, the bootstrap
+configuration the node was started with), changed by each CONF entry. The
+configuration in force is the latest one in the log, committed or not (Raft
+thesis §4.1), so truncating an uncommitted CONF entry reverts it.
 """
 
 from __future__ import annotations
 
-from .messages import Entry, Snapshot, SnapshotMeta
+import bisect
+
+from .messages import (
+    ConfState,
+    Entry,
+    EntryKind,
+    MessageDecodeError,
+    Snapshot,
+    SnapshotMeta,
+    pack_snapshot_data,
+    unpack_snapshot_data,
+)
 
 
 class LogError(Exception):
     """A caller asked the log for something it cannot do (a programming error)."""
 
 
+def decode_conf(e: Entry) -> ConfState | None:
+    """The configuration a CONF entry carries; None for other entries and for a malformed one
+    (every member decodes the same bytes, so every member ignores the same entry)."""
+    if e.kind is not EntryKind.CONF:
+        return None
+    try:
+        return ConfState.from_bytes(e.data)
+    except (MessageDecodeError, ValueError):
+        return None
+
+
 class RaftLog:
-    def __init__(self, snapshot: Snapshot, entries: tuple[Entry, ...] | list[Entry], commit: int, applied: int) -> None:
+    def __init__(self, snapshot: Snapshot, entries: tuple[Entry, ...] | list[Entry], commit: int, applied: int,
+                 bootstrap: ConfState | None = None) -> None:
         self.snapshot = snapshot
         self.entries: list[Entry] = list(entries)
         expected = snapshot.meta.index + 1
@@ -33,6 +62,12 @@ class RaftLog:
         self.committed = max(snapshot.meta.index, min(commit, self.last_index()))
         self.applied = max(snapshot.meta.index, min(applied, self.committed))
         self.pending_snapshot: Snapshot | None = None  # received, not yet persisted
+        self.bootstrap = bootstrap if bootstrap is not None else ConfState(())
+        recorded, _ = unpack_snapshot_data(snapshot.data)
+        self.conf_base: ConfState = recorded if recorded is not None else self.bootstrap
+        # indexes of the (well-formed) CONF entries held, ascending; bumped `conf_epoch` on any change
+        self.conf_indexes: list[int] = [e.index for e in self.entries if decode_conf(e) is not None]
+        self.conf_epoch = 0
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -70,6 +105,23 @@ class RaftLog:
         z = self.zxid(self.last_index())
         assert z is not None
         return z
+
+    def conf_entry_at(self, index: int) -> tuple[int, ConfState]:
+        """(the index of the CONF entry in force at `index`, or the snapshot index for the
+        configuration the log starts from; that configuration). `index` >= the snapshot index."""
+        k = bisect.bisect_right(self.conf_indexes, index)
+        if k == 0:
+            return self.offset, self.conf_base
+        i = self.conf_indexes[k - 1]
+        e = self.entry(i)
+        assert e is not None
+        conf = decode_conf(e)
+        assert conf is not None
+        return i, conf
+
+    def conf_at(self, index: int) -> ConfState:
+        """The configuration in force at `index` (>= the snapshot index)."""
+        return self.conf_entry_at(index)[1]
 
     def entry(self, index: int) -> Entry | None:
         if self.offset < index <= self.last_index():
@@ -122,6 +174,15 @@ class RaftLog:
         del self.entries[first - self.offset - 1:]
         self.entries.extend(entries)
         self.stabled = min(self.stabled, first - 1)
+        k = bisect.bisect_left(self.conf_indexes, first)
+        changed = k < len(self.conf_indexes)
+        del self.conf_indexes[k:]
+        for e in entries:
+            if e.kind is EntryKind.CONF and decode_conf(e) is not None:
+                self.conf_indexes.append(e.index)
+                changed = True
+        if changed:
+            self.conf_epoch += 1
 
     def maybe_append(self, prev_index: int, prev_term: int, commit: int, entries: tuple[Entry, ...]) -> int | None:
         """Follower side of AppendEntries. Returns the new last matched index, or
@@ -177,16 +238,26 @@ class RaftLog:
         self.committed = snapshot.meta.index
         self.stabled = snapshot.meta.index
         self.pending_snapshot = snapshot
+        recorded, _ = unpack_snapshot_data(snapshot.data)
+        self.conf_base = recorded if recorded is not None else self.bootstrap
+        self.conf_indexes = []
+        self.conf_epoch += 1
 
     def compact(self, index: int, data: bytes) -> Snapshot:
-        """Drop entries up to `index` (already applied), keeping a snapshot instead."""
+        """Drop entries up to `index` (already applied), keeping a snapshot instead.
+
+        The snapshot's data is `data` behind the configuration in force at `index`."""
         if index <= self.offset:
             raise LogError(f"index {index} is already compacted (snapshot at {self.offset})")
         if index > self.applied:
             raise LogError(f"cannot compact to {index}: only {self.applied} is applied; compact applied state only")
         term, zxid = self.term(index), self.zxid(index)
         assert term is not None and zxid is not None
-        snap = Snapshot(SnapshotMeta(index, term, zxid), data)
+        conf = self.conf_at(index)
+        snap = Snapshot(SnapshotMeta(index, term, zxid), pack_snapshot_data(conf, data))
         del self.entries[:index - self.offset]
         self.snapshot = snap
+        self.conf_base = conf
+        del self.conf_indexes[:bisect.bisect_right(self.conf_indexes, index)]
+        self.conf_epoch += 1
         return snap

@@ -42,6 +42,7 @@ def zxid_counter(zxid: int) -> int:
 class EntryKind(enum.IntEnum):
     NORMAL = 0  # data proposed by the shell (a ZooKeeper transaction)
     NOOP = 1  # appended by every new leader so it can commit entries of older terms
+    CONF = 2  # a membership change: the data is the whole new ConfState (see ConfState)
 
 
 _ENTRY_KINDS = {k.value: k for k in EntryKind}
@@ -79,6 +80,83 @@ class Entry:
         e = cls(term, index, zxid, k, bytes(r.take(n, "entry data")))
         r.finish()
         return e
+
+
+@dataclass(frozen=True, slots=True)
+class ConfState:
+    """A membership: the voters, the learners (non-voting members that receive the log) and
+    an opaque ``context`` the shell attaches (squall's replica puts the members' addresses
+    there, in ZooKeeper's config form). A CONF entry holds a whole ConfState, not a delta,
+    so the configuration in force is simply the last CONF entry in the log (Raft thesis §4.1).
+    """
+
+    voters: tuple[int, ...]
+    learners: tuple[int, ...] = ()
+    context: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        parts = [bytes([WIRE_VERSION]), _U32.pack(len(self.voters))]
+        parts += [_U32.pack(v) for v in self.voters]
+        parts.append(_U32.pack(len(self.learners)))
+        parts += [_U32.pack(v) for v in self.learners]
+        parts += [_U32.pack(len(self.context)), self.context]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, buf: bytes) -> ConfState:
+        r = _versioned_reader(buf, "configuration")
+        voters = cls._ids(r, "voter")
+        learners = cls._ids(r, "learner")
+        (n,) = r.unpack(_U32, "context length")
+        context = bytes(r.take(n, "context"))
+        r.finish()
+        if set(voters) & set(learners):
+            raise MessageDecodeError(f"configuration lists {sorted(set(voters) & set(learners))} as voter and learner")
+        return cls(voters, learners, context)
+
+    @staticmethod
+    def _ids(r: _Reader, what: str) -> tuple[int, ...]:
+        (n,) = r.unpack(_U32, f"{what} count")
+        if n * _U32.size > len(r.buf) - r.pos:
+            raise MessageDecodeError(f"{what} count {n} exceeds the record")
+        ids = tuple(r.unpack(_U32, what)[0] for _ in range(n))
+        if any(i <= 0 for i in ids) or len(set(ids)) != len(ids):
+            raise MessageDecodeError(f"{what} ids must be distinct positive integers, got {list(ids)}")
+        return ids
+
+    @property
+    def members(self) -> frozenset[int]:
+        return frozenset(self.voters) | frozenset(self.learners)
+
+
+# A snapshot's data starts with the configuration at its index (so a member that installs it,
+# or restarts from it, knows the membership), then the state machine's own bytes.
+_SNAP_CONF_MAGIC = b"SQCONF1\n"
+
+
+def pack_snapshot_data(conf: ConfState | None, app_data: bytes) -> bytes:
+    """Snapshot data carrying ``conf`` (None: the bootstrap membership, nothing recorded)."""
+    if conf is None:
+        return app_data
+    body = conf.to_bytes()
+    return _SNAP_CONF_MAGIC + _U32.pack(len(body)) + body + app_data
+
+
+def unpack_snapshot_data(data: bytes) -> tuple[ConfState | None, bytes]:
+    """(the configuration recorded in a snapshot's data, or None; the state machine's bytes).
+
+    Data without the configuration header (written before membership changes existed,
+    or with none recorded) is all state machine."""
+    if not data.startswith(_SNAP_CONF_MAGIC):
+        return None, data
+    pos = len(_SNAP_CONF_MAGIC)
+    if len(data) < pos + _U32.size:
+        raise MessageDecodeError("snapshot configuration header is truncated")
+    (n,) = _U32.unpack_from(data, pos)
+    pos += _U32.size
+    if len(data) < pos + n:
+        raise MessageDecodeError(f"snapshot configuration of {n} bytes is truncated")
+    return ConfState.from_bytes(data[pos:pos + n]), data[pos + n:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,19 +407,58 @@ class NotLeader:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class ConfRefused:
+    """Returned instead of an index when the leader cannot append a configuration change.
+    `reason`: "in-progress" (a change is not committed yet), "catch-up" (a new voter does not
+    hold the log yet: add it as a learner first), "no-quorum" (too few of the new voters are
+    connected and caught up) or "invalid"; `detail` says what exactly. Falsy, like NotLeader."""
+
+    reason: str
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+# Messages that promise nothing about the sender's disk: a leader's appends, heartbeats and
+# snapshots, and read-index traffic. They may leave before the fsync of the Ready that made them
+# (Raft allows a leader to write its log in parallel with sending it; its own copy counts towards
+# a quorum only because no acknowledgement can be handled before that fsync returns: the shell
+# starts no new Ready while one is being synced). Everything else -- votes, append and heartbeat
+# acknowledgements, DURABLE -- is a promise and leaves only after the fsync.
+EARLY_TYPES = frozenset({MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT,
+                         MessageType.READ_INDEX, MessageType.READ_INDEX_RESP})
+
+
+def must_sync(prev: HardState, hard: HardState | None, entries: bool, snapshot: bool) -> bool:
+    """Whether a Ready needs an fsync before anything that depends on it leaves (etcd-raft's MustSync).
+
+    New entries, a snapshot, a new term or a new vote are promises to peers; the commit
+    index alone is not (a restarted member learns it again from the leader), so a
+    commit-only change is written and rides along with the next fsync.
+    """
+    if entries or snapshot:
+        return True
+    return hard is not None and (hard.term != prev.term or hard.vote != prev.vote)
+
+
 @dataclass(slots=True)
 class Ready:
     """What the shell must do, in order:
 
     1. persist `snapshot` (if any), then `entries` (first dropping every
        persisted entry whose index is >= entries[0].index: a new leader may have
-       overwritten an uncommitted suffix), then `hard_state` (if not None), and
-       fsync;
-    2. send `messages`;
-    3. install `snapshot` into the state machine (if any), then apply
+       overwritten an uncommitted suffix), then `hard_state` (if not None);
+       `early_messages` may be sent from here on (they promise nothing about
+       this disk: see EARLY_TYPES);
+    2. if `must_sync`, fsync, and start no other Ready until it returns;
+    3. send `messages`;
+    4. install `snapshot` into the state machine (if any), then apply
        `committed_entries` in order; answer `read_states` once applied reaches
-       each one's index;
-    4. call `advance(ready)`; only then ask for the next Ready.
+       each one's index; nothing that depends on them may leave the process
+       before step 2 is done;
+    5. call `advance(ready)`; only then ask for the next Ready.
     """
 
     soft_state: SoftState | None = None
@@ -351,13 +468,11 @@ class Ready:
     committed_entries: list[Entry] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
-
-    def must_sync(self) -> bool:
-        """True when something durable changed (an fsync is required)."""
-        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+    early_messages: list[Message] = field(default_factory=list)
+    must_sync: bool = False
 
     def is_empty(self) -> bool:
         return not (
-            self.soft_state or self.must_sync() or self.committed_entries
-            or self.messages or self.read_states
+            self.soft_state or self.hard_state is not None or self.entries or self.snapshot is not None
+            or self.committed_entries or self.messages or self.early_messages or self.read_states
         )

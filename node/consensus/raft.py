@@ -20,7 +20,10 @@ from typing import Callable, Iterable
 from .log import RaftLog
 from .messages import (
     COUNTER_MASK,
+    EARLY_TYPES,
     MAX_TERM,
+    ConfRefused,
+    ConfState,
     Entry,
     EntryKind,
     HardState,
@@ -33,6 +36,7 @@ from .messages import (
     Snapshot,
     SoftState,
     make_zxid,
+    must_sync,
 )
 
 
@@ -60,6 +64,7 @@ class Progress:
     pending_snapshot: int = 0
     recent_active: bool = False
     snapshot_elapsed: int = 0  # ticks since the snapshot was sent
+    idle: int = 0  # ticks since the leader last heard from this member
 
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT:
@@ -112,9 +117,18 @@ class _ReadRequest:
 
 
 class RaftNode:
-    """One member of a fixed-membership Raft group.
+    """One member of a Raft group whose membership changes one server at a time.
 
-    `peers` lists every member id (this node's own id may be included or not).
+    `peers` lists every member id (this node's own id may be included or not):
+    the voters of the bootstrap configuration. `bootstrap` gives that
+    configuration in full instead (voters, learners, the shell's context); a
+    member joining an existing group starts with no voters at all
+    (`ConfState(())`) and learns the membership from the leader's log or
+    snapshot. `propose_conf_change` appends a new configuration; every node
+    uses the latest configuration in its log, committed or not, so a change
+    takes effect on a node when the node appends it and is undone if the
+    entry is truncated (Raft thesis §4.1; docs/protocol.md, "Membership
+    changes").
     `storage_state` is what the node's disk holds (None for a brand-new node).
     `election_ticks` must exceed `heartbeat_ticks`; the actual timeout is drawn
     from [election_ticks, 2*election_ticks) after every reset, so that two
@@ -139,6 +153,7 @@ class RaftNode:
         check_quorum: bool = True,
         max_entries_per_message: int = 64,
         unsafe_commit_without_quorum: bool = False,
+        bootstrap: ConfState | None = None,
     ) -> None:
         if id <= 0:
             raise ValueError(f"node id must be a positive integer, got {id}")
@@ -150,9 +165,12 @@ class RaftNode:
         if max_entries_per_message < 1:
             raise ValueError(f"max_entries_per_message must be >= 1, got {max_entries_per_message}")
         self.id = id
-        self.voters: frozenset[int] = frozenset(peers) | {id}
-        if any(p <= 0 for p in self.voters):
-            raise ValueError(f"peer ids must be positive integers, got {sorted(self.voters)}")
+        if bootstrap is None:
+            bootstrap = ConfState(tuple(sorted(set(peers) | {id})))
+        if any(p <= 0 for p in bootstrap.members):
+            raise ValueError(f"peer ids must be positive integers, got {sorted(bootstrap.members)}")
+        if set(bootstrap.voters) & set(bootstrap.learners):
+            raise ValueError(f"ids {sorted(set(bootstrap.voters) & set(bootstrap.learners))} are voters and learners")
         self.rng = rng
         self.election_ticks = election_ticks
         self.heartbeat_ticks = heartbeat_ticks
@@ -160,12 +178,21 @@ class RaftNode:
         self.check_quorum = check_quorum
         self.max_entries = max_entries_per_message
         self.unsafe_commit_without_quorum = unsafe_commit_without_quorum
-        # Three members: the leader's disk and one follower's are a quorum, so followers
-        # commit on the leader's DURABLE word (see _leader_durable).
-        self.durable_commit = self._quorum() == 2
 
         st = storage_state or PersistentState()
-        self.log = RaftLog(st.snapshot, st.entries, st.hard_state.commit, st.applied)
+        self.log = RaftLog(st.snapshot, st.entries, st.hard_state.commit, st.applied, bootstrap)
+        self.voters: frozenset[int] = frozenset()
+        self.learners: frozenset[int] = frozenset()
+        self.conf = bootstrap
+        self.conf_index = -1  # the log index of the configuration in force (the snapshot's for the base)
+        self._conf_seen: tuple[int, int] = (-1, -1)  # (log conf epoch, conf index) last adopted
+        # Leader: members removed by a configuration change, still sent the log for a while
+        # so that they learn of it.
+        self._departing: dict[int, list[int]] = {}  # removed member -> [removal index, ticks since committed]
+        self._durable_sent = False  # leader: sent DURABLE this term (followers may commit without us)
+        # The highest commit index a leader's append has carried (appends carry the leader's own):
+        # a node that has applied less is still catching up with history.
+        self.leader_commit = 0
         self.term = st.hard_state.term
         self.vote: int | None = st.hard_state.vote
         self.role = Role.FOLLOWER
@@ -191,6 +218,7 @@ class RaftNode:
         self._outstanding: Ready | None = None  # handed out by ready(), not yet advanced
         self._step: Callable[[Message], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
+        self._sync_conf()
         self._become_follower(self.term, None)
 
     # -- public interface -------------------------------------------------------------------
@@ -200,10 +228,13 @@ class RaftNode:
         self._tick()
 
     def step(self, m: Message) -> None:
-        """Feed one message from a peer. Messages not addressed to us, from
-        non-members or of the wrong shape are ignored (a bad peer must not be
-        able to crash the node)."""
-        if m.to != self.id or m.frm not in self.voters or m.frm == self.id:
+        """Feed one message from a peer. Messages not addressed to us or of the
+        wrong shape are ignored (a bad peer must not be able to crash the
+        node). Messages from ids outside our configuration are taken: a leader
+        of a newer configuration than ours, or a member we are about to learn
+        of, must reach us; only the votes and acknowledgements of members of
+        the configuration in force are ever counted."""
+        if m.to != self.id or m.frm <= 0 or m.frm == self.id:
             return
         if m.term > self.term:
             if m.type in (MT.VOTE, MT.PRE_VOTE) and self._in_lease():
@@ -245,6 +276,69 @@ class RaftNode:
             return NotLeader(None, "zxid counter exhausted for this term; electing a new leader")
         return self._append_entry(EntryKind.NORMAL, bytes(data))
 
+    def propose_conf_change(self, conf: ConfState) -> int | NotLeader | ConfRefused:
+        """Append a new configuration (the leader only): one voter added or removed at a time.
+
+        Refused ("in-progress") while the configuration in force is not
+        committed, and for a new leader until it has committed an entry of its
+        own term (the fix to single-server changes in the Raft thesis' errata);
+        refused ("no-quorum") unless a quorum of the new voters is connected and
+        caught up (ZooKeeper's isQuorumSynced: a new voter that is not there yet
+        may still be added if the others make a quorum); refused ("invalid")
+        for a configuration that changes more than one voter, has no voter, or
+        lists an id twice. The change takes effect on each member as soon as
+        that member appends it.
+        """
+        refused = self.conf_change_refusal(conf)
+        if refused is not None:
+            return refused
+        if self.zxid_counter >= COUNTER_MASK:
+            self._become_follower(self.term, None)
+            return NotLeader(None, "zxid counter exhausted for this term; electing a new leader")
+        return self._append_entry(EntryKind.CONF, conf.to_bytes())
+
+    def conf_change_refusal(self, conf: ConfState) -> NotLeader | ConfRefused | None:
+        """Why `propose_conf_change(conf)` would be refused now, or None (a dry run)."""
+        if self.role is not Role.LEADER:
+            return NotLeader(self.leader)
+        voters, learners = set(conf.voters), set(conf.learners)
+        if not voters or len(voters) != len(conf.voters) or len(learners) != len(conf.learners) or voters & learners:
+            return ConfRefused("invalid",
+                               f"bad configuration: voters {list(conf.voters)}, learners {list(conf.learners)}")
+        if any(i <= 0 for i in voters | learners):
+            return ConfRefused("invalid", "member ids must be positive")
+        if len(voters ^ self.voters) > 1:
+            return ConfRefused("invalid", f"voters {sorted(self.voters)} -> {sorted(voters)} changes more than one "
+                                          "voter; change one server at a time")
+        if self.conf_index > self.log.committed:
+            return ConfRefused("in-progress",
+                               f"the configuration change at index {self.conf_index} is not committed yet")
+        if self.log.term(self.log.committed) != self.term:
+            return ConfRefused("in-progress", "this leader has not committed an entry of its term yet")
+        unsynced = sorted(p for p in voters - self.voters if not self.synced(p))
+        if unsynced:
+            # A new voter must already hold the log (as a learner): a voter that has not heard from
+            # any leader yet cannot vote (see _handle_vote_request), and a quorum must not need it.
+            return ConfRefused("catch-up", f"new voter(s) {unsynced} must first be caught-up learners "
+                                           "(add them as observers, then promote them)")
+        synced = sum(1 for p in voters if p == self.id or self.synced(p))
+        if synced < len(voters) // 2 + 1:
+            return ConfRefused("no-quorum", f"only {synced} of the new voters {sorted(voters)} are connected and "
+                                            f"caught up; a quorum is {len(voters) // 2 + 1}")
+        return None
+
+    def conf_change_pending(self) -> bool:
+        """The configuration in force is not committed yet, or (a new leader) this leader has
+        not committed an entry of its own term: no other change may be proposed now."""
+        return self.conf_index > self.log.committed or self.log.term(self.log.committed) != self.term
+
+    def synced(self, p: int) -> bool:
+        """(Leader) `p` is connected and caught up: streamed to, heard from within an election timeout."""
+        if p == self.id:
+            return self.role is Role.LEADER
+        pr = self.progress.get(p)
+        return pr is not None and pr.state is ProgressState.REPLICATE and pr.idle < self.election_ticks
+
     def read_index(self, context: bytes) -> NotLeader | None:
         """Ask for the leader's commit index (ZooKeeper `sync`, linearizable reads).
 
@@ -278,6 +372,8 @@ class RaftNode:
             return
         self.leader = None
         others = sorted(self.voters - {peer})
+        if self.id not in others:
+            return  # not a voter: it never campaigns
         wait = 1 + 2 * others.index(self.id)
         self.election_elapsed = max(self.election_elapsed, self.randomized_timeout - wait)
 
@@ -285,7 +381,9 @@ class RaftNode:
         """Replace log entries up to `index` (<= applied) with a snapshot of the
         state machine at `index`. The shell persists the returned snapshot and
         may then drop those entries from its WAL."""
-        return self.log.compact(index, bytes(snapshot_data))
+        snap = self.log.compact(index, bytes(snapshot_data))
+        self._sync_conf()
+        return snap
 
     def report_snapshot(self, to: int, failed: bool) -> None:
         """The shell tells the leader whether sending a snapshot to `to` failed
@@ -298,15 +396,17 @@ class RaftNode:
     def has_ready(self) -> bool:
         if self._outstanding is not None:
             return False
+        # Field by field rather than building SoftState/HardState: called several times per turn.
+        soft, hard, log = self._prev_soft, self._prev_hard, self.log
         return (
             self._broadcast_pending
-            or self.soft_state() != self._prev_soft
-            or self.hard_state() != self._prev_hard
             or bool(self.msgs)
             or bool(self.read_states)
-            or self.log.pending_snapshot is not None
-            or bool(self.log.unstable_entries())
-            or bool(self.log.next_committed_entries())
+            or self.term != hard.term or self.vote != hard.vote or log.committed != hard.commit
+            or self.role.value != soft.role or self.leader != soft.leader or self.term != soft.term
+            or log.pending_snapshot is not None
+            or log.stabled < log.last_index()
+            or log.committed > max(log.applied, log.offset)
         )
 
     def ready(self) -> Ready:
@@ -319,22 +419,26 @@ class RaftNode:
         self._flush_broadcast()
         soft = self.soft_state()
         hard = self.hard_state()
+        msgs = _coalesce_acks(self.msgs)
         rd = Ready(
             soft_state=soft if soft != self._prev_soft else None,
             hard_state=hard if hard != self._prev_hard else None,
             entries=list(self.log.unstable_entries()),
             snapshot=self.log.pending_snapshot,
             committed_entries=self.log.next_committed_entries(),
-            messages=_coalesce_acks(self.msgs),
+            messages=[m for m in msgs if m.type not in EARLY_TYPES],
             read_states=self.read_states,
+            early_messages=[m for m in msgs if m.type in EARLY_TYPES],
         )
+        rd.must_sync = must_sync(self._prev_hard, rd.hard_state, bool(rd.entries), rd.snapshot is not None)
         self.msgs = []
         self.read_states = []
         if rd.entries and self.role is Role.LEADER and self.durable_commit:
-            # Sent after this Ready is persisted (the Ready contract), so it is a promise.
+            # Sent after this Ready is persisted and synced (the Ready contract), so it is a promise.
             last = rd.entries[-1].index
             rd.messages.extend(Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
                                for p in sorted(self.voters - {self.id}))
+            self._durable_sent = True
         if rd.soft_state is not None:
             self._prev_soft = soft
         self._outstanding = rd
@@ -379,7 +483,58 @@ class RaftNode:
             "commit": self.log.committed,
             "applied": self.log.applied,
             "snapshot_index": self.log.offset,
+            "voters": sorted(self.voters),
+            "learners": sorted(self.learners),
+            "conf_index": self.conf_index,
         }
+
+    # -- membership -------------------------------------------------------------------------
+
+    @property
+    def durable_commit(self) -> bool:
+        """Two voters are a quorum (2 or 3 voters): followers commit on the leader's DURABLE word."""
+        return self.id in self.voters and len(self.voters) in (2, 3)
+
+    def _sync_conf(self) -> None:
+        """Adopt the latest configuration in the log (after appending, truncating, restoring, compacting)."""
+        log = self.log
+        index, conf = log.conf_entry_at(log.last_index())
+        if (log.conf_epoch, index) == self._conf_seen:
+            return
+        self._conf_seen = (log.conf_epoch, index)
+        self.conf_index, self.conf = index, conf
+        self.voters = frozenset(conf.voters)
+        self.learners = frozenset(conf.learners)
+        if self.role is Role.LEADER:
+            self._sync_progress()
+
+    @property
+    def peers_to_contact(self) -> frozenset[int]:
+        """The ids this node may send to: the members, and (as leader) recently removed ones."""
+        return (self.voters | self.learners | frozenset(self._departing)) - {self.id}
+
+    def _sync_progress(self) -> None:
+        members = self.voters | self.learners
+        last = self.log.last_index()
+        for p in members:
+            if self._departing.pop(p, None) is not None or p not in self.progress:
+                # New, or back after a removal (possibly with a fresh disk under the same id):
+                # nothing it acknowledged before counts, probe it from our end.
+                self.progress[p] = Progress(match=0, next=last + 1)
+        for p in list(self.progress):
+            if p not in members and p != self.id and p not in self._departing:
+                self._departing[p] = [self.conf_index, 0]
+
+    def _tick_departing(self) -> None:
+        # A removed member is still sent the log until an election timeout after its removal
+        # committed, so that it can learn of it (the shell stops a member that applied its own
+        # removal); its acknowledgements never count.
+        for p, state in list(self._departing.items()):
+            if self.log.committed >= state[0]:
+                state[1] += 1
+                if state[1] >= self.election_ticks:
+                    del self._departing[p]
+                    self.progress.pop(p, None)
 
     # -- roles ------------------------------------------------------------------------------
 
@@ -396,6 +551,8 @@ class RaftNode:
         self.deferred_reads = []
         self._broadcast_pending = False
         self._leader_durable_index = 0
+        self._durable_sent = False
+        self._departing = {}
 
     def _become_follower(self, term: int, leader: int | None) -> None:
         self._reset(term)
@@ -430,7 +587,7 @@ class RaftNode:
         self._step = self._step_leader
         self._tick = self._tick_heartbeat
         last = self.log.last_index()
-        self.progress = {p: Progress(match=0, next=last + 1) for p in self.voters}
+        self.progress = {p: Progress(match=0, next=last + 1) for p in self.voters | self.learners}
         self.progress[self.id] = Progress(match=last, next=last + 1, state=ProgressState.REPLICATE, recent_active=True)
         # The no-op lets this leader commit entries of earlier terms (Raft only
         # commits by counting replicas of a current-term entry) and marks the
@@ -443,9 +600,15 @@ class RaftNode:
 
     def _tick_election(self) -> None:
         self.election_elapsed += 1
-        if self.election_elapsed >= self.randomized_timeout:
+        # A sole voter has nobody to wait for: it elects itself on its first tick.
+        if self.election_elapsed >= self.randomized_timeout or len(self.voters) == 1:
             self.election_elapsed = 0
-            self._campaign(pre=self.pre_vote)
+            if self._may_campaign():
+                self._campaign(pre=self.pre_vote)
+            else:
+                # Not allowed to campaign, but no word from the leader for an election timeout:
+                # forget it, or we would stay "in lease" and ignore every candidate forever.
+                self.leader = None
 
     def _campaign(self, pre: bool) -> None:
         if pre:
@@ -476,8 +639,8 @@ class RaftNode:
 
     def _record_vote(self, voter: int, granted: bool) -> str:
         self.votes.setdefault(voter, granted)
-        yes = sum(1 for v in self.votes.values() if v)
-        no = len(self.votes) - yes
+        yes = sum(1 for p, v in self.votes.items() if v and p in self.voters)
+        no = sum(1 for p, v in self.votes.items() if not v and p in self.voters)
         q = self._quorum()
         if yes >= q:
             return "won"
@@ -491,7 +654,11 @@ class RaftNode:
             self.vote == m.frm
             or (self.vote is None and self.leader is None)
             or (is_pre and m.term > self.term)
-        )
+        ) and bool(self.conf.voters)
+        # A server that knows no configuration at all -- a joiner the leader has not reached yet,
+        # in particular a removed member wiped and started again under its old id -- grants no
+        # vote: a candidate still counting that id under an old configuration must not get the
+        # vote its former, now lost, self would have refused. Refusing a vote is always safe.
         resp = MT.PRE_VOTE_RESP if is_pre else MT.VOTE_RESP
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             # Grants carry the candidate's term so it can count them; a
@@ -502,6 +669,22 @@ class RaftNode:
                 self.vote = m.frm
         else:
             self._send(resp, m.frm, reject=True)
+
+    def _may_campaign(self) -> bool:
+        """A voter campaigns; so does a member whose removal is in its log but not committed.
+
+        Learners, joiners and members whose removal committed never do. The
+        exception keeps a cluster live when a leader that removes itself loses
+        leadership before the change commits: it may hold the only copies of
+        the new configuration, and the other voters cannot outvote its longer
+        log. It campaigns counting the new configuration's voters (not
+        itself), and as leader commits the change and steps down, as the
+        thesis lets a removed leader manage the cluster until then."""
+        if self.id in self.voters:
+            return True
+        if self.conf_index <= self.log.committed or self.conf_index <= self.log.offset:
+            return False
+        return self.id in self.log.conf_at(self.conf_index - 1).voters
 
     def _step_candidate(self, m: Message) -> None:
         expected = MT.PRE_VOTE_RESP if self.role is Role.PRE_CANDIDATE else MT.VOTE_RESP
@@ -571,12 +754,14 @@ class RaftNode:
             self.log.commit_to(i)
 
     def _handle_append(self, m: Message) -> None:
+        self.leader_commit = max(self.leader_commit, m.commit)
         if m.index < self.log.committed:
             self._send(MT.APPEND_RESP, m.frm, index=self.log.committed)
             return
         if not _entries_well_formed(m):
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+        self._sync_conf()
         if last_new is not None:
             self._send(MT.APPEND_RESP, m.frm, index=last_new)
             return
@@ -596,14 +781,23 @@ class RaftNode:
             self.log.commit_to(meta.index)
         else:
             self.log.restore(snap)
+            self._sync_conf()
         self._send(MT.APPEND_RESP, m.frm, index=self.log.last_index())
 
     # -- leader -----------------------------------------------------------------------------
 
     def _tick_heartbeat(self) -> None:
+        if self.id not in self.voters and self.log.committed >= self.conf_index:
+            # The configuration without us is committed: our job is done (Raft thesis §4.2.2;
+            # the Ready before this tick carried the commit index). Until then we led a
+            # cluster we are not part of, counting only its voters.
+            self._become_follower(self.term, None)
+            return
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        self._tick_departing()
         for pr in self.progress.values():
+            pr.idle += 1
             if pr.state is ProgressState.SNAPSHOT:
                 pr.snapshot_elapsed += 1
                 if pr.snapshot_elapsed >= self.election_ticks:
@@ -614,7 +808,8 @@ class RaftNode:
         if self.election_elapsed >= self.election_ticks:
             self.election_elapsed = 0
             if self.check_quorum:
-                active = sum(1 for p, pr in self.progress.items() if p == self.id or pr.recent_active)
+                active = sum(1 for p in self.voters
+                             if p == self.id or (p in self.progress and self.progress[p].recent_active))
                 if active < self._quorum():
                     # We may be on the minority side of a partition: stop
                     # accepting writes and reads that could never commit.
@@ -632,6 +827,7 @@ class RaftNode:
         pr = self.progress.get(m.frm)
         if pr is None:
             return
+        pr.idle = 0
         if m.type is MT.APPEND_RESP:
             pr.recent_active = True
             self._handle_append_resp(m, pr)
@@ -652,6 +848,14 @@ class RaftNode:
             hint = m.reject_hint
             if m.log_term > 0:
                 hint, _ = self.log.find_conflict_by_term(m.reject_hint, m.log_term)
+            if m.reject_hint < pr.match and m.index == pr.next - 1:
+                # The follower's log ends below what it acknowledged: it lost it (a removed member
+                # started again under its id with an empty disk, still sent the log as a departing
+                # one). Probing from our `match` would bounce forever; start from what it has.
+                pr.match = m.reject_hint
+                pr.become_probe()
+                self._send_append(m.frm)
+                return
             if pr.maybe_decrease(m.index, hint):
                 if pr.state is ProgressState.REPLICATE:
                     pr.become_probe()
@@ -670,15 +874,19 @@ class RaftNode:
             pr.become_replicate()
         if self._maybe_commit():
             self._release_deferred_reads()
-            if not self.durable_commit:
-                self._broadcast_pending = True  # the new commit index goes out with the next Ready
+            if not self.durable_commit or self.learners:
+                # The new commit index goes out with the next Ready (learners hear no DURABLE).
+                self._broadcast_pending = True
             # With three members the followers commit by DURABLE on their own (see
             # _leader_durable); the next append or heartbeat carries the index anyway.
         elif pr.next <= self.log.last_index():
             self._send_append(m.frm)
 
     def _maybe_commit(self) -> bool:
-        matches = sorted((pr.match for pr in self.progress.values()), reverse=True)
+        # Only the voters of the configuration in force count (the leader itself only if it is one).
+        matches = sorted((self.progress[p].match for p in self.voters if p in self.progress), reverse=True)
+        if len(matches) < self._quorum():
+            return False
         index = matches[self._quorum() - 1]
         # Only entries of the current term commit by counting (Raft §5.4.2);
         # earlier ones commit with them.
@@ -691,6 +899,8 @@ class RaftNode:
         index = self.log.last_index() + 1
         entry = Entry(self.term, index, make_zxid(self.term, self.zxid_counter), kind, data)
         self.log.append([entry])
+        if kind is EntryKind.CONF:
+            self._sync_conf()
         me = self.progress[self.id]
         me.maybe_update(index)
         if self.unsafe_commit_without_quorum:
@@ -709,11 +919,14 @@ class RaftNode:
                 self._broadcast_append()
 
     def _broadcast_append(self) -> None:
-        for p in sorted(self.voters - {self.id}):
-            self._send_append(p)
+        for p in sorted(self.progress):
+            if p != self.id:
+                self._send_append(p)
 
     def _broadcast_heartbeat(self, context: bytes) -> None:
-        for p in sorted(self.voters - {self.id}):
+        for p in sorted(self.progress):
+            if p == self.id:
+                continue
             pr = self.progress[p]
             # Never tell a follower to commit past what it is known to hold.
             commit = min(pr.match, self.log.committed)
@@ -752,7 +965,7 @@ class RaftNode:
             # entries of earlier terms may be committed without our knowing it.
             self.deferred_reads.append((frm, context))
             return
-        if len(self.voters) == 1:
+        if self.voters == {self.id}:
             self._answer_read(_ReadRequest(context, self.log.committed, frm))
             return
         if any(r.context == context for r in self.pending_reads):
@@ -768,7 +981,9 @@ class RaftNode:
         later read must see that write, so the read waits for our whole log
         (which holds every committed entry, by Leader Completeness).
         """
-        return self.log.last_index() if self.durable_commit else self.log.committed
+        if self.durable_commit or self._durable_sent:
+            return self.log.last_index()
+        return self.log.committed
 
     def _release_deferred_reads(self) -> None:
         deferred, self.deferred_reads = self.deferred_reads, []
@@ -779,7 +994,7 @@ class RaftNode:
         for i, req in enumerate(self.pending_reads):
             if req.context == context:
                 req.acks.add(frm)
-                if len(req.acks) >= self._quorum():
+                if len(req.acks & self.voters) >= self._quorum():
                     # A quorum still follows us, so no newer leader existed when
                     # this request (and every earlier one) was taken.
                     done, self.pending_reads = self.pending_reads[:i + 1], self.pending_reads[i + 1:]

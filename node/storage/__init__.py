@@ -1,12 +1,15 @@
-"""Durable state: a checksummed write-ahead log with group-commit fsync, and snapshots.
+"""Durable state: the Raft store every node keeps, over a checksummed write-ahead log.
 
-``Storage.open(data_dir)`` recovers (newest valid snapshot + log replay) and
-then keeps new transactions durable; ``WriteAheadLog`` and ``Snapshots`` are
-the two file formats underneath.
+``open_member_store(data_dir)`` locks the data dir, imports an old standalone
+data dir once (``node.storage.legacy``) and recovers the Raft store
+(``node.storage.raftlog``), whose records live in ``WriteAheadLog`` segments
+(``node.storage.wal``).
 """
 
-from node.storage.snapshot import Snapshots
-from node.storage.store import Storage, StorageLockedError, lock_dir
+from node.storage.layout import RAFT_DIR, StorageLockedError, lock_dir, open_member_store
+from node.storage.legacy import LegacyDataError
+from node.storage.raftlog import RaftLogError, RaftStore
 from node.storage.wal import CorruptLogError, WriteAheadLog
 
-__all__ = ["CorruptLogError", "Snapshots", "Storage", "StorageLockedError", "WriteAheadLog", "lock_dir"]
+__all__ = ["CorruptLogError", "LegacyDataError", "RAFT_DIR", "RaftLogError", "RaftStore", "StorageLockedError",
+           "WriteAheadLog", "lock_dir", "open_member_store"]

@@ -1,9 +1,9 @@
 """A node with its admin HTTP server, in a background thread, built the way ``node.server.serve`` builds one.
 
-Until ``node/server.py`` wires ``--admin-port`` itself, tests need a node whose
-``NodeServer`` object they can hand to ``start_admin``: this launcher opens the
-storage, builds ``Node`` and ``NodeServer`` exactly as ``serve()`` does, starts
-the client port and then the admin server on the same event loop.
+Tests need a node whose ``MemberServer`` object they can reach: this launcher
+opens the data dir, builds the ``MemberServer`` of a standalone node exactly as
+``serve()`` does, starts the client port and then the admin server on the same
+event loop.
 ``stop()`` tears both down whatever happened (used from fixture teardowns).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import threading
 from pathlib import Path
 from typing import Any
@@ -59,23 +58,17 @@ class AdminNode:
     async def _main(self) -> None:
         from node.admin.http import start_admin
         from node.config import NodeConfig
-        from node.server import Node, NodeServer
-        from node.storage import Storage
+        from node.server import MemberServer
+        from node.storage import open_member_store
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        node = server = admin = None
+        store = lock_fd = server = admin = None
         try:
             cfg = NodeConfig(data_dir=self.data_dir, host="127.0.0.1", port=_free_port(),
                              tick_ms=self.tick_ms).validate()
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            storage = Storage.open(cfg.data_dir, snapshot_every=cfg.snapshot_every)
-            try:
-                node = Node(cfg, storage, storage.tree, storage.tree.last_zxid, random.Random(os.urandom(16)))
-            except BaseException:
-                storage.close()
-                raise
-            server = NodeServer(cfg, node)
+            store, lock_fd = open_member_store(cfg.data_dir)
+            server = MemberServer(cfg, {}, store)
             self.server = server
             _, self.client_port = await server.start()
             admin = await start_admin(server, self.admin_host, 0, token=self.token)
@@ -92,8 +85,10 @@ class AdminNode:
                 await admin.close()
             if server is not None:
                 await server.stop()
-            if node is not None:
-                node.close()
+            if store is not None:
+                store.close()
+            if lock_fd is not None:
+                os.close(lock_fd)
 
     def stop(self) -> None:
         loop, stop = self._loop, self._stop

@@ -189,7 +189,7 @@ class FakeEnsembleMember:
     """
 
     def __init__(self) -> None:
-        from node.admin.http import ensemble_from_statuses
+        from node.admin.peers import ensemble_from_statuses
 
         self._build = ensemble_from_statuses
         self.statuses = {n: {"role": "leader" if n == 1 else "follower", "epoch": 1, "leader": 1,

@@ -22,7 +22,20 @@ from typing import Any
 from checkers.result import Result
 from harness.backends.base import SetupError
 from harness.clock import VirtualClock
+from harness.dbs.base import DBBase, NodeStatus
 from harness.registry import Registry
+
+
+class FakeDB(DBBase):
+    """The database the fake backend pretends to run: no process of its own
+    (FakeBackend makes the cluster) and no clients (the fake workload brings
+    its own), but the test-only fault the fake honours."""
+
+    peer_kinds = ("peer",)
+    unsafe_faults = ("lose-writes",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
 class FakeCluster:
@@ -66,8 +79,8 @@ class FakeCluster:
         if self.fail_ready:
             raise SetupError(f"cluster not ready: fake refuses; node logs are under {self.run_dir / 'nodes'}")
 
-    def node_status(self, node: str) -> dict:
-        return {"mode": "standalone"}
+    def node_status(self, node: str) -> NodeStatus:
+        return NodeStatus("standalone", True)
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
         dest_dir.mkdir(parents=True, exist_ok=True)
@@ -243,7 +256,7 @@ def fake_registry(spawn: bool = False, virtual_time: bool = True, **backend_kw: 
     backend = FakeBackend(spawn=spawn, **backend_kw)
     return Registry(
         backends={"local": lambda o: backend},
-        dbs={"squall": lambda o: object(), "zookeeper": lambda o: object()},
+        dbs={"squall": lambda o: FakeDB("squall"), "zookeeper": lambda o: FakeDB("zookeeper")},
         workloads={"set": lambda o: FakeSetWorkload(backend), "register": lambda o: FakeSetWorkload(backend)},
         nemesis_faults=("partition", "pause", "kill"),
         nemesis_package=lambda faults, interval, rng: FakePackage(interval),

@@ -219,9 +219,10 @@ def test_sigint_during_a_zookeeper_run_leaves_nothing_behind(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_a_standalone_node_refuses_an_ensemble_only_fault(tmp_path):
-    """A broken-database run must never pass silently because the fault was ignored:
-    a fault that only an ensemble member implements fails the setup of a one-node run."""
+def test_a_standalone_node_refuses_a_fault_that_cannot_show_on_it(tmp_path):
+    """A broken-database run must never pass silently because its bug could not show: a fault
+    that only other members make observable (node.faults.NEEDS_PEERS) fails the setup of a
+    one-node run."""
     _need_fault_switch()
     r = squall(["run", "--db", "squall", "--nodes", "1", "--workload", "register", "--nemesis", "none",
                 "--unsafe-db-fault", "sync-no-wait", "--seed", "11", *SHORT], tmp_path)

@@ -94,7 +94,7 @@ def test_zookeeper_passes_a_disk_campaign(tmp_path):
 def _skip_fsync_available() -> bool:
     from harness.cli import _registry
     sources = "".join(p.read_text(encoding="utf-8", errors="replace") for p in (ROOT / "node").rglob("*.py"))
-    return "skip-fsync" in _registry().unsafe_db_faults and "skip-fsync" in sources
+    return "skip-fsync" in _registry().dbs["squall"]({}).unsafe_faults and "skip-fsync" in sources
 
 
 def test_a_node_that_skips_fdatasync_is_caught(tmp_path):

@@ -21,6 +21,7 @@ import nemesis
 from harness.backends import lazyfs
 from harness.backends.base import SetupError
 from harness.backends.local import LocalBackend, LocalCluster
+from harness.dbs.base import DBBase, NodeLaunch, NodeStatus
 from nemesis import disk
 
 NODES3 = ["n1", "n2", "n3"]
@@ -131,15 +132,17 @@ time.sleep(600)
 """
 
 
-class WriterDb:
+class WriterDb(DBBase):
     """A "database" that is the writer program above."""
 
     name = "writer"
     peer_kinds = ("peer",)
 
-    def prepare(self, node, index, all_nodes, ports, data_dir):
-        (Path(data_dir) / "data").mkdir(parents=True, exist_ok=True)
-        return [sys.executable, "-c", WRITER], {}, Path(data_dir) / f"{node}.log"
+    def prepare(self, node):
+        return NodeLaunch([sys.executable, "-c", WRITER], dirs=("data",), log=f"{node.name}.log")
+
+    def status(self, address, timeout_s=1.0):
+        return NodeStatus.down("the writer has no client port")
 
 
 def _need_fuse() -> None:

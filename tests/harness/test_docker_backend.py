@@ -1,6 +1,6 @@
 """The Docker backend.
 
-Pure parts (config/argv adaptation, scripts, mirror parsing) run everywhere.
+Pure parts (the database's container view, scripts, mirror parsing) run everywhere.
 The rest needs a Docker engine (``.ci/docker-setup.sh`` starts one): skipped
 with a message when none answers, failed when CI=true. Every test removes
 the containers and networks it made, by label, even when it fails.
@@ -37,31 +37,51 @@ def test_debian_mirror_from_deb822_and_one_line_sources():
     assert images.debian_mirror("deb https://other.example/apt cloud main\n") is None
 
 
+def test_the_os_image_carries_what_the_registered_databases_need():
+    from harness.dbs.zookeeper import ZooKeeperDB
+    packages = images.os_packages()
+    assert set(ZooKeeperDB().host_needs().debian_packages) <= set(packages)
+    assert packages[:6] == images.BASE_PACKAGES and packages[-1] == "openssh-server"
+    # squall's own databases leave the image (and its cached tag) as it always was
+    assert packages[6:8] == ("zookeeper", "default-jre-headless")
+
+
 def test_content_hash_changes_with_content_and_is_stable():
     assert images.content_hash(["a", "b"]) == images.content_hash(["a", "b"])
     assert images.content_hash(["a", "b"]) != images.content_hash(["ab"])  # lengths are part of it
     assert images.os_image_hash() == images.os_image_hash()
 
 
-def test_zoo_cfg_is_adapted_to_listen_on_the_bridge():
-    cfg = ("tickTime=1000\nclientPort=2181\nclientPortAddress=127.0.0.1\n"
-           "server.1=127.0.0.1:2888:3888\nserver.2=n2:2888:3888\nserver.3=n3:2888:3888\n")
-    out = dk.adapt_zoo_cfg(cfg, "n1")
-    assert "clientPortAddress=0.0.0.0" in out
-    assert "server.1=n1:2888:3888" in out and "server.2=n2:2888:3888" in out
-    assert "quorumListenOnAllIPs=true" in out
-    assert "127.0.0.1" not in out
+def test_the_database_is_told_it_runs_in_a_container(tmp_path, monkeypatch):
+    """No adaptation after the fact: ``prepare`` gets the container's view
+    (listen everywhere, its host name, the image's interpreter)."""
+    from harness.dbs import squall as squall_db
+    from harness.dbs.base import DBBase, NodeLaunch
 
+    seen = []
 
-def test_squall_argv_is_adapted_to_the_container():
-    argv = ["/host/python", "-m", "node", "--data-dir", "/d", "--host", "127.0.0.1", "--port", "2181",
-            "--id", "1", "--peers", "1=127.0.0.1:2181:2888,2=n2:2181:2888"]
-    out, env = dk.adapt_argv("squall", argv, {"PYTHONPATH": "/work", "X": "1"}, "n1", "/host/python",
-                             dk.VENV_PYTHON)
-    assert out[0] == dk.VENV_PYTHON
-    assert out[out.index("--host") + 1] == "0.0.0.0"
-    assert out[out.index("--peers") + 1] == "1=n1:2181:2888,2=n2:2181:2888"
-    assert env == {"X": "1"}
+    class Recorder(DBBase):
+        name = "recorder"
+
+        def prepare(self, node):
+            seen.append(node)
+            return NodeLaunch(["true"], files={"conf/x.cfg": "k=v\n"})
+
+    class _Box:
+        name = "squall-test-n1"
+
+    cluster = dk.DockerCluster(Recorder(), ["n1", "n2"], tmp_path, "img", client=None)
+    try:
+        n = dk._Node("n1", 1, tmp_path / "nodes" / "n1", container=_Box())
+        n.dir.mkdir(parents=True)
+        cluster._prepare(n)
+    finally:
+        cluster._torn_down = True
+    ctx = seen[0]
+    assert (ctx.listen_host, ctx.host, ctx.python, ctx.local) == ("0.0.0.0", "n1", dk.VENV_PYTHON, False)
+    assert ctx.ports.peer_addresses == {"n2": ("n2", dk.PEER_PORT, dk.ELECTION_PORT)}
+    assert (n.dir / "conf" / "x.cfg").read_text() == "k=v\n" and n.argv == ["true"]
+    assert squall_db  # the real databases' container launches: tests/harness/test_dbs.py
 
 
 def test_container_ports_name_peers_by_host():
@@ -160,7 +180,7 @@ def test_cluster_faults_by_hand(docker_client, tmp_path):
             cluster.drop(o, leader)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            modes = {n: cluster.node_status(n).get("mode") for n in others}
+            modes = {n: cluster.node_status(n).role for n in others}
             if "leader" in modes.values():
                 break
             time.sleep(0.5)
@@ -249,6 +269,7 @@ def test_broken_database_fails_the_gate_in_docker(docker_client, tmp_path):
 def _start_run_mid_campaign(client, cwd: Path, before: set) -> subprocess.Popen:
     """Start `squall run --backend docker` (ZooKeeper, 3 nodes) and return
     once its cluster serves and clients have run for a few seconds."""
+    from harness.cli import _registry
     from harness.cluster_cmd import cluster_status
     images.ensure_node_image(client)  # so the run reaches its campaign quickly
     e = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -258,7 +279,7 @@ def _start_run_mid_campaign(client, cwd: Path, before: set) -> subprocess.Popen:
                             cwd=cwd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        rows = [r for r in cluster_status(client) if r["run"] not in before]
+        rows = [r for r in cluster_status(client, _registry()) if r["run"] not in before]
         # the run waits for this before its clients and nemesis start
         if len(rows) == 3 and all(r["mode"] in ("leader", "follower") for r in rows):
             time.sleep(6)

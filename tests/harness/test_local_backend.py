@@ -15,6 +15,7 @@ import pytest
 from harness.backends.base import Backend, Cluster, SetupError
 from harness.backends.local import LocalBackend, node_names
 from harness.backends.proxy import ProxyMesh, free_ports
+from harness.dbs.base import DBBase, NodeLaunch, NodeStatus
 
 ZK_JAR = Path("/usr/share/java/zookeeper.jar")
 
@@ -163,20 +164,17 @@ def test_node_names():
         node_names(["a", "a"])
 
 
-class _SleeperDB:
+class _SleeperDB(DBBase):
     """A fake db whose node is `sleep`: exercises process control without a JVM."""
 
     name = "sleeper"
     peer_kinds = ("peer",)
 
-    def prepare(self, node, index, all_nodes, ports, data_dir):
-        return ["sh", "-c", "sleep 60 & sleep 60; wait"], {}, Path(data_dir) / f"{node}.log"
+    def prepare(self, node):
+        return NodeLaunch(["sh", "-c", "sleep 60 & sleep 60; wait"], log=f"{node.name}.log")
 
-    def is_ready(self, address):
-        return False
-
-    def leader(self, cluster):
-        return None
+    def status(self, address, timeout_s=1.0):
+        return NodeStatus.down("a sleeper never serves")
 
 
 def _alive(pid: int) -> bool:
@@ -241,10 +239,10 @@ def test_process_control_with_a_fake_db(tmp_path):
 
 def test_failed_launch_tears_down_what_started(tmp_path):
     class Broken(_SleeperDB):
-        def prepare(self, node, index, all_nodes, ports, data_dir):
-            if index == 2:
+        def prepare(self, node):
+            if node.index == 2:
                 raise SetupError("node 2 cannot be configured")
-            return super().prepare(node, index, all_nodes, ports, data_dir)
+            return super().prepare(node)
 
     with pytest.raises(SetupError, match="cannot be configured"):
         LocalBackend().create(3, Broken(), tmp_path)
@@ -317,7 +315,7 @@ def test_zookeeper_three_nodes_faults_and_clean_teardown(tmp_path):
         cluster.wait_ready(90)
         leader = cluster.leader()
         assert leader in cluster.nodes
-        modes = sorted(cluster.node_status(n)["mode"] for n in cluster.nodes)
+        modes = sorted(cluster.node_status(n).role for n in cluster.nodes)
         assert modes == ["follower", "follower", "leader"]
 
         # kill the leader: another is elected; restart it: it rejoins
@@ -330,7 +328,7 @@ def test_zookeeper_three_nodes_faults_and_clean_teardown(tmp_path):
         # pause a follower: it stops answering; resume: it answers again
         follower = next(n for n in cluster.nodes if n != cluster.leader())
         cluster.pause(follower)
-        assert cluster.node_status(follower)["mode"] == "down"
+        assert cluster.node_status(follower).role == "down"
         cluster.resume(follower)
         cluster.wait_ready(90)
 
@@ -340,11 +338,11 @@ def test_zookeeper_three_nodes_faults_and_clean_teardown(tmp_path):
             if other != leader:
                 cluster.drop(leader, other)
                 cluster.drop(other, leader)
-        _wait_for(lambda: any(cluster.node_status(n).get("mode") == "leader"
+        _wait_for(lambda: any(cluster.node_status(n).role == "leader"
                               for n in cluster.nodes if n != leader), 60,
                   "a leader in the majority side")
         # the old leader, cut from its quorum, stops serving
-        _wait_for(lambda: cluster.node_status(leader).get("mode") != "leader", 60,
+        _wait_for(lambda: cluster.node_status(leader).role != "leader", 60,
                   "the isolated leader to step down")
         cluster.heal()
         cluster.wait_ready(90)

@@ -12,8 +12,14 @@ import random
 import pytest
 
 from checkers.history import Op
+from harness.dbs.zk import conn as _zk
+from harness.dbs.zk.counter import CounterClient
+from harness.dbs.zk.election import ElectionClient
+from harness.dbs.zk.multi import MultiClient
+from harness.dbs.zk.queue import QueueClient
+from harness.dbs.zk.watch import WatchClient
 from tests.harness.test_campaigns import _assert_files, _latest, _need_node, _need_zookeeper, squall
-from workloads import counter, election, multi, queue, watch
+from workloads import election, multi, queue, watch
 
 NEW = ("multi", "watch", "queue", "counter", "election")
 
@@ -77,13 +83,13 @@ def test_watch_and_queue_op_sources():
 
 
 @pytest.mark.parametrize("client, op", [
-    (multi.MultiClient, {"f": "txn", "value": [["write", "k0", 1]]}),
-    (multi.MultiClient, {"f": "txn", "value": []}),
-    (watch.WatchClient, {"f": "watch-read", "value": ["p0", None]}),   # p-keys carry the persistent watch
-    (watch.WatchClient, {"f": "write", "value": ["nope", 1]}),
-    (queue.QueueClient, {"f": "put", "value": ["stack", 1]}),
-    (counter.CounterClient, {"f": "add", "value": -1}),
-    (election.ElectionClient, {"f": "abdicate"}),
+    (MultiClient, {"f": "txn", "value": [["write", "k0", 1]]}),
+    (MultiClient, {"f": "txn", "value": []}),
+    (WatchClient, {"f": "watch-read", "value": ["p0", None]}),   # p-keys carry the persistent watch
+    (WatchClient, {"f": "write", "value": ["nope", 1]}),
+    (QueueClient, {"f": "put", "value": ["stack", 1]}),
+    (CounterClient, {"f": "add", "value": -1}),
+    (ElectionClient, {"f": "abdicate"}),
 ])
 def test_clients_refuse_malformed_ops_without_connecting(client, op):
     out = client().invoke(op)
@@ -91,12 +97,11 @@ def test_clients_refuse_malformed_ops_without_connecting(client, op):
 
 
 def test_unopened_clients_fail_definitely():
-    assert multi.MultiClient().invoke({"f": "txn", "value": [["r", "k0", None]]})["error"].startswith("not-connected")
-    assert counter.CounterClient().invoke({"f": "read"})["type"] == "fail"
+    assert MultiClient().invoke({"f": "txn", "value": [["r", "k0", None]]})["error"].startswith("not-connected")
+    assert CounterClient().invoke({"f": "read"})["type"] == "fail"
 
 
 def test_add_watch_request_rejects_a_bad_mode():
-    from workloads import _zk
     with pytest.raises(ValueError, match="addWatch mode"):
         _zk.AddWatch("/x", 7)
     assert _zk.AddWatch("/x", _zk.PERSISTENT_RECURSIVE).serialize() == b"\x00\x00\x00\x02/x\x00\x00\x00\x01"
@@ -106,7 +111,6 @@ def test_add_watch_request_rejects_a_bad_mode():
 
 
 def test_arrival_log_helpers():
-    from workloads import _zk
     log = [("reply", 1), ("event", 3, "/k"), ("state", "SUSPENDED", 9), ("state", "CONNECTED", 9),
            ("event", 3, "/k"), ("event", 3, "/other"), ("reply", 2)]
     assert _zk.count_events(log, 0, 6, _zk.CHANGED_EVENT, "/k") == 2

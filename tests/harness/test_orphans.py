@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends.local import LocalCluster
+from harness.dbs.base import DBBase, NodeLaunch, NodeStatus
 from tests.harness.test_campaigns import _procs_mentioning
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def _gone_within(text: str, seconds: float) -> list[int]:
     return left
 
 
-class _SleeperDB:
+class _SleeperDB(DBBase):
     """A database whose nodes are plain sleeping processes (in a shell, so a
     node is a process tree, as ZooKeeper's wrapper and its JVM are)."""
 
@@ -41,10 +42,13 @@ class _SleeperDB:
     def __init__(self, marker: str) -> None:
         self.marker = marker
 
-    def prepare(self, node, index, all_nodes, ports, data_dir):
+    def prepare(self, node):
         # the shell and its child shell both carry the marker in their command lines
         argv = ["/bin/sh", "-c", f"/bin/sh -c 'sleep 600; : {self.marker}' & sleep 601; : {self.marker}"]
-        return argv, {}, data_dir / f"{node}.log"
+        return NodeLaunch(argv, log=f"{node.name}.log")
+
+    def status(self, address, timeout_s=1.0):
+        return NodeStatus.down("a sleeper never serves")
 
 
 _KILLED_HARNESS = """

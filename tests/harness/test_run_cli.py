@@ -97,13 +97,16 @@ def test_worst_exit_code_ranking():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--workload", "bank"], "unknown workload 'bank'; allowed: counter, election, lock, multi, queue, register, session, set, watch"),
-    (["--db", "etcd"], "unknown db 'etcd'; allowed: squall, zookeeper"),
+    (["--workload", "bank"], "unknown workload 'bank'; allowed: counter, election, lock, multi, queue, register, session, set, watch, watch-stream"),
+    (["--db", "cockroach"], "unknown db 'cockroach'; allowed: etcd, squall, zookeeper"),
     (["--backend", "k8s"], "unknown backend 'k8s'; allowed: "),
     (["--nemesis", "partition,flood"], "allowed: partition, pause, kill"),
     (["--db", "zookeeper", "--concurrency", "lots"], "must be a number N or Nn"),
-    (["--db", "zookeeper", "--reads", "eventual"], "not one of local, sync"),
-    (["--db", "zookeeper", "--unsafe-db-fault", "gremlins"], "allowed: lose-writes, stale-reads"),
+    (["--db", "zookeeper", "--reads", "eventual"], "not offered by --db zookeeper; allowed: local, sync"),
+    (["--db", "squall", "--nodes", "1", "--nemesis", "kill", "--unsafe-db-fault", "gremlins"],
+     "allowed: lose-writes, stale-reads"),
+    (["--db", "zookeeper", "--unsafe-db-fault", "lose-writes"],
+     "for --db zookeeper; allowed: none (this database has no test-only faults)"),
     (["--db", "zookeeper", "--nodes", "0"], "between 1 and 9"),
     (["--test-count", "0"], "--test-count must be at least 1"),
 ])

@@ -252,19 +252,21 @@ def test_register_ops_unique_values_and_rotating_keys():
     for op in ops:
         per_key[op["value"][0]] = per_key.get(op["value"][0], 0) + 1
     assert max(per_key.values()) <= 10 and len(per_key) >= 20
-    with pytest.raises(ValueError, match="local' or 'sync"):
+    with pytest.raises(ValueError, match="'local', 'sync' or 'linearizable"):
         register.make({"reads": "quorum"})
 
 
 def test_clients_refuse_malformed_ops_without_connecting():
-    assert register.RegisterClient().invoke({"f": "incr", "value": 1})["type"] == "fail"
-    assert set_workload.SetClient().invoke({"f": "add", "value": "x"})["type"] == "fail"
-    assert lock.LockClient().invoke({"f": "write"})["type"] == "fail"
-    assert session.SessionClient().invoke({"f": "nap"})["type"] == "fail"
+    from harness.dbs.zk import lock as zk_lock, register as zk_register, session as zk_session, set as zk_set
+    assert zk_register.RegisterClient().invoke({"f": "incr", "value": 1})["type"] == "fail"
+    assert zk_set.SetClient().invoke({"f": "add", "value": "x"})["type"] == "fail"
+    assert zk_lock.LockClient().invoke({"f": "write"})["type"] == "fail"
+    assert zk_session.SessionClient().invoke({"f": "nap"})["type"] == "fail"
 
 
 def test_unopened_client_fails_definitely():
-    out = register.RegisterClient().invoke({"f": "read", "value": [0, None]})
+    from harness.dbs.zk.register import RegisterClient
+    out = RegisterClient().invoke({"f": "read", "value": [0, None]})
     assert out["type"] == "fail" and out["error"].startswith("not-connected")
 
 
@@ -345,7 +347,8 @@ def zk_cluster(tmp_path_factory):
 @pytest.mark.parametrize("module", [register, set_workload, lock, session],
                          ids=["register", "set", "lock", "session"])
 def test_workload_against_zookeeper_with_a_pause_is_valid(zk_cluster, module):
-    w = module.make({})
+    from harness.dbs.base import bind
+    w = bind(module.make({}), zk_cluster.db)  # the workload on ZooKeeper's clients for its interface
     paused = []
 
     def fault(i):  # pause one follower for a stretch of the run, then resume
@@ -371,7 +374,7 @@ def test_workload_against_zookeeper_with_a_pause_is_valid(zk_cluster, module):
 
 # ------------------------------------------------- outcome mapping (no server)
 class _ConnectedConn:
-    """Stands in for workloads._zk.ZkConn: always connected."""
+    """Stands in for harness.dbs.zk.conn.ZkConn: always connected."""
 
     timeout_s = 0.2
 
@@ -402,7 +405,7 @@ def _raiser(exc):
 
 def test_outcome_mapping_definite_vs_indeterminate():
     from kazoo.exceptions import BadVersionError, ConnectionLoss, NoNodeError, SessionExpiredError
-    from workloads import _zk
+    from harness.dbs.zk import conn as _zk
 
     conn = _ConnectedConn()
     assert _zk.run(conn, lambda: 7) == {"type": "ok", "value": 7, "error": None, "zxid": 42,
@@ -418,7 +421,7 @@ def test_outcome_mapping_definite_vs_indeterminate():
 
 def test_run_bounded_turns_a_stuck_call_into_info_and_closes_the_connection():
     import threading
-    from workloads import _zk
+    from harness.dbs.zk import conn as _zk
 
     release = threading.Event()
     conn = _ConnectedConn()
@@ -430,7 +433,7 @@ def test_run_bounded_turns_a_stuck_call_into_info_and_closes_the_connection():
 
 def test_confirmed_close_request_is_truthy_and_decodes_its_reply():
     from kazoo.protocol.serialization import Close
-    from workloads.session import _ConfirmedClose
+    from harness.dbs.zk.session import _ConfirmedClose
 
     req = _ConfirmedClose()
     assert isinstance(req, Close) and bool(req) and not bool(Close())
@@ -443,7 +446,7 @@ def test_zkconn_records_a_server_reported_expiry_but_not_a_close():
     close of our own is not."""
     from kazoo.protocol.states import KeeperState
 
-    from workloads._zk import ZkConn
+    from harness.dbs.zk.conn import ZkConn
 
     conn = ZkConn()
     port = _closed_port()
@@ -477,7 +480,7 @@ def test_a_new_session_keeps_the_last_zxid_the_client_saw():
     """kazoo zeroes last_zxid when a session ends, which would let a lagging
     server accept the next session; workloads' client keeps it."""
     from kazoo.client import KazooClient
-    from workloads import _zk
+    from harness.dbs.zk import conn as _zk
 
     plain, ours = KazooClient(hosts="127.0.0.1:1"), _zk._Client(hosts="127.0.0.1:1")
     for zk in (plain, ours):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from node.consensus import (
+    ConfState,
     Entry,
     HardState,
     Message,
@@ -30,6 +31,7 @@ from node.consensus import (
     ReadState,
     Role,
     Snapshot,
+    unpack_snapshot_data,
 )
 
 
@@ -57,6 +59,8 @@ def encode_sm(seq: list[tuple[int, bytes]]) -> bytes:
 
 
 def decode_sm(blob: bytes) -> list[tuple[int, bytes]]:
+    """The applied sequence a snapshot's data holds (behind the configuration the core records)."""
+    _conf, blob = unpack_snapshot_data(blob)
     if not blob:
         return []
     out = []
@@ -106,6 +110,9 @@ class Net:
         # acknowledged to a client) when the read was asked: sync must not
         # answer with less
         self.read_floor: dict[bytes, int] = {}
+        self.founders = list(self.ids)
+        self.joiners: set[int] = set()  # started with no configuration: they wait to be added
+        self.wipe_prob = 0.5  # random_conf_change: how often a re-added server comes back with an empty disk
         for i in self.ids:
             self.start(i)
 
@@ -117,9 +124,32 @@ class Net:
     def start(self, i: int) -> None:
         disk = self.disks[i]
         node_rng = random.Random(self.rng.getrandbits(64))
-        self.nodes[i] = RaftNode(i, self.ids, disk.persistent_state(), node_rng, **self.opts)
+        bootstrap = ConfState(()) if i in self.joiners else ConfState(tuple(self.founders))
+        self.nodes[i] = RaftNode(i, self.founders, disk.persistent_state(), node_rng, bootstrap=bootstrap,
+                                 **self.opts)
         self.sm[i] = decode_sm(disk.snapshot.data)
         self.checked_commit[i] = disk.snapshot.meta.index
+
+    def add_server(self, i: int) -> None:
+        """A new server, started as a joiner (no configuration until the leader adds it)."""
+        assert i not in self.ids, f"server {i} exists"
+        self.ids.append(i)
+        self.joiners.add(i)
+        self.disks[i] = Disk()
+        self.nodes[i] = None
+        self.sm[i] = []
+        self.reads[i] = []
+        self.checked_commit[i] = 0
+        self.start(i)
+
+    def wipe(self, i: int) -> None:
+        """Restart server i with an empty disk, as a joiner (its earlier state is gone)."""
+        self.joiners.add(i)
+        self.disks[i] = Disk()
+        self.sm[i] = []
+        self.checked_commit[i] = 0
+        self.crash(i)
+        self.start(i)
 
     def crash(self, i: int) -> None:
         """Lose everything not on this node's disk (including unsent messages)."""
@@ -188,8 +218,8 @@ class Net:
                 disk.entries.append(e)
         if rd.hard_state is not None:
             disk.hard_state = rd.hard_state
-        # 2. send
-        self.inflight.extend(rd.messages)
+        # 2. send (the early ones may leave before the fsync; the disk here is always synced)
+        self.inflight.extend(rd.early_messages + rd.messages)
         # 3. apply
         if rd.snapshot is not None:
             seq = decode_sm(rd.snapshot.data)
@@ -342,13 +372,55 @@ class Net:
 
     # -- randomized run ---------------------------------------------------------------------
 
-    def random_run(self, steps: int, *, loss: float = 0.05, dup: float = 0.05, crashes: bool = True) -> int:
+    def random_conf_change(self, pool: int) -> bool:
+        """The leader of the highest term proposes one membership change drawn from the seed:
+        add a server of ids 1..pool (a new one starts as a joiner) as a voter or a learner,
+        promote a learner, or remove a member. True when the leader appended it."""
+        lead = self.leader()
+        if lead is None:
+            return False
+        rng = self.rng
+        conf = self.node(lead).conf
+        voters, learners = list(conf.voters), list(conf.learners)
+        others = [i for i in range(1, pool + 1) if i not in voters and i not in learners]
+        r = rng.random()
+        if others and r < 0.4:
+            new = rng.choice(others)
+            if new not in self.ids:
+                self.add_server(new)
+            elif rng.random() < self.wipe_prob and self.node(lead).conf_index <= self.node(lead).log.committed:
+                # An operator re-adds a server whose removal committed, with a fresh data dir, same id.
+                self.wipe(new)
+            (voters if rng.random() < 0.7 else learners).append(new)
+        elif learners and r < 0.5:
+            p = rng.choice(learners)
+            learners.remove(p)
+            voters.append(p)
+        elif len(voters) > 2 or learners:
+            # at least two voters, as ZooKeeper's reconfig requires
+            p = rng.choice(voters + learners if len(voters) > 2 else learners)
+            (voters if p in voters else learners).remove(p)
+        else:
+            return False
+        r2 = self.node(lead).propose_conf_change(ConfState(tuple(sorted(voters)), tuple(sorted(learners))))
+        self.check_roles()
+        return isinstance(r2, int)
+
+    def members(self) -> set[int]:
+        """The members of the configuration of the leader of the highest term (all servers if none)."""
+        lead = self.leader()
+        return set(self.node(lead).conf.members) if lead is not None else set(self.ids)
+
+    def random_run(self, steps: int, *, loss: float = 0.05, dup: float = 0.05, crashes: bool = True,
+                   reconfig_pool: int = 0) -> int:
         """Faults and traffic chosen by the seed; invariants checked at every step.
+        With `reconfig_pool`, the leader also changes the membership (servers 1..pool).
         Returns the number of proposals accepted by a leader."""
         rng = self.rng
         proposals = 0
         actions = ["deliver"] * 40 + ["tick"] * 20 + ["ready"] * 25 + ["propose"] * 6 + ["read"] * 2 + [
-            "compact"] * 2 + ["net"] * 2 + (["crash"] * 1 + ["restart"] * 3 if crashes else [])
+            "compact"] * 2 + ["net"] * 2 + (["crash"] * 1 + ["restart"] * 3 if crashes else []) + (
+            ["conf"] * 2 if reconfig_pool else [])
         for step in range(steps):
             act = rng.choice(actions)
             if act == "deliver" and self.inflight:
@@ -394,6 +466,8 @@ class Net:
                 dead = [i for i in self.ids if self.nodes[i] is None]
                 if dead:
                     self.start(rng.choice(dead))
+            elif act == "conf":
+                self.random_conf_change(reconfig_pool)
         return proposals
 
     def converge(self, max_ticks: int = 400) -> None:
@@ -415,6 +489,7 @@ class Net:
                 if self.propose(lead, marker):
                     proposed_term = self.node(lead).term
                 self.stabilize()
-            if proposed_term is not None and all(any(d == marker for _z, d in self.sm[i]) for i in self.ids):
+            # Every member of the configuration in force must apply it (a removed server need not).
+            if proposed_term is not None and all(any(d == marker for _z, d in self.sm[i]) for i in self.members()):
                 return
         raise LivenessFailure(f"seed {self.seed}: healed cluster did not apply a new write within {max_ticks} ticks")

@@ -274,6 +274,44 @@ def zookeeper_standalone(
     )
 
 
+def zookeeper_ensemble(
+    base_dir: Path,
+    size: int = 3,
+    host: str = "127.0.0.1",
+    tick_ms: int = 2000,
+    extra_config: dict[str, str] | None = None,
+    java_props: list[str] | None = None,
+) -> list[ServerProcess]:
+    """An Apache ZooKeeper 3.8 ensemble of ``size`` members (not started yet) under ``base_dir``.
+
+    Each member has its own data dir and ``myid``; ``server.N`` lines carry the
+    client port (ZooKeeper's dynamic-config form). Members start and restart
+    one by one (``ServerProcess.start`` waits for ``ruok``, which a member
+    answers before it has a quorum)."""
+    if not zookeeper_installed():
+        raise FileNotFoundError(f"{ZOOKEEPER_JAR} is missing: install Debian's zookeeper package")
+    ports = [(free_port(host), free_port(host), free_port(host)) for _ in range(size)]
+    servers = "\n".join(f"server.{i}={host}:{p}:{e}:participant;{host}:{c}"
+                        for i, (c, p, e) in enumerate(ports, start=1))
+    members = []
+    for i, (client, _, _) in enumerate(ports, start=1):
+        base = Path(base_dir) / f"zk{i}"
+        data_dir = base / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "myid").write_text(f"{i}\n")
+        cfg = base / "zoo.cfg"
+        lines = [f"tickTime={tick_ms}", "initLimit=10", "syncLimit=5", f"dataDir={data_dir}", f"clientPort={client}",
+                 f"clientPortAddress={host}", "admin.enableServer=false", "4lw.commands.whitelist=*",
+                 "maxClientCnxns=0", *(f"{k}={v}" for k, v in (extra_config or {}).items()), servers, ""]
+        cfg.write_text("\n".join(lines))
+        argv = ["java", "-Xmx256m", f"-Dzookeeper.DigestAuthenticationProvider.superDigest={ZOOKEEPER_SUPER_DIGEST}",
+                *(java_props or []), "-cp", ZOOKEEPER_CLASSPATH, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                str(cfg)]
+        members.append(ServerProcess(kind="zookeeper", host=host, port=client, data_dir=data_dir, argv=argv,
+                                     log_path=base / "server.log", cwd=base))
+    return members
+
+
 # ---------------------------------------------------------------- a client that never reads (backpressure)
 
 

@@ -15,6 +15,10 @@ from kazoo.client import KazooClient
 from kazoo.security import make_digest_acl
 
 from node.admin import http as admin
+from node.admin import peers, security, tree_api
+from node.admin.peers import ensemble_from_statuses, status_from_mntr
+from node.metrics import Histogram, NodeMetrics, op_name
+from node.tree import CreateOp, MultiOp, SetDataOp
 from tests.browser.launcher import AdminNode
 
 pytestmark = pytest.mark.integration
@@ -169,7 +173,6 @@ def test_metrics_parse_with_the_prometheus_parser(node, zk):
     assert families["squall_fsyncs"].type == "counter" and value("squall_fsyncs") >= 1
     assert families["squall_role_changes"].type == "counter"
     assert value("squall_info", role="standalone") == 1
-    assert families["squall_commit_latency_seconds"].type == "summary"
     # every request is counted by operation, reads included
     zk.get("/m")
     zk.get_children("/")
@@ -359,28 +362,28 @@ def test_browser_login_with_the_token_in_the_url_sets_a_cookie_and_redirects(tmp
 
 
 def test_describe_data_kinds():
-    assert admin.describe_data(None)["kind"] == "null"
-    assert admin.describe_data(b"hello")["kind"] == "text"
-    j = admin.describe_data(b'{"k":1}')
+    assert tree_api.describe_data(None)["kind"] == "null"
+    assert tree_api.describe_data(b"hello")["kind"] == "text"
+    j = tree_api.describe_data(b'{"k":1}')
     assert j["kind"] == "json" and j["pretty"] == '{\n  "k": 1\n}'
-    assert admin.describe_data(b"{not json")["kind"] == "text"
-    b = admin.describe_data(b"\x00abc")
+    assert tree_api.describe_data(b"{not json")["kind"] == "text"
+    b = tree_api.describe_data(b"\x00abc")
     assert b["kind"] == "binary" and b["text"].startswith("00000000  00 61 62 63")
-    assert admin.describe_data(b"\xff\xfe")["kind"] == "binary"
+    assert tree_api.describe_data(b"\xff\xfe")["kind"] == "binary"
 
 
 def test_parse_acl_lines():
-    assert admin.parse_acl_lines("") == [("world", "anyone", 31)]
-    assert admin.parse_acl_lines("digest:bob:abc=:rw\nip:10.0.0.1:r") == [("digest", "bob:abc=", 3),
+    assert tree_api.parse_acl_lines("") == [("world", "anyone", 31)]
+    assert tree_api.parse_acl_lines("digest:bob:abc=:rw\nip:10.0.0.1:r") == [("digest", "bob:abc=", 3),
                                                                           ("ip", "10.0.0.1", 1)]
     with pytest.raises(ValueError, match="expected scheme:id:perms"):
-        admin.parse_acl_lines("world")
+        tree_api.parse_acl_lines("world")
     with pytest.raises(ValueError, match="scheme 'x509'"):
-        admin.parse_acl_lines("x509:me:r")
+        tree_api.parse_acl_lines("x509:me:r")
 
 
 def test_role_tracker_counts_changes():
-    rt = admin.RoleTracker()
+    rt = peers.RoleTracker()
     rt.observe(1, "follower", 2, 1)
     rt.observe(2, "follower", 2, 1)
     rt.observe(3, "leader", 1, 2)
@@ -390,7 +393,7 @@ def test_role_tracker_counts_changes():
 
 
 def test_histogram_buckets_are_cumulative():
-    h = admin.Histogram(buckets=(0.1, 1.0))
+    h = Histogram(buckets=(0.1, 1.0))
     for v in (0.05, 0.5, 5.0):
         h.observe(v)
     samples = h.samples({})
@@ -398,44 +401,27 @@ def test_histogram_buckets_are_cumulative():
     assert samples[-1] == ("_count", {}, 3)
 
 
-def test_ensemble_member_instruments_time_writes_until_the_fsync_and_undo_cleanly():
-    from types import SimpleNamespace
+def test_node_metrics_hooks_count_and_time_what_the_shell_reports():
+    m = NodeMetrics()
+    m.txn("setData")
+    m.txn("setData")
+    m.write_done("setData", 0.002)
+    m.fsync_done(0.001)
+    assert m.txns == {"setData": 2} and m.fsyncs == 1
+    assert m.write_latency["setData"].samples({})[-1] == ("_count", {}, 1)
+    assert m.fsync.samples({})[-1] == ("_count", {}, 1)
+    assert [op_name(op) for op in (SetDataOp("/a", b""), CreateOp("/a", b"", ()), MultiOp(()))] == [
+        "setData", "create", "multi"]
 
-    from node.replica import ClientReply, Effects, Sync, Write
-    from node.tree import SetDataOp
 
-    class Replica:
-        def __init__(self):
-            self.replies = []
-
-        def client_request(self, conn_id, session_id, seq, request, now_ms):
-            return Effects()
-
-        def drain(self):
-            fx, self.replies = Effects(replies=self.replies), []
-            return fx
-
-    class Store:
-        syncs = 0
-
-        def sync(self):
-            self.syncs += 1
-
-    server = SimpleNamespace(replica=Replica(), store=Store())
-    inst = admin.Instruments(None, server).install()
-    assert inst.hooked_propose and inst.hooked_fsync
-    server.replica.client_request(1, 0x77, 5, Write(SetDataOp("/a", b"x")), 0)
-    server.replica.client_request(1, 0x77, 6, Sync("/"), 0)  # not a write: not counted
-    server.replica.replies = [ClientReply(1, 5, 0, None, 9), ClientReply(1, 6, 0, None, 9)]
-    server.replica.drain()
-    assert "setData" not in inst.write_latency  # answered, but the reply leaves only after the fsync
-    server.store.sync()
-    assert server.store.syncs == 1
-    assert inst.txns == {"setData": 1}
-    assert inst.write_latency["setData"].samples({})[-1] == ("_count", {}, 1)
-    assert inst.fsync.samples({})[-1] == ("_count", {}, 1)
-    inst.uninstall()
-    assert "drain" not in vars(server.replica) and "sync" not in vars(server.store)
+@pytest.mark.integration
+def test_a_write_is_timed_from_arrival_to_its_released_reply(node, zk):
+    """The shell's hooks: a write counted when handed to the replica, timed when its reply is released."""
+    before = node.server.metrics.write_latency.get("create")
+    n0 = before.count if before is not None else 0
+    zk.create("/timed", b"x")
+    m = node.server.metrics
+    assert m.txns["create"] >= 1 and m.write_latency["create"].count == n0 + 1 and m.fsyncs >= 1
 
 
 def test_ensemble_view_from_a_node_that_reports_peers():
@@ -445,7 +431,7 @@ def test_ensemble_view_from_a_node_that_reports_peers():
                     "peers": [{"id": 1, "role": "leader", "last_zxid": (3 << 32) + 9},
                               {"id": 2, "role": "follower", "last_zxid": (3 << 32) + 5},
                               {"id": 3, "role": "follower", "last_zxid": (2 << 32) + 7, "state": "down"}]}
-    view = admin.ensemble_view(Ensemble(), admin.four_letter.AdminView())
+    view = peers.ensemble_view(Ensemble(), peers.four_letter.AdminView())
     lags = {p["id"]: p["lag"] for p in view["peers"]}
     assert lags == {1: 0, 2: 4, 3: None}
     assert [p["self"] for p in view["peers"]] == [False, True, False]
@@ -456,13 +442,13 @@ def test_foreign_host_header_is_refused_without_token(node):
     status, body = jcall(node.admin_url + "/commands/ruok", headers={"Host": "evil.example:8080"})
     assert status == 403 and body["code"] == "bad-host"
     assert jcall(node.admin_url + "/commands/ruok", headers={"Host": "localhost:1"})[0] == 200
-    assert admin.host_is_loopback("[::1]:80") and admin.host_is_loopback("127.0.0.1")
-    assert not admin.host_is_loopback("10.0.0.1:80") and not admin.host_is_loopback(None)
+    assert security.host_is_loopback("[::1]:80") and security.host_is_loopback("127.0.0.1")
+    assert not security.host_is_loopback("10.0.0.1:80") and not security.host_is_loopback(None)
 
 
 def test_ensemble_from_replica_statuses():
     z = lambda n: (2 << 32) + n  # noqa: E731
-    raw = admin.ensemble_from_statuses(
+    raw = ensemble_from_statuses(
         2, {1: "h:1", 2: "h:2", 3: "h:3"},
         {1: {"role": "leader", "epoch": 2, "leader": 1, "last_zxid": z(10), "sessions": 4, "connections": 2},
          2: {"role": "follower", "epoch": 2, "leader": 1, "last_zxid": z(7), "sessions": 4, "connections": 1},
@@ -472,14 +458,13 @@ def test_ensemble_from_replica_statuses():
     class Ensemble:
         def ensemble_view(self):
             return raw
-    view = admin.ensemble_view(Ensemble(), admin.four_letter.AdminView())
+    view = peers.ensemble_view(Ensemble(), peers.four_letter.AdminView())
     by_id = {p["id"]: p for p in view["peers"]}
     assert by_id[1]["lag"] == 0 and by_id[2]["lag"] == 3 and by_id[3]["lag"] is None
     assert by_id[3]["state"] == "unreachable" and by_id[2]["self"] and not by_id[1]["self"]
 
 
 def test_status_from_mntr_reads_only_what_the_member_reported():
-    from node.ensemble import status_from_mntr
 
     text = ("zk_version\tx\nzk_server_state\tfollower\nzk_num_alive_connections\t2\nzk_last_zxid\t0x20000000a\n"
             "zk_global_sessions\t5\nzk_peer_state\tfollower\nzk_epoch\t2\nzk_leader_id\t3\n")
@@ -491,7 +476,7 @@ def test_status_from_mntr_reads_only_what_the_member_reported():
 
 
 def test_a_member_never_asked_is_unknown_not_unreachable():
-    raw = admin.ensemble_from_statuses(1, {1: "h:1", 2: "h:2"}, {1: {"role": "leader", "leader": 1}})
+    raw = ensemble_from_statuses(1, {1: "h:1", 2: "h:2"}, {1: {"role": "leader", "leader": 1}})
     assert [(p["id"], p["state"]) for p in raw["peers"]] == [(1, "serving"), (2, "unknown")]
     assert "last_zxid" not in raw["peers"][1]
 

@@ -64,7 +64,7 @@ def test_a_real_zookeeper_style_file(tmp_path: Path) -> None:
                    "maxClientCnxns=\\\n   7\nserver.1=127.0.0.1:3001:3888;2999\n4lw.commands.whitelist=srvr, ruok\n")
     config, ignored = load_config(cfg, {})
     assert (config.tick_ms, config.port, config.max_client_cnxns) == (100, 2999, 7)
-    assert config.data_dir == tmp_path / "d" and config.peers == "1=127.0.0.1:2999:3001"
+    assert config.data_dir == tmp_path / "d" and config.peers == "1=127.0.0.1:2999:3001:3888"
 
 
 JAVA_DUMP = """

@@ -574,7 +574,8 @@ def test_bad_peer_messages_are_ignored() -> None:
     f = next(i for i in net.ids if i != lead)
     node = net.node(f)
     before = (node.term, node.log.last_index(), node.log.committed)
-    node.step(Message(type=MessageType.APPEND, frm=99, to=f, term=node.term + 5))  # not a member
+    node.step(Message(type=MessageType.APPEND, frm=0, to=f, term=node.term + 5))  # not a valid id
+    # (an id outside the configuration is heard: it may lead a configuration we have not seen yet)
     node.step(Message(type=MessageType.APPEND, frm=lead, to=f + 10, term=node.term))  # not for us
     node.step(Message(  # entries with a gap
         type=MessageType.APPEND, frm=lead, to=f, term=node.term, index=node.log.last_index(),

@@ -27,8 +27,22 @@ from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 
-from tests.node.servers import ServerProcess, four_letter_word, free_port, server_mode, squall_node
-from tests.node.test_kazoo_suite import CLIENT_MODULES, MIN_TESTS, RECIPE_MODULES, judge, run_kazoo_suite
+from tests.node.servers import (
+    ZOOKEEPER_SUPER_DIGEST,
+    ServerProcess,
+    four_letter_word,
+    free_port,
+    server_mode,
+    squall_node,
+)
+from tests.node.test_kazoo_suite import (
+    CLIENT_MODULES,
+    EXPECTED_FAILURES,
+    MIN_TESTS,
+    RECIPE_MODULES,
+    judge,
+    run_kazoo_suite,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -304,12 +318,18 @@ def test_sigkill_of_the_whole_ensemble_mid_write_loses_no_acknowledged_write(ens
 
 @pytest.mark.timeout(900)
 def test_kazoo_client_and_recipe_suites_pass_against_the_three_server_connection_string(
-        ensemble: Ensemble, tmp_path: Path) -> None:
+        make_ensemble, tmp_path: Path) -> None:
     """kazoo's client tests and every recipe module (lock, election, queue, barrier, counter, party,
-    lease, partitioner, watchers, cache), with the standalone suite's expected-failure list."""
+    lease, partitioner, watchers, cache), with the standalone suite's expected-failure list but
+    TestReconfig: the members run as kazoo's own harness runs ZooKeeper (reconfigEnabled and its
+    superDigest), so its three reconfig tests must pass."""
+    ensemble = make_ensemble(["--reconfig-enabled", "--super-digest", ZOOKEEPER_SUPER_DIGEST])
     ensemble.wait_leader()
     outcomes = run_kazoo_suite(ensemble.hosts, tmp_path / "kazoo", CLIENT_MODULES + RECIPE_MODULES, timeout_s=800)
-    problems, expected_seen = judge(outcomes)
+    expected = {t: v for t, v in EXPECTED_FAILURES.items() if "::TestReconfig::" not in t}
+    problems, expected_seen = judge(outcomes, expected)
+    reconfig = [o for o in outcomes if "::TestReconfig::" in o.test_id]
+    assert len(reconfig) == 3 and all(o.status == "passed" for o in reconfig), reconfig
     counts = {s: sum(o.status == s for o in outcomes) for s in ("passed", "failed", "error", "skipped")}
     print(f"kazoo suites against a 3-member ensemble: {counts}, {len(expected_seen)} expected failures")
     assert len(outcomes) >= MIN_TESTS, f"only {len(outcomes)} kazoo tests ran (expected >= {MIN_TESTS})"

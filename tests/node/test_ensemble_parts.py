@@ -152,7 +152,9 @@ def test_config_file_takes_zookeeper_server_lines(tmp_path: Path) -> None:
                         "server.1=127.0.0.1:2888:3888;2181\nserver.2=127.0.0.1:2889:3889;127.0.0.1:2182\n"
                         "server.3=127.0.0.1:2890:3890\n" % tmp_path)
     cfg, _ = load_config(cfg_file, {})
-    assert cfg.peers == "1=127.0.0.1:2181:2888,2=127.0.0.1:2182:2889,3=127.0.0.1:2181:2890"
+    # the election port is kept, to show the membership in /zookeeper/config as ZooKeeper does
+    assert cfg.peers == "1=127.0.0.1:2181:2888:3888,2=127.0.0.1:2182:2889:3889,3=127.0.0.1:2181:2890:3890"
+    assert parse_peers(cfg.peers)[2] == PeerAddress(2, "127.0.0.1", 2182, 2889, 3889)
     assert cfg.server_id == 2
     bad = tmp_path / "bad.cfg"
     bad.write_text("dataDir=%s\nserver.1=127.0.0.1\n" % tmp_path)

@@ -3,7 +3,8 @@
 Each fault is shown to change behaviour when armed and to be inert when not:
 the pure replica ones with the synchronous three-replica network of
 test_replica.py (deterministic), the shell ones (drop-watch-events,
-skip-fsync) with a one-member ensemble served in-process.
+skip-fsync) and the replica ones on a standalone node (a one-member group,
+the same code) served in-process.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def test_an_unknown_fault_is_refused_naming_the_allowed_ones() -> None:
         Replica(1, [1], None, __import__("random").Random(1), unsafe_fault="gremlins")
     with pytest.raises(ConfigError, match="'gremlins' is not supported"):
         NodeConfig(data_dir=Path("d"), unsafe_test_fault="gremlins").validate()
-    with pytest.raises(faults.UnknownFault, match="need an ensemble"):
-        faults.check("diverge", standalone=True)
+    with pytest.raises(faults.UnknownFault, match="'gremlins' is not supported by the node; allowed: lose-writes"):
+        faults.check("gremlins")
+    assert [faults.check(name) for name in faults.FAULTS] == list(faults.FAULTS)  # one node or five: all of them
 
 
 @ARMED
@@ -149,9 +151,9 @@ def test_diverge_makes_the_highest_member_apply_other_data(armed: bool) -> None:
 
 
 def _member_cfg(tmp_path: Path, fault: str) -> NodeConfig:
-    port = free_port()
-    return NodeConfig(data_dir=tmp_path / "d", host="127.0.0.1", port=port, tick_ms=100,
-                      peers=f"1=127.0.0.1:{port}:{free_port()}", unsafe_test_fault=fault).validate()
+    """A standalone node: a one-member group, on the same code path as a member of three."""
+    return NodeConfig(data_dir=tmp_path / "d", host="127.0.0.1", port=free_port(), tick_ms=100,
+                      unsafe_test_fault=fault).validate()
 
 
 @ARMED
@@ -206,27 +208,41 @@ def test_skip_fsync_acknowledges_writes_without_fdatasync(tmp_path: Path, armed:
             zk.close()
 
 
-def test_a_standalone_node_refuses_a_fault_it_cannot_carry_out(tmp_path: Path) -> None:
+@ARMED
+def test_a_standalone_node_carries_out_the_replica_faults(tmp_path: Path, armed: bool) -> None:
+    """lose-writes on one node: the replica's code, armed on a one-member group."""
+    with BackgroundNode(_member_cfg(tmp_path, "lose-writes" if armed else "")) as n:
+        zk = KazooClient(hosts=n.hosts, timeout=10)
+        zk.start(timeout=20)
+        try:
+            zk.create("/lw", b"0")
+            for k in range(1, 11):
+                zk.set("/lw", str(k).encode())  # every one acknowledged
+            version = zk.get("/lw")[1].version
+            assert (version < 10) == armed, version
+        finally:
+            zk.stop()
+            zk.close()
+
+
+def test_the_node_refuses_an_unknown_fault_naming_the_allowed_ones(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from node.cli import node_command
 
-    import logging
-
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)  # the command sets up its own logging: undo it after
-    try:
-        r = CliRunner().invoke(node_command, ["--data-dir", str(tmp_path / "d"), "--port", str(free_port()),
-                                              "--unsafe-test-fault", "diverge"])
-    finally:
-        for h in list(root.handlers):
-            if h not in saved[0]:
-                root.removeHandler(h)
-                h.close()
-        for h in saved[0]:
-            if h not in root.handlers:
-                root.addHandler(h)
-        root.setLevel(saved[1])
-    assert r.exit_code == 2 and "need an ensemble" in r.output, r.output
     r = CliRunner().invoke(node_command, ["--data-dir", str(tmp_path / "d"), "--unsafe-test-fault", "gremlins"])
     assert r.exit_code == 2 and "allowed: lose-writes" in r.output, r.output
+
+
+@pytest.mark.parametrize("fault", sorted(faults.NEEDS_PEERS))
+def test_a_standalone_node_refuses_a_fault_that_cannot_show_on_it(tmp_path: Path, fault: str) -> None:
+    """Armed on a sole member these change nothing observable: a gate run with one would pass."""
+    from click.testing import CliRunner
+
+    from node.cli import node_command
+
+    r = CliRunner().invoke(node_command, ["--data-dir", str(tmp_path / "d"), "--unsafe-test-fault", fault])
+    assert r.exit_code == 2 and "cannot show on a standalone node" in r.output and "--nodes 3" in r.output, r.output
+    with pytest.raises(faults.UnknownFault, match="cannot show"):
+        faults.check(fault, members=1)
+    assert faults.check(fault, members=3) == fault

@@ -62,8 +62,8 @@ class Cluster:
     def handle(self, i: int, fx: Effects) -> Effects:
         for p in fx.persist:
             self.disks[i].apply(p)
-        self.inflight.extend(fx.messages)
-        self.sent.extend(fx.messages)
+        self.inflight.extend(fx.early + fx.messages)  # early ones may leave first (before the fsync)
+        self.sent.extend(fx.early + fx.messages)
         for rep in fx.replies:
             self.replies.setdefault(rep.conn_id, []).append(rep)
         return fx

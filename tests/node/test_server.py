@@ -469,6 +469,28 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
             c.close()
 
 
+def test_fsync_in_a_disk_thread_acknowledges_only_durable_writes(tmp_path: Path) -> None:
+    """--fsync-in-thread: the loop keeps reading while the disk thread syncs; every acked write survives."""
+    cfg = make_cfg(tmp_path / "d", fsync_inline=False)
+    with BackgroundNode(cfg) as n:
+        c = KazooClient(hosts=n.hosts)
+        c.start(timeout=10)
+        try:
+            pending = [c.create_async(f"/t{i}", str(i).encode()) for i in range(200)]
+            assert [p.get(timeout=10) for p in pending] == [f"/t{i}" for i in range(200)]
+        finally:
+            c.stop()
+            c.close()
+    with BackgroundNode(make_cfg(tmp_path / "d")) as n:
+        c = KazooClient(hosts=n.hosts)
+        c.start(timeout=10)
+        try:
+            assert len(c.get_children("/")) == 201 and c.get("/t199")[0] == b"199"
+        finally:
+            c.stop()
+            c.close()
+
+
 def test_snapshots_are_taken_and_recovery_uses_them(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path / "d", snapshot_every=5)
     with BackgroundNode(cfg) as n:
@@ -480,7 +502,7 @@ def test_snapshots_are_taken_and_recovery_uses_them(tmp_path: Path) -> None:
         finally:
             c.stop()
             c.close()
-    assert list((tmp_path / "d" / "snapshots").iterdir()), "no snapshot was written"
+    assert list((tmp_path / "d" / "ensemble").glob("raft-snap-*.bin")), "no snapshot was written"
     with BackgroundNode(cfg) as n:
         c = KazooClient(hosts=n.hosts)
         c.start(timeout=10)
@@ -513,9 +535,8 @@ def test_session_and_its_ephemeral_survive_a_restart(tmp_path: Path) -> None:
             again.close()
 
 
-def test_lose_writes_fault_loses_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SQUALL_UNSAFE_TEST_FAULT", "lose-writes")
-    with BackgroundNode(make_cfg(tmp_path / "d")) as n:
+def test_lose_writes_fault_loses_writes(tmp_path: Path) -> None:
+    with BackgroundNode(make_cfg(tmp_path / "d", unsafe_test_fault="lose-writes")) as n:
         c = KazooClient(hosts=n.hosts)
         c.start(timeout=10)
         try:
@@ -531,9 +552,8 @@ def test_lose_writes_fault_loses_writes(tmp_path: Path, monkeypatch: pytest.Monk
             c.close()
 
 
-def test_stale_reads_fault_serves_old_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SQUALL_UNSAFE_TEST_FAULT", "stale-reads")
-    with BackgroundNode(make_cfg(tmp_path / "d")) as n:
+def test_stale_reads_fault_serves_old_data(tmp_path: Path) -> None:
+    with BackgroundNode(make_cfg(tmp_path / "d", unsafe_test_fault="stale-reads")) as n:
         c = KazooClient(hosts=n.hosts)
         c.start(timeout=10)
         try:

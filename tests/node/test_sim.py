@@ -148,3 +148,25 @@ def test_ten_thousand_seeds():
     rate = re.search(rf"^(\d+) seeds/min with {workers} workers?$", out, re.M)
     assert rate and int(rate.group(1)) > 0, out
     print(rate.group(0))  # the figure, for the log (pytest -s)
+
+
+def test_membership_changes_are_in_the_schedule_and_keep_the_runs_safe():
+    """With reconfig on (the default), the seeds add and remove voters and observers, the
+    leader included, and the runs stay safe, live and convergent."""
+    from node.sim import SimConfig, run_seed
+
+    totals: dict[str, int] = {}
+    for seed in range(20):
+        r = run_seed(seed, SimConfig(nodes=3 if seed % 2 == 0 else 5))
+        assert not r.violations, (seed, r.violations)
+        assert r.liveness_ok, (seed, r.liveness_detail)
+        for k in ("reconfigs_ok", "reconfigs_refused", "members_removed"):
+            totals[k] = totals.get(k, 0) + r.stats[k]
+    assert totals["reconfigs_ok"] > 5 and totals["members_removed"] > 2 and totals["reconfigs_refused"] > 0, totals
+
+
+def test_reconfig_off_keeps_the_founding_members():
+    from node.sim import SimConfig, run_seed
+
+    r = run_seed(3, SimConfig(nodes=3, reconfig=False))
+    assert r.stats["reconfigs_sent"] == 0 and not r.violations and r.liveness_ok

@@ -1,16 +1,23 @@
-"""Durability: the write-ahead log's recovery rules, snapshots, and Storage recovery."""
+"""Durability: the write-ahead log's recovery rules, the data dir's lock, the one-time import of old dirs."""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
-from node.storage import CorruptLogError, Snapshots, Storage, StorageLockedError, WriteAheadLog
+from node.consensus import HardState
+from node.replica import Persist, Replica
+from node.storage import (RAFT_DIR, CorruptLogError, LegacyDataError, RaftStore, StorageLockedError, WriteAheadLog,
+                          open_member_store)
+from node.storage.legacy import IMPORTED_DIR, import_legacy
 from node.storage.wal import HEADER_BYTES, encode_record
-from node.tree import OPEN_ACL_UNSAFE, CreateOp, CreateSessionOp, EPHEMERAL, SetDataOp, Txn
+from node.tree import EPHEMERAL, OPEN_ACL_UNSAFE, CreateOp, CreateSessionOp, DataTree, SetDataOp, Txn, encode_txn
 
 # ------------------------------------------------------------------ WAL
 
@@ -213,150 +220,149 @@ def test_segments_roll_and_purge(tmp_path: Path) -> None:
     wal.close()
 
 
-# ------------------------------------------------------------------ snapshots
+# ------------------------------------------------------------------ the data dir: lock, one-time import
 
 
-def test_snapshots_keep_newest_and_skip_damaged(tmp_path: Path) -> None:
-    snaps = Snapshots(tmp_path, keep=2)
-    for z in (5, 9, 12):
-        snaps.write(z, f"state-{z}".encode())
-    assert [z for z, _ in snaps.list()] == [9, 12]
-    assert snaps.load_newest() == (12, b"state-12")
-    newest = snaps.list()[-1][1]
-    newest.write_bytes(newest.read_bytes()[:-1] + b"?")
-    assert snaps.load_newest() == (9, b"state-9")
-    (tmp_path / "snap-00000000000000ff.snap.tmp").write_bytes(b"half")
-    Snapshots(tmp_path, keep=2)
-    assert not list(tmp_path.glob("*.tmp"))  # crash leftovers are removed
+def old_standalone_dir(d: Path, txns: list[Txn], snapshot_at: tuple[int, ...] = ()) -> DataTree:
+    """Write what the old standalone node wrote: ``wal/`` segments of encoded txns and
+    ``snapshots/snap-<zxid>.snap`` (SQSNAP01 | zxid | length | crc32 | tree); returns the tree."""
+    wal = WriteAheadLog(d / "wal", preallocate_bytes=0)
+    assert list(wal.recover()) == []
+    tree = DataTree()
+    for txn in txns:
+        tree.apply(txn)
+        wal.append(encode_txn(txn), txn.zxid)
+        if txn.zxid in snapshot_at:
+            (d / "snapshots").mkdir(exist_ok=True)
+            payload = tree.serialize()
+            head = struct.pack(">8sQQI", b"SQSNAP01", txn.zxid, len(payload), zlib.crc32(payload))
+            (d / "snapshots" / f"snap-{txn.zxid:016x}.snap").write_bytes(head + payload)
+    wal.sync()
+    wal.close()
+    return tree
 
 
-# ------------------------------------------------------------------ Storage
+def txns(n: int, epoch: int = 1) -> list[Txn]:
+    z = epoch << 32
+    out = [Txn(z + 1, 1001, 0, (), CreateSessionOp(7, 4000, b"k" * 16)),
+           Txn(z + 2, 1002, 7, (), CreateOp("/e", b"", OPEN_ACL_UNSAFE, EPHEMERAL))]
+    for i in range(n):
+        out.append(Txn(z + 3 + i, 1003 + i, 7, (), CreateOp(f"/n{i}", b"v", OPEN_ACL_UNSAFE)))
+    out.append(Txn(z + 3 + n, 2000, 7, (), SetDataOp("/n0", b"w")))
+    return out
 
 
-class Writer:
-    """Logs and applies txns the way the server does (log, apply, flush)."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.s = storage
-        self.zxid = storage.last_zxid
-
-    def do(self, op, session=7) -> None:
-        self.zxid += 1
-        txn = Txn(self.zxid, 1000 + self.zxid, session, (), op)
-        self.s.log(txn)
-        self.s.tree.apply(txn)
-
-
-def test_storage_recovers_snapshot_plus_log_tail(tmp_path: Path) -> None:
-    s = Storage.open(tmp_path, snapshot_every=40)
-    w = Writer(s)
-    w.do(CreateSessionOp(7, 4000, b"k" * 16), session=0)
-    w.do(CreateOp("/e", b"", OPEN_ACL_UNSAFE, EPHEMERAL))
-    snapshots = 0
-    for i in range(100):
-        w.do(CreateOp(f"/n{i}", b"v", OPEN_ACL_UNSAFE))
-        s.flush()
-        snapshots += s.maybe_snapshot()
-    for i in range(10):
-        w.do(SetDataOp(f"/n{i}", b"w"))
-    s.flush()
-    expected = s.tree.digest()
-    s.close()
-    assert snapshots == 2
-    r = Storage.open(tmp_path)
+def replica_of(raft_dir: Path) -> Replica:
+    store = RaftStore(raft_dir)
     try:
-        assert r.tree.digest() == expected
-        assert r.replayed == 102 - 80 + 10  # only the tail after the newest snapshot
-        assert r.sessions[7].password == b"k" * 16 and r.tree.get_ephemerals(7) == ["/e"]
-        storage, tree, last = r  # the unpacking the server uses
-        assert storage is r and tree is r.tree and last == 112
+        return Replica(1, [1], store.state(), random.Random(1))
     finally:
-        r.close()
+        store.close()
 
 
-def test_storage_survives_an_unsynced_torn_tail(tmp_path: Path) -> None:
-    s = Storage.open(tmp_path, preallocate_bytes=0)  # so that the file's end is the last record's
-    w = Writer(s)
-    w.do(CreateSessionOp(7, 4000, b"k" * 16), session=0)
-    for i in range(5):
-        w.do(CreateOp(f"/n{i}", b"v", OPEN_ACL_UNSAFE))
-    s.flush()
-    acked = s.tree.digest()[2]
-    w.do(CreateOp("/unacked", b"v", OPEN_ACL_UNSAFE))
-    s.flush()
-    s.close()
+def test_an_old_standalone_dir_is_imported_once_with_sessions_and_ephemerals(tmp_path: Path) -> None:
+    tree = old_standalone_dir(tmp_path, txns(30), snapshot_at=((1 << 32) + 12,))
+    assert import_legacy(tmp_path, tmp_path / RAFT_DIR)
+    r = replica_of(tmp_path / RAFT_DIR)
+    assert r.tree.digest() == tree.digest() and r.last_zxid == tree.last_zxid == (1 << 32) + 33
+    assert r.tree.sessions[7].password == b"k" * 16 and r.tree.get_ephemerals(7) == ["/e"]
+    assert r.tree.get_data("/n0", ())[0] == b"w"
+    snap = r.raft.log.snapshot.meta
+    assert (snap.index, snap.term, snap.zxid) == (1, 1, tree.last_zxid)  # the next term's zxids are above
+    assert not (tmp_path / "wal").exists() and not (tmp_path / "snapshots").exists()
+    kept = tmp_path / IMPORTED_DIR
+    assert sorted(p.name for p in kept.iterdir()) == ["snapshots", "wal"]  # moved aside, never deleted
+    assert not import_legacy(tmp_path, tmp_path / RAFT_DIR)  # once only
+    assert replica_of(tmp_path / RAFT_DIR).tree.digest() == tree.digest()
+
+
+def test_the_import_cuts_a_torn_tail_and_falls_back_to_an_older_snapshot(tmp_path: Path) -> None:
+    all_txns = txns(20)
+    old_standalone_dir(tmp_path, all_txns, snapshot_at=((1 << 32) + 5, (1 << 32) + 15))
+    expected = DataTree()
+    for t in all_txns[:-1]:
+        expected.apply(t)
     seg = only_segment(tmp_path / "wal")
     with open(seg, "r+b") as f:
-        f.truncate(seg.stat().st_size - 3)  # the last write died mid-record
-    r = Storage.open(tmp_path, preallocate_bytes=0)
-    try:
-        assert r.tree.digest()[2] == acked and r.last_zxid == 6
-    finally:
-        r.close()
+        f.truncate(seg.stat().st_size - 3)  # the last write died mid-record: it was never acknowledged
+    newest = sorted((tmp_path / "snapshots").glob("snap-*.snap"))[-1]
+    newest.write_bytes(b"garbage")
+    assert import_legacy(tmp_path, tmp_path / RAFT_DIR)
+    assert replica_of(tmp_path / RAFT_DIR).tree.digest() == expected.digest()
 
 
-def test_storage_falls_back_to_an_older_snapshot(tmp_path: Path) -> None:
-    s = Storage.open(tmp_path, snapshot_every=10)
-    w = Writer(s)
-    w.do(CreateSessionOp(7, 4000, b"k" * 16), session=0)
-    for i in range(35):
-        w.do(CreateOp(f"/n{i}", b"v", OPEN_ACL_UNSAFE))
-        s.flush()
-        s.maybe_snapshot()
-    expected = s.tree.digest()
-    s.close()
-    snaps = sorted((tmp_path / "snapshots").glob("snap-*.snap"))
-    assert len(snaps) == 3
-    snaps[-1].write_bytes(b"garbage")
-    r = Storage.open(tmp_path)
-    try:
-        assert r.tree.digest() == expected  # older snapshot + the log it did not purge
-    finally:
-        r.close()
-
-
-def test_storage_refuses_corrupt_log_and_a_second_user(tmp_path: Path) -> None:
-    s = Storage.open(tmp_path)
-    with pytest.raises(StorageLockedError):
-        Storage.open(tmp_path)
-    w = Writer(s)
-    w.do(CreateSessionOp(7, 4000, b"k" * 16), session=0)
-    for i in range(5):
-        w.do(CreateOp(f"/n{i}", b"v", OPEN_ACL_UNSAFE))
-    s.flush()
-    s.close()
+def test_a_corrupt_old_log_is_refused_and_nothing_is_moved(tmp_path: Path) -> None:
+    old_standalone_dir(tmp_path, txns(5))
     seg = only_segment(tmp_path / "wal")
     data = bytearray(seg.read_bytes())
-    data[len(encode_record(b"")) + 30] ^= 1
+    data[HEADER_BYTES + 10] ^= 1  # inside the first record, with intact ones after it
     seg.write_bytes(bytes(data))
     with pytest.raises(CorruptLogError):
-        Storage.open(tmp_path)
-    s2 = None
-    try:
-        seg.unlink()
-        s2 = Storage.open(tmp_path)  # the lock was released after the failed open
-        assert s2.last_zxid == 0
-    finally:
-        if s2 is not None:
-            s2.close()
+        import_legacy(tmp_path, tmp_path / RAFT_DIR)
+    assert (tmp_path / "wal").is_dir() and not (tmp_path / RAFT_DIR).exists()
 
 
-def test_write_snapshot_from_serialized_bytes(tmp_path: Path) -> None:
-    s = Storage.open(tmp_path)
-    w = Writer(s)
-    w.do(CreateSessionOp(7, 4000, b"k" * 16), session=0)
-    w.do(CreateOp("/a", b"v", OPEN_ACL_UNSAFE))
-    s.write_snapshot(s.tree.serialize(), s.tree.last_zxid)
-    w.do(CreateOp("/b", b"v", OPEN_ACL_UNSAFE))
-    s.flush()
-    expected = s.tree.digest()
-    s.close()
-    assert os.listdir(tmp_path / "snapshots") == ["snap-0000000000000002.snap"]
-    r = Storage.open(tmp_path)
+def test_a_crash_between_the_import_and_the_move_finishes_the_move(tmp_path: Path) -> None:
+    tree = old_standalone_dir(tmp_path, txns(5))
+    assert import_legacy(tmp_path, tmp_path / RAFT_DIR)
+    for name in ("wal", "snapshots"):  # as if the process died right after renaming the new store
+        if (tmp_path / IMPORTED_DIR / name).exists():
+            os.replace(tmp_path / IMPORTED_DIR / name, tmp_path / name)
+    (tmp_path / (RAFT_DIR + ".importing")).mkdir()  # and an earlier attempt's leftovers
+    assert not import_legacy(tmp_path, tmp_path / RAFT_DIR)
+    assert not (tmp_path / "wal").exists() and (tmp_path / IMPORTED_DIR / "wal").is_dir()
+    assert replica_of(tmp_path / RAFT_DIR).tree.digest() == tree.digest()
+
+
+def test_old_files_beside_a_raft_store_they_did_not_make_are_refused(tmp_path: Path) -> None:
+    store = RaftStore(tmp_path / RAFT_DIR)
+    store.persist(Persist(hard_state=HardState(3, 2, 0)))
+    store.sync()
+    store.close()
+    old_standalone_dir(tmp_path, txns(2))
+    with pytest.raises(LegacyDataError, match="move one of them out of the data dir"):
+        import_legacy(tmp_path, tmp_path / RAFT_DIR)
+
+
+def test_the_data_dir_is_locked_and_released_after_a_failed_open(tmp_path: Path) -> None:
+    store, fd = open_member_store(tmp_path)
     try:
-        assert r.tree.digest() == expected and r.replayed == 1
+        with pytest.raises(StorageLockedError, match="in use by another process"):
+            open_member_store(tmp_path)
     finally:
-        r.close()
+        store.close()
+        os.close(fd)
+    old_standalone_dir(tmp_path / "bad", txns(1))
+    seg = only_segment(tmp_path / "bad" / "wal")
+    data = bytearray(seg.read_bytes())
+    data[HEADER_BYTES + 10] ^= 1
+    seg.write_bytes(bytes(data))
+    with pytest.raises(CorruptLogError):
+        open_member_store(tmp_path / "bad")
+    with pytest.raises(CorruptLogError):
+        open_member_store(tmp_path / "bad")  # not StorageLockedError: the failed open let go of the lock
+
+
+@pytest.mark.integration
+def test_a_node_started_on_an_old_standalone_dir_serves_its_data(tmp_path: Path) -> None:
+    from kazoo.client import KazooClient
+
+    from node.config import NodeConfig
+    from node.server import BackgroundNode
+    from tests.node.servers import free_port
+
+    old_standalone_dir(tmp_path / "d", txns(3), snapshot_at=((1 << 32) + 2,))
+    cfg = NodeConfig(data_dir=tmp_path / "d", port=free_port(), tick_ms=100).validate()
+    with BackgroundNode(cfg) as n:
+        c = KazooClient(hosts=n.hosts)
+        c.start(timeout=10)
+        try:
+            assert sorted(c.get_children("/")) == ["e", "n0", "n1", "n2", "zookeeper"]
+            assert c.get("/n0")[0] == b"w" and c.exists("/e").ephemeralOwner == 7
+            assert c.create("/new") == "/new" and c.exists("/new").czxid >> 32 == 2  # a new epoch
+        finally:
+            c.stop()
+            c.close()
 
 
 # ------------------------------------------------------------------ properties

@@ -1,6 +1,6 @@
-"""A kazoo connection for workload clients: one node or all of them (in the
-runner's order), short timeouts, and the mapping of kazoo's outcomes to
-ok / fail / info.
+"""A kazoo connection for the ZooKeeper-protocol databases' workload clients:
+one node or all of them (in the runner's order), short timeouts, and the
+mapping of kazoo's outcomes to ok / fail / info.
 
 Why short timeouts: under faults an op must end quickly as ``info`` so the
 runner can retire the process and move on. Every call goes through the async
@@ -15,16 +15,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import (BadVersionError, ConnectionClosedError, ConnectionLoss,
-                              NoNodeError, NodeExistsError, NotEmptyError,
-                              OperationTimeoutError, RolledBackError, SessionExpiredError,
-                              SessionMovedError, KazooException)
+from kazoo.exceptions import (
+    BadVersionError,
+    ConnectionClosedError,
+    ConnectionLoss,
+    KazooException,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    OperationTimeoutError,
+    RolledBackError,
+    SessionExpiredError,
+    SessionMovedError,
+)
 from kazoo.handlers.threading import KazooTimeoutError
-from kazoo.retry import KazooRetry
 from kazoo.protocol.states import KazooState, KeeperState
+from kazoo.retry import KazooRetry
 
 logging.getLogger("kazoo").setLevel(logging.CRITICAL)
 
@@ -68,7 +78,7 @@ class ZkConn:
     the order given: kazoo's own shuffling is off, the runner shuffles)."""
 
     def __init__(self) -> None:
-        self.zk: KazooClient | None = None
+        self.zk: Any = None  # a KazooClient once opened (kazoo is untyped)
         self.timeout_s = 5.0
         self.hosts = ""
         # Sessions a server refused to resume as expired (kazoo then starts a new
@@ -167,7 +177,7 @@ class ZkConn:
 
 class ZkClient:
     """A workload client over one ``ZkConn``: the open and close every
-    workload's client shares (``workloads.base.Client``); subclasses add
+    interface's client shares (``workloads.base.Client``); subclasses add
     ``invoke`` and their own settings."""
 
     def __init__(self) -> None:
@@ -238,7 +248,7 @@ def run_bounded(conn: ZkConn, body: Callable[[], Any], limit_s: float,
 
 
 def with_setup_connection(hosts: str, body: Callable[[Any], None], timeout_s: float = 10.0) -> None:
-    """Run ``body(kazoo_client)`` on a short-lived connection (a workload's setup)."""
+    """Run ``body(kazoo_client)`` on a short-lived connection (an interface's setup)."""
     conn = ZkConn()
     try:
         conn.open(hosts, timeout_s)
@@ -335,8 +345,11 @@ def hook_arrivals(zk: KazooClient, log: list[tuple]) -> None:
             log.append(("reply", id(zk._pending[0][1])))
         return read_response(header, buffer, offset)
 
+    def on_state(state: Any) -> None:
+        log.append(("state", state, zk.last_zxid))
+
     handler._read_watch_event, handler._read_response = on_event, on_response
-    zk.add_listener(lambda state: log.append(("state", state, zk.last_zxid)) and None)
+    zk.add_listener(on_state)
 
 
 def reply_position(log: list[tuple], async_result: Any) -> int:
@@ -401,6 +414,7 @@ class SetWatches:
 
     def serialize(self) -> bytes:
         import struct
+
         from kazoo.protocol.serialization import int_struct, write_string
 
         out = bytearray(struct.pack("!q", self.relative_zxid))

@@ -1,0 +1,184 @@
+"""The watch interface on a ZooKeeper-protocol database: one-shot and
+persistent-recursive watches (workloads/watch.py: op source; checkers/watch.py:
+the checks and the meaning of each value field).
+
+Keys ``w0``/``w1`` under ``/squall/watch/w`` carry one-shot watches,
+``p0``/``p1`` under ``/squall/watch/p`` the persistent-recursive watch; no
+path carries both, so every notification is attributable.
+
+- write ``[key, n]``: setData(str(n)) -> ok ``[key, n-as-str, version]``.
+- watch-read ``[key, None]``: getData with a one-shot watch (re-armed by
+  every read).
+- pwatch-read ``[key, None]``: getData (no watch) after this connection's
+  ``addWatch(/squall/watch/p, PERSISTENT_RECURSIVE)`` (kazoo 2.11 has no
+  addWatch: the request -- opcode 106 -- goes through kazoo's request queue,
+  ``conn.send_request``).
+
+How order is observed: the client hooks kazoo's connection thread (the
+notification reader and the reply reader, ``conn.hook_arrivals``) and logs
+every notification, every reply and every connection state change in
+arrival order. A read's value then says whether the previous watch's event
+arrived before its reply.
+
+Watches across a move: kazoo drops every watch on a connection loss and
+sends no setWatches. After a reconnect within the same session, this client
+sends setWatches itself (``conn.SetWatches``, relative to the last zxid seen
+on the connection the watch was set on) for its armed one-shot watches, as
+the Java client does; the server fires at once those whose znode changed
+since, so the one-shot rule still holds across the move (such reads carry
+``"moved": true``). The persistent watch is added again on each new
+connection (its events while disconnected are not replayed, so intervals
+are judged within one connection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from harness.dbs.zk import conn as _zk
+
+BASE = "/squall/watch"
+ONE_SHOT = {"w0": f"{BASE}/w/w0", "w1": f"{BASE}/w/w1"}
+PERSISTENT_ROOT = f"{BASE}/p"
+PERSISTENT = {"p0": f"{PERSISTENT_ROOT}/p0", "p1": f"{PERSISTENT_ROOT}/p1"}
+PATHS = {**ONE_SHOT, **PERSISTENT}
+
+
+def _noop_watch(event: Any) -> None:
+    """kazoo needs a callable to register a watch; arrivals are logged by the hook."""
+
+
+class WatchConn(_zk.ZkConn):
+    """A ZkConn whose every kazoo client logs arrivals (``_zk.hook_arrivals``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple] = []
+        self.generation = 0
+
+    def open(self, hosts: str, timeout_s: float, last_zxid: int = 0) -> None:
+        self.log = []
+        self.generation += 1
+        _zk.ZkConn.open(self, hosts, timeout_s, last_zxid)
+        if self.zk is not None:
+            _zk.hook_arrivals(self.zk, self.log)
+
+
+class WatchClient:
+    def __init__(self) -> None:
+        self.conn = WatchConn()
+        # key -> (version, arm reply pos, log, session, pos since which the
+        # connection must be unbroken: the arm, or the last re-registration)
+        self.armed: dict[str, tuple[int, int, Any, Any, int]] = {}
+        self.rearm_zxid: dict[str, int] = {}                # key -> setWatches' relative zxid
+        self.pwatch: tuple[int, Any] | None = None           # (addWatch reply pos, log)
+        self.pprev: dict[str, tuple[int, int]] = {}          # key -> (version, reply pos)
+
+    def open(self, hosts: str, node: str, timeout_s: float) -> None:
+        self.conn.open(hosts, timeout_s)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
+        f, value = op.get("f"), op.get("value")  # type: tuple[Any, Any]
+        key = value[0] if isinstance(value, list) and len(value) == 2 else None
+        if f == "write" and key in PATHS and isinstance(value[1], int):
+            return _zk.run(self.conn, lambda: self._write(key, value[1]), fail_value=value)
+        if f == "watch-read" and key in ONE_SHOT:
+            return _zk.run(self.conn, lambda: self._watch_read(key), fail_value=value)
+        if f == "pwatch-read" and key in PERSISTENT:
+            return _zk.run(self.conn, lambda: self._pwatch_read(key), fail_value=value)
+        return {"type": "fail", "value": value, "zxid": None,
+                "error": f"bad watch op {op!r}: f must be write [key in {sorted(PATHS)}, int], "
+                         f"watch-read [key in {sorted(ONE_SHOT)}, null] or pwatch-read "
+                         f"[key in {sorted(PERSISTENT)}, null]"}
+
+    def _write(self, key: str, n: int) -> list:
+        stat = self.conn.wait(self.conn.zk.set_async(PATHS[key], str(n).encode()))
+        return [key, str(n), stat.version]
+
+    def _get(self, key: str, watch: bool) -> tuple[dict[str, Any], int]:
+        zk, log = self.conn.zk, self.conn.log
+        ar = zk.get_async(PATHS[key], watch=_noop_watch if watch else None)
+        data, stat = self.conn.wait(ar)
+        pos = _zk.reply_position(log, ar)
+        return {"key": key, "data": data.decode(), "version": stat.version,
+                "client": self.conn.generation, "session": self.conn.session_id()}, pos
+
+    def _watch_read(self, key: str) -> dict[str, Any]:
+        self._rearm_after_reconnect()
+        out, pos = self._get(key, watch=True)
+        log = self.conn.log
+        prev = self.armed.get(key)
+        if prev is not None and prev[2] is log and prev[3] == out["session"] and \
+                _zk.same_connection(log, prev[4], pos):
+            out["armed"] = prev[0]
+            out["fired"] = _zk.count_events(log, prev[1], pos, _zk.CHANGED_EVENT,
+                                            PATHS[key]) > 0
+            if prev[4] != prev[1]:
+                out["moved"] = True
+                out["trace"] = _zk.trace(log, prev[1], pos, PATHS[key])
+                out["rearm_zxid"] = self.rearm_zxid.get(key)
+        self.armed[key] = (out["version"], pos, log, out["session"], pos)
+        return out
+
+    def _rearm_after_reconnect(self) -> None:
+        """On a new connection of the same session, re-register the armed
+        one-shot watches with setWatches (kazoo drops them on a connection
+        loss): the server fires those whose znode changed after the
+        client's last zxid, so each keeps its meaning across the move."""
+        log, sid = self.conn.log, self.conn.session_id()
+        moved = [k for k, a in self.armed.items() if a[2] is log and a[3] == sid
+                 and not _zk.same_connection(log, a[4], len(log))]
+        if not moved or not self.conn.connected:
+            return
+        # relative to the last zxid seen on the connection the watch was on
+        # (later replies on the new connection came without the watch)
+        groups: dict[int, list[str]] = {}
+        for k in moved:
+            groups.setdefault(_zk.zxid_at_break(log, self.armed[k][4]) or 0, []).append(k)
+        for zxid, keys in sorted(groups.items()):
+            ar = _zk.send_request(self.conn.zk, _zk.SetWatches(zxid, [PATHS[k] for k in keys], [], []))
+            self.conn.wait(ar)
+            at = _zk.reply_position(log, ar)
+            for k in keys:
+                self.rearm_zxid[k] = zxid
+                v, pos, _, _, _ = self.armed[k]
+                # judged from the arm on: events before and after the move
+                # count; the connection must hold from the re-registration on
+                self.armed[k] = (v, pos, log, sid, at)
+
+    def _pwatch_read(self, key: str) -> dict[str, Any]:
+        log = self.conn.log
+        if self.pwatch is None or self.pwatch[1] is not log or \
+                not _zk.same_connection(log, self.pwatch[0], len(log)):
+            ar = _zk.send_request(self.conn.zk, _zk.AddWatch(PERSISTENT_ROOT, _zk.PERSISTENT_RECURSIVE))
+            self.conn.wait(ar)
+            self.pwatch, self.pprev = (_zk.reply_position(log, ar), log), {}
+        out, pos = self._get(key, watch=False)
+        prev = self.pprev.get(key)
+        if prev is not None and _zk.same_connection(log, self.pwatch[0], pos):
+            out["prev_version"] = prev[0]
+            out["events"] = _zk.count_events(log, prev[1], pos, _zk.CHANGED_EVENT, PATHS[key])
+        self.pprev[key] = (out["version"], pos)
+        return out
+
+
+class WatchClients:
+    converge_paths: tuple[str, ...] = (BASE,)  # every node must hold the same copy at the end
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        pass
+
+    def setup(self, hosts: str) -> None:
+        def create(zk: Any) -> None:
+            for path in PATHS.values():
+                if zk.exists(path) is None:
+                    zk.create(path, b"", makepath=True)
+
+        _zk.with_setup_connection(hosts, create)
+
+    def client(self) -> WatchClient:
+        return WatchClient()
