@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 
@@ -189,22 +190,34 @@ def test_workers_give_the_same_outcomes_in_the_same_order():
     assert outcomes(3) == one
 
 
-def _simulators_with(marker: str) -> list[str]:
+_MARKER = "SQUALL_TEST_SIM_MARKER"
+
+
+def _processes_marked(marker: str) -> list[str]:
+    """Live processes whose environment carries ``_MARKER=marker``: the sim workers
+    and simulators this test started, and no one else's (another pytest worker, or
+    another session on the machine, may be running simulators meanwhile)."""
     from pathlib import Path
 
     found = []
+    tag = f"{_MARKER}={marker}".encode()
     for d in Path("/proc").iterdir():
         try:
-            cmd = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            env = (d / "environ").read_bytes().split(b"\0")
+            state = (d / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if b"node.sim" in cmd and marker.encode() in cmd:
+        if tag in env and state != b"Z" and d.name != str(os.getpid()):
             found.append(d.name)
     return found
 
 
-def test_fail_fast_with_workers_stops_at_the_same_seed_and_leaves_nothing_running():
+def test_fail_fast_with_workers_stops_at_the_same_seed_and_leaves_nothing_running(monkeypatch):
     import multiprocessing
+    import uuid
+
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv(_MARKER, marker)  # inherited by the workers and their simulators
 
     args = ["--seeds", "40", "--nodes", "3", "--ops", "29", "--unsafe-commit-without-quorum",
             "--fail-fast", "--json"]
@@ -216,7 +229,7 @@ def test_fail_fast_with_workers_stops_at_the_same_seed_and_leaves_nothing_runnin
     assert body["outcomes"][-1]["verdict"] == "invalid"
     assert multiprocessing.active_children() == []
     if sys.platform.startswith("linux"):
-        assert _simulators_with("29") == []
+        assert _processes_marked(marker) == []
 
 
 def test_sim_text_summary_prints_seeds_per_minute_and_workers():
