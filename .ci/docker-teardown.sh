@@ -8,7 +8,9 @@ STATE_DIR="${SQUALL_CI_STATE:-/tmp/squall-ci-docker}"
 PID_FILE="$STATE_DIR/dockerd.pid"
 
 if timeout 20 docker info >/dev/null 2>&1; then
-  timeout 120 python3 -m harness.cli cluster down >/dev/null 2>&1 || true
+  # --all: the leftovers of runs whose harness is gone (every run of the suite
+  # by now), not the clusters of whoever else shares this engine
+  timeout 120 python3 -m harness.cli cluster down --all >/dev/null 2>&1 || true
 fi
 
 if [ -f "$PID_FILE" ]; then

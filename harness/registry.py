@@ -40,6 +40,9 @@ class Registry:
     ``nemesis_sequences`` are targeted fault sequences ``--nemesis`` may
     name besides the faults (name -> the faults each uses); ``all`` does not
     include them.
+    ``clock`` makes each run's clock (``harness.clock``); None, the default,
+    is real time. Tests of the run commands pass ``VirtualClock``, so their
+    fake runs take simulated time.
     """
 
     backends: Mapping[str, Factory]
@@ -58,6 +61,7 @@ class Registry:
     # spec (raises ValueError naming what is allowed); test-only, like unsafe_db_faults
     failpoint_dbs: tuple[str, ...] = ()
     check_failpoint: Callable[[str], Any] = lambda spec: None
+    clock: Callable[[], Any] | None = None
 
     def nodes_for(self, db: str) -> int:
         fn = self.default_nodes.get(db)

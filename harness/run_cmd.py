@@ -355,7 +355,8 @@ def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunContr
         write_error_outcome(spec, run_dir, msg, "setup-failed", [], 0.0)
         store.update_latest(results_root, run_dir)
         return RunOutcome(run_dir, None, msg, EXIT_SETUP_FAILED, error=msg)
-    return run_test(spec, backend, db, workload, package, run_dir, progress, control, results_root=results_root)
+    return run_test(spec, backend, db, workload, package, run_dir, progress, control, results_root=results_root,
+                    clock=reg.clock() if reg.clock is not None else None)
 
 
 def _describe(outcome: RunOutcome) -> str:

@@ -1,7 +1,9 @@
 """The runner: the interpreter that turns a spec into a history.
 
-Only this module owns threads and the real clock (generators are pure, see
-``harness.generator``). One worker thread per client process, each with its
+Only this module owns threads and time (generators are pure, see
+``harness.generator``), and it reads the time and waits only through its
+clock (``harness.clock``): real time in a real run, simulated time in the
+runner's tests. One worker thread per client process, each with its
 own client (given every node, or pinned to one: ``_ClientSlot``); the
 nemesis is its own thread and its own process ("nemesis") in the history. As in Jepsen, an op that comes back
 ``info`` (timeout, lost connection: it may or may not have happened) retires
@@ -46,6 +48,7 @@ from typing import Any, Callable
 from checkers.history import INFO, INVOKE, NEMESIS, Op
 from harness import generator as gen
 from harness import store
+from harness.clock import Clock, MonotonicClock
 from harness.progress import Progress
 from harness.spec import TestSpec, stream_rng
 
@@ -159,7 +162,7 @@ class _Worker(threading.Thread):
 
     def __init__(self, thread_id: Any, execute: Callable[[dict], tuple[dict, str | None]],
                  completions: "queue.Queue[_Completion]", recorder: Recorder,
-                 on_exit: Callable[[], None] = lambda: None) -> None:
+                 on_exit: Callable[[], None] = lambda: None, clock: Clock | None = None) -> None:
         super().__init__(name=f"squall-worker-{thread_id}", daemon=True)
         self.thread_id = thread_id
         self.inbox: "queue.Queue[dict | None]" = queue.Queue()
@@ -167,6 +170,7 @@ class _Worker(threading.Thread):
         self._completions = completions
         self._recorder = recorder
         self._on_exit = on_exit
+        self._clock = clock or MonotonicClock()
 
     def run(self) -> None:
         try:
@@ -175,10 +179,13 @@ class _Worker(threading.Thread):
                 if op is None:
                     return
                 try:
-                    result, node = self._execute(op)
-                except Exception as exc:  # noqa: BLE001 - a crashed op is indeterminate, as in Jepsen
-                    result, node = {"type": INFO, "error": f"{type(exc).__name__}: {exc}"}, None
-                self._completions.put(_Completion(self.thread_id, op, result, self._recorder.now_ns(), node))
+                    try:
+                        result, node = self._execute(op)
+                    except Exception as exc:  # noqa: BLE001 - a crashed op is indeterminate, as in Jepsen
+                        result, node = {"type": INFO, "error": f"{type(exc).__name__}: {exc}"}, None
+                    self._completions.put(_Completion(self.thread_id, op, result, self._recorder.now_ns(), node))
+                finally:
+                    self._clock.call_ended()  # after the put: the completion is there to be taken
         finally:
             try:
                 self._on_exit()
@@ -256,12 +263,15 @@ def _fault_label(op: dict, result: dict) -> str:
 
 
 class Interpreter:
-    """Runs generators against worker threads in real time."""
+    """Runs generators against worker threads, in the time of its clock (real
+    time unless a test passes a ``harness.clock.VirtualClock``)."""
 
     def __init__(self, *, concurrency: int, client_execute: Callable[[int], Callable[[dict], tuple[dict, str | None]]],
                  client_close: Callable[[int], None], nemesis_execute: Callable[[dict], tuple[dict, str | None]] | None,
                  recorder: Recorder, progress: Progress, control: RunControl, rng: random.Random,
-                 drain_timeout_s: float, node_of: Callable[[Any], str | None] = lambda _p: None) -> None:
+                 drain_timeout_s: float, node_of: Callable[[Any], str | None] = lambda _p: None,
+                 clock: Clock | None = None) -> None:
+        self.clock = clock or MonotonicClock()
         self.concurrency = concurrency
         self.node_of = node_of
         self.recorder = recorder
@@ -276,11 +286,13 @@ class Interpreter:
         self.threads: set[Any] = set(range(concurrency))
         self._pool: dict[Any, _Worker] = {}
         for t in range(concurrency):
-            self._pool[t] = _Worker(t, client_execute(t), self.completions, recorder, lambda t=t: client_close(t))
+            self._pool[t] = _Worker(t, client_execute(t), self.completions, recorder, lambda t=t: client_close(t),
+                                    self.clock)
         if nemesis_execute is not None:
             self.workers[gen.NEMESIS_THREAD] = NEMESIS
             self.threads.add(gen.NEMESIS_THREAD)
-            self._pool[gen.NEMESIS_THREAD] = _Worker(gen.NEMESIS_THREAD, nemesis_execute, self.completions, recorder)
+            self._pool[gen.NEMESIS_THREAD] = _Worker(gen.NEMESIS_THREAD, nemesis_execute, self.completions, recorder,
+                                                     clock=self.clock)
         self.free: set[Any] = set(self.threads)
         self._abandoned: set[Any] = set()  # threads stuck in a hung call (daemon threads, never joined)
         self.in_flight: dict[Any, tuple[dict, Op]] = {}
@@ -320,7 +332,7 @@ class Interpreter:
             if budget <= 0:
                 return False
             try:
-                c = self.completions.get(timeout=budget)
+                c = self.clock.get(self.completions, budget)
             except queue.Empty:
                 continue
             self._absorb(c)
@@ -340,6 +352,7 @@ class Interpreter:
         invoke = self.recorder.record(INVOKE, process, op["f"], op.get("value"), node=node)
         self.free.discard(thread)
         self.in_flight[thread] = (op, invoke)
+        self.clock.call_started()
         self._pool[thread].inbox.put(op)
 
     # -- the loop -----------------------------------------------------------
@@ -379,7 +392,7 @@ class Interpreter:
                 end = min(deadline, self.recorder.now_s() + 2.0)
                 while self.in_flight and self.recorder.now_s() < end:
                     try:
-                        self._absorb(self.completions.get(timeout=0.1))
+                        self._absorb(self.clock.get(self.completions, 0.1))
                     except queue.Empty:
                         pass
                 break
@@ -404,7 +417,7 @@ class Interpreter:
         thread = self._next_thread
         self._next_thread += 1
         self._pool[thread] = _Worker(thread, self._client_execute(thread), self.completions, self.recorder,
-                                     lambda t=thread: self._client_close(t))
+                                     lambda t=thread: self._client_close(t), self.clock)
         self.workers[thread] = process
         self.threads.add(thread)
         self.free.add(thread)
@@ -467,11 +480,11 @@ def run_final_phase(interp: "Interpreter", workload: Any, recorder: Recorder, co
         if oks >= expected:
             return
         if attempt + 1 < FINAL_ATTEMPTS:
-            control.stop.wait(1.0)
+            interp.clock.pause(1.0, control.stop)
 
 
 def run_convergence_phase(workload: Any, cluster: Any, nodes: list[str], recorder: Recorder,
-                          control: RunControl, timeout_s: float) -> None:
+                          control: RunControl, timeout_s: float, clock: Clock | None = None) -> None:
     """Read the workload's data from every node directly and record the
     snapshots as ``converge`` ops (``checkers.convergence``).
 
@@ -508,7 +521,7 @@ def run_convergence_phase(workload: Any, cluster: Any, nodes: list[str], recorde
             return
         if control.stop.is_set() or recorder.now_s() + 1.0 >= deadline:
             return
-        control.stop.wait(1.0)
+        (clock or MonotonicClock()).pause(1.0, control.stop)
 
 
 def final_generator(workload: Any) -> Any:
@@ -547,15 +560,20 @@ def harness_log(run_dir: Path) -> Any:
 
 def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_package: Any, run_dir: Path,
              progress: Progress | None = None, control: RunControl | None = None, *,
-             results_root: Path | None = None, clock_ns: Callable[[], int] = time.monotonic_ns,
+             results_root: Path | None = None, clock: Clock | None = None,
              setup_timeout_s: float = SETUP_TIMEOUT_S, recovery_timeout_s: float = RECOVERY_TIMEOUT_S) -> RunOutcome:
-    """Run one test end to end and store everything under ``run_dir``."""
+    """Run one test end to end and store everything under ``run_dir``.
+
+    ``clock`` is the run's time (``harness.clock``): real time by default; the
+    runner's tests pass a ``VirtualClock``. The setup and recovery waits are
+    the cluster's own (``wait_ready``) and so always real."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with harness_log(run_dir):
         log.info("run %s: %s", run_dir, spec.to_json().replace("\n", " "))
         outcome = _run_test(spec, backend, db, workload, nemesis_package, run_dir, progress, control,
-                            results_root=results_root, clock_ns=clock_ns, setup_timeout_s=setup_timeout_s,
+                            results_root=results_root, clock=clock or MonotonicClock(),
+                            setup_timeout_s=setup_timeout_s,
                             recovery_timeout_s=recovery_timeout_s)
         log.info("outcome: exit %d, verdict %s: %s", outcome.exit_code, outcome.valid, outcome.summary)
         return outcome
@@ -563,14 +581,14 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
 
 def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_package: Any, run_dir: Path,
               progress: Progress | None, control: RunControl | None, *, results_root: Path | None,
-              clock_ns: Callable[[], int], setup_timeout_s: float, recovery_timeout_s: float) -> RunOutcome:
+              clock: Clock, setup_timeout_s: float, recovery_timeout_s: float) -> RunOutcome:
     control = control or RunControl()
     progress = progress or Progress(spec.time_limit_s, enabled=False)
     started = time.monotonic()
     store.write_spec(run_dir, spec)
     if results_root is not None:
         store.update_latest(results_root, run_dir)
-    recorder = Recorder(clock_ns)
+    recorder = Recorder(clock.now_ns)
     notes: list[str] = []
     cluster = None
     interp: Interpreter | None = None
@@ -637,7 +655,7 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
                              recorder=recorder, progress=progress, control=control, rng=rng,
                              drain_timeout_s=client_timeout_s * 2 + 2.0,
                              node_of=(lambda p: nodes[p % len(nodes)]) if spec.clients == "pinned"
-                             else (lambda _p: None))
+                             else (lambda _p: None), clock=clock)
         progress.set_phase("main", recorder.now_s())
         log.info("main phase: %gs of client ops at %g/s, %d client threads", spec.time_limit_s, spec.rate,
                  spec.concurrency)
@@ -682,7 +700,7 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
         interp.shutdown()
         if not control.stop.is_set():
             progress.set_phase("converge", recorder.now_s())
-            run_convergence_phase(workload, cluster, nodes, recorder, control, client_timeout_s)
+            run_convergence_phase(workload, cluster, nodes, recorder, control, client_timeout_s, clock)
         store.write_history(run_dir, recorder.ops)
         log.info("history.jsonl written: %d lines", len(recorder.ops))
         history_written = True

@@ -18,20 +18,29 @@ dropping indeterminate writes nobody observed, which changes no verdict:
 A seed fails on an invalid verdict, a liveness failure (the healed cluster did
 not acknowledge a new write within the bound) or a violation the simulator
 found itself (replicas that applied the same log prefix hold different trees,
-a replica keeps an ephemeral of a closed session, or a replica raised). Every failing seed is printed with the command that
-replays it.
+a replica keeps an ephemeral of a closed session, or a replica raised).
+Every failing seed is printed with the command that replays it.
 
 The simulator runs as a separate process (`python -m node.sim`, one JSON
 line per seed): the harness may not import node/ (docs/architecture.md), and
 the simulator and the checkers then use two cores.
 
 `--workers N` (default: the usable cores) splits the seeds into contiguous
-chunks (at most `CHUNK_SEEDS` each) that N worker processes simulate and
-judge; the parent takes the chunks' outcomes back in seed order, so the
-output, `--fail-fast` and every verdict are the same for any N (each seed's
-run depends on its seed alone). With N = 1 everything runs as before: one
-simulator process, judged here. A worker stopped by `terminate` (fail-fast,
-an error, Ctrl-C) or whose parent dies kills its simulator process first.
+chunks that N worker processes simulate and judge; the parent takes the
+chunks' outcomes back in seed order, so the output, `--fail-fast` and every
+verdict are the same for any N (each seed's run depends on its seed alone).
+With N = 1 everything runs as before: one simulator process, judged here.
+
+The workers are fresh interpreters (`python -m harness.sim_worker`, started
+with fork+exec), never forks of this process: `squall sim` may run inside a
+threaded process (the test suite), and a forked child of a threaded process
+can deadlock on a lock another thread held at the fork. Each worker reads
+chunk tasks on its stdin -- the simulator command for the chunk, made here,
+so what a worker runs is decided in one place -- starts that simulator and
+writes each seed's outcome back as a JSON line; one thread here feeds each
+worker and collects what it writes. A worker stopped by SIGTERM (fail-fast,
+an error, Ctrl-C), whose stdin closes or whose parent dies kills its
+simulator process first.
 
 Exit codes: 0 all valid, 1 any violation or liveness failure, 2 some verdict
 unknown (and nothing failed), 3 bad usage or a simulator process failure.
@@ -40,16 +49,16 @@ unknown (and nothing failed), 3 bad usage or a simulator process failure.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -252,17 +261,27 @@ def simulator_command(seeds: int, first: int, nodes: int | None, ops: int, unsaf
     return cmd
 
 
-def stream_runs(seeds: int, first: int, nodes: int | None, ops: int, unsafe: str) -> Iterator[dict[str, Any]]:
+def _child_env() -> dict[str, str]:
+    """This environment, with the project on PYTHONPATH (a checkout need not be installed)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def stream_runs(seeds: int, first: int, nodes: int | None, ops: int,
+                unsafe: str) -> Generator[dict[str, Any], None, None]:
     """Run the simulator process and yield each seed's result as it arrives.
 
     The process is always stopped when the caller stops iterating (fail-fast,
     an exception, Ctrl-C). A process that dies early is reported as an error.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    return stream_command(simulator_command(seeds, first, nodes, ops, unsafe), seeds)
+
+
+def stream_command(command: list[str], seeds: int) -> Generator[dict[str, Any], None, None]:
+    """``stream_runs`` for a simulator command made elsewhere (a worker's task)."""
     errfile = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: it can never fill up and block the child
-    proc = subprocess.Popen(simulator_command(seeds, first, nodes, ops, unsafe), stdout=subprocess.PIPE,
-                            stderr=errfile, text=True, env=env)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errfile, text=True, env=_child_env())
     got = 0
     try:
         assert proc.stdout is not None
@@ -283,9 +302,14 @@ def stream_runs(seeds: int, first: int, nodes: int | None, ops: int, unsafe: str
         errfile.close()
 
 
-# Seeds per worker task: a task starts one simulator process (~0.3 s), so
-# chunks amortise that, yet stay small enough for progress and fail-fast.
-CHUNK_SEEDS = 25
+# The most seeds in one worker task. A task starts one simulator process
+# (about 0.15 s of CPU), so big chunks amortise that (10,000 seeds on 2
+# workers: 40 starts); chunks are also made small enough that every worker
+# gets about four, so the last worker's tail stays short. Outcomes stream back
+# seed by seed, so progress and --fail-fast do not wait for a chunk's end.
+CHUNK_SEEDS = 250
+_CHUNKS_PER_WORKER = 4
+_STOP_GRACE_S = 5.0
 
 
 def default_workers() -> int:
@@ -297,37 +321,147 @@ def default_workers() -> int:
 
 
 def chunks(seeds: int, first: int, workers: int) -> list[tuple[int, int]]:
-    """(first seed, count) of each task, contiguous and in seed order."""
-    size = max(1, min(CHUNK_SEEDS, -(-seeds // workers)))
+    """(first seed, count) of each task, contiguous and in seed order.
+
+    Every chunk but the last has an even size: the simulator alternates 3 and
+    5 nodes by a seed's position in its own run, so a chunk starting at an
+    even offset gives each seed the cluster size one run of all seeds would."""
+    size = max(1, min(CHUNK_SEEDS, -(-seeds // (workers * _CHUNKS_PER_WORKER))))
+    size += size % 2
     return [(s, min(size, first + seeds - s)) for s in range(first, first + seeds, size)]
 
 
-def _on_term(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise SystemExit(1)  # unwinds _assess_chunk: its finally kills the simulator
+@dataclass
+class _Chunk:
+    """One task's outcomes as its worker reports them (guarded by the pool's lock)."""
+
+    command: list[str]
+    count: int
+    outcomes: list[SeedOutcome] = field(default_factory=list)
+    done: bool = False
+    error: str | None = None
 
 
-def _worker_init() -> None:
-    signal.signal(signal.SIGTERM, _on_term)
-    if sys.platform.startswith("linux"):
-        try:  # a parent killed outright still gets its workers (and their simulators) stopped
-            import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+class _WorkerPool:
+    """N worker processes (``python -m harness.sim_worker``), one feeding thread each.
 
+    Tasks go out in seed order to whichever worker is free; ``outcomes()``
+    yields them back in seed order as they arrive. ``close()`` stops every
+    worker (and so its simulator) and joins the threads, whatever state they
+    are in.
+    """
 
-def _assess_chunk(task: tuple[int, int, int | None, int, str, float]) -> list[SeedOutcome]:
-    first, count, nodes, ops, unsafe, budget = task
-    runs = stream_runs(count, first, nodes, ops, unsafe)
-    try:
-        return [assess(run, budget) for run in runs]
-    finally:
-        runs.close()
+    def __init__(self, tasks: list[_Chunk], workers: int, budget: float) -> None:
+        self._tasks = tasks
+        self._budget = budget
+        self._next = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._procs: list[subprocess.Popen[str]] = []
+        self._errfiles: list[Any] = []
+        self._threads: list[threading.Thread] = []
+        try:
+            for n in range(min(workers, len(tasks))):
+                errfile = tempfile.TemporaryFile(mode="w+")
+                self._errfiles.append(errfile)
+                # Started from this thread: PR_SET_PDEATHSIG (set by the worker)
+                # follows the thread that started it, and this one outlives them.
+                proc = subprocess.Popen([sys.executable, "-m", "harness.sim_worker"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=errfile, text=True, env=_child_env())
+                self._procs.append(proc)
+                t = threading.Thread(target=self._feed, args=(proc, errfile), name=f"squall-sim-worker-{n}",
+                                     daemon=True)
+                self._threads.append(t)
+                t.start()
+        except BaseException:
+            self.close()  # the workers already started
+            raise
+
+    def _take(self) -> _Chunk | None:
+        with self._cond:
+            if self._closing or self._next >= len(self._tasks):
+                return None
+            task = self._tasks[self._next]
+            self._next += 1
+            return task
+
+    def _feed(self, proc: subprocess.Popen[str], errfile: Any) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        while (task := self._take()) is not None:
+            error = None
+            try:
+                proc.stdin.write(json.dumps({"command": task.command, "seeds": task.count,
+                                             "budget": self._budget}) + "\n")
+                proc.stdin.flush()
+                for line in proc.stdout:
+                    msg = json.loads(line)
+                    if "outcome" in msg:
+                        with self._cond:
+                            task.outcomes.append(SeedOutcome(**msg["outcome"]))
+                            self._cond.notify_all()
+                    else:
+                        error = msg.get("error")
+                        break
+                else:
+                    error = self._died(proc, errfile)
+            except Exception as exc:  # noqa: BLE001 - a closed pipe, a garbled line: the task must still end
+                error = self._died(proc, errfile) if proc.poll() is not None else f"a sim worker failed: {exc!r}"
+            with self._cond:
+                task.done, task.error = True, error
+                self._cond.notify_all()
+            if error is not None:
+                return
+
+    def _died(self, proc: subprocess.Popen[str], errfile: Any) -> str:
+        rc = proc.wait()
+        if self._closing:
+            return "stopped"
+        errfile.seek(0)
+        return f"a sim worker exited with {rc}: {errfile.read().strip()[-2000:]}"
+
+    def outcomes(self) -> Iterator[SeedOutcome]:
+        for task in self._tasks:
+            i = 0
+            while True:
+                with self._cond:
+                    while len(task.outcomes) <= i and not task.done:
+                        self._cond.wait()
+                    if len(task.outcomes) > i:
+                        outcome = task.outcomes[i]
+                    elif task.error is not None:
+                        raise SimulatorError(task.error)
+                    else:
+                        break
+                yield outcome
+                i += 1
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.terminate()  # the worker kills its simulator, then exits
+        for proc in self._procs:
+            try:
+                proc.wait(_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for t in self._threads:
+            t.join()
+        for proc in self._procs:
+            for f in (proc.stdin, proc.stdout):
+                if f is not None:
+                    try:
+                        f.close()
+                    except OSError:
+                        pass
+        for errfile in self._errfiles:
+            errfile.close()
 
 
 def seed_outcomes(seeds: int, first: int, nodes: int | None, ops: int, unsafe: str,
-                  budget: float, workers: int) -> Iterator[SeedOutcome]:
+                  budget: float, workers: int) -> Generator[SeedOutcome, None, None]:
     """Every seed's outcome, in seed order, from ``workers`` processes. The
     workers and their simulators are always stopped when the caller stops
     iterating."""
@@ -339,16 +473,12 @@ def seed_outcomes(seeds: int, first: int, nodes: int | None, ops: int, unsafe: s
         finally:
             runs.close()  # stops the simulator process if we stopped early
         return
-    tasks = [(s, c, nodes, ops, unsafe, budget) for s, c in chunks(seeds, first, workers)]
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)), initializer=_worker_init)
+    tasks = [_Chunk(simulator_command(c, s, nodes, ops, unsafe), c) for s, c in chunks(seeds, first, workers)]
+    pool = _WorkerPool(tasks, workers, budget)
     try:
-        for outcomes in pool.imap(_assess_chunk, tasks):
-            yield from outcomes
-        pool.close()
+        yield from pool.outcomes()
     finally:
-        pool.terminate()
-        pool.join()
+        pool.close()
 
 
 def replay_command(seed: int, nodes: int, ops: int, unsafe: str) -> str:
@@ -423,7 +553,8 @@ def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int,
         click.echo(json.dumps({
             "seeds": len(outcomes), "invalid": len(invalid), "unknown": len(unknown),
             "violations": failure_counts(outcomes)[0], "liveness_failures": failure_counts(outcomes)[1],
-            "elapsed_s": round(elapsed, 3), "seeds_per_min": round(len(outcomes) / elapsed * 60, 1) if elapsed else None,
+            "elapsed_s": round(elapsed, 3),
+            "seeds_per_min": round(len(outcomes) / elapsed * 60, 1) if elapsed else None,
             "workers": workers,
             "outcomes": [o.to_json() for o in outcomes],
         }, indent=1))

@@ -50,6 +50,8 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
+from harness import ports
+
 Link = tuple[str, str]
 _CHUNK = 65536
 UPSTREAM_RETRY_S = 1.5
@@ -433,18 +435,8 @@ def _abort(transport: asyncio.BaseTransport) -> None:
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct ports that were free on host a moment ago.
-
-    All sockets are held open until every port is picked, so the list has no
-    duplicates; another process may still take one before we bind it, a race
-    the caller tolerates by retrying setup."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """``count`` distinct ports that were free on host a moment ago
+    (``harness.ports``: from ``$SQUALL_PORT_RANGE`` when it is set); another
+    process may still take one before we bind it, a race the caller
+    tolerates by retrying setup."""
+    return ports.free_ports(count, host)

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 from pathlib import Path
 from typing import Any
 
+from harness import ports
+
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return ports.free_port()  # this worker's range under pytest-xdist (harness/ports.py)
 
 
 class AdminNode:

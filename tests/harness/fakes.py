@@ -21,6 +21,7 @@ from typing import Any
 
 from checkers.result import Result
 from harness.backends.base import SetupError
+from harness.clock import VirtualClock
 from harness.dbs.base import DBBase, NodeStatus
 from harness.registry import Registry
 
@@ -246,8 +247,12 @@ class FakePackage:
         return [{"f": "stop-partition", "value": None}]
 
 
-def fake_registry(spawn: bool = False, **backend_kw: Any) -> Registry:
-    """A registry of fakes; ``--unsafe-db-fault lose-writes`` makes the fake lose adds."""
+def fake_registry(spawn: bool = False, virtual_time: bool = True, **backend_kw: Any) -> Registry:
+    """A registry of fakes; ``--unsafe-db-fault lose-writes`` makes the fake lose adds.
+
+    Runs go by a ``VirtualClock`` (a run of fakes takes no real time) unless
+    ``virtual_time=False``: a test that signals a running ``squall`` needs
+    the run to last in real time."""
     backend = FakeBackend(spawn=spawn, **backend_kw)
     return Registry(
         backends={"local": lambda o: backend},
@@ -257,4 +262,5 @@ def fake_registry(spawn: bool = False, **backend_kw: Any) -> Registry:
         nemesis_package=lambda faults, interval, rng: FakePackage(interval),
         default_nodes={"squall": lambda: 3},
         unsafe_db_faults=("lose-writes",),
+        clock=VirtualClock if virtual_time else None,
     )

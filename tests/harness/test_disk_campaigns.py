@@ -109,7 +109,7 @@ def test_a_node_that_skips_fdatasync_is_caught(tmp_path):
                     "issue 14): nothing to catch")
     tried = []
     try:
-        for seed in ("7", "8", "9"):
+        for seed in ("9", "8", "7"):  # tried here: 9 caught it twice in two runs, 8 once in one, 7 not in one
             cwd = tmp_path / f"seed-{seed}"
             cwd.mkdir()
             r = squall(["run", "--db", "squall", *DISK, "--time-limit", "40", "--nemesis-interval", "2",

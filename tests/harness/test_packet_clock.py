@@ -187,7 +187,12 @@ def test_a_probe_under_the_preload_follows_the_control_file_while_it_runs(tmp_pa
         _wait_for(lambda: _offset_s(proc) > 3500, 10, "the probe's clock to move forward by an hour")
         clocks.bump("n1", -60_000)
         _wait_for(lambda: -65 < _offset_s(proc) < -55, 10, "the probe's clock to move back a minute")
-        clocks.strobe("n1", 600_000, 1000)
+        # libfaketime re-reads the control file only once the whole seconds since its
+        # last read exceed FAKETIME_CACHE_DURATION (1): reads come 1-2 s apart, often
+        # exactly 2 s. A 1 s strobe (a 2 s cycle) can then be sampled at the same phase
+        # every time and never seen to flip (it failed that way once). Each state held
+        # 4 s outlasts the longest gap between reads, so both states are seen.
+        clocks.strobe("n1", 600_000, 4000)
         seen = set()
         _wait_for(lambda: seen.add(round(_offset_s(proc) / 600)) or {0, 1} <= seen, 20,
                   "the strobe to flip the probe's clock between +0 and +10 min")

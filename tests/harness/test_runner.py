@@ -1,7 +1,11 @@
 """The runner against in-process fakes of the cluster side.
 
-Runs are short (about a second of real time) and every assertion is about
-what was recorded, never about how long something took.
+Runs go by a ``VirtualClock`` (harness/clock.py): simulated time stands still
+while a fake call runs and jumps ahead when nothing runs, so a run of a few
+simulated seconds takes milliseconds and records the same schedule on a
+fast or a loaded machine. A fake call that hangs on purpose waits inside
+``clock.idle()``. Every assertion is about what was recorded, never about
+how long something took.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections import defaultdict
 import pytest
 
 from harness import store
+from harness.clock import VirtualClock
 from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SETUP_FAILED, EXIT_UNKNOWN,
                             EXIT_VALID, RunControl, run_test)
 from harness.spec import TestSpec
@@ -26,7 +31,8 @@ def make_spec(**kw):
     return TestSpec(**base)
 
 
-def run(tmp_path, backend=None, workload=None, package="default", control=None, **kw):
+def run(tmp_path, backend=None, workload=None, package="default", control=None, clock=None, **kw):
+    clock = clock or VirtualClock()
     backend = backend or FakeBackend()
     workload = workload or FakeSetWorkload(backend)
     spec = make_spec(**kw)
@@ -34,7 +40,8 @@ def run(tmp_path, backend=None, workload=None, package="default", control=None, 
         package = FakePackage(spec.nemesis_interval_s)
     run_dir = store.new_run_dir(tmp_path / "results", spec.name)
     outcome = run_test(spec, backend, object(), workload, package, run_dir, control=control,
-                       results_root=tmp_path / "results")
+                       results_root=tmp_path / "results", clock=clock)
+    assert clock.stalls == 0, "a fake call blocked without clock.idle()"
     return outcome, backend, workload, package
 
 
@@ -221,14 +228,16 @@ def _run_with_add_3_hanging(tmp_path, client_timeout_s):
     import threading
     backend = FakeBackend()
     release = threading.Event()
+    clock = VirtualClock()
 
     def hang(op):
         if op.get("value") == 3:
-            release.wait(30)
+            with clock.idle():
+                release.wait(30)
 
     try:
         outcome, *_ = run(tmp_path, backend=backend, workload=FakeSetWorkload(backend, on_invoke=hang),
-                          options=(("client_timeout_s", client_timeout_s),))
+                          clock=clock, options=(("client_timeout_s", client_timeout_s),))
     finally:
         release.set()
     return outcome, store.read_history(outcome.run_dir)
@@ -270,14 +279,16 @@ def test_when_every_client_hangs_fresh_processes_still_do_the_final_reads(tmp_pa
     import threading
     backend = FakeBackend()
     release = threading.Event()
+    clock = VirtualClock()
 
     def hang(op):
         if op.get("f") == "add":
-            release.wait(30)
+            with clock.idle():
+                release.wait(30)
 
     try:
         outcome, *_ = run(tmp_path, backend=backend, workload=FakeSetWorkload(backend, on_invoke=hang),
-                          concurrency=2, options=(("client_timeout_s", 0.2),))
+                          clock=clock, concurrency=2, options=(("client_timeout_s", 0.2),))
     finally:
         release.set()
     history = store.read_history(outcome.run_dir)

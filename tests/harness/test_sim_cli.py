@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 
 import pytest
-
 from click.testing import CliRunner
 
 from harness.cli import cli
@@ -46,14 +46,14 @@ def test_sim_prints_a_failing_seed_with_a_replay_command_that_reproduces_it():
     assert json.loads(again.stdout)["outcomes"][0]["history_hash"] == bad[0]["history_hash"]
 
 
-@pytest.mark.parametrize("workers, per_process", [(1, 2), (2, 1)])
+@pytest.mark.parametrize("workers, per_process", [(1, 4), (2, 2)])
 def test_a_failing_simulator_process_is_an_error_not_a_verdict(monkeypatch, workers, per_process):
     import harness.sim_cmd as sim_cmd
 
-    # (the workers are forked, so they see the patched command too)
+    # (the parent makes each chunk's simulator command, so the workers run the patched one too)
     monkeypatch.setattr(sim_cmd, "simulator_command",
                         lambda *a: [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(4)"])
-    res = _run(["--seeds", "2", "--workers", str(workers)])
+    res = _run(["--seeds", "4", "--workers", str(workers)])
     assert res.exit_code == 3
     assert f"exited with 4 after 0 of {per_process} seeds" in res.output and "boom" in res.output
 
@@ -171,6 +171,8 @@ def test_chunks_cover_the_seeds_contiguously_in_order():
         covered = [s + i for s, c in cs for i in range(c)]
         assert covered == list(range(first, first + seeds))
         assert all(1 <= c <= CHUNK_SEEDS for _, c in cs)
+        # even sizes: each seed keeps the cluster size (3 and 5 alternate) it has in one run of all seeds
+        assert all(c % 2 == 0 for _, c in cs[:-1])
         assert len(cs) >= min(workers, seeds)  # every worker gets work
 
 
@@ -188,22 +190,34 @@ def test_workers_give_the_same_outcomes_in_the_same_order():
     assert outcomes(3) == one
 
 
-def _simulators_with(marker: str) -> list[str]:
+_MARKER = "SQUALL_TEST_SIM_MARKER"
+
+
+def _processes_marked(marker: str) -> list[str]:
+    """Live processes whose environment carries ``_MARKER=marker``: the sim workers
+    and simulators this test started, and no one else's (another pytest worker, or
+    another session on the machine, may be running simulators meanwhile)."""
     from pathlib import Path
 
     found = []
+    tag = f"{_MARKER}={marker}".encode()
     for d in Path("/proc").iterdir():
         try:
-            cmd = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            env = (d / "environ").read_bytes().split(b"\0")
+            state = (d / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if b"node.sim" in cmd and marker.encode() in cmd:
+        if tag in env and state != b"Z" and d.name != str(os.getpid()):
             found.append(d.name)
     return found
 
 
-def test_fail_fast_with_workers_stops_at_the_same_seed_and_leaves_nothing_running():
+def test_fail_fast_with_workers_stops_at_the_same_seed_and_leaves_nothing_running(monkeypatch):
     import multiprocessing
+    import uuid
+
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv(_MARKER, marker)  # inherited by the workers and their simulators
 
     args = ["--seeds", "40", "--nodes", "3", "--ops", "29", "--unsafe-commit-without-quorum",
             "--fail-fast", "--json"]
@@ -215,7 +229,7 @@ def test_fail_fast_with_workers_stops_at_the_same_seed_and_leaves_nothing_runnin
     assert body["outcomes"][-1]["verdict"] == "invalid"
     assert multiprocessing.active_children() == []
     if sys.platform.startswith("linux"):
-        assert _simulators_with("29") == []
+        assert _processes_marked(marker) == []
 
 
 def test_sim_text_summary_prints_seeds_per_minute_and_workers():

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from checkers.result import Result
 from harness import store
 from harness.cli import cli
+from harness.clock import VirtualClock
 from harness.runner import EXIT_SETUP_FAILED, EXIT_UNKNOWN, run_test
 from harness.spec import TestSpec
 from tests.harness.fakes import FakeBackend, FakeSetWorkload, fake_registry
@@ -38,7 +39,7 @@ def test_a_run_without_one_ok_client_op_is_unknown_and_an_error_in_junit(tmp_pat
     spec = TestSpec(name="nothing", nodes=("n1",), workload="set", nemesis=(), time_limit_s=0.5,
                     concurrency=2, rate=40.0, seed=1)
     run_dir = store.new_run_dir(tmp_path, spec.name)
-    outcome = run_test(spec, backend, object(), workload, None, run_dir)
+    outcome = run_test(spec, backend, object(), workload, None, run_dir, clock=VirtualClock())
     assert outcome.valid == "unknown" and outcome.exit_code == EXIT_UNKNOWN
     assert outcome.history_len > 0  # ops were attempted, none completed ok
     results = json.loads((run_dir / "results.json").read_text())

@@ -7,9 +7,10 @@ child with it; readiness means the port accepts *and* ``ruok`` answers
 ``imok``.
 
 This module is shared by ``tests/node/conftest.py`` (the fixtures) and
-``bench/node.py`` (the kazoo probe); it imports nothing of the project, so it
-never drags the node's code into the test process: the node under test is
-always a separate process, as a real client would see it.
+``bench/node.py`` (the kazoo probe); of the project it imports only
+``harness.ports`` (which imports nothing), so it never drags the node's code
+into the test process: the node under test is always a separate process, as
+a real client would see it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness import ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,10 +53,10 @@ def zookeeper_installed() -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out; tiny race, acceptable for tests."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port that was free a moment ago: from this worker's ``$SQUALL_PORT_RANGE``
+    under pytest-xdist (``harness.ports``, ``tests/conftest.py``), else one the
+    kernel hands out (a tiny race, acceptable for tests)."""
+    return ports.free_port(host)
 
 
 def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> str:

@@ -26,6 +26,7 @@ from kazoo.exceptions import (
 )
 from kazoo.security import make_digest_acl
 
+from harness import ports
 from node.admin.four_letter import parse_whitelist
 from node.config import NodeConfig
 from node.server import BackgroundNode
@@ -36,9 +37,7 @@ pytestmark = pytest.mark.integration
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return ports.free_port()  # this worker's range under pytest-xdist (harness/ports.py)
 
 
 def make_cfg(data_dir: Path, **kw: object) -> NodeConfig:
