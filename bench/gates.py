@@ -29,9 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 # The gate campaigns of tests/harness/test_campaigns.py: (fault, workload, extra flags).
-LAG = "--nemesis lagging-follower --nemesis-interval 1 --time-limit 12 --concurrency 12 --rate 40"
+LAG = "--nemesis lagging-follower --nemesis-interval 1 --time-limit 12 --concurrency 18 --rate 60"
 GATES: list[tuple[str, str, str]] = [
-    ("sync-no-wait", "register", f"--reads sync {LAG.replace('--concurrency 12', '--concurrency 18')}"),
+    ("sync-no-wait", "register", f"--reads sync {LAG}"),
     ("stale-reconnect", "register", LAG),
     ("idempotent-delete", "queue", LAG),
     ("local-version-check", "counter", LAG),

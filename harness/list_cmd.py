@@ -43,10 +43,12 @@ def describe(plugin: Plugin) -> dict[str, Any]:
     return row
 
 
-def listing(discovery: Discovery, backends: list[str]) -> dict[str, Any]:
+def listing(discovery: Discovery, backends: list[str],
+            sequences: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     rows = [describe(p) for kind in KIND_TITLES for p in discovery.of(kind)]
     problems = list(discovery.problems) + [r["error"] for r in rows if "error" in r]
-    return {"plugins": rows, "backends": backends, "problems": problems}
+    return {"plugins": rows, "backends": backends, "problems": problems,
+            "sequences": [{"name": n, "uses": list(f)} for n, f in (sequences or {}).items()]}
 
 
 def _text(doc: dict[str, Any]) -> str:
@@ -65,6 +67,10 @@ def _text(doc: dict[str, Any]) -> str:
                 extra = f" [interface: {r['interface']}]"
             what = "FAILED TO LOAD" if "error" in r else (r.get("about") or "")
             lines.append(f"  {r['name']:<{width}}  {r['package']} {r['version']}  {what}{extra}")
+        lines.append("")
+    if doc.get("sequences"):
+        lines.append("targeted fault sequences (--nemesis NAME plays one over and over):")
+        lines += [f"  {q['name']}  uses {', '.join(q['uses'])}" for q in doc["sequences"]]
         lines.append("")
     lines.append(f"backends (--backend): {', '.join(doc['backends'])}")
     if doc["problems"]:
@@ -87,7 +93,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
         backends = sorted(reg.backends) if reg is not None else []
     else:
         discovery, backends = reg.discovery, sorted(reg.backends)
-    doc = listing(discovery, backends)
+    doc = listing(discovery, backends, dict(reg.nemesis_sequences) if reg is not None else None)
     click.echo(json.dumps(doc, indent=1) if as_json else _text(doc))
     failed = any("error" in r for r in doc["plugins"])
     ctx.exit(EXIT_BAD_INPUT if failed else 0)

@@ -107,18 +107,24 @@ def _db_default_nodes(plugin: Plugin) -> Callable[[], int]:
     return nodes
 
 
-def nemesis_composer(plugins: list[Plugin]) -> Callable[[list[str], float, random.Random], Any]:
+def nemesis_composer(plugins: list[Plugin], sequences: Mapping[str, tuple[str, ...]] | None = None
+                     ) -> Callable[[list[str], float, random.Random], Any]:
     """``package(faults, interval_s, rng)`` over the nemesis plugins: faults
     whose entry points load the same factory are built by one call (squall's
     own faults share one overlapping schedule, seeded by ``rng`` as before);
-    faults from different factories are combined (``nemesis.combined``)."""
+    faults from different factories are combined (``nemesis.combined``). A
+    targeted sequence (``sequences``: name -> the faults it uses) is built by
+    the factory of the faults it uses."""
     by_name = {p.name: p for p in plugins}
+    sequences = dict(sequences or {})
 
     def package(faults: list[str], interval_s: float, rng: random.Random) -> Any:
         groups: dict[str, list[str]] = {}
         owners: dict[str, Plugin] = {}
         for f in faults:
             p = by_name.get(f)
+            if p is None and sequences.get(f):
+                p = by_name.get(sequences[f][0])
             if p is None:
                 raise PluginError(f"unknown nemesis fault {f!r}; allowed: {', '.join(by_name) or 'none registered'}")
             groups.setdefault(p.target, []).append(f)
@@ -151,7 +157,7 @@ def from_plugins(discovery: Discovery, backends: Mapping[str, Factory],
         workloads={p.name: _factory(p) for p in discovery.of("workload")},
         nemesis_faults=tuple(f for f in faults if f in builtin_faults) + tuple(f for f in faults
                                                                               if f not in builtin_faults),
-        nemesis_package=nemesis_composer(discovery.of("nemesis")),
+        nemesis_package=nemesis_composer(discovery.of("nemesis"), extra.get("nemesis_sequences")),
         default_nodes={p.name: _db_default_nodes(p) for p in discovery.of("db")},
         backend_faults=backend_faults,
         extra_faults=tuple(f for f in faults if f not in builtin_faults),

@@ -119,6 +119,7 @@ def test_squall_list_json_describes_every_part(fresh_discovery):
     assert rows[("workload", "register")]["interface"] == "register"
     assert ("nemesis", "partition") in rows and ("checker", "linearizable") in rows
     assert doc["backends"] == ["docker", "local", "ssh"] and doc["problems"] == []
+    assert {"name": "lagging-follower", "uses": ["packet", "kill"]} in doc["sequences"]
 
 
 # ------------------------------------------------------------ nemeses

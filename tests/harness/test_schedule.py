@@ -320,6 +320,17 @@ def test_cli_names_a_sequence_and_all_does_not_include_one():
         _spec("lagging-folower")
 
 
+def test_the_registry_builds_a_named_sequence_with_the_nemesis_of_its_faults():
+    from harness.cli import _registry
+
+    for names in (["lagging-follower"], ["partition", "pause-majority"]):
+        pkg = _registry().nemesis_package(names, 1.0, random.Random(4))
+        pkg.nemesis.setup(ModelCluster())
+        ops = list(itertools.islice(pkg.ops(random.Random(4)), 60))
+        seqs = {o["value"]["sequence"] for o in ops if isinstance(o.get("value"), dict) and "sequence" in o["value"]}
+        assert seqs == {names[-1]}, (names, ops[:6])
+
+
 def test_cli_a_lagging_follower_needs_three_nodes():
     from harness.cli import _registry
     from harness.run_cmd import _check_cluster_size
