@@ -538,6 +538,9 @@ class Replica:
         self._conf_applied = False
         # leader: reconfig requests waiting for their new voter to catch up: (sid, seq) -> [conf, ticks]
         self._promotions: dict[tuple[int, int], list] = {}
+        # leader: reconfig requests waiting, in arrival order, until everything in the log when they
+        # arrived is applied (see _leader_reconfig): (sid, seq) -> (request, log index to apply first)
+        self._reconfigs_due: dict[tuple[int, int], tuple[bytes, int]] = {}
         self.fault = faults.check(unsafe_fault)
         self._fault_count = 0  # lose-writes: eligible writes seen
         self._stale_tree: DataTree | None = None  # stale-reads: the lagging copy reads are served from
@@ -934,6 +937,59 @@ class Replica:
             self._own[index] = (self.raft.term, obj)
 
     def _leader_reconfig(self, sid: int, seq: int, blob: bytes) -> None:
+        """Decide a reconfig request once this leader has applied every entry of its log.
+
+        Unlike a write (checked when it is applied, the same on every replica),
+        a reconfig is judged by the leader on its applied state (ZooKeeper's
+        leader does so on its prepared state). That state may be older than
+        what the origin already told its client: with three voters a follower
+        commits on the leader's DURABLE word and answers before the leader has
+        counted an acknowledgement, and a deferred replica applies only when
+        its turn drains. So a client's reconfig right after its new session, or
+        right after an earlier reconfig, could be refused SessionExpired,
+        ReconfigInProgress or BadVersion where ZooKeeper accepts it. Whatever
+        the origin had applied is in this leader's log, so the request waits
+        (in arrival order) until the leader applied its log as it stood when
+        the request arrived: at once when nothing is in flight, else within a
+        round trip (``_decide_reconfigs``, from ``drain``). A leader that steps
+        down forgets the waiting requests; their origins resubmit them.
+
+        Only "a change is in progress" is judged on arrival, on the log as it
+        stands (ZooKeeper's leader compares its last proposed configuration
+        with the committed one): of two racing requests the second is refused
+        ReconfigInProgress, as ZooKeeper refuses it, instead of waiting for the
+        first to commit.
+        """
+        key = (sid, seq)
+        seen = self._seen.get(sid)
+        if (seen is not None and seq in seen.keys) or key in self._promotions or key in self._reconfigs_due:
+            return  # a resubmission of one applied, waiting for its voter, or waiting here
+        if self.raft.conf_change_pending() or self._promotions:
+            self._refuse_reconfig(sid, seq, Err.RECONFIG_IN_PROGRESS)
+            return
+        barrier = self.raft.log.last_index()
+        if self._reconfigs_due or self.raft.log.applied < barrier:
+            self._reconfigs_due[key] = (blob, barrier)
+            return
+        self._decide_reconfig(sid, seq, blob)
+
+    def _decide_reconfigs(self) -> bool:
+        """(drain) Decide the waiting reconfig requests whose log prefix is applied; True if any was."""
+        if not self.is_leader:
+            self._reconfigs_due.clear()  # the origin resubmits to the next leader
+            return False
+        applied = self.raft.log.applied
+        decided = False
+        while self._reconfigs_due:
+            key, (blob, barrier) = next(iter(self._reconfigs_due.items()))
+            if applied < barrier:
+                break
+            del self._reconfigs_due[key]
+            self._decide_reconfig(key[0], key[1], blob)
+            decided = True
+        return decided
+
+    def _decide_reconfig(self, sid: int, seq: int, blob: bytes) -> None:
         """Validate a reconfig request as ZooKeeper's leader does, then propose the new membership.
 
         Checks in ZooKeeper's order (PrepRequestProcessor): reconfig enabled,
@@ -958,6 +1014,10 @@ class Replica:
             if not isinstance(result, ConfRefused):
                 return
             code = _REFUSAL_CODES.get(result.reason, Err.BAD_ARGUMENTS)
+        self._refuse_reconfig(sid, seq, code)
+
+    def _refuse_reconfig(self, sid: int, seq: int, code: int) -> None:
+        """Log the refusal under the request's key: the replica its client waits on answers ``code``."""
         txn = Txn(0, 0, sid, (), ErrorOp(int(code)))
         self.raft.propose(_envelope(self._now, sid, seq, encode_txn(txn)))
 
@@ -1027,7 +1087,7 @@ class Replica:
         current = self.membership
         if current is None:
             return Err.UNIMPLEMENTED, None
-        if self.raft.conf_change_pending():
+        if self.raft.conf_change_pending() or self._promotions:
             return Err.RECONFIG_IN_PROGRESS, None
         if op.from_config != -1 and op.from_config != self.config_version():
             return Err.BAD_VERSION, None
@@ -1176,7 +1236,7 @@ class Replica:
         """Run the Ready loop and return every effect accumulated since the last drain."""
         raft = self.raft
         self._on_role()
-        while raft.has_ready():
+        while raft.has_ready() or (self._reconfigs_due and self._decide_reconfigs() and raft.has_ready()):
             rd = raft.ready()
             if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
                 self._fx.persist.append(Persist(snapshot=rd.snapshot, entries=tuple(rd.entries),
