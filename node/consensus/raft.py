@@ -458,7 +458,7 @@ class RaftNode:
             rd.messages.extend(Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
                                for p in sorted(self.voters - {self.id}))
             self._durable_sent = True
-        if rd.soft_state is not None:
+        if soft is not None:
             self._prev_soft = soft
         self._outstanding = rd
         return rd
