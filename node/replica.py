@@ -341,7 +341,9 @@ class ReplicaDisk:
             self.entries = []
         if p.compaction is not None and p.compaction.meta.index > self.snapshot.meta.index:
             self.snapshot = p.compaction
-            self.entries = [e for e in self.entries if e.index > p.compaction.meta.index]
+            if self.entries:
+                # Entries are consecutive: those up to the snapshot's index are cut by position.
+                self.entries = self.entries[max(0, p.compaction.meta.index - self.entries[0].index + 1):]
         if p.entries:
             first = p.entries[0].index
             if self.entries and first <= self.entries[-1].index:
