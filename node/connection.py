@@ -368,7 +368,8 @@ class ClientConnection(asyncio.Protocol):
         if s is None or s.fmt is None:
             return  # a reply for a request whose connection state was reset; nothing waits for it
         self._inflight -= 1
-        self._unthrottle()
+        if self._parked or self._throttled:
+            self._unthrottle()
         if s.op:
             self.server.metrics.write_done(s.op, time.monotonic() - s.t0)
         try:
@@ -580,16 +581,16 @@ class ClientConnection(asyncio.Protocol):
         srv = self.server
         sid = self.session_id
         conn_id = self.conn_id
+        if self._inflight < MAX_INFLIGHT_WRITES and not self._parked:
+            self._inflight += 1
+            srv.run(srv.replica.client_request(conn_id, sid, seq, request, wall_ms()))
+            return
 
         def submit() -> None:
             srv.run(srv.replica.client_request(conn_id, sid, seq, request, wall_ms()))
 
-        if self._inflight < MAX_INFLIGHT_WRITES and not self._parked:
-            self._inflight += 1
-            submit()
-        else:
-            self._parked.append(submit)
-            self._throttle()
+        self._parked.append(submit)
+        self._throttle()
 
     def _submit_write(self, opcode: int, xid: int, rec: Any) -> None:
         if opcode == P.MULTI:

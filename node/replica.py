@@ -341,7 +341,9 @@ class ReplicaDisk:
             self.entries = []
         if p.compaction is not None and p.compaction.meta.index > self.snapshot.meta.index:
             self.snapshot = p.compaction
-            self.entries = [e for e in self.entries if e.index > p.compaction.meta.index]
+            if self.entries:
+                # Entries are consecutive: those up to the snapshot's index are cut by position.
+                self.entries = self.entries[max(0, p.compaction.meta.index - self.entries[0].index + 1):]
         if p.entries:
             first = p.entries[0].index
             if self.entries and first <= self.entries[-1].index:
@@ -372,6 +374,8 @@ _REFUSAL_CODES = {"in-progress": Err.RECONFIG_IN_PROGRESS, "no-quorum": Err.NEW_
 # Replica._settle_after_snapshot). A server shell should treat it like a lost
 # connection (ZooKeeper clients then report ConnectionLoss: indeterminate).
 OUTCOME_UNKNOWN = Err.OPERATION_TIMEOUT
+# What an input of a deferred replica returns (its effects come from drain()). Shared: never mutate it.
+_NO_EFFECTS = Effects()
 
 
 def _envelope(time_ms: int, session_id: int, seq: int, txn: bytes) -> bytes:
@@ -445,6 +449,7 @@ class _Submission:
     txn: bytes
     age: int = 0
     obj: Txn | None = None  # the Txn that `txn` encodes (zxid and time 0)
+    pending: _Pending | None = None  # its place in the connection's reply queue (found without a scan)
 
 
 @dataclass(slots=True)
@@ -903,8 +908,9 @@ class Replica:
     # -- submission of writes ---------------------------------------------------------------
 
     def _enqueue_write(self, conn_id: int, conn: _Conn, sid: int, seq: int, txn: Txn) -> None:
-        conn.queue.append(_Pending(seq, "write"))
-        sub = _Submission(conn_id, sid, seq, encode_txn(txn), obj=txn)
+        pending = _Pending(seq, "write")
+        conn.queue.append(pending)
+        sub = _Submission(conn_id, sid, seq, encode_txn(txn), obj=txn, pending=pending)
         self._submissions[(sid, seq)] = sub
         self._submit(sub)
 
@@ -1229,7 +1235,7 @@ class Replica:
 
     def _drain(self) -> Effects:
         if self.deferred:
-            return Effects()
+            return _NO_EFFECTS  # shared and never mutated: a deferred input's effects come from drain()
         return self.drain()
 
     def drain(self) -> Effects:
@@ -1243,8 +1249,10 @@ class Replica:
                                                 hard_state=rd.hard_state))
             if rd.must_sync:
                 self._fx.must_sync = True
-            self._fx.early.extend(RaftMsg(m) for m in rd.early_messages)
-            self._fx.messages.extend(RaftMsg(m) for m in rd.messages)
+            if rd.early_messages:
+                self._fx.early.extend(RaftMsg(m) for m in rd.early_messages)
+            if rd.messages:
+                self._fx.messages.extend(RaftMsg(m) for m in rd.messages)
             if rd.snapshot is not None:
                 self._install(rd.snapshot)
                 self._conf_applied = True
@@ -1259,10 +1267,12 @@ class Replica:
                 self._check_removed()
             self._on_role()
             self._maybe_compact()
-        self._answer_syncs()
-        due, self._due = self._due, set()
-        for conn_id in sorted(due):
-            self._flush(conn_id)
+        if self._syncs:
+            self._answer_syncs()
+        if self._due:
+            due, self._due = self._due, set()
+            for conn_id in sorted(due):
+                self._flush(conn_id)
         fx, self._fx = self._fx, Effects()
         return fx
 
@@ -1297,8 +1307,10 @@ class Replica:
         if e.kind is EntryKind.CONF:
             self._conf_applied = True
         if seq != 0:
-            seen = self._seen.setdefault(sid, _Seen())
-            if seq in seen.keys:
+            seen = self._seen.get(sid)
+            if seen is None:
+                seen = self._seen[sid] = _Seen()
+            elif seq in seen.keys:
                 if e.kind is EntryKind.CONF:
                     # The core adopted this configuration when it appended it: the tree shows it
                     # too, whoever asked. Only the reply is a duplicate's.
@@ -1346,13 +1358,11 @@ class Replica:
                     self._tracker.remove(op.session_id)
         sub = self._submissions.pop((sid, seq), None) if seq != 0 else None
         if sub is not None:
-            conn = self._conns.get(sub.conn_id)
-            if conn is not None:
-                for p in conn.queue:
-                    if p.kind == "write" and p.seq == seq and p.reply is None:
-                        p.reply = ClientReply(sub.conn_id, seq, int(res.err), value, e.zxid)
-                        self._due.add(sub.conn_id)
-                        break
+            p = sub.pending
+            # Still queued on a live connection (client_disconnect drops its submissions).
+            if p is not None and p.reply is None and sub.conn_id in self._conns:
+                p.reply = ClientReply(sub.conn_id, seq, int(res.err), value, e.zxid)
+                self._due.add(sub.conn_id)
 
     def _conf_txn(self, e: Entry) -> tuple[int, int, int, Txn]:
         """A CONF entry as the tree applies it: /zookeeper/config gets the new membership, whose
@@ -1518,10 +1528,10 @@ class Replica:
                         break
 
     def _maybe_compact(self) -> None:
-        if self.compact_every <= 0 or self.raft.has_ready():
-            return
         log = self.raft.log
-        if log.applied - log.offset >= self.compact_every:
+        if self.compact_every <= 0 or log.applied - log.offset < self.compact_every:
+            return
+        if not self.raft.has_ready():
             if self.fp.active and self.fp.hit("snapshot-save"):
                 return  # TEST-ONLY failpoint error: not taken now; tried again after the next entry
             snap = self.raft.compact(log.applied, self._snapshot_bytes())

@@ -279,6 +279,8 @@ class MemberServer:
             self._late_events.extend(events)  # TEST-ONLY FAULT: sent at the next tick, after this turn's replies
             return
         watches = self.watches
+        if watches.empty():
+            return  # nobody watches anything (the common case of a write-heavy load)
         conns = self.session_conns
         drop = self.fault == "drop-watch-events"
         for ev in events:

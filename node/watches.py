@@ -127,6 +127,10 @@ class WatchManager:
         else:
             raise ValueError(f"unknown watch kind {kind!r}: allowed {', '.join(KINDS)}")
 
+    def empty(self) -> bool:
+        """No watch is registered (then no event notifies anyone)."""
+        return not self._data.watches and not self._child.watches
+
     def trigger(self, event: WatchEvent) -> list[tuple[int, WatchEvent]]:
         """Who is notified of ``event`` (and consume their one-shot watches)."""
         t = event.type

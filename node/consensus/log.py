@@ -44,6 +44,9 @@ def decode_conf(e: Entry) -> ConfState | None:
 
 
 class RaftLog:
+    _snapshot: Snapshot
+    _offset: int  # the snapshot's index, cached (see the snapshot property)
+
     def __init__(self, snapshot: Snapshot, entries: tuple[Entry, ...] | list[Entry], commit: int, applied: int,
                  bootstrap: ConfState | None = None) -> None:
         self.snapshot = snapshot
@@ -72,21 +75,31 @@ class RaftLog:
     # -- queries ---------------------------------------------------------------------------
 
     @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, snap: Snapshot) -> None:
+        self._snapshot = snap
+        self._offset = snap.meta.index  # read on every query: kept as a plain int
+
+    @property
     def offset(self) -> int:
-        return self.snapshot.meta.index
+        return self._offset
 
     def first_index(self) -> int:
-        return self.offset + 1
+        return self._offset + 1
 
     def last_index(self) -> int:
-        return self.offset + len(self.entries)
+        return self._offset + len(self.entries)
 
     def term(self, index: int) -> int | None:
         """Term of the entry at `index`, or None if compacted away or not there yet."""
-        if index == self.offset:
-            return self.snapshot.meta.term
-        if self.offset < index <= self.last_index():
-            return self.entries[index - self.offset - 1].term
+        offset = self._offset
+        if index == offset:
+            return self._snapshot.meta.term
+        if offset < index <= offset + len(self.entries):
+            return self.entries[index - offset - 1].term
         return None
 
     def last_term(self) -> int:
@@ -169,14 +182,18 @@ class RaftLog:
         first = entries[0].index
         if first <= self.committed:
             raise LogError(f"refusing to overwrite committed entry {first} (committed={self.committed})")
-        if first > self.last_index() + 1:
-            raise LogError(f"append at {first} would leave a gap after last index {self.last_index()}")
-        del self.entries[first - self.offset - 1:]
+        offset = self._offset
+        last = offset + len(self.entries)
+        if first > last + 1:
+            raise LogError(f"append at {first} would leave a gap after last index {last}")
+        changed = False
+        if first <= last:  # a conflicting suffix goes first (a leader's append is never one)
+            del self.entries[first - offset - 1:]
+            self.stabled = min(self.stabled, first - 1)
+            k = bisect.bisect_left(self.conf_indexes, first)
+            changed = k < len(self.conf_indexes)
+            del self.conf_indexes[k:]
         self.entries.extend(entries)
-        self.stabled = min(self.stabled, first - 1)
-        k = bisect.bisect_left(self.conf_indexes, first)
-        changed = k < len(self.conf_indexes)
-        del self.conf_indexes[k:]
         for e in entries:
             if e.kind is EntryKind.CONF and decode_conf(e) is not None:
                 self.conf_indexes.append(e.index)
@@ -207,14 +224,17 @@ class RaftLog:
         return 0
 
     def commit_to(self, index: int) -> bool:
-        index = min(index, self.last_index())
+        last = self._offset + len(self.entries)
+        if index > last:
+            index = last
         if index > self.committed:
             self.committed = index
             return True
         return False
 
     def unstable_entries(self) -> list[Entry]:
-        return self.entries[self.stabled - self.offset:] if self.stabled < self.last_index() else []
+        offset = self._offset
+        return self.entries[self.stabled - offset:] if self.stabled < offset + len(self.entries) else []
 
     def stable_to(self, index: int, term: int) -> None:
         # Only if the entry is still the one we handed out: a truncation between

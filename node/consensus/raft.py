@@ -431,18 +431,23 @@ class RaftNode:
         if self._outstanding is not None:
             raise RuntimeError("ready() called again before advance() of the previous Ready")
         self._flush_broadcast()
-        soft = self.soft_state()
-        hard = self.hard_state()
-        msgs = _coalesce_acks(self.msgs)
+        log = self.log
+        # Field by field, as in has_ready: the states are built only when they changed.
+        prev_soft, prev_hard = self._prev_soft, self._prev_hard
+        soft = (self.soft_state() if self.role.value != prev_soft.role or self.leader != prev_soft.leader
+                or self.term != prev_soft.term else None)
+        hard = (self.hard_state() if self.term != prev_hard.term or self.vote != prev_hard.vote
+                or log.committed != prev_hard.commit else None)
+        msgs = _coalesce_acks(self.msgs) if self.msgs else []
         rd = Ready(
-            soft_state=soft if soft != self._prev_soft else None,
-            hard_state=hard if hard != self._prev_hard else None,
-            entries=list(self.log.unstable_entries()),
-            snapshot=self.log.pending_snapshot,
-            committed_entries=self.log.next_committed_entries(),
-            messages=[m for m in msgs if m.type not in EARLY_TYPES],
+            soft_state=soft,
+            hard_state=hard,
+            entries=log.unstable_entries(),
+            snapshot=log.pending_snapshot,
+            committed_entries=log.next_committed_entries(),
+            messages=[m for m in msgs if m.type not in EARLY_TYPES] if msgs else [],
             read_states=self.read_states,
-            early_messages=[m for m in msgs if m.type in EARLY_TYPES],
+            early_messages=[m for m in msgs if m.type in EARLY_TYPES] if msgs else [],
         )
         rd.must_sync = must_sync(self._prev_hard, rd.hard_state, bool(rd.entries), rd.snapshot is not None)
         self.msgs = []
@@ -453,7 +458,7 @@ class RaftNode:
             rd.messages.extend(Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
                                for p in sorted(self.voters - {self.id}))
             self._durable_sent = True
-        if rd.soft_state is not None:
+        if soft is not None:
             self._prev_soft = soft
         self._outstanding = rd
         return rd
@@ -911,28 +916,38 @@ class RaftNode:
 
     def _maybe_commit(self) -> bool:
         # Only the voters of the configuration in force count (the leader itself only if it is one).
-        matches = sorted((self.progress[p].match for p in self.voters if p in self.progress), reverse=True)
-        if len(matches) < self._quorum():
-            return False
-        index = matches[self._quorum() - 1]
+        voters, progress = self.voters, self.progress
+        if len(voters) == 1:  # a sole voter: its own match is the quorum's (no sort per entry)
+            pr = progress.get(next(iter(voters)))
+            if pr is None:
+                return False
+            index = pr.match
+        else:
+            quorum = len(voters) // 2 + 1
+            matches = sorted((progress[p].match for p in voters if p in progress), reverse=True)
+            if len(matches) < quorum:
+                return False
+            index = matches[quorum - 1]
+        log = self.log
         # Only entries of the current term commit by counting (Raft §5.4.2);
         # earlier ones commit with them.
-        if self.log.term(index) == self.term:
-            return self.log.commit_to(index)
+        if index > log.committed and log.term(index) == self.term:
+            return log.commit_to(index)
         return False
 
     def _append_entry(self, kind: EntryKind, data: bytes) -> int:
         self.zxid_counter += 1
-        index = self.log.last_index() + 1
-        entry = Entry(self.term, index, make_zxid(self.term, self.zxid_counter), kind, data)
-        self.log.append([entry])
+        log = self.log
+        index = log.last_index() + 1
+        term = self.term
+        log.append([Entry(term, index, make_zxid(term, self.zxid_counter), kind, data)])
         if kind is EntryKind.CONF:
             self._sync_conf()
         me = self.progress[self.id]
         me.maybe_update(index)
         if self.unsafe_commit_without_quorum:
-            self.log.commit_to(index)  # TEST-ONLY BUG, see the class docstring
-        elif self._maybe_commit():
+            log.commit_to(index)  # TEST-ONLY BUG, see the class docstring
+        elif self._maybe_commit() and self.deferred_reads:
             self._release_deferred_reads()
         self._broadcast_pending = True
         return index

@@ -87,6 +87,7 @@ def check_acl(acl: Iterable[ACL], perm: int, identities: Iterable[Identity]) -> 
     acl = tuple(acl)
     if not acl:
         return True
+    perm = int(perm)  # a Perm flag would make every `perms & perm` below a slow Flag operation
     idents = tuple(identities)
     for scheme, _ in idents:
         if scheme == "super":

@@ -386,11 +386,12 @@ class DataTree:
         return None
 
     def _writable(self, path: str, perm: int, identities: Iterable[Identity]) -> Znode:
-        if path_error(path) is not None:
-            raise Rollback(Err.BAD_ARGUMENTS)
         node = self.nodes.get(path)
         if node is None:
+            if path_error(path) is not None:
+                raise Rollback(Err.BAD_ARGUMENTS)
             raise Rollback(Err.NO_NODE)
+        # A path in the tree was validated when its node was created: no second check.
         if not check_acl(node.acl, perm, identities):
             raise Rollback(Err.NO_AUTH)
         return node
