@@ -77,8 +77,13 @@ def measure(m: ServerProcess, requests: int, seconds: float) -> dict[str, float]
     finally:
         zk.stop()
         zk.close()
-    return {"rss MB": (peak - base) / 2**20, "p50 ms": pct(loaded, 50) * 1e3, "p99 ms": pct(loaded, 99) * 1e3,
-            "quiet p99 ms": pct(quiet, 99) * 1e3, "reads": float(len(loaded))}
+    return {
+        "rss MB": (peak - base) / 2**20,
+        "p50 ms": pct(loaded, 50) * 1e3,
+        "p99 ms": pct(loaded, 99) * 1e3,
+        "quiet p99 ms": pct(quiet, 99) * 1e3,
+        "reads": float(len(loaded)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,12 +64,10 @@ def _verdict(valid) -> str:
     return {True: "valid", False: "invalid"}.get(valid, "unknown")
 
 
-def _row(name: str, verdict: str, times: tuple[float, float], porcupine: str,
-         parse_s: float | None = None) -> None:
+def _row(name: str, verdict: str, times: tuple[float, float], porcupine: str, parse_s: float | None = None) -> None:
     cpu, wall = times
     parse = f"parse {parse_s:6.3f} s  " if parse_s is not None else " " * 16
-    print(f"{name:<34} {verdict:<14} {parse}cpu {cpu:7.3f} s  wall {wall:7.3f} s  "
-          f"Porcupine {porcupine}")
+    print(f"{name:<34} {verdict:<14} {parse}cpu {cpu:7.3f} s  wall {wall:7.3f} s  Porcupine {porcupine}")
 
 
 def _load() -> str:
@@ -88,16 +86,25 @@ def _generated_child(n_ops: int, seed: int) -> None:
     t, c = time.perf_counter(), time.process_time()
     r = check(h, get_model("cas-register", None))
     wall, cpu = time.perf_counter() - t, time.process_time() - c
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux
-    print(json.dumps({"gen_s": gen_s, "cpu": cpu, "wall": wall, "valid": r.valid,
-                      "rss_after_gen_mb": rss_before / 1024, "peak_rss_mb": peak / 1024,
-                      "states": r.details.get("states")}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(
+        json.dumps(
+            {
+                "gen_s": gen_s,
+                "cpu": cpu,
+                "wall": wall,
+                "valid": r.valid,
+                "rss_after_gen_mb": rss_before / 1024,
+                "peak_rss_mb": peak / 1024,
+                "states": r.details.get("states"),
+            }
+        )
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpora", default=os.environ.get("SQUALL_CORPORA",
-                                                       str(ROOT.parent / "shared" / "corpora")))
+    ap.add_argument("--corpora", default=os.environ.get("SQUALL_CORPORA", str(ROOT.parent / "shared" / "corpora")))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--ops", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
@@ -117,21 +124,28 @@ def main() -> int:
         histories = [read_history(f) for f in files]
         parse_s = time.perf_counter() - t
         model = get_model("cas-register", None)
-        times, verdicts = _best(lambda: [check(h, model).valid for h in histories],
-                                args.repeat)
-        _row(f"etcd corpus ({len(files)} files)",
-             f"{verdicts.count(True)}ok/{verdicts.count(False)}bad", times,
-             PORCUPINE["etcd"], parse_s)
+        times, verdicts = _best(lambda: [check(h, model).valid for h in histories], args.repeat)
+        _row(
+            f"etcd corpus ({len(files)} files)",
+            f"{verdicts.count(True)}ok/{verdicts.count(False)}bad",
+            times,
+            PORCUPINE["etcd"],
+            parse_s,
+        )
         kv = {}
         for name in ("c50-ok", "c50-bad"):
             t = time.perf_counter()
             kv[name] = read_history(corpora / "porcupine" / "kv" / f"{name}.txt")
             kv[name + " parse"] = time.perf_counter() - t
         kvm = get_model("kv")
-        times, rs = _best(lambda: [check(kv[n], kvm) for n in ("c50-ok", "c50-bad")],
-                          args.repeat)
-        _row("kv c50-ok + c50-bad", "/".join(_verdict(r.valid) for r in rs), times,
-             PORCUPINE["kv pair"], kv["c50-ok parse"] + kv["c50-bad parse"])
+        times, rs = _best(lambda: [check(kv[n], kvm) for n in ("c50-ok", "c50-bad")], args.repeat)
+        _row(
+            "kv c50-ok + c50-bad",
+            "/".join(_verdict(r.valid) for r in rs),
+            times,
+            PORCUPINE["kv pair"],
+            kv["c50-ok parse"] + kv["c50-bad parse"],
+        )
         times, r = _best(lambda: check(kv["c50-ok"], kvm), args.repeat)
         _row("kv c50-ok", _verdict(r.valid), times, PORCUPINE["c50-ok"], kv["c50-ok parse"])
         times, r = _best(lambda: check(kv["c50-bad"], kvm), args.repeat)
@@ -139,21 +153,29 @@ def main() -> int:
         times, r = _best(lambda: sequential.check(kv["c50-bad"], kvm), args.repeat)
         _row("sequential kv c50-bad", _verdict(r.valid), times, "- (must be decided)")
     else:
-        print(f"corpora not found at {corpora}: skipping the Porcupine rows "
-              "(set SQUALL_CORPORA)")
+        print(f"corpora not found at {corpora}: skipping the Porcupine rows (set SQUALL_CORPORA)")
 
     runs = []
     for _ in range(args.repeat):
-        out = subprocess.run([sys.executable, __file__, "--child-generated", "--ops",
-                              str(args.ops), "--seed", str(args.seed)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child-generated", "--ops", str(args.ops), "--seed", str(args.seed)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         runs.append(json.loads(out.stdout))
     best = min(runs, key=lambda x: x["cpu"])
-    _row(f"generated {args.ops:,} ops/10 keys", _verdict(best["valid"]),
-         (best["cpu"], min(x["wall"] for x in runs)), "- (target < 30 s)")
-    print(f"{'':<34} peak RSS {max(x['peak_rss_mb'] for x in runs):.0f} MB "
-          f"(of which {best['rss_after_gen_mb']:.0f} MB after generating the history; "
-          f"target < 2048 MB), {best['states']} states, generation {best['gen_s']:.1f} s")
+    _row(
+        f"generated {args.ops:,} ops/10 keys",
+        _verdict(best["valid"]),
+        (best["cpu"], min(x["wall"] for x in runs)),
+        "- (target < 30 s)",
+    )
+    print(
+        f"{'':<34} peak RSS {max(x['peak_rss_mb'] for x in runs):.0f} MB "
+        f"(of which {best['rss_after_gen_mb']:.0f} MB after generating the history; "
+        f"target < 2048 MB), {best['states']} states, generation {best['gen_s']:.1f} s"
+    )
     print(_load())
     return 0
 

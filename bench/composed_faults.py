@@ -64,28 +64,66 @@ def main() -> int:
         for workload in args.workloads.split(","):
             for seed in args.seeds.split(","):
                 name = f"composed-{db}-{workload}-s{seed}"
-                cmd = [sys.executable, "-m", "harness.cli", "run", "--db", db, "--workload", workload,
-                       "--nemesis", "all", "--nodes", "3", "--seed", seed, "--time-limit", str(args.time_limit),
-                       "--nemesis-interval", str(args.interval), "--results", args.results, "--name", name,
-                       "--no-progress"]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "harness.cli",
+                    "run",
+                    "--db",
+                    db,
+                    "--workload",
+                    workload,
+                    "--nemesis",
+                    "all",
+                    "--nodes",
+                    "3",
+                    "--seed",
+                    seed,
+                    "--time-limit",
+                    str(args.time_limit),
+                    "--nemesis-interval",
+                    str(args.interval),
+                    "--results",
+                    args.results,
+                    "--name",
+                    name,
+                    "--no-progress",
+                ]
                 t0 = time.monotonic()
                 proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
                 wall = time.monotonic() - t0
                 worst = max(worst, proc.returncode)
                 run_dir = Path(args.results) / name / "latest"
-                latest = sorted(p for p in (Path(args.results) / name).iterdir() if p.is_dir())[-1] \
-                    if (Path(args.results) / name).exists() else None
+                latest = (
+                    sorted(p for p in (Path(args.results) / name).iterdir() if p.is_dir())[-1]
+                    if (Path(args.results) / name).exists()
+                    else None
+                )
                 run_dir = latest or run_dir
                 try:
                     verdict, done, errors, kinds, seqs = _summary(run_dir)
                 except (OSError, ValueError) as exc:
                     verdict, done, errors, kinds, seqs = f"no results ({exc})", 0, 0, set(), set()
-                rows.append((db, workload, seed, verdict, proc.returncode, done, errors,
-                             ",".join(sorted(kinds)), ",".join(sorted(seqs)) or "-", f"{wall:.0f}s"))
+                rows.append(
+                    (
+                        db,
+                        workload,
+                        seed,
+                        verdict,
+                        proc.returncode,
+                        done,
+                        errors,
+                        ",".join(sorted(kinds)),
+                        ",".join(sorted(seqs)) or "-",
+                        f"{wall:.0f}s",
+                    )
+                )
                 print(" | ".join(map(str, rows[-1])), flush=True)
                 if proc.returncode not in (0, 1, 2):
                     print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n", flush=True)
-    print("\n| db | workload | seed | verdict | exit | nemesis ops ok | ops with error | fault ops | sequences | wall |")
+    print(
+        "\n| db | workload | seed | verdict | exit | nemesis ops ok | ops with error | fault ops | sequences | wall |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(map(str, r)) + " |")

@@ -54,8 +54,7 @@ def build_times(client, skip_cold: bool) -> list[tuple[str, float]]:
         if not r.built:
             break
         rows.append(("(project changed meanwhile: rebuilt)", r.seconds))
-    rows.append(("warm (content tag found)" if not r.built else "warm: never found (tree keeps changing)",
-                 r.seconds))
+    rows.append(("warm (content tag found)" if not r.built else "warm: never found (tree keeps changing)", r.seconds))
     # A project change: the dependency layer comes from Docker's cache.
     t0 = time.monotonic()
     base = images.ensure_os_image(client)
@@ -63,13 +62,16 @@ def build_times(client, skip_cold: bool) -> list[tuple[str, float]]:
     with tempfile.TemporaryDirectory(prefix="squall-bench-") as d:
         ctx = Path(d)
         import shutil
+
         shutil.copytree(images.deps_wheels(), ctx / "wheels", ignore=shutil.ignore_patterns(".complete"))
         images.project_wheel(ctx / "project")
-        dockerfile = (f"FROM {base.tag}\nLABEL {images.IMAGE_LABEL}=node\nCOPY wheels /tmp/wheels\n"
-                      f"RUN python3 -m venv {images.VENV} && {images.VENV}/bin/pip install -q --no-index "
-                      f"--disable-pip-version-check /tmp/wheels/*.whl && rm -rf /tmp/wheels\n"
-                      f"COPY project /tmp/project\nRUN echo {time.time_ns()} && {images.VENV}/bin/pip install -q "
-                      f"--no-index --no-deps --disable-pip-version-check /tmp/project/*.whl\n")
+        dockerfile = (
+            f"FROM {base.tag}\nLABEL {images.IMAGE_LABEL}=node\nCOPY wheels /tmp/wheels\n"
+            f"RUN python3 -m venv {images.VENV} && {images.VENV}/bin/pip install -q --no-index "
+            f"--disable-pip-version-check /tmp/wheels/*.whl && rm -rf /tmp/wheels\n"
+            f"COPY project /tmp/project\nRUN echo {time.time_ns()} && {images.VENV}/bin/pip install -q "
+            f"--no-index --no-deps --disable-pip-version-check /tmp/project/*.whl\n"
+        )
         (ctx / "Dockerfile").write_text(dockerfile)
         subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True, timeout=900)
     rows.append(("project changed (wheel + project layer)", time.monotonic() - t0))
@@ -81,10 +83,35 @@ def run_overhead(db: str, nodes: int, time_limit: float) -> tuple[float, int, st
     with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         start = time.monotonic()
-        r = subprocess.run(["timeout", str(int(time_limit + 600)), sys.executable, "-m", "harness.cli", "run",
-                            "--backend", "docker", "--db", db, "--nodes", str(nodes), "--workload", "register",
-                            "--nemesis", "none", "--time-limit", str(time_limit), "--no-progress", "--seed", "1"],
-                           cwd=tmp, env=env, capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                "timeout",
+                str(int(time_limit + 600)),
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "run",
+                "--backend",
+                "docker",
+                "--db",
+                db,
+                "--nodes",
+                str(nodes),
+                "--workload",
+                "register",
+                "--nemesis",
+                "none",
+                "--time-limit",
+                str(time_limit),
+                "--no-progress",
+                "--seed",
+                "1",
+            ],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         wall = time.monotonic() - start
         summary = ""
         latest = Path(tmp) / "results" / "latest" / "results.json"
@@ -108,8 +135,10 @@ def main() -> None:
     if args.skip_cold:
         print("  cold                                         skipped (--skip-cold)")
 
-    print(f"\nrun overhead: squall run --backend docker --db {args.db} --time-limit {args.time_limit:g} "
-          f"(wall - time limit; target <= {TARGET_S:g} s for 5 nodes)")
+    print(
+        f"\nrun overhead: squall run --backend docker --db {args.db} --time-limit {args.time_limit:g} "
+        f"(wall - time limit; target <= {TARGET_S:g} s for 5 nodes)"
+    )
     for n in (int(x) for x in args.nodes.split(",")):
         over, rc, summary = run_overhead(args.db, n, args.time_limit)
         flag = "" if n != 5 else ("  ok" if over <= TARGET_S else "  OVER TARGET")

@@ -53,8 +53,14 @@ from tests.node.servers import (  # noqa: E402
     zookeeper_installed,
 )
 
-ZK_REFERENCE_3 = {"sync set": 564, "sync get": 2977, "async set": 2614, "async get": 5001, "failover s": 0.60,
-                  "silent fo s": None}  # not in the issue's reference figures
+ZK_REFERENCE_3 = {
+    "sync set": 564,
+    "sync get": 2977,
+    "async set": 2614,
+    "async get": 5001,
+    "failover s": 0.60,
+    "silent fo s": None,
+}  # not in the issue's reference figures
 FAILOVERS = ("failover s", "silent fo s")
 DEADLINE_S = 60.0
 
@@ -62,10 +68,15 @@ DEADLINE_S = 60.0
 def squall_ensemble(base: Path) -> list[ServerProcess]:
     ports = [(free_port(), free_port()) for _ in range(3)]
     peers = ",".join(f"{i + 1}=127.0.0.1:{c}:{p}" for i, (c, p) in enumerate(ports))
-    return [squall_node(base / f"n{i + 1}" / "data", port=c,
-                        extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "2000"],
-                        log_path=base / f"n{i + 1}.out")
-            for i, (c, _) in enumerate(ports)]
+    return [
+        squall_node(
+            base / f"n{i + 1}" / "data",
+            port=c,
+            extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "2000"],
+            log_path=base / f"n{i + 1}.out",
+        )
+        for i, (c, _) in enumerate(ports)
+    ]
 
 
 def zookeeper_ensemble(base: Path) -> list[ServerProcess]:
@@ -79,14 +90,43 @@ def zookeeper_ensemble(base: Path) -> list[ServerProcess]:
         data.mkdir(parents=True, exist_ok=True)
         (data / "myid").write_text(f"{i + 1}\n")
         cfg = d / "zoo.cfg"
-        cfg.write_text("\n".join([
-            "tickTime=2000", f"dataDir={data}", f"clientPort={client}", "clientPortAddress=127.0.0.1",
-            "admin.enableServer=false", "4lw.commands.whitelist=*", "maxClientCnxns=0",
-            "initLimit=10", "syncLimit=5", *servers, ""]))
-        argv = ["java", "-Xmx512m", f"-Dzookeeper.DigestAuthenticationProvider.superDigest={ZOOKEEPER_SUPER_DIGEST}",
-                "-cp", ZOOKEEPER_CLASSPATH, "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]
-        out.append(ServerProcess(kind="zookeeper", host="127.0.0.1", port=client, data_dir=data, argv=argv,
-                                 log_path=d / "server.log", cwd=d))
+        cfg.write_text(
+            "\n".join(
+                [
+                    "tickTime=2000",
+                    f"dataDir={data}",
+                    f"clientPort={client}",
+                    "clientPortAddress=127.0.0.1",
+                    "admin.enableServer=false",
+                    "4lw.commands.whitelist=*",
+                    "maxClientCnxns=0",
+                    "initLimit=10",
+                    "syncLimit=5",
+                    *servers,
+                    "",
+                ]
+            )
+        )
+        argv = [
+            "java",
+            "-Xmx512m",
+            f"-Dzookeeper.DigestAuthenticationProvider.superDigest={ZOOKEEPER_SUPER_DIGEST}",
+            "-cp",
+            ZOOKEEPER_CLASSPATH,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            str(cfg),
+        ]
+        out.append(
+            ServerProcess(
+                kind="zookeeper",
+                host="127.0.0.1",
+                port=client,
+                data_dir=data,
+                argv=argv,
+                log_path=d / "server.log",
+                cwd=d,
+            )
+        )
     return out
 
 
@@ -134,8 +174,11 @@ def failover_once(members: list[ServerProcess], pause: bool = False) -> float:
     setting)."""
     leader = wait_leader(members)
     hosts = [m for m in members if not (pause and m is leader)]
-    client = KazooClient(hosts=",".join(m.address for m in hosts), timeout=10.0,
-                         connection_retry={"max_tries": -1, "delay": 0.02, "max_delay": 0.2})
+    client = KazooClient(
+        hosts=",".join(m.address for m in hosts),
+        timeout=10.0,
+        connection_retry={"max_tries": -1, "delay": 0.02, "max_delay": 0.2},
+    )
     client.start(timeout=DEADLINE_S)
     waited_out = client.handler.timeout_exception
     try:
@@ -197,9 +240,11 @@ def measure(kind: str, members: list[ServerProcess], ops: int, value_bytes: int,
 def table(results: dict[str, dict[str, float]], ops: int, value_bytes: int, failovers: int) -> str:
     names = list(results)
     both = "squall" in results and "zookeeper" in results
-    rows = [f"3-member ensembles: {ops} ops per figure, {value_bytes}-byte values, through a follower; "
-            f"failover = median of {failovers} leader SIGKILLs (silent: SIGSTOPs)",
-            f"{'':<12}" + "".join(f"{n:>12}" for n in names) + (f"{'ratio':>8}" if both else "") + f"{'ZK ref':>9}"]
+    rows = [
+        f"3-member ensembles: {ops} ops per figure, {value_bytes}-byte values, through a follower; "
+        f"failover = median of {failovers} leader SIGKILLs (silent: SIGSTOPs)",
+        f"{'':<12}" + "".join(f"{n:>12}" for n in names) + (f"{'ratio':>8}" if both else "") + f"{'ZK ref':>9}",
+    ]
     for fig in (*FIGURES, *FAILOVERS):
         fmt = "{:>12.3f}" if fig in FAILOVERS else "{:>12,.0f}"
         row = f"{fig:<12}" + "".join(fmt.format(results[n][fig]) for n in names)

@@ -25,16 +25,41 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VERDICT = {0: "valid", 1: "invalid", 2: "unknown"}
-BROKEN = (("register", "stale-reads", "partition"), ("set", "stale-reads", "kill"),
-          ("watch-stream", "drop-watch-events", "pause"))
+BROKEN = (
+    ("register", "stale-reads", "partition"),
+    ("set", "stale-reads", "kill"),
+    ("watch-stream", "drop-watch-events", "pause"),
+)
 
 
-def run(args: argparse.Namespace, results: Path, workload: str, fault: str, seed: int,
-        unsafe: str | None = None) -> tuple[str, float, str]:
-    argv = [sys.executable, "-m", "harness.cli", "run", "--db", "etcd", "--backend", args.backend,
-            "--nodes", "3", "--workload", workload, "--nemesis", fault, "--seed", str(seed),
-            "--time-limit", str(args.time_limit), "--nemesis-interval", "3", "--no-progress",
-            "--results", str(results)]
+def run(
+    args: argparse.Namespace, results: Path, workload: str, fault: str, seed: int, unsafe: str | None = None
+) -> tuple[str, float, str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "--db",
+        "etcd",
+        "--backend",
+        args.backend,
+        "--nodes",
+        "3",
+        "--workload",
+        workload,
+        "--nemesis",
+        fault,
+        "--seed",
+        str(seed),
+        "--time-limit",
+        str(args.time_limit),
+        "--nemesis-interval",
+        "3",
+        "--no-progress",
+        "--results",
+        str(results),
+    ]
     if args.reads:
         argv += ["--reads", args.reads]
     if unsafe:
@@ -79,11 +104,15 @@ def main() -> None:
         print("\nbroken variants (must be invalid):")
         for workload, unsafe, fault in BROKEN:
             verdict, wall, summary = run(args, results, workload, fault, 1, unsafe)
-            print(f"etcd {workload:8} --unsafe-db-fault {unsafe:17} {fault:9}: {verdict:8} {wall:5.1f}s  {summary}",
-                  flush=True)
+            print(
+                f"etcd {workload:8} --unsafe-db-fault {unsafe:17} {fault:9}: {verdict:8} {wall:5.1f}s  {summary}",
+                flush=True,
+            )
     load = os.getloadavg()
-    print(f"\n{len(walls)} runs, {sum(walls):.0f}s in all; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
-          f"on {os.cpu_count()} cores; results in {results}")
+    print(
+        f"\n{len(walls)} runs, {sum(walls):.0f}s in all; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        f"on {os.cpu_count()} cores; results in {results}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ def main() -> None:
     # A write through a 3-member ensemble passes: apply x3 (one per replica), before-fsync and
     # after-fsync on each member that fsyncs (3), before-reply once, peer-send on each member.
     per_write = 3 + 3 * 2 + 1 + 3
-    print(f"points passed per replicated write:  {per_write}  -> about {per_write * (cold - base):.0f} ns a write "
-          f"(bench/ensemble.py: a synchronous write costs about 1 ms)")
+    print(
+        f"points passed per replicated write:  {per_write}  -> about {per_write * (cold - base):.0f} ns a write "
+        f"(bench/ensemble.py: a synchronous write costs about 1 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -39,32 +39,68 @@ FAULTS = "partition;pause;kill;partition,pause,kill;lagging-follower"
 
 
 def run_one(db: str, workload: str, fault: str, seed: int, extra: list[str], results: Path) -> dict[str, Any]:
-    args = [sys.executable, "-m", "harness.cli", "run", "--db", db, "--nodes", "3", "--workload", workload,
-            "--nemesis", fault, "--seed", str(seed), "--no-progress", "--results", str(results), *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "--db",
+        db,
+        "--nodes",
+        "3",
+        "--workload",
+        workload,
+        "--nemesis",
+        fault,
+        "--seed",
+        str(seed),
+        "--no-progress",
+        "--results",
+        str(results),
+        *extra,
+    ]
     started = time.monotonic()
-    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     wall = time.monotonic() - started
     run_dir = (results / "latest").resolve()
     try:
         d = json.loads((run_dir / "results.json").read_text())
     except (OSError, ValueError):
-        return {"exit": r.returncode, "valid": None, "bad": r.stderr.strip()[-200:], "avail": None, "wall": wall,
-                "dir": run_dir}
+        return {
+            "exit": r.returncode,
+            "valid": None,
+            "bad": r.stderr.strip()[-200:],
+            "avail": None,
+            "wall": wall,
+            "dir": run_dir,
+        }
     subs = ((d.get("result") or {}).get("details") or {}).get("results") or []
     bad = [f"{s['checker']}={s['valid']}" for s in subs if s.get("valid") is not True]
     avail = None
     for s in subs:
         if s.get("checker") == "availability":
-            shares = [w["share"] for w in (s.get("details") or {}).get("windows", [])
-                      if w["window"] == "fault-free" and w["share"] is not None and w["ops"] >= 10]
+            shares = [
+                w["share"]
+                for w in (s.get("details") or {}).get("windows", [])
+                if w["window"] == "fault-free" and w["share"] is not None and w["ops"] >= 10
+            ]
             avail = min(shares) if shares else None
-    return {"exit": r.returncode, "valid": d.get("valid"), "bad": ", ".join(bad), "avail": avail, "wall": wall,
-            "summary": d.get("summary", ""), "dir": run_dir}
+    return {
+        "exit": r.returncode,
+        "valid": d.get("valid"),
+        "bad": ", ".join(bad),
+        "avail": avail,
+        "wall": wall,
+        "summary": d.get("summary", ""),
+        "dir": run_dir,
+    }
 
 
-def table(cells: dict[tuple[str, str, str], list[bool]], dbs: list[str], workloads: list[str],
-          faults: list[str]) -> str:
+def table(
+    cells: dict[tuple[str, str, str], list[bool]], dbs: list[str], workloads: list[str], faults: list[str]
+) -> str:
     """valid/total per (db, workload) row and fault column."""
     width = max(9, *(len(f) for f in faults))
     lines = [f"{'db':10} {'workload':9} " + " ".join(f"{f:>{width}}" for f in faults)]
@@ -97,8 +133,10 @@ def main() -> None:
     keep = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="squall-false-alarms-"))
     keep.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {os.getloadavg()[0]:.2f}; runs that are not valid are kept under {keep}")
-    print(f"{'db':10} {'workload':9} {'fault':22} {'seed':>4} {'exit':>4} {'verdict':8} {'min-avail':>9} "
-          f"{'wall':>6}  not valid")
+    print(
+        f"{'db':10} {'workload':9} {'fault':22} {'seed':>4} {'exit':>4} {'verdict':8} {'min-avail':>9} "
+        f"{'wall':>6}  not valid"
+    )
     cells: dict[tuple[str, str, str], list[bool]] = {}
     started = time.monotonic()
     for db in dbs:
@@ -113,14 +151,19 @@ def main() -> None:
                         shutil.rmtree(results, ignore_errors=True)
                     av = "-" if o["avail"] is None else f"{o['avail']:.2f}"
                     where = "" if ok else f"  [{o['dir']}]"
-                    print(f"{db:10} {w:9} {f:22} {s:>4} {o['exit']:>4} {str(o['valid']):8} {av:>9} "
-                          f"{o['wall']:6.1f}  {o['bad']}{where}", flush=True)
+                    print(
+                        f"{db:10} {w:9} {f:22} {s:>4} {o['exit']:>4} {str(o['valid']):8} {av:>9} "
+                        f"{o['wall']:6.1f}  {o['bad']}{where}",
+                        flush=True,
+                    )
     valid = sum(sum(v) for v in cells.values())
     total = sum(len(v) for v in cells.values())
     print()
     print(table(cells, dbs, workloads, faults))
-    print(f"valid: {valid}/{total} in {(time.monotonic() - started) / 60:.1f} min; "
-          f"load average at end: {os.getloadavg()[0]:.2f}")
+    print(
+        f"valid: {valid}/{total} in {(time.monotonic() - started) / 60:.1f} min; "
+        f"load average at end: {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -59,11 +59,30 @@ def lagging_reads(history: list[dict[str, Any]]) -> tuple[int, int]:
 
 
 def run_one(fault: str, workload: str, seed: int, extra: list[str], results: Path) -> dict[str, Any]:
-    args = [sys.executable, "-m", "harness.cli", "run", "--db", "squall", "--nodes", "3", "--workload", workload,
-            "--unsafe-db-fault", fault, "--seed", str(seed), "--no-progress", "--results", str(results), *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "--db",
+        "squall",
+        "--nodes",
+        "3",
+        "--workload",
+        workload,
+        "--unsafe-db-fault",
+        fault,
+        "--seed",
+        str(seed),
+        "--no-progress",
+        "--results",
+        str(results),
+        *extra,
+    ]
     started = time.monotonic()
-    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     wall = time.monotonic() - started
     run_dir = (results / "latest").resolve()
     try:
@@ -101,8 +120,10 @@ def main() -> None:
                 o = run_one(fault, workload, seed, shlex.split(extra), Path(tmp) / f"{fault}-{seed}")
                 caught += o["exit"] == 1
                 lag = "-" if not o["lag"] or not o["lag"][0] else f"{o['lag'][0]}/{o['lag'][1]}"
-                print(f"{fault:20} {workload:9} {seed:>4} {o['exit']:>4} {lag:>10} {o['wall']:6.1f}  {o['bad']}",
-                      flush=True)
+                print(
+                    f"{fault:20} {workload:9} {seed:>4} {o['exit']:>4} {lag:>10} {o['wall']:6.1f}  {o['bad']}",
+                    flush=True,
+                )
             totals.append(f"{fault} ({workload}, {extra}): exit 1 in {caught}/{a.runs} runs")
     print(*totals, sep="\n")
     print(f"load average at end: {os.getloadavg()[0]:.2f}")

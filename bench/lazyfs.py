@@ -46,9 +46,11 @@ def read_mb_s(path: Path) -> float:
 
 
 def measure(d: Path, count: int, size: int) -> dict[str, float]:
-    return {"synced appends/s": appends(d / "synced", count, size, True),
-            "unsynced appends/s": appends(d / "unsynced", count, size, False),
-            "read MB/s": read_mb_s(d / "synced")}
+    return {
+        "synced appends/s": appends(d / "synced", count, size, True),
+        "unsynced appends/s": appends(d / "unsynced", count, size, False),
+        "read MB/s": read_mb_s(d / "synced"),
+    }
 
 
 def main() -> None:
@@ -77,8 +79,9 @@ def main() -> None:
     print(f"{'':12} {'synced appends/s':>17} {'unsynced appends/s':>19} {'read MB/s':>10}")
     for name, r in rows.items():
         print(f"{name:12} {r['synced appends/s']:17.0f} {r['unsynced appends/s']:19.0f} {r['read MB/s']:10.1f}")
-    print(f"drop: {drop_s * 1000:.1f} ms ({lost['bytes_cut']} bytes cut, "
-          f"{len(lost['removed_entries'])} entries removed)")
+    print(
+        f"drop: {drop_s * 1000:.1f} ms ({lost['bytes_cut']} bytes cut, {len(lost['removed_entries'])} entries removed)"
+    )
 
 
 if __name__ == "__main__":

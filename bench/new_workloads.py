@@ -43,16 +43,41 @@ def main() -> None:
                 for seed in range(1, args.seeds + 1):
                     t0 = time.monotonic()
                     r = subprocess.run(
-                        [sys.executable, "-m", "harness.cli", "run", "--db", db, "--nodes", "3",
-                         "--workload", workload, "--nemesis", fault, "--seed", str(seed),
-                         "--time-limit", str(args.time_limit), "--nemesis-interval", "3",
-                         "--no-progress", "--results", str(results)],
-                        cwd=ROOT, capture_output=True, text=True)
+                        [
+                            sys.executable,
+                            "-m",
+                            "harness.cli",
+                            "run",
+                            "--db",
+                            db,
+                            "--nodes",
+                            "3",
+                            "--workload",
+                            workload,
+                            "--nemesis",
+                            fault,
+                            "--seed",
+                            str(seed),
+                            "--time-limit",
+                            str(args.time_limit),
+                            "--nemesis-interval",
+                            "3",
+                            "--no-progress",
+                            "--results",
+                            str(results),
+                        ],
+                        cwd=ROOT,
+                        capture_output=True,
+                        text=True,
+                    )
                     verdict = VERDICT.get(r.returncode, f"error({r.returncode})")
                     table[(workload, db, fault)].append(verdict)
                     summary = (r.stdout.strip().splitlines() or [""])[0][:100]
-                    print(f"{db:9} {workload:8} {fault:9} seed {seed}: {verdict:8} "
-                          f"{time.monotonic() - t0:5.1f}s  {summary}", flush=True)
+                    print(
+                        f"{db:9} {workload:8} {fault:9} seed {seed}: {verdict:8} "
+                        f"{time.monotonic() - t0:5.1f}s  {summary}",
+                        flush=True,
+                    )
     print(f"\n{'workload':8} {'db':9} {'fault':9} verdicts")
     for (workload, db, fault), verdicts in sorted(table.items()):
         print(f"{workload:8} {db:9} {fault:9} {' '.join(verdicts)}")

@@ -105,7 +105,10 @@ def _table(results: dict[str, ProbeResult], ops: int, value_bytes: int, rounds: 
     if both:
         header += f"{'ratio':>8}"
     header += f"{'ZK reference':>15}"
-    lines = [f"kazoo probe: {ops} ops per figure, {value_bytes}-byte values, {KEYS} znodes, best of {rounds} round(s)", header]
+    lines = [
+        f"kazoo probe: {ops} ops per figure, {value_bytes}-byte values, {KEYS} znodes, best of {rounds} round(s)",
+        header,
+    ]
     for fig in FIGURES:
         row = f"{fig:<10}" + "".join(f"{results[n].ops_per_s[fig]:>12,.0f}" for n in names)
         if both:
@@ -120,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ops", type=int, default=2000, help="operations per figure (default 2000)")
     parser.add_argument("--value-bytes", type=int, default=100, help="value size in bytes (default 100)")
-    parser.add_argument("--rounds", type=int, default=1, help="probe each server this many times, alternating; report the best")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="probe each server this many times, alternating; report the best"
+    )
     parser.add_argument("--skip-zookeeper", action="store_true", help="do not run Apache ZooKeeper")
     parser.add_argument("--skip-squall", action="store_true", help="do not run the squall node")
     parser.add_argument("--squall-address", help="probe this running node instead of starting one")

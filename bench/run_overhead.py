@@ -29,7 +29,9 @@ def unavailable(db: str, nodes: int) -> str | None:
     if db == "zookeeper" and not ZK_JAR.exists():
         return f"{ZK_JAR} is missing (Debian's zookeeper package)"
     if db == "squall":
-        r = subprocess.run([sys.executable, "-m", "node", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "node", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         help_text = r.stdout + r.stderr
         if "--data-dir" not in help_text:
             return "`python -m node` cannot start a server yet"
@@ -42,9 +44,30 @@ def measure(db: str, nodes: int, time_limit: float, workload: str) -> tuple[floa
     with tempfile.TemporaryDirectory(prefix="squall-bench-") as tmp:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         start = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--db", db, "--nodes", str(nodes),
-                            "--workload", workload, "--time-limit", str(time_limit), "--no-progress", "--seed", "1"],
-                           cwd=tmp, env=env, capture_output=True, text=True, timeout=time_limit + 600)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "run",
+                "--db",
+                db,
+                "--nodes",
+                str(nodes),
+                "--workload",
+                workload,
+                "--time-limit",
+                str(time_limit),
+                "--no-progress",
+                "--seed",
+                "1",
+            ],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=time_limit + 600,
+        )
         wall = time.monotonic() - start
         summary = ""
         latest = Path(tmp) / "results" / "latest" / "results.json"

@@ -81,8 +81,14 @@ SESSION_TIMEOUT_MS = 30_000
 DRAIN_S = 5.0  # after the window: how long a worker waits for its last replies
 MAX_OPS_PER_CONNECTION = 50_000_000  # a count bound on the send loop, far above any real run
 READY_TIMEOUT_S = 60.0
-LIMITS = {"duration": (0.5, 600.0), "processes": (1, 64), "connections": (1, 256), "outstanding": (1, 1024),
-          "value_bytes": (0, 1_000_000), "keys": (1, 100_000)}
+LIMITS = {
+    "duration": (0.5, 600.0),
+    "processes": (1, 64),
+    "connections": (1, 256),
+    "outstanding": (1, 1024),
+    "value_bytes": (0, 1_000_000),
+    "keys": (1, 100_000),
+}
 
 
 # ---------------------------------------------------------------- the lean client
@@ -143,8 +149,8 @@ class Connection:
             raise ProtocolError(f"{self.address} sent a frame length of {n}")
         if len(self.buf) < 4 + n:
             return None
-        frame = bytes(self.buf[4:4 + n])
-        del self.buf[:4 + n]
+        frame = bytes(self.buf[4 : 4 + n])
+        del self.buf[: 4 + n]
         return frame
 
     def frame(self, op: int, body: bytes, now: float) -> bytes:
@@ -206,8 +212,10 @@ def prepare_keys(address: str, keys: int, value_bytes: int) -> None:
             raise ProtocolError(f"create {ROOT} on {address} failed with error {err}")
         for start in range(0, keys, 64):
             now = time.perf_counter()
-            batch = [conn.frame(P.CREATE, _body(P.CREATE, P.CreateRequest(f"{ROOT}/k{i}", value, OPEN_ACL, 0)), now)
-                     for i in range(start, min(keys, start + 64))]
+            batch = [
+                conn.frame(P.CREATE, _body(P.CREATE, P.CreateRequest(f"{ROOT}/k{i}", value, OPEN_ACL, 0)), now)
+                for i in range(start, min(keys, start + 64))
+            ]
             conn.sock.sendall(b"".join(batch))
             deadline = time.monotonic() + CONNECT_TIMEOUT_S
             while conn.pending:
@@ -218,7 +226,6 @@ def prepare_keys(address: str, keys: int, value_bytes: int) -> None:
                         raise ProtocolError(f"create under {ROOT} on {address} failed with error {err}")
     finally:
         conn.close()
-
 
 
 # ---------------------------------------------------------------- one worker process
@@ -393,8 +400,9 @@ def _stop_workers(procs: list[mp.Process]) -> None:
             p.join(timeout=5)
 
 
-def run_mix(addresses: list[str], members: list[ServerProcess], args: argparse.Namespace, read_share: float,
-            seed: int) -> Figures:
+def run_mix(
+    addresses: list[str], members: list[ServerProcess], args: argparse.Namespace, read_share: float, seed: int
+) -> Figures:
     """Drive the servers at ``addresses`` with one mix; ``members`` are measured for CPU (may be empty)."""
     ctx = mp.get_context("spawn")
     ready, results, start = ctx.Queue(), ctx.Queue(), ctx.Event()
@@ -402,8 +410,19 @@ def run_mix(addresses: list[str], members: list[ServerProcess], args: argparse.N
     specs = []
     for w in range(args.processes):
         conns = [addresses[(w * args.connections + c) % len(addresses)] for c in range(args.connections)]
-        specs.append(WorkerSpec(w, conns, args.outstanding, args.value_bytes, args.keys, read_share,
-                                warmup, args.duration, seed * 1000 + w))
+        specs.append(
+            WorkerSpec(
+                w,
+                conns,
+                args.outstanding,
+                args.value_bytes,
+                args.keys,
+                read_share,
+                warmup,
+                args.duration,
+                seed * 1000 + w,
+            )
+        )
     procs = [ctx.Process(target=worker_main, args=(s, ready, start, results), daemon=True) for s in specs]
     try:
         for p in procs:
@@ -443,7 +462,9 @@ def run_mix(addresses: list[str], members: list[ServerProcess], args: argparse.N
     return Figures(
         reads_s=sum(r.reads for r in got) / args.duration,
         writes_s=sum(r.writes for r in got) / args.duration,
-        p50_ms=percentile(lat, 0.50), p99_ms=percentile(lat, 0.99), errors=errors,
+        p50_ms=percentile(lat, 0.50),
+        p99_ms=percentile(lat, 0.99),
+        errors=errors,
         server_cpu=[100.0 * (b - a) / args.duration for a, b in zip(cpu0, cpu1)],
         worker_cpu=[100.0 * r.cpu_s / r.window_s for r in sorted(got, key=lambda r: r.index)],
         load=tuple(round(max(x, y), 2) for x, y in zip(load_before, load_after)),  # type: ignore[arg-type]
@@ -476,8 +497,9 @@ def measure(kind: str, members: list[ServerProcess], args: argparse.Namespace) -
     return measure_addresses(kind, addresses, members, args)
 
 
-def measure_addresses(kind: str, addresses: list[str], members: list[ServerProcess],
-                      args: argparse.Namespace) -> dict[str, Figures]:
+def measure_addresses(
+    kind: str, addresses: list[str], members: list[ServerProcess], args: argparse.Namespace
+) -> dict[str, Figures]:
     prepare_keys(addresses[0], args.keys, args.value_bytes)
     out = {}
     for i, (mix, share) in enumerate(MIXES.items()):
@@ -485,9 +507,12 @@ def measure_addresses(kind: str, addresses: list[str], members: list[ServerProce
             continue
         f = run_mix(addresses, members, args, share, seed=i + 1)
         out[mix] = f
-        print(f"    {kind} {mix}: {f.reads_s:,.0f} reads/s, {f.writes_s:,.0f} writes/s, p50 {f.p50_ms:.2f} ms, "
-              f"p99 {f.p99_ms:.2f} ms; CPU % of a core: servers {_pcts(f.server_cpu)}, "
-              f"load generator {_pcts(f.worker_cpu)}; load average {f.load}", file=sys.stderr)
+        print(
+            f"    {kind} {mix}: {f.reads_s:,.0f} reads/s, {f.writes_s:,.0f} writes/s, p50 {f.p50_ms:.2f} ms, "
+            f"p99 {f.p99_ms:.2f} ms; CPU % of a core: servers {_pcts(f.server_cpu)}, "
+            f"load generator {_pcts(f.worker_cpu)}; load average {f.load}",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -495,8 +520,15 @@ def _pcts(values: list[float]) -> str:
     return "/".join(f"{v:.0f}" for v in values) if values else "n/a"
 
 
-ROWS = (("90/10", "reads/s"), ("90/10", "writes/s"), ("90/10", "p50 ms"), ("90/10", "p99 ms"),
-        ("writes", "writes/s"), ("writes", "p50 ms"), ("writes", "p99 ms"))
+ROWS = (
+    ("90/10", "reads/s"),
+    ("90/10", "writes/s"),
+    ("90/10", "p50 ms"),
+    ("90/10", "p99 ms"),
+    ("writes", "writes/s"),
+    ("writes", "p50 ms"),
+    ("writes", "p99 ms"),
+)
 
 
 def _value(f: Figures, figure: str) -> float:
@@ -506,10 +538,12 @@ def _value(f: Figures, figure: str) -> float:
 def table(results: dict[str, dict[str, Figures]], args: argparse.Namespace) -> str:
     names = list(results)
     both = "squall" in results and "zookeeper" in results
-    rows = [f"saturation: {args.members}-member {'ensembles' if len(names) > 1 else 'ensemble'}, "
-            f"{args.processes} processes x {args.connections} connections x {args.outstanding} outstanding, "
-            f"{args.value_bytes}-byte values on {args.keys} keys, {args.duration:g} s per mix",
-            f"{'mix':<8}{'figure':<10}" + "".join(f"{n:>12}" for n in names) + (f"{'ratio':>8}" if both else "")]
+    rows = [
+        f"saturation: {args.members}-member {'ensembles' if len(names) > 1 else 'ensemble'}, "
+        f"{args.processes} processes x {args.connections} connections x {args.outstanding} outstanding, "
+        f"{args.value_bytes}-byte values on {args.keys} keys, {args.duration:g} s per mix",
+        f"{'mix':<8}{'figure':<10}" + "".join(f"{n:>12}" for n in names) + (f"{'ratio':>8}" if both else ""),
+    ]
     for mix, fig in ROWS:
         if args.mix not in ("both", mix):
             continue
@@ -524,8 +558,10 @@ def table(results: dict[str, dict[str, Figures]], args: argparse.Namespace) -> s
     rows.append("CPU over the window, % of one core (servers per member / load generator per process):")
     for n in names:
         for mix, f in results[n].items():
-            rows.append(f"  {n:<10}{mix:<7} servers {_pcts(f.server_cpu):<14} load generator {_pcts(f.worker_cpu):<12}"
-                        f" load average {' '.join(f'{x:.1f}' for x in f.load)}")
+            rows.append(
+                f"  {n:<10}{mix:<7} servers {_pcts(f.server_cpu):<14} load generator {_pcts(f.worker_cpu):<12}"
+                f" load average {' '.join(f'{x:.1f}' for x in f.load)}"
+            )
     return "\n".join(rows)
 
 
@@ -544,12 +580,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--value-bytes", type=int, default=100, help="value size in bytes (default 100)")
     parser.add_argument("--keys", type=int, default=100, help="znodes read and written (default 100)")
     parser.add_argument("--mix", choices=("both", *MIXES), default="both", help="which mix to run (default both)")
-    parser.add_argument("--members", type=int, choices=(1, 3), default=3,
-                        help="3: ensembles (default); 1: standalone servers (a quick check)")
+    parser.add_argument(
+        "--members",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="3: ensembles (default); 1: standalone servers (a quick check)",
+    )
     parser.add_argument("--skip-zookeeper", action="store_true", help="do not run Apache ZooKeeper")
     parser.add_argument("--skip-squall", action="store_true", help="do not run squall")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="where the servers' data and logs go (default: a temporary directory, removed after)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where the servers' data and logs go (default: a temporary directory, removed after)",
+    )
     args = parser.parse_args(argv)
     for name in LIMITS:
         _bounded(parser, name, getattr(args, name))

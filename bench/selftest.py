@@ -31,13 +31,31 @@ def main() -> int:
     ap.add_argument("rest", nargs="*", help="more `squall selftest` flags (after --)")
     args = ap.parse_args()
     load_before = os.getloadavg()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "?"
+    commit = (
+        subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        or "?"
+    )
     t0 = time.monotonic()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "selftest", "--json", "--markdown",
-                           "--results", args.results, "--seed", str(args.seed), *args.rest],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "selftest",
+            "--json",
+            "--markdown",
+            "--results",
+            args.results,
+            "--seed",
+            str(args.seed),
+            *args.rest,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     wall = time.monotonic() - t0
     load_after = os.getloadavg()
     try:
@@ -52,15 +70,23 @@ def main() -> int:
     campaigns = {c.describe(): c for c in [b.campaign for b in CATALOGUE] + list(FAILPOINT_CONTROLS)}
     rows = []
     for r in doc["rows"]:
-        row = Row(r["name"], r["kind"], campaigns.get(r["campaign"], Campaign("?")), r["fault"],
-                  [Attempt(**a) for a in r["attempts"]], r["allowed"])
+        row = Row(
+            r["name"],
+            r["kind"],
+            campaigns.get(r["campaign"], Campaign("?")),
+            r["fault"],
+            [Attempt(**a) for a in r["attempts"]],
+            r["allowed"],
+        )
         rows.append(row)
     real = [r for r in rows if r.fault is None]
     bugs = [r for r in rows if r.fault]
-    print(f"Run {time.strftime('%Y-%m-%d')} at commit {commit}: `python bench/selftest.py --seed {args.seed}`; "
-          f"{wall / 60:.1f} min wall; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
-          f"(2 cores, shared). Real node: {sum(r.ok for r in real)}/{len(real)} campaigns valid; bugs caught: "
-          f"{sum(r.ok for r in bugs)}/{len(bugs)}; selftest exit code {proc.returncode}.\n")
+    print(
+        f"Run {time.strftime('%Y-%m-%d')} at commit {commit}: `python bench/selftest.py --seed {args.seed}`; "
+        f"{wall / 60:.1f} min wall; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+        f"(2 cores, shared). Real node: {sum(r.ok for r in real)}/{len(real)} campaigns valid; bugs caught: "
+        f"{sum(r.ok for r in bugs)}/{len(bugs)}; selftest exit code {proc.returncode}.\n"
+    )
     print(markdown_table(rows))
     return proc.returncode
 

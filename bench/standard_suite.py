@@ -34,8 +34,22 @@ def main() -> int:
     results = Path(args.results) if args.results else Path(tempfile.mkdtemp(prefix="squall-suite-"))
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
-    argv = [sys.executable, "-m", "harness.cli", "test-all", "--db", args.db, "--time-limit", str(args.time_limit),
-            "--seed", str(args.seed), "--results", str(results), "--no-progress", "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "test-all",
+        "--db",
+        args.db,
+        "--time-limit",
+        str(args.time_limit),
+        "--seed",
+        str(args.seed),
+        "--results",
+        str(results),
+        "--no-progress",
+        "--json",
+    ]
     load = os.getloadavg()
     t0 = time.monotonic()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=3 * TARGET_S)
@@ -46,12 +60,16 @@ def main() -> int:
         print(proc.stdout[-2000:], proc.stderr[-4000:], sep="\n", file=sys.stderr)
         print(f"test-all printed no summary (exit {proc.returncode})")
         return proc.returncode or 1
-    print(f"standard suite: {args.db}, --time-limit {args.time_limit:g}, seed {args.seed}, "
-          f"load average at start {load[0]:.2f}")
+    print(
+        f"standard suite: {args.db}, --time-limit {args.time_limit:g}, seed {args.seed}, "
+        f"load average at start {load[0]:.2f}"
+    )
     for row in doc.get("runs", []):
         print(f"  {row.get('test', '?'):45s} {row.get('verdict', '?'):8s} {float(row.get('wall_s') or 0):7.1f} s")
-    print(f"total wall time {wall:.0f} s ({wall / 60:.1f} min; target under {TARGET_S // 60} min), "
-          f"exit {proc.returncode}, results in {results}")
+    print(
+        f"total wall time {wall:.0f} s ({wall / 60:.1f} min; target under {TARGET_S // 60} min), "
+        f"exit {proc.returncode}, results in {results}"
+    )
     return proc.returncode
 
 

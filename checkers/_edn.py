@@ -48,7 +48,8 @@ class Symbol(str):
     __slots__ = ()
 
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>[\s,]+|;[^\n]*)
   | (?P<str>"(?:[^"\\]|\\.)*")
   | (?P<open>\#\{|[\[({])
@@ -57,13 +58,14 @@ _TOKEN = re.compile(r"""
   | (?P<tag>\#[A-Za-z][^\s,\[\](){}"]*)
   | (?P<char>\\(?:newline|space|tab|return|formfeed|backspace|u[0-9A-Fa-f]{4}|.))
   | (?P<atom>[^\s,\[\](){}";]+)
-""", re.VERBOSE | re.DOTALL)
+""",
+    re.VERBOSE | re.DOTALL,
+)
 
 _INT = re.compile(r"[+-]?\d+N?$")
 _FLOAT = re.compile(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?M?$")
 _RATIO = re.compile(r"[+-]?\d+/\d+$")
-_CHARS = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r",
-          "formfeed": "\f", "backspace": "\b"}
+_CHARS = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r", "formfeed": "\f", "backspace": "\b"}
 _STR_ESC = re.compile(r"\\(u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 _ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "b": "\b", "f": "\f"}
 _CLOSER = {"[": "]", "(": ")", "{": "}", "#{": "}"}
@@ -104,8 +106,7 @@ def _hashable(v: Any) -> Any:
     if isinstance(v, list):
         return tuple(_hashable(x) for x in v)
     if isinstance(v, dict):
-        return tuple(sorted(((_hashable(k), _hashable(x)) for k, x in v.items()),
-                            key=repr))
+        return tuple(sorted(((_hashable(k), _hashable(x)) for k, x in v.items()), key=repr))
     return v
 
 
@@ -180,8 +181,7 @@ def read_all(text: str) -> tuple[list[Any], list[int]]:
             if prefixes.pop():
                 raise EdnError(line_of(start), f"a '#' prefix has no form before {tok!r}")
             if _CLOSER[frame.opener] != tok:
-                raise EdnError(line_of(start), f"{tok!r} closes {frame.opener!r} "
-                               f"opened at line {frame.line}")
+                raise EdnError(line_of(start), f"{tok!r} closes {frame.opener!r} opened at line {frame.line}")
             items = frame.items
             if frame.opener == "{":
                 if len(items) % 2:
@@ -213,8 +213,10 @@ def read_all(text: str) -> tuple[list[Any], list[int]]:
             prefixes[-1].append("tag")
     if stack:
         frame = stack[-1]
-        raise EdnError(line_of(n), f"unexpected end of input: {frame.opener!r} opened "
-                       f"at line {frame.line} is not closed (truncated file?)")
+        raise EdnError(
+            line_of(n),
+            f"unexpected end of input: {frame.opener!r} opened at line {frame.line} is not closed (truncated file?)",
+        )
     if prefixes[-1]:
         raise EdnError(line_of(n), "unexpected end of input after a '#' prefix")
     return forms, map_lines

@@ -16,8 +16,9 @@ import random
 from checkers.history import FAIL, INFO, INVOKE, OK, Op
 
 
-def register_history(n_ops: int, keys: int = 10, processes: int = 20, seed: int = 0,
-                     crash_rate: float = 0.0, values: int = 5) -> list[Op]:
+def register_history(
+    n_ops: int, keys: int = 10, processes: int = 20, seed: int = 0, crash_rate: float = 0.0, values: int = 5
+) -> list[Op]:
     rng = random.Random(seed)
     state = {k: None for k in range(keys)}
     ops: list[Op] = []
@@ -55,7 +56,7 @@ def register_history(n_ops: int, keys: int = 10, processes: int = 20, seed: int 
             proc, f, key, v = s[0], s[1], s[2], s[3]
             crash = crash_rate and rng.random() < crash_rate
             if crash and rng.random() < 0.5:
-                s[4], s[5] = 1, ("crash", None)      # never takes effect
+                s[4], s[5] = 1, ("crash", None)  # never takes effect
                 continue
             if f == "read":
                 s[5] = (OK, state[key])
@@ -76,7 +77,7 @@ def register_history(n_ops: int, keys: int = 10, processes: int = 20, seed: int 
             typ, out = s[5]
             if typ == "crash":
                 emit(INFO, proc, f, key, v)
-                proc_ids[i] = next_proc     # a crashed client is replaced
+                proc_ids[i] = next_proc  # a crashed client is replaced
                 next_proc += 1
             else:
                 emit(typ, proc, f, key, out)
@@ -84,8 +85,16 @@ def register_history(n_ops: int, keys: int = 10, processes: int = 20, seed: int 
     return ops
 
 
-def zk_history(n_ops: int, keys: int = 3, processes: int = 6, replicas: int = 3, seed: int = 0,
-               crash_rate: float = 0.0, sync_reads: bool = True, roam_rate: float = 0.1) -> list[Op]:
+def zk_history(
+    n_ops: int,
+    keys: int = 3,
+    processes: int = 6,
+    replicas: int = 3,
+    seed: int = 0,
+    crash_rate: float = 0.0,
+    sync_reads: bool = True,
+    roam_rate: float = 0.1,
+) -> list[Op]:
     """A history of a correct ZooKeeper-like system: register ops on
     ``keys`` keys by ``processes`` clients, each connected to one of
     ``replicas`` servers that apply one leader log (zxid = log position) at
@@ -104,19 +113,18 @@ def zk_history(n_ops: int, keys: int = 3, processes: int = 6, replicas: int = 3,
     fresh one with a fresh session.
     """
     rng = random.Random(seed)
-    log: list[tuple[int, int]] = []          # (key, value); zxid = position + 1
+    log: list[tuple[int, int]] = []  # (key, value); zxid = position + 1
     applied = [0] * replicas
     ops: list[Op] = []
     t = 0
     counter = 0
     # per slot: dict(proc, session, server, seen, op) where op = [f, key, arg, phase, result]
-    slots = [{"proc": i, "session": f"s{i}", "server": i % replicas, "seen": 0, "op": None}
-             for i in range(processes)]
+    slots = [{"proc": i, "session": f"s{i}", "server": i % replicas, "seen": 0, "op": None} for i in range(processes)]
     next_proc = processes
     started = 0
 
     def state(r: int, key: int) -> int | None:
-        for k, v in reversed(log[:applied[r]]):
+        for k, v in reversed(log[: applied[r]]):
             if k == key:
                 return v
         return None
@@ -124,9 +132,20 @@ def zk_history(n_ops: int, keys: int = 3, processes: int = 6, replicas: int = 3,
     def emit(typ: str, s: dict, f: str, value: object, zxid: int | None = None) -> None:
         nonlocal t
         t += rng.randint(1, 1000)
-        ops.append(Op(len(ops), t, typ, s["proc"], f, value,
-                      None if typ == INVOKE else f"n{s['server'] + 1}", None, zxid,
-                      session=None if typ == INVOKE else s["session"]))
+        ops.append(
+            Op(
+                len(ops),
+                t,
+                typ,
+                s["proc"],
+                f,
+                value,
+                None if typ == INVOKE else f"n{s['server'] + 1}",
+                None,
+                zxid,
+                session=None if typ == INVOKE else s["session"],
+            )
+        )
 
     while started < n_ops or any(s["op"] is not None for s in slots):
         if rng.random() < 0.3:  # a server applies one more entry

@@ -27,7 +27,8 @@ kept serving, and what.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from checkers.history import FAIL, INVOKE, NEMESIS, OK, Op, Operation, pair
 from checkers.result import Result
@@ -77,7 +78,7 @@ def fault_windows(history: list[Op]) -> list[dict[str, Any]]:
                 label = op.f if op.value is None else f"{op.f} {op.value}"
                 active[kind] = (begun.pop(kind, op.time), label[:80])
         else:
-            for k in (list(active) if kind == "*" else [kind]):
+            for k in list(active) if kind == "*" else [kind]:
                 if k in active:
                     start, label = active.pop(k)
                     out.append({"kind": k, "label": label, "start": start, "end": op.time})
@@ -111,24 +112,32 @@ def _share(t: dict[str, list[int]]) -> dict[str, Any]:
     return {k: {"ok": a, "total": n, "share": (a / n if n else None)} for k, (a, n) in t.items()}
 
 
-def check(history: Iterable[Op], kinds: dict[str, str], min_availability: float = 0.5,
-          answered: tuple[str, ...] = (), final_fs: tuple[str, ...] = (),
-          grace_s: float = 0.0) -> Result:
+def check(
+    history: Iterable[Op],
+    kinds: dict[str, str],
+    min_availability: float = 0.5,
+    answered: tuple[str, ...] = (),
+    final_fs: tuple[str, ...] = (),
+    grace_s: float = 0.0,
+) -> Result:
     history = list(history)
     ops = [o for o in pair(history) if o.f in kinds or o.f in final_fs]
     main = [o for o in ops if o.f not in final_fs]
     finals = [o for o in ops if o.f in final_fs]
     if not main and not finals:
-        return Result.unknown(NAME, "no client op to judge availability by",
-                              "The run recorded no counted client operation.", {"vacuous": True})
+        return Result.unknown(
+            NAME,
+            "no client op to judge availability by",
+            "The run recorded no counted client operation.",
+            {"vacuous": True},
+        )
     faults = fault_windows(history)
     windows: list[dict[str, Any]] = []
     if main:
         t0, t1 = main[0].call_time, max(o.call_time for o in main)
         for s, e in _free_stretches(faults, t0, t1 + 1, int(grace_s * NS)):
             windows.append({"window": "fault-free", "label": "no fault", "start": s, "end": e})
-        windows += [{"window": "fault", "label": w["label"], "start": w["start"], "end": w["end"]}
-                    for w in faults]
+        windows += [{"window": "fault", "label": w["label"], "start": w["start"], "end": w["end"]} for w in faults]
         windows.sort(key=lambda w: w["start"])
     by_node: dict[str, dict[str, list[int]]] = {}
     for w in windows:
@@ -136,42 +145,74 @@ def check(history: Iterable[Op], kinds: dict[str, str], min_availability: float 
     for o in main:
         kind = kinds[o.f]
         ok = _answered(o, answered)
-        node = (o.completion.node if o.completion is not None else None) or \
-               (o.invoke.node if o.invoke is not None else None) or "?"
+        node = (
+            (o.completion.node if o.completion is not None else None)
+            or (o.invoke.node if o.invoke is not None else None)
+            or "?"
+        )
         for t in [by_node.setdefault(node, _tally())] + [
-                x for w in windows if w["start"] <= o.call_time < w["end"]
-                for x in (w["tally"], w["nodes"].setdefault(node, _tally()))]:
+            x
+            for w in windows
+            if w["start"] <= o.call_time < w["end"]
+            for x in (w["tally"], w["nodes"].setdefault(node, _tally()))
+        ]:
             t[kind][0] += ok
             t[kind][1] += 1
     table, low = [], []
     for w in windows:
         total = sum(n for _, n in w["tally"].values())
         good = sum(a for a, _ in w["tally"].values())
-        row = {"window": w["window"], "label": w["label"], "start_s": round(w["start"] / NS, 3),
-               "end_s": round(w["end"] / NS, 3), "ops": total,
-               "share": (good / total if total else None), **_share(w["tally"]),
-               "nodes": {n: _share(t) for n, t in sorted(w["nodes"].items())}}
+        row = {
+            "window": w["window"],
+            "label": w["label"],
+            "start_s": round(w["start"] / NS, 3),
+            "end_s": round(w["end"] / NS, 3),
+            "ops": total,
+            "share": (good / total if total else None),
+            **_share(w["tally"]),
+            "nodes": {n: _share(t) for n, t in sorted(w["nodes"].items())},
+        }
         table.append(row)
         if w["window"] == "fault-free" and total >= MIN_OPS and good / total < min_availability:
             low.append(row)
     judged = [r for r in table if r["window"] == "fault-free" and r["ops"] >= MIN_OPS]
     final_kinds = {f: any(o.status == OK for o in finals if o.f == f) for f in sorted({o.f for o in finals})}
-    details = {"windows": table, "nodes": {n: _share(t) for n, t in sorted(by_node.items())},
-               "min_availability": min_availability, "grace_s": grace_s, "final": final_kinds}
-    problems = [f"fault-free stretch {r['start_s']:.1f}-{r['end_s']:.1f}s: only {r['share']:.0%} of "
-                f"{r['ops']} ops answered (minimum {min_availability:.0%})" for r in low]
-    problems += [f"the final phase (after healing) never completed {f} ok" for f, done in final_kinds.items()
-                 if not done]
+    details = {
+        "windows": table,
+        "nodes": {n: _share(t) for n, t in sorted(by_node.items())},
+        "min_availability": min_availability,
+        "grace_s": grace_s,
+        "final": final_kinds,
+    }
+    problems = [
+        f"fault-free stretch {r['start_s']:.1f}-{r['end_s']:.1f}s: only {r['share']:.0%} of "
+        f"{r['ops']} ops answered (minimum {min_availability:.0%})"
+        for r in low
+    ]
+    problems += [
+        f"the final phase (after healing) never completed {f} ok" for f, done in final_kinds.items() if not done
+    ]
     if problems:
-        return Result.illegal(NAME, f"unavailable: {problems[0]}" + (f" (+{len(problems) - 1} more)"
-                                                                     if len(problems) > 1 else ""),
-                              "\n".join(problems), {"unavailable": problems, "windows": low}, details)
+        return Result.illegal(
+            NAME,
+            f"unavailable: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
+            "\n".join(problems),
+            {"unavailable": problems, "windows": low},
+            details,
+        )
     if not judged and not final_kinds:
-        return Result.unknown(NAME, f"no fault-free stretch had {MIN_OPS} ops and there is no final "
-                              "phase: availability was not tested", "", {**details, "vacuous": True})
+        return Result.unknown(
+            NAME,
+            f"no fault-free stretch had {MIN_OPS} ops and there is no final phase: availability was not tested",
+            "",
+            {**details, "vacuous": True},
+        )
     share = [f"{r['share']:.0%}" for r in judged]
-    return Result.ok(NAME, f"available: fault-free stretches answered {', '.join(share) or 'n/a'} of ops; "
-                     f"final phase completed" if final_kinds else
-                     f"available: fault-free stretches answered {', '.join(share)} of ops",
-                     {"fault_free": [{k: r[k] for k in ("start_s", "end_s", "ops", "share")} for r in judged],
-                      "final": final_kinds}, details=details)
+    return Result.ok(
+        NAME,
+        f"available: fault-free stretches answered {', '.join(share) or 'n/a'} of ops; final phase completed"
+        if final_kinds
+        else f"available: fault-free stretches answered {', '.join(share)} of ops",
+        {"fault_free": [{k: r[k] for k in ("start_s", "end_s", "ops", "share")} for r in judged], "final": final_kinds},
+        details=details,
+    )

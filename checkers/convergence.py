@@ -18,7 +18,8 @@ only the last round is judged.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from checkers.history import FAIL, OK, Op
 from checkers.result import Result
@@ -30,46 +31,77 @@ F = "converge"
 def check(history: Iterable[Op]) -> Result:
     snaps = [o for o in history if o.f == F and o.type in (OK, FAIL)]
     if not snaps:
-        return Result.unknown(NAME, "no replica snapshots were taken",
-                              "The runner read no node after the final phase, so "
-                              "convergence was not tested.")
+        return Result.unknown(
+            NAME,
+            "no replica snapshots were taken",
+            "The runner read no node after the final phase, so convergence was not tested.",
+        )
     last = max(_round(o) for o in snaps)
     this = [o for o in snaps if _round(o) == last]
     failed = [o for o in this if o.type == FAIL]
     got = {o.value["node"]: o.value for o in this if o.type == OK}
     details = {"rounds": last + 1, "nodes": sorted(got), "unreadable": [_node(o) for o in failed]}
     if len(got) < 2 and failed:
-        return Result.unknown(NAME, f"only {len(got)} node(s) could be read after the final phase",
-                              "\n".join(f"{_node(o)}: {o.error}" for o in failed), details)
+        return Result.unknown(
+            NAME,
+            f"only {len(got)} node(s) could be read after the final phase",
+            "\n".join(f"{_node(o)}: {o.error}" for o in failed),
+            details,
+        )
     nodes = sorted(got)
     paths = sorted(set().union(*(g["paths"] for g in got.values())))
     diverged = []
     for p in paths:
         views = {n: got[n]["paths"].get(p) for n in nodes}
         if len({repr(v) for v in views.values()}) > 1:
-            diverged.append({"path": p, "views": {n: (None if v is None else
-                                                     {"data": v[0], "version": v[1], "mzxid": v[2]})
-                                                 for n, v in views.items()}})
+            diverged.append(
+                {
+                    "path": p,
+                    "views": {
+                        n: (None if v is None else {"data": v[0], "version": v[1], "mzxid": v[2]})
+                        for n, v in views.items()
+                    },
+                }
+            )
     details.update(paths=len(paths), sync_zxids={n: got[n].get("sync_zxid") for n in nodes})
     if diverged:
         lines = []
         for d in diverged[:20]:
-            parts = ", ".join(f"{n}: " + ("absent" if v is None else
-                                          f"data={v['data']!r} version={v['version']} mzxid={v['mzxid']:#x}")
-                              for n, v in d["views"].items())
+            parts = ", ".join(
+                f"{n}: "
+                + ("absent" if v is None else f"data={v['data']!r} version={v['version']} mzxid={v['mzxid']:#x}")
+                for n, v in d["views"].items()
+            )
             lines.append(f"{d['path']}: {parts}")
-        bad_nodes = sorted({n for d in diverged for n, v in d["views"].items()
-                            if repr(v) != repr(_majority(list(d["views"].values())))})
-        return Result.illegal(NAME, f"{len(diverged)} znode(s) differ across nodes after healing "
-                              f"(diverged: {', '.join(bad_nodes) or 'no majority'})",
-                              "After the final heal, recovery and a sync on each node, the nodes "
-                              "still disagree:\n" + "\n".join(lines),
-                              {"diverged": diverged[:100], "nodes": bad_nodes}, details)
+        bad_nodes = sorted(
+            {
+                n
+                for d in diverged
+                for n, v in d["views"].items()
+                if repr(v) != repr(_majority(list(d["views"].values())))
+            }
+        )
+        return Result.illegal(
+            NAME,
+            f"{len(diverged)} znode(s) differ across nodes after healing "
+            f"(diverged: {', '.join(bad_nodes) or 'no majority'})",
+            "After the final heal, recovery and a sync on each node, the nodes still disagree:\n" + "\n".join(lines),
+            {"diverged": diverged[:100], "nodes": bad_nodes},
+            details,
+        )
     if failed:
-        return Result.unknown(NAME, f"{len(got)} node(s) agree but {len(failed)} could not be read",
-                              "\n".join(f"{_node(o)}: {o.error}" for o in failed), details)
-    return Result.ok(NAME, f"{len(nodes)} nodes hold the same {len(paths)} znode(s) "
-                     "(data, version, mzxid)", {"nodes": nodes, "paths": len(paths)}, details=details)
+        return Result.unknown(
+            NAME,
+            f"{len(got)} node(s) agree but {len(failed)} could not be read",
+            "\n".join(f"{_node(o)}: {o.error}" for o in failed),
+            details,
+        )
+    return Result.ok(
+        NAME,
+        f"{len(nodes)} nodes hold the same {len(paths)} znode(s) (data, version, mzxid)",
+        {"nodes": nodes, "paths": len(paths)},
+        details=details,
+    )
 
 
 def _node(op: Op) -> str:

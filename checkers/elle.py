@@ -41,8 +41,9 @@ whose call and return are at their position.
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from checkers.history import FAIL, INFO, INVOKE, NEMESIS, OK
 from checkers.result import Result
@@ -77,22 +78,22 @@ MAX_STARTS = 200
 @dataclass
 class Txn:
     id: int
-    index: int            # the invocation's (or lone completion's) op index
+    index: int  # the invocation's (or lone completion's) op index
     process: Any
-    status: str           # ok | fail | info
+    status: str  # ok | fail | info
     mops: list[list[Any]]
     call: int
-    ret: int | None       # None: indeterminate (never returned)
+    ret: int | None  # None: indeterminate (never returned)
 
     def brief(self) -> dict[str, Any]:
-        return {"index": self.index, "process": self.process, "type": self.status,
-                "value": self.mops}
+        return {"index": self.index, "process": self.process, "type": self.status, "value": self.mops}
 
 
 @dataclass
 class _Graph:
     out: dict[int, dict[int, list[tuple[str, Any]]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
 
     def add(self, a: int, b: int, kind: str, key: Any = None) -> None:
         if a != b:
@@ -108,13 +109,17 @@ def _get(op: Any, name: str, default: Any = None) -> Any:
 
 def _mops(value: Any, where: int) -> list[list[Any]]:
     if not isinstance(value, (list, tuple)):
-        raise ValueError(f"transaction at index {where} has value {value!r}; expected a list "
-                         "of micro-ops [\"append\", key, value] or [\"r\", key, list|null]")
+        raise ValueError(
+            f"transaction at index {where} has value {value!r}; expected a list "
+            'of micro-ops ["append", key, value] or ["r", key, list|null]'
+        )
     out = []
     for m in value:
         if not isinstance(m, (list, tuple)) or len(m) != 3 or m[0] not in ("append", "r"):
-            raise ValueError(f"transaction at index {where} has micro-op {m!r}; allowed: "
-                             "[\"append\", key, value] or [\"r\", key, list|null]")
+            raise ValueError(
+                f"transaction at index {where} has micro-op {m!r}; allowed: "
+                '["append", key, value] or ["r", key, list|null]'
+            )
         out.append(list(m))
     return out
 
@@ -148,7 +153,7 @@ def transactions(history: Iterable[Any], fs: Iterable[str] = ("txn",)) -> list[T
             cands.remove(match)
             call, index = match[0], match[1]
             if typ != OK:
-                mops = match[2]   # unobserved reads: the invocation's value
+                mops = match[2]  # unobserved reads: the invocation's value
         else:
             call = pos
         txns.append(Txn(len(txns), index, proc, typ, mops, call, pos if typ != INFO else None))
@@ -159,15 +164,20 @@ def transactions(history: Iterable[Any], fs: Iterable[str] = ("txn",)) -> list[T
 
 
 # ------------------------------------------------------------------ analysis
-def check(history: Iterable[Any], consistency_models: Iterable[str] | None = ("strict-serializable",),
-          anomalies: Iterable[str] | None = None, fs: Iterable[str] = ("txn",)) -> Result:
+def check(
+    history: Iterable[Any],
+    consistency_models: Iterable[str] | None = ("strict-serializable",),
+    anomalies: Iterable[str] | None = None,
+    fs: Iterable[str] = ("txn",),
+) -> Result:
     """Check a list-append history (see the module docstring)."""
     forbidden, orders = _config(consistency_models, anomalies)
     txns = transactions(list(history), fs)
     committed = [t for t in txns if t.status == OK]
     if not committed:
-        return Result.unknown(NAME, "no transaction committed, so nothing was checked",
-                              details={"transactions": len(txns)})
+        return Result.unknown(
+            NAME, "no transaction committed, so nothing was checked", details={"transactions": len(txns)}
+        )
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
     def report(kind: str, instance: dict[str, Any]) -> None:
@@ -180,23 +190,34 @@ def check(history: Iterable[Any], consistency_models: Iterable[str] | None = ("s
     live = [t for t in txns if t.status != FAIL]
     for kind, cycle in _cycles(graph, [t.id for t in live], forbidden, orders):
         report(kind, {"cycle": _describe(cycle, graph, txns)})
-    details = {"transactions": len(txns), "committed": len(committed), **stats,
-               "consistency_models": list(consistency_models or []),
-               "anomalies_checked": sorted(forbidden)}
+    details = {
+        "transactions": len(txns),
+        "committed": len(committed),
+        **stats,
+        "consistency_models": list(consistency_models or []),
+        "anomalies_checked": sorted(forbidden),
+    }
     if found:
         kinds = sorted(found)
         lines = [f"{k}: {len(found[k])} instance(s); first: {_explain(found[k][0])}" for k in kinds]
-        return Result.illegal(NAME, f"anomalies: {', '.join(kinds)}", "\n".join(lines),
-                              {"anomaly_types": kinds, "anomalies": dict(found)}, details)
+        return Result.illegal(
+            NAME,
+            f"anomalies: {', '.join(kinds)}",
+            "\n".join(lines),
+            {"anomaly_types": kinds, "anomalies": dict(found)},
+            details,
+        )
     order = _topological(graph, [t.id for t in live])
-    witness = {"serialization_order": [txns[i].index for i in order[:200]],
-               "edges": stats["edges"]}
-    return Result.ok(NAME, f"no anomaly among {len(committed)} committed transactions "
-                     f"({stats['edges']} dependency edges, acyclic)", witness, details=details)
+    witness = {"serialization_order": [txns[i].index for i in order[:200]], "edges": stats["edges"]}
+    return Result.ok(
+        NAME,
+        f"no anomaly among {len(committed)} committed transactions ({stats['edges']} dependency edges, acyclic)",
+        witness,
+        details=details,
+    )
 
 
-def _config(models: Iterable[str] | None, anomalies: Iterable[str] | None
-            ) -> tuple[set[str], tuple[str, ...]]:
+def _config(models: Iterable[str] | None, anomalies: Iterable[str] | None) -> tuple[set[str], tuple[str, ...]]:
     forbidden: set[str] = set()
     orders: list[str] = []
     for m in models or ():
@@ -234,7 +255,7 @@ def _build(txns: list[Txn], report: Any) -> tuple[_Graph, dict[str, Any]]:
         for t, r in rs:
             if len(set(map(_hashable, r))) != len(r):
                 report("duplicate-elements", {"key": k, "read": r, "txn": t.brief()})
-            if r != longest[:len(r)]:
+            if r != longest[: len(r)]:
                 report("incompatible-order", {"key": k, "reads": [r, longest], "txn": t.brief()})
             for v in r:
                 w = writer.get((k, v))
@@ -256,21 +277,25 @@ def _build(txns: list[Txn], report: Any) -> tuple[_Graph, dict[str, Any]]:
                 if FAIL not in (a.status, b.status):
                     g.add(a.id, b.id, "ww", k)
         # committed appends no read shows come after every element shown
-        unseen = [t for t in txns if t.status == OK and any(
-            m[0] == "append" and m[1] == k and _hashable(m[2]) not in in_order for m in t.mops)]
+        unseen = [
+            t
+            for t in txns
+            if t.status == OK
+            and any(m[0] == "append" and m[1] == k and _hashable(m[2]) not in in_order for m in t.mops)
+        ]
         last = writers[-1] if writers else None
         for u in unseen:
             if last is not None and last.status != FAIL:
                 g.add(last.id, u.id, "ww", k)
         for t, r in rs:
-            if r != longest[:len(r)]:
+            if r != longest[: len(r)]:
                 continue
             if r:
                 w = writer.get((k, r[-1]))
                 if w is not None and w.status != FAIL:
                     g.add(w.id, t.id, "wr", k)
             nxt = writers[len(r)] if len(r) < len(writers) else None
-            for w in ([nxt] if nxt is not None else unseen):
+            for w in [nxt] if nxt is not None else unseen:
                 if w.status != FAIL:
                     g.add(t.id, w.id, "rw", k)
         _lost_updates(k, rs, report)
@@ -290,9 +315,11 @@ def _internal(t: Txn, report: Any) -> None:
             continue
         r = list(v or [])
         cur, own = known.get(k), pending.get(k, [])
-        if (cur is not None and r != cur) or (cur is None and own and r[-len(own):] != own):
-            report("internal", {"key": k, "read": r, "expected": cur if cur is not None else
-                                ["...", *own], "txn": t.brief()})
+        if (cur is not None and r != cur) or (cur is None and own and r[-len(own) :] != own):
+            report(
+                "internal",
+                {"key": k, "read": r, "expected": cur if cur is not None else ["...", *own], "txn": t.brief()},
+            )
         known[k], pending[k] = r, []
 
 
@@ -324,9 +351,10 @@ def _order_edges(g: _Graph, txns: list[Txn], orders: tuple[str, ...]) -> None:
     if "realtime" in orders:
         # transitive reduction: the frontier holds completed txns no later
         # completion has superseded; each invocation links from the frontier
-        events = sorted([(t.call, 1, t) for t in txns] +
-                        [(t.ret, 0, t) for t in txns if t.ret is not None and t.ret > t.call],
-                        key=lambda e: (e[0], e[1]))
+        events = sorted(
+            [(t.call, 1, t) for t in txns] + [(t.ret, 0, t) for t in txns if t.ret is not None and t.ret > t.call],
+            key=lambda e: (e[0], e[1]),
+        )
         frontier: dict[int, Txn] = {}
         preds: dict[int, list[int]] = {}
         for _, is_call, t in events:
@@ -349,7 +377,7 @@ def _complete(t: Txn, frontier: dict[int, Txn], preds: dict[int, list[int]]) -> 
 # ------------------------------------------------------------------- cycles
 def _cycles(g: _Graph, nodes: list[int], forbidden: set[str], orders: tuple[str, ...]):
     """Yield (anomaly name, [(txn, edge kinds to next), ...]) per SCC and kind."""
-    levels = [()] + [tuple(orders[:i + 1]) for i in range(len(orders))]
+    levels = [()] + [tuple(orders[: i + 1]) for i in range(len(orders))]
     for comp in _sccs(g, nodes):
         if len(comp) < 2:
             continue
@@ -405,8 +433,10 @@ def _cycle_via(g: _Graph, members: set[int], first: set[str], path: set[str], _a
             back = _bfs(g, members, b, a, path)
             if back is not None:
                 chain = [a] + back
-                return [(x, _step_kinds(g, x, y, (first if i == 0 else path)))
-                        for i, (x, y) in enumerate(zip(chain, chain[1:]))]
+                return [
+                    (x, _step_kinds(g, x, y, (first if i == 0 else path)))
+                    for i, (x, y) in enumerate(zip(chain, chain[1:]))
+                ]
     return None
 
 
@@ -451,8 +481,9 @@ def _nonadjacent(g: _Graph, members: set[int], dep: set[str]):
                         chain.append(s)
                         s = prev[s]
                     chain = [(a, True, 0)] + chain[::-1]
-                    return [(x[0], ["rw"] if y[1] else _step_kinds(g, x[0], y[0], dep))
-                            for x, y in zip(chain, chain[1:])]
+                    return [
+                        (x[0], ["rw"] if y[1] else _step_kinds(g, x[0], y[0], dep)) for x, y in zip(chain, chain[1:])
+                    ]
                 if n == a:
                     continue
                 for m, es2 in g.out.get(n, {}).items():
@@ -542,15 +573,19 @@ def _describe(cycle: list[tuple[int, list[str]]], g: _Graph, txns: list[Txn]) ->
     for i, (t, kinds) in enumerate(cycle):
         nxt = cycle[(i + 1) % len(cycle)][0]
         keys = sorted({str(k) for kind, k in g.out[t][nxt] if kind in kinds and k is not None})
-        out.append({**txns[t].brief(), "edge": "+".join(kinds), "keys": keys,
-                    "to": txns[nxt].index})
+        out.append({**txns[t].brief(), "edge": "+".join(kinds), "keys": keys, "to": txns[nxt].index})
     return out
 
 
 def _explain(instance: dict[str, Any]) -> str:
     if "cycle" in instance:
-        return " ".join(f"T{s['index']} -{s['edge']}{'(' + ','.join(s['keys']) + ')' if s['keys'] else ''}->"
-                        for s in instance["cycle"]) + f" T{instance['cycle'][0]['index']}"
+        return (
+            " ".join(
+                f"T{s['index']} -{s['edge']}{'(' + ','.join(s['keys']) + ')' if s['keys'] else ''}->"
+                for s in instance["cycle"]
+            )
+            + f" T{instance['cycle'][0]['index']}"
+        )
     return ", ".join(f"{k}={v}" for k, v in instance.items())
 
 

@@ -90,14 +90,26 @@ def streams_of(ops: list[Operation]) -> tuple[dict[Any, Stream], list[dict[str, 
         for raw in value.get("events") or ():
             ev = _event(raw)
             if ev is None:
-                bad.append({"kind": "malformed", "op": o.completion.index, "event": raw,
-                            "why": f"op {o.completion.index} recorded a malformed event {raw!r}"})
+                bad.append(
+                    {
+                        "kind": "malformed",
+                        "op": o.completion.index,
+                        "event": raw,
+                        "why": f"op {o.completion.index} recorded a malformed event {raw!r}",
+                    }
+                )
                 continue
             rev, key, val, kind = ev
             if kind != "PUT":
-                bad.append({"kind": "phantom", "op": o.completion.index, "revision": rev,
-                            "why": f"op {o.completion.index}: a {kind} event for {key!r} at revision {rev}, "
-                                   "but the workload never deletes"})
+                bad.append(
+                    {
+                        "kind": "phantom",
+                        "op": o.completion.index,
+                        "revision": rev,
+                        "why": f"op {o.completion.index}: a {kind} event for {key!r} at revision {rev}, "
+                        "but the workload never deletes",
+                    }
+                )
                 continue
             s.events.append((rev, key, val, o.completion.index))
         fence = value.get("fence")
@@ -146,13 +158,27 @@ def check(history: Iterable[Op]) -> Result:
         for rev, k, v, idx in s.events:
             _claim(at, rev, (k, v), f"process {s.process}'s stream (op {idx})", problems)
             if (k, v) not in possible:
-                problems.append({"kind": "phantom", "process": s.process, "op": idx, "revision": rev,
-                                 "why": f"process {s.process}'s stream delivered {k}={v!r} at revision {rev}, "
-                                        "a value no write ever wrote"})
+                problems.append(
+                    {
+                        "kind": "phantom",
+                        "process": s.process,
+                        "op": idx,
+                        "revision": rev,
+                        "why": f"process {s.process}'s stream delivered {k}={v!r} at revision {rev}, "
+                        "a value no write ever wrote",
+                    }
+                )
             elif (k, v) in acked and acked[(k, v)][0] != rev:
-                problems.append({"kind": "wrong-revision", "process": s.process, "op": idx, "revision": rev,
-                                 "why": f"process {s.process}'s stream delivered {k}={v!r} at revision {rev}, "
-                                        f"but its write was acknowledged at revision {acked[(k, v)][0]}"})
+                problems.append(
+                    {
+                        "kind": "wrong-revision",
+                        "process": s.process,
+                        "op": idx,
+                        "revision": rev,
+                        "why": f"process {s.process}'s stream delivered {k}={v!r} at revision {rev}, "
+                        f"but its write was acknowledged at revision {acked[(k, v)][0]}",
+                    }
+                )
 
     known = sorted(at)
     covered = 0
@@ -160,70 +186,118 @@ def check(history: Iterable[Op]) -> Result:
         revs = [e[0] for e in s.events]
         for (r0, _, _, i0), (r1, k1, _, i1) in zip(s.events, s.events[1:], strict=False):
             if r1 == r0:
-                problems.append({"kind": "duplicate", "process": s.process, "ops": [i0, i1], "revision": r1,
-                                 "why": f"process {s.process}'s stream delivered revision {r1} twice "
-                                        f"(ops {i0} and {i1})"})
+                problems.append(
+                    {
+                        "kind": "duplicate",
+                        "process": s.process,
+                        "ops": [i0, i1],
+                        "revision": r1,
+                        "why": f"process {s.process}'s stream delivered revision {r1} twice (ops {i0} and {i1})",
+                    }
+                )
             elif r1 < r0:
-                problems.append({"kind": "out-of-order", "process": s.process, "ops": [i0, i1],
-                                 "revision": r1,
-                                 "why": f"process {s.process}'s stream delivered revision {r1} ({k1}) after "
-                                        f"revision {r0} (ops {i0} and {i1})"})
+                problems.append(
+                    {
+                        "kind": "out-of-order",
+                        "process": s.process,
+                        "ops": [i0, i1],
+                        "revision": r1,
+                        "why": f"process {s.process}'s stream delivered revision {r1} ({k1}) after "
+                        f"revision {r0} (ops {i0} and {i1})",
+                    }
+                )
         if not revs:
             continue
         start = s.start if s.start is not None else revs[0]
         if s.start is not None and revs[0] < s.start:
-            problems.append({"kind": "before-start", "process": s.process, "revision": revs[0],
-                             "why": f"process {s.process}'s stream started at revision {s.start} but "
-                                    f"delivered revision {revs[0]}"})
+            problems.append(
+                {
+                    "kind": "before-start",
+                    "process": s.process,
+                    "revision": revs[0],
+                    "why": f"process {s.process}'s stream started at revision {s.start} but "
+                    f"delivered revision {revs[0]}",
+                }
+            )
         last = max(revs)
         have = set(revs)
         missing = [r for r in _between(known, start, last) if r not in have]
         covered += len(_between(known, start, last)) - len(missing)
         if missing:
             k, v, who = at[missing[0]]
-            problems.append({"kind": "gap", "process": s.process, "revisions": missing[:20],
-                             "stream": [start, last],
-                             "why": f"process {s.process}'s stream from revision {start} delivered up to "
-                                    f"{last} but not {len(missing)} revision(s) in between: {missing[:10]} "
-                                    f"(revision {missing[0]} is {k}={v!r}, seen by {who})"})
+            problems.append(
+                {
+                    "kind": "gap",
+                    "process": s.process,
+                    "revisions": missing[:20],
+                    "stream": [start, last],
+                    "why": f"process {s.process}'s stream from revision {start} delivered up to "
+                    f"{last} but not {len(missing)} revision(s) in between: {missing[:10]} "
+                    f"(revision {missing[0]} is {k}={v!r}, seen by {who})",
+                }
+            )
 
     problems += _revision_order(list(acked.values()))
 
     n_events = sum(len(s.events) for s in streams.values())
-    details = {"streams": len(streams), "streams_with_events": sum(1 for s in streams.values() if s.events),
-               "events": n_events, "known_revisions": len(known), "acknowledged_writes": len(acked),
-               "revisions_checked_for_gaps": covered, "resumes": sum(s.resumes for s in streams.values()),
-               "breaks": sum(s.breaks for s in streams.values()),
-               "confirmed_fences": sum(len(s.fences) for s in streams.values())}
+    details = {
+        "streams": len(streams),
+        "streams_with_events": sum(1 for s in streams.values() if s.events),
+        "events": n_events,
+        "known_revisions": len(known),
+        "acknowledged_writes": len(acked),
+        "revisions_checked_for_gaps": covered,
+        "resumes": sum(s.resumes for s in streams.values()),
+        "breaks": sum(s.breaks for s in streams.values()),
+        "confirmed_fences": sum(len(s.fences) for s in streams.values()),
+    }
     if problems:
         kinds = sorted({p["kind"] for p in problems})
-        return Result.illegal(NAME, f"{len(problems)} watch violation(s): {', '.join(kinds)}",
-                              "\n".join(p["why"] for p in problems[:20]), {"problems": problems[:50]}, details)
+        return Result.illegal(
+            NAME,
+            f"{len(problems)} watch violation(s): {', '.join(kinds)}",
+            "\n".join(p["why"] for p in problems[:20]),
+            {"problems": problems[:50]},
+            details,
+        )
     if n_events == 0:
-        return Result.unknown(NAME, "no watch stream delivered an event",
-                              "Without delivered events nothing about the watch guarantees was tested.", details)
-    return Result.ok(NAME, f"{details['streams_with_events']} stream(s) delivered {n_events} events in order, "
-                     f"without gaps ({covered} revisions checked, {details['resumes']} resumes, "
-                     f"{details['confirmed_fences']} fences confirmed)",
-                     {"streams": details["streams_with_events"], "events": n_events,
-                      "revisions_checked_for_gaps": covered}, details=details)
+        return Result.unknown(
+            NAME,
+            "no watch stream delivered an event",
+            "Without delivered events nothing about the watch guarantees was tested.",
+            details,
+        )
+    return Result.ok(
+        NAME,
+        f"{details['streams_with_events']} stream(s) delivered {n_events} events in order, "
+        f"without gaps ({covered} revisions checked, {details['resumes']} resumes, "
+        f"{details['confirmed_fences']} fences confirmed)",
+        {"streams": details["streams_with_events"], "events": n_events, "revisions_checked_for_gaps": covered},
+        details=details,
+    )
 
 
-def _claim(at: dict[int, tuple[str, str, str]], rev: int, kv: tuple[str, str], who: str,
-           problems: list[dict[str, Any]]) -> None:
+def _claim(
+    at: dict[int, tuple[str, str, str]], rev: int, kv: tuple[str, str], who: str, problems: list[dict[str, Any]]
+) -> None:
     prev = at.get(rev)
     if prev is None:
         at[rev] = (kv[0], kv[1], who)
     elif (prev[0], prev[1]) != kv:
-        problems.append({"kind": "disagree", "revision": rev,
-                         "why": f"revision {rev} is {prev[0]}={prev[1]!r} according to {prev[2]} but "
-                                f"{kv[0]}={kv[1]!r} according to {who}"})
+        problems.append(
+            {
+                "kind": "disagree",
+                "revision": rev,
+                "why": f"revision {rev} is {prev[0]}={prev[1]!r} according to {prev[2]} but "
+                f"{kv[0]}={kv[1]!r} according to {who}",
+            }
+        )
 
 
 def _between(sorted_revs: list[int], lo: int, hi: int) -> list[int]:
     from bisect import bisect_left, bisect_right
 
-    return sorted_revs[bisect_left(sorted_revs, lo):bisect_right(sorted_revs, hi)]
+    return sorted_revs[bisect_left(sorted_revs, lo) : bisect_right(sorted_revs, hi)]
 
 
 def _revision_order(acked: list[tuple[int, Operation]]) -> list[dict[str, Any]]:
@@ -241,8 +315,13 @@ def _revision_order(acked: list[tuple[int, Operation]]) -> list[dict[str, Any]]:
             if top is None or rev > top[0]:
                 top = (rev, w)
         elif top is not None and rev <= top[0]:
-            problems.append({"kind": "revision-order", "ops": [top[1].index, w.index],
-                             "why": f"write op {w.index} got revision {rev}, but write op "
-                                    f"{top[1].index} was acknowledged with revision {top[0]} "
-                                    "before it was invoked"})
+            problems.append(
+                {
+                    "kind": "revision-order",
+                    "ops": [top[1].index, w.index],
+                    "why": f"write op {w.index} got revision {rev}, but write op "
+                    f"{top[1].index} was acknowledged with revision {top[0]} "
+                    "before it was invoked",
+                }
+            )
     return problems

@@ -31,16 +31,19 @@ it instead of calling it a finding.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from checkers.history import OK, Operation
 from checkers.result import Result
 
 NAME = "fresh-after-sync"
 KNOWN_LIMITATION = {
-    "db": "zookeeper", "issue": "ZOOKEEPER-1675",
+    "db": "zookeeper",
+    "issue": "ZOOKEEPER-1675",
     "why": "sync is not a quorum operation in Apache ZooKeeper: a server that lost "
-           "its leader's quorum can still answer a sync and a stale read"}
+    "its leader's quorum can still answer a sync and a stale read",
+}
 
 
 def _written(op: Operation) -> Any:
@@ -59,8 +62,9 @@ def _older(a: Operation, b: Operation) -> bool:
     return a.return_index is not None and a.return_index < b.call_index
 
 
-def check(ops: Iterable[Operation], read_fs: tuple[str, ...] = ("read",),
-          write_fs: tuple[str, ...] = ("write", "cas")) -> Result:
+def check(
+    ops: Iterable[Operation], read_fs: tuple[str, ...] = ("read",), write_fs: tuple[str, ...] = ("write", "cas")
+) -> Result:
     """Every ok read (a sync then a read) observes every write acknowledged
     before the read was invoked."""
     ops = list(ops)
@@ -71,17 +75,23 @@ def check(ops: Iterable[Operation], read_fs: tuple[str, ...] = ("read",),
             writes.setdefault(o.key, []).append(o)
             v = _written(o)
             if (o.key, v) in writer:
-                return Result.unknown(NAME, f"value {v!r} written twice to key {o.key!r}",
-                                      "Reads name the write they saw by its value; values "
-                                      "must be unique per key.", {"ops": [writer[o.key, v].id, o.id]})
+                return Result.unknown(
+                    NAME,
+                    f"value {v!r} written twice to key {o.key!r}",
+                    "Reads name the write they saw by its value; values must be unique per key.",
+                    {"ops": [writer[o.key, v].id, o.id]},
+                )
             writer[o.key, v] = o
     checked, fresh, problems = 0, [], []
     by_node: dict[str, int] = {}  # reads judged per server: did any run where a lagging member could show?
     for r in ops:
         if r.f not in read_fs or r.status != OK:
             continue
-        acked = [w for w in writes.get(r.key, ()) if w.status == OK
-                 and w.return_index is not None and w.return_index < r.call_index]
+        acked = [
+            w
+            for w in writes.get(r.key, ())
+            if w.status == OK and w.return_index is not None and w.return_index < r.call_index
+        ]
         if not acked:
             continue
         seen = writer.get((r.key, r.output)) if r.output is not None else None
@@ -95,25 +105,43 @@ def check(ops: Iterable[Operation], read_fs: tuple[str, ...] = ("read",),
             fresh.append(r.call_index)
             continue
         newest = max(missed, key=lambda w: (_zxid(w) or 0, w.return_index))
-        problems.append({
-            "read": r.invoke.index if r.invoke else r.call_index,
-            "sync": f"the sync sent first by op {r.invoke.index if r.invoke else r.call_index}",
-            "missed_write": newest.invoke.index if newest.invoke else newest.call_index,
-            "key": r.key, "read_value": r.output, "missed_value": _written(newest),
-            "read_node": r.completion.node if r.completion else None,
-            "why": (f"read op {r.invoke.index if r.invoke else r.call_index} of key {r.key!r} "
+        problems.append(
+            {
+                "read": r.invoke.index if r.invoke else r.call_index,
+                "sync": f"the sync sent first by op {r.invoke.index if r.invoke else r.call_index}",
+                "missed_write": newest.invoke.index if newest.invoke else newest.call_index,
+                "key": r.key,
+                "read_value": r.output,
+                "missed_value": _written(newest),
+                "read_node": r.completion.node if r.completion else None,
+                "why": (
+                    f"read op {r.invoke.index if r.invoke else r.call_index} of key {r.key!r} "
                     f"(sync then get, process {r.process}) returned {r.output!r}, but write op "
                     f"{newest.invoke.index if newest.invoke else newest.call_index} of "
                     f"{_written(newest)!r} (zxid {_zxid(newest)}) was acknowledged before the "
-                    f"sync was invoked")})
+                    f"sync was invoked"
+                ),
+            }
+        )
     details = {"reads_checked": checked, "stale": len(problems), "reads_checked_by_node": dict(sorted(by_node.items()))}
     if problems:
-        return Result.illegal(NAME, f"{len(problems)} read(s) after sync missed an acknowledged write",
-                              "\n".join(p["why"] for p in problems[:20]),
-                              {"stale_reads": problems[:50]},
-                              {**details, "known_limitation": KNOWN_LIMITATION})
+        return Result.illegal(
+            NAME,
+            f"{len(problems)} read(s) after sync missed an acknowledged write",
+            "\n".join(p["why"] for p in problems[:20]),
+            {"stale_reads": problems[:50]},
+            {**details, "known_limitation": KNOWN_LIMITATION},
+        )
     if not checked:
-        return Result.unknown(NAME, "no read after sync had a write acknowledged before it",
-                              "Nothing constrained any read, so freshness was not tested.", details)
-    return Result.ok(NAME, f"all {checked} reads after sync saw every write acknowledged before them",
-                     {"fresh_reads": fresh[:200]}, details=details)
+        return Result.unknown(
+            NAME,
+            "no read after sync had a write acknowledged before it",
+            "Nothing constrained any read, so freshness was not tested.",
+            details,
+        )
+    return Result.ok(
+        NAME,
+        f"all {checked} reads after sync saw every write acknowledged before them",
+        {"fresh_reads": fresh[:200]},
+        details=details,
+    )

@@ -37,9 +37,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from checkers import _edn
 
@@ -77,8 +78,14 @@ class Op:
     session: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"index": self.index, "time": self.time, "type": self.type,
-             "process": self.process, "f": self.f, "value": self.value}
+        d = {
+            "index": self.index,
+            "time": self.time,
+            "type": self.type,
+            "process": self.process,
+            "f": self.f,
+            "value": self.value,
+        }
         for key in ("node", "error", "zxid", "key", "session"):
             v = getattr(self, key)
             if v is not None:
@@ -103,9 +110,9 @@ class _UnknownValue:
     """The output of an operation nobody observed; models accept any output."""
 
     __slots__ = ()
-    _instance: "_UnknownValue | None" = None
+    _instance: _UnknownValue | None = None
 
-    def __new__(cls) -> "_UnknownValue":
+    def __new__(cls) -> _UnknownValue:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -123,8 +130,7 @@ UNKNOWN_VALUE = _UnknownValue()
 class HistoryError(ValueError):
     """A malformed history: names the file, the line (1-based) and the problem."""
 
-    def __init__(self, path: str | os.PathLike[str] | None, line: int | None,
-                 problem: str) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, line: int | None, problem: str) -> None:
         self.path = str(path) if path is not None else "<history>"
         self.line = line
         self.problem = problem
@@ -140,15 +146,21 @@ class History(list):
     position).
     """
 
-    def __init__(self, ops: Iterable[Op] = (), *, path: str | None = None,
-                 format: str = "jsonl", fail_means: str = FAIL_DID_NOT_HAPPEN,
-                 nil_read_unknown: bool = False, lines: list[int] | None = None,
-                 default_model: str | None = None,
-                 default_initial: Any = None) -> None:
+    def __init__(
+        self,
+        ops: Iterable[Op] = (),
+        *,
+        path: str | None = None,
+        format: str = "jsonl",
+        fail_means: str = FAIL_DID_NOT_HAPPEN,
+        nil_read_unknown: bool = False,
+        lines: list[int] | None = None,
+        default_model: str | None = None,
+        default_initial: Any = None,
+    ) -> None:
         super().__init__(ops)
         if fail_means not in (FAIL_DID_NOT_HAPPEN, FAIL_HAPPENED):
-            raise ValueError(f"fail_means must be {FAIL_DID_NOT_HAPPEN!r} or "
-                             f"{FAIL_HAPPENED!r}, not {fail_means!r}")
+            raise ValueError(f"fail_means must be {FAIL_DID_NOT_HAPPEN!r} or {FAIL_HAPPENED!r}, not {fail_means!r}")
         self.path = path
         self.format = format
         self.fail_means = fail_means
@@ -165,37 +177,30 @@ class History(list):
 
     @property
     def semantics(self) -> dict[str, Any]:
-        return {"format": self.format, "fail_means": self.fail_means,
-                "nil_read_unknown": self.nil_read_unknown}
+        return {"format": self.format, "fail_means": self.fail_means, "nil_read_unknown": self.nil_read_unknown}
 
     def __repr__(self) -> str:
-        return (f"History({len(self)} ops, format={self.format!r}, "
-                f"path={self.path!r})")
+        return f"History({len(self)} ops, format={self.format!r}, path={self.path!r})"
 
 
 # --------------------------------------------------------------------------
 # JSONL
 
-_OP_FIELDS = ("index", "time", "type", "process", "f", "value", "node",
-              "error", "zxid", "key", "session")
+_OP_FIELDS = ("index", "time", "type", "process", "f", "value", "node", "error", "zxid", "key", "session")
 
 
-def op_from_dict(d: Any, position: int, path: str | None = None,
-                 line: int | None = None) -> Op:
+def op_from_dict(d: Any, position: int, path: str | None = None, line: int | None = None) -> Op:
     """Build an ``Op`` from a JSON object; unknown keys are ignored (so newer
     writers stay readable), missing ``index``/``time`` default to the
     position and 0."""
     if not isinstance(d, dict):
-        raise HistoryError(path, line, f"expected a JSON object (one op), got "
-                           f"{type(d).__name__}")
+        raise HistoryError(path, line, f"expected a JSON object (one op), got {type(d).__name__}")
     for req in ("type", "process", "f"):
         if req not in d:
-            raise HistoryError(path, line, f"op has no {req!r} field (required: "
-                               "type, process, f)")
+            raise HistoryError(path, line, f"op has no {req!r} field (required: type, process, f)")
     typ = d["type"]
     if typ not in TYPES:
-        raise HistoryError(path, line, f"unknown op type {typ!r} (allowed: "
-                           f"{', '.join(TYPES)})")
+        raise HistoryError(path, line, f"unknown op type {typ!r} (allowed: {', '.join(TYPES)})")
     index = d.get("index", position)
     time = d.get("time", 0)
     if not isinstance(index, int) or isinstance(index, bool):
@@ -204,12 +209,22 @@ def op_from_dict(d: Any, position: int, path: str | None = None,
         raise HistoryError(path, line, f"time must be integer nanoseconds, not {time!r}")
     process = d["process"]
     if not isinstance(process, (int, str)) or isinstance(process, bool):
-        raise HistoryError(path, line, f"process must be an integer or a name, "
-                           f"not {process!r}")
+        raise HistoryError(path, line, f"process must be an integer or a name, not {process!r}")
     if not isinstance(d["f"], str):
         raise HistoryError(path, line, f"f must be a string, not {d['f']!r}")
-    return Op(index, time, typ, process, d["f"], d.get("value"), d.get("node"),
-              d.get("error"), d.get("zxid"), d.get("key"), d.get("session"))
+    return Op(
+        index,
+        time,
+        typ,
+        process,
+        d["f"],
+        d.get("value"),
+        d.get("node"),
+        d.get("error"),
+        d.get("zxid"),
+        d.get("key"),
+        d.get("session"),
+    )
 
 
 def parse_jsonl(text: str, path: str | None = None) -> History:
@@ -222,9 +237,11 @@ def parse_jsonl(text: str, path: str | None = None) -> History:
         try:
             d = json.loads(s)
         except json.JSONDecodeError as exc:
-            raise HistoryError(path, lineno, f"not valid JSON ({exc.msg} at column "
-                               f"{exc.colno}); each line must be one JSON op "
-                               "(truncated file?)") from None
+            raise HistoryError(
+                path,
+                lineno,
+                f"not valid JSON ({exc.msg} at column {exc.colno}); each line must be one JSON op (truncated file?)",
+            ) from None
         ops.append(op_from_dict(d, len(ops), path, lineno))
         lines.append(lineno)
     return History(ops, path=path, format="jsonl", lines=lines)
@@ -251,14 +268,14 @@ def _read_text(path: str | os.PathLike[str]) -> str:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
     except UnicodeDecodeError as exc:
-        raise HistoryError(path, None, f"not UTF-8 text ({exc.reason} at byte "
-                           f"{exc.start})") from None
+        raise HistoryError(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise HistoryError(path, None, f"cannot read: {exc.strerror}") from None
 
 
 # --------------------------------------------------------------------------
 # EDN (Jepsen / Knossos)
+
 
 def parse_edn(text: str, path: str | None = None) -> History:
     """Knossos/Jepsen EDN: a sequence of op maps, maybe wrapped in a vector.
@@ -280,8 +297,9 @@ def parse_edn(text: str, path: str | None = None) -> History:
     for pos, item in enumerate(items):
         line = map_lines[pos] if pos < len(map_lines) else None
         if not isinstance(item, dict):
-            raise HistoryError(path, line, f"expected an op map like {{:process 0, "
-                               f":type :invoke, :f :read, :value nil}}, got {item!r}")
+            raise HistoryError(
+                path, line, f"expected an op map like {{:process 0, :type :invoke, :f :read, :value nil}}, got {item!r}"
+            )
         d = {str.__str__(k) if isinstance(k, str) else k: v for k, v in item.items()}
         d = {k: _edn.plain(v) for k, v in d.items() if k in _OP_FIELDS}
         if "type" in d and not isinstance(d["type"], str):
@@ -296,8 +314,7 @@ def parse_edn(text: str, path: str | None = None) -> History:
 # --------------------------------------------------------------------------
 # Porcupine etcd logs
 
-_ETCD_LINE = re.compile(
-    r"^INFO\s+jepsen\.util\s+-\s+(\d+)\s+:(\w+)\s+:(\w+)\s+(.*?)\s*$")
+_ETCD_LINE = re.compile(r"^INFO\s+jepsen\.util\s+-\s+(\d+)\s+:(\w+)\s+:(\w+)\s+(.*?)\s*$")
 _ETCD_CAS = re.compile(r"^\[\s*(-?\d+)\s+(-?\d+)\s*\]$")
 
 
@@ -352,17 +369,24 @@ def parse_porcupine_etcd(text: str, path: str | None = None) -> History:
             continue
         ops.append(Op(len(ops), len(ops), typ, proc, f, value, error=error))
         lines.append(lineno)
-    return History(ops, path=path, format="porcupine-etcd", lines=lines,
-                   fail_means=FAIL_HAPPENED, default_model="cas-register",
-                   default_initial=None)
+    return History(
+        ops,
+        path=path,
+        format="porcupine-etcd",
+        lines=lines,
+        fail_means=FAIL_HAPPENED,
+        default_model="cas-register",
+        default_initial=None,
+    )
 
 
 # --------------------------------------------------------------------------
 # Porcupine kv logs
 
 _KV_LINE = re.compile(
-    r'^\{:process (\d+), :type :(invoke|ok), :f :(get|put|append), '
-    r':key "((?:[^"\\]|\\.)*)", :value (nil|"((?:[^"\\]|\\.)*)")\}\s*$')
+    r"^\{:process (\d+), :type :(invoke|ok), :f :(get|put|append), "
+    r':key "((?:[^"\\]|\\.)*)", :value (nil|"((?:[^"\\]|\\.)*)")\}\s*$'
+)
 
 
 def parse_porcupine_kv(text: str, path: str | None = None) -> History:
@@ -374,19 +398,22 @@ def parse_porcupine_kv(text: str, path: str | None = None) -> History:
             continue
         m = _KV_LINE.match(raw)
         if not m:
-            raise HistoryError(path, lineno, "expected {:process P, :type :invoke|:ok, "
-                               ":f :get|:put|:append, :key \"K\", :value \"V\"|nil}, got "
-                               f"{raw[:80]!r}")
+            raise HistoryError(
+                path,
+                lineno,
+                "expected {:process P, :type :invoke|:ok, "
+                ':f :get|:put|:append, :key "K", :value "V"|nil}, got '
+                f"{raw[:80]!r}",
+            )
         value = None if m.group(5) == "nil" else m.group(6)
-        ops.append(Op(len(ops), len(ops), m.group(2), int(m.group(1)), m.group(3),
-                      value, key=m.group(4)))
+        ops.append(Op(len(ops), len(ops), m.group(2), int(m.group(1)), m.group(3), value, key=m.group(4)))
         lines.append(lineno)
-    return History(ops, path=path, format="porcupine-kv", lines=lines,
-                   default_model="kv", default_initial="")
+    return History(ops, path=path, format="porcupine-kv", lines=lines, default_model="kv", default_initial="")
 
 
 # --------------------------------------------------------------------------
 # format detection and the one entry point
+
 
 def detect_format(text: str) -> str:
     """Guess the format from the first meaningful line (empty -> "jsonl")."""
@@ -398,7 +425,7 @@ def detect_format(text: str) -> str:
             return "porcupine-etcd"
         if _KV_LINE.match(s):
             return "porcupine-kv"
-        if s.startswith("{\"") or s.startswith("{ \""):
+        if s.startswith('{"') or s.startswith('{ "'):
             return "jsonl"
         if s[0] in "[({#:":
             return "edn"
@@ -408,9 +435,12 @@ def detect_format(text: str) -> str:
     return "jsonl"
 
 
-_PARSERS = {"jsonl": parse_jsonl, "edn": parse_edn,
-            "porcupine-etcd": parse_porcupine_etcd,
-            "porcupine-kv": parse_porcupine_kv}
+_PARSERS = {
+    "jsonl": parse_jsonl,
+    "edn": parse_edn,
+    "porcupine-etcd": parse_porcupine_etcd,
+    "porcupine-kv": parse_porcupine_kv,
+}
 
 
 def parse_history(text: str, format: str = "auto", path: str | None = None) -> History:
@@ -419,8 +449,7 @@ def parse_history(text: str, format: str = "auto", path: str | None = None) -> H
         format = detect_format(text)
     parser = _PARSERS.get(format)
     if parser is None:
-        raise HistoryError(path, None, f"unknown history format {format!r} (allowed: "
-                           f"auto, {', '.join(FORMATS)})")
+        raise HistoryError(path, None, f"unknown history format {format!r} (allowed: auto, {', '.join(FORMATS)})")
     return parser(text, path)
 
 
@@ -444,6 +473,7 @@ def parse_literal(text: str) -> Any:
 
 # --------------------------------------------------------------------------
 # pairing
+
 
 @dataclass(slots=True)
 class Operation:
@@ -482,12 +512,20 @@ class Operation:
         return self.invoke.index if self.invoke is not None else self.call_index
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "index": self.index, "process": self.process,
-                "f": self.f, "key": self.key,
-                "input": _out(self.input), "output": _out(self.output),
-                "status": self.status, "call_index": self.call_index,
-                "return_index": self.return_index, "call_time": self.call_time,
-                "return_time": self.return_time}
+        return {
+            "id": self.id,
+            "index": self.index,
+            "process": self.process,
+            "f": self.f,
+            "key": self.key,
+            "input": _out(self.input),
+            "output": _out(self.output),
+            "status": self.status,
+            "call_index": self.call_index,
+            "return_index": self.return_index,
+            "call_time": self.call_time,
+            "return_time": self.return_time,
+        }
 
 
 def _out(v: Any) -> Any:
@@ -505,16 +543,14 @@ def _unknown_nil_reads(f: str, value: Any) -> Any:
     if f == "txn" and isinstance(value, list):
         out = []
         for mop in value:
-            if (isinstance(mop, (list, tuple)) and len(mop) == 3 and mop[0] == "read"
-                    and mop[2] is None):
+            if isinstance(mop, (list, tuple)) and len(mop) == 3 and mop[0] == "read" and mop[2] is None:
                 mop = [mop[0], mop[1], UNKNOWN_VALUE]
             out.append(mop)
         return out
     return value
 
 
-def pair(ops: Iterable[Op], *, path: str | None = None,
-         nil_read_unknown: bool | None = None) -> list[Operation]:
+def pair(ops: Iterable[Op], *, path: str | None = None, nil_read_unknown: bool | None = None) -> list[Operation]:
     """Match every client invocation with its completion.
 
     Raises ``HistoryError`` naming the file and line for: an unknown op type,
@@ -541,30 +577,35 @@ def pair(ops: Iterable[Op], *, path: str | None = None,
     for pos, op in enumerate(ops):
         typ = op.type
         if typ not in TYPES:
-            raise HistoryError(path, line(pos), f"unknown op type {typ!r} (allowed: "
-                               f"{', '.join(TYPES)})")
+            raise HistoryError(path, line(pos), f"unknown op type {typ!r} (allowed: {', '.join(TYPES)})")
         proc = op.process
         if proc == NEMESIS:
             continue
         if typ == INVOKE:
             prev = open_.get(proc)
             if prev is not None:
-                raise HistoryError(path, line(pos), f"process {proc!r} invokes {op.f!r} "
-                                   f"while its {prev[1].f!r} invoked at line "
-                                   f"{line(prev[0])} has not completed (a process "
-                                   "runs one operation at a time)")
+                raise HistoryError(
+                    path,
+                    line(pos),
+                    f"process {proc!r} invokes {op.f!r} "
+                    f"while its {prev[1].f!r} invoked at line "
+                    f"{line(prev[0])} has not completed (a process "
+                    "runs one operation at a time)",
+                )
             open_[proc] = (pos, op)
             continue
         prev = open_.pop(proc, None)
         if prev is None:
             if typ == INFO:
                 continue  # e.g. a nemesis event under another name
-            raise HistoryError(path, line(pos), f"{typ} completion of {op.f!r} by "
-                               f"process {proc!r} has no open invocation")
+            raise HistoryError(
+                path, line(pos), f"{typ} completion of {op.f!r} by process {proc!r} has no open invocation"
+            )
         cpos, inv = prev
         if inv.f != op.f:
-            raise HistoryError(path, line(pos), f"process {proc!r} invoked {inv.f!r} "
-                               f"(line {line(cpos)}) but completed {op.f!r}")
+            raise HistoryError(
+                path, line(pos), f"process {proc!r} invoked {inv.f!r} (line {line(cpos)}) but completed {op.f!r}"
+            )
         if typ == INFO:
             out: Any = UNKNOWN_VALUE
             ret_i = ret_t = None
@@ -576,11 +617,11 @@ def pair(ops: Iterable[Op], *, path: str | None = None,
                 out = UNKNOWN_VALUE
             ret_i, ret_t = pos, op.time
         key = inv.key if inv.key is not None else op.key
-        done.append(Operation(0, proc, inv.f, inv.value, out, typ, cpos, ret_i,
-                              inv.time, ret_t, key, inv, op))
+        done.append(Operation(0, proc, inv.f, inv.value, out, typ, cpos, ret_i, inv.time, ret_t, key, inv, op))
     for proc, (cpos, inv) in open_.items():
-        done.append(Operation(0, proc, inv.f, inv.value, UNKNOWN_VALUE, INFO, cpos,
-                              None, inv.time, None, inv.key, inv, None))
+        done.append(
+            Operation(0, proc, inv.f, inv.value, UNKNOWN_VALUE, INFO, cpos, None, inv.time, None, inv.key, inv, None)
+        )
     done.sort(key=lambda o: o.call_index)
     for i, o in enumerate(done):
         o.id = i
@@ -592,8 +633,11 @@ def iter_files(path: str | os.PathLike[str]) -> Iterator[Path]:
     p = Path(path)
     if p.is_dir():
         for q in sorted(p.rglob("*")):
-            if q.is_file() and q.suffix in (".jsonl", ".edn", ".log", ".txt", ".json") \
-                    and q.name not in ("EXPECTED.tsv", "MODELS.tsv", "README.md"):
+            if (
+                q.is_file()
+                and q.suffix in (".jsonl", ".edn", ".log", ".txt", ".json")
+                and q.name not in ("EXPECTED.tsv", "MODELS.tsv", "README.md")
+            ):
                 yield q
     else:
         yield p
@@ -656,13 +700,19 @@ def split_independent(history: Iterable[Op]) -> History:
             open_keys[op.process] = key
         else:
             open_keys.pop(op.process, None)
-        out.append(Op(op.index, op.time, op.type, op.process, op.f, value, op.node, op.error, op.zxid,
-                      _hashable(key)))
+        out.append(Op(op.index, op.time, op.type, op.process, op.f, value, op.node, op.error, op.zxid, _hashable(key)))
     if src is None:
         return History(out)
-    return History(out, path=src.path, format=src.format, fail_means=src.fail_means,
-                   nil_read_unknown=src.nil_read_unknown, lines=src.lines,
-                   default_model=src.default_model, default_initial=src.default_initial)
+    return History(
+        out,
+        path=src.path,
+        format=src.format,
+        fail_means=src.fail_means,
+        nil_read_unknown=src.nil_read_unknown,
+        lines=src.lines,
+        default_model=src.default_model,
+        default_initial=src.default_initial,
+    )
 
 
 def _hashable(k: Any) -> Any:

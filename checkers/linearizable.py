@@ -49,10 +49,10 @@ Verdicts:
 from __future__ import annotations
 
 import time
-from typing import Any, Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
+from typing import Any
 
-from checkers.history import (FAIL, FAIL_DID_NOT_HAPPEN, FAIL_HAPPENED, History,
-                              Op, Operation, pair)
+from checkers.history import FAIL, FAIL_DID_NOT_HAPPEN, FAIL_HAPPENED, History, Op, Operation, pair
 from checkers.models import IDENTITY, ILLEGAL, Model
 from checkers.result import Result, jsonable
 
@@ -61,8 +61,8 @@ CHECKER = "linearizable"
 # "unknown": roughly 200 bytes each, so about 1 GB -- a shared machine's
 # worth. (The 100,000-op single-key history with 1% crashes needs ~3 M.)
 DEFAULT_MAX_STATES = 5_000_000
-_SLICE = 4096          # loop iterations between budget checks / partition switches
-_INF = 1 << 62         # "never": a crashed op's return; no next member of a class
+_SLICE = 4096  # loop iterations between budget checks / partition switches
+_INF = 1 << 62  # "never": a crashed op's return; no next member of a class
 
 
 class _Outcome:
@@ -70,19 +70,32 @@ class _Outcome:
 
     __slots__ = ("valid", "order", "best", "states", "best_len")
 
-    def __init__(self, valid: bool, order: list[int] | None,
-                 best: tuple[list[int], list[Any], int] | None, states: int,
-                 best_len: int = 0) -> None:
+    def __init__(
+        self,
+        valid: bool,
+        order: list[int] | None,
+        best: tuple[list[int], list[Any], int] | None,
+        states: int,
+        best_len: int = 0,
+    ) -> None:
         self.valid = valid
         self.best_len = best_len
-        self.order = order        # local op ids in linearization order (valid)
-        self.best = best          # (local ids, states[0..len], doomed op) longest partial
+        self.order = order  # local op ids in linearization order (valid)
+        self.best = best  # (local ids, states[0..len], doomed op) longest partial
         self.states = states
 
 
-def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
-            classes: list[Any], dead_ends: tuple[list[Any], list[bool]], init: Any, live: list[int], slot: int,
-            capture_at: int | None = None) -> Generator[None, None, _Outcome]:
+def _search(
+    ops: Sequence[Operation],
+    steps: list[Any],
+    readonly: list[bool],
+    classes: list[Any],
+    dead_ends: tuple[list[Any], list[bool]],
+    init: Any,
+    live: list[int],
+    slot: int,
+    capture_at: int | None = None,
+) -> Generator[None, None, _Outcome]:
     """WGL over one partition; yields every ``_SLICE`` pushes/pops.
 
     ``live[slot]`` is kept at the cache size so the driver can enforce a
@@ -192,6 +205,7 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
             if not transparent[q]:
                 return -1
             q = rnx[q]
+
     ret_pos = [o.return_index if o.return_index is not None else 0 for o in ops]
     call_pos = [o.call_index for o in ops]
 
@@ -237,9 +251,9 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
     kstart = 0
     e = nxt[0] if remaining else tail
     if capture_at == 0:
-        remaining = 0           # the empty partial linearization is the longest
+        remaining = 0  # the empty partial linearization is the longest
     elif doomed(state) >= 0:
-        e = 2 * rnx[rh] + 2     # dead from the start: straight to backtracking
+        e = 2 * rnx[rh] + 2  # dead from the start: straight to backtracking
         kstart = nclasses
     while remaining:
         if e & 1:
@@ -253,7 +267,7 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
                     nwin = win | (1 << b)
                 else:
                     nwin = win | 1
-                    t = (nwin ^ (nwin + 1)).bit_length() - 1   # trailing ones
+                    t = (nwin ^ (nwin + 1)).bit_length() - 1  # trailing ones
                     nwin >>= t
                     nlow = low + t
                 key = (nlow, nwin, cw, ns)
@@ -265,10 +279,19 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
                     win = nwin
                     remaining -= 1
                     # lift the call and return entries out of the list
-                    p = prv[e]; q = nxt[e]; nxt[p] = q; prv[q] = p
+                    p = prv[e]
+                    q = nxt[e]
+                    nxt[p] = q
+                    prv[q] = p
                     r = e + 1
-                    p = prv[r]; q = nxt[r]; nxt[p] = q; prv[q] = p
-                    p = rpv[i]; q = rnx[i]; rnx[p] = q; rpv[q] = p
+                    p = prv[r]
+                    q = nxt[r]
+                    nxt[p] = q
+                    prv[q] = p
+                    p = rpv[i]
+                    q = rnx[i]
+                    rnx[p] = q
+                    rpv[q] = p
                     e = nxt[0]
                     budget -= 1
                     if not budget:
@@ -338,15 +361,24 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
             k = cls_of[i]
             taken[k] -= 1
             next_call[k] = call_pos[i]
-            e = at              # the same configuration, same return entry:
-            kstart = k + 1      # go on with the next class
+            e = at  # the same configuration, same return entry:
+            kstart = k + 1  # go on with the next class
         else:
             remaining += 1
             c = 2 * i + 1
             r = c + 1
-            p = prv[r]; q = nxt[r]; nxt[p] = r; prv[q] = r
-            p = prv[c]; q = nxt[c]; nxt[p] = c; prv[q] = c
-            p = rpv[i]; q = rnx[i]; rnx[p] = i; rpv[q] = i
+            p = prv[r]
+            q = nxt[r]
+            nxt[p] = r
+            prv[q] = r
+            p = prv[c]
+            q = nxt[c]
+            nxt[p] = c
+            prv[q] = c
+            p = rpv[i]
+            q = rnx[i]
+            rnx[p] = i
+            rpv[q] = i
             if readonly[i]:
                 # a completed read-only op that was legal here could go
                 # first in any completion of the configuration below it, so
@@ -365,8 +397,7 @@ def _search(ops: Sequence[Operation], steps: list[Any], readonly: list[bool],
     if capture_at is not None and len(stack) == capture_at:
         # (the doomed op, if a dead-end test ended this configuration: the
         # op that cannot be linearized, which need not return first)
-        return _Outcome(False, None, (order, [f[1] for f in stack] + [state],
-                                      doomed(state)), len(cache))
+        return _Outcome(False, None, (order, [f[1] for f in stack] + [state], doomed(state)), len(cache))
     return _Outcome(True, order, None, len(cache))
 
 
@@ -386,9 +417,14 @@ def _operations(history: Iterable[Any], fail_means: str | None) -> list[Operatio
     return ops
 
 
-def check(history: Iterable[Any], model: Model, budget_s: float | None = None,
-          max_states: int | None = DEFAULT_MAX_STATES, *,
-          fail_means: str | None = None) -> Result:
+def check(
+    history: Iterable[Any],
+    model: Model,
+    budget_s: float | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
+    *,
+    fail_means: str | None = None,
+) -> Result:
     """Is ``history`` linearizable with respect to ``model``? See module doc.
 
     ``max_states`` defaults to ``DEFAULT_MAX_STATES`` (about 1 GB of cache);
@@ -399,14 +435,14 @@ def check(history: Iterable[Any], model: Model, budget_s: float | None = None,
     live = [0] * len(parts)
     gens = []
     free: list[Operation] = []
-    pruned: dict[int, list[Operation]] = {}   # crashed ops no one could observe
+    pruned: dict[int, list[Operation]] = {}  # crashed ops no one could observe
     for slot, (key, pops) in enumerate(parts):
         steps = []
         kept = []
         for o in pops:
             fn = model.compile(o)
             if fn is IDENTITY:
-                free.append(o)   # legal anywhere in its interval, changes nothing
+                free.append(o)  # legal anywhere in its interval, changes nothing
             else:
                 kept.append(o)
                 steps.append(fn)
@@ -417,9 +453,14 @@ def check(history: Iterable[Any], model: Model, budget_s: float | None = None,
             steps = [fn for o, fn in zip(kept, steps) if id(o) in ids]
             kept = searched
         parts[slot] = (key, kept)
-        args = (kept, steps, [model.read_only(o) for o in kept],
-                [model.equivalence_key(o) if o.return_index is None else None
-                 for o in kept], model.dead_ends(kept), model.initial_state(key))
+        args = (
+            kept,
+            steps,
+            [model.read_only(o) for o in kept],
+            [model.equivalence_key(o) if o.return_index is None else None for o in kept],
+            model.dead_ends(kept),
+            model.initial_state(key),
+        )
         gens.append((slot, key, args, _search(*args, live, slot)))
     order = sorted(range(len(gens)), key=lambda s: len(parts[s][1]))
     gens = [gens[s] for s in order]
@@ -444,30 +485,43 @@ def check(history: Iterable[Any], model: Model, budget_s: float | None = None,
                 continue
             still.append(g)
             if deadline is not None and time.monotonic() > deadline:
-                return _unknown(f"time budget of {budget_s:g} s ran out", parts, done,
-                                t0, explored + sum(live))
+                return _unknown(f"time budget of {budget_s:g} s ran out", parts, done, t0, explored + sum(live))
             if max_states is not None and sum(live) > max_states:
-                return _unknown(f"state budget of {max_states} cached configurations "
-                                "ran out", parts, done, t0, explored + sum(live))
+                return _unknown(
+                    f"state budget of {max_states} cached configurations ran out", parts, done, t0, explored + sum(live)
+                )
         active = still
-    witness = {"partitions": [_witness(key, pops, done[slot].order, pruned.get(slot, []))
-                              for slot, (key, pops) in enumerate(parts)],
-        "unconstrained": sorted(o.index for o in free)}
+    witness = {
+        "partitions": [
+            _witness(key, pops, done[slot].order, pruned.get(slot, [])) for slot, (key, pops) in enumerate(parts)
+        ],
+        "unconstrained": sorted(o.index for o in free),
+    }
     elapsed = time.monotonic() - t0
-    summary = (f"linearizable: {len(ops)} operations in {len(parts)} "
-               f"partition{'s' if len(parts) != 1 else ''}")
-    return Result.ok(CHECKER, summary, witness, summary + f" ({model.name} model)",
-                     {"model": model.name, "operations": len(ops),
-                      "partitions": len(parts), "states": explored,
-                      "elapsed_s": round(elapsed, 6)})
+    summary = f"linearizable: {len(ops)} operations in {len(parts)} partition{'s' if len(parts) != 1 else ''}"
+    return Result.ok(
+        CHECKER,
+        summary,
+        witness,
+        summary + f" ({model.name} model)",
+        {
+            "model": model.name,
+            "operations": len(ops),
+            "partitions": len(parts),
+            "states": explored,
+            "elapsed_s": round(elapsed, 6),
+        },
+    )
 
 
-def _witness(key: Any, pops: list[Operation], order: list[int],
-             pruned: list[Operation]) -> dict[str, Any]:
+def _witness(key: Any, pops: list[Operation], order: list[int], pruned: list[Operation]) -> dict[str, Any]:
     placed = set(order)
     left = [o.index for i, o in enumerate(pops) if i not in placed]
-    return {"key": key, "order": [pops[i].index for i in order],
-            "not_taken_effect": sorted(left + [o.index for o in pruned])}
+    return {
+        "key": key,
+        "order": [pops[i].index for i in order],
+        "not_taken_effect": sorted(left + [o.index for o in pruned]),
+    }
 
 
 def _longest(args: tuple, depth: int) -> tuple[list[int], list[Any], int]:
@@ -479,23 +533,30 @@ def _longest(args: tuple, depth: int) -> tuple[list[int], list[Any], int]:
             next(gen)
         except StopIteration as stop:
             best = stop.value.best
-            if best is None:   # a bug: the caller's run_checker makes it "unknown"
-                raise RuntimeError("the re-run of an illegal partition did not reach "
-                                   f"depth {depth}; the search is not deterministic")
+            if best is None:  # a bug: the caller's run_checker makes it "unknown"
+                raise RuntimeError(
+                    f"the re-run of an illegal partition did not reach depth {depth}; the search is not deterministic"
+                )
             return best
 
 
-def _unknown(why: str, parts: list, done: dict[int, _Outcome], t0: float,
-             explored: int) -> Result:
+def _unknown(why: str, parts: list, done: dict[int, _Outcome], t0: float, explored: int) -> Result:
     undecided = [jsonable(parts[s][0]) for s in range(len(parts)) if s not in done]
     return Result.unknown(
-        CHECKER, f"unknown: {why} ({len(undecided)} of {len(parts)} partitions undecided)",
+        CHECKER,
+        f"unknown: {why} ({len(undecided)} of {len(parts)} partitions undecided)",
         f"The search stopped because the {why}; {len(done)} of {len(parts)} "
         f"partitions were proved linearizable and none was found illegal, so "
         f"nothing can be said about the rest. Undecided keys: {undecided[:20]}",
-        {"reason": why, "partitions": len(parts), "decided": len(done),
-         "undecided_keys": undecided, "states": explored,
-         "elapsed_s": round(time.monotonic() - t0, 6)})
+        {
+            "reason": why,
+            "partitions": len(parts),
+            "decided": len(done),
+            "undecided_keys": undecided,
+            "states": explored,
+            "elapsed_s": round(time.monotonic() - t0, 6),
+        },
+    )
 
 
 def _op_view(model: Model, op: Operation) -> dict[str, Any]:
@@ -504,18 +565,28 @@ def _op_view(model: Model, op: Operation) -> dict[str, Any]:
     return d
 
 
-def _illegal(model: Model, key: Any, pops: list[Operation], out: _Outcome,
-             nparts: int, all_ops: list[Operation], t0: float, explored: int) -> Result:
+def _illegal(
+    model: Model,
+    key: Any,
+    pops: list[Operation],
+    out: _Outcome,
+    nparts: int,
+    all_ops: list[Operation],
+    t0: float,
+    explored: int,
+) -> Result:
     ids, states, doomed = out.best
     done = set(ids)
     state = states[-1]
     pending = [i for i in range(len(pops)) if i not in done]
+
     # WGL fails at the first return entry (in history order) whose op is not
     # linearized: that op cannot take effect before it returns -- unless a
     # dead-end test named the op that cannot.
     def ret_pos(i: int) -> int:
         r = pops[i].return_index
         return _INF + pops[i].call_index if r is None else r
+
     if doomed >= 0:
         bad = doomed
     else:
@@ -527,49 +598,61 @@ def _illegal(model: Model, key: Any, pops: list[Operation], out: _Outcome,
         o = pops[i]
         if o.call_index < bad_ret:
             ok, after = model.step(state, o)
-            candidates.append({"op": _op_view(model, o),
-                               "legal_now": ok,
-                               "state_after": model.describe_state(after) if ok else None})
+            candidates.append(
+                {"op": _op_view(model, o), "legal_now": ok, "state_after": model.describe_state(after) if ok else None}
+            )
     steps = []
     for n, i in enumerate(ids):
         o = pops[i]
-        steps.append({"id": o.id, "index": o.index, "process": o.process,
-                      "description": model.describe_op(o),
-                      "state_before": model.describe_state(states[n]),
-                      "state_after": model.describe_state(states[n + 1]),
-                      "state_before_value": jsonable(states[n]),
-                      "state_after_value": jsonable(states[n + 1])})
+        steps.append(
+            {
+                "id": o.id,
+                "index": o.index,
+                "process": o.process,
+                "description": model.describe_op(o),
+                "state_before": model.describe_state(states[n]),
+                "state_after": model.describe_state(states[n + 1]),
+                "state_before_value": jsonable(states[n]),
+                "state_after_value": jsonable(states[n + 1]),
+            }
+        )
     where = "" if nparts == 1 and key is None else f" on key {key!r}"
     desc = model.describe_op(bad_op)
     ok_bad, _ = model.step(state, bad_op)
-    summary = (f"not linearizable{where}: {desc} (process {bad_op.process}, op "
-               f"index {bad_op.index}) cannot be linearized")
-    lines = [f"Not linearizable{where} ({model.name} model, {len(pops)} operations "
-             f"in this partition, {len(all_ops)} in all).",
-             f"The longest partial linearization orders {len(ids)} of {len(pops)} "
-             "operations:"]
+    summary = (
+        f"not linearizable{where}: {desc} (process {bad_op.process}, op index {bad_op.index}) cannot be linearized"
+    )
+    lines = [
+        f"Not linearizable{where} ({model.name} model, {len(pops)} operations "
+        f"in this partition, {len(all_ops)} in all).",
+        f"The longest partial linearization orders {len(ids)} of {len(pops)} operations:",
+    ]
     shown = steps if len(steps) <= 12 else steps[-12:]
     if len(steps) > 12:
         lines.append(f"  ... {len(steps) - 12} earlier operations ...")
     for s in shown:
-        lines.append(f"  #{s['index']:<6} p{s['process']}: {s['description']:<28} "
-                     f"{s['state_before']} -> {s['state_after']}")
+        lines.append(
+            f"  #{s['index']:<6} p{s['process']}: {s['description']:<28} {s['state_before']} -> {s['state_after']}"
+        )
     lines.append(f"After it the state is {model.describe_state(state)}.")
-    ret = "never returned" if bad_op.return_index is None else \
-        f"returned at position {bad_op.return_index}"
-    lines.append(f"Operation #{bad_op.index} by process {bad_op.process} ({desc}), "
-                 f"invoked at position {bad_op.call_index} and {ret}, must take "
-                 f"effect before it returns, but it is "
-                 f"{'legal here only in orders already explored' if ok_bad else 'illegal in this state'}"
-                 ", and no other order of the operations before its return "
-                 "makes it legal (every such order was searched).")
+    ret = "never returned" if bad_op.return_index is None else f"returned at position {bad_op.return_index}"
+    lines.append(
+        f"Operation #{bad_op.index} by process {bad_op.process} ({desc}), "
+        f"invoked at position {bad_op.call_index} and {ret}, must take "
+        f"effect before it returns, but it is "
+        f"{'legal here only in orders already explored' if ok_bad else 'illegal in this state'}"
+        ", and no other order of the operations before its return "
+        "makes it legal (every such order was searched)."
+    )
     others = [c for c in candidates if c["op"]["id"] != bad_op.id]
     if others:
         lines.append("Other operations pending at that point:")
         for c in others[:10]:
-            lines.append(f"  #{c['op']['index']:<6} p{c['op']['process']}: "
-                         f"{c['op']['description']:<28} "
-                         f"{'legal -> ' + c['state_after'] if c['legal_now'] else 'illegal here'}")
+            lines.append(
+                f"  #{c['op']['index']:<6} p{c['op']['process']}: "
+                f"{c['op']['description']:<28} "
+                f"{'legal -> ' + c['state_after'] if c['legal_now'] else 'illegal here'}"
+            )
     counterexample = {
         "key": jsonable(key),
         "model": model.name,
@@ -580,14 +663,24 @@ def _illegal(model: Model, key: Any, pops: list[Operation], out: _Outcome,
         "candidates": candidates,
         "operations": [_op_view(model, o) for o in pops],
     }
-    return Result.illegal(CHECKER, summary, "\n".join(lines), counterexample,
-                          {"model": model.name, "operations": len(all_ops),
-                           "partitions": nparts, "states": explored,
-                           "elapsed_s": round(time.monotonic() - t0, 6)})
+    return Result.illegal(
+        CHECKER,
+        summary,
+        "\n".join(lines),
+        counterexample,
+        {
+            "model": model.name,
+            "operations": len(all_ops),
+            "partitions": nparts,
+            "states": explored,
+            "elapsed_s": round(time.monotonic() - t0, 6),
+        },
+    )
 
 
-def verify_witness(history: Iterable[Any], model: Model, witness: dict[str, Any], *,
-                   fail_means: str | None = None) -> list[str]:
+def verify_witness(
+    history: Iterable[Any], model: Model, witness: dict[str, Any], *, fail_means: str | None = None
+) -> list[str]:
     """Independently re-check a valid verdict's witness; returns the problems
     found (empty = the witness is a linearization).
 
@@ -609,18 +702,17 @@ def verify_witness(history: Iterable[Any], model: Model, witness: dict[str, Any]
         for n, o in enumerate(seq):
             ok, state = model.step(state, o)
             if not ok:
-                problems.append(f"key {key!r}: op #{o.index} ({model.describe_op(o)}) is "
-                                f"illegal at position {n} of the order")
+                problems.append(
+                    f"key {key!r}: op #{o.index} ({model.describe_op(o)}) is illegal at position {n} of the order"
+                )
                 break
             if o.return_index is not None and o.return_index < max_call:
-                problems.append(f"key {key!r}: op #{o.index} returned before an op "
-                                "placed ahead of it was called")
+                problems.append(f"key {key!r}: op #{o.index} returned before an op placed ahead of it was called")
             max_call = max(max_call, o.call_index)
             placed.add(o.index)
         # real time: any op placed later must not have returned before an
         # earlier-placed op was called (checked via the running max above)
     for o in ops:
         if o.return_index is not None and o.index not in placed and o.index not in free:
-            problems.append(f"completed op #{o.index} ({model.describe_op(o)}) is not "
-                            "in the linearization")
+            problems.append(f"completed op #{o.index} ({model.describe_op(o)}) is not in the linearization")
     return problems

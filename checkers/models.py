@@ -43,7 +43,8 @@ Unsupported operations raise ``ModelError`` naming the allowed ones.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from checkers.history import FAIL, INFO, OK, UNKNOWN_VALUE, Operation
 
@@ -58,8 +59,7 @@ class _Illegal:
 ILLEGAL: Any = _Illegal()
 StepFn = Callable[[Any], Any]
 
-MODEL_NAMES = ("register", "cas-register", "kv", "multi-register", "mutex", "set",
-               "fifo-queue")
+MODEL_NAMES = ("register", "cas-register", "kv", "multi-register", "mutex", "set", "fifo-queue")
 
 
 class ModelError(ValueError):
@@ -161,9 +161,9 @@ class Model:
 
     def compile(self, op: Operation) -> StepFn:
         if op.f not in self.fs:
-            raise ModelError(f"the {self.name} model has no operation {op.f!r} "
-                             f"(allowed: {', '.join(self.fs)}); pick another "
-                             "--model")
+            raise ModelError(
+                f"the {self.name} model has no operation {op.f!r} (allowed: {', '.join(self.fs)}); pick another --model"
+            )
         return self._compile(op)
 
     def _compile(self, op: Operation) -> StepFn:  # pragma: no cover - abstract
@@ -205,8 +205,7 @@ class Model:
         default gives no tests."""
         return [None] * len(ops), [False] * len(ops)
 
-    def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
-                                            Callable[[Operation], bool]] | None:
+    def wants(self, op: Operation) -> tuple[Callable[[Any], bool], Callable[[Operation], bool]] | None:
         """None, or ``(doomed, rescues)`` for an op that needs a particular
         state: ``doomed(state)`` may be True only when no sequence of ops
         for which ``rescues(other)`` is False can lead from ``state`` to one
@@ -235,8 +234,7 @@ class Model:
         inp, out = op.input, op.output
         tail = " (crashed)" if op.status == INFO else (" (failed)" if op.status == FAIL else "")
         key = f" {op.key}" if op.key is not None else ""
-        if inp is None and (out is None or out is UNKNOWN_VALUE) \
-                and op.f not in ("read", "get", "dequeue"):
+        if inp is None and (out is None or out is UNKNOWN_VALUE) and op.f not in ("read", "get", "dequeue"):
             return f"{op.f}{key}{tail}"
         if op.f in ("read", "get", "dequeue") or inp is None:
             return f"{op.f}{key} -> {_show(out)}{tail}"
@@ -293,6 +291,7 @@ class CasRegister(Model):
         one.)"""
         if type(self)._compile is not CasRegister._compile:
             return Model.dead_ends(self, ops)
+
         def produces(o: Operation) -> Any:
             if o.status == FAIL:
                 return None
@@ -302,6 +301,7 @@ class CasRegister(Model):
             if o.f == "cas" and isinstance(val, (list, tuple)) and len(val) == 2:
                 return (freeze(val[1]),)
             return None
+
         out: list[StepFn | None] = [None] * len(ops)
         made = [produces(o) for o in ops]
         for r, active in straddling(ops, made):
@@ -321,8 +321,7 @@ class CasRegister(Model):
                 out[r] = lambda s, need=need: s != need
         return out, [k is None for k in made]
 
-    def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
-                                            Callable[[Operation], bool]] | None:
+    def wants(self, op: Operation) -> tuple[Callable[[Any], bool], Callable[[Operation], bool]] | None:
         """An ok read of v or ok cas from v needs v; only a write of v or a
         cas to v can put it there."""
         if type(self)._compile is not CasRegister._compile:
@@ -345,8 +344,8 @@ class CasRegister(Model):
             if o.f == "write":
                 return freeze(o.input) == need
             val = o.input if o.input is not None else o.output
-            return (o.f == "cas" and isinstance(val, (list, tuple)) and len(val) == 2
-                    and freeze(val[1]) == need)
+            return o.f == "cas" and isinstance(val, (list, tuple)) and len(val) == 2 and freeze(val[1]) == need
+
         return (lambda s: s != need), rescues
 
     def prune_crashed(self, ops: list[Operation]) -> list[Operation]:
@@ -370,16 +369,19 @@ class CasRegister(Model):
             if o.status == INFO:
                 if o.f == "write" and freeze(o.input) not in seen:
                     continue
-                if (o.f == "cas" and isinstance(o.input, (list, tuple))
-                        and len(o.input) == 2 and freeze(o.input[1]) not in seen):
+                if (
+                    o.f == "cas"
+                    and isinstance(o.input, (list, tuple))
+                    and len(o.input) == 2
+                    and freeze(o.input[1]) not in seen
+                ):
                     continue
             out.append(o)
         return out
 
     def describe_op(self, op: Operation) -> str:
         if op.f == "cas" and isinstance(op.input, (list, tuple)) and len(op.input) == 2:
-            tail = " (crashed)" if op.status == INFO else (
-                " (failed: no match)" if op.status == FAIL else "")
+            tail = " (crashed)" if op.status == INFO else (" (failed: no match)" if op.status == FAIL else "")
             key = f" {op.key}" if op.key is not None else ""
             return f"cas{key} {_show(op.input[0])}->{_show(op.input[1])}{tail}"
         return super().describe_op(op)
@@ -409,10 +411,12 @@ class KV(Model):
         (A subclass with its own step gets no tests.)"""
         if type(self)._compile is not KV._compile:
             return Model.dead_ends(self, ops)
+
         def resets(o: Operation) -> Any:
             if o.f == "put" and o.status != FAIL:
                 return o.input if o.input is not None else ""
             return None
+
         out: list[StepFn | None] = [None] * len(ops)
         made = [resets(o) for o in ops]
         for r, active in straddling(ops, made):
@@ -420,14 +424,12 @@ class KV(Model):
             if o.f != "get" or o.status != OK or o.output is UNKNOWN_VALUE:
                 continue
             g = "" if o.output is None else o.output
-            if not isinstance(g, str) or any(isinstance(w, str) and g.startswith(w)
-                                             for w in active):
+            if not isinstance(g, str) or any(isinstance(w, str) and g.startswith(w) for w in active):
                 continue
             out[r] = lambda s, g=g: isinstance(s, str) and not g.startswith(s)
         return out, [k is None for k in made]
 
-    def wants(self, op: Operation) -> tuple[Callable[[Any], bool],
-                                            Callable[[Operation], bool]] | None:
+    def wants(self, op: Operation) -> tuple[Callable[[Any], bool], Callable[[Operation], bool]] | None:
         """An ok get of g needs a prefix of g (appends only extend); only a
         put of a prefix of g can start over."""
         if type(self)._compile is not KV._compile:
@@ -443,20 +445,25 @@ class KV(Model):
                 return False
             w = o.input if o.input is not None else ""
             return not isinstance(w, str) or g.startswith(w)
+
         return (lambda s: isinstance(s, str) and not g.startswith(s)), rescues
 
     def prune_crashed(self, ops: list[Operation]) -> list[Operation]:
         """Drop crashed puts/appends of a non-empty string that occurs in no
         completed get: after one took effect, every get until the next put
         would contain it, so none can happen before a put erases it."""
-        gets = [o.output for o in ops if o.f == "get" and o.status == OK
-                and isinstance(o.output, str)]
+        gets = [o.output for o in ops if o.f == "get" and o.status == OK and isinstance(o.output, str)]
         if any(o.status == FAIL for o in ops):
             return ops
         out = []
         for o in ops:
-            if (o.status == INFO and o.f in ("put", "append") and isinstance(o.input, str)
-                    and o.input and not any(o.input in g for g in gets)):
+            if (
+                o.status == INFO
+                and o.f in ("put", "append")
+                and isinstance(o.input, str)
+                and o.input
+                and not any(o.input in g for g in gets)
+            ):
                 continue
             out.append(o)
         return out
@@ -494,10 +501,8 @@ class MultiRegister(Model):
         if initial is None:
             return ()
         if not isinstance(initial, dict):
-            raise ModelError(f"multi-register initial state must be a map like "
-                             f"{{:x 0 :y 0}}, got {initial!r}")
-        return tuple(sorted(((freeze(k), freeze(v)) for k, v in initial.items()),
-                            key=repr))
+            raise ModelError(f"multi-register initial state must be a map like {{:x 0 :y 0}}, got {initial!r}")
+        return tuple(sorted(((freeze(k), freeze(v)) for k, v in initial.items()), key=repr))
 
     def partition(self, ops: Iterable[Operation]) -> list[tuple[Any, list[Operation]]]:
         return [(None, list(ops))]
@@ -507,7 +512,8 @@ class MultiRegister(Model):
             return True
         mops = op.input if op.output is UNKNOWN_VALUE else op.output
         return isinstance(mops, (list, tuple)) and all(
-            isinstance(m, (list, tuple)) and m and m[0] == "read" for m in mops)
+            isinstance(m, (list, tuple)) and m and m[0] == "read" for m in mops
+        )
 
     def _compile(self, op: Operation) -> StepFn:
         if op.status == FAIL:
@@ -519,8 +525,7 @@ class MultiRegister(Model):
         plan: list[tuple[bool, Any, Any]] = []
         for m in mops:
             if not isinstance(m, (list, tuple)) or len(m) != 3 or m[0] not in ("read", "write"):
-                raise ModelError(f"txn micro-op must be [:read k v] or [:write k v], "
-                                 f"got {m!r}")
+                raise ModelError(f"txn micro-op must be [:read k v] or [:write k v], got {m!r}")
             is_write = m[0] == "write"
             if not is_write and (crashed or m[2] is UNKNOWN_VALUE):
                 continue
@@ -536,6 +541,7 @@ class MultiRegister(Model):
                 elif d.get(k) != v:
                     return ILLEGAL
             return tuple(sorted(d.items(), key=repr))
+
         return step
 
     def describe_state(self, state: Any) -> str:
@@ -585,8 +591,7 @@ class SetModel(Model):
         for o in ops:
             if o.f == "read" and o.status == OK and o.output is not UNKNOWN_VALUE:
                 seen.update(freeze(x) for x in (o.output or ()))
-        return [o for o in ops if not (o.status == INFO and o.f == "add"
-                                       and freeze(o.input) not in seen)]
+        return [o for o in ops if not (o.status == INFO and o.f == "add" and freeze(o.input) not in seen)]
 
     def normalize_initial(self, initial: Any) -> Any:
         return frozenset() if initial is None else frozenset(freeze(x) for x in initial)
@@ -619,10 +624,12 @@ class FifoQueue(Model):
         it (and makes an empty dequeue illegal) until a crashed dequeue
         removes it; dropping both the enqueue and that dequeue changes no
         observed result."""
-        seen = {freeze(o.output) for o in ops if o.f == "dequeue" and o.status == OK
-                and o.output is not UNKNOWN_VALUE and o.output is not None}
-        return [o for o in ops if not (o.status == INFO and o.f == "enqueue"
-                                       and freeze(o.input) not in seen)]
+        seen = {
+            freeze(o.output)
+            for o in ops
+            if o.f == "dequeue" and o.status == OK and o.output is not UNKNOWN_VALUE and o.output is not None
+        }
+        return [o for o in ops if not (o.status == INFO and o.f == "enqueue" and freeze(o.input) not in seen)]
 
     def _compile(self, op: Operation) -> StepFn:
         if op.status == FAIL:
@@ -640,8 +647,12 @@ class FifoQueue(Model):
 
 
 _MODELS: dict[str, type[Model]] = {
-    "register": Register, "cas-register": CasRegister, "kv": KV,
-    "multi-register": MultiRegister, "mutex": Mutex, "set": SetModel,
+    "register": Register,
+    "cas-register": CasRegister,
+    "kv": KV,
+    "multi-register": MultiRegister,
+    "mutex": Mutex,
+    "set": SetModel,
     "fifo-queue": FifoQueue,
 }
 _NO_INITIAL = object()

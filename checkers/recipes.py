@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from checkers.history import FAIL, INFO, OK, Op, pair
 from checkers.result import Result
@@ -31,8 +32,11 @@ def check_queue(history: Iterable[Op]) -> Result:
     ops = pair(list(history))
     finals = [o for o in ops if o.f == "final-read" and o.status == OK and isinstance(o.output, dict)]
     if not finals or any(o.f in ("put", "get") and o.call_index > finals[-1].call_index for o in ops):
-        return Result.unknown(name, "no final read after the last put/get",
-                              "Without the queues' final contents nothing can be said about lost items.")
+        return Result.unknown(
+            name,
+            "no final read after the last put/get",
+            "Without the queues' final contents nothing can be said about lost items.",
+        )
     final = finals[-1].output
     problems: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
@@ -47,45 +51,74 @@ def check_queue(history: Iterable[Op]) -> Result:
         info_gets = sum(1 for o in gets if o.status == INFO)
         missing = sorted(acked - set(got) - set(present))
         if len(missing) > info_gets:
-            problems.append({"queue": q, "kind": "lost", "items": missing[:MAX_SHOWN],
-                             "why": f"{q}: {len(missing)} acknowledged item(s) neither consumed nor "
-                                    f"present, but only {info_gets} get(s) were indeterminate"})
+            problems.append(
+                {
+                    "queue": q,
+                    "kind": "lost",
+                    "items": missing[:MAX_SHOWN],
+                    "why": f"{q}: {len(missing)} acknowledged item(s) neither consumed nor "
+                    f"present, but only {info_gets} get(s) were indeterminate",
+                }
+            )
         twice = [i for i, c in got.items() if c > 1]
         if twice:
             takers = {i: [o for o in gets if o.status == OK and o.output[1] == i] for i in twice[:MAX_SHOWN]}
-            problems.append({
-                "queue": q, "kind": "consumed-twice", "items": twice[:MAX_SHOWN],
-                "gets": {str(i): [_get_op(o) for o in takers[i]] for i in takers},
-                "why": "; ".join(f"{q}: item {i} was consumed by {len(takers[i])} gets: "
-                                 + ", ".join(f"op {o.index} (process {o.process}"
-                                             + (f" on {o.completion.node}" if o.completion and o.completion.node
-                                                else "") + ")" for o in takers[i])
-                                 for i in list(takers)[:3])
-                       + ("" if len(twice) <= 3 else f"; {len(twice) - 3} more item(s) consumed twice")})
-        for kind, items in (("present-twice", [i for i, c in present.items() if c > 1]),
-                            ("consumed-and-present", sorted(set(got) & set(present))),
-                            ("never-put", sorted((set(got) | set(present)) - attempted, key=str))):
+            problems.append(
+                {
+                    "queue": q,
+                    "kind": "consumed-twice",
+                    "items": twice[:MAX_SHOWN],
+                    "gets": {str(i): [_get_op(o) for o in takers[i]] for i in takers},
+                    "why": "; ".join(
+                        f"{q}: item {i} was consumed by {len(takers[i])} gets: "
+                        + ", ".join(
+                            f"op {o.index} (process {o.process}"
+                            + (f" on {o.completion.node}" if o.completion and o.completion.node else "")
+                            + ")"
+                            for o in takers[i]
+                        )
+                        for i in list(takers)[:3]
+                    )
+                    + ("" if len(twice) <= 3 else f"; {len(twice) - 3} more item(s) consumed twice"),
+                }
+            )
+        for kind, items in (
+            ("present-twice", [i for i, c in present.items() if c > 1]),
+            ("consumed-and-present", sorted(set(got) & set(present))),
+            ("never-put", sorted((set(got) | set(present)) - attempted, key=str)),
+        ):
             if items:
-                problems.append({"queue": q, "kind": kind, "items": items[:MAX_SHOWN],
-                                 "why": f"{q}: {kind}: {items[:MAX_SHOWN]}"})
-        details[q] = {"acknowledged_puts": len(acked), "consumed": sum(got.values()),
-                      "present": sum(present.values()), "indeterminate_gets": info_gets,
-                      "unaccounted": len(missing)}
+                problems.append(
+                    {"queue": q, "kind": kind, "items": items[:MAX_SHOWN], "why": f"{q}: {kind}: {items[:MAX_SHOWN]}"}
+                )
+        details[q] = {
+            "acknowledged_puts": len(acked),
+            "consumed": sum(got.values()),
+            "present": sum(present.values()),
+            "indeterminate_gets": info_gets,
+            "unaccounted": len(missing),
+        }
     if problems:
-        return Result.illegal(name, f"{len(problems)} queue violation(s): "
-                              + ", ".join(sorted({p["kind"] for p in problems})),
-                              "\n".join(p["why"] for p in problems), {"problems": problems}, details)
+        return Result.illegal(
+            name,
+            f"{len(problems)} queue violation(s): " + ", ".join(sorted({p["kind"] for p in problems})),
+            "\n".join(p["why"] for p in problems),
+            {"problems": problems},
+            details,
+        )
     total = sum(d["acknowledged_puts"] for d in details.values())
     if not total:
         return Result.unknown(name, "no put was acknowledged, so nothing was checked", details=details)
-    return Result.ok(name, f"{total} acknowledged puts all accounted for, none consumed twice",
-                     {q: {"consumed": d["consumed"], "present": d["present"]} for q, d in details.items()},
-                     details=details)
+    return Result.ok(
+        name,
+        f"{total} acknowledged puts all accounted for, none consumed twice",
+        {q: {"consumed": d["consumed"], "present": d["present"]} for q, d in details.items()},
+        details=details,
+    )
 
 
 def _get_op(o: Any) -> dict[str, Any]:
-    return {"op": o.index, "process": o.process,
-            "node": o.completion.node if o.completion is not None else None}
+    return {"op": o.index, "process": o.process, "node": o.completion.node if o.completion is not None else None}
 
 
 # ------------------------------------------------------------------ counter
@@ -101,42 +134,66 @@ def check_counter(history: Iterable[Op]) -> Result:
     problems: list[dict[str, Any]] = []
     last: dict[Any, Any] = {}
     compared = 0
-    for o in sorted((o for o in ops if o.f in ("read", "final-read") and o.status == OK),
-                    key=lambda o: o.call_index):
+    for o in sorted((o for o in ops if o.f in ("read", "final-read") and o.status == OK), key=lambda o: o.call_index):
         value, session = o.output
         if not 0 <= value <= high:
-            problems.append({"kind": "out-of-bounds", "read": o.to_dict(),
-                             "why": f"read {value} at index {o.index} outside [0, {high}]"})
+            problems.append(
+                {
+                    "kind": "out-of-bounds",
+                    "read": o.to_dict(),
+                    "why": f"read {value} at index {o.index} outside [0, {high}]",
+                }
+            )
         prev = last.get(session)
         if prev is not None:
             compared += 1
             if value < prev.output[0]:
-                problems.append({"kind": "backwards", "earlier": prev.to_dict(), "later": o.to_dict(),
-                                 "why": f"session {session:#x} read {prev.output[0]} then {value}"})
+                problems.append(
+                    {
+                        "kind": "backwards",
+                        "earlier": prev.to_dict(),
+                        "later": o.to_dict(),
+                        "why": f"session {session:#x} read {prev.output[0]} then {value}",
+                    }
+                )
         last[session] = o
     if finals and any(o.call_index > finals[-1].call_index for o in adds):
         finals = []
     if finals:
         value = finals[-1].output[0]
         if not low <= value <= high:
-            problems.append({"kind": "final-out-of-bounds", "final": finals[-1].to_dict(),
-                             "why": f"final value {value} outside [{low}, {high}] (acknowledged "
-                                    f"increments {low}, with indeterminate ones {high})"})
-    details = {"acknowledged": low, "upper_bound": high, "compared_reads": compared,
-               "failed_adds": sum(1 for o in adds if o.status == FAIL)}
+            problems.append(
+                {
+                    "kind": "final-out-of-bounds",
+                    "final": finals[-1].to_dict(),
+                    "why": f"final value {value} outside [{low}, {high}] (acknowledged "
+                    f"increments {low}, with indeterminate ones {high})",
+                }
+            )
+    details = {
+        "acknowledged": low,
+        "upper_bound": high,
+        "compared_reads": compared,
+        "failed_adds": sum(1 for o in adds if o.status == FAIL),
+    }
     if problems:
-        return Result.illegal(name, f"{len(problems)} counter violation(s): "
-                              + ", ".join(sorted({p["kind"] for p in problems})),
-                              "\n".join(p["why"] for p in problems[:MAX_SHOWN]),
-                              {"problems": problems[:MAX_SHOWN]}, details)
+        return Result.illegal(
+            name,
+            f"{len(problems)} counter violation(s): " + ", ".join(sorted({p["kind"] for p in problems})),
+            "\n".join(p["why"] for p in problems[:MAX_SHOWN]),
+            {"problems": problems[:MAX_SHOWN]},
+            details,
+        )
     if not finals:
         return Result.unknown(name, "no final read after the last add", details=details)
     if not low:
-        return Result.unknown(name, "no increment was acknowledged, so nothing was checked",
-                              details=details)
-    return Result.ok(name, f"final value {finals[-1].output[0]} within [{low}, {high}]; "
-                     f"{compared} successive reads never went back",
-                     {"final": finals[-1].output[0], "bounds": [low, high]}, details=details)
+        return Result.unknown(name, "no increment was acknowledged, so nothing was checked", details=details)
+    return Result.ok(
+        name,
+        f"final value {finals[-1].output[0]} within [{low}, {high}]; {compared} successive reads never went back",
+        {"final": finals[-1].output[0], "bounds": [low, high]},
+        details=details,
+    )
 
 
 # ----------------------------------------------------------------- election
@@ -153,11 +210,16 @@ def check_elected(history: Iterable[Op], f: str = "lead", final_f: str = "final-
     if not finals:
         return Result.unknown(name, "the final election was not run", details=details)
     if not ok_finals:
-        return Result.illegal(name, "no leader was elected in the healed final phase",
-                              f"{len(finals)} final election attempt(s) after healing, none elected "
-                              "within its bound", {"final_attempts": [o.to_dict() for o in finals[:10]]},
-                              details)
-    return Result.ok(name, f"{len(led)} elections during the run; a new leader elected after healing",
-                     {"final_leader": ok_finals[0].to_dict()}, details=details)
-
-
+        return Result.illegal(
+            name,
+            "no leader was elected in the healed final phase",
+            f"{len(finals)} final election attempt(s) after healing, none elected within its bound",
+            {"final_attempts": [o.to_dict() for o in finals[:10]]},
+            details,
+        )
+    return Result.ok(
+        name,
+        f"{len(led)} elections during the run; a new leader elected after healing",
+        {"final_leader": ok_finals[0].to_dict()},
+        details=details,
+    )

@@ -80,8 +80,9 @@ def page_data(result: Result, history: Any, model: Any) -> dict[str, Any]:
     step_of = {s["index"]: (n, s) for n, s in enumerate(steps)}
     cx = result.counterexample or {}
     bad = (cx.get("op") or {}).get("index")
-    candidates = {c["op"]["index"]: c for c in cx.get("candidates", [])
-                  if isinstance(c, dict) and isinstance(c.get("op"), dict)}
+    candidates = {
+        c["op"]["index"]: c for c in cx.get("candidates", []) if isinstance(c, dict) and isinstance(c.get("op"), dict)
+    }
     part = {o["index"] for o in cx.get("operations", []) if isinstance(o, dict)}
     processes: list[Any] = []
     bars = []
@@ -91,35 +92,56 @@ def page_data(result: Result, history: Any, model: Any) -> dict[str, Any]:
         n, step = step_of.get(o.index, (None, None))
         cand = candidates.get(o.index)
         desc = model.describe_op(o) if model is not None else f"{o.f} {o.input!r}"
-        bars.append({
-            "index": o.index, "lane": processes.index(o.process),
-            "process": str(o.process), "start": o.call_index,
-            "end": o.return_index if o.return_index is not None else end,
-            "open": o.return_index is None, "status": o.status, "description": desc,
-            "step": n, "before": step.get("state_before") if step else None,
-            "after": step.get("state_after") if step else None,
-            "failing": o.index == bad,
-            "note": (cand.get("why") or ("legal here" if cand.get("legal_now") else
-                                         "illegal here")) if cand else None,
-            "in_partition": (o.index in part) if part else True,
-        })
+        bars.append(
+            {
+                "index": o.index,
+                "lane": processes.index(o.process),
+                "process": str(o.process),
+                "start": o.call_index,
+                "end": o.return_index if o.return_index is not None else end,
+                "open": o.return_index is None,
+                "status": o.status,
+                "description": desc,
+                "step": n,
+                "before": step.get("state_before") if step else None,
+                "after": step.get("state_after") if step else None,
+                "failing": o.index == bad,
+                "note": (cand.get("why") or ("legal here" if cand.get("legal_now") else "illegal here"))
+                if cand
+                else None,
+                "in_partition": (o.index in part) if part else True,
+            }
+        )
     verdict = {True: "valid", False: "invalid"}.get(result.valid, "unknown")  # type: ignore[arg-type]
-    return jsonable({
-        "verdict": verdict, "checker": result.checker, "summary": result.summary,
-        "explanation": result.explanation, "processes": [str(p) for p in processes],
-        "end": end, "bars": bars, "steps": len(steps), "failing": bad,
-        "key": cx.get("key"), "state": cx.get("state"),
-        "model": getattr(model, "name", None),
-        "initial": model.describe_state(model.initial) if model is not None else None,
-    })
+    return jsonable(
+        {
+            "verdict": verdict,
+            "checker": result.checker,
+            "summary": result.summary,
+            "explanation": result.explanation,
+            "processes": [str(p) for p in processes],
+            "end": end,
+            "bars": bars,
+            "steps": len(steps),
+            "failing": bad,
+            "key": cx.get("key"),
+            "state": cx.get("state"),
+            "model": getattr(model, "name", None),
+            "initial": model.describe_state(model.initial) if model is not None else None,
+        }
+    )
 
 
 def render_html(result: Result, history: Any, model: Any, title: str | None = None) -> str:
     """One self-contained HTML page explaining ``result`` on ``history``."""
     data = page_data(result, history, model)
-    return _template().render(data=data, title=title or "squall check",
-                              verdict=data["verdict"], summary=result.summary,
-                              explanation=result.explanation)
+    return _template().render(
+        data=data,
+        title=title or "squall check",
+        verdict=data["verdict"],
+        summary=result.summary,
+        explanation=result.explanation,
+    )
 
 
 class _StoredModel:
@@ -140,10 +162,19 @@ class _StoredModel:
 
 
 def _stored_operation(d: dict[str, Any]) -> Operation:
-    return Operation(id=int(d["id"]), process=d["process"], f=str(d["f"]), input=d.get("input"),
-                     output=d.get("output"), status=str(d["status"]), call_index=int(d["call_index"]),
-                     return_index=d.get("return_index"), call_time=int(d.get("call_time") or 0),
-                     return_time=d.get("return_time"), key=d.get("key"))
+    return Operation(
+        id=int(d["id"]),
+        process=d["process"],
+        f=str(d["f"]),
+        input=d.get("input"),
+        output=d.get("output"),
+        status=str(d["status"]),
+        call_index=int(d["call_index"]),
+        return_index=d.get("return_index"),
+        call_time=int(d.get("call_time") or 0),
+        return_time=d.get("return_time"),
+        key=d.get("key"),
+    )
 
 
 def stored_diagrams(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,10 +192,13 @@ def stored_diagrams(result: dict[str, Any]) -> list[dict[str, Any]]:
             operations = [_stored_operation(o) for o in ops]
         except (KeyError, TypeError, ValueError):
             continue  # not a diagram's counterexample
-        model = _StoredModel(cx.get("model"), {int(o["index"]): str(o.get("description", "")) for o in ops
-                                               if isinstance(o.get("index"), int)})
-        checked = Result(False, str(r.get("checker", "?")), str(r.get("summary", "")),
-                         str(r.get("explanation", "")), None, cx)
+        model = _StoredModel(
+            cx.get("model"),
+            {int(o["index"]): str(o.get("description", "")) for o in ops if isinstance(o.get("index"), int)},
+        )
+        checked = Result(
+            False, str(r.get("checker", "?")), str(r.get("summary", "")), str(r.get("explanation", "")), None, cx
+        )
         out.append({"checker": checked.checker, "data": page_data(checked, operations, model)})
     return out
 

@@ -27,8 +27,9 @@ become strings, anything else unknown becomes its ``repr``.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 UNKNOWN = "unknown"
 VERDICTS = (True, False, UNKNOWN)
@@ -55,52 +56,54 @@ class Result:
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not any(self.valid is v or (isinstance(v, str) and self.valid == v)
-                   for v in VERDICTS):
-            raise ValueError(f"Result.valid must be True, False or 'unknown', "
-                             f"not {self.valid!r}")
+        if not any(self.valid is v or (isinstance(v, str) and self.valid == v) for v in VERDICTS):
+            raise ValueError(f"Result.valid must be True, False or 'unknown', not {self.valid!r}")
         if self.valid is True and self.witness is None:
-            raise ValueError("a valid Result needs a witness (use Result.unknown "
-                             "when there is no evidence)")
+            raise ValueError("a valid Result needs a witness (use Result.unknown when there is no evidence)")
         if self.valid is False and not self.counterexample:
-            raise ValueError("an invalid Result needs a counterexample dict (use "
-                             "Result.unknown when there is no evidence)")
+            raise ValueError(
+                "an invalid Result needs a counterexample dict (use Result.unknown when there is no evidence)"
+            )
         if "\n" in self.summary:
-            raise ValueError("Result.summary must be one line; put the rest in "
-                             "explanation")
+            raise ValueError("Result.summary must be one line; put the rest in explanation")
 
     # -- constructors -----------------------------------------------------
     @classmethod
-    def ok(cls, checker: str, summary: str, witness: Any, explanation: str = "",
-           details: dict[str, Any] | None = None) -> "Result":
+    def ok(
+        cls, checker: str, summary: str, witness: Any, explanation: str = "", details: dict[str, Any] | None = None
+    ) -> Result:
         """A valid verdict; ``witness`` must not be None."""
-        return cls(True, checker, summary, explanation or summary, witness, None,
-                   dict(details or {}))
+        return cls(True, checker, summary, explanation or summary, witness, None, dict(details or {}))
 
     @classmethod
-    def illegal(cls, checker: str, summary: str, explanation: str,
-                counterexample: dict[str, Any],
-                details: dict[str, Any] | None = None) -> "Result":
+    def illegal(
+        cls,
+        checker: str,
+        summary: str,
+        explanation: str,
+        counterexample: dict[str, Any],
+        details: dict[str, Any] | None = None,
+    ) -> Result:
         """An invalid verdict; ``counterexample`` must be a non-empty dict."""
-        return cls(False, checker, summary, explanation, None, counterexample,
-                   dict(details or {}))
+        return cls(False, checker, summary, explanation, None, counterexample, dict(details or {}))
 
     @classmethod
-    def unknown(cls, checker: str, summary: str, explanation: str = "",
-                details: dict[str, Any] | None = None) -> "Result":
+    def unknown(
+        cls, checker: str, summary: str, explanation: str = "", details: dict[str, Any] | None = None
+    ) -> Result:
         """The checker could not decide; says why in summary/explanation."""
-        return cls(UNKNOWN, checker, summary, explanation or summary, None, None,
-                   dict(details or {}))
+        return cls(UNKNOWN, checker, summary, explanation or summary, None, None, dict(details or {}))
 
     @classmethod
-    def from_exception(cls, checker: str, exc: BaseException) -> "Result":
+    def from_exception(cls, checker: str, exc: BaseException) -> Result:
         """A checker that raised proved nothing: "unknown", with the traceback."""
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls.unknown(checker, f"{checker} raised {type(exc).__name__}: "
-                           f"{_one_line(str(exc))}",
-                           f"The checker raised an exception, so nothing was "
-                           f"proved either way.\n{tb}",
-                           {"exception": type(exc).__name__, "message": str(exc)})
+        return cls.unknown(
+            checker,
+            f"{checker} raised {type(exc).__name__}: {_one_line(str(exc))}",
+            f"The checker raised an exception, so nothing was proved either way.\n{tb}",
+            {"exception": type(exc).__name__, "message": str(exc)},
+        )
 
     # -- views --------------------------------------------------------------
     @property
@@ -117,9 +120,12 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (``json.dumps`` works on it without a default)."""
-        d: dict[str, Any] = {"valid": self.valid, "checker": self.checker,
-                             "summary": self.summary,
-                             "explanation": self.explanation}
+        d: dict[str, Any] = {
+            "valid": self.valid,
+            "checker": self.checker,
+            "summary": self.summary,
+            "explanation": self.explanation,
+        }
         if self.witness is not None:
             d["witness"] = jsonable(self.witness)
         if self.counterexample is not None:
@@ -142,32 +148,37 @@ def merge(results: Iterable[Result], checker: str = "composed") -> Result:
     if bad:
         names = ", ".join(r.checker for r in bad)
         return Result.illegal(
-            checker, f"invalid: {names}" if len(bad) > 1 else bad[0].summary,
+            checker,
+            f"invalid: {names}" if len(bad) > 1 else bad[0].summary,
             "\n\n".join(f"[{r.checker}] {r.explanation}" for r in bad),
-            {r.checker: r.counterexample for r in bad}, subs)
+            {r.checker: r.counterexample for r in bad},
+            subs,
+        )
     unk = [r for r in results if r.is_unknown]
     if unk:
         return Result.unknown(
-            checker, unk[0].summary if len(unk) == 1 else
-            "unknown: " + ", ".join(r.checker for r in unk),
-            "\n\n".join(f"[{r.checker}] {r.explanation}" for r in unk), subs)
-    return Result.ok(checker, f"valid ({len(results)} checkers)" if results
-                     else "valid (no checkers)",
-                     {r.checker: r.witness for r in results},
-                     "\n".join(f"[{r.checker}] {r.summary}" for r in results),
-                     subs)
+            checker,
+            unk[0].summary if len(unk) == 1 else "unknown: " + ", ".join(r.checker for r in unk),
+            "\n\n".join(f"[{r.checker}] {r.explanation}" for r in unk),
+            subs,
+        )
+    return Result.ok(
+        checker,
+        f"valid ({len(results)} checkers)" if results else "valid (no checkers)",
+        {r.checker: r.witness for r in results},
+        "\n".join(f"[{r.checker}] {r.summary}" for r in results),
+        subs,
+    )
 
 
-def run_checker(checker: str, fn: Callable[..., Result], *args: Any,
-                **kwargs: Any) -> Result:
+def run_checker(checker: str, fn: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
     """Call ``fn(*args, **kwargs)``; an exception becomes "unknown"."""
     try:
         result = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - a checker's bug must not be a verdict
         return Result.from_exception(checker, exc)
     if not isinstance(result, Result):
-        return Result.unknown(checker, f"{checker} returned {type(result).__name__}, "
-                              "not a Result")
+        return Result.unknown(checker, f"{checker} returned {type(result).__name__}, not a Result")
     return result
 
 
@@ -176,8 +187,7 @@ def jsonable(obj: Any) -> Any:
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, dict):
-        return {(k if isinstance(k, str) else _key_str(k)): jsonable(v)
-                for k, v in obj.items()}
+        return {(k if isinstance(k, str) else _key_str(k)): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, (set, frozenset)):

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import bisect
 import time as _time
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 from checkers import linearizable
 from checkers.history import FAIL, FAIL_HAPPENED, INFO, Operation, pair
@@ -100,8 +101,7 @@ def is_write(f: Any, value: Any = None) -> bool:
     """
     name = str(f).lstrip(":")
     if name == "txn" and isinstance(value, (list, tuple)):
-        return any(str(mop[0]).lstrip(":") != "read" for mop in value
-                   if isinstance(mop, (list, tuple)) and mop)
+        return any(str(mop[0]).lstrip(":") != "read" for mop in value if isinstance(mop, (list, tuple)) and mop)
     return name not in READ_FUNCTIONS
 
 
@@ -132,8 +132,7 @@ class _Lanes:
         self._wret: list[list[int]] = []
         self._wmax: list[list[int]] = []
         for lane in self.lanes:
-            ws = sorted((e.ret, i) for i, e in enumerate(lane)
-                        if e.write and e.ret is not None)
+            ws = sorted((e.ret, i) for i, e in enumerate(lane) if e.write and e.ret is not None)
             self._wret.append([r for r, _ in ws])
             running, best = [], -1
             for _, i in ws:
@@ -167,8 +166,9 @@ def _state_key(state: Any) -> Hashable:
 Wants = dict[int, tuple[Callable[[Any], bool], list[_Entry]]]
 
 
-def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
-            deadline: float | None, wants: Wants | None = None) -> SeqOutcome:
+def _search(
+    entries: Sequence[_Entry], init: Any, step: StepFn, deadline: float | None, wants: Wants | None = None
+) -> SeqOutcome:
     """Depth-first search for a sequentially consistent order.
 
     A node is (prefix vector, state); its children place one process's next
@@ -203,12 +203,10 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
     rescue: dict[int, tuple[Callable[[Any], bool], list[tuple[int, int, tuple[int, ...]]]]] = {}
     for rid, (doomed_fn, ws) in (wants or {}).items():
         if rid in lanes_of:
-            rescue[rid] = (doomed_fn, [(*lanes_of[w.id], lanes.need(w)) for w in ws
-                                       if w.id in lanes_of])
+            rescue[rid] = (doomed_fn, [(*lanes_of[w.id], lanes.need(w)) for w in ws if w.id in lanes_of])
     goal = lanes.goal
     lens = [len(lane) for lane in lanes.lanes]
-    crash_bit = {p: 1 << k for k, p in
-                 enumerate(p for p in range(n_lanes) if goal[p] < lens[p])}
+    crash_bit = {p: 1 << k for k, p in enumerate(p for p in range(n_lanes) if goal[p] < lens[p])}
     prefix = [0] * n_lanes
     max_visited = _MAX_CACHE_BYTES // (8 * n_lanes + 200)
     visited: dict[tuple[tuple[int, ...], Hashable], list[int]] = {}
@@ -244,8 +242,11 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
         become legal: no write that could rescue it can still precede it."""
         dr = rescue.get(e.id)
         i = prefix[p]
-        return dr is not None and dr[0](state) and not any(
-            q != p and j >= prefix[q] and need[p] <= i for q, j, need in dr[1])
+        return (
+            dr is not None
+            and dr[0](state)
+            and not any(q != p and j >= prefix[q] and need[p] <= i for q, j, need in dr[1])
+        )
 
     def children(state: Any) -> list[tuple[int, int, Any]]:
         out: list[tuple[int, int, int, Any]] = []
@@ -348,23 +349,36 @@ def _search(entries: Sequence[_Entry], init: Any, step: StepFn,
     state = best[-1][2] if best else init
     blocked = _blocked(lanes, prefix, state, step)
     # reads no remaining write can rescue first: they are why the order ends
-    dead = {lanes.lanes[p][prefix[p]].id for p in range(n_lanes)
-            if prefix[p] < lens[p] and not lanes.lanes[p][prefix[p]].write
-            and lanes.lanes[p][prefix[p]].ret is not None
-            and dead_read(p, lanes.lanes[p][prefix[p]], state)}
-    blocked = ([(eid, "the model rejects it in this state, and no write that could "
-                      "make it legal can still be placed before it", [])
-                for eid, _, _ in blocked if eid in dead]
-               + [b for b in blocked if b[0] not in dead])
+    dead = {
+        lanes.lanes[p][prefix[p]].id
+        for p in range(n_lanes)
+        if prefix[p] < lens[p]
+        and not lanes.lanes[p][prefix[p]].write
+        and lanes.lanes[p][prefix[p]].ret is not None
+        and dead_read(p, lanes.lanes[p][prefix[p]], state)
+    }
+    blocked = [
+        (
+            eid,
+            "the model rejects it in this state, and no write that could make it legal can still be placed before it",
+            [],
+        )
+        for eid, _, _ in blocked
+        if eid in dead
+    ] + [b for b in blocked if b[0] not in dead]
     order = [eid for _, eid, _ in best if eid != _SKIP]
     states = [st for _, eid, st in best if eid != _SKIP]
-    return SeqOutcome(False, order, states, blocked=blocked, explored=explored,
-                      reason="no order satisfies the model, each process's order "
-                             "and real-time order among writes")
+    return SeqOutcome(
+        False,
+        order,
+        states,
+        blocked=blocked,
+        explored=explored,
+        reason="no order satisfies the model, each process's order and real-time order among writes",
+    )
 
 
-def _blocked(lanes: _Lanes, prefix: list[int], state: Any,
-             step: StepFn) -> list[tuple[int, str, list[int]]]:
+def _blocked(lanes: _Lanes, prefix: list[int], state: Any, step: StepFn) -> list[tuple[int, str, list[int]]]:
     """Why each process's next operation cannot follow the given prefix."""
     out = []
     for p, lane in enumerate(lanes.lanes):
@@ -376,13 +390,14 @@ def _blocked(lanes: _Lanes, prefix: list[int], state: Any,
             continue  # a crashed op at the end of its process blocks nothing
         if e.write:
             need = lanes.need(e)
-            missing = [lanes.lanes[q][j].id for q in range(len(prefix))
-                       for j in range(prefix[q], need[q])
-                       if lanes.lanes[q][j].write and lanes.lanes[q][j].ret is not None
-                       and lanes.lanes[q][j].ret < e.call]
+            missing = [
+                lanes.lanes[q][j].id
+                for q in range(len(prefix))
+                for j in range(prefix[q], need[q])
+                if lanes.lanes[q][j].write and lanes.lanes[q][j].ret is not None and lanes.lanes[q][j].ret < e.call
+            ]
             if missing:
-                out.append((e.id, "writes that completed before it was invoked are not "
-                                  "yet placed", missing[:5]))
+                out.append((e.id, "writes that completed before it was invoked are not yet placed", missing[:5]))
                 continue
         ok, _ = step(state, e.id)
         if ok:
@@ -414,11 +429,20 @@ def _check_zxids(entries: Sequence[_Entry], init: Any, step: StepFn) -> SeqOutco
     for e in sorted(done, key=lambda e: (e.call, e.id)):
         prev = last.get(e.process)
         if prev is not None and e.zxid < prev.zxid:  # type: ignore[operator]
-            return SeqOutcome(False, blocked=[(e.id, f"its zxid {e.zxid:#x} is below the zxid "
-                                               f"{prev.zxid:#x} of an earlier op of the same "
-                                               f"process (the process saw time go backwards)",
-                                               [prev.id])],
-                              reason="per-process zxids decrease", method="zxid")
+            return SeqOutcome(
+                False,
+                blocked=[
+                    (
+                        e.id,
+                        f"its zxid {e.zxid:#x} is below the zxid "
+                        f"{prev.zxid:#x} of an earlier op of the same "
+                        f"process (the process saw time go backwards)",
+                        [prev.id],
+                    )
+                ],
+                reason="per-process zxids decrease",
+                method="zxid",
+            )
         last[e.process] = e
     # 2. write zxids respect real time: sweep by invocation, tracking the
     #    largest zxid of the writes completed before each invocation
@@ -431,27 +455,42 @@ def _check_zxids(entries: Sequence[_Entry], init: Any, step: StepFn) -> SeqOutco
                 top = by_ret[j]
             j += 1
         if top is not None and e.zxid <= top.zxid:  # type: ignore[operator]
-            return SeqOutcome(False, blocked=[(e.id, f"its zxid {e.zxid:#x} is not above the zxid "
-                                               f"{top.zxid:#x} of a write that completed "
-                                               f"before it was invoked", [top.id])],
-                              reason="write zxids contradict real time", method="zxid")
+            return SeqOutcome(
+                False,
+                blocked=[
+                    (
+                        e.id,
+                        f"its zxid {e.zxid:#x} is not above the zxid "
+                        f"{top.zxid:#x} of a write that completed "
+                        f"before it was invoked",
+                        [top.id],
+                    )
+                ],
+                reason="write zxids contradict real time",
+                method="zxid",
+            )
     # 3. replay in zxid order; at equal zxid the earliest-invoked write goes
     #    first (it is the one that made the zxid), then invocation order
     order = _zxid_order(done)
     if order is None:
-        return SeqOutcome("unknown", reason="zxid order contradicts a process's own order",
-                          method="zxid")
+        return SeqOutcome("unknown", reason="zxid order contradicts a process's own order", method="zxid")
     state, states = init, []
     for k, e in enumerate(order):
         ok, nxt = step(state, e.id)
         if not ok:
-            what = ("the state after every write at or below its zxid" if not e.write
-                    else "the state its zxid places it after")
-            return SeqOutcome(False, [x.id for x in order[:k]], states,
-                              blocked=[(e.id, f"zxid {e.zxid:#x}: the model rejects it in "
-                                               f"{what}", [])],
-                              reason="an operation disagrees with the state at its zxid",
-                              method="zxid")
+            what = (
+                "the state after every write at or below its zxid"
+                if not e.write
+                else "the state its zxid places it after"
+            )
+            return SeqOutcome(
+                False,
+                [x.id for x in order[:k]],
+                states,
+                blocked=[(e.id, f"zxid {e.zxid:#x}: the model rejects it in {what}", [])],
+                reason="an operation disagrees with the state at its zxid",
+                method="zxid",
+            )
         state = nxt
         states.append(state)
     return SeqOutcome(True, [e.id for e in order], states, method="zxid")
@@ -477,16 +516,19 @@ def _zxid_order(done: Sequence[_Entry]) -> list[_Entry] | None:
     return order
 
 
-def check_entries(entries: Sequence[_Entry], init: Any, step: StepFn,
-                  budget_s: float | None = None,
-                  wants: Callable[[], Wants] | None = None) -> SeqOutcome:
+def check_entries(
+    entries: Sequence[_Entry],
+    init: Any,
+    step: StepFn,
+    budget_s: float | None = None,
+    wants: Callable[[], Wants] | None = None,
+) -> SeqOutcome:
     """The core: zxid fast path when possible, else (or as fallback) search
     (pruned with ``wants()``, called only then)."""
     deadline = None if budget_s is None else _time.monotonic() + budget_s
     if entries and all(e.zxid is not None for e in entries if e.ret is not None):
         out = _check_zxids(entries, init, step)
-        if out.valid is True or (out.valid is False
-                                 and not any(e.ret is None and e.write for e in entries)):
+        if out.valid is True or (out.valid is False and not any(e.ret is None and e.write for e in entries)):
             return out
     return _search(entries, init, step, deadline, wants() if wants is not None else None)
 
@@ -497,8 +539,7 @@ def check_entries(entries: Sequence[_Entry], init: Any, step: StepFn,
 CHECKER = "sequential"
 
 
-def check(history: Any, model: Any, budget_s: float | None = None, *,
-          use_linearization: bool = True) -> Result:
+def check(history: Any, model: Any, budget_s: float | None = None, *, use_linearization: bool = True) -> Result:
     """Check ``history`` (a ``History``/list of ``Op``, or a list of paired
     ``Operation``) for ZooKeeper's ordered sequential consistency under
     ``model`` (a ``checkers.models.Model``).
@@ -525,11 +566,17 @@ def check(history: Any, model: Any, budget_s: float | None = None, *,
     keys = [k for k, _ in parts]
     slot = {id(op): i for i, (_, pops) in enumerate(parts) for op in pops}
     fns = [model.compile(op) for op in ops]
-    entries = [_Entry(n, op.process, op.call_index,
-                      op.return_index if op.status != INFO else None,
-                      is_write(op.f, op.input),
-                      op.completion.zxid if op.completion is not None else None)
-               for n, op in enumerate(ops)]
+    entries = [
+        _Entry(
+            n,
+            op.process,
+            op.call_index,
+            op.return_index if op.status != INFO else None,
+            is_write(op.f, op.input),
+            op.completion.zxid if op.completion is not None else None,
+        )
+        for n, op in enumerate(ops)
+    ]
 
     def step(state: Any, i: int) -> tuple[bool, Any]:
         new = fns[i](state)
@@ -538,15 +585,15 @@ def check(history: Any, model: Any, budget_s: float | None = None, *,
     has_zxids = bool(entries) and all(e.zxid is not None for e in entries if e.ret is not None)
     memo: list[Wants] = []
 
-    def wants() -> Wants:   # built only if a search runs
+    def wants() -> Wants:  # built only if a search runs
         if not memo:
             memo.append(_wants(ops, entries, model, slot))
         return memo[0]
+
     if len(parts) <= 1:
         key = keys[0] if keys else None
         init1 = model.initial_state(key)
-        out = (None if has_zxids or not use_linearization else
-               _from_linearization(ops, model, init1, step, deadline))
+        out = None if has_zxids or not use_linearization else _from_linearization(ops, model, init1, step, deadline)
         if out is None:
             out = check_entries(entries, init1, step, _left(deadline), wants)
         return _result(out, ops, model, None, key, started)
@@ -571,19 +618,18 @@ def check(history: Any, model: Any, budget_s: float | None = None, *,
     for done_n, k in enumerate(todo):
         left = _left(deadline)
         pool = _PER_KEY_S * (len(todo) - done_n) if left is None else left / 2
-        out = check_entries(by_slot[k], model.initial_state(keys[k]), step,
-                            pool / (len(todo) - done_n), wants)
+        out = check_entries(by_slot[k], model.initial_state(keys[k]), step, pool / (len(todo) - done_n), wants)
         if out.valid is False:
             return _result(out, ops, model, None, keys[k], started, per_key=True)
+
     def lifted_wants() -> Wants:
-        return {r: (_in_slot_test(doomed, slot[id(ops[r])]), ws)
-                for r, (doomed, ws) in wants().items()}
+        return {r: (_in_slot_test(doomed, slot[id(ops[r])]), ws) for r, (doomed, ws) in wants().items()}
+
     out = check_entries(entries, init, step_all, _left(deadline), lifted_wants)
     return _result(out, ops, model, keys, None, started)
 
 
-def _wants(ops: list[Operation], entries: list[_Entry], model: Any,
-           slot: dict[int, int]) -> Wants:
+def _wants(ops: list[Operation], entries: list[_Entry], model: Any, slot: dict[int, int]) -> Wants:
     """``Model.wants`` per read: its doomed test and the writes of its key
     that could rescue it (pairwise per key; a key with more than
     ``_MAX_WANTS_PAIRS`` read-write pairs gets no tests, which is only less
@@ -609,8 +655,7 @@ def _wants(ops: list[Operation], entries: list[_Entry], model: Any,
         w = hook(ops[n])
         if w is not None:
             doomed, rescues = w
-            out[n] = (doomed, [entries[m] for m in writes.get(slot[id(ops[n])], ())
-                               if rescues(ops[m])])
+            out[n] = (doomed, [entries[m] for m in writes.get(slot[id(ops[n])], ()) if rescues(ops[m])])
     return out
 
 
@@ -620,11 +665,12 @@ def _in_slot_test(test: Callable[[Any], bool], k: int) -> Callable[[Any], bool]:
 
 _MAX_WANTS_PAIRS = 2_000_000
 _LIN_BUDGET_S = 5.0  # at most this much of a check goes to the linearizable shortcut
-_PER_KEY_S = 2.0     # per key, for the key-by-key search when the check is unbounded
+_PER_KEY_S = 2.0  # per key, for the key-by-key search when the check is unbounded
 
 
-def _from_linearization(ops: list[Operation], model: Any, init: Any, step: StepFn,
-                        deadline: float | None) -> SeqOutcome | None:
+def _from_linearization(
+    ops: list[Operation], model: Any, init: Any, step: StepFn, deadline: float | None
+) -> SeqOutcome | None:
     """A linearizable history is sequentially consistent, and its
     linearization is a witness. Linearizability checks per key (fast), so
     merge the keys' orders into one: give each op the point max(call of every
@@ -646,7 +692,7 @@ def _from_linearization(ops: list[Operation], model: Any, init: Any, step: StepF
     if result.valid is not True:
         return None
     pos = {op.index: n for n, op in enumerate(ops)}
-    keyed: list[tuple[int, int, int]] = []   # (point, tie-break, op position)
+    keyed: list[tuple[int, int, int]] = []  # (point, tie-break, op position)
     try:
         for part in result.witness.get("partitions", []):
             point = -1
@@ -695,11 +741,13 @@ def _operations(history: Any) -> list[Operation]:
 
 def _in_slot(fn: Callable[[Any], Any], i: int) -> Callable[[Any], Any]:
     """Lift a one-key step to the tuple of all keys' states."""
+
     def lifted(state: tuple) -> Any:
         new = fn(state[i])
         if new is ILLEGAL:
             return ILLEGAL
-        return state[:i] + (new,) + state[i + 1:]
+        return state[:i] + (new,) + state[i + 1 :]
+
     return lifted
 
 
@@ -715,76 +763,103 @@ def _op_view(op: Operation, model: Any) -> dict[str, Any]:
     return d
 
 
-def _steps(out: SeqOutcome, ops: list[Operation], model: Any, keys: list | None,
-           init: Any) -> list[dict[str, Any]]:
+def _steps(out: SeqOutcome, ops: list[Operation], model: Any, keys: list | None, init: Any) -> list[dict[str, Any]]:
     """The order found, as the linearizable checker shows its partial
     linearizations: each op with the model state before and after."""
     steps = []
     before = init
     for i, after in zip(out.order, out.states):
         o = ops[i]
-        steps.append({"id": o.id, "index": o.index, "process": o.process,
-                      "description": model.describe_op(o),
-                      "state_before": _describe_state(model, keys, before),
-                      "state_after": _describe_state(model, keys, after)})
+        steps.append(
+            {
+                "id": o.id,
+                "index": o.index,
+                "process": o.process,
+                "description": model.describe_op(o),
+                "state_before": _describe_state(model, keys, before),
+                "state_after": _describe_state(model, keys, after),
+            }
+        )
         before = after
     return steps
 
 
-def _result(out: SeqOutcome, ops: list[Operation], model: Any, keys: list | None,
-            key: Any, started: float, per_key: bool = False) -> Result:
+def _result(
+    out: SeqOutcome,
+    ops: list[Operation],
+    model: Any,
+    keys: list | None,
+    key: Any,
+    started: float,
+    per_key: bool = False,
+) -> Result:
     """Turn the core's outcome into a Result (shaped like linearizable's)."""
-    init = (tuple(model.initial_state(k) for k in keys) if keys is not None
-            else model.initial_state(key))
-    details = {"model": getattr(model, "name", "?"), "method": out.method,
-               "operations": len(ops), "explored": out.explored,
-               "keys": len(keys) if keys is not None else 1,
-               "elapsed_s": round(_time.monotonic() - started, 6)}
+    init = tuple(model.initial_state(k) for k in keys) if keys is not None else model.initial_state(key)
+    details = {
+        "model": getattr(model, "name", "?"),
+        "method": out.method,
+        "operations": len(ops),
+        "explored": out.explored,
+        "keys": len(keys) if keys is not None else 1,
+        "elapsed_s": round(_time.monotonic() - started, 6),
+    }
     steps = _steps(out, ops, model, keys, init)
     if out.valid is True:
         witness = {"order": [ops[i].index for i in out.order]}
         problems = _verify(ops, model, witness)
         if problems:  # a bug of ours must not become a verdict
-            return Result.unknown(CHECKER, "unknown: the order found failed verification",
-                                  "The checker found an order but it did not verify, so "
-                                  "nothing is claimed: " + "; ".join(problems[:5]), details)
-        summary = (f"sequentially consistent: {len(out.order)} of {len(ops)} operations "
-                   f"in one order ({out.method})")
+            return Result.unknown(
+                CHECKER,
+                "unknown: the order found failed verification",
+                "The checker found an order but it did not verify, so nothing is claimed: " + "; ".join(problems[:5]),
+                details,
+            )
+        summary = f"sequentially consistent: {len(out.order)} of {len(ops)} operations in one order ({out.method})"
         return Result.ok(CHECKER, summary, witness, details=details)
     if out.valid is False:
         state = steps[-1]["state_after"] if steps else _describe_state(model, keys, init)
         # the most telling blocked op: a completed one the model rejects
-        ranked = sorted(out.blocked, key=lambda b: (ops[b[0]].status == INFO,
-                                                    "rejects" not in b[1]))
+        ranked = sorted(out.blocked, key=lambda b: (ops[b[0]].status == INFO, "rejects" not in b[1]))
         bad = ops[ranked[0][0]] if ranked else None
         where = f" on key {key!r}" if per_key else ""
         pops = ops if not per_key else [o for o in ops if o.key == key]
-        candidates = [{"op": _op_view(ops[i], model),
-                       "why": why + (": " + ", ".join(f"#{ops[m].index}" for m in missing)
-                                     if missing else ""),
-                       "legal_now": "rejects" not in why} for i, why, missing in ranked]
-        lines = [f"Not sequentially consistent{where}: {out.reason}.",
-                 "Every order that keeps each process's own order and real-time order "
-                 "among writes was searched." if out.method == "search" else
-                 "The zxids fix the order (see docs/consistency.md).",
-                 f"The longest order found places {len(steps)} of {len(pops)} operations"
-                 f"{' of this key' if per_key else ''}:"]
+        candidates = [
+            {
+                "op": _op_view(ops[i], model),
+                "why": why + (": " + ", ".join(f"#{ops[m].index}" for m in missing) if missing else ""),
+                "legal_now": "rejects" not in why,
+            }
+            for i, why, missing in ranked
+        ]
+        lines = [
+            f"Not sequentially consistent{where}: {out.reason}.",
+            "Every order that keeps each process's own order and real-time order among writes was searched."
+            if out.method == "search"
+            else "The zxids fix the order (see docs/consistency.md).",
+            f"The longest order found places {len(steps)} of {len(pops)} operations"
+            f"{' of this key' if per_key else ''}:",
+        ]
         if len(steps) > 12:
             lines.append(f"  ... {len(steps) - 12} earlier operations ...")
         for s in steps[-12:]:
-            lines.append(f"  #{s['index']:<6} p{s['process']}: {s['description']:<28} "
-                         f"{s['state_before']} -> {s['state_after']}")
+            lines.append(
+                f"  #{s['index']:<6} p{s['process']}: {s['description']:<28} {s['state_before']} -> {s['state_after']}"
+            )
         lines.append(f"After it the state is {state}. Each process's next operation:")
         for c in candidates[:10]:
-            lines.append(f"  #{c['op']['index']:<6} p{c['op']['process']}: "
-                         f"{c['op']['description']:<28} {c['why']}")
-        summary = (f"not sequentially consistent{where}: {model.describe_op(bad)} (process "
-                   f"{bad.process}, op index {bad.index}) cannot be placed" if bad else
-                   f"not sequentially consistent{where}: {out.reason}")
+            lines.append(f"  #{c['op']['index']:<6} p{c['op']['process']}: {c['op']['description']:<28} {c['why']}")
+        summary = (
+            f"not sequentially consistent{where}: {model.describe_op(bad)} (process "
+            f"{bad.process}, op index {bad.index}) cannot be placed"
+            if bad
+            else f"not sequentially consistent{where}: {out.reason}"
+        )
         counterexample = {
-            "key": jsonable(key), "model": getattr(model, "name", "?"),
+            "key": jsonable(key),
+            "model": getattr(model, "name", "?"),
             "op": _op_view(bad, model) if bad else None,
-            "state": state, "reason": out.reason,
+            "state": state,
+            "reason": out.reason,
             "partial_linearizations": [steps],
             "candidates": candidates,
             "operations": [_op_view(o, model) for o in pops],
@@ -792,11 +867,15 @@ def _result(out: SeqOutcome, ops: list[Operation], model: Any, keys: list | None
         return Result.illegal(CHECKER, summary, "\n".join(lines), counterexample, details)
     details["reason"] = out.reason
     details["longest"] = len(steps)
-    return Result.unknown(CHECKER, f"unknown: {out.reason}",
-                          f"The check stopped before deciding ({out.reason}) after "
-                          f"{out.explored} search steps; the longest order found placed "
-                          f"{len(steps)} of {len(ops)} operations, and no contradiction "
-                          "was found.", details)
+    return Result.unknown(
+        CHECKER,
+        f"unknown: {out.reason}",
+        f"The check stopped before deciding ({out.reason}) after "
+        f"{out.explored} search steps; the longest order found placed "
+        f"{len(steps)} of {len(ops)} operations, and no contradiction "
+        "was found.",
+        details,
+    )
 
 
 def verify_witness(history: Any, model: Any, witness: dict[str, Any]) -> list[str]:
@@ -830,14 +909,12 @@ def _verify(ops: list[Operation], model: Any, witness: dict[str, Any]) -> list[s
     max_write_call = -1
     for op in placed:
         if last_call.get(op.process, -1) > op.call_index:
-            problems.append(f"op index {op.index} comes before an earlier op of "
-                            f"process {op.process} in the order")
+            problems.append(f"op index {op.index} comes before an earlier op of process {op.process} in the order")
         last_call[op.process] = op.call_index
         if is_write(op.f, op.input):
             ret = op.return_index if op.status != INFO else None
             if ret is not None and ret < max_write_call:
-                problems.append(f"write index {op.index} completed before a write "
-                                "placed earlier was invoked")
+                problems.append(f"write index {op.index} completed before a write placed earlier was invoked")
             max_write_call = max(max_write_call, op.call_index)
     parts = model.partition(ops)
     slot = {id(op): k for k, (_, pops) in enumerate(parts) for op in pops}
@@ -846,9 +923,11 @@ def _verify(ops: list[Operation], model: Any, witness: dict[str, Any]) -> list[s
         k = slot[id(op)]
         ok, new = model.step(states[k], op)
         if not ok:
-            problems.append(f"the model rejects op index {op.index} "
-                            f"({model.describe_op(op)}) in state "
-                            f"{model.describe_state(states[k])}")
+            problems.append(
+                f"the model rejects op index {op.index} "
+                f"({model.describe_op(op)}) in state "
+                f"{model.describe_state(states[k])}"
+            )
             break
         states[k] = new
     return problems

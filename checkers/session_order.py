@@ -24,7 +24,8 @@ at least the session's own write's.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from checkers.history import FAIL, INVOKE, NEMESIS, OK, Op, Operation
 from checkers.result import Result
@@ -47,12 +48,18 @@ def _zxid_order(history: list[Op]) -> tuple[int, list[dict[str, Any]]]:
         if prev is not None:
             judged += 1
             if op.zxid < prev.zxid:
-                problems.append({
-                    "kind": "zxid-went-back", "session": op.session, "process": op.process,
-                    "ops": [prev.index, op.index], "nodes": [prev.node, op.node],
-                    "why": f"session {op.session} (process {op.process}) saw zxid {prev.zxid:#x} "
-                           f"at op {prev.index} on {prev.node}, then the lower {op.zxid:#x} at op "
-                           f"{op.index} on {op.node}: the tree went back in time"})
+                problems.append(
+                    {
+                        "kind": "zxid-went-back",
+                        "session": op.session,
+                        "process": op.process,
+                        "ops": [prev.index, op.index],
+                        "nodes": [prev.node, op.node],
+                        "why": f"session {op.session} (process {op.process}) saw zxid {prev.zxid:#x} "
+                        f"at op {prev.index} on {prev.node}, then the lower {op.zxid:#x} at op "
+                        f"{op.index} on {op.node}: the tree went back in time",
+                    }
+                )
                 continue
         last[s] = op
     return judged, problems
@@ -67,7 +74,7 @@ def _read_your_writes(ops: list[Operation]) -> tuple[int, list[dict[str, Any]]]:
     for o in ops:
         if o.f in ("write", "cas") and o.status != FAIL:
             writer[o.key, _written(o)] = o
-    own: dict[tuple[Any, Any], Operation] = {}   # (session, key) -> last acknowledged write
+    own: dict[tuple[Any, Any], Operation] = {}  # (session, key) -> last acknowledged write
     judged, problems = 0, []
     for o in sorted(ops, key=lambda o: o.return_index if o.return_index is not None else 1 << 62):
         if o.status != OK or o.completion is None:
@@ -88,13 +95,19 @@ def _read_your_writes(ops: list[Operation]) -> tuple[int, list[dict[str, Any]]]:
             continue  # no order known between the value read and the own write
         judged += 1
         if o.output is None or zs < zm:
-            problems.append({
-                "kind": "missed-own-write", "session": o.completion.session, "process": o.process,
-                "ops": [mine.invoke.index, o.invoke.index], "key": o.key,
-                "why": f"session {o.completion.session} (process {o.process}) wrote "
-                       f"{_written(mine)!r} to key {o.key!r} (op {mine.invoke.index}, zxid {zm:#x}) "
-                       f"and then read {o.output!r} (op {o.invoke.index} on {o.completion.node}), "
-                       "an older value"})
+            problems.append(
+                {
+                    "kind": "missed-own-write",
+                    "session": o.completion.session,
+                    "process": o.process,
+                    "ops": [mine.invoke.index, o.invoke.index],
+                    "key": o.key,
+                    "why": f"session {o.completion.session} (process {o.process}) wrote "
+                    f"{_written(mine)!r} to key {o.key!r} (op {mine.invoke.index}, zxid {zm:#x}) "
+                    f"and then read {o.output!r} (op {o.invoke.index} on {o.completion.node}), "
+                    "an older value",
+                }
+            )
     return judged, problems
 
 
@@ -103,23 +116,37 @@ def check(history: Iterable[Op], register_ops: Iterable[Operation] | None = None
     z_judged, problems = _zxid_order(history)
     r_judged, ryw = _read_your_writes(list(register_ops)) if register_ops is not None else (0, [])
     problems += ryw
-    sessions = {_session(o) for o in history if o.process != NEMESIS and o.type != INVOKE
-                and o.zxid is not None}
-    details = {"sessions": len(sessions), "zxid_pairs_checked": z_judged,
-               "own_reads_checked": r_judged,
-               "moves": sum(1 for a, b in _moves(history) if a != b)}
+    sessions = {_session(o) for o in history if o.process != NEMESIS and o.type != INVOKE and o.zxid is not None}
+    details = {
+        "sessions": len(sessions),
+        "zxid_pairs_checked": z_judged,
+        "own_reads_checked": r_judged,
+        "moves": sum(1 for a, b in _moves(history) if a != b),
+    }
     if problems:
         kinds = sorted({p["kind"] for p in problems})
-        return Result.illegal(NAME, f"{len(problems)} session-order violation(s): {', '.join(kinds)}",
-                              "\n".join(p["why"] for p in problems[:20]),
-                              {"problems": problems[:50]}, details)
+        return Result.illegal(
+            NAME,
+            f"{len(problems)} session-order violation(s): {', '.join(kinds)}",
+            "\n".join(p["why"] for p in problems[:20]),
+            {"problems": problems[:50]},
+            details,
+        )
     if not z_judged:
-        return Result.unknown(NAME, "no session completed two ops with zxids",
-                              "Nothing to compare: the session order was not tested.", {**details, "vacuous": True})
-    return Result.ok(NAME, f"{len(sessions)} session(s) never saw a zxid go back "
-                     f"({z_judged} pairs, {details['moves']} server moves) and read their own "
-                     f"writes ({r_judged} reads)",
-                     {"zxid_pairs_checked": z_judged, "own_reads_checked": r_judged}, details=details)
+        return Result.unknown(
+            NAME,
+            "no session completed two ops with zxids",
+            "Nothing to compare: the session order was not tested.",
+            {**details, "vacuous": True},
+        )
+    return Result.ok(
+        NAME,
+        f"{len(sessions)} session(s) never saw a zxid go back "
+        f"({z_judged} pairs, {details['moves']} server moves) and read their own "
+        f"writes ({r_judged} reads)",
+        {"zxid_pairs_checked": z_judged, "own_reads_checked": r_judged},
+        details=details,
+    )
 
 
 def _moves(history: list[Op]) -> Iterable[tuple[Any, Any]]:

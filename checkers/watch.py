@@ -35,7 +35,8 @@ ok values (``key`` a znode name, ``version`` its data version):
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from checkers.history import OK, Op
 from checkers.result import Result, merge, run_checker
@@ -48,15 +49,20 @@ def _oks(history: Iterable[Op], f: str) -> list[Op]:
 
 
 def _reads(history: list[Op]) -> list[Op]:
-    return [op for op in history if op.type == OK and op.f in ("watch-read", "pwatch-read")
-            and isinstance(op.value, dict)]
+    return [
+        op for op in history if op.type == OK and op.f in ("watch-read", "pwatch-read") and isinstance(op.value, dict)
+    ]
 
 
 def check_watch(history: Iterable[Op]) -> Result:
     history = list(history)
-    checks = [("watch-version-agreement", version_agreement), ("watch-write-order", write_order),
-              ("watch-monotonic", monotonic), ("watch-one-shot", one_shot),
-              ("watch-persistent", persistent)]
+    checks = [
+        ("watch-version-agreement", version_agreement),
+        ("watch-write-order", write_order),
+        ("watch-monotonic", monotonic),
+        ("watch-one-shot", one_shot),
+        ("watch-persistent", persistent),
+    ]
     return merge([run_checker(name, fn, history) for name, fn in checks], checker="watch")
 
 
@@ -71,15 +77,20 @@ def version_agreement(history: list[Op]) -> Result:
         seen[(v["key"], v["version"])][v["data"]].append(op.index)
     if not seen:
         return Result.unknown(name, "no acknowledged write or read to compare")
-    bad = [{"key": k, "version": ver, "values": {d: idx[:5] for d, idx in datas.items()}}
-           for (k, ver), datas in seen.items() if len(datas) > 1]
+    bad = [
+        {"key": k, "version": ver, "values": {d: idx[:5] for d, idx in datas.items()}}
+        for (k, ver), datas in seen.items()
+        if len(datas) > 1
+    ]
     if bad:
-        return Result.illegal(name, f"{len(bad)} (key, version) pair(s) seen with different data",
-                              "Clients disagree on what a key held at one version, so they did not "
-                              f"see one sequence of changes; first: {bad[0]}",
-                              {"conflicts": bad[:MAX_SHOWN]})
-    return Result.ok(name, f"{len(seen)} (key, version) pairs, each with one value",
-                     {"pairs": len(seen)})
+        return Result.illegal(
+            name,
+            f"{len(bad)} (key, version) pair(s) seen with different data",
+            "Clients disagree on what a key held at one version, so they did not "
+            f"see one sequence of changes; first: {bad[0]}",
+            {"conflicts": bad[:MAX_SHOWN]},
+        )
+    return Result.ok(name, f"{len(seen)} (key, version) pairs, each with one value", {"pairs": len(seen)})
 
 
 def write_order(history: list[Op]) -> Result:
@@ -97,12 +108,14 @@ def write_order(history: list[Op]) -> Result:
             if b.value[2] <= a.value[2]:
                 bad.append({"key": key, "earlier": a.to_dict(), "later": b.to_dict()})
     if bad:
-        return Result.illegal(name, f"{len(bad)} write(s) whose version does not follow zxid order",
-                              "A key's versions must grow with the zxids of its writes; first: "
-                              f"{bad[0]}", {"out_of_order": bad[:MAX_SHOWN]})
+        return Result.illegal(
+            name,
+            f"{len(bad)} write(s) whose version does not follow zxid order",
+            f"A key's versions must grow with the zxids of its writes; first: {bad[0]}",
+            {"out_of_order": bad[:MAX_SHOWN]},
+        )
     n = sum(len(v) for v in by_key.values())
-    return Result.ok(name, f"{n} writes over {len(by_key)} keys in zxid order",
-                     {"writes": n, "keys": len(by_key)})
+    return Result.ok(name, f"{n} writes over {len(by_key)} keys in zxid order", {"writes": n, "keys": len(by_key)})
 
 
 def monotonic(history: list[Op]) -> Result:
@@ -121,9 +134,12 @@ def monotonic(history: list[Op]) -> Result:
                 bad.append({"earlier": prev.to_dict(), "later": op.to_dict()})
         last[k] = op
     if bad:
-        return Result.illegal(name, f"{len(bad)} read(s) went back in time",
-                              "A client read a key at an older version than it had read before; "
-                              f"first: {bad[0]}", {"backwards": bad[:MAX_SHOWN]})
+        return Result.illegal(
+            name,
+            f"{len(bad)} read(s) went back in time",
+            f"A client read a key at an older version than it had read before; first: {bad[0]}",
+            {"backwards": bad[:MAX_SHOWN]},
+        )
     if not compared:
         return Result.unknown(name, "no client read one key twice")
     return Result.ok(name, f"{compared} successive reads never went back", {"compared": compared})
@@ -145,16 +161,24 @@ def one_shot(history: list[Op]) -> Result:
         fired += bool(v["fired"])
         quiet += not v["fired"]
     if bad:
-        return Result.illegal(name, f"{len(bad)} one-shot watch violation(s)",
-                              "A one-shot watch set at version n must fire before the client can "
-                              "read a version > n, and must not fire without a change; first: "
-                              f"{bad[0]}", {"violations": bad[:MAX_SHOWN]})
+        return Result.illegal(
+            name,
+            f"{len(bad)} one-shot watch violation(s)",
+            "A one-shot watch set at version n must fire before the client can "
+            "read a version > n, and must not fire without a change; first: "
+            f"{bad[0]}",
+            {"violations": bad[:MAX_SHOWN]},
+        )
     if not fired:
-        return Result.unknown(name, "no one-shot watch fired between two reads on one connection",
-                              details={"quiet": quiet})
-    return Result.ok(name, f"{fired} one-shot watch(es) fired before the new data, {quiet} "
-                     f"stayed quiet with no change ({moved} across a reconnection)",
-                     {"fired": fired, "quiet": quiet, "across_reconnection": moved})
+        return Result.unknown(
+            name, "no one-shot watch fired between two reads on one connection", details={"quiet": quiet}
+        )
+    return Result.ok(
+        name,
+        f"{fired} one-shot watch(es) fired before the new data, {quiet} "
+        f"stayed quiet with no change ({moved} across a reconnection)",
+        {"fired": fired, "quiet": quiet, "across_reconnection": moved},
+    )
 
 
 def persistent(history: list[Op]) -> Result:
@@ -168,14 +192,27 @@ def persistent(history: list[Op]) -> Result:
         events += v["events"]
         delta = v["version"] - v["prev_version"]
         if v["events"] != delta:
-            bad.append({"problem": "missed-events" if v["events"] < delta else "extra-events",
-                        "changes": delta, "events": v["events"], "op": op.to_dict()})
+            bad.append(
+                {
+                    "problem": "missed-events" if v["events"] < delta else "extra-events",
+                    "changes": delta,
+                    "events": v["events"],
+                    "op": op.to_dict(),
+                }
+            )
     if bad:
-        return Result.illegal(name, f"{len(bad)} persistent watch interval(s) with a wrong event count",
-                              "A persistent-recursive watch must deliver one event per change; "
-                              f"first: {bad[0]}", {"violations": bad[:MAX_SHOWN]})
+        return Result.illegal(
+            name,
+            f"{len(bad)} persistent watch interval(s) with a wrong event count",
+            f"A persistent-recursive watch must deliver one event per change; first: {bad[0]}",
+            {"violations": bad[:MAX_SHOWN]},
+        )
     if not events:
-        return Result.unknown(name, "no persistent watch event between two reads on one connection",
-                              details={"compared": compared})
-    return Result.ok(name, f"{events} persistent watch events over {compared} intervals, one per change",
-                     {"intervals": compared, "events": events})
+        return Result.unknown(
+            name, "no persistent watch event between two reads on one connection", details={"compared": compared}
+        )
+    return Result.ok(
+        name,
+        f"{events} persistent watch events over {compared} intervals, one per change",
+        {"intervals": compared, "events": events},
+    )

@@ -22,7 +22,13 @@ NODES = os.environ.get("SQUALL_NODES")  # default: the database's usual ensemble
 
 @pytest.mark.parametrize("workload", ["register", "set"])
 def test_the_database_keeps_its_guarantees_under_partitions_and_kills(squall, workload):
-    result = squall.run(db=DB, workload=workload, nemesis="partition,kill", time_limit=TIME_LIMIT,
-                        nodes=NODES, seed=int(os.environ.get("SQUALL_SEED", "7")))
+    result = squall.run(
+        db=DB,
+        workload=workload,
+        nemesis="partition,kill",
+        time_limit=TIME_LIMIT,
+        nodes=NODES,
+        seed=int(os.environ.get("SQUALL_SEED", "7")),
+    )
     result.assert_valid()  # AssertionError: "... is INVALID ...: <anomaly>\n  report: .../report.html"
     assert result.summary["runs"][0]["counts"]["operations"] > 0

@@ -50,8 +50,16 @@ from typing import Any
 import click
 
 from checkers import linearizable, sequential
-from checkers.history import (FORMATS, History, HistoryError, is_independent, iter_files, parse_literal,
-                              read_history, split_independent)
+from checkers.history import (
+    FORMATS,
+    History,
+    HistoryError,
+    is_independent,
+    iter_files,
+    parse_literal,
+    read_history,
+    split_independent,
+)
 from checkers.models import MODEL_NAMES, Model, ModelError, get_model
 from checkers.result import Result, jsonable
 
@@ -89,8 +97,7 @@ class FileOutcome:
             d.update(valid=None, error=self.error)
             return d
         r = self.result
-        d.update(valid=r.valid, checker=r.checker, summary=r.summary, **self.extra,
-                 elapsed_s=round(self.seconds, 6))
+        d.update(valid=r.valid, checker=r.checker, summary=r.summary, **self.extra, elapsed_s=round(self.seconds, 6))
         if r.valid is not True:
             d["explanation"] = r.explanation
         if r.counterexample is not None:
@@ -107,8 +114,9 @@ def _parse_initial(text: str | None) -> Any:
     try:
         return parse_literal(text)
     except ValueError as exc:
-        raise BadInput(f"--initial: {exc}; give an EDN or JSON literal such as 0, nil, "
-                       "'{:x 0 :y 0}' or '{\"x\": 0}'") from None
+        raise BadInput(
+            f"--initial: {exc}; give an EDN or JSON literal such as 0, nil, '{{:x 0 :y 0}}' or '{{\"x\": 0}}'"
+        ) from None
 
 
 _UNSET = object()
@@ -128,6 +136,7 @@ def _pick_model(name: str | None, initial: Any, history: History) -> Model:
 def _consistency_names() -> tuple[str, ...]:
     """The registered checkers (squall.checkers entry points), squall's own first."""
     from harness import plugins
+
     return plugins.names("checker") or tuple(_CHECKERS)
 
 
@@ -138,6 +147,7 @@ def _checker(registry: Any, consistency: str) -> Any:
     plugin = discovery.get("checker", consistency) if discovery is not None else None
     if plugin is not None:
         from harness.plugins import PluginError
+
         try:
             return plugin.load()
         except PluginError as exc:
@@ -147,9 +157,17 @@ def _checker(registry: Any, consistency: str) -> Any:
     raise BadInput(f"--consistency {consistency!r} is not a registered checker")
 
 
-def check_file(path: Path, *, model_name: str | None, initial: Any, fmt: str,
-               consistency: str, budget: float | None, allow_empty: bool = False,
-               checker: Any = None) -> FileOutcome:
+def check_file(
+    path: Path,
+    *,
+    model_name: str | None,
+    initial: Any,
+    fmt: str,
+    consistency: str,
+    budget: float | None,
+    allow_empty: bool = False,
+    checker: Any = None,
+) -> FileOutcome:
     """Read, check and time one file; bad input becomes ``error``, a checker
     crash becomes "unknown" (it proved nothing). ``checker`` is the check
     function (default: squall's own for ``consistency``)."""
@@ -162,22 +180,31 @@ def check_file(path: Path, *, model_name: str | None, initial: Any, fmt: str,
         if independent:
             history = split_independent(history)
         outcome.history, outcome.model = history, model
-        outcome.extra = {"model": model.name, "initial": jsonable(model.initial),
-                         "format": history.format, "consistency": consistency}
+        outcome.extra = {
+            "model": model.name,
+            "initial": jsonable(model.initial),
+            "format": history.format,
+            "consistency": consistency,
+        }
         if independent:
             outcome.extra["independent"] = True
         if not history and not allow_empty:
-            outcome.result = Result.unknown(consistency, "empty history: nothing was checked",
-                                            f"{path} holds no operation, so it proves nothing; pass "
-                                            "--allow-empty to accept an empty history as valid")
+            outcome.result = Result.unknown(
+                consistency,
+                "empty history: nothing was checked",
+                f"{path} holds no operation, so it proves nothing; pass "
+                "--allow-empty to accept an empty history as valid",
+            )
         else:
             check_fn: Any = checker or _CHECKERS[consistency]
             outcome.result = check_fn(history, model, budget_s=budget)
     except (HistoryError, ModelError) as exc:
         msg = str(exc)
         if isinstance(exc, ModelError) and model_name is None and outcome.model is not None:
-            msg += (f" (no --model given, so {outcome.model.name} was assumed: pass --model, one of "
-                    f"{', '.join(MODEL_NAMES)}; for a squall run, check its run directory, which holds test.json)")
+            msg += (
+                f" (no --model given, so {outcome.model.name} was assumed: pass --model, one of "
+                f"{', '.join(MODEL_NAMES)}; for a squall run, check its run directory, which holds test.json)"
+            )
         outcome.error = msg if str(path) in msg else f"{path}: {msg}"
     except Exception as exc:  # noqa: BLE001 - a checker bug must not become a verdict
         outcome.result = Result.from_exception(consistency, exc)
@@ -210,11 +237,13 @@ def check_run_file(path: Path, spec_path: Path, registry: Any, allow_empty: bool
         if registry is None:
             raise SpecError("no workload registry (run through `squall check`)")
         workload = lookup(registry.workloads, "workload", spec.workload)(
-            {**spec.option_dict, "reads": spec.reads, "seed": spec.seed})
+            {**spec.option_dict, "reads": spec.reads, "seed": spec.seed}
+        )
         outcome.extra = {"workload": spec.workload, "test": spec.name, "spec": str(spec_path)}
         if not ops and allow_empty:
-            outcome.result = Result.ok(f"{spec.workload}-workload", "empty history accepted (--allow-empty)",
-                                       {"operations": 0})
+            outcome.result = Result.ok(
+                f"{spec.workload}-workload", "empty history accepted (--allow-empty)", {"operations": 0}
+            )
         else:
             valid, summary, result = runner.judge(spec, workload, ops)
             if valid != result.valid:
@@ -222,8 +251,9 @@ def check_run_file(path: Path, spec_path: Path, registry: Any, allow_empty: bool
             outcome.result = result
     except (SpecError, store.StoreError, UnknownName) as exc:
         msg = str(exc)
-        outcome.error = (f"{path}: {msg}; to check it against one model instead, pass --model "
-                         f"(one of {', '.join(MODEL_NAMES)})")
+        outcome.error = (
+            f"{path}: {msg}; to check it against one model instead, pass --model (one of {', '.join(MODEL_NAMES)})"
+        )
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -287,7 +317,7 @@ def _write_html(target: Path, outcomes: list[FileOutcome]) -> None:
         return
     checked = [o for o in checked if o.model is not None]  # a run's workload checks have no one model
     if not checked:
-        click.echo(f"--html: not written: a squall run's page is its report.html", err=True)
+        click.echo("--html: not written: a squall run's page is its report.html", err=True)
         return
     pick = next((o for o in checked if o.verdict is False), checked[0])
     page = render_html(pick.result, pick.history, pick.model, title=str(pick.path))
@@ -306,25 +336,63 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 
 @click.command("check")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), default=None,
-              help="Model to check against (default: the format's own, else cas-register).")
-@click.option("--initial", default=None, metavar="LITERAL",
-              help="Initial state as an EDN or JSON literal: 0, nil, '{:x 0 :y 0}'.")
-@click.option("--format", "fmt", type=click.Choice(("auto",) + tuple(FORMATS)),
-              default="auto", show_default=True, help="History format.")
-@click.option("--consistency", type=click.Choice(_consistency_names()), default="linearizable",
-              show_default=True, help="Consistency model to check (a registered checker: `squall list`).")
-@click.option("--budget", type=float, default=None, callback=_positive, metavar="SECONDS",
-              help="Time budget per file; running out gives 'unknown' (default: none).")
+@click.option(
+    "--model",
+    "model_name",
+    type=click.Choice(MODEL_NAMES),
+    default=None,
+    help="Model to check against (default: the format's own, else cas-register).",
+)
+@click.option(
+    "--initial", default=None, metavar="LITERAL", help="Initial state as an EDN or JSON literal: 0, nil, '{:x 0 :y 0}'."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("auto",) + tuple(FORMATS)),
+    default="auto",
+    show_default=True,
+    help="History format.",
+)
+@click.option(
+    "--consistency",
+    type=click.Choice(_consistency_names()),
+    default="linearizable",
+    show_default=True,
+    help="Consistency model to check (a registered checker: `squall list`).",
+)
+@click.option(
+    "--budget",
+    type=float,
+    default=None,
+    callback=_positive,
+    metavar="SECONDS",
+    help="Time budget per file; running out gives 'unknown' (default: none).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-@click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a self-contained HTML page explaining the check.")
-@click.option("--allow-empty", is_flag=True,
-              help="Accept a history with no operation as valid (default: unknown, exit 2).")
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a self-contained HTML page explaining the check.",
+)
+@click.option(
+    "--allow-empty", is_flag=True, help="Accept a history with no operation as valid (default: unknown, exit 2)."
+)
 @click.pass_context
-def check(ctx: click.Context, path: Path, model_name: str | None, initial: str | None,
-          fmt: str, consistency: str, budget: float | None, as_json: bool,
-          html: Path | None, allow_empty: bool) -> None:
+def check(
+    ctx: click.Context,
+    path: Path,
+    model_name: str | None,
+    initial: str | None,
+    fmt: str,
+    consistency: str,
+    budget: float | None,
+    as_json: bool,
+    html: Path | None,
+    allow_empty: bool,
+) -> None:
     """Check the history at PATH (a file, or a directory of them).
 
     Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input or usage.
@@ -342,8 +410,9 @@ def check(ctx: click.Context, path: Path, model_name: str | None, initial: str |
     is_dir = path.is_dir()
     files = list(iter_files(path))
     if not files:  # a gate pointed at the wrong folder must not pass
-        raise BadInput(f"{path}: no history files found (looked for *.jsonl, *.edn, "
-                       "*.log, *.txt and *.json, recursively)")
+        raise BadInput(
+            f"{path}: no history files found (looked for *.jsonl, *.edn, *.log, *.txt and *.json, recursively)"
+        )
     outcomes = []
     progress = sys.stderr.isatty()
     every = max(1, len(files) // 20)  # without a terminal: about 20 lines in all
@@ -358,9 +427,18 @@ def check(ctx: click.Context, path: Path, model_name: str | None, initial: str |
         if spec_path is not None:
             outcomes.append(check_run_file(f, spec_path, registry, allow_empty))
         else:
-            outcomes.append(check_file(f, model_name=model_name, initial=init, fmt=fmt,
-                                       consistency=consistency, budget=budget, allow_empty=allow_empty,
-                                       checker=checker))
+            outcomes.append(
+                check_file(
+                    f,
+                    model_name=model_name,
+                    initial=init,
+                    fmt=fmt,
+                    consistency=consistency,
+                    budget=budget,
+                    allow_empty=allow_empty,
+                    checker=checker,
+                )
+            )
     if is_dir and progress:
         click.echo("", err=True)
     if html is not None:

@@ -44,18 +44,22 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 # (harness/plugins.py: squall's own are registered in pyproject.toml, like a
 # plugin's). Factories import lazily so `squall check` pays for none of them.
 
+
 def _local_backend(options: dict):
     from harness.backends.local import LocalBackend
+
     return LocalBackend()
 
 
 def _docker_backend(options: dict):
     from harness.backends import docker
+
     return docker.make(options)
 
 
 def _ssh_backend(options: dict):
     from harness.backends import ssh
+
     return ssh.make(options)
 
 
@@ -65,24 +69,33 @@ def _ssh_backend(options: dict):
 BUILTIN_FAULTS = ("partition", "pause", "kill", "packet", "clock", "disk")
 BACKEND_FAULTS = {"docker": ("partition", "pause", "kill", "packet", "disk"), "ssh": ("partition", "pause", "kill")}
 # Targeted sequences --nemesis may name (nemesis/schedule.py SEQUENCE_FAULTS): name -> the faults each uses.
-NEMESIS_SEQUENCES = {"lagging-follower": ("packet", "kill"), "kill-leader-in-partition": ("partition", "kill"),
-                     "pause-majority": ("pause",)}
+NEMESIS_SEQUENCES = {
+    "lagging-follower": ("packet", "kill"),
+    "kill-leader-in-partition": ("partition", "kill"),
+    "pause-majority": ("pause",),
+}
 
 
 def _check_failpoint(spec: str):
     from node import failpoints  # the node's own list of points (the composition root may name node/)
+
     return failpoints.parse_spec(spec)
 
 
 def _registry():
     from harness.plugins import discover
     from harness.registry import from_plugins
-    return from_plugins(discover(),
-                        backends={"local": _local_backend, "docker": _docker_backend, "ssh": _ssh_backend},
-                        backend_faults=BACKEND_FAULTS, builtin_faults=BUILTIN_FAULTS,
-                        nemesis_sequences=NEMESIS_SEQUENCES,
-                        # test-only failpoints (the node's --failpoint, node/failpoints.py), passed by the db's prepare
-                        failpoint_dbs=("squall",), check_failpoint=_check_failpoint)
+
+    return from_plugins(
+        discover(),
+        backends={"local": _local_backend, "docker": _docker_backend, "ssh": _ssh_backend},
+        backend_faults=BACKEND_FAULTS,
+        builtin_faults=BUILTIN_FAULTS,
+        nemesis_sequences=NEMESIS_SEQUENCES,
+        # test-only failpoints (the node's --failpoint, node/failpoints.py), passed by the db's prepare
+        failpoint_dbs=("squall",),
+        check_failpoint=_check_failpoint,
+    )
 
 
 class _LazyGroup(click.Group):

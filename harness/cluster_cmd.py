@@ -32,8 +32,10 @@ def _registry(ctx: click.Context) -> Registry:
 
 def _only_docker(backend: str) -> None:
     if backend != "docker":
-        raise click.UsageError(f"`squall cluster` supports --backend docker only, got {backend!r}; "
-                               "for ssh hosts use `squall run --backend ssh`")
+        raise click.UsageError(
+            f"`squall cluster` supports --backend docker only, got {backend!r}; "
+            "for ssh hosts use `squall run --backend ssh`"
+        )
 
 
 _BACKEND = click.option("--backend", default="docker", show_default=True, help="Only docker is supported here.")
@@ -42,6 +44,7 @@ _BACKEND = click.option("--backend", default="docker", show_default=True, help="
 def _docker():
     from harness.backends import docker as docker_backend
     from harness.backends import images
+
     try:
         return docker_backend, images.docker_client()
     except SetupError as exc:
@@ -55,13 +58,29 @@ def cluster() -> None:
 
 @cluster.command("up")
 @_BACKEND
-@click.option("--db", default=plugins.default("db", "zookeeper"), show_default=True,
-              help=f"The database: {plugins.help_list('db')} (`squall list`).")
+@click.option(
+    "--db",
+    default=plugins.default("db", "zookeeper"),
+    show_default=True,
+    help=f"The database: {plugins.help_list('db')} (`squall list`).",
+)
 @click.option("--nodes", type=int, default=3, show_default=True, help="Node count.")
-@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="Node directories (config, data, logs) go to RESULTS/clusters/<run id>/.")
-@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
-              help="Seconds to wait until every node serves and a leader exists.")
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="Node directories (config, data, logs) go to RESULTS/clusters/<run id>/.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait until every node serves and a leader exists.",
+)
 @click.pass_context
 def up(ctx: click.Context, backend: str, db: str, nodes: int, results_dir: str, timeout_s: float) -> None:
     """Start a cluster and leave it running; print how to reach it."""
@@ -108,6 +127,7 @@ def cluster_status(client: Any, reg: Registry) -> list[dict[str, Any]]:
     """One row per squall container: run, kind, node, db, state, address and
     the database's status of the node (role as ``mode``, term, applied)."""
     from harness.backends.docker import CLIENT_PORT, LABEL_DB, LABEL_KIND, LABEL_NODE, LABEL_RUN
+
     rows = []
     dbs: dict[str, Any] = {}
     for c in client.containers.list(all=True, filters={"label": LABEL_RUN}):
@@ -125,9 +145,17 @@ def cluster_status(client: Any, reg: Registry) -> list[dict[str, Any]]:
             status = {"mode": st.role, "term": st.term, "applied": st.applied}
         else:
             status = {"mode": "down" if db is not None else "unknown", "term": None, "applied": None}
-        rows.append({"run": c.labels.get(LABEL_RUN, "?"), "kind": c.labels.get(LABEL_KIND, "?"),
-                     "node": c.labels.get(LABEL_NODE, c.name), "db": db_name or "?", "state": c.status,
-                     "address": address, **status})
+        rows.append(
+            {
+                "run": c.labels.get(LABEL_RUN, "?"),
+                "kind": c.labels.get(LABEL_KIND, "?"),
+                "node": c.labels.get(LABEL_NODE, c.name),
+                "db": db_name or "?",
+                "state": c.status,
+                "address": address,
+                **status,
+            }
+        )
     return sorted(rows, key=lambda r: (r["run"], r["node"]))
 
 
@@ -146,19 +174,26 @@ def status(ctx: click.Context, backend: str) -> None:
     for r in rows:
         by_run[r["run"]].append(r)
     for run_id, nodes in by_run.items():
-        click.echo(f"run {run_id} ({nodes[0]['kind']}, db {nodes[0]['db']}): "
-                   f"connect {','.join(r['address'] for r in nodes if r['address'])}")
+        click.echo(
+            f"run {run_id} ({nodes[0]['kind']}, db {nodes[0]['db']}): "
+            f"connect {','.join(r['address'] for r in nodes if r['address'])}"
+        )
         for r in nodes:
             term = "-" if r["term"] is None else str(r["term"])
             applied = "-" if r["applied"] is None else hex(r["applied"])
-            click.echo(f"  {r['node']:<4} {r['state']:<8} {r['address']:<16} {r['mode']:<12} "
-                       f"term {term} applied {applied}")
+            click.echo(
+                f"  {r['node']:<4} {r['state']:<8} {r['address']:<16} {r['mode']:<12} term {term} applied {applied}"
+            )
 
 
 @cluster.command("down")
 @click.option("--run", "run_id", default=None, help="Remove only this run's cluster [default: every squall cluster].")
-@click.option("--all", "dead", is_flag=True,
-              help="Remove what every dead squall run left (runs whose harness is no longer running).")
+@click.option(
+    "--all",
+    "dead",
+    is_flag=True,
+    help="Remove what every dead squall run left (runs whose harness is no longer running).",
+)
 @_BACKEND
 def down(run_id: str | None, dead: bool, backend: str) -> None:
     """Remove squall containers and networks (what `up` or a crashed run left)."""

@@ -76,15 +76,16 @@ def load_runs(path: str | Path) -> list[Run]:
         runs = []
         for row in doc["runs"]:
             run_dir = None
-            for candidate in (results_root / row["run_path"] if row.get("run_path") else None,
-                              Path(row["run_dir"]) if row.get("run_dir") else None):
+            for candidate in (
+                results_root / row["run_path"] if row.get("run_path") else None,
+                Path(row["run_dir"]) if row.get("run_dir") else None,
+            ):
                 if candidate is not None and (candidate / "history.jsonl").is_file():
                     run_dir = candidate
                     break
             runs.append(Run(str(row["test"]), row.get("seed"), str(row["verdict"]), run_dir))
         return runs
-    raise CompareError(f"{path}: neither a run directory (with test.json) nor a test-all directory "
-                       f"(with summary.json)")
+    raise CompareError(f"{path}: neither a run directory (with test.json) nor a test-all directory (with summary.json)")
 
 
 def pair_runs(base: list[Run], new: list[Run]) -> list[tuple[Run | None, Run | None]]:
@@ -93,8 +94,9 @@ def pair_runs(base: list[Run], new: list[Run]) -> list[tuple[Run | None, Run | N
     left = list(new)
     out: list[tuple[Run | None, Run | None]] = []
     for b in base:
-        match = next((n for n in left if n.test == b.test and n.seed == b.seed), None) \
-            or next((n for n in left if n.test == b.test), None)
+        match = next((n for n in left if n.test == b.test and n.seed == b.seed), None) or next(
+            (n for n in left if n.test == b.test), None
+        )
         if match is not None:
             left.remove(match)
         out.append((b, match))
@@ -117,14 +119,22 @@ def op_stats(run_dir: Path | None) -> dict[str, dict[str, float | int | None]]:
     for f, ps in sorted(by_f.items()):
         lat = sorted(p.latency_s for p in ps if p.type == "ok" and p.latency_s is not None)
         ok = sum(p.type == "ok" for p in ps)
-        out[f] = {"operations": len(ps), "ok": ok, "ok_rate": ok / len(ps),
-                  "p50_ms": stats.quantile(lat, 0.5) * 1000 if lat else None,
-                  "p99_ms": stats.quantile(lat, 0.99) * 1000 if lat else None}
+        out[f] = {
+            "operations": len(ps),
+            "ok": ok,
+            "ok_rate": ok / len(ps),
+            "p50_ms": stats.quantile(lat, 0.5) * 1000 if lat else None,
+            "p99_ms": stats.quantile(lat, 0.99) * 1000 if lat else None,
+        }
     return out
 
 
-def compare(base: list[Run], new: list[Run], max_latency_regression: float | None = None,
-            max_availability_drop: float | None = None) -> dict[str, Any]:
+def compare(
+    base: list[Run],
+    new: list[Run],
+    max_latency_regression: float | None = None,
+    max_availability_drop: float | None = None,
+) -> dict[str, Any]:
     verdicts, operations, regressions = [], [], []
     for b, n in pair_runs(base, new):
         test = (b or n).test  # type: ignore[union-attr]
@@ -156,14 +166,18 @@ def compare(base: list[Run], new: list[Run], max_latency_regression: float | Non
                     ratio = (now / old) if old and now is not None else None
                     row[f"{q[:3]}_ratio"] = ratio
                     if max_latency_regression is not None and ratio is not None and ratio > max_latency_regression:
-                        row["regressions"].append(f"{q[:3]} {old:.1f} -> {now:.1f} ms (x{ratio:.2f}, allowed "
-                                                  f"x{max_latency_regression})")
+                        row["regressions"].append(
+                            f"{q[:3]} {old:.1f} -> {now:.1f} ms (x{ratio:.2f}, allowed x{max_latency_regression})"
+                        )
             regressions.extend(f"{test} {f}: {r}" for r in row["regressions"])
             operations.append(row)
-    return {"verdicts": verdicts, "operations": operations, "regressions": regressions,
-            "exit_code": EXIT_REGRESSION if regressions else 0,
-            "limits": {"max_latency_regression": max_latency_regression,
-                       "max_availability_drop": max_availability_drop}}
+    return {
+        "verdicts": verdicts,
+        "operations": operations,
+        "regressions": regressions,
+        "exit_code": EXIT_REGRESSION if regressions else 0,
+        "limits": {"max_latency_regression": max_latency_regression, "max_availability_drop": max_availability_drop},
+    }
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -178,15 +192,28 @@ def _num(v: Any, fmt: str) -> str:
 
 
 def render_text(doc: dict[str, Any]) -> str:
-    parts = [_table([("test", "base", "new", "change")] +
-                    [(v["test"], v["base"], v["new"], v["change"]) for v in doc["verdicts"]])]
+    parts = [
+        _table(
+            [("test", "base", "new", "change")]
+            + [(v["test"], v["base"], v["new"], v["change"]) for v in doc["verdicts"]]
+        )
+    ]
     if doc["operations"]:
         rows = [("test", "f", "ok-rate base", "ok-rate new", "p50 ms base", "p50 ms new", "p99 ms base", "p99 ms new")]
         for o in doc["operations"]:
             b, n = o["base"] or {}, o["new"] or {}
-            rows.append((o["test"], o["f"], _num(b.get("ok_rate"), ".3f"), _num(n.get("ok_rate"), ".3f"),
-                         _num(b.get("p50_ms"), ".1f"), _num(n.get("p50_ms"), ".1f"),
-                         _num(b.get("p99_ms"), ".1f"), _num(n.get("p99_ms"), ".1f")))
+            rows.append(
+                (
+                    o["test"],
+                    o["f"],
+                    _num(b.get("ok_rate"), ".3f"),
+                    _num(n.get("ok_rate"), ".3f"),
+                    _num(b.get("p50_ms"), ".1f"),
+                    _num(n.get("p50_ms"), ".1f"),
+                    _num(b.get("p99_ms"), ".1f"),
+                    _num(n.get("p99_ms"), ".1f"),
+                )
+            )
         parts.append(_table(rows))
     if doc["regressions"]:
         parts.append("REGRESSIONS:\n" + "\n".join(f"  {r}" for r in doc["regressions"]))
@@ -198,14 +225,28 @@ def render_text(doc: dict[str, Any]) -> str:
 @click.command("compare")
 @click.argument("base", type=click.Path(exists=True, file_okay=False))
 @click.argument("new", type=click.Path(exists=True, file_okay=False))
-@click.option("--max-latency-regression", type=click.FloatRange(min=1.0), default=None,
-              help="Fail when an operation's p50 or p99 latency grows beyond this ratio of the base's (e.g. 1.5).")
-@click.option("--max-availability-drop", type=click.FloatRange(min=0.0, max=1.0), default=None,
-              help="Fail when an operation's ok-rate falls by more than this (absolute, 0..1; 0.05 = 5 points).")
+@click.option(
+    "--max-latency-regression",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="Fail when an operation's p50 or p99 latency grows beyond this ratio of the base's (e.g. 1.5).",
+)
+@click.option(
+    "--max-availability-drop",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=None,
+    help="Fail when an operation's ok-rate falls by more than this (absolute, 0..1; 0.05 = 5 points).",
+)
 @click.option("--json", "as_json", is_flag=True, default=False, help="Print the comparison as JSON.")
 @click.pass_context
-def compare_cmd(ctx: click.Context, base: str, new: str, max_latency_regression: float | None,
-                max_availability_drop: float | None, as_json: bool) -> None:
+def compare_cmd(
+    ctx: click.Context,
+    base: str,
+    new: str,
+    max_latency_regression: float | None,
+    max_availability_drop: float | None,
+    as_json: bool,
+) -> None:
     """Compare NEW runs against BASE runs (run or test-all directories); exit 1 on a regression."""
     try:
         doc = compare(load_runs(base), load_runs(new), max_latency_regression, max_availability_drop)

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 Thread = int | str  # client threads are 0..n-1; the nemesis thread is "nemesis"
 NEMESIS_THREAD = "nemesis"
@@ -70,11 +71,11 @@ class Context:
     workers: Mapping[Thread, Any]
     rng: random.Random = field(default_factory=lambda: random.Random(0), compare=False)
 
-    def restrict(self, pred: Callable[[Thread], bool]) -> "Context":
+    def restrict(self, pred: Callable[[Thread], bool]) -> Context:
         threads = frozenset(t for t in self.threads if pred(t))
         return replace(self, threads=threads, free=self.free & threads)
 
-    def only(self, thread: Thread) -> "Context":
+    def only(self, thread: Thread) -> Context:
         return self.restrict(lambda t: t == thread)
 
     def free_threads(self) -> list[Thread]:
@@ -96,13 +97,13 @@ def is_client_thread(t: Thread) -> bool:
 
 
 class Generator(Protocol):
-    def op(self, ctx: Context) -> tuple[dict | Pending, "Generator | None"] | None: ...
+    def op(self, ctx: Context) -> tuple[dict | Pending, Generator | None] | None: ...
 
 
 Result = tuple[dict | Pending, "Generator | None"] | None
 
 
-def step(gen: "Generator | None", ctx: Context) -> Result:
+def step(gen: Generator | None, ctx: Context) -> Result:
     """Ask ``gen`` (which may be None, i.e. exhausted) for its next op."""
     return None if gen is None else gen.op(ctx)
 
@@ -129,6 +130,7 @@ def _min_until(a: float | None, b: float | None) -> float | None:
 
 
 # -- leaves -----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Once:
@@ -167,7 +169,7 @@ class _Cell:
             self._done = True
         return self._item
 
-    def rest(self) -> "_Cell":
+    def rest(self) -> _Cell:
         self.first()
         if self._rest is None:
             self._rest = _Cell(self._pull)
@@ -186,7 +188,9 @@ class Source:
         if item is None:
             return None
         if not isinstance(item, dict):
-            raise TypeError(f"an op source yielded {type(item).__name__}; ops are dicts like {{'f': 'read', 'value': None}}")
+            raise TypeError(
+                f"an op source yielded {type(item).__name__}; ops are dicts like {{'f': 'read', 'value': None}}"
+            )
         emitted = _emit(item, ctx)
         if emitted is None:
             return PENDING, self
@@ -200,7 +204,7 @@ def source(ops: Iterable[dict] | Iterator[dict] | Callable[[], dict]) -> Source:
     return Source(_Cell(lambda: next(it)))
 
 
-def lift(x: Any) -> "Generator | None":
+def lift(x: Any) -> Generator | None:
     """Dicts emit once, lists/tuples run in order, iterators and callables are sources."""
     if x is None:
         return None
@@ -208,11 +212,13 @@ def lift(x: Any) -> "Generator | None":
         return Once(x)
     if isinstance(x, (list, tuple)):
         return Seq(tuple(lift(g) for g in x if g is not None))
-    if hasattr(x, "op") and callable(getattr(x, "op")):
+    if hasattr(x, "op") and callable(x.op):
         return x
     if callable(x) or hasattr(x, "__next__") or hasattr(x, "__iter__"):
         return source(x)
-    raise TypeError(f"cannot make a generator from {type(x).__name__}; use a dict, list, iterator, callable or generator")
+    raise TypeError(
+        f"cannot make a generator from {type(x).__name__}; use a dict, list, iterator, callable or generator"
+    )
 
 
 @dataclass(frozen=True)
@@ -230,6 +236,7 @@ class Sleep:
 
 
 # -- sequencing -------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Seq:
@@ -293,6 +300,7 @@ class Cycle:
 
 
 # -- limits and pacing ------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -395,6 +403,7 @@ def rate_limit(rate: float, gen: Any) -> Stagger:
 
 # -- choice and concurrency ---------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Mix:
     """Each op from one of ``gens`` chosen at random; exhausted ones drop out."""
@@ -411,9 +420,9 @@ class Mix:
                 continue
             op, nxt = r
             if nxt is None:
-                rest = gens[:i] + gens[i + 1:]
+                rest = gens[:i] + gens[i + 1 :]
             else:
-                rest = gens[:i] + [nxt] + gens[i + 1:]
+                rest = gens[:i] + [nxt] + gens[i + 1 :]
             return op, (Mix(tuple(rest)) if rest else None)
         return None
 
@@ -579,6 +588,7 @@ def each_slot(slots: int, make: Callable[[int], Any]) -> EachSlot:
 
 # -- a simulated interpreter, for tests and for reasoning -------------------
 
+
 @dataclass
 class SimOp:
     time: float
@@ -586,8 +596,15 @@ class SimOp:
     op: dict
 
 
-def simulate(gen: Any, threads: Iterable[Thread], *, latency: float | Callable[[dict], float] = 0.01,
-             seed: int = 0, max_ops: int = 10_000, max_time: float = 1e9) -> list[SimOp]:
+def simulate(
+    gen: Any,
+    threads: Iterable[Thread],
+    *,
+    latency: float | Callable[[dict], float] = 0.01,
+    seed: int = 0,
+    max_ops: int = 10_000,
+    max_time: float = 1e9,
+) -> list[SimOp]:
     """Run ``gen`` in simulated time; every op takes ``latency`` seconds.
 
     Returns the dispatched ops in order. Follows the interpreter rules in the

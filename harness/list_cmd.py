@@ -18,14 +18,24 @@ from harness.plugins import Discovery, Plugin, PluginError, describe_object, fau
 from harness.registry import Registry
 
 EXIT_BAD_INPUT = 3
-KIND_TITLES = {"db": "databases (--db)", "workload": "workloads (--workload)",
-               "nemesis": "nemesis faults (--nemesis)", "checker": "checkers (squall check --consistency)"}
+KIND_TITLES = {
+    "db": "databases (--db)",
+    "workload": "workloads (--workload)",
+    "nemesis": "nemesis faults (--nemesis)",
+    "checker": "checkers (squall check --consistency)",
+}
 
 
 def describe(plugin: Plugin) -> dict[str, Any]:
     """One plugin as a row; ``error`` set when it cannot be loaded."""
-    row: dict[str, Any] = {"kind": plugin.kind, "name": plugin.name, "package": plugin.dist,
-                           "version": plugin.version, "target": plugin.target, "source": plugin.source}
+    row: dict[str, Any] = {
+        "kind": plugin.kind,
+        "name": plugin.name,
+        "package": plugin.dist,
+        "version": plugin.version,
+        "target": plugin.target,
+        "source": plugin.source,
+    }
     try:
         obj = plugin.load()
         row["about"] = fault_about(plugin, obj) if plugin.kind == "nemesis" else describe_object(obj)
@@ -43,12 +53,17 @@ def describe(plugin: Plugin) -> dict[str, Any]:
     return row
 
 
-def listing(discovery: Discovery, backends: list[str],
-            sequences: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+def listing(
+    discovery: Discovery, backends: list[str], sequences: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, Any]:
     rows = [describe(p) for kind in KIND_TITLES for p in discovery.of(kind)]
     problems = list(discovery.problems) + [r["error"] for r in rows if "error" in r]
-    return {"plugins": rows, "backends": backends, "problems": problems,
-            "sequences": [{"name": n, "uses": list(f)} for n, f in (sequences or {}).items()]}
+    return {
+        "plugins": rows,
+        "backends": backends,
+        "problems": problems,
+        "sequences": [{"name": n, "uses": list(f)} for n, f in (sequences or {}).items()],
+    }
 
 
 def _text(doc: dict[str, Any]) -> str:
@@ -89,6 +104,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     reg = ctx.find_object(Registry)
     if reg is None or reg.discovery is None:
         from harness.plugins import discover
+
         discovery = discover()
         backends = sorted(reg.backends) if reg is not None else []
     else:

@@ -39,8 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-KINDS = {"db": "squall.dbs", "workload": "squall.workloads", "nemesis": "squall.nemeses",
-         "checker": "squall.checkers"}
+KINDS = {"db": "squall.dbs", "workload": "squall.workloads", "nemesis": "squall.nemeses", "checker": "squall.checkers"}
 SELF = "squall"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,6 +109,7 @@ def _checkout_entries() -> dict[str, dict[str, str]] | None:
     if not path.is_file():
         return None
     import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -137,8 +137,10 @@ def discover() -> Discovery:
     for kind, group in KINDS.items():
         items: list[Plugin] = []
         if checkout is not None:
-            items += [Plugin(kind, name, target, SELF, version, "checkout")
-                      for name, target in checkout.get(group, {}).items()]
+            items += [
+                Plugin(kind, name, target, SELF, version, "checkout")
+                for name, target in checkout.get(group, {}).items()
+            ]
         try:
             eps = list(metadata.entry_points(group=group))
         except Exception as exc:  # noqa: BLE001 - a broken installation must not kill the CLI
@@ -158,8 +160,10 @@ def discover() -> Discovery:
             if first is None:
                 chosen.append(p)
             elif first.target != p.target or first.dist != p.dist:
-                found.problems.append(f"{kind} {p.name!r} is registered twice: by {first.origin} ({first.target}) "
-                                      f"and by {p.origin} ({p.target}); using {first.origin}'s")
+                found.problems.append(
+                    f"{kind} {p.name!r} is registered twice: by {first.origin} ({first.target}) "
+                    f"and by {p.origin} ({p.target}); using {first.origin}'s"
+                )
         found.plugins[kind] = chosen
     return found
 
@@ -167,6 +171,7 @@ def discover() -> Discovery:
 def _same_dist(a: str, b: str) -> bool:
     def norm(s: str) -> str:
         return s.lower().replace("_", "-").replace(".", "-")
+
     return norm(a) == norm(b)
 
 
@@ -184,7 +189,7 @@ def default(kind: str, preferred: str) -> str:
 
 
 def help_list(kind: str, empty: str = "none registered") -> str:
-    """"a, b or c" for help texts."""
+    """ "a, b or c" for help texts."""
     known = list(names(kind))
     if not known:
         return empty
@@ -205,7 +210,7 @@ def first_sentence(doc: str, limit: int = 100) -> str:
     paragraph = " ".join(doc.strip().split("\n\n", 1)[0].split()).replace("``", "`")
     if ". " in paragraph:
         paragraph = paragraph.split(". ", 1)[0] + "."
-    return paragraph if len(paragraph) <= limit else paragraph[:limit - 1].rstrip() + "…"
+    return paragraph if len(paragraph) <= limit else paragraph[: limit - 1].rstrip() + "…"
 
 
 def fault_about(plugin: Plugin, obj: Any) -> str:

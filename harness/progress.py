@@ -24,8 +24,15 @@ class Counts:
             setattr(self, type_, getattr(self, type_) + 1)
 
 
-def render(phase: str, elapsed_s: float, limit_s: float, counts: Counts, fault: str | None, width: int = 140,
-           main_elapsed_s: float | None = None) -> str:
+def render(
+    phase: str,
+    elapsed_s: float,
+    limit_s: float,
+    counts: Counts,
+    fault: str | None,
+    width: int = 140,
+    main_elapsed_s: float | None = None,
+) -> str:
     """``elapsed_s`` counts from the run's start (setup included); the time
     left is the time limit minus ``main_elapsed_s``, the main phase's age."""
     in_main = elapsed_s if main_elapsed_s is None else main_elapsed_s
@@ -39,8 +46,10 @@ def render(phase: str, elapsed_s: float, limit_s: float, counts: Counts, fault: 
     bar_w = 20
     filled = int(round(frac * bar_w))
     bar = "#" * filled + "-" * (bar_w - filled)
-    line = (f"[{bar}] {phase:<7} {elapsed_s:6.1f}s elapsed, {remaining:5.1f}s left | "
-            f"ok {counts.ok} fail {counts.fail} info {counts.info} | fault: {fault or 'none'}")
+    line = (
+        f"[{bar}] {phase:<7} {elapsed_s:6.1f}s elapsed, {remaining:5.1f}s left | "
+        f"ok {counts.ok} fail {counts.fail} info {counts.info} | fault: {fault or 'none'}"
+    )
     return line[:width]
 
 

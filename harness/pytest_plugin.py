@@ -91,7 +91,7 @@ class SquallResult:
     def __repr__(self) -> str:
         return f"<SquallResult {self.describe()}>"
 
-    def assert_valid(self) -> "SquallResult":
+    def assert_valid(self) -> SquallResult:
         """Raise AssertionError naming the anomaly and the report unless the run is valid."""
         __tracebackhide__ = True  # pytest shows the caller's line, not this one
         if self.valid is not True:
@@ -149,8 +149,10 @@ class Squall:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, err = proc.communicate()
-            raise AssertionError(f"squall run did not finish within {timeout_s:.0f} s (stopped); "
-                                 f"results under {self.results_dir}\n{err[-2000:]}") from None
+            raise AssertionError(
+                f"squall run did not finish within {timeout_s:.0f} s (stopped); "
+                f"results under {self.results_dir}\n{err[-2000:]}"
+            ) from None
         finally:
             if proc.poll() is None:  # e.g. KeyboardInterrupt in communicate()
                 proc.send_signal(signal.SIGTERM)
@@ -160,7 +162,9 @@ class Squall:
                     proc.kill()
                     proc.wait()
         if proc.returncode == EXIT_BAD_INPUT:
-            raise SquallUsageError(re.sub(r"^Error: ", "", err.strip().splitlines()[-1] if err.strip() else "bad input"))
+            raise SquallUsageError(
+                re.sub(r"^Error: ", "", err.strip().splitlines()[-1] if err.strip() else "bad input")
+            )
         try:
             doc = json.loads(out) if out.strip() else {}
         except ValueError:
@@ -174,8 +178,12 @@ class Squall:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("squall")
-    group.addoption("--squall-results", default=None, metavar="DIR",
-                    help="Keep the squall fixture's runs under DIR/<test name>/ (default: the test's tmp dir).")
+    group.addoption(
+        "--squall-results",
+        default=None,
+        metavar="DIR",
+        help="Keep the squall fixture's runs under DIR/<test name>/ (default: the test's tmp dir).",
+    )
 
 
 @pytest.fixture

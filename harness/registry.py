@@ -88,15 +88,18 @@ def lookup(table: Mapping[str, Factory], kind: str, name: str) -> Factory:
     try:
         return table[name]
     except KeyError:
-        raise UnknownName(f"unknown {kind} {name!r}; allowed: {', '.join(sorted(table)) or 'none registered'}") \
-            from None
+        raise UnknownName(
+            f"unknown {kind} {name!r}; allowed: {', '.join(sorted(table)) or 'none registered'}"
+        ) from None
 
 
 # ------------------------------------------------------------ from plugins
 
+
 def _factory(plugin: Plugin) -> Factory:
     def make(options: dict[str, Any]) -> Any:
         return plugin.load()(options)  # PluginError names the plugin when it cannot be imported
+
     make.__doc__ = f"{plugin.describe()}"
     return make
 
@@ -104,11 +107,13 @@ def _factory(plugin: Plugin) -> Factory:
 def _db_default_nodes(plugin: Plugin) -> Callable[[], int]:
     def nodes() -> int:
         return int(plugin.load()({}).default_node_count())
+
     return nodes
 
 
-def nemesis_composer(plugins: list[Plugin], sequences: Mapping[str, tuple[str, ...]] | None = None
-                     ) -> Callable[[list[str], float, random.Random], Any]:
+def nemesis_composer(
+    plugins: list[Plugin], sequences: Mapping[str, tuple[str, ...]] | None = None
+) -> Callable[[list[str], float, random.Random], Any]:
     """``package(faults, interval_s, rng)`` over the nemesis plugins: faults
     whose entry points load the same factory are built by one call (squall's
     own faults share one overlapping schedule, seeded by ``rng`` as before);
@@ -133,14 +138,21 @@ def nemesis_composer(plugins: list[Plugin], sequences: Mapping[str, tuple[str, .
             target, names = next(iter(groups.items()))
             return owners[target].load()(names, interval_s, rng)
         from nemesis.combined import combine
-        return combine([owners[t].load()(names, interval_s, random.Random(rng.random()))
-                        for t, names in groups.items()])
+
+        return combine(
+            [owners[t].load()(names, interval_s, random.Random(rng.random())) for t, names in groups.items()]
+        )
+
     return package
 
 
-def from_plugins(discovery: Discovery, backends: Mapping[str, Factory],
-                 backend_faults: Mapping[str, tuple[str, ...]], builtin_faults: tuple[str, ...],
-                 **extra: Any) -> Registry:
+def from_plugins(
+    discovery: Discovery,
+    backends: Mapping[str, Factory],
+    backend_faults: Mapping[str, tuple[str, ...]],
+    builtin_faults: tuple[str, ...],
+    **extra: Any,
+) -> Registry:
     """The registry of every registered plugin, with the composition root's
     backends. ``builtin_faults`` are the faults the backends' table knows
     (squall's own); other registered faults are ``extra_faults``. ``extra``
@@ -148,17 +160,23 @@ def from_plugins(discovery: Discovery, backends: Mapping[str, Factory],
     dbs = {p.name: _factory(p) for p in discovery.of("db")}
     checkers: dict[str, Callable[..., Any]] = {}
     for p in discovery.of("checker"):
+
         def check(*args: Any, _p: Plugin = p, **kwargs: Any) -> Any:
             return _p.load()(*args, **kwargs)
+
         checkers[p.name] = check
     faults = discovery.names("nemesis")
     return Registry(
-        backends=backends, dbs=dbs,
+        backends=backends,
+        dbs=dbs,
         workloads={p.name: _factory(p) for p in discovery.of("workload")},
-        nemesis_faults=tuple(f for f in faults if f in builtin_faults) + tuple(f for f in faults
-                                                                              if f not in builtin_faults),
+        nemesis_faults=tuple(f for f in faults if f in builtin_faults)
+        + tuple(f for f in faults if f not in builtin_faults),
         nemesis_package=nemesis_composer(discovery.of("nemesis"), extra.get("nemesis_sequences")),
         default_nodes={p.name: _db_default_nodes(p) for p in discovery.of("db")},
         backend_faults=backend_faults,
         extra_faults=tuple(f for f in faults if f not in builtin_faults),
-        checkers=checkers, discovery=discovery, **extra)
+        checkers=checkers,
+        discovery=discovery,
+        **extra,
+    )

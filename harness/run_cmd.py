@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import random
 import signal
-import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -32,11 +32,29 @@ from harness.dbs.base import NotOffered, UnsafeFaults, bind
 from harness.plugins import PluginError
 from harness.progress import Progress
 from harness.registry import Registry, UnknownName, lookup
-from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SETUP_FAILED, EXIT_UNKNOWN,
-                            EXIT_VALID, RunControl, RunOutcome, analyze, run_test,
-                            write_error_outcome)
-from harness.spec import (CLIENT_MODES, READS_MODES, SpecError, TestSpec, default_name, normalize_nodes,
-                          parse_concurrency, parse_nemesis, stream_rng)
+from harness.runner import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_SETUP_FAILED,
+    EXIT_UNKNOWN,
+    EXIT_VALID,
+    RunControl,
+    RunOutcome,
+    analyze,
+    run_test,
+    write_error_outcome,
+)
+from harness.spec import (
+    CLIENT_MODES,
+    READS_MODES,
+    SpecError,
+    TestSpec,
+    default_name,
+    normalize_nodes,
+    parse_concurrency,
+    parse_nemesis,
+    stream_rng,
+)
 
 EXIT_BAD_INPUT = 3
 
@@ -54,48 +72,118 @@ def _fail(message: str) -> None:
 
 # -- options shared by run and test-all ---------------------------------------
 
+
 def _common_options(fn: Callable) -> Callable:
     options = [
         click.option("--backend", default="local", show_default=True, help="Where nodes run."),
-        click.option("--db", default=plugins.default("db", "squall"), show_default=True,
-                     help=f"The database under test: {plugins.help_list('db')} (`squall list` describes them)."),
-        click.option("--nemesis-interval", type=float, default=5.0, show_default=True,
-                     help="Seconds between fault starts and stops."),
-        click.option("--nodes", default=None,
-                     help="Node count [default: 3; 1 for the node while its ensemble is not available]; "
-                          "for --backend ssh, the hosts: host1,host2[:port],..."),
+        click.option(
+            "--db",
+            default=plugins.default("db", "squall"),
+            show_default=True,
+            help=f"The database under test: {plugins.help_list('db')} (`squall list` describes them).",
+        ),
+        click.option(
+            "--nemesis-interval",
+            type=float,
+            default=5.0,
+            show_default=True,
+            help="Seconds between fault starts and stops.",
+        ),
+        click.option(
+            "--nodes",
+            default=None,
+            help="Node count [default: 3; 1 for the node while its ensemble is not available]; "
+            "for --backend ssh, the hosts: host1,host2[:port],...",
+        ),
         click.option("--ssh-user", default=None, help="ssh backend: login user [default: root]."),
-        click.option("--ssh-key", type=click.Path(exists=True, dir_okay=False), default=None,
-                     help="ssh backend: private key file."),
-        click.option("--ssh-port", type=int, default=None, help="ssh backend: port of hosts given without :port [default: 22]."),
-        click.option("--strict-host-key-checking", is_flag=True, default=False,
-                     help="ssh backend: refuse hosts that are not in ~/.ssh/known_hosts."),
+        click.option(
+            "--ssh-key",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="ssh backend: private key file.",
+        ),
+        click.option(
+            "--ssh-port", type=int, default=None, help="ssh backend: port of hosts given without :port [default: 22]."
+        ),
+        click.option(
+            "--strict-host-key-checking",
+            is_flag=True,
+            default=False,
+            help="ssh backend: refuse hosts that are not in ~/.ssh/known_hosts.",
+        ),
         click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds of client ops."),
-        click.option("--concurrency", default="2n", show_default=True,
-                     help="Client threads: N, or Nn for N times the node count."),
-        click.option("--rate", type=float, default=20.0, show_default=True, help="Target client ops per second, in total."),
-        click.option("--seed", type=int, default=None, help="Seed for every random choice [default: random; stored in test.json]."),
-        click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
-                     help="Results folder."),
-        click.option("--reads", default=None,
-                     help=f"Read mode: {', '.join(READS_MODES)} [default: the database's: local for squall and "
-                          "zookeeper, linearizable for etcd]."),
-        click.option("--clients", type=click.Choice(CLIENT_MODES), default="roaming", show_default=True,
-                     help="roaming: each client gets every node (shuffled per client) and moves to another "
-                          "when its connection drops; pinned: each client talks to one node only."),
-        click.option("--min-availability", type=float, default=0.5, show_default=True,
-                     help="Least share of ops that must succeed in fault-free stretches (0-1); below it the "
-                          "run is invalid (unavailable)."),
-        click.option("--progress/--no-progress", default=True, show_default=True, help="Show the progress line on stderr."),
-        click.option("--latency", "latency_ms", type=float, default=0.0, show_default=True,
-                     help="Base delay in ms added to every peer link, each direction, for the whole run "
-                          "(local backend: the proxy mesh)."),
-        click.option("--failpoint", "failpoints", multiple=True, metavar="NAME=ACTION",
-                     help="TEST ONLY: arm a failpoint in every squall node (repeatable), e.g. before-fsync=panic, "
-                          "apply=10%error, campaign=sleep(300); `squall node --list-failpoints` lists them."),
-        click.option("--unsafe-db-fault", default=None, hidden=True,
-                     help="TEST ONLY: run a deliberately broken database (the db is started with that test-only "
-                          "fault armed) to prove the gate fails."),
+        click.option(
+            "--concurrency",
+            default="2n",
+            show_default=True,
+            help="Client threads: N, or Nn for N times the node count.",
+        ),
+        click.option(
+            "--rate", type=float, default=20.0, show_default=True, help="Target client ops per second, in total."
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=None,
+            help="Seed for every random choice [default: random; stored in test.json].",
+        ),
+        click.option(
+            "--results",
+            "results_dir",
+            type=click.Path(file_okay=False),
+            default="results",
+            show_default=True,
+            help="Results folder.",
+        ),
+        click.option(
+            "--reads",
+            default=None,
+            help=f"Read mode: {', '.join(READS_MODES)} [default: the database's: local for squall and "
+            "zookeeper, linearizable for etcd].",
+        ),
+        click.option(
+            "--clients",
+            type=click.Choice(CLIENT_MODES),
+            default="roaming",
+            show_default=True,
+            help="roaming: each client gets every node (shuffled per client) and moves to another "
+            "when its connection drops; pinned: each client talks to one node only.",
+        ),
+        click.option(
+            "--min-availability",
+            type=float,
+            default=0.5,
+            show_default=True,
+            help="Least share of ops that must succeed in fault-free stretches (0-1); below it the "
+            "run is invalid (unavailable).",
+        ),
+        click.option(
+            "--progress/--no-progress", default=True, show_default=True, help="Show the progress line on stderr."
+        ),
+        click.option(
+            "--latency",
+            "latency_ms",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Base delay in ms added to every peer link, each direction, for the whole run "
+            "(local backend: the proxy mesh).",
+        ),
+        click.option(
+            "--failpoint",
+            "failpoints",
+            multiple=True,
+            metavar="NAME=ACTION",
+            help="TEST ONLY: arm a failpoint in every squall node (repeatable), e.g. before-fsync=panic, "
+            "apply=10%error, campaign=sleep(300); `squall node --list-failpoints` lists them.",
+        ),
+        click.option(
+            "--unsafe-db-fault",
+            default=None,
+            hidden=True,
+            help="TEST ONLY: run a deliberately broken database (the db is started with that test-only "
+            "fault armed) to prove the gate fails.",
+        ),
     ]
     for opt in reversed(options):
         fn = opt(fn)
@@ -142,10 +230,12 @@ def _nodes_and_backend_options(c: _Common) -> tuple[int | None, dict[str, Any]]:
         else:
             raise SpecError(f"--nodes {text!r}: expected a number (host lists are for --backend ssh)")
     if c.backend == "ssh":
-        for key, value in (("ssh_user", c.ssh_user),
-                           ("ssh_key", str(Path(c.ssh_key).resolve()) if c.ssh_key else None),
-                           ("ssh_port", c.ssh_port),
-                           ("ssh_strict_host_key_checking", True if c.strict_host_key_checking else None)):
+        for key, value in (
+            ("ssh_user", c.ssh_user),
+            ("ssh_key", str(Path(c.ssh_key).resolve()) if c.ssh_key else None),
+            ("ssh_port", c.ssh_port),
+            ("ssh_strict_host_key_checking", True if c.strict_host_key_checking else None),
+        ):
             if value is not None:
                 options[key] = value
     elif c.ssh_user or c.ssh_key or c.ssh_port or c.strict_host_key_checking:
@@ -162,8 +252,9 @@ def _make_db(reg: Registry, db_name: str, options: dict[str, Any]) -> Any:
         raise SpecError(f"--db {db_name}: {exc}") from None
 
 
-def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n: int,
-                        faults: tuple[str, ...], db: Any = None) -> None:
+def _check_cluster_size(
+    reg: Registry, db_name: str, options: dict[str, Any], n: int, faults: tuple[str, ...], db: Any = None
+) -> None:
     """Refuse a node count the database cannot run, and a fault that cannot
     bite on this many nodes (a partition of one node cuts no link)."""
     db = _make_db(reg, db_name, options) if db is None else db
@@ -171,12 +262,16 @@ def _check_cluster_size(reg: Registry, db_name: str, options: dict[str, Any], n:
     if counts and n not in counts:
         raise SpecError(f"--db {db_name} cannot run {n} node(s); allowed: {', '.join(map(str, counts))}")
     if "partition" in faults and n < 2:
-        raise SpecError("--nemesis partition needs at least 2 nodes (a one-node cluster has no link to cut); "
-                        "use --nodes 3, or another fault (pause, kill)")
+        raise SpecError(
+            "--nemesis partition needs at least 2 nodes (a one-node cluster has no link to cut); "
+            "use --nodes 3, or another fault (pause, kill)"
+        )
     for seq in ("lagging-follower", "kill-leader-in-partition"):
         if seq in faults and n < 3:
-            raise SpecError(f"--nemesis {seq} needs at least 3 nodes (a follower to cut off or slow down "
-                            "and a quorum without it); use --nodes 3")
+            raise SpecError(
+                f"--nemesis {seq} needs at least 3 nodes (a follower to cut off or slow down "
+                "and a quorum without it); use --nodes 3"
+            )
 
 
 def unsafe_faults_of(reg: Registry, db: Any) -> tuple[str, ...]:
@@ -197,11 +292,12 @@ def _check_serves(reg: Registry, db_name: str, db: Any, workload: str, options: 
         return  # a workload with clients of its own
     offered = tuple(db.interfaces)
     if interface not in offered:
-        servable = [name for name in sorted(reg.workloads) if name != workload and
-                    _interface_of(reg, name) in offered]
-        raise SpecError(f"--db {db_name} cannot serve the {workload} workload: it offers no {interface!r} client "
-                        f"(its interfaces: {', '.join(offered) or 'none'}; workloads it can run: "
-                        f"{', '.join(servable) or 'none'})")
+        servable = [name for name in sorted(reg.workloads) if name != workload and _interface_of(reg, name) in offered]
+        raise SpecError(
+            f"--db {db_name} cannot serve the {workload} workload: it offers no {interface!r} client "
+            f"(its interfaces: {', '.join(offered) or 'none'}; workloads it can run: "
+            f"{', '.join(servable) or 'none'})"
+        )
 
 
 def _faults_the_db_takes(db: Any, db_name: str, asked: str, faults: tuple[str, ...]) -> tuple[str, ...]:
@@ -217,8 +313,10 @@ def _faults_the_db_takes(db: Any, db_name: str, asked: str, faults: tuple[str, .
         faults = tuple(f for f in faults if f not in refused or f in named)
     bad = [f for f in faults if f in refused]
     if bad:
-        raise SpecError(f"--db {db_name} cannot take the nemesis fault(s) {', '.join(bad)}: "
-                        + "; ".join(f"{f}: {refused[f]}" for f in bad))
+        raise SpecError(
+            f"--db {db_name} cannot take the nemesis fault(s) {', '.join(bad)}: "
+            + "; ".join(f"{f}: {refused[f]}" for f in bad)
+        )
     return faults
 
 
@@ -258,12 +356,21 @@ def _interface_of(reg: Registry, workload: str) -> str | None:
 
 def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str | None) -> TestSpec:
     """Validate CLI values against the registry and make a spec (raises SpecError)."""
-    for table, kind, value in ((reg.backends, "backend", c.backend), (reg.dbs, "db", c.db),
-                               (reg.workloads, "workload", workload)):
+    for table, kind, value in (
+        (reg.backends, "backend", c.backend),
+        (reg.dbs, "db", c.db),
+        (reg.workloads, "workload", workload),
+    ):
         if value not in table:
             raise SpecError(f"unknown {kind} {value!r}; allowed: {', '.join(sorted(table))}")
-    faults = parse_nemesis(nemesis, reg.nemesis_faults, reg.faults_for(c.backend), c.backend,
-                           reg.nemesis_sequences, everything=reg.all_faults_for(c.backend))
+    faults = parse_nemesis(
+        nemesis,
+        reg.nemesis_faults,
+        reg.faults_for(c.backend),
+        c.backend,
+        reg.nemesis_sequences,
+        everything=reg.all_faults_for(c.backend),
+    )
     count, options = _nodes_and_backend_options(c)
     db = _make_db(reg, c.db, options)
     faults = _faults_the_db_takes(db, c.db, nemesis, faults)
@@ -282,22 +389,30 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
         if c.latency_ms < 0:
             raise SpecError(f"--latency must be >= 0 ms, got {c.latency_ms:g}")
         if c.backend != "local":
-            raise SpecError(f"--latency needs the local backend (its proxy mesh delays links); the {c.backend} "
-                            "backend cannot delay packets (iptables has no delay, tc netem is not available)")
+            raise SpecError(
+                f"--latency needs the local backend (its proxy mesh delays links); the {c.backend} "
+                "backend cannot delay packets (iptables has no delay, tc netem is not available)"
+            )
         options["latency_ms"] = c.latency_ms
     if c.unsafe_db_fault:
         allowed = unsafe_faults_of(reg, db)
         if c.unsafe_db_fault not in allowed:
-            raise SpecError(f"unknown --unsafe-db-fault {c.unsafe_db_fault!r} for --db {c.db}; allowed: "
-                            f"{', '.join(allowed) or 'none (this database has no test-only faults)'}")
+            raise SpecError(
+                f"unknown --unsafe-db-fault {c.unsafe_db_fault!r} for --db {c.db}; allowed: "
+                f"{', '.join(allowed) or 'none (this database has no test-only faults)'}"
+            )
         options["unsafe_db_fault"] = c.unsafe_db_fault
     if c.failpoints:
         if c.db not in reg.failpoint_dbs:
-            raise SpecError(f"--failpoint arms the squall node's test-only failpoints; --db {c.db} has none "
-                            f"(allowed with: {', '.join(reg.failpoint_dbs) or 'no database'})")
+            raise SpecError(
+                f"--failpoint arms the squall node's test-only failpoints; --db {c.db} has none "
+                f"(allowed with: {', '.join(reg.failpoint_dbs) or 'no database'})"
+            )
         if c.backend != "local":
-            raise SpecError(f"--failpoint needs the local backend (the harness arms every node through its "
-                            f"loopback failpoint API); the {c.backend} backend cannot reach it")
+            raise SpecError(
+                f"--failpoint needs the local backend (the harness arms every node through its "
+                f"loopback failpoint API); the {c.backend} backend cannot reach it"
+            )
         for fp in c.failpoints:
             try:
                 reg.check_failpoint(fp)
@@ -306,17 +421,31 @@ def build_spec(reg: Registry, c: _Common, workload: str, nemesis: str, name: str
         options["failpoints"] = ",".join(fp.strip() for fp in c.failpoints)
     seed = c.seed if c.seed is not None else random.SystemRandom().randrange(2**31)
     return TestSpec(
-        name=name or default_name(c.db, workload, faults) + (f"-unsafe-{c.unsafe_db_fault}" if c.unsafe_db_fault else "")
+        name=name
+        or default_name(c.db, workload, faults)
+        + (f"-unsafe-{c.unsafe_db_fault}" if c.unsafe_db_fault else "")
         + "".join(f"-fp-{fp.partition('=')[0].strip()}" for fp in c.failpoints),
-        nodes=nodes, backend=c.backend, db=c.db, workload=workload, nemesis=faults,
-        nemesis_interval_s=c.nemesis_interval, time_limit_s=c.time_limit,
-        concurrency=parse_concurrency(c.concurrency, len(nodes)), rate=c.rate, seed=seed, reads=reads,
-        clients=c.clients, min_availability=c.min_availability, options=tuple(sorted(options.items())))
+        nodes=nodes,
+        backend=c.backend,
+        db=c.db,
+        workload=workload,
+        nemesis=faults,
+        nemesis_interval_s=c.nemesis_interval,
+        time_limit_s=c.time_limit,
+        concurrency=parse_concurrency(c.concurrency, len(nodes)),
+        rate=c.rate,
+        seed=seed,
+        reads=reads,
+        clients=c.clients,
+        min_availability=c.min_availability,
+        options=tuple(sorted(options.items())),
+    )
 
 
 @contextmanager
 def _signals_to(control: RunControl) -> Iterator[None]:
     """SIGINT/SIGTERM interrupt the run (the runner tears down and keeps the history)."""
+
     def handler(signum: int, _frame: Any) -> None:
         control.interrupt(signal.Signals(signum).name)
 
@@ -345,8 +474,11 @@ def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunContr
         db = lookup(reg.dbs, "db", spec.db)(options)
         workload = lookup(reg.workloads, "workload", spec.workload)({**options, "reads": spec.reads, "seed": spec.seed})
         workload = bind(workload, db)  # the database's clients for the workload's interface
-        package = (reg.nemesis_package(list(spec.nemesis), spec.nemesis_interval_s, stream_rng(spec.seed, "nemesis"))
-                   if spec.nemesis else None)
+        package = (
+            reg.nemesis_package(list(spec.nemesis), spec.nemesis_interval_s, stream_rng(spec.seed, "nemesis"))
+            if spec.nemesis
+            else None
+        )
     except (UnknownName, NotOffered) as exc:
         raise SpecError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - e.g. a part that is not installed yet
@@ -355,8 +487,18 @@ def execute(reg: Registry, spec: TestSpec, results_root: Path, control: RunContr
         write_error_outcome(spec, run_dir, msg, "setup-failed", [], 0.0)
         store.update_latest(results_root, run_dir)
         return RunOutcome(run_dir, None, msg, EXIT_SETUP_FAILED, error=msg)
-    return run_test(spec, backend, db, workload, package, run_dir, progress, control, results_root=results_root,
-                    clock=reg.clock() if reg.clock is not None else None)
+    return run_test(
+        spec,
+        backend,
+        db,
+        workload,
+        package,
+        run_dir,
+        progress,
+        control,
+        results_root=results_root,
+        clock=reg.clock() if reg.clock is not None else None,
+    )
 
 
 def _describe(outcome: RunOutcome) -> str:
@@ -400,31 +542,57 @@ def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
         if ctx.get_parameter_source(param.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
             given.append(param.opts[0] if param.opts else param.name)
     if given:
-        _fail(f"--replay re-runs the stored test.json exactly (seed included), so {', '.join(given)} would be "
-              f"ignored; drop {'it' if len(given) == 1 else 'them'} (only --results, --progress/--no-progress, --json and "
-              "--test-count go with --replay), or start a new test without --replay")
+        _fail(
+            f"--replay re-runs the stored test.json exactly (seed included), so {', '.join(given)} would be "
+            f"ignored; drop {'it' if len(given) == 1 else 'them'} (only --results, --progress/--no-progress, --json and "
+            "--test-count go with --replay), or start a new test without --replay"
+        )
 
 
 @click.command("run")
-@click.option("--workload", default=plugins.default("workload", "register"), show_default=True,
-              help=f"{plugins.help_list('workload')} (the database must offer the workload's client interface; "
-                   "`squall list`).")
-@click.option("--nemesis", default="partition,kill", show_default=True,
-              help=f"Comma-separated faults ({', '.join(plugins.names('nemesis'))}), all (every one of "
-                   "squall's own faults the backend supports) or none; they overlap on a seeded schedule. "
-                   "A targeted sequence (lagging-follower, kill-leader-in-partition, pause-majority) may be "
-                   "named too: it is then played over and over.")
+@click.option(
+    "--workload",
+    default=plugins.default("workload", "register"),
+    show_default=True,
+    help=f"{plugins.help_list('workload')} (the database must offer the workload's client interface; `squall list`).",
+)
+@click.option(
+    "--nemesis",
+    default="partition,kill",
+    show_default=True,
+    help=f"Comma-separated faults ({', '.join(plugins.names('nemesis'))}), all (every one of "
+    "squall's own faults the backend supports) or none; they overlap on a seeded schedule. "
+    "A targeted sequence (lagging-follower, kill-leader-in-partition, pause-majority) may be "
+    "named too: it is then played over and over.",
+)
 @_common_options
 @click.option("--test-count", type=int, default=1, show_default=True, help="Run the test this many times (seed + i).")
 @click.option("--name", default=None, help="Test name (the results subfolder) [default: db-workload-nemesis].")
-@click.option("--replay", type=click.Path(exists=True), default=None,
-              help="Re-run the spec stored in a run directory or its test.json, seed included; only "
-                   "--results, --progress/--no-progress, --json and --test-count may go with it.")
-@click.option("--json", "as_json", is_flag=True, default=False,
-              help="Print the runs' summary as JSON on stdout (the verdict lines go to stderr).")
+@click.option(
+    "--replay",
+    type=click.Path(exists=True),
+    default=None,
+    help="Re-run the spec stored in a run directory or its test.json, seed included; only "
+    "--results, --progress/--no-progress, --json and --test-count may go with it.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    default=False,
+    help="Print the runs' summary as JSON on stdout (the verdict lines go to stderr).",
+)
 @click.pass_context
-def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: str | None, replay: str | None,
-        as_json: bool = False, **common: Any) -> None:
+def run(
+    ctx: click.Context,
+    workload: str,
+    nemesis: str,
+    test_count: int,
+    name: str | None,
+    replay: str | None,
+    as_json: bool = False,
+    **common: Any,
+) -> None:
     """Start a cluster, drive it under faults, check the history, write a report."""
     reg = _registry(ctx)
     c = _Common(**common)
@@ -473,15 +641,29 @@ def run(ctx: click.Context, workload: str, nemesis: str, test_count: int, name: 
 # majority) come up.
 STANDARD_NEMESES = "partition,pause,kill"
 
+
 @click.command("test-all")
-@click.option("--workloads", default="all", show_default=True,
-              help="Comma-separated workloads, or all (every registered workload the database can serve).")
-@click.option("--nemeses", default=STANDARD_NEMESES, show_default=True,
-              help="Semicolon-separated nemesis lists, e.g. 'partition;kill;partition,pause;none'; each list "
-                   "is one composed, overlapping schedule. The default is the standard suite's schedule.")
+@click.option(
+    "--workloads",
+    default="all",
+    show_default=True,
+    help="Comma-separated workloads, or all (every registered workload the database can serve).",
+)
+@click.option(
+    "--nemeses",
+    default=STANDARD_NEMESES,
+    show_default=True,
+    help="Semicolon-separated nemesis lists, e.g. 'partition;kill;partition,pause;none'; each list "
+    "is one composed, overlapping schedule. The default is the standard suite's schedule.",
+)
 @_common_options
-@click.option("--json", "as_json", is_flag=True, default=False,
-              help="Print the summary as JSON on stdout (the table goes to stderr).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    default=False,
+    help="Print the summary as JSON on stdout (the table goes to stderr).",
+)
 @click.pass_context
 def test_all(ctx: click.Context, workloads: str, nemeses: str, as_json: bool = False, **common: Any) -> None:
     """Run every workload under every nemesis; print a summary table.
@@ -532,8 +714,17 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     header = ("test", "seed", "verdict", "exit", "operations", "wall s", "results")
     lines = [header]
     for r in rows:
-        lines.append((r["test"], str(r["seed"]), r["verdict"], str(r["exit_code"]), str(r["counts"]["operations"]),
-                      f"{r['wall_s']:.1f}", r["run_dir"]))
+        lines.append(
+            (
+                r["test"],
+                str(r["seed"]),
+                r["verdict"],
+                str(r["exit_code"]),
+                str(r["counts"]["operations"]),
+                f"{r['wall_s']:.1f}",
+                r["run_dir"],
+            )
+        )
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
@@ -542,10 +733,16 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 
 # -- squall analyze -----------------------------------------------------------
 
+
 @click.command("analyze")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Write results.json, junit.xml and report.html here instead of rewriting RUN_DIR's.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write results.json, junit.xml and report.html here instead of rewriting RUN_DIR's.",
+)
 @click.pass_context
 def analyze_cmd(ctx: click.Context, run_dir: str, out_dir: str | None) -> None:
     """Re-check a stored run's history with the workload named in its test.json.
@@ -558,13 +755,18 @@ def analyze_cmd(ctx: click.Context, run_dir: str, out_dir: str | None) -> None:
     try:
         spec = TestSpec.load(path)
         history = store.read_history(path)
-        workload = lookup(reg.workloads, "workload", spec.workload)({**spec.option_dict, "reads": spec.reads, "seed": spec.seed})
+        workload = lookup(reg.workloads, "workload", spec.workload)(
+            {**spec.option_dict, "reads": spec.reads, "seed": spec.seed}
+        )
     except (SpecError, store.StoreError, UnknownName) as exc:
         _fail(str(exc))
     previous = store.read_results(path) or {}
     if previous.get("status") == "setup-failed":
-        click.echo(f"ERROR: {path} is a run whose setup failed ({previous.get('summary', 'no summary')}); "
-                   "there is no history to check, nothing was rewritten", err=True)
+        click.echo(
+            f"ERROR: {path} is a run whose setup failed ({previous.get('summary', 'no summary')}); "
+            "there is no history to check, nothing was rewritten",
+            err=True,
+        )
         ctx.exit(EXIT_SETUP_FAILED)
     outcome = analyze(spec, workload, history, path, out_dir=Path(out_dir) if out_dir else None)
     click.echo(_describe(outcome))

@@ -41,9 +41,10 @@ import random
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from checkers.history import INFO, INVOKE, NEMESIS, Op
 from harness import generator as gen
@@ -136,9 +137,19 @@ class Recorder:
     def now_s(self) -> float:
         return self.now_ns() / 1e9
 
-    def record(self, type_: str, process: Any, f: str, value: Any, *, at_ns: int | None = None,
-               node: str | None = None, error: Any = None, zxid: int | None = None,
-               session: Any = None) -> Op:
+    def record(
+        self,
+        type_: str,
+        process: Any,
+        f: str,
+        value: Any,
+        *,
+        at_ns: int | None = None,
+        node: str | None = None,
+        error: Any = None,
+        zxid: int | None = None,
+        session: Any = None,
+    ) -> Op:
         with self._lock:
             t = self.now_ns() if at_ns is None else at_ns
             t = max(t, self._last)  # keep times non-decreasing in index order
@@ -160,12 +171,18 @@ class _Completion:
 class _Worker(threading.Thread):
     """Runs ops for one thread; reports completions on the shared queue."""
 
-    def __init__(self, thread_id: Any, execute: Callable[[dict], tuple[dict, str | None]],
-                 completions: "queue.Queue[_Completion]", recorder: Recorder,
-                 on_exit: Callable[[], None] = lambda: None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        thread_id: Any,
+        execute: Callable[[dict], tuple[dict, str | None]],
+        completions: queue.Queue[_Completion],
+        recorder: Recorder,
+        on_exit: Callable[[], None] = lambda: None,
+        clock: Clock | None = None,
+    ) -> None:
         super().__init__(name=f"squall-worker-{thread_id}", daemon=True)
         self.thread_id = thread_id
-        self.inbox: "queue.Queue[dict | None]" = queue.Queue()
+        self.inbox: queue.Queue[dict | None] = queue.Queue()
         self._execute = execute
         self._completions = completions
         self._recorder = recorder
@@ -203,8 +220,9 @@ class _ClientSlot:
     The node an op ran on is the client's connected server after the reply
     (``result["server"]``, mapped back to the node's name)."""
 
-    def __init__(self, workload: Any, cluster: Any, nodes: list[str], timeout_s: float,
-                 clients: str = "pinned", seed: int = 0) -> None:
+    def __init__(
+        self, workload: Any, cluster: Any, nodes: list[str], timeout_s: float, clients: str = "pinned", seed: int = 0
+    ) -> None:
         self._workload = workload
         self._cluster = cluster
         self._nodes = nodes
@@ -266,11 +284,21 @@ class Interpreter:
     """Runs generators against worker threads, in the time of its clock (real
     time unless a test passes a ``harness.clock.VirtualClock``)."""
 
-    def __init__(self, *, concurrency: int, client_execute: Callable[[int], Callable[[dict], tuple[dict, str | None]]],
-                 client_close: Callable[[int], None], nemesis_execute: Callable[[dict], tuple[dict, str | None]] | None,
-                 recorder: Recorder, progress: Progress, control: RunControl, rng: random.Random,
-                 drain_timeout_s: float, node_of: Callable[[Any], str | None] = lambda _p: None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        client_execute: Callable[[int], Callable[[dict], tuple[dict, str | None]]],
+        client_close: Callable[[int], None],
+        nemesis_execute: Callable[[dict], tuple[dict, str | None]] | None,
+        recorder: Recorder,
+        progress: Progress,
+        control: RunControl,
+        rng: random.Random,
+        drain_timeout_s: float,
+        node_of: Callable[[Any], str | None] = lambda _p: None,
+        clock: Clock | None = None,
+    ) -> None:
         self.clock = clock or MonotonicClock()
         self.concurrency = concurrency
         self.node_of = node_of
@@ -279,20 +307,22 @@ class Interpreter:
         self.control = control
         self.rng = rng
         self.drain_timeout_s = drain_timeout_s
-        self.completions: "queue.Queue[_Completion]" = queue.Queue()
+        self.completions: queue.Queue[_Completion] = queue.Queue()
         self._client_execute, self._client_close = client_execute, client_close
         self._next_thread = concurrency  # ids for threads that replace hung ones
         self.workers: dict[Any, Any] = {t: t for t in range(concurrency)}
         self.threads: set[Any] = set(range(concurrency))
         self._pool: dict[Any, _Worker] = {}
         for t in range(concurrency):
-            self._pool[t] = _Worker(t, client_execute(t), self.completions, recorder, lambda t=t: client_close(t),
-                                    self.clock)
+            self._pool[t] = _Worker(
+                t, client_execute(t), self.completions, recorder, lambda t=t: client_close(t), self.clock
+            )
         if nemesis_execute is not None:
             self.workers[gen.NEMESIS_THREAD] = NEMESIS
             self.threads.add(gen.NEMESIS_THREAD)
-            self._pool[gen.NEMESIS_THREAD] = _Worker(gen.NEMESIS_THREAD, nemesis_execute, self.completions, recorder,
-                                                     clock=self.clock)
+            self._pool[gen.NEMESIS_THREAD] = _Worker(
+                gen.NEMESIS_THREAD, nemesis_execute, self.completions, recorder, clock=self.clock
+            )
         self.free: set[Any] = set(self.threads)
         self._abandoned: set[Any] = set()  # threads stuck in a hung call (daemon threads, never joined)
         self.in_flight: dict[Any, tuple[dict, Op]] = {}
@@ -310,13 +340,26 @@ class Interpreter:
         if type_ not in ("ok", "fail", "info"):
             type_, r = INFO, {**r, "error": f"client returned type {r.get('type')!r}; expected ok, fail or info"}
         value = r.get("value", op.get("value")) if "value" in r else op.get("value")
-        self.recorder.record(type_, invoke.process, op["f"], value, at_ns=c.at_ns, node=c.node or invoke.node,
-                             error=r.get("error"), zxid=r.get("zxid"), session=r.get("session"))
+        self.recorder.record(
+            type_,
+            invoke.process,
+            op["f"],
+            value,
+            at_ns=c.at_ns,
+            node=c.node or invoke.node,
+            error=r.get("error"),
+            zxid=r.get("zxid"),
+            session=r.get("session"),
+        )
         self.free.add(c.thread)
         if c.thread == gen.NEMESIS_THREAD:
-            log.info("fault %s %s -> %s%s", op["f"], json.dumps(op.get("value"), default=str),
-                     json.dumps(r.get("value"), default=str, sort_keys=True),
-                     f" (error: {r.get('error')})" if r.get("error") else "")
+            log.info(
+                "fault %s %s -> %s%s",
+                op["f"],
+                json.dumps(op.get("value"), default=str),
+                json.dumps(r.get("value"), default=str, sort_keys=True),
+                f" (error: {r.get('error')})" if r.get("error") else "",
+            )
             self.progress.nemesis_done(op["f"], _fault_label(op, r))
         else:
             self.progress.completed(type_)
@@ -402,8 +445,14 @@ class Interpreter:
             # thread is replaced by a fresh one with a fresh process (as an
             # info op retires its process), so later phases -- the final
             # reads above all -- still have every client slot.
-            self.recorder.record(INFO, invoke.process, op["f"], op.get("value"), node=invoke.node,
-                                 error="no completion before the end of the phase (the call hung)")
+            self.recorder.record(
+                INFO,
+                invoke.process,
+                op["f"],
+                op.get("value"),
+                node=invoke.node,
+                error="no completion before the end of the phase (the call hung)",
+            )
             del self.in_flight[thread]
             self.threads.discard(thread)
             self.free.discard(thread)
@@ -416,8 +465,14 @@ class Interpreter:
         """Start a worker thread (with its own client) for ``process``."""
         thread = self._next_thread
         self._next_thread += 1
-        self._pool[thread] = _Worker(thread, self._client_execute(thread), self.completions, self.recorder,
-                                     lambda t=thread: self._client_close(t), self.clock)
+        self._pool[thread] = _Worker(
+            thread,
+            self._client_execute(thread),
+            self.completions,
+            self.recorder,
+            lambda t=thread: self._client_close(t),
+            self.clock,
+        )
         self.workers[thread] = process
         self.threads.add(thread)
         self.free.add(thread)
@@ -434,6 +489,7 @@ class Interpreter:
 
 # -- the whole run ------------------------------------------------------------
 
+
 def main_generator(spec: TestSpec, workload: Any, nemesis_package: Any) -> Any:
     """Client ops at the spec's rate plus faults every interval, for the time limit.
 
@@ -446,8 +502,9 @@ def main_generator(spec: TestSpec, workload: Any, nemesis_package: Any) -> Any:
     ``threads`` arguments).
     """
     n = spec.concurrency
-    per_slot = gen.each_slot(n, lambda s: gen.source(
-        workload.ops(stream_rng(spec.seed, f"client-{s}"), thread=s, threads=n)))
+    per_slot = gen.each_slot(
+        n, lambda s: gen.source(workload.ops(stream_rng(spec.seed, f"client-{s}"), thread=s, threads=n))
+    )
     parts = [gen.clients(gen.rate_limit(spec.rate, per_slot))]
     if nemesis_package is not None:
         interval = nemesis_package.interval_s
@@ -456,7 +513,7 @@ def main_generator(spec: TestSpec, workload: Any, nemesis_package: Any) -> Any:
     return gen.TimeLimit(spec.time_limit_s, gen.any_(*parts))
 
 
-def run_final_phase(interp: "Interpreter", workload: Any, recorder: Recorder, control: RunControl) -> None:
+def run_final_phase(interp: Interpreter, workload: Any, recorder: Recorder, control: RunControl) -> None:
     """Run the workload's final reads until they succeed, as Jepsen's until-ok.
 
     A final read can fail for reasons that prove nothing (a client connecting
@@ -483,8 +540,15 @@ def run_final_phase(interp: "Interpreter", workload: Any, recorder: Recorder, co
             interp.clock.pause(1.0, control.stop)
 
 
-def run_convergence_phase(workload: Any, cluster: Any, nodes: list[str], recorder: Recorder,
-                          control: RunControl, timeout_s: float, clock: Clock | None = None) -> None:
+def run_convergence_phase(
+    workload: Any,
+    cluster: Any,
+    nodes: list[str],
+    recorder: Recorder,
+    control: RunControl,
+    timeout_s: float,
+    clock: Clock | None = None,
+) -> None:
     """Read the workload's data from every node directly and record the
     snapshots as ``converge`` ops (``checkers.convergence``).
 
@@ -512,11 +576,13 @@ def run_convergence_phase(workload: Any, cluster: Any, nodes: list[str], recorde
             try:
                 snap = snapshot(cluster.client_address(n), timeout_s)
             except Exception as exc:  # noqa: BLE001 - an unreadable node is recorded, not raised
-                recorder.record("fail", proc, convergence.F, {"round": rnd, "node": n}, node=n,
-                                error=f"{type(exc).__name__}: {exc}")
+                recorder.record(
+                    "fail", proc, convergence.F, {"round": rnd, "node": n}, node=n, error=f"{type(exc).__name__}: {exc}"
+                )
                 continue
-            recorder.record("ok", proc, convergence.F, {"round": rnd, "node": n, **snap}, node=n,
-                            zxid=snap.get("sync_zxid"))
+            recorder.record(
+                "ok", proc, convergence.F, {"round": rnd, "node": n, **snap}, node=n, zxid=snap.get("sync_zxid")
+            )
         if convergence.check(recorder.ops[start:]).valid is True:
             return
         if control.stop.is_set() or recorder.now_s() + 1.0 >= deadline:
@@ -558,10 +624,21 @@ def harness_log(run_dir: Path) -> Any:
         handler.close()
 
 
-def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_package: Any, run_dir: Path,
-             progress: Progress | None = None, control: RunControl | None = None, *,
-             results_root: Path | None = None, clock: Clock | None = None,
-             setup_timeout_s: float = SETUP_TIMEOUT_S, recovery_timeout_s: float = RECOVERY_TIMEOUT_S) -> RunOutcome:
+def run_test(
+    spec: TestSpec,
+    backend: Any,
+    db: Any,
+    workload: Any,
+    nemesis_package: Any,
+    run_dir: Path,
+    progress: Progress | None = None,
+    control: RunControl | None = None,
+    *,
+    results_root: Path | None = None,
+    clock: Clock | None = None,
+    setup_timeout_s: float = SETUP_TIMEOUT_S,
+    recovery_timeout_s: float = RECOVERY_TIMEOUT_S,
+) -> RunOutcome:
     """Run one test end to end and store everything under ``run_dir``.
 
     ``clock`` is the run's time (``harness.clock``): real time by default; the
@@ -571,17 +648,39 @@ def run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_packa
     run_dir.mkdir(parents=True, exist_ok=True)
     with harness_log(run_dir):
         log.info("run %s: %s", run_dir, spec.to_json().replace("\n", " "))
-        outcome = _run_test(spec, backend, db, workload, nemesis_package, run_dir, progress, control,
-                            results_root=results_root, clock=clock or MonotonicClock(),
-                            setup_timeout_s=setup_timeout_s,
-                            recovery_timeout_s=recovery_timeout_s)
+        outcome = _run_test(
+            spec,
+            backend,
+            db,
+            workload,
+            nemesis_package,
+            run_dir,
+            progress,
+            control,
+            results_root=results_root,
+            clock=clock or MonotonicClock(),
+            setup_timeout_s=setup_timeout_s,
+            recovery_timeout_s=recovery_timeout_s,
+        )
         log.info("outcome: exit %d, verdict %s: %s", outcome.exit_code, outcome.valid, outcome.summary)
         return outcome
 
 
-def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_package: Any, run_dir: Path,
-              progress: Progress | None, control: RunControl | None, *, results_root: Path | None,
-              clock: Clock, setup_timeout_s: float, recovery_timeout_s: float) -> RunOutcome:
+def _run_test(
+    spec: TestSpec,
+    backend: Any,
+    db: Any,
+    workload: Any,
+    nemesis_package: Any,
+    run_dir: Path,
+    progress: Progress | None,
+    control: RunControl | None,
+    *,
+    results_root: Path | None,
+    clock: Clock,
+    setup_timeout_s: float,
+    recovery_timeout_s: float,
+) -> RunOutcome:
     control = control or RunControl()
     progress = progress or Progress(spec.time_limit_s, enabled=False)
     started = time.monotonic()
@@ -650,15 +749,23 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
             def nemesis_exec(op: dict) -> tuple[dict, None]:
                 return nem.invoke(cluster, {"f": op["f"], "value": op.get("value")}), None
 
-        interp = Interpreter(concurrency=spec.concurrency, client_execute=lambda t: slot(t).execute,
-                             client_close=lambda t: slot(t).close(), nemesis_execute=nemesis_exec,
-                             recorder=recorder, progress=progress, control=control, rng=rng,
-                             drain_timeout_s=client_timeout_s * 2 + 2.0,
-                             node_of=(lambda p: nodes[p % len(nodes)]) if spec.clients == "pinned"
-                             else (lambda _p: None), clock=clock)
+        interp = Interpreter(
+            concurrency=spec.concurrency,
+            client_execute=lambda t: slot(t).execute,
+            client_close=lambda t: slot(t).close(),
+            nemesis_execute=nemesis_exec,
+            recorder=recorder,
+            progress=progress,
+            control=control,
+            rng=rng,
+            drain_timeout_s=client_timeout_s * 2 + 2.0,
+            node_of=(lambda p: nodes[p % len(nodes)]) if spec.clients == "pinned" else (lambda _p: None),
+            clock=clock,
+        )
         progress.set_phase("main", recorder.now_s())
-        log.info("main phase: %gs of client ops at %g/s, %d client threads", spec.time_limit_s, spec.rate,
-                 spec.concurrency)
+        log.info(
+            "main phase: %gs of client ops at %g/s, %d client threads", spec.time_limit_s, spec.rate, spec.concurrency
+        )
         # The heal starts as soon as the main phase's generator ends, with client ops
         # still in flight (as in Jepsen): a call hung on a killed or cut-off majority
         # would otherwise hold the heal back for a whole client timeout. The heal
@@ -732,10 +839,16 @@ def _run_test(spec: TestSpec, backend: Any, db: Any, workload: Any, nemesis_pack
         msg = f"interrupted by {control.signal_name or 'SIGINT'}; cluster torn down; {len(recorder.ops)} ops recorded in history.jsonl (not checked)"
         store.write_results(run_dir, _error_results(spec, msg, "interrupted"))
         progress.message(msg)
-        return RunOutcome(run_dir, None, msg, EXIT_INTERRUPTED, interrupted=True,
-                          history_len=len(recorder.ops), wall_s=time.monotonic() - started)
-    return analyze(spec, workload, recorder.ops, run_dir, progress, notes=notes, control=control,
-                   started=started)
+        return RunOutcome(
+            run_dir,
+            None,
+            msg,
+            EXIT_INTERRUPTED,
+            interrupted=True,
+            history_len=len(recorder.ops),
+            wall_s=time.monotonic() - started,
+        )
+    return analyze(spec, workload, recorder.ops, run_dir, progress, notes=notes, control=control, started=started)
 
 
 def _teardown(cluster: Any, nemesis_package: Any, run_dir: Path, progress: Progress) -> None:
@@ -772,14 +885,15 @@ def verdict_of(result: Any, history: list[Op]) -> tuple[Any, str]:
     without one ok client operation is "unknown" unless the checker proved
     an anomaly (an empty history proves nothing, whatever a checker says)."""
     if client_ok_count(history) == 0 and result.valid is not False:
-        return "unknown", (f"no client operation completed ok ({len(history)} history lines): the run proved "
-                           f"nothing; the checker alone said: {result.summary}")
+        return "unknown", (
+            f"no client operation completed ok ({len(history)} history lines): the run proved "
+            f"nothing; the checker alone said: {result.summary}"
+        )
     return result.valid, result.summary
 
 
 def judge(spec: TestSpec, workload: Any, history: list[Op]) -> tuple[Any, str, Any]:
     """Check ``history`` as the run does: (verdict, summary, checker result)."""
-    from checkers.result import run_checker
 
     result = check_history(spec, workload, history)
     valid, summary = verdict_of(result, history)
@@ -787,14 +901,24 @@ def judge(spec: TestSpec, workload: Any, history: list[Op]) -> tuple[Any, str, A
     if limits:  # as analyze() says it: a documented limitation of the database, not a finding
         note = limitation_note(limits)
         summary += note
-        result = dataclasses.replace(result, summary=result.summary + note,
-                                     details={**result.details, "known_limitations": limits})
+        result = dataclasses.replace(
+            result, summary=result.summary + note, details={**result.details, "known_limitations": limits}
+        )
     return valid, summary, result
 
 
-def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, progress: Progress | None = None, *,
-            notes: list[str] | None = None, control: RunControl | None = None, started: float | None = None,
-            out_dir: Path | None = None) -> RunOutcome:
+def analyze(
+    spec: TestSpec,
+    workload: Any,
+    history: list[Op],
+    run_dir: Path,
+    progress: Progress | None = None,
+    *,
+    notes: list[str] | None = None,
+    control: RunControl | None = None,
+    started: float | None = None,
+    out_dir: Path | None = None,
+) -> RunOutcome:
     """Check a history with the workload's checker and write results, report, junit
     (into ``out_dir``, by default the run directory).
 
@@ -803,7 +927,6 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
     empty history "valid"), so the verdict is "unknown" and junit.xml shows
     an error.
     """
-    from checkers.result import run_checker
 
     started = time.monotonic() if started is None else started
     progress = progress or Progress(spec.time_limit_s, enabled=False)
@@ -816,8 +939,15 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
     except KeyboardInterrupt:
         msg = "interrupted during analysis; history.jsonl is complete, re-check it with `squall analyze`"
         store.write_results(out_dir, _error_results(spec, msg, "interrupted"))
-        return RunOutcome(run_dir, None, msg, EXIT_INTERRUPTED, interrupted=True, history_len=len(history),
-                          written=[out_dir / "results.json"])
+        return RunOutcome(
+            run_dir,
+            None,
+            msg,
+            EXIT_INTERRUPTED,
+            interrupted=True,
+            history_len=len(history),
+            written=[out_dir / "results.json"],
+        )
     finally:
         if control is not None:
             control.raise_on_interrupt = False
@@ -826,9 +956,16 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
     oks = client_ok_count(history)
     if summary != result.summary:
         notes.append(summary)
-    results = {"valid": valid, "summary": summary, "status": "checked",
-               "test": spec.name, "notes": notes, "result": result.to_dict(),
-               "counts": _counts(history), "client_ok_ops": oks}
+    results = {
+        "valid": valid,
+        "summary": summary,
+        "status": "checked",
+        "test": spec.name,
+        "notes": notes,
+        "result": result.to_dict(),
+        "counts": _counts(history),
+        "client_ok_ops": oks,
+    }
     limits = known_limitations(spec, results["result"])
     if limits:
         results["known_limitations"] = limits
@@ -836,19 +973,23 @@ def analyze(spec: TestSpec, workload: Any, history: list[Op], run_dir: Path, pro
     written = [store.write_results(out_dir, results)]
     wall = time.monotonic() - started
     from harness.report import junit
+
     written.append(junit.write_junit(out_dir / "junit.xml", spec.name, results, wall))
     try:
         from harness.report import html
+
         html.write_report(out_dir / "report.html", spec.to_dict(), history, results)
         written.append(out_dir / "report.html")
     except Exception as exc:  # noqa: BLE001 - a report bug must not change the verdict
         progress.message(f"report.html could not be written: {type(exc).__name__}: {exc}")
-    return RunOutcome(run_dir, valid, summary, verdict_exit_code(valid),
-                      history_len=len(history), wall_s=wall, written=written)
+    return RunOutcome(
+        run_dir, valid, summary, verdict_exit_code(valid), history_len=len(history), wall_s=wall, written=written
+    )
 
 
 def _counts(history: list[Op]) -> dict[str, int]:
     from harness.report.stats import counts  # the report's and the results browser's counts
+
     return counts(history)
 
 
@@ -882,17 +1023,25 @@ def check_history(spec: TestSpec, workload: Any, history: list[Op]) -> Any:
     extra = []
     if len(client_ops) != len(history):
         extra.append(run_checker(convergence.NAME, convergence.check, history))
-    if any(op.session is not None for op in client_ops) and \
-            not any(p.checker == session_order.NAME for p in parts):
+    if any(op.session is not None for op in client_ops) and not any(p.checker == session_order.NAME for p in parts):
         extra.append(run_checker(session_order.NAME, session_order.check, client_ops))
     kinds = getattr(workload, "progress_kinds", None)
     if kinds:
         from checkers import availability
 
         final_fs = tuple(sorted({o["f"] for o in workload.final_ops()}))
-        extra.append(run_checker(availability.NAME, availability.check, client_ops, dict(kinds),
-                                 spec.min_availability, tuple(getattr(workload, "progress_answered", ())),
-                                 final_fs, AVAILABILITY_GRACE_S))
+        extra.append(
+            run_checker(
+                availability.NAME,
+                availability.check,
+                client_ops,
+                dict(kinds),
+                spec.min_availability,
+                tuple(getattr(workload, "progress_answered", ())),
+                final_fs,
+                AVAILABILITY_GRACE_S,
+            )
+        )
     everything = [*parts, *extra]
     # A check that found nothing to judge (no session with two zxids, no
     # fault-free stretch long enough) tested nothing: it neither vouches for
@@ -916,22 +1065,29 @@ def _parts(result: Any) -> list[Any]:
     if not subs:
         return [result]
     try:
-        return [Result(**{k: d.get(k) for k in ("valid", "checker", "summary", "explanation", "witness",
-                                                "counterexample")}, details=d.get("details") or {})
-                for d in subs]
+        return [
+            Result(
+                **{k: d.get(k) for k in ("valid", "checker", "summary", "explanation", "witness", "counterexample")},
+                details=d.get("details") or {},
+            )
+            for d in subs
+        ]
     except (TypeError, ValueError):
         return [result]
 
 
-def write_error_outcome(spec: TestSpec, run_dir: Path, message: str, status: str, history: list[Op],
-                        wall_s: float) -> None:
+def write_error_outcome(
+    spec: TestSpec, run_dir: Path, message: str, status: str, history: list[Op], wall_s: float
+) -> None:
     """results.json, junit.xml (an error) and report.html for a run without a verdict."""
     results = {**_error_results(spec, message, status), "counts": _counts(history)}
     store.write_results(run_dir, results)
     from harness.report import junit
+
     junit.write_junit(run_dir / "junit.xml", spec.name, results, wall_s)
     try:
         from harness.report import html
+
         html.write_report(run_dir / "report.html", spec.to_dict(), history, results)
     except Exception:  # noqa: BLE001 - the error itself is what matters here
         log.exception("report.html for a failed run")

@@ -136,20 +136,34 @@ def run_sim(campaign: Campaign, fault: str | None, seed: int, results_root: Path
         msg = f"squall sim exited {proc.returncode} without a report: {proc.stderr.strip()[-300:]}"
         return Attempt(seed, max(proc.returncode, EXIT_SETUP_FAILED), "error", seconds, msg, "", str(report))
     bad = [o for o in doc["outcomes"] if o["verdict"] == "invalid"]
-    summary = (f"{doc['seeds']} seeds: {doc['seeds'] - doc['invalid'] - doc['unknown']} valid, "
-               f"{doc['invalid']} failing, {doc['unknown']} unknown")
+    summary = (
+        f"{doc['seeds']} seeds: {doc['seeds'] - doc['invalid'] - doc['unknown']} valid, "
+        f"{doc['invalid']} failing, {doc['unknown']} unknown"
+    )
     verdict = {EXIT_VALID: "valid", EXIT_INVALID: "invalid"}.get(proc.returncode, "unknown")
     anomaly = reproduce = ""
     if bad:
         first_bad = bad[0]
         anomaly = f"{summary} -- seed {first_bad['seed']}: {(first_bad['problems'] or ['?'])[0]}"
-        reproduce = shlex.join(["squall", "sim", "--seeds", "1", "--seed", str(first_bad["seed"]), "--nodes",
-                                str(first_bad["nodes"]), *(["--unsafe-test-fault", fault] if fault else [])])
+        reproduce = shlex.join(
+            [
+                "squall",
+                "sim",
+                "--seeds",
+                "1",
+                "--seed",
+                str(first_bad["seed"]),
+                "--nodes",
+                str(first_bad["nodes"]),
+                *(["--unsafe-test-fault", fault] if fault else []),
+            ]
+        )
     return Attempt(seed, proc.returncode, verdict, seconds, summary, anomaly, str(report), reproduce)
 
 
-def run_once(reg: Registry, campaign: Campaign, fault: str | None, seed: int, results_root: Path,
-             control: RunControl) -> Attempt:
+def run_once(
+    reg: Registry, campaign: Campaign, fault: str | None, seed: int, results_root: Path, control: RunControl
+) -> Attempt:
     """One ``squall run`` of ``campaign`` (with ``fault`` armed, if any) in this process
     (or one ``squall sim`` for a simulator campaign)."""
     if campaign.sim_seeds:
@@ -157,20 +171,30 @@ def run_once(reg: Registry, campaign: Campaign, fault: str | None, seed: int, re
     from harness.run_cmd import _Common, build_spec, execute
     from harness.summary import verdict_word
 
-    common = _Common(backend="local", db="squall", nemesis_interval=campaign.interval_s,
-                     nodes=str(campaign.nodes), time_limit=campaign.time_limit_s,
-                     concurrency=campaign.concurrency or "2n",
-                     rate=campaign.rate if campaign.rate is not None else 20.0, seed=seed,
-                     results_dir=str(results_root), reads=campaign.reads, progress=False,
-                     unsafe_db_fault=fault, failpoints=campaign.failpoints)
+    common = _Common(
+        backend="local",
+        db="squall",
+        nemesis_interval=campaign.interval_s,
+        nodes=str(campaign.nodes),
+        time_limit=campaign.time_limit_s,
+        concurrency=campaign.concurrency or "2n",
+        rate=campaign.rate if campaign.rate is not None else 20.0,
+        seed=seed,
+        results_dir=str(results_root),
+        reads=campaign.reads,
+        progress=False,
+        unsafe_db_fault=fault,
+        failpoints=campaign.failpoints,
+    )
     name = f"selftest-{fault or 'real'}-{campaign.workload}-{campaign.nemesis.replace(',', '+')}"
     spec = build_spec(reg, common, campaign.workload, campaign.nemesis, name)
     t0 = time.monotonic()
     outcome = execute(reg, spec, results_root, control, False)
     seconds = time.monotonic() - t0
     anomaly = _anomaly(Path(outcome.run_dir), outcome.summary) if outcome.exit_code == EXIT_INVALID else ""
-    return Attempt(seed, outcome.exit_code, verdict_word(outcome), seconds, outcome.summary, anomaly,
-                   str(outcome.run_dir))
+    return Attempt(
+        seed, outcome.exit_code, verdict_word(outcome), seconds, outcome.summary, anomaly, str(outcome.run_dir)
+    )
 
 
 def plan(bugs: list[Bug], fast: bool) -> list[Row]:
@@ -190,17 +214,21 @@ def plan(bugs: list[Bug], fast: bool) -> list[Row]:
 
 def markdown_table(rows: list[Row]) -> str:
     """The track record as the Markdown table docs/track-record.md keeps."""
-    lines = ["| bug | kind | campaign | caught? | runs | seconds | anomaly found | reproduce |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| bug | kind | campaign | caught? | runs | seconds | anomaly found | reproduce |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         anomaly = (r.attempts[-1].anomaly or r.attempts[-1].summary) if r.attempts else ""
         anomaly = anomaly.replace("|", "\\|")
         if len(anomaly) > 200:
             anomaly = anomaly[:197] + "..."
         caught = {"caught": "yes", "NOT CAUGHT": "**no**", "passed": "valid (passes)", "FAILED": "**FAILED**"}
-        lines.append(f"| {r.name if r.fault else '*' + r.name + '*'} | {r.kind} | {r.campaign.describe()} | "
-                     f"{caught[r.outcome]} | {len(r.attempts)}/{r.allowed} | {r.seconds:.0f} | {anomaly} | "
-                     f"`{r.reproduce}` |")
+        lines.append(
+            f"| {r.name if r.fault else '*' + r.name + '*'} | {r.kind} | {r.campaign.describe()} | "
+            f"{caught[r.outcome]} | {len(r.attempts)}/{r.allowed} | {r.seconds:.0f} | {anomaly} | "
+            f"`{r.reproduce}` |"
+        )
     return "\n".join(lines)
 
 
@@ -210,11 +238,9 @@ def text_table(rows: list[Row]) -> str:
     for r in rows:
         last = r.attempts[-1] if r.attempts else None
         note = (last.anomaly or last.summary) if last else ""
-        out.append((r.name, r.kind, r.outcome, f"{len(r.attempts)}/{r.allowed}", f"{r.seconds:.0f}",
-                    note[:110]))
+        out.append((r.name, r.kind, r.outcome, f"{len(r.attempts)}/{r.allowed}", f"{r.seconds:.0f}", note[:110]))
     widths = [max(len(row[i]) for row in out) for i in range(len(header) - 1)]
-    lines = ["  ".join([c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)] + [row[-1]]).rstrip()
-             for row in out]
+    lines = ["  ".join([c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)] + [row[-1]]).rstrip() for row in out]
     lines.insert(1, "-" * min(160, sum(widths) + 2 * len(widths) + 20))
     return "\n".join(lines)
 
@@ -231,31 +257,67 @@ def select(fast: bool, only: str | None) -> list[Bug]:
 
 
 @click.command("selftest")
-@click.option("--fast", is_flag=True, default=False,
-              help="Only the fast subset of the catalogue (for CI: a few minutes).")
+@click.option(
+    "--fast", is_flag=True, default=False, help="Only the fast subset of the catalogue (for CI: a few minutes)."
+)
 @click.option("--only", default=None, metavar="BUG,BUG,...", help="Only these bugs (see --list).")
 @click.option("--list", "list_only", is_flag=True, default=False, help="Print the catalogue and exit.")
-@click.option("--seed", type=int, default=1, show_default=True,
-              help="Seed of each campaign's first run; a bug's later attempts use seed + 1, + 2, ...")
-@click.option("--max-attempts", type=click.IntRange(1, 50), default=None,
-              help="Cap every bug's attempts at this many runs [default: each bug's own bound].")
-@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="Results folder (runs go to RESULTS/selftest/<timestamp>/).")
-@click.option("--json", "as_json", is_flag=True, default=False,
-              help="Print the track record as JSON on stdout (progress and the table go to stderr).")
-@click.option("--markdown", is_flag=True, default=False,
-              help="Also print the track record as the Markdown table of docs/track-record.md.")
+@click.option(
+    "--seed",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Seed of each campaign's first run; a bug's later attempts use seed + 1, + 2, ...",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 50),
+    default=None,
+    help="Cap every bug's attempts at this many runs [default: each bug's own bound].",
+)
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="Results folder (runs go to RESULTS/selftest/<timestamp>/).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    default=False,
+    help="Print the track record as JSON on stdout (progress and the table go to stderr).",
+)
+@click.option(
+    "--markdown",
+    is_flag=True,
+    default=False,
+    help="Also print the track record as the Markdown table of docs/track-record.md.",
+)
 @click.pass_context
-def selftest(ctx: click.Context, fast: bool, only: str | None, list_only: bool, seed: int,
-             max_attempts: int | None, results_dir: str, as_json: bool, markdown: bool) -> None:
+def selftest(
+    ctx: click.Context,
+    fast: bool,
+    only: str | None,
+    list_only: bool,
+    seed: int,
+    max_attempts: int | None,
+    results_dir: str,
+    as_json: bool,
+    markdown: bool,
+) -> None:
     """Run the real node and a catalogue of known bugs; exit 0 only if the node passes and every bug is caught."""
     from harness.run_cmd import _registry, _signals_to
 
     bugs = select(fast, only)
     if list_only:
         for b in bugs:
-            click.echo(f"{b.name:28} {b.kind:12} {'fast ' if b.fast else ''}{b.campaign.describe()}"
-                       f" (<= {b.attempts} runs)\n{'':28} {b.what}")
+            click.echo(
+                f"{b.name:28} {b.kind:12} {'fast ' if b.fast else ''}{b.campaign.describe()}"
+                f" (<= {b.attempts} runs)\n{'':28} {b.what}"
+            )
         return
     reg = _registry(ctx)
     rows = plan(bugs, fast)
@@ -270,8 +332,10 @@ def selftest(ctx: click.Context, fast: bool, only: str | None, list_only: bool, 
     def say(text: str) -> None:
         click.echo(text, err=True)
 
-    say(f"squall selftest: {sum(1 for r in rows if r.fault is None)} real-node campaigns, "
-        f"{sum(1 for r in rows if r.fault)} bugs; runs under {root}")
+    say(
+        f"squall selftest: {sum(1 for r in rows if r.fault is None)} real-node campaigns, "
+        f"{sum(1 for r in rows if r.fault)} bugs; runs under {root}"
+    )
     interrupted = False
     setup_failed = False
     with _signals_to(control):
@@ -288,8 +352,10 @@ def selftest(ctx: click.Context, fast: bool, only: str | None, list_only: bool, 
                 row.attempts.append(a)
                 note = a.anomaly or a.summary
                 note = note if len(note) <= 240 else note[:237] + "..."
-                say(f"[{n}/{total}] {what}: {a.verdict} in {a.seconds:.1f} s"
-                    + (f": {note}" if a.exit_code != EXIT_VALID else ""))
+                say(
+                    f"[{n}/{total}] {what}: {a.verdict} in {a.seconds:.1f} s"
+                    + (f": {note}" if a.exit_code != EXIT_VALID else "")
+                )
                 if a.exit_code == EXIT_INTERRUPTED:
                     interrupted = True
                     break
@@ -301,16 +367,23 @@ def selftest(ctx: click.Context, fast: bool, only: str | None, list_only: bool, 
                 break
     wall = time.monotonic() - started
     passed = not interrupted and all(r.ok for r in rows)
-    doc = {"format": 1, "passed": passed, "wall_s": round(wall, 1), "results": str(root),
-           "rows": [r.to_dict() for r in rows]}
+    doc = {
+        "format": 1,
+        "passed": passed,
+        "wall_s": round(wall, 1),
+        "results": str(root),
+        "rows": [r.to_dict() for r in rows],
+    }
     (root / "selftest.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     click.echo(text_table(rows), err=err)
     if markdown:
         click.echo("\n" + markdown_table(rows), err=err)
     real = [r for r in rows if r.fault is None]
     caught = [r for r in rows if r.fault and r.ok]
-    say(f"\nreal node: {sum(r.ok for r in real)}/{len(real)} campaigns valid; bugs caught: "
-        f"{len(caught)}/{len(rows) - len(real)}; {wall:.0f} s; {root / 'selftest.json'}")
+    say(
+        f"\nreal node: {sum(r.ok for r in real)}/{len(real)} campaigns valid; bugs caught: "
+        f"{len(caught)}/{len(rows) - len(real)}; {wall:.0f} s; {root / 'selftest.json'}"
+    )
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     if interrupted:

@@ -22,10 +22,11 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -88,10 +89,10 @@ def stamp_time(stamp: str, fallback: Path) -> str:
     try:
         base = stamp.split(".")[0]
         ms = int(stamp.split(".")[1][:3]) if "." in stamp else 0
-        t = datetime.strptime(base, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc, microsecond=ms * 1000)
+        t = datetime.strptime(base, TIMESTAMP_FORMAT).replace(tzinfo=UTC, microsecond=ms * 1000)
     except (ValueError, IndexError):
         try:
-            t = datetime.fromtimestamp(fallback.stat().st_mtime, tz=timezone.utc)
+            t = datetime.fromtimestamp(fallback.stat().st_mtime, tz=UTC)
         except OSError:
             return ""
     return t.isoformat(timespec="seconds")
@@ -162,12 +163,19 @@ def summarize_run(run_dir: Path) -> RunSummary:
     ops, op_problems = count_ops(run_dir / "history.jsonl")
     nemesis = spec.get("nemesis", [])
     summary = RunSummary(
-        name=run_dir.parent.name, stamp=run_dir.name, time=stamp_time(run_dir.name, run_dir / "test.json"),
-        db=str(spec.get("db", "?")), workload=str(spec.get("workload", "?")),
+        name=run_dir.parent.name,
+        stamp=run_dir.name,
+        time=stamp_time(run_dir.name, run_dir / "test.json"),
+        db=str(spec.get("db", "?")),
+        workload=str(spec.get("workload", "?")),
         nemesis=",".join(nemesis) if isinstance(nemesis, list) and nemesis else (str(nemesis) if nemesis else "none"),
-        nodes=len(spec.get("nodes", []) or []), verdict=verdict_of(results),
-        summary=str((results or {}).get("summary", "")), ops=ops,
-        files=sorted(n for n in RUN_FILES if (run_dir / n).is_file()), problems=problems + op_problems)
+        nodes=len(spec.get("nodes", []) or []),
+        verdict=verdict_of(results),
+        summary=str((results or {}).get("summary", "")),
+        ops=ops,
+        files=sorted(n for n in RUN_FILES if (run_dir / n).is_file()),
+        problems=problems + op_problems,
+    )
     if len(_SUMMARY_CACHE) > 5000:
         _SUMMARY_CACHE.clear()
     _SUMMARY_CACHE[key] = summary
@@ -191,8 +199,11 @@ def find_runs(root: Path) -> list[Path]:
 def list_runs(root: Path, verdict: str = "", workload: str = "", db: str = "") -> list[RunSummary]:
     """Every run, newest first, filtered (empty filter = any)."""
     runs = [summarize_run(d) for d in find_runs(root)]
-    runs = [r for r in runs if (not verdict or r.verdict == verdict) and (not workload or r.workload == workload)
-            and (not db or r.db == db)]
+    runs = [
+        r
+        for r in runs
+        if (not verdict or r.verdict == verdict) and (not workload or r.workload == workload) and (not db or r.db == db)
+    ]
     runs.sort(key=lambda r: (r.time, r.stamp, r.name), reverse=True)
     return runs
 
@@ -269,7 +280,7 @@ def _host_is_loopback(host_header: str | None) -> bool:
         return False
     name = host_header
     if name.startswith("["):
-        name = name[1:name.find("]")] if "]" in name else name
+        name = name[1 : name.find("]")] if "]" in name else name
     elif name.count(":") == 1:
         name = name.split(":")[0]
     return is_loopback(name)
@@ -277,8 +288,10 @@ def _host_is_loopback(host_header: str | None) -> bool:
 
 def check_bind(host: str, token: str | None) -> None:
     if not is_loopback(host) and not token:
-        raise ServeConfigError(f"refusing to serve results on {host} without a token: run reports hold node logs "
-                               f"and configuration. Pass --token TOKEN (or SQUALL_SERVE_TOKEN) or bind 127.0.0.1.")
+        raise ServeConfigError(
+            f"refusing to serve results on {host} without a token: run reports hold node logs "
+            f"and configuration. Pass --token TOKEN (or SQUALL_SERVE_TOKEN) or bind 127.0.0.1."
+        )
 
 
 # ---------------------------------------------------------------- the aiohttp application
@@ -293,8 +306,9 @@ def build_app(root: Path, token: str | None = None) -> Any:
 
     def page(template: str, **ctx: Any) -> web.Response:
         html = env.get_template(template).render(root=str(root), **ctx)
-        return web.Response(text=html, content_type="text/html", charset="utf-8",
-                            headers={"X-Frame-Options": "SAMEORIGIN"})
+        return web.Response(
+            text=html, content_type="text/html", charset="utf-8", headers={"X-Frame-Options": "SAMEORIGIN"}
+        )
 
     def not_found() -> web.HTTPNotFound:
         return web.HTTPNotFound(text="404: no such run or file in this results folder\n")
@@ -314,12 +328,16 @@ def build_app(root: Path, token: str | None = None) -> Any:
             if auth.startswith("Bearer "):
                 offered = auth[7:]
             if not hmac.compare_digest(offered.encode(), token.encode()):
-                raise web.HTTPUnauthorized(text="this results server needs its token: open /?token=TOKEN once, "
-                                                "or send 'Authorization: Bearer TOKEN'\n")
+                raise web.HTTPUnauthorized(
+                    text="this results server needs its token: open /?token=TOKEN once, "
+                    "or send 'Authorization: Bearer TOKEN'\n"
+                )
         elif not _host_is_loopback(request.host):
             # bound to loopback without a token: a foreign Host header means DNS rebinding by another site
-            raise web.HTTPForbidden(text=f"Host {request.host!r} refused: without --token only loopback names "
-                                         f"(localhost, 127.0.0.1, [::1]) are served\n")
+            raise web.HTTPForbidden(
+                text=f"Host {request.host!r} refused: without --token only loopback names "
+                f"(localhost, 127.0.0.1, [::1]) are served\n"
+            )
         return await handler(request)
 
     def filters(request: web.Request) -> dict[str, str]:
@@ -329,8 +347,11 @@ def build_app(root: Path, token: str | None = None) -> Any:
         f = filters(request)
         every = list_runs(root)
         runs = list_runs(root, **f)
-        choices = {"verdict": sorted({r.verdict for r in every}), "workload": sorted({r.workload for r in every}),
-                   "db": sorted({r.db for r in every})}
+        choices = {
+            "verdict": sorted({r.verdict for r in every}),
+            "workload": sorted({r.workload for r in every}),
+            "db": sorted({r.db for r in every}),
+        }
         return page("index.html", runs=runs, filters=f, choices=choices, total=len(every))
 
     async def api_runs(request: web.Request) -> web.Response:
@@ -367,8 +388,7 @@ def build_app(root: Path, token: str | None = None) -> Any:
         except ValueError:
             offset = 0
         rows, total = read_history_page(path, offset, HISTORY_PAGE)
-        return page("history.html", run=summarize_run(d), rows=rows, total=total, offset=offset,
-                    limit=HISTORY_PAGE)
+        return page("history.html", run=summarize_run(d), rows=rows, total=total, offset=offset, limit=HISTORY_PAGE)
 
     async def run_file(request: web.Request) -> web.StreamResponse:
         d = the_run(request)
@@ -377,17 +397,27 @@ def build_app(root: Path, token: str | None = None) -> Any:
         if target is None or not target.is_file():
             raise not_found()
         ctype = CONTENT_TYPES.get(target.suffix, "text/plain")
-        return web.FileResponse(target, headers={"Content-Type": f"{ctype}; charset=utf-8"
-                                                 if ctype.startswith("text") or ctype.endswith("json") else ctype,
-                                                 "X-Content-Type-Options": "nosniff"})
+        return web.FileResponse(
+            target,
+            headers={
+                "Content-Type": f"{ctype}; charset=utf-8"
+                if ctype.startswith("text") or ctype.endswith("json")
+                else ctype,
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     async def run_zip(request: web.Request) -> web.Response:
         d = the_run(request)
         import asyncio
+
         data = await asyncio.get_running_loop().run_in_executor(None, zip_run, d, root)
         filename = f"{d.parent.name}-{d.name}.zip"
-        return web.Response(body=data, content_type="application/zip",
-                            headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return web.Response(
+            body=data,
+            content_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
 
     app = web.Application(middlewares=[guard])
     r = app.router
@@ -419,14 +449,30 @@ async def start_serve(root: Path, host: str = "127.0.0.1", port: int = 8080, tok
 
 
 @click.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--results", "results_dir", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="The results folder to browse.")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; anything but loopback needs --token.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              help="Port to listen on (0 = any free port).")
-@click.option("--token", envvar="SQUALL_SERVE_TOKEN", default=None,
-              help="Require this token (Bearer header, or /?token=... once in a browser). Env: SQUALL_SERVE_TOKEN.")
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="The results folder to browse.",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback needs --token."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on (0 = any free port).",
+)
+@click.option(
+    "--token",
+    envvar="SQUALL_SERVE_TOKEN",
+    default=None,
+    help="Require this token (Bearer header, or /?token=... once in a browser). Env: SQUALL_SERVE_TOKEN.",
+)
 def serve(results_dir: str, host: str, port: int, token: str | None) -> None:
     """Browse the runs in a results folder: verdicts, reports, histories, logs, zips."""
     import asyncio
@@ -434,8 +480,9 @@ def serve(results_dir: str, host: str, port: int, token: str | None) -> None:
 
     root = Path(results_dir)
     if not root.is_dir():
-        raise click.UsageError(f"results folder {root} does not exist; pass --results DIR (a folder `squall run` "
-                               f"wrote into)")
+        raise click.UsageError(
+            f"results folder {root} does not exist; pass --results DIR (a folder `squall run` wrote into)"
+        )
     try:
         check_bind(host, token)
     except ServeConfigError as exc:
@@ -447,8 +494,9 @@ def serve(results_dir: str, host: str, port: int, token: str | None) -> None:
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         shown = f"[{host}]" if ":" in host else host
-        click.echo(f"squall serve: {len(find_runs(root))} runs in {root} at http://{shown}:{bound}/ (Ctrl-C stops)",
-                   err=True)
+        click.echo(
+            f"squall serve: {len(find_runs(root))} runs in {root} at http://{shown}:{bound}/ (Ctrl-C stops)", err=True
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

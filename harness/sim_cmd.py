@@ -96,15 +96,34 @@ class SeedOutcome:
     elapsed_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "nodes": self.nodes, "verdict": self.verdict, "problems": self.problems,
-                "history_hash": self.history_hash, "ops": self.ops, "elapsed_s": round(self.elapsed_s, 4)}
+        return {
+            "seed": self.seed,
+            "nodes": self.nodes,
+            "verdict": self.verdict,
+            "problems": self.problems,
+            "history_hash": self.history_hash,
+            "ops": self.ops,
+            "elapsed_s": round(self.elapsed_s, 4),
+        }
 
 
 def to_ops(history: list[dict]) -> list[Op]:
     """The simulator's plain-dict events as checker `Op`s."""
-    return [Op(index=d["index"], time=d["time"], type=d["type"], process=d["process"], f=d["f"],
-               value=d.get("value"), node=d.get("node"), error=d.get("error"), zxid=d.get("zxid"),
-               key=d.get("key")) for d in history]
+    return [
+        Op(
+            index=d["index"],
+            time=d["time"],
+            type=d["type"],
+            process=d["process"],
+            f=d["f"],
+            value=d.get("value"),
+            node=d.get("node"),
+            error=d.get("error"),
+            zxid=d.get("zxid"),
+            key=d.get("key"),
+        )
+        for d in history
+    ]
 
 
 def _written(d: dict) -> Any:
@@ -137,8 +156,13 @@ def prune_unobserved_indeterminate_writes(history: list[dict]) -> list[dict]:
             open_invoke[d["process"]] = d
             continue
         inv = open_invoke.pop(d["process"], None)
-        if (d["type"] == "info" and inv is not None and d["f"] in ("write", "cas") and inv["f"] == d["f"]
-                and (d["key"], _written(d)) not in observed):
+        if (
+            d["type"] == "info"
+            and inv is not None
+            and d["f"] in ("write", "cas")
+            and inv["f"] == d["f"]
+            and (d["key"], _written(d)) not in observed
+        ):
             drop.update((inv["index"], d["index"]))
     return [d for d in history if d["index"] not in drop] if drop else history
 
@@ -174,8 +198,10 @@ def check_sync(history: list[dict]) -> list[str]:
             if before:
                 top = max(before, key=lambda a: a[1])
                 if d["zxid"] < top[1]:
-                    problems.append(f"sync+read at op index {d['index']} returned zxid {d['zxid']:#x}, below "
-                                    f"the write acknowledged before the sync (op index {top[2]}, zxid {top[1]:#x})")
+                    problems.append(
+                        f"sync+read at op index {d['index']} returned zxid {d['zxid']:#x}, below "
+                        f"the write acknowledged before the sync (op index {top[2]}, zxid {top[1]:#x})"
+                    )
     return problems
 
 
@@ -192,8 +218,10 @@ def check_client_zxids(history: list[dict]) -> list[str]:
             continue
         prev = last.get(d["client"])
         if prev is not None and d["zxid"] < prev["zxid"]:
-            problems.append(f"client {d['client']} saw zxid {d['zxid']:#x} at op index {d['index']} after "
-                            f"{prev['zxid']:#x} at op index {prev['index']}: the tree went back in time")
+            problems.append(
+                f"client {d['client']} saw zxid {d['zxid']:#x} at op index {d['index']} after "
+                f"{prev['zxid']:#x} at op index {prev['index']}: the tree went back in time"
+            )
         if prev is None or d["zxid"] >= prev["zxid"]:
             last[d["client"]] = d
     return problems
@@ -243,8 +271,10 @@ def failure_counts(outcomes: list[SeedOutcome]) -> tuple[int, int]:
     for o in outcomes:
         if any(p.startswith("liveness:") for p in o.problems):
             liveness += 1
-        if any(not p.startswith(("liveness:", "sequential unknown", "linearizable unknown", "checker error"))
-               for p in o.problems):
+        if any(
+            not p.startswith(("liveness:", "sequential unknown", "linearizable unknown", "checker error"))
+            for p in o.problems
+        ):
             violations += 1
     return violations, liveness
 
@@ -268,8 +298,9 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def stream_runs(seeds: int, first: int, nodes: int | None, ops: int,
-                unsafe: str) -> Generator[dict[str, Any], None, None]:
+def stream_runs(
+    seeds: int, first: int, nodes: int | None, ops: int, unsafe: str
+) -> Generator[dict[str, Any], None, None]:
     """Run the simulator process and yield each seed's result as it arrives.
 
     The process is always stopped when the caller stops iterating (fail-fast,
@@ -366,11 +397,18 @@ class _WorkerPool:
                 self._errfiles.append(errfile)
                 # Started from this thread: PR_SET_PDEATHSIG (set by the worker)
                 # follows the thread that started it, and this one outlives them.
-                proc = subprocess.Popen([sys.executable, "-m", "harness.sim_worker"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=errfile, text=True, env=_child_env())
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "harness.sim_worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=errfile,
+                    text=True,
+                    env=_child_env(),
+                )
                 self._procs.append(proc)
-                t = threading.Thread(target=self._feed, args=(proc, errfile), name=f"squall-sim-worker-{n}",
-                                     daemon=True)
+                t = threading.Thread(
+                    target=self._feed, args=(proc, errfile), name=f"squall-sim-worker-{n}", daemon=True
+                )
                 self._threads.append(t)
                 t.start()
         except BaseException:
@@ -390,8 +428,9 @@ class _WorkerPool:
         while (task := self._take()) is not None:
             error = None
             try:
-                proc.stdin.write(json.dumps({"command": task.command, "seeds": task.count,
-                                             "budget": self._budget}) + "\n")
+                proc.stdin.write(
+                    json.dumps({"command": task.command, "seeds": task.count, "budget": self._budget}) + "\n"
+                )
                 proc.stdin.flush()
                 for line in proc.stdout:
                     msg = json.loads(line)
@@ -460,8 +499,9 @@ class _WorkerPool:
             errfile.close()
 
 
-def seed_outcomes(seeds: int, first: int, nodes: int | None, ops: int, unsafe: str,
-                  budget: float, workers: int) -> Generator[SeedOutcome, None, None]:
+def seed_outcomes(
+    seeds: int, first: int, nodes: int | None, ops: int, unsafe: str, budget: float, workers: int
+) -> Generator[SeedOutcome, None, None]:
     """Every seed's outcome, in seed order, from ``workers`` processes. The
     workers and their simulators are always stopped when the caller stops
     iterating."""
@@ -491,26 +531,66 @@ def replay_command(seed: int, nodes: int, ops: int, unsafe: str) -> str:
 @click.command("sim")
 @click.option("--seeds", type=click.IntRange(min=1), default=100, show_default=True, help="How many seeds to run.")
 @click.option("--seed", "first", type=int, default=0, show_default=True, help="The first seed.")
-@click.option("--nodes", type=click.Choice(["1", "3", "5"]), default=None,
-              help="Cluster size (default: alternate 3 and 5, starting with 3).")
-@click.option("--ops", type=click.IntRange(min=1), default=30, show_default=True,
-              help="Client operations per seed in the safety phase.")
-@click.option("--unsafe-commit-without-quorum", "commit_without_quorum", is_flag=True,
-              help="TEST ONLY: let leaders commit without a quorum, to show the checks catch a real bug "
-                   "(the same as --unsafe-test-fault commit-without-quorum).")
-@click.option("--unsafe-test-fault", "fault", default=None, metavar="NAME", hidden=True,
-              help="TEST ONLY: arm a deliberate bug of node/faults.py in every simulated replica "
-                   "(those the replica carries out itself; the simulator refuses the others).")
-@click.option("--budget", type=click.FloatRange(min=0.1), default=CHECK_BUDGET_S, show_default=True,
-              metavar="SECONDS", help="Time budget per checker per seed; running out gives 'unknown'.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Worker processes, each simulating and judging chunks of seeds "
-                   "(default: the number of usable cores).")
+@click.option(
+    "--nodes",
+    type=click.Choice(["1", "3", "5"]),
+    default=None,
+    help="Cluster size (default: alternate 3 and 5, starting with 3).",
+)
+@click.option(
+    "--ops",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Client operations per seed in the safety phase.",
+)
+@click.option(
+    "--unsafe-commit-without-quorum",
+    "commit_without_quorum",
+    is_flag=True,
+    help="TEST ONLY: let leaders commit without a quorum, to show the checks catch a real bug "
+    "(the same as --unsafe-test-fault commit-without-quorum).",
+)
+@click.option(
+    "--unsafe-test-fault",
+    "fault",
+    default=None,
+    metavar="NAME",
+    hidden=True,
+    help="TEST ONLY: arm a deliberate bug of node/faults.py in every simulated replica "
+    "(those the replica carries out itself; the simulator refuses the others).",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0.1),
+    default=CHECK_BUDGET_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time budget per checker per seed; running out gives 'unknown'.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Worker processes, each simulating and judging chunks of seeds (default: the number of usable cores).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every seed's outcome.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing seed.")
 @click.pass_context
-def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int, commit_without_quorum: bool,
-        fault: str | None, budget: float, workers: int | None, as_json: bool, fail_fast: bool) -> None:
+def sim(
+    ctx: click.Context,
+    seeds: int,
+    first: int,
+    nodes: str | None,
+    ops: int,
+    commit_without_quorum: bool,
+    fault: str | None,
+    budget: float,
+    workers: int | None,
+    as_json: bool,
+    fail_fast: bool,
+) -> None:
     """Run the deterministic ensemble simulator on SEEDS seeds and check every history.
 
     Exit codes: 0 all valid, 1 any violation or liveness failure, 2 unknown.
@@ -539,8 +619,7 @@ def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int,
             if done % every == 0 or done == seeds:
                 el = time.monotonic() - t0
                 bad = sum(1 for x in outcomes if x.verdict == "invalid")
-                msg = (f"[{done}/{seeds}] {bad} failing, {el:.1f} s, "
-                       f"{done / el * 60 if el else 0:.0f} seeds/min")
+                msg = f"[{done}/{seeds}] {bad} failing, {el:.1f} s, {done / el * 60 if el else 0:.0f} seeds/min"
                 click.echo(("\r" + msg) if tty else msg, err=True, nl=not tty or done == seeds)
             if fail_fast and o.verdict == "invalid":
                 break
@@ -550,19 +629,31 @@ def sim(ctx: click.Context, seeds: int, first: int, nodes: str | None, ops: int,
     invalid = [o for o in outcomes if o.verdict == "invalid"]
     unknown = [o for o in outcomes if o.verdict == "unknown"]
     if as_json:
-        click.echo(json.dumps({
-            "seeds": len(outcomes), "invalid": len(invalid), "unknown": len(unknown),
-            "violations": failure_counts(outcomes)[0], "liveness_failures": failure_counts(outcomes)[1],
-            "elapsed_s": round(elapsed, 3),
-            "seeds_per_min": round(len(outcomes) / elapsed * 60, 1) if elapsed else None,
-            "workers": workers,
-            "outcomes": [o.to_json() for o in outcomes],
-        }, indent=1))
+        click.echo(
+            json.dumps(
+                {
+                    "seeds": len(outcomes),
+                    "invalid": len(invalid),
+                    "unknown": len(unknown),
+                    "violations": failure_counts(outcomes)[0],
+                    "liveness_failures": failure_counts(outcomes)[1],
+                    "elapsed_s": round(elapsed, 3),
+                    "seeds_per_min": round(len(outcomes) / elapsed * 60, 1) if elapsed else None,
+                    "workers": workers,
+                    "outcomes": [o.to_json() for o in outcomes],
+                },
+                indent=1,
+            )
+        )
     else:
-        click.echo(f"{len(outcomes)} seeds in {elapsed:.1f} s: {len(outcomes) - len(invalid) - len(unknown)} valid, "
-                   f"{len(invalid)} failing, {len(unknown)} unknown")
-        click.echo(f"{len(outcomes) / elapsed * 60 if elapsed else 0:.0f} seeds/min with {workers} "
-                   f"worker{'s' if workers != 1 else ''}")
+        click.echo(
+            f"{len(outcomes)} seeds in {elapsed:.1f} s: {len(outcomes) - len(invalid) - len(unknown)} valid, "
+            f"{len(invalid)} failing, {len(unknown)} unknown"
+        )
+        click.echo(
+            f"{len(outcomes) / elapsed * 60 if elapsed else 0:.0f} seeds/min with {workers} "
+            f"worker{'s' if workers != 1 else ''}"
+        )
         violations, liveness = failure_counts(outcomes)
         click.echo(f"{violations} seeds with violations, {liveness} seeds with liveness failures")
         for o in invalid:

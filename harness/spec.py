@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 SPEC_VERSION = 1
@@ -76,14 +76,13 @@ class TestSpec:
         if self.clients not in CLIENT_MODES:
             raise SpecError(f"clients mode {self.clients!r} is not one of {', '.join(CLIENT_MODES)}")
         if not 0.0 <= self.min_availability <= 1.0:
-            raise SpecError(f"min availability must be between 0 and 1 (a share of ops), "
-                            f"got {self.min_availability}")
+            raise SpecError(f"min availability must be between 0 and 1 (a share of ops), got {self.min_availability}")
 
     @property
     def option_dict(self) -> dict[str, Any]:
         return dict(self.options)
 
-    def with_options(self, **extra: Any) -> "TestSpec":
+    def with_options(self, **extra: Any) -> TestSpec:
         merged = {**self.option_dict, **extra}
         return replace(self, options=tuple(sorted(merged.items())))
 
@@ -99,7 +98,7 @@ class TestSpec:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TestSpec":
+    def from_dict(cls, d: dict[str, Any]) -> TestSpec:
         version = d.get("version", SPEC_VERSION)
         if version != SPEC_VERSION:
             raise SpecError(f"test.json version {version} is not supported (this squall reads version {SPEC_VERSION})")
@@ -120,7 +119,7 @@ class TestSpec:
             raise SpecError(f"test.json is malformed: {exc}") from exc
 
     @classmethod
-    def from_json(cls, text: str) -> "TestSpec":
+    def from_json(cls, text: str) -> TestSpec:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -130,7 +129,7 @@ class TestSpec:
         return cls.from_dict(d)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TestSpec":
+    def load(cls, path: str | Path) -> TestSpec:
         """Load from a test.json file or a run directory holding one."""
         p = Path(path)
         if p.is_dir():
@@ -179,10 +178,15 @@ def parse_concurrency(text: str | int, node_count: int) -> int:
     return n
 
 
-def parse_nemesis(text: str, allowed: tuple[str, ...] | list[str],
-                  supported: tuple[str, ...] | list[str] | None = None, backend: str = "",
-                  sequences: Mapping[str, tuple[str, ...]] | None = None, *,
-                  everything: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
+def parse_nemesis(
+    text: str,
+    allowed: tuple[str, ...] | list[str],
+    supported: tuple[str, ...] | list[str] | None = None,
+    backend: str = "",
+    sequences: Mapping[str, tuple[str, ...]] | None = None,
+    *,
+    everything: tuple[str, ...] | list[str] | None = None,
+) -> tuple[str, ...]:
     """'partition,kill' -> ('partition', 'kill'); 'none' or '' -> ();
     'all' -> every fault of ``everything`` (default ``supported``: the
     backend's faults; default ``allowed``). A fault the backend cannot
@@ -197,20 +201,27 @@ def parse_nemesis(text: str, allowed: tuple[str, ...] | list[str],
     bad = [p for p in parts if (p not in allowed and p not in sequences and p != "all") or p == "none"]
     if bad:
         seqs = f", a targeted sequence ({', '.join(sequences)})" if sequences else ""
-        raise SpecError(f"unknown nemesis fault(s) {', '.join(bad)}; allowed: {', '.join(allowed)} "
-                        f"(comma-separated){seqs}, all, or none")
+        raise SpecError(
+            f"unknown nemesis fault(s) {', '.join(bad)}; allowed: {', '.join(allowed)} "
+            f"(comma-separated){seqs}, all, or none"
+        )
     all_of = tuple(supported if everything is None else everything)
     seen: list[str] = []
     for p in parts:
-        for f in (all_of if p == "all" else (p,)):
+        for f in all_of if p == "all" else (p,):
             if f not in seen:
                 seen.append(f)
     unsupported = [f for f in seen if f not in supported and f not in sequences]
-    unsupported += [f"{f} (it needs {', '.join(sequences[f])})" for f in seen
-                    if f in sequences and not set(sequences[f]) <= set(supported)]
+    unsupported += [
+        f"{f} (it needs {', '.join(sequences[f])})"
+        for f in seen
+        if f in sequences and not set(sequences[f]) <= set(supported)
+    ]
     if unsupported:
-        raise SpecError(f"the {backend or 'chosen'} backend cannot perform the nemesis fault(s) "
-                        f"{', '.join(unsupported)}; it supports: {', '.join(supported)}")
+        raise SpecError(
+            f"the {backend or 'chosen'} backend cannot perform the nemesis fault(s) "
+            f"{', '.join(unsupported)}; it supports: {', '.join(supported)}"
+        )
     return tuple(seen)
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from checkers.history import Op, TYPES
+from checkers.history import TYPES, Op
 
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S"
 
@@ -26,7 +27,7 @@ class StoreError(ValueError):
 
 def new_run_dir(results_root: str | Path, test_name: str, now: datetime | None = None) -> Path:
     """Create and return a fresh ``<root>/<test_name>/<timestamp>`` directory."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     stamp = now.strftime(TIMESTAMP_FORMAT) + f".{now.microsecond // 1000:03d}"
     parent = Path(results_root) / test_name
     parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +106,19 @@ def read_history(path: str | Path) -> list[Op]:
             d = json.loads(line)
             if d.get("type") not in TYPES:
                 raise ValueError(f"type {d.get('type')!r} is not one of {', '.join(TYPES)}")
-            ops.append(Op(int(d["index"]), int(d["time"]), d["type"], d["process"], d["f"], d.get("value"),
-                          d.get("node"), d.get("error"), d.get("zxid")))
+            ops.append(
+                Op(
+                    int(d["index"]),
+                    int(d["time"]),
+                    d["type"],
+                    d["process"],
+                    d["f"],
+                    d.get("value"),
+                    d.get("node"),
+                    d.get("error"),
+                    d.get("zxid"),
+                )
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StoreError(f"{path}:{lineno}: not a history op ({exc})") from exc
     return ops

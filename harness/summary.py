@@ -62,12 +62,20 @@ def run_row(spec: TestSpec, outcome: RunOutcome, results_root: str | Path) -> di
     except ValueError:
         relative = None
     return {
-        "test": spec.name, "seed": spec.seed, "db": spec.db, "workload": spec.workload,
-        "nemesis": list(spec.nemesis), "verdict": verdict_word(outcome, results.get("status")),
-        "exit_code": outcome.exit_code, "summary": outcome.summary,
+        "test": spec.name,
+        "seed": spec.seed,
+        "db": spec.db,
+        "workload": spec.workload,
+        "nemesis": list(spec.nemesis),
+        "verdict": verdict_word(outcome, results.get("status")),
+        "exit_code": outcome.exit_code,
+        "summary": outcome.summary,
         "explanation": str((results.get("result") or {}).get("explanation", "")),
-        "counts": _history_counts(run_dir), "wall_s": round(outcome.wall_s, 3),
-        "run_dir": str(run_dir), "run_path": relative, "report": str(report) if report.is_file() else None,
+        "counts": _history_counts(run_dir),
+        "wall_s": round(outcome.wall_s, 3),
+        "run_dir": str(run_dir),
+        "run_path": relative,
+        "report": str(report) if report.is_file() else None,
     }
 
 
@@ -82,8 +90,14 @@ def summary_doc(rows: list[dict[str, Any]], exit_code: int, command: str) -> dic
     tally: dict[str, int] = {}
     for r in rows:
         tally[r["verdict"]] = tally.get(r["verdict"], 0) + 1
-    return {"format": SUMMARY_FORMAT, "command": command, "verdict": overall_verdict(exit_code),
-            "exit_code": exit_code, "runs": rows, "verdicts": dict(sorted(tally.items()))}
+    return {
+        "format": SUMMARY_FORMAT,
+        "command": command,
+        "verdict": overall_verdict(exit_code),
+        "exit_code": exit_code,
+        "runs": rows,
+        "verdicts": dict(sorted(tally.items())),
+    }
 
 
 def to_json(doc: dict[str, Any]) -> str:
@@ -97,16 +111,33 @@ def junit_xml(doc: dict[str, Any]) -> str:
     fails = sum(r["verdict"] == "invalid" for r in rows)
     errors = sum(r["verdict"] not in ("valid", "invalid") for r in rows)
     total_s = sum(float(r.get("wall_s") or 0) for r in rows)
-    suite = ET.Element("testsuite", name=f"squall {doc.get('command', 'test-all')}", tests=str(len(rows)),
-                       failures=str(fails), errors=str(errors), time=f"{total_s:.3f}")
+    suite = ET.Element(
+        "testsuite",
+        name=f"squall {doc.get('command', 'test-all')}",
+        tests=str(len(rows)),
+        failures=str(fails),
+        errors=str(errors),
+        time=f"{total_s:.3f}",
+    )
     for r in rows:
-        case = ET.SubElement(suite, "testcase", classname=f"squall.{r['workload']}",
-                             name=f"{r['test']} seed={r['seed']}", time=f"{float(r.get('wall_s') or 0):.3f}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"squall.{r['workload']}",
+            name=f"{r['test']} seed={r['seed']}",
+            time=f"{float(r.get('wall_s') or 0):.3f}",
+        )
         if r["verdict"] == "valid":
             continue
-        detail = "\n".join(x for x in (r.get("explanation") or "",
-                                       f"report: {r['report']}" if r.get("report") else "",
-                                       f"run: {r['run_dir']}") if x)
+        detail = "\n".join(
+            x
+            for x in (
+                r.get("explanation") or "",
+                f"report: {r['report']}" if r.get("report") else "",
+                f"run: {r['run_dir']}",
+            )
+            if x
+        )
         if r["verdict"] == "invalid":
             el = ET.SubElement(case, "failure", message=str(r["summary"]), type="invalid")
         else:
@@ -141,4 +172,3 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
         raise ValueError(f"{path}: not a squall summary (no list of runs)")
     return doc
-

@@ -13,5 +13,13 @@ kill and disk faults into a ``NemesisPackage`` (see ``nemesis/package.py``).
 from nemesis.base import FaultTarget, LosesUnsynced, Nemesis, NemesisPackage
 from nemesis.package import FAULTS, FaultNemesis, package, parse_faults
 
-__all__ = ["FAULTS", "FaultNemesis", "FaultTarget", "LosesUnsynced", "Nemesis", "NemesisPackage",
-           "package", "parse_faults"]
+__all__ = [
+    "FAULTS",
+    "FaultNemesis",
+    "FaultTarget",
+    "LosesUnsynced",
+    "Nemesis",
+    "NemesisPackage",
+    "package",
+    "parse_faults",
+]

@@ -10,8 +10,9 @@ under the process ``"nemesis"``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 NEMESIS_PROCESS = "nemesis"
 
@@ -52,8 +53,15 @@ class PacketTarget(Protocol):
 
     packet_kinds: tuple[str, ...]
 
-    def shape(self, src: str, dst: str, delay_ms: float = 0, jitter_ms: float = 0,
-              loss: float = 0.0, rate_kbps: float | None = None) -> None:
+    def shape(
+        self,
+        src: str,
+        dst: str,
+        delay_ms: float = 0,
+        jitter_ms: float = 0,
+        loss: float = 0.0,
+        rate_kbps: float | None = None,
+    ) -> None:
         """Degrade the bytes/packets src sends to dst (replaces that link's shape)."""
 
     def unshape(self) -> None:

@@ -40,11 +40,13 @@ class CombinedNemesis:
         index = self.owner.get(f)
         if f in self.conflicts:
             a, b = (self.packages[i].faults for i in self.conflicts[f])
-            return {"type": "info", "value": op.get("value"),
-                    "error": f"two nemeses emit {f!r} (faults {', '.join(a)} and {', '.join(b)}); not performed"}
+            return {
+                "type": "info",
+                "value": op.get("value"),
+                "error": f"two nemeses emit {f!r} (faults {', '.join(a)} and {', '.join(b)}); not performed",
+            }
         if index is None:
-            return {"type": "info", "value": op.get("value"),
-                    "error": f"no nemesis of this run performs {f!r}"}
+            return {"type": "info", "value": op.get("value"), "error": f"no nemesis of this run performs {f!r}"}
         return self.packages[index].nemesis.invoke(target, op)
 
     def teardown(self, target: FaultTarget) -> None:
@@ -80,5 +82,6 @@ def combine(packages: list[NemesisPackage]) -> NemesisPackage:
                 yield nemesis.claim(index, op)
 
     final = [nemesis.claim(i, dict(op)) for i, p in enumerate(packages) for op in p.final_ops()]
-    return NemesisPackage(nemesis=nemesis, faults=faults, interval_s=packages[0].interval_s,
-                          op_source=op_source, final=final)
+    return NemesisPackage(
+        nemesis=nemesis, faults=faults, interval_s=packages[0].interval_s, op_source=op_source, final=final
+    )

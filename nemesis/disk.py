@@ -27,8 +27,10 @@ TARGETS = process.TARGETS
 def require(target: FaultTarget) -> None:
     """Refuse (at setup) a target that cannot lose unsynced writes."""
     if not isinstance(target, LosesUnsynced):
-        raise ValueError(f"{type(target).__name__} cannot lose unsynced writes: the disk fault needs "
-                         "data dirs on lazyfs (the local and Docker backends)")
+        raise ValueError(
+            f"{type(target).__name__} cannot lose unsynced writes: the disk fault needs "
+            "data dirs on lazyfs (the local and Docker backends)"
+        )
 
 
 def lose_unsynced(target: FaultTarget, spec: str, rng: random.Random) -> dict[str, Any]:
@@ -38,8 +40,11 @@ def lose_unsynced(target: FaultTarget, spec: str, rng: random.Random) -> dict[st
     lost = {}
     for node in nodes:
         r = target.lose_unsynced(node)
-        lost[node] = {"files": len(r.get("reverted_files", [])), "bytes_cut": r.get("bytes_cut", 0),
-                      "removed": r.get("removed_entries", [])}
+        lost[node] = {
+            "files": len(r.get("reverted_files", [])),
+            "bytes_cut": r.get("bytes_cut", 0),
+            "removed": r.get("removed_entries", []),
+        }
     out: dict[str, Any] = {"lost-unsynced": nodes, "lost": lost}
     if note:
         out["note"] = note

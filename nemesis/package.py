@@ -31,11 +31,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from nemesis.base import FaultTarget, NemesisPackage
-from nemesis import disk
+from nemesis import disk, process, schedule
 from nemesis import partition as part
-from nemesis import process
-from nemesis import schedule
+from nemesis.base import FaultTarget, NemesisPackage
 
 FAULTS = ("partition", "pause", "kill", "packet", "clock", "disk", "none")
 # One line per fault, for `squall list` (harness/plugins.py reads it).
@@ -51,14 +49,18 @@ SEQUENCES = schedule.SEQUENCES  # targeted sequences, named like faults (not par
 ALL = "all"
 
 # What a target must offer for each fault beyond the core protocol.
-REQUIRES = {"packet": ("shape", "unshape"), "clock": ("clock_bump", "clock_strobe", "clock_reset"),
-            "disk": ("lose_unsynced",)}
+REQUIRES = {
+    "packet": ("shape", "unshape"),
+    "clock": ("clock_bump", "clock_strobe", "clock_reset"),
+    "disk": ("lose_unsynced",),
+}
 
 
 def supported_faults(target: Any, faults: tuple[str, ...] = FAULTS) -> tuple[str, ...]:
     """The faults of ``faults`` that ``target`` (or its class) can perform."""
-    return tuple(f for f in faults if f != "none"
-                 and all(callable(getattr(target, m, None)) for m in REQUIRES.get(f, ())))
+    return tuple(
+        f for f in faults if f != "none" and all(callable(getattr(target, m, None)) for m in REQUIRES.get(f, ()))
+    )
 
 
 class FaultNemesis:
@@ -69,8 +71,7 @@ class FaultNemesis:
     in a targeted sequence, ``"sequence"`` and ``"why"``, copied into the
     completion so the history says in words what happened and why."""
 
-    def __init__(self, rng: random.Random, faults: tuple[str, ...] = (),
-                 sequences: tuple[str, ...] = ()) -> None:
+    def __init__(self, rng: random.Random, faults: tuple[str, ...] = (), sequences: tuple[str, ...] = ()) -> None:
         # Each fault op draws from its own stream (the base seed and the op's
         # number), so a choice that depends on the cluster's state (no leader
         # known: a random node instead) never shifts later ops' targets.
@@ -79,8 +80,7 @@ class FaultNemesis:
         self.rng = random.Random(f"{self._base}/setup")
         self.sequences = tuple(sequences)
         # the faults this nemesis may inject: the named ones and those the named sequences use
-        self.faults = tuple(dict.fromkeys([*faults, *(f for s in self.sequences
-                                                     for f in schedule.SEQUENCE_FAULTS[s])]))
+        self.faults = tuple(dict.fromkeys([*faults, *(f for s in self.sequences for f in schedule.SEQUENCE_FAULTS[s])]))
         self.packet_kinds: tuple[str, ...] = schedule.PACKET_KINDS
 
     def setup(self, target: FaultTarget) -> None:
@@ -88,8 +88,10 @@ class FaultNemesis:
             disk.require(target)  # names what the disk fault needs
         missing = [f for f in self.faults if f not in supported_faults(target, (f,))]
         if missing:
-            raise ValueError(f"this backend cannot perform the nemesis fault(s) {missing}; "
-                             f"it supports: {', '.join(supported_faults(target)) or 'none'}")
+            raise ValueError(
+                f"this backend cannot perform the nemesis fault(s) {missing}; "
+                f"it supports: {', '.join(supported_faults(target)) or 'none'}"
+            )
         if "packet" in self.faults:
             kinds = tuple(getattr(target, "packet_kinds", schedule.PACKET_KINDS))
             if not kinds:
@@ -131,9 +133,12 @@ class FaultNemesis:
                 return _info("clocks reset to the real time", extra)
         except Exception as exc:  # noqa: BLE001 - a fault that failed is recorded, not raised
             return {"type": "info", "value": value, "error": f"{type(exc).__name__}: {exc}"}
-        return {"type": "info", "value": value,
-                "error": f"unknown nemesis op {f!r}; known: start-partition, stop-partition, "
-                         f"pause, resume, kill, start, start-packet, stop-packet, start-clock, stop-clock, {disk.START}"}
+        return {
+            "type": "info",
+            "value": value,
+            "error": f"unknown nemesis op {f!r}; known: start-partition, stop-partition, "
+            f"pause, resume, kill, start, start-packet, stop-packet, start-clock, stop-clock, {disk.START}",
+        }
 
     def _partition(self, target: FaultTarget, shape: str) -> dict[str, Any]:
         grudge, note = part.shape(shape, target.nodes, self.rng, target.leader)
@@ -170,8 +175,11 @@ class FaultNemesis:
         target.unshape()  # packet faults replace each other, as partitions do
         for src, dst in links:
             target.shape(src, dst, **params)
-        out: dict[str, Any] = {"packet": describe_packet(params), "nodes": nodes,
-                               "links": [f"{a}->{b}" for a, b in links]}
+        out: dict[str, Any] = {
+            "packet": describe_packet(params),
+            "nodes": nodes,
+            "links": [f"{a}->{b}" for a, b in links],
+        }
         if note:
             out["note"] = note
         return out
@@ -182,8 +190,10 @@ class FaultNemesis:
         if "strobe_ms" in value:
             delta, period = int(value["strobe_ms"]), int(value.get("period_ms", 1000))
             target.clock_strobe(node, delta, period)
-            out: dict[str, Any] = {"clock": f"strobing {node}'s clock between +0 and {delta:+d} ms "
-                                            f"every {period} ms", "node": node}
+            out: dict[str, Any] = {
+                "clock": f"strobing {node}'s clock between +0 and {delta:+d} ms every {period} ms",
+                "node": node,
+            }
         else:
             bump = int(value.get("bump_ms", 0))
             target.clock_bump(node, bump)
@@ -195,9 +205,12 @@ class FaultNemesis:
 
 def packet_params(value: dict[str, Any]) -> dict[str, Any]:
     """delay_ms, jitter_ms, loss, rate_kbps from an op value, validated."""
-    params = {"delay_ms": float(value.get("delay_ms", 0)), "jitter_ms": float(value.get("jitter_ms", 0)),
-              "loss": float(value.get("loss", 0.0)),
-              "rate_kbps": None if value.get("rate_kbps") is None else float(value["rate_kbps"])}
+    params = {
+        "delay_ms": float(value.get("delay_ms", 0)),
+        "jitter_ms": float(value.get("jitter_ms", 0)),
+        "loss": float(value.get("loss", 0.0)),
+        "rate_kbps": None if value.get("rate_kbps") is None else float(value["rate_kbps"]),
+    }
     if params["delay_ms"] < 0 or params["jitter_ms"] < 0 or params["jitter_ms"] > params["delay_ms"] > 0:
         raise ValueError(f"packet delay/jitter must be >= 0 with jitter <= delay, got {value}")
     if not 0.0 <= params["loss"] <= 1.0:
@@ -232,9 +245,10 @@ def _info(value: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"type": "info", "value": value}
 
 
-def parse_faults(faults: list[str] | tuple[str, ...] | str,
-                 supported: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """"partition,kill" or ["partition", "kill"] -> ("partition", "kill");
+def parse_faults(
+    faults: list[str] | tuple[str, ...] | str, supported: tuple[str, ...] | None = None
+) -> tuple[str, ...]:
+    """ "partition,kill" or ["partition", "kill"] -> ("partition", "kill");
     "none" alone -> (); "all" -> every fault in ``supported`` (default: every
     fault this package knows). Raises ValueError naming what is allowed."""
     if isinstance(faults, str):
@@ -244,8 +258,10 @@ def parse_faults(faults: list[str] | tuple[str, ...] | str,
     supported = known if supported is None else tuple(supported)
     bad = [f for f in names if f not in FAULTS and f not in SEQUENCES and f != ALL]
     if bad:
-        raise ValueError(f"unknown nemesis fault(s) {bad}; allowed: {', '.join(FAULTS)}, {ALL}, or a "
-                         f"targeted sequence ({', '.join(SEQUENCES)}) (comma-separated, e.g. partition,pause,kill)")
+        raise ValueError(
+            f"unknown nemesis fault(s) {bad}; allowed: {', '.join(FAULTS)}, {ALL}, or a "
+            f"targeted sequence ({', '.join(SEQUENCES)}) (comma-separated, e.g. partition,pause,kill)"
+        )
     if "none" in names and len(names) > 1:
         raise ValueError("nemesis 'none' cannot be combined with other faults")
     out: list[str] = []
@@ -262,8 +278,14 @@ DEFAULT_VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def package(faults: list[str] | tuple[str, ...] | str, interval_s: float, rng: random.Random,
-            variants: dict[str, tuple[str, ...]] | None = None, *, max_active: int = 2) -> NemesisPackage:
+def package(
+    faults: list[str] | tuple[str, ...] | str,
+    interval_s: float,
+    rng: random.Random,
+    variants: dict[str, tuple[str, ...]] | None = None,
+    *,
+    max_active: int = 2,
+) -> NemesisPackage:
     """Compose the named faults into an overlapping schedule (see
     ``nemesis.schedule``). ``variants`` narrows the shapes/targets per
     fault, e.g. {"kill": ("leader",)}; ``max_active`` bounds how many random
@@ -282,7 +304,11 @@ def package(faults: list[str] | tuple[str, ...] | str, interval_s: float, rng: r
     # packet_kinds is read when the runner asks for the ops, after setup has
     # narrowed it to what the backend can do (e.g. no delay in Docker).
     return NemesisPackage(
-        nemesis=nemesis, faults=names, interval_s=interval_s,
-        op_source=lambda r: schedule.composed_ops(plain, r, chosen, max_active=max_active,
-                                                  packet_kinds=nemesis.packet_kinds, sequences=sequences),
-        final=schedule.final_ops(plain, sequences))
+        nemesis=nemesis,
+        faults=names,
+        interval_s=interval_s,
+        op_source=lambda r: schedule.composed_ops(
+            plain, r, chosen, max_active=max_active, packet_kinds=nemesis.packet_kinds, sequences=sequences
+        ),
+        final=schedule.final_ops(plain, sequences),
+    )

@@ -10,7 +10,7 @@ an explicit ``random.Random``; nothing here touches a cluster.
 from __future__ import annotations
 
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from nemesis.base import Grudge
 
@@ -61,7 +61,7 @@ def bridge(nodes: Sequence[str]) -> Grudge:
     if len(nodes) < 3:
         return halves(nodes)
     mid = len(nodes) // 2
-    left, bridge_node, right = nodes[:mid], nodes[mid], nodes[mid + 1:]
+    left, bridge_node, right = nodes[:mid], nodes[mid], nodes[mid + 1 :]
     grudge: Grudge = {bridge_node: frozenset()}
     for n in left:
         grudge[n] = frozenset(right)
@@ -105,12 +105,12 @@ def describe(grudge: Grudge) -> dict[str, list[str]]:
     return {dst: sorted(srcs) for dst, srcs in sorted(grudge.items()) if srcs}
 
 
-SHAPES = ("halves", "random-halves", "majorities-ring", "bridge", "isolate-one", "isolate-leader",
-          "isolate-follower")
+SHAPES = ("halves", "random-halves", "majorities-ring", "bridge", "isolate-one", "isolate-leader", "isolate-follower")
 
 
-def shape(name: str, nodes: Sequence[str], rng: random.Random,
-          leader: Callable[[], str | None] = lambda: None) -> tuple[Grudge, str]:
+def shape(
+    name: str, nodes: Sequence[str], rng: random.Random, leader: Callable[[], str | None] = lambda: None
+) -> tuple[Grudge, str]:
     """The grudge of the named shape and a note (e.g. when the leader is unknown)."""
     nodes = list(nodes)
     if name == "halves":

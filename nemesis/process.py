@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from nemesis.partition import majority
 
 TARGETS = ("one", "minority", "majority", "all", "leader", "follower")
 
 
-def select(spec: str, nodes: Sequence[str], rng: random.Random,
-           leader: Callable[[], str | None] = lambda: None) -> tuple[list[str], str]:
+def select(
+    spec: str, nodes: Sequence[str], rng: random.Random, leader: Callable[[], str | None] = lambda: None
+) -> tuple[list[str], str]:
     """The nodes ``spec`` names (sorted) and a note.
 
     one: a random node; minority: (n-1)//2 random nodes (at least one);

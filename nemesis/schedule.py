@@ -34,11 +34,18 @@ performs the op; the runner spaces the ops by the nemesis interval.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 # Which op starts and which stops each fault.
-START = {"partition": "start-partition", "pause": "pause", "kill": "kill",
-         "packet": "start-packet", "clock": "start-clock", "disk": "lose-unsynced"}
+START = {
+    "partition": "start-partition",
+    "pause": "pause",
+    "kill": "kill",
+    "packet": "start-packet",
+    "clock": "start-clock",
+    "disk": "lose-unsynced",
+}
 STOP: dict[str, dict[str, Any]] = {
     "partition": {"f": "stop-partition"},
     "pause": {"f": "resume", "value": "all"},
@@ -69,14 +76,15 @@ STROBE = ((5_000, 1_000), (60_000, 2_000))  # (delta, period)
 SEQUENCES = ("lagging-follower", "kill-leader-in-partition", "pause-majority")
 # The faults a sequence asked for by name uses (what the backend must offer).
 SEQUENCE_FAULTS: dict[str, tuple[str, ...]] = {
-    "lagging-follower": ("packet", "kill"),   # a follower slowed by a delay, then the leader killed
+    "lagging-follower": ("packet", "kill"),  # a follower slowed by a delay, then the leader killed
     "kill-leader-in-partition": ("partition", "kill"),
     "pause-majority": ("pause",),
 }
 
 
-def packet_value(rng: random.Random, kinds: tuple[str, ...] = PACKET_KINDS,
-                 targets: tuple[str, ...] = PACKET_TARGETS) -> dict[str, Any]:
+def packet_value(
+    rng: random.Random, kinds: tuple[str, ...] = PACKET_KINDS, targets: tuple[str, ...] = PACKET_TARGETS
+) -> dict[str, Any]:
     """One packet fault: which node's links, and delay/jitter, loss or bandwidth."""
     kind = rng.choice(kinds)
     value: dict[str, Any] = {"target": rng.choice(targets)}
@@ -98,8 +106,9 @@ def clock_value(rng: random.Random) -> dict[str, Any]:
     return {"target": target, "strobe_ms": delta, "period_ms": period}
 
 
-def start_op(fault: str, rng: random.Random, variants: dict[str, tuple[str, ...]],
-             packet_kinds: tuple[str, ...] = PACKET_KINDS) -> dict[str, Any]:
+def start_op(
+    fault: str, rng: random.Random, variants: dict[str, tuple[str, ...]], packet_kinds: tuple[str, ...] = PACKET_KINDS
+) -> dict[str, Any]:
     if fault == "packet":
         return {"f": START[fault], "value": packet_value(rng, packet_kinds)}
     if fault == "clock":
@@ -115,36 +124,50 @@ def _step(op: dict[str, Any], sequence: str, why: str, **value: Any) -> dict[str
     return {"f": op["f"], "value": merged}
 
 
-def sequence_ops(name: str, faults: tuple[str, ...], rng: random.Random,
-                 packet_kinds: tuple[str, ...] = PACKET_KINDS) -> list[dict[str, Any]]:
+def sequence_ops(
+    name: str, faults: tuple[str, ...], rng: random.Random, packet_kinds: tuple[str, ...] = PACKET_KINDS
+) -> list[dict[str, Any]]:
     """The ops of one targeted sequence (empty if ``faults`` lack what it needs)."""
     have = set(faults)
     if name == "lagging-follower":
-        lag_by = [f for f in ("partition", "packet") if f in have
-                  and (f != "packet" or "delay" in packet_kinds)]
+        lag_by = [f for f in ("partition", "packet") if f in have and (f != "packet" or "delay" in packet_kinds)]
         hit_by = [f for f in ("kill", "partition") if f in have]
         if not lag_by or not hit_by:
             return []
         lag, hit = rng.choice(lag_by), rng.choice(hit_by)
         if lag == "partition":
-            lag_op = _step({"f": "start-partition", "value": "isolate-follower"}, name,
-                           "cut one follower off so it falls behind the log")
+            lag_op = _step(
+                {"f": "start-partition", "value": "isolate-follower"},
+                name,
+                "cut one follower off so it falls behind the log",
+            )
         else:
             delay, jitter = LAG_DELAY_MS
-            lag_op = _step({"f": "start-packet"}, name, "slow one follower's links so it falls behind the log",
-                           target="follower", delay_ms=delay, jitter_ms=jitter)
+            lag_op = _step(
+                {"f": "start-packet"},
+                name,
+                "slow one follower's links so it falls behind the log",
+                target="follower",
+                delay_ms=delay,
+                jitter_ms=jitter,
+            )
         if hit == "kill":
-            hit_ops = [_step({"f": "kill", "value": "leader"}, name,
-                             "kill the leader while a follower lags behind")]
+            hit_ops = [_step({"f": "kill", "value": "leader"}, name, "kill the leader while a follower lags behind")]
             if lag == "partition":
-                hit_ops.append(_step(STOP["partition"], name,
-                                     "reconnect the lagging follower while the leader is down"))
+                hit_ops.append(
+                    _step(STOP["partition"], name, "reconnect the lagging follower while the leader is down")
+                )
             hit_ops.append(_step(STOP["kill"], name, "restart the old leader"))
         else:
             # isolate the leader: with the follower still cut off (partition)
             # this replaces it; with a slow follower both faults stand.
-            hit_ops = [_step({"f": "start-partition", "value": "isolate-leader"}, name,
-                             "cut the leader off while a follower lags behind")]
+            hit_ops = [
+                _step(
+                    {"f": "start-partition", "value": "isolate-leader"},
+                    name,
+                    "cut the leader off while a follower lags behind",
+                )
+            ]
             hit_ops.append(_step(STOP["partition"], name, "heal the leader's links"))
         end = [] if lag == "partition" else [_step(STOP["packet"], name, "restore the follower's links")]
         return [lag_op, *hit_ops, *end]
@@ -152,20 +175,25 @@ def sequence_ops(name: str, faults: tuple[str, ...], rng: random.Random,
         if not {"partition", "kill"} <= have:
             return []
         shape = rng.choice(("random-halves", "isolate-one", "majorities-ring"))
-        return [_step({"f": "start-partition", "value": shape}, name, "partition the cluster"),
-                _step({"f": "kill", "value": "leader"}, name, "kill the leader during the partition"),
-                _step(STOP["partition"], name, "heal the partition while the leader is down"),
-                _step(STOP["kill"], name, "restart the killed leader")]
+        return [
+            _step({"f": "start-partition", "value": shape}, name, "partition the cluster"),
+            _step({"f": "kill", "value": "leader"}, name, "kill the leader during the partition"),
+            _step(STOP["partition"], name, "heal the partition while the leader is down"),
+            _step(STOP["kill"], name, "restart the killed leader"),
+        ]
     if name == "pause-majority":
         if "pause" not in have:
             return []
-        return [_step({"f": "pause", "value": "majority"}, name, "pause a majority of the nodes"),
-                _step(STOP["pause"], name, "resume the paused majority")]
+        return [
+            _step({"f": "pause", "value": "majority"}, name, "pause a majority of the nodes"),
+            _step(STOP["pause"], name, "resume the paused majority"),
+        ]
     raise ValueError(f"unknown sequence {name!r}; known: {', '.join(SEQUENCES)}")
 
 
-def sequence_loop(names: tuple[str, ...], rng: random.Random,
-                  packet_kinds: tuple[str, ...] = PACKET_KINDS) -> Iterator[dict[str, Any]]:
+def sequence_loop(
+    names: tuple[str, ...], rng: random.Random, packet_kinds: tuple[str, ...] = PACKET_KINDS
+) -> Iterator[dict[str, Any]]:
     """Endless ops of the named targeted sequences, one after another, each
     with its own faults (:data:`SEQUENCE_FAULTS`). Raises ValueError naming
     a sequence that cannot be played (unknown, or a fault the backend lacks,
@@ -185,15 +213,22 @@ def check_sequence(name: str, packet_kinds: tuple[str, ...] = PACKET_KINDS) -> N
     if name not in SEQUENCE_FAULTS:
         raise ValueError(f"unknown sequence {name!r}; known: {', '.join(SEQUENCES)}")
     if not sequence_ops(name, SEQUENCE_FAULTS[name], random.Random(0), packet_kinds):
-        raise ValueError(f"the {name} sequence needs {', '.join(SEQUENCE_FAULTS[name])} faults with a packet "
-                         f"delay; this backend's packet faults are: {', '.join(packet_kinds) or 'none'}")
+        raise ValueError(
+            f"the {name} sequence needs {', '.join(SEQUENCE_FAULTS[name])} faults with a packet "
+            f"delay; this backend's packet faults are: {', '.join(packet_kinds) or 'none'}"
+        )
 
 
-def composed_ops(faults: tuple[str, ...], rng: random.Random,
-                 variants: dict[str, tuple[str, ...]], *, max_active: int = 2,
-                 sequence_chance: float = 0.25,
-                 packet_kinds: tuple[str, ...] = PACKET_KINDS,
-                 sequences: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+def composed_ops(
+    faults: tuple[str, ...],
+    rng: random.Random,
+    variants: dict[str, tuple[str, ...]],
+    *,
+    max_active: int = 2,
+    sequence_chance: float = 0.25,
+    packet_kinds: tuple[str, ...] = PACKET_KINDS,
+    sequences: tuple[str, ...] = (),
+) -> Iterator[dict[str, Any]]:
     """Endless overlapping fault ops (see the module docstring).
 
     ``sequences``: targeted sequences asked for by name. With no ``faults``

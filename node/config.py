@@ -71,24 +71,35 @@ class NodeConfig:
     # readonlymode.enabled: a member cut off from its quorum serves read-only sessions
     read_only: bool = False
 
-    def validate(self) -> "NodeConfig":
+    def validate(self) -> NodeConfig:
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ConfigError(msg)
 
         need(1 <= self.port <= 65535, f"port {self.port} is out of range; allowed: 1..65535")
         need(10 <= self.tick_ms <= 600_000, f"tick time {self.tick_ms} ms is out of range; allowed: 10..600000")
-        need(1024 <= self.max_frame_bytes <= 256 * 1024 * 1024,
-             f"max frame size {self.max_frame_bytes} is out of range; allowed: 1024..268435456 bytes")
-        need(self.max_client_cnxns >= 0, f"maxClientCnxns {self.max_client_cnxns} is negative; allowed: 0 (unlimited) or more")
+        need(
+            1024 <= self.max_frame_bytes <= 256 * 1024 * 1024,
+            f"max frame size {self.max_frame_bytes} is out of range; allowed: 1024..268435456 bytes",
+        )
+        need(
+            self.max_client_cnxns >= 0,
+            f"maxClientCnxns {self.max_client_cnxns} is negative; allowed: 0 (unlimited) or more",
+        )
         need(1 <= self.server_id <= 254, f"server id {self.server_id} is out of range; allowed: 1..254")
         need(self.snapshot_every >= 1, f"snapCount {self.snapshot_every} must be at least 1")
-        need(self.snap_retain_count >= 3,
-             f"autopurge.snapRetainCount {self.snap_retain_count} is below ZooKeeper's minimum; allowed: 3 or more")
-        need(self.purge_interval_h >= 0,
-             f"autopurge.purgeInterval {self.purge_interval_h} is negative; allowed: 0 (at every snapshot) or hours")
-        need(isinstance(self.four_letter_words, frozenset) and self.four_letter_words <= ZK_WORDS,
-             f"4lw whitelist {self.four_letter_words!r}: allowed: a frozenset of {', '.join(sorted(ZK_WORDS))}")
+        need(
+            self.snap_retain_count >= 3,
+            f"autopurge.snapRetainCount {self.snap_retain_count} is below ZooKeeper's minimum; allowed: 3 or more",
+        )
+        need(
+            self.purge_interval_h >= 0,
+            f"autopurge.purgeInterval {self.purge_interval_h} is negative; allowed: 0 (at every snapshot) or hours",
+        )
+        need(
+            isinstance(self.four_letter_words, frozenset) and self.four_letter_words <= ZK_WORDS,
+            f"4lw whitelist {self.four_letter_words!r}: allowed: a frozenset of {', '.join(sorted(ZK_WORDS))}",
+        )
         need(5 <= self.raft_tick_ms <= 10_000, f"raft tick {self.raft_tick_ms} ms is out of range; allowed: 5..10000")
         try:
             faults.check(self.unsafe_test_fault)
@@ -199,10 +210,12 @@ def _unescape(raw: str, origin: str, lineno: int) -> str:
             continue
         nxt = raw[i + 1]
         if nxt == "u":
-            digits = raw[i + 2:i + 6]
+            digits = raw[i + 2 : i + 6]
             if len(digits) != 4 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-                raise ConfigError(f"{origin}:{lineno}: malformed \\uXXXX escape {raw[i:i + 6]!r}; "
-                                  "allowed: \\u followed by exactly 4 hex digits")
+                raise ConfigError(
+                    f"{origin}:{lineno}: malformed \\uXXXX escape {raw[i : i + 6]!r}; "
+                    "allowed: \\u followed by exactly 4 hex digits"
+                )
             out.append(chr(int(digits, 16)))
             i += 6
             continue

@@ -81,8 +81,14 @@ class _Slot:
 
     __slots__ = ("seq", "fmt", "run", "data", "close", "done", "t0", "op", "code")
 
-    def __init__(self, seq: int = -1, fmt: Callable[[ClientReply], tuple[bytes | None, bool]] | None = None,
-                 run: Callable[[], None] | None = None, op: str = "", code: int = 0) -> None:
+    def __init__(
+        self,
+        seq: int = -1,
+        fmt: Callable[[ClientReply], tuple[bytes | None, bool]] | None = None,
+        run: Callable[[], None] | None = None,
+        op: str = "",
+        code: int = 0,
+    ) -> None:
         self.seq = seq
         self.fmt = fmt  # waits for the replica's reply with this seq
         self.run = run  # computed locally when the slot reaches the head
@@ -143,14 +149,18 @@ class ClientConnection(asyncio.Protocol):
         self.identities = [("ip", self.ip)]
         srv = self.server
         if not srv.admit(self):
-            log.warning("too many connections from %s (limit %d per address, maxClientCnxns); closing",
-                        self.ip, srv.cfg.max_client_cnxns)
+            log.warning(
+                "too many connections from %s (limit %d per address, maxClientCnxns); closing",
+                self.ip,
+                srv.cfg.max_client_cnxns,
+            )
             self.state = CLOSED
             transport.close()
             return
         self.counted_ip = True
         self._handshake_timer = asyncio.get_running_loop().call_later(
-            srv.cfg.handshake_timeout_ms / 1000.0, self._handshake_overdue)
+            srv.cfg.handshake_timeout_ms / 1000.0, self._handshake_overdue
+        )
 
     def _handshake_overdue(self) -> None:
         self._handshake_timer = None
@@ -186,7 +196,7 @@ class ClientConnection(asyncio.Protocol):
                 end = off + 4 + n
                 if len(buf) < end:
                     break
-                body = bytes(buf[off + 4:end])
+                body = bytes(buf[off + 4 : end])
                 off = end
                 self.received += 1
                 self.server.received += 1
@@ -200,8 +210,9 @@ class ClientConnection(asyncio.Protocol):
             self.abort(f"malformed frame: {exc}")
             return
         except Exception:  # a bug must cost one connection, never the node
-            log.exception("internal error serving %s (session 0x%x); closing that connection", self.address,
-                          self.session_id)
+            log.exception(
+                "internal error serving %s (session 0x%x); closing that connection", self.address, self.session_id
+            )
             self.abort("internal error")
             return
         finally:
@@ -375,8 +386,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             s.data, s.close = s.fmt(rep)
         except Exception:
-            log.exception("formatting the reply to %s (session 0x%x) failed; closing", self.address,
-                          self.session_id)
+            log.exception("formatting the reply to %s (session 0x%x) failed; closing", self.address, self.session_id)
             s.data, s.close = None, True
         s.done = True
         self.server.dirty.add(self)
@@ -423,8 +433,12 @@ class ClientConnection(asyncio.Protocol):
         if req.session_id == 0:
             if req.last_zxid_seen > replica.last_zxid:
                 # Single system image: this client has seen a newer state than ours.
-                log.warning("refusing session request from %s: it has seen zxid 0x%x, our last zxid is 0x%x",
-                            self.address, req.last_zxid_seen, replica.last_zxid)
+                log.warning(
+                    "refusing session request from %s: it has seen zxid 0x%x, our last zxid is 0x%x",
+                    self.address,
+                    req.last_zxid_seen,
+                    replica.last_zxid,
+                )
                 self.close()
                 return
             timeout = min(max(req.timeout_ms, cfg.min_timeout_ms), cfg.max_timeout_ms)
@@ -446,8 +460,10 @@ class ClientConnection(asyncio.Protocol):
         session may reattach with its password; the response says readOnly."""
         srv = self.server
         if not req.read_only:
-            log.info("refusing a session to %s: this member has no quorum and the client does not allow "
-                     "read-only sessions", self.address)
+            log.info(
+                "refusing a session to %s: this member has no quorum and the client does not allow read-only sessions",
+                self.address,
+            )
             self._local(lambda: self.send(None))
             return
         timeout = min(max(req.timeout_ms, srv.cfg.min_timeout_ms), srv.cfg.max_timeout_ms)
@@ -457,10 +473,15 @@ class ClientConnection(asyncio.Protocol):
         else:
             info = srv.replica.tree.sessions.get(req.session_id)
             if info is None or info.password != bytes(req.password):
-                log.info("read-only: session 0x%x from %s is not live here; answering expired",
-                         req.session_id, self.address)
-                self._local(lambda: (self.send(P.ConnectResponse(0, 0, 0, ZERO_PASSWORD, True).encode_framed()),
-                                     self.send(None)))
+                log.info(
+                    "read-only: session 0x%x from %s is not live here; answering expired", req.session_id, self.address
+                )
+                self._local(
+                    lambda: (
+                        self.send(P.ConnectResponse(0, 0, 0, ZERO_PASSWORD, True).encode_framed()),
+                        self.send(None),
+                    )
+                )
                 return
             sid, password, timeout = req.session_id, bytes(req.password), info.timeout_ms
         self.read_only_session = True
@@ -515,8 +536,12 @@ class ClientConnection(asyncio.Protocol):
             self._local(lambda: self.send(P.reply(bad, self.server.replica.last_zxid, Err.MARSHALLING_ERROR)))
             return
         except P.UnknownOpcode as exc:
-            log.warning("closing connection from %s (session 0x%x): %s; answered Unimplemented",
-                        self.address, self.session_id, exc)
+            log.warning(
+                "closing connection from %s (session 0x%x): %s; answered Unimplemented",
+                self.address,
+                self.session_id,
+                exc,
+            )
             unknown = exc.xid
             self.state = CLOSING
 
@@ -551,8 +576,9 @@ class ClientConnection(asyncio.Protocol):
             self._submit_write(op, xid, rec)
         elif op == P.SYNC:
             path = rec.path
-            self._submit(Sync(path), lambda rep: self._plain(rep, xid) if rep.err else
-                         (P.reply_path(xid, rep.zxid, path), False))
+            self._submit(
+                Sync(path), lambda rep: self._plain(rep, xid) if rep.err else (P.reply_path(xid, rep.zxid, path), False)
+            )
         elif op in (P.SET_WATCHES, P.SET_WATCHES2) and self.server.fault == "setwatches-ignored":
             # TEST-ONLY FAULT (node.faults): answered OK, nothing registered
             self._local(lambda: self.send(P.reply(xid, self.server.replica.last_zxid, 0)), op)
@@ -562,8 +588,15 @@ class ClientConnection(asyncio.Protocol):
             self._submit(CloseSession(), lambda rep: self._closed_session(rep, xid), op="closeSession")
         elif op == P.RECONFIG:
             request = Reconfig(rec.joining, rec.leaving, rec.new_members, rec.cur_config_id, tuple(self.identities))
-            self._submit(request, lambda rep: self._plain(rep, xid) if rep.err else
-                         (P.reply_data(xid, rep.zxid, rep.value[0], rep.value[1]), False), op="reconfig")
+            self._submit(
+                request,
+                lambda rep: (
+                    self._plain(rep, xid)
+                    if rep.err
+                    else (P.reply_data(xid, rep.zxid, rep.value[0], rep.value[1]), False)
+                ),
+                op="reconfig",
+            )
         else:
             handler = LOCAL_HANDLERS[op]
             if not self._slots and not self.server.busy() and not self._output_full():
@@ -637,8 +670,11 @@ class ClientConnection(asyncio.Protocol):
             ident = ("ip", self.ip)
         if ident is None:
             # As ZooKeeper: an AuthFailed reply (the client turns it into its AUTH_FAILED state), then close.
-            log.info("auth with unknown scheme %r from %s; answering AuthFailed and closing (known: digest, ip)",
-                     r.scheme, self.address)
+            log.info(
+                "auth with unknown scheme %r from %s; answering AuthFailed and closing (known: digest, ip)",
+                r.scheme,
+                self.address,
+            )
             self.send(P.reply(P.AUTH_XID, 0, Err.AUTH_FAILED))
             self.send(None)
             return

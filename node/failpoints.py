@@ -53,38 +53,69 @@ class Point:
 
 
 _POINTS = (
-    Point("before-fsync", "the raft store, before the fsync of a batch of log entries, snapshots or votes",
-          "the fsync fails with EIO: nothing of the batch is acknowledged, voted or answered, and the "
-          "member stops (exits non-zero), as ZooKeeper does when it cannot write its log: a disk that failed "
-          "an fsync cannot be trusted"),
-    Point("after-fsync", "the raft store, after a successful fsync, before anything that depends on it leaves",
-          "the fsync reports EIO after the fact: the member stops (exits non-zero) without acknowledging, as for "
-          "before-fsync (the data may be durable; nothing said so)"),
-    Point("before-reply", "the client path, before the reply to a write, sync, session create/close or "
-          "reconnect (what the replica answers) is handed to its connection",
-          "the reply is dropped and the connection closed: the client sees a connection loss and the "
-          "operation is indeterminate (a write may have been applied)"),
-    Point("peer-send", "the peer transport, before a turn's messages to the other members are sent",
-          "the messages are dropped, as lost on the wire (Raft retries them)"),
-    Point("apply", "the replica, before it applies one committed log entry to its tree",
-          "the member stops (exits non-zero): a replica that cannot apply a committed entry must not skip it "
-          "(it would diverge from the others)"),
-    Point("campaign", "Raft, when a member's election timer fires and it starts a (pre-)campaign",
-          "the member gives up this campaign and stays a follower until its next election timeout"),
-    Point("become-leader", "Raft, when a member has won an election, before it acts as leader",
-          "the member declines: it stays a follower in that term (no other leader can win its vote "
-          "there), and a new election follows"),
-    Point("step-down", "Raft, when a leader steps down (a higher term, or check-quorum lost its quorum)",
-          None),
-    Point("snapshot-send", "Raft, when the leader sends its snapshot to a follower that lacks its log",
-          "the snapshot is not sent (as if lost): the leader tries again after an election timeout"),
-    Point("snapshot-install", "Raft, when a follower is about to replace its log with a leader's snapshot",
-          "the follower refuses it without an answer; the leader sends it again after an election timeout"),
-    Point("snapshot-save", "the replica, before it takes a snapshot of its own applied state (snapCount)",
-          "this snapshot is not taken; the replica tries again after the next applied entry"),
-    Point("session-expire", "the leader, before it proposes closing a session whose timeout passed",
-          "the expiry is not proposed this tick; the session stays closing-eligible and is retried at "
-          "the next tick"),
+    Point(
+        "before-fsync",
+        "the raft store, before the fsync of a batch of log entries, snapshots or votes",
+        "the fsync fails with EIO: nothing of the batch is acknowledged, voted or answered, and the "
+        "member stops (exits non-zero), as ZooKeeper does when it cannot write its log: a disk that failed "
+        "an fsync cannot be trusted",
+    ),
+    Point(
+        "after-fsync",
+        "the raft store, after a successful fsync, before anything that depends on it leaves",
+        "the fsync reports EIO after the fact: the member stops (exits non-zero) without acknowledging, as for "
+        "before-fsync (the data may be durable; nothing said so)",
+    ),
+    Point(
+        "before-reply",
+        "the client path, before the reply to a write, sync, session create/close or "
+        "reconnect (what the replica answers) is handed to its connection",
+        "the reply is dropped and the connection closed: the client sees a connection loss and the "
+        "operation is indeterminate (a write may have been applied)",
+    ),
+    Point(
+        "peer-send",
+        "the peer transport, before a turn's messages to the other members are sent",
+        "the messages are dropped, as lost on the wire (Raft retries them)",
+    ),
+    Point(
+        "apply",
+        "the replica, before it applies one committed log entry to its tree",
+        "the member stops (exits non-zero): a replica that cannot apply a committed entry must not skip it "
+        "(it would diverge from the others)",
+    ),
+    Point(
+        "campaign",
+        "Raft, when a member's election timer fires and it starts a (pre-)campaign",
+        "the member gives up this campaign and stays a follower until its next election timeout",
+    ),
+    Point(
+        "become-leader",
+        "Raft, when a member has won an election, before it acts as leader",
+        "the member declines: it stays a follower in that term (no other leader can win its vote "
+        "there), and a new election follows",
+    ),
+    Point("step-down", "Raft, when a leader steps down (a higher term, or check-quorum lost its quorum)", None),
+    Point(
+        "snapshot-send",
+        "Raft, when the leader sends its snapshot to a follower that lacks its log",
+        "the snapshot is not sent (as if lost): the leader tries again after an election timeout",
+    ),
+    Point(
+        "snapshot-install",
+        "Raft, when a follower is about to replace its log with a leader's snapshot",
+        "the follower refuses it without an answer; the leader sends it again after an election timeout",
+    ),
+    Point(
+        "snapshot-save",
+        "the replica, before it takes a snapshot of its own applied state (snapCount)",
+        "this snapshot is not taken; the replica tries again after the next applied entry",
+    ),
+    Point(
+        "session-expire",
+        "the leader, before it proposes closing a session whose timeout passed",
+        "the expiry is not proposed this tick; the session stays closing-eligible and is retried at the next tick",
+    ),
 )
 POINTS: dict[str, Point] = {p.name: p for p in _POINTS}
 
@@ -131,8 +162,9 @@ def parse_action(text: str) -> Action:
     ms = 0
     if kind == "sleep":
         if arg is None or not arg.strip().isdigit() or not 0 < int(arg) <= MAX_SLEEP_MS:
-            raise FailpointSpecError(f"failpoint action {text!r}: sleep needs milliseconds, "
-                                     f"sleep(MS) with 1 <= MS <= {MAX_SLEEP_MS}")
+            raise FailpointSpecError(
+                f"failpoint action {text!r}: sleep needs milliseconds, sleep(MS) with 1 <= MS <= {MAX_SLEEP_MS}"
+            )
         ms = int(arg)
     elif arg is not None:
         raise FailpointSpecError(f"failpoint action {text!r}: {kind} takes no argument; allowed: {_SYNTAX}")
@@ -159,12 +191,14 @@ def parse_spec(spec: str) -> tuple[str, Action]:
         raise FailpointSpecError(f"failpoint {spec!r}: expected NAME=ACTION, e.g. before-fsync=panic")
     point = POINTS.get(name)
     if point is None:
-        raise FailpointSpecError(f"unknown failpoint {name!r}; allowed: {', '.join(POINTS)} "
-                                 "(squall node --list-failpoints describes them)")
+        raise FailpointSpecError(
+            f"unknown failpoint {name!r}; allowed: {', '.join(POINTS)} (squall node --list-failpoints describes them)"
+        )
     action = parse_action(action_text)
     if action.kind == "error" and point.on_error is None:
-        raise FailpointSpecError(f"failpoint {name!r} does not take error (no failure makes sense there); "
-                                 "allowed: off, panic, sleep(MS)")
+        raise FailpointSpecError(
+            f"failpoint {name!r} does not take error (no failure makes sense there); allowed: off, panic, sleep(MS)"
+        )
     return name, action
 
 
@@ -207,9 +241,14 @@ class Failpoints:
 
     __slots__ = ("active", "_armed", "_rng", "_on_panic", "_sleep", "fired")
 
-    def __init__(self, specs: Iterable[str] = (), *, rng: random.Random | None = None,
-                 on_panic: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        specs: Iterable[str] = (),
+        *,
+        rng: random.Random | None = None,
+        on_panic: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         self._armed: dict[str, Action] = {}
         self._rng = rng or random.Random(0)
         self._on_panic = on_panic or _exit_on_panic
@@ -277,8 +316,10 @@ def check_http_address(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise FailpointSpecError(f"--failpoint-http {text!r}: expected HOST:PORT, e.g. 127.0.0.1:22381")
     if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
-        raise FailpointSpecError(f"--failpoint-http {text!r}: the failpoint API has no authentication, so it "
-                                 "binds loopback only; allowed hosts: 127.0.0.0/8, localhost, ::1")
+        raise FailpointSpecError(
+            f"--failpoint-http {text!r}: the failpoint API has no authentication, so it "
+            "binds loopback only; allowed hosts: 127.0.0.0/8, localhost, ::1"
+        )
     return host, int(port)
 
 
@@ -335,5 +376,19 @@ async def serve_http(fp: Failpoints, host: str, port: int):  # -> aiohttp.web.Ap
     return runner
 
 
-__all__ = ["KINDS", "PANIC_EXIT", "POINTS", "Action", "FailpointError", "FailpointPanic", "FailpointSpecError",
-           "Failpoints", "Point", "check_http_address", "describe", "parse_action", "parse_spec", "serve_http"]
+__all__ = [
+    "KINDS",
+    "PANIC_EXIT",
+    "POINTS",
+    "Action",
+    "FailpointError",
+    "FailpointPanic",
+    "FailpointSpecError",
+    "Failpoints",
+    "Point",
+    "check_http_address",
+    "describe",
+    "parse_action",
+    "parse_spec",
+    "serve_http",
+]

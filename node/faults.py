@@ -32,30 +32,30 @@ THROTTLE_LIMIT = 10  # throttle-leak: syncs a member answers before it refuses e
 
 FAULTS: dict[str, str] = {
     "lose-writes": f"every {LOSE_EVERY}th setData or plain persistent create is acknowledged "
-                   "(with a plausible Stat, or the path) but never applied",
+    "(with a plausible Stat, or the path) but never applied",
     "stale-reads": "exists/getData/getChildren are served from a copy of the tree that lags "
-                   f"{STALE_LAG} transactions behind",
+    f"{STALE_LAG} transactions behind",
     "sync-no-wait": "sync is answered at once, without the ReadIndex round, so a read after a sync "
-                    "may miss acknowledged writes",
+    "may miss acknowledged writes",
     "stale-reconnect": "a member accepts a reconnecting session whose lastZxidSeen is ahead of its own "
-                       "applied zxid and serves it from its older state",
+    "applied zxid and serves it from its older state",
     "drop-watch-events": f"every {DROP_EVERY}rd watch notification of a connection is silently dropped",
     "multi-partial": "a multi whose later op fails keeps the effects of its earlier ops "
-                     "(on every replica alike: apply stays deterministic)",
+    "(on every replica alike: apply stays deterministic)",
     "diverge": "the member with the highest id applies setData with altered data, so replicas diverge",
     "skip-fsync": "writes are acknowledged without fdatasync (lost when the disk drops unsynced writes)",
     # One for each recipe check and for availability (docs/consistency.md):
     "idempotent-delete": "a delete of a znode that is already gone is answered OK instead of NoNode (a "
-                         "'retry-friendly' delete), so two consumers that race for one queue item both win it",
+    "'retry-friendly' delete), so two consumers that race for one queue item both win it",
     "local-version-check": "a conditional setData is checked against the version on the member the client "
-                           "is attached to and then forwarded unconditionally, so two concurrent "
-                           "read-modify-writes both succeed and one increment of a counter is lost",
+    "is attached to and then forwarded unconditionally, so two concurrent "
+    "read-modify-writes both succeed and one increment of a counter is lost",
     "stale-read-cache": "a member caches getData answers and drops a path's entry when a create, delete or "
-                        "setData of it applies, but not when a multi writes it, so a leader's fenced read "
-                        "after another leader's fenced multi sees the old value",
+    "setData of it applies, but not when a multi writes it, so a leader's fenced read "
+    "after another leader's fenced multi sees the old value",
     "throttle-leak": "a member's outstanding-request throttle is released when a write is answered but the "
-                     f"sync path forgets to release it; after {THROTTLE_LIMIT} syncs the member answers every "
-                     "write and sync with ConnectionLoss (plain reads still work): safe, but unavailable",
+    f"sync path forgets to release it; after {THROTTLE_LIMIT} syncs the member answers every "
+    "write and sync with ConnectionLoss (plain reads still work): safe, but unavailable",
 }
 # Faults that only other members can make observable (see the module docstring): name -> why.
 NEEDS_PEERS: dict[str, str] = {
@@ -70,36 +70,46 @@ NEEDS_PEERS: dict[str, str] = {
 # The selftest catalogue's own bugs (issue 16; `squall selftest`, docs/track-record.md).
 # Like the ones above: realistic mistakes, each breaking a guarantee ZooKeeper or
 # Raft documents, inert unless armed, carried out on the production path.
-FAULTS.update({
-    "commit-without-quorum": "a leader counts an entry committed as soon as it appends it, without waiting "
-                             "for a quorum to acknowledge it",
-    "vote-ignores-log": "a member grants its vote (and pre-vote) without checking that the candidate's log is "
-                        "at least as up to date as its own (Raft's election restriction, section 5.4.1)",
-    "heartbeat-commit-beyond-match": "the leader's heartbeats tell each follower its own commit index, not "
-                                     "capped at what that follower is known to hold, so a follower with a "
-                                     "stale tail from an old term commits and applies it",
-    "read-index-no-quorum": "a leader answers sync (ReadIndex) from its own commit index without confirming "
-                            "with a heartbeat quorum that it still leads, and never steps down when it loses "
-                            "its quorum (no check-quorum)",
-    "recovery-truncates-last-entry": "recovery takes the log's last record for a torn write and cuts it, "
-                                     "even when it is whole (an off-by-one in the torn-tail check), so every "
-                                     "restart forgets the last entry the member acknowledged",
-    "late-watch-events": "watch notifications are sent at the next timer tick instead of before the replies of "
-                         "the same turn, so a client can read new data before its watch event",
-    "setwatches-ignored": "SetWatches (a client re-registering its watches after a reconnect) is answered OK "
-                          "but registers nothing: watches set before a move never fire",
-    "multi-version-off-by-one": "a multi's setData/check version test also accepts the version just before "
-                                "the current one (an off-by-one), so a stale read-modify-write commits",
-    "disconnect-drops-ephemerals": "when a client's connection to a member closes, that member deletes the "
-                                   "session's ephemeral nodes, although the session lives on (ephemerals tied "
-                                   "to the connection, not the session)",
-})
+FAULTS.update(
+    {
+        "commit-without-quorum": "a leader counts an entry committed as soon as it appends it, without waiting "
+        "for a quorum to acknowledge it",
+        "vote-ignores-log": "a member grants its vote (and pre-vote) without checking that the candidate's log is "
+        "at least as up to date as its own (Raft's election restriction, section 5.4.1)",
+        "heartbeat-commit-beyond-match": "the leader's heartbeats tell each follower its own commit index, not "
+        "capped at what that follower is known to hold, so a follower with a "
+        "stale tail from an old term commits and applies it",
+        "read-index-no-quorum": "a leader answers sync (ReadIndex) from its own commit index without confirming "
+        "with a heartbeat quorum that it still leads, and never steps down when it loses "
+        "its quorum (no check-quorum)",
+        "recovery-truncates-last-entry": "recovery takes the log's last record for a torn write and cuts it, "
+        "even when it is whole (an off-by-one in the torn-tail check), so every "
+        "restart forgets the last entry the member acknowledged",
+        "late-watch-events": "watch notifications are sent at the next timer tick instead of before the replies of "
+        "the same turn, so a client can read new data before its watch event",
+        "setwatches-ignored": "SetWatches (a client re-registering its watches after a reconnect) is answered OK "
+        "but registers nothing: watches set before a move never fire",
+        "multi-version-off-by-one": "a multi's setData/check version test also accepts the version just before "
+        "the current one (an off-by-one), so a stale read-modify-write commits",
+        "disconnect-drops-ephemerals": "when a client's connection to a member closes, that member deletes the "
+        "session's ephemeral nodes, although the session lives on (ephemerals tied "
+        "to the connection, not the session)",
+    }
+)
 # The faults the replica and its Raft core carry out by themselves, so the simulator
 # (node/sim.py, which runs replicas without the asyncio shell) can arm them too.
-SIM_FAULTS = ("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "diverge", "commit-without-quorum",
-              "vote-ignores-log", "heartbeat-commit-beyond-match", "read-index-no-quorum",
-              "recovery-truncates-last-entry")
-
+SIM_FAULTS = (
+    "lose-writes",
+    "stale-reads",
+    "sync-no-wait",
+    "stale-reconnect",
+    "diverge",
+    "commit-without-quorum",
+    "vote-ignores-log",
+    "heartbeat-commit-beyond-match",
+    "read-index-no-quorum",
+    "recovery-truncates-last-entry",
+)
 
 
 class UnknownFault(ValueError):
@@ -116,9 +126,11 @@ def check(name: str, members: int = 0) -> str:
         raise UnknownFault(f"test fault {name!r} is not supported by the node; allowed: {', '.join(FAULTS)}")
     if members == 1 and name in NEEDS_PEERS:
         allowed = [f for f in FAULTS if f not in NEEDS_PEERS]
-        raise UnknownFault(f"test fault {name!r} cannot show on a standalone node ({NEEDS_PEERS[name]}): a run "
-                           f"with it would pass; run 3 members (--peers, --nodes 3) or use one of "
-                           f"{', '.join(allowed)}")
+        raise UnknownFault(
+            f"test fault {name!r} cannot show on a standalone node ({NEEDS_PEERS[name]}): a run "
+            f"with it would pass; run 3 members (--peers, --nodes 3) or use one of "
+            f"{', '.join(allowed)}"
+        )
     return name
 
 
@@ -127,9 +139,24 @@ def from_env() -> str:
 
 
 def warning(name: str) -> str:
-    return (f"!!! test-only fault {name!r} is armed ({FAULTS[name]}): THIS NODE IS DELIBERATELY BROKEN; "
-            "never use it for real data !!!")
+    return (
+        f"!!! test-only fault {name!r} is armed ({FAULTS[name]}): THIS NODE IS DELIBERATELY BROKEN; "
+        "never use it for real data !!!"
+    )
 
 
-__all__ = ["DIVERGE_SUFFIX", "DROP_EVERY", "FAULTS", "FAULT_ENV", "LOSE_EVERY", "NEEDS_PEERS", "SIM_FAULTS",
-           "STALE_LAG", "THROTTLE_LIMIT", "UnknownFault", "check", "from_env", "warning"]
+__all__ = [
+    "DIVERGE_SUFFIX",
+    "DROP_EVERY",
+    "FAULTS",
+    "FAULT_ENV",
+    "LOSE_EVERY",
+    "NEEDS_PEERS",
+    "SIM_FAULTS",
+    "STALE_LAG",
+    "THROTTLE_LIMIT",
+    "UnknownFault",
+    "check",
+    "from_env",
+    "warning",
+]

@@ -154,9 +154,16 @@ def check_watches(conn: ClientConnection, xid: int, r: P.WatchTypeRequest) -> No
 
 def set_watches(conn: ClientConnection, xid: int, r: P.SetWatches) -> None:
     replica = conn.server.replica
-    events = conn.server.watches.set_watches(conn.session_id, r.relative_zxid, list(r.data), list(r.exist),
-                                             list(r.child), list(r.persistent), list(r.persistent_recursive),
-                                             replica.tree)
+    events = conn.server.watches.set_watches(
+        conn.session_id,
+        r.relative_zxid,
+        list(r.data),
+        list(r.exist),
+        list(r.child),
+        list(r.persistent),
+        list(r.persistent_recursive),
+        replica.tree,
+    )
     zxid = replica.last_zxid
     for ev in events:
         conn.send(P.notification(ev.type, P.STATE_SYNC_CONNECTED, ev.path, ev.zxid))

@@ -72,7 +72,7 @@ def host_and_port(text: str) -> list[str]:
         end = text.find("]")
         if end < 0:
             raise ReconfigError(Err.BAD_ARGUMENTS, f"{text!r}: IPv6 address without a closing ]")
-        rest = text[end + 1:]
+        rest = text[end + 1 :]
         if rest and not rest.startswith(":"):
             raise ReconfigError(Err.BAD_ARGUMENTS, f"{text!r}: expected ':' after the IPv6 address")
         return [text[1:end]] + (rest[1:].split(":") if rest else [])
@@ -92,32 +92,39 @@ def parse_member(sid: int, spec: str, *, need_client: bool = False) -> Member:
     """One ``host:port:port[:role][;[client_host:]client_port]`` (QuorumServer's address string)."""
     server_client = spec.split(";")
     if len(server_client) > 2:
-        raise ReconfigError(Err.BAD_ARGUMENTS, f"server.{sid}={spec!r} does not have the form "
-                                               "host:port:port[:role][;[client_host:]client_port]")
+        raise ReconfigError(
+            Err.BAD_ARGUMENTS,
+            f"server.{sid}={spec!r} does not have the form host:port:port[:role][;[client_host:]client_port]",
+        )
     client_host = client_port = None
     if len(server_client) == 2:
         client = host_and_port(server_client[1])
         if len(client) > 2:
-            raise ReconfigError(Err.BAD_ARGUMENTS, f"server.{sid}: client address {server_client[1]!r} is not "
-                                                   "[host:]port")
+            raise ReconfigError(
+                Err.BAD_ARGUMENTS, f"server.{sid}: client address {server_client[1]!r} is not [host:]port"
+            )
         client_host = client[0] if len(client) == 2 else "0.0.0.0"
         client_port = _port(client[-1], "client port")
     parts = host_and_port(server_client[0])
     if not 3 <= len(parts) <= 4:
-        raise ReconfigError(Err.BAD_ARGUMENTS, f"server.{sid}={spec!r} does not have the form "
-                                               "host:port:port[:role][;[client_host:]client_port]")
+        raise ReconfigError(
+            Err.BAD_ARGUMENTS,
+            f"server.{sid}={spec!r} does not have the form host:port:port[:role][;[client_host:]client_port]",
+        )
     peer_port, election_port = _port(parts[1], "quorum port"), _port(parts[2], "election port")
     if peer_port == election_port:
         raise ReconfigError(Err.BAD_ARGUMENTS, f"server.{sid}: quorum and election port must be different")
     role = PARTICIPANT
     if len(parts) == 4:
         if parts[3] not in ROLES:
-            raise ReconfigError(Err.BAD_ARGUMENTS, f"server.{sid}: unknown role {parts[3]!r}; allowed: "
-                                                   "participant, observer")
+            raise ReconfigError(
+                Err.BAD_ARGUMENTS, f"server.{sid}: unknown role {parts[3]!r}; allowed: participant, observer"
+            )
         role = parts[3]
     if need_client and client_port is None:
-        raise ReconfigError(Err.BAD_ARGUMENTS, "Wrong format of server string - each server should have 3 ports "
-                                               "specified")
+        raise ReconfigError(
+            Err.BAD_ARGUMENTS, "Wrong format of server string - each server should have 3 ports specified"
+        )
     return Member(sid, parts[0], peer_port, election_port, role, client_host, client_port)
 
 
@@ -128,7 +135,7 @@ def _parse_server_item(item: str) -> Member:
         parts.pop()
     if len(parts) != 2:
         raise ReconfigError(Err.BAD_ARGUMENTS, f"Wrong format of server string: {item!r} (expected server.N=...)")
-    digits = parts[0][parts[0].rfind(".") + 1:]
+    digits = parts[0][parts[0].rfind(".") + 1 :]
     if not _is_long(digits):
         raise ReconfigError(Err.MARSHALLING_ERROR, f"server id {digits!r} in {item!r} is not a number")
     sid = int(digits)
@@ -207,13 +214,13 @@ def _check_addresses(members: tuple[Member, ...]) -> None:
             key = (m.host, port)
             other = seen.get(key)
             if other is not None and other != m.id:
-                raise ReconfigError(Err.BAD_ARGUMENTS, f"server.{m.id} and server.{other} share the address "
-                                                       f"{m.host}:{port}")
+                raise ReconfigError(
+                    Err.BAD_ARGUMENTS, f"server.{m.id} and server.{other} share the address {m.host}:{port}"
+                )
             seen[key] = m.id
 
 
-def reconfigure(current: Membership, joining: str | None, leaving: str | None,
-                new_members: str | None) -> Membership:
+def reconfigure(current: Membership, joining: str | None, leaving: str | None, new_members: str | None) -> Membership:
     """The membership a reconfig request asks for (not yet checked for one-voter-at-a-time)."""
     if new_members is not None:
         items = [item for item in new_members.replace("\n", ",").split(",") if item.strip()]
@@ -239,12 +246,18 @@ def reconfigure(current: Membership, joining: str | None, leaving: str | None,
                 result = result.with_member(_parse_server_item(item))
     _check_addresses(result.members)
     if len(result.voters) < 2:
-        raise ReconfigError(Err.BAD_ARGUMENTS, "Reconfig failed - new configuration must include at least 2 "
-                                               "followers")
+        raise ReconfigError(Err.BAD_ARGUMENTS, "Reconfig failed - new configuration must include at least 2 followers")
     return result
 
 
 __all__ = [
-    "BOOTSTRAP_VERSION", "OBSERVER", "PARTICIPANT", "Member", "Membership", "ReconfigError", "host_and_port",
-    "parse_member", "reconfigure",
+    "BOOTSTRAP_VERSION",
+    "OBSERVER",
+    "PARTICIPANT",
+    "Member",
+    "Membership",
+    "ReconfigError",
+    "host_and_port",
+    "parse_member",
+    "reconfigure",
 ]

@@ -24,8 +24,13 @@ from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-_OP_NAMES = {"SetData": "setData", "SetACL": "setACL", "CreateSession": "createSession",
-             "CloseSession": "closeSession", "DeleteContainer": "deleteContainer"}
+_OP_NAMES = {
+    "SetData": "setData",
+    "SetACL": "setACL",
+    "CreateSession": "createSession",
+    "CloseSession": "closeSession",
+    "DeleteContainer": "deleteContainer",
+}
 
 
 _NAME_OF_TYPE: dict[type, str] = {}

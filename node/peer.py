@@ -45,8 +45,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from node.replica import PeerDecodeError, PeerMsg, decode_peer, encode_peer
 
@@ -83,12 +83,21 @@ class _Link:
 class PeerTransport:
     """Sends PeerMsgs to peers by id; hands received ones to ``on_batch`` or ``on_message``."""
 
-    def __init__(self, my_id: int, peers: dict[int, PeerAddress], on_message: Callable[[PeerMsg], None] | None,
-                 *, listen_host: str = "127.0.0.1", max_frame_bytes: int = DEFAULT_MAX_FRAME,
-                 max_buffer_bytes: int = 8 << 20, backoff_min_s: float = 0.02, backoff_max_s: float = 1.0,
-                 connect_timeout_s: float = 1.0,
-                 on_batch: Callable[[list[PeerMsg]], None] | None = None,
-                 on_link_lost: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        my_id: int,
+        peers: dict[int, PeerAddress],
+        on_message: Callable[[PeerMsg], None] | None,
+        *,
+        listen_host: str = "127.0.0.1",
+        max_frame_bytes: int = DEFAULT_MAX_FRAME,
+        max_buffer_bytes: int = 8 << 20,
+        backoff_min_s: float = 0.02,
+        backoff_max_s: float = 1.0,
+        connect_timeout_s: float = 1.0,
+        on_batch: Callable[[list[PeerMsg]], None] | None = None,
+        on_link_lost: Callable[[int], None] | None = None,
+    ) -> None:
         if my_id not in peers:
             raise ValueError(f"my id {my_id} is not among the peers {sorted(peers)}")
         if on_message is None and on_batch is None:
@@ -115,8 +124,9 @@ class PeerTransport:
     async def start(self) -> None:
         me = self._me
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Inbound(self), self.listen_host, me.peer_port,
-                                                reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: _Inbound(self), self.listen_host, me.peer_port, reuse_address=True
+        )
         for link in self.links.values():
             link.task = asyncio.create_task(self._keep_connected(link), name=f"peer-out-{link.addr.id}")
 
@@ -231,9 +241,10 @@ class PeerTransport:
         a = link.addr
         while not self._closed:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(a.host, a.peer_port),
-                                                        self.connect_timeout_s)
-            except (OSError, asyncio.TimeoutError):
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(a.host, a.peer_port), self.connect_timeout_s
+                )
+            except (TimeoutError, OSError):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)
                 continue
@@ -333,7 +344,7 @@ class _Inbound(asyncio.Protocol):
                 if stop > end:
                     break  # body still on its way
                 try:
-                    m = decode_peer(bytes(src[pos + 4:stop]))
+                    m = decode_peer(bytes(src[pos + 4 : stop]))
                 except PeerDecodeError as exc:
                     bad = ("closing peer link from %s: malformed frame: %s", (self.who, exc))
                     break
@@ -357,7 +368,8 @@ class _Inbound(asyncio.Protocol):
                     self._cancel_timer()
                     self._timer_at = self._consumed
                     self._timer = asyncio.get_running_loop().call_later(
-                        FRAME_BODY_TIMEOUT_S + n / 1e6, self._frame_timed_out, n)
+                        FRAME_BODY_TIMEOUT_S + n / 1e6, self._frame_timed_out, n
+                    )
             elif self._timer is not None:
                 self._cancel_timer()
         if msgs:
@@ -447,8 +459,10 @@ def parse_peers(text: str, *, any_size: bool = False) -> dict[int, PeerAddress]:
         out[pid] = PeerAddress(pid, parts[0], ports[0], ports[1], ports[2] if len(ports) == 3 else 0, role)
     voters = sum(1 for p in out.values() if p.role == "participant")
     if not any_size and voters not in (1, 3, 5):
-        raise ValueError(f"an ensemble has 1, 3 or 5 members (participants); the peer list names {voters} "
-                         "(a member joining a running ensemble may list any number: --join)")
+        raise ValueError(
+            f"an ensemble has 1, 3 or 5 members (participants); the peer list names {voters} "
+            "(a member joining a running ensemble may list any number: --join)"
+        )
     if not out:
         raise ValueError(f"the peer list is empty; expected {PEER_FORM},...")
     return out

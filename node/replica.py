@@ -74,7 +74,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from node import faults
-from node.failpoints import FailpointError, Failpoints
 from node.consensus import (
     ConfRefused,
     ConfState,
@@ -91,20 +90,21 @@ from node.consensus import (
     unpack_snapshot_data,
 )
 from node.errors import Err, ZkError
+from node.failpoints import FailpointError, Failpoints
 from node.membership import BOOTSTRAP_VERSION, OBSERVER, Membership, ReconfigError, reconfigure
 from node.sessions import SessionTracker, generate_password, new_session_id
 from node.tree import (
     CONFIG_PATH,
     ApplyResult,
     CheckOp,
-    DeleteOp,
-    MultiOp,
     CloseSessionOp,
     CreateOp,
     CreateSessionOp,
     DataTree,
     DeleteContainerOp,
+    DeleteOp,
     ErrorOp,
+    MultiOp,
     Perm,
     ReconfigOp,
     SetConfigOp,
@@ -247,11 +247,15 @@ def encode_peer(m: PeerMsg) -> bytes:
     if isinstance(m, RaftMsg):
         return _PEER_HEAD.pack(PEER_VERSION, _K_RAFT, m.frm, m.to) + m.msg.to_bytes()
     if isinstance(m, Forward):
-        return (_PEER_HEAD.pack(PEER_VERSION, _K_FORWARD, m.frm, m.to)
-                + _FWD.pack(m.session_id, m.seq, len(m.txn)) + m.txn)
+        return (
+            _PEER_HEAD.pack(PEER_VERSION, _K_FORWARD, m.frm, m.to) + _FWD.pack(m.session_id, m.seq, len(m.txn)) + m.txn
+        )
     if isinstance(m, Touch):
-        return (_PEER_HEAD.pack(PEER_VERSION, _K_TOUCH, m.frm, m.to) + _U32.pack(len(m.sessions))
-                + b"".join(_Q.pack(s) for s in m.sessions))
+        return (
+            _PEER_HEAD.pack(PEER_VERSION, _K_TOUCH, m.frm, m.to)
+            + _U32.pack(len(m.sessions))
+            + b"".join(_Q.pack(s) for s in m.sessions)
+        )
     raise TypeError(f"not a peer message: {type(m).__name__}")
 
 
@@ -262,7 +266,7 @@ def decode_peer(buf: bytes) -> PeerMsg:
     version, kind, frm, to = _PEER_HEAD.unpack_from(buf, 0)
     if version != PEER_VERSION:
         raise PeerDecodeError(f"peer message version {version} is not supported (allowed: {PEER_VERSION})")
-    body = bytes(buf[_PEER_HEAD.size:])
+    body = bytes(buf[_PEER_HEAD.size :])
     if kind == _K_RAFT:
         try:
             msg = Message.from_bytes(body)
@@ -277,7 +281,7 @@ def decode_peer(buf: bytes) -> PeerMsg:
         sid, seq, n = _FWD.unpack_from(body, 0)
         if len(body) != _FWD.size + n:
             raise PeerDecodeError(f"forward says {n} txn bytes, frame holds {len(body) - _FWD.size}")
-        return Forward(frm, to, sid, seq, body[_FWD.size:])
+        return Forward(frm, to, sid, seq, body[_FWD.size :])
     if kind == _K_TOUCH:
         if len(body) < _U32.size:
             raise PeerDecodeError("truncated touch header")
@@ -343,12 +347,12 @@ class ReplicaDisk:
             self.snapshot = p.compaction
             if self.entries:
                 # Entries are consecutive: those up to the snapshot's index are cut by position.
-                self.entries = self.entries[max(0, p.compaction.meta.index - self.entries[0].index + 1):]
+                self.entries = self.entries[max(0, p.compaction.meta.index - self.entries[0].index + 1) :]
         if p.entries:
             first = p.entries[0].index
             if self.entries and first <= self.entries[-1].index:
                 # Overwrite from `first` on; entries are consecutive, so the cut is by position.
-                del self.entries[max(0, first - self.entries[0].index):]
+                del self.entries[max(0, first - self.entries[0].index) :]
             self.entries.extend(p.entries)
         if p.hard_state is not None:
             self.hard_state = p.hard_state
@@ -368,8 +372,12 @@ CLOSED_WINDOW = 4096  # closed session ids remembered, so a late duplicate canno
 # How long a reconfig adding a voter waits for the new server to catch up as an observer.
 PROMOTE_MS = 30_000
 # How the Raft core's refusal of a membership change is answered (ZooKeeper's codes).
-_REFUSAL_CODES = {"in-progress": Err.RECONFIG_IN_PROGRESS, "no-quorum": Err.NEW_CONFIG_NO_QUORUM,
-                  "catch-up": Err.NEW_CONFIG_NO_QUORUM, "invalid": Err.BAD_ARGUMENTS}
+_REFUSAL_CODES = {
+    "in-progress": Err.RECONFIG_IN_PROGRESS,
+    "no-quorum": Err.NEW_CONFIG_NO_QUORUM,
+    "catch-up": Err.NEW_CONFIG_NO_QUORUM,
+    "invalid": Err.BAD_ARGUMENTS,
+}
 # The answer to a write that may or may not have been applied (see
 # Replica._settle_after_snapshot). A server shell should treat it like a lost
 # connection (ZooKeeper clients then report ConnectionLoss: indeterminate).
@@ -388,11 +396,10 @@ def _open_envelope(data: bytes) -> tuple[int, int, int, bytes]:
     version, time_ms, sid, seq = _ENV.unpack_from(data, 0)
     if version != _ENV_VERSION:
         raise ValueError(f"entry envelope version {version} is not supported (allowed: {_ENV_VERSION})")
-    return time_ms, sid, seq, data[_ENV.size:]
+    return time_ms, sid, seq, data[_ENV.size :]
 
 
-def snapshot_data(tree: DataTree, seen: dict[int, list[int]] | None = None,
-                  closed: Any = ()) -> bytes:
+def snapshot_data(tree: DataTree, seen: dict[int, list[int]] | None = None, closed: Any = ()) -> bytes:
     """A replica snapshot's bytes: the dedupe window (session -> seqs), closed session ids, the tree."""
     seen = seen or {}
     closed = list(closed)
@@ -534,8 +541,7 @@ class Replica:
         elif membership is not None:
             if self.id not in membership.voters + membership.learners:
                 raise ValueError(f"member {self.id} is not in the membership {membership.voters + membership.learners}")
-            bootstrap = ConfState(membership.voters, membership.learners,
-                                  _envelope(0, 0, 0, membership.encode()))
+            bootstrap = ConfState(membership.voters, membership.learners, _envelope(0, 0, 0, membership.encode()))
         else:
             bootstrap = ConfState(tuple(sorted(set(peers) | {id})))
         self._ever_member = self.id in bootstrap.members
@@ -566,10 +572,16 @@ class Replica:
         if disk is not None and disk.entries and self.fault == "recovery-truncates-last-entry":
             disk = replace(disk, entries=disk.entries[:-1])  # TEST-ONLY FAULT: the last record taken for torn
         self.raft = RaftNode(
-            id, peers, disk, random.Random(rng.getrandbits(64)),
-            election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
+            id,
+            peers,
+            disk,
+            random.Random(rng.getrandbits(64)),
+            election_ticks=election_ticks,
+            heartbeat_ticks=heartbeat_ticks,
             unsafe_commit_without_quorum=unsafe_commit_without_quorum or self.fault == "commit-without-quorum",
-            unsafe_fault=self.fault, failpoints=self.fp, bootstrap=bootstrap,
+            unsafe_fault=self.fault,
+            failpoints=self.fp,
+            bootstrap=bootstrap,
         )
         # /zookeeper/config is written only from the log: the first leader of a fresh ensemble
         # records the bootstrap configuration as a CONF entry (see _record_bootstrap_conf), so a
@@ -633,8 +645,9 @@ class Replica:
                 return None
             if stat is None or op.version not in (-1, stat.version):
                 return None
-            value: Any = replace(stat, version=stat.version + 1, data_length=len(op.data or b""),
-                                 mzxid=self.last_zxid, mtime=self._now)
+            value: Any = replace(
+                stat, version=stat.version + 1, data_length=len(op.data or b""), mzxid=self.last_zxid, mtime=self._now
+            )
         elif isinstance(op, CreateOp) and op.kind == "create" and op.flags == 0:
             parent = op.path.rsplit("/", 1)[0] or "/"
             try:
@@ -713,7 +726,7 @@ class Replica:
         for line in self.tree.config_data.decode("utf-8", "replace").splitlines():
             if line.startswith("version="):
                 try:
-                    return int(line[len("version="):], 16)
+                    return int(line[len("version=") :], 16)
                 except ValueError:
                     break
         return BOOTSTRAP_VERSION
@@ -725,10 +738,17 @@ class Replica:
         if self.id in self.raft.learners and role == Role.FOLLOWER.value:
             role = "observer"
         return {
-            "id": self.id, "role": role, "epoch": st["term"], "leader": st["leader"],
-            "last_zxid": self.last_zxid, "applied": st["applied"], "commit": st["commit"],
-            "last_index": st["last_index"], "sessions": len(self.tree.sessions),
-            "znodes": self.tree.node_count, "connections": len(self._conns),
+            "id": self.id,
+            "role": role,
+            "epoch": st["term"],
+            "leader": st["leader"],
+            "last_zxid": self.last_zxid,
+            "applied": st["applied"],
+            "commit": st["commit"],
+            "last_index": st["last_index"],
+            "sessions": len(self.tree.sessions),
+            "znodes": self.tree.node_count,
+            "connections": len(self._conns),
         }
 
     def tick(self, now_ms: int) -> Effects:
@@ -750,8 +770,7 @@ class Replica:
         self._now = now_ms
         if isinstance(m, RaftMsg):
             self.raft.step(m.msg)
-        elif (m.to != self.id or m.frm == self.id
-              or (m.frm not in self.raft.voters and m.frm not in self.raft.learners)):
+        elif m.to != self.id or m.frm == self.id or (m.frm not in self.raft.voters and m.frm not in self.raft.learners):
             pass  # misaddressed or from a non-member: a bad peer must not be able to inject writes
         elif isinstance(m, Forward):
             if self.is_leader:
@@ -769,22 +788,29 @@ class Replica:
         self.raft.peer_unreachable(peer)
         return self._drain()
 
-    def client_connect(self, conn_id: int, session_id: int, password: bytes, last_zxid_seen: int,
-                       now_ms: int) -> Effects:
+    def client_connect(
+        self, conn_id: int, session_id: int, password: bytes, last_zxid_seen: int, now_ms: int
+    ) -> Effects:
         """A client (re)attaches to an existing session. Replies with seq 0."""
         self._now = now_ms
         if last_zxid_seen > self.last_zxid and self.fault != "stale-reconnect":
             # ZooKeeper closes such a connection: the client must find a server
             # that has seen at least what it has.
-            self._fx.replies.append(ClientReply(
-                conn_id, 0, Err.CONNECTION_LOSS,
-                f"server is behind the client: last zxid {self.last_zxid:#x} < client's {last_zxid_seen:#x}",
-                self.last_zxid))
+            self._fx.replies.append(
+                ClientReply(
+                    conn_id,
+                    0,
+                    Err.CONNECTION_LOSS,
+                    f"server is behind the client: last zxid {self.last_zxid:#x} < client's {last_zxid_seen:#x}",
+                    self.last_zxid,
+                )
+            )
         else:
             info = self.tree.sessions.get(session_id)
             if info is None or info.password != bytes(password):
-                self._fx.replies.append(ClientReply(conn_id, 0, Err.SESSION_EXPIRED,
-                                                    f"session {session_id:#x} is not live", self.last_zxid))
+                self._fx.replies.append(
+                    ClientReply(conn_id, 0, Err.SESSION_EXPIRED, f"session {session_id:#x} is not live", self.last_zxid)
+                )
             else:
                 self._conns[conn_id] = _Conn(session_id)
                 self._touch(session_id)
@@ -838,29 +864,53 @@ class Replica:
             self._ask_read_index(req)
         elif isinstance(request, CloseSession):
             self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, (), CloseSessionOp(session_id)))
-        elif isinstance(request, Write) and self.fault == "lose-writes" and (
-                (lost := self._lost_write_value(request.op)) is not None):
+        elif (
+            isinstance(request, Write)
+            and self.fault == "lose-writes"
+            and ((lost := self._lost_write_value(request.op)) is not None)
+        ):
             self._reply_now(conn_id, conn, seq, Err.OK, lost)  # TEST-ONLY FAULT: acknowledged, never applied
-        elif isinstance(request, Write) and self.fault == "local-version-check" and \
-                isinstance(request.op, SetDataOp) and request.op.version != -1:
+        elif (
+            isinstance(request, Write)
+            and self.fault == "local-version-check"
+            and isinstance(request.op, SetDataOp)
+            and request.op.version != -1
+        ):
             self._check_version_here(conn_id, conn, session_id, seq, request)  # TEST-ONLY FAULT
         elif isinstance(request, Write):
-            self._enqueue_write(conn_id, conn, session_id, seq, Txn(0, 0, session_id, tuple(request.identities), request.op))
+            self._enqueue_write(
+                conn_id, conn, session_id, seq, Txn(0, 0, session_id, tuple(request.identities), request.op)
+            )
         elif isinstance(request, Reconfig):
             if not self.reconfig_enabled:
-                self._reply_now(conn_id, conn, seq, Err.RECONFIG_DISABLED,
-                                "reconfig is disabled on this ensemble (reconfigEnabled=false)")
+                self._reply_now(
+                    conn_id,
+                    conn,
+                    seq,
+                    Err.RECONFIG_DISABLED,
+                    "reconfig is disabled on this ensemble (reconfigEnabled=false)",
+                )
             elif self.membership is None:
-                self._reply_now(conn_id, conn, seq, Err.UNIMPLEMENTED,
-                                "reconfig needs an ensemble started with a membership (standalone server)")
+                self._reply_now(
+                    conn_id,
+                    conn,
+                    seq,
+                    Err.UNIMPLEMENTED,
+                    "reconfig needs an ensemble started with a membership (standalone server)",
+                )
             else:
                 op = ReconfigOp(request.joining, request.leaving, request.new_members, request.from_config)
                 txn = Txn(0, 0, session_id, tuple(request.identities), op)
                 self._enqueue_write(conn_id, conn, session_id, seq, txn)
         else:
-            self._reply_now(conn_id, conn, seq, Err.BAD_ARGUMENTS,
-                            f"unknown request {type(request).__name__} "
-                            "(allowed: Write, CreateSession, CloseSession, Sync, Reconfig)")
+            self._reply_now(
+                conn_id,
+                conn,
+                seq,
+                Err.BAD_ARGUMENTS,
+                f"unknown request {type(request).__name__} "
+                "(allowed: Write, CreateSession, CloseSession, Sync, Reconfig)",
+            )
         return self._drain()
 
     def client_read(self, conn_id: int, session_id: int, seq: int, read: Read, now_ms: int) -> Effects:
@@ -894,10 +944,15 @@ class Replica:
         """
         conn = self._conns.get(conn_id)
         if conn is None or conn.session_id != session_id:
-            self._fx.replies.append(ClientReply(
-                conn_id, seq, Err.CONNECTION_LOSS,
-                f"connection {conn_id} is not attached to session {session_id:#x} here: connect first",
-                self.last_zxid))
+            self._fx.replies.append(
+                ClientReply(
+                    conn_id,
+                    seq,
+                    Err.CONNECTION_LOSS,
+                    f"connection {conn_id} is not attached to session {session_id:#x} here: connect first",
+                    self.last_zxid,
+                )
+            )
             return None
         if session_id not in self.tree.sessions:
             self._reply_now(conn_id, conn, seq, Err.SESSION_EXPIRED, f"session {session_id:#x} is not live")
@@ -1072,8 +1127,9 @@ class Replica:
             if refused is None:
                 del self._promotions[key]
                 self.raft.propose_conf_change(conf)
-            elif state[1] * self.tick_ms >= PROMOTE_MS or (isinstance(refused, ConfRefused)
-                                                           and refused.reason == "invalid"):
+            elif state[1] * self.tick_ms >= PROMOTE_MS or (
+                isinstance(refused, ConfRefused) and refused.reason == "invalid"
+            ):
                 del self._promotions[key]
                 txn = Txn(0, 0, sid, (), ErrorOp(int(Err.NEW_CONFIG_NO_QUORUM)))
                 self.raft.propose(_envelope(self._now, sid, seq, encode_txn(txn)))
@@ -1245,8 +1301,9 @@ class Replica:
         while raft.has_ready() or (self._reconfigs_due and self._decide_reconfigs() and raft.has_ready()):
             rd = raft.ready()
             if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-                self._fx.persist.append(Persist(snapshot=rd.snapshot, entries=tuple(rd.entries),
-                                                hard_state=rd.hard_state))
+                self._fx.persist.append(
+                    Persist(snapshot=rd.snapshot, entries=tuple(rd.entries), hard_state=rd.hard_state)
+                )
             if rd.must_sync:
                 self._fx.must_sync = True
             if rd.early_messages:
@@ -1390,12 +1447,16 @@ class Replica:
             self._conf_applied = False
         elif not self._ever_member:
             self._conf_applied = False
-        elif (self.raft.leader is None and log.applied >= self.raft.leader_commit
-              and self.id not in self.raft.conf.members):
+        elif (
+            self.raft.leader is None
+            and log.applied >= self.raft.leader_commit
+            and self.id not in self.raft.conf.members
+        ):
             # (the latest configuration in our log, which may already add us back, excludes us too)
             self._conf_applied = False
             self.removed = True
         # else: still catching up; looked at again after the next apply (_conf_applied stays set)
+
     def _off_by_one(self, multi: MultiOp) -> MultiOp:
         """multi-version-off-by-one (TEST-ONLY): each setData/check whose version is exactly
         one behind the node's is let through, as `version < current - 1` would."""
@@ -1451,8 +1512,9 @@ class Replica:
         try:
             if read is None or read.kind not in READ_KINDS:
                 kind = None if read is None else read.kind
-                return ClientReply(conn_id, seq, Err.BAD_ARGUMENTS,
-                                   f"unknown read {kind!r} (allowed: {', '.join(READ_KINDS)})", z)
+                return ClientReply(
+                    conn_id, seq, Err.BAD_ARGUMENTS, f"unknown read {kind!r} (allowed: {', '.join(READ_KINDS)})", z
+                )
             tree = self.read_tree
             if read.kind == "get_data":
                 return ClientReply(conn_id, seq, Err.OK, tree.get_data(read.path, read.identities), z)
@@ -1521,9 +1583,13 @@ class Replica:
                     continue
                 for p in conn.queue:
                     if p.kind == "write" and p.seq == seq and p.reply is None:
-                        p.reply = ClientReply(sub.conn_id, seq, OUTCOME_UNKNOWN,
-                                              "outcome unknown: this server learned it from a snapshot",
-                                              self.last_zxid)
+                        p.reply = ClientReply(
+                            sub.conn_id,
+                            seq,
+                            OUTCOME_UNKNOWN,
+                            "outcome unknown: this server learned it from a snapshot",
+                            self.last_zxid,
+                        )
                         self._due.add(sub.conn_id)
                         break
 
@@ -1540,8 +1606,24 @@ class Replica:
 
 
 __all__ = [
-    "OUTCOME_UNKNOWN", "ClientReply", "CloseSession", "CreateSession", "Effects", "Forward", "PeerDecodeError",
-    "PeerMsg", "Persist", "Reconfig",
-    "RaftMsg", "Read", "Replica", "ReplicaDisk", "Sync", "Touch", "Write", "decode_peer", "encode_peer",
+    "OUTCOME_UNKNOWN",
+    "ClientReply",
+    "CloseSession",
+    "CreateSession",
+    "Effects",
+    "Forward",
+    "PeerDecodeError",
+    "PeerMsg",
+    "Persist",
+    "Reconfig",
+    "RaftMsg",
+    "Read",
+    "Replica",
+    "ReplicaDisk",
+    "Sync",
+    "Touch",
+    "Write",
+    "decode_peer",
+    "encode_peer",
     "snapshot_data",
 ]

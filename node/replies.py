@@ -15,11 +15,16 @@ from node import tree as T
 from node.wire import protocol as P
 
 # Writes the replica orders through the log (everything else is answered from the local tree).
-TREE_WRITES = frozenset({P.CREATE, P.CREATE2, P.CREATE_CONTAINER, P.CREATE_TTL, P.DELETE, P.SET_DATA, P.SET_ACL,
-                         P.CHECK, P.MULTI})
+TREE_WRITES = frozenset(
+    {P.CREATE, P.CREATE2, P.CREATE_CONTAINER, P.CREATE_TTL, P.DELETE, P.SET_DATA, P.SET_ACL, P.CHECK, P.MULTI}
+)
 
-CREATE_KINDS = {P.CREATE: "create", P.CREATE2: "create2", P.CREATE_CONTAINER: "createContainer",
-                P.CREATE_TTL: "createTTL"}
+CREATE_KINDS = {
+    P.CREATE: "create",
+    P.CREATE2: "create2",
+    P.CREATE_CONTAINER: "createContainer",
+    P.CREATE_TTL: "createTTL",
+}
 
 
 def acls(records: tuple) -> tuple:
@@ -96,5 +101,14 @@ def who_am_i(identities: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(scheme, ident.split(":", 1)[0] if scheme == "digest" else ident) for scheme, ident in identities]
 
 
-__all__ = ["CREATE_KINDS", "TREE_WRITES", "acls", "create_op", "digest_identity", "multi_op",
-           "who_am_i", "write_op", "write_reply"]
+__all__ = [
+    "CREATE_KINDS",
+    "TREE_WRITES",
+    "acls",
+    "create_op",
+    "digest_identity",
+    "multi_op",
+    "who_am_i",
+    "write_op",
+    "write_reply",
+]

@@ -62,15 +62,20 @@ class Disk(Protocol):
 class EffectRunner:
     """One member's effect loop (see the module docstring)."""
 
-    def __init__(self, replica: Replica, disk: Disk, *,
-                 schedule: Callable[[Callable[[], None]], None],
-                 send: Callable[[list[PeerMsg]], None],
-                 events: Callable[[list[WatchEvent]], None],
-                 replies: Callable[[list[ClientReply]], None],
-                 idle: Callable[[], None] = lambda: None,
-                 failed: Callable[[BaseException], None] | None = None,
-                 synced: Callable[[float], None] = lambda seconds: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        replica: Replica,
+        disk: Disk,
+        *,
+        schedule: Callable[[Callable[[], None]], None],
+        send: Callable[[list[PeerMsg]], None],
+        events: Callable[[list[WatchEvent]], None],
+        replies: Callable[[list[ClientReply]], None],
+        idle: Callable[[], None] = lambda: None,
+        failed: Callable[[BaseException], None] | None = None,
+        synced: Callable[[float], None] = lambda seconds: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``schedule(fn)`` runs ``fn`` soon (after the current input; the event loop's
         call_soon); ``idle()`` runs after a turn that left nothing pending (the server
         computes queued reads then); ``failed(exc)`` once the disk failed; ``synced(s)``

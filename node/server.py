@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import errno
 import logging
 import os
 import random
@@ -47,8 +46,8 @@ from node.admin import four_letter
 from node.admin.peers import PeerPoller, ensemble_from_statuses
 from node.config import NodeConfig
 from node.connection import ClientConnection, wall_ms
-from node.membership import Member, Membership
 from node.failpoints import Failpoints
+from node.membership import Member, Membership
 from node.metrics import LatencyStats, NodeMetrics
 from node.peer import PeerAddress, PeerTransport, parse_peers
 from node.replica import ClientReply, Effects, PeerMsg, Persist, Replica
@@ -94,15 +93,23 @@ class StoreDisk:
     def __init__(self, store: RaftStore, *, in_thread: bool = False, durable: bool = True) -> None:
         self.store = store
         self.durable = durable
-        self._pool = (concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="squall-disk")
-                      if in_thread else None)
+        self._pool = (
+            concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="squall-disk")
+            if in_thread
+            else None
+        )
 
     def persist(self, p: Persist) -> None:
         self.store.persist(p)
         if p.snapshot is not None:
             m = p.snapshot.meta
-            log.info("installed a snapshot from the leader: index %d, term %d, zxid 0x%x (%d bytes)",
-                     m.index, m.term, m.zxid, len(p.snapshot.data))
+            log.info(
+                "installed a snapshot from the leader: index %d, term %d, zxid 0x%x (%d bytes)",
+                m.index,
+                m.term,
+                m.zxid,
+                len(p.snapshot.data),
+            )
 
     def sync(self, done: Callable[[BaseException | None], None]) -> None:
         if self._pool is None:
@@ -126,8 +133,9 @@ class StoreDisk:
 class MemberServer:
     """Client port, peer port (with other members), timers and disk of one member."""
 
-    def __init__(self, cfg: NodeConfig, members: dict[int, PeerAddress], store: RaftStore,
-                 timing: Timing = Timing()) -> None:
+    def __init__(
+        self, cfg: NodeConfig, members: dict[int, PeerAddress], store: RaftStore, timing: Timing = Timing()
+    ) -> None:
         self.cfg = cfg
         self.members = members  # every member, this one included; {} when standalone
         self.store = store
@@ -137,12 +145,21 @@ class MemberServer:
         voters = sorted(members) if members else [cfg.server_id]
         self.fp = Failpoints(cfg.failpoints, rng=random.Random(os.urandom(16)))
         self.replica = Replica(
-            cfg.server_id, voters, None if fresh else disk, random.Random(os.urandom(16)),
-            tick_ms=timing.raft_tick_ms, election_ticks=timing.election_ticks,
-            heartbeat_ticks=timing.heartbeat_ticks, retry_ticks=timing.retry_ticks,
-            compact_every=cfg.snapshot_every, deferred=True, unsafe_fault=cfg.unsafe_test_fault,
-            enforce_quota=cfg.enforce_quota, membership=membership_of(members) if members else None,
-            join=cfg.join, reconfig_enabled=cfg.reconfig_enabled,
+            cfg.server_id,
+            voters,
+            None if fresh else disk,
+            random.Random(os.urandom(16)),
+            tick_ms=timing.raft_tick_ms,
+            election_ticks=timing.election_ticks,
+            heartbeat_ticks=timing.heartbeat_ticks,
+            retry_ticks=timing.retry_ticks,
+            compact_every=cfg.snapshot_every,
+            deferred=True,
+            unsafe_fault=cfg.unsafe_test_fault,
+            enforce_quota=cfg.enforce_quota,
+            membership=membership_of(members) if members else None,
+            join=cfg.join,
+            reconfig_enabled=cfg.reconfig_enabled,
             failpoints=self.fp,
         )
         self._known: dict[int, PeerAddress] = dict(members)  # every member address seen (--peers, then the log)
@@ -156,14 +173,26 @@ class MemberServer:
         self.latencies = LatencyStats()  # request arrival to reply, every request (srvr/mntr latency)
         self.transport: PeerTransport | None = None
         if len(members) > 1:
-            self.transport = PeerTransport(cfg.server_id, members, None, on_batch=self._peer_batch,
-                                           on_link_lost=self._link_lost,
-                                           listen_host=members[cfg.server_id].host)
+            self.transport = PeerTransport(
+                cfg.server_id,
+                members,
+                None,
+                on_batch=self._peer_batch,
+                on_link_lost=self._link_lost,
+                listen_host=members[cfg.server_id].host,
+            )
         self.disk = StoreDisk(store, in_thread=not cfg.fsync_inline, durable=self.fault != "skip-fsync")
         self.runner = EffectRunner(
-            self.replica, self.disk, schedule=self._call_soon, send=self._send, events=self._dispatch_events,
-            replies=self._deliver_replies, idle=self._pump_dirty, failed=self._disk_failed,
-            synced=self.metrics.fsync_done)
+            self.replica,
+            self.disk,
+            schedule=self._call_soon,
+            send=self._send,
+            events=self._dispatch_events,
+            replies=self._deliver_replies,
+            idle=self._pump_dirty,
+            failed=self._disk_failed,
+            synced=self.metrics.fsync_done,
+        )
         self.connections: set[ClientConnection] = set()
         self.conns: dict[int, ClientConnection] = {}
         self.session_conns: dict[int, ClientConnection] = {}
@@ -196,8 +225,9 @@ class MemberServer:
         # The first tick before the port opens: a sole voter is then already the leader.
         self.run(self.replica.tick(wall_ms()))
         self.runner.turn()
-        self._server = await loop.create_server(lambda: ClientConnection(self), self.cfg.host, self.cfg.port,
-                                                reuse_address=True, backlog=512)
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), self.cfg.host, self.cfg.port, reuse_address=True, backlog=512
+        )
         self._tasks.append(asyncio.create_task(self._ticker()))
         sock = self._server.sockets[0].getsockname()
         return sock[0], sock[1]
@@ -370,15 +400,18 @@ class MemberServer:
                     ids.add(rep.raft.leader)
             wanted = {pid: self._known[pid] for pid in ids if pid in self._known}
             wanted[self.cfg.server_id] = self._known[self.cfg.server_id]
-            if set(wanted) != set(self.transport.peers) or any(self.transport.peers.get(p) != a
-                                                               for p, a in wanted.items()):
+            if set(wanted) != set(self.transport.peers) or any(
+                self.transport.peers.get(p) != a for p, a in wanted.items()
+            ):
                 self.transport.set_peers(wanted)
                 members = rep.raft.conf.members | {self.cfg.server_id}
                 self.members = {pid: a for pid, a in self._known.items() if pid in members}
         if rep.removed and not self.stopped.is_set():
-            log.warning("this member (%d) applied a configuration without itself: it was removed from the "
-                        "ensemble by a reconfig; stopping (wipe its data dir to add it again with --join)",
-                        self.cfg.server_id)
+            log.warning(
+                "this member (%d) applied a configuration without itself: it was removed from the "
+                "ensemble by a reconfig; stopping (wipe its data dir to add it again with --join)",
+                self.cfg.server_id,
+            )
             self.stopped.set()
 
     def _check_read_only(self) -> None:
@@ -396,18 +429,24 @@ class MemberServer:
         if cut_off:
             if self._leaderless_since is None:
                 self._leaderless_since = now
-            elif not self.read_only_mode and (now - self._leaderless_since) * 1000 >= max(READ_ONLY_DELAY_MS,
-                                                                                         self.cfg.tick_ms):
+            elif not self.read_only_mode and (now - self._leaderless_since) * 1000 >= max(
+                READ_ONLY_DELAY_MS, self.cfg.tick_ms
+            ):
                 self.read_only_mode = True
-                log.warning("no quorum for %.1f s: serving read-only sessions (readonlymode.enabled)",
-                            now - self._leaderless_since)
+                log.warning(
+                    "no quorum for %.1f s: serving read-only sessions (readonlymode.enabled)",
+                    now - self._leaderless_since,
+                )
             return
         self._leaderless_since = None
         if self.read_only_mode:
             self.read_only_mode = False
             ro = [c for c in self.connections if c.read_only_session]
-            log.info("quorum back (leader %s): leaving read-only mode, closing %d read-only sessions",
-                     rep.raft.leader, len(ro))
+            log.info(
+                "quorum back (leader %s): leaving read-only mode, closing %d read-only sessions",
+                rep.raft.leader,
+                len(ro),
+            )
             for conn in ro:
                 if conn.session_id and self.session_conns.get(conn.session_id) is conn:
                     del self.session_conns[conn.session_id]
@@ -462,8 +501,14 @@ class MemberServer:
         others as last polled (``node.admin.peers``)."""
         poller = self.start_peer_poller()
         st = self.replica.status()
-        me = {"role": self.mode(), "epoch": st["epoch"], "leader": st["leader"], "last_zxid": st["last_zxid"],
-              "sessions": st["sessions"], "connections": len(self.connections)}
+        me = {
+            "role": self.mode(),
+            "epoch": st["epoch"],
+            "leader": st["leader"],
+            "last_zxid": st["last_zxid"],
+            "sessions": st["sessions"],
+            "connections": len(self.connections),
+        }
         statuses: dict[int, dict | None] = {self.cfg.server_id: me}
         statuses.update(poller.statuses)  # members never polled yet stay absent: shown as unknown
         return ensemble_from_statuses(self.cfg.server_id, self.client_addresses(), statuses)
@@ -476,47 +521,76 @@ class MemberServer:
         by_path = w.by_path()
         _, _, watch_count = w.summary()
         conns = tuple(
-            four_letter.ConnectionInfo(c.address, c.session_id, len(c._slots), c.received, c.sent, c.timeout_ms,
-                                       rep.last_zxid)
-            for c in list(self.connections))
+            four_letter.ConnectionInfo(
+                c.address, c.session_id, len(c._slots), c.received, c.sent, c.timeout_ms, rep.last_zxid
+            )
+            for c in list(self.connections)
+        )
         eph = {sid: list(paths) for sid, paths in tree.ephemerals_by_session.items() if paths}
         cfg = self.cfg
         st = rep.status()
         mode = self.mode()
         config = {
-            "clientPort": str(cfg.port), "clientPortAddress": cfg.host, "dataDir": str(cfg.data_dir),
-            "dataLogDir": str(cfg.data_dir), "tickTime": str(cfg.tick_ms),
-            "maxClientCnxns": str(cfg.max_client_cnxns), "minSessionTimeout": str(cfg.min_timeout_ms),
-            "maxSessionTimeout": str(cfg.max_timeout_ms), "serverId": str(cfg.server_id),
+            "clientPort": str(cfg.port),
+            "clientPortAddress": cfg.host,
+            "dataDir": str(cfg.data_dir),
+            "dataLogDir": str(cfg.data_dir),
+            "tickTime": str(cfg.tick_ms),
+            "maxClientCnxns": str(cfg.max_client_cnxns),
+            "minSessionTimeout": str(cfg.min_timeout_ms),
+            "maxSessionTimeout": str(cfg.max_timeout_ms),
+            "serverId": str(cfg.server_id),
             "jute.maxbuffer": str(cfg.max_frame_bytes),
         }
         extra: tuple[tuple[str, object], ...] = ()  # a standalone node's mntr has ZooKeeper's keys only
         if not self.standalone:
-            config.update({"peerEpoch": str(st["epoch"]), "leader": str(st["leader"]),
-                           **{f"server.{p.id}": f"{p.host}:{p.peer_port};{p.client_port}"
-                              for p in self.members.values()}})
+            config.update(
+                {
+                    "peerEpoch": str(st["epoch"]),
+                    "leader": str(st["leader"]),
+                    **{f"server.{p.id}": f"{p.host}:{p.peer_port};{p.client_port}" for p in self.members.values()},
+                }
+            )
             linked = set(self.transport.connected()) if self.transport is not None else set()
             extra = (
-                ("zk_peer_state", mode), ("zk_epoch", st["epoch"]), ("zk_leader_id", st["leader"] or 0),
-                ("zk_commit_index", st["commit"]), ("zk_applied_index", st["applied"]),
-                ("zk_peers_connected", len(linked)), ("zk_quorum_size", len(rep.raft.voters)),
-            ) + (four_letter.leader_follower_metrics(
-                (p in linked, pr.state.value == "replicate")
-                for p, pr in rep.raft.progress.items() if p != rep.id) if st["role"] == "leader" else ())
+                ("zk_peer_state", mode),
+                ("zk_epoch", st["epoch"]),
+                ("zk_leader_id", st["leader"] or 0),
+                ("zk_commit_index", st["commit"]),
+                ("zk_applied_index", st["applied"]),
+                ("zk_peers_connected", len(linked)),
+                ("zk_quorum_size", len(rep.raft.voters)),
+            ) + (
+                four_letter.leader_follower_metrics(
+                    (p in linked, pr.state.value == "replicate") for p, pr in rep.raft.progress.items() if p != rep.id
+                )
+                if st["role"] == "leader"
+                else ()
+            )
         return four_letter.AdminView(
-            mode=mode, zxid=rep.last_zxid, node_count=tree.zk_node_count,
-            latency_min_ms=self.latencies.min, latency_avg_ms=self.latencies.avg, latency_max_ms=self.latencies.max,
-            received=self.received, sent=self.sent,
+            mode=mode,
+            zxid=rep.last_zxid,
+            node_count=tree.zk_node_count,
+            latency_min_ms=self.latencies.min,
+            latency_avg_ms=self.latencies.avg,
+            latency_max_ms=self.latencies.max,
+            received=self.received,
+            sent=self.sent,
             outstanding=sum(len(c._slots) for c in self.connections),
-            connections=conns, ephemerals=eph, ephemerals_count=sum(len(v) for v in eph.values()),
+            connections=conns,
+            ephemerals=eph,
+            ephemerals_count=sum(len(v) for v in eph.values()),
             session_timeouts={sid: s.timeout_ms for sid, s in tree.sessions.items()},
-            watch_count=watch_count, watched_paths=len(by_path),
-            watches_by_session=by_session, watches_by_path=by_path,
+            watch_count=watch_count,
+            watched_paths=len(by_path),
+            watches_by_session=by_session,
+            watches_by_path=by_path,
             config=config,
             fsyncs=self.store.syncs,
             uptime_s=time.monotonic() - self._started,
             approximate_data_size=four_letter.approximate_data_size((p, n.data) for p, n in tree.nodes.items()),
-            data_dir_size=(size := four_letter.storage_size(cfg.data_dir)), log_dir_size=size,
+            data_dir_size=(size := four_letter.storage_size(cfg.data_dir)),
+            log_dir_size=size,
             extra_metrics=extra,
         )
 
@@ -526,8 +600,9 @@ class MemberServer:
 
 def membership_of(peers: dict[int, PeerAddress]) -> Membership:
     """The bootstrap membership (with addresses, in ZooKeeper's terms) of a peer list."""
-    return Membership(tuple(Member(p.id, p.host, p.peer_port, p.election_port, p.role, p.host, p.client_port)
-                            for p in peers.values()))
+    return Membership(
+        tuple(Member(p.id, p.host, p.peer_port, p.election_port, p.role, p.host, p.client_port) for p in peers.values())
+    )
 
 
 def _address_of(member: Member, known: PeerAddress | None) -> PeerAddress:
@@ -536,9 +611,14 @@ def _address_of(member: Member, known: PeerAddress | None) -> PeerAddress:
     return PeerAddress(member.id, member.host, client_port, member.peer_port, member.election_port, member.role)
 
 
-async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None,
-                stop: asyncio.Event | None = None, install_signals: bool = True,
-                admin: tuple[str, int, str | None] | None = None, timing: Timing | None = None) -> None:
+async def serve(
+    cfg: NodeConfig,
+    ready: Callable[[str, int], None] | None = None,
+    stop: asyncio.Event | None = None,
+    install_signals: bool = True,
+    admin: tuple[str, int, str | None] | None = None,
+    timing: Timing | None = None,
+) -> None:
     """Recover the data dir, serve (alone, or as a member of ``cfg.peers``) until stopped.
 
     Stops on ``stop``, SIGINT/SIGTERM (with ``install_signals``) or a failed disk. ``admin`` =
@@ -551,8 +631,9 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
         members = {}  # a one-member list is a standalone node (it needs no peer port)
     faults.check(cfg.unsafe_test_fault, members=len(members) or 1)
     timing = timing or Timing(raft_tick_ms=cfg.raft_tick_ms)
-    store, lock_fd = open_member_store(cfg.data_dir, retain_snapshots=cfg.snap_retain_count,
-                                       purge_interval_s=cfg.purge_interval_h * 3600.0)
+    store, lock_fd = open_member_store(
+        cfg.data_dir, retain_snapshots=cfg.snap_retain_count, purge_interval_s=cfg.purge_interval_h * 3600.0
+    )
     try:
         server = MemberServer(cfg, members, store, timing)
     except BaseException:
@@ -568,13 +649,21 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
             server.start_peer_poller()
         st = server.replica.status()
         who = f"member {cfg.server_id} of {sorted(members)}" if members else f"standalone (server id {cfg.server_id})"
-        log.info("%s: term %d, applied %d, last zxid 0x%x, %d znodes, %d sessions", who, st["epoch"], st["applied"],
-                 st["last_zxid"], st["znodes"], st["sessions"])
+        log.info(
+            "%s: term %d, applied %d, last zxid 0x%x, %d znodes, %d sessions",
+            who,
+            st["epoch"],
+            st["applied"],
+            st["last_zxid"],
+            st["znodes"],
+            st["sessions"],
+        )
 
     fp_runner = None
     try:
         if cfg.failpoint_http:
             from node.failpoints import check_http_address, serve_http
+
             fp_runner = await serve_http(server.fp, *check_http_address(cfg.failpoint_http))
         await serve_until_stopped(server, stop, ready, install_signals, admin, started)
     finally:
@@ -586,9 +675,14 @@ async def serve(cfg: NodeConfig, ready: Callable[[str, int], None] | None = None
         raise RuntimeError(f"this member stopped: {server.failed!r}")
 
 
-async def serve_until_stopped(server: Any, stop: asyncio.Event | None, ready: Callable[[str, int], None] | None,
-                              install_signals: bool, admin: tuple[str, int, str | None] | None,
-                              started: Callable[[], None] | None = None) -> None:
+async def serve_until_stopped(
+    server: Any,
+    stop: asyncio.Event | None,
+    ready: Callable[[str, int], None] | None,
+    install_signals: bool,
+    admin: tuple[str, int, str | None] | None,
+    started: Callable[[], None] | None = None,
+) -> None:
     """Start ``server`` (and, with ``admin`` = (host, port, token), the admin HTTP API), announce
     the address, wait for ``stop``, SIGINT/SIGTERM (with ``install_signals``) or a fatal stop
     of the server, then stop both. ``started`` runs once both are up."""
@@ -602,6 +696,7 @@ async def serve_until_stopped(server: Any, stop: asyncio.Event | None, ready: Ca
         host, port = await server.start()
         if admin is not None:
             from node.admin.http import start_admin
+
             admin_runner = await start_admin(server, *admin)
         if started is not None:
             started()

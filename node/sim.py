@@ -70,12 +70,13 @@ import hashlib
 import heapq
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from node.consensus import MessageType
-from node.faults import SIM_FAULTS
 from node.errors import Err
+from node.faults import SIM_FAULTS
 from node.membership import OBSERVER, PARTICIPANT, Member, Membership
 from node.replica import (
     OUTCOME_UNKNOWN,
@@ -218,10 +219,23 @@ class Simulation:
         self.issued = 0
         self.heal_time: int | None = None
         self.live_write_ok_at: int | None = None
-        self.stats = {"messages": 0, "delivered": 0, "crashes": 0, "partitions": 0, "timeouts": 0,
-                      "snapshots_sent": 0, "connects_ok": 0, "connects_refused": 0, "sessions_expired": 0,
-                      "reconfigs_sent": 0, "reconfigs_ok": 0, "reconfigs_refused": 0, "members_removed": 0,
-                      "fsyncs": 0, "unsynced_lost": 0}
+        self.stats = {
+            "messages": 0,
+            "delivered": 0,
+            "crashes": 0,
+            "partitions": 0,
+            "timeouts": 0,
+            "snapshots_sent": 0,
+            "connects_ok": 0,
+            "connects_refused": 0,
+            "sessions_expired": 0,
+            "reconfigs_sent": 0,
+            "reconfigs_ok": 0,
+            "reconfigs_refused": 0,
+            "members_removed": 0,
+            "fsyncs": 0,
+            "unsynced_lost": 0,
+        }
         self.value_counter = 0
         for i in self.founders:
             self._start(i)
@@ -249,16 +263,30 @@ class Simulation:
         self.incarnation[i] += 1
         inc = self.incarnation[i]
         replica = self.replicas[i] = Replica(
-            i, self.founders, self.disks[i].state(), random.Random(self.rng.getrandbits(64)),
-            tick_ms=cfg.tick_ms, election_ticks=cfg.election_ticks, heartbeat_ticks=cfg.heartbeat_ticks,
-            compact_every=cfg.compact_every, unsafe_commit_without_quorum=cfg.unsafe_commit_without_quorum,
-            unsafe_fault=cfg.unsafe_fault, deferred=True, membership=self.membership, join=i in self.joiners,
+            i,
+            self.founders,
+            self.disks[i].state(),
+            random.Random(self.rng.getrandbits(64)),
+            tick_ms=cfg.tick_ms,
+            election_ticks=cfg.election_ticks,
+            heartbeat_ticks=cfg.heartbeat_ticks,
+            compact_every=cfg.compact_every,
+            unsafe_commit_without_quorum=cfg.unsafe_commit_without_quorum,
+            unsafe_fault=cfg.unsafe_fault,
+            deferred=True,
+            membership=self.membership,
+            join=i in self.joiners,
             reconfig_enabled=cfg.reconfig,
         )
         self.unsynced[i] = []
         self.runners[i] = EffectRunner(
-            replica, _SimDisk(self, i, inc), schedule=lambda fn: self._at(self.now, self._turn, i, inc, fn),
-            send=self._send_all, events=lambda events: None, replies=self._replies)
+            replica,
+            _SimDisk(self, i, inc),
+            schedule=lambda fn: self._at(self.now, self._turn, i, inc, fn),
+            send=self._send_all,
+            events=lambda events: None,
+            replies=self._replies,
+        )
         self._at(self.now + self.rng.randrange(1, cfg.tick_ms + 1), self._tick, i, inc)
 
     def _turn(self, i: int, inc: int, fn: Callable[[], None]) -> None:
@@ -447,8 +475,16 @@ class Simulation:
         def arrive() -> None:
             if self.incarnation[target] == inc:
                 self._call(target, "client_connect", conn, sid, password, 0, self.now)
-                self._call(target, "client_request", conn, sid, self.admin_seq,
-                           Reconfig(joining, leaving, None, -1, _SUPER), self.now)
+                self._call(
+                    target,
+                    "client_request",
+                    conn,
+                    sid,
+                    self.admin_seq,
+                    Reconfig(joining, leaving, None, -1, _SUPER),
+                    self.now,
+                )
+
         self._at(self.now + self.cfg.client_delay_ms, arrive)
 
     def _prepare_spare(self, i: int) -> None:
@@ -478,8 +514,15 @@ class Simulation:
     # -- clients ----------------------------------------------------------------------------
 
     def _record(self, c: _Client, type_: str, f: str, key: str | None, value: Any, **extra: Any) -> dict:
-        d = {"index": len(self.history), "time": self.now * 1_000_000, "type": type_, "process": c.process,
-             "f": f, "value": value, "client": c.cid}
+        d = {
+            "index": len(self.history),
+            "time": self.now * 1_000_000,
+            "type": type_,
+            "process": c.process,
+            "f": f,
+            "value": value,
+            "client": c.cid,
+        }
         if key is not None:
             d["key"] = key
         d.update({k: v for k, v in extra.items() if v is not None})
@@ -493,6 +536,7 @@ class Simulation:
         def arrive() -> None:
             if self.incarnation[target] == inc:
                 self._call(target, fn_name, *args)
+
         self._at(self.now + self.cfg.client_delay_ms, arrive)
 
     def _new_conn(self, c: _Client) -> None:
@@ -500,8 +544,10 @@ class Simulation:
             old, rep = c.conn_id, c.conn_replica
             self.conn_owner.pop(old, None)
             inc = self.incarnation[rep]
-            self._at(self.now + self.cfg.client_delay_ms,
-                     lambda: self.incarnation[rep] == inc and self._call(rep, "client_disconnect", old))
+            self._at(
+                self.now + self.cfg.client_delay_ms,
+                lambda: self.incarnation[rep] == inc and self._call(rep, "client_disconnect", old),
+            )
         c.conn_id = self.next_conn
         c.conn_replica = c.replica
         self.next_conn += 1
@@ -519,8 +565,9 @@ class Simulation:
         if not c.session_id:
             self._new_conn(c)
             c.seq += 1
-            self._to_replica(c, "client_request", c.conn_id, 0, c.seq,
-                             CreateSession(self.cfg.session_timeout_ms), self.now)
+            self._to_replica(
+                c, "client_request", c.conn_id, 0, c.seq, CreateSession(self.cfg.session_timeout_ms), self.now
+            )
             self._wait(c, _WAIT_SESSION, c.seq)
             return
         if self.heal_time is None and self.issued >= self.cfg.ops:
@@ -573,9 +620,15 @@ class Simulation:
                 # removal on expiry goes through the log and is checked at
                 # the end. Fire and forget; the next op queues behind it.
                 c.seq += 1
-                self._to_replica(c, "client_request", c.conn_id, c.session_id, c.seq,
-                                 Write(CreateOp(f"/e{c.cid}-{c.session_id:x}", b"", OPEN_ACL_UNSAFE,
-                                                flags=EPHEMERAL)), self.now)
+                self._to_replica(
+                    c,
+                    "client_request",
+                    c.conn_id,
+                    c.session_id,
+                    c.seq,
+                    Write(CreateOp(f"/e{c.cid}-{c.session_id:x}", b"", OPEN_ACL_UNSAFE, flags=EPHEMERAL)),
+                    self.now,
+                )
             self._idle(c)
         elif c.state == _WAIT_CONNECT:
             self.stats["connects_ok" if rep.err == Err.OK else "connects_refused"] += 1
@@ -624,8 +677,16 @@ class Simulation:
                 return
             data, stat = rep.value
             value = None if not data else int(data)
-            self._record(c, "ok", "read", key, value, zxid=rep.zxid, node=f"n{c.replica}",
-                         sync=True if c.step == "synced-read" else None)
+            self._record(
+                c,
+                "ok",
+                "read",
+                key,
+                value,
+                zxid=rep.zxid,
+                node=f"n{c.replica}",
+                sync=True if c.step == "synced-read" else None,
+            )
             if c.step in ("read", "synced-read"):
                 self._idle(c)
                 return
@@ -709,6 +770,7 @@ class Simulation:
                 got.append(rep)
             else:
                 orig(cid, rep)
+
         self._client_reply = capture  # type: ignore[method-assign]
         try:
             self._call(lead, "client_request", conn, 0, 1, CreateSession(self.cfg.session_timeout_ms), self.now)
@@ -717,13 +779,19 @@ class Simulation:
                 raise _Stop()
             sid = got[0].value[0]
             for k in range(self.cfg.keys):
-                self._call(lead, "client_request", conn, sid, 2 + k,
-                           Write(CreateOp(f"/k{k}", b"", OPEN_ACL_UNSAFE)), self.now)
+                self._call(
+                    lead, "client_request", conn, sid, 2 + k, Write(CreateOp(f"/k{k}", b"", OPEN_ACL_UNSAFE)), self.now
+                )
             self._run_until(self.now + 10_000, lambda: len(got) >= 1 + self.cfg.keys)
             # Every replica must hold the keys before clients read them.
-            self._run_until(self.now + 10_000, lambda: all(
-                r is not None and r.tree.exists(f"/k{self.cfg.keys - 1}") is not None
-                for i, r in self.replicas.items() if i in self.founders))
+            self._run_until(
+                self.now + 10_000,
+                lambda: all(
+                    r is not None and r.tree.exists(f"/k{self.cfg.keys - 1}") is not None
+                    for i, r in self.replicas.items()
+                    if i in self.founders
+                ),
+            )
             if self.cfg.reconfig:
                 # the operator's session for membership changes: it must outlive the run
                 n = len(got)
@@ -798,7 +866,8 @@ class Simulation:
             if applied in by_applied and by_applied[applied][1] != d:
                 self.violations.append(
                     f"divergence: replicas {by_applied[applied][0]} and {i} applied the log up to index "
-                    f"{applied} but hold different trees")
+                    f"{applied} but hold different trees"
+                )
             by_applied.setdefault(applied, (i, d))
             # An ephemeral outlives its session only if a CloseSession (expiry
             # or close) failed to remove it on this replica.
@@ -837,7 +906,6 @@ def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:
     return Simulation(seed, config).run()
 
 
-
 # ----------------------------------------------------------------------------
 # Command line: `python -m node.sim` streams one JSON line per seed.
 #
@@ -848,10 +916,17 @@ def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:
 
 def result_to_json(r: SimResult) -> dict[str, Any]:
     return {
-        "seed": r.seed, "nodes": r.config.nodes, "ops": r.config.ops,
-        "unsafe_commit_without_quorum": r.config.unsafe_commit_without_quorum, "unsafe_fault": r.config.unsafe_fault,
-        "history_hash": r.history_hash(), "violations": r.violations, "liveness_ok": r.liveness_ok,
-        "liveness_detail": r.liveness_detail, "stats": r.stats, "history": r.history,
+        "seed": r.seed,
+        "nodes": r.config.nodes,
+        "ops": r.config.ops,
+        "unsafe_commit_without_quorum": r.config.unsafe_commit_without_quorum,
+        "unsafe_fault": r.config.unsafe_fault,
+        "history_hash": r.history_hash(),
+        "violations": r.violations,
+        "liveness_ok": r.liveness_ok,
+        "liveness_detail": r.liveness_detail,
+        "stats": r.stats,
+        "history": r.history,
     }
 
 
@@ -864,29 +939,44 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m node.sim", description=(
-        "Run the deterministic ensemble simulator; print one JSON object per seed (history included)."))
+    ap = argparse.ArgumentParser(
+        prog="python -m node.sim",
+        description=("Run the deterministic ensemble simulator; print one JSON object per seed (history included)."),
+    )
     ap.add_argument("--seeds", type=int, default=1, help="how many seeds (default 1)")
     ap.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
-    ap.add_argument("--nodes", type=int, choices=(1, 3, 5), default=None,
-                    help="cluster size (default: 3 and 5 alternately)")
+    ap.add_argument(
+        "--nodes", type=int, choices=(1, 3, 5), default=None, help="cluster size (default: 3 and 5 alternately)"
+    )
     ap.add_argument("--ops", type=int, default=SimConfig.ops, help=f"client ops per seed (default {SimConfig.ops})")
-    ap.add_argument("--unsafe-commit-without-quorum", action="store_true",
-                    help="TEST ONLY: leaders commit without a quorum (a planted safety bug)")
-    ap.add_argument("--unsafe-test-fault", default="", metavar="NAME",
-                    help="TEST ONLY: arm a deliberate bug of node/faults.py in every replica "
-                         "(one the replica carries out itself: " + ", ".join(SIM_FAULTS) + ")")
+    ap.add_argument(
+        "--unsafe-commit-without-quorum",
+        action="store_true",
+        help="TEST ONLY: leaders commit without a quorum (a planted safety bug)",
+    )
+    ap.add_argument(
+        "--unsafe-test-fault",
+        default="",
+        metavar="NAME",
+        help="TEST ONLY: arm a deliberate bug of node/faults.py in every replica "
+        "(one the replica carries out itself: " + ", ".join(SIM_FAULTS) + ")",
+    )
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.ops < 1:
         ap.error("--seeds and --ops must be >= 1")
     if args.unsafe_test_fault and args.unsafe_test_fault not in SIM_FAULTS:
-        ap.error(f"--unsafe-test-fault {args.unsafe_test_fault!r} is not one the simulator can arm; "
-                 f"allowed: {', '.join(SIM_FAULTS)}")
+        ap.error(
+            f"--unsafe-test-fault {args.unsafe_test_fault!r} is not one the simulator can arm; "
+            f"allowed: {', '.join(SIM_FAULTS)}"
+        )
     out = sys.stdout
     for n in range(args.seeds):
-        cfg = SimConfig(nodes=nodes_for(n, args.nodes), ops=args.ops,
-                        unsafe_commit_without_quorum=args.unsafe_commit_without_quorum,
-                        unsafe_fault=args.unsafe_test_fault)
+        cfg = SimConfig(
+            nodes=nodes_for(n, args.nodes),
+            ops=args.ops,
+            unsafe_commit_without_quorum=args.unsafe_commit_without_quorum,
+            unsafe_fault=args.unsafe_test_fault,
+        )
         r = run_seed(args.seed + n, cfg)
         out.write(json.dumps(result_to_json(r), separators=(",", ":"), default=repr) + "\n")
         out.flush()

@@ -22,7 +22,8 @@ as in ZooKeeper (``WatcherModeManager``).
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from node.tree import EventType, Stat, WatchEvent
 

@@ -61,7 +61,9 @@ def _lazy_command_targets() -> list[str]:
 def test_package_has_docstring(package: str) -> None:
     init = ROOT / package / "__init__.py"
     assert init.exists(), f"{package}/__init__.py is missing"
-    assert ast.get_docstring(ast.parse(init.read_text())), f"{package}/__init__.py needs a docstring saying what lives there"
+    assert ast.get_docstring(ast.parse(init.read_text())), (
+        f"{package}/__init__.py needs a docstring saying what lives there"
+    )
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -77,7 +79,9 @@ def test_import_directions(package: str) -> None:
                 continue  # the composition root wires the node's CLI and simulator in
             if top not in ALLOWED[package]:
                 violations.append(f"{rel}:{lineno} imports {module}")
-    assert not violations, f"{package}/ may import only {sorted(ALLOWED[package]) or 'nothing'} of the project:\n" + "\n".join(violations)
+    assert not violations, (
+        f"{package}/ may import only {sorted(ALLOWED[package]) or 'nothing'} of the project:\n" + "\n".join(violations)
+    )
 
 
 def test_nothing_imports_the_composition_root() -> None:
@@ -109,8 +113,24 @@ def test_results_folder_is_ignored_but_documented() -> None:
 # the database for a node's status; none of them knows any database's formats,
 # files, programs or clients. Code is scanned (names and string literals);
 # comments and docstrings may mention a database as the reason for a design.
-DB_SPECIFIC = ("srvr", "mntr", "ruok", "imok", "zoo.cfg", "myid", "zxid", "kazoo", "four_letter",
-               "quorumlisten", "zookeeper", "etcd", "java", "jre", "harness.dbs.squall", "harness.dbs.zk")
+DB_SPECIFIC = (
+    "srvr",
+    "mntr",
+    "ruok",
+    "imok",
+    "zoo.cfg",
+    "myid",
+    "zxid",
+    "kazoo",
+    "four_letter",
+    "quorumlisten",
+    "zookeeper",
+    "etcd",
+    "java",
+    "jre",
+    "harness.dbs.squall",
+    "harness.dbs.zk",
+)
 DB_SPECIFIC_CASED = ("Mode:",)  # srvr's role line
 DB_NEUTRAL_DIRS = ("harness/backends",)
 
@@ -125,8 +145,12 @@ def _code_tokens(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = getattr(node, "body", [])
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 docstrings.add(body[0].lineno)
     out = []
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
@@ -144,14 +168,15 @@ def test_backends_contain_nothing_database_specific() -> None:
             for lineno, text in _code_tokens(path):
                 hits = [w for w in DB_SPECIFIC if w in text.lower()] + [w for w in DB_SPECIFIC_CASED if w in text]
                 leaks += [f"{path.relative_to(ROOT)}:{lineno}: {w!r} in {text[:80]}" for w in hits]
-    assert not leaks, ("backends must not know any database (harness/dbs/base.py is the seam):\n"
-                       + "\n".join(leaks))
+    assert not leaks, "backends must not know any database (harness/dbs/base.py is the seam):\n" + "\n".join(leaks)
 
 
 def test_the_layout_test_sees_a_leak(tmp_path) -> None:
     bad = tmp_path / "leaky.py"
-    bad.write_text('"""Docstrings may say srvr."""\n# and comments: zoo.cfg\nMODE = "Mode: leader"\n'
-                   'def f(kazoo_client):\n    return open("zoo.cfg")\n')
+    bad.write_text(
+        '"""Docstrings may say srvr."""\n# and comments: zoo.cfg\nMODE = "Mode: leader"\n'
+        'def f(kazoo_client):\n    return open("zoo.cfg")\n'
+    )
     found = [t for _, t in _code_tokens(bad) if any(w in t.lower() for w in DB_SPECIFIC) or "Mode:" in t]
     assert found == ['"Mode: leader"', "kazoo_client", '"zoo.cfg"']
 
@@ -162,6 +187,6 @@ def test_the_readme_lists_every_registered_database() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     listed = readme.split("## Databases", 1)[1].split("\n## ", 1)[0] if "## Databases" in readme else ""
     ours = [p.name for p in plugins.discover().of("db") if p.dist == plugins.SELF]
-    assert ours, "squall registers its databases in pyproject.toml ([project.entry-points.\"squall.dbs\"])"
+    assert ours, 'squall registers its databases in pyproject.toml ([project.entry-points."squall.dbs"])'
     missing = [name for name in ours if f"`{name}`" not in listed]
-    assert not missing, f"README.md's \"## Databases\" section must list {missing}"
+    assert not missing, f'README.md\'s "## Databases" section must list {missing}'

@@ -13,7 +13,8 @@ witness, invalid only with a counterexample, otherwise "unknown".
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from checkers.history import FAIL, INFO, OK, UNKNOWN_VALUE, Op, Operation, pair
 from checkers.result import Result
@@ -30,8 +31,7 @@ def register_operations(history: Iterable[Op], fs: tuple[str, ...] = REGISTER_FS
             continue
         inp = op.input
         if not isinstance(inp, (list, tuple)) or len(inp) != 2:
-            raise ValueError(f"register op {op.f} at index {op.index} has value {inp!r}; "
-                             "expected [key, arg]")
+            raise ValueError(f"register op {op.f} at index {op.index} has value {inp!r}; expected [key, arg]")
         key, arg = inp
         output = op.output
         if output is not UNKNOWN_VALUE and isinstance(output, (list, tuple)) and len(output) == 2:
@@ -48,8 +48,7 @@ def linearizable_per_key(history: Iterable[Op], budget_s: float | None = 60.0, r
     from checkers import linearizable, models
 
     ops = register_operations(history, fs=REGISTER_FS if reads else ("write", "cas"))
-    return linearizable.check(ops, models.get_model("cas-register", initial=None),
-                              budget_s=budget_s)
+    return linearizable.check(ops, models.get_model("cas-register", initial=None), budget_s=budget_s)
 
 
 def sequential_registers(history: Iterable[Op], budget_s: float | None = 60.0) -> Result:
@@ -58,8 +57,7 @@ def sequential_registers(history: Iterable[Op], budget_s: float | None = 60.0) -
     from checkers import models, sequential
 
     ops = register_operations(history)
-    return sequential.check(ops, models.get_model("cas-register", initial=None),
-                            budget_s=budget_s)
+    return sequential.check(ops, models.get_model("cas-register", initial=None), budget_s=budget_s)
 
 
 def fresh_after_sync(history: Iterable[Op]) -> Result:
@@ -106,10 +104,12 @@ def check_set(history: Iterable[Op]) -> Result:
     adds = [o for o in ops if o.f == "add"]
     final = _final_read(ops)
     if final is None:
-        return Result.unknown(name, "no final read after the last add completed",
-                              "The final read did not complete (or was not run), so "
-                              "nothing can be said about lost adds.",
-                              {"adds": len(adds)})
+        return Result.unknown(
+            name,
+            "no final read after the last add completed",
+            "The final read did not complete (or was not run), so nothing can be said about lost adds.",
+            {"adds": len(adds)},
+        )
     present = set(final.output or [])
     ok = {o.input: o for o in adds if o.status == OK}
     info = {o.input for o in adds if o.status == INFO}
@@ -127,10 +127,17 @@ def check_set(history: Iterable[Op]) -> Result:
                     own_stale.append({"read": r.index, "add": a.index, "value": v})
                 else:
                     stale += 1
-    details = {"acknowledged": len(ok), "indeterminate": len(info), "failed": len(failed),
-               "final_size": len(present), "lost": len(lost), "unexpected": len(unexpected),
-               "recovered": len(recovered), "stale_reads": stale,
-               "own_stale_reads": len(own_stale)}
+    details = {
+        "acknowledged": len(ok),
+        "indeterminate": len(info),
+        "failed": len(failed),
+        "final_size": len(present),
+        "lost": len(lost),
+        "unexpected": len(unexpected),
+        "recovered": len(recovered),
+        "stale_reads": stale,
+        "own_stale_reads": len(own_stale),
+    }
     if lost or unexpected or own_stale:
         parts = []
         if lost:
@@ -138,15 +145,23 @@ def check_set(history: Iterable[Op]) -> Result:
         if unexpected:
             parts.append(f"{len(unexpected)} element(s) never successfully attempted: {unexpected[:20]}")
         if own_stale:
-            parts.append(f"{len(own_stale)} read(s) missed an add acknowledged earlier to the same "
-                         f"process: {own_stale[:5]}")
-        return Result.illegal(name, "; ".join(p.split(":")[0] for p in parts),
-                              "\n".join(parts),
-                              {"lost": lost, "unexpected": unexpected, "own_stale": own_stale[:50],
-                               "final_read_index": final.index}, details)
-    return Result.ok(name, f"all {len(ok)} acknowledged adds present, nothing unexpected "
-                     f"({len(recovered)} recovered, {stale} stale reads)",
-                     {"final_read_index": final.index, "present": len(present)}, details=details)
+            parts.append(
+                f"{len(own_stale)} read(s) missed an add acknowledged earlier to the same process: {own_stale[:5]}"
+            )
+        return Result.illegal(
+            name,
+            "; ".join(p.split(":")[0] for p in parts),
+            "\n".join(parts),
+            {"lost": lost, "unexpected": unexpected, "own_stale": own_stale[:50], "final_read_index": final.index},
+            details,
+        )
+    return Result.ok(
+        name,
+        f"all {len(ok)} acknowledged adds present, nothing unexpected "
+        f"({len(recovered)} recovered, {stale} stale reads)",
+        {"final_read_index": final.index, "present": len(present)},
+        details=details,
+    )
 
 
 # -------------------------------------------------------------------- lock
@@ -161,16 +176,26 @@ def _chain(writes: list[Operation], indeterminate: int) -> list[dict[str, Any]]:
     for w in writes:
         r = w.output["read"]
         if r in readers:
-            problems.append({"kind": "overlap", "ops": [readers[r].index, w.index], "read": r,
-                             "why": f"ops {readers[r].index} and {w.index} both read {r} and "
-                                    f"wrote {r + 1}: they held the resource at the same time"})
+            problems.append(
+                {
+                    "kind": "overlap",
+                    "ops": [readers[r].index, w.index],
+                    "read": r,
+                    "why": f"ops {readers[r].index} and {w.index} both read {r} and "
+                    f"wrote {r + 1}: they held the resource at the same time",
+                }
+            )
         readers.setdefault(r, w)
         if prev is not None:
             last = prev.output["wrote"]
             if r < last and readers[r] is w:
-                problems.append({"kind": "backwards", "ops": [prev.index, w.index],
-                                 "why": f"op {w.index} read {r} after op {prev.index} "
-                                        f"had written {last} (zxid order)"})
+                problems.append(
+                    {
+                        "kind": "backwards",
+                        "ops": [prev.index, w.index],
+                        "why": f"op {w.index} read {r} after op {prev.index} had written {last} (zxid order)",
+                    }
+                )
             elif r > last:
                 gaps += r - last
         token = w.output.get("token")
@@ -179,14 +204,23 @@ def _chain(writes: list[Operation], indeterminate: int) -> list[dict[str, Any]]:
             # etcd's lock: the lock key's revision is a fencing token; a write
             # under an older token after one under a newer token means a
             # holder that had lost the lock still wrote.
-            problems.append({"kind": "token-regression", "ops": [prev.index, w.index],
-                             "why": f"op {w.index} wrote under fencing token {token} after op {prev.index} "
-                                    f"had written under the newer token {last_token} (revision order)"})
+            problems.append(
+                {
+                    "kind": "token-regression",
+                    "ops": [prev.index, w.index],
+                    "why": f"op {w.index} wrote under fencing token {token} after op {prev.index} "
+                    f"had written under the newer token {last_token} (revision order)",
+                }
+            )
         prev = w
     if gaps > indeterminate:
-        problems.append({"kind": "unexplained-gap", "ops": [], "why":
-                         f"the counter skipped {gaps} value(s) but only {indeterminate} "
-                         "write(s) were indeterminate"})
+        problems.append(
+            {
+                "kind": "unexplained-gap",
+                "ops": [],
+                "why": f"the counter skipped {gaps} value(s) but only {indeterminate} write(s) were indeterminate",
+            }
+        )
     return problems
 
 
@@ -204,30 +238,45 @@ def check_lock(history: Iterable[Op]) -> Result:
         ok = [o for o in mine if o.status == OK and isinstance(o.output, dict)]
         missing = [o.index for o in ok if o.output.get("write_zxid") is None]
         if missing and f == "fenced-write":
-            return Result.unknown(name, f"{len(missing)} fenced write(s) have no zxid",
-                                  "Without the writes' zxids their order is unknown.",
-                                  {"ops": missing[:20]})
+            return Result.unknown(
+                name,
+                f"{len(missing)} fenced write(s) have no zxid",
+                "Without the writes' zxids their order is unknown.",
+                {"ops": missing[:20]},
+            )
         ok.sort(key=lambda o: (o.output.get("write_zxid") or 0, o.call_index))
         indeterminate = sum(1 for o in mine if o.status == INFO)
         found[f] = _chain(ok, indeterminate)
-        counts[f] = {"ok": len(ok), "indeterminate": indeterminate,
-                     "failed": sum(1 for o in mine if o.status == FAIL),
-                     "fence_rejected": sum(1 for o in mine if o.status == FAIL and
-                                           str(o.completion.error or "").startswith("fence-rejected")
-                                           if o.completion is not None)}
+        counts[f] = {
+            "ok": len(ok),
+            "indeterminate": indeterminate,
+            "failed": sum(1 for o in mine if o.status == FAIL),
+            "fence_rejected": sum(
+                1
+                for o in mine
+                if o.status == FAIL and str(o.completion.error or "").startswith("fence-rejected")
+                if o.completion is not None
+            ),
+        }
     details = {"counts": counts, "unfenced_findings": found["unfenced-write"]}
     if found["fenced-write"]:
         probs = found["fenced-write"]
-        return Result.illegal(name, f"{len(probs)} fencing violation(s): "
-                              f"{', '.join(sorted({p['kind'] for p in probs}))}",
-                              "\n".join(p["why"] for p in probs[:20]),
-                              {"fenced": probs[:50]}, details)
+        return Result.illegal(
+            name,
+            f"{len(probs)} fencing violation(s): {', '.join(sorted({p['kind'] for p in probs}))}",
+            "\n".join(p["why"] for p in probs[:20]),
+            {"fenced": probs[:50]},
+            details,
+        )
     n_unf = len(found["unfenced-write"])
-    note = (f"; {n_unf} unfenced finding(s) (expected: locks without fencing are unsafe)"
-            if n_unf else "")
-    return Result.ok(name, f"{counts['fenced-write']['ok']} fenced writes form one chain{note}",
-                     {"fenced_chain_length": counts["fenced-write"]["ok"]},
-                     "\n".join(p["why"] for p in found["unfenced-write"][:20]) or "", details)
+    note = f"; {n_unf} unfenced finding(s) (expected: locks without fencing are unsafe)" if n_unf else ""
+    return Result.ok(
+        name,
+        f"{counts['fenced-write']['ok']} fenced writes form one chain{note}",
+        {"fenced_chain_length": counts["fenced-write"]["ok"]},
+        "\n".join(p["why"] for p in found["unfenced-write"][:20]) or "",
+        details,
+    )
 
 
 # ----------------------------------------------------------------- session
@@ -236,20 +285,19 @@ def check_sessions(history: Iterable[Op]) -> Result:
     (see workloads/session.py for which sessions count as dead or live)."""
     name = "session-ephemerals"
     ops = pair(list(history))
-    created: dict[str, str] = {}          # node -> session (ok creates)
-    maybe: set[str] = set()                # nodes of indeterminate creates
-    dead: dict[str, str] = {}              # session -> why
+    created: dict[str, str] = {}  # node -> session (ok creates)
+    maybe: set[str] = set()  # nodes of indeterminate creates
+    dead: dict[str, str] = {}  # session -> why
     # session -> history position by which its end is proven (the completion of the
     # op that showed it): only a final read *called* after that must not see it.
     dead_by: dict[str, int] = {}
     last_sid: dict[Any, str] = {}
-    unsure: set[Any] = set()               # processes with an unconfirmed close since
+    unsure: set[Any] = set()  # processes with an unconfirmed close since
     finals = []
     for o in ops:
         if o.f == "close" and o.status != OK:
             unsure.add(o.process)
-        if o.f == "create" and o.status == INFO and o.completion is not None \
-                and isinstance(o.completion.value, dict):
+        if o.f == "create" and o.status == INFO and o.completion is not None and isinstance(o.completion.value, dict):
             maybe.add(o.completion.value.get("node"))
         out = o.output if o.status == OK and isinstance(o.output, dict) else None
         if out is None:
@@ -278,9 +326,12 @@ def check_sessions(history: Iterable[Op]) -> Result:
         elif o.f == "final-read":
             finals.append(o)
     if not finals:
-        return Result.unknown(name, "no final read completed",
-                              "Without a final read nothing can be said about ephemerals.",
-                              {"creates": len(created)})
+        return Result.unknown(
+            name,
+            "no final read completed",
+            "Without a final read nothing can be said about ephemerals.",
+            {"creates": len(created)},
+        )
     indeterminate = sum(1 for o in ops if o.f == "create" and o.status == INFO)
     problems: list[dict[str, Any]] = []
     for fr in finals:
@@ -292,24 +343,54 @@ def check_sessions(history: Iterable[Op]) -> Result:
                 # process learned of the expiry only later): nothing to judge.
                 continue
             if owner in dead:
-                problems.append({"kind": "survived", "node": node, "session": owner,
-                                 "read": fr.index, "why": f"{node} of session {owner} is still "
-                                 f"there at read {fr.index}, but that session was {dead[owner]}"})
+                problems.append(
+                    {
+                        "kind": "survived",
+                        "node": node,
+                        "session": owner,
+                        "read": fr.index,
+                        "why": f"{node} of session {owner} is still "
+                        f"there at read {fr.index}, but that session was {dead[owner]}",
+                    }
+                )
             elif node not in created and node not in maybe and len(maybe) >= indeterminate:
-                problems.append({"kind": "unexpected", "node": node, "read": fr.index,
-                                 "why": f"{node} was never created by an acknowledged op"})
+                problems.append(
+                    {
+                        "kind": "unexpected",
+                        "node": node,
+                        "read": fr.index,
+                        "why": f"{node} was never created by an acknowledged op",
+                    }
+                )
         for node, sid in created.items():
             if sid == live and node not in nodes:
-                problems.append({"kind": "vanished", "node": node, "session": sid,
-                                 "read": fr.index, "why": f"{node} of live session {sid} is "
-                                 f"missing from that session's own final read {fr.index}"})
-    details = {"creates": len(created), "indeterminate_creates": indeterminate,
-               "dead_sessions": len(dead), "final_reads": len(finals)}
+                problems.append(
+                    {
+                        "kind": "vanished",
+                        "node": node,
+                        "session": sid,
+                        "read": fr.index,
+                        "why": f"{node} of live session {sid} is missing from that session's own final read {fr.index}",
+                    }
+                )
+    details = {
+        "creates": len(created),
+        "indeterminate_creates": indeterminate,
+        "dead_sessions": len(dead),
+        "final_reads": len(finals),
+    }
     if problems:
-        return Result.illegal(name, f"{len(problems)} ephemeral problem(s): "
-                              f"{', '.join(sorted({p['kind'] for p in problems}))}",
-                              "\n".join(p["why"] for p in problems[:20]),
-                              {"problems": problems[:50]}, details)
-    return Result.ok(name, f"{len(finals)} final read(s) agree with {len(dead)} dead and "
-                     f"{len(set(last_sid.values()) - set(dead))} live session(s)",
-                     {"final_reads": [f.index for f in finals]}, details=details)
+        return Result.illegal(
+            name,
+            f"{len(problems)} ephemeral problem(s): {', '.join(sorted({p['kind'] for p in problems}))}",
+            "\n".join(p["why"] for p in problems[:20]),
+            {"problems": problems[:50]},
+            details,
+        )
+    return Result.ok(
+        name,
+        f"{len(finals)} final read(s) agree with {len(dead)} dead and "
+        f"{len(set(last_sid.values()) - set(dead))} live session(s)",
+        {"final_reads": [f.index for f in finals]},
+        details=details,
+    )

@@ -59,10 +59,14 @@ class ElectionWorkload:
 
 def check_election(history: list[Op]) -> Any:
     """Fencing over every leader write (main and final phase) + liveness."""
-    as_fenced = [dataclasses.replace(op, f="fenced-write") if op.f in ("lead", "final-lead") else op
-                 for op in history]
-    return merge([run_checker("election-fencing", check_lock, as_fenced),
-                  run_checker("election-liveness", check_elected, history)], checker="election")
+    as_fenced = [dataclasses.replace(op, f="fenced-write") if op.f in ("lead", "final-lead") else op for op in history]
+    return merge(
+        [
+            run_checker("election-fencing", check_lock, as_fenced),
+            run_checker("election-liveness", check_elected, history),
+        ],
+        checker="election",
+    )
 
 
 def make(options: dict[str, Any] | None = None) -> ElectionWorkload:

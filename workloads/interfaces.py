@@ -29,61 +29,128 @@ class Interface:
         return tuple(f for f, _ in self.ops)
 
 
-INTERFACES: dict[str, Interface] = {i.name: i for i in (
-    Interface("register", "per-key registers holding ints (linearizable writes and cas)", (
-        ("read", "[k, null] -> [k, v]: v the key's value, null if never written; local read, or "
-                 "fresh with the client setting reads=sync, or linearizable with reads=linearizable"),
-        ("write", "[k, v] -> [k, v]: set the key to v (creating it)"),
-        ("cas", "[k, [old, new]] -> [k, [old, new]]: set to new iff it holds old; fail when it does not"),
-    )),
-    Interface("set", "a grow-only set of unique ints", (
-        ("add", "n -> n: add the element n (each n is added once)"),
-        ("read", "null -> [n, ...]: every element, sorted (may be stale)"),
-        ("final-read", "null -> [n, ...]: every element, after a barrier that makes it fresh"),
-    )),
-    Interface("lock", "a mutex guarding two counters, one written under a fence", (
-        ("fenced-write", "null -> {read, wrote, lock, write_zxid}: under the lock, counter += 1, "
-                         "the write conditional on still holding the lock; fail: lock-timeout or "
-                         "fence-rejected"),
-        ("unfenced-write", "null -> {read, wrote, lock, write_zxid}: the same with a plain write"),
-    )),
-    Interface("session", "client sessions and the ephemeral data they own", (
-        ("create", "null -> {node, session, expired, reopened}: an ephemeral owned by this session"),
-        ("close", "null -> {closed, session, expired}: close the session (confirmed), open a new one"),
-        ("final-read", "null -> {session, nodes: {name: owner}, expired}: every ephemeral and its owner"),
-    )),
-    Interface("multi", "all-or-nothing transactions over list-valued keys", (
-        ("txn", "[[\"r\", k, null] | [\"append\", k, n], ...] -> the micro-ops, reads filled in; "
-                "atomic and strictly serializable, fail when refused as a whole"),
-        ("doomed-txn", "the same micro-ops plus a final step that must fail -> fail, nothing applied"),
-    )),
-    Interface("watch", "one-shot and persistent change notifications, ordered with replies", (
-        ("write", "[key, n] -> [key, n-as-text, version]"),
-        ("watch-read", "[key, null] -> {key, data, version, client, session, armed?, fired?, ...}: "
-                       "read and arm a one-shot watch; says whether the previous one fired before this reply"),
-        ("pwatch-read", "[key, null] -> {key, data, version, ..., prev_version?, events?}: read under "
-                        "a persistent recursive watch; counts its events since the previous read"),
-    )),
-    Interface("watch-stream", "a revision-ordered watch stream on a key prefix, resumable (etcd's watch)", (
-        ("write", "[key, n] -> [key, n, revision]: put; the revision it created"),
-        ("watch", "back -> {events: [[revision, key, value], ...], start?, resumed?, breaks?}: the events "
-                  "delivered since the previous watch op; the first opens the stream back revisions ago"),
-        ("final-watch", "null -> {events, fence: [key, value, revision]}: write a fence and wait until the "
-                        "stream delivered it"),
-    )),
-    Interface("queue", "two FIFO queues of unique ints (plain and locking)", (
-        ("put", "[q, n] -> [q, n]"),
-        ("get", "[q, null] -> [q, n | null]: consume one item (null: empty)"),
-        ("final-read", "null -> {q: [n, ...]}: what is left in each queue, fresh, without consuming"),
-    )),
-    Interface("counter", "one shared counter", (
-        ("add", "d -> d: counter += d, applied at most once"),
-        ("read", "null -> [value, session]"),
-        ("final-read", "null -> [value, session]: after a barrier that makes it fresh"),
-    )),
-    Interface("election", "leader election with fenced leader writes", (
-        ("lead", "null -> {read, wrote, lock, write_zxid}: win the election within a bound and, as "
-                 "leader, counter += 1 conditional on still leading; fail: not-elected or fence-rejected"),
-        ("final-lead", "null -> the same, with a longer bound (liveness after healing)"),
-    )),
-)}
+INTERFACES: dict[str, Interface] = {
+    i.name: i
+    for i in (
+        Interface(
+            "register",
+            "per-key registers holding ints (linearizable writes and cas)",
+            (
+                (
+                    "read",
+                    "[k, null] -> [k, v]: v the key's value, null if never written; local read, or "
+                    "fresh with the client setting reads=sync, or linearizable with reads=linearizable",
+                ),
+                ("write", "[k, v] -> [k, v]: set the key to v (creating it)"),
+                ("cas", "[k, [old, new]] -> [k, [old, new]]: set to new iff it holds old; fail when it does not"),
+            ),
+        ),
+        Interface(
+            "set",
+            "a grow-only set of unique ints",
+            (
+                ("add", "n -> n: add the element n (each n is added once)"),
+                ("read", "null -> [n, ...]: every element, sorted (may be stale)"),
+                ("final-read", "null -> [n, ...]: every element, after a barrier that makes it fresh"),
+            ),
+        ),
+        Interface(
+            "lock",
+            "a mutex guarding two counters, one written under a fence",
+            (
+                (
+                    "fenced-write",
+                    "null -> {read, wrote, lock, write_zxid}: under the lock, counter += 1, "
+                    "the write conditional on still holding the lock; fail: lock-timeout or "
+                    "fence-rejected",
+                ),
+                ("unfenced-write", "null -> {read, wrote, lock, write_zxid}: the same with a plain write"),
+            ),
+        ),
+        Interface(
+            "session",
+            "client sessions and the ephemeral data they own",
+            (
+                ("create", "null -> {node, session, expired, reopened}: an ephemeral owned by this session"),
+                ("close", "null -> {closed, session, expired}: close the session (confirmed), open a new one"),
+                ("final-read", "null -> {session, nodes: {name: owner}, expired}: every ephemeral and its owner"),
+            ),
+        ),
+        Interface(
+            "multi",
+            "all-or-nothing transactions over list-valued keys",
+            (
+                (
+                    "txn",
+                    '[["r", k, null] | ["append", k, n], ...] -> the micro-ops, reads filled in; '
+                    "atomic and strictly serializable, fail when refused as a whole",
+                ),
+                ("doomed-txn", "the same micro-ops plus a final step that must fail -> fail, nothing applied"),
+            ),
+        ),
+        Interface(
+            "watch",
+            "one-shot and persistent change notifications, ordered with replies",
+            (
+                ("write", "[key, n] -> [key, n-as-text, version]"),
+                (
+                    "watch-read",
+                    "[key, null] -> {key, data, version, client, session, armed?, fired?, ...}: "
+                    "read and arm a one-shot watch; says whether the previous one fired before this reply",
+                ),
+                (
+                    "pwatch-read",
+                    "[key, null] -> {key, data, version, ..., prev_version?, events?}: read under "
+                    "a persistent recursive watch; counts its events since the previous read",
+                ),
+            ),
+        ),
+        Interface(
+            "watch-stream",
+            "a revision-ordered watch stream on a key prefix, resumable (etcd's watch)",
+            (
+                ("write", "[key, n] -> [key, n, revision]: put; the revision it created"),
+                (
+                    "watch",
+                    "back -> {events: [[revision, key, value], ...], start?, resumed?, breaks?}: the events "
+                    "delivered since the previous watch op; the first opens the stream back revisions ago",
+                ),
+                (
+                    "final-watch",
+                    "null -> {events, fence: [key, value, revision]}: write a fence and wait until the "
+                    "stream delivered it",
+                ),
+            ),
+        ),
+        Interface(
+            "queue",
+            "two FIFO queues of unique ints (plain and locking)",
+            (
+                ("put", "[q, n] -> [q, n]"),
+                ("get", "[q, null] -> [q, n | null]: consume one item (null: empty)"),
+                ("final-read", "null -> {q: [n, ...]}: what is left in each queue, fresh, without consuming"),
+            ),
+        ),
+        Interface(
+            "counter",
+            "one shared counter",
+            (
+                ("add", "d -> d: counter += d, applied at most once"),
+                ("read", "null -> [value, session]"),
+                ("final-read", "null -> [value, session]: after a barrier that makes it fresh"),
+            ),
+        ),
+        Interface(
+            "election",
+            "leader election with fenced leader writes",
+            (
+                (
+                    "lead",
+                    "null -> {read, wrote, lock, write_zxid}: win the election within a bound and, as "
+                    "leader, counter += 1 conditional on still leading; fail: not-elected or fence-rejected",
+                ),
+                ("final-lead", "null -> the same, with a longer bound (liveness after healing)"),
+            ),
+        ),
+    )
+}

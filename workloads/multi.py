@@ -47,8 +47,8 @@ TXN_FS = ("txn", "doomed-txn")
 class MultiWorkload:
     name: str = "multi"
     interface: str = "multi"
-    keys: int = 4               # live keys at a time
-    appends_per_key: int = 60   # then the key is retired for a fresh one
+    keys: int = 4  # live keys at a time
+    appends_per_key: int = 60  # then the key is retired for a fresh one
     doomed_fraction: float = 0.1
     final_each_thread: bool = False
 
@@ -104,8 +104,13 @@ class MultiWorkload:
 
 def check_multi(history: list[Op]) -> Result:
     """All-or-nothing for doomed multis, then the list-append analysis."""
-    return merge([run_checker("multi-atomic", _doomed_never_commit, history),
-                  run_checker(elle.NAME, elle.check, history, fs=TXN_FS)], checker="multi")
+    return merge(
+        [
+            run_checker("multi-atomic", _doomed_never_commit, history),
+            run_checker(elle.NAME, elle.check, history, fs=TXN_FS),
+        ],
+        checker="multi",
+    )
 
 
 def _doomed_never_commit(history: list[Op]) -> Result:
@@ -113,16 +118,22 @@ def _doomed_never_commit(history: list[Op]) -> Result:
     doomed = [op for op in history if op.f == "doomed-txn" and op.type != "invoke"]
     committed = [op for op in doomed if op.type == OK]
     if committed:
-        return Result.illegal(name, f"{len(committed)} doomed multi(s) committed",
-                              "A multi whose last op creates an existing znode must fail as a "
-                              f"whole; these came back ok: {[op.index for op in committed[:10]]}",
-                              {"committed": [op.to_dict() for op in committed[:10]]})
+        return Result.illegal(
+            name,
+            f"{len(committed)} doomed multi(s) committed",
+            "A multi whose last op creates an existing znode must fail as a "
+            f"whole; these came back ok: {[op.index for op in committed[:10]]}",
+            {"committed": [op.to_dict() for op in committed[:10]]},
+        )
     failed = [op for op in doomed if op.type == "fail"]
     if not failed:
         return Result.unknown(name, "no doomed multi completed, so atomicity on failure was not tested")
-    return Result.ok(name, f"{len(failed)} doomed multi(s) failed as a whole",
-                     {"failed": [op.index for op in failed[:50]]},
-                     details={"failed": len(failed), "indeterminate": len(doomed) - len(failed)})
+    return Result.ok(
+        name,
+        f"{len(failed)} doomed multi(s) failed as a whole",
+        {"failed": [op.index for op in failed[:50]]},
+        details={"failed": len(failed), "indeterminate": len(doomed) - len(failed)},
+    )
 
 
 def make(options: dict[str, Any] | None = None) -> MultiWorkload:

@@ -22,6 +22,7 @@ write acknowledged before it was invoked (``checkers.fresh_reads``); with
 ``reads="linearizable"`` (etcd's default), reads are in the linearizability
 check too, and fresh as with sync.
 """
+
 from __future__ import annotations
 
 import random
@@ -94,10 +95,14 @@ class RegisterWorkload:
 
     def check(self, history: list[Op]) -> Any:
         results = [
-            run_checker("register-linearizable", linearizable_per_key, history,
-                        budget_s=self.budget_s, reads=self.reads == "linearizable"),
-            run_checker("register-sequential", sequential_registers, history,
-                        budget_s=self.budget_s),
+            run_checker(
+                "register-linearizable",
+                linearizable_per_key,
+                history,
+                budget_s=self.budget_s,
+                reads=self.reads == "linearizable",
+            ),
+            run_checker("register-sequential", sequential_registers, history, budget_s=self.budget_s),
             run_checker("session-order", session_order, history),
         ]
         if self.reads in ("sync", "linearizable"):

@@ -69,8 +69,9 @@ class WatchWorkload:
 
     def final_ops(self) -> list[dict[str, Any]]:
         # every client reads every key once more after healing
-        return ([{"f": "watch-read", "value": [k, None]} for k in sorted(ONE_SHOT)]
-                + [{"f": "pwatch-read", "value": [k, None]} for k in sorted(PERSISTENT)])
+        return [{"f": "watch-read", "value": [k, None]} for k in sorted(ONE_SHOT)] + [
+            {"f": "pwatch-read", "value": [k, None]} for k in sorted(PERSISTENT)
+        ]
 
     def check(self, history: list[Op]) -> Any:
         return check_watch(history)

@@ -36,8 +36,10 @@ def check_available() -> None:
     from harness.backends.base import SetupError
 
     if not LIBFAKETIME.exists():
-        raise SetupError(f"the clock fault needs libfaketime at {LIBFAKETIME} (Debian package libfaketime; "
-                         "or set SQUALL_LIBFAKETIME to the library's path)")
+        raise SetupError(
+            f"the clock fault needs libfaketime at {LIBFAKETIME} (Debian package libfaketime; "
+            "or set SQUALL_LIBFAKETIME to the library's path)"
+        )
 
 
 def offset_text(offset_ms: int) -> str:
@@ -62,8 +64,9 @@ def remove_shm(pid: int) -> list[Path]:
 
 def leftover_shm(pids: list[int]) -> list[Path]:
     """libfaketime segments of these pids that still exist (for leak checks)."""
-    return [p for pid in pids for p in (SHM_DIR / f"faketime_shm_{pid}", SHM_DIR / f"sem.faketime_sem_{pid}")
-            if p.exists()]
+    return [
+        p for pid in pids for p in (SHM_DIR / f"faketime_shm_{pid}", SHM_DIR / f"sem.faketime_sem_{pid}") if p.exists()
+    ]
 
 
 class Clocks:
@@ -86,8 +89,12 @@ class Clocks:
     def env(self, node: str, ld_preload: str = "") -> dict[str, str]:
         """The environment that makes ``node``'s processes follow its control file."""
         preload = f"{LIBFAKETIME}:{ld_preload}" if ld_preload else str(LIBFAKETIME)
-        return {"LD_PRELOAD": preload, "FAKETIME_TIMESTAMP_FILE": str(self.path(node)),
-                "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        return {
+            "LD_PRELOAD": preload,
+            "FAKETIME_TIMESTAMP_FILE": str(self.path(node)),
+            "FAKETIME_CACHE_DURATION": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
 
     def offset_ms(self, node: str) -> int:
         with self._lock:
@@ -107,8 +114,10 @@ class Clocks:
 
     def strobe(self, node: str, delta_ms: int, period_ms: int) -> None:
         if period_ms < MIN_STROBE_PERIOD_MS:
-            raise ValueError(f"strobe period must be >= {MIN_STROBE_PERIOD_MS} ms (libfaketime re-reads "
-                             f"its control file once a second), got {period_ms}")
+            raise ValueError(
+                f"strobe period must be >= {MIN_STROBE_PERIOD_MS} ms (libfaketime re-reads "
+                f"its control file once a second), got {period_ms}"
+            )
         self._stop_strobe(node)
         stop = threading.Event()
 

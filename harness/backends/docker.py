@@ -46,12 +46,12 @@ warns at its start when there are any.
 from __future__ import annotations
 
 import atexit
-import os
 import logging
+import os
 import secrets
 import shlex
-import socket
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -62,8 +62,16 @@ from typing import Any
 
 from harness.backends.base import SetupError
 from harness.backends.local import install_signal_handlers, node_names
-from harness.dbs.base import (Installs, NodeContext, NodePorts, NodeStatus, leader_of, statuses, wait_until_ready,
-                              write_launch_files)
+from harness.dbs.base import (
+    Installs,
+    NodeContext,
+    NodePorts,
+    NodeStatus,
+    leader_of,
+    statuses,
+    wait_until_ready,
+    write_launch_files,
+)
 
 CLIENT_PORT = 2181
 PEER_PORT = 2888
@@ -78,7 +86,7 @@ VENV_PYTHON = "/opt/squall/bin/python"
 
 _log = logging.getLogger(__name__)
 
-_LIVE: "weakref.WeakSet[DockerCluster]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[DockerCluster] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -98,13 +106,18 @@ def new_run_id() -> str:
 
 # --------------------------------------------------------------- pure parts
 
+
 def container_ports(all_nodes: list[str], node: str, hosts: dict[str, str] | None = None) -> NodePorts:
     """Ports as the database sees them inside its host/container: fixed
     well-known ports, peers by their host name (n1.. on the bridge)."""
     hosts = hosts or {n: n for n in all_nodes}
-    return NodePorts(client=CLIENT_PORT, peer=PEER_PORT, election=ELECTION_PORT,
-                     peer_addresses={o: (hosts[o], PEER_PORT, ELECTION_PORT) for o in all_nodes if o != node},
-                     client_ports={o: CLIENT_PORT for o in all_nodes})
+    return NodePorts(
+        client=CLIENT_PORT,
+        peer=PEER_PORT,
+        election=ELECTION_PORT,
+        peer_addresses={o: (hosts[o], PEER_PORT, ELECTION_PORT) for o in all_nodes if o != node},
+        client_ports={o: CLIENT_PORT for o in all_nodes},
+    )
 
 
 def start_script(node_dir: str, argv: list[str], env: dict[str, str], log_path: str, pid_file: str) -> str:
@@ -113,10 +126,12 @@ def start_script(node_dir: str, argv: list[str], env: dict[str, str], log_path: 
     records the pid (== pgid) in ``pid_file``."""
     env_part = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
     cmd = " ".join(shlex.quote(a) for a in argv)
-    return (f"cd {shlex.quote(node_dir)} && "
-            f"echo \"==== squall harness: starting at $(date +%s.%N)\" >> {shlex.quote(log_path)} && "
-            f"(env {env_part} setsid {cmd} >> {shlex.quote(log_path)} 2>&1 < /dev/null & "
-            f"echo $! > {shlex.quote(pid_file)})")
+    return (
+        f"cd {shlex.quote(node_dir)} && "
+        f'echo "==== squall harness: starting at $(date +%s.%N)" >> {shlex.quote(log_path)} && '
+        f"(env {env_part} setsid {cmd} >> {shlex.quote(log_path)} 2>&1 < /dev/null & "
+        f"echo $! > {shlex.quote(pid_file)})"
+    )
 
 
 def signal_script(pid_file: str, sig: str) -> str:
@@ -125,13 +140,15 @@ def signal_script(pid_file: str, sig: str) -> str:
     q = shlex.quote(pid_file)
     s = f"[ -f {q} ] || exit 0; p=$(cat {q}); kill -{sig} -- -$p 2>/dev/null || kill -{sig} $p 2>/dev/null; "
     if sig == "KILL":
-        s += (f"for i in $(seq 1 100); do kill -0 $p 2>/dev/null || break; sleep 0.05; done; rm -f {q}; ")
+        s += f"for i in $(seq 1 100); do kill -0 $p 2>/dev/null || break; sleep 0.05; done; rm -f {q}; "
     return s + "exit 0"
 
 
 def iptables_setup_script() -> str:
-    return (f"iptables -N {CHAIN} 2>/dev/null; iptables -F {CHAIN}; "
-            f"iptables -C INPUT -j {CHAIN} 2>/dev/null || iptables -I INPUT -j {CHAIN}")
+    return (
+        f"iptables -N {CHAIN} 2>/dev/null; iptables -F {CHAIN}; "
+        f"iptables -C INPUT -j {CHAIN} 2>/dev/null || iptables -I INPUT -j {CHAIN}"
+    )
 
 
 def drop_rule(src_ip: str, probability: float | None = None) -> list[str]:
@@ -148,31 +165,67 @@ PACKET_CHAIN = "SQUALL-PKT"
 
 
 def packet_setup_script() -> str:
-    return (f"iptables -N {PACKET_CHAIN} 2>/dev/null; "
-            f"iptables -C INPUT -j {PACKET_CHAIN} 2>/dev/null || iptables -I INPUT -j {PACKET_CHAIN}")
+    return (
+        f"iptables -N {PACKET_CHAIN} 2>/dev/null; "
+        f"iptables -C INPUT -j {PACKET_CHAIN} 2>/dev/null || iptables -I INPUT -j {PACKET_CHAIN}"
+    )
 
 
-def packet_rules(src_ip: str, dst: str, delay_ms: float = 0, jitter_ms: float = 0, loss: float = 0.0,
-                 rate_kbps: float | None = None) -> list[list[str]]:
+def packet_rules(
+    src_ip: str, dst: str, delay_ms: float = 0, jitter_ms: float = 0, loss: float = 0.0, rate_kbps: float | None = None
+) -> list[list[str]]:
     """iptables commands (in dst) degrading src_ip's packets; refuses delay."""
     if delay_ms or jitter_ms:
-        raise ValueError("the docker backend cannot delay packets: iptables has no delay and tc netem is "
-                         "not available; it supports packet loss and bandwidth limits")
+        raise ValueError(
+            "the docker backend cannot delay packets: iptables has no delay and tc netem is "
+            "not available; it supports packet loss and bandwidth limits"
+        )
     rules = []
     if loss:
-        rules.append(["iptables", "-A", PACKET_CHAIN, "-s", src_ip, "-m", "statistic", "--mode", "random",
-                      "--probability", f"{float(loss):.4f}", "-j", "DROP"])
+        rules.append(
+            [
+                "iptables",
+                "-A",
+                PACKET_CHAIN,
+                "-s",
+                src_ip,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                f"{float(loss):.4f}",
+                "-j",
+                "DROP",
+            ]
+        )
     if rate_kbps:
         bytes_per_s = max(1, int(float(rate_kbps) * 1000 / 8))
-        rules.append(["iptables", "-A", PACKET_CHAIN, "-s", src_ip, "-m", "hashlimit",
-                      # names are per container (dst): the source alone is unique; at most 15 chars
-                      "--hashlimit-name", "sq" + src_ip.replace(".", "")[-13:],
-                      "--hashlimit-mode", "srcip", "--hashlimit-above", f"{bytes_per_s}b/s",
-                      "-j", "DROP"])
+        rules.append(
+            [
+                "iptables",
+                "-A",
+                PACKET_CHAIN,
+                "-s",
+                src_ip,
+                "-m",
+                "hashlimit",
+                # names are per container (dst): the source alone is unique; at most 15 chars
+                "--hashlimit-name",
+                "sq" + src_ip.replace(".", "")[-13:],
+                "--hashlimit-mode",
+                "srcip",
+                "--hashlimit-above",
+                f"{bytes_per_s}b/s",
+                "-j",
+                "DROP",
+            ]
+        )
     return rules
 
 
 # --------------------------------------------------------------- the cluster
+
 
 @dataclass
 class _Node:
@@ -192,8 +245,17 @@ class _Node:
 class DockerCluster:
     """Nodes in containers. Implements the Cluster protocol and FaultTarget."""
 
-    def __init__(self, db: Any, nodes: list[str], run_dir: Path, image: str, client: Any,
-                 run_id: str | None = None, kind: str = "run", lazy_data: bool = False) -> None:
+    def __init__(
+        self,
+        db: Any,
+        nodes: list[str],
+        run_dir: Path,
+        image: str,
+        client: Any,
+        run_id: str | None = None,
+        kind: str = "run",
+        lazy_data: bool = False,
+    ) -> None:
         self.db = db
         self.lazy_data = lazy_data  # data dirs on lazyfs (host-side mounts), for the disk fault
         self._mounts: dict[str, Any] = {}
@@ -220,10 +282,12 @@ class DockerCluster:
 
     # ------------------------------------------------------------ lifecycle
     def launch(self) -> None:
-        self.network = self.client.networks.create(f"squall-{self.run_id}", driver="bridge",
-                                                   labels=self.labels, check_duplicate=True)
+        self.network = self.client.networks.create(
+            f"squall-{self.run_id}", driver="bridge", labels=self.labels, check_duplicate=True
+        )
         if self.lazy_data:
             from harness.backends import lazyfs
+
             lazyfs.require_fuse()
             lazyfs.unmount_stale()
         for index, name in enumerate(self.nodes, start=1):
@@ -235,12 +299,19 @@ class DockerCluster:
             if self.lazy_data:
                 volumes.update(self._mount_data_dir(n))
             n.container = self.client.containers.run(
-                self.image, ["sleep", "infinity"], name=f"squall-{self.run_id}-{name}", hostname=name,
-                detach=True, init=True, cap_add=["NET_ADMIN"],
+                self.image,
+                ["sleep", "infinity"],
+                name=f"squall-{self.run_id}-{name}",
+                hostname=name,
+                detach=True,
+                init=True,
+                cap_add=["NET_ADMIN"],
                 labels={**self.labels, LABEL_NODE: name, LABEL_DB: str(self.db.name)},
-                network=self.network.name, ports={f"{CLIENT_PORT}/tcp": ("127.0.0.1", None)},
+                network=self.network.name,
+                ports={f"{CLIENT_PORT}/tcp": ("127.0.0.1", None)},
                 volumes=volumes,
-                environment={"LANG": "C.UTF-8"})
+                environment={"LANG": "C.UTF-8"},
+            )
         self.network.reload()
         for n in self._nodes.values():
             n.container.reload()
@@ -257,6 +328,7 @@ class DockerCluster:
     def _mount_data_dir(self, n: _Node) -> dict[str, Any]:
         """An empty lazyfs mount on the host at ``<node dir>/data``, bound into the container."""
         from harness.backends import lazyfs
+
         mount = self._mounts[n.name] = lazyfs.mount_empty_data_dir(n.dir, n.dir / "lazyfs.log")
         return {str(mount.mountpoint): {"bind": str(mount.mountpoint), "mode": "rw"}}
 
@@ -264,8 +336,10 @@ class DockerCluster:
         """Kill the node and drop what it never fsynced (the host-side lazyfs mount)."""
         mount = self._mounts.get(node)
         if mount is None:
-            raise SetupError("lose_unsynced needs the data dirs on lazyfs: the Docker backend mounts "
-                             "them only when 'disk' is among the run's faults")
+            raise SetupError(
+                "lose_unsynced needs the data dirs on lazyfs: the Docker backend mounts "
+                "them only when 'disk' is among the run's faults"
+            )
         self.kill(node)
         return mount.drop()
 
@@ -274,19 +348,30 @@ class DockerCluster:
         every interface, named by its host name, the image's interpreter; the
         node directory is bind-mounted at the same path, so files written here
         are the container's."""
-        launch = self.db.prepare(NodeContext(
-            name=n.name, index=n.index, nodes=tuple(self.nodes), dir=str(n.dir),
-            ports=container_ports(self.nodes, n.name), listen_host="0.0.0.0", host=n.name,
-            python=VENV_PYTHON, local=False))
+        launch = self.db.prepare(
+            NodeContext(
+                name=n.name,
+                index=n.index,
+                nodes=tuple(self.nodes),
+                dir=str(n.dir),
+                ports=container_ports(self.nodes, n.name),
+                listen_host="0.0.0.0",
+                host=n.name,
+                python=VENV_PYTHON,
+                local=False,
+            )
+        )
         write_launch_files(n.dir, launch)
         n.argv, n.env, n.log_path = list(launch.argv), dict(launch.env), n.dir / launch.log
         needs = self.db.host_needs() if isinstance(self.db, Installs) else None
         if needs is not None and needs.probe:
             out = self._exec(n, f"{needs.probe} 2>&1; echo rc=$?")
             if not out.rstrip().endswith("rc=0"):
-                raise SetupError(f"the node image {self.image} lacks what --db {self.db.name} needs "
-                                 f"(`{needs.probe}` failed in {n.container.name}; Debian packages: "
-                                 f"{', '.join(needs.debian_packages) or 'none named'}): {out.strip()[-300:]}")
+                raise SetupError(
+                    f"the node image {self.image} lacks what --db {self.db.name} needs "
+                    f"(`{needs.probe}` failed in {n.container.name}; Debian packages: "
+                    f"{', '.join(needs.debian_packages) or 'none named'}): {out.strip()[-300:]}"
+                )
 
     def teardown(self) -> None:
         """Remove every container and the network. Idempotent."""
@@ -300,10 +385,11 @@ class DockerCluster:
         with _LIVE_LOCK:
             _LIVE.discard(self)
         if errors:
-            raise SetupError("teardown left Docker objects behind: " + "; ".join(errors) +
-                             " (run `squall cluster down`)")
+            raise SetupError(
+                "teardown left Docker objects behind: " + "; ".join(errors) + " (run `squall cluster down`)"
+            )
 
-    def __enter__(self) -> "DockerCluster":
+    def __enter__(self) -> DockerCluster:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -323,8 +409,9 @@ class DockerCluster:
             return ""
         out = (res.output or b"").decode(errors="replace")
         if check and res.exit_code != 0:
-            raise SetupError(f"in container {n.container.name}: `{script}` failed "
-                             f"(exit {res.exit_code}): {out.strip()[-300:]}")
+            raise SetupError(
+                f"in container {n.container.name}: `{script}` failed (exit {res.exit_code}): {out.strip()[-300:]}"
+            )
         return out
 
     # ------------------------------------------------------------ addresses
@@ -354,21 +441,34 @@ class DockerCluster:
         n = self._node(node)
         if n.paused:
             return True
-        return self._exec(n, f"p=$(cat {shlex.quote(str(n.dir / 'pid'))} 2>/dev/null) && "
-                             "kill -0 $p 2>/dev/null && echo yes").strip() == "yes"
+        return (
+            self._exec(
+                n, f"p=$(cat {shlex.quote(str(n.dir / 'pid'))} 2>/dev/null) && kill -0 $p 2>/dev/null && echo yes"
+            ).strip()
+            == "yes"
+        )
 
     def wait_ready(self, timeout_s: float) -> None:
         """Every node runs and serves, and (a Primary database) one leads."""
-        wait_until_ready(self.db, self._addresses, timeout_s, check_running=self._check_running,
-                         check_every_s=2.0, poll_s=0.25, where=str(self.run_dir / "nodes"),
-                         what=f"docker cluster {self.run_id}")
+        wait_until_ready(
+            self.db,
+            self._addresses,
+            timeout_s,
+            check_running=self._check_running,
+            check_every_s=2.0,
+            poll_s=0.25,
+            where=str(self.run_dir / "nodes"),
+            what=f"docker cluster {self.run_id}",
+        )
 
     def _check_running(self) -> None:
         for name in self.nodes:
             if not self.is_running(name):
                 n = self._node(name)
-                raise SetupError(f"node {name} (container {n.container.name}) is not running; "
-                                 f"its log is {n.log_path}{_tail(n.log_path)}")
+                raise SetupError(
+                    f"node {name} (container {n.container.name}) is not running; "
+                    f"its log is {n.log_path}{_tail(n.log_path)}"
+                )
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
         dest_dir = Path(dest_dir)
@@ -405,8 +505,15 @@ class DockerCluster:
 
     packet_kinds = ("loss", "bandwidth")
 
-    def shape(self, src: str, dst: str, delay_ms: float = 0, jitter_ms: float = 0,
-              loss: float = 0.0, rate_kbps: float | None = None) -> None:
+    def shape(
+        self,
+        src: str,
+        dst: str,
+        delay_ms: float = 0,
+        jitter_ms: float = 0,
+        loss: float = 0.0,
+        rate_kbps: float | None = None,
+    ) -> None:
         """dst drops a share of src's packets and/or those above a rate (no delay here)."""
         s, d = self._node(src), self._node(dst)
         rules = packet_rules(s.ip, dst, delay_ms, jitter_ms, loss, rate_kbps)
@@ -472,6 +579,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 # ------------------------------------------------------------ leftovers
 
+
 def remove_run(client: Any, run_id: str | None) -> list[str]:
     """Remove containers and networks labelled with ``run_id`` (every squall
     run's when None). Returns error strings for what could not be removed."""
@@ -497,8 +605,10 @@ def remove_run(client: Any, run_id: str | None) -> list[str]:
 def leftovers(client: Any, run_id: str | None = None) -> dict[str, list[str]]:
     """Names of squall containers and networks still present."""
     label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
-    return {"containers": [c.name for c in client.containers.list(all=True, filters={"label": label})],
-            "networks": [n.name for n in client.networks.list(filters={"label": label})]}
+    return {
+        "containers": [c.name for c in client.containers.list(all=True, filters={"label": label})],
+        "networks": [n.name for n in client.networks.list(filters={"label": label})],
+    }
 
 
 def owner_label() -> str:
@@ -526,8 +636,9 @@ def owner_alive(owner: str | None) -> bool:
 def dead_runs(client: Any) -> dict[str, list[str]]:
     """Run id -> container and network names, for squall runs whose harness is gone."""
     out: dict[str, list[str]] = {}
-    things = (client.containers.list(all=True, filters={"label": f"{LABEL_KIND}=run"})
-              + client.networks.list(filters={"label": f"{LABEL_KIND}=run"}))
+    things = client.containers.list(all=True, filters={"label": f"{LABEL_KIND}=run"}) + client.networks.list(
+        filters={"label": f"{LABEL_KIND}=run"}
+    )
     for thing in things:
         labels = getattr(thing, "labels", None) or (getattr(thing, "attrs", None) or {}).get("Labels") or {}
         if not owner_alive(labels.get(LABEL_OWNER)):
@@ -541,8 +652,10 @@ def warn_about_dead_runs(client: Any) -> str | None:
     if not dead:
         return None
     count = sum(len(v) for v in dead.values())
-    msg = (f"warning: {count} container(s) or network(s) of {len(dead)} dead squall run(s) are still there "
-           f"({', '.join(sorted(dead))}); remove them with `squall cluster down --all`")
+    msg = (
+        f"warning: {count} container(s) or network(s) of {len(dead)} dead squall run(s) are still there "
+        f"({', '.join(sorted(dead))}); remove them with `squall cluster down --all`"
+    )
     _log.warning(msg)
     print(msg, file=sys.stderr, flush=True)
     return msg
@@ -559,9 +672,9 @@ class DockerBackend:
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = dict(options or {})
 
-    def create(self, spec: Any, db: Any, run_dir: Path, kind: str = "run",
-               run_id: str | None = None) -> DockerCluster:
+    def create(self, spec: Any, db: Any, run_dir: Path, kind: str = "run", run_id: str | None = None) -> DockerCluster:
         from harness.backends import images
+
         install_signal_handlers()
         nodes = node_names(getattr(spec, "nodes", spec))
         client = images.docker_client()
@@ -569,8 +682,7 @@ class DockerBackend:
             warn_about_dead_runs(client)
         image = self.options.get("docker_image") or images.ensure_node_image(client).tag
         lazy_data = "disk" in tuple(getattr(spec, "nemesis", ()) or ())
-        cluster = DockerCluster(db, nodes, Path(run_dir), image, client, run_id=run_id, kind=kind,
-                                lazy_data=lazy_data)
+        cluster = DockerCluster(db, nodes, Path(run_dir), image, client, run_id=run_id, kind=kind, lazy_data=lazy_data)
         try:
             cluster.launch()
         except BaseException:

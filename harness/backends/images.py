@@ -36,9 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from harness.backends.base import SetupError
 
@@ -68,6 +68,7 @@ def _log(msg: str) -> None:
 
 # --------------------------------------------------------------- pure parts
 
+
 def debian_mirror(sources_text: str) -> str | None:
     """The first Debian mirror URL in apt's sources (deb822 or one-line).
 
@@ -92,8 +93,10 @@ def host_debian_mirror() -> str:
             texts.append(path.read_text(errors="replace"))
     mirror = debian_mirror("\n".join(texts))
     if mirror is None:
-        raise SetupError("cannot build the container image: no Debian mirror found in "
-                         "/etc/apt/sources.list or /etc/apt/sources.list.d/*.sources")
+        raise SetupError(
+            "cannot build the container image: no Debian mirror found in "
+            "/etc/apt/sources.list or /etc/apt/sources.list.d/*.sources"
+        )
     return mirror
 
 
@@ -131,6 +134,7 @@ def database_packages() -> tuple[str, ...]:
     with a warning."""
     from harness import plugins
     from harness.dbs.base import Installs
+
     found: list[str] = []
     for p in plugins.discover().of("db"):
         try:
@@ -153,6 +157,7 @@ def os_image_hash() -> str:
 
 # ----------------------------------------------------------------- docker
 
+
 def docker_client():
     """A Docker SDK client, or SetupError saying how to get an engine."""
     try:
@@ -169,6 +174,7 @@ def docker_client():
 
 def image_exists(client, tag: str) -> bool:
     import docker.errors
+
     try:
         client.images.get(tag)
         return True
@@ -201,8 +207,10 @@ def _ensure_os_image(client) -> BuiltImage:
     if image_exists(client, tag):
         return BuiltImage(tag, False, time.monotonic() - t0)
     if shutil.which("debootstrap") is None:
-        raise SetupError("building the base image needs debootstrap (apt-get install debootstrap), "
-                         "and no cached image " + tag + " exists")
+        raise SetupError(
+            "building the base image needs debootstrap (apt-get install debootstrap), "
+            "and no cached image " + tag + " exists"
+        )
     mirror = host_debian_mirror()
     tmp = Path(tempfile.mkdtemp(prefix="squall-rootfs-"))
     log_path = cache_dir() / "debootstrap.log"
@@ -210,8 +218,11 @@ def _ensure_os_image(client) -> BuiltImage:
         _log(f"debootstrap {SUITE} from {mirror} (log: {log_path})")
         with open(log_path, "wb") as log:
             rc = subprocess.run(
-                ["debootstrap", "--variant=minbase", "--include=" + ",".join(os_packages()),
-                 SUITE, str(tmp), mirror], stdout=log, stderr=subprocess.STDOUT, timeout=1800).returncode
+                ["debootstrap", "--variant=minbase", "--include=" + ",".join(os_packages()), SUITE, str(tmp), mirror],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=1800,
+            ).returncode
         if rc != 0:
             raise SetupError(f"debootstrap failed (exit {rc}); see {log_path}")
         # Keep the image small and without host-specific state.
@@ -221,9 +232,11 @@ def _ensure_os_image(client) -> BuiltImage:
         _log(f"importing rootfs as {tag}")
         tar = subprocess.Popen(["tar", "-C", str(tmp), "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(
-            ["docker", "import", "--change", f"LABEL {IMAGE_LABEL}=os",
-             "--change", "ENV LANG=C.UTF-8", "-", tag],
-            stdin=tar.stdout, capture_output=True, timeout=1800)
+            ["docker", "import", "--change", f"LABEL {IMAGE_LABEL}=os", "--change", "ENV LANG=C.UTF-8", "-", tag],
+            stdin=tar.stdout,
+            capture_output=True,
+            timeout=1800,
+        )
         tar.stdout.close()  # type: ignore[union-attr]
         tar.wait(timeout=60)
         if imp.returncode != 0:
@@ -236,14 +249,16 @@ def _ensure_os_image(client) -> BuiltImage:
 def _pip_wheel(args: list[str], log_name: str) -> None:
     log_path = cache_dir() / log_name
     with open(log_path, "wb") as log:
-        rc = subprocess.run([sys.executable, "-m", "pip", "wheel", *args], stdout=log,
-                            stderr=subprocess.STDOUT, timeout=900).returncode
+        rc = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", *args], stdout=log, stderr=subprocess.STDOUT, timeout=900
+        ).returncode
     if rc != 0:
         raise SetupError(f"pip wheel failed (exit {rc}); see {log_path}")
 
 
 def project_dependencies(root: Path = PROJECT_ROOT) -> list[str]:
     import tomllib
+
     data = tomllib.loads((root / "pyproject.toml").read_text())
     return list(data.get("project", {}).get("dependencies", []))
 
@@ -283,8 +298,9 @@ def project_wheel(dest: Path) -> Path:
 def _docker_build(client, tag: str, context: Path, label: str) -> None:
     log_path = cache_dir() / f"build-{label}.log"
     with open(log_path, "wb") as log:
-        rc = subprocess.run(["docker", "build", "-q", "-t", tag, str(context)],
-                            stdout=log, stderr=subprocess.STDOUT, timeout=1800).returncode
+        rc = subprocess.run(
+            ["docker", "build", "-q", "-t", tag, str(context)], stdout=log, stderr=subprocess.STDOUT, timeout=1800
+        ).returncode
     if rc != 0:
         raise SetupError(f"docker build of {tag} failed (exit {rc}); see {log_path}")
 
@@ -312,7 +328,8 @@ def _ensure_node_image(client=None) -> BuiltImage:
             f"COPY project /tmp/project\n"
             f"RUN {VENV}/bin/pip install -q --no-index --no-deps --disable-pip-version-check /tmp/project/*.whl "
             f"&& rm -rf /tmp/project\n"
-            f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
+            f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+        )
         _log(f"building {tag}")
         _docker_build(client, tag, ctx, "node")
     _drop_old_tags(client, "squall-node", keep=tag)
@@ -323,6 +340,7 @@ def _drop_old_tags(client, repository: str, keep: str) -> None:
     """Every project change makes a new node image; untag the older ones
     (their shared layers stay) unless a container still uses them."""
     import docker.errors
+
     for img in client.images.list(name=repository):
         for t in img.tags:
             if t != keep:
@@ -336,13 +354,15 @@ def ssh_keypair() -> tuple[Path, str]:
     """(private key path, public key text) of the test key, made once."""
     key = cache_dir() / "ssh_test_key"
     if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "squall-test", "-f", str(key)],
-                       check=True, timeout=60) if shutil.which("ssh-keygen") else _paramiko_keygen(key)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "squall-test", "-f", str(key)], check=True, timeout=60
+        ) if shutil.which("ssh-keygen") else _paramiko_keygen(key)
     return key, Path(str(key) + ".pub").read_text().strip()
 
 
 def _paramiko_keygen(path: Path) -> None:
     import paramiko
+
     k = paramiko.RSAKey.generate(2048)
     k.write_private_key_file(str(path))
     Path(str(path) + ".pub").write_text(f"{k.get_name()} {k.get_base64()} squall-test\n")
@@ -369,7 +389,8 @@ def _ensure_sshd_image(client=None) -> BuiltImage:
             "RUN chmod 600 /root/.ssh/authorized_keys && "
             "printf 'PermitRootLogin prohibit-password\\nPasswordAuthentication no\\nUseDNS no\\n' "
             "> /etc/ssh/sshd_config.d/squall.conf\n"
-            'CMD ["/usr/sbin/sshd", "-D", "-e"]\n')
+            'CMD ["/usr/sbin/sshd", "-D", "-e"]\n'
+        )
         _log(f"building {tag}")
         _docker_build(client, tag, ctx, "sshd")
     return BuiltImage(tag, True, time.monotonic() - t0)

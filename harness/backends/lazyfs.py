@@ -39,18 +39,21 @@ def require_fuse() -> None:
     """Raise SetupError naming what is missing for FUSE mounts on this machine."""
     missing = []
     if not Path("/dev/fuse").exists():
-        missing.append("/dev/fuse (load the fuse kernel module; in a container pass --device /dev/fuse "
-                       "and --cap-add SYS_ADMIN)")
+        missing.append(
+            "/dev/fuse (load the fuse kernel module; in a container pass --device /dev/fuse and --cap-add SYS_ADMIN)"
+        )
     if shutil.which("fusermount3") is None:
         missing.append("fusermount3 (install Debian's fuse3 package)")
     try:
         import mfusepy  # noqa: F401 - loads libfuse3 through ctypes
-    except (ImportError, OSError, EnvironmentError) as exc:
-        missing.append(f"the mfusepy binding or libfuse3 ({type(exc).__name__}: {exc}; "
-                       "pip install mfusepy, apt-get install fuse3)")
+    except (ImportError, OSError) as exc:
+        missing.append(
+            f"the mfusepy binding or libfuse3 ({type(exc).__name__}: {exc}; pip install mfusepy, apt-get install fuse3)"
+        )
     if missing:
-        raise SetupError("the disk fault needs a FUSE filesystem, which cannot be mounted here; missing: "
-                         + "; ".join(missing))
+        raise SetupError(
+            "the disk fault needs a FUSE filesystem, which cannot be mounted here; missing: " + "; ".join(missing)
+        )
 
 
 def squall_mounts() -> list[tuple[str, str]]:
@@ -77,8 +80,7 @@ def unmount_stale() -> list[str]:
         if pid.isdigit() and Path(f"/proc/{pid}").exists():
             continue  # a live server: another run's mount
         subprocess.run(["fusermount3", "-u", "-z", mountpoint], capture_output=True, check=False)
-        warnings.warn(f"unmounted a stale squall lazyfs mount at {mountpoint} (its server is gone)",
-                      stacklevel=2)
+        warnings.warn(f"unmounted a stale squall lazyfs mount at {mountpoint} (its server is gone)", stacklevel=2)
         stale.append(mountpoint)
     return stale
 
@@ -92,12 +94,18 @@ class LazyMount:
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harness.backends.lazyfs_server", str(self.backing), str(self.mountpoint)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+        )
         try:
             line = self._readline(ready_timeout_s)
             if line != "ready":
-                raise SetupError(f"the lazyfs server for {self.mountpoint} did not mount it "
-                                 f"(it said {line!r}); its log is {log_path}{_tail(log_path)}")
+                raise SetupError(
+                    f"the lazyfs server for {self.mountpoint} did not mount it "
+                    f"(it said {line!r}); its log is {log_path}{_tail(log_path)}"
+                )
         except BaseException:
             self.close()
             raise
@@ -112,8 +120,9 @@ class LazyMount:
 
     def _command(self, cmd: str, timeout_s: float = 60.0) -> dict[str, Any]:
         if self.proc.poll() is not None or self.proc.stdin is None:
-            raise RuntimeError(f"the lazyfs server for {self.mountpoint} is not running "
-                               f"(exit code {self.proc.returncode})")
+            raise RuntimeError(
+                f"the lazyfs server for {self.mountpoint} is not running (exit code {self.proc.returncode})"
+            )
         self.proc.stdin.write(cmd.encode() + b"\n")
         self.proc.stdin.flush()
         line = self._readline(timeout_s)
@@ -160,8 +169,10 @@ def mount_data_dir(node_dir: Path, log_path: Path) -> LazyMount:
     data = Path(node_dir) / "data"
     backing = Path(node_dir) / "data.backing"
     if not data.is_dir():
-        raise SetupError(f"the disk fault mounts each node's data dir, but {data} does not exist "
-                         "(the db's prepare must create <node dir>/data)")
+        raise SetupError(
+            f"the disk fault mounts each node's data dir, but {data} does not exist "
+            "(the db's prepare must create <node dir>/data)"
+        )
     if backing.exists():
         raise SetupError(f"{backing} already exists; a node dir is mounted only once")
     data.rename(backing)

@@ -45,8 +45,7 @@ import mfusepy
 from harness.backends.lazyfs import FSNAME_PREFIX
 
 BLOCK = 4096
-_STAT_FIELDS = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size",
-                "st_blocks", "st_blksize")
+_STAT_FIELDS = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks", "st_blksize")
 
 
 @dataclass
@@ -58,7 +57,7 @@ class _Undo:
 
 
 def _parents(path: str) -> list[str]:
-    """"/a/b/c" -> ["/a/b", "/a"] (not "/": the mount root is always durable)."""
+    """ "/a/b/c" -> ["/a/b", "/a"] (not "/": the mount root is always durable)."""
     out = []
     while True:
         path = os.path.dirname(path)
@@ -156,8 +155,12 @@ class LazyOps(mfusepy.Operations):
                 removed.append(path)
             self.undo.clear()
             self.created.clear()
-            return {"reverted_files": reverted, "bytes_cut": cut, "removed_entries": removed,
-                    "open_handles": self.open_handles}
+            return {
+                "reverted_files": reverted,
+                "bytes_cut": cut,
+                "removed_entries": removed,
+                "open_handles": self.open_handles,
+            }
 
     def settle(self) -> dict[str, Any]:
         """Count everything written so far as durable (the harness's own setup files)."""
@@ -169,9 +172,12 @@ class LazyOps(mfusepy.Operations):
 
     def status(self) -> dict[str, Any]:
         with self._mu:
-            return {"unsynced_files": sorted(self.undo), "unsynced_entries": sorted(self.created),
-                    "saved_blocks": sum(len(r.blocks) for r in self.undo.values()),
-                    "open_handles": self.open_handles}
+            return {
+                "unsynced_files": sorted(self.undo),
+                "unsynced_entries": sorted(self.created),
+                "saved_blocks": sum(len(r.blocks) for r in self.undo.values()),
+                "open_handles": self.open_handles,
+            }
 
     # ----------------------------------------------------------- metadata
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
@@ -193,8 +199,21 @@ class LazyOps(mfusepy.Operations):
 
     def statfs(self, path: str) -> dict[str, int]:
         st = os.statvfs(self._full(path))
-        return {k: getattr(st, k) for k in ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail",
-                                            "f_ffree", "f_files", "f_flag", "f_frsize", "f_namemax")}
+        return {
+            k: getattr(st, k)
+            for k in (
+                "f_bavail",
+                "f_bfree",
+                "f_blocks",
+                "f_bsize",
+                "f_favail",
+                "f_ffree",
+                "f_files",
+                "f_flag",
+                "f_frsize",
+                "f_namemax",
+            )
+        }
 
     def chmod(self, path: str, mode: int) -> int:
         os.chmod(self._full(path), mode)
@@ -242,11 +261,11 @@ class LazyOps(mfusepy.Operations):
             for p in [p for p in self.undo if _under(p, new)]:
                 del self.undo[p]
             for p in [p for p in self.undo if _under(p, old)]:
-                self.undo[new + p[len(old):]] = self.undo.pop(p)
+                self.undo[new + p[len(old) :]] = self.undo.pop(p)
             self.created = {c for c in self.created if not _under(c, new)}
             moved = {c for c in self.created if _under(c, old)}
             self.created -= moved
-            self.created |= {new + c[len(old):] for c in moved if not (replaced and c == old)}
+            self.created |= {new + c[len(old) :] for c in moved if not (replaced and c == old)}
         return 0
 
     # ----------------------------------------------------------- file data
@@ -329,8 +348,9 @@ class LazyOps(mfusepy.Operations):
 
 
 def _unmount(mountpoint: str) -> None:
-    subprocess.run(["fusermount3", "-u", "-z", mountpoint], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        ["fusermount3", "-u", "-z", mountpoint], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+    )
 
 
 def _serve_control(ops: LazyOps, mountpoint: str) -> None:
@@ -363,9 +383,17 @@ def main(argv: list[str]) -> int:
     backing, mountpoint = argv
     ops = LazyOps(backing)
     threading.Thread(target=_serve_control, args=(ops, mountpoint), daemon=True).start()
-    mfusepy.FUSE(ops, mountpoint, foreground=True, nothreads=True,
-                 fsname=f"{FSNAME_PREFIX}-{os.getpid()}", subtype="squall",
-                 attr_timeout=0, entry_timeout=0, negative_timeout=0)
+    mfusepy.FUSE(
+        ops,
+        mountpoint,
+        foreground=True,
+        nothreads=True,
+        fsname=f"{FSNAME_PREFIX}-{os.getpid()}",
+        subtype="squall",
+        attr_timeout=0,
+        entry_timeout=0,
+        negative_timeout=0,
+    )
     return 0
 
 

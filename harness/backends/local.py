@@ -54,11 +54,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import SetupError
 from harness.backends import clock as faketime
+from harness.backends.base import SetupError
 from harness.backends.proxy import ProxyMesh, free_ports
-from harness.dbs.base import (NodeContext, NodePorts, NodeStatus, PeerSockets, leader_of, statuses, wait_until_ready,
-                              write_launch_files)
+from harness.dbs.base import (
+    NodeContext,
+    NodePorts,
+    NodeStatus,
+    PeerSockets,
+    leader_of,
+    statuses,
+    wait_until_ready,
+    write_launch_files,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -92,9 +100,14 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.proc = subprocess.Popen([sys.executable, "-c", WATCHDOG_CODE], stdin=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WATCHDOG_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+        )
 
     def _send(self, line: str) -> None:
         with self._lock:
@@ -128,7 +141,7 @@ class Watchdog:
 
 # Strong references on purpose: a cluster dropped without teardown must
 # still be torn down at exit, so its processes cannot outlive the harness.
-_LIVE: "set[LocalCluster]" = set()
+_LIVE: set[LocalCluster] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -192,8 +205,16 @@ class LocalCluster:
 
     packet_kinds = ("delay", "loss", "bandwidth")
 
-    def __init__(self, db: Any, nodes: list[str], run_dir: Path, lazy_data: bool = False, *, clock: bool = False,
-                 latency_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        db: Any,
+        nodes: list[str],
+        run_dir: Path,
+        lazy_data: bool = False,
+        *,
+        clock: bool = False,
+        latency_ms: float = 0.0,
+    ) -> None:
         self.db = db
         self.lazy_data = lazy_data  # data dirs on lazyfs, for the disk fault
         self._mounts: dict[str, Any] = {}
@@ -225,8 +246,9 @@ class LocalCluster:
         links = 0 if sockets else len(self.nodes) * (len(self.nodes) - 1) * (2 if "election" in kinds else 1)
         real = free_ports(3 * len(self.nodes) + links)
         base: dict[str, tuple[int, int, int]] = {
-            n: (real[3 * i], real[3 * i + 1], real[3 * i + 2]) for i, n in enumerate(self.nodes)}
-        proxy_ports = iter(real[3 * len(self.nodes):])
+            n: (real[3 * i], real[3 * i + 1], real[3 * i + 2]) for i, n in enumerate(self.nodes)
+        }
+        proxy_ports = iter(real[3 * len(self.nodes) :])
         node_dirs = {n: self.run_dir / "nodes" / n for n in self.nodes}
         for d in node_dirs.values():
             d.mkdir(parents=True, exist_ok=True)
@@ -254,15 +276,30 @@ class LocalCluster:
                 p = self.mesh.port(name, other, "peer")
                 e = self.mesh.port(name, other, "election") if "election" in kinds else p
                 peer_addresses[other] = ("127.0.0.1", p, e)
-            ports = NodePorts(client=client, peer=peer, election=elect, peer_addresses=peer_addresses,
-                              client_ports={n: base[n][0] for n in self.nodes})
+            ports = NodePorts(
+                client=client,
+                peer=peer,
+                election=elect,
+                peer_addresses=peer_addresses,
+                client_ports={n: base[n][0] for n in self.nodes},
+            )
             node_dir = self.run_dir / "nodes" / name
             node_dir.mkdir(parents=True, exist_ok=True)
-            launch = self.db.prepare(NodeContext(name=name, index=index, nodes=tuple(self.nodes), dir=str(node_dir),
-                                                 ports=ports, python=sys.executable, local=True))
+            launch = self.db.prepare(
+                NodeContext(
+                    name=name,
+                    index=index,
+                    nodes=tuple(self.nodes),
+                    dir=str(node_dir),
+                    ports=ports,
+                    python=sys.executable,
+                    local=True,
+                )
+            )
             write_launch_files(node_dir, launch)
-            self._nodes[name] = _Node(name, index, ports, node_dir, list(launch.argv), dict(launch.env),
-                                      node_dir / launch.log)
+            self._nodes[name] = _Node(
+                name, index, ports, node_dir, list(launch.argv), dict(launch.env), node_dir / launch.log
+            )
         if self.lazy_data:
             self._mount_data_dirs()
         for name in self.nodes:
@@ -285,7 +322,7 @@ class LocalCluster:
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -309,8 +346,7 @@ class LocalCluster:
 
     def pids(self) -> dict[str, int | None]:
         """Process (group) ids of running nodes, for tests and diagnostics."""
-        return {n.name: (n.proc.pid if n.proc and n.proc.poll() is None else None)
-                for n in self._nodes.values()}
+        return {n.name: (n.proc.pid if n.proc and n.proc.poll() is None else None) for n in self._nodes.values()}
 
     def listening_ports(self) -> list[int]:
         """Every port this cluster uses: client/peer/election and proxies."""
@@ -335,8 +371,9 @@ class LocalCluster:
 
     def wait_ready(self, timeout_s: float) -> None:
         """Every node runs and serves, and (a Primary database) one leads."""
-        wait_until_ready(self.db, self._addresses, timeout_s, check_running=self._check_running,
-                         where=str(self.run_dir / "nodes"))
+        wait_until_ready(
+            self.db, self._addresses, timeout_s, check_running=self._check_running, where=str(self.run_dir / "nodes")
+        )
 
     def _check_running(self) -> None:
         for name in self.nodes:
@@ -344,8 +381,8 @@ class LocalCluster:
             if n.proc is None or n.proc.poll() is not None:
                 code = None if n.proc is None else n.proc.returncode
                 raise SetupError(
-                    f"node {name} is not running (exit code {code}); "
-                    f"its log is {n.log_path}{_tail(n.log_path)}")
+                    f"node {name} is not running (exit code {code}); its log is {n.log_path}{_tail(n.log_path)}"
+                )
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
         dest_dir = Path(dest_dir)
@@ -401,9 +438,15 @@ class LocalCluster:
             with open(n.log_path, "ab") as log:
                 log.write(f"\n==== squall harness: starting {n.name} at {time.time():.3f}\n".encode())
                 log.flush()
-                n.proc = subprocess.Popen(n.argv, cwd=n.dir, env=env, stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
+                n.proc = subprocess.Popen(
+                    n.argv,
+                    cwd=n.dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             self.watchdog.register(n.proc.pid)  # pid == pgid: start_new_session=True
             _log.info("started %s (pid %d): %s", n.name, n.proc.pid, " ".join(n.argv))
             n.paused = False
@@ -412,6 +455,7 @@ class LocalCluster:
     def _mount_data_dirs(self) -> None:
         """Put every node's data dir on its own lazyfs mount (harness/backends/lazyfs.py)."""
         from harness.backends import lazyfs
+
         lazyfs.require_fuse()
         lazyfs.unmount_stale()
         for n in self._nodes.values():
@@ -427,8 +471,10 @@ class LocalCluster:
             n = self._node(node)
             mount = self._mounts.get(node)
             if mount is None:
-                raise SetupError("lose_unsynced needs the data dirs on lazyfs: the local backend mounts "
-                                 "them only when 'disk' is among the run's faults")
+                raise SetupError(
+                    "lose_unsynced needs the data dirs on lazyfs: the local backend mounts "
+                    "them only when 'disk' is among the run's faults"
+                )
             self._kill_proc(n)
             return mount.drop()
 
@@ -449,18 +495,26 @@ class LocalCluster:
         self._clock_cleanup(n.proc.pid)
 
     # ------------------------------------------------ packet and clock faults
-    def shape(self, src: str, dst: str, delay_ms: float = 0, jitter_ms: float = 0,
-              loss: float = 0.0, rate_kbps: float | None = None) -> None:
+    def shape(
+        self,
+        src: str,
+        dst: str,
+        delay_ms: float = 0,
+        jitter_ms: float = 0,
+        loss: float = 0.0,
+        rate_kbps: float | None = None,
+    ) -> None:
         self._node(src), self._node(dst)
         self.mesh.shape(src, dst, delay_ms, jitter_ms, loss, rate_kbps)
 
     def unshape(self) -> None:
         self.mesh.unshape()
 
-    def _clocks(self) -> "faketime.Clocks":
+    def _clocks(self) -> faketime.Clocks:
         if self.clocks is None:
-            raise SetupError("clock faults need the cluster started with the clock preload "
-                             "(the run's --nemesis must include clock)")
+            raise SetupError(
+                "clock faults need the cluster started with the clock preload (the run's --nemesis must include clock)"
+            )
         return self.clocks
 
     def clock_bump(self, node: str, offset_ms: int) -> None:

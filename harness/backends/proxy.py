@@ -185,11 +185,17 @@ class ProxyMesh:
         with self._lock:
             self._dropped.clear()
 
-    def shape(self, src: str, dst: str, delay_ms: float = 0.0, jitter_ms: float = 0.0,
-              loss: float = 0.0, rate_kbps: float | None = None) -> None:
+    def shape(
+        self,
+        src: str,
+        dst: str,
+        delay_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        loss: float = 0.0,
+        rate_kbps: float | None = None,
+    ) -> None:
         """Degrade the bytes src sends to dst (replaces this link's shape)."""
-        sh = Shape(float(delay_ms), float(jitter_ms), float(loss),
-                   None if rate_kbps is None else float(rate_kbps))
+        sh = Shape(float(delay_ms), float(jitter_ms), float(loss), None if rate_kbps is None else float(rate_kbps))
         with self._lock:
             self._shapes[(src, dst)] = sh
 
@@ -261,16 +267,14 @@ class ProxyMesh:
         if lst.path:
             lst.server = await asyncio.start_unix_server(on_client, path=self._reachable(lst.path))
             return
-        lst.server = await asyncio.start_server(on_client, self.host, listen_port,
-                                                reuse_address=True)
+        lst.server = await asyncio.start_server(on_client, self.host, listen_port, reuse_address=True)
         lst.port = lst.server.sockets[0].getsockname()[1]
 
     def _is_dropped(self, link: Link) -> bool:
         with self._lock:
             return link in self._dropped
 
-    async def _serve(self, lst: _Listener, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, lst: _Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._is_dropped(lst.link):
             _abort(writer.transport)
             return
@@ -285,8 +289,9 @@ class ProxyMesh:
         lst.conns.update(transports)
         try:
             src, dst = lst.link
-            await asyncio.gather(self._pump(lst.link, (src, dst), reader, up_writer),
-                                 self._pump(lst.link, (dst, src), up_reader, writer))
+            await asyncio.gather(
+                self._pump(lst.link, (src, dst), reader, up_writer), self._pump(lst.link, (dst, src), up_reader, writer)
+            )
         finally:
             for t in transports:
                 lst.conns.discard(t)
@@ -307,7 +312,7 @@ class ProxyMesh:
                 if isinstance(lst.target, str):
                     return await asyncio.wait_for(asyncio.open_unix_connection(lst.target), timeout=2.0)
                 return await asyncio.wait_for(asyncio.open_connection(*lst.target), timeout=2.0)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 if self._loop.time() + delay > deadline or self._is_dropped(lst.link):
                     return None
                 await asyncio.sleep(delay)
@@ -335,8 +340,9 @@ class ProxyMesh:
             at = max(at, free_at)
         return max(at, pace.last_at)
 
-    async def _pump(self, link: Link, direction: Link, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, link: Link, direction: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """Copy reader -> writer, each chunk at its delivery time (in order)."""
         queue: asyncio.Queue = asyncio.Queue(_QUEUE_CHUNKS)
         pace = _Pace()
@@ -416,7 +422,7 @@ class ProxyMesh:
             if lst.server is not None:
                 try:
                     await asyncio.wait_for(lst.server.wait_closed(), timeout=2.0)
-                except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                except (TimeoutError, Exception):  # noqa: BLE001
                     pass
 
 

@@ -38,25 +38,30 @@ import shlex
 import shutil
 import socket
 import tempfile
-import sys
 import threading
-import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.backends.base import SetupError
-from harness.backends.docker import (CHAIN, CLIENT_PORT, container_ports, drop_rule, iptables_setup_script,
-                                     new_run_id, signal_script, start_script)
+from harness.backends.docker import (
+    CHAIN,
+    CLIENT_PORT,
+    container_ports,
+    drop_rule,
+    iptables_setup_script,
+    new_run_id,
+    signal_script,
+    start_script,
+)
 from harness.backends.local import install_signal_handlers, node_names
-from harness.dbs.base import (HostNeeds, Installs, NodeContext, NodeStatus, leader_of, statuses,
-                              wait_until_ready)
+from harness.dbs.base import HostNeeds, Installs, NodeContext, NodeStatus, leader_of, statuses, wait_until_ready
 
 REMOTE_ROOT = "/var/tmp/squall"
 CONNECT_TIMEOUT_S = 10.0
 
-_LIVE: "weakref.WeakSet[SshCluster]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[SshCluster] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -72,6 +77,7 @@ atexit.register(_teardown_all)
 
 # --------------------------------------------------------------- options
 
+
 @dataclass(frozen=True)
 class SshOptions:
     hosts: tuple[tuple[str, int], ...]
@@ -85,7 +91,7 @@ def _truthy(v: Any) -> bool:
 
 
 def parse_hosts(text: str | list[str], default_port: int) -> tuple[tuple[str, int], ...]:
-    """"a,b:2222" -> (("a", default), ("b", 2222)); errors say what is allowed."""
+    """ "a,b:2222" -> (("a", default), ("b", 2222)); errors say what is allowed."""
     items = text if isinstance(text, (list, tuple)) else str(text).split(",")
     out = []
     for item in (str(i).strip() for i in items):
@@ -126,13 +132,16 @@ def options_from(options: dict[str, Any], environ: dict[str, str] | None = None)
     key = get("ssh_key", "SQUALL_SSH_KEY")
     if key and not Path(key).expanduser().is_file():
         raise SetupError(f"--ssh-key {key}: no such file")
-    return SshOptions(hosts=parse_hosts(hosts, port), user=str(get("ssh_user", "SQUALL_SSH_USER") or "root"),
-                      key=str(Path(key).expanduser()) if key else None,
-                      strict_host_key_checking=_truthy(get("ssh_strict_host_key_checking", "SQUALL_SSH_STRICT")
-                                                       or False))
+    return SshOptions(
+        hosts=parse_hosts(hosts, port),
+        user=str(get("ssh_user", "SQUALL_SSH_USER") or "root"),
+        key=str(Path(key).expanduser()) if key else None,
+        strict_host_key_checking=_truthy(get("ssh_strict_host_key_checking", "SQUALL_SSH_STRICT") or False),
+    )
 
 
 # --------------------------------------------------------------- a host
+
 
 class Host:
     """One SSH connection; every command on it is serialised by a lock."""
@@ -148,6 +157,7 @@ class Host:
 
     def connect(self) -> None:
         import paramiko
+
         client = paramiko.SSHClient()
         if self.opts.strict_host_key_checking:
             client.load_system_host_keys()
@@ -158,18 +168,27 @@ class Host:
         else:
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
-            client.connect(self.host, port=self.port, username=self.opts.user, key_filename=self.opts.key,
-                           timeout=CONNECT_TIMEOUT_S, banner_timeout=CONNECT_TIMEOUT_S,
-                           auth_timeout=CONNECT_TIMEOUT_S, look_for_keys=self.opts.key is None,
-                           allow_agent=False)
+            client.connect(
+                self.host,
+                port=self.port,
+                username=self.opts.user,
+                key_filename=self.opts.key,
+                timeout=CONNECT_TIMEOUT_S,
+                banner_timeout=CONNECT_TIMEOUT_S,
+                auth_timeout=CONNECT_TIMEOUT_S,
+                look_for_keys=self.opts.key is None,
+                allow_agent=False,
+            )
         except paramiko.AuthenticationException as exc:
             client.close()
-            raise SetupError(f"ssh host {self.label}: authentication refused "
-                             f"(user {self.opts.user}, key {self.opts.key or 'default keys'}): {exc}") from None
+            raise SetupError(
+                f"ssh host {self.label}: authentication refused "
+                f"(user {self.opts.user}, key {self.opts.key or 'default keys'}): {exc}"
+            ) from None
         except paramiko.BadHostKeyException as exc:
             client.close()
             raise SetupError(f"ssh host {self.label}: host key mismatch: {exc}") from None
-        except (OSError, socket.timeout) as exc:
+        except (TimeoutError, OSError) as exc:
             client.close()
             raise SetupError(f"ssh host {self.label}: cannot connect: {exc.__class__.__name__}: {exc}") from None
         except paramiko.SSHException as exc:
@@ -189,7 +208,7 @@ class Host:
                 out = stdout.read().decode(errors="replace")
                 err = stderr.read().decode(errors="replace")
                 rc = stdout.channel.recv_exit_status()
-            except (OSError, socket.timeout, EOFError) as exc:
+            except (TimeoutError, OSError, EOFError) as exc:
                 raise SetupError(f"ssh host {self.label}: command failed to run ({exc}): {cmd[:200]}") from None
         if check and rc != 0:
             raise SetupError(f"ssh host {self.label}: `{cmd[:200]}` exited {rc}: {(err or out).strip()[-400:]}")
@@ -232,6 +251,7 @@ class Host:
 
 # --------------------------------------------------------------- the cluster
 
+
 @dataclass
 class _Node:
     name: str
@@ -249,8 +269,7 @@ class _Node:
 class SshCluster:
     """Nodes on SSH hosts. Implements the Cluster protocol and FaultTarget."""
 
-    def __init__(self, db: Any, nodes: list[str], hosts: list[Host], run_dir: Path,
-                 run_id: str | None = None) -> None:
+    def __init__(self, db: Any, nodes: list[str], hosts: list[Host], run_dir: Path, run_id: str | None = None) -> None:
         self.db = db
         self.nodes = list(nodes)
         self.run_dir = Path(run_dir).resolve()
@@ -276,8 +295,7 @@ class SshCluster:
         for index, (name, h) in enumerate(zip(self.nodes, self._hosts), start=1):
             local_dir = self.run_dir / "nodes" / name
             local_dir.mkdir(parents=True, exist_ok=True)
-            self._nodes[name] = _Node(name, index, h, ips[name], local_dir,
-                                      f"{REMOTE_ROOT}/{self.run_id}/{name}")
+            self._nodes[name] = _Node(name, index, h, ips[name], local_dir, f"{REMOTE_ROOT}/{self.run_id}/{name}")
         python = self._install()
         for n in self._nodes.values():
             n.host.run(iptables_setup_script())
@@ -293,11 +311,15 @@ class SshCluster:
             for n in self._nodes.values():
                 rc = n.host.run(needs.probe, check=False)[0] if needs.probe else 1
                 if rc != 0:
-                    n.host.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                               + " ".join(shlex.quote(p) for p in needs.debian_packages), timeout_s=900)
+                    n.host.run(
+                        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                        + " ".join(shlex.quote(p) for p in needs.debian_packages),
+                        timeout_s=900,
+                    )
         if not needs.project:
             return "python3"
         from harness.backends import images
+
         # One virtualenv per dependency set (uploaded once per host); the
         # project's own wheel is reinstalled when its content hash changes.
         deps = images.deps_wheels()
@@ -312,6 +334,7 @@ class SshCluster:
 
     def _install_venv(self, venv: str, deps: Path, project_tag: str, tmp: Path) -> None:
         from harness.backends import images
+
         wheel: Path | None = None
         for n in self._nodes.values():
             rc, _ = n.host.run(f"test -f {venv}/.complete", check=False)
@@ -320,26 +343,41 @@ class SshCluster:
                 n.host.run(f"rm -rf {venv} && mkdir -p {remote_deps}")
                 for w in sorted(deps.glob("*.whl")):
                     n.host.put(w, f"{remote_deps}/{w.name}")
-                n.host.run(f"python3 -m venv {venv} && {venv}/bin/pip install -q --no-index "
-                           f"--disable-pip-version-check {remote_deps}/*.whl && rm -rf {remote_deps} "
-                           f"&& touch {venv}/.complete", timeout_s=900)
+                n.host.run(
+                    f"python3 -m venv {venv} && {venv}/bin/pip install -q --no-index "
+                    f"--disable-pip-version-check {remote_deps}/*.whl && rm -rf {remote_deps} "
+                    f"&& touch {venv}/.complete",
+                    timeout_s=900,
+                )
             rc, _ = n.host.run(f"grep -qx {project_tag} {venv}/.project", check=False)
             if rc != 0:
                 if wheel is None:
                     wheel = images.project_wheel(tmp)
                 remote = f"{REMOTE_ROOT}/{wheel.name}"
                 n.host.put(wheel, remote)
-                n.host.run(f"{venv}/bin/pip install -q --no-index --no-deps --force-reinstall "
-                           f"--disable-pip-version-check {remote} && rm -f {remote} "
-                           f"&& echo {project_tag} > {venv}/.project", timeout_s=600)
+                n.host.run(
+                    f"{venv}/bin/pip install -q --no-index --no-deps --force-reinstall "
+                    f"--disable-pip-version-check {remote} && rm -f {remote} "
+                    f"&& echo {project_tag} > {venv}/.project",
+                    timeout_s=600,
+                )
 
     def _prepare(self, n: _Node, addrs: dict[str, str], python: str) -> None:
         """The database's launch for a node on its host (its remote directory,
         every interface, named by its host name), uploaded there."""
-        launch = self.db.prepare(NodeContext(
-            name=n.name, index=n.index, nodes=tuple(self.nodes), dir=n.remote_dir,
-            ports=container_ports(self.nodes, n.name, addrs), listen_host="0.0.0.0", host=n.host.host,
-            python=python, local=False))
+        launch = self.db.prepare(
+            NodeContext(
+                name=n.name,
+                index=n.index,
+                nodes=tuple(self.nodes),
+                dir=n.remote_dir,
+                ports=container_ports(self.nodes, n.name, addrs),
+                listen_host="0.0.0.0",
+                host=n.host.host,
+                python=python,
+                local=False,
+            )
+        )
         n.argv, n.env = list(launch.argv), dict(launch.env)
         n.remote_log = f"{n.remote_dir}/{launch.log}"
         n.host.run(f"rm -rf {shlex.quote(n.remote_dir)} && mkdir -p {shlex.quote(n.remote_dir)}")
@@ -362,8 +400,11 @@ class SshCluster:
                 try:
                     n.host.run(signal_script(f"{n.remote_dir}/pid", "CONT"), check=False)
                     n.host.run(signal_script(f"{n.remote_dir}/pid", "KILL"), check=False)
-                    n.host.run(f"iptables -D INPUT -j {CHAIN} 2>/dev/null; iptables -F {CHAIN} 2>/dev/null; "
-                               f"iptables -X {CHAIN} 2>/dev/null; rm -rf {REMOTE_ROOT}/{self.run_id}", check=False)
+                    n.host.run(
+                        f"iptables -D INPUT -j {CHAIN} 2>/dev/null; iptables -F {CHAIN} 2>/dev/null; "
+                        f"iptables -X {CHAIN} 2>/dev/null; rm -rf {REMOTE_ROOT}/{self.run_id}",
+                        check=False,
+                    )
                 except SetupError as exc:
                     errors.append(str(exc))
             for h in self._hosts:
@@ -373,7 +414,7 @@ class SshCluster:
         if errors:
             raise SetupError("ssh teardown incomplete: " + "; ".join(errors))
 
-    def __enter__(self) -> "SshCluster":
+    def __enter__(self) -> SshCluster:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -410,17 +451,26 @@ class SshCluster:
 
     def wait_ready(self, timeout_s: float) -> None:
         """Every node runs and serves, and (a Primary database) one leads."""
-        wait_until_ready(self.db, self._addresses, timeout_s, check_running=self._check_running,
-                         check_every_s=2.0, poll_s=0.25, what="ssh cluster",
-                         where=f"{REMOTE_ROOT}/{self.run_id} on each host")
+        wait_until_ready(
+            self.db,
+            self._addresses,
+            timeout_s,
+            check_running=self._check_running,
+            check_every_s=2.0,
+            poll_s=0.25,
+            what="ssh cluster",
+            where=f"{REMOTE_ROOT}/{self.run_id} on each host",
+        )
 
     def _check_running(self) -> None:
         for name in self.nodes:
             if not self._node(name).paused and not self.is_running(name):
                 n = self._node(name)
                 self.collect_logs(self.run_dir / "logs")
-                raise SetupError(f"node {name} on ssh host {n.host.label} is not running; its log is "
-                                 f"{n.host.host}:{n.remote_log} (copied to {self.run_dir / 'logs'})")
+                raise SetupError(
+                    f"node {name} on ssh host {n.host.label} is not running; its log is "
+                    f"{n.host.host}:{n.remote_log} (copied to {self.run_dir / 'logs'})"
+                )
 
     def collect_logs(self, dest_dir: Path) -> list[Path]:
         dest_dir = Path(dest_dir)
@@ -487,9 +537,11 @@ class SshBackend:
         opts = options_from(self.options)
         nodes = node_names(getattr(spec, "nodes", spec))
         if len(nodes) > len(opts.hosts):
-            raise SetupError(f"{len(nodes)} nodes asked for but only {len(opts.hosts)} ssh hosts given "
-                             f"({', '.join(h for h, _ in opts.hosts)})")
-        hosts = [Host(h, p, opts) for h, p in opts.hosts[:len(nodes)]]
+            raise SetupError(
+                f"{len(nodes)} nodes asked for but only {len(opts.hosts)} ssh hosts given "
+                f"({', '.join(h for h, _ in opts.hosts)})"
+            )
+        hosts = [Host(h, p, opts) for h, p in opts.hosts[: len(nodes)]]
         cluster = SshCluster(db, nodes, hosts, Path(run_dir))
         try:
             cluster.launch()
@@ -504,5 +556,3 @@ class SshBackend:
 
 def make(options: dict[str, Any] | None = None) -> SshBackend:
     return SshBackend(options)
-
-

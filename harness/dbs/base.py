@@ -57,6 +57,7 @@ class NotOffered(Exception):
 
 # ----------------------------------------------------------------- one node
 
+
 @dataclass(frozen=True)
 class NodePorts:
     """The ports of one node. ``client``/``peer``/``election`` are its own
@@ -160,11 +161,17 @@ class NodeStatus:
         return self.role in LEADER_ROLES
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "serving": self.serving, "term": self.term, "applied": self.applied,
-                **({"details": dict(self.details)} if self.details else {})}
+        return {
+            "role": self.role,
+            "serving": self.serving,
+            "term": self.term,
+            "applied": self.applied,
+            **({"details": dict(self.details)} if self.details else {}),
+        }
 
 
 # ------------------------------------------------------------ the protocol
+
 
 @runtime_checkable
 class DB(Protocol):
@@ -288,6 +295,7 @@ def claims_leadership(db: Any, status: NodeStatus) -> bool:
 
 # ------------------------------------------------- readiness and the leader
 
+
 def statuses(db: Any, addresses: Mapping[str, str], timeout_s: float = 1.0) -> dict[str, NodeStatus]:
     """Every node's status (name -> NodeStatus), asked one after the other."""
     out = {}
@@ -313,11 +321,19 @@ def leader_of(db: Any, found: Mapping[str, NodeStatus]) -> str | None:
     return None if best is None else best[2]
 
 
-def wait_until_ready(db: Any, addresses: Callable[[], Mapping[str, str]], timeout_s: float, *,
-                     check_running: Callable[[], None] = lambda: None, check_every_s: float = 0.0,
-                     where: str = "", what: str = "cluster", poll_s: float = 0.2,
-                     sleep: Callable[[float], None] = time.sleep,
-                     clock: Callable[[], float] = time.monotonic) -> dict[str, NodeStatus]:
+def wait_until_ready(
+    db: Any,
+    addresses: Callable[[], Mapping[str, str]],
+    timeout_s: float,
+    *,
+    check_running: Callable[[], None] = lambda: None,
+    check_every_s: float = 0.0,
+    where: str = "",
+    what: str = "cluster",
+    poll_s: float = 0.2,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, NodeStatus]:
     """Block until every node serves and, for a ``Primary`` database, exactly
     one claims leadership; returns the statuses. The one wait-until-ready of
     every backend.
@@ -341,18 +357,23 @@ def wait_until_ready(db: Any, addresses: Callable[[], Mapping[str, str]], timeou
             return found
         if clock() >= deadline:
             if waiting:
-                said = ", ".join(f"{n}: {found[n].role}" + (f" ({found[n].details['error']})"
-                                                             if found[n].details.get("error") else "")
-                                 for n in waiting)
+                said = ", ".join(
+                    f"{n}: {found[n].role}"
+                    + (f" ({found[n].details['error']})" if found[n].details.get("error") else "")
+                    for n in waiting
+                )
                 problem = f"nodes {waiting} did not answer as serving ({said})"
             else:
                 problem = f"expected one leader, nodes claiming it: {leaders}"
-            raise SetupError(f"{what} not ready after {timeout_s:.0f}s: {problem}"
-                             + (f"; node logs are under {where}" if where else ""))
+            raise SetupError(
+                f"{what} not ready after {timeout_s:.0f}s: {problem}"
+                + (f"; node logs are under {where}" if where else "")
+            )
         sleep(poll_s)
 
 
 # ------------------------------------------------- a workload on a database
+
 
 class BoundWorkload:
     """A workload (op source and checker) joined to a database's clients for
@@ -395,7 +416,9 @@ def bind(workload: Any, db: Any) -> Any:
     if not isinstance(db, DB) or not offers(db, interface):
         name = getattr(db, "name", type(db).__name__)
         offered = ", ".join(getattr(db, "interfaces", ())) or "none"
-        raise NotOffered(f"--db {name} cannot serve the {workload.name} workload: it offers no "
-                         f"{interface!r} client (it offers: {offered})")
+        raise NotOffered(
+            f"--db {name} cannot serve the {workload.name} workload: it offers no "
+            f"{interface!r} client (it offers: {offered})"
+        )
     settings = workload.client_settings() if hasattr(workload, "client_settings") else {}
     return BoundWorkload(workload, db, db.clients(interface, settings))

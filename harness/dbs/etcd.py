@@ -61,8 +61,12 @@ ELECTION_MS = 1000
 PROGRESS_NOTIFY = "1s"
 CLUSTER_TOKEN = "squall"
 # what the workloads' clients touch, compared across members after healing
-PREFIXES = {"register": ("/squall/register/",), "set": ("/squall/set/",), "lock": ("/squall/lock/",),
-            "watch-stream": ("/squall/watch/",)}
+PREFIXES = {
+    "register": ("/squall/register/",),
+    "set": ("/squall/set/",),
+    "lock": ("/squall/lock/",),
+    "watch-stream": ("/squall/watch/",),
+}
 
 
 def peer_socket(node: str) -> str:
@@ -90,20 +94,37 @@ def etcd_argv(node: NodeContext, binary: str = ETCD, unix_peers: bool | None = N
     client_host = node.host if not node.local else "127.0.0.1"
     cluster = ",".join(f"{n}={peer_url(node, n, unix)}" for n in node.nodes)
     return [
-        binary, "--name", node.name, "--data-dir", "data",
-        "--listen-client-urls", f"http://{node.listen_host}:{node.ports.client}",
-        "--advertise-client-urls", f"http://{client_host}:{node.ports.client}",
-        "--listen-peer-urls", listen_peer,
-        "--initial-advertise-peer-urls", me,
-        "--initial-cluster", cluster,
-        "--initial-cluster-state", "new",
-        "--initial-cluster-token", CLUSTER_TOKEN,
-        "--heartbeat-interval", str(HEARTBEAT_MS),
-        "--election-timeout", str(ELECTION_MS),
+        binary,
+        "--name",
+        node.name,
+        "--data-dir",
+        "data",
+        "--listen-client-urls",
+        f"http://{node.listen_host}:{node.ports.client}",
+        "--advertise-client-urls",
+        f"http://{client_host}:{node.ports.client}",
+        "--listen-peer-urls",
+        listen_peer,
+        "--initial-advertise-peer-urls",
+        me,
+        "--initial-cluster",
+        cluster,
+        "--initial-cluster-state",
+        "new",
+        "--initial-cluster-token",
+        CLUSTER_TOKEN,
+        "--heartbeat-interval",
+        str(HEARTBEAT_MS),
+        "--election-timeout",
+        str(ELECTION_MS),
         "--pre-vote",
-        "--experimental-watch-progress-notify-interval", PROGRESS_NOTIFY,
+        "--experimental-watch-progress-notify-interval",
+        PROGRESS_NOTIFY,
         "--enable-v2=false",
-        "--logger", "zap", "--log-outputs", "stderr",
+        "--logger",
+        "zap",
+        "--log-outputs",
+        "stderr",
     ]
 
 
@@ -125,12 +146,21 @@ def status_from(reply: Mapping[str, Any] | None, health: Mapping[str, Any] | Non
         role = "follower"
     term = reply.get("raftTerm")
     applied = reply.get("raftAppliedIndex", reply.get("raftIndex"))
-    details = {"member_id": member, "leader_id": leader, "revision": int(header.get("revision", 0) or 0),
-               "raft_index": int(reply.get("raftIndex", 0) or 0), "version": reply.get("version"),
-               "health": (health or {}).get("health")}
-    return NodeStatus(role if healthy or role != "follower" else "not-serving", serving=healthy,
-                      term=int(term) if term is not None else None,
-                      applied=int(applied) if applied is not None else None, details=details)
+    details = {
+        "member_id": member,
+        "leader_id": leader,
+        "revision": int(header.get("revision", 0) or 0),
+        "raft_index": int(reply.get("raftIndex", 0) or 0),
+        "version": reply.get("version"),
+        "health": (health or {}).get("health"),
+    }
+    return NodeStatus(
+        role if healthy or role != "follower" else "not-serving",
+        serving=healthy,
+        term=int(term) if term is not None else None,
+        applied=int(applied) if applied is not None else None,
+        details=details,
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -161,8 +191,10 @@ class EtcdDB(DBBase):
     workload_aliases = {"watch": "watch-stream"}
     reads_modes: tuple[str, ...] = ("linearizable", "local", "sync")
     # faults that cannot bite (squall run refuses them; `all` leaves them out)
-    unsupported_faults = {"clock": "etcd is a Go program: it reads the clock through the kernel's vDSO, which "
-                                   "the clock fault's libfaketime preload never reaches (the fault would do nothing)"}
+    unsupported_faults = {
+        "clock": "etcd is a Go program: it reads the clock through the kernel's vDSO, which "
+        "the clock fault's libfaketime preload never reaches (the fault would do nothing)"
+    }
 
     def __init__(self, binary: str = ETCD, unsafe_fault: str | None = None) -> None:
         if unsafe_fault is not None and unsafe_fault not in UNSAFE_FAULTS:
@@ -227,12 +259,15 @@ class EtcdDB(DBBase):
         reads = str(settings.get("reads") or self.default_reads)
         reads = {"local": "serializable", "sync": "linearizable"}.get(reads, reads)
         if reads not in READ_MODES:
-            raise SetupError(f"--db etcd reads must be linearizable (the default), local (serializable) or sync "
-                             f"(= linearizable), got {settings.get('reads')!r}")
+            raise SetupError(
+                f"--db etcd reads must be linearizable (the default), local (serializable) or sync "
+                f"(= linearizable), got {settings.get('reads')!r}"
+            )
         return EtcdClients(interface, reads, self.unsafe_fault, PREFIXES[interface])
 
     def snapshot(self, address: str, paths: tuple[str, ...], timeout_s: float = 10.0) -> dict[str, Any]:
         from harness.dbs.etcd_clients import snapshot
+
         return snapshot(address, paths, timeout_s)
 
 

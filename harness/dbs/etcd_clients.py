@@ -107,8 +107,9 @@ class EtcdClient:
             raise NotSent("not-connected: client not opened")
         return self.gw
 
-    def read_range(self, key: str, *, prefix: bool = False, keys_only: bool = False,
-                   linearizable: bool = False) -> dict[str, Any]:
+    def read_range(
+        self, key: str, *, prefix: bool = False, keys_only: bool = False, linearizable: bool = False
+    ) -> dict[str, Any]:
         """A range in this client's read mode (or linearizable when asked),
         guarded: a serializable answer older than what the client saw is
         refused and the client moves on."""
@@ -133,15 +134,20 @@ class EtcdClient:
         try:
             value, rev = body()
         except Definite as exc:
-            return self._answered({"type": "fail", "value": fail_value, "error": str(exc),
-                                   "zxid": exc.revision}, server)
+            return self._answered(
+                {"type": "fail", "value": fail_value, "error": str(exc), "zxid": exc.revision}, server
+            )
         except (NotSent, Refused) as exc:
             return {"type": "fail", "value": fail_value, "error": str(exc), "zxid": None}
         except EtcdError as exc:
             return {"type": "fail" if read else "info", "value": fail_value, "error": str(exc), "zxid": None}
         except Exception as exc:  # noqa: BLE001 - unknown outcome
-            return {"type": "fail" if read else "info", "value": fail_value,
-                    "error": f"{type(exc).__name__}: {exc}", "zxid": None}
+            return {
+                "type": "fail" if read else "info",
+                "value": fail_value,
+                "error": f"{type(exc).__name__}: {exc}",
+                "zxid": None,
+            }
         return self._answered({"type": "ok", "value": value, "error": None, "zxid": rev}, server)
 
     def _answered(self, out: dict[str, Any], server: str | None) -> dict[str, Any]:
@@ -153,6 +159,7 @@ class EtcdClient:
 
 
 # ---------------------------------------------------------------- register
+
 
 class EtcdRegisterClient(EtcdClient):
     """The register workload's ops (``workloads/register.py``) on keys
@@ -168,8 +175,12 @@ class EtcdRegisterClient(EtcdClient):
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")
         if f not in ("read", "write", "cas") or not isinstance(value, (list, tuple)) or len(value) != 2:
-            return {"type": "fail", "value": value, "zxid": None,
-                    "error": f"bad register op {op!r}: f must be read/write/cas, value [key, arg]"}
+            return {
+                "type": "fail",
+                "value": value,
+                "zxid": None,
+                "error": f"bad register op {op!r}: f must be read/write/cas, value [key, arg]",
+            }
         key, arg = value
         path = f"{REGISTER_PREFIX}{key}"
         if f == "read":
@@ -200,7 +211,8 @@ class EtcdRegisterClient(EtcdClient):
         old, new = arg
         reply = self._gw().txn(
             compare=[{"key": b64(path), "target": "VALUE", "result": "EQUAL", "value": b64(str(old))}],
-            success=[{"request_put": {"key": b64(path), "value": b64(str(new))}}])
+            success=[{"request_put": {"key": b64(path), "value": b64(str(new))}}],
+        )
         rev = revision_of(reply)
         if not reply.get("succeeded"):
             raise Definite(f"cas-mismatch: register does not hold {old!r}", rev)
@@ -208,6 +220,7 @@ class EtcdRegisterClient(EtcdClient):
 
 
 # --------------------------------------------------------------------- set
+
 
 class EtcdSetClient(EtcdClient):
     """The set workload's ops (``workloads/set.py``): ``add`` n creates key
@@ -228,14 +241,19 @@ class EtcdSetClient(EtcdClient):
             return self.run(lambda: self._read(False), None, read=True)
         if f == "final-read":
             return self.run(lambda: self._read(True), None, read=True)
-        return {"type": "fail", "value": value, "zxid": None,
-                "error": f"bad set op {op!r}: f must be add (int value), read or final-read"}
+        return {
+            "type": "fail",
+            "value": value,
+            "zxid": None,
+            "error": f"bad set op {op!r}: f must be add (int value), read or final-read",
+        }
 
     def _add(self, n: int) -> tuple[int, int | None]:
         key = f"{SET_PREFIX}e-{n}"
         reply = self._gw().txn(
             compare=[{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-            success=[{"request_put": {"key": b64(key), "value": ""}}])
+            success=[{"request_put": {"key": b64(key), "value": ""}}],
+        )
         rev = revision_of(reply)
         if not reply.get("succeeded"):
             raise Definite("exists: the element was created before", rev)
@@ -249,7 +267,7 @@ class EtcdSetClient(EtcdClient):
         reply = self.read_range(SET_PREFIX, prefix=True, keys_only=True, linearizable=final)
         out: list[Any] = []
         for kv in reply.get("kvs") or []:
-            name = unb64(kv.get("key"))[len(SET_PREFIX):]
+            name = unb64(kv.get("key"))[len(SET_PREFIX) :]
             if name.startswith("e-"):
                 n = _int(name[2:])
                 out.append(n if n is not None else name)
@@ -262,6 +280,7 @@ class EtcdSetClient(EtcdClient):
 
 
 # -------------------------------------------------------------------- lock
+
 
 class EtcdLockClient(EtcdClient):
     """The lock workload's ops (``workloads/lock.py``) with etcd's lease-based
@@ -283,8 +302,13 @@ class EtcdLockClient(EtcdClient):
     revision, "write_zxid": the write's revision}``.
     """
 
-    def __init__(self, reads: str = "linearizable", unsafe_fault: str | None = None, ttl_s: int = 3,
-                 acquire_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        reads: str = "linearizable",
+        unsafe_fault: str | None = None,
+        ttl_s: int = 3,
+        acquire_timeout_s: float = 2.0,
+    ) -> None:
         super().__init__(reads, unsafe_fault)
         self.ttl_s = ttl_s
         self.acquire_timeout_s = acquire_timeout_s
@@ -292,8 +316,12 @@ class EtcdLockClient(EtcdClient):
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f = op.get("f")
         if f not in LOCK_RESOURCES:
-            return {"type": "fail", "value": op.get("value"), "zxid": None,
-                    "error": f"bad lock op {op!r}: f must be fenced-write or unfenced-write"}
+            return {
+                "type": "fail",
+                "value": op.get("value"),
+                "zxid": None,
+                "error": f"bad lock op {op!r}: f must be fenced-write or unfenced-write",
+            }
         return self.run(lambda: self._locked_write(str(f)), None)
 
     def _locked_write(self, f: str) -> tuple[dict[str, Any], int | None]:
@@ -311,8 +339,10 @@ class EtcdLockClient(EtcdClient):
             resource = LOCK_RESOURCES[f]
             # the counter and the lock key's create revision (the token), in one read
             try:
-                reply = gw.txn(compare=[], success=[{"request_range": {"key": b64(resource)}},
-                                                    {"request_range": {"key": b64(lock_key)}}])
+                reply = gw.txn(
+                    compare=[],
+                    success=[{"request_range": {"key": b64(resource)}}, {"request_range": {"key": b64(lock_key)}}],
+                )
             except EtcdError as exc:
                 raise Definite(f"read-failed: nothing written ({exc})") from exc
             ranges = [r.get("response_range") or {} for r in reply.get("responses") or []]
@@ -324,8 +354,12 @@ class EtcdLockClient(EtcdClient):
             token = int(lock_kv["create_revision"])
             put = {"request_put": {"key": b64(resource), "value": b64(str(n + 1))}}
             if f == "fenced-write":
-                wrote = gw.txn(compare=[{"key": b64(lock_key), "target": "CREATE", "result": "EQUAL",
-                                         "create_revision": str(token)}], success=[put])
+                wrote = gw.txn(
+                    compare=[
+                        {"key": b64(lock_key), "target": "CREATE", "result": "EQUAL", "create_revision": str(token)}
+                    ],
+                    success=[put],
+                )
                 rev = revision_of(wrote)
                 if not wrote.get("succeeded"):
                     raise Definite("fence-rejected: the lock key is gone (its lease expired)", rev)
@@ -340,6 +374,7 @@ class EtcdLockClient(EtcdClient):
 
 
 # ------------------------------------------------------------------- watch
+
 
 class EtcdWatchClient(EtcdClient):
     """The etcd watch workload's ops (``workloads/watch_stream.py``): one watch
@@ -361,8 +396,13 @@ class EtcdWatchClient(EtcdClient):
     happened: they are what the stream delivered.
     """
 
-    def __init__(self, reads: str = "linearizable", unsafe_fault: str | None = None,
-                 idle_timeout_s: float = 5.0, fence_wait_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        reads: str = "linearizable",
+        unsafe_fault: str | None = None,
+        idle_timeout_s: float = 5.0,
+        fence_wait_s: float = 10.0,
+    ) -> None:
         super().__init__(reads, unsafe_fault)
         self.idle_timeout_s = idle_timeout_s
         self.fence_wait_s = fence_wait_s
@@ -403,17 +443,25 @@ class EtcdWatchClient(EtcdClient):
 
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")
-        if f == "write" and isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str) \
-                and isinstance(value[1], int):
+        if (
+            f == "write"
+            and isinstance(value, (list, tuple))
+            and len(value) == 2
+            and isinstance(value[0], str)
+            and isinstance(value[1], int)
+        ):
             key, n = value
             return self.run(lambda: self._write(key, n), list(value))
         if f == "watch" and (value is None or (isinstance(value, int) and value >= 0)):
             return self._watch(int(value or 0))
         if f == "final-watch":
             return self._final()
-        return {"type": "fail", "value": value, "zxid": None,
-                "error": f"bad watch op {op!r}: f must be write [key, int], watch (int >= 0 or null) "
-                         "or final-watch"}
+        return {
+            "type": "fail",
+            "value": value,
+            "zxid": None,
+            "error": f"bad watch op {op!r}: f must be write [key, int], watch (int >= 0 or null) or final-watch",
+        }
 
     def _write(self, key: str, n: int) -> tuple[list[Any], int | None]:
         reply = self._gw().put(WATCH_PREFIX + key, str(n))
@@ -448,8 +496,7 @@ class EtcdWatchClient(EtcdClient):
                     self._received += 1
                     if self.unsafe_fault == "drop-watch-events" and self._received % DROP_EVERY == 0:
                         continue  # TEST ONLY: an event etcd delivered, dropped by the client
-                    events.append([rev, key.removeprefix(WATCH_PREFIX), value] +
-                                  ([] if type_ == "PUT" else [type_]))
+                    events.append([rev, key.removeprefix(WATCH_PREFIX), value] + ([] if type_ == "PUT" else [type_]))
                     self._last = max(self._last, rev)
             elif kind == "canceled":
                 out.setdefault("canceled", []).append([item[1], item[2]])
@@ -501,9 +548,13 @@ class EtcdWatchClient(EtcdClient):
                     time.sleep(0.2)
         self._drain(out)
         if self._last < rev:
-            return {"type": "info", "value": out, "zxid": rev,
-                    "error": f"fence-timeout: the stream had not delivered revision {rev} "
-                             f"after {self.fence_wait_s:.0f}s (last event {self._last})"}
+            return {
+                "type": "info",
+                "value": out,
+                "zxid": rev,
+                "error": f"fence-timeout: the stream had not delivered revision {rev} "
+                f"after {self.fence_wait_s:.0f}s (last event {self._last})",
+            }
         return {"type": "ok", "value": out, "error": None, "zxid": rev, "server": self._gw().endpoint}
 
 
@@ -512,8 +563,14 @@ class EtcdClients:
     ``setup`` checks that the cluster answers (and, for the lock, creates the
     two counters at 0); ``client`` makes a fresh, unopened client."""
 
-    def __init__(self, interface: str, reads: str, unsafe_fault: str | None, converge_paths: tuple[str, ...],
-                 setup_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        interface: str,
+        reads: str,
+        unsafe_fault: str | None,
+        converge_paths: tuple[str, ...],
+        setup_timeout_s: float = 15.0,
+    ) -> None:
         if interface not in CLIENT_CLASSES:
             raise ValueError(f"no etcd client for {interface!r}; etcd offers {', '.join(CLIENT_CLASSES)}")
         self.interface = interface
@@ -533,24 +590,32 @@ class EtcdClients:
                 try:
                     if self.interface == "lock":
                         for key in LOCK_RESOURCES.values():
-                            gw.txn(compare=[{"key": b64(key), "target": "CREATE", "result": "EQUAL",
-                                             "create_revision": "0"}],
-                                   success=[{"request_put": {"key": b64(key), "value": b64("0")}}])
+                            gw.txn(
+                                compare=[
+                                    {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+                                ],
+                                success=[{"request_put": {"key": b64(key), "value": b64("0")}}],
+                            )
                     else:
                         gw.range(self.converge_paths[0], prefix=True, keys_only=True)
                     return
                 except EtcdError as exc:
                     if time.monotonic() >= deadline:
-                        raise RuntimeError(f"etcd did not answer the {self.interface} workload's setup within "
-                                           f"{self.setup_timeout_s:.0f}s: {exc}") from exc
+                        raise RuntimeError(
+                            f"etcd did not answer the {self.interface} workload's setup within "
+                            f"{self.setup_timeout_s:.0f}s: {exc}"
+                        ) from exc
                     time.sleep(0.3)
         finally:
             gw.close()
 
 
 CLIENT_CLASSES: dict[str, type[EtcdClient]] = {
-    "register": EtcdRegisterClient, "set": EtcdSetClient, "lock": EtcdLockClient,
-    "watch-stream": EtcdWatchClient}
+    "register": EtcdRegisterClient,
+    "set": EtcdSetClient,
+    "lock": EtcdLockClient,
+    "watch-stream": EtcdWatchClient,
+}
 
 
 def snapshot(address: str, prefixes: tuple[str, ...] | list[str], timeout_s: float = 10.0) -> dict[str, Any]:
@@ -568,9 +633,11 @@ def snapshot(address: str, prefixes: tuple[str, ...] | list[str], timeout_s: flo
             rev = revision_of(reply)
             revision = rev if revision is None or (rev is not None and rev > revision) else revision
             for kv in reply.get("kvs") or []:
-                found[unb64(kv.get("key"))] = [unb64(kv.get("value")), int(kv.get("version", 0)),
-                                               int(kv.get("mod_revision", 0))]
+                found[unb64(kv.get("key"))] = [
+                    unb64(kv.get("value")),
+                    int(kv.get("version", 0)),
+                    int(kv.get("mod_revision", 0)),
+                ]
         return {"sync_zxid": revision, "paths": found}
     finally:
         gw.close()
-

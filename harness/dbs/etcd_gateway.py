@@ -52,7 +52,7 @@ DEFINITE_ERRORS = (
     "etcdserver: duplicate key given in txn request",
     "etcdserver: key is not provided",
     "etcdserver: not capable",
-    "etcdserver: no leader",          # refused up front (require-leader), never proposed
+    "etcdserver: no leader",  # refused up front (require-leader), never proposed
     "etcdserver: unhealthy cluster",
     "etcdserver: permission denied",
 )
@@ -151,8 +151,7 @@ class Gateway:
         url = f"http://{endpoint}{API}/{path.lstrip('/')}"
         read_timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
-            resp = self._session.post(url, json=body, headers=REQUIRE_LEADER,
-                                      timeout=(CONNECT_TIMEOUT_S, read_timeout))
+            resp = self._session.post(url, json=body, headers=REQUIRE_LEADER, timeout=(CONNECT_TIMEOUT_S, read_timeout))
         except requests.exceptions.ConnectTimeout as exc:
             self.rotate()
             raise NotSent(f"connect-timeout: {endpoint}") from exc
@@ -182,8 +181,9 @@ class Gateway:
         return data
 
     # -- the calls the clients use -----------------------------------------
-    def range(self, key: str, *, prefix: bool = False, serializable: bool = False,
-              keys_only: bool = False) -> dict[str, Any]:
+    def range(
+        self, key: str, *, prefix: bool = False, serializable: bool = False, keys_only: bool = False
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"key": b64(key)}
         if prefix:
             body["range_end"] = b64(prefix_end(key))
@@ -199,8 +199,9 @@ class Gateway:
             body["lease"] = str(lease)
         return self.call("kv/put", body)
 
-    def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]],
-            failure: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def txn(
+        self, compare: list[dict[str, Any]], success: list[dict[str, Any]], failure: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         return self.call("kv/txn", {"compare": compare, "success": success, "failure": failure or []})
 
     def lease_grant(self, ttl_s: int) -> int:
@@ -249,6 +250,7 @@ def _never_connected(exc: BaseException) -> bool:
 
 # -------------------------------------------------------------- the health API
 
+
 def get_json(address: str, path: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
     """GET http://address/path as JSON, or None when it does not answer."""
     try:
@@ -273,6 +275,7 @@ def post_json(address: str, path: str, body: dict[str, Any], timeout_s: float = 
 
 # ----------------------------------------------------------------- the watch
 
+
 class WatchStream:
     """One watch stream (``POST /v3/watch``) on a key prefix, read by a
     thread of its own into a queue of responses.
@@ -289,8 +292,14 @@ class WatchStream:
     ``("canceled", reason, compact_revision)``, ``("broken", why)``.
     """
 
-    def __init__(self, endpoint: str, prefix: str, start_revision: int, idle_timeout_s: float,
-                 on_item: Callable[[tuple[Any, ...]], None]) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        prefix: str,
+        start_revision: int,
+        idle_timeout_s: float,
+        on_item: Callable[[tuple[Any, ...]], None],
+    ) -> None:
         self.endpoint = endpoint
         self.prefix = prefix
         self.start_revision = start_revision
@@ -303,12 +312,23 @@ class WatchStream:
         self._thread.start()
 
     def _run(self) -> None:
-        body: Any = {"create_request": {"key": b64(self.prefix), "range_end": b64(prefix_end(self.prefix)),
-                                   "start_revision": str(self.start_revision), "progress_notify": True}}
+        body: Any = {
+            "create_request": {
+                "key": b64(self.prefix),
+                "range_end": b64(prefix_end(self.prefix)),
+                "start_revision": str(self.start_revision),
+                "progress_notify": True,
+            }
+        }
         why = "closed"
         try:
-            resp = self._session.post(f"http://{self.endpoint}{API}/watch", json=body, headers=REQUIRE_LEADER,
-                                      stream=True, timeout=(CONNECT_TIMEOUT_S, self._idle_timeout_s))
+            resp = self._session.post(
+                f"http://{self.endpoint}{API}/watch",
+                json=body,
+                headers=REQUIRE_LEADER,
+                stream=True,
+                timeout=(CONNECT_TIMEOUT_S, self._idle_timeout_s),
+            )
             self._resp = resp
             if resp.status_code != 200:
                 why = f"refused: {error_text(resp.status_code, resp.text)}"
@@ -373,8 +393,11 @@ def parse_watch_line(line: bytes | str) -> tuple[Any, ...] | None:
     rev = revision_of(result)
     if result.get("canceled"):
         compact = result.get("compact_revision")
-        return ("canceled", str(result.get("cancel_reason") or "canceled by the server"),
-                int(compact) if compact not in (None, "0") else None)
+        return (
+            "canceled",
+            str(result.get("cancel_reason") or "canceled by the server"),
+            int(compact) if compact not in (None, "0") else None,
+        )
     if result.get("created"):
         return ("created", rev)
     events = result.get("events") or []
@@ -383,6 +406,7 @@ def parse_watch_line(line: bytes | str) -> tuple[Any, ...] | None:
     out = []
     for ev in events:
         kv = ev.get("kv") or {}
-        out.append((int(kv.get("mod_revision", 0)), unb64(kv.get("key")), unb64(kv.get("value")),
-                    str(ev.get("type", "PUT"))))
+        out.append(
+            (int(kv.get("mod_revision", 0)), unb64(kv.get("key")), unb64(kv.get("value")), str(ev.get("type", "PUT")))
+        )
     return ("events", out, rev)

@@ -51,8 +51,7 @@ from harness.dbs.zk import ZooKeeperProtocol
 def node_help(python: str = sys.executable) -> str:
     """``python -m node --help`` (cached: the CLI does not change mid-run)."""
     try:
-        out = subprocess.run([python, "-m", "node", "--help"], capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run([python, "-m", "node", "--help"], capture_output=True, text=True, timeout=30)
         return out.stdout + out.stderr
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"error: {exc}"
@@ -82,13 +81,30 @@ def peers_arg(node: NodeContext) -> str:
 HARNESS_WORDS = "ruok,srvr,mntr"
 
 # The node's test-only deliberate bugs (node/faults.py), for --unsafe-db-fault.
-UNSAFE_FAULTS = ("lose-writes", "stale-reads", "sync-no-wait", "stale-reconnect", "drop-watch-events",
-                 "multi-partial", "diverge", "skip-fsync", "idempotent-delete", "local-version-check",
-                 "stale-read-cache", "throttle-leak",
-                 # the selftest catalogue's (harness/selftest_catalogue.py)
-                 "commit-without-quorum", "vote-ignores-log", "heartbeat-commit-beyond-match",
-                 "read-index-no-quorum", "recovery-truncates-last-entry", "late-watch-events",
-                 "setwatches-ignored", "multi-version-off-by-one", "disconnect-drops-ephemerals")
+UNSAFE_FAULTS = (
+    "lose-writes",
+    "stale-reads",
+    "sync-no-wait",
+    "stale-reconnect",
+    "drop-watch-events",
+    "multi-partial",
+    "diverge",
+    "skip-fsync",
+    "idempotent-delete",
+    "local-version-check",
+    "stale-read-cache",
+    "throttle-leak",
+    # the selftest catalogue's (harness/selftest_catalogue.py)
+    "commit-without-quorum",
+    "vote-ignores-log",
+    "heartbeat-commit-beyond-match",
+    "read-index-no-quorum",
+    "recovery-truncates-last-entry",
+    "late-watch-events",
+    "setwatches-ignored",
+    "multi-version-off-by-one",
+    "disconnect-drops-ephemerals",
+)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -97,8 +113,13 @@ class SquallDB(ZooKeeperProtocol, DBBase):
     peer_kinds = ("peer",)
     unsafe_faults = UNSAFE_FAULTS
 
-    def __init__(self, python: str | None = None, extra_args: list[str] | None = None,
-                 unsafe_fault: str | None = None, failpoints: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        python: str | None = None,
+        extra_args: list[str] | None = None,
+        unsafe_fault: str | None = None,
+        failpoints: tuple[str, ...] = (),
+    ) -> None:
         self.python = python or sys.executable
         self.extra_args = list(extra_args or [])
         if unsafe_fault and unsafe_fault not in UNSAFE_FAULTS:
@@ -115,10 +136,20 @@ class SquallDB(ZooKeeperProtocol, DBBase):
         if "--data-dir" not in help_text:
             raise SetupError(
                 "the squall node cannot be started: `python -m node --help` does not offer "
-                f"--data-dir (is node/cli.py there yet?). It said: {help_text[:300]!r}")
+                f"--data-dir (is node/cli.py there yet?). It said: {help_text[:300]!r}"
+            )
         ports = node.ports
-        argv = [node.python if not node.local else self.python, "-m", "node", "--data-dir", node.path("data"),
-                "--host", node.listen_host, "--port", str(ports.client)]
+        argv = [
+            node.python if not node.local else self.python,
+            "-m",
+            "node",
+            "--data-dir",
+            node.path("data"),
+            "--host",
+            node.listen_host,
+            "--port",
+            str(ports.client),
+        ]
         # Same tuning as the ZooKeeper db: 1 s ticks (session timeouts 2-20 s,
         # fitting the workloads' 3-5 s kazoo timeouts), and no per-address
         # connection cap (every harness client comes from 127.0.0.1).
@@ -135,7 +166,8 @@ class SquallDB(ZooKeeperProtocol, DBBase):
                 raise SetupError(
                     f"the squall node's ensemble is not available yet (`python -m node` has no "
                     f"--peers option), so --nodes {len(node.nodes)} cannot run; use --nodes 1 "
-                    "or --db zookeeper")
+                    "or --db zookeeper"
+                )
             # The agreed flag is --id; the node may spell it --server-id.
             id_flag = "--id" if re.search(r"--id\b", help_text) else "--server-id"
             argv += [id_flag, str(node.index), "--peers", peers_arg(node)]
@@ -148,8 +180,7 @@ class SquallDB(ZooKeeperProtocol, DBBase):
         env = {"PYTHONUNBUFFERED": "1"}
         if node.local:
             # -m node must resolve to this checkout's node package.
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", ""))
-                                                if p)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         return NodeLaunch(argv=argv, env=env, dirs=("data",), log=f"{node.name}.log")
 
     def arm_failpoints(self, cluster: Any) -> list[str]:
@@ -160,12 +191,14 @@ class SquallDB(ZooKeeperProtocol, DBBase):
         for node in cluster.nodes:
             port = self._failpoint_ports.get(node)
             if port is None:
-                raise SetupError(f"node {node} was started without its failpoint API; cannot arm "
-                                 f"{', '.join(self.failpoints)}")
+                raise SetupError(
+                    f"node {node} was started without its failpoint API; cannot arm {', '.join(self.failpoints)}"
+                )
             for spec in self.failpoints:
                 name, _, action = spec.partition("=")
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/{name.strip()}", data=action.strip().encode(),
-                                             method="PUT")
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/{name.strip()}", data=action.strip().encode(), method="PUT"
+                )
                 try:
                     with urllib.request.urlopen(req, timeout=5) as resp:
                         resp.read()

@@ -87,8 +87,10 @@ class ZooKeeperDB(ZooKeeperProtocol, DBBase):
         return True, ""
 
     def host_needs(self) -> HostNeeds:
-        return HostNeeds(debian_packages=("zookeeper", "default-jre-headless"),
-                         probe=f"test -f {DEBIAN_JAR_DIR}/zookeeper.jar && command -v java")
+        return HostNeeds(
+            debian_packages=("zookeeper", "default-jre-headless"),
+            probe=f"test -f {DEBIAN_JAR_DIR}/zookeeper.jar && command -v java",
+        )
 
     def prepare(self, node: NodeContext) -> NodeLaunch:
         if node.local:
@@ -99,20 +101,32 @@ class ZooKeeperDB(ZooKeeperProtocol, DBBase):
         else:  # the host's (or image's) own JRE and Debian's jars
             java, jars = "java", DEBIAN_JAR_DIR
         classpath = ":".join(str(jars / j) for j in CLASSPATH_JARS)
-        argv = [java, f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                "-Djava.net.preferIPv4Stack=true",
-                "-Dzookeeper.cnxTimeout=2000",  # election connect timeout (default 5 s)
-                # ZooKeeper writes its first, empty snapshot (snapshot.0) without
-                # an fsync; a power cut (the disk fault) can lose it while the
-                # fsynced log survives, and 3.8 then refuses to start ("No snapshot
-                # found, but there are log entries", ZOOKEEPER-3056). Trusting the
-                # missing snapshot replays the whole log from an empty tree, which
-                # is what that snapshot held. It changes nothing when no snapshot
-                # file is lost.
-                "-Dzookeeper.snapshot.trust.empty=true",
-                "-cp", classpath, MAIN_CLASS, node.path("zoo.cfg")]
-        return NodeLaunch(argv=argv, files={"zoo.cfg": zoo_cfg(node), "data/myid": f"{node.index}\n"},
-                          dirs=("data",), log=f"{node.name}.log")
+        argv = [
+            java,
+            f"-Xmx{self.heap}",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.net.preferIPv4Stack=true",
+            "-Dzookeeper.cnxTimeout=2000",  # election connect timeout (default 5 s)
+            # ZooKeeper writes its first, empty snapshot (snapshot.0) without
+            # an fsync; a power cut (the disk fault) can lose it while the
+            # fsynced log survives, and 3.8 then refuses to start ("No snapshot
+            # found, but there are log entries", ZOOKEEPER-3056). Trusting the
+            # missing snapshot replays the whole log from an empty tree, which
+            # is what that snapshot held. It changes nothing when no snapshot
+            # file is lost.
+            "-Dzookeeper.snapshot.trust.empty=true",
+            "-cp",
+            classpath,
+            MAIN_CLASS,
+            node.path("zoo.cfg"),
+        ]
+        return NodeLaunch(
+            argv=argv,
+            files={"zoo.cfg": zoo_cfg(node), "data/myid": f"{node.index}\n"},
+            dirs=("data",),
+            log=f"{node.name}.log",
+        )
 
     def supported_node_counts(self) -> tuple[int, ...]:
         # ZooKeeper runs an ensemble of any size, even ones included (a quorum

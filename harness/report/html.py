@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jinja2
 
@@ -47,8 +48,15 @@ def _verdict_word(valid: Any) -> str:
 def _sub_results(result: dict) -> list[dict]:
     subs = (result.get("details") or {}).get("results")
     if isinstance(subs, list) and subs:
-        return [{"checker": s.get("checker", "?"), "valid": _verdict_word(s.get("valid")),
-                 "summary": s.get("summary", ""), "explanation": s.get("explanation", "")} for s in subs]
+        return [
+            {
+                "checker": s.get("checker", "?"),
+                "valid": _verdict_word(s.get("valid")),
+                "summary": s.get("summary", ""),
+                "explanation": s.get("explanation", ""),
+            }
+            for s in subs
+        ]
     return []
 
 
@@ -89,8 +97,9 @@ def anomaly(result: dict, history: Sequence[Op]) -> tuple[list[dict], list[dict]
         prefix = _dom_id(d["checker"])
         bad = d["data"].get("failing")
         link = f"#timeline-op-{bad}" if bad in by_index else None
-        diagrams.append({"checker": d["checker"], "prefix": prefix, "failing": bad,
-                         "html": render_diagram(d["data"], prefix, link)})
+        diagrams.append(
+            {"checker": d["checker"], "prefix": prefix, "failing": bad, "html": render_diagram(d["data"], prefix, link)}
+        )
         if bad in by_index:
             failing.setdefault(bad, {"checker": d["checker"], "diagram": f"#{prefix}failing-op"})
     subs = (result.get("details") or {}).get("results") or [result]
@@ -101,8 +110,9 @@ def anomaly(result: dict, history: Sequence[Op]) -> tuple[list[dict], list[dict]
     rows = []
     for i in sorted(failing):
         op = by_index[i]
-        rows.append({"index": i, "process": op.process, "f": op.f, "value": json.dumps(op.value, default=str),
-                     **failing[i]})
+        rows.append(
+            {"index": i, "process": op.process, "f": op.f, "value": json.dumps(op.value, default=str), **failing[i]}
+        )
     return diagrams, rows
 
 
@@ -117,12 +127,22 @@ def render_report(spec: dict, history: Sequence[Op], results: dict) -> str:
     marks = {f["index"]: f["diagram"] or f"#failing-op-{f['index']}" for f in failing}
     template = _ENV.get_template("report.html.j2")
     return template.render(
-        spec=spec, results=results, verdict=_verdict_word(results.get("valid")),
-        summary=results.get("summary", ""), explanation=result.get("explanation", ""),
-        subs=_sub_results(result), evidence=_evidence(result), notes=results.get("notes") or [],
-        diagrams=diagrams, failing=failing,
-        availability=_availability(result), known_limitations=results.get("known_limitations") or [],
-        counts=stats.counts(history), quantiles=quantiles, faults=faults, duration_s=end_s,
+        spec=spec,
+        results=results,
+        verdict=_verdict_word(results.get("valid")),
+        summary=results.get("summary", ""),
+        explanation=result.get("explanation", ""),
+        subs=_sub_results(result),
+        evidence=_evidence(result),
+        notes=results.get("notes") or [],
+        diagrams=diagrams,
+        failing=failing,
+        availability=_availability(result),
+        known_limitations=results.get("known_limitations") or [],
+        counts=stats.counts(history),
+        quantiles=quantiles,
+        faults=faults,
+        duration_s=end_s,
         timeline_svg=plots.timeline_svg(ps, faults, end_s, marks) if ps else "",
         latency_svg=plots.latency_svg(ps, faults, quantiles, end_s) if ps else "",
         throughput_svg=plots.throughput_svg(series, faults, end_s) if ps else "",

@@ -10,10 +10,14 @@ from typing import Any
 def junit_xml(test_name: str, results: dict[str, Any], duration_s: float) -> str:
     """invalid -> <failure>; unknown or no verdict -> <error>; valid -> passed."""
     valid = results.get("valid")
-    suite = ET.Element("testsuite", name="squall", tests="1",
-                       failures="1" if valid is False else "0",
-                       errors="1" if valid is not True and valid is not False else "0",
-                       time=f"{duration_s:.3f}")
+    suite = ET.Element(
+        "testsuite",
+        name="squall",
+        tests="1",
+        failures="1" if valid is False else "0",
+        errors="1" if valid is not True and valid is not False else "0",
+        time=f"{duration_s:.3f}",
+    )
     case = ET.SubElement(suite, "testcase", classname="squall.run", name=test_name, time=f"{duration_s:.3f}")
     summary = str(results.get("summary", ""))
     explanation = str((results.get("result") or {}).get("explanation", ""))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
 
@@ -44,8 +44,9 @@ def _bands(ax, faults: Sequence[FaultInterval]) -> None:
             ax.axvspan(f.start_s, f.end_s, color=color, alpha=0.35, lw=0, label=label)
 
 
-def timeline_svg(ps: Sequence[Pair], faults: Sequence[FaultInterval], end_s: float,
-                 marks: Mapping[int, str] | None = None) -> str:
+def timeline_svg(
+    ps: Sequence[Pair], faults: Sequence[FaultInterval], end_s: float, marks: Mapping[int, str] | None = None
+) -> str:
     """One row per process; a bar from invocation to completion per op.
 
     ``marks`` maps the invocation index of a failing operation to a link
@@ -71,12 +72,25 @@ def timeline_svg(ps: Sequence[Pair], faults: Sequence[FaultInterval], end_s: flo
     marked = [p for p in ps if p.invoke.index in marks]
     for p in marked:
         width = max((p.end_s if p.end_s is not None else end_s) - p.start_s, end_s / 400 or 1e-3)
-        (bar,) = ax.barh([row[p.invoke.process]], [width], left=[p.start_s], height=0.9, color=COLORS_FAILING,
-                         edgecolor="#000000", linewidth=1.2, label="failing" if p is marked[0] else None).patches
+        (bar,) = ax.barh(
+            [row[p.invoke.process]],
+            [width],
+            left=[p.start_s],
+            height=0.9,
+            color=COLORS_FAILING,
+            edgecolor="#000000",
+            linewidth=1.2,
+            label="failing" if p is marked[0] else None,
+        ).patches
         bar.set_gid(f"timeline-op-{p.invoke.index}")
         bar.set_url(marks[p.invoke.index])
-        ax.annotate(f"#{p.invoke.index}", (p.start_s, row[p.invoke.process] + 0.45), fontsize=6,
-                    color="#000000", annotation_clip=True)
+        ax.annotate(
+            f"#{p.invoke.index}",
+            (p.start_s, row[p.invoke.process] + 0.45),
+            fontsize=6,
+            color="#000000",
+            annotation_clip=True,
+        )
     ax.set_xlim(0, max(end_s, 1e-3))
     ax.set_yticks(range(len(procs)))
     ax.set_yticklabels([str(p) for p in procs], fontsize=6)

@@ -4,8 +4,9 @@ throughput and fault intervals. No plotting here, so all of it is testable."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from checkers.history import INVOKE, NEMESIS, Op
 
@@ -34,9 +35,9 @@ def fault_edge(f: str) -> tuple[str, str] | None:
     if f in _END:
         return "end", _END[f]
     if f.startswith("start-"):
-        return "begin", f[len("start-"):]
+        return "begin", f[len("start-") :]
     if f.startswith("stop-"):
-        return "end", f[len("stop-"):]
+        return "end", f[len("stop-") :]
     if f in ("heal", "heal-all"):
         return "end", "*"
     return None
@@ -170,8 +171,13 @@ def _words(v: Any) -> str:
     return str(v)
 
 
-_TARGET_KEYS = {"kill": "killed", "pause": "paused", "start": "started", "resume": "resumed",
-                "lose-unsynced": "lost-unsynced"}
+_TARGET_KEYS = {
+    "kill": "killed",
+    "pause": "paused",
+    "start": "started",
+    "resume": "resumed",
+    "lose-unsynced": "lost-unsynced",
+}
 
 
 def describe_fault(f: str, value: Any) -> str:

@@ -17,7 +17,8 @@ own switch (``--admin-port``).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from node.admin import four_letter
 from node.admin.four_letter import AdminView
@@ -67,19 +68,34 @@ def monitor(view: AdminView) -> dict:
 
 
 def _server_stats(view: AdminView) -> dict:
-    return {"version": four_letter.VERSION_LINE, "read_only": False, "server_stats": {
-        "packets_sent": view.sent, "packets_received": view.received,
-        "data_dir_size": view.data_dir_size, "log_dir_size": view.log_dir_size,
-        "server_state": view.mode, "last_processed_zxid": view.zxid,
-        "outstanding_requests": view.outstanding, "avg_latency": round(view.latency_avg_ms, 4),
-        "max_latency": round(view.latency_max_ms), "min_latency": round(view.latency_min_ms),
-        "num_alive_client_connections": len(view.connections), "uptime": int(view.uptime_s * 1000)},
-        "node_count": view.node_count}
+    return {
+        "version": four_letter.VERSION_LINE,
+        "read_only": False,
+        "server_stats": {
+            "packets_sent": view.sent,
+            "packets_received": view.received,
+            "data_dir_size": view.data_dir_size,
+            "log_dir_size": view.log_dir_size,
+            "server_state": view.mode,
+            "last_processed_zxid": view.zxid,
+            "outstanding_requests": view.outstanding,
+            "avg_latency": round(view.latency_avg_ms, 4),
+            "max_latency": round(view.latency_max_ms),
+            "min_latency": round(view.latency_min_ms),
+            "num_alive_client_connections": len(view.connections),
+            "uptime": int(view.uptime_s * 1000),
+        },
+        "node_count": view.node_count,
+    }
 
 
 def _connection(c: four_letter.ConnectionInfo, full: bool) -> dict:
-    out: dict[str, Any] = {"remote_socket_address": c.address, "outstanding_requests": c.queued,
-                           "packets_received": c.received, "packets_sent": c.sent}
+    out: dict[str, Any] = {
+        "remote_socket_address": c.address,
+        "outstanding_requests": c.queued,
+        "packets_received": c.received,
+        "packets_sent": c.sent,
+    }
     if full:
         out.update({"session_id": c.session_id, "session_timeout": c.timeout_ms, "last_zxid": c.last_zxid})
     return out
@@ -88,9 +104,16 @@ def _connection(c: four_letter.ConnectionInfo, full: bool) -> dict:
 def _configuration(server: Any) -> dict:
     cfg = server.cfg
     data = str(cfg.data_dir)
-    return {"client_port": cfg.port, "data_dir": data, "data_log_dir": data, "tick_time": cfg.tick_ms,
-            "max_client_cnxns": cfg.max_client_cnxns, "min_session_timeout": cfg.min_timeout_ms,
-            "max_session_timeout": cfg.max_timeout_ms, "server_id": cfg.server_id}
+    return {
+        "client_port": cfg.port,
+        "data_dir": data,
+        "data_log_dir": data,
+        "tick_time": cfg.tick_ms,
+        "max_client_cnxns": cfg.max_client_cnxns,
+        "min_session_timeout": cfg.min_timeout_ms,
+        "max_session_timeout": cfg.max_timeout_ms,
+        "server_id": cfg.server_id,
+    }
 
 
 def _leader(server: Any, view: AdminView, ensemble: Callable[[], dict]) -> dict:
@@ -101,8 +124,7 @@ def _leader(server: Any, view: AdminView, ensemble: Callable[[], dict]) -> dict:
     if not leader:
         return {"error": "no leader is known (an election is under way)"}
     address = next((p.get("address", "") for p in ens.get("peers", []) if p.get("id") == leader), "")
-    return {"is_leader": leader == ens.get("server_id"), "leader_id": leader,
-            "leader_ip": address.rpartition(":")[0]}
+    return {"is_leader": leader == ens.get("server_id"), "leader_id": leader, "leader_ip": address.rpartition(":")[0]}
 
 
 def command_json(name: str, view: AdminView, server: Any, ensemble: Callable[[], dict]) -> dict:
@@ -115,8 +137,11 @@ def command_json(name: str, view: AdminView, server: Any, ensemble: Callable[[],
     elif name == "server_stats":
         out = _server_stats(view)
     elif name == "stats":
-        out = {**_server_stats(view), "connections": [_connection(c, False) for c in view.connections],
-               "secure_connections": []}  # no TLS port here
+        out = {
+            **_server_stats(view),
+            "connections": [_connection(c, False) for c in view.connections],
+            "secure_connections": [],
+        }  # no TLS port here
     elif name == "connections":
         out = {"connections": [_connection(c, True) for c in view.connections], "secure_connections": []}
     elif name == "monitor":
@@ -126,13 +151,18 @@ def command_json(name: str, view: AdminView, server: Any, ensemble: Callable[[],
     elif name == "dirs":
         out = {"datadir_size": view.data_dir_size, "logdir_size": view.log_dir_size}
     elif name == "dump":
-        out = {"session_id_to_ephemeral_paths": {str(s): sorted(p) for s, p in view.ephemerals.items()},
-               "session_timeouts": {str(s): t for s, t in view.session_timeouts.items()}}  # squall's
+        out = {
+            "session_id_to_ephemeral_paths": {str(s): sorted(p) for s, p in view.ephemerals.items()},
+            "session_timeouts": {str(s): t for s, t in view.session_timeouts.items()},
+        }  # squall's
     elif name == "environment":
         out = dict(line.partition("=")[::2] for line in four_letter.answer("envi", view).splitlines()[1:])
     elif name == "watch_summary":
-        out = {"num_connections": len(view.connections), "num_paths": view.watched_paths,
-               "num_total_watches": view.watch_count}
+        out = {
+            "num_connections": len(view.connections),
+            "num_paths": view.watched_paths,
+            "num_total_watches": view.watch_count,
+        }
     elif name == "watches":
         out = {"session_id_to_watched_paths": {str(s): sorted(p) for s, p in view.watches_by_session.items()}}
     elif name == "watches_by_path":

@@ -19,8 +19,26 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-WORDS = frozenset({"ruok", "srvr", "stat", "mntr", "conf", "cons", "envi", "isro", "wchs", "wchc", "wchp", "dump",
-                   "srst", "crst", "dirs", "gtmk"})
+WORDS = frozenset(
+    {
+        "ruok",
+        "srvr",
+        "stat",
+        "mntr",
+        "conf",
+        "cons",
+        "envi",
+        "isro",
+        "wchs",
+        "wchc",
+        "wchp",
+        "dump",
+        "srst",
+        "crst",
+        "dirs",
+        "gtmk",
+    }
+)
 WORD_BYTES = frozenset(w.encode("ascii") for w in WORDS)
 
 # Every word ZooKeeper 3.8 knows (a zoo.cfg may whitelist any of them; ``hash`` and ``stmk`` are not served here).
@@ -37,14 +55,17 @@ def parse_whitelist(text: str) -> frozenset[str]:
         return frozenset(ZK_WORDS)
     unknown = sorted(words - ZK_WORDS)
     if unknown:
-        raise ValueError(f"unknown four-letter word(s) {', '.join(unknown)} in the whitelist; "
-                         f"allowed: * or a comma-separated list of {', '.join(sorted(ZK_WORDS))}")
+        raise ValueError(
+            f"unknown four-letter word(s) {', '.join(unknown)} in the whitelist; "
+            f"allowed: * or a comma-separated list of {', '.join(sorted(ZK_WORDS))}"
+        )
     return frozenset(words) | DEFAULT_WHITELIST
 
 
 def not_whitelisted(word: str) -> str:
     """ZooKeeper's exact reply to a word that is not in ``4lw.commands.whitelist``."""
     return f"{word} is not executed because it is not in the whitelist.\n"
+
 
 # What we claim to be: kazoo compares the version to decide which features exist.
 ZK_VERSION = "3.8.0"
@@ -113,8 +134,14 @@ def leader_follower_metrics(followers: Iterable[tuple[bool, bool]]) -> tuple[tup
     links = [(c, r) for c, r in followers]
     connected = sum(1 for c, _ in links if c)
     synced = sum(1 for c, r in links if c and r)
-    return (("zk_learners", connected), ("zk_followers", connected), ("zk_synced_followers", synced),
-            ("zk_synced_non_voting_followers", 0), ("zk_synced_observers", 0), ("zk_pending_syncs", connected - synced))
+    return (
+        ("zk_learners", connected),
+        ("zk_followers", connected),
+        ("zk_synced_followers", synced),
+        ("zk_synced_non_voting_followers", 0),
+        ("zk_synced_observers", 0),
+        ("zk_pending_syncs", connected - synced),
+    )
 
 
 @dataclass(frozen=True)
@@ -181,8 +208,10 @@ def _srvr(v: AdminView) -> str:
 def _cons_line(c: ConnectionInfo, full: bool) -> str:
     if not full:
         return f" /{c.address}[1](queued={c.queued},recved={c.received},sent={c.sent})\n"
-    return (f" /{c.address}[1](queued={c.queued},recved={c.received},sent={c.sent},"
-            f"sid=0x{c.session_id:x},lop=NA,est=0,to={c.timeout_ms},lzxid=0x{c.last_zxid & 0xFFFFFFFFFFFFFFFF:x})\n")
+    return (
+        f" /{c.address}[1](queued={c.queued},recved={c.received},sent={c.sent},"
+        f"sid=0x{c.session_id:x},lop=NA,est=0,to={c.timeout_ms},lzxid=0x{c.last_zxid & 0xFFFFFFFFFFFFFFFF:x})\n"
+    )
 
 
 def _stat(v: AdminView) -> str:
@@ -237,8 +266,7 @@ def _envi(v: AdminView) -> str:
 
 
 def _wchs(v: AdminView) -> str:
-    return (f"{len(v.connections)} connections watching {v.watched_paths} paths\n"
-            f"Total watches:{v.watch_count}\n")
+    return f"{len(v.connections)} connections watching {v.watched_paths} paths\nTotal watches:{v.watch_count}\n"
 
 
 def _wchc(v: AdminView) -> str:

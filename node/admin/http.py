@@ -112,8 +112,11 @@ class AdminApp:
         self.roles = RoleTracker()
         self.http_counts: dict[tuple[str, int], int] = collections.Counter()
         # this admin server's own registry: scraping builds the families from a fresh admin view
-        self.registry = new_registry(lambda: metric_families(self.server.admin_view(), self.server, self.node_metrics,
-                                                             self.roles, self.http_counts))
+        self.registry = new_registry(
+            lambda: metric_families(
+                self.server.admin_view(), self.server, self.node_metrics, self.roles, self.http_counts
+            )
+        )
         self.env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
         self._sampler: asyncio.Task | None = None
 
@@ -156,13 +159,21 @@ class AdminApp:
                     resp.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="Strict")
                     raise resp
                 if not self._token_ok(request):
-                    raise _json_error(401, "this admin server requires its token: send 'Authorization: Bearer "
-                                           "TOKEN' or open /?token=TOKEN once in the browser", "token-required")
+                    raise _json_error(
+                        401,
+                        "this admin server requires its token: send 'Authorization: Bearer "
+                        "TOKEN' or open /?token=TOKEN once in the browser",
+                        "token-required",
+                    )
             elif not host_is_loopback(request.host):
                 # Without a token the server is bound to loopback; a non-loopback Host header then means a
                 # page on another site reached us through DNS rebinding.
-                raise _json_error(403, f"Host {request.host!r} refused: without an admin token only loopback "
-                                       f"names (localhost, 127.0.0.1, [::1]) are served", "bad-host")
+                raise _json_error(
+                    403,
+                    f"Host {request.host!r} refused: without an admin token only loopback "
+                    f"names (localhost, 127.0.0.1, [::1]) are served",
+                    "bad-host",
+                )
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 self._check_csrf(request)
             resp = await handler(request)
@@ -174,8 +185,9 @@ class AdminApp:
         except Exception:
             log.exception("admin request %s %s failed", request.method, request.path)
             status = 500
-            return web.json_response({"error": "internal error in the admin server (see the node's log)",
-                                      "code": "internal"}, status=500)
+            return web.json_response(
+                {"error": "internal error in the admin server (see the node's log)", "code": "internal"}, status=500
+            )
         finally:
             self.http_counts[(route, status)] += 1
 
@@ -192,27 +204,39 @@ class AdminApp:
         if origin and origin != "null":
             expected = f"{request.scheme}://{request.host}"
             if origin != expected:
-                raise _json_error(403, f"cross-site request refused: Origin {origin} is not {expected}",
-                                  "csrf-origin")
+                raise _json_error(403, f"cross-site request refused: Origin {origin} is not {expected}", "csrf-origin")
         offered = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(offered.encode(), self.csrf.encode()):
-            raise _json_error(403, f"missing or wrong {CSRF_HEADER} header: state-changing requests must carry "
-                                   f"the CSRF token (GET /api/csrf or the page's meta tag)", "csrf-token")
+            raise _json_error(
+                403,
+                f"missing or wrong {CSRF_HEADER} header: state-changing requests must carry "
+                f"the CSRF token (GET /api/csrf or the page's meta tag)",
+                "csrf-token",
+            )
 
     # -- JSON API
 
     async def commands(self, request: web.Request) -> web.Response:
         base = str(request.url.with_path("/commands").with_query(None))
-        return web.json_response({"commands": [{"name": c, "url": f"{base}/{c}"} for c in COMMANDS],
-                                  "metrics": str(request.url.with_path("/metrics").with_query(None)),
-                                  "error": None})
+        return web.json_response(
+            {
+                "commands": [{"name": c, "url": f"{base}/{c}"} for c in COMMANDS],
+                "metrics": str(request.url.with_path("/metrics").with_query(None)),
+                "error": None,
+            }
+        )
 
     async def command(self, request: web.Request) -> web.Response:
         asked = request.match_info["name"]
         name = commands.resolve(asked)
         if name is None:  # ZooKeeper's error text, plus what is allowed
-            return web.json_response({"command": asked, "error": f"Unknown command: {asked}; known: "
-                                      f"{', '.join(COMMANDS)} (and their aliases)"}, status=404)
+            return web.json_response(
+                {
+                    "command": asked,
+                    "error": f"Unknown command: {asked}; known: {', '.join(COMMANDS)} (and their aliases)",
+                },
+                status=404,
+            )
         view = self.server.admin_view()
         body = commands.command_json(name, view, self.server, lambda: ensemble_view(self.server, view))
         if name == "ensemble":
@@ -220,8 +244,10 @@ class AdminApp:
         return web.json_response(body)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.registry),
-                            headers={"Content-Type": METRICS_CONTENT_TYPE, "X-Content-Type-Options": "nosniff"})
+        return web.Response(
+            body=generate_latest(self.registry),
+            headers={"Content-Type": METRICS_CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
+        )
 
     async def csrf_token(self, request: web.Request) -> web.Response:
         return web.json_response({"csrf": self.csrf, "header": CSRF_HEADER})
@@ -238,6 +264,7 @@ class AdminApp:
         def work() -> Any:
             client = self.pool.get(digests)
             return fn(client)
+
         try:
             return await asyncio.get_running_loop().run_in_executor(None, work)
         except TreeError as exc:
@@ -282,8 +309,9 @@ class AdminApp:
     def _version(body: dict, default: int | None = None) -> int:
         v = body.get("version", default)
         if isinstance(v, bool) or not isinstance(v, int):
-            raise _json_error(400, "version must be an integer: the version you loaded (-1 = any version)",
-                              "bad-request")
+            raise _json_error(
+                400, "version must be an integer: the version you loaded (-1 = any version)", "bad-request"
+            )
         return v
 
     async def tree_create(self, request: web.Request) -> web.Response:
@@ -292,8 +320,9 @@ class AdminApp:
         data = self._data(body)
         acl = body.get("acl", "") or ""
         eph, seq = bool(body.get("ephemeral")), bool(body.get("sequential"))
-        result = await self._in_thread(request, self._digests(request, body),
-                                       lambda c: create_znode(c, path, data, acl, eph, seq))
+        result = await self._in_thread(
+            request, self._digests(request, body), lambda c: create_znode(c, path, data, acl, eph, seq)
+        )
         return web.json_response(result, status=201)
 
     async def tree_set(self, request: web.Request) -> web.Response:
@@ -301,8 +330,9 @@ class AdminApp:
         path = normalize_path(body.get("path"))
         data = self._data(body)
         version = self._version(body)
-        result = await self._in_thread(request, self._digests(request, body),
-                                       lambda c: set_znode(c, path, data, version))
+        result = await self._in_thread(
+            request, self._digests(request, body), lambda c: set_znode(c, path, data, version)
+        )
         return web.json_response(result)
 
     async def tree_delete(self, request: web.Request) -> web.Response:
@@ -310,17 +340,24 @@ class AdminApp:
         path = normalize_path(body.get("path"))
         version = self._version(body, -1)
         recursive = bool(body.get("recursive"))
-        result = await self._in_thread(request, self._digests(request, body),
-                                       lambda c: delete_znode(c, path, version, recursive))
+        result = await self._in_thread(
+            request, self._digests(request, body), lambda c: delete_znode(c, path, version, recursive)
+        )
         return web.json_response(result)
 
     # -- pages
 
     def _page(self, template: str, **ctx: Any) -> web.Response:
         html = self.env.get_template(template).render(csrf=self.csrf, version=four_letter.VERSION_LINE, **ctx)
-        return web.Response(text=html, content_type="text/html", charset="utf-8",
-                            headers={"X-Frame-Options": "DENY", "Content-Security-Policy":
-                                     "default-src 'self'; frame-ancestors 'none'"})
+        return web.Response(
+            text=html,
+            content_type="text/html",
+            charset="utf-8",
+            headers={
+                "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+            },
+        )
 
     async def index(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/ui/tree")
@@ -336,9 +373,16 @@ class AdminApp:
 
 
 def _json_error(status: int, message: str, code: str) -> web.HTTPException:
-    cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
-           409: web.HTTPConflict, 413: web.HTTPRequestEntityTooLarge, 502: web.HTTPBadGateway,
-           503: web.HTTPServiceUnavailable}.get(status, web.HTTPInternalServerError)
+    cls = {
+        400: web.HTTPBadRequest,
+        401: web.HTTPUnauthorized,
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+        409: web.HTTPConflict,
+        413: web.HTTPRequestEntityTooLarge,
+        502: web.HTTPBadGateway,
+        503: web.HTTPServiceUnavailable,
+    }.get(status, web.HTTPInternalServerError)
     return cls(text=json.dumps({"error": message, "code": code}), content_type="application/json")
 
 
@@ -386,8 +430,9 @@ def _client_hosts(server: Any) -> str:
     return f"{host}:{port}"
 
 
-async def start_admin(server: Any, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                      client_hosts: str | None = None) -> AdminRunner:
+async def start_admin(
+    server: Any, host: str = "127.0.0.1", port: int = 0, token: str | None = None, client_hosts: str | None = None
+) -> AdminRunner:
     """Serve the admin API and web UI for ``server`` (a started ``node.server.MemberServer``) on host:port.
 
     ``port`` 0 takes any free port.
@@ -413,6 +458,13 @@ async def start_admin(server: Any, host: str = "127.0.0.1", port: int = 0, token
     return admin
 
 
-
-__all__ = ["ADMIN_KEY", "AdminApp", "AdminConfigError", "AdminRunner", "COMMANDS", "build_app", "check_admin_options",
-           "start_admin"]
+__all__ = [
+    "ADMIN_KEY",
+    "AdminApp",
+    "AdminConfigError",
+    "AdminRunner",
+    "COMMANDS",
+    "build_app",
+    "check_admin_options",
+    "start_admin",
+]

@@ -51,9 +51,14 @@ def status_from_mntr(text: str) -> dict | None:
             return None
 
     leader = num("zk_leader_id")
-    return {"role": values.get("zk_peer_state", values["zk_server_state"]), "epoch": num("zk_epoch"),
-            "leader": leader or None, "last_zxid": num("zk_last_zxid", 16), "sessions": num("zk_global_sessions"),
-            "connections": num("zk_num_alive_connections")}
+    return {
+        "role": values.get("zk_peer_state", values["zk_server_state"]),
+        "epoch": num("zk_epoch"),
+        "leader": leader or None,
+        "last_zxid": num("zk_last_zxid", 16),
+        "sessions": num("zk_global_sessions"),
+        "connections": num("zk_num_alive_connections"),
+    }
 
 
 async def ask_word(host: str, port: int, word: str, timeout_s: float = PEER_WORD_TIMEOUT_S) -> str:
@@ -126,11 +131,24 @@ def ensemble_from_statuses(self_id: int, addresses: dict[int, str], statuses: di
         elif st is None:
             peer.update({"role": "unknown", "state": "unreachable"})
         else:
-            peer.update({"role": st.get("role", "unknown"), "state": "serving", "last_zxid": st.get("last_zxid"),
-                         "sessions": st.get("sessions"), "connections": st.get("connections")})
+            peer.update(
+                {
+                    "role": st.get("role", "unknown"),
+                    "state": "serving",
+                    "last_zxid": st.get("last_zxid"),
+                    "sessions": st.get("sessions"),
+                    "connections": st.get("connections"),
+                }
+            )
         peers.append(peer)
-    return {"mode": me.get("role", "unknown"), "server_id": self_id, "epoch": me.get("epoch"),
-            "last_zxid": me.get("last_zxid", 0), "leader": me.get("leader"), "peers": peers}
+    return {
+        "mode": me.get("role", "unknown"),
+        "server_id": self_id,
+        "epoch": me.get("epoch"),
+        "last_zxid": me.get("last_zxid", 0),
+        "leader": me.get("leader"),
+        "peers": peers,
+    }
 
 
 @dataclass
@@ -145,14 +163,22 @@ class RoleTracker:
         key = (role, leader, epoch)
         if self.last is None:
             self.last = key
-            self.changes.append({"time_ms": wall_ms, "role": role, "leader": leader, "epoch": epoch,
-                                 "event": "started"})
+            self.changes.append(
+                {"time_ms": wall_ms, "role": role, "leader": leader, "epoch": epoch, "event": "started"}
+            )
             return
         if key != self.last:
             self.role_changes += 1
-            self.changes.append({"time_ms": wall_ms, "role": role, "leader": leader, "epoch": epoch,
-                                 "event": "changed", "previous": {"role": self.last[0], "leader": self.last[1],
-                                                                  "epoch": self.last[2]}})
+            self.changes.append(
+                {
+                    "time_ms": wall_ms,
+                    "role": role,
+                    "leader": leader,
+                    "epoch": epoch,
+                    "event": "changed",
+                    "previous": {"role": self.last[0], "leader": self.last[1], "epoch": self.last[2]},
+                }
+            )
             self.last = key
 
 
@@ -179,8 +205,15 @@ def ensemble_view(server: Any, view: four_letter.AdminView) -> dict:
         else:
             p["lag"] = None  # unknown, or a different epoch: counting txns across epochs means nothing
     last = raw.get("last_zxid", view.zxid)
-    return {"mode": raw.get("mode", view.mode), "server_id": raw.get("server_id"), "epoch": raw.get("epoch"),
-            "last_zxid": last, "last_zxid_hex": zxid_hex(last), "leader": leader_id, "peers": peers}
+    return {
+        "mode": raw.get("mode", view.mode),
+        "server_id": raw.get("server_id"),
+        "epoch": raw.get("epoch"),
+        "last_zxid": last,
+        "last_zxid_hex": zxid_hex(last),
+        "leader": leader_id,
+        "peers": peers,
+    }
 
 
 __all__ = ["PeerPoller", "RoleTracker", "ask_word", "ensemble_from_statuses", "ensemble_view", "status_from_mntr"]

@@ -64,19 +64,33 @@ def new_registry(families: Callable[[], list[Metric]]) -> CollectorRegistry:
     return registry
 
 
-def render_metrics(view: four_letter.AdminView, server: Any, inst: NodeMetrics | None, roles: RoleTracker,
-                   http_counts: dict[tuple[str, int], int]) -> str:
+def render_metrics(
+    view: four_letter.AdminView,
+    server: Any,
+    inst: NodeMetrics | None,
+    roles: RoleTracker,
+    http_counts: dict[tuple[str, int], int],
+) -> str:
     """Prometheus text (prometheus_client's exposition): only numbers the node has or that were measured here."""
     return generate_latest(new_registry(lambda: metric_families(view, server, inst, roles, http_counts))).decode()
 
 
-def metric_families(view: four_letter.AdminView, server: Any, inst: NodeMetrics | None, roles: RoleTracker,
-                    http_counts: dict[tuple[str, int], int]) -> list[Metric]:
+def metric_families(
+    view: four_letter.AdminView,
+    server: Any,
+    inst: NodeMetrics | None,
+    roles: RoleTracker,
+    http_counts: dict[tuple[str, int], int],
+) -> list[Metric]:
     """Every metric family of ``/metrics``, from one admin view."""
     w = PromWriter()
     ens = ensemble_view(server, view)
-    w.gauge("squall_info", "Constant 1; labels carry the version and the current role.", 1,
-            {"version": four_letter.VERSION_LINE, "role": str(ens["mode"])})
+    w.gauge(
+        "squall_info",
+        "Constant 1; labels carry the version and the current role.",
+        1,
+        {"version": four_letter.VERSION_LINE, "role": str(ens["mode"])},
+    )
     w.gauge("squall_up_seconds", "Seconds since the node's server started.", round(view.uptime_s, 3))
     w.gauge("squall_znodes", "Znodes in the tree (ZooKeeper's zk_znode_count).", view.node_count)
     w.gauge("squall_sessions", "Live sessions (global).", len(view.session_timeouts))
@@ -91,34 +105,65 @@ def metric_families(view: four_letter.AdminView, server: Any, inst: NodeMetrics 
     w.counter("squall_fsyncs_total", "Write-ahead log fsyncs since start.", view.fsyncs)
     if inst is not None:
         txn_names = sorted(inst.txns)
-        w.family("squall_txns_total", "counter",
-                 "Write transactions handed to the replica, by operation (failed ones such as a bad version "
-                 "included).", [("", {"op": n}, inst.txns[n]) for n in txn_names])
+        w.family(
+            "squall_txns_total",
+            "counter",
+            "Write transactions handed to the replica, by operation (failed ones such as a bad version included).",
+            [("", {"op": n}, inst.txns[n]) for n in txn_names],
+        )
         samples = []
         for n in sorted(inst.write_latency):
             samples += inst.write_latency[n].samples({"op": n})
-        w.family("squall_write_latency_seconds", "histogram",
-                 "Write request latency inside the node: arrival until the reply is released, after the fsync "
-                 "that made it durable.", samples)
-        w.family("squall_fsync_latency_seconds", "histogram", "Duration of each write-ahead log write+fsync.",
-                 inst.fsync.samples({}))
+        w.family(
+            "squall_write_latency_seconds",
+            "histogram",
+            "Write request latency inside the node: arrival until the reply is released, after the fsync "
+            "that made it durable.",
+            samples,
+        )
+        w.family(
+            "squall_fsync_latency_seconds",
+            "histogram",
+            "Duration of each write-ahead log write+fsync.",
+            inst.fsync.samples({}),
+        )
     stats = getattr(server, "request_stats", None)
     if stats:
         names = {op: P.OP_NAMES.get(op, str(op)) for op in list(stats)}
         ops = sorted(names, key=lambda op: names[op])
-        w.family("squall_requests_total", "counter", "Client requests received, by operation.",
-                 [("", {"op": names[op]}, stats[op][0]) for op in ops])
+        w.family(
+            "squall_requests_total",
+            "counter",
+            "Client requests received, by operation.",
+            [("", {"op": names[op]}, stats[op][0]) for op in ops],
+        )
         timed = [op for op in ops if stats[op][1] > 0]
         if timed:
-            w.family("squall_request_handling_seconds", "summary",
-                     "Time spent handling requests on the event loop, by operation (a read: until its "
-                     "reply is computed; a write: until it is handed to the replica).",
-                     [sample for op in timed for sample in (("_sum", {"op": names[op]}, round(stats[op][1], 6)),
-                                                            ("_count", {"op": names[op]}, stats[op][0]))])
-    w.counter("squall_role_changes_total", "Role/leader/epoch changes seen by the admin sampler since start.",
-              roles.role_changes)
-    w.family("squall_admin_http_requests_total", "counter", "Admin HTTP requests served, by route and status.",
-             [("", {"route": r, "status": str(s)}, n) for (r, s), n in sorted(http_counts.items())])
+            w.family(
+                "squall_request_handling_seconds",
+                "summary",
+                "Time spent handling requests on the event loop, by operation (a read: until its "
+                "reply is computed; a write: until it is handed to the replica).",
+                [
+                    sample
+                    for op in timed
+                    for sample in (
+                        ("_sum", {"op": names[op]}, round(stats[op][1], 6)),
+                        ("_count", {"op": names[op]}, stats[op][0]),
+                    )
+                ],
+            )
+    w.counter(
+        "squall_role_changes_total",
+        "Role/leader/epoch changes seen by the admin sampler since start.",
+        roles.role_changes,
+    )
+    w.family(
+        "squall_admin_http_requests_total",
+        "counter",
+        "Admin HTTP requests served, by route and status.",
+        [("", {"route": r, "status": str(s)}, n) for (r, s), n in sorted(http_counts.items())],
+    )
     return w.metrics
 
 

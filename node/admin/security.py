@@ -31,7 +31,7 @@ def host_is_loopback(host_header: str | None) -> bool:
         return False
     name = host_header
     if name.startswith("["):
-        name = name[1:name.find("]")] if "]" in name else name
+        name = name[1 : name.find("]")] if "]" in name else name
     elif name.count(":") == 1:
         name = name.split(":")[0]
     return is_loopback(name)
@@ -43,7 +43,8 @@ def check_bind(host: str, token: str | None) -> None:
         raise AdminConfigError(
             f"refusing to serve the admin API on {host}: it is reachable beyond this machine and "
             f"anyone reaching it could edit the tree. Pass an admin token (--admin-token TOKEN) or bind "
-            f"the admin port to 127.0.0.1 (the default).")
+            f"the admin port to 127.0.0.1 (the default)."
+        )
 
 
 MIN_TOKEN_CHARS = 8
@@ -59,5 +60,11 @@ def check_admin_options(host: str, port: int, token: str | None) -> tuple[str, i
     return host, port, token or None
 
 
-__all__ = ["AdminConfigError", "MIN_TOKEN_CHARS", "check_admin_options", "check_bind", "host_is_loopback",
-           "is_loopback"]
+__all__ = [
+    "AdminConfigError",
+    "MIN_TOKEN_CHARS",
+    "check_admin_options",
+    "check_bind",
+    "host_is_loopback",
+    "is_loopback",
+]

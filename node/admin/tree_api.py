@@ -48,7 +48,7 @@ def describe_data(data: bytes | None) -> dict:
 def hex_dump(data: bytes, width: int = 16) -> str:
     lines = []
     for off in range(0, len(data), width):
-        chunk = data[off:off + width]
+        chunk = data[off : off + width]
         printable = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
         lines.append(f"{off:08x}  {chunk.hex(' '):<{width * 3}} {printable}")
     return "\n".join(lines)
@@ -58,8 +58,7 @@ PERM_LETTERS = (("r", 1), ("w", 2), ("c", 4), ("d", 8), ("a", 16))
 
 
 def perms_text(perms: int) -> str:
-    return "".join(letter for letter, bit in sorted(PERM_LETTERS, key=lambda p: "cdrwa".index(p[0]))
-                   if perms & bit)
+    return "".join(letter for letter, bit in sorted(PERM_LETTERS, key=lambda p: "cdrwa".index(p[0])) if perms & bit)
 
 
 def parse_perms(text: str) -> int:
@@ -84,8 +83,10 @@ def parse_acl_lines(text: str) -> list[tuple[str, str, int]]:
             continue
         parts = line.split(":")
         if len(parts) < 3:
-            raise ValueError(f"ACL line {lineno} {line!r}: expected scheme:id:perms, e.g. world:anyone:cdrwa, "
-                             f"digest:user:HASH:cdrwa, auth::cdrwa, ip:10.0.0.1:r")
+            raise ValueError(
+                f"ACL line {lineno} {line!r}: expected scheme:id:perms, e.g. world:anyone:cdrwa, "
+                f"digest:user:HASH:cdrwa, auth::cdrwa, ip:10.0.0.1:r"
+            )
         scheme, ident, perms = parts[0], ":".join(parts[1:-1]), parts[-1]
         if scheme not in ("world", "digest", "auth", "ip"):
             raise ValueError(f"ACL line {lineno}: scheme {scheme!r} is not one of world, digest, auth, ip")
@@ -96,9 +97,16 @@ def parse_acl_lines(text: str) -> list[tuple[str, str, int]]:
 def stat_dict(stat: Any) -> dict:
     """kazoo's ZnodeStat as JSON (zxids also in hex, as zkCli prints them)."""
     d = {
-        "czxid": stat.czxid, "mzxid": stat.mzxid, "pzxid": stat.pzxid,
-        "ctime": stat.ctime, "mtime": stat.mtime, "version": stat.version, "cversion": stat.cversion,
-        "aversion": stat.aversion, "ephemeralOwner": stat.ephemeralOwner, "dataLength": stat.dataLength,
+        "czxid": stat.czxid,
+        "mzxid": stat.mzxid,
+        "pzxid": stat.pzxid,
+        "ctime": stat.ctime,
+        "mtime": stat.mtime,
+        "version": stat.version,
+        "cversion": stat.cversion,
+        "aversion": stat.aversion,
+        "ephemeralOwner": stat.ephemeralOwner,
+        "dataLength": stat.dataLength,
         "numChildren": stat.numChildren,
     }
     d["hex"] = {k: f"0x{d[k] & 0xFFFFFFFFFFFFFFFF:x}" for k in ("czxid", "mzxid", "pzxid", "ephemeralOwner")}
@@ -156,8 +164,12 @@ class ClientPool:
                     return client
                 self._clients.pop(digests)
                 _stop_quietly(client)
-            client = KazooClient(hosts=self.hosts, timeout=KAZOO_TIMEOUT_S,
-                                 auth_data=[("digest", d) for d in digests], connection_retry=None)
+            client = KazooClient(
+                hosts=self.hosts,
+                timeout=KAZOO_TIMEOUT_S,
+                auth_data=[("digest", d) for d in digests],
+                connection_retry=None,
+            )
             try:
                 client.start(timeout=KAZOO_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - e.g. refused credentials or a stopped node
@@ -189,6 +201,7 @@ def _stop_quietly(client: Any) -> None:
 def run_tree_op(fn: Callable[[], Any]) -> Any:
     """Run a kazoo call; translate kazoo's errors into TreeError with a message for people."""
     from kazoo import exceptions as E
+
     try:
         return fn()
     except TreeError:
@@ -200,11 +213,16 @@ def run_tree_op(fn: Callable[[], Any]) -> Any:
     except E.NotEmptyError:
         raise TreeError(409, "the znode has children: delete them first or tick 'recursive'", "not-empty") from None
     except E.NoAuthError:
-        raise TreeError(403, "not authorised by the znode's ACL: supply digest credentials (user:password) "
-                             "that the ACL grants this permission", "no-auth") from None
+        raise TreeError(
+            403,
+            "not authorised by the znode's ACL: supply digest credentials (user:password) "
+            "that the ACL grants this permission",
+            "no-auth",
+        ) from None
     except E.InvalidACLError:
-        raise TreeError(400, "invalid ACL (an 'auth' entry needs digest credentials in this session)",
-                        "invalid-acl") from None
+        raise TreeError(
+            400, "invalid ACL (an 'auth' entry needs digest credentials in this session)", "invalid-acl"
+        ) from None
     except E.NoChildrenForEphemeralsError:
         raise TreeError(400, "ephemeral znodes cannot have children", "ephemeral-parent") from None
     except E.BadArgumentsError as exc:
@@ -222,8 +240,7 @@ def _path_of(exc: Exception) -> str:
 
 
 def _acl_dicts(acls: list) -> list[dict]:
-    return [{"scheme": a.id.scheme, "id": a.id.id, "perms": perms_text(a.perms), "perms_bits": a.perms}
-            for a in acls]
+    return [{"scheme": a.id.scheme, "id": a.id.id, "perms": perms_text(a.perms), "perms_bits": a.perms} for a in acls]
 
 
 def read_znode(client: Any, path: str) -> dict:
@@ -231,8 +248,14 @@ def read_znode(client: Any, path: str) -> dict:
         data, stat = client.get(path)
         acls, _ = client.get_acls(path)
         children = sorted(client.get_children(path))
-        return {"path": path, "data": describe_data(data), "stat": stat_dict(stat), "acl": _acl_dicts(acls),
-                "children": children}
+        return {
+            "path": path,
+            "data": describe_data(data),
+            "stat": stat_dict(stat),
+            "acl": _acl_dicts(acls),
+            "children": children,
+        }
+
     return run_tree_op(op)
 
 
@@ -260,8 +283,13 @@ def set_znode(client: Any, path: str, data: bytes, version: int) -> dict:
                 current = f"it is now at version {now.version} (modified at zxid {zxid_hex(now.mzxid)})"
             except E.KazooException:
                 current = "it has changed"
-            raise TreeError(409, f"refused: the znode changed since you loaded it. You edited version {version}; "
-                                 f"{current}. Reload it and apply your edit again.", "bad-version") from None
+            raise TreeError(
+                409,
+                f"refused: the znode changed since you loaded it. You edited version {version}; "
+                f"{current}. Reload it and apply your edit again.",
+                "bad-version",
+            ) from None
+
     run_tree_op(op)
     return read_znode(client, path)
 
@@ -280,8 +308,13 @@ def _delete(client: Any, path: str, version: int, recursive: bool) -> None:
 
     def refused(now: int | None) -> TreeError:
         seen = f"version {now}" if now is not None else "a newer version"
-        return TreeError(409, f"refused: the znode changed since you loaded it. You saw version {version}; it is "
-                              f"now at {seen}. Reload it and decide again.", "bad-version")
+        return TreeError(
+            409,
+            f"refused: the znode changed since you loaded it. You saw version {version}; it is "
+            f"now at {seen}. Reload it and decide again.",
+            "bad-version",
+        )
+
     if recursive:
         # kazoo's recursive delete takes no version; check the top znode's first (the window between the
         # check and the delete is the same as for zkCli's deleteall).
@@ -303,6 +336,7 @@ def _delete(client: Any, path: str, version: int, recursive: bool) -> None:
 def search_paths(client: Any, needle: str, root: str = "/") -> dict:
     """Paths containing ``needle`` (case-insensitive), breadth first, bounded in nodes and hits."""
     from kazoo import exceptions as E
+
     needle_l = needle.lower()
     hits: list[str] = []
     queue = collections.deque([root])

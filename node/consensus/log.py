@@ -47,8 +47,14 @@ class RaftLog:
     _snapshot: Snapshot
     _offset: int  # the snapshot's index, cached (see the snapshot property)
 
-    def __init__(self, snapshot: Snapshot, entries: tuple[Entry, ...] | list[Entry], commit: int, applied: int,
-                 bootstrap: ConfState | None = None) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        entries: tuple[Entry, ...] | list[Entry],
+        commit: int,
+        applied: int,
+        bootstrap: ConfState | None = None,
+    ) -> None:
         self.snapshot = snapshot
         self.entries: list[Entry] = list(entries)
         expected = snapshot.meta.index + 1
@@ -148,7 +154,7 @@ class RaftLog:
         hi = min(hi, self.last_index() + 1)
         if lo >= hi:
             return []
-        return self.entries[lo - self.offset - 1:hi - self.offset - 1]
+        return self.entries[lo - self.offset - 1 : hi - self.offset - 1]
 
     def match_term(self, index: int, term: int) -> bool:
         return self.term(index) == term
@@ -188,7 +194,7 @@ class RaftLog:
             raise LogError(f"append at {first} would leave a gap after last index {last}")
         changed = False
         if first <= last:  # a conflicting suffix goes first (a leader's append is never one)
-            del self.entries[first - offset - 1:]
+            del self.entries[first - offset - 1 :]
             self.stabled = min(self.stabled, first - 1)
             k = bisect.bisect_left(self.conf_indexes, first)
             changed = k < len(self.conf_indexes)
@@ -234,7 +240,7 @@ class RaftLog:
 
     def unstable_entries(self) -> list[Entry]:
         offset = self._offset
-        return self.entries[self.stabled - offset:] if self.stabled < offset + len(self.entries) else []
+        return self.entries[self.stabled - offset :] if self.stabled < offset + len(self.entries) else []
 
     def stable_to(self, index: int, term: int) -> None:
         # Only if the entry is still the one we handed out: a truncation between
@@ -275,9 +281,9 @@ class RaftLog:
         assert term is not None and zxid is not None
         conf = self.conf_at(index)
         snap = Snapshot(SnapshotMeta(index, term, zxid), pack_snapshot_data(conf, data))
-        del self.entries[:index - self.offset]
+        del self.entries[: index - self.offset]
         self.snapshot = snap
         self.conf_base = conf
-        del self.conf_indexes[:bisect.bisect_right(self.conf_indexes, index)]
+        del self.conf_indexes[: bisect.bisect_right(self.conf_indexes, index)]
         self.conf_epoch += 1
         return snap

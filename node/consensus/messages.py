@@ -61,10 +61,14 @@ class Entry:
 
     def to_bytes(self) -> bytes:
         """Versioned record for the write-ahead log (the WAL adds length and checksum)."""
-        return bytes([WIRE_VERSION]) + _ENTRY.pack(self.term, self.index, self.zxid, int(self.kind), len(self.data)) + self.data
+        return (
+            bytes([WIRE_VERSION])
+            + _ENTRY.pack(self.term, self.index, self.zxid, int(self.kind), len(self.data))
+            + self.data
+        )
 
     @classmethod
-    def from_bytes(cls, buf: bytes) -> "Entry":
+    def from_bytes(cls, buf: bytes) -> Entry:
         # Fast path for a well-formed record (recovery decodes every entry of the log).
         head = 1 + _ENTRY.size
         if len(buf) >= head and buf[0] == WIRE_VERSION:
@@ -76,7 +80,9 @@ class Entry:
         try:
             k = EntryKind(kind)
         except ValueError:
-            raise MessageDecodeError(f"unknown entry kind {kind}; known kinds are {[x.value for x in EntryKind]}") from None
+            raise MessageDecodeError(
+                f"unknown entry kind {kind}; known kinds are {[x.value for x in EntryKind]}"
+            ) from None
         e = cls(term, index, zxid, k, bytes(r.take(n, "entry data")))
         r.finish()
         return e
@@ -156,7 +162,7 @@ def unpack_snapshot_data(data: bytes) -> tuple[ConfState | None, bytes]:
     pos += _U32.size
     if len(data) < pos + n:
         raise MessageDecodeError(f"snapshot configuration of {n} bytes is truncated")
-    return ConfState.from_bytes(data[pos:pos + n]), data[pos + n:]
+    return ConfState.from_bytes(data[pos : pos + n]), data[pos + n :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +193,7 @@ class HardState:
         return bytes([WIRE_VERSION]) + _HARD.pack(self.term, self.vote or 0, self.commit)
 
     @classmethod
-    def from_bytes(cls, buf: bytes) -> "HardState":
+    def from_bytes(cls, buf: bytes) -> HardState:
         r = _versioned_reader(buf, "hard state")
         term, vote, commit = r.unpack(_HARD, "hard state")
         r.finish()
@@ -240,7 +246,7 @@ class Message:
         return encode_message(self)
 
     @classmethod
-    def from_bytes(cls, buf: bytes) -> "Message":
+    def from_bytes(cls, buf: bytes) -> Message:
         return decode_message(buf)
 
 
@@ -262,8 +268,17 @@ def encode_message(m: Message) -> bytes:
     flags = _FLAG_SNAPSHOT if m.snapshot is not None else 0
     parts = [
         _HEADER.pack(
-            WIRE_VERSION, int(m.type), m.frm, m.to, m.term, m.log_term, m.index,
-            m.commit, 1 if m.reject else 0, m.reject_hint, flags,
+            WIRE_VERSION,
+            int(m.type),
+            m.frm,
+            m.to,
+            m.term,
+            m.log_term,
+            m.index,
+            m.commit,
+            1 if m.reject else 0,
+            m.reject_hint,
+            flags,
         ),
         _U32.pack(len(m.context)),
         m.context,
@@ -287,10 +302,9 @@ class _Reader:
     def take(self, n: int, what: str) -> memoryview:
         if n < 0 or self.pos + n > len(self.buf):
             raise MessageDecodeError(
-                f"truncated message: {what} needs {n} bytes at offset {self.pos}, "
-                f"only {len(self.buf) - self.pos} left"
+                f"truncated message: {what} needs {n} bytes at offset {self.pos}, only {len(self.buf) - self.pos} left"
             )
-        chunk = self.buf[self.pos:self.pos + n]
+        chunk = self.buf[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -354,8 +368,17 @@ def decode_message(buf: bytes) -> Message:
     if r.pos != len(buf):
         raise MessageDecodeError(f"{len(buf) - r.pos} trailing bytes after the message")
     return Message(
-        type=mt, frm=frm, to=to, term=term, log_term=log_term, index=index, commit=commit,
-        reject=bool(reject), reject_hint=hint, entries=tuple(entries), snapshot=snapshot,
+        type=mt,
+        frm=frm,
+        to=to,
+        term=term,
+        log_term=log_term,
+        index=index,
+        commit=commit,
+        reject=bool(reject),
+        reject_hint=hint,
+        entries=tuple(entries),
+        snapshot=snapshot,
         context=context,
     )
 
@@ -427,8 +450,15 @@ class ConfRefused:
 # a quorum only because no acknowledgement can be handled before that fsync returns: the shell
 # starts no new Ready while one is being synced). Everything else -- votes, append and heartbeat
 # acknowledgements, DURABLE -- is a promise and leaves only after the fsync.
-EARLY_TYPES = frozenset({MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT,
-                         MessageType.READ_INDEX, MessageType.READ_INDEX_RESP})
+EARLY_TYPES = frozenset(
+    {
+        MessageType.APPEND,
+        MessageType.HEARTBEAT,
+        MessageType.SNAPSHOT,
+        MessageType.READ_INDEX,
+        MessageType.READ_INDEX_RESP,
+    }
+)
 
 
 def must_sync(prev: HardState, hard: HardState | None, entries: bool, snapshot: bool) -> bool:
@@ -473,6 +503,12 @@ class Ready:
 
     def is_empty(self) -> bool:
         return not (
-            self.soft_state or self.hard_state is not None or self.entries or self.snapshot is not None
-            or self.committed_entries or self.messages or self.early_messages or self.read_states
+            self.soft_state
+            or self.hard_state is not None
+            or self.entries
+            or self.snapshot is not None
+            or self.committed_entries
+            or self.messages
+            or self.early_messages
+            or self.read_states
         )

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from node.failpoints import Failpoints
 
@@ -30,15 +30,17 @@ from .messages import (
     EntryKind,
     HardState,
     Message,
-    MessageType as MT,
     NotLeader,
     PersistentState,
-    Ready,
     ReadState,
+    Ready,
     Snapshot,
     SoftState,
     make_zxid,
     must_sync,
+)
+from .messages import (
+    MessageType as MT,
 )
 
 
@@ -317,28 +319,38 @@ class RaftNode:
             return NotLeader(self.leader)
         voters, learners = set(conf.voters), set(conf.learners)
         if not voters or len(voters) != len(conf.voters) or len(learners) != len(conf.learners) or voters & learners:
-            return ConfRefused("invalid",
-                               f"bad configuration: voters {list(conf.voters)}, learners {list(conf.learners)}")
+            return ConfRefused(
+                "invalid", f"bad configuration: voters {list(conf.voters)}, learners {list(conf.learners)}"
+            )
         if any(i <= 0 for i in voters | learners):
             return ConfRefused("invalid", "member ids must be positive")
         if len(voters ^ self.voters) > 1:
-            return ConfRefused("invalid", f"voters {sorted(self.voters)} -> {sorted(voters)} changes more than one "
-                                          "voter; change one server at a time")
+            return ConfRefused(
+                "invalid",
+                f"voters {sorted(self.voters)} -> {sorted(voters)} changes more than one "
+                "voter; change one server at a time",
+            )
         if self.conf_index > self.log.committed:
-            return ConfRefused("in-progress",
-                               f"the configuration change at index {self.conf_index} is not committed yet")
+            return ConfRefused(
+                "in-progress", f"the configuration change at index {self.conf_index} is not committed yet"
+            )
         if self.log.term(self.log.committed) != self.term:
             return ConfRefused("in-progress", "this leader has not committed an entry of its term yet")
         unsynced = sorted(p for p in voters - self.voters if not self.synced(p))
         if unsynced:
             # A new voter must already hold the log (as a learner): a voter that has not heard from
             # any leader yet cannot vote (see _handle_vote_request), and a quorum must not need it.
-            return ConfRefused("catch-up", f"new voter(s) {unsynced} must first be caught-up learners "
-                                           "(add them as observers, then promote them)")
+            return ConfRefused(
+                "catch-up",
+                f"new voter(s) {unsynced} must first be caught-up learners (add them as observers, then promote them)",
+            )
         synced = sum(1 for p in voters if p == self.id or self.synced(p))
         if synced < len(voters) // 2 + 1:
-            return ConfRefused("no-quorum", f"only {synced} of the new voters {sorted(voters)} are connected and "
-                                            f"caught up; a quorum is {len(voters) // 2 + 1}")
+            return ConfRefused(
+                "no-quorum",
+                f"only {synced} of the new voters {sorted(voters)} are connected and "
+                f"caught up; a quorum is {len(voters) // 2 + 1}",
+            )
         return None
 
     def conf_change_pending(self) -> bool:
@@ -416,8 +428,12 @@ class RaftNode:
             self._broadcast_pending
             or bool(self.msgs)
             or bool(self.read_states)
-            or self.term != hard.term or self.vote != hard.vote or log.committed != hard.commit
-            or self.role.value != soft.role or self.leader != soft.leader or self.term != soft.term
+            or self.term != hard.term
+            or self.vote != hard.vote
+            or log.committed != hard.commit
+            or self.role.value != soft.role
+            or self.leader != soft.leader
+            or self.term != soft.term
             or log.pending_snapshot is not None
             or log.stabled < log.last_index()
             or log.committed > max(log.applied, log.offset)
@@ -434,10 +450,16 @@ class RaftNode:
         log = self.log
         # Field by field, as in has_ready: the states are built only when they changed.
         prev_soft, prev_hard = self._prev_soft, self._prev_hard
-        soft = (self.soft_state() if self.role.value != prev_soft.role or self.leader != prev_soft.leader
-                or self.term != prev_soft.term else None)
-        hard = (self.hard_state() if self.term != prev_hard.term or self.vote != prev_hard.vote
-                or log.committed != prev_hard.commit else None)
+        soft = (
+            self.soft_state()
+            if self.role.value != prev_soft.role or self.leader != prev_soft.leader or self.term != prev_soft.term
+            else None
+        )
+        hard = (
+            self.hard_state()
+            if self.term != prev_hard.term or self.vote != prev_hard.vote or log.committed != prev_hard.commit
+            else None
+        )
         msgs = _coalesce_acks(self.msgs) if self.msgs else []
         rd = Ready(
             soft_state=soft,
@@ -455,8 +477,10 @@ class RaftNode:
         if rd.entries and self.role is Role.LEADER and self.durable_commit:
             # Sent after this Ready is persisted and synced (the Ready contract), so it is a promise.
             last = rd.entries[-1].index
-            rd.messages.extend(Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
-                               for p in sorted(self.voters - {self.id}))
+            rd.messages.extend(
+                Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
+                for p in sorted(self.voters - {self.id})
+            )
             self._durable_sent = True
         if soft is not None:
             self._prev_soft = soft
@@ -652,10 +676,16 @@ class RaftNode:
             self._on_election_won()
             return
         for p in sorted(self.voters - {self.id}):
-            self.msgs.append(Message(
-                type=vote_type, frm=self.id, to=p, term=term,
-                index=self.log.last_index(), log_term=self.log.last_term(),
-            ))
+            self.msgs.append(
+                Message(
+                    type=vote_type,
+                    frm=self.id,
+                    to=p,
+                    term=term,
+                    index=self.log.last_index(),
+                    log_term=self.log.last_term(),
+                )
+            )
 
     def _on_election_won(self) -> None:
         if self.role is Role.PRE_CANDIDATE:
@@ -680,9 +710,7 @@ class RaftNode:
     def _handle_vote_request(self, m: Message) -> None:
         is_pre = m.type is MT.PRE_VOTE
         can_vote = (
-            self.vote == m.frm
-            or (self.vote is None and self.leader is None)
-            or (is_pre and m.term > self.term)
+            self.vote == m.frm or (self.vote is None and self.leader is None) or (is_pre and m.term > self.term)
         ) and bool(self.conf.voters)
         # A server that knows no configuration at all -- a joiner the leader has not reached yet,
         # in particular a removed member wiped and started again under its old id -- grants no
@@ -840,8 +868,9 @@ class RaftNode:
         if self.election_elapsed >= self.election_ticks:
             self.election_elapsed = 0
             if self.check_quorum:
-                active = sum(1 for p in self.voters
-                             if p == self.id or (p in self.progress and self.progress[p].recent_active))
+                active = sum(
+                    1 for p in self.voters if p == self.id or (p in self.progress and self.progress[p].recent_active)
+                )
                 if active < self._quorum():
                     # We may be on the minority side of a partition: stop
                     # accepting writes and reads that could never commit.
@@ -974,7 +1003,9 @@ class RaftNode:
             commit = min(pr.match, self.log.committed)
             if self.unsafe_fault == "heartbeat-commit-beyond-match":
                 commit = self.log.committed  # TEST-ONLY FAULT: whatever the follower holds
-            self.msgs.append(Message(type=MT.HEARTBEAT, frm=self.id, to=p, term=self.term, commit=commit, context=context))
+            self.msgs.append(
+                Message(type=MT.HEARTBEAT, frm=self.id, to=p, term=self.term, commit=commit, context=context)
+            )
 
     def _send_append(self, to: int) -> None:
         pr = self.progress[to]
@@ -986,10 +1017,18 @@ class RaftNode:
             self._send_snapshot(to, pr)
             return
         entries = self.log.slice(pr.next, pr.next + self.max_entries)
-        self.msgs.append(Message(
-            type=MT.APPEND, frm=self.id, to=to, term=self.term, index=prev, log_term=prev_term,
-            entries=tuple(entries), commit=self.log.committed,
-        ))
+        self.msgs.append(
+            Message(
+                type=MT.APPEND,
+                frm=self.id,
+                to=to,
+                term=self.term,
+                index=prev,
+                log_term=prev_term,
+                entries=tuple(entries),
+                commit=self.log.committed,
+            )
+        )
         if pr.state is ProgressState.REPLICATE:
             if entries:
                 pr.next = entries[-1].index + 1
@@ -1044,7 +1083,7 @@ class RaftNode:
                 if len(req.acks & self.voters) >= self._quorum():
                     # A quorum still follows us, so no newer leader existed when
                     # this request (and every earlier one) was taken.
-                    done, self.pending_reads = self.pending_reads[:i + 1], self.pending_reads[i + 1:]
+                    done, self.pending_reads = self.pending_reads[: i + 1], self.pending_reads[i + 1 :]
                     for r in done:
                         self._answer_read(r)
                 return
@@ -1053,10 +1092,16 @@ class RaftNode:
         if req.frm == self.id:
             self.read_states.append(ReadState(req.context, req.index))
         else:
-            self.msgs.append(Message(
-                type=MT.READ_INDEX_RESP, frm=self.id, to=req.frm, term=self.term,
-                index=req.index, context=req.context,
-            ))
+            self.msgs.append(
+                Message(
+                    type=MT.READ_INDEX_RESP,
+                    frm=self.id,
+                    to=req.frm,
+                    term=self.term,
+                    index=req.index,
+                    context=req.context,
+                )
+            )
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -11,5 +11,14 @@ from node.storage.legacy import LegacyDataError
 from node.storage.raftlog import RaftLogError, RaftStore
 from node.storage.wal import CorruptLogError, WriteAheadLog
 
-__all__ = ["CorruptLogError", "LegacyDataError", "RAFT_DIR", "RaftLogError", "RaftStore", "StorageLockedError",
-           "WriteAheadLog", "lock_dir", "open_member_store"]
+__all__ = [
+    "CorruptLogError",
+    "LegacyDataError",
+    "RAFT_DIR",
+    "RaftLogError",
+    "RaftStore",
+    "StorageLockedError",
+    "WriteAheadLog",
+    "lock_dir",
+    "open_member_store",
+]

@@ -37,13 +37,15 @@ def lock_dir(directory: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise StorageLockedError(f"data dir {directory} is in use by another process (LOCK is held); "
-                                 "stop it or use another --data-dir") from None
+        raise StorageLockedError(
+            f"data dir {directory} is in use by another process (LOCK is held); stop it or use another --data-dir"
+        ) from None
     return fd
 
 
-def open_member_store(data_dir: Path, retain_snapshots: int = 3,
-                      purge_interval_s: float = 0.0) -> tuple[RaftStore, int]:
+def open_member_store(
+    data_dir: Path, retain_snapshots: int = 3, purge_interval_s: float = 0.0
+) -> tuple[RaftStore, int]:
     """Lock ``data_dir``, import an old standalone data dir if there is one, open the Raft store.
 
     Returns the store and the lock's fd (close both when done). Raises

@@ -58,7 +58,7 @@ def _read_snapshot(path: Path) -> DataTree:
     magic, _zxid, n, crc = _SNAP_HEAD.unpack_from(blob, 0)
     if magic != _SNAP_MAGIC:
         raise ValueError(f"bad magic {magic!r} (not a squall snapshot)")
-    payload = blob[_SNAP_HEAD.size:]
+    payload = blob[_SNAP_HEAD.size :]
     if len(payload) != n or zlib.crc32(payload) != crc:
         raise ValueError("length or checksum mismatch")
     return DataTree.deserialize(payload)
@@ -67,8 +67,11 @@ def _read_snapshot(path: Path) -> DataTree:
 def recover_legacy(data_dir: Path) -> tuple[DataTree, int]:
     """The old standalone node's state: (tree, log records replayed after its snapshot)."""
     tree = DataTree()
-    snaps = sorted((p for p in (data_dir / "snapshots").glob("snap-*.snap")), reverse=True) \
-        if (data_dir / "snapshots").is_dir() else []
+    snaps = (
+        sorted((p for p in (data_dir / "snapshots").glob("snap-*.snap")), reverse=True)
+        if (data_dir / "snapshots").is_dir()
+        else []
+    )
     for path in snaps:  # the newest that verifies (names sort by zxid: fixed-width hex)
         try:
             tree = _read_snapshot(path)
@@ -83,8 +86,9 @@ def recover_legacy(data_dir: Path) -> tuple[DataTree, int]:
                 try:
                     txn = decode_txn(payload)
                 except ValueError as exc:
-                    raise CorruptLogError(f"a record in {data_dir / 'wal'} passed its checksum but does not "
-                                          f"decode: {exc}") from None
+                    raise CorruptLogError(
+                        f"a record in {data_dir / 'wal'} passed its checksum but does not decode: {exc}"
+                    ) from None
                 if txn.zxid <= tree.last_zxid:
                     continue
                 tree.apply(txn)
@@ -132,7 +136,8 @@ def import_legacy(data_dir: Path, raft_dir: Path) -> bool:
         raise LegacyDataError(
             f"{data_dir} holds both an old standalone node's files ({', '.join(p.name + '/' for p in old)}) and "
             f"a Raft store ({raft_dir.name}/) that was not imported from them; move one of them out of the data dir "
-            "(the Raft store is what an ensemble member or a newer node wrote)")
+            "(the Raft store is what an ensemble member or a newer node wrote)"
+        )
     tree, replayed = recover_legacy(data_dir)
     zxid = tree.last_zxid
     term = max(1, zxid >> 32)
@@ -160,9 +165,16 @@ def import_legacy(data_dir: Path, raft_dir: Path) -> bool:
         shutil.rmtree(raft_dir)  # an empty store (no state, see _has_state): nothing is lost
     os.replace(tmp, raft_dir)
     _fsync_dir(data_dir)
-    log.warning("import: %s was an old standalone data dir; imported %d znodes, %d sessions, last zxid 0x%x "
-                "(%d log records after its snapshot) into %s", data_dir, tree.node_count, len(tree.sessions), zxid,
-                replayed, raft_dir)
+    log.warning(
+        "import: %s was an old standalone data dir; imported %d znodes, %d sessions, last zxid 0x%x "
+        "(%d log records after its snapshot) into %s",
+        data_dir,
+        tree.node_count,
+        len(tree.sessions),
+        zxid,
+        replayed,
+        raft_dir,
+    )
     _move_aside(data_dir, old)
     return True
 

@@ -50,8 +50,7 @@ def _snap_name(index: int) -> str:
 class RaftStore:
     """Append-only durable image of a replica's disk. Not thread-safe; one owner."""
 
-    def __init__(self, directory: str | os.PathLike, retain_snapshots: int = 3,
-                 purge_interval_s: float = 0.0) -> None:
+    def __init__(self, directory: str | os.PathLike, retain_snapshots: int = 3, purge_interval_s: float = 0.0) -> None:
         """``retain_snapshots`` (autopurge.snapRetainCount): snapshot files kept, newest first;
         ``purge_interval_s`` (autopurge.purgeInterval): 0 = drop superseded segments and
         snapshots at every checkpoint, else at most this often (recovery then replays the
@@ -80,10 +79,17 @@ class RaftStore:
         self._key = (segs[-1][0] if segs else 0) + count + 1
         snap_index = self.disk.snapshot.meta.index
         if snap_index and not self.disk.snapshot.data:
-            raise RaftLogError(f"the log names snapshot {snap_index} but {self.dir / _snap_name(snap_index)} "
-                               "is missing or unreadable; restore the data dir or wipe it to rejoin from a peer")
-        log.info("raft store: recovered %d records, snapshot at %d, %d entries, term %d",
-                 count, snap_index, len(self.disk.entries), self.disk.hard_state.term)
+            raise RaftLogError(
+                f"the log names snapshot {snap_index} but {self.dir / _snap_name(snap_index)} "
+                "is missing or unreadable; restore the data dir or wipe it to rejoin from a peer"
+            )
+        log.info(
+            "raft store: recovered %d records, snapshot at %d, %d entries, term %d",
+            count,
+            snap_index,
+            len(self.disk.entries),
+            self.disk.hard_state.term,
+        )
 
     def _replay(self, payload: bytes) -> None:
         from node.replica import Persist
@@ -120,7 +126,7 @@ class RaftStore:
             return b""
         if not data.startswith(_SNAP_HEAD):
             raise RaftLogError(f"{path} is not a squall raft snapshot (bad header)")
-        return data[len(_SNAP_HEAD):]
+        return data[len(_SNAP_HEAD) :]
 
     def state(self) -> PersistentState:
         return self.disk.state()

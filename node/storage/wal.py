@@ -44,8 +44,8 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 log = logging.getLogger("squall.node.storage")
 
@@ -80,7 +80,7 @@ def _next_intact_record(data: bytes, start: int) -> int | None:
         n, crc, hcrc = unpack(data, off)
         if n == 0 or off + HEADER_BYTES + n > size:
             continue
-        if crc32(data[off: off + 8]) == hcrc and crc32(data[off + HEADER_BYTES: off + HEADER_BYTES + n]) == crc:
+        if crc32(data[off : off + 8]) == hcrc and crc32(data[off + HEADER_BYTES : off + HEADER_BYTES + n]) == crc:
             return off
     return None
 
@@ -104,8 +104,9 @@ class WriteAheadLog:
     yields every intact payload in order and cuts a torn tail.
     """
 
-    def __init__(self, directory: str | os.PathLike, segment_bytes: int = 64 << 20,
-                 preallocate_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self, directory: str | os.PathLike, segment_bytes: int = 64 << 20, preallocate_bytes: int = 1 << 20
+    ) -> None:
         if preallocate_bytes < 0:
             raise ValueError(f"preallocate_bytes must be >= 0 (0 = no preallocation), got {preallocate_bytes}")
         self.dir = Path(directory)
@@ -159,16 +160,22 @@ class WriteAheadLog:
             # (preallocated) rest of the segment may begin: only then is the rest scanned,
             # once, which keeps recovery linear in the segment (a zero *first byte* alone
             # is every record shorter than 16 MiB).
-            if not any(data[pos: pos + 4]) and data.count(0, pos) == size - pos:
+            if not any(data[pos : pos + 4]) and data.count(0, pos) == size - pos:
                 return pos  # the zero-filled (preallocated) rest of the segment: its normal end
             problem, torn = self._check_record(data, pos, last)
             if problem is None:
                 n = _HEADER.unpack_from(data, pos)[0]
-                yield data[pos + HEADER_BYTES: pos + HEADER_BYTES + n]
+                yield data[pos + HEADER_BYTES : pos + HEADER_BYTES + n]
                 pos += HEADER_BYTES + n
                 continue
             if torn:
-                log.warning("wal: cutting torn tail of %s at offset %d (%d bytes dropped): %s", path.name, pos, size - pos, problem)
+                log.warning(
+                    "wal: cutting torn tail of %s at offset %d (%d bytes dropped): %s",
+                    path.name,
+                    pos,
+                    size - pos,
+                    problem,
+                )
                 with open(path, "r+b") as f:
                     f.truncate(pos)
                     f.flush()
@@ -193,11 +200,11 @@ class WriteAheadLog:
         else:
             n, crc, hcrc = _HEADER.unpack_from(data, pos)
             end = pos + HEADER_BYTES + n
-            if zlib.crc32(data[pos: pos + 8]) != hcrc or n == 0 or n > MAX_RECORD_BYTES:
+            if zlib.crc32(data[pos : pos + 8]) != hcrc or n == 0 or n > MAX_RECORD_BYTES:
                 problem = "record header checksum mismatch"
             elif end > size:
                 problem = f"record of {n} bytes runs past the end of the file ({remaining - HEADER_BYTES} present)"
-            elif zlib.crc32(data[pos + HEADER_BYTES: end]) != crc:
+            elif zlib.crc32(data[pos + HEADER_BYTES : end]) != crc:
                 problem = "record payload checksum mismatch"
             else:
                 return None, False
@@ -249,7 +256,11 @@ class WriteAheadLog:
             raise RuntimeError("WriteAheadLog.recover() must run (to the end) before append()")
         if not payload:
             raise ValueError("empty log records are not allowed (a zero header must stay detectable)")
-        if self._fd is None or self._roll_requested or (self._seg_size + self._pending_bytes > self.segment_bytes and self._seg_size + self._pending_bytes > 0):
+        if (
+            self._fd is None
+            or self._roll_requested
+            or (self._seg_size + self._pending_bytes > self.segment_bytes and self._seg_size + self._pending_bytes > 0)
+        ):
             self._write_pending(sync=True)
             self._new_segment(key)
             self._roll_requested = False

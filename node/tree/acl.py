@@ -28,7 +28,6 @@ def digest_id(user: str, password: str) -> str:
     return f"{user}:{base64.b64encode(raw).decode('ascii')}"
 
 
-
 _net_cache: dict[str, Any] = {}
 
 
@@ -132,8 +131,9 @@ def fixup_acl(path: str, acl: Iterable[ACL], identities: Iterable[Identity]) -> 
                     found = True
                     out.append(ACL(entry.perms, scheme, ident))
             if not found:
-                raise ZkError(Err.INVALID_ACL,
-                              f"ACL 'auth' for {path} needs an authenticated (digest) identity; add auth first")
+                raise ZkError(
+                    Err.INVALID_ACL, f"ACL 'auth' for {path} needs an authenticated (digest) identity; add auth first"
+                )
         elif _acl_id_valid(entry.scheme, entry.id):
             out.append(entry)
         else:

@@ -100,7 +100,7 @@ class Reader:
         end = self.pos + n
         if end > len(self.buf):
             raise ValueError(f"truncated: wanted {n} bytes at offset {self.pos}, have {len(self.buf) - self.pos}")
-        b = bytes(self.buf[self.pos:end])
+        b = bytes(self.buf[self.pos : end])
         self.pos = end
         return b
 
@@ -281,8 +281,9 @@ TAG_RECONFIG = _T_RECONFIG
 NodeRecord = tuple[str, bytes | None, tuple[ACL, ...], tuple[int, ...]]
 
 
-def write_snapshot(last_zxid: int, sessions: dict[int, SessionInfo], node_count: int,
-                   nodes: Iterable[NodeRecord]) -> bytes:
+def write_snapshot(
+    last_zxid: int, sessions: dict[int, SessionInfo], node_count: int, nodes: Iterable[NodeRecord]
+) -> bytes:
     """The tree as bytes; ``nodes`` must list every parent before its children."""
     w = Writer()
     w.raw(_SNAP_MAGIC)

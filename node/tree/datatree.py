@@ -55,8 +55,20 @@ CONFIG_PATH = "/zookeeper/config"
 class Znode:
     """A znode. ``cversion`` counts child creations (ZooKeeper's internal value)."""
 
-    __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion", "aversion", "owner", "pzxid",
-                 "children")
+    __slots__ = (
+        "data",
+        "acl",
+        "czxid",
+        "mzxid",
+        "ctime",
+        "mtime",
+        "version",
+        "cversion",
+        "aversion",
+        "owner",
+        "pzxid",
+        "children",
+    )
 
     def __init__(self, data: bytes | None, acl: tuple[ACL, ...], zxid: int, time_ms: int, owner: int) -> None:
         self.data = data
@@ -78,8 +90,19 @@ class Znode:
         if owner < 0:  # container / TTL: clients see 0 (getClientEphemeralOwner)
             owner = 0
         size = 0 if self.data is None else len(self.data)
-        return Stat(self.czxid, self.mzxid, self.ctime, self.mtime, self.version, 2 * self.cversion - n, self.aversion,
-                    owner, size, n, self.pzxid)
+        return Stat(
+            self.czxid,
+            self.mzxid,
+            self.ctime,
+            self.mtime,
+            self.version,
+            2 * self.cversion - n,
+            self.aversion,
+            owner,
+            size,
+            n,
+            self.pzxid,
+        )
 
 
 class DataTree:
@@ -300,7 +323,7 @@ class DataTree:
         zxid = txn.zxid
         node = Znode(op.data, self._intern(acl), zxid, txn.time_ms, owner)
         old_cv, old_pz = parent.cversion, parent.pzxid
-        name = path[len(parent_path) + (0 if parent_path == "/" else 1):]
+        name = path[len(parent_path) + (0 if parent_path == "/" else 1) :]
         self.nodes[path] = node
         parent.children.add(name)
         parent.cversion += 1
@@ -345,7 +368,7 @@ class DataTree:
         node = self.nodes.pop(path)
         parent_path = parent_of(path)
         parent = self.nodes[parent_path]
-        name = path[len(parent_path) + (0 if parent_path == "/" else 1):]
+        name = path[len(parent_path) + (0 if parent_path == "/" else 1) :]
         old_pz = parent.pzxid
         parent.children.discard(name)
         if zxid > parent.pzxid:
@@ -482,8 +505,12 @@ class DataTree:
         while stack:
             path = stack.pop()
             n = self.nodes[path]
-            yield path, n.data, n.acl, (n.czxid, n.mzxid, n.ctime, n.mtime, n.version, n.cversion, n.aversion,
-                                        n.owner, n.pzxid)
+            yield (
+                path,
+                n.data,
+                n.acl,
+                (n.czxid, n.mzxid, n.ctime, n.mtime, n.version, n.cversion, n.aversion, n.owner, n.pzxid),
+            )
             for name in sorted(n.children, reverse=True):
                 stack.append(child_path(path, name))
 
@@ -497,14 +524,23 @@ class DataTree:
         tree.sessions = sessions
         for path, data, acl, fields in records:
             node = Znode(data, tree._intern(acl), 0, 0, 0)
-            (node.czxid, node.mzxid, node.ctime, node.mtime, node.version, node.cversion, node.aversion,
-             node.owner, node.pzxid) = fields
+            (
+                node.czxid,
+                node.mzxid,
+                node.ctime,
+                node.mtime,
+                node.version,
+                node.cversion,
+                node.aversion,
+                node.owner,
+                node.pzxid,
+            ) = fields
             if path != "/":
                 pp = parent_of(path)
                 parent = tree.nodes.get(pp)
                 if parent is None:
                     raise ValueError(f"snapshot lists {path} before its parent")
-                parent.children.add(path[len(pp) + (0 if pp == "/" else 1):])
+                parent.children.add(path[len(pp) + (0 if pp == "/" else 1) :])
             tree.nodes[path] = node
             if node.owner:
                 tree._index_owner(path, node.owner, add=True)
@@ -518,8 +554,26 @@ class DataTree:
         return (
             self.last_zxid,
             tuple(sorted((sid, s.timeout_ms, s.password) for sid, s in self.sessions.items())),
-            tuple(sorted((p, n.data, n.acl, n.czxid, n.mzxid, n.ctime, n.mtime, n.version, n.cversion, n.aversion,
-                          n.owner, n.pzxid, tuple(sorted(n.children))) for p, n in self.nodes.items())),
+            tuple(
+                sorted(
+                    (
+                        p,
+                        n.data,
+                        n.acl,
+                        n.czxid,
+                        n.mzxid,
+                        n.ctime,
+                        n.mtime,
+                        n.version,
+                        n.cversion,
+                        n.aversion,
+                        n.owner,
+                        n.pzxid,
+                        tuple(sorted(n.children)),
+                    )
+                    for p, n in self.nodes.items()
+                )
+            ),
         )
 
 

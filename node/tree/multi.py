@@ -34,8 +34,9 @@ def multi_failure(op: MultiOp, index: int, code: int) -> ApplyResult:
     return ApplyResult(code, results, [])
 
 
-def apply_multi(tree: DataTree, txn: Txn, op: MultiOp, events: list[WatchEvent],
-                handlers: dict[type, Callable[..., Any]]) -> ApplyResult:
+def apply_multi(
+    tree: DataTree, txn: Txn, op: MultiOp, events: list[WatchEvent], handlers: dict[type, Callable[..., Any]]
+) -> ApplyResult:
     tree._undo = []
     results: list[tuple[int, Any]] = []
     try:

@@ -53,4 +53,3 @@ def parent_of(path: str) -> str:
 
 def child_path(parent: str, name: str) -> str:
     return parent + name if parent == "/" else f"{parent}/{name}"
-

@@ -110,7 +110,7 @@ def _quota_prefix(parent_path: str) -> str | None:
     """The quota's path for a limit/stat node whose parent is ``parent_path``, or None."""
     if not parent_path.startswith(QUOTA_ROOT + "/"):
         return None
-    return parent_path[len(QUOTA_ROOT):]
+    return parent_path[len(QUOTA_ROOT) :]
 
 
 def _set_data(tree: DataTree, path: str, data: bytes) -> None:
@@ -118,8 +118,10 @@ def _set_data(tree: DataTree, path: str, data: bytes) -> None:
     old = node.data
     node.data = data
     if tree._undo is not None:
+
         def undo() -> None:
             node.data = old
+
         tree._undo.append(undo)
 
 
@@ -157,8 +159,10 @@ def _update_usage(tree: DataTree, prefix: str, bytes_diff: int, count_diff: int)
     if limits_node is None:
         return
     limits = parse_stats(limits_node.data)
-    for what, old, new, soft, hard in (("count", old_count, stats["count"], "count", "countHardLimit"),
-                                      ("bytes", old_bytes, stats["bytes"], "bytes", "byteHardLimit")):
+    for what, old, new, soft, hard in (
+        ("count", old_count, stats["count"], "count", "countHardLimit"),
+        ("bytes", old_bytes, stats["bytes"], "bytes", "byteHardLimit"),
+    ):
         limit, is_hard = _limit(limits, soft, hard)
         if limit > -1 and new > limit >= old:
             kind = "hard" if is_hard else "soft"

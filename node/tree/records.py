@@ -168,7 +168,6 @@ class ErrorOp:
     code: int
 
 
-
 @dataclass(frozen=True, slots=True)
 class SetConfigOp:
     """Replace the data of /zookeeper/config (the membership, ZooKeeper's format).
@@ -198,8 +197,20 @@ class ReconfigOp:
     from_config: int = -1
 
 
-Op = (CreateOp | DeleteOp | SetDataOp | SetACLOp | CheckOp | MultiOp | CreateSessionOp | CloseSessionOp
-      | DeleteContainerOp | ErrorOp | SetConfigOp | ReconfigOp)
+Op = (
+    CreateOp
+    | DeleteOp
+    | SetDataOp
+    | SetACLOp
+    | CheckOp
+    | MultiOp
+    | CreateSessionOp
+    | CloseSessionOp
+    | DeleteContainerOp
+    | ErrorOp
+    | SetConfigOp
+    | ReconfigOp
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ Special xids: -1 notification, -2 ping, -4 auth, -8 setWatches.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from node.wire.jute import (
     INT,
@@ -93,16 +94,34 @@ ADD_WATCH_PERSISTENT = 0
 ADD_WATCH_PERSISTENT_RECURSIVE = 1
 
 OP_NAMES = {
-    CREATE: "create", DELETE: "delete", EXISTS: "exists", GET_DATA: "getData",
-    SET_DATA: "setData", GET_ACL: "getACL", SET_ACL: "setACL",
-    GET_CHILDREN: "getChildren", SYNC: "sync", PING: "ping",
-    GET_CHILDREN2: "getChildren2", CHECK: "check", MULTI: "multi",
-    CREATE2: "create2", RECONFIG: "reconfig", CHECK_WATCHES: "checkWatches",
-    REMOVE_WATCHES: "removeWatches", CREATE_CONTAINER: "createContainer",
-    CREATE_TTL: "createTTL", MULTI_READ: "multiRead", AUTH: "auth",
-    SET_WATCHES: "setWatches", GET_EPHEMERALS: "getEphemerals",
-    GET_ALL_CHILDREN_NUMBER: "getAllChildrenNumber", SET_WATCHES2: "setWatches2",
-    ADD_WATCH: "addWatch", WHO_AM_I: "whoAmI", CLOSE_SESSION: "closeSession",
+    CREATE: "create",
+    DELETE: "delete",
+    EXISTS: "exists",
+    GET_DATA: "getData",
+    SET_DATA: "setData",
+    GET_ACL: "getACL",
+    SET_ACL: "setACL",
+    GET_CHILDREN: "getChildren",
+    SYNC: "sync",
+    PING: "ping",
+    GET_CHILDREN2: "getChildren2",
+    CHECK: "check",
+    MULTI: "multi",
+    CREATE2: "create2",
+    RECONFIG: "reconfig",
+    CHECK_WATCHES: "checkWatches",
+    REMOVE_WATCHES: "removeWatches",
+    CREATE_CONTAINER: "createContainer",
+    CREATE_TTL: "createTTL",
+    MULTI_READ: "multiRead",
+    AUTH: "auth",
+    SET_WATCHES: "setWatches",
+    GET_EPHEMERALS: "getEphemerals",
+    GET_ALL_CHILDREN_NUMBER: "getAllChildrenNumber",
+    SET_WATCHES2: "setWatches2",
+    ADD_WATCH: "addWatch",
+    WHO_AM_I: "whoAmI",
+    CLOSE_SESSION: "closeSession",
 }
 
 # ---------------------------------------------------------------- structs
@@ -141,8 +160,19 @@ class AclRecord(NamedTuple):
 
 
 def pack_stat(s: Any) -> bytes:
-    return STAT.pack(s.czxid, s.mzxid, s.ctime, s.mtime, s.version, s.cversion, s.aversion,
-                     s.ephemeral_owner, s.data_length, s.num_children, s.pzxid)
+    return STAT.pack(
+        s.czxid,
+        s.mzxid,
+        s.ctime,
+        s.mtime,
+        s.version,
+        s.cversion,
+        s.aversion,
+        s.ephemeral_owner,
+        s.data_length,
+        s.num_children,
+        s.pzxid,
+    )
 
 
 def read_stat(buf: bytes | memoryview, off: int) -> tuple[StatRecord, int]:
@@ -191,15 +221,18 @@ class ConnectRequest:
     read_only: bool | None = False  # None: an old client that omitted the field
 
     def encode(self) -> bytes:
-        out = bytearray(CONNECT_REQUEST.pack(self.protocol_version, self.last_zxid_seen,
-                                             self.timeout_ms, self.session_id, len(self.password)))
+        out = bytearray(
+            CONNECT_REQUEST.pack(
+                self.protocol_version, self.last_zxid_seen, self.timeout_ms, self.session_id, len(self.password)
+            )
+        )
         out += self.password
         if self.read_only is not None:
             out.append(1 if self.read_only else 0)
         return bytes(out)
 
     @staticmethod
-    def decode(buf: bytes | memoryview) -> "ConnectRequest":
+    def decode(buf: bytes | memoryview) -> ConnectRequest:
         proto, off = read_int(buf, 0)
         zxid, off = read_long(buf, off)
         timeout, off = read_int(buf, off)
@@ -224,12 +257,14 @@ class ConnectResponse:
     def encode_framed(self) -> bytes:
         """The whole packet: length prefix + 37-byte record (with a 16-byte password)."""
         body_len = 4 + 4 + 8 + 4 + len(self.password) + 1
-        return (CONNECT_RESPONSE.pack(body_len, self.protocol_version, self.timeout_ms,
-                                      self.session_id, len(self.password))
-                + self.password + (b"\x01" if self.read_only else b"\x00"))
+        return (
+            CONNECT_RESPONSE.pack(body_len, self.protocol_version, self.timeout_ms, self.session_id, len(self.password))
+            + self.password
+            + (b"\x01" if self.read_only else b"\x00")
+        )
 
     @staticmethod
-    def decode(buf: bytes | memoryview) -> "ConnectResponse":
+    def decode(buf: bytes | memoryview) -> ConnectResponse:
         proto, off = read_int(buf, 0)
         timeout, off = read_int(buf, off)
         sid, off = read_long(buf, off)
@@ -386,6 +421,7 @@ def _r_path_version(cls: type) -> Callable:
         path, off = read_string(buf, off)
         v, off = read_int(buf, off)
         return cls(path, v), off
+
     return reader
 
 
@@ -437,6 +473,7 @@ def _r_set_watches(v2: bool) -> Callable:
             items, off = read_string_vector(buf, off)
             lists.append(tuple(items))
         return SetWatches(rel, *lists), off
+
     return reader
 
 
@@ -465,8 +502,10 @@ def _r_multi(buf: bytes | memoryview, off: int) -> tuple[MultiRequest, int]:
         if done:
             return MultiRequest(tuple(ops)), off
         if t not in MULTI_WRITE_OPS and t not in MULTI_READ_OPS:
-            raise JuteError(f"op type {t} is not allowed inside multi; allowed: create, create2, "
-                            "createContainer, createTTL, delete, setData, check, getData, getChildren")
+            raise JuteError(
+                f"op type {t} is not allowed inside multi; allowed: create, create2, "
+                "createContainer, createTTL, delete, setData, check, getData, getChildren"
+            )
         rec, off = _READERS[t](buf, off)
         ops.append((t, rec))
         if len(ops) > 1_000_000:

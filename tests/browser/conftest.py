@@ -15,8 +15,15 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path(os.environ.get("SQUALL_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 
 
 def _in_ci() -> bool:
@@ -73,12 +80,14 @@ def shots_dir(tmp_path_factory) -> Path:
 @pytest.fixture()
 def screenshot(page, shots_dir):
     """``screenshot(name)`` writes a full-page PNG and asserts it is not blank; returns the path."""
+
     def take(name: str) -> Path:
         path = shots_dir / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         colours = distinct_colours(path.read_bytes())
         assert colours >= 16, f"{path} looks blank: only {colours} distinct colours"
         return path
+
     return take
 
 
@@ -100,8 +109,8 @@ def _distinct_colours_pure(png: bytes, limit: int = 4096, max_rows: int = 400) -
     assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, [], None
     while pos < len(png):
-        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
-        chunk = png[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        chunk = png[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", chunk)
         elif kind == b"IDAT":
@@ -118,7 +127,7 @@ def _distinct_colours_pure(png: bytes, limit: int = 4096, max_rows: int = 400) -
     offset = 0
     for _ in range(min(height, max_rows)):
         ftype = raw[offset]
-        line = bytearray(raw[offset + 1:offset + 1 + stride])
+        line = bytearray(raw[offset + 1 : offset + 1 + stride])
         offset += 1 + stride
         for i in range(stride):
             a = line[i - channels] if i >= channels else 0
@@ -135,7 +144,7 @@ def _distinct_colours_pure(png: bytes, limit: int = 4096, max_rows: int = 400) -
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
         for x in range(0, stride, channels * 3):  # every third pixel is plenty to tell blank from not
-            seen.add(bytes(line[x:x + channels]))
+            seen.add(bytes(line[x : x + channels]))
         if len(seen) >= limit:
             break
         prev = line

@@ -23,8 +23,9 @@ def _free_port() -> int:
 
 
 class AdminNode:
-    def __init__(self, data_dir: Path, admin_host: str = "127.0.0.1", token: str | None = None,
-                 tick_ms: int = 200) -> None:
+    def __init__(
+        self, data_dir: Path, admin_host: str = "127.0.0.1", token: str | None = None, tick_ms: int = 200
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.admin_host = admin_host
         self.token = token
@@ -42,7 +43,7 @@ class AdminNode:
     def hosts(self) -> str:
         return f"127.0.0.1:{self.client_port}"
 
-    def start(self, timeout_s: float = 30.0) -> "AdminNode":
+    def start(self, timeout_s: float = 30.0) -> AdminNode:
         self._thread.start()
         if not self._ready.wait(timeout_s):
             self.stop()
@@ -65,8 +66,9 @@ class AdminNode:
         self._stop = asyncio.Event()
         store = lock_fd = server = admin = None
         try:
-            cfg = NodeConfig(data_dir=self.data_dir, host="127.0.0.1", port=_free_port(),
-                             tick_ms=self.tick_ms).validate()
+            cfg = NodeConfig(
+                data_dir=self.data_dir, host="127.0.0.1", port=_free_port(), tick_ms=self.tick_ms
+            ).validate()
             store, lock_fd = open_member_store(cfg.data_dir)
             server = MemberServer(cfg, {}, store)
             self.server = server
@@ -119,7 +121,7 @@ class ServeThread:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 30.0) -> "ServeThread":
+    def start(self, timeout_s: float = 30.0) -> ServeThread:
         self._thread.start()
         if not self._ready.wait(timeout_s):
             self.stop()
@@ -171,7 +173,7 @@ class AdminOnly:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="admin-only", daemon=True)
 
-    def start(self, timeout_s: float = 30.0) -> "AdminOnly":
+    def start(self, timeout_s: float = 30.0) -> AdminOnly:
         self._thread.start()
         if not self._ready.wait(timeout_s):
             self.stop()
@@ -227,11 +229,14 @@ class AdminEnsemble:
         peers = ",".join(f"{i + 1}=127.0.0.1:{c}:{p}" for i, (c, p, _) in enumerate(ports))
         self.admin_ports = {i + 1: a for i, (_, _, a) in enumerate(ports)}
         self.members = {
-            i + 1: squall_node(self.base / f"n{i + 1}" / "data", port=c,
-                               extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "1000",
-                                           "--admin-port", str(a)],
-                               log_path=self.base / f"n{i + 1}.out")
-            for i, (c, _, a) in enumerate(ports)}
+            i + 1: squall_node(
+                self.base / f"n{i + 1}" / "data",
+                port=c,
+                extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "1000", "--admin-port", str(a)],
+                log_path=self.base / f"n{i + 1}.out",
+            )
+            for i, (c, _, a) in enumerate(ports)
+        }
 
     @property
     def hosts(self) -> str:
@@ -240,7 +245,7 @@ class AdminEnsemble:
     def admin_url(self, member_id: int) -> str:
         return f"http://127.0.0.1:{self.admin_ports[member_id]}"
 
-    def start(self) -> "AdminEnsemble":
+    def start(self) -> AdminEnsemble:
         try:
             for m in self.members.values():
                 m.start()
@@ -272,8 +277,10 @@ class AdminEnsemble:
             if last is not None and _settled(last, alive):
                 return last
             time.sleep(0.2)
-        raise AssertionError(f"member {member_id}'s ensemble view did not settle on a leader among {sorted(alive)}"
-                             f" within {deadline_s} s; last view: {last}")
+        raise AssertionError(
+            f"member {member_id}'s ensemble view did not settle on a leader among {sorted(alive)}"
+            f" within {deadline_s} s; last view: {last}"
+        )
 
     def kill(self, member_id: int) -> None:
         self.members[member_id].kill()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from checkers.history import Op
@@ -28,19 +28,31 @@ def _history(n_ok: int, n_fail: int, n_info: int) -> list[Op]:
     return ops
 
 
-def make_run(root: Path, name: str, db: str, workload: str, nemesis: tuple[str, ...], valid: object,
-             when: datetime, ops: tuple[int, int, int] = (5, 1, 1), with_results: bool = True) -> Path:
+def make_run(
+    root: Path,
+    name: str,
+    db: str,
+    workload: str,
+    nemesis: tuple[str, ...],
+    valid: object,
+    when: datetime,
+    ops: tuple[int, int, int] = (5, 1, 1),
+    with_results: bool = True,
+) -> Path:
     run_dir = store.new_run_dir(root, name, now=when)
     spec = TestSpec(name=name, db=db, workload=workload, nemesis=nemesis, nodes=("n1",))
     store.write_spec(run_dir, spec)
     store.write_history(run_dir, _history(*ops))
     if with_results:
-        store.write_results(run_dir, {"valid": valid, "summary": f"{name} is {valid}", "status": "checked",
-                                      "test": name, "ops": sum(ops) * 2})
+        store.write_results(
+            run_dir,
+            {"valid": valid, "summary": f"{name} is {valid}", "status": "checked", "test": name, "ops": sum(ops) * 2},
+        )
         (run_dir / "report.html").write_text(
             f"<!doctype html><html><head><title>report {name}</title></head><body style='background:#fff'>"
             f"<h1 id='{REPORT_MARKER}'>Report for {name}</h1><p>verdict {valid}</p></body></html>",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         (run_dir / "junit.xml").write_text("<testsuite/>", encoding="utf-8")
     logs = run_dir / "logs"
     logs.mkdir()
@@ -52,7 +64,7 @@ def make_run(root: Path, name: str, db: str, workload: str, nemesis: tuple[str, 
 def make_sample_results(root: Path) -> dict[str, Path]:
     """Four runs: valid/invalid/unknown and one without results (killed mid-run)."""
     root.mkdir(parents=True, exist_ok=True)
-    t = lambda h: datetime(2026, 1, 2, h, 0, 0, tzinfo=timezone.utc)  # noqa: E731
+    t = lambda h: datetime(2026, 1, 2, h, 0, 0, tzinfo=UTC)  # noqa: E731
     return {
         "valid": make_run(root, "zk-register", "zookeeper", "register", ("partition",), True, t(1)),
         "invalid": make_run(root, "squall-set", "squall", "set", ("kill",), False, t(2), ops=(3, 0, 2)),

@@ -49,7 +49,7 @@ def test_create_edit_delete_through_the_ui_seen_by_kazoo(page, node, zk, screens
     assert data == b'{"replicas": 3}' and stat.version == 0
     assert page.inner_text("#data-kind") == "json"
     assert '"replicas": 3' in page.inner_text("#data-view")
-    assert page.inner_text("#acl-table tbody") .split() == ["world", "anyone", "cdrwa"]
+    assert page.inner_text("#acl-table tbody").split() == ["world", "anyone", "cdrwa"]
     screenshot("node-tree-created")
 
     page.fill("#edit-data", "edited in the browser")
@@ -155,7 +155,9 @@ def test_ensemble_page_shows_the_leader_and_changes_after_the_leader_is_killed(p
         page.goto(ens.admin_url(follower) + "/ui/ensemble")
         page.wait_for_function(
             "() => ['1','2','3'].every(i => { const r = document.querySelector(`#peers tr[data-peer='${i}']`);"
-            " return r && r.querySelector('td:nth-child(4)').textContent === 'serving'; })", timeout=30_000)
+            " return r && r.querySelector('td:nth-child(4)').textContent === 'serving'; })",
+            timeout=30_000,
+        )
         assert page.inner_text("#ens-leader") == f"id {first}"
         assert page.inner_text("#ens-mode") == "follower"
         assert page.get_attribute(f"#peers tr[data-peer='{first}']", "data-role") == "leader"
@@ -166,14 +168,20 @@ def test_ensemble_page_shows_the_leader_and_changes_after_the_leader_is_killed(p
         ens.kill(first)  # SIGKILL: the leader crashes
         page.wait_for_function(
             "old => { const t = document.getElementById('ens-leader').textContent;"
-            " return t.startsWith('id ') && t !== old; }", arg=f"id {first}", timeout=60_000)
+            " return t.startsWith('id ') && t !== old; }",
+            arg=f"id {first}",
+            timeout=60_000,
+        )
         second = int(page.inner_text("#ens-leader").split()[1])
         assert second in (1, 2, 3) and second != first
         page.wait_for_function(
             "k => document.querySelector(`#peers tr[data-peer='${k}'] td:nth-child(4)`).textContent === 'unreachable'",
-            arg=str(first), timeout=30_000)
-        page.wait_for_function("() => document.getElementById('changes').textContent.includes('changed')",
-                               timeout=30_000)
+            arg=str(first),
+            timeout=30_000,
+        )
+        page.wait_for_function(
+            "() => document.getElementById('changes').textContent.includes('changed')", timeout=30_000
+        )
         # the page agrees with the members themselves
         view = ens.wait_settled(follower, {i for i in (1, 2, 3) if i != first})
         assert view["leader"] == second
@@ -192,21 +200,40 @@ class FakeEnsembleMember:
         from node.admin.peers import ensemble_from_statuses
 
         self._build = ensemble_from_statuses
-        self.statuses = {n: {"role": "leader" if n == 1 else "follower", "epoch": 1, "leader": 1,
-                             "last_zxid": (1 << 32) + (9 if n != 3 else 6), "sessions": 2, "connections": 1}
-                         for n in (1, 2, 3)}
+        self.statuses = {
+            n: {
+                "role": "leader" if n == 1 else "follower",
+                "epoch": 1,
+                "leader": 1,
+                "last_zxid": (1 << 32) + (9 if n != 3 else 6),
+                "sessions": 2,
+                "connections": 1,
+            }
+            for n in (1, 2, 3)
+        }
 
     def admin_view(self):
         from node.admin.four_letter import AdminView
+
         return AdminView(mode=self.statuses[2]["role"], zxid=self.statuses[2]["last_zxid"])
 
     def ensemble_view(self) -> dict:
         return self._build(2, {1: "127.0.0.1:1", 2: "127.0.0.1:2", 3: "127.0.0.1:3"}, self.statuses)
 
     def kill_leader(self) -> None:
-        self.statuses = {1: None, **{n: {**self.statuses[n], "epoch": 2, "leader": 3,
-                                         "role": "leader" if n == 3 else "follower",
-                                         "last_zxid": (2 << 32) + 1} for n in (2, 3)}}
+        self.statuses = {
+            1: None,
+            **{
+                n: {
+                    **self.statuses[n],
+                    "epoch": 2,
+                    "leader": 3,
+                    "role": "leader" if n == 3 else "follower",
+                    "last_zxid": (2 << 32) + 1,
+                }
+                for n in (2, 3)
+            },
+        }
 
 
 def test_ensemble_page_renders_peers_and_follows_a_leader_change(page, screenshot):
@@ -224,12 +251,12 @@ def test_ensemble_page_renders_peers_and_follows_a_leader_change(page, screensho
         assert page.inner_text("#ens-leader") == "id 1"
         screenshot("node-ensemble-three")
         member.kill_leader()
-        page.wait_for_function("() => document.getElementById('ens-leader').textContent === 'id 3'",
-                               timeout=15_000)
+        page.wait_for_function("() => document.getElementById('ens-leader').textContent === 'id 3'", timeout=15_000)
         assert page.inner_text("#peers tr[data-peer='1'] td:nth-child(4)") == "unreachable"
         assert page.inner_text("#ens-epoch") == "2"
-        page.wait_for_function("() => document.getElementById('changes').textContent.includes('changed')",
-                               timeout=15_000)
+        page.wait_for_function(
+            "() => document.getElementById('changes').textContent.includes('changed')", timeout=15_000
+        )
         screenshot("node-ensemble-after-leader-change")
     finally:
         admin_server.stop()
@@ -237,7 +264,11 @@ def test_ensemble_page_renders_peers_and_follows_a_leader_change(page, screensho
 
 def test_status_page_shows_commands(page, node, screenshot):
     page.goto(f"{node.admin_url}/ui/status")
-    page.wait_for_function("() => document.getElementById('command-output').textContent.includes('approximate_data_size')")
+    page.wait_for_function(
+        "() => document.getElementById('command-output').textContent.includes('approximate_data_size')"
+    )
     page.click("button[data-command='server_stats']")
-    page.wait_for_function("() => document.getElementById('command-output').textContent.includes('\"server_state\": \"standalone\"')")
+    page.wait_for_function(
+        "() => document.getElementById('command-output').textContent.includes('\"server_state\": \"standalone\"')"
+    )
     screenshot("node-status")

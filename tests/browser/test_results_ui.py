@@ -32,7 +32,17 @@ def test_lists_filters_and_opens_a_report(page, served, screenshot):
     row = page.query_selector("#runs tr[data-run^='squall-set/']")
     # operations (invocations), ok, fail, info, nemesis operations: the report's counts
     assert [c.inner_text() for c in row.query_selector_all("td")][2:12] == [
-        "squall", "set", "kill", "1", "invalid", "5", "3", "0", "2", "2"]
+        "squall",
+        "set",
+        "kill",
+        "1",
+        "invalid",
+        "5",
+        "3",
+        "0",
+        "2",
+        "2",
+    ]
     screenshot("results-index")
 
     page.select_option("#filter-verdict", "invalid")

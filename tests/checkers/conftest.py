@@ -21,8 +21,7 @@ def corpora_dir() -> Path | None:
 def require_corpora() -> Path:
     path = corpora_dir()
     if path is None:
-        msg = ("conformance corpora not found: set SQUALL_CORPORA or place them at "
-               f"{ROOT.parent / 'shared' / 'corpora'}")
+        msg = f"conformance corpora not found: set SQUALL_CORPORA or place them at {ROOT.parent / 'shared' / 'corpora'}"
         if os.environ.get("CI") == "true":
             pytest.fail(msg + " (CI=true: the corpora are required)")
         pytest.skip(msg)

@@ -12,8 +12,7 @@ KINDS = {"read": "read", "write": "write", "cas": "write", "final-read": "read"}
 
 def h(events):
     """events: (t_s, type, process, f, value, error, node)."""
-    return [Op(i, int(t * S), typ, p, f, v, node, err)
-            for i, (t, typ, p, f, v, err, node) in enumerate(events)]
+    return [Op(i, int(t * S), typ, p, f, v, node, err) for i, (t, typ, p, f, v, err, node) in enumerate(events)]
 
 
 def ops(t0, t1, n, ok_every=1, proc0=0, node="n1", f="write"):
@@ -28,15 +27,19 @@ def ops(t0, t1, n, ok_every=1, proc0=0, node="n1", f="write"):
 
 
 def fault(t0, t1):
-    return [(t0, "invoke", "nemesis", "start-partition", None, None, None),
-            (t0, "info", "nemesis", "start-partition", "halves", None, None),
-            (t1, "invoke", "nemesis", "stop-partition", None, None, None),
-            (t1, "info", "nemesis", "stop-partition", None, None, None)]
+    return [
+        (t0, "invoke", "nemesis", "start-partition", None, None, None),
+        (t0, "info", "nemesis", "start-partition", "halves", None, None),
+        (t1, "invoke", "nemesis", "stop-partition", None, None, None),
+        (t1, "info", "nemesis", "stop-partition", None, None, None),
+    ]
 
 
 def test_answering_outside_faults_is_valid_even_if_nothing_answers_during_a_fault():
-    ev = sorted(ops(0, 3, 30) + fault(3, 6) + ops(3, 6, 30, ok_every=1000, proc0=100) + ops(6, 9, 30, proc0=200),
-                key=lambda e: e[0])
+    ev = sorted(
+        ops(0, 3, 30) + fault(3, 6) + ops(3, 6, 30, ok_every=1000, proc0=100) + ops(6, 9, 30, proc0=200),
+        key=lambda e: e[0],
+    )
     r = availability.check(h(ev), KINDS, 0.5)
     assert r.valid is True
     rows = r.details["windows"]
@@ -54,15 +57,19 @@ def test_a_fault_free_stretch_below_the_minimum_is_unavailable():
 
 
 def test_a_cas_the_server_refused_counts_as_an_answer():
-    ev = [(0.1 * i, t, i // 2, "cas", [0, [1, 2]], ("BadVersion" if t == "fail" else None), "n1")
-          for i, t in enumerate(["invoke", "fail"] * 12)]
+    ev = [
+        (0.1 * i, t, i // 2, "cas", [0, [1, 2]], ("BadVersion" if t == "fail" else None), "n1")
+        for i, t in enumerate(["invoke", "fail"] * 12)
+    ]
     assert availability.check(h(ev), KINDS, 0.5).valid is False
     assert availability.check(h(ev), KINDS, 0.5, answered=("BadVersion",)).valid is True
 
 
 def test_a_final_phase_that_never_completes_is_unavailable():
-    ev = ops(0, 3, 30) + [(4, "invoke", 99, "final-read", None, None, None),
-                          (9, "info", 99, "final-read", None, "timeout", None)]
+    ev = ops(0, 3, 30) + [
+        (4, "invoke", 99, "final-read", None, None, None),
+        (9, "info", 99, "final-read", None, "timeout", None),
+    ]
     r = availability.check(h(ev), KINDS, 0.5, final_fs=("final-read",))
     assert r.valid is False and "final phase" in r.explanation
     ev[-1] = (5, "ok", 99, "final-read", [], None, "n2")
@@ -75,8 +82,10 @@ def test_nothing_to_judge_is_unknown():
 
 
 def test_the_grace_after_a_fault_is_not_held_to_the_minimum():
-    ev = sorted(ops(0, 3, 30) + fault(3, 6) + ops(6, 8, 20, ok_every=1000, proc0=100)
-                + ops(8, 10, 10, proc0=200), key=lambda e: e[0])
+    ev = sorted(
+        ops(0, 3, 30) + fault(3, 6) + ops(6, 8, 20, ok_every=1000, proc0=100) + ops(8, 10, 10, proc0=200),
+        key=lambda e: e[0],
+    )
     assert availability.check(h(ev), KINDS, 0.5).valid is False
     assert availability.check(h(ev), KINDS, 0.5, grace_s=2.0).valid is True
 

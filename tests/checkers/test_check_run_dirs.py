@@ -21,8 +21,9 @@ class H:
 
     def op(self, p, f, value, typ="ok", out=None, zxid=None, error=None):
         self.ops.append(Op(len(self.ops), len(self.ops) * 1000, "invoke", p, f, value))
-        self.ops.append(Op(len(self.ops), len(self.ops) * 1000, typ, p, f, value if out is None else out,
-                           error=error, zxid=zxid))
+        self.ops.append(
+            Op(len(self.ops), len(self.ops) * 1000, typ, p, f, value if out is None else out, error=error, zxid=zxid)
+        )
         return self
 
 
@@ -122,11 +123,20 @@ def _edn(ops: list[tuple]) -> str:
 
 def test_a_jepsen_independent_history_is_checked_per_key(tmp_path):
     # two keys, each linearizable alone; as ONE register the reads contradict each other
-    good = _edn([(0, "invoke", "write", "[:x 1]"), (0, "ok", "write", "[:x 1]"),
-                 (1, "invoke", "write", "[:y 2]"), (1, "ok", "write", "[:y 2]"),
-                 (0, "invoke", "read", "[:x nil]"), (0, "ok", "read", "[:x 1]"),
-                 (1, "invoke", "cas", "[:y [2 3]]"), (1, "ok", "cas", "[:y [2 3]]"),
-                 (1, "invoke", "read", "[:y nil]"), (1, "ok", "read", "[:y 3]")])
+    good = _edn(
+        [
+            (0, "invoke", "write", "[:x 1]"),
+            (0, "ok", "write", "[:x 1]"),
+            (1, "invoke", "write", "[:y 2]"),
+            (1, "ok", "write", "[:y 2]"),
+            (0, "invoke", "read", "[:x nil]"),
+            (0, "ok", "read", "[:x 1]"),
+            (1, "invoke", "cas", "[:y [2 3]]"),
+            (1, "ok", "cas", "[:y [2 3]]"),
+            (1, "invoke", "read", "[:y nil]"),
+            (1, "ok", "read", "[:y 3]"),
+        ]
+    )
     path = tmp_path / "independent.edn"
     path.write_text(good)
     code, out = _check(path, "--json")
@@ -141,9 +151,18 @@ def test_a_jepsen_independent_history_is_checked_per_key(tmp_path):
 
 def test_a_plain_cas_register_history_is_not_taken_for_an_independent_one(tmp_path):
     path = tmp_path / "plain.edn"
-    path.write_text(_edn([(0, "invoke", "write", "1"), (0, "ok", "write", "1"),
-                          (1, "invoke", "cas", "[1 2]"), (1, "ok", "cas", "[1 2]"),
-                          (0, "invoke", "read", "nil"), (0, "ok", "read", "2")]))
+    path.write_text(
+        _edn(
+            [
+                (0, "invoke", "write", "1"),
+                (0, "ok", "write", "1"),
+                (1, "invoke", "cas", "[1 2]"),
+                (1, "ok", "cas", "[1 2]"),
+                (0, "invoke", "read", "nil"),
+                (0, "ok", "read", "2"),
+            ]
+        )
+    )
     code, out = _check(path, "--json")
     [row] = json.loads(out)["results"]
     assert code == 0 and "independent" not in row, out

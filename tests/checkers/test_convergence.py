@@ -15,13 +15,15 @@ def snaps(views: dict, rnd: int = 0, failed: tuple = ()) -> list[Op]:
     for node, paths in views.items():
         proc = f"converge-{node}"
         ops.append(Op(len(ops), len(ops), "invoke", proc, "converge", {"round": rnd, "node": node}))
-        ops.append(Op(len(ops), len(ops), "ok", proc, "converge",
-                      {"round": rnd, "node": node, "sync_zxid": 9, "paths": paths}))
+        ops.append(
+            Op(len(ops), len(ops), "ok", proc, "converge", {"round": rnd, "node": node, "sync_zxid": 9, "paths": paths})
+        )
     for node in failed:
         proc = f"converge-{node}"
         ops.append(Op(len(ops), len(ops), "invoke", proc, "converge", {"round": rnd, "node": node}))
-        ops.append(Op(len(ops), len(ops), "fail", proc, "converge", {"round": rnd, "node": node},
-                      error="ConnectionRefused"))
+        ops.append(
+            Op(len(ops), len(ops), "fail", proc, "converge", {"round": rnd, "node": node}, error="ConnectionRefused")
+        )
     return ops
 
 
@@ -63,10 +65,13 @@ def test_unreadable_nodes_and_no_snapshots_are_unknown():
 
 
 @settings(max_examples=30, deadline=None)
-@given(log=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 99)), max_size=40),
-       lags=st.lists(st.integers(0, 40), min_size=3, max_size=3))
+@given(
+    log=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 99)), max_size=40),
+    lags=st.lists(st.integers(0, 40), min_size=3, max_size=3),
+)
 def test_replicas_of_one_log_agree_once_caught_up_and_differ_while_behind(log, lags):
     """Replicas apply the same log; a snapshot of a prefix is a lagging copy."""
+
     def apply(entries):
         tree = {}
         for zxid, (k, v) in enumerate(entries, 1):
@@ -77,6 +82,6 @@ def test_replicas_of_one_log_agree_once_caught_up_and_differ_while_behind(log, l
 
     full = apply(log)
     assert convergence.check(snaps({f"n{i}": apply(log) for i in range(3)})).valid is True
-    views = {f"n{i}": apply(log[:max(0, len(log) - lag)]) for i, lag in enumerate(lags)}
+    views = {f"n{i}": apply(log[: max(0, len(log) - lag)]) for i, lag in enumerate(lags)}
     r = convergence.check(snaps(views))
     assert r.valid is (all(v == full for v in views.values()) or len({repr(v) for v in views.values()}) == 1)

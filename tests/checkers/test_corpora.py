@@ -17,8 +17,7 @@ def _rows(folder: str) -> list:
     base = corpora_dir()
     if base is None or not (base / folder / "EXPECTED.tsv").exists():
         return _ABSENT
-    return [pytest.param(r["file"], r["expected"], id=r["file"])
-            for r in read_tsv(base / folder / "EXPECTED.tsv")]
+    return [pytest.param(r["file"], r["expected"], id=r["file"]) for r in read_tsv(base / folder / "EXPECTED.tsv")]
 
 
 def _knossos_models() -> dict[str, dict[str, str]]:
@@ -57,10 +56,15 @@ def test_knossos(name: str | None, expected: str | None) -> None:
     _expect(check(history, model, budget_s=120), expected, name, history, model)
 
 
-@pytest.mark.parametrize("name", ["cas-register/bad/cas-failure.edn",
-                                  "cas-register/bad/rethink-fail-minimal.edn",
-                                  "cas-register/bad/rethink-fail-smaller.edn",
-                                  "cas-register/bad/rethink-fail.edn"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cas-register/bad/cas-failure.edn",
+        "cas-register/bad/rethink-fail-minimal.edn",
+        "cas-register/bad/rethink-fail-smaller.edn",
+        "cas-register/bad/rethink-fail.edn",
+    ],
+)
 def test_knossos_illegal_with_nil_initial(name: str) -> None:
     """Knossos also asserts these illegal with (cas-register nil)."""
     base = require_corpora()

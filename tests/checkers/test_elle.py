@@ -46,23 +46,28 @@ def test_elle_corpus_verdicts_and_anomaly_types():
 
 
 def _ok(i: int, value: list, process: int = 0) -> list[Op]:
-    return [Op(2 * i, 2 * i, "invoke", process, "txn", [[m[0], m[1], None if m[0] == "r" else m[2]]
-                                                        for m in value]),
-            Op(2 * i + 1, 2 * i + 1, "ok", process, "txn", value)]
+    return [
+        Op(2 * i, 2 * i, "invoke", process, "txn", [[m[0], m[1], None if m[0] == "r" else m[2]] for m in value]),
+        Op(2 * i + 1, 2 * i + 1, "ok", process, "txn", value),
+    ]
 
 
 def test_serial_history_is_valid_with_a_serialization_order():
-    h = (_ok(0, [["append", "x", 1]]) + _ok(1, [["r", "x", [1]], ["append", "y", 1]])
-         + _ok(2, [["r", "x", [1]], ["r", "y", [1]]]))
+    h = (
+        _ok(0, [["append", "x", 1]])
+        + _ok(1, [["r", "x", [1]], ["append", "y", 1]])
+        + _ok(2, [["r", "x", [1]], ["r", "y", [1]]])
+    )
     r = elle.check(h)
     assert r.valid is True
     assert r.witness["serialization_order"] == [0, 2, 4]
 
 
 def test_failed_multi_effect_visible_is_g1a_with_both_transactions():
-    h = [Op(0, 0, "invoke", 0, "txn", [["append", "x", 1], ["append", "y", 1]]),
-         Op(1, 1, "fail", 0, "txn", [["append", "x", 1], ["append", "y", 1]])] + \
-        _ok(1, [["r", "x", [1]]], process=1)
+    h = [
+        Op(0, 0, "invoke", 0, "txn", [["append", "x", 1], ["append", "y", 1]]),
+        Op(1, 1, "fail", 0, "txn", [["append", "x", 1], ["append", "y", 1]]),
+    ] + _ok(1, [["r", "x", [1]]], process=1)
     r = elle.check(h)
     assert r.valid is False
     inst = r.counterexample["anomalies"]["G1a"][0]
@@ -70,8 +75,12 @@ def test_failed_multi_effect_visible_is_g1a_with_both_transactions():
 
 
 def test_stale_read_after_completed_append_is_realtime_anomaly_only_when_strict():
-    h = (_ok(0, [["append", "x", 1]], 0) + _ok(1, [["append", "x", 2]], 1)
-         + _ok(2, [["r", "x", [1]]], 2) + _ok(3, [["r", "x", [1, 2]]], 3))
+    h = (
+        _ok(0, [["append", "x", 1]], 0)
+        + _ok(1, [["append", "x", 2]], 1)
+        + _ok(2, [["r", "x", [1]]], 2)
+        + _ok(3, [["r", "x", [1, 2]]], 3)
+    )
     strict = elle.check(h)
     assert strict.valid is False
     cycle = strict.counterexample["anomalies"]["G-single-item-realtime"][0]["cycle"]
@@ -139,7 +148,7 @@ def simulate(seed: int, n: int = 60, procs: int = 5, keys: int = 3) -> list[Op]:
                         done.append([f, k, v])
                 s[2] = ("info", s[1]) if fate < 0.2 else ("ok", done)
             if rng.random() < 0.05:
-                s[2] = ("info", s[1])   # crashed: effect unknown to the client
+                s[2] = ("info", s[1])  # crashed: effect unknown to the client
         else:
             emit(s[2][0], s[0], s[2][1])
             if s[2][0] == "info":

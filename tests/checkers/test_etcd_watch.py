@@ -180,8 +180,9 @@ def test_a_confirmed_fence_covers_every_acknowledged_write():
 
 def test_events_of_an_indeterminate_watch_op_are_judged_too():
     h = base()
-    h.watch(3, {"start": 2, "events": [[2, "k0", "10"], [4, "k0", "30"]], "error": "timeout"},
-            f="final-watch", type_="info")
+    h.watch(
+        3, {"start": 2, "events": [[2, "k0", "10"], [4, "k0", "30"]], "error": "timeout"}, f="final-watch", type_="info"
+    )
     assert kinds(etcd_watch.check(h.ops)) == {"gap"}
 
 
@@ -209,8 +210,11 @@ def test_lock_fencing_tokens_must_not_go_back():
         h = H()
         for i, token in enumerate(tokens):
             h.call(i, "fenced-write", None)
-            h.done(i, "fenced-write", {"read": i, "wrote": i + 1, "lock": f"/l/{token}", "token": token,
-                                       "write_zxid": 100 + i})
+            h.done(
+                i,
+                "fenced-write",
+                {"read": i, "wrote": i + 1, "lock": f"/l/{token}", "token": token, "write_zxid": 100 + i},
+            )
         return h.ops
 
     assert check_lock(lock_history([5, 8, 12])).valid is True

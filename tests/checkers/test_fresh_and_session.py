@@ -26,17 +26,27 @@ def H(*rows: tuple) -> list[Op]:
 
 # -- fresh reads after sync ---------------------------------------------------
 
+
 def test_read_after_sync_that_sees_the_acknowledged_write_is_valid():
-    h = H(("invoke", 0, "write", [1, 10]), ("ok", 0, "write", [1, 10], 5, "n1", "s0"),
-          ("invoke", 1, "read", [1, None]), ("ok", 1, "read", [1, 10], 5, "n2", "s1"))
+    h = H(
+        ("invoke", 0, "write", [1, 10]),
+        ("ok", 0, "write", [1, 10], 5, "n1", "s0"),
+        ("invoke", 1, "read", [1, None]),
+        ("ok", 1, "read", [1, 10], 5, "n2", "s1"),
+    )
     r = fresh_after_sync(h)
     assert r.valid is True and r.details["reads_checked"] == 1
 
 
 def test_read_after_sync_that_misses_an_acknowledged_write_names_sync_read_and_write():
-    h = H(("invoke", 0, "write", [1, 10]), ("ok", 0, "write", [1, 10], 5, "n1", "s0"),
-          ("invoke", 0, "write", [1, 11]), ("ok", 0, "write", [1, 11], 6, "n1", "s0"),
-          ("invoke", 1, "read", [1, None]), ("ok", 1, "read", [1, 10], 5, "n3", "s1"))
+    h = H(
+        ("invoke", 0, "write", [1, 10]),
+        ("ok", 0, "write", [1, 10], 5, "n1", "s0"),
+        ("invoke", 0, "write", [1, 11]),
+        ("ok", 0, "write", [1, 11], 6, "n1", "s0"),
+        ("invoke", 1, "read", [1, None]),
+        ("ok", 1, "read", [1, 10], 5, "n3", "s1"),
+    )
     r = fresh_after_sync(h)
     assert r.valid is False
     p = r.counterexample["stale_reads"][0]
@@ -46,29 +56,48 @@ def test_read_after_sync_that_misses_an_acknowledged_write_names_sync_read_and_w
 
 
 def test_read_of_nothing_after_an_acknowledged_create_is_stale():
-    h = H(("invoke", 0, "write", [1, 10]), ("ok", 0, "write", [1, 10], 5),
-          ("invoke", 1, "read", [1, None]), ("ok", 1, "read", [1, None], 4))
+    h = H(
+        ("invoke", 0, "write", [1, 10]),
+        ("ok", 0, "write", [1, 10], 5),
+        ("invoke", 1, "read", [1, None]),
+        ("ok", 1, "read", [1, None], 4),
+    )
     assert fresh_after_sync(h).valid is False
 
 
 def test_a_write_concurrent_with_the_read_need_not_be_seen():
-    h = H(("invoke", 0, "write", [1, 10]), ("ok", 0, "write", [1, 10], 5),
-          ("invoke", 1, "read", [1, None]), ("invoke", 0, "write", [1, 11]),
-          ("ok", 0, "write", [1, 11], 6), ("ok", 1, "read", [1, 10], 5))
+    h = H(
+        ("invoke", 0, "write", [1, 10]),
+        ("ok", 0, "write", [1, 10], 5),
+        ("invoke", 1, "read", [1, None]),
+        ("invoke", 0, "write", [1, 11]),
+        ("ok", 0, "write", [1, 11], 6),
+        ("ok", 1, "read", [1, 10], 5),
+    )
     assert fresh_after_sync(h).valid is True
 
 
 def test_without_zxids_real_time_order_decides():
-    h = H(("invoke", 0, "write", [1, 10]), ("ok", 0, "write", [1, 10]),
-          ("invoke", 0, "write", [1, 11]), ("ok", 0, "write", [1, 11]),
-          ("invoke", 1, "read", [1, None]), ("ok", 1, "read", [1, 10]))
+    h = H(
+        ("invoke", 0, "write", [1, 10]),
+        ("ok", 0, "write", [1, 10]),
+        ("invoke", 0, "write", [1, 11]),
+        ("ok", 0, "write", [1, 11]),
+        ("invoke", 1, "read", [1, None]),
+        ("ok", 1, "read", [1, 10]),
+    )
     assert fresh_after_sync(h).valid is False
 
 
 def test_a_value_from_a_crashed_write_is_not_judged_and_nothing_judged_is_unknown():
-    h = H(("invoke", 0, "write", [1, 10]), ("ok", 0, "write", [1, 10], 5),
-          ("invoke", 2, "write", [1, 12]), ("info", 2, "write", [1, 12]),
-          ("invoke", 1, "read", [1, None]), ("ok", 1, "read", [1, 12], 7))
+    h = H(
+        ("invoke", 0, "write", [1, 10]),
+        ("ok", 0, "write", [1, 10], 5),
+        ("invoke", 2, "write", [1, 12]),
+        ("info", 2, "write", [1, 12]),
+        ("invoke", 1, "read", [1, None]),
+        ("ok", 1, "read", [1, 12], 7),
+    )
     assert fresh_after_sync(h).valid == "unknown"
     assert fresh_after_sync([]).valid == "unknown"
 
@@ -83,8 +112,7 @@ def test_a_correct_system_with_sync_reads_is_always_fresh(seed, crash):
 
 
 def test_local_reads_of_lagging_servers_are_caught_on_some_seeds():
-    verdicts = [fresh_after_sync(_simulate.zk_history(200, seed=s, sync_reads=False)).valid
-                for s in range(20)]
+    verdicts = [fresh_after_sync(_simulate.zk_history(200, seed=s, sync_reads=False)).valid for s in range(20)]
     assert False in verdicts
 
 
@@ -111,16 +139,25 @@ def test_a_stale_value_injected_into_a_fresh_history_is_caught(seed):
 
 # -- session order -------------------------------------------------------------
 
+
 def test_a_session_that_moves_forward_across_servers_is_valid():
-    h = H(("invoke", 0, "write", [1, 10]), ("ok", 0, "write", [1, 10], 5, "n1", "s0"),
-          ("invoke", 0, "read", [1, None]), ("ok", 0, "read", [1, 10], 7, "n2", "s0"))
+    h = H(
+        ("invoke", 0, "write", [1, 10]),
+        ("ok", 0, "write", [1, 10], 5, "n1", "s0"),
+        ("invoke", 0, "read", [1, None]),
+        ("ok", 0, "read", [1, 10], 7, "n2", "s0"),
+    )
     r = session_order(h)
     assert r.valid is True and r.details["moves"] == 1
 
 
 def test_a_zxid_that_goes_back_after_a_move_names_both_ops_and_nodes():
-    h = H(("invoke", 0, "read", [1, None]), ("ok", 0, "read", [1, None], 9, "n1", "s0"),
-          ("invoke", 0, "read", [1, None]), ("ok", 0, "read", [1, None], 4, "n3", "s0"))
+    h = H(
+        ("invoke", 0, "read", [1, None]),
+        ("ok", 0, "read", [1, None], 9, "n1", "s0"),
+        ("invoke", 0, "read", [1, None]),
+        ("ok", 0, "read", [1, None], 4, "n3", "s0"),
+    )
     r = session_order(h)
     assert r.valid is False
     p = r.counterexample["problems"][0]
@@ -128,18 +165,28 @@ def test_a_zxid_that_goes_back_after_a_move_names_both_ops_and_nodes():
 
 
 def test_a_session_that_misses_its_own_write_is_invalid():
-    h = H(("invoke", 1, "write", [1, 10]), ("ok", 1, "write", [1, 10], 5, "n1", "s1"),
-          ("invoke", 0, "write", [1, 11]), ("ok", 0, "write", [1, 11], 6, "n1", "s0"),
-          ("invoke", 0, "read", [1, None]), ("ok", 0, "read", [1, 10], 8, "n2", "s0"))
+    h = H(
+        ("invoke", 1, "write", [1, 10]),
+        ("ok", 1, "write", [1, 10], 5, "n1", "s1"),
+        ("invoke", 0, "write", [1, 11]),
+        ("ok", 0, "write", [1, 11], 6, "n1", "s0"),
+        ("invoke", 0, "read", [1, None]),
+        ("ok", 0, "read", [1, 10], 8, "n2", "s0"),
+    )
     r = session_order(h)
     assert r.valid is False
     assert r.counterexample["problems"][0]["kind"] == "missed-own-write"
 
 
 def test_a_new_session_is_judged_on_its_own():
-    h = H(("invoke", 0, "write", [1, 11]), ("ok", 0, "write", [1, 11], 6, "n1", "s0"),
-          ("invoke", 0, "read", [1, None]), ("ok", 0, "read", [1, 11], 6, "n1", "s0"),
-          ("invoke", 0, "read", [1, None]), ("ok", 0, "read", [1, None], 2, "n2", "s9"))
+    h = H(
+        ("invoke", 0, "write", [1, 11]),
+        ("ok", 0, "write", [1, 11], 6, "n1", "s0"),
+        ("invoke", 0, "read", [1, None]),
+        ("ok", 0, "read", [1, 11], 6, "n1", "s0"),
+        ("invoke", 0, "read", [1, None]),
+        ("ok", 0, "read", [1, None], 2, "n2", "s9"),
+    )
     assert session_order(h).valid is True
 
 
@@ -149,8 +196,9 @@ def test_no_two_ops_in_one_session_is_unknown():
 
 
 @SETTINGS
-@given(seed=st.integers(0, 10_000), crash=st.sampled_from([0.0, 0.1]),
-       sync=st.booleans(), roam=st.sampled_from([0.0, 0.3]))
+@given(
+    seed=st.integers(0, 10_000), crash=st.sampled_from([0.0, 0.1]), sync=st.booleans(), roam=st.sampled_from([0.0, 0.3])
+)
 def test_a_correct_roaming_system_keeps_session_order(seed, crash, sync, roam):
     h = _simulate.zk_history(150, seed=seed, crash_rate=crash, sync_reads=sync, roam_rate=roam)
     r = session_order(h)

@@ -31,16 +31,14 @@ def test_empty_history_is_valid_with_witness() -> None:
 
 
 def test_concurrent_write_and_read() -> None:
-    h = H(("invoke", 0, "write", 1), ("invoke", 1, "read", None),
-          ("ok", 1, "read", 1), ("ok", 0, "write", 1))
+    h = H(("invoke", 0, "write", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 1), ("ok", 0, "write", 1))
     r = check(h, REG)
     assert r.valid is True
-    assert r.witness["partitions"][0]["order"] == [0, 1]   # write before read
+    assert r.witness["partitions"][0]["order"] == [0, 1]  # write before read
 
 
 def test_stale_read_is_illegal_with_counterexample() -> None:
-    h = H(("invoke", 0, "write", 1), ("ok", 0, "write", 1),
-          ("invoke", 1, "read", None), ("ok", 1, "read", 0))
+    h = H(("invoke", 0, "write", 1), ("ok", 0, "write", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 0))
     r = check(h, REG)
     assert r.valid is False
     ce = r.counterexample
@@ -58,8 +56,9 @@ def test_crashed_write_may_happen_late_or_never() -> None:
     base = [("invoke", 0, "write", 1), ("info", 0, "write", 1)]
     later1 = H(*base, ("invoke", 1, "read", None), ("ok", 1, "read", 1))
     never = H(*base, ("invoke", 1, "read", None), ("ok", 1, "read", 0))
-    back = H(*base, ("invoke", 1, "read", None), ("ok", 1, "read", 1),
-             ("invoke", 1, "read", None), ("ok", 1, "read", 0))
+    back = H(
+        *base, ("invoke", 1, "read", None), ("ok", 1, "read", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 0)
+    )
     assert check(later1, REG).valid is True
     assert check(never, REG).valid is True
     assert check(back, REG).valid is False
@@ -71,8 +70,7 @@ def test_pending_op_counts_as_crashed() -> None:
 
 
 def test_crashed_op_cannot_take_effect_before_its_call() -> None:
-    h = H(("invoke", 1, "read", None), ("ok", 1, "read", 5),
-          ("invoke", 0, "write", 5), ("info", 0, "write", 5))
+    h = H(("invoke", 1, "read", None), ("ok", 1, "read", 5), ("invoke", 0, "write", 5), ("info", 0, "write", 5))
     assert check(h, REG).valid is False
 
 
@@ -80,8 +78,7 @@ def test_fail_semantics_come_from_the_source() -> None:
     # cas [0 1] fails, yet the register holds 0 throughout: a Porcupine etcd
     # history (fail = ran and mismatched) is illegal; Knossos's (fail = did
     # not happen) is fine.
-    rows = [("invoke", 0, "cas", [0, 1]), ("fail", 0, "cas", [0, 1]),
-            ("invoke", 1, "read", None), ("ok", 1, "read", 0)]
+    rows = [("invoke", 0, "cas", [0, 1]), ("fail", 0, "cas", [0, 1]), ("invoke", 1, "read", None), ("ok", 1, "read", 0)]
     etcd = History(H(*rows), format="porcupine-etcd", fail_means=FAIL_HAPPENED)
     assert check(etcd, REG).valid is False
     assert check(History(H(*rows)), REG).valid is True
@@ -89,17 +86,22 @@ def test_fail_semantics_come_from_the_source() -> None:
 
 
 def test_paired_operations_are_accepted() -> None:
-    h = H(("invoke", 0, "write", 1), ("ok", 0, "write", 1),
-          ("invoke", 1, "read", None), ("ok", 1, "read", 0))
+    h = H(("invoke", 0, "write", 1), ("ok", 0, "write", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 0))
     assert check(pair(h), REG).valid is False
 
 
 def test_kv_partitions_name_the_failing_key() -> None:
     kv = get_model("kv")
-    h = H(("invoke", 0, "put", "a", "x"), ("ok", 0, "put", "a", "x"),
-          ("invoke", 1, "append", "b", "y"), ("ok", 1, "append", "b", "y"),
-          ("invoke", 0, "get", None, "y"), ("ok", 0, "get", "b", "y"),
-          ("invoke", 1, "get", None, "x"), ("ok", 1, "get", "", "x"))
+    h = H(
+        ("invoke", 0, "put", "a", "x"),
+        ("ok", 0, "put", "a", "x"),
+        ("invoke", 1, "append", "b", "y"),
+        ("ok", 1, "append", "b", "y"),
+        ("invoke", 0, "get", None, "y"),
+        ("ok", 0, "get", "b", "y"),
+        ("invoke", 1, "get", None, "x"),
+        ("ok", 1, "get", "", "x"),
+    )
     r = check(h, kv)
     assert r.valid is False and r.counterexample["key"] == "x"
     assert "on key 'x'" in r.summary
@@ -124,8 +126,12 @@ def test_budget_gives_unknown_never_a_guess() -> None:
 
 
 def test_quick_illegal_partition_ends_a_slow_check() -> None:
-    rows = _hard("slow") + [("invoke", 7, "write", 3, "quick"), ("ok", 7, "write", 3, "quick"),
-                            ("invoke", 8, "read", None, "quick"), ("ok", 8, "read", 4, "quick")]
+    rows = _hard("slow") + [
+        ("invoke", 7, "write", 3, "quick"),
+        ("ok", 7, "write", 3, "quick"),
+        ("invoke", 8, "read", None, "quick"),
+        ("ok", 8, "read", 4, "quick"),
+    ]
     # renumber processes so the two keys do not share any
     rows = [(t, p if k == "slow" else p + 1000, f, v, k) for t, p, f, v, k in rows]
     r = check(H(*rows), REG, max_states=1000)
@@ -142,20 +148,18 @@ def test_simulated_executions_are_valid(seed: int) -> None:
     seen = [i for p in w["partitions"] for i in p["order"] + p["not_taken_effect"]]
     seen += w["unconstrained"]
     paired = {o.index for o in pair(h) if o.status != "fail"}
-    assert sorted(seen) == sorted(paired)           # every op accounted for once
+    assert sorted(seen) == sorted(paired)  # every op accounted for once
 
 
 def test_verify_witness_catches_a_lie() -> None:
-    h = H(("invoke", 0, "write", 1), ("ok", 0, "write", 1),
-          ("invoke", 1, "read", None), ("ok", 1, "read", 1))
+    h = H(("invoke", 0, "write", 1), ("ok", 0, "write", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 1))
     r = check(h, REG)
     assert verify_witness(h, REG, r.witness) == []
     swapped = {"partitions": [{"key": None, "order": [2, 0]}]}
     assert any("illegal" in p for p in verify_witness(h, REG, swapped))
     missing = {"partitions": [{"key": None, "order": [0]}]}
     assert any("not in the linearization" in p for p in verify_witness(h, REG, missing))
-    h2 = H(("invoke", 0, "write", 1), ("ok", 0, "write", 1),
-           ("invoke", 1, "write", 1), ("ok", 1, "write", 1))
+    h2 = H(("invoke", 0, "write", 1), ("ok", 0, "write", 1), ("invoke", 1, "write", 1), ("ok", 1, "write", 1))
     backwards = {"partitions": [{"key": None, "order": [2, 0]}]}
     assert any("returned before" in p for p in verify_witness(h2, REG, backwards))
 
@@ -173,33 +177,50 @@ def test_read_of_unwritten_value_is_illegal(seed: int) -> None:
 
 def test_multi_register_mutex_set_queue_smoke() -> None:
     mr = get_model("multi-register", {"x": 0, "y": 0})
-    ok = H(("invoke", 0, "txn", [["write", "x", 1], ["write", "y", 1]]),
-           ("invoke", 1, "txn", [["read", "x", None], ["read", "y", None]]),
-           ("ok", 1, "txn", [["read", "x", 1], ["read", "y", 1]]),
-           ("ok", 0, "txn", [["write", "x", 1], ["write", "y", 1]]))
+    ok = H(
+        ("invoke", 0, "txn", [["write", "x", 1], ["write", "y", 1]]),
+        ("invoke", 1, "txn", [["read", "x", None], ["read", "y", None]]),
+        ("ok", 1, "txn", [["read", "x", 1], ["read", "y", 1]]),
+        ("ok", 0, "txn", [["write", "x", 1], ["write", "y", 1]]),
+    )
     torn = [Op(o.index, o.time, o.type, o.process, o.f, o.value) for o in ok]
     torn[2].value = [["read", "x", 1], ["read", "y", 0]]
     assert check(ok, mr).valid is True
     assert check(torn, mr).valid is False
     mutex = get_model("mutex")
-    two = H(("invoke", 0, "acquire", None), ("ok", 0, "acquire", None),
-            ("invoke", 1, "acquire", None), ("ok", 1, "acquire", None))
+    two = H(
+        ("invoke", 0, "acquire", None),
+        ("ok", 0, "acquire", None),
+        ("invoke", 1, "acquire", None),
+        ("ok", 1, "acquire", None),
+    )
     assert check(two, mutex).valid is False
     assert check(two[:2], mutex).valid is True
     q = get_model("fifo-queue")
-    fifo = H(("invoke", 0, "enqueue", 1), ("ok", 0, "enqueue", 1),
-             ("invoke", 0, "enqueue", 2), ("ok", 0, "enqueue", 2),
-             ("invoke", 1, "dequeue", None), ("ok", 1, "dequeue", 2))
+    fifo = H(
+        ("invoke", 0, "enqueue", 1),
+        ("ok", 0, "enqueue", 1),
+        ("invoke", 0, "enqueue", 2),
+        ("ok", 0, "enqueue", 2),
+        ("invoke", 1, "dequeue", None),
+        ("ok", 1, "dequeue", 2),
+    )
     assert check(fifo, q).valid is False
     s = get_model("set")
-    st = H(("invoke", 0, "add", 1), ("invoke", 1, "read", None),
-           ("ok", 1, "read", [1]), ("ok", 0, "add", 1),
-           ("invoke", 1, "read", None), ("ok", 1, "read", []))
+    st = H(
+        ("invoke", 0, "add", 1),
+        ("invoke", 1, "read", None),
+        ("ok", 1, "read", [1]),
+        ("ok", 0, "add", 1),
+        ("invoke", 1, "read", None),
+        ("ok", 1, "read", []),
+    )
     assert check(st, s).valid is False
     assert check(st[:4], s).valid is True
 
 
 # -- Result ---------------------------------------------------------------------
+
 
 def test_result_needs_evidence() -> None:
     with pytest.raises(ValueError, match="witness"):
@@ -220,6 +241,7 @@ def test_merge_precedence_and_exceptions() -> None:
 
     def boom(_):
         raise RuntimeError("kaput")
+
     crashed = run_checker("d", boom, None)
     assert crashed.valid == "unknown" and "kaput" in crashed.summary
     assert merge([good, unk, bad]).valid is False
@@ -235,36 +257,37 @@ def test_merge_precedence_and_exceptions() -> None:
 
 
 def test_to_dict_is_json_safe() -> None:
-    r = Result.ok("x", "y", witness={(1, 2): frozenset({3}), None: (4,)},
-                  details={"o": object()})
+    r = Result.ok("x", "y", witness={(1, 2): frozenset({3}), None: (4,)}, details={"o": object()})
     d = json.loads(json.dumps(r.to_dict()))
     assert d["witness"] == {"(1, 2)": [3], "null": [4]}
 
 
 # -- an independent oracle ----------------------------------------------------
 
+
 def _oracle(ops, model) -> bool:
     """Brute force: is there an order of all completed ops and any subset of
     crashed ops, respecting real time, that the model accepts? (A plain DFS
     over remaining sets, memoised; no WGL list, no prunings.)"""
     import functools
+
     ops = list(ops)
     n = len(ops)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def go(remaining: frozenset, state) -> bool:
         if all(ops[i].return_index is None for i in remaining):
             return True
         for i in remaining:
             o = ops[i]
             # o may go next unless some other remaining op returned before o's call
-            if any(ops[j].return_index is not None and ops[j].return_index < o.call_index
-                   for j in remaining if j != i):
+            if any(ops[j].return_index is not None and ops[j].return_index < o.call_index for j in remaining if j != i):
                 continue
             ok, ns = model.step(state, o)
             if ok and go(remaining - {i}, ns):
                 return True
         return False
+
     return go(frozenset(range(n)), model.initial)
 
 
@@ -291,8 +314,7 @@ def _random_history(rng, n_ops: int, procs: int, fs, crash: float) -> list[Op]:
         elif started < n_ops:
             started += 1
             f = rng.choice(fs)
-            v = None if f == "read" else (rng.randrange(3) if f == "write"
-                                          else [rng.randrange(3), rng.randrange(3)])
+            v = None if f == "read" else (rng.randrange(3) if f == "write" else [rng.randrange(3), rng.randrange(3)])
             op = Op(len(out), len(out), "invoke", p, f, v)
             open_[p] = op
             out.append(op)
@@ -302,12 +324,12 @@ def _random_history(rng, n_ops: int, procs: int, fs, crash: float) -> list[Op]:
 @pytest.mark.parametrize("fail_means", ["did-not-happen", "happened"])
 def test_agrees_with_brute_force_oracle(fail_means: str) -> None:
     import random
+
     rng = random.Random(20261125)
     model = get_model("cas-register", 0)
     verdicts = {True: 0, False: 0}
     for _ in range(400):
-        h = _random_history(rng, rng.randint(2, 8), rng.randint(1, 4),
-                            ["read", "write", "cas"], crash=0.15)
+        h = _random_history(rng, rng.randint(2, 8), rng.randint(1, 4), ["read", "write", "cas"], crash=0.15)
         ops = [o for o in pair(h) if fail_means == "happened" or o.status != "fail"]
         want = _oracle(ops, model)
         r = check(h, model, fail_means=fail_means)
@@ -315,25 +337,34 @@ def test_agrees_with_brute_force_oracle(fail_means: str) -> None:
         if want:
             assert verify_witness(h, model, r.witness, fail_means=fail_means) == []
         verdicts[want] += 1
-    assert verdicts[True] > 50 and verdicts[False] > 50   # both kinds exercised
+    assert verdicts[True] > 50 and verdicts[False] > 50  # both kinds exercised
 
 
 def _random_ops(rng, model_name: str, n_ops: int, procs: int, crash: float) -> list[Op]:
     """Random invocations and random (often wrong) results for any model."""
     gens = {
-        "kv": [("get", lambda: None, lambda: rng.choice(["", "a", "ab", "b", "ba"])),
-               ("put", lambda: rng.choice(["a", "b"]), None),
-               ("append", lambda: rng.choice(["a", "b"]), None)],
+        "kv": [
+            ("get", lambda: None, lambda: rng.choice(["", "a", "ab", "b", "ba"])),
+            ("put", lambda: rng.choice(["a", "b"]), None),
+            ("append", lambda: rng.choice(["a", "b"]), None),
+        ],
         "mutex": [("acquire", lambda: None, None), ("release", lambda: None, None)],
-        "set": [("add", lambda: rng.randrange(3), None),
-                ("read", lambda: None,
-                 lambda: sorted(rng.sample(range(3), rng.randrange(4))))],
-        "fifo-queue": [("enqueue", lambda: rng.randrange(3), None),
-                       ("dequeue", lambda: None, lambda: rng.choice([None, 0, 1, 2]))],
+        "set": [
+            ("add", lambda: rng.randrange(3), None),
+            ("read", lambda: None, lambda: sorted(rng.sample(range(3), rng.randrange(4)))),
+        ],
+        "fifo-queue": [
+            ("enqueue", lambda: rng.randrange(3), None),
+            ("dequeue", lambda: None, lambda: rng.choice([None, 0, 1, 2])),
+        ],
         "multi-register": [
             ("txn", lambda: [["write", rng.choice("xy"), rng.randrange(2)]], None),
-            ("txn", lambda: [["read", "x", None], ["read", "y", None]],
-             lambda: [["read", "x", rng.randrange(2)], ["read", "y", rng.randrange(2)]])],
+            (
+                "txn",
+                lambda: [["read", "x", None], ["read", "y", None]],
+                lambda: [["read", "x", rng.randrange(2)], ["read", "y", rng.randrange(2)]],
+            ),
+        ],
     }[model_name]
     out: list[Op] = []
     open_: dict[int, tuple] = {}
@@ -359,13 +390,16 @@ def _random_ops(rng, model_name: str, n_ops: int, procs: int, crash: float) -> l
     return out
 
 
-@pytest.mark.parametrize("model_name", ["kv", "mutex", "set", "fifo-queue",
-                                        "multi-register"])
+@pytest.mark.parametrize("model_name", ["kv", "mutex", "set", "fifo-queue", "multi-register"])
 def test_other_models_agree_with_oracle(model_name: str) -> None:
     import random
+
     rng = random.Random(sum(map(ord, model_name)))
-    model = get_model(model_name, {"x": 0, "y": 0} if model_name == "multi-register"
-                      else None) if model_name != "kv" else get_model("kv")
+    model = (
+        get_model(model_name, {"x": 0, "y": 0} if model_name == "multi-register" else None)
+        if model_name != "kv"
+        else get_model("kv")
+    )
     verdicts = {True: 0, False: 0}
     for _ in range(300):
         h = _random_ops(rng, model_name, rng.randint(2, 7), rng.randint(1, 3), 0.15)
@@ -382,8 +416,7 @@ def test_other_models_agree_with_oracle(model_name: str) -> None:
 def test_single_key_high_contention_is_valid(seed: int) -> None:
     """One key, 20 processes, 3 values: many equal writes and reads, the case
     where an unsound pruning shows (writing the current value is not read-only)."""
-    h = register_history(400, keys=1, processes=20, seed=seed, values=3,
-                         crash_rate=0.02)
+    h = register_history(400, keys=1, processes=20, seed=seed, values=3, crash_rate=0.02)
     model = get_model("cas-register", None)
     r = check(h, model, max_states=2_000_000)
     assert r.valid is True, r.explanation
@@ -396,18 +429,27 @@ def test_pruning_unobserved_crashed_ops_agrees_with_oracle(model_name: str) -> N
     (Model.prune_crashed); writes here use values the reads never return, so
     the pruning fires often, and the verdict must still match brute force."""
     import random
+
     rng = random.Random(sum(map(ord, model_name)) + 1)
     spec = {
-        "fifo-queue": [("enqueue", lambda: rng.randrange(6), None),
-                       ("dequeue", lambda: None, lambda: rng.choice([None, 0, 1, 2]))],
-        "set": [("add", lambda: rng.randrange(6), None),
-                ("read", lambda: None, lambda: sorted(rng.sample(range(3), rng.randrange(4))))],
-        "kv": [("get", lambda: None, lambda: rng.choice(["", "a", "ab", "b", "ba"])),
-               ("put", lambda: rng.choice("abc"), None),
-               ("append", lambda: rng.choice("abc"), None)],
-        "cas-register": [("read", lambda: None, lambda: rng.randrange(3)),
-                         ("write", lambda: rng.randrange(5), None),
-                         ("cas", lambda: [rng.randrange(3), rng.randrange(5)], None)],
+        "fifo-queue": [
+            ("enqueue", lambda: rng.randrange(6), None),
+            ("dequeue", lambda: None, lambda: rng.choice([None, 0, 1, 2])),
+        ],
+        "set": [
+            ("add", lambda: rng.randrange(6), None),
+            ("read", lambda: None, lambda: sorted(rng.sample(range(3), rng.randrange(4)))),
+        ],
+        "kv": [
+            ("get", lambda: None, lambda: rng.choice(["", "a", "ab", "b", "ba"])),
+            ("put", lambda: rng.choice("abc"), None),
+            ("append", lambda: rng.choice("abc"), None),
+        ],
+        "cas-register": [
+            ("read", lambda: None, lambda: rng.randrange(3)),
+            ("write", lambda: rng.randrange(5), None),
+            ("cas", lambda: [rng.randrange(3), rng.randrange(5)], None),
+        ],
     }[model_name]
     model = get_model(model_name, 0) if model_name == "cas-register" else get_model(model_name)
     pruned = 0

@@ -5,20 +5,17 @@ from __future__ import annotations
 import pytest
 
 from checkers.history import FAIL, INFO, OK, UNKNOWN_VALUE, Operation
-from checkers.models import (IDENTITY, ILLEGAL, MODEL_NAMES, ModelError, freeze,
-                             get_model)
+from checkers.models import IDENTITY, ILLEGAL, MODEL_NAMES, ModelError, freeze, get_model
 
 
 def op(f, inp=None, out=None, status=OK, key=None) -> Operation:
     if status == INFO:
         out = UNKNOWN_VALUE
-    return Operation(0, 0, f, inp, out, status, 0, None if status == INFO else 1,
-                     0, None, key)
+    return Operation(0, 0, f, inp, out, status, 0, None if status == INFO else 1, 0, None, key)
 
 
 def test_factory_names_and_errors() -> None:
-    assert MODEL_NAMES == ("register", "cas-register", "kv", "multi-register", "mutex",
-                           "set", "fifo-queue")
+    assert MODEL_NAMES == ("register", "cas-register", "kv", "multi-register", "mutex", "set", "fifo-queue")
     for name in MODEL_NAMES:
         assert get_model(name).name == name
     with pytest.raises(ModelError, match="allowed: register, cas-register"):
@@ -120,16 +117,24 @@ def test_fifo_queue() -> None:
 
 def test_crashed_ops_are_always_legal() -> None:
     """A crashed op may take effect or not: no model may reject one."""
-    cases = {"register": [("read", None), ("write", 1)],
-             "cas-register": [("read", None), ("write", 1), ("cas", [0, 1])],
-             "kv": [("get", None), ("put", "a"), ("append", "b")],
-             "multi-register": [("txn", [["write", "x", 1], ["read", "x", None]])],
-             "mutex": [("acquire", None), ("release", None)],
-             "set": [("add", 1), ("read", None)],
-             "fifo-queue": [("enqueue", 1), ("dequeue", None)]}
-    states = {"register": [None, 1], "cas-register": [None, 0, 1], "kv": ["", "x"],
-              "multi-register": [(), (("x", 2),)], "mutex": [False, True],
-              "set": [frozenset(), frozenset({1})], "fifo-queue": [(), (1,), (2, 3)]}
+    cases = {
+        "register": [("read", None), ("write", 1)],
+        "cas-register": [("read", None), ("write", 1), ("cas", [0, 1])],
+        "kv": [("get", None), ("put", "a"), ("append", "b")],
+        "multi-register": [("txn", [["write", "x", 1], ["read", "x", None]])],
+        "mutex": [("acquire", None), ("release", None)],
+        "set": [("add", 1), ("read", None)],
+        "fifo-queue": [("enqueue", 1), ("dequeue", None)],
+    }
+    states = {
+        "register": [None, 1],
+        "cas-register": [None, 0, 1],
+        "kv": ["", "x"],
+        "multi-register": [(), (("x", 2),)],
+        "mutex": [False, True],
+        "set": [frozenset(), frozenset({1})],
+        "fifo-queue": [(), (1,), (2, 3)],
+    }
     for name, fs in cases.items():
         m = get_model(name)
         for f, inp in fs:

@@ -15,8 +15,9 @@ it is also sequentially consistent.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,11 +26,11 @@ from checkers import linearizable, sequential
 from checkers.history import History, Op
 from checkers.models import get_model
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # -- real objects: (invoke value generator, apply) per model ----------------
+
 
 def _register_op(rng: random.Random, cas: bool) -> tuple[str, Any, Any]:
     fs = ["read", "write"] + (["cas"] if cas else [])
@@ -134,19 +135,17 @@ def _apply_queue(state: tuple, f: str, value: Any, key: Any, proc: Any) -> tuple
 @dataclass
 class Object:
     model: str
-    initial: Any           # the real object's initial state
-    model_initial: Any     # the same, as the model's --initial
+    initial: Any  # the real object's initial state
+    model_initial: Any  # the same, as the model's --initial
     gen: Callable[..., tuple[str, Any, Any]]  # (rng, process, state) -> (f, value, key)
     apply: Callable[..., tuple[Any, str, Any]]
 
 
 OBJECTS = {
     "register": Object("register", 0, 0, lambda r, *_: _register_op(r, False), _apply_register),
-    "cas-register": Object("cas-register", 0, 0, lambda r, *_: _register_op(r, True),
-                           _apply_register),
+    "cas-register": Object("cas-register", 0, 0, lambda r, *_: _register_op(r, True), _apply_register),
     "kv": Object("kv", {}, "", _kv_op, _apply_kv),
-    "multi-register": Object("multi-register", {"x": 0, "y": 0}, {"x": 0, "y": 0},
-                             _txn_op, _apply_txn),
+    "multi-register": Object("multi-register", {"x": 0, "y": 0}, {"x": 0, "y": 0}, _txn_op, _apply_txn),
     "mutex": Object("mutex", None, None, _mutex_op, _apply_mutex),
     "set": Object("set", frozenset(), None, _set_op, _apply_set),
     "fifo-queue": Object("fifo-queue", (), None, _queue_op, _apply_queue),
@@ -171,8 +170,7 @@ class Recorder:
         self.ops.append(Op(n, n * 10, typ, proc, f, value, key=key))
 
 
-def simulate(obj: Object, seed: int, n_procs: int, n_ops: int,
-             crash_rate: float) -> tuple[History, Any]:
+def simulate(obj: Object, seed: int, n_procs: int, n_ops: int, crash_rate: float) -> tuple[History, Any]:
     """A history of ``n_ops`` invocations by ``n_procs`` concurrent clients,
     and the object's final state."""
     rng = random.Random(seed)
@@ -223,15 +221,18 @@ def _model(obj: Object):
     return get_model(obj.model, obj.model_initial)
 
 
-runs = st.fixed_dictionaries({
-    "seed": st.integers(0, 2**32 - 1),
-    "procs": st.integers(1, 5),
-    "ops": st.integers(0, 40),
-    "crash": st.sampled_from([0.0, 0.02, 0.1]),
-})
+runs = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 2**32 - 1),
+        "procs": st.integers(1, 5),
+        "ops": st.integers(0, 40),
+        "crash": st.sampled_from([0.0, 0.02, 0.1]),
+    }
+)
 
 
 # -- recorded executions are valid -------------------------------------------
+
 
 def _assert_valid(name: str, run: dict) -> None:
     obj = OBJECTS[name]
@@ -306,6 +307,7 @@ def test_search_alone_decides_crash_free_executions(run: dict, name: str) -> Non
 
 # -- mutations no order can explain -------------------------------------------
 
+
 def _append(hist: History, *events: tuple) -> tuple[History, list[int]]:
     """Append (process, type, f, value, key) events after everything else."""
     ops = list(hist)
@@ -325,8 +327,7 @@ def test_read_of_a_value_never_written_is_invalid(run: dict, name: str) -> None:
     ghost = "never-written" if name == "kv" else 999_999
     f = "get" if name == "kv" else "read"
     key = "a" if name == "kv" else None
-    bad, (inv, _) = _append(hist, (10_000, "invoke", f, None, key),
-                            (10_000, "ok", f, ghost, key))
+    bad, (inv, _) = _append(hist, (10_000, "invoke", f, None, key), (10_000, "ok", f, ghost, key))
     lin = linearizable.check(bad, _model(obj))
     assert lin.valid is False
     assert lin.counterexample["partial_linearizations"]
@@ -354,12 +355,20 @@ def test_stale_read_after_completed_write_separates_the_checkers(run: dict, name
     hist, final = simulate(obj, run["seed"], run["procs"], run["ops"], 0.0)
     if name == "kv":
         before = final.get("a", "")
-        events = [(10_000, "invoke", "put", "fresh", "a"), (10_000, "ok", "put", "fresh", "a"),
-                  (10_001, "invoke", "get", None, "a"), (10_001, "ok", "get", before, "a")]
+        events = [
+            (10_000, "invoke", "put", "fresh", "a"),
+            (10_000, "ok", "put", "fresh", "a"),
+            (10_001, "invoke", "get", None, "a"),
+            (10_001, "ok", "get", before, "a"),
+        ]
     else:
         before = final
-        events = [(10_000, "invoke", "write", 77), (10_000, "ok", "write", 77),
-                  (10_001, "invoke", "read", None), (10_001, "ok", "read", before)]
+        events = [
+            (10_000, "invoke", "write", 77),
+            (10_000, "ok", "write", 77),
+            (10_001, "invoke", "read", None),
+            (10_001, "ok", "read", before),
+        ]
         events = [e + (None,) for e in events]
     bad, idx = _append(hist, *events)
     lin = linearizable.check(bad, _model(obj))
@@ -374,10 +383,13 @@ def test_stale_read_after_completed_write_separates_the_checkers(run: dict, name
 def test_own_write_not_seen_is_invalid_for_both(run: dict, name: str) -> None:
     obj = OBJECTS[name]
     hist, final = simulate(obj, run["seed"], run["procs"], run["ops"], 0.0)
-    bad, idx = _append(hist, (10_000, "invoke", "write", 77, None),
-                       (10_000, "ok", "write", 77, None),
-                       (10_000, "invoke", "read", None, None),
-                       (10_000, "ok", "read", final, None))
+    bad, idx = _append(
+        hist,
+        (10_000, "invoke", "write", 77, None),
+        (10_000, "ok", "write", 77, None),
+        (10_000, "invoke", "read", None, None),
+        (10_000, "ok", "read", final, None),
+    )
     assert linearizable.check(bad, _model(obj)).valid is False
     sc = sequential.check(bad, _model(obj), budget_s=30)
     assert sc.valid is False
@@ -389,9 +401,14 @@ def test_writing_the_current_value_is_not_a_free_move() -> None:
     already holds leaves the state unchanged *there*, but moving it earlier
     is not sound (later it would overwrite another write). Linearizable:
     w(0) by p1 takes effect after p0's concurrent w(3)."""
-    ops = [Op(0, 0, "invoke", 1, "write", 0), Op(1, 1, "invoke", 0, "write", 3),
-           Op(2, 2, "ok", 0, "write", 3), Op(3, 3, "ok", 1, "write", 0),
-           Op(4, 4, "invoke", 1, "read", None), Op(5, 5, "ok", 1, "read", 0)]
+    ops = [
+        Op(0, 0, "invoke", 1, "write", 0),
+        Op(1, 1, "invoke", 0, "write", 3),
+        Op(2, 2, "ok", 0, "write", 3),
+        Op(3, 3, "ok", 1, "write", 0),
+        Op(4, 4, "invoke", 1, "read", None),
+        Op(5, 5, "ok", 1, "read", 0),
+    ]
     model = get_model("register", 0)
     assert linearizable.check(History(ops), model).valid is True
     assert sequential.check(History(ops), model).valid is True
@@ -399,8 +416,8 @@ def test_writing_the_current_value_is_not_a_free_move() -> None:
 
 # -- ZooKeeper-like executions: linearizable writes, stale but monotone reads --
 
-def simulate_zookeeper(seed: int, n_procs: int, n_ops: int,
-                       crash_rate: float) -> History:
+
+def simulate_zookeeper(seed: int, n_procs: int, n_ops: int, crash_rate: float) -> History:
     """A register served like ZooKeeper: writes are ordered by a leader and
     get increasing zxids; a read is answered by a server that may lag, at any
     zxid between the last one its client saw and the newest. Reads may be
@@ -408,11 +425,11 @@ def simulate_zookeeper(seed: int, n_procs: int, n_ops: int,
     history is sequentially consistent. Completions carry their zxid."""
     rng = random.Random(seed)
     rec = Recorder()
-    states = [0]                     # states[z]: the value after zxid z
+    states = [0]  # states[z]: the value after zxid z
     seen: dict[int, int] = {}
     procs = list(range(n_procs))
     next_proc = n_procs
-    pending: dict[int, list] = {}    # proc -> [f, value, done(value, zxid) or None]
+    pending: dict[int, list] = {}  # proc -> [f, value, done(value, zxid) or None]
     invoked = 0
     while invoked < n_ops or pending:
         idle = [p for p in procs if p not in pending]
@@ -434,8 +451,7 @@ def simulate_zookeeper(seed: int, n_procs: int, n_ops: int,
             rec.add("invoke", p, f, value, None)
             invoked += 1
         elif move in ("apply", "crash"):
-            p = rng.choice([q for q, v in pending.items() if v[2] is None] if move == "apply"
-                           else list(pending))
+            p = rng.choice([q for q, v in pending.items() if v[2] is None] if move == "apply" else list(pending))
             f, value, done = pending[p]
             if done is None and (move == "apply" or rng.random() < 0.5):
                 if f == "write":
@@ -484,10 +500,12 @@ def test_a_read_below_the_clients_last_zxid_is_invalid(run: dict) -> None:
     hist = simulate_zookeeper(run["seed"], run["procs"], run["ops"], 0.0)
     ops = list(hist)
     n = len(ops)
-    ops += [Op(n, n, "invoke", 999, "write", 9), Op(n + 1, n + 1, "ok", 999, "write", 9,
-                                                     zxid=10_000),
-            Op(n + 2, n + 2, "invoke", 999, "read", None),
-            Op(n + 3, n + 3, "ok", 999, "read", 0, zxid=0)]
+    ops += [
+        Op(n, n, "invoke", 999, "write", 9),
+        Op(n + 1, n + 1, "ok", 999, "write", 9, zxid=10_000),
+        Op(n + 2, n + 2, "invoke", 999, "read", None),
+        Op(n + 3, n + 3, "ok", 999, "read", 0, zxid=0),
+    ]
     r = sequential.check(History(ops), get_model("register", 0), budget_s=30)
     assert r.valid is False
     assert r.details["method"] == "zxid"

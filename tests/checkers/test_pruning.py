@@ -46,13 +46,15 @@ def _mutate(hist: History, rng: random.Random, name: str, n: int) -> History:
     return History(ops)
 
 
-runs = st.fixed_dictionaries({
-    "seed": st.integers(0, 2**32 - 1),
-    "procs": st.integers(1, 5),
-    "ops": st.integers(1, 30),
-    "crash": st.sampled_from([0.0, 0.05, 0.2]),
-    "mutations": st.integers(0, 2),
-})
+runs = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 2**32 - 1),
+        "procs": st.integers(1, 5),
+        "ops": st.integers(1, 30),
+        "crash": st.sampled_from([0.0, 0.05, 0.2]),
+        "mutations": st.integers(0, 2),
+    }
+)
 
 
 @SETTINGS
@@ -88,8 +90,12 @@ def test_sequential_verdicts_are_the_same_without_pruning(run: dict, name: str) 
 def test_a_doomed_read_is_named_even_when_nothing_can_be_linearized_first() -> None:
     """A read of a value nobody writes, first to return: the searches stop at
     once, and both counterexamples name that read."""
-    ops = [Op(0, 0, "invoke", 0, "write", 1), Op(1, 1, "invoke", 1, "read", None),
-           Op(2, 2, "ok", 1, "read", 7), Op(3, 3, "ok", 0, "write", 1)]
+    ops = [
+        Op(0, 0, "invoke", 0, "write", 1),
+        Op(1, 1, "invoke", 1, "read", None),
+        Op(2, 2, "ok", 1, "read", 7),
+        Op(3, 3, "ok", 0, "write", 1),
+    ]
     lin = linearizable.check(History(ops), get_model("register", 0))
     assert lin.valid is False and lin.counterexample["op"]["index"] == 1
     sc = sequential.check(History(ops), get_model("register", 0))

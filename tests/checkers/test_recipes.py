@@ -56,7 +56,7 @@ def test_simulated_queue_is_valid_and_a_lost_item_is_caught(seed):
     final = h[-1].value
     acked = {op.value[1] for op in h if op.f == "put" and op.type == "ok"}
     present = [i for q in final for i in final[q] if i in acked]
-    if present:   # lose every acknowledged item still queued: more than the info gets can explain
+    if present:  # lose every acknowledged item still queued: more than the info gets can explain
         info_gets = sum(1 for op in h if op.f == "get" and op.type == "info")
         if len(present) > info_gets:
             h[-1].value = {q: [i for i in v if i not in acked] for q, v in final.items()}
@@ -65,8 +65,13 @@ def test_simulated_queue_is_valid_and_a_lost_item_is_caught(seed):
 
 
 def test_queue_item_consumed_twice_and_never_put():
-    h = H().op(0, "put", ["queue", 1]).op(0, "get", ["queue", None], out=["queue", 1]) \
-        .op(1, "get", ["queue", None], out=["queue", 1]).op(1, "get", ["queue", None], out=["queue", 7])
+    h = (
+        H()
+        .op(0, "put", ["queue", 1])
+        .op(0, "get", ["queue", None], out=["queue", 1])
+        .op(1, "get", ["queue", None], out=["queue", 1])
+        .op(1, "get", ["queue", None], out=["queue", 7])
+    )
     h.op(0, "final-read", None, out={"queue": [], "locking-queue": []})
     r = check_queue(h.ops)
     assert r.valid is False
@@ -107,7 +112,7 @@ def test_simulated_counter_is_valid_and_mutations_are_caught(seed, what):
     assert r.valid is True or r.is_unknown, r.explanation
     if what == "final":
         low = sum(op.value for op in h if op.f == "add" and op.type == "ok")
-        h[-1].value = [low - 1, h[-1].value[1]]   # an acknowledged increment lost
+        h[-1].value = [low - 1, h[-1].value[1]]  # an acknowledged increment lost
         assert check_counter(h).valid is False
     else:
         reads = [op for op in h if op.f == "read" and op.type == "ok" and op.value[0] > 0]

@@ -20,9 +20,14 @@ def h(*events: tuple) -> History:
     return History([Op(i, i, *ev) for i, ev in enumerate(events)])
 
 
-BAD = h(("invoke", 1, "write", 1), ("ok", 1, "write", 1),
-        ("invoke", 2, "write", 2), ("invoke", 3, "read", None),
-        ("ok", 3, "read", 7), ("info", 2, "write", 2))
+BAD = h(
+    ("invoke", 1, "write", 1),
+    ("ok", 1, "write", 1),
+    ("invoke", 2, "write", 2),
+    ("invoke", 3, "read", None),
+    ("ok", 3, "read", 7),
+    ("info", 2, "write", 2),
+)
 
 
 def _data(page: str) -> dict:
@@ -43,8 +48,8 @@ def test_invalid_page_marks_the_failing_op_and_the_order() -> None:
     bars = {b["index"]: b for b in data["bars"]}
     assert set(bars) == {0, 2, 3}
     assert bars[3]["failing"] and not bars[0]["failing"]
-    assert bars[2]["open"]                      # crashed: open-ended bar
-    assert bars[0]["step"] == 0                 # first in the partial linearization
+    assert bars[2]["open"]  # crashed: open-ended bar
+    assert bars[0]["step"] == 0  # first in the partial linearization
     assert bars[0]["before"] == "0" and bars[0]["after"] == "1"
     assert len(data["processes"]) == 3
     assert "bad.jsonl" in page
@@ -60,8 +65,7 @@ def test_page_is_self_contained() -> None:
 
 def test_sequential_result_renders_with_states() -> None:
     model = get_model("register", 0)
-    own = h(("invoke", 1, "write", 1), ("ok", 1, "write", 1),
-            ("invoke", 1, "read", None), ("ok", 1, "read", 0))
+    own = h(("invoke", 1, "write", 1), ("ok", 1, "write", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 0))
     result = sequential.check(own, model)
     assert result.valid is False
     data = _data(render_html(result, own, model))
@@ -72,20 +76,18 @@ def test_sequential_result_renders_with_states() -> None:
 
 def test_valid_page_numbers_the_witness() -> None:
     model = get_model("register", 0)
-    stale = h(("invoke", 1, "write", 1), ("ok", 1, "write", 1),
-              ("invoke", 2, "read", None), ("ok", 2, "read", 0))
+    stale = h(("invoke", 1, "write", 1), ("ok", 1, "write", 1), ("invoke", 2, "read", None), ("ok", 2, "read", 0))
     data = page_data(sequential.check(stale, model), stale, model)
     assert data["verdict"] == "valid"
     steps = {b["index"]: b["step"] for b in data["bars"]}
-    assert steps == {0: 1, 2: 0}               # the stale read goes first
+    assert steps == {0: 1, 2: 0}  # the stale read goes first
     assert data["failing"] is None
 
 
 def test_hostile_values_cannot_break_out_of_the_page() -> None:
     model = get_model("register", 0)
     evil = "</script><script>alert(1)</script>"
-    hist = h(("invoke", 1, "write", evil), ("ok", 1, "write", evil),
-             ("invoke", 1, "read", None), ("ok", 1, "read", 0))
+    hist = h(("invoke", 1, "write", evil), ("ok", 1, "write", evil), ("invoke", 1, "read", None), ("ok", 1, "read", 0))
     page = render_html(linearizable.check(hist, model), hist, model, title=evil)
     assert "<script>alert(1)" not in page
     assert _data(page)["bars"][0]["description"].endswith("alert(1)</script>'")
@@ -121,8 +123,7 @@ console.log(JSON.stringify({bars: bars.length,
   failing: bars.filter(c => c.className.includes('failing')).length,
   linearized: bars.filter(c => c.className.includes('linearized')).length}));
 """)
-    proc = subprocess.run([node, str(stub), str(page)], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([node, str(stub), str(page)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     counts = json.loads(proc.stdout)
     assert counts == {"bars": 3, "failing": 1, "linearized": placed}

@@ -47,16 +47,22 @@ def lin(history: History, model=None) -> Result:
 
 # -- the separating examples of docs/consistency.md ------------------------
 
-STALE_READ = h((1, "invoke", "write", 1), (1, "ok", "write", 1),
-               (2, "invoke", "read", None), (2, "ok", "read", 0))
+STALE_READ = h((1, "invoke", "write", 1), (1, "ok", "write", 1), (2, "invoke", "read", None), (2, "ok", "read", 0))
 
-OWN_WRITE_NOT_SEEN = h((1, "invoke", "write", 1), (1, "ok", "write", 1),
-                       (1, "invoke", "read", None), (1, "ok", "read", 0))
+OWN_WRITE_NOT_SEEN = h(
+    (1, "invoke", "write", 1), (1, "ok", "write", 1), (1, "invoke", "read", None), (1, "ok", "read", 0)
+)
 
-BACKWARDS_IN_TIME = h((1, "invoke", "write", 1), (1, "ok", "write", 1),
-                      (2, "invoke", "write", 2), (2, "ok", "write", 2),
-                      (3, "invoke", "read", None), (3, "ok", "read", 2),
-                      (3, "invoke", "read", None), (3, "ok", "read", 1))
+BACKWARDS_IN_TIME = h(
+    (1, "invoke", "write", 1),
+    (1, "ok", "write", 1),
+    (2, "invoke", "write", 2),
+    (2, "ok", "write", 2),
+    (3, "invoke", "read", None),
+    (3, "ok", "read", 2),
+    (3, "invoke", "read", None),
+    (3, "ok", "read", 1),
+)
 
 
 def test_stale_read_is_sequentially_consistent_but_not_linearizable() -> None:
@@ -86,16 +92,28 @@ def test_reading_backwards_in_time_is_neither() -> None:
 
 def test_readers_may_lag_by_different_amounts() -> None:
     # w(1) < w(2) in real time; one reader still sees 1, another sees 2
-    hist = h((1, "invoke", "write", 1), (1, "ok", "write", 1),
-             (2, "invoke", "write", 2), (2, "ok", "write", 2),
-             (3, "invoke", "read", None), (3, "ok", "read", 1),
-             (4, "invoke", "read", None), (4, "ok", "read", 2))
+    hist = h(
+        (1, "invoke", "write", 1),
+        (1, "ok", "write", 1),
+        (2, "invoke", "write", 2),
+        (2, "ok", "write", 2),
+        (3, "invoke", "read", None),
+        (3, "ok", "read", 1),
+        (4, "invoke", "read", None),
+        (4, "ok", "read", 2),
+    )
     assert seq(hist).valid is True
     # a process that saw 2 and then wrote 1 itself reads its own 1
-    hist2 = h((1, "invoke", "write", 2), (1, "ok", "write", 2),
-              (2, "invoke", "read", None), (2, "ok", "read", 2),
-              (2, "invoke", "write", 1), (2, "ok", "write", 1),
-              (2, "invoke", "read", None), (2, "ok", "read", 1))
+    hist2 = h(
+        (1, "invoke", "write", 2),
+        (1, "ok", "write", 2),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 2),
+        (2, "invoke", "write", 1),
+        (2, "ok", "write", 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 1),
+    )
     assert seq(hist2).valid is True
 
 
@@ -103,30 +121,39 @@ def test_real_time_among_writes_is_enforced() -> None:
     # w(2) completed before w(1) was invoked, so w(2) < w(1); p2 reads 1
     # then 2, which needs w(1) < w(2): invalid, although without the
     # real-time rule among writes the order w1, r1, w2, r2 would explain it
-    hist = h((1, "invoke", "write", 2), (1, "ok", "write", 2),
-             (3, "invoke", "write", 1), (3, "ok", "write", 1),
-             (2, "invoke", "read", None), (2, "ok", "read", 1),
-             (2, "invoke", "read", None), (2, "ok", "read", 2))
+    hist = h(
+        (1, "invoke", "write", 2),
+        (1, "ok", "write", 2),
+        (3, "invoke", "write", 1),
+        (3, "ok", "write", 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 2),
+    )
     r = seq(hist)
     assert r.valid is False
     # with the writes concurrent, the order w1, r1, w2, r2 is allowed
-    concurrent = h((1, "invoke", "write", 2), (3, "invoke", "write", 1),
-                   (1, "ok", "write", 2), (3, "ok", "write", 1),
-                   (2, "invoke", "read", None), (2, "ok", "read", 1),
-                   (2, "invoke", "read", None), (2, "ok", "read", 2))
+    concurrent = h(
+        (1, "invoke", "write", 2),
+        (3, "invoke", "write", 1),
+        (1, "ok", "write", 2),
+        (3, "ok", "write", 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 2),
+    )
     assert seq(concurrent).valid is True
 
 
 def test_crashed_write_may_take_effect_or_not() -> None:
-    seen = h((1, "invoke", "write", 1), (1, "info", "write", 1),
-             (2, "invoke", "read", None), (2, "ok", "read", 1))
+    seen = h((1, "invoke", "write", 1), (1, "info", "write", 1), (2, "invoke", "read", None), (2, "ok", "read", 1))
     assert seq(seen).valid is True
-    not_seen = h((1, "invoke", "write", 1), (1, "info", "write", 1),
-                 (2, "invoke", "read", None), (2, "ok", "read", 0))
+    not_seen = h((1, "invoke", "write", 1), (1, "info", "write", 1), (2, "invoke", "read", None), (2, "ok", "read", 0))
     r = seq(not_seen)
     assert r.valid is True and r.witness["order"] == [2]
-    pending = h((1, "invoke", "write", 1),
-                (2, "invoke", "read", None), (2, "ok", "read", 1))
+    pending = h((1, "invoke", "write", 1), (2, "invoke", "read", None), (2, "ok", "read", 1))
     assert seq(pending).valid is True
 
 
@@ -134,40 +161,43 @@ def test_read_may_see_a_write_invoked_after_it_completed() -> None:
     # reads are exempt from real time: SC may order p2's read after p1's
     # (crashed) write even though the read completed first; linearizability
     # may not
-    hist = h((2, "invoke", "read", None), (2, "ok", "read", 1),
-             (1, "invoke", "write", 1), (1, "info", "write", 1))
+    hist = h((2, "invoke", "read", None), (2, "ok", "read", 1), (1, "invoke", "write", 1), (1, "info", "write", 1))
     assert seq(hist).valid is True
     assert lin(hist).valid is False
 
 
 def test_failed_ops_did_not_happen() -> None:
-    hist = h((1, "invoke", "write", 1), (1, "fail", "write", 1),
-             (1, "invoke", "read", None), (1, "ok", "read", 0))
+    hist = h((1, "invoke", "write", 1), (1, "fail", "write", 1), (1, "invoke", "read", None), (1, "ok", "read", 0))
     assert seq(hist).valid is True
-    r = seq(h((1, "invoke", "write", 1), (1, "fail", "write", 1),
-              (1, "invoke", "read", None), (1, "ok", "read", 1)))
+    r = seq(h((1, "invoke", "write", 1), (1, "fail", "write", 1), (1, "invoke", "read", None), (1, "ok", "read", 1)))
     assert r.valid is False
 
 
 def test_failed_cas_happened_in_porcupine_semantics() -> None:
     # etcd logs: a failed cas ran and found another value
-    hist = h((1, "invoke", "cas", [0, 5]), (1, "fail", "cas", [0, 5]),
-             fail_means=FAIL_HAPPENED)
+    hist = h((1, "invoke", "cas", [0, 5]), (1, "fail", "cas", [0, 5]), fail_means=FAIL_HAPPENED)
     r = seq(hist, get_model("cas-register", 0))
     assert r.valid is False  # the register was 0, so the compare matched
-    ok = h((1, "invoke", "cas", [1, 5]), (1, "fail", "cas", [1, 5]),
-           fail_means=FAIL_HAPPENED)
+    ok = h((1, "invoke", "cas", [1, 5]), (1, "fail", "cas", [1, 5]), fail_means=FAIL_HAPPENED)
     assert seq(ok, get_model("cas-register", 0)).valid is True
 
 
 def test_sequential_consistency_is_not_local() -> None:
     # each key alone is SC; together no order explains both readers
-    events = [(1, "invoke", "put", "1", None, "x"), (2, "invoke", "put", "1", None, "y"),
-              (3, "invoke", "get", None, None, "x"), (4, "invoke", "get", None, None, "y"),
-              (1, "ok", "put", "1", None, "x"), (2, "ok", "put", "1", None, "y"),
-              (3, "ok", "get", "1", None, "x"), (4, "ok", "get", "1", None, "y"),
-              (3, "invoke", "get", None, None, "y"), (4, "invoke", "get", None, None, "x"),
-              (3, "ok", "get", "", None, "y"), (4, "ok", "get", "", None, "x")]
+    events = [
+        (1, "invoke", "put", "1", None, "x"),
+        (2, "invoke", "put", "1", None, "y"),
+        (3, "invoke", "get", None, None, "x"),
+        (4, "invoke", "get", None, None, "y"),
+        (1, "ok", "put", "1", None, "x"),
+        (2, "ok", "put", "1", None, "y"),
+        (3, "ok", "get", "1", None, "x"),
+        (4, "ok", "get", "1", None, "y"),
+        (3, "invoke", "get", None, None, "y"),
+        (4, "invoke", "get", None, None, "x"),
+        (3, "ok", "get", "", None, "y"),
+        (4, "ok", "get", "", None, "x"),
+    ]
     kv = get_model("kv")
     whole = h(*events)
     for key in ("x", "y"):
@@ -179,9 +209,14 @@ def test_sequential_consistency_is_not_local() -> None:
 
 
 def test_multi_key_failure_found_per_key_names_the_key() -> None:
-    events = [(1, "invoke", "put", "a", None, "x"), (1, "ok", "put", "a", None, "x"),
-              (1, "invoke", "get", None, None, "x"), (1, "ok", "get", "", None, "x"),
-              (2, "invoke", "put", "b", None, "y"), (2, "ok", "put", "b", None, "y")]
+    events = [
+        (1, "invoke", "put", "a", None, "x"),
+        (1, "ok", "put", "a", None, "x"),
+        (1, "invoke", "get", None, None, "x"),
+        (1, "ok", "get", "", None, "x"),
+        (2, "invoke", "put", "b", None, "y"),
+        (2, "ok", "put", "b", None, "y"),
+    ]
     r = seq(h(*events), get_model("kv"))
     assert r.valid is False
     assert r.counterexample["key"] == "x"
@@ -207,10 +242,16 @@ def test_budget_ends_in_unknown_never_a_guess() -> None:
 
 
 def test_witness_is_a_valid_order() -> None:
-    hist = h((1, "invoke", "write", 1), (2, "invoke", "read", None),
-             (1, "ok", "write", 1), (2, "ok", "read", 1),
-             (2, "invoke", "write", 2), (1, "invoke", "read", None),
-             (2, "ok", "write", 2), (1, "ok", "read", 1))
+    hist = h(
+        (1, "invoke", "write", 1),
+        (2, "invoke", "read", None),
+        (1, "ok", "write", 1),
+        (2, "ok", "read", 1),
+        (2, "invoke", "write", 2),
+        (1, "invoke", "read", None),
+        (2, "ok", "write", 2),
+        (1, "ok", "read", 1),
+    )
     r = seq(hist)
     assert r.valid is True
     order = r.witness["order"]
@@ -230,10 +271,16 @@ def test_witness_is_a_valid_order() -> None:
 
 # -- the zxid fast path ------------------------------------------------------
 
+
 def test_zxid_fast_path_valid_with_stale_read() -> None:
-    hist = h((1, "invoke", "write", 1), (1, "ok", "write", 1, 1),
-             (2, "invoke", "read", None), (2, "ok", "read", 0, 0),
-             (2, "invoke", "read", None), (2, "ok", "read", 1, 1))
+    hist = h(
+        (1, "invoke", "write", 1),
+        (1, "ok", "write", 1, 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 0, 0),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 1, 1),
+    )
     r = seq(hist)
     assert r.valid is True
     assert r.details["method"] == "zxid"
@@ -241,9 +288,14 @@ def test_zxid_fast_path_valid_with_stale_read() -> None:
 
 
 def test_zxid_going_backwards_is_invalid() -> None:
-    hist = h((1, "invoke", "write", 1), (1, "ok", "write", 1, 1),
-             (2, "invoke", "read", None), (2, "ok", "read", 1, 1),
-             (2, "invoke", "read", None), (2, "ok", "read", 0, 0))
+    hist = h(
+        (1, "invoke", "write", 1),
+        (1, "ok", "write", 1, 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 1, 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 0, 0),
+    )
     r = seq(hist)
     assert r.valid is False
     assert r.details["method"] == "zxid"
@@ -252,16 +304,14 @@ def test_zxid_going_backwards_is_invalid() -> None:
 
 
 def test_write_zxids_must_respect_real_time() -> None:
-    hist = h((1, "invoke", "write", 1), (1, "ok", "write", 1, 5),
-             (2, "invoke", "write", 2), (2, "ok", "write", 2, 3))
+    hist = h((1, "invoke", "write", 1), (1, "ok", "write", 1, 5), (2, "invoke", "write", 2), (2, "ok", "write", 2, 3))
     r = seq(hist)
     assert r.valid is False
     assert "real time" in r.counterexample["reason"]
 
 
 def test_read_must_match_state_at_its_zxid() -> None:
-    hist = h((1, "invoke", "write", 1), (1, "ok", "write", 1, 1),
-             (2, "invoke", "read", None), (2, "ok", "read", 0, 1))
+    hist = h((1, "invoke", "write", 1), (1, "ok", "write", 1, 1), (2, "invoke", "read", None), (2, "ok", "read", 0, 1))
     r = seq(hist)
     assert r.valid is False
     assert r.counterexample["op"]["index"] == 2
@@ -269,15 +319,21 @@ def test_read_must_match_state_at_its_zxid() -> None:
 
 def test_zxid_failure_with_crashed_write_falls_back_to_search() -> None:
     # p3's crashed write of 7 explains the read of 7; its zxid is unknown
-    hist = h((3, "invoke", "write", 7), (3, "info", "write", 7),
-             (1, "invoke", "write", 1), (1, "ok", "write", 1, 1),
-             (2, "invoke", "read", None), (2, "ok", "read", 7, 1))
+    hist = h(
+        (3, "invoke", "write", 7),
+        (3, "info", "write", 7),
+        (1, "invoke", "write", 1),
+        (1, "ok", "write", 1, 1),
+        (2, "invoke", "read", None),
+        (2, "ok", "read", 7, 1),
+    )
     r = seq(hist)
     assert r.valid is True
     assert r.details["method"] == "search"
 
 
 # -- the core on its own -----------------------------------------------------
+
 
 def test_is_write_classifies_reads() -> None:
     assert not sequential.is_write("read")
@@ -288,25 +344,61 @@ def test_is_write_classifies_reads() -> None:
     assert sequential.is_write("txn", [["read", "x", 1], ["write", "y", 2]])
 
 
-@pytest.mark.parametrize("model_name, ops, valid", [
-    ("mutex", [(1, "invoke", "acquire", None), (1, "ok", "acquire", None),
-               (2, "invoke", "acquire", None), (2, "ok", "acquire", None)], False),
-    ("mutex", [(1, "invoke", "acquire", None), (1, "ok", "acquire", None),
-               (1, "invoke", "release", None), (1, "ok", "release", None),
-               (2, "invoke", "acquire", None), (2, "ok", "acquire", None)], True),
-    ("fifo-queue", [(1, "invoke", "enqueue", 1), (1, "ok", "enqueue", 1),
-                    (1, "invoke", "enqueue", 2), (1, "ok", "enqueue", 2),
-                    (2, "invoke", "dequeue", None), (2, "ok", "dequeue", 2)], False),
-    ("set", [(1, "invoke", "add", 1), (1, "ok", "add", 1),
-             (2, "invoke", "read", None), (2, "ok", "read", [])], True),
-    ("set", [(1, "invoke", "add", 1), (1, "ok", "add", 1),
-             (1, "invoke", "read", None), (1, "ok", "read", [])], False),
-])
+@pytest.mark.parametrize(
+    "model_name, ops, valid",
+    [
+        (
+            "mutex",
+            [
+                (1, "invoke", "acquire", None),
+                (1, "ok", "acquire", None),
+                (2, "invoke", "acquire", None),
+                (2, "ok", "acquire", None),
+            ],
+            False,
+        ),
+        (
+            "mutex",
+            [
+                (1, "invoke", "acquire", None),
+                (1, "ok", "acquire", None),
+                (1, "invoke", "release", None),
+                (1, "ok", "release", None),
+                (2, "invoke", "acquire", None),
+                (2, "ok", "acquire", None),
+            ],
+            True,
+        ),
+        (
+            "fifo-queue",
+            [
+                (1, "invoke", "enqueue", 1),
+                (1, "ok", "enqueue", 1),
+                (1, "invoke", "enqueue", 2),
+                (1, "ok", "enqueue", 2),
+                (2, "invoke", "dequeue", None),
+                (2, "ok", "dequeue", 2),
+            ],
+            False,
+        ),
+        (
+            "set",
+            [(1, "invoke", "add", 1), (1, "ok", "add", 1), (2, "invoke", "read", None), (2, "ok", "read", [])],
+            True,
+        ),
+        (
+            "set",
+            [(1, "invoke", "add", 1), (1, "ok", "add", 1), (1, "invoke", "read", None), (1, "ok", "read", [])],
+            False,
+        ),
+    ],
+)
 def test_other_models(model_name: str, ops: list, valid: bool) -> None:
     assert seq(h(*ops), get_model(model_name)).valid is valid
 
 
 # -- witnesses verify independently -------------------------------------------
+
 
 def test_verify_witness_accepts_the_witness_and_rejects_bad_orders() -> None:
     r = seq(STALE_READ)
@@ -314,8 +406,7 @@ def test_verify_witness_accepts_the_witness_and_rejects_bad_orders() -> None:
     # process order broken
     assert sequential.verify_witness(OWN_WRITE_NOT_SEEN, reg(), {"order": [2, 0]})
     # real time among writes broken
-    two = h((1, "invoke", "write", 1), (1, "ok", "write", 1),
-            (2, "invoke", "write", 2), (2, "ok", "write", 2))
+    two = h((1, "invoke", "write", 1), (1, "ok", "write", 1), (2, "invoke", "write", 2), (2, "ok", "write", 2))
     assert sequential.verify_witness(two, reg(), {"order": [0, 2]}) == []
     problems = sequential.verify_witness(two, reg(), {"order": [2, 0]})
     assert any("completed before" in p for p in problems)
@@ -327,16 +418,21 @@ def test_verify_witness_accepts_the_witness_and_rejects_bad_orders() -> None:
 
 
 def test_linearizable_histories_take_the_shortcut() -> None:
-    hist = h((1, "invoke", "write", 1), (2, "invoke", "read", None),
-             (1, "ok", "write", 1), (2, "ok", "read", 1))
+    hist = h((1, "invoke", "write", 1), (2, "invoke", "read", None), (1, "ok", "write", 1), (2, "ok", "read", 1))
     r = sequential.check(hist, reg())
     assert r.valid is True and r.details["method"] == "linearization"
     assert sequential.verify_witness(hist, reg(), r.witness) == []
     # multi-key: the keys' linearizations merge into one order
-    events = [(1, "invoke", "put", "1", None, "x"), (2, "invoke", "put", "2", None, "y"),
-              (1, "ok", "put", "1", None, "x"), (3, "invoke", "get", None, None, "x"),
-              (2, "ok", "put", "2", None, "y"), (3, "ok", "get", "1", None, "x"),
-              (3, "invoke", "get", None, None, "y"), (3, "ok", "get", "2", None, "y")]
+    events = [
+        (1, "invoke", "put", "1", None, "x"),
+        (2, "invoke", "put", "2", None, "y"),
+        (1, "ok", "put", "1", None, "x"),
+        (3, "invoke", "get", None, None, "x"),
+        (2, "ok", "put", "2", None, "y"),
+        (3, "ok", "get", "1", None, "x"),
+        (3, "invoke", "get", None, None, "y"),
+        (3, "ok", "get", "2", None, "y"),
+    ]
     kv = get_model("kv")
     r = sequential.check(h(*events), kv)
     assert r.valid is True and r.details["method"] == "linearization"
@@ -346,20 +442,26 @@ def test_linearizable_histories_take_the_shortcut() -> None:
 
 # -- the corpora: linearizable histories are sequentially consistent ---------
 
+
 def _linearizable_corpus_files() -> list:
     from tests.checkers.conftest import corpora_dir, read_tsv
+
     base = corpora_dir()
     if base is None:
         return [pytest.param(None, None, id="corpora-absent")]
-    return [pytest.param(folder, r["file"], id=f"{folder}/{r['file']}")
-            for folder in ("porcupine", "knossos")
-            for r in read_tsv(base / folder / "EXPECTED.tsv") if r["expected"] == "ok"]
+    return [
+        pytest.param(folder, r["file"], id=f"{folder}/{r['file']}")
+        for folder in ("porcupine", "knossos")
+        for r in read_tsv(base / folder / "EXPECTED.tsv")
+        if r["expected"] == "ok"
+    ]
 
 
 @pytest.mark.parametrize("folder, name", _linearizable_corpus_files())
 def test_linearizable_corpus_histories_are_sequentially_consistent(folder, name) -> None:
     from checkers.history import parse_literal, read_history
     from tests.checkers.conftest import read_tsv, require_corpora
+
     base = require_corpora()
     history = read_history(base / folder / name)
     if folder == "porcupine":
@@ -377,6 +479,7 @@ def test_corpus_sequential_violation_is_found() -> None:
     """Knossos's bad-analysis history is not even sequentially consistent."""
     from checkers.history import read_history
     from tests.checkers.conftest import require_corpora
+
     base = require_corpora()
     history = read_history(base / "knossos" / "cas-register" / "bad" / "bad-analysis.edn")
     r = sequential.check(history, get_model("cas-register", 0), budget_s=120)

@@ -22,7 +22,7 @@ def simulate(seed: int, n: int = 120, procs: int = 4) -> list[Op]:
     rng = random.Random(seed)
     versions = {"w0": 0, "w1": 0, "p0": 0, "p1": 0}
     data = {k: "" for k in versions}
-    armed: dict[tuple, int] = {}          # (proc, key) -> version set at
+    armed: dict[tuple, int] = {}  # (proc, key) -> version set at
     fired: dict[tuple, bool] = {}
     pending_events: dict[tuple, int] = {}  # (proc, key) -> persistent events since last read
     prev: dict[tuple, int] = {}
@@ -41,8 +41,10 @@ def simulate(seed: int, n: int = 120, procs: int = 4) -> list[Op]:
                     fired[(q, key)] = True
             for q in range(procs):
                 pending_events[(q, k)] = pending_events.get((q, k), 0) + 1
-            ops += [Op(len(ops), len(ops), "invoke", p, f, [k, i]),
-                    Op(len(ops) + 1, len(ops) + 1, "ok", p, f, [k, str(i), versions[k]], zxid=zxid)]
+            ops += [
+                Op(len(ops), len(ops), "invoke", p, f, [k, i]),
+                Op(len(ops) + 1, len(ops) + 1, "ok", p, f, [k, str(i), versions[k]], zxid=zxid),
+            ]
             continue
         k = rng.choice(["w0", "w1"] if f == "watch-read" else ["p0", "p1"])
         v = {"key": k, "data": data[k], "version": versions[k], "client": 1}
@@ -54,8 +56,10 @@ def simulate(seed: int, n: int = 120, procs: int = 4) -> list[Op]:
             if (p, k) in prev:
                 v["prev_version"], v["events"] = prev[(p, k)], pending_events.get((p, k), 0)
             prev[(p, k)], pending_events[(p, k)] = versions[k], 0
-        ops += [Op(len(ops), len(ops), "invoke", p, f, [k, None]),
-                Op(len(ops) + 1, len(ops) + 1, "ok", p, f, v, zxid=zxid)]
+        ops += [
+            Op(len(ops), len(ops), "invoke", p, f, [k, None]),
+            Op(len(ops) + 1, len(ops) + 1, "ok", p, f, v, zxid=zxid),
+        ]
     return ops
 
 
@@ -73,7 +77,7 @@ def test_mutations_are_caught(seed, what):
     if what == "fired":
         targets = [op for op in h if op.type == "ok" and op.f == "watch-read" and "armed" in op.value]
         op = targets[0]
-        op.value = {**op.value, "fired": not op.value["fired"]}   # event lost, or spurious
+        op.value = {**op.value, "fired": not op.value["fired"]}  # event lost, or spurious
         assert one_shot(h).valid is False
     elif what == "events":
         targets = [op for op in h if op.type == "ok" and op.f == "pwatch-read" and "events" in op.value]
@@ -83,8 +87,16 @@ def test_mutations_are_caught(seed, what):
     elif what == "data":
         w = [op for op in h if op.type == "ok" and op.f == "write"][0]
         h.append(Op(len(h), len(h), "invoke", 9, "watch-read", [w.value[0], None]))
-        h.append(Op(len(h), len(h), "ok", 9, "watch-read",
-                    {"key": w.value[0], "data": "other", "version": w.value[2], "client": 1}))
+        h.append(
+            Op(
+                len(h),
+                len(h),
+                "ok",
+                9,
+                "watch-read",
+                {"key": w.value[0], "data": "other", "version": w.value[2], "client": 1},
+            )
+        )
         assert version_agreement(h).valid is False
     else:
         ws = [op for op in h if op.type == "ok" and op.f == "write"]
@@ -101,9 +113,9 @@ def _read(i, p, f, v):
 
 
 def test_data_before_event_names_the_read():
-    h = _read(0, 0, "watch-read", {"key": "w0", "data": "", "version": 0, "client": 1}) + \
-        _read(1, 0, "watch-read", {"key": "w0", "data": "5", "version": 1, "client": 1,
-                                   "armed": 0, "fired": False})
+    h = _read(0, 0, "watch-read", {"key": "w0", "data": "", "version": 0, "client": 1}) + _read(
+        1, 0, "watch-read", {"key": "w0", "data": "5", "version": 1, "client": 1, "armed": 0, "fired": False}
+    )
     r = one_shot(h)
     assert r.valid is False
     assert r.counterexample["violations"][0]["problem"] == "data-before-event"
@@ -111,8 +123,9 @@ def test_data_before_event_names_the_read():
 
 
 def test_going_back_in_time_is_invalid_and_nothing_compared_is_unknown():
-    h = _read(0, 0, "pwatch-read", {"key": "p0", "data": "5", "version": 3, "client": 1}) + \
-        _read(1, 0, "pwatch-read", {"key": "p0", "data": "4", "version": 2, "client": 1})
+    h = _read(0, 0, "pwatch-read", {"key": "p0", "data": "5", "version": 3, "client": 1}) + _read(
+        1, 0, "pwatch-read", {"key": "p0", "data": "4", "version": 2, "client": 1}
+    )
     r = check_watch(h)
     assert r.valid is False and "watch-monotonic" in r.counterexample
     assert check_watch([]).is_unknown

@@ -14,5 +14,7 @@ from harness.cli import cli  # the console script's group, given fakes instead o
 from tests.harness.fakes import fake_registry
 
 if __name__ == "__main__":
-    rc = cli.main(args=sys.argv[1:], prog_name="squall", obj=fake_registry(spawn=True, virtual_time=False), standalone_mode=False)
+    rc = cli.main(
+        args=sys.argv[1:], prog_name="squall", obj=fake_registry(spawn=True, virtual_time=False), standalone_mode=False
+    )
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,8 +38,9 @@ class FakeDB(DBBase):
 
 
 class FakeCluster:
-    def __init__(self, nodes: list[str], run_dir: Path, spawn: bool = False, lose_writes: bool = False,
-                 fail_ready: bool = False) -> None:
+    def __init__(
+        self, nodes: list[str], run_dir: Path, spawn: bool = False, lose_writes: bool = False, fail_ready: bool = False
+    ) -> None:
         self.nodes = list(nodes)
         self.run_dir = Path(run_dir)
         self.lock = threading.Lock()
@@ -56,17 +56,21 @@ class FakeCluster:
 
     def _spawn(self) -> None:
         """One child process per node, each listening on a port, like real nodes."""
-        code = ("import socket,sys,time\n"
-                "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-                "s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True)\n"
-                "time.sleep(600)\n")
+        code = (
+            "import socket,sys,time\n"
+            "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True)\n"
+            "time.sleep(600)\n"
+        )
         for _ in self.nodes:
-            p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                                 start_new_session=True)
+            p = subprocess.Popen(
+                [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+            )
             self.procs.append(p)
             self.ports.append(int(p.stdout.readline()))
         (self.run_dir / "fake-cluster.txt").write_text(
-            " ".join(str(p.pid) for p in self.procs) + "\n" + " ".join(map(str, self.ports)) + "\n")
+            " ".join(str(p.pid) for p in self.procs) + "\n" + " ".join(map(str, self.ports)) + "\n"
+        )
 
     # Cluster protocol
     def client_address(self, node: str) -> str:
@@ -101,23 +105,40 @@ class FakeCluster:
                 p.stdout.close()
 
     # FaultTarget
-    def drop(self, src, dst): self.faults.append(f"drop {src}->{dst}")
-    def heal(self): self.faults.append("heal")
-    def pause(self, node): self.faults.append(f"pause {node}")
-    def resume(self, node): self.faults.append(f"resume {node}")
-    def kill(self, node): self.faults.append(f"kill {node}")
-    def start(self, node): self.faults.append(f"start {node}")
-    def leader(self): return self.nodes[0]
+    def drop(self, src, dst):
+        self.faults.append(f"drop {src}->{dst}")
 
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.teardown()
+    def heal(self):
+        self.faults.append("heal")
+
+    def pause(self, node):
+        self.faults.append(f"pause {node}")
+
+    def resume(self, node):
+        self.faults.append(f"resume {node}")
+
+    def kill(self, node):
+        self.faults.append(f"kill {node}")
+
+    def start(self, node):
+        self.faults.append(f"start {node}")
+
+    def leader(self):
+        return self.nodes[0]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.teardown()
 
 
 class FakeBackend:
     name = "fake"
 
-    def __init__(self, spawn: bool = False, lose_writes: bool = False, fail_ready: bool = False,
-                 fail_create: bool = False) -> None:
+    def __init__(
+        self, spawn: bool = False, lose_writes: bool = False, fail_ready: bool = False, fail_create: bool = False
+    ) -> None:
         self.kw = dict(spawn=spawn, lose_writes=lose_writes, fail_ready=fail_ready)
         self.fail_create = fail_create
         self.clusters: list[FakeCluster] = []
@@ -134,7 +155,7 @@ class FakeBackend:
 
 
 class FakeClient:
-    def __init__(self, workload: "FakeSetWorkload") -> None:
+    def __init__(self, workload: FakeSetWorkload) -> None:
         self.w = workload
         self.cluster: FakeCluster | None = None
         self.node = None
@@ -209,8 +230,12 @@ class FakeSetWorkload:
         final = set(reads[-1])
         lost = sorted(ok_adds - final)
         if lost:
-            return Result.illegal("fake-set", f"{len(lost)} acknowledged adds lost",
-                                  f"lost acknowledged adds: {lost[:20]}", {"lost": lost})
+            return Result.illegal(
+                "fake-set",
+                f"{len(lost)} acknowledged adds lost",
+                f"lost acknowledged adds: {lost[:20]}",
+                {"lost": lost},
+            )
         return Result.ok("fake-set", f"all {len(ok_adds)} acknowledged adds present", {"final": sorted(final)})
 
 

@@ -46,8 +46,19 @@ SHORT = ["--time-limit", "12", "--nemesis-interval", "3", "--no-progress"]
 # 1 s behind for most of the run, its leader killed every 4 s, 18 clients (a
 # lagging member's clients wait 2 s or more for each write, so each reads there
 # seldom; and the more clients the killed leader had, the more move onto it).
-LAG = ["--nemesis", "lagging-follower", "--nemesis-interval", "1", "--time-limit", "12", "--concurrency", "18",
-       "--rate", "60", "--no-progress"]
+LAG = [
+    "--nemesis",
+    "lagging-follower",
+    "--nemesis-interval",
+    "1",
+    "--time-limit",
+    "12",
+    "--concurrency",
+    "18",
+    "--rate",
+    "60",
+    "--no-progress",
+]
 LAG_SYNC = ["--reads", "sync", *LAG]
 
 
@@ -77,8 +88,14 @@ def _need_fault_switch() -> None:
 
 def squall(args: list[str], cwd: Path, timeout_s: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def _latest(cwd: Path) -> Path:
@@ -103,8 +120,23 @@ def _assert_files(run_dir: Path) -> None:
 @pytest.mark.parametrize("workload", WORKLOADS)
 def test_zookeeper_is_judged_valid(tmp_path, workload, fault):
     _need_zookeeper()
-    r = squall(["run", "--db", "zookeeper", "--nodes", "3", "--workload", workload, "--nemesis", fault,
-                "--seed", "11", *SHORT], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--db",
+            "zookeeper",
+            "--nodes",
+            "3",
+            "--workload",
+            workload,
+            "--nemesis",
+            fault,
+            "--seed",
+            "11",
+            *SHORT,
+        ],
+        tmp_path,
+    )
     run_dir = _latest(tmp_path)
     _assert_files(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
@@ -126,13 +158,31 @@ def test_the_node_is_judged_valid(tmp_path, workload, fault):
     _assert_harness_checks(results)
 
 
-@pytest.mark.parametrize("fault, workload", [("lose-writes", "register"), ("lose-writes", "set"),
-                                             ("stale-reads", "register")])
+@pytest.mark.parametrize(
+    "fault, workload", [("lose-writes", "register"), ("lose-writes", "set"), ("stale-reads", "register")]
+)
 def test_a_broken_database_fails_the_gate(tmp_path, fault, workload):
     _need_fault_switch()
     # a 3-member ensemble: the faults run on the replicated path
-    r = squall(["run", "--db", "squall", "--nodes", "3", "--workload", workload, "--nemesis", "none",
-                "--unsafe-db-fault", fault, "--seed", "11", *SHORT], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--db",
+            "squall",
+            "--nodes",
+            "3",
+            "--workload",
+            workload,
+            "--nemesis",
+            "none",
+            "--unsafe-db-fault",
+            fault,
+            "--seed",
+            "11",
+            *SHORT,
+        ],
+        tmp_path,
+    )
     run_dir = _latest(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 1, f"the broken database ({fault}) passed the gate: {results.get('summary')}"
@@ -145,8 +195,27 @@ def test_a_broken_database_fails_the_gate(tmp_path, fault, workload):
 
 def test_stale_reads_after_sync_fail_the_fresh_read_and_session_checks(tmp_path):
     _need_fault_switch()
-    r = squall(["run", "--db", "squall", "--nodes", "1", "--workload", "register", "--reads", "sync",
-                "--nemesis", "none", "--unsafe-db-fault", "stale-reads", "--seed", "11", *SHORT], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--db",
+            "squall",
+            "--nodes",
+            "1",
+            "--workload",
+            "register",
+            "--reads",
+            "sync",
+            "--nemesis",
+            "none",
+            "--unsafe-db-fault",
+            "stale-reads",
+            "--seed",
+            "11",
+            *SHORT,
+        ],
+        tmp_path,
+    )
     run_dir = _latest(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 1, results.get("summary")
@@ -158,17 +227,37 @@ def test_stale_reads_after_sync_fail_the_fresh_read_and_session_checks(tmp_path)
     assert "fresh-after-sync" in (run_dir / "report.html").read_text()
 
 
-@pytest.mark.parametrize("fault, workload, checker", [
-    ("diverge", "register", "converged-replicas"),      # replicas apply the same log differently
-    ("multi-partial", "multi", "G1a"),                  # a failed multi leaves its first ops' effects
-    ("drop-watch-events", "watch", "watch-one-shot"),   # a member drops watch notifications
-])
+@pytest.mark.parametrize(
+    "fault, workload, checker",
+    [
+        ("diverge", "register", "converged-replicas"),  # replicas apply the same log differently
+        ("multi-partial", "multi", "G1a"),  # a failed multi leaves its first ops' effects
+        ("drop-watch-events", "watch", "watch-one-shot"),  # a member drops watch notifications
+    ],
+)
 def test_the_new_checks_catch_their_broken_database(tmp_path, fault, workload, checker):
     """Each harness check has a test-only node bug that violates it; a short
     fault-free campaign against a 3-member ensemble must exit 1 naming it."""
     _need_fault_switch()
-    r = squall(["run", "--db", "squall", "--nodes", "3", "--workload", workload, "--nemesis", "none",
-                "--unsafe-db-fault", fault, "--seed", "11", *SHORT], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--db",
+            "squall",
+            "--nodes",
+            "3",
+            "--workload",
+            workload,
+            "--nemesis",
+            "none",
+            "--unsafe-db-fault",
+            fault,
+            "--seed",
+            "11",
+            *SHORT,
+        ],
+        tmp_path,
+    )
     run_dir = _latest(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 1, f"the broken database ({fault}) passed: {results.get('summary')}\n{r.stderr[-2000:]}"
@@ -180,10 +269,26 @@ def _subs(results: dict) -> dict[str, dict]:
     return {s["checker"]: s for s in results["result"]["details"]["results"]}
 
 
-def _broken_run(tmp_path: Path, fault: str, workload: str, flags: list[str]) -> tuple[subprocess.CompletedProcess,
-                                                                                      Path, dict]:
-    r = squall(["run", "--db", "squall", "--nodes", "3", "--workload", workload, "--unsafe-db-fault", fault,
-                "--seed", "11", *flags], tmp_path)
+def _broken_run(
+    tmp_path: Path, fault: str, workload: str, flags: list[str]
+) -> tuple[subprocess.CompletedProcess, Path, dict]:
+    r = squall(
+        [
+            "run",
+            "--db",
+            "squall",
+            "--nodes",
+            "3",
+            "--workload",
+            workload,
+            "--unsafe-db-fault",
+            fault,
+            "--seed",
+            "11",
+            *flags,
+        ],
+        tmp_path,
+    )
     run_dir = _latest(tmp_path)
     return r, run_dir, json.loads((run_dir / "results.json").read_text())
 
@@ -214,8 +319,11 @@ def test_reads_after_sync_are_fresh_under_a_lagging_follower(tmp_path, db):
     fresh = _subs(results)["fresh-after-sync"]
     assert fresh["valid"] is True and len(fresh["details"]["reads_checked_by_node"]) == 3, fresh["details"]
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
-    assert any(op["f"] == "start-packet" and op["type"] == "info" and
-               op["value"].get("sequence") == "lagging-follower" for op in history if op["process"] == "nemesis")
+    assert any(
+        op["f"] == "start-packet" and op["type"] == "info" and op["value"].get("sequence") == "lagging-follower"
+        for op in history
+        if op["process"] == "nemesis"
+    )
 
 
 def test_a_sync_that_does_not_wait_is_caught_by_a_lagging_follower(tmp_path):
@@ -241,20 +349,34 @@ def test_a_member_that_takes_back_a_client_that_has_seen_more_is_caught(tmp_path
     _assert_in_report(run_dir, results, "session-order")
 
 
-@pytest.mark.parametrize("fault, workload, flags, checker, anomaly", [
-    # two consumers (one on the lagging member) both "delete" one item: consumed twice
-    ("idempotent-delete", "queue", LAG, "queue", "consumed-twice"),
-    # a stale version passes the check on the lagging member: an increment is lost
-    ("local-version-check", "counter", LAG, "counter", "final-out-of-bounds"),
-    # a leader's fenced read after another leader's multi sees the old value
-    ("stale-read-cache", "election", ["--nemesis", "none", "--time-limit", "8", "--no-progress"], "lock-fencing",
-     "fencing violation"),
-    # the sync path leaks the throttle: the members stop answering writes and syncs
-    ("throttle-leak", "register", ["--reads", "sync", "--nemesis", "none", "--time-limit", "8", "--no-progress"],
-     "availability", "unavailable"),
-])
-def test_each_recipe_and_availability_check_catches_its_broken_database(tmp_path, fault, workload, flags, checker,
-                                                                         anomaly):
+@pytest.mark.parametrize(
+    "fault, workload, flags, checker, anomaly",
+    [
+        # two consumers (one on the lagging member) both "delete" one item: consumed twice
+        ("idempotent-delete", "queue", LAG, "queue", "consumed-twice"),
+        # a stale version passes the check on the lagging member: an increment is lost
+        ("local-version-check", "counter", LAG, "counter", "final-out-of-bounds"),
+        # a leader's fenced read after another leader's multi sees the old value
+        (
+            "stale-read-cache",
+            "election",
+            ["--nemesis", "none", "--time-limit", "8", "--no-progress"],
+            "lock-fencing",
+            "fencing violation",
+        ),
+        # the sync path leaks the throttle: the members stop answering writes and syncs
+        (
+            "throttle-leak",
+            "register",
+            ["--reads", "sync", "--nemesis", "none", "--time-limit", "8", "--no-progress"],
+            "availability",
+            "unavailable",
+        ),
+    ],
+)
+def test_each_recipe_and_availability_check_catches_its_broken_database(
+    tmp_path, fault, workload, flags, checker, anomaly
+):
     _need_fault_switch()
     r, run_dir, results = _broken_run(tmp_path, fault, workload, flags)
     assert r.returncode == 1, f"the broken database ({fault}) passed: {results.get('summary')}\n{r.stderr[-2000:]}"
@@ -287,18 +409,44 @@ def _listening(port: int) -> bool:
 def test_sigint_during_a_zookeeper_run_leaves_nothing_behind(tmp_path):
     _need_zookeeper()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--db", "zookeeper", "--nodes", "3",
-                             "--workload", "register", "--nemesis", "partition", "--nemesis-interval", "2",
-                             "--time-limit", "120", "--no-progress"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--db",
+            "zookeeper",
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition",
+            "--nemesis-interval",
+            "2",
+            "--time-limit",
+            "120",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ports: list[int] = []
     try:
         deadline = time.monotonic() + 90
         cfgs: list[Path] = []
         while time.monotonic() < deadline:  # wait until every node serves clients
             cfgs = list(tmp_path.glob("results/*/*/nodes/*/zoo.cfg"))
-            ports = [int(line.split("=")[1]) for c in cfgs for line in c.read_text().splitlines()
-                     if line.startswith("clientPort=")]
+            ports = [
+                int(line.split("=")[1])
+                for c in cfgs
+                for line in c.read_text().splitlines()
+                if line.startswith("clientPort=")
+            ]
             if len(ports) == 3 and all(_listening(p) for p in ports):
                 break
             time.sleep(0.5)
@@ -325,6 +473,23 @@ def test_a_standalone_node_refuses_a_fault_that_cannot_show_on_it(tmp_path):
     that only other members make observable (node.faults.NEEDS_PEERS) fails the setup of a
     one-node run."""
     _need_fault_switch()
-    r = squall(["run", "--db", "squall", "--nodes", "1", "--workload", "register", "--nemesis", "none",
-                "--unsafe-db-fault", "sync-no-wait", "--seed", "11", *SHORT], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--db",
+            "squall",
+            "--nodes",
+            "1",
+            "--workload",
+            "register",
+            "--nemesis",
+            "none",
+            "--unsafe-db-fault",
+            "sync-no-wait",
+            "--seed",
+            "11",
+            *SHORT,
+        ],
+        tmp_path,
+    )
     assert r.returncode == 4, f"expected a failed setup (4), got {r.returncode}\n{r.stderr[-2000:]}"

@@ -43,8 +43,14 @@ def _venv_with_the_dependencies(tmp_path: Path) -> Path:
     """A fresh venv that sees this venv's packages (not squall itself) through a .pth file."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "squall-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
     return venv
 
@@ -58,10 +64,20 @@ def run_steps(job: dict, workspace: Path, venv: Path, overrides: dict[str, str])
     for step in job["steps"]:
         if "run" not in step:
             continue
-        env = {**base, **{k: str(v) for k, v in (job.get("env") or {}).items()},
-               **{k: str(v) for k, v in (step.get("env") or {}).items()}, **overrides}
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                              cwd=workspace, env=env, capture_output=True, text=True, timeout=900)
+        env = {
+            **base,
+            **{k: str(v) for k, v in (job.get("env") or {}).items()},
+            **{k: str(v) for k, v in (step.get("env") or {}).items()},
+            **overrides,
+        }
+        proc = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         done.append(proc)
         if proc.returncode != 0:
             break
@@ -75,14 +91,23 @@ def test_the_workflow_steps_run_locally_and_gate_on_the_verdict(tmp_path):
     venv = _venv_with_the_dependencies(tmp_path)
     workspace = tmp_path / "workspace"
     workspace.mkdir()
-    quick = {"SQUALL_PACKAGE": str(ROOT), "SQUALL_PIP_OPTIONS": "-q --no-index --no-deps --no-build-isolation",
-             "SQUALL_WORKLOADS": "set,register", "SQUALL_NEMESES": "kill", "SQUALL_TIME_LIMIT": "2",
-             "SQUALL_FLAGS": "--nodes 1 --nemesis-interval 1"}
+    quick = {
+        "SQUALL_PACKAGE": str(ROOT),
+        "SQUALL_PIP_OPTIONS": "-q --no-index --no-deps --no-build-isolation",
+        "SQUALL_WORKLOADS": "set,register",
+        "SQUALL_NEMESES": "kill",
+        "SQUALL_TIME_LIMIT": "2",
+        "SQUALL_FLAGS": "--nodes 1 --nemesis-interval 1",
+    }
     steps = run_steps(job, workspace, venv, quick)
     assert [p.returncode for p in steps] == [0, 0], "\n".join(p.stdout + p.stderr for p in steps)
     # squall ran from the venv the workflow installed it into, not from this checkout
-    installed = subprocess.run([str(venv / "bin" / "python"), "-c", "import harness; print(harness.__file__)"],
-                               capture_output=True, text=True, cwd=tmp_path).stdout
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import harness; print(harness.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    ).stdout
     assert str(venv) in installed, installed
     suite = workspace / "results" / "test-all" / "latest"
     doc = read_summary(suite)
@@ -91,7 +116,16 @@ def test_the_workflow_steps_run_locally_and_gate_on_the_verdict(tmp_path):
     assert all(r["report"] and Path(r["report"]).is_file() for r in doc["runs"])  # templates were installed too
 
     # the same steps fail the job when the database loses writes
-    broken = run_steps(job, workspace, venv, {**quick, "SQUALL_WORKLOADS": "set", "SQUALL_NEMESES": "none",
-                                              "SQUALL_FLAGS": "--nodes 1 --unsafe-db-fault lose-writes"})
+    broken = run_steps(
+        job,
+        workspace,
+        venv,
+        {
+            **quick,
+            "SQUALL_WORKLOADS": "set",
+            "SQUALL_NEMESES": "none",
+            "SQUALL_FLAGS": "--nodes 1 --unsafe-db-fault lose-writes",
+        },
+    )
     assert [p.returncode for p in broken] == [0, 1], "\n".join(p.stdout + p.stderr for p in broken)
     assert read_summary(suite)["verdict"] == "invalid"

@@ -12,13 +12,25 @@ from harness.cli import cli
 from harness.summary import junit_xml, read_summary
 from tests.harness.fakes import fake_registry
 
-FAST = ["--time-limit", "1", "--rate", "40", "--nemesis-interval", "0.3", "--concurrency", "3",
-        "--seed", "9", "--no-progress"]
+FAST = [
+    "--time-limit",
+    "1",
+    "--rate",
+    "40",
+    "--nemesis-interval",
+    "0.3",
+    "--concurrency",
+    "3",
+    "--seed",
+    "9",
+    "--no-progress",
+]
 
 
 def invoke(args, tmp_path, registry=None):
-    return CliRunner().invoke(cli, args + ["--results", str(tmp_path / "results")],
-                              obj=registry or fake_registry(), catch_exceptions=False)
+    return CliRunner().invoke(
+        cli, args + ["--results", str(tmp_path / "results")], obj=registry or fake_registry(), catch_exceptions=False
+    )
 
 
 def test_test_all_writes_summary_junit_and_latest(tmp_path):
@@ -44,8 +56,9 @@ def test_test_all_writes_summary_junit_and_latest(tmp_path):
 
 
 def test_an_invalid_run_is_a_junit_failure_naming_the_anomaly_and_the_report(tmp_path):
-    r = invoke(["test-all", "--workloads", "set", "--nemeses", "none", "--unsafe-db-fault", "lose-writes"] + FAST,
-               tmp_path)
+    r = invoke(
+        ["test-all", "--workloads", "set", "--nemeses", "none", "--unsafe-db-fault", "lose-writes"] + FAST, tmp_path
+    )
     assert r.exit_code == 1
     suite = tmp_path / "results" / "test-all" / "latest"
     row = read_summary(suite)["runs"][0]
@@ -57,8 +70,11 @@ def test_an_invalid_run_is_a_junit_failure_naming_the_anomaly_and_the_report(tmp
 
 
 def test_a_setup_failure_is_a_junit_error_and_fails_the_suite(tmp_path):
-    r = invoke(["test-all", "--workloads", "set", "--nemeses", "none"] + FAST, tmp_path,
-               registry=fake_registry(fail_create=True))
+    r = invoke(
+        ["test-all", "--workloads", "set", "--nemeses", "none"] + FAST,
+        tmp_path,
+        registry=fake_registry(fail_create=True),
+    )
     assert r.exit_code == 4
     doc = read_summary(tmp_path / "results" / "test-all" / "latest")
     assert doc["verdict"] == "error" and doc["runs"][0]["verdict"] == "setup-failed"
@@ -80,8 +96,16 @@ def test_json_on_stdout_is_the_same_summary_and_progress_stays_on_stderr(tmp_pat
 
 
 def test_junit_marks_unknown_as_an_error_not_a_pass():
-    row = {"test": "t", "seed": 1, "workload": "set", "verdict": "unknown", "summary": "checker ran out of budget",
-           "run_dir": "/r", "report": None, "wall_s": 1.0}
+    row = {
+        "test": "t",
+        "seed": 1,
+        "workload": "set",
+        "verdict": "unknown",
+        "summary": "checker ran out of budget",
+        "run_dir": "/r",
+        "report": None,
+        "wall_s": 1.0,
+    }
     root = ET.fromstring(junit_xml({"command": "test-all", "runs": [row]}).split("\n", 1)[1])
     assert root.get("errors") == "1" and root.get("failures") == "0"
     assert root.find("testcase/error").get("message") == "checker ran out of budget"
@@ -93,5 +117,6 @@ def test_test_all_without_workload_or_nemesis_flags_is_the_standard_suite(tmp_pa
     r = invoke(["test-all"] + FAST, tmp_path, registry)
     doc = read_summary(tmp_path / "results" / "test-all" / "latest")
     assert r.exit_code == doc["exit_code"], r.output
-    assert [row["test"] for row in doc["runs"]] == [f"squall-{w}-partition+pause+kill"
-                                                    for w in sorted(registry.workloads)]
+    assert [row["test"] for row in doc["runs"]] == [
+        f"squall-{w}-partition+pause+kill" for w in sorted(registry.workloads)
+    ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +18,7 @@ MS = 1_000_000
 
 def make_run(root, name, valid, *, ok=8, fail=0, latency_ms=10, seed=1, n=0):
     """A run folder with `ok` ok writes of `latency_ms` each and `fail` failed ones."""
-    run_dir = store.new_run_dir(root, name, now=datetime(2026, 1, 1, 0, 0, n, tzinfo=timezone.utc))
+    run_dir = store.new_run_dir(root, name, now=datetime(2026, 1, 1, 0, 0, n, tzinfo=UTC))
     store.write_spec(run_dir, TestSpec(name=name, nodes=("n1",), seed=seed))
     ops, t = [], 0
     for i, kind in enumerate(["ok"] * ok + ["fail"] * fail):
@@ -31,8 +31,19 @@ def make_run(root, name, valid, *, ok=8, fail=0, latency_ms=10, seed=1, n=0):
 
 
 def make_suite(root, runs):
-    rows = [{"test": d.parent.name, "seed": 1, "verdict": v, "run_dir": str(d), "run_path": str(d.relative_to(root)),
-             "workload": "register", "summary": "s", "wall_s": 1.0} for d, v in runs]
+    rows = [
+        {
+            "test": d.parent.name,
+            "seed": 1,
+            "verdict": v,
+            "run_dir": str(d),
+            "run_path": str(d.relative_to(root)),
+            "workload": "register",
+            "summary": "s",
+            "wall_s": 1.0,
+        }
+        for d, v in runs
+    ]
     return summary.write_suite(root, summary.summary_doc(rows, 0, "test-all"))
 
 

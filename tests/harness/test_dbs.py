@@ -34,9 +34,13 @@ from harness.dbs.zk.admin import four_letter_word, parse_srvr, srvr_status, stat
 from harness.dbs.zookeeper import ZooKeeperDB, zoo_cfg
 from workloads import interfaces, register
 
-PORTS = NodePorts(client=2101, peer=2201, election=2301,
-                  peer_addresses={"n2": ("127.0.0.1", 3001, 3002), "n3": ("127.0.0.1", 3003, 3004)},
-                  client_ports={"n1": 2101, "n2": 2102, "n3": 2103})
+PORTS = NodePorts(
+    client=2101,
+    peer=2201,
+    election=2301,
+    peer_addresses={"n2": ("127.0.0.1", 3001, 3002), "n3": ("127.0.0.1", 3003, 3004)},
+    client_ports={"n1": 2101, "n2": 2102, "n3": 2103},
+)
 
 SRVR = """Zookeeper version: 3.8.0-11, built on 2024-06-16 00:00 UTC
 Latency min/avg/max: 0/0.0/0
@@ -50,20 +54,28 @@ Node count: 5
 """
 
 
-def ctx(tmp_path: Path, name: str = "n1", index: int = 1, nodes=("n1", "n2", "n3"), ports: NodePorts = PORTS,
-        **kw) -> NodeContext:
+def ctx(
+    tmp_path: Path, name: str = "n1", index: int = 1, nodes=("n1", "n2", "n3"), ports: NodePorts = PORTS, **kw
+) -> NodeContext:
     return NodeContext(name=name, index=index, nodes=tuple(nodes), dir=str(tmp_path), ports=ports, **kw)
 
 
 # ------------------------------------------------------------ ZooKeeper
+
 
 def test_zoo_cfg_routes_other_nodes_through_their_link_proxies(tmp_path):
     lines = zoo_cfg(ctx(tmp_path)).splitlines()
     assert "server.1=127.0.0.1:2201:2301" in lines  # itself: real ports
     assert "server.2=127.0.0.1:3001:3002" in lines  # n1 -> n2 proxies
     assert "server.3=127.0.0.1:3003:3004" in lines
-    for must in ("clientPort=2101", "clientPortAddress=127.0.0.1", "admin.enableServer=false",
-                 "4lw.commands.whitelist=*", f"dataDir={tmp_path / 'data'}", "initLimit=10"):
+    for must in (
+        "clientPort=2101",
+        "clientPortAddress=127.0.0.1",
+        "admin.enableServer=false",
+        "4lw.commands.whitelist=*",
+        f"dataDir={tmp_path / 'data'}",
+        "initLimit=10",
+    ):
         assert must in lines
     assert "quorumListenOnAllIPs=true" not in lines
 
@@ -83,8 +95,11 @@ def test_zookeeper_launch_has_the_config_and_myid_as_files(tmp_path):
     ok, why = ZooKeeperDB.available()
     if not ok:
         pytest.skip(why)
-    launch = ZooKeeperDB().prepare(ctx(tmp_path, "n2", 2, ports=NodePorts(2102, 2202, 2302, {
-        "n1": ("127.0.0.1", 1, 2), "n3": ("127.0.0.1", 3, 4)})))
+    launch = ZooKeeperDB().prepare(
+        ctx(
+            tmp_path, "n2", 2, ports=NodePorts(2102, 2202, 2302, {"n1": ("127.0.0.1", 1, 2), "n3": ("127.0.0.1", 3, 4)})
+        )
+    )
     assert launch.files["data/myid"] == "2\n" and "clientPort=2102" in launch.files["zoo.cfg"]
     assert launch.argv[-1] == str(tmp_path / "zoo.cfg") and "QuorumPeerMain" in launch.argv[-2]
     assert "-Xmx256m" in launch.argv and launch.log == "n2.log"
@@ -135,13 +150,22 @@ def test_four_letter_word_against_a_fake_server():
 
 # ------------------------------------------------------------ the node
 
+
 def test_squall_db_refuses_an_ensemble_the_node_cannot_run(tmp_path, monkeypatch):
     monkeypatch.setattr(squall_db, "node_help", lambda python=None: "usage: node --data-dir D --port P")
     with pytest.raises(SetupError, match="ensemble is not available yet"):
         squall_db.SquallDB().prepare(ctx(tmp_path))
     launch = squall_db.SquallDB().prepare(ctx(tmp_path, nodes=("n1",)))
-    assert launch.argv[1:] == ["-m", "node", "--data-dir", str(tmp_path / "data"),
-                               "--host", "127.0.0.1", "--port", "2101"]
+    assert launch.argv[1:] == [
+        "-m",
+        "node",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "2101",
+    ]
     assert launch.log == "n1.log" and launch.env["PYTHONPATH"].startswith(str(squall_db.PROJECT_ROOT))
 
 
@@ -160,10 +184,12 @@ def test_squall_db_ensemble_args_use_link_proxies(tmp_path, monkeypatch):
 
 def test_squall_db_in_a_container_listens_everywhere_names_itself_and_uses_that_python(tmp_path, monkeypatch):
     monkeypatch.setattr(squall_db, "node_help", lambda python=None: "--data-dir --peers --id")
-    ports = NodePorts(2181, 2888, 3888, {"n2": ("n2", 2888, 3888), "n3": ("n3", 2888, 3888)},
-                      {"n1": 2181, "n2": 2181, "n3": 2181})
-    launch = squall_db.SquallDB().prepare(ctx(tmp_path, ports=ports, listen_host="0.0.0.0", host="n1",
-                                              python="/opt/squall/bin/python", local=False))
+    ports = NodePorts(
+        2181, 2888, 3888, {"n2": ("n2", 2888, 3888), "n3": ("n3", 2888, 3888)}, {"n1": 2181, "n2": 2181, "n3": 2181}
+    )
+    launch = squall_db.SquallDB().prepare(
+        ctx(tmp_path, ports=ports, listen_host="0.0.0.0", host="n1", python="/opt/squall/bin/python", local=False)
+    )
     argv = launch.argv
     assert argv[0] == "/opt/squall/bin/python" and argv[argv.index("--host") + 1] == "0.0.0.0"
     assert argv[argv.index("--peers") + 1] == "1=n1:2181:2888,2=n2:2181:2888,3=n3:2181:2888"
@@ -210,6 +236,7 @@ def test_launch_paths_must_stay_in_the_node_directory():
 
 
 # --------------------------------------------- readiness and the leader
+
 
 class _Scripted(DBBase):
     """A database whose nodes answer from a script of statuses."""
@@ -280,6 +307,7 @@ def test_a_dead_process_ends_the_wait_at_once():
 
 # ------------------------------------------------- workloads on databases
 
+
 def test_a_workload_runs_on_the_clients_the_database_offers():
     w = register.make({"reads": "sync"})
     bound = bind(w, ZooKeeperDB())
@@ -293,8 +321,11 @@ def test_a_database_without_the_interface_cannot_serve_the_workload():
     class Nothing(_Scripted):
         interfaces = ("set",)
 
-    with pytest.raises(NotOffered, match="cannot serve the register workload: it offers no 'register' client "
-                                         r"\(it offers: set\)"):
+    with pytest.raises(
+        NotOffered,
+        match="cannot serve the register workload: it offers no 'register' client "
+        r"\(it offers: set\)",
+    ):
         bind(register.make({}), Nothing({}))
 
 

@@ -35,13 +35,26 @@ class DiskTarget:
         self._leader = leader
         self.calls: list[tuple] = []
 
-    def drop(self, src, dst): self.calls.append(("drop", src, dst))
-    def heal(self): self.calls.append(("heal",))
-    def pause(self, node): self.calls.append(("pause", node))
-    def resume(self, node): self.calls.append(("resume", node))
-    def kill(self, node): self.calls.append(("kill", node))
-    def start(self, node): self.calls.append(("start", node))
-    def leader(self): return self._leader
+    def drop(self, src, dst):
+        self.calls.append(("drop", src, dst))
+
+    def heal(self):
+        self.calls.append(("heal",))
+
+    def pause(self, node):
+        self.calls.append(("pause", node))
+
+    def resume(self, node):
+        self.calls.append(("resume", node))
+
+    def kill(self, node):
+        self.calls.append(("kill", node))
+
+    def start(self, node):
+        self.calls.append(("start", node))
+
+    def leader(self):
+        return self._leader
 
     def lose_unsynced(self, node):
         self.calls.append(("lose_unsynced", node))
@@ -57,8 +70,10 @@ def test_lose_unsynced_op_hits_the_chosen_nodes_and_says_what_was_lost():
     assert isinstance(t, nemesis.LosesUnsynced) and isinstance(t, nemesis.FaultTarget)
     nem = nemesis.FaultNemesis(random.Random(1))
     out = nem.invoke(t, {"f": "lose-unsynced", "value": "leader"})
-    assert out == {"type": "info", "value": {
-        "lost-unsynced": ["n2"], "lost": {"n2": {"files": 1, "bytes_cut": 7, "removed": ["/new"]}}}}
+    assert out == {
+        "type": "info",
+        "value": {"lost-unsynced": ["n2"], "lost": {"n2": {"files": 1, "bytes_cut": 7, "removed": ["/new"]}}},
+    }
     assert nem.invoke(t, {"f": "lose-unsynced", "value": "all"})["value"]["lost-unsynced"] == NODES3
     assert t.calls == [("lose_unsynced", n) for n in ["n2", *NODES3]]
 
@@ -94,17 +109,27 @@ def test_the_report_draws_a_disk_fault_from_lose_unsynced_to_start():
     from harness.progress import Progress
     from harness.report import stats
 
-    lost = {"lost-unsynced": ["n1", "n2"], "lost": {"n1": {"files": 1, "bytes_cut": 9, "removed": []},
-                                                      "n2": {"files": 0, "bytes_cut": 0, "removed": []}}}
-    ops = [Op(index=i, time=int(t * 1e9), type=ty, process="nemesis", f=f, value=v)
-           for i, (t, ty, f, v) in enumerate([
-               (1.0, "invoke", "lose-unsynced", "majority"), (1.1, "info", "lose-unsynced", lost),
-               (2.0, "invoke", "start", "all"), (2.1, "info", "start", {"started": ["n1", "n2", "n3"]})])]
+    lost = {
+        "lost-unsynced": ["n1", "n2"],
+        "lost": {"n1": {"files": 1, "bytes_cut": 9, "removed": []}, "n2": {"files": 0, "bytes_cut": 0, "removed": []}},
+    }
+    ops = [
+        Op(index=i, time=int(t * 1e9), type=ty, process="nemesis", f=f, value=v)
+        for i, (t, ty, f, v) in enumerate(
+            [
+                (1.0, "invoke", "lose-unsynced", "majority"),
+                (1.1, "info", "lose-unsynced", lost),
+                (2.0, "invoke", "start", "all"),
+                (2.1, "info", "start", {"started": ["n1", "n2", "n3"]}),
+            ]
+        )
+    ]
     (interval,) = stats.fault_intervals(ops)
     assert (interval.kind, interval.start_s, interval.end_s) == ("disk", 1.1, 2.1)
     assert interval.label == "lose-unsynced n1, n2"
-    assert stats.describe_fault("lose-unsynced", {"lost-unsynced": [], "lost": {}}) == \
-        "lose-unsynced: no effect, no node"
+    assert (
+        stats.describe_fault("lose-unsynced", {"lost-unsynced": [], "lost": {}}) == "lose-unsynced: no effect, no node"
+    )
     p = Progress(limit_s=10, enabled=False)
     p.nemesis_done("lose-unsynced", "lose-unsynced n1")
     assert p.fault == "lose-unsynced n1"

@@ -28,9 +28,12 @@ ZK_JAR = Path("/usr/share/java/zookeeper.jar")
 
 # ------------------------------------------------------------------ pure
 
+
 def test_debian_mirror_from_deb822_and_one_line_sources():
-    deb822 = ("Types: deb\n# http://snapshot.example/archive\nURIs: http://mirror.example/debian\n"
-              "Suites: bookworm\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n")
+    deb822 = (
+        "Types: deb\n# http://snapshot.example/archive\nURIs: http://mirror.example/debian\n"
+        "Suites: bookworm\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
+    )
     assert images.debian_mirror(deb822) == "http://mirror.example/debian"
     one = "deb [arch=amd64] http://m.example/debian bookworm main\n"
     assert images.debian_mirror(one) == "http://m.example/debian"
@@ -39,6 +42,7 @@ def test_debian_mirror_from_deb822_and_one_line_sources():
 
 def test_the_os_image_carries_what_the_registered_databases_need():
     from harness.dbs.zookeeper import ZooKeeperDB
+
     packages = images.os_packages()
     assert set(ZooKeeperDB().host_needs().debian_packages) <= set(packages)
     assert packages[:6] == images.BASE_PACKAGES and packages[-1] == "openssh-server"
@@ -108,6 +112,7 @@ def test_drop_rule_with_and_without_probability():
 
 # ----------------------------------------------------------- integration
 
+
 def _need_docker():
     try:
         return images.docker_client()
@@ -139,8 +144,13 @@ def docker_client():
 
 def squall(args: list[str], cwd: Path, timeout_s: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(["timeout", str(int(timeout_s)), sys.executable, "-m", "harness.cli", *args], cwd=cwd,
-                          env=e, capture_output=True, text=True)
+    return subprocess.run(
+        ["timeout", str(int(timeout_s)), sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=e,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _latest(cwd: Path) -> Path:
@@ -166,6 +176,7 @@ def test_cluster_faults_by_hand(docker_client, tmp_path):
     """Partition, pause, kill+restart on a 3-node ZooKeeper in containers."""
     _need_zookeeper()
     from harness.dbs.zookeeper import ZooKeeperDB
+
     backend = dk.DockerBackend()
     cluster = backend.create(3, ZooKeeperDB(), tmp_path)
     try:
@@ -221,9 +232,29 @@ def test_cluster_faults_by_hand(docker_client, tmp_path):
 def test_run_zookeeper_in_docker_is_valid(docker_client, tmp_path):
     _need_zookeeper()
     before = _run_ids(docker_client)
-    r = squall(["run", "--backend", "docker", "--db", "zookeeper", "--nodes", "3", "--workload", "register",
-                "--nemesis", "partition,pause,kill", "--nemesis-interval", "3", "--time-limit", "30",
-                "--seed", "7", "--no-progress"], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--backend",
+            "docker",
+            "--db",
+            "zookeeper",
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition,pause,kill",
+            "--nemesis-interval",
+            "3",
+            "--time-limit",
+            "30",
+            "--seed",
+            "7",
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     run_dir = _latest(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 0, f"exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
@@ -231,8 +262,9 @@ def test_run_zookeeper_in_docker_is_valid(docker_client, tmp_path):
     assert sorted(p.name for p in (run_dir / "logs").glob("*.log")) == ["n1.log", "n2.log", "n3.log"]
     # which faults come up is the seeded package's choice; each must have
     # been carried out (an info completion naming what it did)
-    nemesis_ops = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()
-                   if '"nemesis"' in line]
+    nemesis_ops = [
+        json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines() if '"nemesis"' in line
+    ]
     done = [op for op in nemesis_ops if op["type"] == "info"]
     kinds = {op["f"].replace("start-", "").replace("stop-", "") for op in done} & {"partition", "pause", "kill"}
     assert len(kinds) >= 2, f"expected at least two kinds of fault, got {kinds}: {done}"
@@ -244,10 +276,31 @@ def test_run_zookeeper_in_docker_is_valid(docker_client, tmp_path):
 def test_run_squall_in_docker_is_valid(docker_client, tmp_path):
     # as many nodes as the squall db supports (1 until the node's ensemble exists)
     from harness.dbs import squall as squall_db
+
     nodes = "3" if squall_db.supports_ensemble(squall_db.node_help()) else "1"
-    r = squall(["run", "--backend", "docker", "--db", "squall", "--nodes", nodes, "--workload", "register",
-                "--nemesis", "partition,pause,kill", "--nemesis-interval", "5", "--time-limit", "30",
-                "--seed", "7", "--no-progress"], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--backend",
+            "docker",
+            "--db",
+            "squall",
+            "--nodes",
+            nodes,
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition,pause,kill",
+            "--nemesis-interval",
+            "5",
+            "--time-limit",
+            "30",
+            "--seed",
+            "7",
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     run_dir = _latest(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 0, f"exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
@@ -257,9 +310,29 @@ def test_run_squall_in_docker_is_valid(docker_client, tmp_path):
 
 @_integration
 def test_broken_database_fails_the_gate_in_docker(docker_client, tmp_path):
-    r = squall(["run", "--backend", "docker", "--db", "squall", "--nodes", "1", "--workload", "register",
-                "--nemesis", "none", "--unsafe-db-fault", "lose-writes", "--time-limit", "12",
-                "--seed", "11", "--no-progress"], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--backend",
+            "docker",
+            "--db",
+            "squall",
+            "--nodes",
+            "1",
+            "--workload",
+            "register",
+            "--nemesis",
+            "none",
+            "--unsafe-db-fault",
+            "lose-writes",
+            "--time-limit",
+            "12",
+            "--seed",
+            "11",
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     run_dir = _latest(tmp_path)
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 1, f"the broken database passed the gate (exit {r.returncode}): {results.get('summary')}"
@@ -271,12 +344,34 @@ def _start_run_mid_campaign(client, cwd: Path, before: set) -> subprocess.Popen:
     once its cluster serves and clients have run for a few seconds."""
     from harness.cli import _registry
     from harness.cluster_cmd import cluster_status
+
     images.ensure_node_image(client)  # so the run reaches its campaign quickly
     e = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--backend", "docker", "--db", "zookeeper",
-                             "--nodes", "3", "--nemesis", "partition", "--nemesis-interval", "2",
-                             "--time-limit", "60", "--no-progress"],
-                            cwd=cwd, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--backend",
+            "docker",
+            "--db",
+            "zookeeper",
+            "--nodes",
+            "3",
+            "--nemesis",
+            "partition",
+            "--nemesis-interval",
+            "2",
+            "--time-limit",
+            "60",
+            "--no-progress",
+        ],
+        cwd=cwd,
+        env=e,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         rows = [r for r in cluster_status(client, _registry()) if r["run"] not in before]

@@ -31,13 +31,27 @@ def _need_etcd() -> None:
 
 
 def _ctx(local: bool = True) -> NodeContext:
-    ports = NodePorts(client=2101, peer=2201, election=2301,
-                      peer_addresses={"n2": ("n2" if not local else "127.0.0.1", 2380, 0),
-                                      "n3": ("n3" if not local else "127.0.0.1", 2380, 0)})
+    ports = NodePorts(
+        client=2101,
+        peer=2201,
+        election=2301,
+        peer_addresses={
+            "n2": ("n2" if not local else "127.0.0.1", 2380, 0),
+            "n3": ("n3" if not local else "127.0.0.1", 2380, 0),
+        },
+    )
     if local:
         return NodeContext(name="n1", index=1, nodes=("n1", "n2", "n3"), dir="/x/n1", ports=ports)
-    return NodeContext(name="n1", index=1, nodes=("n1", "n2", "n3"), dir="/x/n1", ports=ports,
-                       listen_host="0.0.0.0", host="n1", local=False)
+    return NodeContext(
+        name="n1",
+        index=1,
+        nodes=("n1", "n2", "n3"),
+        dir="/x/n1",
+        ports=ports,
+        listen_host="0.0.0.0",
+        host="n1",
+        local=False,
+    )
 
 
 def _arg(argv: list[str], flag: str) -> str:
@@ -46,8 +60,7 @@ def _arg(argv: list[str], flag: str) -> str:
 
 def test_local_members_name_peers_by_unix_sockets_in_their_own_directory():
     argv = etcd.etcd_argv(_ctx(), "/usr/bin/etcd")
-    assert _arg(argv, "--initial-cluster") == \
-        "n1=unix://peer-n1:2380,n2=unix://peer-n2:2380,n3=unix://peer-n3:2380"
+    assert _arg(argv, "--initial-cluster") == "n1=unix://peer-n1:2380,n2=unix://peer-n2:2380,n3=unix://peer-n3:2380"
     assert _arg(argv, "--listen-peer-urls") == _arg(argv, "--initial-advertise-peer-urls") == "unix://peer-n1:2380"
     assert _arg(argv, "--listen-client-urls") == "http://127.0.0.1:2101"
     assert _arg(argv, "--data-dir") == "data" and "--pre-vote" in argv
@@ -62,8 +75,14 @@ def test_members_on_hosts_of_their_own_name_peers_by_host():
 
 
 def test_status_from_the_maintenance_api():
-    reply = {"header": {"member_id": "11", "revision": "9"}, "leader": "11", "raftTerm": "3",
-             "raftIndex": "20", "raftAppliedIndex": "19", "version": "3.4.23"}
+    reply = {
+        "header": {"member_id": "11", "revision": "9"},
+        "leader": "11",
+        "raftTerm": "3",
+        "raftIndex": "20",
+        "raftAppliedIndex": "19",
+        "version": "3.4.23",
+    }
     st = etcd.status_from(reply, {"health": "true"})
     assert (st.role, st.serving, st.term, st.applied) == ("leader", True, 3, 19)
     assert st.details["revision"] == 9 and etcd.EtcdDB().claims_leadership(st)
@@ -84,8 +103,12 @@ def test_reads_settings_and_unknown_faults_are_refused_by_name():
 
 
 def test_clients_refuse_malformed_ops_without_a_cluster():
-    for client, op in ((EtcdRegisterClient(), {"f": "read", "value": 3}), (EtcdSetClient(), {"f": "add", "value": "x"}),
-                       (EtcdLockClient(), {"f": "read"}), (EtcdWatchClient(), {"f": "write", "value": 1})):
+    for client, op in (
+        (EtcdRegisterClient(), {"f": "read", "value": 3}),
+        (EtcdSetClient(), {"f": "add", "value": "x"}),
+        (EtcdLockClient(), {"f": "read"}),
+        (EtcdWatchClient(), {"f": "write", "value": 1}),
+    ):
         out = client.invoke(op)
         assert out["type"] == "fail" and "bad" in out["error"]
 
@@ -176,8 +199,23 @@ def test_a_watch_stream_resumes_on_another_member_after_its_member_is_killed(clu
 @pytest.mark.parametrize("workload", ["register", "set", "lock", "watch-stream"])
 def test_etcd_is_judged_valid_under_partition_pause_and_kill(tmp_path, workload):
     _need_etcd()
-    r = squall(["run", "--db", "etcd", "--nodes", "3", "--workload", workload, "--nemesis", "partition,pause,kill",
-                "--seed", "5", *SHORT], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--db",
+            "etcd",
+            "--nodes",
+            "3",
+            "--workload",
+            workload,
+            "--nemesis",
+            "partition,pause,kill",
+            "--seed",
+            "5",
+            *SHORT,
+        ],
+        tmp_path,
+    )
     run_dir = _latest(tmp_path)
     _assert_files(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
@@ -193,8 +231,25 @@ def test_etcd_is_judged_valid_under_partition_pause_and_kill(tmp_path, workload)
 @pytest.mark.parametrize("workload, fault", [("register", "stale-reads"), ("watch-stream", "drop-watch-events")])
 def test_a_broken_etcd_client_makes_the_run_invalid(tmp_path, workload, fault):
     _need_etcd()
-    r = squall(["run", "--db", "etcd", "--nodes", "3", "--workload", workload, "--nemesis", "partition",
-                "--unsafe-db-fault", fault, "--seed", "5", *SHORT], tmp_path)
+    r = squall(
+        [
+            "run",
+            "--db",
+            "etcd",
+            "--nodes",
+            "3",
+            "--workload",
+            workload,
+            "--nemesis",
+            "partition",
+            "--unsafe-db-fault",
+            fault,
+            "--seed",
+            "5",
+            *SHORT,
+        ],
+        tmp_path,
+    )
     results = json.loads((_latest(tmp_path) / "results.json").read_text())
     assert r.returncode == 1, (r.stdout[-2000:], results.get("summary"))
     assert results["valid"] is False
@@ -214,8 +269,20 @@ def test_all_faults_on_etcd_leave_the_clock_out():
     from harness.cli import _registry
     from harness.run_cmd import _Common, build_spec
 
-    c = _Common(backend="local", db="etcd", nemesis_interval=5.0, nodes="3", time_limit=5.0, concurrency="2n",
-                rate=10.0, seed=1, results_dir="results", reads=None, progress=False, unsafe_db_fault=None)
+    c = _Common(
+        backend="local",
+        db="etcd",
+        nemesis_interval=5.0,
+        nodes="3",
+        time_limit=5.0,
+        concurrency="2n",
+        rate=10.0,
+        seed=1,
+        results_dir="results",
+        reads=None,
+        progress=False,
+        unsafe_db_fault=None,
+    )
     spec = build_spec(_registry(), c, "register", "all", None)
     assert "clock" not in spec.nemesis and "partition" in spec.nemesis and spec.reads == "linearizable"
 
@@ -239,8 +306,26 @@ def test_etcd_on_docker_is_judged_valid_under_partition_and_kill(tmp_path):
     from tests.harness.test_docker_backend import _need_docker
 
     _need_docker()
-    r = squall(["run", "--backend", "docker", "--db", "etcd", "--nodes", "3", "--workload", "register",
-                "--nemesis", "partition,kill", "--seed", "3", *SHORT], tmp_path, timeout_s=900)
+    r = squall(
+        [
+            "run",
+            "--backend",
+            "docker",
+            "--db",
+            "etcd",
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition,kill",
+            "--seed",
+            "3",
+            *SHORT,
+        ],
+        tmp_path,
+        timeout_s=900,
+    )
     results = json.loads((_latest(tmp_path) / "results.json").read_text())
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:], results.get("summary"))
     assert results["client_ok_ops"] > 10

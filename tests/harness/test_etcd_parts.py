@@ -26,14 +26,17 @@ def test_base64_round_trip_and_revision():
     assert gw.revision_of({}) is None
 
 
-@pytest.mark.parametrize("message, kind", [
-    ("etcdserver: requested lease not found", gw.Refused),
-    ("etcdserver: no leader", gw.Refused),
-    ("etcdserver: too many requests", gw.Refused),
-    ("etcdserver: request timed out", gw.Indeterminate),
-    ("etcdserver: leader changed", gw.Indeterminate),
-    ("context deadline exceeded", gw.Indeterminate),
-])
+@pytest.mark.parametrize(
+    "message, kind",
+    [
+        ("etcdserver: requested lease not found", gw.Refused),
+        ("etcdserver: no leader", gw.Refused),
+        ("etcdserver: too many requests", gw.Refused),
+        ("etcdserver: request timed out", gw.Indeterminate),
+        ("etcdserver: leader changed", gw.Indeterminate),
+        ("context deadline exceeded", gw.Indeterminate),
+    ],
+)
 def test_server_errors_are_definite_only_when_nothing_was_applied(message, kind):
     assert gw.classify(message) is kind
 
@@ -46,9 +49,17 @@ def test_error_text_reads_the_gateway_body():
 def test_parse_watch_lines():
     created = b'{"result":{"header":{"revision":"7"},"created":true}}'
     assert gw.parse_watch_line(created) == ("created", 7)
-    events = json.dumps({"result": {"header": {"revision": "9"}, "events": [
-        {"kv": {"key": gw.b64("/w/k0"), "value": gw.b64("12"), "mod_revision": "8"}},
-        {"type": "DELETE", "kv": {"key": gw.b64("/w/k1"), "mod_revision": "9"}}]}})
+    events = json.dumps(
+        {
+            "result": {
+                "header": {"revision": "9"},
+                "events": [
+                    {"kv": {"key": gw.b64("/w/k0"), "value": gw.b64("12"), "mod_revision": "8"}},
+                    {"type": "DELETE", "kv": {"key": gw.b64("/w/k1"), "mod_revision": "9"}},
+                ],
+            }
+        }
+    )
     assert gw.parse_watch_line(events) == ("events", [(8, "/w/k0", "12", "PUT"), (9, "/w/k1", "", "DELETE")], 9)
     assert gw.parse_watch_line('{"result":{"header":{"revision":"10"}}}') == ("progress", 10)
     compacted = '{"result":{"header":{"revision":"10"},"canceled":true,"compact_revision":"5"}}'

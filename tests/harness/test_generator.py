@@ -8,12 +8,14 @@ import random
 import pytest
 
 from harness import generator as g
-from harness.generator import Context, PENDING, Pending, simulate
+from harness.generator import PENDING, Context, Pending, simulate
 
 
 def ctx(time=0.0, threads=(0, 1), free=None, seed=0):
     threads = frozenset(threads)
-    return Context(time, threads, threads if free is None else frozenset(free), {t: t for t in threads}, random.Random(seed))
+    return Context(
+        time, threads, threads if free is None else frozenset(free), {t: t for t in threads}, random.Random(seed)
+    )
 
 
 def fs(ops):
@@ -87,7 +89,9 @@ def test_stagger_is_deterministic_for_a_seed():
 
 
 def test_mix_draws_from_every_generator():
-    out = simulate(g.Limit(300, g.mix(lambda: {"f": "read"}, lambda: {"f": "write"}, lambda: {"f": "cas"})), threads=[0, 1])
+    out = simulate(
+        g.Limit(300, g.mix(lambda: {"f": "read"}, lambda: {"f": "write"}, lambda: {"f": "cas"})), threads=[0, 1]
+    )
     counts = {f: fs(out).count(f) for f in ("read", "write", "cas")}
     assert all(60 < c < 140 for c in counts.values()), counts
 
@@ -122,8 +126,10 @@ def test_each_thread_gives_every_thread_its_own_copy():
 
 
 def test_routing_sends_client_ops_to_clients_and_faults_to_the_nemesis():
-    gen = g.any_(g.clients(g.Limit(20, g.source(lambda: {"f": "read"}))),
-                 g.nemesis([{"f": "start-partition"}, {"f": "stop-partition"}]))
+    gen = g.any_(
+        g.clients(g.Limit(20, g.source(lambda: {"f": "read"}))),
+        g.nemesis([{"f": "start-partition"}, {"f": "stop-partition"}]),
+    )
     out = simulate(gen, threads=[0, 1, "nemesis"])
     for o in out:
         assert (o.thread == "nemesis") == o.op["f"].endswith("partition")
@@ -136,8 +142,10 @@ def test_nemesis_routing_without_a_nemesis_thread_is_exhausted():
 
 def test_any_takes_the_soonest_op_and_does_not_starve_clients():
     # a nemesis op 10 s away must not hold back clients in the meantime
-    gen = g.any_(g.clients(g.TimeLimit(20, g.Delay(1.0, g.source(lambda: {"f": "read"})))),
-                 g.nemesis([g.Sleep(10), {"f": "kill"}]))
+    gen = g.any_(
+        g.clients(g.TimeLimit(20, g.Delay(1.0, g.source(lambda: {"f": "read"})))),
+        g.nemesis([g.Sleep(10), {"f": "kill"}]),
+    )
     out = simulate(gen, threads=[0, "nemesis"])
     kill = [o for o in out if o.op["f"] == "kill"]
     assert len(kill) == 1 and kill[0].time == 10.0
@@ -163,14 +171,23 @@ def test_a_nemesis_schedule_alternates_at_its_interval():
     gen = g.TimeLimit(30, g.nemesis([g.Sleep(5), g.Delay(5, g.source(faults))]))
     out = simulate(gen, threads=[0, "nemesis"])
     assert [(o.op["f"], o.time) for o in out] == [
-        ("start-partition", 5.0), ("stop-partition", 10.0), ("start-partition", 15.0),
-        ("stop-partition", 20.0), ("start-partition", 25.0)]
+        ("start-partition", 5.0),
+        ("stop-partition", 10.0),
+        ("start-partition", 15.0),
+        ("stop-partition", 20.0),
+        ("start-partition", 25.0),
+    ]
 
 
 def test_busy_threads_are_never_given_ops():
     # simulate raises if a generator emits for a busy thread; a long run proves none does
-    gen = g.TimeLimit(50, g.any_(g.clients(g.rate_limit(200, g.mix(lambda: {"f": "r"}, lambda: {"f": "w"}))),
-                                 g.nemesis(g.Delay(3, g.source(lambda: {"f": "kill"})))))
+    gen = g.TimeLimit(
+        50,
+        g.any_(
+            g.clients(g.rate_limit(200, g.mix(lambda: {"f": "r"}, lambda: {"f": "w"}))),
+            g.nemesis(g.Delay(3, g.source(lambda: {"f": "kill"}))),
+        ),
+    )
     out = simulate(gen, threads=[0, 1, 2, "nemesis"], latency=lambda op: 0.05)
     assert len(out) > 1000
 
@@ -194,8 +211,13 @@ def test_a_time_limit_is_not_ended_early_by_a_far_off_op_while_clients_are_busy(
     # Both clients are busy for 3 s; meanwhile the only op on offer is a
     # fault beyond the cutoff. The limit must wait for the clients, not end.
     slow = lambda op: 3.0 if op["f"] == "read" else 0.01
-    gen = g.TimeLimit(10, g.any_(g.clients(g.source(lambda: {"f": "read"})),
-                                 g.nemesis([g.Sleep(4), g.Delay(8, g.source(lambda: {"f": "kill"}))])))
+    gen = g.TimeLimit(
+        10,
+        g.any_(
+            g.clients(g.source(lambda: {"f": "read"})),
+            g.nemesis([g.Sleep(4), g.Delay(8, g.source(lambda: {"f": "kill"}))]),
+        ),
+    )
     out = simulate(gen, threads=[0, 1, "nemesis"], latency=slow)
     reads = [o.time for o in out if o.op["f"] == "read"]
     assert reads == [0.0, 0.0, 3.0, 3.0, 6.0, 6.0, 9.0, 9.0]

@@ -50,8 +50,9 @@ def mount(tmp_path):
         assert not lazyfs.is_mounted(m.mountpoint)
 
 
-def _write(path: Path, data: bytes, offset: int | None = None, sync: str | None = None,
-           flags: int = os.O_WRONLY | os.O_CREAT) -> None:
+def _write(
+    path: Path, data: bytes, offset: int | None = None, sync: str | None = None, flags: int = os.O_WRONLY | os.O_CREAT
+) -> None:
     fd = os.open(path, flags, 0o644)
     try:
         if offset is None:
@@ -81,9 +82,9 @@ def test_the_data_dir_is_a_mount_that_shows_what_prepare_wrote(mount):
 
 def test_unsynced_bytes_are_gone_and_synced_bytes_kept(mount):
     d = mount.mountpoint
-    _write(d / "log", b"A" * 10000, sync="fdatasync")            # durable
-    _write(d / "log", b"B" * 50, offset=5000)                     # overwrite, never synced
-    _write(d / "log", b"C" * 3000, offset=10000)                  # append, never synced
+    _write(d / "log", b"A" * 10000, sync="fdatasync")  # durable
+    _write(d / "log", b"B" * 50, offset=5000)  # overwrite, never synced
+    _write(d / "log", b"C" * 3000, offset=10000)  # append, never synced
     assert (d / "log").read_bytes() == b"A" * 5000 + b"B" * 50 + b"A" * 4950 + b"C" * 3000
     lost = mount.drop()
     assert (d / "log").read_bytes() == b"A" * 10000
@@ -169,7 +170,7 @@ def test_the_mount_is_gone_when_the_harness_is_killed(tmp_path):
         import sys, time
         from pathlib import Path
         from harness.backends import lazyfs
-        m = lazyfs.mount_data_dir(Path({str(node_dir)!r}), Path({str(tmp_path / 'lazyfs.log')!r}))
+        m = lazyfs.mount_data_dir(Path({str(node_dir)!r}), Path({str(tmp_path / "lazyfs.log")!r}))
         print(m.proc.pid, flush=True)
         time.sleep(600)
     """)

@@ -218,11 +218,13 @@ def test_process_control_with_a_fake_db(tmp_path):
         assert len(members) >= 2, "the node's children share its process group"
         # signals are delivered asynchronously: wait for the state to show
         cluster.pause("n1")
-        _wait_for(lambda: all(_state(m) == "T" for m in _group_members(pid)), 10,
-                  "every process of n1's group to be stopped")
+        _wait_for(
+            lambda: all(_state(m) == "T" for m in _group_members(pid)), 10, "every process of n1's group to be stopped"
+        )
         cluster.resume("n1")
-        _wait_for(lambda: all(_state(m) != "T" for m in _group_members(pid)), 10,
-                  "every process of n1's group to run again")
+        _wait_for(
+            lambda: all(_state(m) != "T" for m in _group_members(pid)), 10, "every process of n1's group to run again"
+        )
         cluster.kill("n1")
         assert not _group_members(pid) and cluster.pids()["n1"] is None
         cluster.start("n1")
@@ -320,8 +322,7 @@ def test_zookeeper_three_nodes_faults_and_clean_teardown(tmp_path):
 
         # kill the leader: another is elected; restart it: it rejoins
         cluster.kill(leader)
-        _wait_for(lambda: cluster.leader() not in (None, leader), 60,
-                  "a new leader after killing the old one")
+        _wait_for(lambda: cluster.leader() not in (None, leader), 60, "a new leader after killing the old one")
         cluster.start(leader)
         cluster.wait_ready(90)
 
@@ -338,12 +339,13 @@ def test_zookeeper_three_nodes_faults_and_clean_teardown(tmp_path):
             if other != leader:
                 cluster.drop(leader, other)
                 cluster.drop(other, leader)
-        _wait_for(lambda: any(cluster.node_status(n).role == "leader"
-                              for n in cluster.nodes if n != leader), 60,
-                  "a leader in the majority side")
+        _wait_for(
+            lambda: any(cluster.node_status(n).role == "leader" for n in cluster.nodes if n != leader),
+            60,
+            "a leader in the majority side",
+        )
         # the old leader, cut from its quorum, stops serving
-        _wait_for(lambda: cluster.node_status(leader).role != "leader", 60,
-                  "the isolated leader to step down")
+        _wait_for(lambda: cluster.node_status(leader).role != "leader", 60, "the isolated leader to step down")
         cluster.heal()
         cluster.wait_ready(90)
         logs = cluster.collect_logs(tmp_path / "logs")

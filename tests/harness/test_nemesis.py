@@ -121,8 +121,7 @@ def test_package_with_one_active_fault_alternates_start_and_stop_and_replays_fro
         assert pairs[start["f"]] == stop["f"]
     assert {o["f"] for o in ops[::2]} == set(pairs)
     assert pkg.interval_s == 5.0
-    assert pkg.final_ops() == [{"f": "stop-partition"}, {"f": "resume", "value": "all"},
-                               {"f": "start", "value": "all"}]
+    assert pkg.final_ops() == [{"f": "stop-partition"}, {"f": "resume", "value": "all"}, {"f": "start", "value": "all"}]
 
 
 def test_package_none_has_no_ops_and_bad_interval_is_refused():
@@ -148,13 +147,26 @@ class FakeTarget:
             raise RuntimeError(f"{call[0]} broke")
         self.calls.append(call)
 
-    def drop(self, src, dst): self._rec("drop", src, dst)
-    def heal(self): self._rec("heal")
-    def pause(self, node): self._rec("pause", node)
-    def resume(self, node): self._rec("resume", node)
-    def kill(self, node): self._rec("kill", node)
-    def start(self, node): self._rec("start", node)
-    def leader(self): return self._leader
+    def drop(self, src, dst):
+        self._rec("drop", src, dst)
+
+    def heal(self):
+        self._rec("heal")
+
+    def pause(self, node):
+        self._rec("pause", node)
+
+    def resume(self, node):
+        self._rec("resume", node)
+
+    def kill(self, node):
+        self._rec("kill", node)
+
+    def start(self, node):
+        self._rec("start", node)
+
+    def leader(self):
+        return self._leader
 
 
 def test_fault_nemesis_partition_isolate_leader_drops_both_directions():

@@ -50,24 +50,32 @@ def test_multi_ops_are_2_to_5_op_multis_with_unique_appends():
 
 
 def test_multi_check_doomed_commit_is_invalid_and_failed_effect_visible_is_g1a():
-    ok_doomed = _h((0, "doomed-txn", [["append", "k0", 1]], "ok", None),
-                   (1, "txn", [["r", "k0", None], ["r", "k1", None]], "ok", [["r", "k0", [1]], ["r", "k1", []]]))
+    ok_doomed = _h(
+        (0, "doomed-txn", [["append", "k0", 1]], "ok", None),
+        (1, "txn", [["r", "k0", None], ["r", "k1", None]], "ok", [["r", "k0", [1]], ["r", "k1", []]]),
+    )
     r = multi.check_multi(ok_doomed)
     assert r.valid is False and "multi-atomic" in r.counterexample
-    visible = _h((0, "doomed-txn", [["append", "k0", 1], ["append", "k1", 2]], "fail", None),
-                 (1, "txn", [["r", "k0", None], ["r", "k1", None]], "ok", [["r", "k0", [1]], ["r", "k1", []]]))
+    visible = _h(
+        (0, "doomed-txn", [["append", "k0", 1], ["append", "k1", 2]], "fail", None),
+        (1, "txn", [["r", "k0", None], ["r", "k1", None]], "ok", [["r", "k0", [1]], ["r", "k1", []]]),
+    )
     r = multi.check_multi(visible)
     assert r.valid is False and r.counterexample["elle-list-append"]["anomaly_types"] == ["G1a"]
-    fine = _h((0, "doomed-txn", [["append", "k0", 1]], "fail", None),
-              (1, "txn", [["append", "k0", 2], ["r", "k1", None]], "ok", [["append", "k0", 2], ["r", "k1", []]]),
-              (1, "txn", [["r", "k0", None], ["r", "k1", None]], "ok", [["r", "k0", [2]], ["r", "k1", []]]))
+    fine = _h(
+        (0, "doomed-txn", [["append", "k0", 1]], "fail", None),
+        (1, "txn", [["append", "k0", 2], ["r", "k1", None]], "ok", [["append", "k0", 2], ["r", "k1", []]]),
+        (1, "txn", [["r", "k0", None], ["r", "k1", None]], "ok", [["r", "k0", [2]], ["r", "k1", []]]),
+    )
     assert multi.check_multi(fine).valid is True
 
 
 def test_election_overlapping_leaders_are_invalid():
-    h = _h((0, "lead", None, "ok", {"read": 0, "wrote": 1, "lock": "a", "write_zxid": 10}),
-           (1, "lead", None, "ok", {"read": 0, "wrote": 1, "lock": "b", "write_zxid": 11}),
-           (2, "final-lead", None, "ok", {"read": 1, "wrote": 2, "lock": "c", "write_zxid": 12}))
+    h = _h(
+        (0, "lead", None, "ok", {"read": 0, "wrote": 1, "lock": "a", "write_zxid": 10}),
+        (1, "lead", None, "ok", {"read": 0, "wrote": 1, "lock": "b", "write_zxid": 11}),
+        (2, "final-lead", None, "ok", {"read": 1, "wrote": 2, "lock": "c", "write_zxid": 12}),
+    )
     r = election.check_election(h)
     assert r.valid is False and r.counterexample["lock-fencing"]["fenced"][0]["kind"] == "overlap"
 
@@ -77,20 +85,22 @@ def test_watch_and_queue_op_sources():
     assert {o["f"] for o in ops} == set(watch.FS)
     writes = [o["value"][1] for o in ops if o["f"] == "write"]
     assert len(writes) == len(set(writes))
-    puts = [o["value"] for o in itertools.islice(queue.QueueWorkload().ops(random.Random(1)), 300)
-            if o["f"] == "put"]
+    puts = [o["value"] for o in itertools.islice(queue.QueueWorkload().ops(random.Random(1)), 300) if o["f"] == "put"]
     assert len({p[1] for p in puts}) == len(puts) and {p[0] for p in puts} == set(queue.QUEUES)
 
 
-@pytest.mark.parametrize("client, op", [
-    (MultiClient, {"f": "txn", "value": [["write", "k0", 1]]}),
-    (MultiClient, {"f": "txn", "value": []}),
-    (WatchClient, {"f": "watch-read", "value": ["p0", None]}),   # p-keys carry the persistent watch
-    (WatchClient, {"f": "write", "value": ["nope", 1]}),
-    (QueueClient, {"f": "put", "value": ["stack", 1]}),
-    (CounterClient, {"f": "add", "value": -1}),
-    (ElectionClient, {"f": "abdicate"}),
-])
+@pytest.mark.parametrize(
+    "client, op",
+    [
+        (MultiClient, {"f": "txn", "value": [["write", "k0", 1]]}),
+        (MultiClient, {"f": "txn", "value": []}),
+        (WatchClient, {"f": "watch-read", "value": ["p0", None]}),  # p-keys carry the persistent watch
+        (WatchClient, {"f": "write", "value": ["nope", 1]}),
+        (QueueClient, {"f": "put", "value": ["stack", 1]}),
+        (CounterClient, {"f": "add", "value": -1}),
+        (ElectionClient, {"f": "abdicate"}),
+    ],
+)
 def test_clients_refuse_malformed_ops_without_connecting(client, op):
     out = client().invoke(op)
     assert out["type"] == "fail" and "bad" in out["error"]
@@ -129,17 +139,29 @@ def test_add_watch_request_rejects_a_bad_mode():
     assert _zk.AddWatch("/x", _zk.PERSISTENT_RECURSIVE).serialize() == b"\x00\x00\x00\x02/x\x00\x00\x00\x01"
     # setWatches: relative zxid (long), then three string vectors
     assert _zk.SetWatches(5, ["/a"], [], []).serialize() == (
-        b"\x00" * 7 + b"\x05" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x02/a" + b"\x00" * 8)
+        b"\x00" * 7 + b"\x05" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x02/a" + b"\x00" * 8
+    )
 
 
 def test_arrival_log_helpers():
-    log = [("reply", 1), ("event", 3, "/k"), ("state", "SUSPENDED", 9), ("state", "CONNECTED", 9),
-           ("event", 3, "/k"), ("event", 3, "/other"), ("reply", 2)]
+    log = [
+        ("reply", 1),
+        ("event", 3, "/k"),
+        ("state", "SUSPENDED", 9),
+        ("state", "CONNECTED", 9),
+        ("event", 3, "/k"),
+        ("event", 3, "/other"),
+        ("reply", 2),
+    ]
     assert _zk.count_events(log, 0, 6, _zk.CHANGED_EVENT, "/k") == 2
     assert not _zk.same_connection(log, 0, 6) and _zk.same_connection(log, 4, 6)
     assert _zk.zxid_at_break(log, 0) == 9 and _zk.zxid_at_break(log, 4) is None
-    assert _zk.trace(log, 0, 6, "/k") == [["event", 3], ["state", "SUSPENDED", 9],
-                                          ["state", "CONNECTED", 9], ["event", 3]]
+    assert _zk.trace(log, 0, 6, "/k") == [
+        ["event", 3],
+        ["state", "SUSPENDED", 9],
+        ["state", "CONNECTED", 9],
+        ["event", 3],
+    ]
 
 
 # ------------------------------------------------------------ campaigns
@@ -154,8 +176,10 @@ def _campaign(tmp_path, db: str, workload: str, fault: str):
     _assert_files(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
     explanation = (results.get("result") or {}).get("explanation", "")
-    assert r.returncode == 0, (f"{db} {workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n"
-                               f"{explanation[:3000]}\n{r.stderr[-3000:]}")
+    assert r.returncode == 0, (
+        f"{db} {workload}/{fault}: exit {r.returncode}: {results.get('summary')}\n"
+        f"{explanation[:3000]}\n{r.stderr[-3000:]}"
+    )
     assert results["valid"] is True
 
 

@@ -21,8 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ZK_JAR = Path("/usr/share/java/zookeeper.jar")
 
 
-
-
 def _gone_within(text: str, seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     left = _procs_mentioning(text)
@@ -70,6 +68,7 @@ def test_the_watchdog_kills_every_node_tree_of_a_sigkilled_harness(tmp_path):
     harness = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert harness.stdout.readline().strip() == "up"
+
         def nodes() -> list[int]:
             return [p for p in _procs_mentioning(marker) if p != harness.pid]
 
@@ -113,10 +112,31 @@ def test_sigkill_of_squall_run_leaves_no_node_process(tmp_path, db):
     if db == "zookeeper":
         _zookeeper()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--db", db, "--nodes", "3",
-                             "--workload", "register", "--nemesis", "partition", "--nemesis-interval", "2",
-                             "--time-limit", "120", "--no-progress"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--db",
+            db,
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition",
+            "--nemesis-interval",
+            "2",
+            "--time-limit",
+            "120",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         logs: list[Path] = []

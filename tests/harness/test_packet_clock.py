@@ -21,8 +21,14 @@ from harness.backends.base import SetupError
 from harness.backends.docker import PACKET_CHAIN, packet_rules
 from harness.backends.local import LocalBackend, fault_settings
 from harness.backends.proxy import LOSS_RTO_MS, ProxyMesh, Shape
-from tests.harness.test_local_backend import (EchoServer, _SleeperDB, _group_members, _listening_ports,
-                                              _need_zookeeper, _wait_for)
+from tests.harness.test_local_backend import (
+    EchoServer,
+    _group_members,
+    _listening_ports,
+    _need_zookeeper,
+    _SleeperDB,
+    _wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,8 +90,10 @@ def test_delay_slows_one_direction_then_both_and_unshape_restores(mesh, echo):
         mesh.unshape()
         assert mesh.shapes() == {}
         after = _rtt(s)
-    print(f"\nround trip through the proxy: {base * 1e3:.1f} ms unshaped, {one_way * 1e3:.1f} ms with "
-          f"150 ms a->b, {both * 1e3:.1f} ms with 150 ms each way, {after * 1e3:.1f} ms after unshape")
+    print(
+        f"\nround trip through the proxy: {base * 1e3:.1f} ms unshaped, {one_way * 1e3:.1f} ms with "
+        f"150 ms a->b, {both * 1e3:.1f} ms with 150 ms each way, {after * 1e3:.1f} ms after unshape"
+    )
 
 
 def test_base_latency_applies_to_every_link_both_ways_and_survives_unshape(mesh, echo):
@@ -105,7 +113,7 @@ def test_jitter_keeps_bytes_in_order(mesh, echo):
     with _dial(port) as s:
         sent = b"".join(i.to_bytes(2, "big") for i in range(300))
         for i in range(0, len(sent), 20):  # many small chunks, each with its own jitter
-            s.sendall(sent[i:i + 20])
+            s.sendall(sent[i : i + 20])
             time.sleep(0.001)
         got = b""
         while len(got) < len(sent):
@@ -162,9 +170,7 @@ def test_docker_packet_rules_use_statistic_and_hashlimit_and_refuse_delay():
 
 
 # ------------------------------------------------------------------ clocks
-_PROBE = ("import time, sys\n"
-          "for line in sys.stdin:\n"
-          "    print(f'{time.time():.3f}', flush=True)\n")
+_PROBE = "import time, sys\nfor line in sys.stdin:\n    print(f'{time.time():.3f}', flush=True)\n"
 
 
 def _offset_s(proc: subprocess.Popen) -> float:
@@ -178,8 +184,9 @@ def test_a_probe_under_the_preload_follows_the_control_file_while_it_runs(tmp_pa
     _need_faketime()
     clocks = faketime.Clocks(tmp_path / "clock", ["n1"])
     env = {**os.environ, **clocks.env("n1")}
-    proc = subprocess.Popen([sys.executable, "-c", _PROBE], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PROBE], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert abs(_offset_s(proc)) < 5
         clocks.bump("n1", 3_600_000)
@@ -194,8 +201,11 @@ def test_a_probe_under_the_preload_follows_the_control_file_while_it_runs(tmp_pa
         # 4 s outlasts the longest gap between reads, so both states are seen.
         clocks.strobe("n1", 600_000, 4000)
         seen = set()
-        _wait_for(lambda: seen.add(round(_offset_s(proc) / 600)) or {0, 1} <= seen, 20,
-                  "the strobe to flip the probe's clock between +0 and +10 min")
+        _wait_for(
+            lambda: seen.add(round(_offset_s(proc) / 600)) or {0, 1} <= seen,
+            20,
+            "the strobe to flip the probe's clock between +0 and +10 min",
+        )
         clocks.reset()
         _wait_for(lambda: abs(_offset_s(proc)) < 5, 10, "the probe's clock back to the real time")
         assert clocks.offset_ms("n1") == 0
@@ -307,8 +317,10 @@ def _db(name: str):
     if name == "zookeeper":
         _need_zookeeper()
         from harness.dbs.zookeeper import ZooKeeperDB
+
         return ZooKeeperDB()
     from harness.dbs import squall
+
     return squall.make({})
 
 
@@ -385,8 +397,9 @@ def test_packet_and_clock_faults_on_a_real_three_node_cluster(tmp_path, db_name)
         # (ZooKeeper's follows the monotonic clock); see docs/consistency.md.
         _wait_for(lambda: _stamped_offset_s(cluster) < -3000, 30, "the leader's mtime stamps to be an hour behind")
         cluster.clock_reset()
-        _wait_for(lambda: abs(_stamped_offset_s(cluster)) < 60, 30,
-                  "the leader's mtime stamps to be the real time again")
+        _wait_for(
+            lambda: abs(_stamped_offset_s(cluster)) < 60, 30, "the leader's mtime stamps to be the real time again"
+        )
         try:
             zk.exists_async("/slowed").get(timeout=30)
             kept = "kept"
@@ -440,6 +453,7 @@ def test_docker_packet_faults_are_iptables_rules_that_unshape_removes(tmp_path):
         cluster.shape(a, b, rate_kbps=256)
         text = rules()
         import re
+
         m = re.search(r"-s (\S+)/32 -m statistic --mode random --probability ([0-9.]+) -j DROP", text)
         assert m and m.group(1) == cluster.ip(a) and abs(float(m.group(2)) - 0.3) < 1e-6, text
         assert "hashlimit" in text and "-j DROP" in text, text

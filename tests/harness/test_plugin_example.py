@@ -24,8 +24,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "squall-plugin-example"
 PACKAGES = ("node", "harness", "nemesis", "checkers", "workloads")
-SHORT = ["--nodes", "1", "--time-limit", "4", "--rate", "40", "--concurrency", "3", "--nemesis-interval", "1",
-         "--seed", "5", "--no-progress"]
+SHORT = [
+    "--nodes",
+    "1",
+    "--time-limit",
+    "4",
+    "--rate",
+    "40",
+    "--concurrency",
+    "3",
+    "--nemesis-interval",
+    "1",
+    "--seed",
+    "5",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +48,25 @@ def plugin_path(tmp_path_factory) -> Path:
     src = build / "squall-plugin-example"
     # build from a copy: setuptools writes build/ and *.egg-info into the source tree
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--no-index", "--disable-pip-version-check", "--target", str(target), str(src)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"pip could not install the example plugin:\n{proc.stdout}\n{proc.stderr}"
     assert list(target.glob("squall_plugin_example-*.dist-info")), sorted(p.name for p in target.iterdir())
     return target
@@ -45,8 +74,9 @@ def plugin_path(tmp_path_factory) -> Path:
 
 def squall(args: list[str], cwd: Path, plugin: Path | None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (plugin, ROOT) if p)}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_no_file_of_squall_names_the_plugin() -> None:
@@ -77,8 +107,9 @@ def test_squall_list_shows_the_plugin_and_where_it_came_from(plugin_path, tmp_pa
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_plugin_database_is_valid_under_kills_and_pauses(plugin_path, tmp_path) -> None:
-    r = squall(["run", "--db", "memkv", "--workload", "register", "--nemesis", "kill,pause", *SHORT],
-               tmp_path, plugin_path)
+    r = squall(
+        ["run", "--db", "memkv", "--workload", "register", "--nemesis", "kill,pause", *SHORT], tmp_path, plugin_path
+    )
     run_dir = (tmp_path / "results" / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 0, f"exit {r.returncode}: {results.get('summary')}\n{r.stderr[-2000:]}"
@@ -93,8 +124,22 @@ def test_the_plugin_database_is_valid_under_kills_and_pauses(plugin_path, tmp_pa
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_plugins_test_only_bug_fails_the_gate(plugin_path, tmp_path) -> None:
-    r = squall(["run", "--db", "memkv", "--workload", "register", "--nemesis", "none",
-                "--unsafe-db-fault", "stale-reads", *SHORT], tmp_path, plugin_path)
+    r = squall(
+        [
+            "run",
+            "--db",
+            "memkv",
+            "--workload",
+            "register",
+            "--nemesis",
+            "none",
+            "--unsafe-db-fault",
+            "stale-reads",
+            *SHORT,
+        ],
+        tmp_path,
+        plugin_path,
+    )
     run_dir = (tmp_path / "results" / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 1, f"the broken database passed (exit {r.returncode}): {results.get('summary')}"
@@ -104,8 +149,9 @@ def test_the_plugins_test_only_bug_fails_the_gate(plugin_path, tmp_path) -> None
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_plugins_own_workload_runs(plugin_path, tmp_path) -> None:
-    r = squall(["run", "--db", "memkv", "--workload", "memkv-counter", "--nemesis", "kill", *SHORT],
-               tmp_path, plugin_path)
+    r = squall(
+        ["run", "--db", "memkv", "--workload", "memkv-counter", "--nemesis", "kill", *SHORT], tmp_path, plugin_path
+    )
     results = json.loads(((tmp_path / "results" / "latest").resolve() / "results.json").read_text())
     assert r.returncode == 0, f"exit {r.returncode}: {results.get('summary')}\n{r.stderr[-2000:]}"
     assert "within bounds" in results["summary"]
@@ -116,8 +162,22 @@ def test_a_workload_the_plugin_cannot_serve_is_refused(plugin_path, tmp_path) ->
     assert r.returncode == 3
     assert "--db memkv cannot serve the set workload: it offers no 'set' client" in r.stderr
     assert "workloads it can run: memkv-counter, register" in r.stderr
-    r = squall(["run", "--db", "memkv", "--workload", "register", "--nemesis", "kill", "--unsafe-db-fault", "gremlins",
-                *SHORT], tmp_path, plugin_path)
+    r = squall(
+        [
+            "run",
+            "--db",
+            "memkv",
+            "--workload",
+            "register",
+            "--nemesis",
+            "kill",
+            "--unsafe-db-fault",
+            "gremlins",
+            *SHORT,
+        ],
+        tmp_path,
+        plugin_path,
+    )
     assert r.returncode == 3 and "allowed: stale-reads" in r.stderr
     r = squall(["run", "--db", "memkv", "--workload", "register", "--nodes", "3"], tmp_path, plugin_path)
     assert r.returncode == 3 and "--db memkv cannot run 3 node(s); allowed: 1" in r.stderr

@@ -33,8 +33,12 @@ def _distribution(site: Path, name: str, entry_points: dict[str, dict[str, str]]
     info = site / f"{name.replace('-', '_')}-1.2.3.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for group, eps in entry_points.items()))
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+            for group, eps in entry_points.items()
+        )
+    )
     for mod, text in modules.items():
         (site / f"{mod}.py").write_text(textwrap.dedent(text))
 
@@ -53,22 +57,28 @@ def test_squalls_own_parts_come_from_its_pyproject_in_order(fresh_discovery):
 
 
 def test_another_distributions_plugins_are_found_and_loaded_lazily(fresh_discovery, tmp_path, monkeypatch):
-    _distribution(tmp_path, "squall-extra", {"squall.dbs": {"extra": "extra_db:make"},
-                                              "squall.checkers": {"always": "extra_db:check"}},
-                  {"extra_db": '''
+    _distribution(
+        tmp_path,
+        "squall-extra",
+        {"squall.dbs": {"extra": "extra_db:make"}, "squall.checkers": {"always": "extra_db:check"}},
+        {
+            "extra_db": '''
                       """An extra database."""
                       LOADED = True
                       def make(options):
                           return ("extra", options)
                       def check(history, model, budget_s=None):
                           return "checked"
-                  '''})
+                  '''
+        },
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     d = plugins.discover()
     extra = d.get("db", "extra")
     assert (extra.dist, extra.version, extra.source) == ("squall-extra", "1.2.3", "installed")
     assert d.names("db") == ("squall", "zookeeper", "etcd", "extra")  # squall's own first
     import sys
+
     assert "extra_db" not in sys.modules  # discovery imports nothing
     reg = from_plugins(d, {}, {}, ("partition",))
     assert reg.dbs["extra"]({"x": 1}) == ("extra", {"x": 1})
@@ -77,8 +87,12 @@ def test_another_distributions_plugins_are_found_and_loaded_lazily(fresh_discove
 
 
 def test_a_plugin_that_fails_to_import_is_named_and_the_cli_lives(fresh_discovery, tmp_path, monkeypatch, capsys):
-    _distribution(tmp_path, "squall-broken", {"squall.dbs": {"broken": "broken_db:make"}},
-                  {"broken_db": "import no_such_module_anywhere\n"})
+    _distribution(
+        tmp_path,
+        "squall-broken",
+        {"squall.dbs": {"broken": "broken_db:make"}},
+        {"broken_db": "import no_such_module_anywhere\n"},
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     from harness.cli import cli
 
@@ -89,9 +103,12 @@ def test_a_plugin_that_fails_to_import_is_named_and_the_cli_lives(fresh_discover
     r = CliRunner().invoke(cli, ["list"])
     assert r.exit_code == 3
     assert "broken" in r.output and "FAILED TO LOAD" in r.output
-    assert ("the db plugin 'broken' (broken_db:make, from squall-broken 1.2.3) failed to load: "
-            "ModuleNotFoundError: No module named 'no_such_module_anywhere'") in r.output
+    assert (
+        "the db plugin 'broken' (broken_db:make, from squall-broken 1.2.3) failed to load: "
+        "ModuleNotFoundError: No module named 'no_such_module_anywhere'"
+    ) in r.output
     from harness.cli import main
+
     with pytest.raises(SystemExit) as exc:
         main(["run", "--db", "broken", "--results", str(tmp_path / "r"), "--no-progress"])
     assert exc.value.code == 3 and "failed to load: ModuleNotFoundError" in capsys.readouterr().err
@@ -99,8 +116,12 @@ def test_a_plugin_that_fails_to_import_is_named_and_the_cli_lives(fresh_discover
 
 
 def test_a_name_registered_twice_is_a_problem_and_squalls_own_wins(fresh_discovery, tmp_path, monkeypatch):
-    _distribution(tmp_path, "squall-impostor", {"squall.dbs": {"zookeeper": "impostor:make"}},
-                  {"impostor": "def make(options):\n    return None\n"})
+    _distribution(
+        tmp_path,
+        "squall-impostor",
+        {"squall.dbs": {"zookeeper": "impostor:make"}},
+        {"impostor": "def make(options):\n    return None\n"},
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     d = plugins.discover()
     assert d.get("db", "zookeeper").dist == "squall"
@@ -124,6 +145,7 @@ def test_squall_list_json_describes_every_part(fresh_discovery):
 
 # ------------------------------------------------------------ nemeses
 
+
 class _Nem:
     def __init__(self, tag):
         self.tag, self.done, self.setups, self.teardowns = tag, [], 0, 0
@@ -144,6 +166,7 @@ def _pkg(tag, fs, final=()):
         while True:
             for f in fs:
                 yield {"f": f, "value": rng.random()}
+
     return NemesisPackage(_Nem(tag), (tag,), 2.0, source, [{"f": f, "value": None} for f in final])
 
 

@@ -26,9 +26,19 @@ def test_keywords_become_run_flags_and_unknown_ones_name_the_allowed(tmp_path):
 
 
 def test_a_failing_result_names_the_anomaly_and_the_report():
-    doc = {"verdict": "invalid", "exit_code": 1,
-           "runs": [{"test": "squall-set-none", "seed": 4, "summary": "2 acknowledged adds lost",
-                     "run_dir": "/r/x", "report": "/r/x/report.html"}]}
+    doc = {
+        "verdict": "invalid",
+        "exit_code": 1,
+        "runs": [
+            {
+                "test": "squall-set-none",
+                "seed": 4,
+                "summary": "2 acknowledged adds lost",
+                "run_dir": "/r/x",
+                "report": "/r/x/report.html",
+            }
+        ],
+    }
     result = SquallResult(1, doc)
     assert not result and result.valid is False and result.run_dir == Path("/r/x")
     with pytest.raises(AssertionError) as exc:
@@ -41,7 +51,7 @@ def test_a_failing_result_names_the_anomaly_and_the_report():
     assert SquallResult(0, {"verdict": "valid", "runs": [{}]}).assert_valid().valid is True
 
 
-GATE_TEST = '''
+GATE_TEST = """
 import pytest
 
 def test_a_healthy_node_passes(squall):
@@ -60,7 +70,7 @@ def test_bad_flags_raise(squall):
     from harness.pytest_plugin import SquallUsageError
     with pytest.raises(SquallUsageError, match="unknown workload 'nope'"):
         squall.run(workload="nope", time_limit=1)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -69,9 +79,24 @@ def test_the_fixture_from_a_test_file_in_a_temporary_directory(tmp_path):
     (tmp_path / "test_gate.py").write_text(GATE_TEST, encoding="utf-8")
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTEST_ADDOPTS", None)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_gate.py",
-                           "--squall-results", str(tmp_path / "kept")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_gate.py",
+            "--squall-results",
+            str(tmp_path / "kept"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out  # one test failed: the broken node
     assert "1 failed, 2 passed" in out, out
@@ -87,8 +112,19 @@ def test_the_fixture_from_a_test_file_in_a_temporary_directory(tmp_path):
 @pytest.mark.integration
 def test_the_example_gate_runs_as_shipped(tmp_path):
     shutil.copy(ROOT / "examples" / "test_squall_gate.py", tmp_path)
-    env = {**os.environ, "SQUALL_DB": "squall", "SQUALL_TIME_LIMIT": "2", "SQUALL_NODES": "3"}  # partitions need two nodes or more
+    env = {
+        **os.environ,
+        "SQUALL_DB": "squall",
+        "SQUALL_TIME_LIMIT": "2",
+        "SQUALL_NODES": "3",
+    }  # partitions need two nodes or more
     env.pop("PYTEST_ADDOPTS", None)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_squall_gate.py"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_squall_gate.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout + proc.stderr

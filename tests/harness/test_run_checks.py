@@ -36,8 +36,16 @@ def _history(diverge: bool = False) -> list[Op]:
     for n in ("n1", "n2"):
         tree = {"/squall/w": ["x" if diverge and n == "n2" else "y", 1, 5]}
         ops.append(Op(len(ops), 4 * S, "invoke", f"converge-{n}", "converge", {"round": 0, "node": n}))
-        ops.append(Op(len(ops), 4 * S, "ok", f"converge-{n}", "converge",
-                      {"round": 0, "node": n, "sync_zxid": 30, "paths": tree}))
+        ops.append(
+            Op(
+                len(ops),
+                4 * S,
+                "ok",
+                f"converge-{n}",
+                "converge",
+                {"round": 0, "node": n, "sync_zxid": 30, "paths": tree},
+            )
+        )
     return ops
 
 
@@ -59,14 +67,16 @@ def test_a_diverged_replica_makes_the_run_invalid_and_the_report_shows_availabil
 
 
 def test_a_documented_limitation_is_named_only_for_that_database():
-    stale = Result.illegal(fresh_reads.NAME, "stale", "why", {"stale_reads": [1]},
-                           {"known_limitation": fresh_reads.KNOWN_LIMITATION})
+    stale = Result.illegal(
+        fresh_reads.NAME, "stale", "why", {"stale_reads": [1]}, {"known_limitation": fresh_reads.KNOWN_LIMITATION}
+    )
     result = merge([stale], checker="register").to_dict()
     zk = runner.known_limitations(TestSpec(name="t", db="zookeeper"), result)
     assert [k["issue"] for k in zk] == ["ZOOKEEPER-1675"]
     assert runner.known_limitations(TestSpec(name="t", db="squall"), result) == []
-    page = html.render_report(TestSpec(name="t").to_dict(), [],
-                              {"valid": False, "summary": "s", "result": result, "known_limitations": zk})
+    page = html.render_report(
+        TestSpec(name="t").to_dict(), [], {"valid": False, "summary": "s", "result": result, "known_limitations": zk}
+    )
     assert "ZOOKEEPER-1675" in page and "not a squall finding" in page
 
 
@@ -95,6 +105,7 @@ def test_the_converge_phase_repeats_until_the_nodes_agree():
     assert rounds == {0, 1} and len(reads) == 6
     assert [op.type for op in rec.ops if op.value["round"] == 0 and op.type != "invoke"] == ["ok", "ok", "fail"]
     from checkers import convergence
+
     assert convergence.check(rec.ops).valid is True
     one = runner.Recorder(lambda: 0)
     runner.run_convergence_phase(w, Cluster(), ["n1"], one, control, 1.0)

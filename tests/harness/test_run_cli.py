@@ -20,21 +20,38 @@ from harness.run_cmd import worst_exit_code
 from tests.harness.fakes import fake_registry
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = ["--time-limit", "1", "--rate", "40", "--nemesis-interval", "0.3", "--concurrency", "3",
-        "--seed", "9", "--no-progress"]
+FAST = [
+    "--time-limit",
+    "1",
+    "--rate",
+    "40",
+    "--nemesis-interval",
+    "0.3",
+    "--concurrency",
+    "3",
+    "--seed",
+    "9",
+    "--no-progress",
+]
 
 
 def invoke(args, tmp_path, registry=None):
     runner = CliRunner()
-    return runner.invoke(cli, args + ["--results", str(tmp_path / "results")] if args[0] != "analyze" else args,
-                         obj=registry or fake_registry(), catch_exceptions=False)
+    return runner.invoke(
+        cli,
+        args + ["--results", str(tmp_path / "results")] if args[0] != "analyze" else args,
+        obj=registry or fake_registry(),
+        catch_exceptions=False,
+    )
 
 
 def test_run_valid_exits_0_and_fills_latest(tmp_path):
     r = invoke(["run", "--workload", "set"] + FAST, tmp_path)
     assert r.exit_code == 0, r.output
     latest = tmp_path / "results" / "latest"
-    assert {"test.json", "history.jsonl", "results.json", "report.html", "junit.xml"} <= {p.name for p in latest.iterdir()}
+    assert {"test.json", "history.jsonl", "results.json", "report.html", "junit.xml"} <= {
+        p.name for p in latest.iterdir()
+    }
     spec = json.loads((latest / "test.json").read_text())
     assert spec["nodes"] == ["n1", "n2", "n3"] and spec["concurrency"] == 3 and spec["seed"] == 9
     assert spec["name"] == "squall-set-partition+kill"
@@ -80,8 +97,11 @@ def test_test_count_runs_k_times_with_successive_seeds(tmp_path):
 
 
 def test_test_all_prints_a_table_and_exits_with_the_worst(tmp_path):
-    r = invoke(["test-all", "--workloads", "set,register", "--nemeses", "partition;none",
-                "--unsafe-db-fault", "lose-writes"] + FAST, tmp_path)
+    r = invoke(
+        ["test-all", "--workloads", "set,register", "--nemeses", "partition;none", "--unsafe-db-fault", "lose-writes"]
+        + FAST,
+        tmp_path,
+    )
     assert r.exit_code == 1
     table = r.stdout
     assert table.splitlines()[0].split()[:4] == ["test", "seed", "verdict", "exit"]
@@ -96,20 +116,30 @@ def test_worst_exit_code_ranking():
     assert worst_exit_code([5, 4]) == 5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--workload", "bank"], "unknown workload 'bank'; allowed: counter, election, lock, multi, queue, register, session, set, watch, watch-stream"),
-    (["--db", "cockroach"], "unknown db 'cockroach'; allowed: etcd, squall, zookeeper"),
-    (["--backend", "k8s"], "unknown backend 'k8s'; allowed: "),
-    (["--nemesis", "partition,flood"], "allowed: partition, pause, kill"),
-    (["--db", "zookeeper", "--concurrency", "lots"], "must be a number N or Nn"),
-    (["--db", "zookeeper", "--reads", "eventual"], "not offered by --db zookeeper; allowed: local, sync"),
-    (["--db", "squall", "--nodes", "1", "--nemesis", "kill", "--unsafe-db-fault", "gremlins"],
-     "allowed: lose-writes, stale-reads"),
-    (["--db", "zookeeper", "--unsafe-db-fault", "lose-writes"],
-     "for --db zookeeper; allowed: none (this database has no test-only faults)"),
-    (["--db", "zookeeper", "--nodes", "0"], "between 1 and 9"),
-    (["--test-count", "0"], "--test-count must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--workload", "bank"],
+            "unknown workload 'bank'; allowed: counter, election, lock, multi, queue, register, session, set, watch, watch-stream",
+        ),
+        (["--db", "cockroach"], "unknown db 'cockroach'; allowed: etcd, squall, zookeeper"),
+        (["--backend", "k8s"], "unknown backend 'k8s'; allowed: "),
+        (["--nemesis", "partition,flood"], "allowed: partition, pause, kill"),
+        (["--db", "zookeeper", "--concurrency", "lots"], "must be a number N or Nn"),
+        (["--db", "zookeeper", "--reads", "eventual"], "not offered by --db zookeeper; allowed: local, sync"),
+        (
+            ["--db", "squall", "--nodes", "1", "--nemesis", "kill", "--unsafe-db-fault", "gremlins"],
+            "allowed: lose-writes, stale-reads",
+        ),
+        (
+            ["--db", "zookeeper", "--unsafe-db-fault", "lose-writes"],
+            "for --db zookeeper; allowed: none (this database has no test-only faults)",
+        ),
+        (["--db", "zookeeper", "--nodes", "0"], "between 1 and 9"),
+        (["--test-count", "0"], "--test-count must be at least 1"),
+    ],
+)
 def test_bad_flags_exit_3_and_say_what_is_allowed(args, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["run", "--results", str(tmp_path)] + args)
@@ -122,8 +152,22 @@ def test_run_help_lists_the_flags(capsys):
         main(["run", "--help"])
     out = capsys.readouterr().out
     assert exc.value.code == 0
-    for flag in ("--db", "--workload", "--nemesis", "--nemesis-interval", "--nodes", "--time-limit",
-                 "--concurrency", "--rate", "--seed", "--test-count", "--name", "--results", "--reads", "--replay"):
+    for flag in (
+        "--db",
+        "--workload",
+        "--nemesis",
+        "--nemesis-interval",
+        "--nodes",
+        "--time-limit",
+        "--concurrency",
+        "--rate",
+        "--seed",
+        "--test-count",
+        "--name",
+        "--results",
+        "--reads",
+        "--replay",
+    ):
         assert flag in out
     assert "--unsafe-db-fault" not in out  # test-only, hidden
 
@@ -162,10 +206,30 @@ def _wait_for(path_glob: Path, pattern: str, timeout_s: float) -> Path | None:
 @pytest.mark.parametrize("sig, name", [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")])
 def test_a_signal_to_squall_run_leaves_no_process_or_port_behind(tmp_path, sig, name):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.harness.fake_squall", "run", "--workload", "set",
-                             "--nodes", "3", "--time-limit", "60", "--rate", "20", "--no-progress",
-                             "--results", str(tmp_path / "results")],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.harness.fake_squall",
+            "run",
+            "--workload",
+            "set",
+            "--nodes",
+            "3",
+            "--time-limit",
+            "60",
+            "--rate",
+            "20",
+            "--no-progress",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     pids: list[int] = []
     ports: list[int] = []
     try:

@@ -11,22 +11,38 @@ how long something took.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 
 import pytest
 
 from harness import store
 from harness.clock import VirtualClock
-from harness.runner import (EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SETUP_FAILED, EXIT_UNKNOWN,
-                            EXIT_VALID, RunControl, run_test)
+from harness.runner import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_SETUP_FAILED,
+    EXIT_UNKNOWN,
+    EXIT_VALID,
+    RunControl,
+    run_test,
+)
 from harness.spec import TestSpec
 from tests.harness.fakes import FakeBackend, FakePackage, FakeSetWorkload
 
 
 def make_spec(**kw):
-    base = dict(name="fake", nodes=("n1", "n2", "n3"), backend="local", db="squall", workload="set",
-                nemesis=("partition",), nemesis_interval_s=0.3, time_limit_s=1.2, concurrency=3, rate=60.0,
-                seed=5)
+    base = dict(
+        name="fake",
+        nodes=("n1", "n2", "n3"),
+        backend="local",
+        db="squall",
+        workload="set",
+        nemesis=("partition",),
+        nemesis_interval_s=0.3,
+        time_limit_s=1.2,
+        concurrency=3,
+        rate=60.0,
+        seed=5,
+    )
     base.update(kw)
     return TestSpec(**base)
 
@@ -39,8 +55,17 @@ def run(tmp_path, backend=None, workload=None, package="default", control=None, 
     if package == "default":
         package = FakePackage(spec.nemesis_interval_s)
     run_dir = store.new_run_dir(tmp_path / "results", spec.name)
-    outcome = run_test(spec, backend, object(), workload, package, run_dir, control=control,
-                       results_root=tmp_path / "results", clock=clock)
+    outcome = run_test(
+        spec,
+        backend,
+        object(),
+        workload,
+        package,
+        run_dir,
+        control=control,
+        results_root=tmp_path / "results",
+        clock=clock,
+    )
     assert clock.stalls == 0, "a fake call blocked without clock.idle()"
     return outcome, backend, workload, package
 
@@ -173,8 +198,13 @@ def test_an_interrupt_stops_tears_down_and_keeps_the_history(tmp_path):
         if len(seen) == 10:
             control.interrupt("SIGINT")
 
-    outcome, *_ = run(tmp_path, backend=backend, workload=FakeSetWorkload(backend, on_invoke=on_invoke),
-                      control=control, time_limit_s=60)
+    outcome, *_ = run(
+        tmp_path,
+        backend=backend,
+        workload=FakeSetWorkload(backend, on_invoke=on_invoke),
+        control=control,
+        time_limit_s=60,
+    )
     assert outcome.exit_code == EXIT_INTERRUPTED and outcome.interrupted
     history = store.read_history(outcome.run_dir)
     assert len(history) >= 20
@@ -226,6 +256,7 @@ def test_a_nemesis_crash_is_recorded_and_the_run_goes_on(tmp_path):
 def _run_with_add_3_hanging(tmp_path, client_timeout_s):
     """A run whose client call adding 3 hangs (until the run is over); returns (outcome, history)."""
     import threading
+
     backend = FakeBackend()
     release = threading.Event()
     clock = VirtualClock()
@@ -236,8 +267,13 @@ def _run_with_add_3_hanging(tmp_path, client_timeout_s):
                 release.wait(30)
 
     try:
-        outcome, *_ = run(tmp_path, backend=backend, workload=FakeSetWorkload(backend, on_invoke=hang),
-                          clock=clock, options=(("client_timeout_s", client_timeout_s),))
+        outcome, *_ = run(
+            tmp_path,
+            backend=backend,
+            workload=FakeSetWorkload(backend, on_invoke=hang),
+            clock=clock,
+            options=(("client_timeout_s", client_timeout_s),),
+        )
     finally:
         release.set()
     return outcome, store.read_history(outcome.run_dir)
@@ -277,6 +313,7 @@ def test_final_reads_are_retried_until_ok(tmp_path):
 def test_when_every_client_hangs_fresh_processes_still_do_the_final_reads(tmp_path):
     """A node paused past every client's timeout must not leave the final phase with no client."""
     import threading
+
     backend = FakeBackend()
     release = threading.Event()
     clock = VirtualClock()
@@ -287,8 +324,14 @@ def test_when_every_client_hangs_fresh_processes_still_do_the_final_reads(tmp_pa
                 release.wait(30)
 
     try:
-        outcome, *_ = run(tmp_path, backend=backend, workload=FakeSetWorkload(backend, on_invoke=hang),
-                          clock=clock, concurrency=2, options=(("client_timeout_s", 0.2),))
+        outcome, *_ = run(
+            tmp_path,
+            backend=backend,
+            workload=FakeSetWorkload(backend, on_invoke=hang),
+            clock=clock,
+            concurrency=2,
+            options=(("client_timeout_s", 0.2),),
+        )
     finally:
         release.set()
     history = store.read_history(outcome.run_dir)

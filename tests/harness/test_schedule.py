@@ -15,10 +15,20 @@ from nemesis import schedule
 
 NODES3 = ["n1", "n2", "n3"]
 ALL = ("partition", "pause", "kill", "packet", "clock")
-KIND_OF = {"start-partition": "partition", "pause": "pause", "kill": "kill",
-           "start-packet": "packet", "start-clock": "clock"}
-STOP_OF = {"stop-partition": "partition", "resume": "pause", "start": "kill",
-           "stop-packet": "packet", "stop-clock": "clock"}
+KIND_OF = {
+    "start-partition": "partition",
+    "pause": "pause",
+    "kill": "kill",
+    "start-packet": "packet",
+    "start-clock": "clock",
+}
+STOP_OF = {
+    "stop-partition": "partition",
+    "resume": "pause",
+    "start": "kill",
+    "stop-packet": "packet",
+    "stop-clock": "clock",
+}
 
 
 def _ops(faults=ALL, seed=1, n=400, **kw):
@@ -85,18 +95,17 @@ def test_sequences_need_their_faults():
     assert schedule.sequence_ops("pause-majority", ("kill", "partition"), random.Random(1)) == []
     # a backend without delay cannot slow the follower: it is isolated instead
     for seed in range(10):
-        ops = schedule.sequence_ops("lagging-follower", ("packet", "partition", "kill"), random.Random(seed),
-                                    packet_kinds=("loss", "bandwidth"))
+        ops = schedule.sequence_ops(
+            "lagging-follower", ("packet", "partition", "kill"), random.Random(seed), packet_kinds=("loss", "bandwidth")
+        )
         assert ops[0]["f"] == "start-partition"
-    assert schedule.sequence_ops("lagging-follower", ("packet", "kill"), random.Random(1),
-                                 packet_kinds=("loss",)) == []
+    assert schedule.sequence_ops("lagging-follower", ("packet", "kill"), random.Random(1), packet_kinds=("loss",)) == []
     with pytest.raises(ValueError, match="unknown sequence"):
         schedule.sequence_ops("chaos", ALL, random.Random(1))
 
 
 def test_packet_kinds_narrow_what_is_drawn():
-    ops = list(itertools.islice(schedule.composed_ops(("packet",), random.Random(2), {},
-                                                      packet_kinds=("loss",)), 100))
+    ops = list(itertools.islice(schedule.composed_ops(("packet",), random.Random(2), {}, packet_kinds=("loss",)), 100))
     starts = [o["value"] for o in ops if o["f"] == "start-packet"]
     assert starts and all(set(v) == {"target", "loss"} for v in starts)
 
@@ -126,23 +135,50 @@ class ModelCluster:
         self.paused: set = set()
         self.killed: set = set()
 
-    def drop(self, src, dst): self.dropped.add((src, dst))
-    def heal(self): self.dropped.clear()
-    def pause(self, node): self.paused.add(node)
-    def resume(self, node): self.paused.discard(node)
-    def kill(self, node): self.killed.add(node); self.paused.discard(node)
-    def start(self, node): self.killed.discard(node); self.paused.discard(node)
-    def leader(self): return None if self._leader in self.killed else self._leader
+    def drop(self, src, dst):
+        self.dropped.add((src, dst))
+
+    def heal(self):
+        self.dropped.clear()
+
+    def pause(self, node):
+        self.paused.add(node)
+
+    def resume(self, node):
+        self.paused.discard(node)
+
+    def kill(self, node):
+        self.killed.add(node)
+        self.paused.discard(node)
+
+    def start(self, node):
+        self.killed.discard(node)
+        self.paused.discard(node)
+
+    def leader(self):
+        return None if self._leader in self.killed else self._leader
+
     def shape(self, src, dst, delay_ms=0, jitter_ms=0, loss=0.0, rate_kbps=None):
         self.shapes[(src, dst)] = (delay_ms, jitter_ms, loss, rate_kbps)
-    def unshape(self): self.shapes.clear()
-    def clock_bump(self, node, offset_ms): self.strobing.discard(node); self.offsets[node] = offset_ms
-    def clock_strobe(self, node, delta_ms, period_ms): self.strobing.add(node)
-    def clock_reset(self): self.offsets.clear(); self.strobing.clear()
+
+    def unshape(self):
+        self.shapes.clear()
+
+    def clock_bump(self, node, offset_ms):
+        self.strobing.discard(node)
+        self.offsets[node] = offset_ms
+
+    def clock_strobe(self, node, delta_ms, period_ms):
+        self.strobing.add(node)
+
+    def clock_reset(self):
+        self.offsets.clear()
+        self.strobing.clear()
 
     def healthy(self):
-        return not (self.dropped or self.shapes or any(self.offsets.values()) or self.strobing
-                    or self.paused or self.killed)
+        return not (
+            self.dropped or self.shapes or any(self.offsets.values()) or self.strobing or self.paused or self.killed
+        )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -158,11 +194,11 @@ def test_the_final_heal_undoes_everything_wherever_the_schedule_stops(seed):
         unhealthy_seen += not cluster.healthy()
         if i % 37 == 36:  # stop the main phase here: the heal must undo it all
             probe = ModelCluster()
-            for o in ops[:i + 1]:
+            for o in ops[: i + 1]:
                 nem.invoke(probe, o)
             for o in pkg.final_ops():
                 nem.invoke(probe, o)
-            assert probe.healthy(), (ops[:i + 1], vars(probe))
+            assert probe.healthy(), (ops[: i + 1], vars(probe))
     assert unhealthy_seen > 100
     nem.teardown(cluster)
     assert cluster.healthy()
@@ -172,9 +208,19 @@ def test_packet_op_shapes_both_directions_of_the_followers_links_and_says_so_in_
     cluster = ModelCluster(leader="n2")
     nem = nemesis.FaultNemesis(random.Random(1), ("packet",))
     nem.setup(cluster)
-    out = nem.invoke(cluster, {"f": "start-packet", "value": {
-        "target": "follower", "delay_ms": 200, "jitter_ms": 50, "sequence": "lagging-follower",
-        "why": "slow one follower"}})
+    out = nem.invoke(
+        cluster,
+        {
+            "f": "start-packet",
+            "value": {
+                "target": "follower",
+                "delay_ms": 200,
+                "jitter_ms": 50,
+                "sequence": "lagging-follower",
+                "why": "slow one follower",
+            },
+        },
+    )
     v = out["value"]
     (slow,) = v["nodes"]
     assert slow != "n2"
@@ -195,8 +241,7 @@ def test_clock_ops_bump_and_strobe_one_node_and_reset_all():
     nem = nemesis.FaultNemesis(random.Random(1), ("clock",))
     out = nem.invoke(cluster, {"f": "start-clock", "value": {"target": "leader", "bump_ms": -60000}})
     assert cluster.offsets == {"n3": -60000} and out["value"]["clock"] == "bumped n3's clock by -60000 ms"
-    out = nem.invoke(cluster, {"f": "start-clock", "value": {"target": "leader", "strobe_ms": 5000,
-                                                             "period_ms": 1000}})
+    out = nem.invoke(cluster, {"f": "start-clock", "value": {"target": "leader", "strobe_ms": 5000, "period_ms": 1000}})
     assert cluster.strobing == {"n3"} and "strobing n3's clock" in out["value"]["clock"]
     nem.invoke(cluster, {"f": "stop-clock"})
     assert cluster.healthy()
@@ -205,9 +250,15 @@ def test_clock_ops_bump_and_strobe_one_node_and_reset_all():
 def test_setup_refuses_faults_the_backend_cannot_perform():
     class Plain:
         nodes = NODES3
-        def drop(self, s, d): pass
-        def heal(self): pass
-        def leader(self): return None
+
+        def drop(self, s, d):
+            pass
+
+        def heal(self):
+            pass
+
+        def leader(self):
+            return None
 
     nem = nemesis.FaultNemesis(random.Random(1), ("partition", "clock"))
     with pytest.raises(ValueError, match=r"cannot perform the nemesis fault\(s\) \['clock'\]"):
@@ -230,9 +281,21 @@ def _spec(nemesis_text, backend="local", latency_ms=0.0):
     from harness.cli import _registry
     from harness.run_cmd import _Common, build_spec
 
-    c = _Common(backend=backend, db="zookeeper", nemesis_interval=3.0, nodes="3", time_limit=10.0,
-                concurrency="2n", rate=10.0, seed=1, results_dir="results", reads="local", progress=False,
-                unsafe_db_fault=None, latency_ms=latency_ms)
+    c = _Common(
+        backend=backend,
+        db="zookeeper",
+        nemesis_interval=3.0,
+        nodes="3",
+        time_limit=10.0,
+        concurrency="2n",
+        rate=10.0,
+        seed=1,
+        results_dir="results",
+        reads="local",
+        progress=False,
+        unsafe_db_fault=None,
+        latency_ms=latency_ms,
+    )
     return build_spec(_registry(), c, "register", nemesis_text, None)
 
 
@@ -242,8 +305,11 @@ def test_cli_all_means_every_fault_the_backend_supports():
     assert _spec("all").nemesis == (*ALL, "disk")
     assert _spec("all", backend="docker").nemesis == ("partition", "pause", "kill", "packet", "disk")
     assert _spec("kill,all", backend="ssh").nemesis == ("kill", "partition", "pause")
-    with pytest.raises(SpecError, match="docker backend cannot perform the nemesis fault\\(s\\) clock; "
-                                        "it supports: partition, pause, kill, packet, disk"):
+    with pytest.raises(
+        SpecError,
+        match="docker backend cannot perform the nemesis fault\\(s\\) clock; "
+        "it supports: partition, pause, kill, packet, disk",
+    ):
         _spec("partition,clock", backend="docker")
     with pytest.raises(SpecError, match="allowed: partition, pause, kill, packet, clock"):
         _spec("partition,flood")
@@ -313,8 +379,11 @@ def test_cli_names_a_sequence_and_all_does_not_include_one():
     assert _spec("lagging-follower").nemesis == ("lagging-follower",)
     assert _spec("pause-majority,kill", backend="ssh").nemesis == ("pause-majority", "kill")
     assert "lagging-follower" not in _spec("all").nemesis
-    with pytest.raises(SpecError, match=r"ssh backend cannot perform the nemesis fault\(s\) lagging-follower "
-                                        r"\(it needs packet, kill\)"):
+    with pytest.raises(
+        SpecError,
+        match=r"ssh backend cannot perform the nemesis fault\(s\) lagging-follower "
+        r"\(it needs packet, kill\)",
+    ):
         _spec("lagging-follower", backend="ssh")
     with pytest.raises(SpecError, match="a targeted sequence \\(lagging-follower, kill-leader-in-partition"):
         _spec("lagging-folower")

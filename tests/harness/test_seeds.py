@@ -27,7 +27,7 @@ _jitter = random.Random()  # deliberately unseeded: each run's timing differs
 
 
 class _MemClient:
-    def __init__(self, store_: "_MemRegister") -> None:
+    def __init__(self, store_: _MemRegister) -> None:
         self.s = store_
 
     def open(self, hosts, node, timeout_s):
@@ -72,9 +72,17 @@ class _MemRegister(RegisterWorkload):
 
 
 def _run(tmp_path, seed: int):
-    spec = TestSpec(name=f"seed-{seed}", nodes=("n1", "n2", "n3"), workload="register",
-                    nemesis=("partition", "kill"), nemesis_interval_s=0.25, time_limit_s=1.5, concurrency=4,
-                    rate=80.0, seed=seed)
+    spec = TestSpec(
+        name=f"seed-{seed}",
+        nodes=("n1", "n2", "n3"),
+        workload="register",
+        nemesis=("partition", "kill"),
+        nemesis_interval_s=0.25,
+        time_limit_s=1.5,
+        concurrency=4,
+        rate=80.0,
+        seed=seed,
+    )
     backend = FakeBackend()
     pkg = package(list(spec.nemesis), spec.nemesis_interval_s, stream_rng(seed, "nemesis"))
     run_dir = store.new_run_dir(tmp_path, spec.name)
@@ -141,16 +149,19 @@ def test_replay_refuses_the_flags_it_would_ignore(tmp_path):
 
     results = str(tmp_path / "results")
     fast = ["--time-limit", "1", "--rate", "40", "--nemesis-interval", "0.3", "--concurrency", "3", "--seed", "9"]
-    r = CliRunner().invoke(cli, ["run", "--workload", "set", "--results", results, "--no-progress"] + fast,
-                           obj=fake_registry())
+    r = CliRunner().invoke(
+        cli, ["run", "--workload", "set", "--results", results, "--no-progress"] + fast, obj=fake_registry()
+    )
     assert r.exit_code == 0, r.output
     first = (tmp_path / "results" / "latest").resolve()
     for extra, named in ((["--seed", "3"], "--seed"), (["--nodes", "5", "--workload", "lock"], "--workload, --nodes")):
-        r = CliRunner().invoke(cli, ["run", "--replay", str(first), "--results", results] + extra,
-                               obj=fake_registry())
+        r = CliRunner().invoke(cli, ["run", "--replay", str(first), "--results", results] + extra, obj=fake_registry())
         assert r.exit_code != 0 and f"{named} would be ignored" in r.output, r.output
-    r = CliRunner().invoke(cli, ["run", "--replay", str(first), "--results", results, "--no-progress",
-                                 "--test-count", "1"], obj=fake_registry())
+    r = CliRunner().invoke(
+        cli,
+        ["run", "--replay", str(first), "--results", results, "--no-progress", "--test-count", "1"],
+        obj=fake_registry(),
+    )
     assert r.exit_code == 0, r.output
     second = (tmp_path / "results" / "latest").resolve()
     assert second != first and (second / "test.json").read_text() == (first / "test.json").read_text()
@@ -169,10 +180,36 @@ def test_two_real_runs_against_the_node_with_the_same_seed_replay(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(root)}
 
     def one(name: str):
-        r = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--db", "squall", "--nodes", "3",
-                            "--workload", "register", "--nemesis", "partition,kill", "--nemesis-interval", "1.5",
-                            "--time-limit", "6", "--seed", "21", "--name", name, "--no-progress"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "run",
+                "--db",
+                "squall",
+                "--nodes",
+                "3",
+                "--workload",
+                "register",
+                "--nemesis",
+                "partition,kill",
+                "--nemesis-interval",
+                "1.5",
+                "--time-limit",
+                "6",
+                "--seed",
+                "21",
+                "--name",
+                name,
+                "--no-progress",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         run_dir = (tmp_path / "results" / "latest").resolve()
         assert r.returncode in (0, 2), f"exit {r.returncode}: {r.stdout[-2000:]}{r.stderr[-2000:]}"
         spec = json.loads((run_dir / "test.json").read_text())
@@ -194,8 +231,9 @@ def test_two_real_runs_against_the_node_with_the_same_seed_replay(tmp_path):
     # killed node for a while (more likely on a loaded machine) may have run only a
     # few, so the evidence is counted over all slots.
     compared = {s: _common_prefix_equal(slots1[s], slots2[s]) for s in slots1}
-    assert all(n >= 1 for n in compared.values()) and sum(compared.values()) >= 5 * len(compared), \
+    assert all(n >= 1 for n in compared.values()) and sum(compared.values()) >= 5 * len(compared), (
         f"too few ops to compare per slot: {compared}"
+    )
     assert _common_prefix_equal(faults1, faults2) >= 2
 
 

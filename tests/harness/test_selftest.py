@@ -50,11 +50,29 @@ def test_the_real_node_runs_every_campaign_once_then_the_failpoint_controls() ->
 
 
 def test_campaign_flags_are_squall_run_flags() -> None:
-    c = Campaign("register", "partition", time_limit_s=12, interval_s=2, reads="sync", rate=40,
-                 failpoints=("apply=1*panic",))
-    assert c.args() == ["--db", "squall", "--nodes", "3", "--workload", "register", "--nemesis", "partition",
-                        "--time-limit", "12", "--nemesis-interval", "2", "--reads", "sync", "--rate", "40",
-                        "--failpoint", "apply=1*panic"]
+    c = Campaign(
+        "register", "partition", time_limit_s=12, interval_s=2, reads="sync", rate=40, failpoints=("apply=1*panic",)
+    )
+    assert c.args() == [
+        "--db",
+        "squall",
+        "--nodes",
+        "3",
+        "--workload",
+        "register",
+        "--nemesis",
+        "partition",
+        "--time-limit",
+        "12",
+        "--nemesis-interval",
+        "2",
+        "--reads",
+        "sync",
+        "--rate",
+        "40",
+        "--failpoint",
+        "apply=1*panic",
+    ]
     assert "failpoint apply=1*panic" in c.describe()
 
 
@@ -84,7 +102,7 @@ def test_exit_0_when_the_real_node_passes_and_every_bug_is_caught(monkeypatch, t
     fake = FakeRuns({None: [0], "lose-writes": [2, 1], "*": [1]})
     r = _selftest(monkeypatch, tmp_path, fake, "--only", "lose-writes,diverge", "--json")
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.stdout[r.stdout.index("{"):])
+    doc = json.loads(r.stdout[r.stdout.index("{") :])
     bugs = {row["name"]: row for row in doc["rows"] if row["fault"]}
     assert bugs["lose-writes"]["runs"] == 2 and bugs["lose-writes"]["outcome"] == "caught"
     assert [a["seed"] for a in bugs["lose-writes"]["attempts"]] == [1, 2]  # seed, seed + 1
@@ -132,16 +150,20 @@ def test_list_prints_the_catalogue() -> None:
 
 def _squall(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--failpoint", "apply=sometimes"], "failpoint action kind 'sometimes' is unknown"),
-    (["--failpoint", "nowhere=panic"], "unknown failpoint 'nowhere'"),
-    (["--db", "zookeeper", "--failpoint", "apply=panic"], "--db zookeeper has none"),
-    (["--backend", "docker", "--failpoint", "apply=panic"], "needs the local backend"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--failpoint", "apply=sometimes"], "failpoint action kind 'sometimes' is unknown"),
+        (["--failpoint", "nowhere=panic"], "unknown failpoint 'nowhere'"),
+        (["--db", "zookeeper", "--failpoint", "apply=panic"], "--db zookeeper has none"),
+        (["--backend", "docker", "--failpoint", "apply=panic"], "needs the local backend"),
+    ],
+)
 def test_squall_run_refuses_a_bad_failpoint(tmp_path, args, says) -> None:
     r = _squall(["run", "--time-limit", "1", *args], tmp_path)
     assert r.returncode == 3 and says in r.stderr, r.stderr
@@ -150,9 +172,27 @@ def test_squall_run_refuses_a_bad_failpoint(tmp_path, args, says) -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_squall_run_arms_failpoints_in_every_node_once_ready(tmp_path) -> None:
-    r = _squall(["run", "--nodes", "3", "--workload", "register", "--nemesis", "none", "--time-limit", "3",
-                 "--no-progress", "--seed", "5", "--failpoint", "campaign=sleep(5)",
-                 "--failpoint", "before-reply=1%sleep(1)"], tmp_path)
+    r = _squall(
+        [
+            "run",
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "none",
+            "--time-limit",
+            "3",
+            "--no-progress",
+            "--seed",
+            "5",
+            "--failpoint",
+            "campaign=sleep(5)",
+            "--failpoint",
+            "before-reply=1%sleep(1)",
+        ],
+        tmp_path,
+    )
     run_dir = (tmp_path / "results" / "latest").resolve()
     assert r.returncode == 0, r.stderr[-2000:]
     spec = json.loads((run_dir / "test.json").read_text())
@@ -163,8 +203,12 @@ def test_squall_run_arms_failpoints_in_every_node_once_ready(tmp_path) -> None:
     assert run_dir.name and "fp-campaign-fp-before-reply" in run_dir.parent.name
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     fps = [(op["f"], op["type"]) for op in history if op["process"] == "nemesis"]
-    assert fps == [("start-failpoints", "invoke"), ("start-failpoints", "info"),
-                   ("stop-failpoints", "invoke"), ("stop-failpoints", "info")]  # a fault window, as the nemesis's
+    assert fps == [
+        ("start-failpoints", "invoke"),
+        ("start-failpoints", "info"),
+        ("stop-failpoints", "invoke"),
+        ("stop-failpoints", "info"),
+    ]  # a fault window, as the nemesis's
     assert "disarmed in n1, n2, n3" in log
 
 
@@ -173,11 +217,18 @@ def test_squall_run_arms_failpoints_in_every_node_once_ready(tmp_path) -> None:
 @pytest.mark.timeout(900)
 def test_selftest_fast_is_green(tmp_path) -> None:
     """The CI gate: the real node passes the fast campaigns and every fast bug is caught."""
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "selftest", "--fast", "--json"], cwd=tmp_path,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=840)
+    r = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "selftest", "--fast", "--json"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
     doc = json.loads(r.stdout)
-    table = "\n".join(f"{row['name']} {row['outcome']} {row['anomaly'] or row['attempts'][-1]['summary']}"
-                      for row in doc["rows"])
+    table = "\n".join(
+        f"{row['name']} {row['outcome']} {row['anomaly'] or row['attempts'][-1]['summary']}" for row in doc["rows"]
+    )
     assert r.returncode == 0, f"selftest --fast failed:\n{table}\n{r.stderr[-3000:]}"
     assert doc["passed"] and all(row["ok"] for row in doc["rows"])
     assert sum(1 for row in doc["rows"] if row["fault"]) >= 3
@@ -188,15 +239,35 @@ def test_a_simulator_campaign_reproduces_with_squall_sim() -> None:
 
     c = Campaign("register", sim_seeds=300)
     assert c.command == "sim" and c.args() == ["--seeds", "300", "--nodes", "3"]
-    row = Row("vote-ignores-log", "consensus", c, "vote-ignores-log",
-              [Attempt(2, 0, "valid", 1.0, "300 seeds: 300 valid", "", "x")])
+    row = Row(
+        "vote-ignores-log",
+        "consensus",
+        c,
+        "vote-ignores-log",
+        [Attempt(2, 0, "valid", 1.0, "300 seeds: 300 valid", "", "x")],
+    )
     assert row.reproduce == "squall sim --seeds 300 --nodes 3 --seed 600 --unsafe-test-fault vote-ignores-log"
-    row.attempts.append(Attempt(3, 1, "invalid", 1.0, "s", "a", "x",
-                                "squall sim --seeds 1 --seed 905 --nodes 3 --unsafe-test-fault vote-ignores-log"))
+    row.attempts.append(
+        Attempt(
+            3,
+            1,
+            "invalid",
+            1.0,
+            "s",
+            "a",
+            "x",
+            "squall sim --seeds 1 --seed 905 --nodes 3 --unsafe-test-fault vote-ignores-log",
+        )
+    )
     assert row.reproduce.endswith("--seed 905 --nodes 3 --unsafe-test-fault vote-ignores-log")
 
 
 def test_the_simulator_refuses_a_fault_only_the_shell_carries_out(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "node.sim", "--seeds", "1", "--unsafe-test-fault", "skip-fsync"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "node.sim", "--seeds", "1", "--unsafe-test-fault", "skip-fsync"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "not one the simulator can arm" in r.stderr

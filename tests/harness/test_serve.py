@@ -102,8 +102,18 @@ def test_a_broken_run_folder_is_listed_with_its_problem(results):
     assert any("results.json" in p for p in by_name["squall-set"].problems)
 
 
-@pytest.mark.parametrize("parts", [("..",), ("zk-register", ".."), ("a/../../x",), ("/etc/passwd",), ("",),
-                                   ("zk-register", "..", "..", "secret.txt"), ("x\x00y",)])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("..",),
+        ("zk-register", ".."),
+        ("a/../../x",),
+        ("/etc/passwd",),
+        ("",),
+        ("zk-register", "..", "..", "secret.txt"),
+        ("x\x00y",),
+    ],
+)
 def test_safe_path_refuses_escapes(results, parts):
     root, _ = results
     assert safe_path(root, *parts) is None
@@ -167,7 +177,7 @@ def test_run_page_report_history_results_and_logs(served):
     status, body, _ = get(base + "/files/logs/n1.log")
     assert status == 200 and b"node n1 log of squall-set" in body
     status, body, _ = get(base + "/history")
-    assert status == 200 and body.decode().count("<tr class=\"t-") == 12  # 10 client ops + 2 nemesis
+    assert status == 200 and body.decode().count('<tr class="t-') == 12  # 10 client ops + 2 nemesis
 
 
 def test_zip_download_holds_the_run(served):
@@ -181,23 +191,26 @@ def test_zip_download_holds_the_run(served):
     assert prefix + "logs/escape.log" not in names  # the symlink out of the folder is left out
 
 
-@pytest.mark.parametrize("path", [
-    "/runs/zk-register/{stamp}/files/../../../secret.txt",
-    "/runs/zk-register/{stamp}/files/..%2f..%2f..%2fsecret.txt",
-    "/runs/zk-register/{stamp}/files/%2e%2e/%2e%2e/%2e%2e/secret.txt",
-    "/runs/zk-register/{stamp}/files//etc/passwd",
-    "/runs/zk-register/{stamp}/files/logs/escape.log",
-    "/runs/zk-register/{stamp}/files/..\\..\\..\\secret.txt",
-    "/runs/../../secret.txt",
-    "/runs/%2e%2e/%2e%2e/files/secret.txt",
-    "/runs/latest/x/",
-    "/runs/zk-register/..%2f..%2f/",
-    "/runs/zk-register/{stamp}/files/../../../../../../etc/passwd",
-    "/static/../serve_cmd.py",
-    "/static/%2e%2e/serve_cmd.py",
-    "/runs/no-such-test/20260101T000000.000/",
-    "/runs/zk-register/{stamp}/files/no-such-file",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/runs/zk-register/{stamp}/files/../../../secret.txt",
+        "/runs/zk-register/{stamp}/files/..%2f..%2f..%2fsecret.txt",
+        "/runs/zk-register/{stamp}/files/%2e%2e/%2e%2e/%2e%2e/secret.txt",
+        "/runs/zk-register/{stamp}/files//etc/passwd",
+        "/runs/zk-register/{stamp}/files/logs/escape.log",
+        "/runs/zk-register/{stamp}/files/..\\..\\..\\secret.txt",
+        "/runs/../../secret.txt",
+        "/runs/%2e%2e/%2e%2e/files/secret.txt",
+        "/runs/latest/x/",
+        "/runs/zk-register/..%2f..%2f/",
+        "/runs/zk-register/{stamp}/files/../../../../../../etc/passwd",
+        "/static/../serve_cmd.py",
+        "/static/%2e%2e/serve_cmd.py",
+        "/runs/no-such-test/20260101T000000.000/",
+        "/runs/zk-register/{stamp}/files/no-such-file",
+    ],
+)
 def test_path_traversal_gets_404(served, path):
     srv, _, runs = served
     status = raw_get(srv.port, path.format(stamp=runs["valid"].name))
@@ -246,16 +259,37 @@ def test_browser_login_with_the_token_in_the_url_sets_a_cookie_and_redirects(res
 
 def test_cli_refuses_a_public_bind_without_token(tmp_path):
     (tmp_path / "results").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "serve", "--host", "0.0.0.0", "--port", "0",
-                           "--results", str(tmp_path / "results")], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "SQUALL_SERVE_TOKEN": ""})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SQUALL_SERVE_TOKEN": ""},
+    )
     assert proc.returncode == 3, proc.stderr
     assert "refusing to serve results on 0.0.0.0 without a token" in proc.stderr
 
 
 def test_cli_refuses_a_missing_results_folder(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "serve", "--results", str(tmp_path / "nope")],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "serve", "--results", str(tmp_path / "nope")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 3 and "does not exist" in proc.stderr
 
 
@@ -271,8 +305,13 @@ def test_cli_serves_and_stops_on_sigint(results):
     import signal
 
     root, _ = results
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", "--results", str(root), "--port", "0"],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "serve", "--results", str(root), "--port", "0"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         line = proc.stderr.readline()
         m = re.search(r"4 runs in .* at (http://127\.0\.0\.1:\d+/)", line)

@@ -51,8 +51,11 @@ def test_a_failing_simulator_process_is_an_error_not_a_verdict(monkeypatch, work
     import harness.sim_cmd as sim_cmd
 
     # (the parent makes each chunk's simulator command, so the workers run the patched one too)
-    monkeypatch.setattr(sim_cmd, "simulator_command",
-                        lambda *a: [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(4)"])
+    monkeypatch.setattr(
+        sim_cmd,
+        "simulator_command",
+        lambda *a: [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(4)"],
+    )
     res = _run(["--seeds", "4", "--workers", str(workers)])
     assert res.exit_code == 3
     assert f"exited with 4 after 0 of {per_process} seeds" in res.output and "boom" in res.output
@@ -70,8 +73,17 @@ def test_check_sync_flags_a_sync_read_older_than_an_acknowledged_write():
         {"index": 0, "time": 10, "type": "invoke", "process": 0, "f": "write", "value": 1, "key": "k0"},
         {"index": 1, "time": 20, "type": "ok", "process": 0, "f": "write", "value": 1, "key": "k0", "zxid": 0x105},
         {"index": 2, "time": 30, "type": "invoke", "process": 1, "f": "read", "value": None, "key": "k0", "sync": True},
-        {"index": 3, "time": 40, "type": "ok", "process": 1, "f": "read", "value": 1, "key": "k0", "zxid": 0x105,
-         "sync": True},
+        {
+            "index": 3,
+            "time": 40,
+            "type": "ok",
+            "process": 1,
+            "f": "read",
+            "value": 1,
+            "key": "k0",
+            "zxid": 0x105,
+            "sync": True,
+        },
     ]
     assert check_sync(ok_hist) == []
     stale = [dict(d) for d in ok_hist]
@@ -86,8 +98,7 @@ def test_check_sync_flags_a_sync_read_older_than_an_acknowledged_write():
 def test_the_simulator_issues_sync_reads():
     from node.sim import SimConfig, run_seed
 
-    n = sum(1 for s in range(4) for d in run_seed(s, SimConfig(nodes=3)).history
-            if d.get("sync") and d["type"] == "ok")
+    n = sum(1 for s in range(4) for d in run_seed(s, SimConfig(nodes=3)).history if d.get("sync") and d["type"] == "ok")
     assert n > 0
 
 
@@ -95,8 +106,17 @@ def test_check_client_zxids_flags_a_client_seeing_time_go_backwards():
     from harness.sim_cmd import check_client_zxids
 
     def ok(i, process, client, zxid):
-        return {"index": i, "time": i, "type": "ok", "process": process, "f": "read", "value": None,
-                "key": "k0", "zxid": zxid, "client": client}
+        return {
+            "index": i,
+            "time": i,
+            "type": "ok",
+            "process": process,
+            "f": "read",
+            "value": None,
+            "key": "k0",
+            "zxid": zxid,
+            "client": client,
+        }
 
     # Process 0 became process 3 after a timeout: still client 0.
     assert check_client_zxids([ok(0, 0, 0, 5), ok(1, 1, 1, 2), ok(2, 3, 0, 5), ok(3, 3, 0, 6)]) == []
@@ -107,25 +127,47 @@ def test_check_client_zxids_flags_a_client_seeing_time_go_backwards():
 def _h(*events):
     out = []
     for i, (t, p, f, v, key) in enumerate(events):
-        out.append({"index": i, "time": i, "type": t, "process": p, "f": f, "value": v, "key": key,
-                    **({"zxid": 0x100000000 + i} if t == "ok" else {})})
+        out.append(
+            {
+                "index": i,
+                "time": i,
+                "type": t,
+                "process": p,
+                "f": f,
+                "value": v,
+                "key": key,
+                **({"zxid": 0x100000000 + i} if t == "ok" else {}),
+            }
+        )
     return out
 
 
 def test_pruning_drops_only_unobserved_indeterminate_writes():
     from harness.sim_cmd import prune_unobserved_indeterminate_writes as prune
 
-    h = _h(("invoke", 0, "write", 1, "k"), ("ok", 0, "write", 1, "k"),
-           ("invoke", 1, "write", 2, "k"), ("info", 1, "write", 2, "k"),      # never seen: dropped
-           ("invoke", 2, "write", 3, "k"), ("info", 2, "write", 3, "k"),      # read below: kept
-           ("invoke", 3, "cas", [3, 4], "k"), ("info", 3, "cas", [3, 4], "k"),  # 4 never seen: dropped
-           ("invoke", 4, "read", None, "k"), ("ok", 4, "read", 3, "k"))
+    h = _h(
+        ("invoke", 0, "write", 1, "k"),
+        ("ok", 0, "write", 1, "k"),
+        ("invoke", 1, "write", 2, "k"),
+        ("info", 1, "write", 2, "k"),  # never seen: dropped
+        ("invoke", 2, "write", 3, "k"),
+        ("info", 2, "write", 3, "k"),  # read below: kept
+        ("invoke", 3, "cas", [3, 4], "k"),
+        ("info", 3, "cas", [3, 4], "k"),  # 4 never seen: dropped
+        ("invoke", 4, "read", None, "k"),
+        ("ok", 4, "read", 3, "k"),
+    )
     kept = [d["index"] for d in prune(h)]
     assert kept == [0, 1, 4, 5, 8, 9]
     # Values written twice: the argument does not hold, nothing is pruned.
-    dup = _h(("invoke", 0, "write", 1, "k"), ("ok", 0, "write", 1, "k"),
-             ("invoke", 1, "write", 1, "k"), ("info", 1, "write", 1, "k"),
-             ("invoke", 2, "write", 5, "k"), ("info", 2, "write", 5, "k"))
+    dup = _h(
+        ("invoke", 0, "write", 1, "k"),
+        ("ok", 0, "write", 1, "k"),
+        ("invoke", 1, "write", 1, "k"),
+        ("info", 1, "write", 1, "k"),
+        ("invoke", 2, "write", 5, "k"),
+        ("info", 2, "write", 5, "k"),
+    )
     assert prune(dup) == dup
 
 
@@ -135,9 +177,14 @@ def test_pruning_keeps_a_violation_visible():
     # A lost acknowledged write: 1 is acked, then a later read (after it
     # completed) still sees the initial value. An unobserved info write
     # alongside must not hide that.
-    h = _h(("invoke", 0, "write", 1, "k"), ("ok", 0, "write", 1, "k"),
-           ("invoke", 1, "write", 2, "k"), ("info", 1, "write", 2, "k"),
-           ("invoke", 0, "read", None, "k"), ("ok", 0, "read", None, "k"))
+    h = _h(
+        ("invoke", 0, "write", 1, "k"),
+        ("ok", 0, "write", 1, "k"),
+        ("invoke", 1, "write", 2, "k"),
+        ("info", 1, "write", 2, "k"),
+        ("invoke", 0, "read", None, "k"),
+        ("ok", 0, "read", None, "k"),
+    )
     lin, seq = judge(h)
     assert seq.is_invalid
 
@@ -182,8 +229,7 @@ def test_workers_give_the_same_outcomes_in_the_same_order():
         assert res.exit_code == 0, res.output
         body = json.loads(res.stdout)
         assert body["workers"] == workers and body["seeds_per_min"] > 0
-        return [(o["seed"], o["nodes"], o["verdict"], o["history_hash"], o["problems"])
-                for o in body["outcomes"]]
+        return [(o["seed"], o["nodes"], o["verdict"], o["history_hash"], o["problems"]) for o in body["outcomes"]]
 
     one = outcomes(1)
     assert [o[0] for o in one] == [7, 8, 9, 10, 11]
@@ -219,8 +265,7 @@ def test_fail_fast_with_workers_stops_at_the_same_seed_and_leaves_nothing_runnin
     marker = uuid.uuid4().hex
     monkeypatch.setenv(_MARKER, marker)  # inherited by the workers and their simulators
 
-    args = ["--seeds", "40", "--nodes", "3", "--ops", "29", "--unsafe-commit-without-quorum",
-            "--fail-fast", "--json"]
+    args = ["--seeds", "40", "--nodes", "3", "--ops", "29", "--unsafe-commit-without-quorum", "--fail-fast", "--json"]
     serial = json.loads(_run(args + ["--workers", "1"]).stdout)
     res = _run(args + ["--workers", "2"])
     assert res.exit_code == 1, res.output

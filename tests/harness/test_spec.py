@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.spec import (SpecError, TestSpec, default_name, normalize_nodes, parse_concurrency, parse_nemesis)
+from harness.spec import SpecError, TestSpec, default_name, normalize_nodes, parse_concurrency, parse_nemesis
 
 
 def spec(**kw):
@@ -48,14 +48,17 @@ def test_spec_is_frozen_and_hashable():
     assert hash(s) == hash(spec())
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(name="a/b"), "test name"),
-    (dict(time_limit_s=0), "time limit"),
-    (dict(concurrency=0), "concurrency"),
-    (dict(rate=-1), "rate"),
-    (dict(reads="eventually"), "local, sync"),
-    (dict(nodes=("n1", "n1")), "distinct"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(name="a/b"), "test name"),
+        (dict(time_limit_s=0), "time limit"),
+        (dict(concurrency=0), "concurrency"),
+        (dict(rate=-1), "rate"),
+        (dict(reads="eventually"), "local, sync"),
+        (dict(nodes=("n1", "n1")), "distinct"),
+    ],
+)
 def test_bad_values_say_what_is_allowed(kw, message):
     with pytest.raises(SpecError, match=message):
         spec(**kw)

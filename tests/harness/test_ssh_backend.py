@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from harness.backends import docker as dk
-from harness.backends import images
-from harness.backends import ssh
+from harness.backends import images, ssh
 from harness.backends.base import SetupError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ pure
+
 
 def test_parse_hosts_with_ports_and_errors():
     assert ssh.parse_hosts("a,b:2222, c ", 22) == (("a", 22), ("b", 2222), ("c", 22))
@@ -42,8 +42,7 @@ def test_parse_hosts_with_ports_and_errors():
 def test_options_come_from_spec_options_then_environment(tmp_path):
     key = tmp_path / "k"
     key.write_text("x")
-    env = {"SQUALL_SSH_HOSTS": "e1,e2", "SQUALL_SSH_USER": "bob", "SQUALL_SSH_PORT": "2022",
-           "SQUALL_SSH_KEY": str(key)}
+    env = {"SQUALL_SSH_HOSTS": "e1,e2", "SQUALL_SSH_USER": "bob", "SQUALL_SSH_PORT": "2022", "SQUALL_SSH_KEY": str(key)}
     o = ssh.options_from({}, env)
     assert o.hosts == (("e1", 2022), ("e2", 2022)) and o.user == "bob" and o.key == str(key)
     o = ssh.options_from({"ssh_hosts": "x", "ssh_user": "root", "ssh_strict_host_key_checking": True}, env)
@@ -89,8 +88,16 @@ def sshd_hosts():
         net = client.networks.create(f"squall-{run_id}", driver="bridge", labels=labels)
         ips = []
         for i in range(1, n + 1):
-            c = client.containers.run(image, name=f"squall-{run_id}-h{i}", hostname=f"h{i}", detach=True,
-                                      init=True, cap_add=["NET_ADMIN"], labels=labels, network=net.name)
+            c = client.containers.run(
+                image,
+                name=f"squall-{run_id}-h{i}",
+                hostname=f"h{i}",
+                detach=True,
+                init=True,
+                cap_add=["NET_ADMIN"],
+                labels=labels,
+                network=net.name,
+            )
             c.reload()
             ips.append(c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"])
         for ip in ips:
@@ -106,8 +113,13 @@ def sshd_hosts():
 
 def squall(args: list[str], cwd: Path, env: dict[str, str], timeout_s: float = 900) -> subprocess.CompletedProcess:
     e = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    return subprocess.run(["timeout", str(int(timeout_s)), sys.executable, "-m", "harness.cli", *args], cwd=cwd,
-                          env=e, capture_output=True, text=True)
+    return subprocess.run(
+        ["timeout", str(int(timeout_s)), sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=e,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _ssh_env(ips: list[str]) -> dict[str, str]:
@@ -121,9 +133,30 @@ def _ssh_env(ips: list[str]) -> dict[str, str]:
 @pytest.mark.slow
 def test_run_zookeeper_over_ssh_is_valid(sshd_hosts, tmp_path):
     ips = sshd_hosts(3)
-    r = squall(["run", "--backend", "ssh", "--db", "zookeeper", "--nodes", "3", "--workload", "register",
-                "--nemesis", "partition,pause,kill", "--nemesis-interval", "3", "--time-limit", "25",
-                "--seed", "5", "--no-progress"], tmp_path, _ssh_env(ips))
+    r = squall(
+        [
+            "run",
+            "--backend",
+            "ssh",
+            "--db",
+            "zookeeper",
+            "--nodes",
+            "3",
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition,pause,kill",
+            "--nemesis-interval",
+            "3",
+            "--time-limit",
+            "25",
+            "--seed",
+            "5",
+            "--no-progress",
+        ],
+        tmp_path,
+        _ssh_env(ips),
+    )
     run_dir = (tmp_path / "results" / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 0, f"exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
@@ -131,8 +164,11 @@ def test_run_zookeeper_over_ssh_is_valid(sshd_hosts, tmp_path):
     logs = sorted(p.name for p in (run_dir / "logs").glob("*.log"))
     assert logs == ["n1.log", "n2.log", "n3.log"]
     assert "QuorumPeer" in (run_dir / "logs" / "n1.log").read_text(errors="replace")
-    nemesis = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()
-               if '"nemesis"' in line and '"info"' in line]
+    nemesis = [
+        json.loads(line)
+        for line in (run_dir / "history.jsonl").read_text().splitlines()
+        if '"nemesis"' in line and '"info"' in line
+    ]
     assert nemesis, "no fault was carried out"
 
 
@@ -141,9 +177,30 @@ def test_run_zookeeper_over_ssh_is_valid(sshd_hosts, tmp_path):
 @pytest.mark.slow
 def test_run_squall_over_ssh_installs_the_wheel_and_is_valid(sshd_hosts, tmp_path):
     ips = sshd_hosts(1)
-    r = squall(["run", "--backend", "ssh", "--db", "squall", "--nodes", "1", "--workload", "register",
-                "--nemesis", "pause,kill", "--nemesis-interval", "3", "--time-limit", "15",
-                "--seed", "5", "--no-progress"], tmp_path, _ssh_env(ips))
+    r = squall(
+        [
+            "run",
+            "--backend",
+            "ssh",
+            "--db",
+            "squall",
+            "--nodes",
+            "1",
+            "--workload",
+            "register",
+            "--nemesis",
+            "pause,kill",
+            "--nemesis-interval",
+            "3",
+            "--time-limit",
+            "15",
+            "--seed",
+            "5",
+            "--no-progress",
+        ],
+        tmp_path,
+        _ssh_env(ips),
+    )
     run_dir = (tmp_path / "results" / "latest").resolve()
     results = json.loads((run_dir / "results.json").read_text())
     assert r.returncode == 0, f"exit {r.returncode}: {results.get('summary')}\n{r.stderr[-3000:]}"
@@ -167,6 +224,7 @@ def test_unreachable_host_and_refused_auth_name_the_host(sshd_hosts, tmp_path):
     assert f"127.0.0.1:{closed}" in str(e.value) and "cannot connect" in str(e.value)
     # a key the server does not know
     import paramiko
+
     other = tmp_path / "other_key"
     paramiko.Ed25519Key  # noqa: B018 - ensure the key class exists in this paramiko
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, timeout=60)

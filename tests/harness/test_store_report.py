@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,7 +39,7 @@ HISTORY = H(
 
 
 def test_run_dirs_are_fresh_and_latest_follows(tmp_path):
-    now = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     a = store.new_run_dir(tmp_path, "t", now)
     b = store.new_run_dir(tmp_path, "t", now)
     assert a.name == "20260102T030405.678" and b.name == "20260102T030405.678-1"
@@ -60,7 +60,12 @@ def test_history_round_trip_and_bad_lines(tmp_path):
 
 def test_pairs_match_invocations_with_completions():
     ps = stats.pairs(HISTORY)
-    assert [(p.invoke.f, p.type) for p in ps] == [("write", "ok"), ("read", "info"), ("write", "fail"), ("read", "info")]
+    assert [(p.invoke.f, p.type) for p in ps] == [
+        ("write", "ok"),
+        ("read", "info"),
+        ("write", "fail"),
+        ("read", "info"),
+    ]
     assert ps[0].latency_s == pytest.approx(0.2)
     assert ps[-1].completion is None
 
@@ -81,7 +86,10 @@ def test_throughput_buckets_completions_per_second():
 
 def test_fault_intervals_pair_starts_with_stops():
     faults = stats.fault_intervals(HISTORY, end_s=3.0)
-    assert [(f.kind, round(f.start_s, 1), round(f.end_s, 1)) for f in faults] == [("partition", 0.2, 1.1), ("kill", 1.6, 3.0)]
+    assert [(f.kind, round(f.start_s, 1), round(f.end_s, 1)) for f in faults] == [
+        ("partition", 0.2, 1.1),
+        ("kill", 1.6, 3.0),
+    ]
     assert faults[0].label.startswith("start-partition")
 
 

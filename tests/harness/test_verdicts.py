@@ -4,7 +4,6 @@ nothing, from a failed setup, or from re-analysing one."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,8 +16,19 @@ from harness.runner import EXIT_SETUP_FAILED, EXIT_UNKNOWN, run_test
 from harness.spec import TestSpec
 from tests.harness.fakes import FakeBackend, FakeSetWorkload, fake_registry
 
-FAST = ["--time-limit", "1", "--rate", "40", "--nemesis-interval", "0.3", "--concurrency", "3",
-        "--seed", "9", "--no-progress"]
+FAST = [
+    "--time-limit",
+    "1",
+    "--rate",
+    "40",
+    "--nemesis-interval",
+    "0.3",
+    "--concurrency",
+    "3",
+    "--seed",
+    "9",
+    "--no-progress",
+]
 
 
 class _ClaimsValid(FakeSetWorkload):
@@ -36,8 +46,9 @@ def _refuse(op: dict) -> None:
 def test_a_run_without_one_ok_client_op_is_unknown_and_an_error_in_junit(tmp_path):
     backend = FakeBackend()
     workload = _ClaimsValid(backend, on_invoke=_refuse)
-    spec = TestSpec(name="nothing", nodes=("n1",), workload="set", nemesis=(), time_limit_s=0.5,
-                    concurrency=2, rate=40.0, seed=1)
+    spec = TestSpec(
+        name="nothing", nodes=("n1",), workload="set", nemesis=(), time_limit_s=0.5, concurrency=2, rate=40.0, seed=1
+    )
     run_dir = store.new_run_dir(tmp_path, spec.name)
     outcome = run_test(spec, backend, object(), workload, None, run_dir, clock=VirtualClock())
     assert outcome.valid == "unknown" and outcome.exit_code == EXIT_UNKNOWN
@@ -46,7 +57,7 @@ def test_a_run_without_one_ok_client_op_is_unknown_and_an_error_in_junit(tmp_pat
     assert results["valid"] == "unknown" and results["client_ok_ops"] == 0
     assert "no client operation completed ok" in results["summary"]
     junit = (run_dir / "junit.xml").read_text()
-    assert '<error' in junit and 'errors="1"' in junit and "<failure" not in junit
+    assert "<error" in junit and 'errors="1"' in junit and "<failure" not in junit
 
 
 def _invoke(args, registry):
@@ -97,6 +108,7 @@ def test_analyze_says_which_files_it_wrote_and_out_writes_elsewhere(tmp_path):
 
 # -- rough edges: what the database cannot run is refused before anything starts
 
+
 def _real(args, capsys) -> tuple[int, str]:
     """`squall ARGS` through the console entry point (usage errors exit 3)."""
     from harness.cli import main
@@ -108,15 +120,29 @@ def _real(args, capsys) -> tuple[int, str]:
     return exc.value.code, out + err
 
 
-@pytest.mark.parametrize("db, nodes, ok", [("squall", 4, False), ("squall", 2, False), ("squall", 5, True),
-                                           ("zookeeper", 4, True), ("zookeeper", 2, True)])
+@pytest.mark.parametrize(
+    "db, nodes, ok",
+    [("squall", 4, False), ("squall", 2, False), ("squall", 5, True), ("zookeeper", 4, True), ("zookeeper", 2, True)],
+)
 def test_node_counts_are_checked_against_the_database(db, nodes, ok):
     from harness.cli import _registry
     from harness.run_cmd import _Common, build_spec
     from harness.spec import SpecError
 
-    c = _Common(backend="local", db=db, nemesis_interval=5.0, nodes=str(nodes), time_limit=5.0, concurrency="2n",
-                rate=20.0, seed=1, results_dir="results", reads="local", progress=False, unsafe_db_fault=None)
+    c = _Common(
+        backend="local",
+        db=db,
+        nemesis_interval=5.0,
+        nodes=str(nodes),
+        time_limit=5.0,
+        concurrency="2n",
+        rate=20.0,
+        seed=1,
+        results_dir="results",
+        reads="local",
+        progress=False,
+        unsafe_db_fault=None,
+    )
     if ok:
         assert len(build_spec(_registry(), c, "register", "partition", None).nodes) == nodes
     else:
@@ -125,18 +151,47 @@ def test_node_counts_are_checked_against_the_database(db, nodes, ok):
 
 
 def test_nodes_4_for_the_squall_ensemble_exits_3_before_starting_anything(tmp_path, capsys):
-    code, out = _real(["run", "--db", "squall", "--nodes", "4", "--results", str(tmp_path / "r"), "--no-progress"],
-                      capsys)
+    code, out = _real(
+        ["run", "--db", "squall", "--nodes", "4", "--results", str(tmp_path / "r"), "--no-progress"], capsys
+    )
     assert code == 3 and "allowed: 1, 3, 5" in out
     assert not (tmp_path / "r").exists()
 
 
 def test_a_partition_of_one_node_is_refused(tmp_path, capsys):
-    code, out = _real(["run", "--db", "zookeeper", "--nodes", "1", "--nemesis", "partition,kill",
-                       "--results", str(tmp_path / "r"), "--no-progress"], capsys)
+    code, out = _real(
+        [
+            "run",
+            "--db",
+            "zookeeper",
+            "--nodes",
+            "1",
+            "--nemesis",
+            "partition,kill",
+            "--results",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 3 and "partition needs at least 2 nodes" in out
-    code, out = _real(["run", "--db", "zookeeper", "--nodes", "1", "--nemesis", "kill", "--time-limit", "0",
-                       "--results", str(tmp_path / "r"), "--no-progress"], capsys)
+    code, out = _real(
+        [
+            "run",
+            "--db",
+            "zookeeper",
+            "--nodes",
+            "1",
+            "--nemesis",
+            "kill",
+            "--time-limit",
+            "0",
+            "--results",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 3 and "time limit" in out and "partition" not in out  # the fault itself is accepted
     assert not (tmp_path / "r").exists()
 
@@ -163,6 +218,15 @@ def test_the_harness_logs_the_run_to_squall_log(tmp_path):
     r = _invoke(["run", "--workload", "set", "--results", str(results)] + FAST, fake_registry())
     assert r.exit_code == 0
     text = ((results / "latest").resolve() / "squall.log").read_text()
-    for line in ("setup: creating the cluster", "setup: cluster ready", "main phase", "fault start-partition",
-                 "heal phase", "final phase", "history.jsonl written", "teardown:", "outcome: exit 0"):
+    for line in (
+        "setup: creating the cluster",
+        "setup: cluster ready",
+        "main phase",
+        "fault start-partition",
+        "heal phase",
+        "final phase",
+        "history.jsonl written",
+        "teardown:",
+        "outcome: exit 0",
+    ):
         assert line in text, f"squall.log lacks {line!r}"

@@ -14,8 +14,7 @@ import pytest
 from checkers.history import Op
 from workloads import lock, register, session
 from workloads import set as set_workload
-from workloads.checks import (check_lock, check_sessions, check_set, linearizable_per_key,
-                              sequential_registers)
+from workloads.checks import check_lock, check_sessions, check_set, linearizable_per_key, sequential_registers
 
 
 class H:
@@ -29,8 +28,7 @@ class H:
         self.ops.append(Op(len(self.ops), len(self.ops) * 1000, "invoke", p, f, value))
 
     def complete(self, p, f, typ, value=None, zxid=None, error=None):
-        self.ops.append(Op(len(self.ops), len(self.ops) * 1000, typ, p, f, value,
-                           error=error, zxid=zxid))
+        self.ops.append(Op(len(self.ops), len(self.ops) * 1000, typ, p, f, value, error=error, zxid=zxid))
 
     def op(self, p, f, value, typ="ok", out=None, zxid=None, error=None):
         self.invoke(p, f, value)
@@ -257,7 +255,11 @@ def test_register_ops_unique_values_and_rotating_keys():
 
 
 def test_clients_refuse_malformed_ops_without_connecting():
-    from harness.dbs.zk import lock as zk_lock, register as zk_register, session as zk_session, set as zk_set
+    from harness.dbs.zk import lock as zk_lock
+    from harness.dbs.zk import register as zk_register
+    from harness.dbs.zk import session as zk_session
+    from harness.dbs.zk import set as zk_set
+
     assert zk_register.RegisterClient().invoke({"f": "incr", "value": 1})["type"] == "fail"
     assert zk_set.SetClient().invoke({"f": "add", "value": "x"})["type"] == "fail"
     assert zk_lock.LockClient().invoke({"f": "write"})["type"] == "fail"
@@ -266,6 +268,7 @@ def test_clients_refuse_malformed_ops_without_connecting():
 
 def test_unopened_client_fails_definitely():
     from harness.dbs.zk.register import RegisterClient
+
     out = RegisterClient().invoke({"f": "read", "value": [0, None]})
     assert out["type"] == "fail" and out["error"].startswith("not-connected")
 
@@ -312,7 +315,7 @@ def drive(cluster, w, n_ops: int, procs: int, rng: random.Random, fault=None) ->
                 c.close()
                 del clients[p]
                 clients[p + procs] = fresh(p + procs)
-        for p in (sorted(clients) if w.final_each_thread else sorted(clients)[:1]):
+        for p in sorted(clients) if w.final_each_thread else sorted(clients)[:1]:
             c, node = clients[p]
             for op in w.final_ops():
                 rec("invoke", p, op["f"], op.get("value"), node)
@@ -344,10 +347,10 @@ def zk_cluster(tmp_path_factory):
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.zookeeper
-@pytest.mark.parametrize("module", [register, set_workload, lock, session],
-                         ids=["register", "set", "lock", "session"])
+@pytest.mark.parametrize("module", [register, set_workload, lock, session], ids=["register", "set", "lock", "session"])
 def test_workload_against_zookeeper_with_a_pause_is_valid(zk_cluster, module):
     from harness.dbs.base import bind
+
     w = bind(module.make({}), zk_cluster.db)  # the workload on ZooKeeper's clients for its interface
     paused = []
 
@@ -400,19 +403,32 @@ class _ConnectedConn:
 def _raiser(exc):
     def body():
         raise exc
+
     return body
 
 
 def test_outcome_mapping_definite_vs_indeterminate():
     from kazoo.exceptions import BadVersionError, ConnectionLoss, NoNodeError, SessionExpiredError
+
     from harness.dbs.zk import conn as _zk
 
     conn = _ConnectedConn()
-    assert _zk.run(conn, lambda: 7) == {"type": "ok", "value": 7, "error": None, "zxid": 42,
-                                        "server": "127.0.0.1:2181", "session": "0x7"}
-    for exc, typ in ((BadVersionError(), "fail"), (NoNodeError(), "fail"),
-                     (_zk.Definite("cas-mismatch: x"), "fail"), (ConnectionLoss(), "info"),
-                     (SessionExpiredError(), "info"), (RuntimeError("odd"), "info")):
+    assert _zk.run(conn, lambda: 7) == {
+        "type": "ok",
+        "value": 7,
+        "error": None,
+        "zxid": 42,
+        "server": "127.0.0.1:2181",
+        "session": "0x7",
+    }
+    for exc, typ in (
+        (BadVersionError(), "fail"),
+        (NoNodeError(), "fail"),
+        (_zk.Definite("cas-mismatch: x"), "fail"),
+        (ConnectionLoss(), "info"),
+        (SessionExpiredError(), "info"),
+        (RuntimeError("odd"), "info"),
+    ):
         out = _zk.run(conn, _raiser(exc), fail_value=[1, 2])
         assert out["type"] == typ, (exc, out)
         assert out["value"] == [1, 2]
@@ -421,6 +437,7 @@ def test_outcome_mapping_definite_vs_indeterminate():
 
 def test_run_bounded_turns_a_stuck_call_into_info_and_closes_the_connection():
     import threading
+
     from harness.dbs.zk import conn as _zk
 
     release = threading.Event()
@@ -433,6 +450,7 @@ def test_run_bounded_turns_a_stuck_call_into_info_and_closes_the_connection():
 
 def test_confirmed_close_request_is_truthy_and_decodes_its_reply():
     from kazoo.protocol.serialization import Close
+
     from harness.dbs.zk.session import _ConfirmedClose
 
     req = _ConfirmedClose()
@@ -480,6 +498,7 @@ def test_a_new_session_keeps_the_last_zxid_the_client_saw():
     """kazoo zeroes last_zxid when a session ends, which would let a lagging
     server accept the next session; workloads' client keeps it."""
     from kazoo.client import KazooClient
+
     from harness.dbs.zk import conn as _zk
 
     plain, ours = KazooClient(hosts="127.0.0.1:1"), _zk._Client(hosts="127.0.0.1:1")

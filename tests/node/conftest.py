@@ -100,14 +100,10 @@ def squall_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     servers = _Servers()
     counter = iter(range(1_000_000))
 
-    def make(
-        data_dir: Path | None = None, extra_args: list[str] | None = None, start: bool = True
-    ) -> ServerProcess:
+    def make(data_dir: Path | None = None, extra_args: list[str] | None = None, start: bool = True) -> ServerProcess:
         n = next(counter)
         data_dir = data_dir or tmp_path / f"squall{n}" / "data"
-        server = servers.add(
-            squall_node(data_dir, extra_args=extra_args, log_path=tmp_path / f"squall{n}.out")
-        )
+        server = servers.add(squall_node(data_dir, extra_args=extra_args, log_path=tmp_path / f"squall{n}.out"))
         return server.start() if start else server
 
     try:

@@ -18,8 +18,8 @@ Everything random comes from one `random.Random(seed)`.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from node.consensus import (
     ConfState,
@@ -88,8 +88,11 @@ class Net:
         self.rng = random.Random(seed)
         self.ids = list(range(1, n + 1))
         self.opts = dict(
-            election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks, pre_vote=pre_vote,
-            check_quorum=check_quorum, unsafe_commit_without_quorum=unsafe_commit_without_quorum,
+            election_ticks=election_ticks,
+            heartbeat_ticks=heartbeat_ticks,
+            pre_vote=pre_vote,
+            check_quorum=check_quorum,
+            unsafe_commit_without_quorum=unsafe_commit_without_quorum,
             max_entries_per_message=max_entries_per_message,
         )
         self.wire_roundtrip = wire_roundtrip
@@ -125,8 +128,7 @@ class Net:
         disk = self.disks[i]
         node_rng = random.Random(self.rng.getrandbits(64))
         bootstrap = ConfState(()) if i in self.joiners else ConfState(tuple(self.founders))
-        self.nodes[i] = RaftNode(i, self.founders, disk.persistent_state(), node_rng, bootstrap=bootstrap,
-                                 **self.opts)
+        self.nodes[i] = RaftNode(i, self.founders, disk.persistent_state(), node_rng, bootstrap=bootstrap, **self.opts)
         self.sm[i] = decode_sm(disk.snapshot.data)
         self.checked_commit[i] = disk.snapshot.meta.index
 
@@ -209,8 +211,10 @@ class Net:
         if rd.entries:
             first = rd.entries[0].index
             disk.entries = [e for e in disk.entries if e.index < first]
-            if disk.entries and disk.entries[-1].index != first - 1 or (
-                not disk.entries and first != disk.snapshot.meta.index + 1
+            if (
+                disk.entries
+                and disk.entries[-1].index != first - 1
+                or (not disk.entries and first != disk.snapshot.meta.index + 1)
             ):
                 self.fail(f"node {i}: Ready entries starting at {first} leave a gap on disk")
             for e in rd.entries:
@@ -235,7 +239,9 @@ class Net:
         for rs in rd.read_states:
             floor = self.read_floor.get(rs.context, 0)
             if rs.index < floor:
-                self.fail(f"node {i}: read {rs.context!r} answered index {rs.index}, but {floor} was committed before it was asked")
+                self.fail(
+                    f"node {i}: read {rs.context!r} answered index {rs.index}, but {floor} was committed before it was asked"
+                )
         self.reads[i].extend(rd.read_states)
         node.advance(rd)
         if node.log.applied != len(self.sm[i]):
@@ -353,9 +359,7 @@ class Net:
     def elect(self, max_ticks: int = 500) -> int:
         for _ in range(max_ticks):
             lead = self.leader()
-            if lead is not None and all(
-                self.node(i).leader == lead for i in self.live() if (lead, i) not in self.cut
-            ):
+            if lead is not None and all(self.node(i).leader == lead for i in self.live() if (lead, i) not in self.cut):
                 return lead
             self.tick()
             self.stabilize()
@@ -411,16 +415,25 @@ class Net:
         lead = self.leader()
         return set(self.node(lead).conf.members) if lead is not None else set(self.ids)
 
-    def random_run(self, steps: int, *, loss: float = 0.05, dup: float = 0.05, crashes: bool = True,
-                   reconfig_pool: int = 0) -> int:
+    def random_run(
+        self, steps: int, *, loss: float = 0.05, dup: float = 0.05, crashes: bool = True, reconfig_pool: int = 0
+    ) -> int:
         """Faults and traffic chosen by the seed; invariants checked at every step.
         With `reconfig_pool`, the leader also changes the membership (servers 1..pool).
         Returns the number of proposals accepted by a leader."""
         rng = self.rng
         proposals = 0
-        actions = ["deliver"] * 40 + ["tick"] * 20 + ["ready"] * 25 + ["propose"] * 6 + ["read"] * 2 + [
-            "compact"] * 2 + ["net"] * 2 + (["crash"] * 1 + ["restart"] * 3 if crashes else []) + (
-            ["conf"] * 2 if reconfig_pool else [])
+        actions = (
+            ["deliver"] * 40
+            + ["tick"] * 20
+            + ["ready"] * 25
+            + ["propose"] * 6
+            + ["read"] * 2
+            + ["compact"] * 2
+            + ["net"] * 2
+            + (["crash"] * 1 + ["restart"] * 3 if crashes else [])
+            + (["conf"] * 2 if reconfig_pool else [])
+        )
         for step in range(steps):
             act = rng.choice(actions)
             if act == "deliver" and self.inflight:

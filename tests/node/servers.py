@@ -67,7 +67,7 @@ def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> s
         while True:
             try:
                 data = s.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             if not data:
                 break
@@ -75,7 +75,7 @@ def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> s
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def server_mode(m: "ServerProcess") -> str:
+def server_mode(m: ServerProcess) -> str:
     """The ``Mode:`` that ``srvr`` reports (leader, follower, standalone...), or "down"."""
     if not m.running:
         return "down"
@@ -112,7 +112,7 @@ class ServerProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
+    def start(self, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
         if self.running:
             raise RuntimeError(f"{self.kind} server on {self.address} is already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +189,7 @@ class ServerProcess:
                 pass
         self.kill()
 
-    def restart(self, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
+    def restart(self, timeout: float = READY_TIMEOUT_S) -> ServerProcess:
         """Start again on the same port and data dir (after a kill or stop)."""
         if self.running:
             self.kill()
@@ -217,16 +217,30 @@ def squall_node(
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        sys.executable, "-m", "harness.cli", "node",
-        "--data-dir", str(data_dir), "--host", host, "--port", str(port),
-        "--4lw-whitelist", "*",  # the tests ask every word (extra_args may override: the last flag wins)
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "node",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--4lw-whitelist",
+        "*",  # the tests ask every word (extra_args may override: the last flag wins)
         *(extra_args or []),
     ]
     pythonpath = os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p)
     return ServerProcess(
-        kind="squall", host=host, port=port, data_dir=data_dir, argv=argv,
+        kind="squall",
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        argv=argv,
         log_path=log_path or data_dir.parent / f"squall-{port}.out",
-        cwd=REPO_ROOT, env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
+        cwd=REPO_ROOT,
+        env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
     )
 
 
@@ -265,12 +279,21 @@ def zookeeper_standalone(
     if super_digest:
         java_props.append(f"-Dzookeeper.DigestAuthenticationProvider.superDigest={ZOOKEEPER_SUPER_DIGEST}")
     argv = [
-        "java", *java_props, "-cp", ZOOKEEPER_CLASSPATH,
-        "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg),
+        "java",
+        *java_props,
+        "-cp",
+        ZOOKEEPER_CLASSPATH,
+        "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+        str(cfg),
     ]
     return ServerProcess(
-        kind="zookeeper", host=host, port=port, data_dir=data_dir, argv=argv,
-        log_path=base_dir / "server.log", cwd=base_dir,
+        kind="zookeeper",
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        argv=argv,
+        log_path=base_dir / "server.log",
+        cwd=base_dir,
     )
 
 
@@ -291,8 +314,9 @@ def zookeeper_ensemble(
     if not zookeeper_installed():
         raise FileNotFoundError(f"{ZOOKEEPER_JAR} is missing: install Debian's zookeeper package")
     ports = [(free_port(host), free_port(host), free_port(host)) for _ in range(size)]
-    servers = "\n".join(f"server.{i}={host}:{p}:{e}:participant;{host}:{c}"
-                        for i, (c, p, e) in enumerate(ports, start=1))
+    servers = "\n".join(
+        f"server.{i}={host}:{p}:{e}:participant;{host}:{c}" for i, (c, p, e) in enumerate(ports, start=1)
+    )
     members = []
     for i, (client, _, _) in enumerate(ports, start=1):
         base = Path(base_dir) / f"zk{i}"
@@ -300,15 +324,42 @@ def zookeeper_ensemble(
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "myid").write_text(f"{i}\n")
         cfg = base / "zoo.cfg"
-        lines = [f"tickTime={tick_ms}", "initLimit=10", "syncLimit=5", f"dataDir={data_dir}", f"clientPort={client}",
-                 f"clientPortAddress={host}", "admin.enableServer=false", "4lw.commands.whitelist=*",
-                 "maxClientCnxns=0", *(f"{k}={v}" for k, v in (extra_config or {}).items()), servers, ""]
+        lines = [
+            f"tickTime={tick_ms}",
+            "initLimit=10",
+            "syncLimit=5",
+            f"dataDir={data_dir}",
+            f"clientPort={client}",
+            f"clientPortAddress={host}",
+            "admin.enableServer=false",
+            "4lw.commands.whitelist=*",
+            "maxClientCnxns=0",
+            *(f"{k}={v}" for k, v in (extra_config or {}).items()),
+            servers,
+            "",
+        ]
         cfg.write_text("\n".join(lines))
-        argv = ["java", "-Xmx256m", f"-Dzookeeper.DigestAuthenticationProvider.superDigest={ZOOKEEPER_SUPER_DIGEST}",
-                *(java_props or []), "-cp", ZOOKEEPER_CLASSPATH, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-                str(cfg)]
-        members.append(ServerProcess(kind="zookeeper", host=host, port=client, data_dir=data_dir, argv=argv,
-                                     log_path=base / "server.log", cwd=base))
+        argv = [
+            "java",
+            "-Xmx256m",
+            f"-Dzookeeper.DigestAuthenticationProvider.superDigest={ZOOKEEPER_SUPER_DIGEST}",
+            *(java_props or []),
+            "-cp",
+            ZOOKEEPER_CLASSPATH,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            str(cfg),
+        ]
+        members.append(
+            ServerProcess(
+                kind="zookeeper",
+                host=host,
+                port=client,
+                data_dir=data_dir,
+                argv=argv,
+                log_path=base / "server.log",
+                cwd=base,
+            )
+        )
     return members
 
 
@@ -339,8 +390,9 @@ def unread_flood(host: str, port: int, path: str, requests: int) -> socket.socke
     Returns the socket (the caller closes it). Jute is written by hand here:
     this module imports nothing of the project."""
     s = socket.create_connection((host, port), timeout=10)
-    connect = (b"\0\0\0\0" + bytes(8) + (30000).to_bytes(4, "big") + bytes(8)
-               + (16).to_bytes(4, "big") + bytes(16) + b"\0")
+    connect = (
+        b"\0\0\0\0" + bytes(8) + (30000).to_bytes(4, "big") + bytes(8) + (16).to_bytes(4, "big") + bytes(16) + b"\0"
+    )
     s.sendall(_frame(connect))
     got = b""
     while len(got) < 4 or len(got) < 4 + int.from_bytes(got[:4], "big"):
@@ -349,6 +401,10 @@ def unread_flood(host: str, port: int, path: str, requests: int) -> socket.socke
             raise RuntimeError(f"{host}:{port} closed the connection during the handshake")
         got += chunk
     get_data = 4
-    s.sendall(b"".join(_frame((xid + 1).to_bytes(4, "big") + get_data.to_bytes(4, "big") + _ustring(path) + b"\0")
-                       for xid in range(requests)))
+    s.sendall(
+        b"".join(
+            _frame((xid + 1).to_bytes(4, "big") + get_data.to_bytes(4, "big") + _ustring(path) + b"\0")
+            for xid in range(requests)
+        )
+    )
     return s

@@ -4,8 +4,8 @@ ACLs, stale versions, CSRF and the bind rule. The node runs in-process (tests/br
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import base64
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -46,8 +46,9 @@ def zk(node):
 
 def call(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json",
-                                                                          **(headers or {})})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             raw = resp.read()
@@ -86,12 +87,22 @@ def test_every_command_answers_json(node, zk, name):
     checks = {
         "ruok": lambda b: b == {"command": "ruok", "error": None},
         "is_read_only": lambda b: b["read_only"] is False,
-        "server_stats": lambda b: b["server_stats"]["server_state"] == "standalone" and b["node_count"] >= 3
-        and b["server_stats"]["last_processed_zxid"] > 0 and "connections" not in b,
-        "stats": lambda b: len(b["connections"]) >= 1 and b["secure_connections"] == []
-        and "session_id" not in b["connections"][0],
-        "monitor": lambda b: b["server_state"] == "standalone" and b["znode_count"] >= 3 and b["watch_count"] >= 1
-        and b["approximate_data_size"] > 0 and b["open_file_descriptor_count"] > 0,
+        "server_stats": lambda b: (
+            b["server_stats"]["server_state"] == "standalone"
+            and b["node_count"] >= 3
+            and b["server_stats"]["last_processed_zxid"] > 0
+            and "connections" not in b
+        ),
+        "stats": lambda b: (
+            len(b["connections"]) >= 1 and b["secure_connections"] == [] and "session_id" not in b["connections"][0]
+        ),
+        "monitor": lambda b: (
+            b["server_state"] == "standalone"
+            and b["znode_count"] >= 3
+            and b["watch_count"] >= 1
+            and b["approximate_data_size"] > 0
+            and b["open_file_descriptor_count"] > 0
+        ),
         "configuration": lambda b: b["client_port"] == node.client_port and b["tick_time"] == 200,
         "connections": lambda b: any(c["session_id"] == sid for c in b["connections"]),
         "dirs": lambda b: b["datadir_size"] > 0 and b["datadir_size"] == b["logdir_size"],
@@ -101,18 +112,36 @@ def test_every_command_answers_json(node, zk, name):
         "dump": lambda b: str(sid) in b["session_timeouts"],
         "environment": lambda b: "zookeeper.version" in b,
         "leader": lambda b: b["error"] == "server is not initialized",  # ZooKeeper's standalone answer
-        "ensemble": lambda b: b["mode"] == "standalone" and b["leader"] == b["server_id"] == 1
-        and len(b["peers"]) == 1 and b["peers"][0]["self"] and b["peers"][0]["lag"] == 0
-        and b["peers"][0]["sessions"] >= 1 and b["leader_changes"][0]["event"] == "started",
+        "ensemble": lambda b: (
+            b["mode"] == "standalone"
+            and b["leader"] == b["server_id"] == 1
+            and len(b["peers"]) == 1
+            and b["peers"][0]["self"]
+            and b["peers"][0]["lag"] == 0
+            and b["peers"][0]["sessions"] >= 1
+            and b["leader_changes"][0]["event"] == "started"
+        ),
     }
     assert checks[name](body), body
     assert name == "leader" or body["error"] is None
 
 
-@pytest.mark.parametrize("alias,name", [("mntr", "monitor"), ("srvr", "server_stats"), ("stat", "stats"),
-                                        ("conf", "configuration"), ("cons", "connections"), ("envi", "environment"),
-                                        ("isro", "is_read_only"), ("wchs", "watch_summary"), ("wchc", "watches"),
-                                        ("wchp", "watches_by_path"), ("lead", "leader")])
+@pytest.mark.parametrize(
+    "alias,name",
+    [
+        ("mntr", "monitor"),
+        ("srvr", "server_stats"),
+        ("stat", "stats"),
+        ("conf", "configuration"),
+        ("cons", "connections"),
+        ("envi", "environment"),
+        ("isro", "is_read_only"),
+        ("wchs", "watch_summary"),
+        ("wchc", "watches"),
+        ("wchp", "watches_by_path"),
+        ("lead", "leader"),
+    ],
+)
 def test_zookeepers_aliases_answer_as_the_primary_name(node, alias, name):
     status, body = jcall(f"{node.admin_url}/commands/{alias}")
     assert status == 200 and body["command"] == name
@@ -126,6 +155,7 @@ def test_unknown_command_is_404_and_lists_the_known_ones(node):
 
 def test_metrics_use_a_registry_per_admin_server_not_the_global_one(node, zk, tmp_path):
     from prometheus_client import REGISTRY, generate_latest
+
     from tests.browser.launcher import AdminNode
 
     other = AdminNode(tmp_path / "other").start()
@@ -154,11 +184,13 @@ def test_metrics_parse_with_the_prometheus_parser(node, zk):
     status, raw, headers = call(node.admin_url + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(raw.decode())}
+
     def value(name, **labels):
         for s in families[name].samples:
             if all(s.labels.get(k) == v for k, v in labels.items()):
                 return s.value
         raise AssertionError(f"no sample {name} {labels}")
+
     assert value("squall_znodes") >= 3
     assert value("squall_sessions") >= 1
     assert value("squall_connections") >= 1
@@ -166,8 +198,11 @@ def test_metrics_parse_with_the_prometheus_parser(node, zk):
     assert families["squall_txns"].type == "counter"
     assert value("squall_txns", op="create") >= 1 and value("squall_txns", op="setData") >= 1
     assert families["squall_write_latency_seconds"].type == "histogram"
-    count = [s for s in families["squall_write_latency_seconds"].samples
-             if s.name.endswith("_count") and s.labels["op"] == "setData"]
+    count = [
+        s
+        for s in families["squall_write_latency_seconds"].samples
+        if s.name.endswith("_count") and s.labels["op"] == "setData"
+    ]
     assert count and count[0].value >= 1
     assert families["squall_fsync_latency_seconds"].type == "histogram"
     assert families["squall_fsyncs"].type == "counter" and value("squall_fsyncs") >= 1
@@ -181,8 +216,11 @@ def test_metrics_parse_with_the_prometheus_parser(node, zk):
     assert value("squall_requests", op="getData") >= 1 and value("squall_requests", op="create") >= 1
     children = [s.value for s in families["squall_requests"].samples if s.labels["op"].startswith("getChildren")]
     assert sum(children) >= 1
-    handled = [s for s in families["squall_request_handling_seconds"].samples
-               if s.name.endswith("_count") and s.labels["op"] == "getData"]
+    handled = [
+        s
+        for s in families["squall_request_handling_seconds"].samples
+        if s.name.endswith("_count") and s.labels["op"] == "getData"
+    ]
     assert handled and handled[0].value >= 1
 
 
@@ -201,7 +239,8 @@ def test_tree_create_read_edit_delete_seen_by_kazoo(node, zk):
     status, body = jcall(node.admin_url + "/api/tree?path=/app")
     assert status == 200 and body["data"] == {"kind": "text", "text": "v2", "size": 2, "hex": "7632"}
     assert body["stat"]["mzxid"] == stat.mzxid and body["acl"] == [
-        {"scheme": "world", "id": "anyone", "perms": "cdrwa", "perms_bits": 31}]
+        {"scheme": "world", "id": "anyone", "perms": "cdrwa", "perms_bits": 31}
+    ]
     status, body = jcall(node.admin_url + "/api/tree/delete", "POST", {"path": "/app", "version": 1}, h)
     assert status == 200
     assert zk.exists("/app") is None
@@ -213,8 +252,11 @@ def test_stale_version_edit_is_refused_with_a_clear_message(node, zk):
     zk.set("/cfg", b"someone else")  # a concurrent change: now version 1
     status, body = jcall(node.admin_url + "/api/tree/set", "POST", {"path": "/cfg", "data": "mine", "version": 0}, h)
     assert status == 409 and body["code"] == "bad-version"
-    assert "changed since you loaded it" in body["error"] and "version 0" in body["error"] \
+    assert (
+        "changed since you loaded it" in body["error"]
+        and "version 0" in body["error"]
         and "now at version 1" in body["error"]
+    )
     assert zk.get("/cfg")[0] == b"someone else"
     status, body = jcall(node.admin_url + "/api/tree/delete", "POST", {"path": "/cfg", "version": 0}, h)
     assert status == 409 and body["code"] == "bad-version"
@@ -225,8 +267,12 @@ def test_binary_data_is_shown_as_hex_and_edited_as_hex(node, zk):
     zk.create("/bin", b"\x00\x01\xfe\xff")
     status, body = jcall(node.admin_url + "/api/tree?path=/bin")
     assert body["data"]["kind"] == "binary" and "00 01 fe ff" in body["data"]["text"]
-    status, _ = jcall(node.admin_url + "/api/tree/set", "POST",
-                      {"path": "/bin", "data": "de ad be ef", "encoding": "hex", "version": 0}, csrf(node))
+    status, _ = jcall(
+        node.admin_url + "/api/tree/set",
+        "POST",
+        {"path": "/bin", "data": "de ad be ef", "encoding": "hex", "version": 0},
+        csrf(node),
+    )
     assert status == 200 and zk.get("/bin")[0] == b"\xde\xad\xbe\xef"
 
 
@@ -254,12 +300,20 @@ def test_acls_are_honoured_and_digest_credentials_work(node, zk):
     assert body["acl"] == [{"scheme": "digest", "id": f"alice:{digest}", "perms": "cdrwa", "perms_bits": 31}]
     status, _ = jcall(node.admin_url + "/api/tree/set", "POST", {"path": "/secret", "data": "x", "version": 0}, h)
     assert status == 403
-    status, _ = jcall(node.admin_url + "/api/tree/set", "POST", {"path": "/secret", "data": "x", "version": 0},
-                      {**h, "X-Squall-Digest": "alice:pw"})
+    status, _ = jcall(
+        node.admin_url + "/api/tree/set",
+        "POST",
+        {"path": "/secret", "data": "x", "version": 0},
+        {**h, "X-Squall-Digest": "alice:pw"},
+    )
     assert status == 200
     # an ACL given in the create form: only bob may read the new znode
-    status, body = jcall(node.admin_url + "/api/tree/create", "POST",
-                         {"path": "/bobs", "data": "b", "acl": "auth::cdrwa"}, {**h, "X-Squall-Digest": "bob:pw2"})
+    status, body = jcall(
+        node.admin_url + "/api/tree/create",
+        "POST",
+        {"path": "/bobs", "data": "b", "acl": "auth::cdrwa"},
+        {**h, "X-Squall-Digest": "bob:pw2"},
+    )
     assert status == 201 and body["acl"][0]["id"].startswith("bob:")
     assert jcall(node.admin_url + "/api/tree?path=/bobs")[0] == 403
 
@@ -307,8 +361,14 @@ def test_pages_carry_the_csrf_token_and_assets_are_local(node):
     assert status == 200 and 'name="squall-csrf"' in html
     assert "http://" not in html.replace(node.admin_url, "") and "https://" not in html  # no CDN
     assert "default-src 'self'" in headers["Content-Security-Policy"]
-    for page in ("/ui/ensemble", "/ui/status", "/static/admin.css", "/static/tree.js", "/static/common.js",
-                 "/static/ensemble.js"):
+    for page in (
+        "/ui/ensemble",
+        "/ui/status",
+        "/static/admin.css",
+        "/static/tree.js",
+        "/static/common.js",
+        "/static/ensemble.js",
+    ):
         assert call(node.admin_url + page)[0] == 200, page
     assert call(node.admin_url + "/static/../http.py")[0] == 404
 
@@ -328,7 +388,9 @@ def test_with_a_token_every_request_needs_it(tmp_path):
         assert call(url + "/commands/ruok")[0] == 401
         assert call(url + "/commands/ruok", headers={"Authorization": "Bearer nope-nope-nope"})[0] == 401
         assert jcall(url + "/commands/ruok", headers={"Authorization": "Bearer token-1234567"}) == (
-            200, {"command": "ruok", "error": None})
+            200,
+            {"command": "ruok", "error": None},
+        )
         assert call(url + "/metrics", headers={"X-Squall-Token": "token-1234567"})[0] == 200
     finally:
         n.stop()
@@ -374,8 +436,10 @@ def test_describe_data_kinds():
 
 def test_parse_acl_lines():
     assert tree_api.parse_acl_lines("") == [("world", "anyone", 31)]
-    assert tree_api.parse_acl_lines("digest:bob:abc=:rw\nip:10.0.0.1:r") == [("digest", "bob:abc=", 3),
-                                                                          ("ip", "10.0.0.1", 1)]
+    assert tree_api.parse_acl_lines("digest:bob:abc=:rw\nip:10.0.0.1:r") == [
+        ("digest", "bob:abc=", 3),
+        ("ip", "10.0.0.1", 1),
+    ]
     with pytest.raises(ValueError, match="expected scheme:id:perms"):
         tree_api.parse_acl_lines("world")
     with pytest.raises(ValueError, match="scheme 'x509'"):
@@ -411,7 +475,10 @@ def test_node_metrics_hooks_count_and_time_what_the_shell_reports():
     assert m.write_latency["setData"].samples({})[-1] == ("_count", {}, 1)
     assert m.fsync.samples({})[-1] == ("_count", {}, 1)
     assert [op_name(op) for op in (SetDataOp("/a", b""), CreateOp("/a", b"", ()), MultiOp(()))] == [
-        "setData", "create", "multi"]
+        "setData",
+        "create",
+        "multi",
+    ]
 
 
 @pytest.mark.integration
@@ -427,10 +494,19 @@ def test_a_write_is_timed_from_arrival_to_its_released_reply(node, zk):
 def test_ensemble_view_from_a_node_that_reports_peers():
     class Ensemble:
         def ensemble_view(self):
-            return {"mode": "follower", "server_id": 2, "epoch": 3, "last_zxid": (3 << 32) + 5, "leader": 1,
-                    "peers": [{"id": 1, "role": "leader", "last_zxid": (3 << 32) + 9},
-                              {"id": 2, "role": "follower", "last_zxid": (3 << 32) + 5},
-                              {"id": 3, "role": "follower", "last_zxid": (2 << 32) + 7, "state": "down"}]}
+            return {
+                "mode": "follower",
+                "server_id": 2,
+                "epoch": 3,
+                "last_zxid": (3 << 32) + 5,
+                "leader": 1,
+                "peers": [
+                    {"id": 1, "role": "leader", "last_zxid": (3 << 32) + 9},
+                    {"id": 2, "role": "follower", "last_zxid": (3 << 32) + 5},
+                    {"id": 3, "role": "follower", "last_zxid": (2 << 32) + 7, "state": "down"},
+                ],
+            }
+
     view = peers.ensemble_view(Ensemble(), peers.four_letter.AdminView())
     lags = {p["id"]: p["lag"] for p in view["peers"]}
     assert lags == {1: 0, 2: 4, 3: None}
@@ -449,15 +525,20 @@ def test_foreign_host_header_is_refused_without_token(node):
 def test_ensemble_from_replica_statuses():
     z = lambda n: (2 << 32) + n  # noqa: E731
     raw = ensemble_from_statuses(
-        2, {1: "h:1", 2: "h:2", 3: "h:3"},
-        {1: {"role": "leader", "epoch": 2, "leader": 1, "last_zxid": z(10), "sessions": 4, "connections": 2},
-         2: {"role": "follower", "epoch": 2, "leader": 1, "last_zxid": z(7), "sessions": 4, "connections": 1},
-         3: None})
+        2,
+        {1: "h:1", 2: "h:2", 3: "h:3"},
+        {
+            1: {"role": "leader", "epoch": 2, "leader": 1, "last_zxid": z(10), "sessions": 4, "connections": 2},
+            2: {"role": "follower", "epoch": 2, "leader": 1, "last_zxid": z(7), "sessions": 4, "connections": 1},
+            3: None,
+        },
+    )
     assert raw["mode"] == "follower" and raw["leader"] == 1 and raw["epoch"] == 2
 
     class Ensemble:
         def ensemble_view(self):
             return raw
+
     view = peers.ensemble_view(Ensemble(), peers.four_letter.AdminView())
     by_id = {p["id"]: p for p in view["peers"]}
     assert by_id[1]["lag"] == 0 and by_id[2]["lag"] == 3 and by_id[3]["lag"] is None
@@ -466,10 +547,18 @@ def test_ensemble_from_replica_statuses():
 
 def test_status_from_mntr_reads_only_what_the_member_reported():
 
-    text = ("zk_version\tx\nzk_server_state\tfollower\nzk_num_alive_connections\t2\nzk_last_zxid\t0x20000000a\n"
-            "zk_global_sessions\t5\nzk_peer_state\tfollower\nzk_epoch\t2\nzk_leader_id\t3\n")
-    assert status_from_mntr(text) == {"role": "follower", "epoch": 2, "leader": 3, "last_zxid": (2 << 32) + 10,
-                                      "sessions": 5, "connections": 2}
+    text = (
+        "zk_version\tx\nzk_server_state\tfollower\nzk_num_alive_connections\t2\nzk_last_zxid\t0x20000000a\n"
+        "zk_global_sessions\t5\nzk_peer_state\tfollower\nzk_epoch\t2\nzk_leader_id\t3\n"
+    )
+    assert status_from_mntr(text) == {
+        "role": "follower",
+        "epoch": 2,
+        "leader": 3,
+        "last_zxid": (2 << 32) + 10,
+        "sessions": 5,
+        "connections": 2,
+    }
     looking = status_from_mntr("zk_server_state\tlooking\nzk_peer_state\tlooking\nzk_leader_id\t0\n")
     assert looking["leader"] is None and looking["last_zxid"] is None and looking["role"] == "looking"
     assert status_from_mntr("") is None and status_from_mntr("imok") is None
@@ -499,16 +588,24 @@ def test_ensemble_command_on_a_real_three_member_ensemble(tmp_path):
         zk.start(timeout=30)
         for i in range(5):
             zk.create(f"/e{i}", b"x")
-        leader_zxid = int(next(line for line in four_letter_word("127.0.0.1", ens.members[leader].port, "srvr")
-                               .splitlines() if line.startswith("Zxid:")).split(":")[1], 16)
+        leader_zxid = int(
+            next(
+                line
+                for line in four_letter_word("127.0.0.1", ens.members[leader].port, "srvr").splitlines()
+                if line.startswith("Zxid:")
+            ).split(":")[1],
+            16,
+        )
         # the follower's view catches up with the leader's zxid (bounded poll, no timing asserted)
         import time
+
         deadline, view = time.monotonic() + 30, None
         while time.monotonic() < deadline:
             view = ens.wait_settled(follower, {1, 2, 3})
             peers = {p["id"]: p for p in view["peers"]}
-            if all(isinstance(peers[i].get("last_zxid"), int) and peers[i]["last_zxid"] >= leader_zxid
-                   for i in (1, 2, 3)):
+            if all(
+                isinstance(peers[i].get("last_zxid"), int) and peers[i]["last_zxid"] >= leader_zxid for i in (1, 2, 3)
+            ):
                 break
             time.sleep(0.3)
         assert view is not None and view["command"] == "ensemble" and view["error"] is None

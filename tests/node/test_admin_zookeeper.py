@@ -18,17 +18,37 @@ from tests.node.servers import free_port, zookeeper_installed, zookeeper_standal
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Keys squall adds that ZooKeeper does not have (documented in docs/webui.md)
-SQUALL_KEYS = {"dump": {"session_timeouts"}, "environment": {"python.version", "python.implementation"},
-               "monitor": {"data_dir_size", "fsync_count", "last_zxid", "log_dir_size"}}  # test_mntr.py's EXTRA
+SQUALL_KEYS = {
+    "dump": {"session_timeouts"},
+    "environment": {"python.version", "python.implementation"},
+    "monitor": {"data_dir_size", "fsync_count", "last_zxid", "log_dir_size"},
+}  # test_mntr.py's EXTRA
 # Keys of ZooKeeper's that this node leaves out because it has no true value for them (docs/webui.md)
 LEFT_OUT = {
-    "server_stats": {"client_response"}, "stats": {"client_response"},
-    "configuration": {"client_port_listen_backlog"}, "dump": {"expiry_time_to_session_ids"},
+    "server_stats": {"client_response"},
+    "stats": {"client_response"},
+    "configuration": {"client_port_listen_backlog"},
+    "dump": {"expiry_time_to_session_ids"},
 }
-NESTED_LEFT_OUT = {"fsync_threshold_exceed_count", "client_response_stats", "provider_null", "auth_failed_count",
-                   "non_mtlsremote_conn_count", "non_mtlslocal_conn_count"}
-CONNECTION_LEFT_OUT = {"interest_ops", "last_operation", "established", "last_cxid", "last_response_time",
-                       "last_latency", "min_latency", "avg_latency", "max_latency"}
+NESTED_LEFT_OUT = {
+    "fsync_threshold_exceed_count",
+    "client_response_stats",
+    "provider_null",
+    "auth_failed_count",
+    "non_mtlsremote_conn_count",
+    "non_mtlslocal_conn_count",
+}
+CONNECTION_LEFT_OUT = {
+    "interest_ops",
+    "last_operation",
+    "established",
+    "last_cxid",
+    "last_response_time",
+    "last_latency",
+    "min_latency",
+    "avg_latency",
+    "max_latency",
+}
 
 
 def get(url: str) -> dict:
@@ -49,8 +69,9 @@ def zookeeper_answers(tmp_path_factory) -> tuple[set[str], dict[str, dict]]:
         pytest.skip("Apache ZooKeeper is not installed")
     base_dir = tmp_path_factory.mktemp("zk")
     port = free_port()
-    zk = zookeeper_standalone(base_dir, tick_ms=100, extra_config={
-        "admin.serverPort": str(port), "admin.serverAddress": "127.0.0.1"})
+    zk = zookeeper_standalone(
+        base_dir, tick_ms=100, extra_config={"admin.serverPort": str(port), "admin.serverAddress": "127.0.0.1"}
+    )
     cfg = base_dir / "zoo.cfg"
     cfg.write_text(cfg.read_text().replace("admin.enableServer=false\n", "admin.enableServer=true\n"))
     zk.start()

@@ -67,9 +67,15 @@ def test_standalone_output_for_a_client_that_does_not_read_is_bounded(tmp_path: 
 def test_ensemble_member_output_for_a_client_that_does_not_read_is_bounded(tmp_path: Path) -> None:
     ports = [(free_port(), free_port()) for _ in range(3)]
     peers = ",".join(f"{i + 1}=127.0.0.1:{c}:{p}" for i, (c, p) in enumerate(ports))
-    members = [squall_node(tmp_path / f"n{i + 1}" / "data", port=c,
-                           extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "1000"],
-                           log_path=tmp_path / f"n{i + 1}.out") for i, (c, _) in enumerate(ports)]
+    members = [
+        squall_node(
+            tmp_path / f"n{i + 1}" / "data",
+            port=c,
+            extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "1000"],
+            log_path=tmp_path / f"n{i + 1}.out",
+        )
+        for i, (c, _) in enumerate(ports)
+    ]
     try:
         for m in members:
             m.start()
@@ -83,7 +89,6 @@ def test_ensemble_member_output_for_a_client_that_does_not_read_is_bounded(tmp_p
 def test_a_stalled_client_that_reads_again_gets_every_reply_in_order(tmp_path: Path, ensemble: bool) -> None:
     """More pipelined reads than the ensemble's queue bound (MAX_PARKED), each reply 200 kB:
     the connection stalls on output, and once the client reads, every reply comes, in order."""
-    import socket
     import struct
 
     from node.config import NodeConfig
@@ -113,7 +118,7 @@ def test_a_stalled_client_that_reads_again_gets_every_reply_in_order(tmp_path: P
                         xid, _zxid, err = struct.unpack_from(">iqi", buf, 4)
                         assert err == 0
                         xids.append(xid)
-                        buf = buf[4 + n_:]
+                        buf = buf[4 + n_ :]
             finally:
                 sock.close()
             assert xids == list(range(1, requests + 1))

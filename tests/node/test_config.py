@@ -37,7 +37,11 @@ def test_a_comment_line_does_not_continue() -> None:
 
 def test_escapes() -> None:
     assert pairs("a=\\u0041\\tB\\n\nmy\\ key=v\nc\\:d=e\nq=\\q\n") == [
-        ("a", "A\tB"), ("my key", "v"), ("c:d", "e"), ("q", "q")]
+        ("a", "A\tB"),
+        ("my key", "v"),
+        ("c:d", "e"),
+        ("q", "q"),
+    ]
     with pytest.raises(ConfigError, match=r"config:1: malformed \\uXXXX escape.*4 hex digits"):
         parse_properties("a=\\u12G4\n")
 
@@ -60,8 +64,10 @@ def test_bad_values_name_the_key_and_line() -> None:
 
 def test_a_real_zookeeper_style_file(tmp_path: Path) -> None:
     cfg = tmp_path / "zoo.cfg"
-    cfg.write_text("! ZooKeeper-style\ntickTime: 100\nclientPort 2999\ndataDir = " + str(tmp_path / "d") + "\n"
-                   "maxClientCnxns=\\\n   7\nserver.1=127.0.0.1:3001:3888;2999\n4lw.commands.whitelist=srvr, ruok\n")
+    cfg.write_text(
+        "! ZooKeeper-style\ntickTime: 100\nclientPort 2999\ndataDir = " + str(tmp_path / "d") + "\n"
+        "maxClientCnxns=\\\n   7\nserver.1=127.0.0.1:3001:3888;2999\n4lw.commands.whitelist=srvr, ruok\n"
+    )
     config, ignored = load_config(cfg, {})
     assert (config.tick_ms, config.port, config.max_client_cnxns) == (100, 2999, 7)
     assert config.data_dir == tmp_path / "d" and config.peers == "1=127.0.0.1:2999:3001:3888"
@@ -88,9 +94,11 @@ public class Dump {
 }
 """
 
-TRICKY = ("# comment\n! bang comment\n  a = 1\nb:2\nc 3\nd\t\t4\ne=\n  f  \ng = x = y\nh : a:b\n"
-          "i=one \\\n    two \\\n\tthree\nj=\\\\\nk=\\u00e9\\t\\n\\r\\f\\z\nl\\ m=n\no\\:p=q\nr\\=s=t\n"
-          "# cont \\\nu=v\nw=trailing   \nx=\\\n\ny=last\r\nz=cr\rzz=end\\")
+TRICKY = (
+    "# comment\n! bang comment\n  a = 1\nb:2\nc 3\nd\t\t4\ne=\n  f  \ng = x = y\nh : a:b\n"
+    "i=one \\\n    two \\\n\tthree\nj=\\\\\nk=\\u00e9\\t\\n\\r\\f\\z\nl\\ m=n\no\\:p=q\nr\\=s=t\n"
+    "# cont \\\nu=v\nw=trailing   \nx=\\\n\ny=last\r\nz=cr\rzz=end\\"
+)
 
 
 @pytest.mark.slow
@@ -104,11 +112,16 @@ def test_the_parser_agrees_with_java_properties_load(tmp_path: Path) -> None:
         pytest.skip("no java on PATH")
     (tmp_path / "Dump.java").write_text(JAVA_DUMP)
     (tmp_path / "t.properties").write_text(TRICKY, encoding="utf-8", newline="")
-    out = subprocess.run([java, str(tmp_path / "Dump.java"), str(tmp_path / "t.properties")], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [java, str(tmp_path / "Dump.java"), str(tmp_path / "t.properties")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
 
     def unhex(h: str) -> str:
-        return "".join(chr(int(h[i:i + 4], 16)) for i in range(1, len(h), 4))
+        return "".join(chr(int(h[i : i + 4], 16)) for i in range(1, len(h), 4))
 
     theirs = dict(tuple(unhex(part) for part in line.split(" ")) for line in out.splitlines())
     ours = {k: v for _, k, v in parse_properties(TRICKY)}

@@ -25,8 +25,8 @@ from node.consensus import (
     NotLeader,
     PersistentState,
     RaftNode,
-    Ready,
     ReadState,
+    Ready,
     Role,
     Snapshot,
     SnapshotMeta,
@@ -70,9 +70,20 @@ def test_zxid_packs_term_and_counter() -> None:
 
 def test_message_round_trip_with_entries_and_snapshot() -> None:
     m = Message(
-        type=MessageType.APPEND, frm=1, to=2, term=5, log_term=4, index=9, commit=8,
-        reject=True, reject_hint=3, context=b"ctx",
-        entries=(Entry(5, 10, make_zxid(5, 1), EntryKind.NORMAL, b"\x00data"), Entry(5, 11, make_zxid(5, 2), EntryKind.NOOP)),
+        type=MessageType.APPEND,
+        frm=1,
+        to=2,
+        term=5,
+        log_term=4,
+        index=9,
+        commit=8,
+        reject=True,
+        reject_hint=3,
+        context=b"ctx",
+        entries=(
+            Entry(5, 10, make_zxid(5, 1), EntryKind.NORMAL, b"\x00data"),
+            Entry(5, 11, make_zxid(5, 2), EntryKind.NOOP),
+        ),
         snapshot=Snapshot(SnapshotMeta(9, 4, make_zxid(4, 17)), b"tree-bytes"),
     )
     raw = m.to_bytes()
@@ -93,7 +104,9 @@ def test_message_round_trip_with_entries_and_snapshot() -> None:
     ],
 )
 def test_message_decode_rejects_bad_bytes(mutate, error: str) -> None:
-    good = Message(type=MessageType.APPEND, frm=1, to=2, term=1, entries=(Entry(1, 1, make_zxid(1, 0), EntryKind.NOOP, b"x"),)).to_bytes()
+    good = Message(
+        type=MessageType.APPEND, frm=1, to=2, term=1, entries=(Entry(1, 1, make_zxid(1, 0), EntryKind.NOOP, b"x"),)
+    ).to_bytes()
     with pytest.raises(MessageDecodeError, match=error):
         Message.from_bytes(mutate(good))
 
@@ -577,10 +590,17 @@ def test_bad_peer_messages_are_ignored() -> None:
     node.step(Message(type=MessageType.APPEND, frm=0, to=f, term=node.term + 5))  # not a valid id
     # (an id outside the configuration is heard: it may lead a configuration we have not seen yet)
     node.step(Message(type=MessageType.APPEND, frm=lead, to=f + 10, term=node.term))  # not for us
-    node.step(Message(  # entries with a gap
-        type=MessageType.APPEND, frm=lead, to=f, term=node.term, index=node.log.last_index(),
-        log_term=node.log.last_term(), entries=(Entry(node.term, node.log.last_index() + 2, 0),),
-    ))
+    node.step(
+        Message(  # entries with a gap
+            type=MessageType.APPEND,
+            frm=lead,
+            to=f,
+            term=node.term,
+            index=node.log.last_index(),
+            log_term=node.log.last_term(),
+            entries=(Entry(node.term, node.log.last_index() + 2, 0),),
+        )
+    )
     node.step(Message(type=MessageType.SNAPSHOT, frm=lead, to=f, term=node.term))  # no snapshot body
     assert (node.term, node.log.last_index(), node.log.committed) == before
     net.stabilize()
@@ -683,7 +703,9 @@ def test_restart_redelivers_only_entries_past_the_applied_index() -> None:
     net.stabilize()
     disk = net.disks[lead]
     assert disk.hard_state.commit == 5
-    fresh = RaftNode(lead, [lead], PersistentState(disk.hard_state, disk.snapshot, tuple(disk.entries)), random.Random(1))
+    fresh = RaftNode(
+        lead, [lead], PersistentState(disk.hard_state, disk.snapshot, tuple(disk.entries)), random.Random(1)
+    )
     assert [e.index for e in fresh.ready().committed_entries] == [1, 2, 3, 4, 5]
     durable_sm = RaftNode(
         lead, [lead], PersistentState(disk.hard_state, disk.snapshot, tuple(disk.entries), applied=3), random.Random(1)
@@ -735,8 +757,13 @@ def _figure8(net: Net, assert_no_early_commit: bool = True) -> None:
     have committed S1's entry 2.
     """
     e1 = Entry(1, 1, make_zxid(1, 0), EntryKind.NOOP)
-    logs = {1: [e1, Entry(2, 2, make_zxid(2, 0), EntryKind.NOOP)], 2: [e1, Entry(2, 2, make_zxid(2, 0), EntryKind.NOOP)],
-            3: [e1], 4: [e1], 5: [e1, Entry(3, 2, make_zxid(3, 0), EntryKind.NOOP)]}
+    logs = {
+        1: [e1, Entry(2, 2, make_zxid(2, 0), EntryKind.NOOP)],
+        2: [e1, Entry(2, 2, make_zxid(2, 0), EntryKind.NOOP)],
+        3: [e1],
+        4: [e1],
+        5: [e1, Entry(3, 2, make_zxid(3, 0), EntryKind.NOOP)],
+    }
     for i, entries in logs.items():
         net.crash(i)
         net.disks[i].hard_state = HardState(term=3, vote=None, commit=1)

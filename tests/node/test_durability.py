@@ -220,8 +220,11 @@ def test_sigkill_mid_stream_keeps_every_acknowledged_write(make_server: Callable
         print(f"round {round_no}: {acked} acknowledged, {unacked} in flight at the kill, {survived} of those survived")
         problems = verify_attempts(attempts, tree)  # the prefix rule holds per session
         # whatever a client saw after an earlier restart (acknowledged or not) stays: no rollback
-        problems += [f"{p} was seen after an earlier restart and is now gone or changed"
-                     for p, data in seen.items() if tree.get(p, (None,))[0] != data]
+        problems += [
+            f"{p} was seen after an earlier restart and is now gone or changed"
+            for p, data in seen.items()
+            if tree.get(p, (None,))[0] != data
+        ]
         seen.update({p: tree[p][0] for p in tree})
         extra = unexpected_paths(all_attempts, tree, {f"{ROOT}/after{i}" for i in range(round_no)})
         assert not extra, f"znodes nobody wrote appeared: {sorted(extra)[:10]}"
@@ -283,8 +286,11 @@ def test_recovery_from_snapshot_and_log_tail(make_server: Callable[..., ServerPr
 def newest_log_file(data_dir: Path) -> Path:
     """The write-ahead log segment written last (not the text log, not a snapshot)."""
     candidates = [
-        p for p in data_dir.rglob("*")
-        if p.is_file() and p.name != "squall-node.log" and "snap" not in p.name.lower()
+        p
+        for p in data_dir.rglob("*")
+        if p.is_file()
+        and p.name != "squall-node.log"
+        and "snap" not in p.name.lower()
         and re.search(r"(^|[._-])(log|wal)([._-]|$)", p.name.lower())
     ]
     assert candidates, f"no write-ahead log file in {data_dir}: {sorted(p.name for p in data_dir.rglob('*'))}"

@@ -80,8 +80,11 @@ class Ensemble:
         raise AssertionError(f"no single leader with all others following within {DEADLINE_S}s: {modes}")
 
     def client(self, hosts: str | None = None, timeout: float = 10.0) -> KazooClient:
-        zk = KazooClient(hosts=hosts or self.hosts, timeout=timeout, connection_retry={"max_tries": -1, "delay": 0.05,
-                                                                                           "max_delay": 0.5})
+        zk = KazooClient(
+            hosts=hosts or self.hosts,
+            timeout=timeout,
+            connection_retry={"max_tries": -1, "delay": 0.05, "max_delay": 0.5},
+        )
         zk.start(timeout=DEADLINE_S)
         return zk
 
@@ -95,9 +98,12 @@ def make_ensemble(tmp_path: Path) -> Iterator:
         peers = ",".join(f"{i + 1}=127.0.0.1:{c}:{p}" for i, (c, p) in enumerate(ports))
         members = []
         for i, (c, _) in enumerate(ports):
-            m = squall_node(tmp_path / f"n{i + 1}" / "data", port=c,
-                            extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "1000", *(extra_args or [])],
-                            log_path=tmp_path / f"n{i + 1}.out")
+            m = squall_node(
+                tmp_path / f"n{i + 1}" / "data",
+                port=c,
+                extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "1000", *(extra_args or [])],
+                log_path=tmp_path / f"n{i + 1}.out",
+            )
             started.append(m)
             members.append(m)
         for m in members:
@@ -318,7 +324,8 @@ def test_sigkill_of_the_whole_ensemble_mid_write_loses_no_acknowledged_write(ens
 
 @pytest.mark.timeout(900)
 def test_kazoo_client_and_recipe_suites_pass_against_the_three_server_connection_string(
-        make_ensemble, tmp_path: Path) -> None:
+    make_ensemble, tmp_path: Path
+) -> None:
     """kazoo's client tests and every recipe module (lock, election, queue, barrier, counter, party,
     lease, partitioner, watchers, cache), with the standalone suite's expected-failure list but
     TestReconfig: the members run as kazoo's own harness runs ZooKeeper (reconfigEnabled and its
@@ -345,11 +352,41 @@ def test_peers_flag_is_validated(tmp_path: Path) -> None:
     from tests.node.servers import REPO_ROOT
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    bad = subprocess.run([sys.executable, "-m", "node", "--data-dir", str(tmp_path), "--id", "4",
-                          "--peers", "1=127.0.0.1:1:2,2=127.0.0.1:3:4,3=127.0.0.1:5:6"],
-                         capture_output=True, text=True, env=env, timeout=60, cwd=REPO_ROOT)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "--data-dir",
+            str(tmp_path),
+            "--id",
+            "4",
+            "--peers",
+            "1=127.0.0.1:1:2,2=127.0.0.1:3:4,3=127.0.0.1:5:6",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
     assert bad.returncode != 0 and "not one of the peers" in bad.stderr
-    bad = subprocess.run([sys.executable, "-m", "node", "--data-dir", str(tmp_path), "--id", "1",
-                          "--peers", "1=127.0.0.1:1:2,2=127.0.0.1:3:4"],
-                         capture_output=True, text=True, env=env, timeout=60, cwd=REPO_ROOT)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "node",
+            "--data-dir",
+            str(tmp_path),
+            "--id",
+            "1",
+            "--peers",
+            "1=127.0.0.1:1:2,2=127.0.0.1:3:4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
     assert bad.returncode != 0 and "1, 3 or 5" in bad.stderr

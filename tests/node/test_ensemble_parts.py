@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+import node.peer
 from node.config import ConfigError, load_config
 from node.consensus import Entry, HardState, Message, MessageType, Snapshot, SnapshotMeta
-import node.peer
 from node.peer import PeerAddress, PeerTransport, _Inbound, parse_peers
 from node.replica import Forward, Persist, RaftMsg, ReplicaDisk, Touch, encode_peer
 from node.storage.raftlog import RaftLogError, RaftStore
@@ -59,8 +59,9 @@ def test_store_installed_snapshot_replaces_the_log_and_old_files_are_purged(tmp_
     store = RaftStore(tmp_path, retain_snapshots=1)
     store.persist(Persist(entries=_entries(1, 10), hard_state=HardState(1, None, 10)))
     store.persist(Persist(compaction=Snapshot(SnapshotMeta(5, 1, 5), b"five")))
-    store.persist(Persist(snapshot=Snapshot(SnapshotMeta(50, 3, (3 << 32) | 1), b"fifty"),
-                          hard_state=HardState(3, None, 50)))
+    store.persist(
+        Persist(snapshot=Snapshot(SnapshotMeta(50, 3, (3 << 32) | 1), b"fifty"), hard_state=HardState(3, None, 50))
+    )
     store.sync()
     store.close()
     snaps = sorted(p.name for p in tmp_path.glob("raft-snap-*.bin"))
@@ -140,17 +141,24 @@ def test_store_refuses_a_missing_snapshot_file(tmp_path: Path) -> None:
 def test_parse_peers_accepts_the_documented_form_and_explains_errors() -> None:
     peers = parse_peers("1=127.0.0.1:2181:2888, 2=127.0.0.1:2182:2889,3=localhost:2183:2890")
     assert peers[3] == PeerAddress(3, "localhost", 2183, 2890)
-    for bad, why in [("1=h:1", "ID=HOST"), ("1=h:1:2,1=h:3:4,2=h:5:6", "twice"), ("1=h:1:2,2=h:3:4", "1, 3 or 5"),
-                     ("0=h:1:2", "out of range"), ("x=h:1:2", "ID=HOST")]:
+    for bad, why in [
+        ("1=h:1", "ID=HOST"),
+        ("1=h:1:2,1=h:3:4,2=h:5:6", "twice"),
+        ("1=h:1:2,2=h:3:4", "1, 3 or 5"),
+        ("0=h:1:2", "out of range"),
+        ("x=h:1:2", "ID=HOST"),
+    ]:
         with pytest.raises(ValueError, match=why):
             parse_peers(bad)
 
 
 def test_config_file_takes_zookeeper_server_lines(tmp_path: Path) -> None:
     cfg_file = tmp_path / "zoo.cfg"
-    cfg_file.write_text("dataDir=%s\nclientPort=2181\nserverId=2\n"
-                        "server.1=127.0.0.1:2888:3888;2181\nserver.2=127.0.0.1:2889:3889;127.0.0.1:2182\n"
-                        "server.3=127.0.0.1:2890:3890\n" % tmp_path)
+    cfg_file.write_text(
+        "dataDir=%s\nclientPort=2181\nserverId=2\n"
+        "server.1=127.0.0.1:2888:3888;2181\nserver.2=127.0.0.1:2889:3889;127.0.0.1:2182\n"
+        "server.3=127.0.0.1:2890:3890\n" % tmp_path
+    )
     cfg, _ = load_config(cfg_file, {})
     # the election port is kept, to show the membership in /zookeeper/config as ZooKeeper does
     assert cfg.peers == "1=127.0.0.1:2181:2888:3888,2=127.0.0.1:2182:2889:3889,3=127.0.0.1:2181:2890:3890"
@@ -314,8 +322,11 @@ def _connect(t: PeerTransport) -> tuple[_Inbound, _FakeTransport]:
     return proto, tr
 
 
-_MSGS = (RaftMsg(Message(MessageType.HEARTBEAT, 1, 2, term=4, commit=7)), Forward(1, 2, 0x77, 5, b"txn-bytes"),
-         Touch(1, 2, (1, 2, 3)))
+_MSGS = (
+    RaftMsg(Message(MessageType.HEARTBEAT, 1, 2, term=4, commit=7)),
+    Forward(1, 2, 0x77, 5, b"txn-bytes"),
+    Touch(1, 2, (1, 2, 3)),
+)
 
 
 def test_peer_inbound_hands_all_frames_of_one_read_to_on_batch_in_order() -> None:
@@ -343,7 +354,7 @@ def test_peer_inbound_decodes_frames_fed_one_byte_at_a_time() -> None:
         proto, tr = _connect(t)
         data = b"".join(_frame(m) for m in _MSGS)
         for i in range(len(data)):
-            proto.data_received(data[i:i + 1])
+            proto.data_received(data[i : i + 1])
         assert got == list(_MSGS)
         assert t.received == 3 and t.bad_frames == 0 and not tr.closed
         assert proto._timer is None and not proto._buf

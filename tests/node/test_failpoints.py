@@ -27,33 +27,39 @@ from tests.node.test_replica import Cluster
 # ---------------------------------------------------------------- parsing
 
 
-@pytest.mark.parametrize("text, action", [
-    ("off", Action("off")),
-    ("panic", Action("panic")),
-    ("error", Action("error")),
-    ("sleep(250)", Action("sleep", ms=250)),
-    ("10%error", Action("error", percent=10.0)),
-    ("2.5%panic", Action("panic", percent=2.5)),
-    ("3*panic", Action("panic", count=3)),
-    ("50%2*sleep(10)", Action("sleep", ms=10, percent=50.0, count=2)),
-])
+@pytest.mark.parametrize(
+    "text, action",
+    [
+        ("off", Action("off")),
+        ("panic", Action("panic")),
+        ("error", Action("error")),
+        ("sleep(250)", Action("sleep", ms=250)),
+        ("10%error", Action("error", percent=10.0)),
+        ("2.5%panic", Action("panic", percent=2.5)),
+        ("3*panic", Action("panic", count=3)),
+        ("50%2*sleep(10)", Action("sleep", ms=10, percent=50.0, count=2)),
+    ],
+)
 def test_actions_parse(text: str, action: Action) -> None:
     assert F.parse_action(text) == action
     assert F.parse_action(str(action)) == action  # the printed form parses back
 
 
-@pytest.mark.parametrize("text, says", [
-    ("boom", "unknown"),
-    ("sleep", "sleep(MS)"),
-    ("sleep(0)", "sleep(MS)"),
-    ("sleep(x)", "sleep(MS)"),
-    ("panic(3)", "takes no argument"),
-    ("0%error", "(0, 100]"),
-    ("101%error", "(0, 100]"),
-    ("0*panic", "at least 1"),
-    ("3*off", "off takes no"),
-    ("", "does not parse"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("boom", "unknown"),
+        ("sleep", "sleep(MS)"),
+        ("sleep(0)", "sleep(MS)"),
+        ("sleep(x)", "sleep(MS)"),
+        ("panic(3)", "takes no argument"),
+        ("0%error", "(0, 100]"),
+        ("101%error", "(0, 100]"),
+        ("0*panic", "at least 1"),
+        ("3*off", "off takes no"),
+        ("", "does not parse"),
+    ],
+)
 def test_bad_actions_are_refused_naming_the_syntax(text: str, says: str) -> None:
     with pytest.raises(FailpointSpecError, match=r"allowed|MS|\(0, 100\]|at least 1|off takes no") as e:
         F.parse_action(text)
@@ -154,8 +160,9 @@ class FpCluster(Cluster):
             self.panics.append((i, name))
 
         fp = self.fps.setdefault(i, Failpoints(on_panic=panic, sleep=lambda s: None))
-        self.reps[i] = Replica(i, self.ids, self.disks[i].state(), random.Random(self.rng.getrandbits(64)),
-                               failpoints=fp, **self.opts)
+        self.reps[i] = Replica(
+            i, self.ids, self.disks[i].state(), random.Random(self.rng.getrandbits(64)), failpoints=fp, **self.opts
+        )
 
     def write(self, i: int, conn: int, sid: int, seq: int, path: str, flags: int = 0) -> None:
         _write(self, i, conn, sid, seq, path, flags)
@@ -168,6 +175,7 @@ def _write(c: Cluster, i: int, conn: int, sid: int, seq: int, path: str, flags: 
 
 def test_unarmed_failpoints_change_nothing() -> None:
     """The same seed gives the same cluster with and without (unarmed) failpoint sets."""
+
     def run(cls) -> list[str]:
         c = cls(seed=5)
         lead = c.elect()
@@ -340,8 +348,9 @@ def test_the_http_api_arms_lists_and_disarms() -> None:
 
 
 def _node(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "node", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_list_failpoints_prints_every_point() -> None:

@@ -50,8 +50,11 @@ class Members:
         raise AssertionError(f"no single leader within {DEADLINE_S}s: {modes}")
 
     def client(self, i: int, timeout: float = 10.0, retry: bool = True) -> KazooClient:
-        zk = KazooClient(hosts=self.members[i].address, timeout=timeout,
-                         connection_retry={"max_tries": -1 if retry else 0, "delay": 0.05, "max_delay": 0.5})
+        zk = KazooClient(
+            hosts=self.members[i].address,
+            timeout=timeout,
+            connection_retry={"max_tries": -1 if retry else 0, "delay": 0.05, "max_delay": 0.5},
+        )
         zk.start(timeout=DEADLINE_S)
         return zk
 
@@ -66,10 +69,22 @@ def start_members(tmp_path: Path) -> Iterator:
         members = []
         for i, (c, _, f) in enumerate(ports):
             extra = (per_member_args or [[], [], []])[i]
-            m = squall_node(tmp_path / f"n{i + 1}" / "data", port=c,
-                            extra_args=["--id", str(i + 1), "--peers", peers, "--tick-ms", "1000",
-                                        "--failpoint-http", f"127.0.0.1:{f}", *extra],
-                            log_path=tmp_path / f"n{i + 1}.out")
+            m = squall_node(
+                tmp_path / f"n{i + 1}" / "data",
+                port=c,
+                extra_args=[
+                    "--id",
+                    str(i + 1),
+                    "--peers",
+                    peers,
+                    "--tick-ms",
+                    "1000",
+                    "--failpoint-http",
+                    f"127.0.0.1:{f}",
+                    *extra,
+                ],
+                log_path=tmp_path / f"n{i + 1}.out",
+            )
             started.append(m)
             members.append(m)
         for m in members:

@@ -125,7 +125,9 @@ def test_multi_partial_keeps_the_earlier_ops_of_a_failed_multi_on_every_replica(
     c = _cluster("multi-partial", armed)
     f = c.follower()
     sid, _ = c.new_session(f, conn=1)
-    _write(c, f, 1, sid, 2, MultiOp((CreateOp("/m1", b"", OPEN_ACL_UNSAFE), CreateOp("/no/such", b"", OPEN_ACL_UNSAFE))))
+    _write(
+        c, f, 1, sid, 2, MultiOp((CreateOp("/m1", b"", OPEN_ACL_UNSAFE), CreateOp("/no/such", b"", OPEN_ACL_UNSAFE)))
+    )
     rep = c.last_reply(1)
     assert rep.err == Err.NO_NODE  # the client is told the multi failed...
     present = {c.r(i).tree.exists("/m1") is not None for i in c.ids}
@@ -239,8 +241,9 @@ def test_throttle_leak_refuses_writes_and_syncs_once_enough_syncs_were_served(ar
 
 def _member_cfg(tmp_path: Path, fault: str) -> NodeConfig:
     """A standalone node: a one-member group, on the same code path as a member of three."""
-    return NodeConfig(data_dir=tmp_path / "d", host="127.0.0.1", port=free_port(), tick_ms=100,
-                      unsafe_test_fault=fault).validate()
+    return NodeConfig(
+        data_dir=tmp_path / "d", host="127.0.0.1", port=free_port(), tick_ms=100, unsafe_test_fault=fault
+    ).validate()
 
 
 @ARMED
@@ -275,8 +278,9 @@ def test_drop_watch_events_loses_every_third_notification_of_a_connection(tmp_pa
 
 
 @ARMED
-def test_skip_fsync_acknowledges_writes_without_fdatasync(tmp_path: Path, armed: bool,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_skip_fsync_acknowledges_writes_without_fdatasync(
+    tmp_path: Path, armed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with BackgroundNode(_member_cfg(tmp_path, "skip-fsync" if armed else "")) as n:
         zk = KazooClient(hosts=n.hosts, timeout=10)
         zk.start(timeout=20)

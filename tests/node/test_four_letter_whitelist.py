@@ -47,8 +47,9 @@ def test_the_default_answers_srvr_only(tmp_path: Path) -> None:
 
 
 def test_a_whitelist_enables_exactly_its_words(tmp_path: Path) -> None:
-    cfg = NodeConfig(data_dir=tmp_path, port=free_port(), tick_ms=100,
-                     four_letter_words=parse_whitelist("ruok,mntr")).validate()
+    cfg = NodeConfig(
+        data_dir=tmp_path, port=free_port(), tick_ms=100, four_letter_words=parse_whitelist("ruok,mntr")
+    ).validate()
     with BackgroundNode(cfg):
         replies = _replies(cfg.port)
     assert replies["ruok"] == "imok" and "zk_znode_count\t" in replies["mntr"] and "Mode:" in replies["srvr"]
@@ -66,8 +67,12 @@ def test_refusals_match_zookeeper(tmp_path: Path) -> None:
         cfg_path = tmp_path / f"zk-{whitelist}" / "zoo.cfg"
         text = cfg_path.read_text().replace("4lw.commands.whitelist=*\n", "")
         cfg_path.write_text(text + (f"4lw.commands.whitelist={whitelist}\n" if whitelist else ""))
-        ours = NodeConfig(data_dir=tmp_path / f"sq-{whitelist}", port=free_port(), tick_ms=100,
-                          four_letter_words=parse_whitelist(whitelist) if whitelist else DEFAULT_WHITELIST).validate()
+        ours = NodeConfig(
+            data_dir=tmp_path / f"sq-{whitelist}",
+            port=free_port(),
+            tick_ms=100,
+            four_letter_words=parse_whitelist(whitelist) if whitelist else DEFAULT_WHITELIST,
+        ).validate()
         try:
             _start_polling_srvr(zk)
             theirs = _replies(zk.port)
@@ -88,8 +93,9 @@ def _start_polling_srvr(zk) -> None:
 
     zk.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(zk.log_path, "ab") as log:
-        zk.proc = subprocess.Popen(zk.argv, cwd=zk.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        zk.proc = subprocess.Popen(
+            zk.argv, cwd=zk.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

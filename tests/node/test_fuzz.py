@@ -45,8 +45,9 @@ class Bystander:
 
 @pytest.fixture(scope="module")
 def bystander(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bystander]:
-    n = BackgroundNode(make_cfg(Path(tmp_path_factory.mktemp("fuzz")) / "data", max_frame_bytes=4096,
-                                tick_ms=500, max_client_cnxns=0))
+    n = BackgroundNode(
+        make_cfg(Path(tmp_path_factory.mktemp("fuzz")) / "data", max_frame_bytes=4096, tick_ms=500, max_client_cnxns=0)
+    )
     n.start()
     c = KazooClient(hosts=n.hosts, timeout=10.0)
     try:
@@ -71,7 +72,7 @@ def blast(node: BackgroundNode, payload: bytes, read_s: float = 0.3) -> bytes:
         while True:
             try:
                 chunk = s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
+            except (TimeoutError, ConnectionResetError):
                 break
             if not chunk:
                 break
@@ -93,8 +94,11 @@ VALID_REQUESTS = [
     P.Request(1, P.CREATE, P.CreateRequest("/f", b"x", ACL, 0)),
     P.Request(2, P.GET_DATA, P.PathWatchRequest("/f", True)),
     P.Request(3, P.SET_DATA, P.SetDataRequest("/f", b"y", -1)),
-    P.Request(4, P.MULTI, P.MultiRequest(((P.CREATE, P.CreateRequest("/g", b"", ACL, 1)),
-                                          (P.DELETE, P.DeleteRequest("/g", -1))))),
+    P.Request(
+        4,
+        P.MULTI,
+        P.MultiRequest(((P.CREATE, P.CreateRequest("/g", b"", ACL, 1)), (P.DELETE, P.DeleteRequest("/g", -1)))),
+    ),
     P.Request(5, P.GET_CHILDREN2, P.PathWatchRequest("/", True)),
     P.Request(6, P.SET_WATCHES, P.SetWatches(0, ("/f",), ("/h",), ("/",))),
     P.Request(7, P.DELETE, P.DeleteRequest("/f", -1)),

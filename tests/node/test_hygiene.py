@@ -48,8 +48,10 @@ CASES: dict[str, tuple[bytes, object]] = {
     "getData, invalid UTF-8 path": (_hdr(X, P.GET_DATA) + _s(b"/\xff\xfe") + b"\0", (X, -101)),
     "exists, UTF-8 surrogate in path": (_hdr(X, P.EXISTS) + _s(b"/\xed\xa0\x80") + b"\0", (X, -101)),
     "create, invalid UTF-8 path": (_hdr(X, P.CREATE) + _s(b"/\xff") + _s(b"") + _ACL + struct.pack(">i", 0), (X, -8)),
-    "create, path without a slash": (_hdr(X, P.CREATE) + _s(b"noslash") + _s(b"") + _ACL + struct.pack(">i", 0),
-                                     (X, -8)),
+    "create, path without a slash": (
+        _hdr(X, P.CREATE) + _s(b"noslash") + _s(b"") + _ACL + struct.pack(">i", 0),
+        (X, -8),
+    ),
     "create, truncated": (_hdr(X, P.CREATE) + _s(b"/t") + struct.pack(">i", 100), (X, -5)),
     "create, negative ACL count": (_hdr(X, P.CREATE) + _s(b"/n") + _s(b"") + struct.pack(">ii", -5, 0), (X, -114)),
     "create, null ACL": (_hdr(X, P.CREATE) + _s(b"/n2") + _s(b"") + struct.pack(">ii", -1, 0), (X, -114)),
@@ -92,8 +94,7 @@ EXPECTED = {name: expected for name, (_body, expected) in CASES.items()}
 def _cfg(tmp_path: Path, ensemble: bool, **kw) -> NodeConfig:
     port = free_port()
     peers = f"1=127.0.0.1:{port}:{free_port()}" if ensemble else ""
-    return NodeConfig(data_dir=tmp_path / "d", host="127.0.0.1", port=port, tick_ms=100, peers=peers,
-                      **kw).validate()
+    return NodeConfig(data_dir=tmp_path / "d", host="127.0.0.1", port=port, tick_ms=100, peers=peers, **kw).validate()
 
 
 SHELLS = pytest.mark.parametrize("ensemble", [False, True], ids=["standalone", "ensemble"])

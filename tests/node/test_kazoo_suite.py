@@ -28,8 +28,16 @@ from tests.node.servers import REPO_ROOT, ServerProcess
 
 CLIENT_MODULES = ["test_client"]
 RECIPE_MODULES = [
-    "test_lock", "test_election", "test_queue", "test_barrier", "test_counter",
-    "test_party", "test_lease", "test_partitioner", "test_watchers", "test_cache",
+    "test_lock",
+    "test_election",
+    "test_queue",
+    "test_barrier",
+    "test_counter",
+    "test_party",
+    "test_lease",
+    "test_partitioner",
+    "test_watchers",
+    "test_cache",
 ]
 # As counted with kazoo 2.11.0 (111 client + 121 recipe tests): fewer means
 # something was not collected, which must not pass as "no failures".
@@ -117,21 +125,34 @@ def run_kazoo_suite(address: str, workdir: Path, modules: list[str], timeout_s: 
         "PYTHONPATH": os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p),
     }
     argv = [
-        sys.executable, "-m", "pytest", "-p", "tests.node.kazoo_ext_plugin", "-p", "no:cacheprovider",
-        "-q", "--timeout", "60", f"--junitxml={junit}", "-o", "junit_family=xunit1",
-        "--pyargs", *[f"kazoo.tests.{m}" for m in modules],
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "tests.node.kazoo_ext_plugin",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--timeout",
+        "60",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit1",
+        "--pyargs",
+        *[f"kazoo.tests.{m}" for m in modules],
     ]
     proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout_s)
     (workdir / "kazoo-output.txt").write_text(proc.stdout + proc.stderr)
-    assert junit.exists(), (
-        f"kazoo's suite wrote no report (exit {proc.returncode}); output tail:\n"
-        + "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+    assert junit.exists(), f"kazoo's suite wrote no report (exit {proc.returncode}); output tail:\n" + "\n".join(
+        (proc.stdout + proc.stderr).splitlines()[-40:]
     )
     return parse_junit(junit)
 
 
-def judge(outcomes: list[Outcome], expected_failures: dict[str, tuple[str, str]] | None = None,
-          ) -> tuple[list[str], list[str]]:
+def judge(
+    outcomes: list[Outcome],
+    expected_failures: dict[str, tuple[str, str]] | None = None,
+) -> tuple[list[str], list[str]]:
     """(problems, expected failures seen): a problem is any non-pass not listed with its reason."""
     listed = EXPECTED_FAILURES if expected_failures is None else expected_failures
     problems, expected_seen = [], []
@@ -161,7 +182,9 @@ def _summary(kind: str, outcomes: list[Outcome], expected_seen: list[str]) -> st
     ]
     lines += [f"  {m}: {p}/{n}" for m, (p, n) in sorted(by_module.items())]
     lines += [f"  expected: {t} ({EXPECTED_FAILURES[t][0]})" for t in expected_seen]
-    unexpectedly_passed = [t for t in EXPECTED_FAILURES if any(o.test_id == t and o.status == "passed" for o in outcomes)]
+    unexpectedly_passed = [
+        t for t in EXPECTED_FAILURES if any(o.test_id == t and o.status == "passed" for o in outcomes)
+    ]
     lines += [f"  listed as expected failure but passed: {t}" for t in unexpectedly_passed]
     return "\n".join(lines)
 
@@ -169,9 +192,7 @@ def _summary(kind: str, outcomes: list[Outcome], expected_seen: list[str]) -> st
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize(
-    "kind", ["squall", pytest.param("zookeeper", marks=pytest.mark.zookeeper)]
-)
+@pytest.mark.parametrize("kind", ["squall", pytest.param("zookeeper", marks=pytest.mark.zookeeper)])
 def test_kazoo_suite_passes(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     server: ServerProcess = request.getfixturevalue(f"{kind}_server")
     outcomes = run_kazoo_suite(server.address, tmp_path / "kazoo", CLIENT_MODULES + RECIPE_MODULES)

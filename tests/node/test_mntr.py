@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from node.admin.four_letter import (approximate_data_size, leader_follower_metrics, open_fd_count,
-                                    parse_whitelist, storage_size)
+from node.admin.four_letter import (
+    approximate_data_size,
+    leader_follower_metrics,
+    open_fd_count,
+    parse_whitelist,
+    storage_size,
+)
 from node.config import NodeConfig
 from node.server import BackgroundNode
 from tests.node.servers import four_letter_word, free_port, zookeeper_installed, zookeeper_standalone
@@ -19,15 +24,35 @@ from tests.node.test_ensemble import Ensemble, make_ensemble  # noqa: F401  (the
 # ZooKeeper 3.8 mntr keys that have a meaning for this node; every one must be there (docs/node.md lists
 # the others and why they are left out).
 MEANINGFUL = {
-    "zk_version", "zk_server_state", "zk_avg_latency", "zk_max_latency", "zk_min_latency", "zk_packets_received",
-    "zk_packets_sent", "zk_num_alive_connections", "zk_outstanding_requests", "zk_znode_count", "zk_watch_count",
-    "zk_ephemerals_count", "zk_approximate_data_size", "zk_open_file_descriptor_count",
-    "zk_max_file_descriptor_count", "zk_global_sessions", "zk_local_sessions", "zk_uptime",
+    "zk_version",
+    "zk_server_state",
+    "zk_avg_latency",
+    "zk_max_latency",
+    "zk_min_latency",
+    "zk_packets_received",
+    "zk_packets_sent",
+    "zk_num_alive_connections",
+    "zk_outstanding_requests",
+    "zk_znode_count",
+    "zk_watch_count",
+    "zk_ephemerals_count",
+    "zk_approximate_data_size",
+    "zk_open_file_descriptor_count",
+    "zk_max_file_descriptor_count",
+    "zk_global_sessions",
+    "zk_local_sessions",
+    "zk_uptime",
 }
 # squall's own additions (not in ZooKeeper's mntr; ZooKeeper has the dir sizes in `dirs` only)
 EXTRA = {"zk_fsync_count", "zk_last_zxid", "zk_data_dir_size", "zk_log_dir_size"}
-LEADER_ONLY = {"zk_learners", "zk_followers", "zk_synced_followers", "zk_synced_non_voting_followers",
-               "zk_synced_observers", "zk_pending_syncs"}
+LEADER_ONLY = {
+    "zk_learners",
+    "zk_followers",
+    "zk_synced_followers",
+    "zk_synced_non_voting_followers",
+    "zk_synced_observers",
+    "zk_pending_syncs",
+}
 
 
 def mntr(host: str, port: int) -> dict[str, str]:
@@ -38,7 +63,7 @@ def test_approximate_data_size_is_zookeepers_formula() -> None:
     fresh = [("/", b""), ("/zookeeper", b""), ("/zookeeper/quota", b""), ("/zookeeper/config", b"")]
     assert approximate_data_size(fresh) == 1 + 10 + 16 + 17
     assert approximate_data_size(fresh + [("/x", b"abc"), ("/e", None)]) == 44 + 5 + 2
-    assert approximate_data_size([("/", b"ab"), ("/\U0001F600", b"")]) == 1 + 2 + 2 + 3  # root data twice; UTF-16
+    assert approximate_data_size([("/", b"ab"), ("/\U0001f600", b"")]) == 1 + 2 + 2 + 3  # root data twice; UTF-16
 
 
 def test_open_fd_count_follows_the_process(tmp_path: Path) -> None:
@@ -58,8 +83,14 @@ def test_storage_size_skips_the_text_log(tmp_path: Path) -> None:
 
 def test_leader_follower_metrics() -> None:
     got = dict(leader_follower_metrics([(True, True), (True, False), (False, False)]))
-    assert got == {"zk_learners": 2, "zk_followers": 2, "zk_synced_followers": 1, "zk_synced_non_voting_followers": 0,
-                   "zk_synced_observers": 0, "zk_pending_syncs": 1}
+    assert got == {
+        "zk_learners": 2,
+        "zk_followers": 2,
+        "zk_synced_followers": 1,
+        "zk_synced_non_voting_followers": 0,
+        "zk_synced_observers": 0,
+        "zk_pending_syncs": 1,
+    }
 
 
 def _same_ops(hosts: str) -> KazooClient:
@@ -73,8 +104,9 @@ def _same_ops(hosts: str) -> KazooClient:
 
 
 def test_standalone_values_are_true(tmp_path: Path) -> None:
-    cfg = NodeConfig(data_dir=tmp_path / "d", port=free_port(), tick_ms=100,
-                     four_letter_words=parse_whitelist("mntr")).validate()
+    cfg = NodeConfig(
+        data_dir=tmp_path / "d", port=free_port(), tick_ms=100, four_letter_words=parse_whitelist("mntr")
+    ).validate()
     with BackgroundNode(cfg):
         c = _same_ops(f"127.0.0.1:{cfg.port}")
         try:
@@ -106,8 +138,9 @@ def test_key_set_and_values_against_zookeeper(tmp_path: Path) -> None:
         c.close()
     finally:
         zk.stop()
-    cfg = NodeConfig(data_dir=tmp_path / "d", port=free_port(), tick_ms=100,
-                     four_letter_words=parse_whitelist("*")).validate()
+    cfg = NodeConfig(
+        data_dir=tmp_path / "d", port=free_port(), tick_ms=100, four_letter_words=parse_whitelist("*")
+    ).validate()
     with BackgroundNode(cfg):
         c = _same_ops(f"127.0.0.1:{cfg.port}")
         try:
@@ -118,8 +151,16 @@ def test_key_set_and_values_against_zookeeper(tmp_path: Path) -> None:
     assert MEANINGFUL <= theirs.keys(), sorted(MEANINGFUL - theirs.keys())  # the names are ZooKeeper's
     assert MEANINGFUL <= ours.keys(), sorted(MEANINGFUL - ours.keys())
     assert not (EXTRA & theirs.keys()), "a squall-only key is ZooKeeper's after all: move it to MEANINGFUL"
-    for key in ("zk_approximate_data_size", "zk_znode_count", "zk_ephemerals_count", "zk_watch_count",
-                "zk_global_sessions", "zk_local_sessions", "zk_server_state", "zk_outstanding_requests"):
+    for key in (
+        "zk_approximate_data_size",
+        "zk_znode_count",
+        "zk_ephemerals_count",
+        "zk_watch_count",
+        "zk_global_sessions",
+        "zk_local_sessions",
+        "zk_server_state",
+        "zk_outstanding_requests",
+    ):
         assert ours[key] == theirs[key], (key, ours[key], theirs[key])
 
 

@@ -138,12 +138,16 @@ def test_a_failed_multi_leaves_the_stats_and_roots_as_they_were() -> None:
     t.create("/a")
     t.set_quota("/a", "count=10,bytes=-1")
     before = t.data("/zookeeper/quota/a/zookeeper_stats")
-    res = t.apply(MultiOp((
-        CreateOp("/a/x", b"123", OPEN_ACL_UNSAFE),
-        SetDataOp("/a", b"abcdef"),
-        DeleteOp("/zookeeper/quota/a/zookeeper_limits"),
-        CreateOp("/a/x", b"", OPEN_ACL_UNSAFE),  # NodeExists: everything rolls back
-    )))
+    res = t.apply(
+        MultiOp(
+            (
+                CreateOp("/a/x", b"123", OPEN_ACL_UNSAFE),
+                SetDataOp("/a", b"abcdef"),
+                DeleteOp("/zookeeper/quota/a/zookeeper_limits"),
+                CreateOp("/a/x", b"", OPEN_ACL_UNSAFE),  # NodeExists: everything rolls back
+            )
+        )
+    )
     assert res.err == Err.NODE_EXISTS
     assert t.data("/zookeeper/quota/a/zookeeper_stats") == before
     assert t.tree.quotas.roots == {"/a"}

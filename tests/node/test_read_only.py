@@ -46,15 +46,25 @@ DEADLINE_S = 60.0
 def _squall(tmp_path: Path) -> list[ServerProcess]:
     ports = [(free_port(), free_port()) for _ in range(3)]
     peers = ",".join(f"{i + 1}=127.0.0.1:{c}:{p}" for i, (c, p) in enumerate(ports))
-    return [squall_node(tmp_path / f"n{i + 1}" / "data", port=c, log_path=tmp_path / f"n{i + 1}.out",
-                        extra_args=["--id", str(i + 1), "--peers", peers, "--read-only", "--tick-ms", "1000"])
-            for i, (c, _) in enumerate(ports)]
+    return [
+        squall_node(
+            tmp_path / f"n{i + 1}" / "data",
+            port=c,
+            log_path=tmp_path / f"n{i + 1}.out",
+            extra_args=["--id", str(i + 1), "--peers", peers, "--read-only", "--tick-ms", "1000"],
+        )
+        for i, (c, _) in enumerate(ports)
+    ]
 
 
 def _zookeeper(tmp_path: Path) -> list[ServerProcess]:
     require_zookeeper()
-    return zookeeper_ensemble(tmp_path, tick_ms=1000, java_props=["-Dreadonlymode.enabled=true"],
-                              extra_config={"localSessionsEnabled": "true", "localSessionsUpgradingEnabled": "true"})
+    return zookeeper_ensemble(
+        tmp_path,
+        tick_ms=1000,
+        java_props=["-Dreadonlymode.enabled=true"],
+        extra_config={"localSessionsEnabled": "true", "localSessionsUpgradingEnabled": "true"},
+    )
 
 
 def _until(what: str, check: Callable[[], bool], deadline_s: float = DEADLINE_S) -> None:
@@ -79,8 +89,10 @@ def test_two_of_three_down_serves_read_only_sessions_then_read_write_again(kind:
     try:
         for m in members:
             m.start()
-        _until("one leader and two followers",
-               lambda: sorted(server_mode(m) for m in members) == ["follower", "follower", "leader"])
+        _until(
+            "one leader and two followers",
+            lambda: sorted(server_mode(m) for m in members) == ["follower", "follower", "leader"],
+        )
         writer = KazooClient(hosts=members[0].address)
         clients.append(writer)
         writer.start(timeout=30)
@@ -108,8 +120,12 @@ def test_two_of_three_down_serves_read_only_sessions_then_read_write_again(kind:
         assert _word(survivor, "isro") == "ro"
         assert "Mode: read-only" in _word(survivor, "srvr").splitlines()
         assert "ro" in ro.get_children("/") and ro.get("/ro")[0] == b"before"
-        for name, write in [("create", lambda: ro.create("/fred")), ("set", lambda: ro.set("/ro", b"x")),
-                            ("delete", lambda: ro.delete("/ro")), ("sync", lambda: ro.sync("/ro"))]:
+        for name, write in [
+            ("create", lambda: ro.create("/fred")),
+            ("set", lambda: ro.set("/ro", b"x")),
+            ("delete", lambda: ro.delete("/ro")),
+            ("sync", lambda: ro.sync("/ro")),
+        ]:
             with pytest.raises(NotReadOnlyCallError):
                 write()
                 pytest.fail(f"{name} succeeded on a read-only session")

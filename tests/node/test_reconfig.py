@@ -62,10 +62,28 @@ class ReconfigCluster(Cluster):
         data, _stat = self.r(i).tree.get_data(CONFIG_PATH)
         return data or b""
 
-    def reconfig(self, i: int, conn: int, sid: int, seq: int, joining=None, leaving=None, new_members=None,
-                 from_config: int = -1, identities=SUPER, ticks: int = 5):
-        self.call(i, "client_request", conn, sid, seq, Reconfig(joining, leaving, new_members, from_config, identities),
-                  self.now)
+    def reconfig(
+        self,
+        i: int,
+        conn: int,
+        sid: int,
+        seq: int,
+        joining=None,
+        leaving=None,
+        new_members=None,
+        from_config: int = -1,
+        identities=SUPER,
+        ticks: int = 5,
+    ):
+        self.call(
+            i,
+            "client_request",
+            conn,
+            sid,
+            seq,
+            Reconfig(joining, leaving, new_members, from_config, identities),
+            self.now,
+        )
         self.deliver_all()
         for _ in range(ticks):
             if any(r.seq == seq for r in self.replies.get(conn, [])):
@@ -119,16 +137,24 @@ def test_adding_and_removing_an_observer_through_a_follower() -> None:
     assert based.err == Err.OK
 
 
-@pytest.mark.parametrize("request_, code", [
-    (dict(joining="some thing"), Err.BAD_ARGUMENTS),  # not server.N=...
-    (dict(joining="server.5=127.0.0.1:1"), Err.BAD_ARGUMENTS),  # not 3 ports
-    (dict(joining="server.5=h:1:2:participant"), Err.BAD_ARGUMENTS),  # no client port
-    (dict(joining="server.x=h:1:2:participant;3"), Err.MARSHALLING_ERROR),  # id not a number
-    (dict(leaving="abc"), Err.MARSHALLING_ERROR),
-    (dict(leaving="1,2"), Err.BAD_ARGUMENTS),  # one voter left: ZooKeeper wants two
-    (dict(new_members="server.1=n1:2888:3888:participant;n1:2181,server.4=n4:2888:3888:participant;n4:2181,"
-                      "server.5=n5:2888:3888:participant;n5:2181"), Err.BAD_ARGUMENTS),  # two voters at once
-])
+@pytest.mark.parametrize(
+    "request_, code",
+    [
+        (dict(joining="some thing"), Err.BAD_ARGUMENTS),  # not server.N=...
+        (dict(joining="server.5=127.0.0.1:1"), Err.BAD_ARGUMENTS),  # not 3 ports
+        (dict(joining="server.5=h:1:2:participant"), Err.BAD_ARGUMENTS),  # no client port
+        (dict(joining="server.x=h:1:2:participant;3"), Err.MARSHALLING_ERROR),  # id not a number
+        (dict(leaving="abc"), Err.MARSHALLING_ERROR),
+        (dict(leaving="1,2"), Err.BAD_ARGUMENTS),  # one voter left: ZooKeeper wants two
+        (
+            dict(
+                new_members="server.1=n1:2888:3888:participant;n1:2181,server.4=n4:2888:3888:participant;n4:2181,"
+                "server.5=n5:2888:3888:participant;n5:2181"
+            ),
+            Err.BAD_ARGUMENTS,
+        ),  # two voters at once
+    ],
+)
 def test_bad_reconfig_requests_get_zookeepers_codes(request_: dict, code: int) -> None:
     c, f, sid = ready()
     before = c.config(f)
@@ -139,8 +165,9 @@ def test_bad_reconfig_requests_get_zookeepers_codes(request_: dict, code: int) -
 
 def test_reconfig_needs_write_on_the_config_node_after_the_syntax_checks() -> None:
     c, f, sid = ready()
-    assert c.reconfig(f, 1, sid, 2, joining="server.999=0.0.0.0:1234:2345:observer;3456", identities=()).err \
-        == Err.NO_AUTH
+    assert (
+        c.reconfig(f, 1, sid, 2, joining="server.999=0.0.0.0:1234:2345:observer;3456", identities=()).err == Err.NO_AUTH
+    )
     assert c.reconfig(f, 1, sid, 3, joining="some thing", identities=()).err == Err.BAD_ARGUMENTS
 
 
@@ -226,9 +253,13 @@ def test_removing_the_leader_answers_then_the_leader_stops() -> None:
 
 
 def test_members_render_as_zookeeper_does() -> None:
-    m = Membership((Member(3, "10.0.0.3", 2888, 3888, client_host="10.0.0.3", client_port=2181),
-                    Member(1, "::1", 2888, 3888, OBSERVER, "::1", 2181),
-                    Member(17, "h", 1, 2)))
+    m = Membership(
+        (
+            Member(3, "10.0.0.3", 2888, 3888, client_host="10.0.0.3", client_port=2181),
+            Member(1, "::1", 2888, 3888, OBSERVER, "::1", 2181),
+            Member(17, "h", 1, 2),
+        )
+    )
     text = m.render(0x100000005).decode()
     # HashMap order: id modulo 16 first (17 falls in bucket 1, after 1)
     assert text.split("\n") == [
@@ -283,8 +314,11 @@ class BatchedCluster(ReconfigCluster):
     def handle(self, i: int, fx):
         fx = super().handle(i, fx)
         if self.holding:
-            acks = [m for m in self.inflight
-                    if isinstance(m, RaftMsg) and m.msg.type is MessageType.APPEND_RESP and self.r(m.to).is_leader]
+            acks = [
+                m
+                for m in self.inflight
+                if isinstance(m, RaftMsg) and m.msg.type is MessageType.APPEND_RESP and self.r(m.to).is_leader
+            ]
             self.held.extend(acks)
             self.inflight = [m for m in self.inflight if not any(m is a for a in acks)]
         return fx

@@ -39,10 +39,25 @@ LINE = re.compile(r"server\.(\d+)=127\.0\.0\.1:(\d+):(\d+):(participant|observer
 def _squall(tmp_path: Path, n: int = 3) -> tuple[list[ServerProcess], list[tuple[int, int]]]:
     ports = [(free_port(), free_port()) for _ in range(n)]
     peers = ",".join(f"{i + 1}=127.0.0.1:{c}:{p}:{free_port()}" for i, (c, p) in enumerate(ports))
-    return [squall_node(tmp_path / f"n{i + 1}" / "data", port=c, log_path=tmp_path / f"n{i + 1}.out",
-                        extra_args=["--id", str(i + 1), "--peers", peers, "--reconfig-enabled",
-                                    "--super-digest", ZOOKEEPER_SUPER_DIGEST, "--tick-ms", "1000"])
-            for i, (c, _) in enumerate(ports)], ports
+    return [
+        squall_node(
+            tmp_path / f"n{i + 1}" / "data",
+            port=c,
+            log_path=tmp_path / f"n{i + 1}.out",
+            extra_args=[
+                "--id",
+                str(i + 1),
+                "--peers",
+                peers,
+                "--reconfig-enabled",
+                "--super-digest",
+                ZOOKEEPER_SUPER_DIGEST,
+                "--tick-ms",
+                "1000",
+            ],
+        )
+        for i, (c, _) in enumerate(ports)
+    ], ports
 
 
 def _until(what: str, check: Callable[[], bool], deadline_s: float = DEADLINE_S) -> None:
@@ -56,8 +71,10 @@ def _until(what: str, check: Callable[[], bool], deadline_s: float = DEADLINE_S)
 def _ready(members: list[ServerProcess]) -> None:
     for m in members:
         m.start()
-    _until("one leader, the others following",
-           lambda: sorted(server_mode(m) for m in members) == ["follower"] * (len(members) - 1) + ["leader"])
+    _until(
+        "one leader, the others following",
+        lambda: sorted(server_mode(m) for m in members) == ["follower"] * (len(members) - 1) + ["leader"],
+    )
 
 
 def _config_shape(data: bytes) -> tuple[list[tuple[int, str]], int]:
@@ -69,7 +86,7 @@ def _config_shape(data: bytes) -> tuple[list[tuple[int, str]], int]:
         assert m, f"not ZooKeeper's server line: {line!r} in {data!r}"
         members.append((int(m.group(1)), m.group(4)))
     assert lines[-1].startswith("version="), data
-    return members, int(lines[-1][len("version="):], 16)
+    return members, int(lines[-1][len("version=") :], 16)
 
 
 @pytest.mark.parametrize("kind", ["squall", pytest.param("zookeeper", marks=pytest.mark.zookeeper)])
@@ -102,8 +119,9 @@ def test_config_node_of_an_ensemble_and_its_changes_look_as_zookeepers(kind: str
         removed, _ = su.reconfig(joining=None, leaving="100", new_members=None, from_config=version2)
         shape3, version3 = _config_shape(removed)
         assert shape3 == shape and version3 > version2
-        _until("every member shows it", lambda: all(
-            KazooClient.get(c, "/zookeeper/config")[0] == removed for c in clients))
+        _until(
+            "every member shows it", lambda: all(KazooClient.get(c, "/zookeeper/config")[0] == removed for c in clients)
+        )
     finally:
         for c in clients:
             c.stop()
@@ -139,12 +157,27 @@ def test_a_joined_server_becomes_a_voter_and_a_removed_one_stops(tmp_path: Path)
         # server 4: listed with the current members, started with --join on a fresh data dir
         c4, p4, e4 = free_port(), free_port(), free_port()
         peers = ",".join(f"{i + 1}=127.0.0.1:{c}:{p}" for i, (c, p) in enumerate(ports)) + f",4=127.0.0.1:{c4}:{p4}"
-        joiner = squall_node(tmp_path / "n4" / "data", port=c4, log_path=tmp_path / "n4.out",
-                             extra_args=["--id", "4", "--peers", peers, "--join", "--reconfig-enabled",
-                                         "--super-digest", ZOOKEEPER_SUPER_DIGEST, "--tick-ms", "1000"])
+        joiner = squall_node(
+            tmp_path / "n4" / "data",
+            port=c4,
+            log_path=tmp_path / "n4.out",
+            extra_args=[
+                "--id",
+                "4",
+                "--peers",
+                peers,
+                "--join",
+                "--reconfig-enabled",
+                "--super-digest",
+                ZOOKEEPER_SUPER_DIGEST,
+                "--tick-ms",
+                "1000",
+            ],
+        )
         joiner.start()
-        data, _ = su.reconfig(joining=f"server.4=127.0.0.1:{p4}:{e4}:participant;127.0.0.1:{c4}",
-                              leaving=None, new_members=None)
+        data, _ = su.reconfig(
+            joining=f"server.4=127.0.0.1:{p4}:{e4}:participant;127.0.0.1:{c4}", leaving=None, new_members=None
+        )
         assert f"server.4=127.0.0.1:{p4}:{e4}:participant;127.0.0.1:{c4}".encode() in data
         _until("server 4 follows", lambda: server_mode(joiner) == "follower")
         direct = KazooClient(hosts=joiner.address)

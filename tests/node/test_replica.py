@@ -10,6 +10,7 @@ import random
 
 import pytest
 
+from node.consensus import Message, MessageType
 from node.errors import Err
 from node.replica import (
     ClientReply,
@@ -27,7 +28,6 @@ from node.replica import (
     decode_peer,
     encode_peer,
 )
-from node.consensus import Message, MessageType
 from node.tree import EPHEMERAL, OPEN_ACL_UNSAFE, CreateOp, SetDataOp
 
 TICK_MS = 100
@@ -99,8 +99,11 @@ class Cluster:
     def elect(self) -> int:
         for _ in range(300):
             lead = self.leader()
-            if lead is not None and all(self.r(i).raft.leader == lead for i in self.ids
-                                        if self.reps[i] is not None and (lead, i) not in self.cut):
+            if lead is not None and all(
+                self.r(i).raft.leader == lead
+                for i in self.ids
+                if self.reps[i] is not None and (lead, i) not in self.cut
+            ):
                 return lead
             self.tick()
         raise AssertionError("no leader")
@@ -138,8 +141,15 @@ def test_write_on_a_follower_is_forwarded_and_answered_after_local_apply():
     # Let the leader commit but hold back the follower's copy of the commit:
     # the answer must wait for the follower's own apply.
     lead = c.leader()
-    c.deliver_all(drop=lambda m: isinstance(m, RaftMsg) and m.to == f and m.msg.type is MessageType.APPEND
-                  and m.msg.commit >= c.r(lead).raft.log.last_index() and not m.msg.entries)
+    c.deliver_all(
+        drop=lambda m: (
+            isinstance(m, RaftMsg)
+            and m.to == f
+            and m.msg.type is MessageType.APPEND
+            and m.msg.commit >= c.r(lead).raft.log.last_index()
+            and not m.msg.entries
+        )
+    )
     if len(c.replies[7]) == 2:
         # If it answered, it must already have applied the write.
         assert c.r(f).tree.exists("/a") is not None
@@ -348,24 +358,30 @@ def test_status_reports_role_epoch_and_last_zxid():
     assert c.r(f).status()["role"] == "follower" and c.r(f).status()["leader"] == lead
 
 
-@pytest.mark.parametrize("m", [
-    Forward(1, 2, 0x0100000000000001, 7, b"\x01\x02"),
-    Touch(3, 1, (5, 6, 1 << 60)),
-    Touch(3, 1, ()),
-    RaftMsg(Message(type=MessageType.HEARTBEAT, frm=1, to=2, term=3, commit=9, context=b"ctx")),
-])
+@pytest.mark.parametrize(
+    "m",
+    [
+        Forward(1, 2, 0x0100000000000001, 7, b"\x01\x02"),
+        Touch(3, 1, (5, 6, 1 << 60)),
+        Touch(3, 1, ()),
+        RaftMsg(Message(type=MessageType.HEARTBEAT, frm=1, to=2, term=3, commit=9, context=b"ctx")),
+    ],
+)
 def test_peer_messages_round_trip(m):
     assert decode_peer(encode_peer(m)) == m
 
 
-@pytest.mark.parametrize("buf, problem", [
-    (b"", "shorter"),
-    (b"\x09\x02\x00\x00\x00\x01\x00\x00\x00\x02", "version 9"),
-    (b"\x01\x07\x00\x00\x00\x01\x00\x00\x00\x02", "unknown peer message kind 7"),
-    (encode_peer(Forward(1, 2, 1, 1, b"abc"))[:-1], "forward says 3"),
-    (encode_peer(Touch(1, 2, (1, 2)))[:-3], "touch says 2"),
-    (encode_peer(RaftMsg(Message(type=MessageType.HEARTBEAT, frm=1, to=2)))[:-1], "bad raft message"),
-])
+@pytest.mark.parametrize(
+    "buf, problem",
+    [
+        (b"", "shorter"),
+        (b"\x09\x02\x00\x00\x00\x01\x00\x00\x00\x02", "version 9"),
+        (b"\x01\x07\x00\x00\x00\x01\x00\x00\x00\x02", "unknown peer message kind 7"),
+        (encode_peer(Forward(1, 2, 1, 1, b"abc"))[:-1], "forward says 3"),
+        (encode_peer(Touch(1, 2, (1, 2)))[:-3], "touch says 2"),
+        (encode_peer(RaftMsg(Message(type=MessageType.HEARTBEAT, frm=1, to=2)))[:-1], "bad raft message"),
+    ],
+)
 def test_bad_peer_frames_are_refused_with_a_reason(buf, problem):
     with pytest.raises(PeerDecodeError, match=problem):
         decode_peer(buf)
@@ -394,6 +410,7 @@ def test_a_late_duplicate_create_session_does_not_revive_a_closed_session():
     r = c.r(f)
     blob = r._snapshot_bytes()
     from node.consensus import Snapshot, SnapshotMeta
+
     fresh = Replica(9, [9], None, random.Random(0))
     fresh._install(Snapshot(SnapshotMeta(1, 1, r.last_zxid), blob))
     assert sid in fresh._closed and fresh.tree.digest() == r.tree.digest()
@@ -404,6 +421,7 @@ def test_forwards_from_non_members_or_misaddressed_are_ignored():
     lead = c.elect()
     before = c.r(lead).raft.log.last_index()
     from node.tree import Txn, encode_txn
+
     txn = encode_txn(Txn(0, 0, 0, (), CreateOp("/evil", b"", OPEN_ACL_UNSAFE)))
     c.call(lead, "peer_message", Forward(42, lead, 0, 5, txn), c.now)  # not a member
     c.call(lead, "peer_message", Forward(lead % 3 + 1, 99, 0, 6, txn), c.now)  # not for us
@@ -529,8 +547,13 @@ def test_only_the_leader_reaps_containers():
     c = Cluster(container_check_ms=100)
     lead = c.elect()
     sid, _ = c.new_session(lead, conn=1)
-    for k, op in enumerate([CreateOp("/c", b"", OPEN_ACL_UNSAFE, flags=CONTAINER),
-                            CreateOp("/c/x", b"", OPEN_ACL_UNSAFE), DeleteOp("/c/x")]):
+    for k, op in enumerate(
+        [
+            CreateOp("/c", b"", OPEN_ACL_UNSAFE, flags=CONTAINER),
+            CreateOp("/c/x", b"", OPEN_ACL_UNSAFE),
+            DeleteOp("/c/x"),
+        ]
+    ):
         c.call(lead, "client_request", 1, sid, 2 + k, Write(op), c.now)
         c.deliver_all()
     # Cut the leader off before its next check: followers must not act on

@@ -51,16 +51,22 @@ def make(disk_inline: bool = False, error: BaseException | None = None):
     disk = Disk(log, disk_inline, error)
     soon: list[Callable[[], None]] = []
     failures: list[BaseException] = []
-    runner = EffectRunner(replica, disk, schedule=soon.append,  # type: ignore[arg-type]
-                          send=lambda msgs: log.append(("send", [getattr(m, "seq", None) for m in msgs])),
-                          events=lambda evs: log.append(("events", len(evs))),
-                          replies=lambda reps: log.append(("replies", [r.seq for r in reps])),
-                          idle=lambda: log.append(("idle",)), failed=failures.append,
-                          synced=lambda s: log.append(("synced",)))
+    runner = EffectRunner(
+        replica,
+        disk,
+        schedule=soon.append,  # type: ignore[arg-type]
+        send=lambda msgs: log.append(("send", [getattr(m, "seq", None) for m in msgs])),
+        events=lambda evs: log.append(("events", len(evs))),
+        replies=lambda reps: log.append(("replies", [r.seq for r in reps])),
+        idle=lambda: log.append(("idle",)),
+        failed=failures.append,
+        synced=lambda s: log.append(("synced",)),
+    )
 
     def loop() -> None:
         while soon:
             soon.pop(0)()
+
     return runner, replica, disk, log, loop, failures
 
 
@@ -69,8 +75,13 @@ def fwd(seq: int) -> Forward:
 
 
 def fx(seq: int, sync: bool = True) -> Effects:
-    return Effects(persist=[Persist()], must_sync=sync, early=[fwd(seq)], messages=[fwd(100 + seq)],
-                   replies=[ClientReply(1, seq, 0, None, seq)])
+    return Effects(
+        persist=[Persist()],
+        must_sync=sync,
+        early=[fwd(seq)],
+        messages=[fwd(100 + seq)],
+        replies=[ClientReply(1, seq, 0, None, seq)],
+    )
 
 
 def test_early_messages_leave_before_the_sync_promises_and_replies_after_it() -> None:
@@ -130,8 +141,9 @@ def test_a_real_single_voter_replies_only_after_its_sync() -> None:
     r = Replica(1, [1], None, random.Random(1), deferred=True)
     soon: list[Callable[[], None]] = []
     replies: list[ClientReply] = []
-    runner = EffectRunner(r, disk, schedule=soon.append, send=lambda m: None, events=lambda e: None,
-                          replies=replies.extend)
+    runner = EffectRunner(
+        r, disk, schedule=soon.append, send=lambda m: None, events=lambda e: None, replies=replies.extend
+    )
 
     def loop() -> None:
         while soon:
@@ -140,6 +152,7 @@ def test_a_real_single_voter_replies_only_after_its_sync() -> None:
             disk.finish()
             while soon:
                 soon.pop(0)()
+
     runner.input(r.tick(0))
     loop()
     assert r.is_leader

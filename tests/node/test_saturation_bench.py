@@ -52,8 +52,14 @@ def _assert_nothing_left(pgid: int, work_dir: Path) -> None:
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(BENCH), *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, str(BENCH), *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _run_short(args: list[str], work_dir: Path) -> tuple[subprocess.Popen, str]:
@@ -119,7 +125,8 @@ def test_ctrl_c_mid_run_stops_every_process(tmp_path: Path) -> None:
 
 
 def test_bad_flag_names_the_allowed_range() -> None:
-    proc = subprocess.run([sys.executable, str(BENCH), "--outstanding", "0"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--outstanding", "0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert "--outstanding 0 is out of range; allowed: 1..1024" in proc.stderr

@@ -39,9 +39,17 @@ def _isolate(c: Cluster, i: int) -> None:
 
 
 def test_every_new_fault_is_registered_and_described() -> None:
-    for name in ("commit-without-quorum", "vote-ignores-log", "heartbeat-commit-beyond-match", "read-index-no-quorum",
-                 "recovery-truncates-last-entry", "late-watch-events", "setwatches-ignored",
-                 "multi-version-off-by-one", "disconnect-drops-ephemerals"):
+    for name in (
+        "commit-without-quorum",
+        "vote-ignores-log",
+        "heartbeat-commit-beyond-match",
+        "read-index-no-quorum",
+        "recovery-truncates-last-entry",
+        "late-watch-events",
+        "setwatches-ignored",
+        "multi-version-off-by-one",
+        "disconnect-drops-ephemerals",
+    ):
         assert faults.check(name) == name and len(faults.FAULTS[name]) > 30
 
 
@@ -84,10 +92,12 @@ def test_heartbeat_commit_beyond_match_tells_a_follower_to_commit_what_it_may_no
         _write(c, lead, 1, sid, 2 + k, CreateOp(f"/h{k}", b"", OPEN_ACL_UNSAFE))
     c.sent.clear()
     c.tick(1)
-    beats = [m.msg for m in c.sent if getattr(m, "msg", None) is not None and m.msg.type is MT.HEARTBEAT
-             and m.msg.to == lag]
-    assert beats and all(b.commit == (c.r(lead).raft.log.committed if armed else c.r(lead).raft.progress[lag].match)
-                         for b in beats)
+    beats = [
+        m.msg for m in c.sent if getattr(m, "msg", None) is not None and m.msg.type is MT.HEARTBEAT and m.msg.to == lag
+    ]
+    assert beats and all(
+        b.commit == (c.r(lead).raft.log.committed if armed else c.r(lead).raft.progress[lag].match) for b in beats
+    )
 
 
 @ARMED

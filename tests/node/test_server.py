@@ -41,8 +41,9 @@ def free_port() -> int:
 
 
 def make_cfg(data_dir: Path, **kw: object) -> NodeConfig:
-    base = dict(data_dir=data_dir, host="127.0.0.1", port=free_port(), tick_ms=100,
-                four_letter_words=parse_whitelist("*"))  # the tests ask every word
+    base = dict(
+        data_dir=data_dir, host="127.0.0.1", port=free_port(), tick_ms=100, four_letter_words=parse_whitelist("*")
+    )  # the tests ask every word
     base.update(kw)
     return NodeConfig(**base).validate()  # type: ignore[arg-type]
 
@@ -80,8 +81,16 @@ def wait_until(pred, what: str, limit_s: float = 15.0) -> None:
 class RawClient:
     """A minimal blocking jute client: exact control of frames and their order."""
 
-    def __init__(self, host: str, port: int, timeout_ms: int = 4000, session_id: int = 0,
-                 password: bytes = b"\x00" * 16, last_zxid: int = 0, handshake: bool = True) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout_ms: int = 4000,
+        session_id: int = 0,
+        password: bytes = b"\x00" * 16,
+        last_zxid: int = 0,
+        handshake: bool = True,
+    ) -> None:
         self.sock = socket.create_connection((host, port), timeout=5)
         self.buf = b""
         self.xid = 0
@@ -100,11 +109,11 @@ class RawClient:
             if len(self.buf) >= 4:
                 n = INT.unpack_from(self.buf, 0)[0]
                 if len(self.buf) >= 4 + n:
-                    body, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+                    body, self.buf = self.buf[4 : 4 + n], self.buf[4 + n :]
                     return body
             try:
                 chunk = self.sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except (TimeoutError, ConnectionResetError):
                 return None
             if not chunk:
                 return None
@@ -300,8 +309,12 @@ def test_who_am_i_and_ephemerals_and_counts(node: BackgroundNode) -> None:
         assert raw.call(P.WHO_AM_I)[1] == [("ip", "127.0.0.1"), ("digest", "carol")]
         hdr, _ = raw.call(P.RECONFIG, P.ReconfigRequest(None, None, None, -1))
         assert hdr.err == -123
-        hdr, results = raw.call(P.MULTI_READ, P.MultiRequest(((P.GET_DATA, P.PathWatchRequest("/e", False)),
-                                                              (P.GET_CHILDREN, P.PathWatchRequest("/nope", False)))))
+        hdr, results = raw.call(
+            P.MULTI_READ,
+            P.MultiRequest(
+                ((P.GET_DATA, P.PathWatchRequest("/e", False)), (P.GET_CHILDREN, P.PathWatchRequest("/nope", False)))
+            ),
+        )
         assert results[0].type == P.GET_DATA and results[1] == P.OpResult(P.ERROR, -101)
     finally:
         raw.close()
@@ -334,8 +347,9 @@ def test_set_watches_delivers_missed_changes_at_once(node: BackgroundNode) -> No
         seen = hdr.zxid
         raw.call(P.SET_DATA, P.SetDataRequest("/sw", b"changed", -1))
         raw.xid += 1
-        raw.send_frame(P.encode_request(P.Request(P.SET_WATCHES_XID, P.SET_WATCHES,
-                                                  P.SetWatches(seen, ("/sw",), ("/new",), ()))))
+        raw.send_frame(
+            P.encode_request(P.Request(P.SET_WATCHES_XID, P.SET_WATCHES, P.SetWatches(seen, ("/sw",), ("/new",), ())))
+        )
         hdr, ev = P.decode_reply(raw.read_frame(), P.SET_WATCHES)
         assert hdr.xid == -1 and ev == P.WatcherEvent(3, 3, "/sw")  # data changed after `seen`
         hdr, _ = P.decode_reply(raw.read_frame(), P.SET_WATCHES)
@@ -577,10 +591,16 @@ def test_cli_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
     port = free_port()
     cfg_file = tmp_path / "zoo.cfg"
-    cfg_file.write_text(f"# a ZooKeeper-style file\ntickTime=100\nclientPort={port}\n4lw.commands.whitelist=*\ninitLimit=5\n")
-    proc = subprocess.Popen([sys.executable, "-m", "node", "--data-dir", str(tmp_path / "d"), "--config", str(cfg_file)],
-                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    cfg_file.write_text(
+        f"# a ZooKeeper-style file\ntickTime=100\nclientPort={port}\n4lw.commands.whitelist=*\ninitLimit=5\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node", "--data-dir", str(tmp_path / "d"), "--config", str(cfg_file)],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         lines = []
         for line in proc.stderr:  # bounded by the test timeout; the node prints this within a second
@@ -605,11 +625,21 @@ def test_cli_rejects_bad_flags_saying_what_is_allowed(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "node", "--data-dir", str(tmp_path), "--tick-ms", "1"],
-                       capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    r = subprocess.run(
+        [sys.executable, "-m", "node", "--data-dir", str(tmp_path), "--tick-ms", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert r.returncode == 3 and "10<=x<=600000" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "node"], capture_output=True, text=True, timeout=60,
-                       cwd=Path(__file__).resolve().parents[2])
+    r = subprocess.run(
+        [sys.executable, "-m", "node"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert r.returncode == 3 and "--data-dir" in r.stderr
 
 
@@ -627,9 +657,17 @@ def test_zoo_cfg_parsing() -> None:
 def test_four_letter_rendering_is_pure_and_zookeeper_shaped() -> None:
     from node.admin.four_letter import AdminView, ConnectionInfo, answer
 
-    view = AdminView(zxid=0x100000007, node_count=5, connections=(ConnectionInfo("127.0.0.1:5", 0x1ab, 0, 3, 4),),
-                     watches_by_session={0x1ab: ["/a"]}, watches_by_path={"/a": [0x1ab]}, watch_count=1,
-                     watched_paths=1, ephemerals={0x1ab: ["/e"]}, session_timeouts={0x1ab: 4000})
+    view = AdminView(
+        zxid=0x100000007,
+        node_count=5,
+        connections=(ConnectionInfo("127.0.0.1:5", 0x1AB, 0, 3, 4),),
+        watches_by_session={0x1AB: ["/a"]},
+        watches_by_path={"/a": [0x1AB]},
+        watch_count=1,
+        watched_paths=1,
+        ephemerals={0x1AB: ["/e"]},
+        session_timeouts={0x1AB: 4000},
+    )
     srvr = answer("srvr", view)
     assert "Zxid: 0x100000007\n" in srvr and "Mode: standalone\n" in srvr and "Node count: 5\n" in srvr
     assert answer("wchc", view) == "0x1ab\n\t/a\n"

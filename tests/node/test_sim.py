@@ -136,9 +136,24 @@ def test_ten_thousand_seeds():
     first = int(os.environ.get("SQUALL_SIM_SEED", "0"))
     root = Path(__file__).resolve().parents[2]
     workers = len(os.sched_getaffinity(0))
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "sim", "--seeds", "10000", "--seed", str(first),
-                           "--workers", str(workers)],
-                          cwd=root, capture_output=True, text=True, timeout=1700)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "sim",
+            "--seeds",
+            "10000",
+            "--seed",
+            str(first),
+            "--workers",
+            str(workers),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=1700,
+    )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr[-4000:]
     m = re.search(r"^(\d+) seeds in [\d.]+ s: (\d+) valid, (\d+) failing, (\d+) unknown$", out, re.M)

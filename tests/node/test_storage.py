@@ -13,8 +13,15 @@ import pytest
 
 from node.consensus import HardState
 from node.replica import Persist, Replica
-from node.storage import (RAFT_DIR, CorruptLogError, LegacyDataError, RaftStore, StorageLockedError, WriteAheadLog,
-                          open_member_store)
+from node.storage import (
+    RAFT_DIR,
+    CorruptLogError,
+    LegacyDataError,
+    RaftStore,
+    StorageLockedError,
+    WriteAheadLog,
+    open_member_store,
+)
 from node.storage.legacy import IMPORTED_DIR, import_legacy
 from node.storage.wal import HEADER_BYTES, encode_record
 from node.tree import EPHEMERAL, OPEN_ACL_UNSAFE, CreateOp, CreateSessionOp, DataTree, SetDataOp, Txn, encode_txn
@@ -25,7 +32,9 @@ from node.tree import EPHEMERAL, OPEN_ACL_UNSAFE, CreateOp, CreateSessionOp, Dat
 # The recovery-rule tests below write without preallocation, so that a file's end is its
 # last record's end and damage can be placed by file size; preallocated segments have
 # their own tests (test_preallocated_*).
-def write_log(d: Path, payloads: list[bytes], segment_bytes: int = 1 << 20, preallocate_bytes: int = 0) -> WriteAheadLog:
+def write_log(
+    d: Path, payloads: list[bytes], segment_bytes: int = 1 << 20, preallocate_bytes: int = 0
+) -> WriteAheadLog:
     wal = WriteAheadLog(d, segment_bytes=segment_bytes, preallocate_bytes=preallocate_bytes)
     assert list(wal.recover()) == []
     for i, p in enumerate(payloads, start=1):
@@ -91,7 +100,7 @@ def test_truncated_last_record_is_cut(tmp_path: Path, cut: int, caplog: pytest.L
     last_len = HEADER_BYTES + len(PAYLOADS[-1])
     with open(seg, "r+b") as f:
         f.truncate(full - last_len + cut)
-    leftover = seg.read_bytes()[full - last_len:]
+    leftover = seg.read_bytes()[full - last_len :]
     with caplog.at_level(logging.WARNING, logger="squall.node.storage"):
         assert recover(tmp_path) == PAYLOADS[:-1]
     if leftover.count(0) == len(leftover):
@@ -127,7 +136,7 @@ def test_zero_filled_tail_is_the_normal_end(tmp_path: Path, caplog: pytest.LogCa
     wal.append(b"after", key=99)  # written at the records' end, inside the zeros
     wal.close()
     assert recover(tmp_path) == PAYLOADS + [b"after"]
-    assert seg.read_bytes()[end: end + HEADER_BYTES + 5] == encode_record(b"after")
+    assert seg.read_bytes()[end : end + HEADER_BYTES + 5] == encode_record(b"after")
 
 
 def test_preallocated_segment_grows_in_zero_filled_steps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -244,8 +253,10 @@ def old_standalone_dir(d: Path, txns: list[Txn], snapshot_at: tuple[int, ...] = 
 
 def txns(n: int, epoch: int = 1) -> list[Txn]:
     z = epoch << 32
-    out = [Txn(z + 1, 1001, 0, (), CreateSessionOp(7, 4000, b"k" * 16)),
-           Txn(z + 2, 1002, 7, (), CreateOp("/e", b"", OPEN_ACL_UNSAFE, EPHEMERAL))]
+    out = [
+        Txn(z + 1, 1001, 0, (), CreateSessionOp(7, 4000, b"k" * 16)),
+        Txn(z + 2, 1002, 7, (), CreateOp("/e", b"", OPEN_ACL_UNSAFE, EPHEMERAL)),
+    ]
     for i in range(n):
         out.append(Txn(z + 3 + i, 1003 + i, 7, (), CreateOp(f"/n{i}", b"v", OPEN_ACL_UNSAFE)))
     out.append(Txn(z + 3 + n, 2000, 7, (), SetDataOp("/n0", b"w")))
@@ -367,9 +378,10 @@ def test_a_node_started_on_an_old_standalone_dir_serves_its_data(tmp_path: Path)
 
 # ------------------------------------------------------------------ properties
 
+import tempfile  # noqa: E402
+
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-import tempfile  # noqa: E402
 
 RECORDS = st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=12)
 

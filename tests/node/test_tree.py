@@ -95,7 +95,14 @@ def test_create_stat_and_parent_bookkeeping(d: Driver) -> None:
     assert path == "/a"
     assert (st.czxid, st.mzxid, st.pzxid) == (d.zxid, d.zxid, d.zxid)
     assert (st.ctime, st.mtime) == (1000 + d.zxid, 1000 + d.zxid)
-    assert (st.version, st.cversion, st.aversion, st.ephemeral_owner, st.data_length, st.num_children) == (0, 0, 0, 0, 5, 0)
+    assert (st.version, st.cversion, st.aversion, st.ephemeral_owner, st.data_length, st.num_children) == (
+        0,
+        0,
+        0,
+        0,
+        5,
+        0,
+    )
     root = d.tree.exists("/")
     assert (root.cversion, root.pzxid, root.num_children) == (0, d.zxid, 2)
     assert d.tree.last_zxid == d.zxid
@@ -209,10 +216,28 @@ def test_set_data_precedence(d: Driver) -> None:
 @pytest.mark.parametrize(
     "path,ok",
     [
-        ("/", True), ("/a", True), ("/a/b.c", True), ("/a/.b", True), ("/a...", True), ("/é", True),
-        ("", False), ("a", False), ("/a/", False), ("//a", False), ("/a//b", False), ("/a/./b", False),
-        ("/a/.", False), ("/a/..", False), ("/a\0b", False), ("/a\x01", False), ("/a\x7f", False),
-        ("/a\u009f", False), ("/a\ud800", False), ("/a\ue000", False), ("/a\ufff0", False), ("/a\U0001F600", False),
+        ("/", True),
+        ("/a", True),
+        ("/a/b.c", True),
+        ("/a/.b", True),
+        ("/a...", True),
+        ("/é", True),
+        ("", False),
+        ("a", False),
+        ("/a/", False),
+        ("//a", False),
+        ("/a//b", False),
+        ("/a/./b", False),
+        ("/a/.", False),
+        ("/a/..", False),
+        ("/a\0b", False),
+        ("/a\x01", False),
+        ("/a\x7f", False),
+        ("/a\u009f", False),
+        ("/a\ud800", False),
+        ("/a\ue000", False),
+        ("/a\ufff0", False),
+        ("/a\U0001f600", False),
     ],
 )
 def test_path_rules(path: str, ok: bool) -> None:
@@ -247,7 +272,9 @@ def test_reads_raise_no_node_then_no_auth(d: Driver) -> None:
 
 def test_get_acl_masks_digest_without_admin(d: Driver) -> None:
     u1 = ("digest", digest_id("u1", "p1"))
-    d.create("/r", acl=(ACL(Perm.READ, "digest", u1[1]), ACL(Perm.ADMIN, "digest", digest_id("u2", "p2"))), idents=(IP, u1))
+    d.create(
+        "/r", acl=(ACL(Perm.READ, "digest", u1[1]), ACL(Perm.ADMIN, "digest", digest_id("u2", "p2"))), idents=(IP, u1)
+    )
     acl, _ = d.tree.get_acl("/r", [IP, u1])
     assert [a.id for a in acl] == ["u1:x", "u2:x"]
     u2 = ("digest", digest_id("u2", "p2"))
@@ -291,7 +318,13 @@ def test_auth_scheme_expands_to_authenticated_ids(d: Driver) -> None:
 
 @pytest.mark.parametrize(
     "acl",
-    [ACL(31, "world", "someone"), ACL(31, "ip", "127.0.0.0/33"), ACL(31, "ip", "nohost"), ACL(31, "digest", "nocolon"), ACL(31, "bogus", "x")],
+    [
+        ACL(31, "world", "someone"),
+        ACL(31, "ip", "127.0.0.0/33"),
+        ACL(31, "ip", "nohost"),
+        ACL(31, "digest", "nocolon"),
+        ACL(31, "bogus", "x"),
+    ],
 )
 def test_invalid_acls(d: Driver, acl: ACL) -> None:
     assert d.err(CreateOp("/x", b"", (acl,), 0)) == Err.INVALID_ACL
@@ -329,13 +362,17 @@ def test_acl_perms_per_operation(d: Driver) -> None:
 def test_multi_all_or_nothing(d: Driver) -> None:
     d.create("/base", b"v0")
     before = d.tree.digest()[1:]
-    r = d.apply(MultiOp((
-        CreateOp("/m1", b"", OPEN_ACL_UNSAFE, 0),
-        CreateOp("/m1/a", b"", OPEN_ACL_UNSAFE, PERSISTENT_SEQUENTIAL),
-        SetDataOp("/base", b"v1", -1),
-        DeleteOp("/nonexist"),
-        CreateOp("/m2", b"", OPEN_ACL_UNSAFE, 0),
-    )))
+    r = d.apply(
+        MultiOp(
+            (
+                CreateOp("/m1", b"", OPEN_ACL_UNSAFE, 0),
+                CreateOp("/m1/a", b"", OPEN_ACL_UNSAFE, PERSISTENT_SEQUENTIAL),
+                SetDataOp("/base", b"v1", -1),
+                DeleteOp("/nonexist"),
+                CreateOp("/m2", b"", OPEN_ACL_UNSAFE, 0),
+            )
+        )
+    )
     assert [e for e, _ in r.value] == [Err.OK, Err.OK, Err.OK, Err.NO_NODE, Err.RUNTIME_INCONSISTENCY]
     assert r.err == Err.NO_NODE and r.events == []
     assert d.tree.digest()[1:] == before
@@ -343,14 +380,18 @@ def test_multi_all_or_nothing(d: Driver) -> None:
 
 
 def test_multi_success_shares_zxid_and_sees_own_writes(d: Driver) -> None:
-    r = d.apply(MultiOp((
-        CreateOp("/m", b"", OPEN_ACL_UNSAFE, 0),
-        CreateOp("/m/s", b"", OPEN_ACL_UNSAFE, PERSISTENT_SEQUENTIAL),
-        CreateOp("/m/s", b"", OPEN_ACL_UNSAFE, PERSISTENT_SEQUENTIAL),
-        SetDataOp("/m", b"x", 0),
-        CheckOp("/m", 1),
-        DeleteOp("/m/s0000000000", 0),
-    )))
+    r = d.apply(
+        MultiOp(
+            (
+                CreateOp("/m", b"", OPEN_ACL_UNSAFE, 0),
+                CreateOp("/m/s", b"", OPEN_ACL_UNSAFE, PERSISTENT_SEQUENTIAL),
+                CreateOp("/m/s", b"", OPEN_ACL_UNSAFE, PERSISTENT_SEQUENTIAL),
+                SetDataOp("/m", b"x", 0),
+                CheckOp("/m", 1),
+                DeleteOp("/m/s0000000000", 0),
+            )
+        )
+    )
     assert r.err == Err.OK
     assert r.value[1][1][0] == "/m/s0000000000" and r.value[2][1][0] == "/m/s0000000001"
     assert r.value[3][1].version == 1
@@ -517,9 +558,15 @@ def _random_session(hosts: str, seed: int, steps: int) -> list:
         c.start(timeout=15)
     owner.add_auth("digest", "u1:p1")
     base = f"/differential{seed}"
-    acls = [None, [make_acl("world", "anyone", read=True)], [make_acl("world", "anyone", create=True, read=True)],
-            [make_digest_acl("u1", "p1", all=True)], [make_acl("auth", "", all=True)],
-            [make_acl("world", "anyone", write=True, delete=True, create=True)], [make_acl("ip", "127.0.0.1", all=True)]]
+    acls = [
+        None,
+        [make_acl("world", "anyone", read=True)],
+        [make_acl("world", "anyone", create=True, read=True)],
+        [make_digest_acl("u1", "p1", all=True)],
+        [make_acl("auth", "", all=True)],
+        [make_acl("world", "anyone", write=True, delete=True, create=True)],
+        [make_acl("ip", "127.0.0.1", all=True)],
+    ]
     paths = [base]
     out: list = []
 
@@ -535,9 +582,16 @@ def _random_session(hosts: str, seed: int, steps: int) -> list:
             c = rng.choice([owner, owner, other])
             who = "owner" if c is owner else "other"
             p = rng.choice(paths)
-            op = rng.choice(["create", "create", "delete", "set", "get", "children", "acl", "setacl", "multi", "exists"])
+            op = rng.choice(
+                ["create", "create", "delete", "set", "get", "children", "acl", "setacl", "multi", "exists"]
+            )
             if op == "create":
-                child, eph, seq, acl = p + "/" + rng.choice("abc"), rng.random() < 0.2, rng.random() < 0.3, rng.choice(acls)
+                child, eph, seq, acl = (
+                    p + "/" + rng.choice("abc"),
+                    rng.random() < 0.2,
+                    rng.random() < 0.3,
+                    rng.choice(acls),
+                )
                 data = b"x" * rng.randint(0, 3)
 
                 def create(c=c, child=child, eph=eph, seq=seq, acl=acl, data=data):

@@ -54,12 +54,18 @@ def parent(path: str) -> str:
 
 class Model:
     def __init__(self) -> None:
-        self.nodes: dict[str, MNode] = {p: MNode(b"") for p in ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")}
+        self.nodes: dict[str, MNode] = {
+            p: MNode(b"") for p in ("/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config")
+        }
         self.sessions: set[int] = set()
 
     def children(self, path: str) -> list[str]:
         prefix = path if path == "/" else path + "/"
-        return sorted(p[len(prefix):] for p in self.nodes if p != path and p.startswith(prefix) and "/" not in p[len(prefix):] and p != "/")
+        return sorted(
+            p[len(prefix) :]
+            for p in self.nodes
+            if p != path and p.startswith(prefix) and "/" not in p[len(prefix) :] and p != "/"
+        )
 
     def create(self, path: str, data: bytes, flags: int, session: int, zxid: int) -> tuple[int, str | None]:
         if "/" not in path:
@@ -141,7 +147,9 @@ class TreeMachine(RuleBasedStateMachine):
             del self.model.nodes[p]
         self.model.sessions.discard(session)
 
-    @rule(data=st.data(), name=NAMES, flags=FLAGS, payload=st.binary(max_size=4), session=st.sampled_from((0,) + SESSIONS))
+    @rule(
+        data=st.data(), name=NAMES, flags=FLAGS, payload=st.binary(max_size=4), session=st.sampled_from((0,) + SESSIONS)
+    )
     def create(self, data, name: str, flags: int, payload: bytes, session: int) -> None:
         base = self.existing(data)
         path = (base if base != "/" else "") + "/" + name
@@ -157,7 +165,11 @@ class TreeMachine(RuleBasedStateMachine):
     @rule(data=st.data(), wrong_version=st.booleans())
     def delete(self, data, wrong_version: bool) -> None:
         path = self.existing(data)
-        version = self.model.nodes[path].version + 1 if wrong_version else data.draw(st.sampled_from([-1, self.model.nodes[path].version]))
+        version = (
+            self.model.nodes[path].version + 1
+            if wrong_version
+            else data.draw(st.sampled_from([-1, self.model.nodes[path].version]))
+        )
         r = self.apply(DeleteOp(path, version), 0)
         assert r.err == self.model.delete(path, version), path
 
@@ -204,7 +216,9 @@ class TreeMachine(RuleBasedStateMachine):
             self.model = trial
         else:
             k = len(codes) - 1
-            assert [e for e, _ in r.value] == [Err.OK] * k + [codes[-1]] + [Err.RUNTIME_INCONSISTENCY] * (len(ops) - k - 1)
+            assert [e for e, _ in r.value] == [Err.OK] * k + [codes[-1]] + [Err.RUNTIME_INCONSISTENCY] * (
+                len(ops) - k - 1
+            )
             assert r.events == []
 
     @precondition(lambda self: self.zxid % 7 == 3)
@@ -235,5 +249,7 @@ class TreeMachine(RuleBasedStateMachine):
         assert set(self.tree.sessions) == self.model.sessions
 
 
-TreeMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+TreeMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 test_tree_against_model = TreeMachine.TestCase

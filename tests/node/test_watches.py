@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from node.tree import OPEN_ACL_UNSAFE, CreateOp, CreateSessionOp, DataTree, DeleteOp, EventType, SetDataOp, Txn, WatchEvent
+from node.tree import (
+    OPEN_ACL_UNSAFE,
+    CreateOp,
+    CreateSessionOp,
+    DataTree,
+    DeleteOp,
+    EventType,
+    SetDataOp,
+    Txn,
+    WatchEvent,
+)
 from node.watches import WatchManager
 
-C, D, DC, CC = EventType.NODE_CREATED, EventType.NODE_DELETED, EventType.NODE_DATA_CHANGED, EventType.NODE_CHILDREN_CHANGED
+C, D, DC, CC = (
+    EventType.NODE_CREATED,
+    EventType.NODE_DELETED,
+    EventType.NODE_DATA_CHANGED,
+    EventType.NODE_CHILDREN_CHANGED,
+)
 
 
 def ev(t: int, path: str, zxid: int = 9) -> WatchEvent:
@@ -122,20 +137,29 @@ def _tree_with(ops) -> DataTree:
 
 
 def test_set_watches_reports_what_changed_since_rel_zxid() -> None:
-    t = _tree_with([
-        CreateOp("/old", b"", OPEN_ACL_UNSAFE),  # zxid 2
-        CreateOp("/kids", b"", OPEN_ACL_UNSAFE),  # 3
-        SetDataOp("/old", b"new"),  # 4
-        CreateOp("/kids/k", b"", OPEN_ACL_UNSAFE),  # 5
-        CreateOp("/born", b"", OPEN_ACL_UNSAFE),  # 6
-        CreateOp("/same", b"", OPEN_ACL_UNSAFE),  # 7
-    ])
+    t = _tree_with(
+        [
+            CreateOp("/old", b"", OPEN_ACL_UNSAFE),  # zxid 2
+            CreateOp("/kids", b"", OPEN_ACL_UNSAFE),  # 3
+            SetDataOp("/old", b"new"),  # 4
+            CreateOp("/kids/k", b"", OPEN_ACL_UNSAFE),  # 5
+            CreateOp("/born", b"", OPEN_ACL_UNSAFE),  # 6
+            CreateOp("/same", b"", OPEN_ACL_UNSAFE),  # 7
+        ]
+    )
     w = WatchManager()
-    out = w.set_watches(9, 3, ["/old", "/gone", "/same"], ["/born", "/notyet"], ["/kids", "/gone2", "/same"], ["/p"], ["/r"], t)
+    out = w.set_watches(
+        9, 3, ["/old", "/gone", "/same"], ["/born", "/notyet"], ["/kids", "/gone2", "/same"], ["/p"], ["/r"], t
+    )
     # /same was created at 7 > 3, so its data and children count as changed too
     assert out == [
-        WatchEvent(DC, "/old", -1), WatchEvent(D, "/gone", -1), WatchEvent(DC, "/same", -1), WatchEvent(C, "/born", -1),
-        WatchEvent(CC, "/kids", -1), WatchEvent(D, "/gone2", -1), WatchEvent(CC, "/same", -1),
+        WatchEvent(DC, "/old", -1),
+        WatchEvent(D, "/gone", -1),
+        WatchEvent(DC, "/same", -1),
+        WatchEvent(C, "/born", -1),
+        WatchEvent(CC, "/kids", -1),
+        WatchEvent(D, "/gone2", -1),
+        WatchEvent(CC, "/same", -1),
     ]
     assert w.by_session() == {9: ["/notyet", "/p", "/r"]}
     # with rel_zxid 7 nothing changed after it: the watches register instead

@@ -35,7 +35,7 @@ def test_connect_response_golden_37_bytes() -> None:
     assert framed[:4] == b"\x00\x00\x00\x25"  # 37
     body = framed[4:]
     assert len(body) == 37
-    assert body.hex() == "00000000" "00000fa0" "0100000000000002" "00000010" + PW.hex() + "00"
+    assert body.hex() == "0000000000000fa0010000000000000200000010" + PW.hex() + "00"
     assert P.ConnectResponse.decode(body) == resp
 
 
@@ -60,17 +60,29 @@ REQUESTS = [
     P.Request(13, P.SYNC, P.PathRequest("/")),
     P.Request(P.PING_XID, P.PING),
     P.Request(14, P.CHECK, P.CheckVersionRequest("/a", 3)),
-    P.Request(15, P.MULTI, P.MultiRequest((
-        (P.CREATE, P.CreateRequest("/m", b"1", ACLS[:1], 0)),
-        (P.SET_DATA, P.SetDataRequest("/m", b"2", -1)),
-        (P.CHECK, P.CheckVersionRequest("/m", 1)),
-        (P.DELETE, P.DeleteRequest("/m", -1)),
-        (P.CREATE_TTL, P.CreateRequest("/n", b"", ACLS[:1], 5, 99)),
-    ))),
-    P.Request(16, P.MULTI_READ, P.MultiRequest((
-        (P.GET_DATA, P.PathWatchRequest("/m", False)),
-        (P.GET_CHILDREN, P.PathWatchRequest("/", False)),
-    ))),
+    P.Request(
+        15,
+        P.MULTI,
+        P.MultiRequest(
+            (
+                (P.CREATE, P.CreateRequest("/m", b"1", ACLS[:1], 0)),
+                (P.SET_DATA, P.SetDataRequest("/m", b"2", -1)),
+                (P.CHECK, P.CheckVersionRequest("/m", 1)),
+                (P.DELETE, P.DeleteRequest("/m", -1)),
+                (P.CREATE_TTL, P.CreateRequest("/n", b"", ACLS[:1], 5, 99)),
+            )
+        ),
+    ),
+    P.Request(
+        16,
+        P.MULTI_READ,
+        P.MultiRequest(
+            (
+                (P.GET_DATA, P.PathWatchRequest("/m", False)),
+                (P.GET_CHILDREN, P.PathWatchRequest("/", False)),
+            )
+        ),
+    ),
     P.Request(17, P.RECONFIG, P.ReconfigRequest("server.4=h:1:2", None, None, -1)),
     P.Request(18, P.CHECK_WATCHES, P.WatchTypeRequest("/a", P.WATCHER_DATA)),
     P.Request(19, P.REMOVE_WATCHES, P.WatchTypeRequest("/a", P.WATCHER_ANY)),
@@ -100,7 +112,9 @@ def test_kazoo_encoded_requests_decode() -> None:
     from kazoo.security import OPEN_ACL_UNSAFE
 
     body = bytes(P.REQ_HEADER.pack(5, 1) + Create("/k", b"v", OPEN_ACL_UNSAFE, 2).serialize())
-    assert P.decode_request(body) == P.Request(5, 1, P.CreateRequest("/k", b"v", (P.AclRecord(31, "world", "anyone"),), 2))
+    assert P.decode_request(body) == P.Request(
+        5, 1, P.CreateRequest("/k", b"v", (P.AclRecord(31, "world", "anyone"),), 2)
+    )
     body = bytes(P.REQ_HEADER.pack(6, 4) + GetData("/k", True).serialize())
     assert P.decode_request(body) == P.Request(6, 4, P.PathWatchRequest("/k", True))
     body = bytes(P.REQ_HEADER.pack(7, 5) + SetData("/k", b"w", 3).serialize())
@@ -125,22 +139,29 @@ def _unframe(framed: bytes) -> bytes:
     return framed[4:]
 
 
-@pytest.mark.parametrize("op,framed,expected", [
-    (P.EXISTS, P.reply_stat(3, 9, STAT), STAT),
-    (P.SET_DATA, P.reply_stat(3, 9, STAT), STAT),
-    (P.GET_DATA, P.reply_data(3, 9, b"hello", STAT), (b"hello", STAT)),
-    (P.GET_DATA, P.reply_data(3, 9, None, STAT), (None, STAT)),
-    (P.CREATE, P.reply_path(3, 9, "/a0000000001"), "/a0000000001"),
-    (P.SYNC, P.reply_path(3, 9, "/"), "/"),
-    (P.CREATE2, P.reply_path_stat(3, 9, "/é", STAT), ("/é", STAT)),
-    (P.CREATE_TTL, P.reply_path_stat(3, 9, "/t", STAT), ("/t", STAT)),
-    (P.GET_CHILDREN, P.reply_children(3, 9, ["a", "b"]), ["a", "b"]),
-    (P.GET_CHILDREN2, P.reply_children(3, 9, [], STAT), ([], STAT)),
-    (P.GET_ACL, P.reply_acl(3, 9, ACLS, STAT), (list(ACLS), STAT)),
-    (P.GET_ALL_CHILDREN_NUMBER, P.reply_int(3, 9, 42), 42),
-    (P.WHO_AM_I, P.reply_whoami(3, 9, [("ip", "127.0.0.1"), ("digest", "u")]), [("ip", "127.0.0.1"), ("digest", "u")]),
-    (P.DELETE, P.reply(3, 9, 0), None),
-])
+@pytest.mark.parametrize(
+    "op,framed,expected",
+    [
+        (P.EXISTS, P.reply_stat(3, 9, STAT), STAT),
+        (P.SET_DATA, P.reply_stat(3, 9, STAT), STAT),
+        (P.GET_DATA, P.reply_data(3, 9, b"hello", STAT), (b"hello", STAT)),
+        (P.GET_DATA, P.reply_data(3, 9, None, STAT), (None, STAT)),
+        (P.CREATE, P.reply_path(3, 9, "/a0000000001"), "/a0000000001"),
+        (P.SYNC, P.reply_path(3, 9, "/"), "/"),
+        (P.CREATE2, P.reply_path_stat(3, 9, "/é", STAT), ("/é", STAT)),
+        (P.CREATE_TTL, P.reply_path_stat(3, 9, "/t", STAT), ("/t", STAT)),
+        (P.GET_CHILDREN, P.reply_children(3, 9, ["a", "b"]), ["a", "b"]),
+        (P.GET_CHILDREN2, P.reply_children(3, 9, [], STAT), ([], STAT)),
+        (P.GET_ACL, P.reply_acl(3, 9, ACLS, STAT), (list(ACLS), STAT)),
+        (P.GET_ALL_CHILDREN_NUMBER, P.reply_int(3, 9, 42), 42),
+        (
+            P.WHO_AM_I,
+            P.reply_whoami(3, 9, [("ip", "127.0.0.1"), ("digest", "u")]),
+            [("ip", "127.0.0.1"), ("digest", "u")],
+        ),
+        (P.DELETE, P.reply(3, 9, 0), None),
+    ],
+)
 def test_reply_round_trip(op: int, framed: bytes, expected: object) -> None:
     hdr, value = P.decode_reply(_unframe(framed), op)
     assert hdr == P.ReplyHeader(3, 9, 0)
@@ -173,7 +194,7 @@ def test_multi_results_round_trip_and_terminator() -> None:
     failed = [P.OpResult(P.ERROR, 0), P.OpResult(P.ERROR, -101), P.OpResult(P.ERROR, -2)]
     raw = _unframe(P.reply_multi(4, 10, failed))
     # each error result is MultiHeader{-1, false, err} + ErrorResponse{err}
-    assert raw[16:16 + 13] == P.MULTI_HEADER.pack(-1, False, 0) + b"\x00\x00\x00\x00"
+    assert raw[16 : 16 + 13] == P.MULTI_HEADER.pack(-1, False, 0) + b"\x00\x00\x00\x00"
     assert P.decode_reply(raw, P.MULTI)[1] == failed
     reads = [P.OpResult(P.GET_DATA, 0, (b"d", STAT)), P.OpResult(P.GET_CHILDREN, 0, ["x"]), P.OpResult(P.ERROR, -101)]
     assert P.decode_reply(_unframe(P.reply_multi(5, 10, reads)), P.MULTI_READ)[1] == reads
@@ -188,14 +209,17 @@ def test_kazoo_parses_our_multi_reply() -> None:
     assert isinstance(results[0], RolledBackError) and isinstance(results[1], NoNodeError)
 
 
-@pytest.mark.parametrize("raw", [
-    b"",
-    b"\x00\x00\x00\x01",
-    P.REQ_HEADER.pack(1, P.GET_DATA) + b"\x00\x00\x00\x10/a",  # string longer than the record
-    P.REQ_HEADER.pack(1, P.GET_DATA) + b"\xff\xff\xff\xf0/a\x00",  # negative length
-    P.REQ_HEADER.pack(1, P.SET_ACL) + b"\x00\x00\x00\x01/" + b"\x7f\xff\xff\xff",  # huge ACL count
-    P.REQ_HEADER.pack(1, P.MULTI) + b"\x00\x00\x00\x01",  # truncated multi header
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\x00\x00\x01",
+        P.REQ_HEADER.pack(1, P.GET_DATA) + b"\x00\x00\x00\x10/a",  # string longer than the record
+        P.REQ_HEADER.pack(1, P.GET_DATA) + b"\xff\xff\xff\xf0/a\x00",  # negative length
+        P.REQ_HEADER.pack(1, P.SET_ACL) + b"\x00\x00\x00\x01/" + b"\x7f\xff\xff\xff",  # huge ACL count
+        P.REQ_HEADER.pack(1, P.MULTI) + b"\x00\x00\x00\x01",  # truncated multi header
+    ],
+)
 def test_malformed_requests_raise_jute_error(raw: bytes) -> None:
     with pytest.raises(JuteError):
         P.decode_request(raw)

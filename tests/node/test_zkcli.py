@@ -128,7 +128,11 @@ def run_zkcli(zkcli: Path, address: str, script: str, timeout_s: float = 90) -> 
         # without -waitforconnection zkCli runs the first commands before the session
         # is up, and they fail with ConnectionLoss on a loaded machine
         [str(zkcli), "-server", address, "-timeout", "30000", "-waitforconnection"],
-        input=script, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout_s,
+        input=script,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout_s,
     )
     return "\n".join(line for line in proc.stdout.splitlines() if not line.startswith("SLF4J:"))
 

@@ -80,8 +80,11 @@ class RegisterClient:
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")
         if f not in ("read", "write", "cas") or not isinstance(value, list) or len(value) != 2:
-            return {"type": "fail", "value": value, "error": f"bad register op {op!r}: f must be read, write "
-                                                             "or cas, value [key, arg]"}
+            return {
+                "type": "fail",
+                "value": value,
+                "error": f"bad register op {op!r}: f must be read, write or cas, value [key, arg]",
+            }
         key, arg = value
         if f == "read":
             request = {"op": "get", "key": str(key)}
@@ -94,8 +97,11 @@ class RegisterClient:
         reply, otherwise = self.conn.call(request, value)
         if reply is None:
             return otherwise
-        out = {"value": [key, reply.get("value")] if f == "read" else value, "zxid": reply.get("index"),
-               "server": self.conn.server}
+        out = {
+            "value": [key, reply.get("value")] if f == "read" else value,
+            "zxid": reply.get("index"),
+            "server": self.conn.server,
+        }
         if not reply.get("ok"):
             return {**out, "type": "fail", "error": reply.get("error")}
         return {**out, "type": "ok", "error": None}
@@ -120,5 +126,10 @@ class IncrClient:
         reply, otherwise = self.conn.call({"op": "incr" if f == "incr" else "get", "key": "counter"}, None)
         if reply is None:
             return otherwise
-        return {"type": "ok" if reply.get("ok") else "fail", "value": reply.get("value"),
-                "error": reply.get("error"), "zxid": reply.get("index"), "server": self.conn.server}
+        return {
+            "type": "ok" if reply.get("ok") else "fail",
+            "value": reply.get("value"),
+            "error": reply.get("error"),
+            "zxid": reply.get("index"),
+            "server": self.conn.server,
+        }

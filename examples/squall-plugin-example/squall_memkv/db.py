@@ -61,8 +61,17 @@ class MemKV(DBBase):
         return HostNeeds(probe="command -v python3")
 
     def prepare(self, node: NodeContext) -> NodeLaunch:
-        argv = [node.python, "-m", "squall_memkv.server", "--host", node.listen_host,
-                "--port", str(node.ports.client), "--data", node.path("data")]
+        argv = [
+            node.python,
+            "-m",
+            "squall_memkv.server",
+            "--host",
+            node.listen_host,
+            "--port",
+            str(node.ports.client),
+            "--data",
+            node.path("data"),
+        ]
         if self.bug:
             argv += ["--bug", self.bug]
         env = {"PYTHONUNBUFFERED": "1"}
@@ -79,8 +88,13 @@ class MemKV(DBBase):
             conn.close()
         if reply is None:
             return NodeStatus.down(str(otherwise.get("error")))
-        return NodeStatus(role=str(reply.get("role")), serving=bool(reply.get("ok")), term=1,
-                          applied=reply.get("index"), details={"keys": reply.get("keys")})
+        return NodeStatus(
+            role=str(reply.get("role")),
+            serving=bool(reply.get("ok")),
+            term=1,
+            applied=reply.get("index"),
+            details={"keys": reply.get("keys")},
+        )
 
     def claims_leadership(self, status: NodeStatus) -> bool:  # harness.dbs.base.Primary
         return status.role == "standalone"

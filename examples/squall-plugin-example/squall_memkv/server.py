@@ -77,7 +77,7 @@ def main() -> None:
     if os.path.exists(path):
         with open(path) as f:
             text = f.read()
-        whole = text[:text.rfind("\n") + 1]  # a torn last line was never acknowledged: cut it
+        whole = text[: text.rfind("\n") + 1]  # a torn last line was never acknowledged: cut it
         if whole != text:
             with open(path, "w") as f:
                 f.write(whole)

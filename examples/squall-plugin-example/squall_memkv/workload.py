@@ -41,10 +41,13 @@ def check(history: list[Op]) -> Result:
     bad = [(op, low, high) for op, low, high in reads if not low <= int(op.value or 0) <= high]
     if bad:
         op, low, high = bad[0]
-        return Result.illegal(NAME, f"{len(bad)} read(s) out of bounds",
-                              f"read at index {op.index} saw {op.value}, outside [{low}, {high}]: "
-                              "an acknowledged increment was lost or one never attempted appeared",
-                              {"reads": [[o.index, o.value, lo, hi] for o, lo, hi in bad[:20]]})
+        return Result.illegal(
+            NAME,
+            f"{len(bad)} read(s) out of bounds",
+            f"read at index {op.index} saw {op.value}, outside [{low}, {high}]: "
+            "an acknowledged increment was lost or one never attempted appeared",
+            {"reads": [[o.index, o.value, lo, hi] for o, lo, hi in bad[:20]]},
+        )
     return Result.ok(NAME, f"{len(reads)} read(s) within bounds", {"reads": len(reads), "acked": acked})
 
 

@@ -45,11 +45,13 @@ class ZooKeeperProtocol:
 
     def clients(self, interface: str, settings: Mapping[str, Any]) -> Any:
         if interface not in self.interfaces or interface not in CLIENTS:
-            raise NotOffered(f"--db {self.name} offers no {interface!r} client "
-                             f"(it offers: {', '.join(self.interfaces)})")
+            raise NotOffered(
+                f"--db {self.name} offers no {interface!r} client (it offers: {', '.join(self.interfaces)})"
+            )
         module, cls = CLIENTS[interface]
         return getattr(importlib.import_module(f"harness.dbs.zk.{module}"), cls)(settings)
 
     def snapshot(self, address: str, paths: tuple[str, ...], timeout_s: float = 10.0) -> dict[str, Any]:
         from harness.dbs.zk.conn import snapshot
+
         return snapshot(address, paths, timeout_s)

@@ -67,8 +67,13 @@ def status_from_srvr(text: str) -> NodeStatus:
     mode = str(parsed["mode"])
     zxid = parsed.get("zxid")
     details = {k: v for k, v in parsed.items() if k not in ("mode", "zxid")}
-    return NodeStatus(role=mode, serving=mode in SERVING_MODES,
-                      term=None if zxid is None else zxid >> 32, applied=zxid, details=details)
+    return NodeStatus(
+        role=mode,
+        serving=mode in SERVING_MODES,
+        term=None if zxid is None else zxid >> 32,
+        applied=zxid,
+        details=details,
+    )
 
 
 def srvr_status(address: str, timeout_s: float = 1.0) -> NodeStatus:

@@ -41,8 +41,14 @@ logging.getLogger("kazoo").setLevel(logging.CRITICAL)
 # Definite refusals: the server decided and nothing was applied.
 DEFINITE = (BadVersionError, NoNodeError, NodeExistsError, NotEmptyError, RolledBackError)
 # Indeterminate: the request may or may not have been applied.
-INDETERMINATE = (ConnectionLoss, ConnectionClosedError, OperationTimeoutError,
-                 SessionExpiredError, SessionMovedError, KazooTimeoutError)
+INDETERMINATE = (
+    ConnectionLoss,
+    ConnectionClosedError,
+    OperationTimeoutError,
+    SessionExpiredError,
+    SessionMovedError,
+    KazooTimeoutError,
+)
 
 
 class Definite(Exception):
@@ -93,9 +99,12 @@ class ZkConn:
         the zxid this client has already seen (a reopened client keeps it)."""
         self.hosts, self.timeout_s = hosts, timeout_s
         self.zk = _Client(
-            hosts=hosts, timeout=timeout_s, randomize_hosts=False,
+            hosts=hosts,
+            timeout=timeout_s,
+            randomize_hosts=False,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0, ignore_expire=False),
-            command_retry=None)
+            command_retry=None,
+        )
         zk = self.zk
         zk.last_zxid = last_zxid
         current: list[int] = []  # the session id last seen connected
@@ -218,14 +227,11 @@ def _run(conn: ZkConn, body: Callable[[], Any], fail_value: Any = None) -> dict[
     except INDETERMINATE as exc:
         return {"type": "info", "value": fail_value, "error": error_name(exc), "zxid": None}
     except (KazooException, Exception) as exc:  # noqa: BLE001 - unknown outcome
-        return {"type": "info", "value": fail_value, "error": f"{type(exc).__name__}: {exc}",
-                "zxid": None}
+        return {"type": "info", "value": fail_value, "error": f"{type(exc).__name__}: {exc}", "zxid": None}
     return {"type": "ok", "value": value, "error": None, "zxid": conn.last_zxid()}
 
 
-
-def run_bounded(conn: ZkConn, body: Callable[[], Any], limit_s: float,
-                fail_value: Any = None) -> dict[str, Any]:
+def run_bounded(conn: ZkConn, body: Callable[[], Any], limit_s: float, fail_value: Any = None) -> dict[str, Any]:
     """``run`` with a hard time bound, for bodies that call kazoo's blocking
     APIs (recipes such as Lock call sync methods without timeouts, which wait
     forever while the client is disconnected from a paused server). On
@@ -242,8 +248,7 @@ def run_bounded(conn: ZkConn, body: Callable[[], Any], limit_s: float,
     if worker.is_alive():
         conn.close()
         worker.join(conn.timeout_s)
-        return {"type": "info", "value": fail_value, "zxid": None,
-                "error": f"timeout: no answer within {limit_s:.1f}s"}
+        return {"type": "info", "value": fail_value, "zxid": None, "error": f"timeout: no answer within {limit_s:.1f}s"}
     return box["out"]
 
 
@@ -305,12 +310,15 @@ class AddWatch:
 
     def __init__(self, path: str, mode: int) -> None:
         if mode not in (PERSISTENT, PERSISTENT_RECURSIVE):
-            raise ValueError(f"addWatch mode must be {PERSISTENT} (persistent) or "
-                             f"{PERSISTENT_RECURSIVE} (persistent-recursive), not {mode!r}")
+            raise ValueError(
+                f"addWatch mode must be {PERSISTENT} (persistent) or "
+                f"{PERSISTENT_RECURSIVE} (persistent-recursive), not {mode!r}"
+            )
         self.path, self.mode = path, mode
 
     def serialize(self) -> bytes:
         from kazoo.protocol.serialization import int_struct, write_string
+
         return bytes(write_string(self.path)) + int_struct.pack(self.mode)
 
     @classmethod
@@ -375,7 +383,7 @@ def trace(log: list[tuple], start: int, end: int, path: str) -> list[list[Any]]:
     """The connection changes and ``path``'s notifications strictly between
     two positions, as evidence: ``["state", name, last zxid]`` / ``["event", type]``."""
     out: list[list[Any]] = []
-    for e in log[start + 1:end]:
+    for e in log[start + 1 : end]:
         if e[0] == "state":
             out.append(["state", str(e[1]), e[2]])
         elif e[0] == "event" and e[2] == path:
@@ -385,7 +393,7 @@ def trace(log: list[tuple], start: int, end: int, path: str) -> list[list[Any]]:
 
 def count_events(log: list[tuple], start: int, end: int, type_: int, path: str) -> int:
     """Notifications of ``type_`` for ``path`` strictly between two positions."""
-    return sum(1 for e in log[start + 1:end] if e == ("event", type_, path))
+    return sum(1 for e in log[start + 1 : end] if e == ("event", type_, path))
 
 
 def refusal_only_retry(max_tries: int = 20) -> Any:

@@ -36,8 +36,12 @@ class CounterClient(_zk.ZkClient):
             return _zk.run_bounded(self.conn, lambda: self._add(value), limit, fail_value=value)
         if f in ("read", "final-read"):
             return _zk.run_bounded(self.conn, lambda: self._read(sync=f == "final-read"), limit)
-        return {"type": "fail", "value": value, "zxid": None,
-                "error": f"bad counter op {op!r}: f must be add (positive int), read or final-read"}
+        return {
+            "type": "fail",
+            "value": value,
+            "zxid": None,
+            "error": f"bad counter op {op!r}: f must be add (positive int), read or final-read",
+        }
 
     def _counter(self) -> Counter:
         self.conn.zk.retry = _zk.refusal_only_retry(BAD_VERSION_TRIES)

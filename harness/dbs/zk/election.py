@@ -35,8 +35,12 @@ class ElectionClient(_zk.ZkClient):
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f = op.get("f")
         if f not in ("lead", "final-lead"):
-            return {"type": "fail", "value": op.get("value"), "zxid": None,
-                    "error": f"bad election op {op!r}: f must be lead or final-lead"}
+            return {
+                "type": "fail",
+                "value": op.get("value"),
+                "zxid": None,
+                "error": f"bad election op {op!r}: f must be lead or final-lead",
+            }
         bound = self.elect_timeout_s if f == "lead" else 3 * self.conn.timeout_s
         out = _zk.run_bounded(self.conn, lambda: self._lead(bound), bound + 3 * self.conn.timeout_s)
         if out["type"] != "ok":

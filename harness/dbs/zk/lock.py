@@ -39,8 +39,12 @@ class LockClient(_zk.ZkClient):
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f = op.get("f")
         if f not in RESOURCES:
-            return {"type": "fail", "value": op.get("value"), "zxid": None,
-                    "error": f"bad lock op {op!r}: f must be fenced-write or unfenced-write"}
+            return {
+                "type": "fail",
+                "value": op.get("value"),
+                "zxid": None,
+                "error": f"bad lock op {op!r}: f must be fenced-write or unfenced-write",
+            }
         limit = self.acquire_timeout_s + 3 * self.conn.timeout_s
         return _zk.run_bounded(self.conn, lambda: self._locked_write(f), limit, fail_value=None)
 

@@ -48,9 +48,13 @@ class MultiClient(_zk.ZkClient):
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")  # type: tuple[Any, Any]
         if f not in TXN_FS or not _valid_mops(value):
-            return {"type": "fail", "value": value, "zxid": None,
-                    "error": f"bad multi op {op!r}: f must be txn or doomed-txn with a list of "
-                             "[\"r\", key, null] / [\"append\", key, int] micro-ops"}
+            return {
+                "type": "fail",
+                "value": value,
+                "zxid": None,
+                "error": f"bad multi op {op!r}: f must be txn or doomed-txn with a list of "
+                '["r", key, null] / ["append", key, int] micro-ops',
+            }
         return _zk.run(self.conn, lambda: self._txn(value, doomed=f == "doomed-txn"), fail_value=value)
 
     def _read(self, key: str) -> tuple[list, int]:
@@ -88,16 +92,24 @@ class MultiClient(_zk.ZkClient):
         results = self.conn.wait(t.commit_async())
         errors = [r for r in results if isinstance(r, Exception)]
         if errors:
-            raise _zk.Definite("multi-rejected: " + ",".join(_zk.error_name(r) for r in results
-                                                              if isinstance(r, Exception)))
+            raise _zk.Definite(
+                "multi-rejected: " + ",".join(_zk.error_name(r) for r in results if isinstance(r, Exception))
+            )
         return done
 
 
 def _valid_mops(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(m, list) and len(m) == 3 and isinstance(m[1], str)
-        and ((m[0] == "r" and m[2] is None) or (m[0] == "append" and isinstance(m[2], int)))
-        for m in value)
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(m, list)
+            and len(m) == 3
+            and isinstance(m[1], str)
+            and ((m[0] == "r" and m[2] is None) or (m[0] == "append" and isinstance(m[2], int)))
+            for m in value
+        )
+    )
 
 
 class MultiClients:

@@ -49,9 +49,13 @@ class QueueClient(_zk.ZkClient):
             return _zk.run_bounded(self.conn, lambda: self._put(q, value[1]), limit, fail_value=value)
         if f == "get" and q in QUEUES:
             return _zk.run_bounded(self.conn, lambda: self._get(q), limit, fail_value=value)
-        return {"type": "fail", "value": value, "zxid": None,
-                "error": f"bad queue op {op!r}: f must be put [q, int], get [q, null] or final-read; "
-                         f"q one of {sorted(QUEUES)}"}
+        return {
+            "type": "fail",
+            "value": value,
+            "zxid": None,
+            "error": f"bad queue op {op!r}: f must be put [q, int], get [q, null] or final-read; "
+            f"q one of {sorted(QUEUES)}",
+        }
 
     def _recipe(self, q: str) -> Any:
         self.conn.zk.retry = _zk.refusal_only_retry()

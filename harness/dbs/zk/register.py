@@ -64,13 +64,19 @@ class RegisterClient:
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")
         if f not in ("read", "write", "cas") or not isinstance(value, (list, tuple)) or len(value) != 2:
-            return {"type": "fail", "value": value, "zxid": None,
-                    "error": f"bad register op {op!r}: f must be read/write/cas, value [key, arg]"}
+            return {
+                "type": "fail",
+                "value": value,
+                "zxid": None,
+                "error": f"bad register op {op!r}: f must be read/write/cas, value [key, arg]",
+            }
         key, arg = value
         path = f"{BASE}/{key}"
-        body = {"read": lambda: [key, self._read(path)],
-                "write": lambda: self._write(path, key, arg),
-                "cas": lambda: self._cas(path, key, arg)}[f]
+        body = {
+            "read": lambda: [key, self._read(path)],
+            "write": lambda: self._write(path, key, arg),
+            "cas": lambda: self._cas(path, key, arg),
+        }[f]
         return _zk.run(self.conn, body, fail_value=list(value))
 
     # -- bodies (raise kazoo errors; _zk.run maps them) --

@@ -73,8 +73,12 @@ class SessionClient:
             return _zk.run(self.conn, self._close_session, fail_value=None)
         if f == "final-read":
             return _zk.run(self.conn, self._final_read, fail_value=None)
-        return {"type": "fail", "value": op.get("value"), "zxid": None,
-                "error": f"bad session op {op!r}: f must be create, close or final-read"}
+        return {
+            "type": "fail",
+            "value": op.get("value"),
+            "zxid": None,
+            "error": f"bad session op {op!r}: f must be create, close or final-read",
+        }
 
     def _sid(self) -> str | None:
         return sid_hex(self.conn.session_id())
@@ -82,7 +86,7 @@ class SessionClient:
     def _take_expired(self) -> list[str | None]:
         """Sessions reported expired since the last ok op (see the module docstring)."""
         seen = list(self.conn.expired)
-        new = seen[self._expired_reported:]
+        new = seen[self._expired_reported :]
         self._expired_reported = len(seen)
         out, self._expired_carry = self._expired_carry + [sid_hex(s) for s in new], []
         return out
@@ -93,8 +97,12 @@ class SessionClient:
         after = self._sid()
         if after != sid:  # the session changed under us: which one owns it is unclear
             raise RuntimeError(f"session changed during create ({sid} -> {after})")
-        return {"node": path.rsplit("/", 1)[1], "session": sid, "expired": self._take_expired(),
-                "reopened": self.conn.reopened}
+        return {
+            "node": path.rsplit("/", 1)[1],
+            "session": sid,
+            "expired": self._take_expired(),
+            "reopened": self.conn.reopened,
+        }
 
     def _close_session(self) -> dict[str, Any]:
         """Close the session and confirm the server's reply to closeSession.

@@ -29,8 +29,12 @@ class SetClient(_zk.ZkClient):
             return _zk.run(self.conn, self._read, fail_value=None)
         if f == "final-read":
             return _zk.run(self.conn, lambda: self._read(sync=True), fail_value=None)
-        return {"type": "fail", "value": value, "zxid": None,
-                "error": f"bad set op {op!r}: f must be add (int value), read or final-read"}
+        return {
+            "type": "fail",
+            "value": value,
+            "zxid": None,
+            "error": f"bad set op {op!r}: f must be add (int value), read or final-read",
+        }
 
     def _add(self, n: int) -> int:
         self.conn.wait(self.conn.zk.create_async(f"{BASE}/e-{n}", b""))

@@ -71,9 +71,9 @@ class WatchClient:
         # key -> (version, arm reply pos, log, session, pos since which the
         # connection must be unbroken: the arm, or the last re-registration)
         self.armed: dict[str, tuple[int, int, Any, Any, int]] = {}
-        self.rearm_zxid: dict[str, int] = {}                # key -> setWatches' relative zxid
-        self.pwatch: tuple[int, Any] | None = None           # (addWatch reply pos, log)
-        self.pprev: dict[str, tuple[int, int]] = {}          # key -> (version, reply pos)
+        self.rearm_zxid: dict[str, int] = {}  # key -> setWatches' relative zxid
+        self.pwatch: tuple[int, Any] | None = None  # (addWatch reply pos, log)
+        self.pprev: dict[str, tuple[int, int]] = {}  # key -> (version, reply pos)
 
     def open(self, hosts: str, node: str, timeout_s: float) -> None:
         self.conn.open(hosts, timeout_s)
@@ -90,10 +90,14 @@ class WatchClient:
             return _zk.run(self.conn, lambda: self._watch_read(key), fail_value=value)
         if f == "pwatch-read" and key in PERSISTENT:
             return _zk.run(self.conn, lambda: self._pwatch_read(key), fail_value=value)
-        return {"type": "fail", "value": value, "zxid": None,
-                "error": f"bad watch op {op!r}: f must be write [key in {sorted(PATHS)}, int], "
-                         f"watch-read [key in {sorted(ONE_SHOT)}, null] or pwatch-read "
-                         f"[key in {sorted(PERSISTENT)}, null]"}
+        return {
+            "type": "fail",
+            "value": value,
+            "zxid": None,
+            "error": f"bad watch op {op!r}: f must be write [key in {sorted(PATHS)}, int], "
+            f"watch-read [key in {sorted(ONE_SHOT)}, null] or pwatch-read "
+            f"[key in {sorted(PERSISTENT)}, null]",
+        }
 
     def _write(self, key: str, n: int) -> list:
         stat = self.conn.wait(self.conn.zk.set_async(PATHS[key], str(n).encode()))
@@ -104,19 +108,22 @@ class WatchClient:
         ar = zk.get_async(PATHS[key], watch=_noop_watch if watch else None)
         data, stat = self.conn.wait(ar)
         pos = _zk.reply_position(log, ar)
-        return {"key": key, "data": data.decode(), "version": stat.version,
-                "client": self.conn.generation, "session": self.conn.session_id()}, pos
+        return {
+            "key": key,
+            "data": data.decode(),
+            "version": stat.version,
+            "client": self.conn.generation,
+            "session": self.conn.session_id(),
+        }, pos
 
     def _watch_read(self, key: str) -> dict[str, Any]:
         self._rearm_after_reconnect()
         out, pos = self._get(key, watch=True)
         log = self.conn.log
         prev = self.armed.get(key)
-        if prev is not None and prev[2] is log and prev[3] == out["session"] and \
-                _zk.same_connection(log, prev[4], pos):
+        if prev is not None and prev[2] is log and prev[3] == out["session"] and _zk.same_connection(log, prev[4], pos):
             out["armed"] = prev[0]
-            out["fired"] = _zk.count_events(log, prev[1], pos, _zk.CHANGED_EVENT,
-                                            PATHS[key]) > 0
+            out["fired"] = _zk.count_events(log, prev[1], pos, _zk.CHANGED_EVENT, PATHS[key]) > 0
             if prev[4] != prev[1]:
                 out["moved"] = True
                 out["trace"] = _zk.trace(log, prev[1], pos, PATHS[key])
@@ -130,8 +137,11 @@ class WatchClient:
         loss): the server fires those whose znode changed after the
         client's last zxid, so each keeps its meaning across the move."""
         log, sid = self.conn.log, self.conn.session_id()
-        moved = [k for k, a in self.armed.items() if a[2] is log and a[3] == sid
-                 and not _zk.same_connection(log, a[4], len(log))]
+        moved = [
+            k
+            for k, a in self.armed.items()
+            if a[2] is log and a[3] == sid and not _zk.same_connection(log, a[4], len(log))
+        ]
         if not moved or not self.conn.connected:
             return
         # relative to the last zxid seen on the connection the watch was on
@@ -152,8 +162,7 @@ class WatchClient:
 
     def _pwatch_read(self, key: str) -> dict[str, Any]:
         log = self.conn.log
-        if self.pwatch is None or self.pwatch[1] is not log or \
-                not _zk.same_connection(log, self.pwatch[0], len(log)):
+        if self.pwatch is None or self.pwatch[1] is not log or not _zk.same_connection(log, self.pwatch[0], len(log)):
             ar = _zk.send_request(self.conn.zk, _zk.AddWatch(PERSISTENT_ROOT, _zk.PERSISTENT_RECURSIVE))
             self.conn.wait(ar)
             self.pwatch, self.pprev = (_zk.reply_position(log, ar), log), {}
