@@ -90,7 +90,7 @@ def probe(address: str, ops: int, value_bytes: int, timeout_s: float = 10.0) -> 
             for r in pending:
                 r.get(timeout=timeout_s * 6)
 
-        figures = dict(zip(FIGURES, (_timed(f, ops) for f in (sync_set, sync_get, async_set, async_get))))
+        figures = dict(zip(FIGURES, (_timed(f, ops) for f in (sync_set, sync_get, async_set, async_get)), strict=True))
         client.delete(root, recursive=True)
         return ProbeResult(figures)
     finally:

@@ -465,9 +465,9 @@ def run_mix(
         p50_ms=percentile(lat, 0.50),
         p99_ms=percentile(lat, 0.99),
         errors=errors,
-        server_cpu=[100.0 * (b - a) / args.duration for a, b in zip(cpu0, cpu1)],
+        server_cpu=[100.0 * (b - a) / args.duration for a, b in zip(cpu0, cpu1, strict=True)],
         worker_cpu=[100.0 * r.cpu_s / r.window_s for r in sorted(got, key=lambda r: r.index)],
-        load=tuple(round(max(x, y), 2) for x, y in zip(load_before, load_after)),  # type: ignore[arg-type]
+        load=tuple(round(max(x, y), 2) for x, y in zip(load_before, load_after, strict=True)),  # type: ignore[arg-type]
     )
 
 

@@ -40,6 +40,7 @@ whose call and return are at their position.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -270,7 +271,7 @@ def _build(txns: list[Txn], report: Any) -> tuple[_Graph, dict[str, Any]]:
         order = [v for v in _dedupe(longest)]
         in_order = set(map(_hashable, order))
         writers = [writer.get((k, v)) for v in order]
-        for i, (a, b) in enumerate(zip(writers, writers[1:])):
+        for a, b in itertools.pairwise(writers):
             if a is not None and b is not None:
                 if a.status == FAIL and b.status != FAIL:
                     report("dirty-update", {"key": k, "aborted": a.brief(), "committed": b.brief()})
@@ -435,7 +436,7 @@ def _cycle_via(g: _Graph, members: set[int], first: set[str], path: set[str], _a
                 chain = [a] + back
                 return [
                     (x, _step_kinds(g, x, y, (first if i == 0 else path)))
-                    for i, (x, y) in enumerate(zip(chain, chain[1:]))
+                    for i, (x, y) in enumerate(itertools.pairwise(chain))
                 ]
     return None
 
@@ -482,7 +483,8 @@ def _nonadjacent(g: _Graph, members: set[int], dep: set[str]):
                         s = prev[s]
                     chain = [(a, True, 0)] + chain[::-1]
                     return [
-                        (x[0], ["rw"] if y[1] else _step_kinds(g, x[0], y[0], dep)) for x, y in zip(chain, chain[1:])
+                        (x[0], ["rw"] if y[1] else _step_kinds(g, x[0], y[0], dep))
+                        for x, y in itertools.pairwise(chain)
                     ]
                 if n == a:
                     continue

@@ -156,7 +156,7 @@ def _search(
     """
     n = len(ops)
     crashed = [o.return_index is None for o in ops]
-    readonly = [not c and ro for c, ro in zip(crashed, readonly)]
+    readonly = [not c and ro for c, ro in zip(crashed, readonly, strict=True)]
     remaining = n - sum(crashed)
     by_call = sorted(range(n), key=lambda j: ops[j].call_index)
 
@@ -450,7 +450,7 @@ def check(
         if len(searched) != len(kept):
             ids = {id(o) for o in searched}
             pruned[slot] = [o for o in kept if id(o) not in ids]
-            steps = [fn for o, fn in zip(kept, steps) if id(o) in ids]
+            steps = [fn for o, fn in zip(kept, steps, strict=True) if id(o) in ids]
             kept = searched
         parts[slot] = (key, kept)
         args = (
@@ -536,7 +536,7 @@ def _longest(args: tuple, depth: int) -> tuple[list[int], list[Any], int]:
             if best is None:  # a bug: the caller's run_checker makes it "unknown"
                 raise RuntimeError(
                     f"the re-run of an illegal partition did not reach depth {depth}; the search is not deterministic"
-                )
+                ) from None
             return best
 
 

@@ -147,7 +147,7 @@ class _Lanes:
         got = self._need.get(e.id)
         if got is None:
             vec = []
-            for rets, maxes in zip(self._wret, self._wmax):
+            for rets, maxes in zip(self._wret, self._wmax, strict=True):
                 k = bisect.bisect_left(rets, e.call)
                 vec.append(maxes[k - 1] + 1 if k else 0)
             got = self._need[e.id] = tuple(vec)
@@ -597,7 +597,7 @@ def check(history: Any, model: Any, budget_s: float | None = None, *, use_linear
         if out is None:
             out = check_entries(entries, init1, step, _left(deadline), wants)
         return _result(out, ops, model, None, key, started)
-    lifted = [_in_slot(fn, slot[id(op)]) for fn, op in zip(fns, ops)]
+    lifted = [_in_slot(fn, slot[id(op)]) for fn, op in zip(fns, ops, strict=True)]
 
     def step_all(state: Any, i: int) -> tuple[bool, Any]:
         new = lifted[i](state)
@@ -754,7 +754,7 @@ def _in_slot(fn: Callable[[Any], Any], i: int) -> Callable[[Any], Any]:
 def _describe_state(model: Any, keys: list | None, state: Any) -> str:
     if keys is None:
         return model.describe_state(state)
-    return "{" + ", ".join(f"{k}: {model.describe_state(s)}" for k, s in zip(keys, state)) + "}"
+    return "{" + ", ".join(f"{k}: {model.describe_state(s)}" for k, s in zip(keys, state, strict=True)) + "}"
 
 
 def _op_view(op: Operation, model: Any) -> dict[str, Any]:
@@ -768,7 +768,7 @@ def _steps(out: SeqOutcome, ops: list[Operation], model: Any, keys: list | None,
     linearizations: each op with the model state before and after."""
     steps = []
     before = init
-    for i, after in zip(out.order, out.states):
+    for i, after in zip(out.order, out.states, strict=True):
         o = ops[i]
         steps.append(
             {

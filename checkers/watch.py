@@ -34,6 +34,7 @@ ok values (``key`` a znode name, ``version`` its data version):
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -104,7 +105,7 @@ def write_order(history: list[Op]) -> Result:
     bad = []
     for key, ops in by_key.items():
         ops.sort(key=lambda o: o.zxid)
-        for a, b in zip(ops, ops[1:]):
+        for a, b in itertools.pairwise(ops):
             if b.value[2] <= a.value[2]:
                 bad.append({"key": key, "earlier": a.to_dict(), "later": b.to_dict()})
     if bad:

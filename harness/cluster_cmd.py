@@ -4,7 +4,8 @@
 run id and connection string, and leaves it running after the command exits.
 ``status`` shows every squall cluster Docker knows about (manual ones and
 what a crashed ``squall run`` left), each node's state, address, and what
-its database says of it (role, term, applied position). ``down`` removes clusters by label: all of them, or one ``--run``.
+its database says of it (role, term, applied position). ``down`` removes
+clusters by label: all of them, or one ``--run``.
 Concrete databases come from the registry (harness/cli.py) like for `run`.
 """
 

@@ -544,8 +544,8 @@ def _refuse_flags_replay_ignores(ctx: click.Context) -> None:
     if given:
         _fail(
             f"--replay re-runs the stored test.json exactly (seed included), so {', '.join(given)} would be "
-            f"ignored; drop {'it' if len(given) == 1 else 'them'} (only --results, --progress/--no-progress, --json and "
-            "--test-count go with --replay), or start a new test without --replay"
+            f"ignored; drop {'it' if len(given) == 1 else 'them'} (only --results, --progress/--no-progress, "
+            "--json and --test-count go with --replay), or start a new test without --replay"
         )
 
 
@@ -726,7 +726,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             )
         )
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
-    out = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in lines]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
 

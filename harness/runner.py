@@ -618,7 +618,7 @@ def harness_log(run_dir: Path) -> Any:
     try:
         yield handler
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.removeHandler(handler)
             lg.setLevel(level)
         handler.close()
@@ -836,7 +836,10 @@ def _run_test(
         outcome.wall_s = time.monotonic() - started
         return outcome
     if control.stop.is_set():
-        msg = f"interrupted by {control.signal_name or 'SIGINT'}; cluster torn down; {len(recorder.ops)} ops recorded in history.jsonl (not checked)"
+        msg = (
+            f"interrupted by {control.signal_name or 'SIGINT'}; cluster torn down; "
+            f"{len(recorder.ops)} ops recorded in history.jsonl (not checked)"
+        )
         store.write_results(run_dir, _error_results(spec, msg, "interrupted"))
         progress.message(msg)
         return RunOutcome(

@@ -828,7 +828,10 @@ class Simulation:
             self._run_until(self.now + cfg.liveness_ms, lambda: self.live_write_ok_at is not None)
             if self.live_write_ok_at is not None:
                 live_ok = True
-                detail = f"a write invoked after healing was acknowledged {self.live_write_ok_at - self.heal_time} ms after healing"
+                detail = (
+                    "a write invoked after healing was acknowledged "
+                    f"{self.live_write_ok_at - self.heal_time} ms after healing"
+                )
             else:
                 detail = f"no write invoked after healing was acknowledged within {cfg.liveness_ms} ms"
             # let outstanding operations finish or time out, and followers catch up

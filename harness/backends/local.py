@@ -5,7 +5,8 @@ data, log) and its own free ports on 127.0.0.1. Peer traffic goes through a
 ``ProxyMesh`` (one proxy per directed link and port kind), so partitions need
 no root. A database whose members must all name a peer by one address
 (``PeerSockets``) dials Unix sockets named relative to its own directory
-instead; the link's proxy listens under that name in the dialler's directory. Every node runs in its own process group (``start_new_session``),
+instead; the link's proxy listens under that name in the dialler's
+directory. Every node runs in its own process group (``start_new_session``),
 so pause/kill reach the whole tree the db started (e.g. a shell wrapper and
 its JVM): pause = SIGSTOP, resume = SIGCONT, kill = SIGKILL, start = the same
 argv again on the same data dir and ports.

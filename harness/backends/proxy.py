@@ -24,9 +24,9 @@ The proxy sits above TCP, so it cannot drop bytes without corrupting the
 stream: a "lost" chunk is delivered after a retransmission timeout
 (``LOSS_RTO_MS``), which is what TCP makes of a lost segment, as seen by
 the application. The bandwidth limit serialises the chunks of that
-direction of the link (all its connections together) at ``rate_kbps``. ``set_latency(ms)`` adds a base delay to every link for the
-whole run (``--latency``); ``unshape`` clears the packet faults but keeps
-it.
+direction of the link (all its connections together) at ``rate_kbps``.
+``set_latency(ms)`` adds a base delay to every link for the whole run
+(``--latency``); ``unshape`` clears the packet faults but keeps it.
 
 A link may also be a Unix socket (``add_unix``): the proxy listens at a path
 and forwards to another. A database whose members must all name a peer by
@@ -224,7 +224,7 @@ class ProxyMesh:
             return set(self._dropped)
 
     def connection_count(self, src: str, dst: str) -> int:
-        return sum(len(l.conns) for (link, _), l in self._listeners.items() if link == (src, dst))
+        return sum(len(lis.conns) for (link, _), lis in self._listeners.items() if link == (src, dst))
 
     def close(self) -> None:
         """Close every listener and connection and stop the loop. Idempotent."""

@@ -286,13 +286,13 @@ class SshCluster:
         for h in self._hosts:
             h.connect()
         ips = {}
-        for name, h in zip(self.nodes, self._hosts):
+        for name, h in zip(self.nodes, self._hosts, strict=True):
             try:
                 ips[name] = socket.gethostbyname(h.host)
             except OSError as exc:
                 raise SetupError(f"ssh host {h.label}: cannot resolve its address: {exc}") from None
-        addrs = {name: h.host for name, h in zip(self.nodes, self._hosts)}
-        for index, (name, h) in enumerate(zip(self.nodes, self._hosts), start=1):
+        addrs = {name: h.host for name, h in zip(self.nodes, self._hosts, strict=True)}
+        for index, (name, h) in enumerate(zip(self.nodes, self._hosts, strict=True), start=1):
             local_dir = self.run_dir / "nodes" / name
             local_dir.mkdir(parents=True, exist_ok=True)
             self._nodes[name] = _Node(name, index, h, ips[name], local_dir, f"{REMOTE_ROOT}/{self.run_id}/{name}")

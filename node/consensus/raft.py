@@ -44,14 +44,14 @@ from .messages import (
 )
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     FOLLOWER = "follower"
     PRE_CANDIDATE = "pre-candidate"
     CANDIDATE = "candidate"
     LEADER = "leader"
 
 
-class ProgressState(str, enum.Enum):
+class ProgressState(enum.StrEnum):
     PROBE = "probe"  # one append in flight until the follower answers
     REPLICATE = "replicate"  # stream entries optimistically
     SNAPSHOT = "snapshot"  # a snapshot is on its way; wait for its ack

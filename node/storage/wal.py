@@ -39,6 +39,7 @@ log line) and corruption (refused with ``CorruptLogError``):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -215,7 +216,7 @@ class WriteAheadLog:
             return problem, True
         return f"{problem}, yet an intact record follows at offset {after}", False
 
-    # --------------------------------------------------------------- writing    # --------------------------------------------------------------- writing
+    # --------------------------------------------------------------- writing
 
     def _open_segment(self, path: Path, end: int | None = None) -> None:
         """Write at ``end`` of ``path`` from now on (None: the file's size)."""
@@ -305,7 +306,7 @@ class WriteAheadLog:
         """Delete segments whose records all have keys <= ``key`` (never the current one)."""
         segs = self.segments()
         removed = []
-        for (start, path), (next_start, _) in zip(segs, segs[1:]):
+        for (_, path), (next_start, _) in itertools.pairwise(segs):
             if next_start <= key + 1:
                 path.unlink()
                 removed.append(path)

@@ -117,7 +117,7 @@ def test_model_overrides_the_run_mode(tmp_path):
 def _edn(ops: list[tuple]) -> str:
     lines = []
     for p, typ, f, v in ops:
-        lines.append("{:process %d, :type :%s, :f :%s, :value %s}" % (p, typ, f, v))
+        lines.append(f"{{:process {p}, :type :{typ}, :f :{f}, :value {v}}}")
     return "[\n" + "\n".join(lines) + "\n]\n"
 
 

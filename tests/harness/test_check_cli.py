@@ -116,8 +116,8 @@ def test_directory_prints_a_table_and_exits_with_the_worst(squall, tmp_path: Pat
     assert code == 1
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["verdict", "ops", "secs"]
-    assert any(l.startswith("valid") and "a.jsonl" in l for l in lines)
-    assert any(l.startswith("INVALID") and "sub/b.jsonl" in l for l in lines)
+    assert any(line.startswith("valid") and "a.jsonl" in line for line in lines)
+    assert any(line.startswith("INVALID") and "sub/b.jsonl" in line for line in lines)
     assert "2 files" in lines[-1]
     assert "[2/2]" in err  # progress on stderr
     code, out, _ = squall(d, "--json")

@@ -76,12 +76,14 @@ def test_delay_spaces_ops_exactly():
 def test_stagger_averages_to_the_rate():
     out = simulate(g.TimeLimit(100, g.rate_limit(20, lambda: {"f": "r"})), threads=range(4), latency=0.001)
     assert 1800 <= len(out) <= 2200
-    gaps = [b.time - a.time for a, b in zip(out, out[1:])]
+    gaps = [b.time - a.time for a, b in itertools.pairwise(out)]
     assert max(gaps) < 0.1 + 1e-9 and min(gaps) >= 0
 
 
 def test_stagger_is_deterministic_for_a_seed():
-    mk = lambda: g.TimeLimit(5, g.rate_limit(10, lambda: {"f": "r"}))
+    def mk():
+        return g.TimeLimit(5, g.rate_limit(10, lambda: {"f": "r"}))
+
     a = [o.time for o in simulate(mk(), threads=[0, 1], seed=7)]
     b = [o.time for o in simulate(mk(), threads=[0, 1], seed=7)]
     c = [o.time for o in simulate(mk(), threads=[0, 1], seed=8)]
@@ -107,14 +109,18 @@ def test_sleep_delays_what_follows():
 
 
 def test_phases_wait_for_every_thread_to_finish():
-    slow = lambda op: 3.0 if op["f"] == "slow" else 0.1
+    def slow(op):
+        return 3.0 if op["f"] == "slow" else 0.1
+
     out = simulate(g.phases(g.each_thread({"f": "slow"}), {"f": "after"}), threads=[0, 1], latency=slow)
     assert fs(out) == ["slow", "slow", "after"]
     assert out[-1].time == pytest.approx(3.0)
 
 
 def test_without_phases_the_next_generator_starts_at_once():
-    slow = lambda op: 3.0 if op["f"] == "slow" else 0.1
+    def slow(op):
+        return 3.0 if op["f"] == "slow" else 0.1
+
     out = simulate([{"f": "slow"}, {"f": "after"}], threads=[0, 1], latency=slow)
     assert out[-1].time == 0.0
 
@@ -210,7 +216,9 @@ def test_source_rejects_non_dict_items_with_a_clear_message():
 def test_a_time_limit_is_not_ended_early_by_a_far_off_op_while_clients_are_busy():
     # Both clients are busy for 3 s; meanwhile the only op on offer is a
     # fault beyond the cutoff. The limit must wait for the clients, not end.
-    slow = lambda op: 3.0 if op["f"] == "read" else 0.01
+    def slow(op):
+        return 3.0 if op["f"] == "read" else 0.01
+
     gen = g.TimeLimit(
         10,
         g.any_(

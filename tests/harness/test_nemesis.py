@@ -117,7 +117,7 @@ def test_package_with_one_active_fault_alternates_start_and_stop_and_replays_fro
     again = [o for o in itertools.islice(pkg.ops(random.Random(9)), 200) if "sequence" not in str(o)]
     assert ops == again
     pairs = {"start-partition": "stop-partition", "pause": "resume", "kill": "start"}
-    for start, stop in zip(ops[::2], ops[1::2]):
+    for start, stop in zip(ops[::2], ops[1::2], strict=False):  # the last start may have no stop among the 200
         assert pairs[start["f"]] == stop["f"]
     assert {o["f"] for o in ops[::2]} == set(pairs)
     assert pkg.interval_s == 5.0

@@ -185,7 +185,8 @@ function el(id) { return { id, style: {}, dataset: {}, children: [], textContent
 const re = /<script id="([^"]+)" type="application\/json">([\s\S]*?)<\/script>\s*<script>([\s\S]*?)<\/script>/g;
 const out = {};
 let m;
-global.document = { getElementById(id) { return els[id] || (els[id] = el(id)); }, createElement() { return el(null); } };
+global.document = {
+  getElementById(id) { return els[id] || (els[id] = el(id)); }, createElement() { return el(null); } };
 global.window = { location: {} };
 while ((m = re.exec(html)) !== null) {
   const prefix = m[1].replace('check-data', '');

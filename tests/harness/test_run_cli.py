@@ -121,7 +121,8 @@ def test_worst_exit_code_ranking():
     [
         (
             ["--workload", "bank"],
-            "unknown workload 'bank'; allowed: counter, election, lock, multi, queue, register, session, set, watch, watch-stream",
+            "unknown workload 'bank'; allowed: counter, election, lock, multi, queue, register, session, set, watch, "
+            "watch-stream",
         ),
         (["--db", "cockroach"], "unknown db 'cockroach'; allowed: etcd, squall, zookeeper"),
         (["--backend", "k8s"], "unknown backend 'k8s'; allowed: "),

@@ -10,6 +10,7 @@ how long something took.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -87,7 +88,7 @@ def test_history_is_well_formed_one_op_in_flight_per_process(tmp_path):
     outcome, *_ = run(tmp_path)
     history = store.read_history(outcome.run_dir)
     assert [op.index for op in history] == list(range(len(history)))
-    assert all(a.time <= b.time for a, b in zip(history, history[1:]))
+    assert all(a.time <= b.time for a, b in itertools.pairwise(history))
     open_ = {}
     for op in history:
         if op.type == "invoke":

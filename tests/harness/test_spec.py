@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -43,7 +44,7 @@ def test_unknown_fields_are_rejected_with_the_allowed_ones():
 
 def test_spec_is_frozen_and_hashable():
     s = spec()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.name = "other"  # type: ignore[misc]
     assert hash(s) == hash(spec())
 

@@ -240,7 +240,8 @@ class Net:
             floor = self.read_floor.get(rs.context, 0)
             if rs.index < floor:
                 self.fail(
-                    f"node {i}: read {rs.context!r} answered index {rs.index}, but {floor} was committed before it was asked"
+                    f"node {i}: read {rs.context!r} answered index {rs.index}, "
+                    f"but {floor} was committed before it was asked"
                 )
         self.reads[i].extend(rd.read_states)
         node.advance(rd)

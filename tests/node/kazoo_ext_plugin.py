@@ -51,7 +51,8 @@ class ExternalServer:
 
     def stop(self) -> None:
         raise ExternalServerError(
-            f"external server {self.address}: the test wants to stop a server, which only kazoo's managed cluster can do"
+            f"external server {self.address}: the test wants to stop a server, "
+            "which only kazoo's managed cluster can do"
         )
 
     def destroy(self) -> None:

@@ -327,7 +327,8 @@ def test_torn_last_record_is_cut_and_appends_continue(squall_factory: Callable[.
     server.restart()  # must start, not refuse
     restart_log = server.log_text()[log_mark:]
     assert re.search(r"torn|truncat|\bcut", restart_log, re.IGNORECASE), (
-        f"the node did not log that it cut the torn tail of {wal.name} ({size} -> {size - 3} bytes):\n{restart_log[-3000:]}"
+        f"the node did not log that it cut the torn tail of {wal.name} ({size} -> {size - 3} bytes):\n"
+        f"{restart_log[-3000:]}"
     )
     # the torn record held the last create: it may be gone, nothing before it may be
     attempts[-1].acked = False

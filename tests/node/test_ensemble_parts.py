@@ -155,9 +155,9 @@ def test_parse_peers_accepts_the_documented_form_and_explains_errors() -> None:
 def test_config_file_takes_zookeeper_server_lines(tmp_path: Path) -> None:
     cfg_file = tmp_path / "zoo.cfg"
     cfg_file.write_text(
-        "dataDir=%s\nclientPort=2181\nserverId=2\n"
+        f"dataDir={tmp_path}\nclientPort=2181\nserverId=2\n"
         "server.1=127.0.0.1:2888:3888;2181\nserver.2=127.0.0.1:2889:3889;127.0.0.1:2182\n"
-        "server.3=127.0.0.1:2890:3890\n" % tmp_path
+        "server.3=127.0.0.1:2890:3890\n"
     )
     cfg, _ = load_config(cfg_file, {})
     # the election port is kept, to show the membership in /zookeeper/config as ZooKeeper does
@@ -165,7 +165,7 @@ def test_config_file_takes_zookeeper_server_lines(tmp_path: Path) -> None:
     assert parse_peers(cfg.peers)[2] == PeerAddress(2, "127.0.0.1", 2182, 2889, 3889)
     assert cfg.server_id == 2
     bad = tmp_path / "bad.cfg"
-    bad.write_text("dataDir=%s\nserver.1=127.0.0.1\n" % tmp_path)
+    bad.write_text(f"dataDir={tmp_path}\nserver.1=127.0.0.1\n")
     with pytest.raises(ConfigError, match="host:peer_port"):
         load_config(bad, {})
 
@@ -487,7 +487,8 @@ def test_peer_send_many_writes_each_peers_frames_at_once_and_drops_like_send() -
                 w.write = counting
             to2 = [RaftMsg(Message(MessageType.HEARTBEAT, 1, 2, term=1, commit=i)) for i in range(50)]
             to3 = [Touch(1, 3, (i,)) for i in range(20)]
-            mixed = [m for pair in zip(to2, to3) for m in pair] + to2[20:] + [Touch(1, 9, (1,))]  # 9: unknown
+            interleaved = [m for pair in zip(to2, to3, strict=False) for m in pair]  # to2's first 20, to3's 20
+            mixed = interleaved + to2[20:] + [Touch(1, 9, (1,))]  # 9: unknown
             assert t1.send_many(iter(mixed)) == 70
             assert writes == {2: 1, 3: 1}
             assert (t1.links[2].sent, t1.links[3].sent) == (50, 20)

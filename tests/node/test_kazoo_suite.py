@@ -66,7 +66,8 @@ EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
         _STUB_CANNOT,
     ),
     "test_client::TestReconfig::test_no_super_auth": (
-        "dynamic reconfig needs a 3-node ensemble with reconfigEnabled; a standalone server answers ReconfigDisabled (-123)",
+        "dynamic reconfig needs a 3-node ensemble with reconfigEnabled; "
+        "a standalone server answers ReconfigDisabled (-123)",
         _RECONFIG,
     ),
     "test_client::TestReconfig::test_add_remove_observer": (
@@ -74,7 +75,8 @@ EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
         _RECONFIG,
     ),
     "test_client::TestReconfig::test_bad_input": (
-        "checks reconfig argument errors, which ZooKeeper only reaches when reconfig is enabled; standalone answers ReconfigDisabled (-123)",
+        "checks reconfig argument errors, which ZooKeeper only reaches when reconfig is enabled; "
+        "standalone answers ReconfigDisabled (-123)",
         _RECONFIG,
     ),
 }
