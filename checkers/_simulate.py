@@ -12,6 +12,7 @@ result is linearizable by construction, so a checker must call it valid.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from checkers.history import FAIL, INFO, INVOKE, OK, Op
 
@@ -28,6 +29,7 @@ def register_history(
     next_proc = processes
     started = 0
     t = 0
+    v: Any  # a read's None, a write's value or a cas's [old, new]
 
     def emit(typ: str, proc: int, f: str, key: int, value: object) -> None:
         nonlocal t
@@ -119,9 +121,12 @@ def zk_history(
     t = 0
     counter = 0
     # per slot: dict(proc, session, server, seen, op) where op = [f, key, arg, phase, result]
-    slots = [{"proc": i, "session": f"s{i}", "server": i % replicas, "seen": 0, "op": None} for i in range(processes)]
+    slots: list[dict[str, Any]] = [
+        {"proc": i, "session": f"s{i}", "server": i % replicas, "seen": 0, "op": None} for i in range(processes)
+    ]
     next_proc = processes
     started = 0
+    arg: Any  # a read's None, a write's value or a cas's [old, new]
 
     def state(r: int, key: int) -> int | None:
         for k, v in reversed(log[: applied[r]]):
@@ -129,7 +134,7 @@ def zk_history(
                 return v
         return None
 
-    def emit(typ: str, s: dict, f: str, value: object, zxid: int | None = None) -> None:
+    def emit(typ: str, s: dict[str, Any], f: str, value: object, zxid: int | None = None) -> None:
         nonlocal t
         t += rng.randint(1, 1000)
         ops.append(

@@ -309,8 +309,9 @@ def _internal(t: Txn, report: Any) -> None:
     pending: dict[Any, list] = defaultdict(list)
     for op, k, v in t.mops:
         if op == "append":
-            if known.get(k) is not None:
-                known[k] = known[k] + [v]
+            cur = known.get(k)
+            if cur is not None:
+                known[k] = cur + [v]
             else:
                 pending[k].append(v)
             continue
@@ -442,14 +443,16 @@ def _cycle_via(g: _Graph, members: set[int], first: set[str], path: set[str], _a
 
 
 def _bfs(g: _Graph, members: set[int], src: int, dst: int, allowed: set[str]) -> list[int] | None:
-    prev = {src: None}
+    prev: dict[int, int | None] = {src: None}
     q = deque([src])
     while q:
         n = q.popleft()
         if n == dst:
             path = [n]
-            while prev[path[-1]] is not None:
-                path.append(prev[path[-1]])
+            p = prev[n]
+            while p is not None:
+                path.append(p)
+                p = prev[p]
             return path[::-1]
         for m, es in g.out.get(n, {}).items():
             if m in members and m not in prev and {k for k, _ in es} & allowed:

@@ -85,6 +85,11 @@ class _Outcome:
         self.states = states
 
 
+# _search's arguments before (live, slot, capture_at): ops, steps, readonly,
+# classes, dead_ends, init
+_SearchArgs = tuple[list[Operation], list[Any], list[bool], list[Any], tuple[list[Any], list[bool]], Any]
+
+
 def _search(
     ops: Sequence[Operation],
     steps: list[Any],
@@ -164,9 +169,10 @@ def _search(
     # 2i+2 = return of op i, tail = a sentinel (no end checks needed)
     events = []
     for i, op in enumerate(ops):
-        if not crashed[i]:
+        ret = op.return_index
+        if ret is not None:  # not crashed[i]
             events.append((op.call_index, 0, 2 * i + 1))
-            events.append((op.return_index, 1, 2 * i + 2))
+            events.append((ret, 1, 2 * i + 2))
     events.sort()
     tail = 2 * n + 1
     nxt = [tail] * (tail + 1)
@@ -453,7 +459,7 @@ def check(
             steps = [fn for o, fn in zip(kept, steps, strict=True) if id(o) in ids]
             kept = searched
         parts[slot] = (key, kept)
-        args = (
+        args: _SearchArgs = (
             kept,
             steps,
             [model.read_only(o) for o in kept],
@@ -479,8 +485,8 @@ def check(
                 out: _Outcome = stop.value
                 explored += out.states
                 if not out.valid:
-                    out.best = _longest(args, out.best_len)
-                    return _illegal(model, key, pops, out, len(parts), ops, t0, explored)
+                    out.best = best = _longest(args, out.best_len)
+                    return _illegal(model, key, pops, best, len(parts), ops, t0, explored)
                 done[slot] = out
                 continue
             still.append(g)
@@ -492,9 +498,7 @@ def check(
                 )
         active = still
     witness = {
-        "partitions": [
-            _witness(key, pops, done[slot].order, pruned.get(slot, [])) for slot, (key, pops) in enumerate(parts)
-        ],
+        "partitions": [_witness(key, pops, done[slot], pruned.get(slot, [])) for slot, (key, pops) in enumerate(parts)],
         "unconstrained": sorted(o.index for o in free),
     }
     elapsed = time.monotonic() - t0
@@ -514,7 +518,9 @@ def check(
     )
 
 
-def _witness(key: Any, pops: list[Operation], order: list[int], pruned: list[Operation]) -> dict[str, Any]:
+def _witness(key: Any, pops: list[Operation], out: _Outcome, pruned: list[Operation]) -> dict[str, Any]:
+    order = out.order
+    assert order is not None, "a valid partition search returns its order"
     placed = set(order)
     left = [o.index for i, o in enumerate(pops) if i not in placed]
     return {
@@ -524,7 +530,7 @@ def _witness(key: Any, pops: list[Operation], order: list[int], pruned: list[Ope
     }
 
 
-def _longest(args: tuple, depth: int) -> tuple[list[int], list[Any], int]:
+def _longest(args: _SearchArgs, depth: int) -> tuple[list[int], list[Any], int]:
     """Re-run an illegal partition's search (``args``: the same arguments)
     until it is ``depth`` deep: (local ids, states, doomed op or -1)."""
     gen = _search(*args, [0], 0, depth)
@@ -569,13 +575,13 @@ def _illegal(
     model: Model,
     key: Any,
     pops: list[Operation],
-    out: _Outcome,
+    best: tuple[list[int], list[Any], int],
     nparts: int,
     all_ops: list[Operation],
     t0: float,
     explored: int,
 ) -> Result:
-    ids, states, doomed = out.best
+    ids, states, doomed = best
     done = set(ids)
     state = states[-1]
     pending = [i for i in range(len(pops)) if i not in done]
@@ -593,7 +599,7 @@ def _illegal(
         bad = min(pending, key=ret_pos) if pending else ids[-1]
     bad_op = pops[bad]
     bad_ret = ret_pos(bad)
-    candidates = []
+    candidates: list[dict[str, Any]] = []
     for i in pending:
         o = pops[i]
         if o.call_index < bad_ret:

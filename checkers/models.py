@@ -253,7 +253,7 @@ class CasRegister(Model):
     """A register with read, write and compare-and-set ``cas [old new]``."""
 
     name = "cas-register"
-    fs = ("read", "write", "cas")
+    fs: tuple[str, ...] = ("read", "write", "cas")
 
     def _compile(self, op: Operation) -> StepFn:
         f, status = op.f, op.status
@@ -318,7 +318,11 @@ class CasRegister(Model):
             else:
                 continue
             if (need,) not in active:
-                out[r] = lambda s, need=need: s != need
+
+                def doomed(s: Any, need: Any = need) -> bool:
+                    return s != need
+
+                out[r] = doomed
         return out, [k is None for k in made]
 
     def wants(self, op: Operation) -> tuple[Callable[[Any], bool], Callable[[Operation], bool]] | None:
@@ -426,7 +430,11 @@ class KV(Model):
             g = "" if o.output is None else o.output
             if not isinstance(g, str) or any(isinstance(w, str) and g.startswith(w) for w in active):
                 continue
-            out[r] = lambda s, g=g: isinstance(s, str) and not g.startswith(s)
+
+            def doomed_get(s: Any, g: str = g) -> bool:
+                return isinstance(s, str) and not g.startswith(s)
+
+            out[r] = doomed_get
         return out, [k is None for k in made]
 
     def wants(self, op: Operation) -> tuple[Callable[[Any], bool], Callable[[Operation], bool]] | None:

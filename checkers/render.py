@@ -184,9 +184,11 @@ def stored_diagrams(result: dict[str, Any]) -> list[dict[str, Any]]:
     subs = (result.get("details") or {}).get("results")
     out = []
     for r in subs if isinstance(subs, list) and subs else [result]:
-        cx = r.get("counterexample") if isinstance(r, dict) else None
+        if not isinstance(r, dict) or r.get("valid") is not False:
+            continue
+        cx = r.get("counterexample")
         ops = cx.get("operations") if isinstance(cx, dict) else None
-        if r.get("valid") is not False or not isinstance(ops, list) or not isinstance(cx.get("op"), dict):
+        if not isinstance(cx, dict) or not isinstance(ops, list) or not isinstance(cx.get("op"), dict):
             continue
         try:
             operations = [_stored_operation(o) for o in ops]

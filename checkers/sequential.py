@@ -391,10 +391,10 @@ def _blocked(lanes: _Lanes, prefix: list[int], state: Any, step: StepFn) -> list
         if e.write:
             need = lanes.need(e)
             missing = [
-                lanes.lanes[q][j].id
+                w.id
                 for q in range(len(prefix))
                 for j in range(prefix[q], need[q])
-                if lanes.lanes[q][j].write and lanes.lanes[q][j].ret is not None and lanes.lanes[q][j].ret < e.call
+                if (w := lanes.lanes[q][j]).write and w.ret is not None and w.ret < e.call
             ]
             if missing:
                 out.append((e.id, "writes that completed before it was invoked are not yet placed", missing[:5]))
@@ -474,7 +474,8 @@ def _check_zxids(entries: Sequence[_Entry], init: Any, step: StepFn) -> SeqOutco
     order = _zxid_order(done)
     if order is None:
         return SeqOutcome("unknown", reason="zxid order contradicts a process's own order", method="zxid")
-    state, states = init, []
+    state = init
+    states: list[Any] = []
     for k, e in enumerate(order):
         ok, nxt = step(state, e.id)
         if not ok:
@@ -823,7 +824,7 @@ def _result(
         bad = ops[ranked[0][0]] if ranked else None
         where = f" on key {key!r}" if per_key else ""
         pops = ops if not per_key else [o for o in ops if o.key == key]
-        candidates = [
+        candidates: list[dict[str, Any]] = [
             {
                 "op": _op_view(ops[i], model),
                 "why": why + (": " + ", ".join(f"#{ops[m].index}" for m in missing) if missing else ""),

@@ -38,16 +38,18 @@ def _session(op: Op) -> Any:
 
 
 def _zxid_order(history: list[Op]) -> tuple[int, list[dict[str, Any]]]:
-    last: dict[Any, Op] = {}
+    last: dict[Any, tuple[int, Op]] = {}  # session -> (its last zxid, the op that saw it)
     judged, problems = 0, []
     for op in history:
-        if op.process == NEMESIS or op.type not in (OK, FAIL) or op.zxid is None:
+        zxid = op.zxid
+        if op.process == NEMESIS or op.type not in (OK, FAIL) or zxid is None:
             continue
         s = _session(op)
-        prev = last.get(s)
-        if prev is not None:
+        got = last.get(s)
+        if got is not None:
+            prev_zxid, prev = got
             judged += 1
-            if op.zxid < prev.zxid:
+            if zxid < prev_zxid:
                 problems.append(
                     {
                         "kind": "zxid-went-back",
@@ -55,13 +57,13 @@ def _zxid_order(history: list[Op]) -> tuple[int, list[dict[str, Any]]]:
                         "process": op.process,
                         "ops": [prev.index, op.index],
                         "nodes": [prev.node, op.node],
-                        "why": f"session {op.session} (process {op.process}) saw zxid {prev.zxid:#x} "
-                        f"at op {prev.index} on {prev.node}, then the lower {op.zxid:#x} at op "
+                        "why": f"session {op.session} (process {op.process}) saw zxid {prev_zxid:#x} "
+                        f"at op {prev.index} on {prev.node}, then the lower {zxid:#x} at op "
                         f"{op.index} on {op.node}: the tree went back in time",
                     }
                 )
                 continue
-        last[s] = op
+        last[s] = (zxid, op)
     return judged, problems
 
 
@@ -90,21 +92,24 @@ def _read_your_writes(ops: list[Operation]) -> tuple[int, list[dict[str, Any]]]:
         if seen is mine:
             judged += 1
             continue
-        zm, zs = mine.completion.zxid, seen.completion.zxid if seen and seen.completion else None
+        zm = mine.completion.zxid if mine.completion else None
+        zs = seen.completion.zxid if seen and seen.completion else None
         if o.output is not None and (seen is None or zs is None or zm is None):
             continue  # no order known between the value read and the own write
         judged += 1
-        if o.output is None or zs < zm:
+        # past the skip above, a read of a value has both zxids
+        if o.output is None or (zs is not None and zm is not None and zs < zm):
+            at = f", zxid {zm:#x}" if zm is not None else ""
             problems.append(
                 {
                     "kind": "missed-own-write",
                     "session": o.completion.session,
                     "process": o.process,
-                    "ops": [mine.invoke.index, o.invoke.index],
+                    "ops": [mine.index, o.index],
                     "key": o.key,
                     "why": f"session {o.completion.session} (process {o.process}) wrote "
-                    f"{_written(mine)!r} to key {o.key!r} (op {mine.invoke.index}, zxid {zm:#x}) "
-                    f"and then read {o.output!r} (op {o.invoke.index} on {o.completion.node}), "
+                    f"{_written(mine)!r} to key {o.key!r} (op {mine.index}{at}) "
+                    f"and then read {o.output!r} (op {o.index} on {o.completion.node}), "
                     "an older value",
                 }
             )

@@ -96,16 +96,16 @@ def version_agreement(history: list[Op]) -> Result:
 
 def write_order(history: list[Op]) -> Result:
     name = "watch-write-order"
-    by_key: dict[Any, list[Op]] = defaultdict(list)
+    by_key: dict[Any, list[tuple[int, Op]]] = defaultdict(list)  # key -> (zxid, write)
     for op in _oks(history, "write"):
         if op.zxid is not None:
-            by_key[op.value[0]].append(op)
+            by_key[op.value[0]].append((op.zxid, op))
     if not by_key:
         return Result.unknown(name, "no acknowledged write with a zxid")
     bad = []
-    for key, ops in by_key.items():
-        ops.sort(key=lambda o: o.zxid)
-        for a, b in itertools.pairwise(ops):
+    for key, writes in by_key.items():
+        writes.sort(key=lambda w: w[0])
+        for (_, a), (_, b) in itertools.pairwise(writes):
             if b.value[2] <= a.value[2]:
                 bad.append({"key": key, "earlier": a.to_dict(), "later": b.to_dict()})
     if bad:

@@ -178,6 +178,21 @@ def test_a_session_that_misses_its_own_write_is_invalid():
     assert r.counterexample["problems"][0]["kind"] == "missed-own-write"
 
 
+def test_a_read_of_nothing_after_an_own_write_without_a_zxid_is_invalid():
+    # the write's completion carries no zxid (the explanation names none)
+    h = H(
+        ("invoke", 0, "write", [1, 10]),
+        ("ok", 0, "write", [1, 10], None, "n1", "s0"),
+        ("invoke", 0, "read", [1, None]),
+        ("ok", 0, "read", [1, None], 8, "n2", "s0"),
+    )
+    r = session_order(h)
+    assert r.valid is False
+    p = r.counterexample["problems"][0]
+    assert p["kind"] == "missed-own-write" and p["ops"] == [0, 2]
+    assert "(op 0) and then read None" in p["why"]
+
+
 def test_a_new_session_is_judged_on_its_own():
     h = H(
         ("invoke", 0, "write", [1, 11]),

@@ -13,7 +13,7 @@ import pytest
 from checkers import linearizable, sequential
 from checkers.history import History, Op
 from checkers.models import get_model
-from checkers.render import page_data, render_html
+from checkers.render import page_data, render_html, stored_diagrams
 
 
 def h(*events: tuple) -> History:
@@ -127,3 +127,9 @@ console.log(JSON.stringify({bars: bars.length,
     assert proc.returncode == 0, proc.stderr
     counts = json.loads(proc.stdout)
     assert counts == {"bars": 3, "failing": 1, "linearized": placed}
+
+
+def test_stored_diagrams_skip_what_is_not_a_checker_result() -> None:
+    # a results.json as a person or another tool may have edited it: no diagram, no crash
+    odd = {"valid": False, "details": {"results": ["not a result", None, {"valid": False, "counterexample": "x"}]}}
+    assert stored_diagrams(odd) == []
