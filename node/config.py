@@ -14,8 +14,10 @@ file.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from node import failpoints, faults
 from node.admin.four_letter import DEFAULT_WHITELIST, ZK_WORDS, parse_whitelist
@@ -145,7 +147,7 @@ def java_bool(text: str) -> bool:
 
 
 # zoo.cfg key -> (NodeConfig field, converter)
-FILE_KEYS = {
+FILE_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "dataDir": ("data_dir", Path),
     "clientPort": ("port", int),
     "clientPortAddress": ("host", str),

@@ -295,6 +295,11 @@ class ClientConnection(asyncio.Protocol):
 
     # -- output, in request order
 
+    def _send_and_close(self, data: bytes) -> None:
+        """Queue ``data``, then close once it went."""
+        self.send(data)
+        self.send(None)
+
     def send(self, data: bytes | None) -> None:
         """Queue ``data`` for the socket (None: close once everything before it went)."""
         if self.state == CLOSED:
@@ -477,10 +482,7 @@ class ClientConnection(asyncio.Protocol):
                     "read-only: session 0x%x from %s is not live here; answering expired", req.session_id, self.address
                 )
                 self._local(
-                    lambda: (
-                        self.send(P.ConnectResponse(0, 0, 0, ZERO_PASSWORD, True).encode_framed()),
-                        self.send(None),
-                    )
+                    lambda: self._send_and_close(P.ConnectResponse(0, 0, 0, ZERO_PASSWORD, True).encode_framed())
                 )
                 return
             sid, password, timeout = req.session_id, bytes(req.password), info.timeout_ms
@@ -566,7 +568,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.read_only_session and op == P.CLOSE_SESSION:
             self.state = CLOSING
-            self._local(lambda: (self.send(P.reply(xid, self.server.replica.last_zxid, 0)), self.send(None)))
+            self._local(lambda: self._send_and_close(P.reply(xid, self.server.replica.last_zxid, 0)))
             return
         if op == P.PING:
             self.send(P.reply(P.PING_XID, self.server.replica.last_zxid, 0))

@@ -321,6 +321,7 @@ class _Inbound(asyncio.Protocol):
             return
         owner = self.owner
         buf = self._buf
+        src: bytes | memoryview
         if buf:
             buf += data
             src = memoryview(buf)

@@ -840,6 +840,7 @@ class Replica:
         """A write, CreateSession, CloseSession or Sync. `seq` must be unique
         within the session (the client's xid counter): it is the dedupe key."""
         self._now = now_ms
+        conn: _Conn | None
         if isinstance(request, CreateSession):
             sid = new_session_id(self.id, self.rng.getrandbits(56))
             password = generate_password(self.rng)

@@ -504,11 +504,11 @@ class Simulation:
         self.conn_owner.pop(rep.conn_id, None)
 
     def _leader(self) -> int | None:
-        best = None
+        best, best_term = None, 0
         for i in self.ids:
             r = self.replicas[i]
-            if r is not None and r.is_leader and (best is None or r.raft.term > self.replicas[best].raft.term):
-                best = i
+            if r is not None and r.is_leader and (best is None or r.raft.term > best_term):
+                best, best_term = i, r.raft.term
         return best
 
     # -- clients ----------------------------------------------------------------------------
@@ -544,10 +544,12 @@ class Simulation:
             old, rep = c.conn_id, c.conn_replica
             self.conn_owner.pop(old, None)
             inc = self.incarnation[rep]
-            self._at(
-                self.now + self.cfg.client_delay_ms,
-                lambda: self.incarnation[rep] == inc and self._call(rep, "client_disconnect", old),
-            )
+
+            def disconnect() -> None:  # unless the replica restarted meanwhile
+                if self.incarnation[rep] == inc:
+                    self._call(rep, "client_disconnect", old)
+
+            self._at(self.now + self.cfg.client_delay_ms, disconnect)
         c.conn_id = self.next_conn
         c.conn_replica = c.replica
         self.next_conn += 1
@@ -643,7 +645,7 @@ class Simulation:
     def _op_reply(self, c: _Client, rep: ClientReply) -> None:
         op = c.op
         assert op is not None
-        key = op.get("key")
+        key: str = op["key"]  # every invocation the simulated clients record names its key
         if rep.err == Err.CONNECTION_LOSS:
             # The replica refused the request before submitting it (it does
             # not know this connection: it restarted): a definite failure.

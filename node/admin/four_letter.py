@@ -104,7 +104,7 @@ def approximate_data_size(nodes: Iterable[tuple[str, bytes | None]]) -> int:
 NODE_LOG_NAME = "squall-node.log"  # the node's text log in its data dir: not data
 
 
-def storage_size(data_dir: str | os.PathLike) -> int:
+def storage_size(data_dir: str | os.PathLike[str]) -> int:
     """Bytes of every file under the data dir but the node's text log (zk_data_dir_size, zk_log_dir_size).
 
     The node keeps its log and snapshots in one directory, as ZooKeeper does

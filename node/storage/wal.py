@@ -45,7 +45,7 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 log = logging.getLogger("squall.node.storage")
@@ -151,7 +151,7 @@ class WriteAheadLog:
             self._open_segment(segs[-1][1], end)
         self._recovered = True
 
-    def _read_segment(self, path: Path, last: bool) -> Iterator[bytes]:
+    def _read_segment(self, path: Path, last: bool) -> Generator[bytes, None, int]:
         """Yield the segment's payloads; return where its records end."""
         data = path.read_bytes()
         size = len(data)

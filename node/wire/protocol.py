@@ -493,7 +493,7 @@ MULTI_READ_OPS = frozenset({GET_DATA, GET_CHILDREN})
 
 
 def _r_multi(buf: bytes | memoryview, off: int) -> tuple[MultiRequest, int]:
-    ops = []
+    ops: list[tuple[int, Any]] = []
     while True:
         if off + MULTI_HEADER.size > len(buf):
             raise JuteError(f"truncated MultiHeader at offset {off}")
@@ -844,7 +844,7 @@ def _read_response(buf: bytes | memoryview, off: int, op: int) -> tuple[Any, int
             infos.append((s, u))
         return infos, off
     if op in (MULTI, MULTI_READ):
-        results = []
+        results: list[OpResult] = []
         while True:
             if off + MULTI_HEADER.size > len(buf):
                 raise JuteError(f"truncated MultiHeader at offset {off}")
