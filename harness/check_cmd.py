@@ -320,6 +320,7 @@ def _write_html(target: Path, outcomes: list[FileOutcome]) -> None:
         click.echo("--html: not written: a squall run's page is its report.html", err=True)
         return
     pick = next((o for o in checked if o.verdict is False), checked[0])
+    assert pick.result is not None  # checked holds outcomes with a result
     page = render_html(pick.result, pick.history, pick.model, title=str(pick.path))
     try:
         target.write_text(page, encoding="utf-8")

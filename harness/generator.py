@@ -198,9 +198,12 @@ class Source:
 
 
 def source(ops: Iterable[dict] | Iterator[dict] | Callable[[], dict]) -> Source:
-    if callable(ops) and not hasattr(ops, "__next__"):
+    if isinstance(ops, Iterator):  # an iterator is drawn from as it is, even a callable one
+        it = ops
+    elif callable(ops):
         return Source(_Cell(ops))
-    it = iter(ops)
+    else:
+        it = iter(ops)
     return Source(_Cell(lambda: next(it)))
 
 

@@ -61,7 +61,8 @@ class SquallResult:
 
     @property
     def valid(self) -> bool | str | None:
-        return {"valid": True, "invalid": False, "unknown": "unknown"}.get(self.verdict)
+        verdicts: dict[str, bool | str] = {"valid": True, "invalid": False, "unknown": "unknown"}
+        return verdicts.get(self.verdict)
 
     @property
     def run_dir(self) -> Path | None:

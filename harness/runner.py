@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import queue
@@ -315,7 +316,7 @@ class Interpreter:
         self._pool: dict[Any, _Worker] = {}
         for t in range(concurrency):
             self._pool[t] = _Worker(
-                t, client_execute(t), self.completions, recorder, lambda t=t: client_close(t), self.clock
+                t, client_execute(t), self.completions, recorder, functools.partial(client_close, t), self.clock
             )
         if nemesis_execute is not None:
             self.workers[gen.NEMESIS_THREAD] = NEMESIS
@@ -364,7 +365,7 @@ class Interpreter:
         else:
             self.progress.completed(type_)
             if type_ == INFO:  # retire the process: it may still be acting
-                self.workers[c.thread] = invoke.process + self.concurrency
+                self.workers[c.thread] = self._successor(invoke.process)
 
     def _wait(self, until_s: float | None) -> bool:
         """Wait for one completion until ``until_s`` (run time); True if one came."""
@@ -459,7 +460,13 @@ class Interpreter:
             self._abandoned.add(thread)
             self.workers.pop(thread, None)
             if isinstance(thread, int):
-                self._replace(invoke.process + self.concurrency)
+                self._replace(self._successor(invoke.process))
+
+    def _successor(self, process: int | str) -> int:
+        """The process that takes over a retired client process's thread."""
+        if not isinstance(process, int):  # only the nemesis's process is a name, and it is never retired
+            raise TypeError(f"a client process is an int, not {process!r}")
+        return process + self.concurrency
 
     def _replace(self, process: int) -> None:
         """Start a worker thread (with its own client) for ``process``."""
@@ -470,7 +477,7 @@ class Interpreter:
             self._client_execute(thread),
             self.completions,
             self.recorder,
-            lambda t=thread: self._client_close(t),
+            functools.partial(self._client_close, thread),
             self.clock,
         )
         self.workers[thread] = process

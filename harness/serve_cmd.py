@@ -184,7 +184,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
 
 def find_runs(root: Path) -> list[Path]:
     """``<root>/<name>/<stamp>/`` folders holding a test.json; ``latest`` and dot-folders skipped."""
-    runs = []
+    runs: list[Path] = []
     if not root.is_dir():
         return runs
     for test_dir in sorted(root.iterdir()):
@@ -444,7 +444,8 @@ async def start_serve(root: Path, host: str = "127.0.0.1", port: int = 8080, tok
     except BaseException:
         await runner.cleanup()
         raise
-    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
+    addresses = runner.addresses  # the sockets' names: (host, port, ...)
+    bound = addresses[0][1] if addresses else port
     return runner, bound
 
 
@@ -473,7 +474,7 @@ async def start_serve(root: Path, host: str = "127.0.0.1", port: int = 8080, tok
     default=None,
     help="Require this token (Bearer header, or /?token=... once in a browser). Env: SQUALL_SERVE_TOKEN.",
 )
-def serve(results_dir: str, host: str, port: int, token: str | None) -> None:
+def serve(results_dir: str, host: str, port: int, token: str | None) -> int:
     """Browse the runs in a results folder: verdicts, reports, histories, logs, zips."""
     import asyncio
     import signal

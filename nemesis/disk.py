@@ -24,22 +24,23 @@ START, STOP = "lose-unsynced", "start"
 TARGETS = process.TARGETS
 
 
-def require(target: FaultTarget) -> None:
-    """Refuse (at setup) a target that cannot lose unsynced writes."""
+def require(target: FaultTarget) -> LosesUnsynced:
+    """Refuse (at setup) a target that cannot lose unsynced writes; return it as one that can."""
     if not isinstance(target, LosesUnsynced):
         raise ValueError(
             f"{type(target).__name__} cannot lose unsynced writes: the disk fault needs "
             "data dirs on lazyfs (the local and Docker backends)"
         )
+    return target
 
 
 def lose_unsynced(target: FaultTarget, spec: str, rng: random.Random) -> dict[str, Any]:
     """Perform the start op on ``target``; return the op's info value."""
-    require(target)
+    disk = require(target)
     nodes, note = process.select(spec, target.nodes, rng, target.leader)
     lost = {}
     for node in nodes:
-        r = target.lose_unsynced(node)
+        r = disk.lose_unsynced(node)
         lost[node] = {
             "files": len(r.get("reverted_files", [])),
             "bytes_cut": r.get("bytes_cut", 0),

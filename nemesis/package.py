@@ -205,19 +205,17 @@ class FaultNemesis:
 
 def packet_params(value: dict[str, Any]) -> dict[str, Any]:
     """delay_ms, jitter_ms, loss, rate_kbps from an op value, validated."""
-    params = {
-        "delay_ms": float(value.get("delay_ms", 0)),
-        "jitter_ms": float(value.get("jitter_ms", 0)),
-        "loss": float(value.get("loss", 0.0)),
-        "rate_kbps": None if value.get("rate_kbps") is None else float(value["rate_kbps"]),
-    }
-    if params["delay_ms"] < 0 or params["jitter_ms"] < 0 or params["jitter_ms"] > params["delay_ms"] > 0:
+    delay_ms = float(value.get("delay_ms", 0))
+    jitter_ms = float(value.get("jitter_ms", 0))
+    loss = float(value.get("loss", 0.0))
+    rate_kbps = None if value.get("rate_kbps") is None else float(value["rate_kbps"])
+    if delay_ms < 0 or jitter_ms < 0 or jitter_ms > delay_ms > 0:
         raise ValueError(f"packet delay/jitter must be >= 0 with jitter <= delay, got {value}")
-    if not 0.0 <= params["loss"] <= 1.0:
-        raise ValueError(f"packet loss must be a probability in [0, 1], got {params['loss']}")
-    if params["rate_kbps"] is not None and params["rate_kbps"] <= 0:
-        raise ValueError(f"packet rate_kbps must be > 0, got {params['rate_kbps']}")
-    return params
+    if not 0.0 <= loss <= 1.0:
+        raise ValueError(f"packet loss must be a probability in [0, 1], got {loss}")
+    if rate_kbps is not None and rate_kbps <= 0:
+        raise ValueError(f"packet rate_kbps must be > 0, got {rate_kbps}")
+    return {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "loss": loss, "rate_kbps": rate_kbps}
 
 
 def describe_packet(params: dict[str, Any]) -> str:

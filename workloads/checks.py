@@ -254,8 +254,9 @@ def check_lock(history: Iterable[Op]) -> Result:
             "fence_rejected": sum(
                 1
                 for o in mine
-                if o.status == FAIL and str(o.completion.error or "").startswith("fence-rejected")
-                if o.completion is not None
+                if o.status == FAIL
+                and o.completion is not None
+                and str(o.completion.error or "").startswith("fence-rejected")
             ),
         }
     details = {"counts": counts, "unfenced_findings": found["unfenced-write"]}
@@ -285,7 +286,7 @@ def check_sessions(history: Iterable[Op]) -> Result:
     (see workloads/session.py for which sessions count as dead or live)."""
     name = "session-ephemerals"
     ops = pair(list(history))
-    created: dict[str, str] = {}  # node -> session (ok creates)
+    created: dict[str, str | None] = {}  # node -> session (ok creates)
     maybe: set[str] = set()  # nodes of indeterminate creates
     dead: dict[str, str] = {}  # session -> why
     # session -> history position by which its end is proven (the completion of the
@@ -298,7 +299,9 @@ def check_sessions(history: Iterable[Op]) -> Result:
         if o.f == "close" and o.status != OK:
             unsure.add(o.process)
         if o.f == "create" and o.status == INFO and o.completion is not None and isinstance(o.completion.value, dict):
-            maybe.add(o.completion.value.get("node"))
+            node = o.completion.value.get("node")
+            if node is not None:  # a create whose name is not known adds none to the count
+                maybe.add(node)
         out = o.output if o.status == OK and isinstance(o.output, dict) else None
         if out is None:
             continue
@@ -310,8 +313,9 @@ def check_sessions(history: Iterable[Op]) -> Result:
                 dead[gone], dead_by[gone] = f"reported expired by a server before op {o.index} returned", proven
         if o.f == "close":
             closed = out.get("closed")
-            dead[closed] = f"closed by op {o.index}"
-            dead_by[closed] = min(dead_by.get(closed, proven), proven)
+            if closed is not None:
+                dead[closed] = f"closed by op {o.index}"
+                dead_by[closed] = min(dead_by.get(closed, proven), proven)
         elif prev is not None and sid != prev and o.process not in unsure and "expired" not in out:
             # A history without expiry reports (older versions): kazoo opens a new
             # session only once the old one has expired. With reports, a session

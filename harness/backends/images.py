@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +100,7 @@ def host_debian_mirror() -> str:
     return mirror
 
 
-def content_hash(parts: list[str | bytes]) -> str:
+def content_hash(parts: Sequence[str | bytes]) -> str:
     h = hashlib.sha256()
     for p in parts:
         data = p if isinstance(p, bytes) else p.encode()

@@ -58,7 +58,7 @@ class _Undo:
 
 def _parents(path: str) -> list[str]:
     """ "/a/b/c" -> ["/a/b", "/a"] (not "/": the mount root is always durable)."""
-    out = []
+    out: list[str] = []
     while True:
         path = os.path.dirname(path)
         if path in ("/", ""):
@@ -141,7 +141,7 @@ class LazyOps(mfusepy.Operations):
                 finally:
                     os.close(fd)
                 reverted.append(path)
-            removed = []
+            removed: list[str] = []
             for path in sorted(self.created, key=len):
                 if any(_under(path, r) for r in removed):
                     continue

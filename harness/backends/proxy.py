@@ -91,7 +91,7 @@ class _Listener:
     target: tuple[str, int] | str  # (host, port), or a Unix socket's path
     server: asyncio.AbstractServer | None = None
     port: int = 0
-    conns: set[asyncio.Transport] = field(default_factory=set)
+    conns: set[asyncio.BaseTransport] = field(default_factory=set)
     path: str = ""  # a Unix listener's socket path ("" for TCP)
 
 
@@ -413,9 +413,9 @@ class ProxyMesh:
             lst.conns.clear()
         # Connection handlers still pending (e.g. retrying a dead upstream)
         # are cancelled and awaited, so the loop closes with no task left.
-        tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
+        tasks = [task for task in asyncio.all_tasks(self._loop) if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
         for lst in self._listeners.values():

@@ -92,7 +92,8 @@ def anomaly(result: dict, history: Sequence[Op]) -> tuple[list[dict], list[dict]
     if result.get("valid") is not False:
         return [], []
     by_index = {op.index: op for op in history}
-    diagrams, failing = [], {}
+    diagrams: list[dict[str, Any]] = []
+    failing: dict[int, dict[str, Any]] = {}  # op index -> where it is shown
     for d in stored_diagrams(result):
         prefix = _dom_id(d["checker"])
         bad = d["data"].get("failing")

@@ -111,9 +111,10 @@ def throughput(ps: Iterable[Pair], bucket_s: float = 1.0) -> dict[str, list[tupl
     counts: dict[str, dict[int, int]] = {}
     last = 0
     for p in ps:
-        if p.completion is None:
+        end_s = p.end_s
+        if end_s is None:  # no completion
             continue
-        b = int(p.end_s // bucket_s)
+        b = int(end_s // bucket_s)
         last = max(last, b)
         counts.setdefault(p.type, {}).setdefault(b, 0)
         counts[p.type][b] += 1
