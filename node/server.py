@@ -38,7 +38,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from node import faults
@@ -162,7 +162,13 @@ class MemberServer:
             reconfig_enabled=cfg.reconfig_enabled,
             failpoints=self.fp,
         )
-        self._known: dict[int, PeerAddress] = dict(members)  # every member address seen (--peers, then the log)
+        self._known: dict[int, PeerAddress] = dict(members)  # how to reach each member (--peers, then the log)
+        # This member's own address book (--peers / zoo.cfg): how IT reaches each peer, which
+        # may differ from member to member (a proxy per link, a NAT'd or per-network address).
+        # The replicated configuration's addresses are the view of whoever proposed it (its
+        # own --peers); they are used only for members this book does not name (added by a
+        # reconfig). Moving a member to a new address therefore means a new --peers here too.
+        self._configured: dict[int, PeerAddress] = dict(members)
         self._membership_seen: Membership | None = None
         self.rng = random.Random(os.urandom(16))
         self.read_only_mode = False  # --read-only and no quorum: serving read-only sessions
@@ -390,7 +396,10 @@ class MemberServer:
             if m is not None and m is not self._membership_seen:
                 self._membership_seen = m
                 for member in m.members:
-                    self._known[member.id] = _address_of(member, self._known.get(member.id))
+                    addr = _address_of(member, self._known.get(member.id))
+                    local = self._configured.get(member.id)
+                    # dial a member this member was told of as it was told; the configuration gives its role
+                    self._known[member.id] = addr if local is None else replace(local, role=addr.role)
                 log.info("membership: voters %s, observers %s", list(m.voters), list(m.learners))
             if m is None:
                 ids = set(self._known)  # a joiner that knows no configuration yet: whoever it was told of
