@@ -66,7 +66,8 @@ EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
         _STUB_CANNOT,
     ),
     "test_client::TestReconfig::test_no_super_auth": (
-        "dynamic reconfig needs a 3-node ensemble with reconfigEnabled; a standalone server answers ReconfigDisabled (-123)",
+        "dynamic reconfig needs a 3-node ensemble with reconfigEnabled;"
+        " a standalone server answers ReconfigDisabled (-123)",
         _RECONFIG,
     ),
     "test_client::TestReconfig::test_add_remove_observer": (
@@ -74,7 +75,8 @@ EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
         _RECONFIG,
     ),
     "test_client::TestReconfig::test_bad_input": (
-        "checks reconfig argument errors, which ZooKeeper only reaches when reconfig is enabled; standalone answers ReconfigDisabled (-123)",
+        "checks reconfig argument errors, which ZooKeeper only reaches when reconfig is enabled;"
+        " standalone answers ReconfigDisabled (-123)",
         _RECONFIG,
     ),
 }
@@ -111,8 +113,17 @@ def parse_junit(path: Path) -> list[Outcome]:
     return outcomes
 
 
-def run_kazoo_suite(address: str, workdir: Path, modules: list[str], timeout_s: float = 780) -> list[Outcome]:
-    """Run kazoo's test modules against ``address`` in a subprocess; return each test's outcome."""
+def run_kazoo_suite(
+    address: str,
+    workdir: Path,
+    modules: list[str],
+    timeout_s: float = 780,
+    extra_env: dict[str, str] | None = None,
+) -> list[Outcome]:
+    """Run kazoo's test modules against ``address`` in a subprocess; return each test's outcome.
+
+    ``extra_env`` adds variables (e.g. ``ClusterControl.env()``, so kazoo's tests may stop and
+    restart the members). A module that fails to import is reported as an error, not a stop."""
     workdir.mkdir(parents=True, exist_ok=True)
     # an empty ini so the project's pytest settings (strict markers, testpaths) do not apply
     (workdir / "pytest.ini").write_text("[pytest]\n")
@@ -123,6 +134,7 @@ def run_kazoo_suite(address: str, workdir: Path, modules: list[str], timeout_s: 
         "CI": "true",  # kazoo's tests then take the version from ZOOKEEPER_VERSION, not `envi`
         "ZOOKEEPER_VERSION": "3.8.0",
         "PYTHONPATH": os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p),
+        **(extra_env or {}),
     }
     argv = [
         sys.executable,
@@ -138,6 +150,7 @@ def run_kazoo_suite(address: str, workdir: Path, modules: list[str], timeout_s: 
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit1",
+        "--continue-on-collection-errors",
         "--pyargs",
         *[f"kazoo.tests.{m}" for m in modules],
     ]
@@ -247,3 +260,42 @@ def test_plugin_parses_hosts_and_rejects_bad_ones() -> None:
     for bad in ("", "127.0.0.1", "127.0.0.1:http"):
         with pytest.raises(pytest.UsageError):
             parse_hosts(bad)
+
+
+class _FakeMember:
+    def __init__(self, fail_start: bool = False) -> None:
+        self.running = True
+        self.fail_start = fail_start
+        self.calls: list[str] = []
+
+    def start(self) -> None:
+        self.calls.append("start")
+        if self.fail_start:
+            raise RuntimeError("server exited with code 1 before it was ready")
+        self.running = True
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+        self.running = False
+
+
+def test_cluster_control_stops_and_restarts_members_for_the_plugin() -> None:
+    from tests.node.kazoo_ext_plugin import ClusterControl, ExternalServerError, _control_request, parse_hosts
+
+    members = [_FakeMember(), _FakeMember(fail_start=True)]
+    with ClusterControl(members) as control:
+        cluster = parse_hosts("127.0.0.1:1,127.0.0.1:2", control.path)
+        cluster[0].stop()
+        assert members[0].calls == ["stop"] and not cluster[0].running
+        cluster[0].stop()  # already stopped: no second request
+        cluster.start()  # kazoo's setup_zookeeper: restart what a test stopped
+        assert members[0].calls == ["stop", "start"] and cluster[0].running and members[0].running
+        cluster[1].stop()
+        with pytest.raises(ExternalServerError, match="RuntimeError: server exited with code 1"):
+            cluster[1].run()  # the member's own error reaches the test
+        for bad in ("stop 2", "restart 0", "stop x", ""):
+            with pytest.raises(ExternalServerError, match="is not 'stop N' or 'start N'"):
+                _control_request(control.path, bad)
+        path = control.path
+    assert not os.path.exists(path)  # the socket and its directory are removed
+    assert members[1].calls == ["stop", "start"]
