@@ -8,16 +8,24 @@ Four targets, one at a time (they never share the CPUs):
 - ``zk-3``: a 3-member ZooKeeper ensemble.
 
 Every target is configured as kazoo's own harness configures ZooKeeper:
-tickTime 2000, ``reconfigEnabled``, the superDigest of ``super:test``, and
+tickTime 2000, ``maxClientCnxns=0``, ``reconfigEnabled``, the superDigest of ``super:test``,
 read-only mode (``-Dreadonlymode.enabled=true``; ``--read-only`` for the
-node). kazoo's tests run in a subprocess through
-``tests/node/kazoo_ext_plugin.py``, with a ``ClusterControl`` so the tests that
-stop and restart servers (host-list updates, request queuing, read-only mode)
-stop and restart our members; this process owns every server and kills them
-all at the end, on error and on Ctrl-C too.
+node) and SASL DIGEST-MD5 with the users of kazoo's JAAS file (ZooKeeper's
+``java.security.auth.login.config`` and its SASL ACL provider; the node's
+``--jaas-config``). Neither gets a TLS port: the node has no TLS, so
+kazoo's TLS test fails on all four (under kazoo's own harness ZooKeeper
+passes it). kazoo's gevent, eventlet and SASL tests skip unless ``gevent``,
+``eventlet`` and ``pure-sasl`` are installed (``pip install -e '.[dev,kazoo-suite]'``).
+
+kazoo's tests run in a subprocess through ``tests/node/kazoo_ext_plugin.py``,
+with a ``ClusterControl`` so the tests that stop and restart servers (host-list
+updates, request queuing, read-only mode) stop and restart our members; this
+process owns every server and kills them all at the end, on error and on
+Ctrl-C too.
 
 The result of each target is saved as ``<out>/<target>.json`` (every test's
-outcome and first message line), and the table is printed from every saved
+outcome and first message line; the servers' logs and kazoo's output in
+``<out>/<target>-logs/``), and the table is printed from every saved
 target in ``--out``, so one target can be rerun alone. The table gives
 passed/failed/errors/skipped per module and target, then the modules where the
 node passes fewer tests than ZooKeeper of the same shape (node-1 against zk-1,
@@ -39,6 +47,8 @@ import argparse
 import json
 import logging
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -66,9 +76,21 @@ from tests.node.test_kazoo_suite import Outcome, run_kazoo_suite  # noqa: E402
 TARGETS = ("node-1", "node-3", "zk-1", "zk-3")
 PAIRS = (("node-1", "zk-1"), ("node-3", "zk-3"))
 STATUSES = ("passed", "failed", "error", "skipped")
-NODE_ARGS = ["--reconfig-enabled", "--super-digest", ZOOKEEPER_SUPER_DIGEST, "--read-only"]
-ZK_CONFIG = {"reconfigEnabled": "true"}
+# kazoo's harness (and tests/node/servers.py) gives ZooKeeper maxClientCnxns=0 (no per-address limit)
+NODE_ARGS = ["--reconfig-enabled", "--super-digest", ZOOKEEPER_SUPER_DIGEST, "--read-only", "--max-client-cnxns", "0"]
+ZK_CONFIG = {
+    "reconfigEnabled": "true",
+    "authProvider.1": "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+}
 ZK_JAVA = ["-Dreadonlymode.enabled=true", "-Dfile.encoding=UTF-8"]
+# kazoo's harness gives ZooKeeper this JAAS section for its SASL DIGEST-MD5 tests (test_sasl);
+# the node reads the same file (--jaas-config)
+JAAS = """Server {
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    user_super="super_secret"
+    user_jaasuser="jaas_password";
+};
+"""
 LEADER_WAIT_S = 60.0
 
 
@@ -79,8 +101,13 @@ def all_modules() -> list[str]:
 
 def build(target: str, base: Path) -> list[ServerProcess]:
     """The (not yet started) servers of ``target`` under ``base``."""
+    base.mkdir(parents=True, exist_ok=True)
+    jaas = base / "jaas.conf"
+    jaas.write_text(JAAS)
+    node_args = [*NODE_ARGS, "--jaas-config", str(jaas)]
+    java = [*ZK_JAVA, f"-Djava.security.auth.login.config={jaas}"]
     if target == "node-1":
-        return [squall_node(base / "n1" / "data", extra_args=NODE_ARGS, log_path=base / "n1.out")]
+        return [squall_node(base / "n1" / "data", extra_args=node_args, log_path=base / "n1.out")]
     if target == "node-3":
         ports = [(free_port(), free_port()) for _ in range(3)]
         peers = ",".join(f"{i}=127.0.0.1:{c}:{p}" for i, (c, p) in enumerate(ports, start=1))
@@ -88,17 +115,17 @@ def build(target: str, base: Path) -> list[ServerProcess]:
             squall_node(
                 base / f"n{i}" / "data",
                 port=c,
-                extra_args=["--id", str(i), "--peers", peers, *NODE_ARGS],
+                extra_args=["--id", str(i), "--peers", peers, *node_args],
                 log_path=base / f"n{i}.out",
             )
             for i, (c, _) in enumerate(ports, start=1)
         ]
     if target == "zk-1":
         server = zookeeper_standalone(base / "zk1", extra_config=ZK_CONFIG)
-        server.argv[1:1] = ZK_JAVA
+        server.argv[1:1] = java
         return [server]
     if target == "zk-3":
-        return zookeeper_ensemble(base, extra_config=ZK_CONFIG, java_props=ZK_JAVA)
+        return zookeeper_ensemble(base, extra_config=ZK_CONFIG, java_props=java)
     raise ValueError(f"unknown target {target!r}; allowed: {', '.join(TARGETS)}")
 
 
@@ -116,7 +143,8 @@ def wait_ready(members: list[ServerProcess]) -> None:
     raise RuntimeError(f"no leader with two followers within {LEADER_WAIT_S:.0f}s: {modes}")
 
 
-def run_target(target: str, modules: list[str], base: Path, timeout_s: float) -> list[Outcome]:
+def run_target(target: str, modules: list[str], base: Path, timeout_s: float, logs: Path) -> list[Outcome]:
+    """Run kazoo's ``modules`` against a fresh ``target``; its servers' logs and kazoo's output go to ``logs``."""
     members = build(target, base)
     try:
         for m in members:
@@ -133,6 +161,13 @@ def run_target(target: str, modules: list[str], base: Path, timeout_s: float) ->
     finally:
         for m in members:
             m.kill()
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir(parents=True)
+        for i, m in enumerate(members, start=1):
+            if m.log_path.exists():
+                shutil.copy(m.log_path, logs / f"server{i}.log")
+        if (base / "kazoo" / "kazoo-output.txt").exists():
+            shutil.copy(base / "kazoo" / "kazoo-output.txt", logs / "kazoo-output.txt")
 
 
 def first_line(message: str) -> str:
@@ -156,10 +191,25 @@ def load(out: Path) -> dict[str, dict]:
     return {t: json.loads((out / f"{t}.json").read_text()) for t in TARGETS if (out / f"{t}.json").exists()}
 
 
+def class_modules() -> dict[str, str]:
+    """Test class -> the kazoo module defining it.
+
+    A test's id names the file of its function, so kazoo's gevent and eventlet
+    client classes (subclasses of test_client's TestClient, in their own modules)
+    would count under test_client; the table counts them under their own module."""
+    out = {}
+    for path in Path(kazoo.tests.__file__).parent.glob("test_*.py"):
+        for name in re.findall(r"^class (\w+)", path.read_text(encoding="utf-8"), re.M):
+            out[name] = path.stem
+    return out
+
+
 def counts_by_module(outcomes: Iterable[dict]) -> dict[str, dict[str, int]]:
     table: dict[str, dict[str, int]] = {}
+    modules = class_modules()
     for o in outcomes:
-        module = o["id"].split("::")[0]
+        parts = o["id"].split("::")
+        module = modules.get(parts[1], parts[0]) if len(parts) == 3 else parts[0]
         row = table.setdefault(module, dict.fromkeys(STATUSES, 0))
         row[o["status"]] += 1
     return table
@@ -244,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"kazoo-{target}-") as tmp:
             try:
-                outcomes = run_target(target, modules, Path(tmp), args.timeout)
+                outcomes = run_target(target, modules, Path(tmp), args.timeout, args.out / f"{target}-logs")
             except Exception as exc:  # one target's failure must not hide the others' figures
                 print(f"{target}: could not run: {exc}", file=sys.stderr)
                 failed = True
