@@ -9,8 +9,10 @@ listed expected failures -- and those must fail *for the listed reason*
 failing differently is reported, not hidden.
 
 The same run against Apache ZooKeeper 3.8 standalone proves the
-expected-failure list is about what an external server cannot do, not about
-the node.
+expected-failure list is about what one external server cannot do, not about
+the node. A ``ClusterControl`` lets kazoo's tests stop and restart the server
+(its request-queuing tests do). ``bench/kazoo_suite.py`` runs kazoo's whole
+suite, per module, against both servers standalone and as 3-member ensembles.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.node.kazoo_ext_plugin import ClusterControl
 from tests.node.servers import REPO_ROOT, ServerProcess
 
-CLIENT_MODULES = ["test_client"]
+CLIENT_MODULES = ["test_client", "test_connection"]
 RECIPE_MODULES = [
     "test_lock",
     "test_election",
@@ -39,30 +42,29 @@ RECIPE_MODULES = [
     "test_watchers",
     "test_cache",
 ]
-# As counted with kazoo 2.11.0 (111 client + 121 recipe tests): fewer means
-# something was not collected, which must not pass as "no failures".
-MIN_TESTS = 200
+# As counted with kazoo 2.11.0 (111 client + 11 connection + 121 recipe tests without gevent
+# and eventlet installed): fewer means something was not collected, which must not pass as
+# "no failures".
+MIN_TESTS = 210
 
 _STUB_CANNOT = "ExternalServerError"  # raised by kazoo_ext_plugin's stub server
 _RECONFIG = "ReconfigDisabledError"
 
-# test id ("module::Class::test") -> (why it cannot pass against one external
-# standalone server, text its failure message must contain)
+# test id ("module::Class::test") -> (why it cannot pass against one standalone server run
+# through kazoo_ext_plugin with a ClusterControl, text its failure message must contain).
+# Apache ZooKeeper 3.8 standalone fails exactly these, for the same reasons.
 EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
     "test_client::TestClient::test_update_host_list": (
-        "stops and restarts cluster[0] to test host-list updates; the stub cannot stop an external server",
-        _STUB_CANNOT,
+        "sets the client's hosts to the cluster's and stops cluster[0]; with one server there is"
+        " no other to move to, so the client is CONNECTING, not CONNECTED",
+        "CONNECTING",
     ),
-    "test_client::TestClient::test_request_queuing_session_recovered": (
-        "stops the server to queue requests while disconnected; the stub cannot stop it",
-        _STUB_CANNOT,
-    ),
-    "test_client::TestClient::test_request_queuing_session_expired": (
-        "stops the server to let the session expire while disconnected; the stub cannot stop it",
-        _STUB_CANNOT,
+    "test_connection::TestReadOnlyMode::test_read_only": (
+        "stops cluster[1] and cluster[2] to leave one member without a quorum; a standalone cluster has one",
+        "IndexError",
     ),
     "test_client::TestSSLClient::test_create": (
-        "needs the harness's TLS port and client certificates; an external server has none",
+        "needs the harness's TLS port and client certificates; an external server has none (nor has the node TLS)",
         _STUB_CANNOT,
     ),
     "test_client::TestReconfig::test_no_super_auth": (
@@ -208,7 +210,10 @@ def _summary(kind: str, outcomes: list[Outcome], expected_seen: list[str]) -> st
 @pytest.mark.parametrize("kind", ["squall", pytest.param("zookeeper", marks=pytest.mark.zookeeper)])
 def test_kazoo_suite_passes(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     server: ServerProcess = request.getfixturevalue(f"{kind}_server")
-    outcomes = run_kazoo_suite(server.address, tmp_path / "kazoo", CLIENT_MODULES + RECIPE_MODULES)
+    with ClusterControl([server]) as control:  # kazoo's request-queuing tests stop and restart it
+        outcomes = run_kazoo_suite(
+            server.address, tmp_path / "kazoo", CLIENT_MODULES + RECIPE_MODULES, extra_env=control.env()
+        )
     problems, expected_seen = judge(outcomes)
     summary = _summary(kind, outcomes, expected_seen)
     print(summary)
