@@ -137,6 +137,14 @@ def _loop_factory(kind: str):
     help="A digest id that bypasses every ACL (ZooKeeper's superDigest). Default: none.",
 )
 @click.option(
+    "--jaas-config",
+    default=None,
+    metavar="FILE",
+    help="A JAAS file (ZooKeeper's java.security.auth.login.config) whose Server section's"
+    ' DigestLoginModule lists SASL users (user_NAME="password"); they may authenticate with'
+    " SASL DIGEST-MD5 and are matched by sasl:NAME ACLs. Default: none (SASL clients get AuthFailed).",
+)
+@click.option(
     "--fsync-inline/--fsync-in-thread",
     default=None,
     help="fsync the log on the event loop (default: lower latency on fast disks, blocks the loop "
@@ -247,6 +255,7 @@ def node_command(
     raft_tick_ms,
     snapshot_every,
     super_digest,
+    jaas_config,
     fsync_inline,
     loop_kind,
     four_letter_words,
@@ -279,6 +288,7 @@ def node_command(
         "server_id": member_id if member_id is not None else server_id,
         "snapshot_every": snapshot_every,
         "super_digest": super_digest,
+        "jaas_config": jaas_config,
         "fsync_inline": fsync_inline,
         "peers": peers,
         "raft_tick_ms": raft_tick_ms,

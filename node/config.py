@@ -47,6 +47,9 @@ class NodeConfig:
     max_session_timeout_ms: int = 0  # 0: 20 ticks
     # "user:base64hash" (ZooKeeper's DigestAuthenticationProvider.superDigest): that digest id is superuser
     super_digest: str = ""
+    # java.security.auth.login.config: a JAAS file whose Server section lists the SASL DIGEST-MD5 users
+    # (node.sasl); "" = SASL clients get AuthFailed, as a ZooKeeper without one. Not a zoo.cfg key (nor ZooKeeper's).
+    jaas_config: str = ""
     # fsync the log on the event loop's thread rather than in a disk thread (see node.server.Node).
     # Inline is the default: measured with bench/node.py on this kind of machine it gave
     # 1,700-2,100 sync sets/s against 1,350-1,500 in the disk thread (the thread hand-off
@@ -112,6 +115,13 @@ class NodeConfig:
                 failpoints.parse_spec(spec)
             except failpoints.FailpointSpecError as exc:
                 raise ConfigError(f"--failpoint: {exc}") from None
+        if self.jaas_config:
+            from node.sasl import JaasError, load_jaas_users
+
+            try:
+                load_jaas_users(self.jaas_config)
+            except JaasError as exc:
+                raise ConfigError(f"--jaas-config: {exc}") from None
         if self.failpoint_http:
             try:
                 failpoints.check_http_address(self.failpoint_http)

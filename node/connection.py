@@ -47,6 +47,7 @@ from node.handlers import LOCAL_HANDLERS
 from node.metrics import op_name
 from node.replica import ClientReply, CloseSession, CreateSession, Reconfig, Sync, Write
 from node.replies import TREE_WRITES, digest_identity, multi_op, write_op, write_reply
+from node.sasl import DigestMd5Server, SaslError
 from node.sessions import generate_password, new_session_id
 from node.wire import protocol as P
 from node.wire.jute import INT, JuteError
@@ -117,7 +118,10 @@ class ClientConnection(asyncio.Protocol):
         self.received = 0
         self.sent = 0
         self.notified = 0  # watch notifications dispatched to this connection
-        self.read_only_session = False  # served by this member alone while it has no quorum
+        self.read_only_session = False
+        self._sasl_server: DigestMd5Server | None = (
+            None  # a SASL exchange in progress or done  # served by this member alone while it has no quorum
+        )
         self.counted_ip = False
         self._slots: collections.deque[_Slot] = collections.deque()
         self._waiting: dict[int, _Slot] = {}  # seq -> the slot waiting for the replica's reply
@@ -574,6 +578,8 @@ class ClientConnection(asyncio.Protocol):
             self.send(P.reply(P.PING_XID, self.server.replica.last_zxid, 0))
         elif op == P.AUTH:
             self._auth(rec)  # identities must apply to the writes pipelined right behind it
+        elif op == P.SASL:
+            self._sasl(xid, rec)  # as auth: the identity applies to what follows
         elif op in TREE_WRITES:
             self._submit_write(op, xid, rec)
         elif op == P.SYNC:
@@ -683,6 +689,30 @@ class ClientConnection(asyncio.Protocol):
         if ident not in self.identities:
             self.identities.append(ident)
         self.send(P.reply(P.AUTH_XID, 0, 0))
+
+    def _sasl(self, xid: int, r: P.SaslRequest) -> None:
+        """One token of a SASL DIGEST-MD5 exchange (node.sasl), answered with SetSASLResponse.
+
+        As ZooKeeper: a failed exchange (unknown user, wrong password, malformed token, or no
+        --jaas-config) is answered AuthFailed and the connection closed; a completed one gives the
+        connection the identity ("sasl", user)."""
+        users = self.server.sasl_users
+        try:
+            if not users:
+                raise SaslError("this node has no SASL users (start it with --jaas-config FILE)")
+            if self._sasl_server is None:
+                self._sasl_server = DigestMd5Server(users)
+            token = self._sasl_server.step(r.token)
+        except SaslError as exc:
+            log.info("SASL authentication from %s failed: %s; answering AuthFailed and closing", self.address, exc)
+            self._sasl_server = None
+            self.send(P.reply(xid, 0, Err.AUTH_FAILED))
+            self.send(None)
+            return
+        user = self._sasl_server.user
+        if user is not None and ("sasl", user) not in self.identities:
+            self.identities.append(("sasl", user))
+        self.send(P.reply(xid, 0, 0, P.buffer_body(token)))
 
 
 __all__ = ["ClientConnection", "MAX_INFLIGHT_WRITES", "MAX_PARKED", "ZERO_PASSWORD", "wall_ms"]

@@ -187,7 +187,7 @@ LOCAL_HANDLERS: dict[int, Callable[[ClientConnection, int, Any], None]] = {
     P.WHO_AM_I: who_am_i_,
 }
 # Answered by the connection itself: pings and auth at once, sync, closeSession and reconfig through the replica.
-CONNECTION_OPS = frozenset({P.PING, P.AUTH, P.SYNC, P.CLOSE_SESSION, P.RECONFIG})
+CONNECTION_OPS = frozenset({P.PING, P.AUTH, P.SASL, P.SYNC, P.CLOSE_SESSION, P.RECONFIG})
 assert set(LOCAL_HANDLERS) | TREE_WRITES | CONNECTION_OPS == set(P.KNOWN_OPS), "every decodable opcode needs a handler"
 assert not (set(LOCAL_HANDLERS) & (TREE_WRITES | CONNECTION_OPS))
 

@@ -52,6 +52,7 @@ from node.metrics import LatencyStats, NodeMetrics
 from node.peer import PeerAddress, PeerTransport, parse_peers
 from node.replica import ClientReply, Effects, PeerMsg, Persist, Replica
 from node.runner import EffectRunner
+from node.sasl import load_jaas_users
 from node.storage import open_member_store
 from node.storage.raftlog import RaftStore
 from node.watches import WatchManager
@@ -172,6 +173,8 @@ class MemberServer:
         self._membership_seen: Membership | None = None
         self.rng = random.Random(os.urandom(16))
         self.read_only_mode = False  # --read-only and no quorum: serving read-only sessions
+        # SASL DIGEST-MD5 users of --jaas-config (node.sasl); validated with the config
+        self.sasl_users: dict[str, str] = load_jaas_users(cfg.jaas_config) if cfg.jaas_config else {}
         self._leaderless_since: float | None = None
         self.fault = self.replica.fault
         self.watches = WatchManager()

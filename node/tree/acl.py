@@ -1,6 +1,6 @@
 """ACL checks as ZooKeeper makes them: permission bits, identity matching, fixupACL.
 
-``check_acl`` is ZooKeeper's ``checkACL`` (world, digest, ip and super),
+``check_acl`` is ZooKeeper's ``checkACL`` (world, digest, ip, sasl and super),
 ``fixup_acl`` its ``PrepRequestProcessor.fixupACL`` (validation and the
 ``auth`` scheme's expansion), ``digest_id`` the digest scheme's id.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,6 +66,11 @@ def _ip_matches(client_ip: str, acl_id: str) -> bool:
     return ip.version == net.version and ip in net
 
 
+# ZooKeeper's SASLAuthenticationProvider.isValid: the id parses as a Kerberos name
+# (``KerberosName``: either no '@', or service[/host]@realm).
+_KERBEROS_NAME = re.compile(r"([^/@]*)(/([^/@]*))?@([^/@]*)")
+
+
 def _acl_id_valid(scheme: str, ident: str) -> bool:
     if scheme == "digest":
         parts = ident.split(":")
@@ -73,6 +79,8 @@ def _acl_id_valid(scheme: str, ident: str) -> bool:
         return len(parts) == 2
     if scheme == "ip":
         return _ip_network(ident) is not None
+    if scheme == "sasl":
+        return "@" not in ident or _KERBEROS_NAME.fullmatch(ident) is not None
     return False
 
 
@@ -80,7 +88,7 @@ def check_acl(acl: Iterable[ACL], perm: int, identities: Iterable[Identity]) -> 
     """ZooKeeper's checkACL: may a holder of ``identities`` do ``perm`` here?
 
     An empty ACL allows everything; ("super", ...) allows everything;
-    world:anyone matches all; digest ids match by equality; ip ids match the
+    world:anyone matches all; digest and sasl ids match by equality; ip ids match the
     client's address against the entry's address or CIDR block.
     """
     acl = tuple(acl)
@@ -140,6 +148,6 @@ def fixup_acl(path: str, acl: Iterable[ACL], identities: Iterable[Identity]) -> 
             raise ZkError(
                 Err.INVALID_ACL,
                 f"invalid ACL {entry.scheme}:{entry.id} for {path}: "
-                "schemes are world:anyone, auth, digest:user:hash, ip:addr[/bits]",
+                "schemes are world:anyone, auth, digest:user:hash, ip:addr[/bits], sasl:user",
             )
     return tuple(out)

@@ -115,6 +115,7 @@ OP_NAMES = {
     CREATE_TTL: "createTTL",
     MULTI_READ: "multiRead",
     AUTH: "auth",
+    SASL: "sasl",
     SET_WATCHES: "setWatches",
     GET_EPHEMERALS: "getEphemerals",
     GET_ALL_CHILDREN_NUMBER: "getAllChildrenNumber",
@@ -361,6 +362,13 @@ class AuthPacket:
 
 
 @dataclass(frozen=True, slots=True)
+class SaslRequest:
+    """sasl(102): GetSASLRequest, one token of a SASL exchange (answered by SetSASLResponse)."""
+
+    token: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class SetWatches:
     """setWatches(101) and setWatches2(105, which adds the persistent lists)."""
 
@@ -465,6 +473,11 @@ def _r_auth(buf: bytes | memoryview, off: int) -> tuple[AuthPacket, int]:
     return AuthPacket(t, scheme, auth or b""), off
 
 
+def _r_sasl(buf: bytes | memoryview, off: int) -> tuple[SaslRequest, int]:
+    token, off = read_buffer(buf, off)
+    return SaslRequest(token or b""), off
+
+
 def _r_set_watches(v2: bool) -> Callable:
     def reader(buf: bytes | memoryview, off: int) -> tuple[SetWatches, int]:
         rel, off = read_long(buf, off)
@@ -534,6 +547,7 @@ _READERS: dict[int, Callable[[Any, int], tuple[Any, int]]] = {
     CHECK_WATCHES: _r_path_version(WatchTypeRequest),
     REMOVE_WATCHES: _r_path_version(WatchTypeRequest),
     AUTH: _r_auth,
+    SASL: _r_sasl,
     SET_WATCHES: _r_set_watches(False),
     SET_WATCHES2: _r_set_watches(True),
     GET_EPHEMERALS: _r_path,
@@ -629,6 +643,8 @@ def _write_record(out: bytearray, op: int, r: Any) -> None:
         write_int(out, r.type)
         write_ustring(out, r.scheme)
         write_buffer(out, r.auth)
+    elif op == SASL:
+        write_buffer(out, r.token)
     elif op in (SET_WATCHES, SET_WATCHES2):
         write_long(out, r.relative_zxid)
         lists = [r.data, r.exist, r.child]
@@ -681,6 +697,11 @@ def reply_path_stat(xid: int, zxid: int, path: str, stat: Any) -> bytes:
     """create2, createContainer, createTTL: path + Stat."""
     body = _s(path) + pack_stat(stat)
     return REPLY.pack(16 + len(body), xid, zxid, 0) + body
+
+
+def buffer_body(data: bytes) -> bytes:
+    """A reply body of one buffer (SetSASLResponse)."""
+    return INT.pack(len(data)) + data
 
 
 def children_body(children: list[str]) -> bytes:

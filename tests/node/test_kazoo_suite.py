@@ -9,8 +9,10 @@ listed expected failures -- and those must fail *for the listed reason*
 failing differently is reported, not hidden.
 
 The same run against Apache ZooKeeper 3.8 standalone proves the
-expected-failure list is about what an external server cannot do, not about
-the node.
+expected-failure list is about what one external server cannot do, not about
+the node. A ``ClusterControl`` lets kazoo's tests stop and restart the server
+(its request-queuing tests do). ``bench/kazoo_suite.py`` runs kazoo's whole
+suite, per module, against both servers standalone and as 3-member ensembles.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.node.kazoo_ext_plugin import ClusterControl
 from tests.node.servers import REPO_ROOT, ServerProcess
 
-CLIENT_MODULES = ["test_client"]
+CLIENT_MODULES = ["test_client", "test_connection"]
 RECIPE_MODULES = [
     "test_lock",
     "test_election",
@@ -39,30 +42,29 @@ RECIPE_MODULES = [
     "test_watchers",
     "test_cache",
 ]
-# As counted with kazoo 2.11.0 (111 client + 121 recipe tests): fewer means
-# something was not collected, which must not pass as "no failures".
-MIN_TESTS = 200
+# As counted with kazoo 2.11.0 (111 client + 11 connection + 121 recipe tests without gevent
+# and eventlet installed): fewer means something was not collected, which must not pass as
+# "no failures".
+MIN_TESTS = 210
 
 _STUB_CANNOT = "ExternalServerError"  # raised by kazoo_ext_plugin's stub server
 _RECONFIG = "ReconfigDisabledError"
 
-# test id ("module::Class::test") -> (why it cannot pass against one external
-# standalone server, text its failure message must contain)
+# test id ("module::Class::test") -> (why it cannot pass against one standalone server run
+# through kazoo_ext_plugin with a ClusterControl, text its failure message must contain).
+# Apache ZooKeeper 3.8 standalone fails exactly these, for the same reasons.
 EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
     "test_client::TestClient::test_update_host_list": (
-        "stops and restarts cluster[0] to test host-list updates; the stub cannot stop an external server",
-        _STUB_CANNOT,
+        "sets the client's hosts to the cluster's and stops cluster[0]; with one server there is"
+        " no other to move to, so the client is CONNECTING, not CONNECTED",
+        "CONNECTING",
     ),
-    "test_client::TestClient::test_request_queuing_session_recovered": (
-        "stops the server to queue requests while disconnected; the stub cannot stop it",
-        _STUB_CANNOT,
-    ),
-    "test_client::TestClient::test_request_queuing_session_expired": (
-        "stops the server to let the session expire while disconnected; the stub cannot stop it",
-        _STUB_CANNOT,
+    "test_connection::TestReadOnlyMode::test_read_only": (
+        "stops cluster[1] and cluster[2] to leave one member without a quorum; a standalone cluster has one",
+        "IndexError",
     ),
     "test_client::TestSSLClient::test_create": (
-        "needs the harness's TLS port and client certificates; an external server has none",
+        "needs the harness's TLS port and client certificates; an external server has none (nor has the node TLS)",
         _STUB_CANNOT,
     ),
     "test_client::TestReconfig::test_no_super_auth": (
@@ -113,8 +115,17 @@ def parse_junit(path: Path) -> list[Outcome]:
     return outcomes
 
 
-def run_kazoo_suite(address: str, workdir: Path, modules: list[str], timeout_s: float = 780) -> list[Outcome]:
-    """Run kazoo's test modules against ``address`` in a subprocess; return each test's outcome."""
+def run_kazoo_suite(
+    address: str,
+    workdir: Path,
+    modules: list[str],
+    timeout_s: float = 780,
+    extra_env: dict[str, str] | None = None,
+) -> list[Outcome]:
+    """Run kazoo's test modules against ``address`` in a subprocess; return each test's outcome.
+
+    ``extra_env`` adds variables (e.g. ``ClusterControl.env()``, so kazoo's tests may stop and
+    restart the members). A module that fails to import is reported as an error, not a stop."""
     workdir.mkdir(parents=True, exist_ok=True)
     # an empty ini so the project's pytest settings (strict markers, testpaths) do not apply
     (workdir / "pytest.ini").write_text("[pytest]\n")
@@ -125,6 +136,7 @@ def run_kazoo_suite(address: str, workdir: Path, modules: list[str], timeout_s: 
         "CI": "true",  # kazoo's tests then take the version from ZOOKEEPER_VERSION, not `envi`
         "ZOOKEEPER_VERSION": "3.8.0",
         "PYTHONPATH": os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p),
+        **(extra_env or {}),
     }
     argv = [
         sys.executable,
@@ -140,6 +152,7 @@ def run_kazoo_suite(address: str, workdir: Path, modules: list[str], timeout_s: 
         f"--junitxml={junit}",
         "-o",
         "junit_family=xunit1",
+        "--continue-on-collection-errors",
         "--pyargs",
         *[f"kazoo.tests.{m}" for m in modules],
     ]
@@ -197,7 +210,10 @@ def _summary(kind: str, outcomes: list[Outcome], expected_seen: list[str]) -> st
 @pytest.mark.parametrize("kind", ["squall", pytest.param("zookeeper", marks=pytest.mark.zookeeper)])
 def test_kazoo_suite_passes(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     server: ServerProcess = request.getfixturevalue(f"{kind}_server")
-    outcomes = run_kazoo_suite(server.address, tmp_path / "kazoo", CLIENT_MODULES + RECIPE_MODULES)
+    with ClusterControl([server]) as control:  # kazoo's request-queuing tests stop and restart it
+        outcomes = run_kazoo_suite(
+            server.address, tmp_path / "kazoo", CLIENT_MODULES + RECIPE_MODULES, extra_env=control.env()
+        )
     problems, expected_seen = judge(outcomes)
     summary = _summary(kind, outcomes, expected_seen)
     print(summary)
@@ -249,3 +265,42 @@ def test_plugin_parses_hosts_and_rejects_bad_ones() -> None:
     for bad in ("", "127.0.0.1", "127.0.0.1:http"):
         with pytest.raises(pytest.UsageError):
             parse_hosts(bad)
+
+
+class _FakeMember:
+    def __init__(self, fail_start: bool = False) -> None:
+        self.running = True
+        self.fail_start = fail_start
+        self.calls: list[str] = []
+
+    def start(self) -> None:
+        self.calls.append("start")
+        if self.fail_start:
+            raise RuntimeError("server exited with code 1 before it was ready")
+        self.running = True
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+        self.running = False
+
+
+def test_cluster_control_stops_and_restarts_members_for_the_plugin() -> None:
+    from tests.node.kazoo_ext_plugin import ClusterControl, ExternalServerError, _control_request, parse_hosts
+
+    members = [_FakeMember(), _FakeMember(fail_start=True)]
+    with ClusterControl(members) as control:
+        cluster = parse_hosts("127.0.0.1:1,127.0.0.1:2", control.path)
+        cluster[0].stop()
+        assert members[0].calls == ["stop"] and not cluster[0].running
+        cluster[0].stop()  # already stopped: no second request
+        cluster.start()  # kazoo's setup_zookeeper: restart what a test stopped
+        assert members[0].calls == ["stop", "start"] and cluster[0].running and members[0].running
+        cluster[1].stop()
+        with pytest.raises(ExternalServerError, match="RuntimeError: server exited with code 1"):
+            cluster[1].run()  # the member's own error reaches the test
+        for bad in ("stop 2", "restart 0", "stop x", ""):
+            with pytest.raises(ExternalServerError, match="is not 'stop N' or 'start N'"):
+                _control_request(control.path, bad)
+        path = control.path
+    assert not os.path.exists(path)  # the socket and its directory are removed
+    assert members[1].calls == ["stop", "start"]

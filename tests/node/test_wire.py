@@ -87,6 +87,7 @@ REQUESTS = [
     P.Request(18, P.CHECK_WATCHES, P.WatchTypeRequest("/a", P.WATCHER_DATA)),
     P.Request(19, P.REMOVE_WATCHES, P.WatchTypeRequest("/a", P.WATCHER_ANY)),
     P.Request(P.AUTH_XID, P.AUTH, P.AuthPacket(0, "digest", b"user:pw")),
+    P.Request(25, P.SASL, P.SaslRequest(b'charset=utf-8,username="u"')),
     P.Request(P.SET_WATCHES_XID, P.SET_WATCHES, P.SetWatches(77, ("/d",), ("/e", "/f"), ())),
     P.Request(P.SET_WATCHES_XID, P.SET_WATCHES2, P.SetWatches(78, ("/d",), (), ("/c",), ("/p",), ("/r",))),
     P.Request(20, P.GET_EPHEMERALS, P.PathRequest("/e")),
@@ -119,6 +120,10 @@ def test_kazoo_encoded_requests_decode() -> None:
     assert P.decode_request(body) == P.Request(6, 4, P.PathWatchRequest("/k", True))
     body = bytes(P.REQ_HEADER.pack(7, 5) + SetData("/k", b"w", 3).serialize())
     assert P.decode_request(body) == P.Request(7, 5, P.SetDataRequest("/k", b"w", 3))
+    from kazoo.protocol.serialization import SASL
+
+    body = bytes(P.REQ_HEADER.pack(8, P.SASL) + SASL(b"token").serialize())
+    assert P.decode_request(body) == P.Request(8, P.SASL, P.SaslRequest(b"token"))
 
 
 def test_unknown_opcode_is_reported_with_its_xid() -> None:
