@@ -118,10 +118,8 @@ class ClientConnection(asyncio.Protocol):
         self.received = 0
         self.sent = 0
         self.notified = 0  # watch notifications dispatched to this connection
-        self.read_only_session = False
-        self._sasl_server: DigestMd5Server | None = (
-            None  # a SASL exchange in progress or done  # served by this member alone while it has no quorum
-        )
+        self.read_only_session = False  # served by this member alone while it has no quorum
+        self._sasl_server: DigestMd5Server | None = None  # a SASL exchange in progress or done
         self.counted_ip = False
         self._slots: collections.deque[_Slot] = collections.deque()
         self._waiting: dict[int, _Slot] = {}  # seq -> the slot waiting for the replica's reply
