@@ -118,11 +118,13 @@ from node.tree import (
 )
 from node.tree.codec import TAG_RECONFIG, txn_op_tag
 
+# HOT_RECORDS (see node/tree/records.py): the per-request records below are not frozen, for speed.
+
 # ----------------------------------------------------------------------------
 # Client requests and replies
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Write:
     """A tree write (CreateOp, DeleteOp, SetDataOp, SetACLOp, CheckOp, MultiOp)."""
 
@@ -171,7 +173,7 @@ class Reconfig:
     identities: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class ClientReply:
     """The answer to request `seq` on connection `conn_id`.
 
@@ -296,7 +298,7 @@ def decode_peer(buf: bytes) -> PeerMsg:
 # Effects and the disk they describe
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Persist:
     """One durable write, carried out in order with the others.
 
