@@ -147,7 +147,7 @@ class Sync:
     path: str = "/"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Read:
     """A local read: `kind` is "get_data", "exists" or "get_children"."""
 
@@ -196,7 +196,7 @@ class ClientReply:
 # Peer messages: Raft messages plus the replica's own two
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class RaftMsg:
     msg: Message
 
@@ -209,7 +209,7 @@ class RaftMsg:
         return self.msg.to
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Forward:
     """A follower's write for the leader to propose. `txn` is encode_txn()
     with zxid/time 0; (session_id, seq) is its dedupe key."""
@@ -221,7 +221,7 @@ class Forward:
     txn: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Touch:
     """Sessions that showed life on `frm` since its last Touch."""
 

@@ -217,7 +217,7 @@ class MessageType(enum.IntEnum):
     DURABLE = 12  # leader -> follower, sent after the fsync: "my log up to `index` is on my disk"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Message:
     """One peer message. Field meanings per type follow etcd-raft:
 
