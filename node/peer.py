@@ -38,6 +38,12 @@ lets a follower stop waiting a whole election timeout for a dead leader.
 
 Reconnection backs off exponentially from ``backoff_min_s`` to
 ``backoff_max_s`` so a down peer costs a connect attempt a second at most.
+A peer that connects to us is likely back (a restarted member dials every
+peer as it starts), so a new inbound connection cuts short the backoff of
+every link that is down: they redial at once instead of up to a second later
+(a restarted follower hears from its leader that much sooner). A link is
+woken at most once per ``backoff_max_s``, so however often peers connect, a
+down link still costs at most two connect attempts a second.
 """
 
 from __future__ import annotations
@@ -78,6 +84,8 @@ class _Link:
         self.dropped = 0
         self.sent = 0
         self.connects = 0
+        self.wake = asyncio.Event()  # set: stop backing off and redial now (see the module docstring)
+        self.woken_at = float("-inf")  # the loop time of the last wake
 
 
 class PeerTransport:
@@ -245,7 +253,7 @@ class PeerTransport:
                     asyncio.open_connection(a.host, a.peer_port), self.connect_timeout_s
                 )
             except (TimeoutError, OSError):
-                await asyncio.sleep(backoff)
+                await self._back_off(link, backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)
                 continue
             up_at = asyncio.get_running_loop().time()
@@ -274,7 +282,25 @@ class PeerTransport:
                         self.on_link_lost(a.id)
                     except Exception:  # noqa: BLE001 - a hint only; the link must keep reconnecting
                         log.exception("handling the loss of the link to peer %d failed", a.id)
-                await asyncio.sleep(backoff)
+                await self._back_off(link, backoff)
+
+    @staticmethod
+    async def _back_off(link: _Link, seconds: float) -> None:
+        """Sleep ``seconds`` before the next connect attempt, or less if woken (``_wake_down_links``)."""
+        try:
+            await asyncio.wait_for(link.wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        link.wake.clear()
+
+    def _wake_down_links(self) -> None:
+        """A peer connected to us: every link that is down redials now instead of after its backoff
+        (each at most once per ``backoff_max_s``)."""
+        now = asyncio.get_running_loop().time()
+        for link in self.links.values():
+            if link.writer is None and now - link.woken_at >= self.backoff_max_s:
+                link.woken_at = now
+                link.wake.set()
 
 
 class _Inbound(asyncio.Protocol):
@@ -307,6 +333,7 @@ class _Inbound(asyncio.Protocol):
             transport.close()
             return
         self.owner._inbound.add(self)
+        self.owner._wake_down_links()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._dead = True

@@ -118,11 +118,13 @@ from node.tree import (
 )
 from node.tree.codec import TAG_RECONFIG, txn_op_tag
 
+# HOT_RECORDS (see node/tree/records.py): the per-request records below are not frozen, for speed.
+
 # ----------------------------------------------------------------------------
 # Client requests and replies
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Write:
     """A tree write (CreateOp, DeleteOp, SetDataOp, SetACLOp, CheckOp, MultiOp)."""
 
@@ -145,7 +147,7 @@ class Sync:
     path: str = "/"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Read:
     """A local read: `kind` is "get_data", "exists" or "get_children"."""
 
@@ -171,7 +173,7 @@ class Reconfig:
     identities: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class ClientReply:
     """The answer to request `seq` on connection `conn_id`.
 
@@ -194,7 +196,7 @@ class ClientReply:
 # Peer messages: Raft messages plus the replica's own two
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class RaftMsg:
     msg: Message
 
@@ -207,7 +209,7 @@ class RaftMsg:
         return self.msg.to
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Forward:
     """A follower's write for the leader to propose. `txn` is encode_txn()
     with zxid/time 0; (session_id, seq) is its dedupe key."""
@@ -219,7 +221,7 @@ class Forward:
     txn: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Touch:
     """Sessions that showed life on `frm` since its last Touch."""
 
@@ -296,7 +298,7 @@ def decode_peer(buf: bytes) -> PeerMsg:
 # Effects and the disk they describe
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Persist:
     """One durable write, carried out in order with the others.
 

@@ -15,6 +15,8 @@ import enum
 import struct
 from dataclasses import dataclass, field
 
+# HOT_RECORDS (see node/tree/records.py): the per-request records below are not frozen, for speed.
+
 WIRE_VERSION = 1
 
 COUNTER_BITS = 32
@@ -48,7 +50,7 @@ class EntryKind(enum.IntEnum):
 _ENTRY_KINDS = {k.value: k for k in EntryKind}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Entry:
     """One log entry. `zxid` is assigned by the leader when it appends the entry
     and never changes afterwards; replicas copy it verbatim."""
@@ -180,7 +182,7 @@ class Snapshot:
     data: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class HardState:
     """What must be on disk before any message that depends on it is sent."""
 
@@ -215,7 +217,7 @@ class MessageType(enum.IntEnum):
     DURABLE = 12  # leader -> follower, sent after the fsync: "my log up to `index` is on my disk"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Message:
     """One peer message. Field meanings per type follow etcd-raft:
 

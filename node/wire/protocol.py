@@ -38,6 +38,8 @@ from node.wire.jute import (
     write_ustring,
 )
 
+# HOT_RECORDS (see node/tree/records.py): the per-request records below are not frozen, for speed.
+
 # ---------------------------------------------------------------- opcodes
 
 NOTIFICATION = 0
@@ -279,7 +281,7 @@ class ConnectResponse:
 # ---------------------------------------------------------------- request records
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class CreateRequest:
     """create(1), create2(15), createContainer(19), createTTL(21: carries ttl)."""
 
@@ -290,13 +292,13 @@ class CreateRequest:
     ttl: int = -1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class DeleteRequest:
     path: str
     version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class PathWatchRequest:
     """exists(3), getData(4), getChildren(8), getChildren2(12)."""
 
@@ -304,14 +306,14 @@ class PathWatchRequest:
     watch: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class SetDataRequest:
     path: str
     data: bytes | None
     version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class PathRequest:
     """getACL(6), sync(9), getEphemerals(103: path is the prefix), getAllChildrenNumber(104)."""
 
@@ -394,7 +396,7 @@ class Empty:
 EMPTY = Empty()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
 class Request:
     xid: int
     op: int

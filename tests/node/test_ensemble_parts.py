@@ -246,6 +246,31 @@ def test_a_peer_that_goes_away_is_reported_once_its_link_drops() -> None:
     asyncio.run(main())
 
 
+def test_a_peer_that_connects_to_us_cuts_short_our_backoff_towards_it() -> None:
+    """A restarted member dials its peers as it starts: their links to it, backing off
+    since it went down, redial at once instead of when their backoff runs out."""
+    peers = {i: PeerAddress(i, "127.0.0.1", 0, free_port()) for i in (1, 2, 3)}
+
+    async def main() -> None:
+        # 60 s between attempts: without the wake-up the link to 2 would stay down for the test
+        t1 = PeerTransport(1, peers, lambda m: None, backoff_min_s=60.0, backoff_max_s=60.0)
+        await t1.start()
+        try:
+            await asyncio.sleep(0.3)  # the first attempts (2 and 3 are not up) were refused
+            assert t1.connected() == [] and t1.links[2].connects == 0
+            t2 = PeerTransport(2, peers, lambda m: None, backoff_max_s=0.05)
+            await t2.start()  # 2 dials 1 as it starts
+            try:
+                await _until(lambda: t1.connected() == [2], limit_s=10.0)
+            finally:
+                await t2.close()
+            assert 3 not in t1.connected()  # woken too, but 3 is still down
+        finally:
+            await t1.close()
+
+    asyncio.run(main())
+
+
 def test_a_malformed_frame_closes_only_that_link_and_the_sender_reconnects(caplog) -> None:
     received: dict[int, list] = {1: [], 2: []}
 
