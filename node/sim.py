@@ -69,7 +69,10 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import os
 import random
+import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -991,5 +994,25 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = ["SimConfig", "SimResult", "Simulation", "main", "nodes_for", "result_to_json", "run_seed"]
 
 
+def _die_with_parent() -> None:
+    """As a process (``python -m node.sim``): end when the process that started it ends.
+
+    The simulator only streams results to its parent; if the parent is killed (a sim worker
+    stopped with SIGKILL after its grace period) nothing would read them, and an orphan would
+    keep a core busy until its seeds ran out."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the prctl took effect
+        os._exit(1)
+
+
 if __name__ == "__main__":
+    _die_with_parent()
     raise SystemExit(main())

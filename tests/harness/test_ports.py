@@ -38,12 +38,35 @@ def test_a_range_is_walked_and_taken_ports_are_skipped(monkeypatch):
         held.close()
 
 
+def _hold_one_of_two_free_ports() -> tuple[socket.socket, int]:
+    """Bind the first of two adjacent free ports of the spare range; the second stays free.
+
+    A port of the range may be in use by anything on the machine (the range can overlap the
+    kernel's ephemeral ports, which outgoing connections take): try pairs until one fits."""
+    start = _spare_low() + 40
+    for low in range(start, start + 9):
+        held = socket.socket()
+        try:
+            held.bind(("127.0.0.1", low))
+        except OSError:
+            held.close()
+            continue
+        probe = socket.socket()
+        try:
+            probe.bind(("127.0.0.1", low + 1))
+        except OSError:
+            held.close()
+            continue
+        finally:
+            probe.close()
+        return held, low
+    pytest.fail(f"no two adjacent free ports in {start}-{start + 9}")
+
+
 def test_a_range_with_too_few_free_ports_says_so(monkeypatch):
-    low = _spare_low() + 45
+    held, low = _hold_one_of_two_free_ports()
     monkeypatch.setenv(ports.ENV, f"{low}-{low + 1}")
-    held = socket.socket()
     try:
-        held.bind(("127.0.0.1", low))
         with pytest.raises(OSError, match=f"only 1 of 2 ports are free in SQUALL_PORT_RANGE={low}-{low + 1}"):
             ports.free_ports(2)
     finally:
