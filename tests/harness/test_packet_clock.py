@@ -366,7 +366,8 @@ def test_packet_and_clock_faults_on_a_real_three_node_cluster(tmp_path, db_name)
     try:
         cluster.wait_ready(120)
         pids += [p for p in cluster.pids().values() if p]
-        leader = cluster.leader()
+        # ready, but a status poll may still find no leader for a moment (a loaded machine): wait for one
+        leader = _wait_for(cluster.leader, 60, "a leader")
         # every process of every node (the JVM under ZooKeeper's launcher too) has the preload
         for p in pids:
             assert all(_maps_faketime(m) for m in _group_members(p))
