@@ -54,7 +54,9 @@ def test_create_edit_delete_through_the_ui_seen_by_kazoo(page, node, zk, screens
 
     page.fill("#edit-data", "edited in the browser")
     page.click("#save-button")
-    page.wait_for_selector("#message.ok")
+    # the message of the create is still shown (and .ok): wait for the save's own message
+    page.wait_for_function("() => document.getElementById('message').textContent.includes('now version')")
+    assert page.is_visible("#message.ok")
     assert "now version 1" in page.inner_text("#message")
     data, stat = zk.get("/webapp")
     assert data == b"edited in the browser" and stat.version == 1
