@@ -42,6 +42,7 @@ from tests.node.test_kazoo_suite import (
     MIN_TESTS,
     RECIPE_MODULES,
     judge,
+    retry_unexpected_failures,
     run_kazoo_suite,
 )
 
@@ -344,7 +345,14 @@ def test_kazoo_client_and_recipe_suites_pass_against_the_three_server_connection
             timeout_s=800,
             extra_env=control.env(),
         )
-    expected = {t: v for t, v in EXPECTED_FAILURES.items() if "::TestSSLClient::" in t}
+        expected = {t: v for t, v in EXPECTED_FAILURES.items() if "::TestSSLClient::" in t}
+        outcomes, second_run = retry_unexpected_failures(
+            outcomes,
+            expected,
+            lambda ids: run_kazoo_suite(
+                ensemble.hosts, tmp_path / "kazoo-again", [], timeout_s=400, extra_env=control.env(), only=ids
+            ),
+        )
     problems, expected_seen = judge(outcomes, expected)
     must_pass = [
         o
@@ -355,7 +363,10 @@ def test_kazoo_client_and_recipe_suites_pass_against_the_three_server_connection
     ]
     assert len(must_pass) >= 7 and all(o.status == "passed" for o in must_pass), must_pass
     counts = {s: sum(o.status == s for o in outcomes) for s in ("passed", "failed", "error", "skipped")}
-    print(f"kazoo suites against a 3-member ensemble: {counts}, {len(expected_seen)} expected failures")
+    print(
+        f"kazoo suites against a 3-member ensemble: {counts}, {len(expected_seen)} expected failures,"
+        f" passed on a second run: {second_run or 'none'}"
+    )
     assert len(outcomes) >= MIN_TESTS, f"only {len(outcomes)} kazoo tests ran (expected >= {MIN_TESTS})"
     recipes = {o.test_id.split("::")[0] for o in outcomes if o.status == "passed"}
     assert {"test_lock", "test_election", "test_queue", "test_barrier"} <= recipes

@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,17 +116,27 @@ def parse_junit(path: Path) -> list[Outcome]:
     return outcomes
 
 
+def _node_id(test_id: str) -> str:
+    """kazoo's "module::Class::test" as a pytest node id (the module's file in the installed kazoo)."""
+    import kazoo.tests
+
+    module, _, rest = test_id.partition("::")
+    return f"{Path(kazoo.tests.__file__).parent / module}.py::{rest}"
+
+
 def run_kazoo_suite(
     address: str,
     workdir: Path,
     modules: list[str],
     timeout_s: float = 780,
     extra_env: dict[str, str] | None = None,
+    only: list[str] | None = None,
 ) -> list[Outcome]:
     """Run kazoo's test modules against ``address`` in a subprocess; return each test's outcome.
 
     ``extra_env`` adds variables (e.g. ``ClusterControl.env()``, so kazoo's tests may stop and
-    restart the members). A module that fails to import is reported as an error, not a stop."""
+    restart the members). ``only`` runs just these tests ("module::Class::test") instead of
+    ``modules``. A module that fails to import is reported as an error, not a stop."""
     workdir.mkdir(parents=True, exist_ok=True)
     # an empty ini so the project's pytest settings (strict markers, testpaths) do not apply
     (workdir / "pytest.ini").write_text("[pytest]\n")
@@ -153,8 +164,7 @@ def run_kazoo_suite(
         "-o",
         "junit_family=xunit1",
         "--continue-on-collection-errors",
-        "--pyargs",
-        *[f"kazoo.tests.{m}" for m in modules],
+        *([_node_id(t) for t in only] if only is not None else ["--pyargs", *[f"kazoo.tests.{m}" for m in modules]]),
     ]
     proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout_s)
     (workdir / "kazoo-output.txt").write_text(proc.stdout + proc.stderr)
@@ -181,6 +191,28 @@ def judge(
         else:
             problems.append(f"{o.status.upper()} {o.test_id}: {first_line}")
     return problems, expected_seen
+
+
+def retry_unexpected_failures(
+    outcomes: list[Outcome],
+    expected_failures: dict[str, tuple[str, str]] | None,
+    rerun: Callable[[list[str]], list[Outcome]],
+) -> tuple[list[Outcome], list[str]]:
+    """Run once more each test that failed unexpectedly; return (outcomes with the second run's
+    result in place of the first, the tests that passed only on the second run).
+
+    Some of kazoo's tests race a fixed wait against a server restart (request queuing gives a
+    restarted server 5 s; Apache ZooKeeper 3.8 can leave a connection that arrives while it loads
+    its database open and unanswered), so on a loaded 2-core machine they fail now and then
+    against ZooKeeper itself. One more run tells such a test from an incompatibility, which fails
+    again; the summary names every test that needed it."""
+    listed = EXPECTED_FAILURES if expected_failures is None else expected_failures
+    failed = [o.test_id for o in outcomes if o.status in ("failed", "error") and o.test_id not in listed]
+    if not failed:
+        return outcomes, []
+    second = {o.test_id: o for o in rerun(failed)}
+    merged = [second.get(o.test_id, o) for o in outcomes]
+    return merged, [t for t in failed if t in second and second[t].status == "passed"]
 
 
 def _summary(kind: str, outcomes: list[Outcome], expected_seen: list[str]) -> str:
@@ -214,8 +246,16 @@ def test_kazoo_suite_passes(kind: str, request: pytest.FixtureRequest, tmp_path:
         outcomes = run_kazoo_suite(
             server.address, tmp_path / "kazoo", CLIENT_MODULES + RECIPE_MODULES, extra_env=control.env()
         )
+        outcomes, second_run = retry_unexpected_failures(
+            outcomes,
+            None,
+            lambda ids: run_kazoo_suite(
+                server.address, tmp_path / "kazoo-again", [], extra_env=control.env(), only=ids
+            ),
+        )
     problems, expected_seen = judge(outcomes)
     summary = _summary(kind, outcomes, expected_seen)
+    summary += "".join(f"\n  passed on a second run: {t}" for t in second_run)
     print(summary)
     assert len(outcomes) >= MIN_TESTS, f"only {len(outcomes)} kazoo tests ran (expected >= {MIN_TESTS})\n{summary}"
     assert not problems, f"{len(problems)} unexpected kazoo test failures:\n" + "\n".join(problems) + "\n" + summary
@@ -304,3 +344,42 @@ def test_cluster_control_stops_and_restarts_members_for_the_plugin() -> None:
         path = control.path
     assert not os.path.exists(path)  # the socket and its directory are removed
     assert members[1].calls == ["stop", "start"]
+
+
+def test_unexpected_failures_run_once_more_and_only_a_second_pass_clears_them() -> None:
+    expected_id = "test_client::TestReconfig::test_bad_input"
+    outcomes = [
+        Outcome("test_client::TestClient::test_create", "passed", ""),
+        Outcome("test_client::TestClient::test_request_queuing_session_recovered", "failed", "assert False"),
+        Outcome("test_lock::KazooLockTests::test_lock", "error", "ConnectionLoss"),
+        Outcome(expected_id, "failed", "ReconfigDisabledError"),
+    ]
+    asked: list[list[str]] = []
+
+    def rerun(ids: list[str]) -> list[Outcome]:
+        asked.append(ids)
+        return [
+            Outcome(ids[0], "passed", ""),
+            Outcome(ids[1], "error", "ConnectionLoss again"),
+        ]
+
+    merged, second_run = retry_unexpected_failures(outcomes, None, rerun)
+    # the listed expected failure is not run again; each unexpected one is, once
+    assert asked == [
+        ["test_client::TestClient::test_request_queuing_session_recovered", "test_lock::KazooLockTests::test_lock"]
+    ]
+    assert second_run == ["test_client::TestClient::test_request_queuing_session_recovered"]
+    problems, expected_seen = judge(merged)
+    assert problems == ["ERROR test_lock::KazooLockTests::test_lock: ConnectionLoss again"]
+    assert expected_seen == [expected_id]
+    # nothing failed unexpectedly: no second run at all
+    assert retry_unexpected_failures(outcomes[:1], None, rerun) == (outcomes[:1], [])
+    assert len(asked) == 1
+
+
+def test_node_ids_name_the_installed_kazoo_test_files() -> None:
+    from tests.node.test_kazoo_suite import _node_id
+
+    node_id = _node_id("test_client::TestClient::test_create")
+    path, _, rest = node_id.partition("::")
+    assert Path(path).is_file() and Path(path).name == "test_client.py" and rest == "TestClient::test_create"
