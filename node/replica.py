@@ -117,14 +117,13 @@ from node.tree import (
     encode_txn,
 )
 from node.tree.codec import TAG_RECONFIG, txn_op_tag
-
-# HOT_RECORDS (see node/tree/records.py): the per-request records below are not frozen, for speed.
+from node.values import value_record
 
 # ----------------------------------------------------------------------------
 # Client requests and replies
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Write:
     """A tree write (CreateOp, DeleteOp, SetDataOp, SetACLOp, CheckOp, MultiOp)."""
 
@@ -147,7 +146,7 @@ class Sync:
     path: str = "/"
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Read:
     """A local read: `kind` is "get_data", "exists" or "get_children"."""
 
@@ -173,7 +172,7 @@ class Reconfig:
     identities: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class ClientReply:
     """The answer to request `seq` on connection `conn_id`.
 
@@ -196,7 +195,7 @@ class ClientReply:
 # Peer messages: Raft messages plus the replica's own two
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class RaftMsg:
     msg: Message
 
@@ -209,7 +208,7 @@ class RaftMsg:
         return self.msg.to
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Forward:
     """A follower's write for the leader to propose. `txn` is encode_txn()
     with zxid/time 0; (session_id, seq) is its dedupe key."""
@@ -221,7 +220,7 @@ class Forward:
     txn: bytes
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Touch:
     """Sessions that showed life on `frm` since its last Touch."""
 
@@ -298,7 +297,7 @@ def decode_peer(buf: bytes) -> PeerMsg:
 # Effects and the disk they describe
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Persist:
     """One durable write, carried out in order with the others.
 

@@ -68,77 +68,9 @@ from harness.dbs.base import (
     wait_until_ready,
     write_launch_files,
 )
+from harness.watchdog import Watchdog
 
 _log = logging.getLogger(__name__)
-
-# The watchdog's whole program: "+PGID" registers a node's process group,
-# "-PGID" forgets it; end of file (the harness is gone, or closed the pipe
-# after its teardown) kills what is still registered. It ignores SIGINT,
-# SIGTERM and SIGHUP so that signals meant for the harness's terminal or
-# process group never stop it before it has done its job.
-WATCHDOG_CODE = """
-import os, signal, sys
-for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-    signal.signal(s, signal.SIG_IGN)
-groups = set()
-for line in sys.stdin:
-    line = line.strip()
-    if line[:1] == "+":
-        groups.add(int(line[1:]))
-    elif line[:1] == "-":
-        groups.discard(int(line[1:]))
-for g in groups:
-    try:
-        os.killpg(g, signal.SIGKILL)
-    except OSError:
-        pass
-"""
-
-
-class Watchdog:
-    """Kills the registered process groups once the harness is gone (see the
-    module doc). ``close()`` after a normal teardown ends it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", WATCHDOG_CODE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            text=True,
-        )
-
-    def _send(self, line: str) -> None:
-        with self._lock:
-            if self.proc.stdin is None or self.proc.stdin.closed:
-                return
-            try:
-                self.proc.stdin.write(line + "\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError) as exc:  # the watchdog is gone: say so, go on
-                _log.warning("the node watchdog is gone (%s): a killed harness would leave nodes running", exc)
-
-    def register(self, pgid: int) -> None:
-        self._send(f"+{pgid}")
-
-    def forget(self, pgid: int) -> None:
-        self._send(f"-{pgid}")
-
-    def close(self) -> None:
-        with self._lock:
-            if self.proc.stdin is not None and not self.proc.stdin.closed:
-                try:
-                    self.proc.stdin.close()
-                except OSError:
-                    pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
 
 # Strong references on purpose: a cluster dropped without teardown must
 # still be torn down at exit, so its processes cannot outlive the harness.

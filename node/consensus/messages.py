@@ -15,7 +15,7 @@ import enum
 import struct
 from dataclasses import dataclass, field
 
-# HOT_RECORDS (see node/tree/records.py): the per-request records below are not frozen, for speed.
+from node.values import value_record
 
 WIRE_VERSION = 1
 
@@ -50,7 +50,7 @@ class EntryKind(enum.IntEnum):
 _ENTRY_KINDS = {k.value: k for k in EntryKind}
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Entry:
     """One log entry. `zxid` is assigned by the leader when it appends the entry
     and never changes afterwards; replicas copy it verbatim."""
@@ -182,7 +182,7 @@ class Snapshot:
     data: bytes = b""
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class HardState:
     """What must be on disk before any message that depends on it is sent."""
 
@@ -217,7 +217,7 @@ class MessageType(enum.IntEnum):
     DURABLE = 12  # leader -> follower, sent after the fsync: "my log up to `index` is on my disk"
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Message:
     """One peer message. Field meanings per type follow etcd-raft:
 

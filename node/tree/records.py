@@ -10,18 +10,14 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-# HOT_RECORDS: the records every request builds (a write builds about ten: its request, Txn,
-# Entry, Stat, reply...) are dataclasses with slots=True, unsafe_hash=True, not frozen=True: a
-# frozen dataclass's __init__ sets each field through object.__setattr__ (~70 ns a field, 8x a
-# plain slot store), which cost about 2 us of CPU per write. They are values all the same: equal
-# and hashable by their fields, and nothing assigns to a field after construction.
+from node.values import value_record
 
 # --------------------------------------------------------------------------
 # Stat, ACLs, permissions
 # --------------------------------------------------------------------------
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Stat:
     """A znode's metadata exactly as it goes on the wire (68 bytes in jute)."""
 
@@ -82,7 +78,7 @@ VALID_FLAGS = frozenset(range(7))
 CREATE_KINDS = ("create", "create2", "createContainer", "createTTL")
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class CreateOp:
     """create / create2 / createContainer / createTTL.
 
@@ -103,13 +99,13 @@ class CreateOp:
     kind: str = "create"
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class DeleteOp:
     path: str
     version: int = -1
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class SetDataOp:
     path: str
     data: bytes | None
@@ -219,7 +215,7 @@ Op = (
 )
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Txn:
     """One logged transaction: the proposer stamps zxid, wall time and identities.
 
@@ -244,7 +240,7 @@ class EventType(enum.IntEnum):
     NODE_CHILDREN_CHANGED = 4
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class WatchEvent:
     """A change a watch may fire on. ``path`` of NodeChildrenChanged is the parent."""
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from node.values import value_record
 from node.wire.jute import (
     INT,
     JuteError,
@@ -37,8 +38,6 @@ from node.wire.jute import (
     write_string_vector,
     write_ustring,
 )
-
-# HOT_RECORDS (see node/tree/records.py): the per-request records below are not frozen, for speed.
 
 # ---------------------------------------------------------------- opcodes
 
@@ -281,7 +280,7 @@ class ConnectResponse:
 # ---------------------------------------------------------------- request records
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class CreateRequest:
     """create(1), create2(15), createContainer(19), createTTL(21: carries ttl)."""
 
@@ -292,13 +291,13 @@ class CreateRequest:
     ttl: int = -1
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class DeleteRequest:
     path: str
     version: int
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class PathWatchRequest:
     """exists(3), getData(4), getChildren(8), getChildren2(12)."""
 
@@ -306,14 +305,14 @@ class PathWatchRequest:
     watch: bool
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class SetDataRequest:
     path: str
     data: bytes | None
     version: int
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class PathRequest:
     """getACL(6), sync(9), getEphemerals(103: path is the prefix), getAllChildrenNumber(104)."""
 
@@ -396,7 +395,7 @@ class Empty:
 EMPTY = Empty()
 
 
-@dataclass(slots=True, unsafe_hash=True)  # a value: never mutated (not frozen: see HOT_RECORDS)
+@value_record
 class Request:
     xid: int
     op: int

@@ -8,9 +8,11 @@ child with it; readiness means the port accepts *and* ``ruok`` answers
 
 This module is shared by ``tests/node/conftest.py`` (the fixtures) and
 ``bench/node.py`` (the kazoo probe); of the project it imports only
-``harness.ports`` (which imports nothing), so it never drags the node's code
-into the test process: the node under test is always a separate process, as
-a real client would see it.
+``harness.ports`` and ``harness.watchdog`` (which import nothing), so it never
+drags the node's code into the test process: the node under test is always a
+separate process, as a real client would see it. Every server is registered
+with this process's watchdog, which kills it if this process dies without
+stopping it (a test runner or bench killed with SIGKILL).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import ports
+from harness.watchdog import Watchdog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,6 +93,21 @@ def server_mode(m: ServerProcess) -> str:
     return "?"
 
 
+_WATCHDOGS: dict[int, Watchdog] = {}  # this process's id -> its watchdog (a forked child makes its own)
+_WATCHDOG_LOCK = threading.Lock()
+
+
+def _watchdog() -> Watchdog:
+    """The watchdog of this process's servers: it SIGKILLs every server group still registered
+    once this process is gone, however it died (a test runner or bench killed with SIGKILL,
+    whose ``finally`` never ran). The harness's own (``harness.backends.local``)."""
+    with _WATCHDOG_LOCK:
+        dog = _WATCHDOGS.get(os.getpid())
+        if dog is None:
+            dog = _WATCHDOGS[os.getpid()] = Watchdog()
+        return dog
+
+
 @dataclass
 class ServerProcess:
     """One server process that can be killed and restarted on the same data dir and port."""
@@ -134,6 +153,7 @@ class ServerProcess:
                 start_new_session=True,  # own process group: a kill takes the children too
             )
         self.starts += 1
+        _watchdog().register(self.proc.pid)  # its own session: the group id is its pid
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -186,6 +206,7 @@ class ServerProcess:
             return
         self._signal_group(signal.SIGKILL)
         self.proc.wait(timeout=30)
+        _watchdog().forget(self.proc.pid)
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; always leaves nothing running."""

@@ -18,6 +18,7 @@ suite, per module, against both servers standalone and as 3-member ensembles.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -157,7 +158,7 @@ def run_kazoo_suite(
         "tests.node.kazoo_ext_plugin",
         "-p",
         "no:cacheprovider",
-        "-q",
+        "-v",  # each test's name as it runs: a suite that times out shows where it was
         "--timeout",
         "60",
         f"--junitxml={junit}",
@@ -166,10 +167,22 @@ def run_kazoo_suite(
         "--continue-on-collection-errors",
         *([_node_id(t) for t in only] if only is not None else ["--pyargs", *[f"kazoo.tests.{m}" for m in modules]]),
     ]
-    proc = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout_s)
-    (workdir / "kazoo-output.txt").write_text(proc.stdout + proc.stderr)
+    proc = subprocess.Popen(
+        argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        (workdir / "kazoo-output.txt").write_text(out + err)
+        raise AssertionError(
+            f"kazoo's suite did not finish in {timeout_s:.0f} s; the last tests it ran (-v), output tail:\n"
+            + "\n".join((out + err).splitlines()[-40:])
+        ) from None
+    (workdir / "kazoo-output.txt").write_text(out + err)
     assert junit.exists(), f"kazoo's suite wrote no report (exit {proc.returncode}); output tail:\n" + "\n".join(
-        (proc.stdout + proc.stderr).splitlines()[-40:]
+        (out + err).splitlines()[-40:]
     )
     return parse_junit(junit)
 

@@ -114,7 +114,13 @@ def test_ctrl_c_mid_run_stops_every_process(tmp_path: Path) -> None:
         assert proc.poll() is None, proc.communicate()[1]
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            left = _leftovers(proc.pid, tmp_path)
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+            pytest.fail(f"the bench did not stop within 60 s of its SIGINT; processes: {left}; stderr:\n{err[-4000:]}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -130,3 +136,33 @@ def test_bad_flag_names_the_allowed_range() -> None:
     )
     assert proc.returncode == 2
     assert "--outstanding 0 is out of range; allowed: 1..1024" in proc.stderr
+
+
+def test_a_server_outlives_no_killed_owner(tmp_path: Path) -> None:
+    """A test runner or bench killed with SIGKILL (no finally runs) leaves no server behind:
+    tests/node/servers.py registers each with its process's watchdog."""
+    data = tmp_path / "owner-data"
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from tests.node.servers import squall_node\n"
+            "squall_node(Path(sys.argv[1])).start()\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(600)\n",
+            str(data),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "ready"
+        assert _leftovers(-1, data), "the server is not running"
+    finally:
+        os.killpg(owner.pid, signal.SIGKILL)  # the owner only: the server has its own session
+        owner.wait()
+    _assert_nothing_left(-1, data)
