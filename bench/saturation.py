@@ -608,6 +608,9 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a kill by a harness cleans up like Ctrl-C
+    # Explicitly, as `squall run` does: Python leaves SIGINT alone when it starts ignored (a job
+    # started in the background by a script), and then Ctrl-C or a harness's SIGINT would do nothing.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     results: dict[str, dict[str, Figures]] = {}
     started: list[ServerProcess] = []
     with tempfile.TemporaryDirectory(prefix="squall-sat-bench-") as tmp:

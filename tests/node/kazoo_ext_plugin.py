@@ -44,6 +44,7 @@ import pytest
 
 ENV_HOSTS = "ZK_EXTERNAL_HOSTS"
 ENV_CONTROL = "ZK_EXTERNAL_CONTROL"
+ENV_PROGRESS = "ZK_EXTERNAL_PROGRESS"  # a file: each test's id is appended as it starts
 CONTROL_TIMEOUT_S = 120.0  # a restart waits for ``ruok``; a stop for SIGTERM's grace
 
 
@@ -145,6 +146,17 @@ def pytest_configure(config: pytest.Config) -> None:
     from kazoo.testing import harness
 
     harness.get_global_cluster = lambda: cluster
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple) -> None:
+    """Append the starting test's id to the progress file (a run that times out shows where it was).
+
+    Not ``-v``: kazoo's TreeCache tests count live objects through the GC, and a verbose
+    report keeps references that make them fail."""
+    path = os.environ.get(ENV_PROGRESS)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(nodeid + "\n")
 
 
 # --- the other end: in the process that owns the servers (tests, bench) ---

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.kazoo_ext_plugin import ClusterControl
+from tests.node.kazoo_ext_plugin import ENV_PROGRESS, ClusterControl
 from tests.node.servers import REPO_ROOT, ServerProcess
 
 CLIENT_MODULES = ["test_client", "test_connection"]
@@ -142,12 +142,15 @@ def run_kazoo_suite(
     # an empty ini so the project's pytest settings (strict markers, testpaths) do not apply
     (workdir / "pytest.ini").write_text("[pytest]\n")
     junit = workdir / "kazoo-junit.xml"
+    progress = workdir / "kazoo-progress.txt"
+    progress.unlink(missing_ok=True)
     env = {
         **os.environ,
         "ZK_EXTERNAL_HOSTS": address,
         "CI": "true",  # kazoo's tests then take the version from ZOOKEEPER_VERSION, not `envi`
         "ZOOKEEPER_VERSION": "3.8.0",
         "PYTHONPATH": os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p),
+        ENV_PROGRESS: str(progress),
         **(extra_env or {}),
     }
     argv = [
@@ -158,7 +161,7 @@ def run_kazoo_suite(
         "tests.node.kazoo_ext_plugin",
         "-p",
         "no:cacheprovider",
-        "-v",  # each test's name as it runs: a suite that times out shows where it was
+        "-q",
         "--timeout",
         "60",
         f"--junitxml={junit}",
@@ -176,9 +179,12 @@ def run_kazoo_suite(
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         (workdir / "kazoo-output.txt").write_text(out + err)
+        started = progress.read_text(encoding="utf-8").splitlines() if progress.exists() else []
         raise AssertionError(
-            f"kazoo's suite did not finish in {timeout_s:.0f} s; the last tests it ran (-v), output tail:\n"
-            + "\n".join((out + err).splitlines()[-40:])
+            f"kazoo's suite did not finish in {timeout_s:.0f} s; the last tests it started:\n"
+            + "\n".join(started[-5:])
+            + "\noutput tail:\n"
+            + "\n".join((out + err).splitlines()[-30:])
         ) from None
     (workdir / "kazoo-output.txt").write_text(out + err)
     assert junit.exists(), f"kazoo's suite wrote no report (exit {proc.returncode}); output tail:\n" + "\n".join(
@@ -396,3 +402,11 @@ def test_node_ids_name_the_installed_kazoo_test_files() -> None:
     node_id = _node_id("test_client::TestClient::test_create")
     path, _, rest = node_id.partition("::")
     assert Path(path).is_file() and Path(path).name == "test_client.py" and rest == "TestClient::test_create"
+
+
+@pytest.mark.integration
+def test_a_suite_that_times_out_says_which_test_it_was_in(tmp_path: Path) -> None:
+    # Nothing listens there: kazoo's first test waits to connect until the run's time is up.
+    with pytest.raises(AssertionError, match=r"did not finish in 4 s; the last tests it started:\n.*test_lock"):
+        run_kazoo_suite("127.0.0.1:9", tmp_path, ["test_lock"], timeout_s=4)
+    assert (tmp_path / "kazoo-output.txt").exists()
