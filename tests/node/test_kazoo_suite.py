@@ -86,6 +86,30 @@ EXPECTED_FAILURES: dict[str, tuple[str, str]] = {
 }
 
 
+# Apache ZooKeeper 3.8's own startup race, proven by its log: a connection that arrives after it
+# binds its port and before it loads its database is closed with "ZooKeeperServer not running",
+# and the close throws (ZKDatabase.removeCnxn on a null zkDb), leaving the socket open and
+# unanswered. kazoo's request-queuing tests reconnect every 0.1 s while they restart the server,
+# so such a connection eats the 5 s they wait for the reconnect. Only against ZooKeeper, only
+# these tests, and only when its log shows that exception for the run.
+ZOOKEEPER_STARTUP_RACE = 'because "this.zkDb" is null'
+RESTARTING_TESTS = (
+    "test_client::TestClient::test_request_queuing_session_recovered",
+    "test_client::TestClient::test_request_queuing_session_expired",
+)
+
+
+def zookeeper_startup_race(server_log: str) -> dict[str, tuple[str, str]]:
+    """The expected failures that ZooKeeper's startup race (above) explains, if its log shows it."""
+    if ZOOKEEPER_STARTUP_RACE not in server_log:
+        return {}
+    why = (
+        "ZooKeeper 3.8 left a connection made while it restarted open and unanswered"
+        " (NullPointerException in ZKDatabase.removeCnxn, in its log), so the 5 s reconnect wait lapsed"
+    )
+    return {t: (why, "assert") for t in RESTARTING_TESTS}
+
+
 @dataclass(frozen=True)
 class Outcome:
     test_id: str
@@ -234,7 +258,10 @@ def retry_unexpected_failures(
     return merged, [t for t in failed if t in second and second[t].status == "passed"]
 
 
-def _summary(kind: str, outcomes: list[Outcome], expected_seen: list[str]) -> str:
+def _summary(
+    kind: str, outcomes: list[Outcome], expected_seen: list[str], known: dict[str, tuple[str, str]] | None = None
+) -> str:
+    known = EXPECTED_FAILURES if known is None else known
     counts = {s: sum(o.status == s for o in outcomes) for s in ("passed", "failed", "error", "skipped")}
     by_module: dict[str, list[int]] = {}
     for o in outcomes:
@@ -247,7 +274,7 @@ def _summary(kind: str, outcomes: list[Outcome], expected_seen: list[str]) -> st
         f" {len(expected_seen)} of the failures are expected"
     ]
     lines += [f"  {m}: {p}/{n}" for m, (p, n) in sorted(by_module.items())]
-    lines += [f"  expected: {t} ({EXPECTED_FAILURES[t][0]})" for t in expected_seen]
+    lines += [f"  expected: {t} ({known[t][0]})" for t in expected_seen]
     unexpectedly_passed = [
         t for t in EXPECTED_FAILURES if any(o.test_id == t and o.status == "passed" for o in outcomes)
     ]
@@ -272,8 +299,9 @@ def test_kazoo_suite_passes(kind: str, request: pytest.FixtureRequest, tmp_path:
                 server.address, tmp_path / "kazoo-again", [], extra_env=control.env(), only=ids
             ),
         )
-    problems, expected_seen = judge(outcomes)
-    summary = _summary(kind, outcomes, expected_seen)
+    known = {**EXPECTED_FAILURES, **(zookeeper_startup_race(server.log_text()) if kind == "zookeeper" else {})}
+    problems, expected_seen = judge(outcomes, known)
+    summary = _summary(kind, outcomes, expected_seen, known)
     summary += "".join(f"\n  passed on a second run: {t}" for t in second_run)
     print(summary)
     assert len(outcomes) >= MIN_TESTS, f"only {len(outcomes)} kazoo tests ran (expected >= {MIN_TESTS})\n{summary}"
@@ -410,3 +438,18 @@ def test_a_suite_that_times_out_says_which_test_it_was_in(tmp_path: Path) -> Non
     with pytest.raises(AssertionError, match=r"did not finish in 4 s; the last tests it started:\n.*test_lock"):
         run_kazoo_suite("127.0.0.1:9", tmp_path, ["test_lock"], timeout_s=4)
     assert (tmp_path / "kazoo-output.txt").exists()
+
+
+def test_zookeepers_startup_race_excuses_only_the_restarting_tests_and_only_with_its_evidence() -> None:
+    from tests.node.test_kazoo_suite import RESTARTING_TESTS, zookeeper_startup_race
+
+    npe = (
+        'java.lang.NullPointerException: Cannot invoke "org.apache.zookeeper.server.ZKDatabase.removeCnxn'
+        '(org.apache.zookeeper.server.ServerCnxn)" because "this.zkDb" is null'
+    )
+    assert zookeeper_startup_race("INFO binding to port\nWARN Close of session 0x0") == {}
+    known = zookeeper_startup_race(f"WARN Close of session 0x0\n{npe}\n")
+    assert set(known) == set(RESTARTING_TESTS)
+    failed = [Outcome(RESTARTING_TESTS[0], "failed", "assert False"), Outcome("test_lock::T::test_x", "failed", "x")]
+    problems, seen = judge(failed, {**EXPECTED_FAILURES, **known})
+    assert seen == [RESTARTING_TESTS[0]] and problems == ["FAILED test_lock::T::test_x: x"]
