@@ -4,7 +4,7 @@ Two kinds: the squall node (``python -m harness.cli node ...``) and Apache
 ZooKeeper 3.8 standalone from Debian's ``zookeeper`` package (the reference).
 Both run as subprocesses in their own process group, so a kill takes every
 child with it; readiness means the port accepts *and* ``ruok`` answers
-``imok``.
+``imok`` (and, for a standalone ZooKeeper, a session opens).
 
 This module is shared by ``tests/node/conftest.py`` (the fixtures) and
 ``bench/node.py`` (the kazoo probe); of the project it imports only
@@ -100,7 +100,7 @@ _WATCHDOG_LOCK = threading.Lock()
 def _watchdog() -> Watchdog:
     """The watchdog of this process's servers: it SIGKILLs every server group still registered
     once this process is gone, however it died (a test runner or bench killed with SIGKILL,
-    whose ``finally`` never ran). The harness's own (``harness.backends.local``)."""
+    whose ``finally`` never ran). The local backend's (``harness.watchdog``)."""
     with _WATCHDOG_LOCK:
         dog = _WATCHDOGS.get(os.getpid())
         if dog is None:
@@ -122,10 +122,10 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     starts: int = 0
-    # A server that serves alone (standalone, or the node's one-member ensemble) is ready only
-    # when it opens a session: ZooKeeper answers ``ruok`` before it loads its database and
-    # serves (a client that connects then is dropped), and a freshly started JVM under load
-    # can take seconds more. Ensemble members are ready at ``ruok`` (they serve only with a quorum).
+    # A standalone ZooKeeper is ready only when it opens a session: it answers ``ruok`` before
+    # it loads its database and serves (a client that connects then is dropped), and a freshly
+    # started JVM under load can take seconds more. The node serves once its port is open;
+    # ensemble members are ready at ``ruok`` (they serve only with a quorum).
     serves_alone: bool = False
 
     @property
