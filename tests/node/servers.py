@@ -426,14 +426,19 @@ def _read_frame(s: socket.socket) -> bytes:
     return got[4:]
 
 
+def _open_session(s: socket.socket, timeout_ms: int) -> bytes:
+    """Send a ConnectRequest (a new session) on ``s`` and return the server's answer."""
+    connect = (
+        b"\0\0\0\0" + bytes(8) + timeout_ms.to_bytes(4, "big") + bytes(8) + (16).to_bytes(4, "big") + bytes(16) + b"\0"
+    )
+    s.sendall(_frame(connect))
+    return _read_frame(s)
+
+
 def open_and_close_session(host: str, port: int, timeout: float) -> None:
     """Open a session and close it again, by hand; raise ``OSError`` if the server does not serve."""
     with socket.create_connection((host, port), timeout=timeout) as s:
-        connect = (
-            b"\0\0\0\0" + bytes(8) + (10000).to_bytes(4, "big") + bytes(8) + (16).to_bytes(4, "big") + bytes(16) + b"\0"
-        )
-        s.sendall(_frame(connect))
-        answer = _read_frame(s)
+        answer = _open_session(s, 10000)
         if len(answer) < 16 or int.from_bytes(answer[8:16], "big") == 0:
             raise ConnectionError(f"the server refused a session ({len(answer)}-byte answer)")
         close_session = -11
@@ -450,16 +455,7 @@ def unread_flood(host: str, port: int, path: str, requests: int) -> socket.socke
     Returns the socket (the caller closes it). Jute is written by hand here:
     this module imports nothing of the project."""
     s = socket.create_connection((host, port), timeout=10)
-    connect = (
-        b"\0\0\0\0" + bytes(8) + (30000).to_bytes(4, "big") + bytes(8) + (16).to_bytes(4, "big") + bytes(16) + b"\0"
-    )
-    s.sendall(_frame(connect))
-    got = b""
-    while len(got) < 4 or len(got) < 4 + int.from_bytes(got[:4], "big"):
-        chunk = s.recv(65536)
-        if not chunk:
-            raise RuntimeError(f"{host}:{port} closed the connection during the handshake")
-        got += chunk
+    _open_session(s, 30000)
     get_data = 4
     s.sendall(
         b"".join(

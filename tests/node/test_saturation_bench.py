@@ -138,7 +138,7 @@ def test_bad_flag_names_the_allowed_range() -> None:
     assert "--outstanding 0 is out of range; allowed: 1..1024" in proc.stderr
 
 
-def test_a_server_outlives_no_killed_owner(tmp_path: Path) -> None:
+def test_a_killed_owner_leaves_no_server_behind(tmp_path: Path) -> None:
     """A test runner or bench killed with SIGKILL (no finally runs) leaves no server behind:
     tests/node/servers.py registers each with its process's watchdog."""
     data = tmp_path / "owner-data"
