@@ -39,12 +39,14 @@ def test_a_range_is_walked_and_taken_ports_are_skipped(monkeypatch):
 
 
 def _hold_one_of_two_free_ports() -> tuple[socket.socket, int]:
-    """Bind the first of two adjacent free ports of the spare range; the second stays free.
+    """Bind the first of two adjacent free ports of this worker's range; the second stays free.
 
-    A port of the range may be in use by anything on the machine (the range can overlap the
-    kernel's ephemeral ports, which outgoing connections take): try pairs until one fits."""
-    start = _spare_low() + 40
-    for low in range(start, start + 9):
+    Any port may be in use: this worker's earlier tests leave connections in TIME_WAIT on the
+    ports of its range, and without a range the ports may be the kernel's ephemeral ones, which
+    outgoing connections take. So try every pair of the range (from its top) until one fits."""
+    bounds = ports.port_range()
+    low_end, high_end = bounds if bounds else (9000, 9200)
+    for low in range(high_end - 1, low_end - 1, -1):
         held = socket.socket()
         try:
             held.bind(("127.0.0.1", low))
@@ -60,7 +62,7 @@ def _hold_one_of_two_free_ports() -> tuple[socket.socket, int]:
         finally:
             probe.close()
         return held, low
-    pytest.fail(f"no two adjacent free ports in {start}-{start + 9}")
+    pytest.fail(f"no two adjacent free ports in {low_end}-{high_end}")
 
 
 def test_a_range_with_too_few_free_ports_says_so(monkeypatch):
