@@ -140,6 +140,7 @@ class ClientConnection(asyncio.Protocol):
         self._throttled = False
         self._write_paused = False
         self._handshake_timer: asyncio.TimerHandle | None = None
+        self._touched = False  # a request of the current input reached the replica (which touched the session)
 
     # -- asyncio callbacks
 
@@ -183,9 +184,15 @@ class ClientConnection(asyncio.Protocol):
         buf += data
         off = 0
         limit = self.server.cfg.max_frame_bytes
+        self._touched = False
+        t = self.transport
         try:
             while len(buf) - off >= 4:
-                if self.state != NEW and self._input_full():
+                # (_input_full, inlined: this runs for every request)
+                if self.state != NEW and (
+                    len(self._slots) >= MAX_PARKED
+                    or self._out_bytes + (t.get_write_buffer_size() if t is not None else 0) >= self.output_limit
+                ):
                     self._stall()  # the rest waits in buf (and the kernel) until the output drains
                     break
                 if self.state == NEW and off == 0 and bytes(buf[:4]) in four_letter.WORD_BYTES:
@@ -220,8 +227,9 @@ class ClientConnection(asyncio.Protocol):
         finally:
             if off:
                 del buf[:off]
-        if self.session_id:
-            self.server.replica.client_ping(self.conn_id, wall_ms())  # the session showed life (no effects)
+        if self.session_id and not self._touched:
+            # The session showed life (no effects); a request handed to the replica touched it already.
+            self.server.replica.client_ping(self.conn_id, wall_ms())
         self._flush()
 
     def pause_writing(self) -> None:
@@ -330,7 +338,9 @@ class ClientConnection(asyncio.Protocol):
     def pump(self) -> None:
         """Answer every slot at the head that is ready, in order; then write."""
         slots = self._slots
-        latencies = self.server.latencies
+        srv = self.server
+        latencies = srv.latencies
+        answered: list[_Slot] = []  # replies from the replica: their latencies are recorded after the write
         while slots and not self._close_after and self.state != CLOSED:
             s = slots[0]
             if s.run is not None:
@@ -342,18 +352,29 @@ class ClientConnection(asyncio.Protocol):
                 t = time.perf_counter()
                 fn()
                 now = time.perf_counter()
-                self.server.request_stats[s.code][1] += now - t
+                srv.request_stats[s.code][1] += now - t
                 latencies.add((time.monotonic() - s.t0) * 1000.0)
                 continue
             if not s.done:
                 break
             slots.popleft()
-            latencies.add((time.monotonic() - s.t0) * 1000.0)
-            if s.data is not None:
-                self.send(s.data)
+            answered.append(s)
+            data = s.data
+            if data is not None:  # (send, without marking this connection dirty again: it writes below)
+                self._out.append(data)
+                self._out_bytes += len(data)
+                self.sent += 1
+                srv.sent += 1
             if s.close:
                 self.send(None)
         self._write_out()
+        if answered:
+            now = time.monotonic()
+            metrics = srv.metrics
+            for s in answered:
+                latencies.add((now - s.t0) * 1000.0)
+                if s.op:
+                    metrics.write_done(s.op, now - s.t0)
         if self._close_after and self.state != CLOSED:
             self.close()
 
@@ -388,8 +409,6 @@ class ClientConnection(asyncio.Protocol):
         self._inflight -= 1
         if self._parked or self._throttled:
             self._unthrottle()
-        if s.op:
-            self.server.metrics.write_done(s.op, time.monotonic() - s.t0)
         try:
             s.data, s.close = s.fmt(rep)
         except Exception:
@@ -565,12 +584,16 @@ class ClientConnection(asyncio.Protocol):
         stats[1] += time.perf_counter() - t
 
     def _dispatch(self, op: int, xid: int, rec: Any) -> None:
-        if self.read_only_session and op in NOT_READ_ONLY:
-            self._local(lambda: self.send(P.reply(xid, self.server.replica.last_zxid, Err.NOT_READ_ONLY)))
-            return
-        if self.read_only_session and op == P.CLOSE_SESSION:
-            self.state = CLOSING
-            self._local(lambda: self._send_and_close(P.reply(xid, self.server.replica.last_zxid, 0)))
+        if self.read_only_session:
+            if op in NOT_READ_ONLY:
+                self._local(lambda: self.send(P.reply(xid, self.server.replica.last_zxid, Err.NOT_READ_ONLY)))
+                return
+            if op == P.CLOSE_SESSION:
+                self.state = CLOSING
+                self._local(lambda: self._send_and_close(P.reply(xid, self.server.replica.last_zxid, 0)))
+                return
+        elif op in TREE_WRITES:  # the most frequent case first (opcodes are distinct: order is free)
+            self._submit_write(op, xid, rec)
             return
         if op == P.PING:
             self.send(P.reply(P.PING_XID, self.server.replica.last_zxid, 0))
@@ -622,6 +645,7 @@ class ClientConnection(asyncio.Protocol):
         conn_id = self.conn_id
         if self._inflight < MAX_INFLIGHT_WRITES and not self._parked:
             self._inflight += 1
+            self._touched = True
             srv.run(srv.replica.client_request(conn_id, sid, seq, request, wall_ms()))
             return
 

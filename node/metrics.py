@@ -9,8 +9,8 @@ the AdminServer commands and ``/metrics`` (``node.admin``) only read them.
   from a request's arrival to its reply, every request;
 * :class:`NodeMetrics`: transactions by operation (``txn``, when a write,
   session create or close is handed to the replica), write latency by
-  operation (``write_done``, from arrival until the reply is released, which
-  is after the fsync that made it durable), fsync latency (``fsync_done``).
+  operation (``write_done``, from arrival until the reply is written to the
+  client's socket, which is after the fsync that made it durable), fsync latency (``fsync_done``).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class NodeMetrics:
         self.txns[name] += 1
 
     def write_done(self, name: str, seconds: float) -> None:
-        """A transaction's reply was released to its connection ``seconds`` after the request arrived."""
+        """A transaction's reply was written to its client ``seconds`` after the request arrived."""
         h = self.write_latency.get(name)
         if h is None:
             h = self.write_latency[name] = Histogram()

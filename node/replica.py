@@ -835,13 +835,19 @@ class Replica:
         c = self._conns.get(conn_id)
         if c is not None:
             self._touch(c.session_id)
-        return Effects() if self.deferred else self._drain()
+        return _NO_EFFECTS if self.deferred else self._drain()
 
     def client_request(self, conn_id: int, session_id: int, seq: int, request: Any, now_ms: int) -> Effects:
         """A write, CreateSession, CloseSession or Sync. `seq` must be unique
         within the session (the client's xid counter): it is the dedupe key."""
         self._now = now_ms
         conn: _Conn | None
+        if type(request) is Write and not self.fault:  # the common case, first (same steps as below)
+            conn = self._checked_conn(conn_id, session_id, seq)
+            if conn is not None:
+                txn = Txn(0, 0, session_id, tuple(request.identities), request.op)
+                self._enqueue_write(conn_id, conn, session_id, seq, txn)
+            return self._drain()
         if isinstance(request, CreateSession):
             sid = new_session_id(self.id, self.rng.getrandbits(56))
             password = generate_password(self.rng)
@@ -1273,8 +1279,11 @@ class Replica:
             self.raft.propose(_envelope(self._now, 0, 0, encode_txn(txn)))
 
     def _on_role(self) -> None:
+        raft = self.raft
+        leader = raft.role is Role.LEADER
+        if leader == self._was_leader and (raft.term, raft.leader) == self._leader_seen:
+            return  # no new leader, no change of our own role (the common case: nothing to do)
         self._on_leader_change()
-        leader = self.is_leader
         if leader and not self._was_leader:
             # We cannot know when followers last heard from a client: give every
             # session a full timeout from now (as ZooKeeper's new leader does).
@@ -1303,9 +1312,8 @@ class Replica:
         while raft.has_ready() or (self._reconfigs_due and self._decide_reconfigs() and raft.has_ready()):
             rd = raft.ready()
             if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-                self._fx.persist.append(
-                    Persist(snapshot=rd.snapshot, entries=tuple(rd.entries), hard_state=rd.hard_state)
-                )
+                # (positional: snapshot, compaction, entries, hard_state)
+                self._fx.persist.append(Persist(rd.snapshot, None, tuple(rd.entries), rd.hard_state))
             if rd.must_sync:
                 self._fx.must_sync = True
             if rd.early_messages:
@@ -1332,7 +1340,7 @@ class Replica:
             due, self._due = self._due, set()
             for conn_id in sorted(due):
                 self._flush(conn_id)
-        fx, self._fx = self._fx, Effects()
+        fx, self._fx = self._fx, Effects([], False, [], [], [], [])  # (positional: no default factories)
         return fx
 
     def _apply(self, e: Entry) -> None:
@@ -1377,30 +1385,35 @@ class Replica:
                 return  # a resubmitted duplicate: applied already
             seen.add(seq)
         op = txn.op
-        if self.fault == "diverge" and isinstance(op, SetDataOp) and self.id == max(self.raft.voters):
-            # TEST-ONLY FAULT: this member applies different data than the others
-            op = replace(op, data=(op.data or b"") + faults.DIVERGE_SUFFIX)
-            txn = replace(txn, op=op)
-        if self.fault == "multi-version-off-by-one" and isinstance(op, MultiOp):
-            op = self._off_by_one(op)  # TEST-ONLY FAULT: a version one behind passes the check
-            txn = replace(txn, op=op)
-        if isinstance(op, CreateSessionOp) and op.session_id in self._closed:
+        fault = self.fault
+        if fault:
+            if fault == "diverge" and isinstance(op, SetDataOp) and self.id == max(self.raft.voters):
+                # TEST-ONLY FAULT: this member applies different data than the others
+                op = replace(op, data=(op.data or b"") + faults.DIVERGE_SUFFIX)
+                txn = replace(txn, op=op)
+            if fault == "multi-version-off-by-one" and isinstance(op, MultiOp):
+                op = self._off_by_one(op)  # TEST-ONLY FAULT: a version one behind passes the check
+                txn = replace(txn, op=op)
+        session_op = isinstance(op, (CreateSessionOp, CloseSessionOp))
+        if session_op and isinstance(op, CreateSessionOp) and op.session_id in self._closed:
             # A late duplicate of the CreateSession of a session that has
             # since been closed or expired: a dead session stays dead.
             res = ApplyResult(Err.SESSION_EXPIRED)
         else:
             res = self.tree.apply(txn)
-        if self.fault == "idempotent-delete" and isinstance(op, DeleteOp) and res.err == Err.NO_NODE:
-            res = ApplyResult(Err.OK)  # TEST-ONLY FAULT: a delete of a missing znode "succeeds"
-        if self._read_cache is not None and not isinstance(op, MultiOp):  # TEST-ONLY FAULT stale-read-cache:
-            for key in [k for k in self._read_cache if k[0] == getattr(op, "path", None)]:  # multi forgotten
-                del self._read_cache[key]
-        if self._stale_tree is not None:  # TEST-ONLY FAULT stale-reads: the read copy lags behind
-            self._stale_queue.append(txn)
-            while len(self._stale_queue) > faults.STALE_LAG:
-                self._stale_tree.apply(self._stale_queue.popleft())
-        self._fx.events.extend(res.events)
-        if isinstance(op, CreateSessionOp) and res.err == Err.OK:
+        if fault:
+            if fault == "idempotent-delete" and isinstance(op, DeleteOp) and res.err == Err.NO_NODE:
+                res = ApplyResult(Err.OK)  # TEST-ONLY FAULT: a delete of a missing znode "succeeds"
+            if self._read_cache is not None and not isinstance(op, MultiOp):  # TEST-ONLY FAULT stale-read-cache:
+                for key in [k for k in self._read_cache if k[0] == getattr(op, "path", None)]:  # multi forgotten
+                    del self._read_cache[key]
+            if self._stale_tree is not None:  # TEST-ONLY FAULT stale-reads: the read copy lags behind
+                self._stale_queue.append(txn)
+                while len(self._stale_queue) > faults.STALE_LAG:
+                    self._stale_tree.apply(self._stale_queue.popleft())
+        if res.events:
+            self._fx.events.extend(res.events)
+        if session_op and isinstance(op, CreateSessionOp) and res.err == Err.OK:
             if self._tracker is not None:
                 self._tracker.add(op.session_id, op.timeout_ms, self._now)
             value: Any = (op.session_id, op.password, op.timeout_ms)
@@ -1408,7 +1421,7 @@ class Replica:
             value = (bytes(op.data), res.value)  # a reconfig's answer: the new config and its Stat
         else:
             value = res.value
-            if isinstance(op, CloseSessionOp):
+            if session_op and isinstance(op, CloseSessionOp):
                 self._seen.pop(op.session_id, None)
                 self._closed[op.session_id] = None
                 if len(self._closed) > CLOSED_WINDOW:

@@ -79,7 +79,8 @@ class EffectRunner:
         """``schedule(fn)`` runs ``fn`` soon (after the current input; the event loop's
         call_soon); ``idle()`` runs after a turn that left nothing pending (the server
         computes queued reads then); ``failed(exc)`` once the disk failed; ``synced(s)``
-        after every sync, with its duration (the metrics hook)."""
+        after every sync, with its duration (the metrics hook; called once the batch it made
+        durable was released, so it is off the replies' path)."""
         self.replica = replica
         # the member's failpoints (node.failpoints), inert unless armed; a stand-in replica may have none
         fp = getattr(replica, "fp", None)
@@ -170,8 +171,9 @@ class EffectRunner:
             self._fail(exc)
             return
         self.syncs += 1
-        self._synced_hook(self._clock() - t0)
+        elapsed = self._clock() - t0
         self._release(batch)
+        self._synced_hook(elapsed)  # (metrics: after the replies left, off their path)
 
     def _release(self, batch: list[Effects]) -> None:
         later = [m for fx in batch for m in fx.messages]

@@ -218,6 +218,7 @@ class MemberServer:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task] = []
         self._started = time.monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it serves on (set on first use)
         self.peer_poller: PeerPoller | None = None  # started by the admin server (ensemble_view)
 
     @property
@@ -258,9 +259,11 @@ class MemberServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    @staticmethod
-    def _call_soon(fn: Callable[[], None]) -> None:
-        asyncio.get_running_loop().call_soon(fn)
+    def _call_soon(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        loop.call_soon(fn)
 
     def next_conn_id(self) -> int:
         self._conn_ids += 1

@@ -423,20 +423,22 @@ class RaftNode:
         if self._outstanding is not None:
             return False
         # Field by field rather than building SoftState/HardState: called several times per turn.
+        # (Role is a StrEnum: it compares equal to the soft state's role string as it is.)
         soft, hard, log = self._prev_soft, self._prev_hard, self.log
+        committed = log.committed
         return (
             self._broadcast_pending
             or bool(self.msgs)
             or bool(self.read_states)
             or self.term != hard.term
             or self.vote != hard.vote
-            or log.committed != hard.commit
-            or self.role.value != soft.role
+            or committed != hard.commit
+            or self.role != soft.role
             or self.leader != soft.leader
             or self.term != soft.term
             or log.pending_snapshot is not None
-            or log.stabled < log.last_index()
-            or log.committed > max(log.applied, log.offset)
+            or log.stabled < log.offset + len(log.entries)
+            or (committed > log.applied and committed > log.offset)
         )
 
     def ready(self) -> Ready:
@@ -452,7 +454,7 @@ class RaftNode:
         prev_soft, prev_hard = self._prev_soft, self._prev_hard
         soft = (
             self.soft_state()
-            if self.role.value != prev_soft.role or self.leader != prev_soft.leader or self.term != prev_soft.term
+            if self.role != prev_soft.role or self.leader != prev_soft.leader or self.term != prev_soft.term
             else None
         )
         hard = (
@@ -460,23 +462,30 @@ class RaftNode:
             if self.term != prev_hard.term or self.vote != prev_hard.vote or log.committed != prev_hard.commit
             else None
         )
-        msgs = _coalesce_acks(self.msgs) if self.msgs else []
+        if self.msgs:
+            msgs = _coalesce_acks(self.msgs)
+            late = [m for m in msgs if m.type not in EARLY_TYPES]
+            early = [m for m in msgs if m.type in EARLY_TYPES]
+            self.msgs = []
+        else:
+            late, early = [], []
+        entries = log.unstable_entries()
+        snapshot = log.pending_snapshot
         rd = Ready(
             soft_state=soft,
             hard_state=hard,
-            entries=log.unstable_entries(),
-            snapshot=log.pending_snapshot,
+            entries=entries,
+            snapshot=snapshot,
             committed_entries=log.next_committed_entries(),
-            messages=[m for m in msgs if m.type not in EARLY_TYPES] if msgs else [],
+            messages=late,
             read_states=self.read_states,
-            early_messages=[m for m in msgs if m.type in EARLY_TYPES] if msgs else [],
+            early_messages=early,
+            must_sync=must_sync(prev_hard, hard, bool(entries), snapshot is not None),
         )
-        rd.must_sync = must_sync(self._prev_hard, rd.hard_state, bool(rd.entries), rd.snapshot is not None)
-        self.msgs = []
         self.read_states = []
-        if rd.entries and self.role is Role.LEADER and self.durable_commit:
+        if entries and self.role is Role.LEADER and self.durable_commit:
             # Sent after this Ready is persisted and synced (the Ready contract), so it is a promise.
-            last = rd.entries[-1].index
+            last = entries[-1].index
             rd.messages.extend(
                 Message(type=MT.DURABLE, frm=self.id, to=p, term=self.term, index=last)
                 for p in sorted(self.voters - {self.id})

@@ -490,6 +490,19 @@ def test_txn_encoding_round_trips_every_op() -> None:
         assert decode_txn(encode_txn(txn)) == txn
 
 
+def test_set_data_fast_encoding_is_the_general_encoding() -> None:
+    """encode_txn writes a plain setData in one join: byte for byte what the general Writer writes."""
+    from node.tree.codec import _TXN_HEAD, Writer, _encode_op
+
+    for op in (SetDataOp("/é/x", b"\x00\xff" * 50, 7), SetDataOp("/a", b"", -1), SetDataOp("/n", None, 0)):
+        txn = Txn(1 << 40, 1_700_000_000_000, -(1 << 63), (), op)
+        w = Writer()
+        w.raw(_TXN_HEAD.pack(txn.zxid, txn.time_ms, txn.session_id, 0))
+        _encode_op(w, op)
+        assert encode_txn(txn) == w.getvalue()
+        assert decode_txn(encode_txn(txn)) == txn
+
+
 def test_decode_refuses_garbage() -> None:
     blob = encode_txn(Txn(1, 2, 3, (), SetDataOp("/a", b"x", -1)))
     for bad in (blob[:-1], blob + b"\x00", b"", b"\xff" * 40):
