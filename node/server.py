@@ -218,7 +218,7 @@ class MemberServer:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task] = []
         self._started = time.monotonic()
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it serves on (set on first use)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it serves on (set by start)
         self.peer_poller: PeerPoller | None = None  # started by the admin server (ensemble_view)
 
     @property
@@ -229,7 +229,7 @@ class MemberServer:
     # -- lifecycle
 
     async def start(self) -> tuple[str, int]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()  # turns are scheduled on the loop that serves
         if self.transport is not None:
             await self.transport.start()
         # The first tick before the port opens: a sole voter is then already the leader.
