@@ -185,14 +185,9 @@ class ClientConnection(asyncio.Protocol):
         off = 0
         limit = self.server.cfg.max_frame_bytes
         self._touched = False
-        t = self.transport
         try:
             while len(buf) - off >= 4:
-                # (_input_full, inlined: this runs for every request)
-                if self.state != NEW and (
-                    len(self._slots) >= MAX_PARKED
-                    or self._out_bytes + (t.get_write_buffer_size() if t is not None else 0) >= self.output_limit
-                ):
+                if self.state != NEW and self._input_full():
                     self._stall()  # the rest waits in buf (and the kernel) until the output drains
                     break
                 if self.state == NEW and off == 0 and bytes(buf[:4]) in four_letter.WORD_BYTES:
@@ -319,11 +314,15 @@ class ClientConnection(asyncio.Protocol):
             self._close_after = True
             self.server.dirty.add(self)
             return
+        self._queue(data)
+        self.server.dirty.add(self)
+
+    def _queue(self, data: bytes) -> None:
+        """Add ``data`` to the output (written by the next ``_write_out``)."""
         self._out.append(data)
         self._out_bytes += len(data)
         self.sent += 1
         self.server.sent += 1
-        self.server.dirty.add(self)
 
     def _flush(self) -> None:
         if self.server.busy():
@@ -359,12 +358,8 @@ class ClientConnection(asyncio.Protocol):
                 break
             slots.popleft()
             answered.append(s)
-            data = s.data
-            if data is not None:  # (send, without marking this connection dirty again: it writes below)
-                self._out.append(data)
-                self._out_bytes += len(data)
-                self.sent += 1
-                srv.sent += 1
+            if s.data is not None:
+                self._queue(s.data)  # (not send: this connection is not dirty again, it writes below)
             if s.close:
                 self.send(None)
         self._write_out()
@@ -601,8 +596,6 @@ class ClientConnection(asyncio.Protocol):
             self._auth(rec)  # identities must apply to the writes pipelined right behind it
         elif op == P.SASL:
             self._sasl(xid, rec)  # as auth: the identity applies to what follows
-        elif op in TREE_WRITES:
-            self._submit_write(op, xid, rec)
         elif op == P.SYNC:
             path = rec.path
             self._submit(

@@ -842,12 +842,6 @@ class Replica:
         within the session (the client's xid counter): it is the dedupe key."""
         self._now = now_ms
         conn: _Conn | None
-        if type(request) is Write and not self.fault:  # the common case, first (same steps as below)
-            conn = self._checked_conn(conn_id, session_id, seq)
-            if conn is not None:
-                txn = Txn(0, 0, session_id, tuple(request.identities), request.op)
-                self._enqueue_write(conn_id, conn, session_id, seq, txn)
-            return self._drain()
         if isinstance(request, CreateSession):
             sid = new_session_id(self.id, self.rng.getrandbits(56))
             password = generate_password(self.rng)
@@ -1312,8 +1306,9 @@ class Replica:
         while raft.has_ready() or (self._reconfigs_due and self._decide_reconfigs() and raft.has_ready()):
             rd = raft.ready()
             if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-                # (positional: snapshot, compaction, entries, hard_state)
-                self._fx.persist.append(Persist(rd.snapshot, None, tuple(rd.entries), rd.hard_state))
+                self._fx.persist.append(
+                    Persist(snapshot=rd.snapshot, entries=tuple(rd.entries), hard_state=rd.hard_state)
+                )
             if rd.must_sync:
                 self._fx.must_sync = True
             if rd.early_messages:
@@ -1340,7 +1335,7 @@ class Replica:
             due, self._due = self._due, set()
             for conn_id in sorted(due):
                 self._flush(conn_id)
-        fx, self._fx = self._fx, Effects([], False, [], [], [], [])  # (positional: no default factories)
+        fx, self._fx = self._fx, Effects()
         return fx
 
     def _apply(self, e: Entry) -> None:
@@ -1394,8 +1389,7 @@ class Replica:
             if fault == "multi-version-off-by-one" and isinstance(op, MultiOp):
                 op = self._off_by_one(op)  # TEST-ONLY FAULT: a version one behind passes the check
                 txn = replace(txn, op=op)
-        session_op = isinstance(op, (CreateSessionOp, CloseSessionOp))
-        if session_op and isinstance(op, CreateSessionOp) and op.session_id in self._closed:
+        if isinstance(op, CreateSessionOp) and op.session_id in self._closed:
             # A late duplicate of the CreateSession of a session that has
             # since been closed or expired: a dead session stays dead.
             res = ApplyResult(Err.SESSION_EXPIRED)
@@ -1413,7 +1407,7 @@ class Replica:
                     self._stale_tree.apply(self._stale_queue.popleft())
         if res.events:
             self._fx.events.extend(res.events)
-        if session_op and isinstance(op, CreateSessionOp) and res.err == Err.OK:
+        if isinstance(op, CreateSessionOp) and res.err == Err.OK:
             if self._tracker is not None:
                 self._tracker.add(op.session_id, op.timeout_ms, self._now)
             value: Any = (op.session_id, op.password, op.timeout_ms)
@@ -1421,7 +1415,7 @@ class Replica:
             value = (bytes(op.data), res.value)  # a reconfig's answer: the new config and its Stat
         else:
             value = res.value
-            if session_op and isinstance(op, CloseSessionOp):
+            if isinstance(op, CloseSessionOp):
                 self._seen.pop(op.session_id, None)
                 self._closed[op.session_id] = None
                 if len(self._closed) > CLOSED_WINDOW:

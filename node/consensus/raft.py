@@ -437,8 +437,8 @@ class RaftNode:
             or self.leader != soft.leader
             or self.term != soft.term
             or log.pending_snapshot is not None
-            or log.stabled < log.offset + len(log.entries)
-            or (committed > log.applied and committed > log.offset)
+            or log.stabled < log.last_index()
+            or committed > max(log.applied, log.offset)
         )
 
     def ready(self) -> Ready:

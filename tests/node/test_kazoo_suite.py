@@ -425,8 +425,6 @@ def test_unexpected_failures_run_once_more_and_only_a_second_pass_clears_them() 
 
 
 def test_node_ids_name_the_installed_kazoo_test_files() -> None:
-    from tests.node.test_kazoo_suite import _node_id
-
     node_id = _node_id("test_client::TestClient::test_create")
     path, _, rest = node_id.partition("::")
     assert Path(path).is_file() and Path(path).name == "test_client.py" and rest == "TestClient::test_create"
@@ -441,8 +439,6 @@ def test_a_suite_that_times_out_says_which_test_it_was_in(tmp_path: Path) -> Non
 
 
 def test_zookeepers_startup_race_excuses_only_the_restarting_tests_and_only_with_its_evidence() -> None:
-    from tests.node.test_kazoo_suite import RESTARTING_TESTS, zookeeper_startup_race
-
     npe = (
         'java.lang.NullPointerException: Cannot invoke "org.apache.zookeeper.server.ZKDatabase.removeCnxn'
         '(org.apache.zookeeper.server.ServerCnxn)" because "this.zkDb" is null'
