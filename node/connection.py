@@ -314,15 +314,11 @@ class ClientConnection(asyncio.Protocol):
             self._close_after = True
             self.server.dirty.add(self)
             return
-        self._queue(data)
-        self.server.dirty.add(self)
-
-    def _queue(self, data: bytes) -> None:
-        """Add ``data`` to the output (written by the next ``_write_out``)."""
         self._out.append(data)
         self._out_bytes += len(data)
         self.sent += 1
         self.server.sent += 1
+        self.server.dirty.add(self)
 
     def _flush(self) -> None:
         if self.server.busy():
@@ -359,7 +355,7 @@ class ClientConnection(asyncio.Protocol):
             slots.popleft()
             answered.append(s)
             if s.data is not None:
-                self._queue(s.data)  # (not send: this connection is not dirty again, it writes below)
+                self.send(s.data)
             if s.close:
                 self.send(None)
         self._write_out()
