@@ -4,7 +4,9 @@
 - ``check_queue``: no acknowledged put lost (every ok put is consumed by an
   ok get or still present at the end, allowing one item per indeterminate
   get), no item consumed twice, nothing consumed that was never put, nothing
-  both consumed and still present.
+  both consumed and still present; and the sequential znodes the puts create
+  keep their guarantee: no name handed out twice, names growing with their
+  creation zxid, no sequential create refused NodeExists.
 - ``check_counter``: the final value lies within [sum of acknowledged
   increments, that + sum of indeterminate ones]; reads within one session
   never go backwards.
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -82,6 +85,8 @@ def check_queue(history: Iterable[Op]) -> Result:
                     + ("" if len(twice) <= 3 else f"; {len(twice) - 3} more item(s) consumed twice"),
                 }
             )
+        seq_problems, names = _sequence_problems(q, puts)
+        problems.extend(seq_problems)
         for kind, items in (
             ("present-twice", [i for i, c in present.items() if c > 1]),
             ("consumed-and-present", sorted(set(got) & set(present))),
@@ -97,6 +102,7 @@ def check_queue(history: Iterable[Op]) -> Result:
             "present": sum(present.values()),
             "indeterminate_gets": info_gets,
             "unaccounted": len(missing),
+            "sequential_names": names,
         }
     if problems:
         return Result.illegal(
@@ -107,14 +113,86 @@ def check_queue(history: Iterable[Op]) -> Result:
             details,
         )
     total = sum(d["acknowledged_puts"] for d in details.values())
+    seq = sum(d["sequential_names"] for d in details.values())
     if not total:
         return Result.unknown(name, "no put was acknowledged, so nothing was checked", details=details)
     return Result.ok(
         name,
-        f"{total} acknowledged puts all accounted for, none consumed twice",
+        f"{total} acknowledged puts all accounted for, none consumed twice"
+        + (f"; {seq} sequential names unique and increasing" if seq else ""),
         {q: {"consumed": d["consumed"], "present": d["present"]} for q, d in details.items()},
         details=details,
     )
+
+
+def _sequence_problems(q: str, puts: list[Any]) -> tuple[list[dict[str, Any]], int]:
+    """The sequential-znode guarantee behind every put: the server appends the parent's
+    counter, so a name is never handed out twice and names grow with their creation
+    (ZooKeeper Programmer's Guide, "Sequence Nodes": a monotonically increasing counter,
+    unique to the parent znode). Witnesses: an ok put's ``[q, n, path, czxid]`` (clients
+    that report them) and a put refused NodeExists (the server chose a name already taken).
+    Returns the problems and how many created names were compared."""
+    problems: list[dict[str, Any]] = []
+    collided = [o for o in puts if o.status == FAIL and o.completion is not None and o.completion.error == "NodeExists"]
+    if collided:
+        problems.append(
+            {
+                "queue": q,
+                "kind": "sequential-create-collided",
+                "items": [o.input[1] for o in collided[:MAX_SHOWN]],
+                "why": f"{q}: {len(collided)} put(s) failed NodeExists, first op {collided[0].index}: a sequential "
+                "create's name is new by construction (the parent's counter), so it can never collide",
+            }
+        )
+    created: dict[str, list[tuple[int, int, str, Any]]] = {}  # parent -> [(czxid, counter, name, op)]
+    for o in puts:
+        out = o.output if o.status == OK else None
+        if not (isinstance(out, list) and len(out) == 4 and isinstance(out[2], str) and isinstance(out[3], int)):
+            continue
+        path, czxid = out[2], out[3]
+        parent, _, name = path.rpartition("/")
+        digits = name[-10:]
+        if len(name) < 10 or not digits.isdigit():
+            problems.append(
+                {
+                    "queue": q,
+                    "kind": "not-sequential",
+                    "items": [path],
+                    "why": f"{q}: put op {o.index} created {path!r}, which does not end in a 10-digit sequence number",
+                }
+            )
+            continue
+        created.setdefault(parent, []).append((czxid, int(digits), name, o))
+    names = 0
+    for parent, rows in sorted(created.items()):
+        names += len(rows)
+        by_name: dict[str, Any] = {}
+        for _, _, name, o in rows:
+            if name in by_name:
+                problems.append(
+                    {
+                        "queue": q,
+                        "kind": "sequential-name-reused",
+                        "items": [f"{parent}/{name}"],
+                        "why": f"{q}: {parent}/{name} was created for put op {by_name[name].index} (item "
+                        f"{by_name[name].input[1]}) and again for put op {o.index} (item {o.input[1]})",
+                    }
+                )
+            by_name[name] = o
+        rows.sort(key=lambda r: (r[0], r[1]))
+        for (z1, c1, n1, o1), (z2, c2, n2, o2) in itertools.pairwise(rows):
+            if n1 != n2 and (z1 == z2 or c2 <= c1):
+                problems.append(
+                    {
+                        "queue": q,
+                        "kind": "sequence-not-increasing",
+                        "items": [f"{parent}/{n1}", f"{parent}/{n2}"],
+                        "why": f"{q}: {parent}/{n1} (put op {o1.index}, czxid {z1:#x}) and {parent}/{n2} (put op "
+                        f"{o2.index}, czxid {z2:#x}): the later creation must carry the larger sequence number",
+                    }
+                )
+                break  # one witness per parent is enough
+    return problems, names
 
 
 def _get_op(o: Any) -> dict[str, Any]:

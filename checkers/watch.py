@@ -3,7 +3,9 @@ a history of ``write``, ``watch-read`` and ``pwatch-read`` ops.
 
 ok values (``key`` a znode name, ``version`` its data version):
 
-- ``write``: ``[key, data, version]`` -- setData's new Stat.
+- ``write``: ``[key, data, version]`` -- setData's new Stat; ``version`` is
+  null for a write that changed the key's children (a child key: it has no
+  data version to report; its reads carry the child version, cversion).
 - ``watch-read``: ``{"key", "data", "version", "client", "session"}`` and, when the
   previous one-shot watch on that key was set on this connection (or
   re-registered on it),
@@ -72,7 +74,8 @@ def version_agreement(history: list[Op]) -> Result:
     seen: dict[tuple[Any, int], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for op in _oks(history, "write"):
         key, data, version = op.value
-        seen[(key, version)][data].append(op.index)
+        if version is not None:
+            seen[(key, version)][data].append(op.index)
     for op in _reads(history):
         v = op.value
         seen[(v["key"], v["version"])][v["data"]].append(op.index)
@@ -98,7 +101,7 @@ def write_order(history: list[Op]) -> Result:
     name = "watch-write-order"
     by_key: dict[Any, list[tuple[int, Op]]] = defaultdict(list)  # key -> (zxid, write)
     for op in _oks(history, "write"):
-        if op.zxid is not None:
+        if op.zxid is not None and op.value[2] is not None:
             by_key[op.value[0]].append((op.zxid, op))
     if not by_key:
         return Result.unknown(name, "no acknowledged write with a zxid")

@@ -266,6 +266,13 @@ CATALOGUE: tuple[Bug, ...] = (
         expect="two transactions that read the same version both commit: Elle lost update / G-single",
     ),
     Bug(
+        "sequence-from-child-count",
+        "data tree",
+        "a sequential znode is numbered by its parent's child count, not by the parent's counter",
+        Campaign("queue", time_limit_s=8),
+        expect="after a consumed item a put collides NodeExists or reuses a name: queue sequential-create-collided",
+    ),
+    Bug(
         "idempotent-delete",
         "data tree",
         "a delete of a znode already gone is answered OK instead of NoNode",

@@ -53,6 +53,8 @@ FAULTS: dict[str, str] = {
     "stale-read-cache": "a member caches getData answers and drops a path's entry when a create, delete or "
     "setData of it applies, but not when a multi writes it, so a leader's fenced read "
     "after another leader's fenced multi sees the old value",
+    "sequence-from-child-count": "a sequential znode's number is its parent's current child count instead of "
+    "its counter, so after a delete a name is handed out again (or the create collides NodeExists)",
     "throttle-leak": "a member's outstanding-request throttle is released when a write is answered but the "
     f"sync path forgets to release it; after {THROTTLE_LIMIT} syncs the member answers every "
     "write and sync with ConnectionLoss (plain reads still work): safe, but unavailable",

@@ -56,7 +56,8 @@ TEST-ONLY FAULTS. `unsafe_fault` arms one of the deliberate bugs of
 `node.faults` (lose-writes, stale-reads, sync-no-wait, stale-reconnect,
 multi-partial, diverge, idempotent-delete, local-version-check,
 stale-read-cache, throttle-leak, recovery-truncates-last-entry,
-multi-version-off-by-one, disconnect-drops-ephemerals; the Raft core carries
+multi-version-off-by-one, disconnect-drops-ephemerals, sequence-from-child-count
+(through the tree); the Raft core carries
 out commit-without-quorum, vote-ignores-log, heartbeat-commit-beyond-match and
 read-index-no-quorum; the shell drop-watch-events, skip-fsync,
 late-watch-events and setwatches-ignored). Each is an `if` on the production
@@ -630,6 +631,8 @@ class Replica:
         tree.enforce_quota = self.enforce_quota
         if self.fault == "multi-partial":
             tree.unsafe_multi_partial = True
+        elif self.fault == "sequence-from-child-count":
+            tree.unsafe_sequence_from_child_count = True
         elif self.fault == "stale-reads":
             self._stale_tree = DataTree.deserialize(tree.serialize())
             self._stale_queue.clear()

@@ -281,6 +281,12 @@ def check_lock(history: Iterable[Op]) -> Result:
 
 
 # ----------------------------------------------------------------- session
+def _named(node: str, names: set[str]) -> bool:
+    """``node`` is one of ``names``, or a sequential znode made from one of them (a create
+    that did not complete knows only the prefix the server appends 10 digits to)."""
+    return node in names or (len(node) > 10 and node[-10:].isdigit() and node[:-10] in names)
+
+
 def check_sessions(history: Iterable[Op]) -> Result:
     """Ephemerals of dead sessions are gone; those of live sessions remain
     (see workloads/session.py for which sessions count as dead or live)."""
@@ -357,7 +363,7 @@ def check_sessions(history: Iterable[Op]) -> Result:
                         f"there at read {fr.index}, but that session was {dead[owner]}",
                     }
                 )
-            elif node not in created and node not in maybe and len(maybe) >= indeterminate:
+            elif node not in created and not _named(node, maybe) and len(maybe) >= indeterminate:
                 problems.append(
                     {
                         "kind": "unexpected",

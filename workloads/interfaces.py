@@ -92,11 +92,16 @@ INTERFACES: dict[str, Interface] = {
             "watch",
             "one-shot and persistent change notifications, ordered with replies",
             (
-                ("write", "[key, n] -> [key, n-as-text, version]"),
+                (
+                    "write",
+                    "[key, n] -> [key, n-as-text, version]; on a child key (c0, c1): create or delete a "
+                    "child -> [key, change, null]",
+                ),
                 (
                     "watch-read",
                     "[key, null] -> {key, data, version, client, session, armed?, fired?, ...}: "
-                    "read and arm a one-shot watch; says whether the previous one fired before this reply",
+                    "read and arm a one-shot watch; says whether the previous one fired before this reply "
+                    "(a child key: the children and their cversion, under a child watch)",
                 ),
                 (
                     "pwatch-read",
@@ -126,7 +131,11 @@ INTERFACES: dict[str, Interface] = {
             "queue",
             "two FIFO queues of unique ints (plain and locking)",
             (
-                ("put", "[q, n] -> [q, n]"),
+                (
+                    "put",
+                    "[q, n] -> [q, n, path, czxid]: the sequential znode created and its creation zxid "
+                    "([q, n] when the database has no such names)",
+                ),
                 ("get", "[q, null] -> [q, n | null]: consume one item (null: empty)"),
                 ("final-read", "null -> {q: [n, ...]}: what is left in each queue, fresh, without consuming"),
             ),

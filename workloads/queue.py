@@ -5,13 +5,18 @@ and atomic deletes (Programmer's Guide, "Sequence Nodes"; the "Queues"
 recipe in "ZooKeeper Recipes and Solutions"; *Reliability* in "Consistency
 Guarantees": an acknowledged update persists). So no acknowledged put is
 lost -- each is consumed by one get or still in the queue at the end -- and
-no item is consumed twice (a delete of one znode succeeds once).
+no item is consumed twice (a delete of one znode succeeds once). The
+sequential names themselves are checked too: never handed out twice, growing
+with their creation zxid, never refused NodeExists ("Sequence Nodes": a
+monotonically increasing counter unique to the parent).
 
 Ops (the ``queue`` interface; ``q`` is ``queue`` -- a plain queue -- or
 ``locking-queue``; ZooKeeper: kazoo's ``Queue`` and ``LockingQueue``
 recipes, ``harness/dbs/zk/queue.py``):
 
-- ``{"f": "put", "value": [q, n]}`` (n unique) -> ok ``[q, n]``;
+- ``{"f": "put", "value": [q, n]}`` (n unique) -> ok ``[q, n, path, czxid]``,
+  the sequential znode the put created and its creation zxid (``[q, n]``
+  from a database without such names);
 - ``{"f": "get", "value": [q, None]}`` -> ok ``[q, n]``, or ``[q, None]``
   when the queue was empty;
 - ``{"f": "final-read"}`` after healing: every item still in each queue,

@@ -3,8 +3,10 @@ session (the ``session`` interface; ZooKeeper: ``harness/dbs/zk/session.py``).
 
 Each process holds one session and:
 
-- ``{"f": "create"}`` creates an ephemeral (a znode owned by the session)
-  -> ok ``{"node": name, "session": sid}`` (sid as a hex string);
+- ``{"f": "create"}`` creates an ephemeral (a znode owned by the session;
+  ZooKeeper's client makes every other one ephemeral-sequential, as the lock
+  and election recipes do) -> ok ``{"node": name, "session": sid}`` (sid as a
+  hex string); an indeterminate create of a sequential one names its prefix;
 - ``{"f": "close"}`` closes its session and opens a new one -> ok
   ``{"closed": old_sid, "session": new_sid}``; every ephemeral of the closed
   session must then be gone;

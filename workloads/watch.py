@@ -11,13 +11,17 @@ order; *Single System Image*: a client never sees an older view); and a
 persistent-recursive watch (``addWatch``, 3.6+) stays set and is triggered
 by every change under its path.
 
-Ops (the ``watch`` interface; keys ``w0``/``w1`` carry one-shot watches,
-``p0``/``p1`` the persistent recursive watch, and no key carries both, so
-every notification is attributable):
+Ops (the ``watch`` interface; keys ``w0``/``w1`` carry one-shot data
+watches, ``c0``/``c1`` one-shot child watches, ``p0``/``p1`` the persistent
+recursive watch, and no key carries two kinds, so every notification is
+attributable):
 
-- ``{"f": "write", "value": [key, n]}`` -> ok ``[key, n-as-str, version]``.
+- ``{"f": "write", "value": [key, n]}`` -> ok ``[key, n-as-str, version]``;
+  on a child key the write creates or deletes a child of the key instead
+  (ZooKeeper: ``NodeChildrenChanged``, both ways) -> ok ``[key, change, null]``.
 - ``{"f": "watch-read", "value": [key, None]}``: a read arming a one-shot
-  watch (re-armed by every read).
+  watch (re-armed by every read); on a child key it lists the children, and
+  its "version" is the key's child version (cversion).
 - ``{"f": "pwatch-read", "value": [key, None]}``: a read under the
   connection's persistent recursive watch.
 
@@ -40,8 +44,10 @@ from checkers.history import Op
 from checkers.watch import check_watch
 
 ONE_SHOT = ("w0", "w1")
+CHILD = ("c0", "c1")
 PERSISTENT = ("p0", "p1")
-KEYS = ONE_SHOT + PERSISTENT
+KEYS = ONE_SHOT + CHILD + PERSISTENT
+WATCHED = ONE_SHOT + CHILD  # the keys watch-read arms a one-shot watch on
 FS = ("write", "watch-read", "pwatch-read")
 
 
@@ -63,13 +69,13 @@ class WatchWorkload:
                 n += threads
                 yield {"f": "write", "value": [rng.choice(sorted(KEYS)), n]}
             elif r < (1 + self.write_fraction) / 2:
-                yield {"f": "watch-read", "value": [rng.choice(sorted(ONE_SHOT)), None]}
+                yield {"f": "watch-read", "value": [rng.choice(sorted(WATCHED)), None]}
             else:
                 yield {"f": "pwatch-read", "value": [rng.choice(sorted(PERSISTENT)), None]}
 
     def final_ops(self) -> list[dict[str, Any]]:
         # every client reads every key once more after healing
-        return [{"f": "watch-read", "value": [k, None]} for k in sorted(ONE_SHOT)] + [
+        return [{"f": "watch-read", "value": [k, None]} for k in sorted(WATCHED)] + [
             {"f": "pwatch-read", "value": [k, None]} for k in sorted(PERSISTENT)
         ]
 

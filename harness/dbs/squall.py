@@ -104,6 +104,7 @@ UNSAFE_FAULTS = (
     "setwatches-ignored",
     "multi-version-off-by-one",
     "disconnect-drops-ephemerals",
+    "sequence-from-child-count",
 )
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -113,10 +113,13 @@ class DataTree:
     set it alike, since it changes what ``apply`` computes.
     ``unsafe_multi_partial`` is the TEST-ONLY ``multi-partial`` fault
     (``node.faults``): when set, a multi whose later op fails keeps the
-    effects of its earlier ops. Never set it outside a test.
+    effects of its earlier ops. ``unsafe_sequence_from_child_count`` is the
+    TEST-ONLY ``sequence-from-child-count`` fault: a sequential name takes the
+    parent's child count instead of its counter. Never set either outside a test.
     """
 
     unsafe_multi_partial = False
+    unsafe_sequence_from_child_count = False
     enforce_quota = False
 
     def __init__(self) -> None:
@@ -304,7 +307,8 @@ class DataTree:
         if not check_acl(parent.acl, Perm.CREATE, txn.identities):
             raise Rollback(Err.NO_AUTH)
         if flags in (PERSISTENT_SEQUENTIAL, EPHEMERAL_SEQUENTIAL, PERSISTENT_SEQUENTIAL_WITH_TTL):
-            path = f"{path}{parent.cversion:010d}"
+            counter = len(parent.children) if self.unsafe_sequence_from_child_count else parent.cversion  # TEST-ONLY
+            path = f"{path}{counter:010d}"
         if path_error(path) is not None:
             raise Rollback(Err.BAD_ARGUMENTS)
         if path in self.nodes:

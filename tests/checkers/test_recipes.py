@@ -4,6 +4,7 @@ of simulated correct recipes (ops take effect atomically; some crash as
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from hypothesis import HealthCheck, given, settings
@@ -136,3 +137,82 @@ def test_election_liveness_needs_a_final_leader():
     h = H().op(0, "lead", None, out={"read": 0}).op(1, "final-lead", None, out={"read": 1})
     assert check_elected(h.ops).valid is True
     assert check_elected(H().op(0, "lead", None, out={"read": 0}).ops).is_unknown
+
+
+def named_queue(seed: int, n: int = 60) -> list[Op]:
+    """A correct queue whose puts report the sequential znode they created (``[q, n, path, czxid]``):
+    one counter per parent, one zxid per write, as ZooKeeper hands them out."""
+    rng = random.Random(seed)
+    items: dict[str, list[int]] = {"queue": [], "locking-queue": []}
+    counters = dict.fromkeys(items, 0)
+    h, zxid, item = H(), 0x100000000, 0
+    for _ in range(n):
+        q = rng.choice(sorted(items))
+        zxid += 1
+        if rng.random() < 0.6:
+            item += 1
+            items[q].append(item)
+            path = f"/squall/queue/{q}/entry-100-{counters[q]:010d}"
+            counters[q] += 1
+            h.op(0, "put", [q, item], out=[q, item, path, zxid])
+        else:
+            got = items[q].pop(0) if items[q] else None
+            h.op(0, "get", [q, None], out=[q, got])
+    h.op(0, "final-read", None, out={q: list(v) for q, v in items.items()})
+    return h.ops
+
+
+def _named_puts(ops: list[Op]) -> list[Op]:
+    return [o for o in ops if o.f == "put" and o.type == "ok"]
+
+
+@SETTINGS
+@given(st.integers(0, 10**6))
+def test_sequential_names_valid_and_each_broken_guarantee_caught(seed):
+    ops = named_queue(seed)
+    r = check_queue(ops)
+    puts = _named_puts(ops)
+    assert r.valid is True, r.explanation
+    assert f"{len(puts)} sequential names unique and increasing" in r.summary
+    same_parent = [
+        (a, b) for a, b in itertools.pairwise(puts) if a.value[2].rpartition("/")[0] == b.value[2].rpartition("/")[0]
+    ]
+    if not same_parent:
+        return
+    a, b = same_parent[0]
+    # a name handed out again (a counter that counts children: it falls back after a delete)
+    reused = named_queue(seed)
+    _named_puts(reused)[puts.index(b)].value[2] = a.value[2]
+    r = check_queue(reused)
+    assert r.valid is False and "sequential-name-reused" in r.summary, r.summary
+    assert f"{a.value[2]} was created for put op {a.index - 1} (item {a.value[1]}) and again" in r.explanation
+    # the later creation with the smaller number
+    swapped = named_queue(seed)
+    pa, pb = _named_puts(swapped)[puts.index(a)], _named_puts(swapped)[puts.index(b)]
+    pa.value[2], pb.value[2] = pb.value[2], pa.value[2]
+    r = check_queue(swapped)
+    assert r.valid is False and r.summary.endswith("sequence-not-increasing"), r.summary
+    assert f"czxid {a.value[3]:#x}" in r.explanation
+
+
+def test_a_sequential_create_refused_node_exists_is_a_violation():
+    h = H().op(0, "put", ["queue", 1], out=["queue", 1, "/q/entry-100-0000000000", 0x100000001])
+    h.op(1, "put", ["queue", 2], typ="fail", out=["queue", 2])
+    h.ops[-1].error = "NodeExists"
+    h.op(0, "final-read", None, out={"queue": [1], "locking-queue": []})
+    r = check_queue(h.ops)
+    assert r.valid is False and r.summary.endswith("sequential-create-collided"), r.summary
+    assert "1 put(s) failed NodeExists, first op 2" in r.explanation
+    h.ops[3].error = "ConnectionLoss"  # any other definite failure: the put did not happen, nothing to say
+    r = check_queue(h.ops)
+    assert r.valid is True and "1 sequential names unique and increasing" in r.summary
+
+
+def test_puts_without_names_are_checked_as_before():
+    h = H().op(0, "put", ["queue", 1]).op(0, "final-read", None, out={"queue": [1], "locking-queue": []})
+    r = check_queue(h.ops)
+    assert r.valid is True and "sequential" not in r.summary
+    h = H().op(0, "put", ["queue", 1], out=["queue", 1, "/q/entry-100-x", 5])
+    h.op(0, "final-read", None, out={"queue": [1], "locking-queue": []})
+    r = check_queue(h.ops)
+    assert r.valid is False and "not-sequential" in r.summary

@@ -130,3 +130,25 @@ def test_going_back_in_time_is_invalid_and_nothing_compared_is_unknown():
     assert r.valid is False and "watch-monotonic" in r.counterexample
     assert check_watch([]).is_unknown
     assert one_shot(h).is_unknown and persistent(h).is_unknown
+
+
+def test_child_keys_writes_without_a_version_and_a_child_watch_that_missed_a_delete():
+    """A child key's write reports no data version (the key's reads carry its cversion): the
+    agreement and write-order checks leave it out; a child watch set at cversion 1 that did not
+    fire before a read shows cversion 2 (a child deleted without NodeChildrenChanged) is caught."""
+    h = _read(0, 0, "watch-read", {"key": "c0", "data": "n1", "version": 1, "client": 1})
+    h += [
+        Op(len(h), len(h), "invoke", 1, "write", ["c0", 3]),
+        Op(len(h) + 1, len(h) + 1, "ok", 1, "write", ["c0", "-n1", None], zxid=7),
+    ]
+    h += [
+        Op(len(h), len(h), "invoke", 1, "write", ["c0", 5]),
+        Op(len(h) + 1, len(h) + 1, "ok", 1, "write", ["c0", "+n5", None], zxid=8),
+    ]
+    read = {"key": "c0", "data": "", "version": 2, "client": 1, "armed": 1, "fired": True}
+    ok = h + _read(len(h), 0, "watch-read", read)
+    assert version_agreement(ok).valid is True and write_order(ok).is_unknown
+    assert one_shot(ok).valid is True
+    missed = h + _read(len(h), 0, "watch-read", {**read, "fired": False})
+    r = one_shot(missed)
+    assert r.valid is False and r.counterexample["violations"][0]["problem"] == "data-before-event"

@@ -362,6 +362,14 @@ def test_a_member_that_takes_back_a_client_that_has_seen_more_is_caught(tmp_path
     [
         # two consumers (one on the lagging member) both "delete" one item: consumed twice
         ("idempotent-delete", "queue", LAG, "queue", "consumed-twice"),
+        # a sequential name numbered by the child count: after a get, a put collides or reuses a name
+        (
+            "sequence-from-child-count",
+            "queue",
+            ["--nemesis", "none", "--time-limit", "8", "--no-progress"],
+            "queue",
+            "sequential-",
+        ),
         # a stale version passes the check on the lagging member: an increment is lost
         ("local-version-check", "counter", LAG, "counter", "final-out-of-bounds"),
         # a leader's fenced read after another leader's multi sees the old value

@@ -195,6 +195,29 @@ def test_session_changed_without_a_reported_expiry_is_not_judged():
     assert r.valid is True and r.details["dead_sessions"] == 0
 
 
+def test_session_an_indeterminate_sequential_create_accounts_for_its_numbered_node():
+    """An ephemeral-sequential create that did not complete knows only its prefix; the node the
+    server made from it (prefix + 10 digits) is accounted for, any other unknown node is not."""
+    h = H()
+    h.op(0, "create", None, out={"node": "e-a-1", "session": "0x1", "expired": []})
+    h.op(0, "create", None, "info", out={"node": "e-a-2-s"})
+    h.op(1, "final-read", None, out={"session": "0x3", "nodes": {"e-a-1": "0x1", "e-a-2-s0000000007": "0x1"}})
+    assert check_sessions(h.ops).valid is True
+    h.op(1, "final-read", None, out={"session": "0x3", "nodes": {"e-a-1": "0x1", "e-a-3-s0000000008": "0x1"}})
+    r = check_sessions(h.ops)
+    assert r.valid is False and r.counterexample["problems"][0]["kind"] == "unexpected"
+    assert "e-a-3-s0000000008 was never created" in r.explanation
+
+
+def test_session_ephemeral_sequential_of_a_closed_session_surviving_is_invalid():
+    h = H()
+    h.op(0, "create", None, out={"node": "e-a-2-s0000000001", "session": "0x1", "expired": []})
+    h.op(0, "close", None, out={"closed": "0x1", "session": "0x2", "expired": []})
+    h.op(0, "final-read", None, out={"session": "0x2", "nodes": {"e-a-2-s0000000001": "0x1"}, "expired": []})
+    r = check_sessions(h.ops)
+    assert r.valid is False and r.counterexample["problems"][0]["kind"] == "survived"
+
+
 # ---------------------------------------------------------------- register
 def test_register_valid_history_passes_both_checks():
     h = H()

@@ -2,7 +2,10 @@
 (``queue``, at ``/squall/queue/q``) and ``LockingQueue`` (``locking-queue``,
 at ``/squall/queue/lq``) recipes (workloads/queue.py: op source, checks).
 
-- put ``[q, n]`` -> ok ``[q, n]``;
+- put ``[q, n]`` -> ok ``[q, n, path, czxid]``: the recipe's sequential
+  create, done here with ``include_data`` so that the name the server chose
+  and its creation zxid are kept (kazoo's ``put`` discards them) for the
+  sequential-name check;
 - get ``[q, None]`` -> ok ``[q, n]``, or ``[q, None]`` when the queue was
   empty (``LockingQueue``: ``get(timeout)`` then ``consume()``; a consume that
   lost its lock is ``fail`` and the item is released);
@@ -30,6 +33,7 @@ from harness.dbs.zk import conn as _zk
 
 BASE = "/squall/queue"
 QUEUES = {"queue": f"{BASE}/q", "locking-queue": f"{BASE}/lq"}
+PRIORITY = 100  # the recipes' default priority: every put uses it
 # where each recipe keeps its items
 ITEMS = {"queue": f"{BASE}/q", "locking-queue": f"{BASE}/lq/entries"}
 
@@ -63,8 +67,15 @@ class QueueClient(_zk.ZkClient):
         return cls(self.conn.zk, QUEUES[q])
 
     def _put(self, q: str, n: int) -> list:
-        self._recipe(q).put(str(n).encode())
-        return [q, n]
+        # The recipe's own put, named as it names its entries (``Queue``: ``<path>/entry-100-``;
+        # ``LockingQueue``: ``<path>/entries/entry-100-``, priority 100), so its get finds them.
+        recipe = self._recipe(q)
+        if q == "queue":
+            prefix = f"{recipe.path}/{recipe.prefix}{PRIORITY:03d}-"
+        else:
+            prefix = f"{recipe.path}{recipe.entries}/{recipe.entry}-{PRIORITY:03d}-"
+        path, stat = self.conn.zk.create(prefix, str(n).encode(), sequence=True, include_data=True)
+        return [q, n, path, stat.czxid]
 
     def _get(self, q: str) -> list:
         recipe = self._recipe(q)

@@ -4,8 +4,11 @@ under ``/squall/session`` live exactly as long as their session
 
 Each client holds one kazoo session and:
 
-- create: an ephemeral ``/squall/session/e-<tag>-<n>`` -> ok ``{"node": name,
-  "session": sid, "expired": [...], "reopened": k}`` (sid as a hex string);
+- create: an ephemeral ``/squall/session/e-<tag>-<n>`` (every other one
+  ephemeral *sequential*, ``e-<tag>-<n>-s<10 digits>``: the guarantee covers both
+  kinds) -> ok ``{"node": name, "session": sid, "expired": [...], "reopened": k}``
+  (sid as a hex string); a create that did not complete names the sequential
+  one by its prefix (``e-<tag>-<n>-s``);
 - close: closeSession, confirmed by the server's reply, then a new session
   -> ok ``{"closed": old_sid, "session": new_sid, "expired": [...]}``;
 - final-read: ``sync``, then the children of ``/squall/session`` and their
@@ -67,8 +70,9 @@ class SessionClient:
         f = op.get("f")
         if f == "create":
             self.counter += 1
-            name = f"{self.tag}-{self.counter}"
-            return _zk.run(self.conn, lambda: self._create(name), fail_value={"node": f"e-{name}"})
+            sequential = self.counter % 2 == 0
+            name = f"{self.tag}-{self.counter}" + ("-s" if sequential else "")
+            return _zk.run(self.conn, lambda: self._create(name, sequential), fail_value={"node": f"e-{name}"})
         if f == "close":
             return _zk.run(self.conn, self._close_session, fail_value=None)
         if f == "final-read":
@@ -91,9 +95,9 @@ class SessionClient:
         out, self._expired_carry = self._expired_carry + [sid_hex(s) for s in new], []
         return out
 
-    def _create(self, name: str) -> dict[str, Any]:
+    def _create(self, name: str, sequential: bool = False) -> dict[str, Any]:
         sid = self._sid()
-        path = self.conn.wait(self.conn.zk.create_async(f"{BASE}/e-{name}", b"", ephemeral=True))
+        path = self.conn.wait(self.conn.zk.create_async(f"{BASE}/e-{name}", b"", ephemeral=True, sequence=sequential))
         after = self._sid()
         if after != sid:  # the session changed under us: which one owns it is unclear
             raise RuntimeError(f"session changed during create ({sid} -> {after})")

@@ -2,13 +2,20 @@
 persistent-recursive watches (workloads/watch.py: op source; checkers/watch.py:
 the checks and the meaning of each value field).
 
-Keys ``w0``/``w1`` under ``/squall/watch/w`` carry one-shot watches,
-``p0``/``p1`` under ``/squall/watch/p`` the persistent-recursive watch; no
-path carries both, so every notification is attributable.
+Keys ``w0``/``w1`` under ``/squall/watch/w`` carry one-shot data watches,
+``c0``/``c1`` under ``/squall/watch/c`` one-shot child watches, ``p0``/``p1``
+under ``/squall/watch/p`` the persistent-recursive watch; no path carries two
+kinds, so every notification is attributable.
 
-- write ``[key, n]``: setData(str(n)) -> ok ``[key, n-as-str, version]``.
+- write ``[key, n]``: setData(str(n)) -> ok ``[key, n-as-str, version]``; on a
+  child key it changes the key's children instead: it creates the child
+  ``n<n>``, or, every other time, deletes the oldest child this client created
+  there -> ok ``[key, "+n<n>" or "-n<m>", null]`` (no data version).
 - watch-read ``[key, None]``: getData with a one-shot watch (re-armed by
-  every read).
+  every read); on a child key getChildren with a one-shot child watch, whose
+  ``data`` is the sorted children joined by commas and ``version`` the key's
+  ``cversion`` (it counts child creations and deletions, so a child watch
+  set at cversion c must fire before a read shows one above c).
 - pwatch-read ``[key, None]``: getData (no watch) after this connection's
   ``addWatch(/squall/watch/p, PERSISTENT_RECURSIVE)`` (kazoo 2.11 has no
   addWatch: the request -- opcode 106 -- goes through kazoo's request queue,
@@ -40,9 +47,11 @@ from harness.dbs.zk import conn as _zk
 
 BASE = "/squall/watch"
 ONE_SHOT = {"w0": f"{BASE}/w/w0", "w1": f"{BASE}/w/w1"}
+CHILD = {"c0": f"{BASE}/c/c0", "c1": f"{BASE}/c/c1"}  # one-shot child watches
 PERSISTENT_ROOT = f"{BASE}/p"
 PERSISTENT = {"p0": f"{PERSISTENT_ROOT}/p0", "p1": f"{PERSISTENT_ROOT}/p1"}
-PATHS = {**ONE_SHOT, **PERSISTENT}
+PATHS = {**ONE_SHOT, **CHILD, **PERSISTENT}
+WATCHED = {**ONE_SHOT, **CHILD}  # the keys watch-read arms a one-shot watch on
 
 
 def _noop_watch(event: Any) -> None:
@@ -74,6 +83,8 @@ class WatchClient:
         self.rearm_zxid: dict[str, int] = {}  # key -> setWatches' relative zxid
         self.pwatch: tuple[int, Any] | None = None  # (addWatch reply pos, log)
         self.pprev: dict[str, tuple[int, int]] = {}  # key -> (version, reply pos)
+        self.kids: dict[str, list[str]] = {k: [] for k in CHILD}  # child key -> children this client made
+        self.child_writes = 0
 
     def open(self, hosts: str, node: str, timeout_s: float) -> None:
         self.conn.open(hosts, timeout_s)
@@ -86,7 +97,7 @@ class WatchClient:
         key = value[0] if isinstance(value, list) and len(value) == 2 else None
         if f == "write" and key in PATHS and isinstance(value[1], int):
             return _zk.run(self.conn, lambda: self._write(key, value[1]), fail_value=value)
-        if f == "watch-read" and key in ONE_SHOT:
+        if f == "watch-read" and key in WATCHED:
             return _zk.run(self.conn, lambda: self._watch_read(key), fail_value=value)
         if f == "pwatch-read" and key in PERSISTENT:
             return _zk.run(self.conn, lambda: self._pwatch_read(key), fail_value=value)
@@ -95,23 +106,44 @@ class WatchClient:
             "value": value,
             "zxid": None,
             "error": f"bad watch op {op!r}: f must be write [key in {sorted(PATHS)}, int], "
-            f"watch-read [key in {sorted(ONE_SHOT)}, null] or pwatch-read "
+            f"watch-read [key in {sorted(WATCHED)}, null] or pwatch-read "
             f"[key in {sorted(PERSISTENT)}, null]",
         }
 
     def _write(self, key: str, n: int) -> list:
+        if key in CHILD:
+            return self._change_children(key, n)
         stat = self.conn.wait(self.conn.zk.set_async(PATHS[key], str(n).encode()))
         return [key, str(n), stat.version]
 
+    def _change_children(self, key: str, n: int) -> list:
+        kids = self.kids[key]
+        self.child_writes += 1
+        if kids and self.child_writes % 2 == 0:
+            name = kids.pop(0)  # forgotten first: a delete with no answer is not tried again
+            self.conn.wait(self.conn.zk.delete_async(f"{CHILD[key]}/{name}"))
+            return [key, f"-{name}", None]
+        name = f"n{n}"
+        self.conn.wait(self.conn.zk.create_async(f"{CHILD[key]}/{name}", b""))
+        kids.append(name)
+        return [key, f"+{name}", None]
+
     def _get(self, key: str, watch: bool) -> tuple[dict[str, Any], int]:
         zk, log = self.conn.zk, self.conn.log
-        ar = zk.get_async(PATHS[key], watch=_noop_watch if watch else None)
-        data, stat = self.conn.wait(ar)
+        w = _noop_watch if watch else None
+        if key in CHILD:
+            ar = zk.get_children_async(PATHS[key], watch=w, include_data=True)
+            children, stat = self.conn.wait(ar)
+            data, version = ",".join(sorted(children)), stat.cversion
+        else:
+            ar = zk.get_async(PATHS[key], watch=w)
+            raw, stat = self.conn.wait(ar)
+            data, version = raw.decode(), stat.version
         pos = _zk.reply_position(log, ar)
         return {
             "key": key,
-            "data": data.decode(),
-            "version": stat.version,
+            "data": data,
+            "version": version,
             "client": self.conn.generation,
             "session": self.conn.session_id(),
         }, pos
@@ -123,7 +155,8 @@ class WatchClient:
         prev = self.armed.get(key)
         if prev is not None and prev[2] is log and prev[3] == out["session"] and _zk.same_connection(log, prev[4], pos):
             out["armed"] = prev[0]
-            out["fired"] = _zk.count_events(log, prev[1], pos, _zk.CHANGED_EVENT, PATHS[key]) > 0
+            kind = _zk.CHILD_EVENT if key in CHILD else _zk.CHANGED_EVENT
+            out["fired"] = _zk.count_events(log, prev[1], pos, kind, PATHS[key]) > 0
             if prev[4] != prev[1]:
                 out["moved"] = True
                 out["trace"] = _zk.trace(log, prev[1], pos, PATHS[key])
@@ -150,7 +183,9 @@ class WatchClient:
         for k in moved:
             groups.setdefault(_zk.zxid_at_break(log, self.armed[k][4]) or 0, []).append(k)
         for zxid, keys in sorted(groups.items()):
-            ar = _zk.send_request(self.conn.zk, _zk.SetWatches(zxid, [PATHS[k] for k in keys], [], []))
+            data = [PATHS[k] for k in keys if k not in CHILD]
+            child = [PATHS[k] for k in keys if k in CHILD]
+            ar = _zk.send_request(self.conn.zk, _zk.SetWatches(zxid, data, [], child))
             self.conn.wait(ar)
             at = _zk.reply_position(log, ar)
             for k in keys:
@@ -183,7 +218,7 @@ class WatchClients:
 
     def setup(self, hosts: str) -> None:
         def create(zk: Any) -> None:
-            for path in PATHS.values():
+            for path in PATHS.values():  # (a child key is the parent of the children it counts)
                 if zk.exists(path) is None:
                     zk.create(path, b"", makepath=True)
 
