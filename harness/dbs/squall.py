@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.dbs.base import DBBase, HostNeeds, NodeContext, NodeLaunch, SetupError
-from harness.dbs.zk import ZooKeeperProtocol
+from harness.dbs.zk import SNAP_COUNT, ZooKeeperProtocol
 
 
 @functools.lru_cache(maxsize=1)
@@ -162,6 +162,9 @@ class SquallDB(ZooKeeperProtocol, DBBase):
         # own ensemble view asks its peers (mntr); ZooKeeper 3.8's default would answer srvr only.
         if "--4lw-whitelist" in help_text:
             argv += ["--4lw-whitelist", HARNESS_WORDS]
+        # Snapshots within a campaign (harness.dbs.zk.SNAP_COUNT).
+        if "--snapshot-every" in help_text:
+            argv += ["--snapshot-every", str(SNAP_COUNT)]
         if len(node.nodes) > 1:
             if not supports_ensemble(help_text):
                 raise SetupError(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.dbs.base import DBBase, HostNeeds, NodeContext, NodeLaunch, SetupError
-from harness.dbs.zk import ZooKeeperProtocol
+from harness.dbs.zk import SNAP_COUNT, ZooKeeperProtocol
 
 DEBIAN_JAR_DIR = Path("/usr/share/java")
 JAR_DIR = Path(os.environ.get("SQUALL_ZOOKEEPER_JARS", str(DEBIAN_JAR_DIR)))
@@ -54,6 +54,9 @@ def zoo_cfg(node: NodeContext) -> str:
         # 64 MB preallocated log segments are wasteful for short runs.
         "preAllocSize=4096",
         "autopurge.purgeInterval=0",
+        # Snapshots within a campaign, as for the node (SNAP_COUNT): ZooKeeper takes one
+        # after snapCount/2 plus a random share of snapCount transactions.
+        f"snapCount={SNAP_COUNT}",
     ]
     if len(node.nodes) > 1:
         for i, other in enumerate(node.nodes, start=1):

@@ -225,89 +225,90 @@ def test_each_client_slot_has_its_own_source_with_values_unique_across_slots(nam
     assert len(values) == len(set(values)), f"{name}: a value repeats across client slots"
 
 
+@pytest.fixture
+def one_node(tmp_path):
+    """A standalone node on the local backend, torn down after the test."""
+    _need_node()
+    from harness.backends.local import LocalBackend
+    from harness.dbs.squall import SquallDB
+
+    cluster = LocalBackend().create(1, SquallDB(), tmp_path)
+    try:
+        cluster.wait_ready(60)
+        yield cluster
+    finally:
+        cluster.teardown()
+
+
 @pytest.mark.integration
 @pytest.mark.slow
-def test_queue_puts_report_the_sequential_znode_and_the_recipes_still_consume_it(tmp_path):
+def test_queue_puts_report_the_sequential_znode_and_the_recipes_still_consume_it(one_node):
     """A put is the recipe's own sequential create, kept with its name and creation zxid
     (``[q, n, path, czxid]``) for the sequential-name check; kazoo's gets consume those
     entries first in, first out, and the checker finds the names unique and increasing."""
-    _need_node()
-    from harness.backends.local import LocalBackend
-    from harness.dbs.squall import SquallDB
     from harness.dbs.zk.queue import ITEMS, QueueClients
 
-    cluster = LocalBackend().create(1, SquallDB(), tmp_path)
+    cluster = one_node
+    clients = QueueClients({})
+    clients.setup(cluster.connect_string())
+    c = clients.client()
+    node = cluster.nodes[0]
+    c.open(cluster.client_address(node), node, 5.0)
+    hist: list = []
+
+    def op(f, value):
+        hist.append(Op(len(hist), len(hist), "invoke", 0, f, value))
+        r = c.invoke({"f": f, "value": value})
+        hist.append(Op(len(hist), len(hist), r["type"], 0, f, r.get("value"), node, r.get("error"), r.get("zxid")))
+        return r
+
     try:
-        cluster.wait_ready(60)
-        clients = QueueClients({})
-        clients.setup(cluster.connect_string())
-        c = clients.client()
-        node = cluster.nodes[0]
-        c.open(cluster.client_address(node), node, 5.0)
-        hist: list = []
-
-        def op(f, value):
-            hist.append(Op(len(hist), len(hist), "invoke", 0, f, value))
-            r = c.invoke({"f": f, "value": value})
-            hist.append(Op(len(hist), len(hist), r["type"], 0, f, r.get("value"), node, r.get("error"), r.get("zxid")))
-            return r
-
-        try:
-            puts = [op("put", [q, n]) for n, q in enumerate(["queue", "locking-queue"] * 3)]
-            assert all(r["type"] == "ok" for r in puts), puts
-            for r in puts:
-                q, n, path, czxid = r["value"]
-                assert path.startswith(f"{ITEMS[q]}/entry-") and path[-10:].isdigit() and czxid > 0
-            assert [r["value"][3] for r in puts] == sorted(r["value"][3] for r in puts)
-            assert op("get", ["queue", None])["value"] == ["queue", 0]
-            assert op("get", ["locking-queue", None])["value"] == ["locking-queue", 1]
-            final = op("final-read", None)
-            assert final["value"] == {"queue": [2, 4], "locking-queue": [3, 5]}
-        finally:
-            c.close()
-        r = queue.QueueWorkload().check(hist)
-        assert r.valid is True and "6 sequential names unique and increasing" in r.summary, r.summary
+        puts = [op("put", [q, n]) for n, q in enumerate(["queue", "locking-queue"] * 3)]
+        assert all(r["type"] == "ok" for r in puts), puts
+        for r in puts:
+            q, n, path, czxid = r["value"]
+            assert path.startswith(f"{ITEMS[q]}/entry-") and path[-10:].isdigit() and czxid > 0
+        assert [r["value"][3] for r in puts] == sorted(r["value"][3] for r in puts)
+        assert op("get", ["queue", None])["value"] == ["queue", 0]
+        assert op("get", ["locking-queue", None])["value"] == ["locking-queue", 1]
+        final = op("final-read", None)
+        assert final["value"] == {"queue": [2, 4], "locking-queue": [3, 5]}
     finally:
-        cluster.teardown()
+        c.close()
+    r = queue.QueueWorkload().check(hist)
+    assert r.valid is True and "6 sequential names unique and increasing" in r.summary, r.summary
 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_child_keys_arm_child_watches_that_fire_on_creates_and_deletes(tmp_path):
+def test_child_keys_arm_child_watches_that_fire_on_creates_and_deletes(one_node):
     """A watch-read of a child key lists its children under a one-shot child watch, with the
     key's cversion as its version; another client's writes create and then delete a child, and
     each fires the watch before the next read shows the new cversion."""
-    _need_node()
-    from harness.backends.local import LocalBackend
-    from harness.dbs.squall import SquallDB
     from harness.dbs.zk.watch import WatchClients
 
-    cluster = LocalBackend().create(1, SquallDB(), tmp_path)
+    cluster = one_node
+    clients = WatchClients({})
+    clients.setup(cluster.connect_string())
+    node = cluster.nodes[0]
+    reader, writer = clients.client(), clients.client()
+    for c in (reader, writer):
+        c.open(cluster.client_address(node), node, 5.0)
     try:
-        cluster.wait_ready(60)
-        clients = WatchClients({})
-        clients.setup(cluster.connect_string())
-        node = cluster.nodes[0]
-        reader, writer = clients.client(), clients.client()
-        for c in (reader, writer):
-            c.open(cluster.client_address(node), node, 5.0)
-        try:
-            first = reader.invoke({"f": "watch-read", "value": ["c0", None]})
-            assert first["type"] == "ok" and first["value"]["data"] == "" and "armed" not in first["value"]
-            made = writer.invoke({"f": "write", "value": ["c0", 7]})
-            assert made["type"] == "ok" and made["value"] == ["c0", "+n7", None]
-            seen = reader.invoke({"f": "watch-read", "value": ["c0", None]})["value"]
-            assert seen["data"] == "n7" and seen["version"] == first["value"]["version"] + 1
-            assert seen["armed"] == first["value"]["version"] and seen["fired"] is True
-            gone = writer.invoke({"f": "write", "value": ["c0", 9]})  # every other write deletes its oldest child
-            assert gone["type"] == "ok" and gone["value"] == ["c0", "-n7", None]
-            assert writer.invoke({"f": "write", "value": ["c0", 11]})["value"] == ["c0", "+n11", None]
-            last = reader.invoke({"f": "watch-read", "value": ["c0", None]})["value"]
-            assert last["data"] == "n11" and last["version"] == seen["version"] + 2 and last["fired"] is True
-            quiet = reader.invoke({"f": "watch-read", "value": ["c0", None]})["value"]
-            assert quiet["version"] == last["version"] and quiet["fired"] is False
-        finally:
-            for c in (reader, writer):
-                c.close()
+        first = reader.invoke({"f": "watch-read", "value": ["c0", None]})
+        assert first["type"] == "ok" and first["value"]["data"] == "" and "armed" not in first["value"]
+        made = writer.invoke({"f": "write", "value": ["c0", 7]})
+        assert made["type"] == "ok" and made["value"] == ["c0", "+n7", None]
+        seen = reader.invoke({"f": "watch-read", "value": ["c0", None]})["value"]
+        assert seen["data"] == "n7" and seen["version"] == first["value"]["version"] + 1
+        assert seen["armed"] == first["value"]["version"] and seen["fired"] is True
+        gone = writer.invoke({"f": "write", "value": ["c0", 9]})  # every other write deletes its oldest child
+        assert gone["type"] == "ok" and gone["value"] == ["c0", "-n7", None]
+        assert writer.invoke({"f": "write", "value": ["c0", 11]})["value"] == ["c0", "+n11", None]
+        last = reader.invoke({"f": "watch-read", "value": ["c0", None]})["value"]
+        assert last["data"] == "n11" and last["version"] == seen["version"] + 2 and last["fired"] is True
+        quiet = reader.invoke({"f": "watch-read", "value": ["c0", None]})["value"]
+        assert quiet["version"] == last["version"] and quiet["fired"] is False
     finally:
-        cluster.teardown()
+        for c in (reader, writer):
+            c.close()

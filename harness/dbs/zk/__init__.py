@@ -16,6 +16,11 @@ from typing import Any
 from harness.dbs.base import NodeStatus, NotOffered
 from harness.dbs.zk.admin import srvr_status
 
+# Transactions between snapshots in a campaign (snapCount), for the node and ZooKeeper alike:
+# their default (100000) never comes in a run of minutes, and then snapshotting, log
+# compaction, catch-up by snapshot and recovery from a snapshot would never run under faults.
+SNAP_COUNT = 100
+
 # interface -> (module under harness.dbs.zk, its ClientFactory class)
 CLIENTS: dict[str, tuple[str, str]] = {
     "register": ("register", "RegisterClients"),
