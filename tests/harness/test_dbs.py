@@ -30,6 +30,7 @@ from harness.dbs.base import (
     wait_until_ready,
     write_launch_files,
 )
+from harness.dbs.zk import SNAP_COUNT
 from harness.dbs.zk.admin import four_letter_word, parse_srvr, srvr_status, status_from_srvr
 from harness.dbs.zookeeper import ZooKeeperDB, zoo_cfg
 from workloads import interfaces, register
@@ -75,6 +76,7 @@ def test_zoo_cfg_routes_other_nodes_through_their_link_proxies(tmp_path):
         "4lw.commands.whitelist=*",
         f"dataDir={tmp_path / 'data'}",
         "initLimit=10",
+        f"snapCount={SNAP_COUNT}",  # snapshots within a campaign
     ):
         assert must in lines
     assert "quorumListenOnAllIPs=true" not in lines
@@ -167,6 +169,12 @@ def test_squall_db_refuses_an_ensemble_the_node_cannot_run(tmp_path, monkeypatch
         "2101",
     ]
     assert launch.log == "n1.log" and launch.env["PYTHONPATH"].startswith(str(squall_db.PROJECT_ROOT))
+
+
+def test_squall_db_snapshots_within_a_campaign(tmp_path):
+    """The node snapshots every SNAP_COUNT transactions in a campaign, as ZooKeeper's snapCount."""
+    argv = squall_db.SquallDB().prepare(ctx(tmp_path, nodes=("n1",))).argv
+    assert argv[argv.index("--snapshot-every") + 1] == str(SNAP_COUNT) and SNAP_COUNT < 1000
 
 
 def test_squall_db_without_a_node_cli_says_so(tmp_path, monkeypatch):
