@@ -16,7 +16,9 @@ watches, ``c0``/``c1`` one-shot child watches, ``p0``/``p1`` the persistent
 recursive watch, and no key carries two kinds, so every notification is
 attributable):
 
-- ``{"f": "write", "value": [key, n]}`` -> ok ``[key, n-as-str, version]``;
+- ``{"f": "write", "value": [key, n]}`` -> ok ``[key, n-as-str, version]``
+  (ZooKeeper's client writes the same data, ``"same"``, to ``w1`` and ``p1``
+  every time: an unchanged setData must still make a new version and fire);
   on a child key the write creates or deletes a child of the key instead
   (ZooKeeper: ``NodeChildrenChanged``, both ways) -> ok ``[key, change, null]``.
 - ``{"f": "watch-read", "value": [key, None]}``: a read arming a one-shot

@@ -152,3 +152,18 @@ def test_child_keys_writes_without_a_version_and_a_child_watch_that_missed_a_del
     missed = h + _read(len(h), 0, "watch-read", {**read, "fired": False})
     r = one_shot(missed)
     assert r.valid is False and r.counterexample["violations"][0]["problem"] == "data-before-event"
+
+
+def test_an_unchanged_set_that_makes_no_new_version_is_caught():
+    """Writes of the same data ("same") must still make versions: a server that skips them fires
+    the watch (or counts an event) for a change the reads never show."""
+    h = _read(0, 0, "watch-read", {"key": "w1", "data": "same", "version": 3, "client": 1})
+    h += _read(1, 0, "watch-read", {"key": "w1", "data": "same", "version": 3, "client": 1, "armed": 3, "fired": True})
+    r = one_shot(h)
+    assert r.valid is False and r.counterexample["violations"][0]["problem"] == "fired-without-change"
+    p = _read(0, 0, "pwatch-read", {"key": "p1", "data": "same", "version": 3, "client": 1})
+    p += _read(
+        1, 0, "pwatch-read", {"key": "p1", "data": "same", "version": 3, "client": 1, "prev_version": 3, "events": 2}
+    )
+    r = persistent(p)
+    assert r.valid is False and r.counterexample["violations"][0]["problem"] == "extra-events"

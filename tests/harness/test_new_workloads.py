@@ -284,7 +284,8 @@ def test_queue_puts_report_the_sequential_znode_and_the_recipes_still_consume_it
 def test_child_keys_arm_child_watches_that_fire_on_creates_and_deletes(one_node):
     """A watch-read of a child key lists its children under a one-shot child watch, with the
     key's cversion as its version; another client's writes create and then delete a child, and
-    each fires the watch before the next read shows the new cversion."""
+    each fires the watch before the next read shows the new cversion. A write to w1 sets the
+    same data every time and is still a new version that fires the data watch."""
     from harness.dbs.zk.watch import WatchClients
 
     cluster = one_node
@@ -309,6 +310,14 @@ def test_child_keys_arm_child_watches_that_fire_on_creates_and_deletes(one_node)
         assert last["data"] == "n11" and last["version"] == seen["version"] + 2 and last["fired"] is True
         quiet = reader.invoke({"f": "watch-read", "value": ["c0", None]})["value"]
         assert quiet["version"] == last["version"] and quiet["fired"] is False
+        # w1 takes the same data every time, and each write is still a new version that fires
+        armed = reader.invoke({"f": "watch-read", "value": ["w1", None]})["value"]
+        same = writer.invoke({"f": "write", "value": ["w1", 13]})["value"]
+        assert same == ["w1", "same", armed["version"] + 1]
+        again = writer.invoke({"f": "write", "value": ["w1", 15]})["value"]
+        assert again == ["w1", "same", armed["version"] + 2]
+        after = reader.invoke({"f": "watch-read", "value": ["w1", None]})["value"]
+        assert after["data"] == "same" and after["version"] == armed["version"] + 2 and after["fired"] is True
     finally:
         for c in (reader, writer):
             c.close()

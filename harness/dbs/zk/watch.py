@@ -7,7 +7,11 @@ Keys ``w0``/``w1`` under ``/squall/watch/w`` carry one-shot data watches,
 under ``/squall/watch/p`` the persistent-recursive watch; no path carries two
 kinds, so every notification is attributable.
 
-- write ``[key, n]``: setData(str(n)) -> ok ``[key, n-as-str, version]``; on a
+- write ``[key, n]``: setData(str(n)) -> ok ``[key, n-as-str, version]``;
+  on ``w1`` and ``p1`` setData of the same data every time (``"same"``: a
+  setData that changes nothing still makes a new version and fires the data
+  watches, so a server that skips unchanged data is caught) -> ok
+  ``[key, "same", version]``; on a
   child key it changes the key's children instead: it creates the child
   ``n<n>``, or, every other time, deletes the oldest child this client created
   there -> ok ``[key, "+n<n>" or "-n<m>", null]`` (no data version).
@@ -52,6 +56,8 @@ PERSISTENT_ROOT = f"{BASE}/p"
 PERSISTENT = {"p0": f"{PERSISTENT_ROOT}/p0", "p1": f"{PERSISTENT_ROOT}/p1"}
 PATHS = {**ONE_SHOT, **CHILD, **PERSISTENT}
 WATCHED = {**ONE_SHOT, **CHILD}  # the keys watch-read arms a one-shot watch on
+SAME = "same"
+SAME_DATA = ("w1", "p1")  # keys whose every write sets the same data (SAME)
 
 
 def _noop_watch(event: Any) -> None:
@@ -113,8 +119,9 @@ class WatchClient:
     def _write(self, key: str, n: int) -> list:
         if key in CHILD:
             return self._change_children(key, n)
-        stat = self.conn.wait(self.conn.zk.set_async(PATHS[key], str(n).encode()))
-        return [key, str(n), stat.version]
+        data = SAME if key in SAME_DATA else str(n)
+        stat = self.conn.wait(self.conn.zk.set_async(PATHS[key], data.encode()))
+        return [key, data, stat.version]
 
     def _change_children(self, key: str, n: int) -> list:
         kids = self.kids[key]
