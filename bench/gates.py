@@ -36,6 +36,7 @@ GATES: list[tuple[str, str, str]] = [
     ("idempotent-delete", "queue", LAG),
     ("local-version-check", "counter", LAG),
     ("stale-read-cache", "election", "--nemesis none --time-limit 8"),
+    ("sequence-from-child-count", "queue", "--nemesis none --time-limit 8"),
     ("throttle-leak", "register", "--reads sync --nemesis none --time-limit 8"),
 ]
 
