@@ -6,6 +6,8 @@ ok values (``key`` a znode name, ``version`` its data version):
 - ``write``: ``[key, data, version]`` -- setData's new Stat; ``version`` is
   null for a write that changed the key's children (a child key: it has no
   data version to report; its reads carry the child version, cversion).
+- ``write-burst``: ``[key, [[data, version], ...]]`` -- pipelined setData
+  calls of one client, in the order sent.
 - ``watch-read``: ``{"key", "data", "version", "client", "session"}`` and, when the
   previous one-shot watch on that key was set on this connection (or
   re-registered on it),
@@ -18,7 +20,7 @@ ok values (``key`` a znode name, ``version`` its data version):
   ``"prev_version"`` and ``"events"`` (NodeDataChanged notifications for
   the key that arrived between the two replies).
 
-``check_watch(history)`` merges five checks:
+``check_watch(history)`` merges six checks:
 
 - ``watch-version-agreement``: one data value per (key, version) across
   every client's reads and the writers' acknowledgements (every client sees
@@ -31,7 +33,9 @@ ok values (``key`` a znode name, ``version`` its data version):
   that follows sees a version > n -- its event comes before the new data
   (ordered with respect to replies) and it never fires without a change;
 - ``watch-persistent``: a persistent-recursive watch delivers one event per
-  change: between two reads on one connection, events == version delta.
+  change: between two reads on one connection, events == version delta;
+- ``watch-fifo``: a client's pipelined writes apply in the order it sent
+  them (their versions grow in that order).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ def check_watch(history: Iterable[Op]) -> Result:
         ("watch-monotonic", monotonic),
         ("watch-one-shot", one_shot),
         ("watch-persistent", persistent),
+        ("watch-fifo", fifo),
     ]
     return merge([run_checker(name, fn, history) for name, fn in checks], checker="watch")
 
@@ -75,6 +80,10 @@ def version_agreement(history: list[Op]) -> Result:
     for op in _oks(history, "write"):
         key, data, version = op.value
         if version is not None:
+            seen[(key, version)][data].append(op.index)
+    for op in _oks(history, "write-burst"):
+        key, pairs = op.value
+        for data, version in pairs:
             seen[(key, version)][data].append(op.index)
     for op in _reads(history):
         v = op.value
@@ -220,3 +229,28 @@ def persistent(history: list[Op]) -> Result:
         f"{events} persistent watch events over {compared} intervals, one per change",
         {"intervals": compared, "events": events},
     )
+
+
+def fifo(history: list[Op]) -> Result:
+    """ "Updates from a client will be applied in the order that they were sent": the
+    versions of one burst's pipelined writes grow in the order they were sent."""
+    name = "watch-fifo"
+    bad, bursts = [], 0
+    for op in _oks(history, "write-burst"):
+        key, pairs = op.value
+        bursts += 1
+        versions = [v for _, v in pairs]
+        if any(b <= a for a, b in itertools.pairwise(versions)):
+            bad.append({"key": key, "sent": [d for d, _ in pairs], "versions": versions, "op": op.to_dict()})
+    if bad:
+        first = bad[0]
+        return Result.illegal(
+            name,
+            f"{len(bad)} burst(s) applied out of the order sent",
+            f"A client's updates must apply in the order it sent them; {first['key']}: sent "
+            f"{first['sent']}, applied at versions {first['versions']} (op {first['op']['index']})",
+            {"out_of_order": bad[:MAX_SHOWN]},
+        )
+    if not bursts:
+        return Result.unknown(name, "no pipelined burst of writes was acknowledged")
+    return Result.ok(name, f"{bursts} pipelined burst(s) applied in the order sent", {"bursts": bursts})

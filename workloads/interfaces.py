@@ -98,6 +98,11 @@ INTERFACES: dict[str, Interface] = {
                     "child -> [key, change, null]",
                 ),
                 (
+                    "write-burst",
+                    "[key, [n, ...]] -> [key, [[n-as-text, version], ...]]: the writes pipelined on one "
+                    "connection, in the order sent",
+                ),
+                (
                     "watch-read",
                     "[key, null] -> {key, data, version, client, session, armed?, fired?, ...}: "
                     "read and arm a one-shot watch; says whether the previous one fired before this reply "

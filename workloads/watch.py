@@ -21,6 +21,11 @@ attributable):
   every time: an unchanged setData must still make a new version and fire);
   on a child key the write creates or deletes a child of the key instead
   (ZooKeeper: ``NodeChildrenChanged``, both ways) -> ok ``[key, change, null]``.
+- ``{"f": "write-burst", "value": [key, [n1, n2, n3]]}`` (``w0``, ``p0``):
+  the writes pipelined on one connection, all sent before any reply -> ok
+  ``[key, [[n1-as-str, version], ...]]`` in the order sent ("Sequential
+  Consistency: updates from a client will be applied in the order that they
+  were sent", so the versions grow in that order).
 - ``{"f": "watch-read", "value": [key, None]}``: a read arming a one-shot
   watch (re-armed by every read); on a child key it lists the children, and
   its "version" is the key's child version (cversion).
@@ -50,7 +55,9 @@ CHILD = ("c0", "c1")
 PERSISTENT = ("p0", "p1")
 KEYS = ONE_SHOT + CHILD + PERSISTENT
 WATCHED = ONE_SHOT + CHILD  # the keys watch-read arms a one-shot watch on
-FS = ("write", "watch-read", "pwatch-read")
+BURST_KEYS = ("w0", "p0")  # keys that also take pipelined bursts of writes (unique data)
+BURST = 3  # writes per burst
+FS = ("write", "write-burst", "watch-read", "pwatch-read")
 
 
 @dataclass
@@ -58,6 +65,7 @@ class WatchWorkload:
     name: str = "watch"
     interface: str = "watch"
     write_fraction: float = 0.4
+    burst_fraction: float = 0.5  # of the writes to a BURST_KEYS key
     final_each_thread: bool = True
 
     def client_settings(self) -> dict[str, Any]:
@@ -68,8 +76,14 @@ class WatchWorkload:
         while True:
             r = rng.random()
             if r < self.write_fraction:
-                n += threads
-                yield {"f": "write", "value": [rng.choice(sorted(KEYS)), n]}
+                key = rng.choice(sorted(KEYS))
+                if key in BURST_KEYS and rng.random() < self.burst_fraction:
+                    values = [n + threads * (i + 1) for i in range(BURST)]
+                    n = values[-1]
+                    yield {"f": "write-burst", "value": [key, values]}
+                else:
+                    n += threads
+                    yield {"f": "write", "value": [key, n]}
             elif r < (1 + self.write_fraction) / 2:
                 yield {"f": "watch-read", "value": [rng.choice(sorted(WATCHED)), None]}
             else:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checkers.history import Op
-from checkers.watch import check_watch, one_shot, persistent, version_agreement, write_order
+from checkers.watch import check_watch, fifo, one_shot, persistent, version_agreement, write_order
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -30,7 +30,25 @@ def simulate(seed: int, n: int = 120, procs: int = 4) -> list[Op]:
     zxid = 100
     for i in range(n):
         p = rng.randrange(procs)
-        f = rng.choice(["write", "watch-read", "pwatch-read"])
+        f = rng.choice(["write", "write-burst", "watch-read", "pwatch-read"])
+        if f == "write-burst":  # pipelined writes, applied back to back in the order sent
+            k = rng.choice(["w0", "p0"])
+            pairs = []
+            for j in range(3):
+                versions[k] += 1
+                data[k] = f"{i}.{j}"
+                pairs.append([data[k], versions[k]])
+                for (q, key), _ in list(armed.items()):
+                    if key == k:
+                        fired[(q, key)] = True
+                for q in range(procs):
+                    pending_events[(q, k)] = pending_events.get((q, k), 0) + 1
+            zxid += 3
+            ops += [
+                Op(len(ops), len(ops), "invoke", p, f, [k, [i, i, i]]),
+                Op(len(ops) + 1, len(ops) + 1, "ok", p, f, [k, pairs], zxid=zxid),
+            ]
+            continue
         if f == "write":
             k = rng.choice(sorted(versions))
             zxid += 1
@@ -71,9 +89,16 @@ def test_simulated_correct_server_is_valid(seed):
 
 
 @SETTINGS
-@given(st.integers(0, 10**6), st.sampled_from(["fired", "events", "data", "zxid"]))
+@given(st.integers(0, 10**6), st.sampled_from(["fired", "events", "data", "zxid", "order"]))
 def test_mutations_are_caught(seed, what):
     h = simulate(seed)
+    if what == "order":
+        bursts = [op for op in h if op.type == "ok" and op.f == "write-burst"]
+        if bursts:
+            pairs = bursts[0].value[1]
+            pairs[0][1], pairs[1][1] = pairs[1][1], pairs[0][1]  # the second write applied first
+            assert fifo(h).valid is False
+        return
     if what == "fired":
         targets = [op for op in h if op.type == "ok" and op.f == "watch-read" and "armed" in op.value]
         op = targets[0]
@@ -167,3 +192,22 @@ def test_an_unchanged_set_that_makes_no_new_version_is_caught():
     )
     r = persistent(p)
     assert r.valid is False and r.counterexample["violations"][0]["problem"] == "extra-events"
+
+
+def test_a_burst_applied_out_of_the_order_sent_is_caught():
+    def burst(i, versions):
+        pairs = [[str(10 * i + j), v] for j, v in enumerate(versions)]
+        return [
+            Op(2 * i, 2 * i, "invoke", 0, "write-burst", ["w0", [10 * i + j for j in range(len(versions))]]),
+            Op(2 * i + 1, 2 * i + 1, "ok", 0, "write-burst", ["w0", pairs]),
+        ]
+
+    assert fifo([]).is_unknown
+    good = burst(0, [4, 5, 7])  # another client's write may land in between
+    r = fifo(good)
+    assert r.valid is True and "1 pipelined burst(s) applied in the order sent" in r.summary
+    r = fifo(good + burst(1, [9, 8, 10]))
+    assert r.valid is False and "sent ['10', '11', '12'], applied at versions [9, 8, 10] (op 3)" in r.explanation
+    # the burst's versions count in the agreement check too: another value at version 5 disagrees
+    clash = good + [Op(9, 9, "invoke", 1, "write", ["w0", 99]), Op(10, 10, "ok", 1, "write", ["w0", "99", 5])]
+    assert version_agreement(clash).valid is False

@@ -206,7 +206,9 @@ def _values(name, ops):
     if name == "queue":
         return [o["value"][1] for o in ops if o["f"] == "put"]
     if name == "watch":
-        return [o["value"][1] for o in ops if o["f"] == "write"]
+        return [o["value"][1] for o in ops if o["f"] == "write"] + [
+            n for o in ops if o["f"] == "write-burst" for n in o["value"][1]
+        ]
     if name == "multi":
         return [m[2] for o in ops for m in o["value"] if m[0] == "append"]
     return []
@@ -310,6 +312,12 @@ def test_child_keys_arm_child_watches_that_fire_on_creates_and_deletes(one_node)
         assert last["data"] == "n11" and last["version"] == seen["version"] + 2 and last["fired"] is True
         quiet = reader.invoke({"f": "watch-read", "value": ["c0", None]})["value"]
         assert quiet["version"] == last["version"] and quiet["fired"] is False
+        # a burst: three writes pipelined on one connection apply in the order sent
+        burst = writer.invoke({"f": "write-burst", "value": ["w0", [21, 23, 25]]})
+        assert burst["type"] == "ok", burst
+        key, pairs = burst["value"]
+        assert key == "w0" and [d for d, _ in pairs] == ["21", "23", "25"]
+        assert [v for _, v in pairs] == list(range(pairs[0][1], pairs[0][1] + 3))
         # w1 takes the same data every time, and each write is still a new version that fires
         armed = reader.invoke({"f": "watch-read", "value": ["w1", None]})["value"]
         same = writer.invoke({"f": "write", "value": ["w1", 13]})["value"]

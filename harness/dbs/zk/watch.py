@@ -15,6 +15,10 @@ kinds, so every notification is attributable.
   child key it changes the key's children instead: it creates the child
   ``n<n>``, or, every other time, deletes the oldest child this client created
   there -> ok ``[key, "+n<n>" or "-n<m>", null]`` (no data version).
+- write-burst ``[key, [n, ...]]`` (``w0``, ``p0``): one setData per value,
+  all sent before the first reply is awaited (pipelined on the connection)
+  -> ok ``[key, [[n-as-str, version], ...]]`` in the order sent; a refusal of
+  any of them is indeterminate (the ones before it may have applied).
 - watch-read ``[key, None]``: getData with a one-shot watch (re-armed by
   every read); on a child key getChildren with a one-shot child watch, whose
   ``data`` is the sorted children joined by commas and ``version`` the key's
@@ -56,8 +60,13 @@ PERSISTENT_ROOT = f"{BASE}/p"
 PERSISTENT = {"p0": f"{PERSISTENT_ROOT}/p0", "p1": f"{PERSISTENT_ROOT}/p1"}
 PATHS = {**ONE_SHOT, **CHILD, **PERSISTENT}
 WATCHED = {**ONE_SHOT, **CHILD}  # the keys watch-read arms a one-shot watch on
+BURST_KEYS = ("w0", "p0")  # keys that take write-burst
 SAME = "same"
 SAME_DATA = ("w1", "p1")  # keys whose every write sets the same data (SAME)
+
+
+def _ints(values: Any) -> bool:
+    return isinstance(values, list) and bool(values) and all(isinstance(v, int) for v in values)
 
 
 def _noop_watch(event: Any) -> None:
@@ -103,6 +112,8 @@ class WatchClient:
         key = value[0] if isinstance(value, list) and len(value) == 2 else None
         if f == "write" and key in PATHS and isinstance(value[1], int):
             return _zk.run(self.conn, lambda: self._write(key, value[1]), fail_value=value)
+        if f == "write-burst" and key in BURST_KEYS and _ints(value[1]):
+            return _zk.run(self.conn, lambda: self._burst(key, value[1]), fail_value=value)
         if f == "watch-read" and key in WATCHED:
             return _zk.run(self.conn, lambda: self._watch_read(key), fail_value=value)
         if f == "pwatch-read" and key in PERSISTENT:
@@ -112,6 +123,7 @@ class WatchClient:
             "value": value,
             "zxid": None,
             "error": f"bad watch op {op!r}: f must be write [key in {sorted(PATHS)}, int], "
+            f"write-burst [key in {sorted(BURST_KEYS)}, [int, ...]], "
             f"watch-read [key in {sorted(WATCHED)}, null] or pwatch-read "
             f"[key in {sorted(PERSISTENT)}, null]",
         }
@@ -122,6 +134,14 @@ class WatchClient:
         data = SAME if key in SAME_DATA else str(n)
         stat = self.conn.wait(self.conn.zk.set_async(PATHS[key], data.encode()))
         return [key, data, stat.version]
+
+    def _burst(self, key: str, ns: list[int]) -> list:
+        zk = self.conn.zk
+        sent = [(str(n), zk.set_async(PATHS[key], str(n).encode())) for n in ns]  # no wait in between
+        try:
+            return [key, [[data, self.conn.wait(ar).version] for data, ar in sent]]
+        except _zk.DEFINITE as exc:  # not "nothing applied": the writes before it may have
+            raise RuntimeError(f"a write of the burst was refused ({_zk.error_name(exc)})") from exc
 
     def _change_children(self, key: str, n: int) -> list:
         kids = self.kids[key]
