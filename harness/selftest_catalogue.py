@@ -266,6 +266,13 @@ CATALOGUE: tuple[Bug, ...] = (
         expect="two transactions that read the same version both commit: Elle lost update / G-single",
     ),
     Bug(
+        "forwards-reversed",
+        "replication",
+        "a follower forwards the writes of one turn to the leader newest first",
+        Campaign("watch", time_limit_s=8),
+        expect="a client's pipelined writes apply out of the order sent: watch-fifo",
+    ),
+    Bug(
         "sequence-from-child-count",
         "data tree",
         "a sequential znode is numbered by its parent's child count, not by the parent's counter",

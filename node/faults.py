@@ -67,6 +67,7 @@ NEEDS_PEERS: dict[str, str] = {
     "vote-ignores-log": "a sole member votes for itself only",
     "heartbeat-commit-beyond-match": "a sole member has no follower to send heartbeats to",
     "read-index-no-quorum": "a sole member's sync needs no quorum round anyway",
+    "forwards-reversed": "a sole member forwards nothing",
 }
 
 # The selftest catalogue's own bugs (issue 16; `squall selftest`, docs/track-record.md).
@@ -96,6 +97,8 @@ FAULTS.update(
         "disconnect-drops-ephemerals": "when a client's connection to a member closes, that member deletes the "
         "session's ephemeral nodes, although the session lives on (ephemerals tied "
         "to the connection, not the session)",
+        "forwards-reversed": "a follower forwards the writes that arrived in one turn to the leader newest first "
+        "(a stack where a queue belongs), so a client's pipelined writes apply out of the order sent",
     }
 )
 # The faults the replica and its Raft core carry out by themselves, so the simulator

@@ -56,8 +56,8 @@ TEST-ONLY FAULTS. `unsafe_fault` arms one of the deliberate bugs of
 `node.faults` (lose-writes, stale-reads, sync-no-wait, stale-reconnect,
 multi-partial, diverge, idempotent-delete, local-version-check,
 stale-read-cache, throttle-leak, recovery-truncates-last-entry,
-multi-version-off-by-one, disconnect-drops-ephemerals, sequence-from-child-count
-(through the tree); the Raft core carries
+multi-version-off-by-one, disconnect-drops-ephemerals, forwards-reversed,
+sequence-from-child-count (through the tree); the Raft core carries
 out commit-without-quorum, vote-ignores-log, heartbeat-commit-beyond-match and
 read-index-no-quorum; the shell drop-watch-events, skip-fsync,
 late-watch-events and setwatches-ignored). Each is an `if` on the production
@@ -979,7 +979,11 @@ class Replica:
         if self.is_leader:
             self._propose_write(sub.session_id, sub.seq, sub.txn, sub.obj)
         elif self.raft.leader is not None:
-            self._fx.early.append(Forward(self.id, self.raft.leader, sub.session_id, sub.seq, sub.txn))
+            fwd = Forward(self.id, self.raft.leader, sub.session_id, sub.seq, sub.txn)
+            if self.fault == "forwards-reversed":
+                self._fx.early.insert(0, fwd)  # TEST-ONLY FAULT: this turn's forwards leave newest first
+            else:
+                self._fx.early.append(fwd)
         # No leader known: the retry timer submits it once one is.
 
     def _propose_write(self, sid: int, seq: int, txn: bytes, obj: Txn | None = None) -> None:

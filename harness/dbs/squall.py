@@ -105,6 +105,7 @@ UNSAFE_FAULTS = (
     "multi-version-off-by-one",
     "disconnect-drops-ephemerals",
     "sequence-from-child-count",
+    "forwards-reversed",
 )
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -370,6 +370,14 @@ def test_a_member_that_takes_back_a_client_that_has_seen_more_is_caught(tmp_path
             "queue",
             "sequential-",
         ),
+        # a follower forwards one turn's writes newest first: a client's pipelined burst is reordered
+        (
+            "forwards-reversed",
+            "watch",
+            ["--nemesis", "none", "--time-limit", "8", "--no-progress"],
+            "watch-fifo",
+            "out of the order sent",
+        ),
         # a stale version passes the check on the lagging member: an increment is lost
         ("local-version-check", "counter", LAG, "counter", "final-out-of-bounds"),
         # a leader's fenced read after another leader's multi sees the old value

@@ -165,6 +165,25 @@ def test_sequence_from_child_count_hands_a_sequential_name_out_again(armed: bool
 
 
 @ARMED
+def test_forwards_reversed_applies_one_turns_writes_newest_first(armed: bool) -> None:
+    c = _cluster("forwards-reversed", armed)
+    f = c.follower()
+    sid, _ = c.new_session(f, conn=1)
+    _write(c, f, 1, sid, 2, CreateOp("/b", b"", OPEN_ACL_UNSAFE))
+    rep = c.r(f)
+    rep.deferred = True  # as production runs it: both writes arrive in one turn of the effect runner
+    try:
+        c.call(f, "client_request", 1, sid, 3, Write(SetDataOp("/b", b"first", -1)), c.now)
+        c.call(f, "client_request", 1, sid, 4, Write(SetDataOp("/b", b"second", -1)), c.now)
+        c.handle(f, rep.drain())
+    finally:
+        rep.deferred = False
+    c.deliver_all()
+    c.tick(2)
+    assert {c.r(i).tree.get_data("/b")[0] for i in c.ids} == {b"first" if armed else b"second"}
+
+
+@ARMED
 def test_diverge_makes_the_highest_member_apply_other_data(armed: bool) -> None:
     c = _cluster("diverge", armed)
     f = c.follower()
