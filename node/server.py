@@ -91,9 +91,17 @@ class StoreDisk:
     TEST-ONLY ``skip-fsync`` fault: written to the OS, never fdatasynced.
     """
 
-    def __init__(self, store: RaftStore, *, in_thread: bool = False, durable: bool = True) -> None:
+    def __init__(
+        self,
+        store: RaftStore,
+        *,
+        in_thread: bool = False,
+        durable: bool = True,
+        installed: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
         self.durable = durable
+        self._installed = installed  # after a snapshot from the leader replaced the state
         self._pool = (
             concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="squall-disk")
             if in_thread
@@ -111,6 +119,7 @@ class StoreDisk:
                 m.zxid,
                 len(p.snapshot.data),
             )
+            self._installed()
 
     def sync(self, done: Callable[[BaseException | None], None]) -> None:
         if self._pool is None:
@@ -190,7 +199,12 @@ class MemberServer:
                 on_link_lost=self._link_lost,
                 listen_host=members[cfg.server_id].host,
             )
-        self.disk = StoreDisk(store, in_thread=not cfg.fsync_inline, durable=self.fault != "skip-fsync")
+        self.disk = StoreDisk(
+            store,
+            in_thread=not cfg.fsync_inline,
+            durable=self.fault != "skip-fsync",
+            installed=self._snapshot_installed,
+        )
         self.runner = EffectRunner(
             self.replica,
             self.disk,
@@ -258,6 +272,20 @@ class MemberServer:
             await self.transport.close()
         if self._server is not None:
             await self._server.wait_closed()
+
+    def _snapshot_installed(self) -> None:
+        """The tree jumped to the leader's snapshot: the changes in between fired no watch.
+
+        ZooKeeper's learner serves no client while it resyncs from the leader, so its
+        clients reconnect and re-register their watches (setWatches fires those whose znode
+        changed since the client's last zxid). Do the same: close every client connection
+        (sessions live on), so no client reads the new state through watches that missed it."""
+        if self.connections:
+            log.info(
+                "closing %d client connection(s): their watches missed the snapshot's changes", len(self.connections)
+            )
+        for conn in list(self.connections):
+            conn.abort("this member installed a snapshot from the leader; reconnect to re-register watches")
 
     def _call_soon(self, fn: Callable[[], None]) -> None:
         loop = self._loop

@@ -76,6 +76,37 @@ def test_store_installed_snapshot_replaces_the_log_and_old_files_are_purged(tmp_
         again.close()
 
 
+def test_a_snapshot_from_the_leader_closes_the_members_client_connections(tmp_path: Path) -> None:
+    """Installing the leader's snapshot skips the watch events of the changes it holds, so the
+    member closes its client connections (its sessions live on): clients reconnect and
+    re-register their watches, as ZooKeeper's learners do after a resync. A local compaction
+    changes nothing clients see and closes nothing."""
+    from node.server import MemberServer, StoreDisk
+
+    installs: list[int] = []
+    disk = StoreDisk(RaftStore(tmp_path), installed=lambda: installs.append(1))
+    try:
+        disk.persist(Persist(entries=_entries(1, 5), hard_state=HardState(1, None, 5)))
+        disk.persist(Persist(compaction=Snapshot(SnapshotMeta(5, 1, 5), b"five")))
+        assert installs == []
+        disk.persist(Persist(snapshot=Snapshot(SnapshotMeta(50, 3, (3 << 32) | 1), b"fifty")))
+        assert installs == [1]
+    finally:
+        disk.store.close()
+
+    class Conn:
+        def __init__(self) -> None:
+            self.aborted: list[str] = []
+
+        def abort(self, reason: str) -> None:
+            self.aborted.append(reason)
+
+    server = MemberServer.__new__(MemberServer)  # only the connections matter here
+    server.connections = {Conn(), Conn()}  # type: ignore[arg-type]
+    server._snapshot_installed()
+    assert all(c.aborted and "installed a snapshot" in c.aborted[0] for c in server.connections)  # type: ignore[attr-defined]
+
+
 def _compact_at(store: RaftStore, index: int) -> None:
     store.persist(Persist(entries=_entries(index, index), hard_state=HardState(1, None, index)))
     store.persist(Persist(compaction=Snapshot(SnapshotMeta(index, 1, index), f"s{index}".encode())))
