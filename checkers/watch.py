@@ -20,7 +20,7 @@ ok values (``key`` a znode name, ``version`` its data version):
   ``"prev_version"`` and ``"events"`` (NodeDataChanged notifications for
   the key that arrived between the two replies).
 
-``check_watch(history)`` merges six checks:
+``check_watch(history)`` merges seven checks:
 
 - ``watch-version-agreement``: one data value per (key, version) across
   every client's reads and the writers' acknowledgements (every client sees
@@ -35,7 +35,11 @@ ok values (``key`` a znode name, ``version`` its data version):
 - ``watch-persistent``: a persistent-recursive watch delivers one event per
   change: between two reads on one connection, events == version delta;
 - ``watch-fifo``: a client's pipelined writes apply in the order it sent
-  them (their versions grow in that order).
+  them (their versions grow in that order);
+- ``watch-exists``: an exists watch set while a znode was in one state
+  ("absent", or present with some czxid) fires before a read on that
+  connection shows another state. (A watch that fired with the same state
+  read again proves nothing: the znode may have come and gone.)
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ def check_watch(history: Iterable[Op]) -> Result:
         ("watch-one-shot", one_shot),
         ("watch-persistent", persistent),
         ("watch-fifo", fifo),
+        ("watch-exists", exists_watch),
     ]
     return merge([run_checker(name, fn, history) for name, fn in checks], checker="watch")
 
@@ -254,3 +259,36 @@ def fifo(history: list[Op]) -> Result:
     if not bursts:
         return Result.unknown(name, "no pipelined burst of writes was acknowledged")
     return Result.ok(name, f"{bursts} pipelined burst(s) applied in the order sent", {"bursts": bursts})
+
+
+def exists_watch(history: list[Op]) -> Result:
+    """An exists watch set in one state fires before a read on its connection shows another."""
+    name = "watch-exists"
+    bad: list[dict[str, Any]] = []
+    fired = quiet = 0
+    for op in _oks(history, "exists-read"):
+        v = op.value
+        if not isinstance(v, dict) or "armed" not in v:
+            continue
+        if v["state"] != v["armed"] and not v["fired"]:
+            bad.append({"problem": "change-before-event", "op": op.to_dict()})
+        fired += bool(v["fired"])
+        quiet += not v["fired"]
+    if bad:
+        v = bad[0]["op"]["value"]
+        return Result.illegal(
+            name,
+            f"{len(bad)} exists watch violation(s)",
+            "An exists watch set while a znode was in one state must fire before the client can read "
+            f"another; first: {v['key']} armed {v['armed']}, read {v['state']}, no event (op {bad[0]['op']['index']})",
+            {"violations": bad[:MAX_SHOWN]},
+        )
+    if not fired:
+        return Result.unknown(
+            name, "no exists watch fired between two reads on one connection", details={"quiet": quiet}
+        )
+    return Result.ok(
+        name,
+        f"{fired} exists watch(es) fired, no read showed a change before its event ({quiet} stayed quiet)",
+        {"fired": fired, "quiet": quiet},
+    )

@@ -26,6 +26,10 @@ attributable):
   ``[key, [[n1-as-str, version], ...]]`` in the order sent ("Sequential
   Consistency: updates from a client will be applied in the order that they
   were sent", so the versions grow in that order).
+- on ``e0``/``e1`` a write creates the znode or deletes it when it exists;
+  ``{"f": "exists-read", "value": [key, None]}`` asks whether it exists under a
+  one-shot exists watch ("absent", or its czxid): a watch set in one state
+  must fire before a read on that connection shows another.
 - ``{"f": "watch-read", "value": [key, None]}``: a read arming a one-shot
   watch (re-armed by every read); on a child key it lists the children, and
   its "version" is the key's child version (cversion).
@@ -53,11 +57,12 @@ from checkers.watch import check_watch
 ONE_SHOT = ("w0", "w1")
 CHILD = ("c0", "c1")
 PERSISTENT = ("p0", "p1")
-KEYS = ONE_SHOT + CHILD + PERSISTENT
+EXISTS = ("e0", "e1")  # znodes that writes create and delete, read by exists-read under an exists watch
+KEYS = ONE_SHOT + CHILD + PERSISTENT + EXISTS
 WATCHED = ONE_SHOT + CHILD  # the keys watch-read arms a one-shot watch on
 BURST_KEYS = ("w0", "p0")  # keys that also take pipelined bursts of writes (unique data)
 BURST = 3  # writes per burst
-FS = ("write", "write-burst", "watch-read", "pwatch-read")
+FS = ("write", "write-burst", "watch-read", "pwatch-read", "exists-read")
 
 
 @dataclass
@@ -86,14 +91,18 @@ class WatchWorkload:
                     yield {"f": "write", "value": [key, n]}
             elif r < (1 + self.write_fraction) / 2:
                 yield {"f": "watch-read", "value": [rng.choice(sorted(WATCHED)), None]}
-            else:
+            elif r < 0.85:
                 yield {"f": "pwatch-read", "value": [rng.choice(sorted(PERSISTENT)), None]}
+            else:
+                yield {"f": "exists-read", "value": [rng.choice(sorted(EXISTS)), None]}
 
     def final_ops(self) -> list[dict[str, Any]]:
         # every client reads every key once more after healing
-        return [{"f": "watch-read", "value": [k, None]} for k in sorted(WATCHED)] + [
-            {"f": "pwatch-read", "value": [k, None]} for k in sorted(PERSISTENT)
-        ]
+        return (
+            [{"f": "watch-read", "value": [k, None]} for k in sorted(WATCHED)]
+            + [{"f": "pwatch-read", "value": [k, None]} for k in sorted(PERSISTENT)]
+            + [{"f": "exists-read", "value": [k, None]} for k in sorted(EXISTS)]
+        )
 
     def check(self, history: list[Op]) -> Any:
         return check_watch(history)

@@ -5,6 +5,7 @@ watches whose events precede the replies that follow them)."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,8 @@ def simulate(seed: int, n: int = 120, procs: int = 4) -> list[Op]:
     rng = random.Random(seed)
     versions = {"w0": 0, "w1": 0, "p0": 0, "p1": 0}
     data = {k: "" for k in versions}
-    armed: dict[tuple, int] = {}  # (proc, key) -> version set at
+    armed: dict[tuple, Any] = {}  # (proc, key) -> version (or exists state) set at
+    present: dict[str, str | None] = {"e0": None, "e1": None}  # e-key -> czxid while it exists
     fired: dict[tuple, bool] = {}
     pending_events: dict[tuple, int] = {}  # (proc, key) -> persistent events since last read
     prev: dict[tuple, int] = {}
@@ -30,7 +32,30 @@ def simulate(seed: int, n: int = 120, procs: int = 4) -> list[Op]:
     zxid = 100
     for i in range(n):
         p = rng.randrange(procs)
-        f = rng.choice(["write", "write-burst", "watch-read", "pwatch-read"])
+        f = rng.choice(["write", "write-burst", "watch-read", "pwatch-read", "toggle", "exists-read"])
+        if f in ("toggle", "exists-read"):  # e-keys: a znode that writes create and delete
+            k = rng.choice(["e0", "e1"])
+            if f == "toggle":
+                zxid += 1
+                present[k] = None if present[k] else f"{zxid:#x}"
+                for (q, key), _ in list(armed.items()):
+                    if key == k:
+                        fired[(q, key)] = True
+                ops += [
+                    Op(len(ops), len(ops), "invoke", p, "write", [k, i]),
+                    Op(len(ops) + 1, len(ops) + 1, "ok", p, "write", [k, "+" if present[k] else "-", None], zxid=zxid),
+                ]
+                continue
+            state = present[k] or "absent"
+            v = {"key": k, "state": state, "client": 1}
+            if (p, k) in armed:
+                v["armed"], v["fired"] = armed[(p, k)], fired.get((p, k), False)
+            armed[(p, k)], fired[(p, k)] = state, False
+            ops += [
+                Op(len(ops), len(ops), "invoke", p, f, [k, None]),
+                Op(len(ops) + 1, len(ops) + 1, "ok", p, f, v, zxid=zxid),
+            ]
+            continue
         if f == "write-burst":  # pipelined writes, applied back to back in the order sent
             k = rng.choice(["w0", "p0"])
             pairs = []
@@ -110,7 +135,7 @@ def test_mutations_are_caught(seed, what):
         op.value = {**op.value, "events": op.value["events"] + 1}
         assert persistent(h).valid is False
     elif what == "data":
-        w = [op for op in h if op.type == "ok" and op.f == "write"][0]
+        w = [op for op in h if op.type == "ok" and op.f == "write" and op.value[2] is not None][0]
         h.append(Op(len(h), len(h), "invoke", 9, "watch-read", [w.value[0], None]))
         h.append(
             Op(
@@ -124,7 +149,7 @@ def test_mutations_are_caught(seed, what):
         )
         assert version_agreement(h).valid is False
     else:
-        ws = [op for op in h if op.type == "ok" and op.f == "write"]
+        ws = [op for op in h if op.type == "ok" and op.f == "write" and op.value[2] is not None]
         same = [(a, b) for a in ws for b in ws if a.value[0] == b.value[0] and a.zxid < b.zxid]
         if same:
             a, b = same[0]
@@ -192,6 +217,26 @@ def test_an_unchanged_set_that_makes_no_new_version_is_caught():
     )
     r = persistent(p)
     assert r.valid is False and r.counterexample["violations"][0]["problem"] == "extra-events"
+
+
+def test_an_exists_watch_that_missed_a_change_is_caught():
+    from checkers.watch import exists_watch
+
+    def read(i, v):
+        return [
+            Op(2 * i, 2 * i, "invoke", 0, "exists-read", [v["key"], None]),
+            Op(2 * i + 1, 2 * i + 1, "ok", 0, "exists-read", v),
+        ]
+
+    h = read(0, {"key": "e0", "state": "absent", "client": 1})
+    assert exists_watch(h).is_unknown
+    ok = h + read(1, {"key": "e0", "state": "0x105", "client": 1, "armed": "absent", "fired": True})
+    assert exists_watch(ok).valid is True
+    aba = h + read(1, {"key": "e0", "state": "absent", "client": 1, "armed": "absent", "fired": True})
+    assert exists_watch(aba).valid is True  # created and deleted in between: a fired watch is no violation
+    missed = ok + read(2, {"key": "e0", "state": "absent", "client": 1, "armed": "0x105", "fired": False})
+    r = exists_watch(missed)
+    assert r.valid is False and "e0 armed 0x105, read absent, no event (op 5)" in r.explanation
 
 
 def test_a_burst_applied_out_of_the_order_sent_is_caught():

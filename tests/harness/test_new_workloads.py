@@ -318,6 +318,15 @@ def test_child_keys_arm_child_watches_that_fire_on_creates_and_deletes(one_node)
         key, pairs = burst["value"]
         assert key == "w0" and [d for d, _ in pairs] == ["21", "23", "25"]
         assert [v for _, v in pairs] == list(range(pairs[0][1], pairs[0][1] + 3))
+        # e0 comes and goes: an exists watch fires on its creation and on its deletion
+        gone0 = reader.invoke({"f": "exists-read", "value": ["e0", None]})["value"]
+        assert gone0["state"] == "absent" and "armed" not in gone0
+        assert writer.invoke({"f": "write", "value": ["e0", 31]})["value"] == ["e0", "+", None]
+        there = reader.invoke({"f": "exists-read", "value": ["e0", None]})["value"]
+        assert there["state"].startswith("0x") and there["armed"] == "absent" and there["fired"] is True
+        assert writer.invoke({"f": "write", "value": ["e0", 33]})["value"] == ["e0", "-", None]
+        gone = reader.invoke({"f": "exists-read", "value": ["e0", None]})["value"]
+        assert gone["state"] == "absent" and gone["armed"] == there["state"] and gone["fired"] is True
         # w1 takes the same data every time, and each write is still a new version that fires
         armed = reader.invoke({"f": "watch-read", "value": ["w1", None]})["value"]
         same = writer.invoke({"f": "write", "value": ["w1", 13]})["value"]

@@ -19,6 +19,12 @@ kinds, so every notification is attributable.
   all sent before the first reply is awaited (pipelined on the connection)
   -> ok ``[key, [[n-as-str, version], ...]]`` in the order sent; a refusal of
   any of them is indeterminate (the ones before it may have applied).
+- on ``e0``/``e1`` (under ``/squall/watch/e``, not created by the setup) a
+  write toggles the znode: create it, or delete it when it exists -> ok
+  ``[key, "+" or "-", null]``; exists-read ``[key, None]``: exists with a
+  one-shot watch -> ``{"key", "state" ("absent", or the znode's czxid in hex),
+  ...}`` and, as a watch-read's, ``"armed"`` (the state it was set in) and
+  ``"fired"`` (any notification for the znode arrived in between).
 - watch-read ``[key, None]``: getData with a one-shot watch (re-armed by
   every read); on a child key getChildren with a one-shot child watch, whose
   ``data`` is the sorted children joined by commas and ``version`` the key's
@@ -51,11 +57,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kazoo.exceptions import NodeExistsError, NoNodeError
+
 from harness.dbs.zk import conn as _zk
 
 BASE = "/squall/watch"
 ONE_SHOT = {"w0": f"{BASE}/w/w0", "w1": f"{BASE}/w/w1"}
 CHILD = {"c0": f"{BASE}/c/c0", "c1": f"{BASE}/c/c1"}  # one-shot child watches
+EXISTS_ROOT = f"{BASE}/e"
+EXISTS = {"e0": f"{EXISTS_ROOT}/e0", "e1": f"{EXISTS_ROOT}/e1"}  # exists watches on znodes that come and go
 PERSISTENT_ROOT = f"{BASE}/p"
 PERSISTENT = {"p0": f"{PERSISTENT_ROOT}/p0", "p1": f"{PERSISTENT_ROOT}/p1"}
 PATHS = {**ONE_SHOT, **CHILD, **PERSISTENT}
@@ -114,6 +124,10 @@ class WatchClient:
             return _zk.run(self.conn, lambda: self._write(key, value[1]), fail_value=value)
         if f == "write-burst" and key in BURST_KEYS and _ints(value[1]):
             return _zk.run(self.conn, lambda: self._burst(key, value[1]), fail_value=value)
+        if f == "write" and key in EXISTS and isinstance(value[1], int):
+            return _zk.run(self.conn, lambda: self._toggle(key), fail_value=value)
+        if f == "exists-read" and key in EXISTS:
+            return _zk.run(self.conn, lambda: self._exists_read(key), fail_value=value)
         if f == "watch-read" and key in WATCHED:
             return _zk.run(self.conn, lambda: self._watch_read(key), fail_value=value)
         if f == "pwatch-read" and key in PERSISTENT:
@@ -123,7 +137,7 @@ class WatchClient:
             "value": value,
             "zxid": None,
             "error": f"bad watch op {op!r}: f must be write [key in {sorted(PATHS)}, int], "
-            f"write-burst [key in {sorted(BURST_KEYS)}, [int, ...]], "
+            f"write-burst [key in {sorted(BURST_KEYS)}, [int, ...]], exists-read [key in {sorted(EXISTS)}, null], "
             f"watch-read [key in {sorted(WATCHED)}, null] or pwatch-read "
             f"[key in {sorted(PERSISTENT)}, null]",
         }
@@ -134,6 +148,45 @@ class WatchClient:
         data = SAME if key in SAME_DATA else str(n)
         stat = self.conn.wait(self.conn.zk.set_async(PATHS[key], data.encode()))
         return [key, data, stat.version]
+
+    def _toggle(self, key: str) -> list:
+        zk = self.conn.zk
+        try:
+            self.conn.wait(zk.create_async(EXISTS[key], b""))
+            return [key, "+", None]
+        except NodeExistsError:
+            pass
+        try:
+            self.conn.wait(zk.delete_async(EXISTS[key]))
+        except NoNodeError as exc:  # deleted by another client in between: this op changed nothing
+            raise _zk.Definite("toggle: the znode went between the create and the delete") from exc
+        return [key, "-", None]
+
+    def _exists_read(self, key: str) -> dict[str, Any]:
+        self._rearm_after_reconnect()
+        zk, log = self.conn.zk, self.conn.log
+        ar = zk.exists_async(EXISTS[key], watch=_noop_watch)
+        stat = self.conn.wait(ar)
+        pos = _zk.reply_position(log, ar)
+        out: dict[str, Any] = {
+            "key": key,
+            "state": "absent" if stat is None else f"{stat.czxid:#x}",
+            "client": self.conn.generation,
+            "session": self.conn.session_id(),
+        }
+        prev = self.armed.get(key)
+        if prev is not None and prev[2] is log and prev[3] == out["session"] and _zk.same_connection(log, prev[4], pos):
+            out["armed"] = prev[0]
+            path = EXISTS[key]
+            out["fired"] = any(
+                _zk.count_events(log, prev[1], pos, t, path)
+                for t in (_zk.CREATED_EVENT, _zk.DELETED_EVENT, _zk.CHANGED_EVENT)
+            )
+            if prev[4] != prev[1]:
+                out["moved"] = True
+                out["trace"] = _zk.trace(log, prev[1], pos, path)
+        self.armed[key] = (out["state"], pos, log, out["session"], pos)
+        return out
 
     def _burst(self, key: str, ns: list[int]) -> list:
         zk = self.conn.zk
@@ -210,9 +263,11 @@ class WatchClient:
         for k in moved:
             groups.setdefault(_zk.zxid_at_break(log, self.armed[k][4]) or 0, []).append(k)
         for zxid, keys in sorted(groups.items()):
-            data = [PATHS[k] for k in keys if k not in CHILD]
+            # an exists watch set on a missing znode is an exist watch, on a present one a data watch
+            absent = [k for k in keys if k in EXISTS and self.armed[k][0] == "absent"]
+            data = [PATHS[k] if k in PATHS else EXISTS[k] for k in keys if k not in CHILD and k not in absent]
             child = [PATHS[k] for k in keys if k in CHILD]
-            ar = _zk.send_request(self.conn.zk, _zk.SetWatches(zxid, data, [], child))
+            ar = _zk.send_request(self.conn.zk, _zk.SetWatches(zxid, data, [EXISTS[k] for k in absent], child))
             self.conn.wait(ar)
             at = _zk.reply_position(log, ar)
             for k in keys:
@@ -245,7 +300,7 @@ class WatchClients:
 
     def setup(self, hosts: str) -> None:
         def create(zk: Any) -> None:
-            for path in PATHS.values():  # (a child key is the parent of the children it counts)
+            for path in (*PATHS.values(), EXISTS_ROOT):  # (a child key is the parent of the children it counts)
                 if zk.exists(path) is None:
                     zk.create(path, b"", makepath=True)
 
