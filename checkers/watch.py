@@ -1,11 +1,13 @@
 """Checks for the watch workload (``workloads/watch.py``): pure functions of
-a history of ``write``, ``watch-read`` and ``pwatch-read`` ops.
+a history of ``write``, ``write-burst``, ``watch-read``, ``pwatch-read`` and
+``exists-read`` ops.
 
 ok values (``key`` a znode name, ``version`` its data version):
 
 - ``write``: ``[key, data, version]`` -- setData's new Stat; ``version`` is
-  null for a write that changed the key's children (a child key: it has no
-  data version to report; its reads carry the child version, cversion).
+  null for a write that created or deleted a znode (a child key's child, or
+  an exists key's znode): it has no data version to report (a child key's
+  reads carry the child version, cversion).
 - ``write-burst``: ``[key, [[data, version], ...]]`` -- pipelined setData
   calls of one client, in the order sent.
 - ``watch-read``: ``{"key", "data", "version", "client", "session"}`` and, when the
@@ -19,6 +21,10 @@ ok values (``key`` a znode name, ``version`` its data version):
   same connection follows the persistent-recursive watch,
   ``"prev_version"`` and ``"events"`` (NodeDataChanged notifications for
   the key that arrived between the two replies).
+- ``exists-read``: ``{"key", "state", "client", "session"}`` (``state``:
+  "absent", or the znode's czxid) and, as a watch-read's, ``"armed"`` (the
+  state the exists watch was set in) and ``"fired"`` (any notification for
+  the znode arrived before this read's reply).
 
 ``check_watch(history)`` merges seven checks:
 
@@ -163,13 +169,15 @@ def monotonic(history: list[Op]) -> Result:
     return Result.ok(name, f"{compared} successive reads never went back", {"compared": compared})
 
 
+def _armed_reads(history: list[Op], f: str) -> list[tuple[Op, dict[str, Any]]]:
+    """The ok reads of ``f`` that judge the watch the previous read of their key set."""
+    return [(op, op.value) for op in _oks(history, f) if isinstance(op.value, dict) and "armed" in op.value]
+
+
 def one_shot(history: list[Op]) -> Result:
     name = "watch-one-shot"
     bad, fired, quiet, moved = [], 0, 0, 0
-    for op in _oks(history, "watch-read"):
-        v = op.value
-        if not isinstance(v, dict) or "armed" not in v:
-            continue
+    for op, v in _armed_reads(history, "watch-read"):
         moved += bool(v.get("moved"))
         changed = v["version"] > v["armed"]
         if v["fired"] and not changed:
@@ -266,10 +274,7 @@ def exists_watch(history: list[Op]) -> Result:
     name = "watch-exists"
     bad: list[dict[str, Any]] = []
     fired = quiet = 0
-    for op in _oks(history, "exists-read"):
-        v = op.value
-        if not isinstance(v, dict) or "armed" not in v:
-            continue
+    for op, v in _armed_reads(history, "exists-read"):
         if v["state"] != v["armed"] and not v["fired"]:
             bad.append({"problem": "change-before-event", "op": op.to_dict()})
         fired += bool(v["fired"])

@@ -95,7 +95,7 @@ INTERFACES: dict[str, Interface] = {
                 (
                     "write",
                     "[key, n] -> [key, n-as-text, version]; on a child key (c0, c1): create or delete a "
-                    "child -> [key, change, null]",
+                    "child, on an exists key (e0, e1): create or delete the znode -> [key, change, null]",
                 ),
                 (
                     "write-burst",
@@ -107,6 +107,11 @@ INTERFACES: dict[str, Interface] = {
                     "[key, null] -> {key, data, version, client, session, armed?, fired?, ...}: "
                     "read and arm a one-shot watch; says whether the previous one fired before this reply "
                     "(a child key: the children and their cversion, under a child watch)",
+                ),
+                (
+                    "exists-read",
+                    "[key, null] -> {key, state, client, session, armed?, fired?}: exists under a one-shot "
+                    "exists watch (state: absent or the czxid); says whether the previous one fired",
                 ),
                 (
                     "pwatch-read",

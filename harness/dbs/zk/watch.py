@@ -11,16 +11,16 @@ kinds, so every notification is attributable.
   on ``w1`` and ``p1`` setData of the same data every time (``"same"``: a
   setData that changes nothing still makes a new version and fires the data
   watches, so a server that skips unchanged data is caught) -> ok
-  ``[key, "same", version]``; on a
-  child key it changes the key's children instead: it creates the child
-  ``n<n>``, or, every other time, deletes the oldest child this client created
-  there -> ok ``[key, "+n<n>" or "-n<m>", null]`` (no data version).
+  ``[key, "same", version]``. On a child key it changes the key's children
+  instead: it creates the child ``n<n>``, or, every other time, deletes the
+  oldest child this client created there -> ok ``[key, "+n<n>" or "-n<m>",
+  null]`` (no data version).
 - write-burst ``[key, [n, ...]]`` (``w0``, ``p0``): one setData per value,
   all sent before the first reply is awaited (pipelined on the connection)
   -> ok ``[key, [[n-as-str, version], ...]]`` in the order sent; a refusal of
   any of them is indeterminate (the ones before it may have applied).
 - on ``e0``/``e1`` (under ``/squall/watch/e``, not created by the setup) a
-  write toggles the znode: create it, or delete it when it exists -> ok
+  write instead toggles the znode: create it, or delete it when it exists -> ok
   ``[key, "+" or "-", null]``; exists-read ``[key, None]``: exists with a
   one-shot watch -> ``{"key", "state" ("absent", or the znode's czxid in hex),
   ...}`` and, as a watch-read's, ``"armed"`` (the state it was set in) and
@@ -70,6 +70,8 @@ PERSISTENT_ROOT = f"{BASE}/p"
 PERSISTENT = {"p0": f"{PERSISTENT_ROOT}/p0", "p1": f"{PERSISTENT_ROOT}/p1"}
 PATHS = {**ONE_SHOT, **CHILD, **PERSISTENT}
 WATCHED = {**ONE_SHOT, **CHILD}  # the keys watch-read arms a one-shot watch on
+ARMED = {**WATCHED, **EXISTS}  # every key a read arms a one-shot watch on (watch-read, exists-read)
+ABSENT = "absent"  # an exists-read's state when the znode does not exist
 BURST_KEYS = ("w0", "p0")  # keys that take write-burst
 SAME = "same"
 SAME_DATA = ("w1", "p1")  # keys whose every write sets the same data (SAME)
@@ -120,12 +122,10 @@ class WatchClient:
     def invoke(self, op: dict[str, Any]) -> dict[str, Any]:
         f, value = op.get("f"), op.get("value")  # type: tuple[Any, Any]
         key = value[0] if isinstance(value, list) and len(value) == 2 else None
-        if f == "write" and key in PATHS and isinstance(value[1], int):
+        if f == "write" and (key in PATHS or key in EXISTS) and isinstance(value[1], int):
             return _zk.run(self.conn, lambda: self._write(key, value[1]), fail_value=value)
         if f == "write-burst" and key in BURST_KEYS and _ints(value[1]):
             return _zk.run(self.conn, lambda: self._burst(key, value[1]), fail_value=value)
-        if f == "write" and key in EXISTS and isinstance(value[1], int):
-            return _zk.run(self.conn, lambda: self._toggle(key), fail_value=value)
         if f == "exists-read" and key in EXISTS:
             return _zk.run(self.conn, lambda: self._exists_read(key), fail_value=value)
         if f == "watch-read" and key in WATCHED:
@@ -136,7 +136,7 @@ class WatchClient:
             "type": "fail",
             "value": value,
             "zxid": None,
-            "error": f"bad watch op {op!r}: f must be write [key in {sorted(PATHS)}, int], "
+            "error": f"bad watch op {op!r}: f must be write [key in {sorted([*PATHS, *EXISTS])}, int], "
             f"write-burst [key in {sorted(BURST_KEYS)}, [int, ...]], exists-read [key in {sorted(EXISTS)}, null], "
             f"watch-read [key in {sorted(WATCHED)}, null] or pwatch-read "
             f"[key in {sorted(PERSISTENT)}, null]",
@@ -145,6 +145,8 @@ class WatchClient:
     def _write(self, key: str, n: int) -> list:
         if key in CHILD:
             return self._change_children(key, n)
+        if key in EXISTS:
+            return self._toggle(key)
         data = SAME if key in SAME_DATA else str(n)
         stat = self.conn.wait(self.conn.zk.set_async(PATHS[key], data.encode()))
         return [key, data, stat.version]
@@ -167,26 +169,15 @@ class WatchClient:
         zk, log = self.conn.zk, self.conn.log
         ar = zk.exists_async(EXISTS[key], watch=_noop_watch)
         stat = self.conn.wait(ar)
-        pos = _zk.reply_position(log, ar)
         out: dict[str, Any] = {
             "key": key,
-            "state": "absent" if stat is None else f"{stat.czxid:#x}",
+            "state": ABSENT if stat is None else f"{stat.czxid:#x}",
             "client": self.conn.generation,
             "session": self.conn.session_id(),
         }
-        prev = self.armed.get(key)
-        if prev is not None and prev[2] is log and prev[3] == out["session"] and _zk.same_connection(log, prev[4], pos):
-            out["armed"] = prev[0]
-            path = EXISTS[key]
-            out["fired"] = any(
-                _zk.count_events(log, prev[1], pos, t, path)
-                for t in (_zk.CREATED_EVENT, _zk.DELETED_EVENT, _zk.CHANGED_EVENT)
-            )
-            if prev[4] != prev[1]:
-                out["moved"] = True
-                out["trace"] = _zk.trace(log, prev[1], pos, path)
-        self.armed[key] = (out["state"], pos, log, out["session"], pos)
-        return out
+        # any notification counts: NodeCreated, NodeDeleted, or NodeDataChanged from setWatches
+        events = (_zk.CREATED_EVENT, _zk.DELETED_EVENT, _zk.CHANGED_EVENT)
+        return self._judge_and_arm(key, out, out["state"], _zk.reply_position(log, ar), events)
 
     def _burst(self, key: str, ns: list[int]) -> list:
         zk = self.conn.zk
@@ -231,17 +222,23 @@ class WatchClient:
     def _watch_read(self, key: str) -> dict[str, Any]:
         self._rearm_after_reconnect()
         out, pos = self._get(key, watch=True)
-        log = self.conn.log
+        events = (_zk.CHILD_EVENT,) if key in CHILD else (_zk.CHANGED_EVENT,)
+        return self._judge_and_arm(key, out, out["version"], pos, events)
+
+    def _judge_and_arm(self, key: str, out: dict[str, Any], state: Any, pos: int, events: tuple[int, ...]) -> dict:
+        """A read's reply at ``pos`` just armed a one-shot watch on ``key`` in ``state`` (a version
+        or an exists state). When the previous one was armed on this connection (or re-registered
+        on it), say what it was armed in and whether one of its ``events`` arrived before this reply."""
+        log, path = self.conn.log, ARMED[key]
         prev = self.armed.get(key)
         if prev is not None and prev[2] is log and prev[3] == out["session"] and _zk.same_connection(log, prev[4], pos):
             out["armed"] = prev[0]
-            kind = _zk.CHILD_EVENT if key in CHILD else _zk.CHANGED_EVENT
-            out["fired"] = _zk.count_events(log, prev[1], pos, kind, PATHS[key]) > 0
+            out["fired"] = any(_zk.count_events(log, prev[1], pos, e, path) for e in events)
             if prev[4] != prev[1]:
                 out["moved"] = True
-                out["trace"] = _zk.trace(log, prev[1], pos, PATHS[key])
+                out["trace"] = _zk.trace(log, prev[1], pos, path)
                 out["rearm_zxid"] = self.rearm_zxid.get(key)
-        self.armed[key] = (out["version"], pos, log, out["session"], pos)
+        self.armed[key] = (state, pos, log, out["session"], pos)
         return out
 
     def _rearm_after_reconnect(self) -> None:
@@ -264,10 +261,10 @@ class WatchClient:
             groups.setdefault(_zk.zxid_at_break(log, self.armed[k][4]) or 0, []).append(k)
         for zxid, keys in sorted(groups.items()):
             # an exists watch set on a missing znode is an exist watch, on a present one a data watch
-            absent = [k for k in keys if k in EXISTS and self.armed[k][0] == "absent"]
-            data = [PATHS[k] if k in PATHS else EXISTS[k] for k in keys if k not in CHILD and k not in absent]
-            child = [PATHS[k] for k in keys if k in CHILD]
-            ar = _zk.send_request(self.conn.zk, _zk.SetWatches(zxid, data, [EXISTS[k] for k in absent], child))
+            exist = [ARMED[k] for k in keys if k in EXISTS and self.armed[k][0] == ABSENT]
+            child = [ARMED[k] for k in keys if k in CHILD]
+            data = [ARMED[k] for k in keys if ARMED[k] not in exist and k not in CHILD]
+            ar = _zk.send_request(self.conn.zk, _zk.SetWatches(zxid, data, exist, child))
             self.conn.wait(ar)
             at = _zk.reply_position(log, ar)
             for k in keys:
